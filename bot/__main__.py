@@ -1,0 +1,15 @@
+"""Composition root: `python -m bot`."""
+
+import logging
+import sys
+
+
+def main() -> int:
+    """Start Peel with what exists so far."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("peel").info("Peel foundation is in place; the bot itself arrives with later issues.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
