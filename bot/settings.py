@@ -1,0 +1,84 @@
+"""The bot's settings, from the environment or `.env`; only `bot.__main__` builds them.
+
+Every external service is optional: a setting left unset selects the embedded default (see DESIGN.md), so
+`python -m bot` runs with no account at all. Secrets are `SecretStr` and never appear in logs or reprs.
+"""
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MODEL = "gemini-2.5-flash-image"
+
+
+class BotSettings(BaseSettings):
+    """Settings of the bot process (`python -m bot`), named as DESIGN.md names them (no prefix)."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    # Discord: unset → the local Discord-compatible playground.
+    discord_token: SecretStr | None = None
+    dev_guild_id: int | None = None
+    playground_host: str = "127.0.0.1"
+    playground_port: int = Field(default=8080, ge=0, le=65535)
+
+    # RunPod: unset → the local RunPod-compatible endpoint with worker subprocesses.
+    runpod_endpoint_id: str | None = None
+    runpod_api_key: SecretStr | None = None
+    runpod_api_base: str = "https://api.runpod.ai/v2"
+    local_workers: int = Field(default=2, ge=1, le=32)
+
+    # Gemini: unset key → the local Gemini-compatible server (the worker talks to it).
+    gemini_api_key: SecretStr | None = None
+    gemini_base_url: str | None = None
+    gemini_model: str = DEFAULT_MODEL
+    gemini_concurrency: int = Field(default=10, ge=1, le=1000)
+
+    # Storage and ledger.
+    data_dir: Path = Path("data")
+    storage_url: str | None = None
+    ledger_path: Path | None = None
+
+    # The link server (signed file and ZIP links, group gallery).
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(default=8081, ge=0, le=65535)
+    public_base_url: str | None = None
+    link_secret: SecretStr | None = None
+    link_expiry_s: int = Field(default=7 * 24 * 3600, ge=60)
+
+    # Scheduling.
+    max_running_per_user: int = Field(default=3, ge=1)
+    max_waiting_per_user: int = Field(default=10, ge=0)
+    poll_interval_s: float = Field(default=1.0, gt=0)
+
+    @model_validator(mode="after")
+    def _runpod_is_all_or_nothing(self) -> "BotSettings":
+        if (self.runpod_endpoint_id is None) != (self.runpod_api_key is None):
+            raise ValueError("set both RUNPOD_ENDPOINT_ID and RUNPOD_API_KEY, or neither (embedded endpoint)")
+        return self
+
+    @property
+    def uses_local_runpod(self) -> bool:
+        """True when no RunPod account is configured and the embedded endpoint runs the worker."""
+        return self.runpod_endpoint_id is None
+
+    @property
+    def uses_local_gemini(self) -> bool:
+        """True when no Gemini key is configured and the embedded Gemini-compatible server answers."""
+        return self.gemini_api_key is None
+
+    @property
+    def uses_playground(self) -> bool:
+        """True when no Discord token is configured and the bot connects to the local playground."""
+        return self.discord_token is None
+
+    @property
+    def resolved_storage_url(self) -> str:
+        """The store URL: `STORAGE_URL`, else a file store under the data directory."""
+        return self.storage_url or f"file://{(self.data_dir / 'store').resolve()}"
+
+    @property
+    def resolved_ledger_path(self) -> Path:
+        """The SQLite ledger file: `LEDGER_PATH`, else `peel.sqlite3` in the data directory."""
+        return self.ledger_path or self.data_dir / "peel.sqlite3"

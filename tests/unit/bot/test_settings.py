@@ -1,0 +1,34 @@
+"""Settings: embedded defaults when nothing is set, secrets never shown."""
+
+import pytest
+from pydantic import ValidationError
+
+from bot.settings import BotSettings
+
+
+def make_settings() -> BotSettings:
+    return BotSettings(_env_file=None)  # type: ignore[call-arg]  # pydantic-settings' init-only kwarg
+
+
+def test_everything_is_embedded_when_nothing_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("DISCORD_TOKEN", "RUNPOD_ENDPOINT_ID", "RUNPOD_API_KEY", "GEMINI_API_KEY", "STORAGE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    settings = make_settings()
+    assert settings.uses_playground and settings.uses_local_runpod and settings.uses_local_gemini
+    assert settings.resolved_storage_url.startswith("file:///")
+    assert settings.resolved_ledger_path.name == "peel.sqlite3"
+
+
+def test_secrets_are_hidden_when_settings_are_printed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUNPOD_API_KEY", "rp-very-secret")
+    monkeypatch.setenv("RUNPOD_ENDPOINT_ID", "abc123")
+    settings = make_settings()
+    assert not settings.uses_local_runpod
+    assert "rp-very-secret" not in repr(settings) and "rp-very-secret" not in str(settings.model_dump())
+
+
+def test_runpod_settings_are_refused_when_only_half_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RUNPOD_API_KEY", raising=False)
+    monkeypatch.setenv("RUNPOD_ENDPOINT_ID", "abc123")
+    with pytest.raises(ValidationError, match="RUNPOD_ENDPOINT_ID and RUNPOD_API_KEY"):
+        make_settings()
