@@ -4,6 +4,7 @@ from urllib.parse import urlsplit
 
 from storage.base import Store
 from storage.errors import StoreConfigError
+from storage.file import FileStore
 from storage.links import LinkSigner
 from storage.memory import MemoryStore
 
@@ -21,4 +22,6 @@ def open_store(url: str, *, signer: LinkSigner | None = None) -> Store:
     scheme = urlsplit(url).scheme
     if scheme == "memory":
         return MemoryStore(url, signer=signer)
+    if scheme == "file":
+        return FileStore.from_url(url, signer=signer)
     raise StoreConfigError(f"unsupported store URL scheme {scheme!r} (use memory://, file:// or s3://)")
