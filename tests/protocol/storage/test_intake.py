@@ -1,0 +1,404 @@
+"""Safe intake of uploads against a hostile corpus built at test time (tests/fakes/hostile.py)."""
+
+import asyncio
+import hashlib
+import os
+import struct
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from storage.file import FileStore
+from storage.intake import (
+    AcceptedImage,
+    IntakeLimits,
+    IntakeRefusedError,
+    IntakeSettings,
+    RefusalReason,
+    SkippedEntry,
+    SkipReason,
+    UploadIntake,
+    is_clutter,
+    unsafe_path_reason,
+)
+from storage.memory import MemoryStore
+from tests.fakes.hostile import (
+    Corpus,
+    ZipBuilder,
+    hostile_corpus,
+    make_gif,
+    make_jpeg,
+    make_png,
+    make_webp,
+    many_entries_zip,
+    png_claiming,
+    text_named_png,
+    truncated_jpeg,
+)
+
+
+@pytest.fixture(scope="module")
+def corpus() -> Corpus:
+    return hostile_corpus()
+
+
+@pytest.fixture
+def memory_store() -> MemoryStore:
+    return MemoryStore()
+
+
+def _tree(root: Path) -> dict[str, int]:
+    return {
+        str(Path(dirpath, name).relative_to(root)): Path(dirpath, name).stat().st_size
+        for dirpath, dirnames, filenames in os.walk(root)
+        for name in filenames + dirnames
+    }
+
+
+async def tree(root: Path) -> dict[str, int]:
+    """Snapshot every file and directory under `root` (relative path -> size)."""
+    return await asyncio.to_thread(_tree, root)
+
+
+async def write(path: Path, data: bytes) -> Path:
+    await asyncio.to_thread(path.write_bytes, data)
+    return path
+
+
+async def chunks(data: bytes, size: int = 64 * 1024) -> AsyncIterator[bytes]:
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+
+
+async def stored_keys(store: MemoryStore | FileStore) -> list[str]:
+    return [info.key async for info in store.list()]
+
+
+def key_of(data: bytes, ext: str) -> str:
+    return f"inputs/{hashlib.sha256(data).hexdigest()}.{ext}"
+
+
+def check_corpus_report(corpus: Corpus, report_accepted: tuple[AcceptedImage, ...], reasons: dict[str, str]) -> None:
+    assert reasons == corpus.skipped
+    by_name = {image.name: image for image in report_accepted}
+    assert set(by_name) == set(corpus.good) | set(corpus.duplicates)
+    for name, data in corpus.good.items():
+        image = by_name[name]
+        assert image.key == key_of(data, image.format.value)
+        assert image.size_bytes == len(data)
+        assert image.duplicate_of is None
+    for name, first in corpus.duplicates.items():
+        assert by_name[name].duplicate_of == first
+        assert by_name[name].key == by_name[first].key
+
+
+# ---- the hostile corpus ----------------------------------------------------------------------------------------
+
+
+async def test_each_hostile_entry_gets_its_reason_when_mixed_zip_taken_from_file(
+    corpus: Corpus, memory_store: MemoryStore, tmp_path: Path
+) -> None:
+    upload = await write(tmp_path / "upload.zip", corpus.data)
+    before = await tree(tmp_path)
+
+    report = await UploadIntake(memory_store).zip_file(upload)
+
+    check_corpus_report(corpus, report.accepted, {e.name: e.reason.value for e in report.skipped})
+    assert all(entry.message for entry in report.skipped)
+    assert report.clutter_count == len(corpus.clutter)
+    assert report.directory_count == len(corpus.directories)
+    assert not any(is_clutter(entry.name) for entry in report.skipped)
+    assert await tree(tmp_path) == before  # nothing extracted next to the upload or anywhere else
+    by_name = {image.name: image for image in report.accepted}
+    expected = {key_of(data, by_name[name].format.value) for name, data in corpus.good.items()}
+    assert sorted(await stored_keys(memory_store)) == sorted(expected)
+    assert set(report.keys) == expected
+    for name, data in corpus.good.items():
+        key = next(image.key for image in report.accepted if image.name == name)
+        assert await memory_store.get_bytes(key) == data
+
+
+async def test_formats_and_sizes_are_read_from_content_when_names_lie(
+    corpus: Corpus, memory_store: MemoryStore
+) -> None:
+    report = await UploadIntake(memory_store).zip_stream(chunks(corpus.data))
+    facts = {image.name: (image.format.value, image.width, image.height) for image in report.accepted}
+    assert facts["photos/a.png"] == ("png", 80, 60)
+    assert facts["photos/b.jpg"] == ("jpg", 120, 90)
+    assert facts["photos/c.webp"] == ("webp", 50, 40)
+    assert facts["photos/d.webp"] == ("webp", 33, 21)
+    assert facts["misnamed.gif"] == ("png", 20, 20)
+    info = await memory_store.head(next(i.key for i in report.accepted if i.name == "photos/b.jpg"))
+    assert info is not None
+    assert info.content_type == "image/jpeg"
+
+
+async def test_only_inputs_land_in_file_store_when_hostile_zip_streamed(corpus: Corpus, tmp_path: Path) -> None:
+    store = FileStore(tmp_path / "store")
+    spool = tmp_path / "spool"
+    await asyncio.to_thread(spool.mkdir)
+    before = await tree(tmp_path)
+
+    report = await UploadIntake(store, spool_dir=spool).zip_stream(chunks(corpus.data, 1 << 20))
+
+    check_corpus_report(corpus, report.accepted, {e.name: e.reason.value for e in report.skipped})
+    after = await tree(tmp_path)
+    new = {path for path in after if path not in before}
+    assert new == {"store", "store/inputs"} | {f"store/{key}" for key in report.keys}
+    assert await tree(spool) == {}  # the spool is anonymous and gone
+    assert sorted(await stored_keys(store)) == sorted(report.keys)
+    await store.close()
+
+
+async def test_stored_once_when_same_image_comes_twice_across_uploads(memory_store: MemoryStore) -> None:
+    png = make_png(seed=11)
+    intake = UploadIntake(memory_store)
+    first = await intake.zip_stream(chunks(ZipBuilder().add("x.png", png).add("y.png", png).build()))
+    second = await intake.zip_stream(chunks(ZipBuilder().add("z.png", png).build()))
+
+    assert [i.duplicate_of for i in first.accepted] == [None, "x.png"]
+    assert [i.already_stored for i in first.accepted] == [False, False]
+    assert second.accepted[0].already_stored
+    assert len(first.keys) == 1
+    assert await stored_keys(memory_store) == [key_of(png, "png")]
+
+
+# ---- whole-ZIP refusals ----------------------------------------------------------------------------------------
+
+
+async def test_zip_refused_from_end_record_when_60000_entries(memory_store: MemoryStore, tmp_path: Path) -> None:
+    upload = await write(tmp_path / "many.zip", many_entries_zip(60_000))
+    with pytest.raises(IntakeRefusedError) as caught:
+        await UploadIntake(memory_store).zip_file(upload)
+    assert caught.value.reason is RefusalReason.TOO_MANY_ENTRIES
+    assert "60,000" in caught.value.user_message
+    assert await stored_keys(memory_store) == []
+
+
+async def test_zip_refused_when_end_record_understates_entry_count(memory_store: MemoryStore) -> None:
+    data = bytearray(many_entries_zip(12_000))
+    eocd = data.rfind(b"PK\x05\x06")
+    struct.pack_into("<HH", data, eocd + 8, 5, 5)  # claim 5 entries; the directory still holds 12,000
+    with pytest.raises(IntakeRefusedError) as caught:
+        await UploadIntake(memory_store).zip_stream(chunks(bytes(data)))
+    assert caught.value.reason is RefusalReason.TOO_MANY_ENTRIES
+    assert await stored_keys(memory_store) == []
+
+
+async def test_zip_refused_when_central_directory_too_big_for_entry_limit(memory_store: MemoryStore) -> None:
+    limits = IntakeLimits(max_entries=2, max_central_directory_bytes_per_entry=10)
+    data = ZipBuilder().add("a.png", make_png()).add("b.png", make_png(seed=1)).build()
+    with pytest.raises(IntakeRefusedError) as caught:
+        await UploadIntake(memory_store, limits=limits).zip_stream(chunks(data))
+    assert caught.value.reason is RefusalReason.TOO_MANY_ENTRIES
+
+
+async def test_zip_refused_when_total_uncompressed_over_limit(memory_store: MemoryStore) -> None:
+    pngs = [make_png(seed=s) for s in range(3)]
+    builder = ZipBuilder()
+    for index, png in enumerate(pngs):
+        builder.add(f"{index}.png", png)
+    limits = IntakeLimits(max_total_uncompressed_bytes=sum(map(len, pngs)) - 1)
+    with pytest.raises(IntakeRefusedError) as caught:
+        await UploadIntake(memory_store, limits=limits).zip_stream(chunks(builder.build()))
+    assert caught.value.reason is RefusalReason.TOO_MUCH_DATA
+    assert await stored_keys(memory_store) == []
+
+
+async def test_zip_refused_when_total_claimed_by_headers_is_huge(memory_store: MemoryStore) -> None:
+    builder = ZipBuilder()
+    for index in range(3):
+        builder.add(f"{index}.png", make_png(seed=index), declared_size=0xFFFF_FFF0)  # 3 x 4 GiB claimed
+    with pytest.raises(IntakeRefusedError) as caught:
+        await UploadIntake(memory_store).zip_stream(chunks(builder.build()))
+    assert caught.value.reason is RefusalReason.TOO_MUCH_DATA
+
+
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        pytest.param(lambda zip_bytes: text_named_png(), id="text"),
+        pytest.param(lambda zip_bytes: b"", id="empty"),
+        pytest.param(lambda zip_bytes: make_png(), id="png"),
+        pytest.param(lambda zip_bytes: zip_bytes[:-40], id="truncated-central-directory"),
+        pytest.param(lambda zip_bytes: zip_bytes[: len(zip_bytes) // 2], id="cut-in-half"),
+        pytest.param(
+            lambda zip_bytes: zip_bytes[: zip_bytes.rfind(b"PK\x01\x02") + 10] + zip_bytes[-22:],
+            id="central-directory-hole",
+        ),
+    ],
+)
+async def test_zip_refused_as_malformed_when_not_a_whole_zip(memory_store: MemoryStore, mangle: object) -> None:
+    good = ZipBuilder().add("a.png", make_png()).add("b.png", make_png(seed=2)).build()
+    data = mangle(good)  # type: ignore[operator]
+    with pytest.raises(IntakeRefusedError) as caught:
+        await UploadIntake(memory_store).zip_stream(chunks(data))
+    assert caught.value.reason is RefusalReason.NOT_A_ZIP
+    assert await stored_keys(memory_store) == []
+
+
+async def test_stream_refused_and_spool_gone_when_upload_over_limit(memory_store: MemoryStore, tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    await asyncio.to_thread(spool.mkdir)
+    consumed = 0
+
+    async def endless() -> AsyncIterator[bytes]:
+        nonlocal consumed
+        while True:
+            consumed += 1
+            yield b"PK" * 512
+
+    intake = UploadIntake(memory_store, limits=IntakeLimits(max_upload_bytes=10_000), spool_dir=spool)
+    with pytest.raises(IntakeRefusedError) as caught:
+        await intake.zip_stream(endless())
+    assert caught.value.reason is RefusalReason.UPLOAD_TOO_LARGE
+    assert consumed == 10  # stopped reading at the cap
+    assert await tree(spool) == {}
+
+
+async def test_zip_refused_when_path_does_not_exist(memory_store: MemoryStore, tmp_path: Path) -> None:
+    with pytest.raises(IntakeRefusedError) as caught:
+        await UploadIntake(memory_store).zip_file(tmp_path / "missing.zip")
+    assert caught.value.reason is RefusalReason.NOT_A_ZIP
+
+
+# ---- single images ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "ext", "size"),
+    [
+        pytest.param(make_png(31, 17, seed=21), "png", (31, 17), id="png"),
+        pytest.param(make_jpeg(640, 480, seed=22), "jpg", (640, 480), id="jpeg"),
+        pytest.param(make_webp(256, 128, seed=23), "webp", (256, 128), id="webp"),
+        pytest.param(make_webp(9, 7, seed=24, lossless=True), "webp", (9, 7), id="webp-lossless"),
+    ],
+)
+async def test_image_stored_under_content_key_when_valid(
+    memory_store: MemoryStore, data: bytes, ext: str, size: tuple[int, int]
+) -> None:
+    result = await UploadIntake(memory_store).image(chunks(data, 100), name="upload")
+    assert isinstance(result, AcceptedImage)
+    assert (result.key, result.format.value, (result.width, result.height)) == (key_of(data, ext), ext, size)
+    assert await memory_store.get_bytes(result.key) == data
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        pytest.param(png_claiming(100_000, 100_000), SkipReason.TOO_MANY_PIXELS, id="100k-square-png"),
+        pytest.param(png_claiming(12_000, 12_000), SkipReason.TOO_MANY_PIXELS, id="in-pillow-warning-band"),
+        pytest.param(png_claiming(8_000, 6_000), SkipReason.TOO_MANY_PIXELS, id="48-megapixels"),
+        pytest.param(png_claiming(0, 10), SkipReason.CORRUPT_IMAGE, id="zero-width"),
+        pytest.param(text_named_png(), SkipReason.NOT_AN_IMAGE, id="text"),
+        pytest.param(make_gif(), SkipReason.NOT_AN_IMAGE, id="gif"),
+        pytest.param(truncated_jpeg(), SkipReason.CORRUPT_IMAGE, id="truncated-jpeg"),
+        pytest.param(make_jpeg()[:-2], SkipReason.CORRUPT_IMAGE, id="jpeg-without-eoi"),
+        pytest.param(make_webp()[:-20], SkipReason.CORRUPT_IMAGE, id="truncated-webp"),
+        pytest.param(ZipBuilder().add("a", b"a").build(), SkipReason.NESTED_ARCHIVE, id="zip"),
+    ],
+)
+async def test_image_skipped_with_reason_when_hostile(
+    memory_store: MemoryStore, data: bytes, reason: SkipReason
+) -> None:
+    result = await UploadIntake(memory_store).image(data, name="x.png")
+    assert isinstance(result, SkippedEntry)
+    assert (result.name, result.reason) == ("x.png", reason)
+    assert await stored_keys(memory_store) == []
+
+
+async def test_webp_canvas_checked_before_decoder_when_huge(memory_store: MemoryStore) -> None:
+    data = bytearray(make_webp(64, 64, lossless=True))
+    # VP8X header claiming a 16384 x 16384 canvas (268 megapixels): libwebp would allocate it on open.
+    vp8x = b"VP8X" + struct.pack("<L", 10) + b"\x00\x00\x00\x00" + (16383).to_bytes(3, "little") * 2
+    data = data[:12] + bytearray(vp8x) + data[12:]
+    struct.pack_into("<L", data, 4, len(data) - 8)
+    result = await UploadIntake(memory_store).image(bytes(data))
+    assert isinstance(result, SkippedEntry)
+    assert result.reason is SkipReason.TOO_MANY_PIXELS
+
+
+async def test_image_skipped_when_pixels_over_configured_limit(memory_store: MemoryStore) -> None:
+    intake = UploadIntake(memory_store, limits=IntakeLimits(max_pixels=32 * 32))
+    small, large = make_png(32, 32), make_png(33, 32)
+    assert isinstance(await intake.image(small), AcceptedImage)
+    result = await intake.image(large)
+    assert isinstance(result, SkippedEntry)
+    assert result.reason is SkipReason.TOO_MANY_PIXELS
+
+
+async def test_stream_stops_when_image_over_byte_limit(memory_store: MemoryStore) -> None:
+    data = make_png(64, 64)
+    result = await UploadIntake(memory_store, limits=IntakeLimits(max_image_bytes=len(data) - 1)).image(
+        chunks(data, 1000)
+    )
+    assert isinstance(result, SkippedEntry)
+    assert result.reason is SkipReason.TOO_LARGE
+    bytes_result = await UploadIntake(memory_store, limits=IntakeLimits(max_image_bytes=len(data) - 1)).image(data)
+    assert isinstance(bytes_result, SkippedEntry)
+    assert bytes_result.reason is SkipReason.TOO_LARGE
+
+
+async def test_loose_images_deduplicated_when_taken_together(memory_store: MemoryStore) -> None:
+    png, jpeg = make_png(seed=31), make_jpeg(seed=32)
+    report = await UploadIntake(memory_store).images(
+        [("a.png", png), ("b.jpg", jpeg), ("c.png", png), ("d.txt", text_named_png())]
+    )
+    assert [(i.name, i.duplicate_of) for i in report.accepted] == [("a.png", None), ("b.jpg", None), ("c.png", "a.png")]
+    assert report.reasons() == {"d.txt": SkipReason.NOT_AN_IMAGE}
+    assert sorted(await stored_keys(memory_store)) == sorted([key_of(png, "png"), key_of(jpeg, "jpg")])
+
+
+# ---- pure helpers ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "unsafe"),
+    [
+        ("a.png", False),
+        ("dir/sub/a.png", False),
+        ("./a.png", False),
+        ("a..b.png", False),
+        ("../a.png", True),
+        ("dir/../../a.png", True),
+        ("/etc/a.png", True),
+        ("\\\\server\\share\\a.png", True),
+        ("dir\\..\\..\\a.png", True),
+        ("C:\\a.png", True),
+        ("c:a.png", True),
+        ("a\x00.png", True),
+        ("a\n.png", True),
+    ],
+)
+def test_unsafe_path_detected_when_name_could_escape(name: str, unsafe: bool) -> None:
+    assert (unsafe_path_reason(name) is not None) is unsafe
+
+
+@pytest.mark.parametrize(
+    ("name", "clutter"),
+    [
+        ("__MACOSX/a.png", True),
+        ("x/__MACOSX/._a.png", True),
+        (".DS_Store", True),
+        ("a/b/.DS_Store", True),
+        ("THUMBS.DB", True),
+        ("Desktop.ini", True),
+        (".hidden.png", True),
+        (".git/HEAD", True),
+        ("a.png", False),
+        ("./a.png", False),
+        ("../a.png", False),
+        ("macosx/a.png", False),
+        ("thumbs.db.png", False),
+    ],
+)
+def test_clutter_detected_when_os_metadata(name: str, clutter: bool) -> None:
+    assert is_clutter(name) is clutter
+
+
+def test_limits_read_from_environment_when_settings_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STORAGE_INTAKE_MAX_ENTRIES", "123")
+    limits = IntakeSettings().limits()
+    assert limits.max_entries == 123
+    assert limits.max_pixels == IntakeLimits().max_pixels
