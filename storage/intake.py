@@ -17,6 +17,7 @@ IntakeError (a StorageError)
 
 import asyncio
 import hashlib
+import io
 import logging
 import re
 import stat
@@ -24,11 +25,11 @@ import struct
 import tempfile
 import zipfile
 import zlib
-from collections.abc import AsyncIterable, Iterable
+from collections.abc import AsyncIterable, Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import IO
+from typing import IO, ParamSpec, TypeVar
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -43,6 +44,8 @@ MiB = 1024 * KiB
 GiB = 1024 * MiB
 
 INPUTS_PREFIX = "inputs/"
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 _READ_CHUNK_BYTES = MiB
 
 
@@ -426,6 +429,25 @@ def _load_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limits: IntakeL
 # ---------------------------------------------------------------------------------------------------------------
 
 
+async def _in_thread(func: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+    """Run blocking `func` in a worker thread; on cancellation, wait for the thread before re-raising.
+
+    A cancelled `asyncio.to_thread` returns at once while its thread keeps running, so the caller's `finally` would
+    close the archive or spool under a thread still reading it (or leak a file the thread just opened). Each call
+    here is short (one entry, one chunk), so cancellation is delayed by at most one of them.
+    """
+    task = asyncio.ensure_future(asyncio.to_thread(func, *args, **kwargs))
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait([task])
+        if not task.cancelled() and task.exception() is None:
+            result = task.result()
+            if isinstance(result, io.IOBase | zipfile.ZipFile):  # opened by the call: close it or it leaks
+                await asyncio.to_thread(result.close)
+        raise
+
+
 def content_key(sha256: str, fmt: ImageFormat) -> str:
     """Return the content-addressed key of an image: `inputs/{sha256}.{ext}`."""
     return f"{INPUTS_PREFIX}{sha256}.{fmt.value}"
@@ -438,12 +460,22 @@ class UploadIntake:
         store: where accepted images go (`inputs/{sha256}.{ext}`).
         limits: what an upload may contain.
         spool_dir: where a streamed ZIP is spooled (an anonymous temporary file); the system default if None.
+        max_parallel_checks: how many images are read and decoded at once across all concurrent uploads through
+            this intake; each may hold `max_image_bytes` plus its decoded pixels (up to ~4 bytes per pixel).
     """
 
-    def __init__(self, store: Store, *, limits: IntakeLimits | None = None, spool_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        limits: IntakeLimits | None = None,
+        spool_dir: Path | None = None,
+        max_parallel_checks: int = 1,
+    ) -> None:
         self._store = store
         self._limits = limits or IntakeLimits()
         self._spool_dir = spool_dir
+        self._checks = asyncio.Semaphore(max_parallel_checks)
 
     @property
     def limits(self) -> IntakeLimits:
@@ -457,13 +489,13 @@ class UploadIntake:
             IntakeRefusedError: the ZIP as a whole is malformed or over a limit; nothing was stored.
         """
         try:
-            fp = await asyncio.to_thread(path.open, "rb")
+            fp = await _in_thread(path.open, "rb")
         except OSError as exc:
             raise IntakeRefusedError(RefusalReason.NOT_A_ZIP, f"the upload cannot be opened: {exc}") from exc
         try:
             return await self._from_zip(fp, label=path.name)
         finally:
-            await asyncio.to_thread(fp.close)
+            await _in_thread(fp.close)
 
     async def zip_stream(self, stream: AsyncIterable[bytes], *, label: str = "upload.zip") -> IntakeReport:
         """Spool a streamed ZIP to an anonymous temporary file (at most `max_upload_bytes`) and take it in.
@@ -471,7 +503,7 @@ class UploadIntake:
         Raises:
             IntakeRefusedError: the upload is too large, or the ZIP is malformed or over a limit.
         """
-        spool = await asyncio.to_thread(_make_spool, self._spool_dir)
+        spool = await _in_thread(_make_spool, self._spool_dir)
         try:
             written = 0
             async for chunk in stream:
@@ -481,11 +513,11 @@ class UploadIntake:
                         RefusalReason.UPLOAD_TOO_LARGE,
                         f"the upload is over the limit of {self._limits.max_upload_bytes:,} bytes",
                     )
-                await asyncio.to_thread(spool.write, chunk)
-            await asyncio.to_thread(spool.flush)
+                await _in_thread(spool.write, chunk)
+            await _in_thread(spool.flush)
             return await self._from_zip(spool, label=label)
         finally:
-            await asyncio.to_thread(spool.close)
+            await _in_thread(spool.close)
 
     async def image(self, body: Body, *, name: str = "image") -> AcceptedImage | SkippedEntry:
         """Take in one image given as bytes or an async byte stream (read into memory up to `max_image_bytes`)."""
@@ -513,19 +545,20 @@ class UploadIntake:
                     )
             data = bytes(buffer)
         try:
-            checked = await asyncio.to_thread(_check_bytes, data, self._limits)
+            async with self._checks:
+                checked = await _in_thread(_check_bytes, data, self._limits)
         except _EntrySkippedError as exc:
             return report.skip(name, exc.reason, str(exc))
         return await self._store_image(report, name, checked)
 
     async def _from_zip(self, fp: IO[bytes], *, label: str) -> IntakeReport:
-        archive = await asyncio.to_thread(_open_zip, fp, self._limits)
+        archive = await _in_thread(_open_zip, fp, self._limits)
         try:
             report = _ReportBuilder()
             for info in archive.infolist():
                 await self._take_entry(archive, info, report)
         finally:
-            await asyncio.to_thread(archive.close)
+            await _in_thread(archive.close)
         result = report.build()
         log.info(
             "intake of %s: %d accepted (%d distinct), %d skipped, %d clutter",
@@ -551,7 +584,8 @@ class UploadIntake:
             return
         try:
             _check_record(info, self._limits)
-            checked = await asyncio.to_thread(_load_entry, archive, info, self._limits)
+            async with self._checks:
+                checked = await _in_thread(_load_entry, archive, info, self._limits)
         except _EntrySkippedError as exc:
             report.skip(name, exc.reason, str(exc))
             return

@@ -4,11 +4,15 @@ import asyncio
 import hashlib
 import os
 import struct
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import storage.intake as intake_module
+from storage.base import Body, ObjectInfo
 from storage.file import FileStore
 from storage.intake import (
     AcceptedImage,
@@ -402,3 +406,69 @@ def test_limits_read_from_environment_when_settings_built(monkeypatch: pytest.Mo
     limits = IntakeSettings().limits()
     assert limits.max_entries == 123
     assert limits.max_pixels == IntakeLimits().max_pixels
+
+
+# ---- cancellation ----------------------------------------------------------------------------------------------
+
+
+async def test_cancel_waits_for_entry_thread_when_cancelled_mid_entry(
+    memory_store: MemoryStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started, release = threading.Event(), threading.Event()
+    events: list[str] = []
+    real_load = intake_module._load_entry
+
+    def slow_load(*args: Any) -> Any:
+        started.set()
+        release.wait(5)
+        events.append("entry thread done")
+        return real_load(*args)
+
+    real_make_spool = intake_module._make_spool
+
+    def make_spool(spool_dir: Path | None) -> Any:
+        spool = real_make_spool(spool_dir)
+        real_close = spool.close
+
+        def close() -> None:
+            events.append("spool closed")
+            real_close()
+
+        spool.close = close  # type: ignore[method-assign]
+        return spool
+
+    monkeypatch.setattr(intake_module, "_load_entry", slow_load)
+    monkeypatch.setattr(intake_module, "_make_spool", make_spool)
+    spool = tmp_path / "spool"
+    await asyncio.to_thread(spool.mkdir)
+    data = ZipBuilder().add("a.png", make_png()).add("b.png", make_png(seed=1)).build()
+    task = asyncio.create_task(UploadIntake(memory_store, spool_dir=spool).zip_stream(chunks(data)))
+    assert await asyncio.to_thread(started.wait, 5)
+
+    task.cancel()
+    # A plain to_thread would let the task end now and close the spool under the thread still reading it.
+    done, _ = await asyncio.wait([task], timeout=0.3)
+    assert not done
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert events == ["entry thread done", "spool closed"]
+    assert await stored_keys(memory_store) == []
+    assert await tree(spool) == {}
+
+
+async def test_cancel_propagates_when_cancelled_during_store_put(memory_store: MemoryStore, tmp_path: Path) -> None:
+    entered, never = asyncio.Event(), asyncio.Event()
+
+    class StuckStore(MemoryStore):
+        async def put(self, key: str, body: Body, *, content_type: str | None = None) -> ObjectInfo:
+            entered.set()
+            await never.wait()
+            raise AssertionError("unreachable")
+
+    upload = await write(tmp_path / "up.zip", ZipBuilder().add("a.png", make_png()).build())
+    task = asyncio.create_task(UploadIntake(StuckStore()).zip_file(upload))
+    await entered.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
