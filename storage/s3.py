@@ -25,6 +25,7 @@ from botocore.config import Config
 
 from storage.base import DEFAULT_CHUNK_BYTES, Body, ObjectInfo
 from storage.errors import (
+    InvalidKeyError,
     ObjectNotFoundError,
     StorageError,
     StorageUnavailableError,
@@ -100,7 +101,10 @@ class S3Store:
             raise StoreConfigError("an s3:// store URL needs a bucket")
         prefix = prefix.strip("/")
         if prefix:
-            validate_key(prefix)
+            try:
+                validate_key(prefix)
+            except InvalidKeyError as exc:
+                raise StoreConfigError(f"unusable S3 key prefix: {exc}") from exc
         if part_bytes < 5 * 1024 * 1024:
             raise StoreConfigError("S3 multipart parts must be at least 5 MiB")
         style = _ADDRESSING_STYLES.get(addressing_style or ("path" if endpoint_url else "auto"))
