@@ -160,11 +160,12 @@ def check_image(data: bytes, *, max_pixels: int) -> ImageFacts:
     Raises:
         ImageRejectedError: the bytes are an archive, not an accepted image, corrupt or truncated, or too big.
     """
-    archive = sniff_archive(data[:512])
-    if archive is not None:
-        raise ImageRejectedError(ImageProblem.NESTED_ARCHIVE, f"content is a {archive} archive, not an image")
     fmt = sniff_image(data[:32])
     if fmt is None:
+        # Image magic first: tar's "ustar" sits at offset 257, where any image may hold those bytes by chance.
+        archive = sniff_archive(data[:512])
+        if archive is not None:
+            raise ImageRejectedError(ImageProblem.NESTED_ARCHIVE, f"content is a {archive} archive, not an image")
         raise ImageRejectedError(
             ImageProblem.NOT_AN_IMAGE, "content is not a PNG, JPEG or WebP image (checked by content, not name)"
         )

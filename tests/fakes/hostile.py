@@ -4,9 +4,11 @@ Everything returns bytes; nothing touches the disk. Image builders are determini
 calls with the same arguments give byte-identical files (duplicates) and different seeds give different ones.
 """
 
+import gzip
 import io
 import random
 import struct
+import tarfile
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -63,6 +65,18 @@ def png_claiming(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
 
 
+def png_with_tar_magic() -> bytes:
+    """Return a valid PNG whose bytes 257-262 spell tar's `ustar` magic (inside a tEXt chunk)."""
+    png = make_png(16, 16, seed=99)
+    text_data_at = 33 + 8  # after the signature, IHDR chunk, and the tEXt chunk's length and type
+    keyword = b"Comment\0"
+    padding = b"x" * (257 - text_data_at - len(keyword))
+    chunk = _png_chunk(b"tEXt", keyword + padding + b"ustar\x0000")
+    data = png[:33] + chunk + png[33:]
+    assert data[257:262] == b"ustar"
+    return data
+
+
 def png_with_bad_idat(width: int = 32, height: int = 32) -> bytes:
     """Return a PNG whose chunk CRCs are all right but whose IDAT is not a deflate stream."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
@@ -93,9 +107,17 @@ def text_named_png() -> bytes:
 
 def gzip_bytes(data: bytes = b"hello" * 100) -> bytes:
     """Return a gzip stream (a nested archive by content)."""
-    import gzip
-
     return gzip.compress(data)
+
+
+def tar_bytes(name: str = "inner.png", data: bytes = b"not really a png") -> bytes:
+    """Return a tar archive (a nested archive by content: `ustar` at offset 257)."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as archive:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        archive.addfile(info, io.BytesIO(data))
+    return out.getvalue()
 
 
 @dataclass(slots=True)

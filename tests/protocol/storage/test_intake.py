@@ -30,6 +30,7 @@ from storage.memory import MemoryStore
 from tests.fakes.hostile import (
     Corpus,
     ZipBuilder,
+    gzip_bytes,
     hostile_corpus,
     make_gif,
     make_jpeg,
@@ -37,6 +38,8 @@ from tests.fakes.hostile import (
     make_webp,
     many_entries_zip,
     png_claiming,
+    png_with_tar_magic,
+    tar_bytes,
     text_named_png,
     truncated_jpeg,
 )
@@ -277,6 +280,7 @@ async def test_zip_refused_when_path_does_not_exist(memory_store: MemoryStore, t
         pytest.param(make_jpeg(640, 480, seed=22), "jpg", (640, 480), id="jpeg"),
         pytest.param(make_webp(256, 128, seed=23), "webp", (256, 128), id="webp"),
         pytest.param(make_webp(9, 7, seed=24, lossless=True), "webp", (9, 7), id="webp-lossless"),
+        pytest.param(png_with_tar_magic(), "png", (16, 16), id="png-with-ustar-at-257"),
     ],
 )
 async def test_image_stored_under_content_key_when_valid(
@@ -301,6 +305,8 @@ async def test_image_stored_under_content_key_when_valid(
         pytest.param(make_jpeg()[:-2], SkipReason.CORRUPT_IMAGE, id="jpeg-without-eoi"),
         pytest.param(make_webp()[:-20], SkipReason.CORRUPT_IMAGE, id="truncated-webp"),
         pytest.param(ZipBuilder().add("a", b"a").build(), SkipReason.NESTED_ARCHIVE, id="zip"),
+        pytest.param(tar_bytes(), SkipReason.NESTED_ARCHIVE, id="tar"),
+        pytest.param(gzip_bytes(), SkipReason.NESTED_ARCHIVE, id="gzip"),
     ],
 )
 async def test_image_skipped_with_reason_when_hostile(
