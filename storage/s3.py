@@ -36,7 +36,7 @@ from storage.memory import guess_content_type
 
 if TYPE_CHECKING:
     from types_boto3_s3 import S3Client
-    from types_boto3_s3.type_defs import CompletedPartTypeDef
+    from types_boto3_s3.type_defs import CompletedPartTypeDef, CopySourceTypeDef
 
 log = logging.getLogger(__name__)
 
@@ -388,6 +388,23 @@ class S3Store:
         return await self._call(
             key, lambda c: c.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_s)
         )
+
+    def can_copy_from(self, other: "S3Store") -> bool:
+        """Tell whether this store's client can read `other`'s bucket: same endpoint, region and credentials."""
+        fields = ("endpoint_url", "region_name", "aws_access_key_id", "aws_secret_access_key", "aws_session_token")
+        return all(self._client_kwargs[name] == other._client_kwargs[name] for name in fields)
+
+    async def copy_from(
+        self, src: "S3Store", src_key: str, dst_key: str, *, content_type: str, size: int
+    ) -> ObjectInfo:
+        """Copy an object of `src` (see `can_copy_from`) under `dst_key` inside S3, multipart when large.
+
+        The managed copy keeps the source's content type; `content_type` and `size` only fill the returned info.
+        """
+        source: CopySourceTypeDef = {"Bucket": src.bucket, "Key": src.object_key(src_key)}
+        object_key = self.object_key(dst_key)
+        await self._call(src_key, lambda c: c.copy(source, self._bucket, object_key))
+        return ObjectInfo(key=dst_key, size=size, content_type=content_type, modified_at=datetime.now(UTC))
 
     async def close(self) -> None:
         """Close the client's connection pool."""
