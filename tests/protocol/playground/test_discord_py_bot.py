@@ -1,0 +1,89 @@
+"""A real discord.py bot against the playground, driven by the test driver."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+
+from playground import Playground, Upload
+from tests.fakes.playground_bot import PlaygroundTestBot, make_png, running_bot
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+
+@pytest.fixture
+async def pg() -> AsyncIterator[Playground]:
+    async with Playground() as server:
+        yield server
+
+
+@pytest.fixture
+async def bot(pg: Playground) -> AsyncIterator[PlaygroundTestBot]:
+    async with running_bot(pg) as client:
+        yield client
+
+
+async def test_bot_registers_commands_and_sees_the_guild_when_connected(pg: Playground, bot: PlaygroundTestBot):
+    assert {c["name"] for c in pg.state.commands.values()} == {"imagine", "tools"}
+    guild = bot.get_guild(int(pg.state.guild_id))
+    assert guild is not None
+    assert {c.name for c in guild.text_channels} == {"general", "images", "batch"}
+    assert bot.user is not None and str(bot.user.id) == pg.state.app_id
+    assert pg.gateway.identifies[0]["intents"] == bot.intents.value
+
+
+async def test_slash_command_with_attachment_defers_and_follows_up_when_run(pg: Playground, bot: PlaygroundTestBot):
+    alice = pg.driver("alice")
+    ref = make_png(8, (1, 2, 3))
+    run = await alice.slash("imagine", {"prompt": "a red fox", "image": Upload("ref.png", ref)})
+    assert await run.wait_ack() == 5
+    grid = await alice.wait_for_message(lambda m: m.attachments and not m.is_loading)
+    assert grid.id == run.interaction.original_id  # the first follow-up replaces the "thinking" message
+    assert grid.content == "**a red fox** (job 1)"
+    assert grid.attachments[0]["filename"] == "grid.png"
+    assert alice.attachment_bytes(grid.attachments[0]).startswith(b"\x89PNG")
+    assert grid.attachments[0]["width"] == 16
+    assert grid.embeds[0]["title"] == "a red fox"
+    assert grid.custom_ids() == ["peel:v:1:1", "peel:v:1:2"]
+    assert bot.received_bytes == [ref]  # the bot downloaded the attachment from the playground's CDN
+
+    click = await alice.click(grid, label="V2")
+    assert await click.wait_ack() == 6
+    thread_id = grid.id  # a thread started from a message shares its id
+    variation = await alice.wait_for_message(lambda m: m.attachments, channel=thread_id)
+    assert variation.content == "Variation 2 of job 1"
+    notice = await alice.wait_for_message(lambda m: m.is_ephemeral)
+    assert notice.content == f"Variation 2 posted in <#{thread_id}>"
+    assert notice not in pg.driver("bob").messages()  # ephemeral: only alice sees it
+    assert not [r for r in pg.state.requests if " -> 4" in r or " -> 5" in r], pg.state.requests
+
+
+async def test_modal_select_reaction_and_thread_reply_reach_the_bot_when_used(pg: Playground, bot: PlaygroundTestBot):
+    alice = pg.driver("alice")
+    run = await alice.slash("tools")
+    assert await run.wait_ack() == 4
+    tools = run.response()
+    assert tools is not None
+
+    opened = await alice.click(tools, label="Remix")
+    assert await opened.wait_ack() == 9
+    assert opened.modal is not None and opened.modal["title"] == "Remix"
+    submitted = await alice.submit_modal(opened, {"remix_prompt": "a blue fox"})
+    assert await submitted.wait_ack() == 4
+    await alice.wait_for_message(lambda m: m.content == "Remixing with: a blue fox")
+
+    picked = await alice.select(tools, "tools:ratio", ["16:9"])
+    assert await picked.wait_ack() == 7
+    await alice.wait_for_message(lambda m: m.content == "Aspect ratio set to 16:9")
+
+    await alice.react(tools, "🍌")
+    await alice.wait_until(lambda: bot.reactions)
+    assert bot.reactions == [("🍌", int(alice.user_id))]
+
+    thread = pg.state.create_thread(pg.state.channel_named("general")["id"], "chat", owner_id=alice.user_id)
+    await alice.wait_until(lambda: bot.get_channel(int(thread["id"])))
+    await alice.send(thread["id"], "make it blue")
+    reply = await alice.wait_for_message(lambda m: m.author_id == pg.state.app_id, channel=thread["id"])
+    assert reply.content == "edit: make it blue"
