@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import storage.intake as intake_module
-from storage.base import Body, ObjectInfo
+from storage.base import Body, ObjectInfo, Store
 from storage.file import FileStore
 from storage.intake import (
     AcceptedImage,
@@ -478,3 +478,16 @@ async def test_cancel_propagates_when_cancelled_during_store_put(memory_store: M
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_corpus_lands_only_under_inputs_when_taken_into_any_backend(corpus: Corpus, store: Store) -> None:
+    # `store` is the storage contract suite's fixture: memory, file, S3 on moto, S3 with a key prefix.
+    report = await UploadIntake(store).zip_stream(chunks(corpus.data, 256 * 1024))
+
+    check_corpus_report(corpus, report.accepted, {e.name: e.reason.value for e in report.skipped})
+    listed = [info async for info in store.list()]
+    assert sorted(info.key for info in listed) == sorted(report.keys)
+    by_name = {image.name: image for image in report.accepted}
+    for name, data in corpus.good.items():
+        assert await store.get_bytes(by_name[name].key) == data
+    assert {info.content_type for info in listed} == {"image/png", "image/jpeg", "image/webp"}
