@@ -25,6 +25,7 @@ import struct
 import tempfile
 import zipfile
 import zlib
+from collections import Counter
 from collections.abc import AsyncIterable, Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -179,6 +180,10 @@ class IntakeReport:
     def keys(self) -> tuple[str, ...]:
         """The distinct stored keys, in upload order."""
         return tuple(dict.fromkeys(image.key for image in self.accepted))
+
+    def skip_counts(self) -> dict[SkipReason, int]:
+        """Count the skipped entries by reason, most frequent first (for a one-line summary to the user)."""
+        return dict(Counter(entry.reason for entry in self.skipped).most_common())
 
     def reasons(self) -> dict[str, SkipReason]:
         """Map each skipped entry's name to its reason (the last one wins for repeated names)."""

@@ -5,6 +5,7 @@ import hashlib
 import os
 import struct
 import threading
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -115,6 +116,8 @@ async def test_each_hostile_entry_gets_its_reason_when_mixed_zip_taken_from_file
     assert all(entry.message for entry in report.skipped)
     assert report.clutter_count == len(corpus.clutter)
     assert report.directory_count == len(corpus.directories)
+    assert report.skip_counts() == Counter(SkipReason(reason) for reason in corpus.skipped.values())
+    assert next(iter(report.skip_counts())) is SkipReason.UNSAFE_PATH  # the most frequent reason first
     assert not any(is_clutter(entry.name) for entry in report.skipped)
     assert await tree(tmp_path) == before  # nothing extracted next to the upload or anywhere else
     by_name = {image.name: image for image in report.accepted}
