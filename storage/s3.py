@@ -234,16 +234,25 @@ class S3Store:
         )
         upload_id = created["UploadId"]
         completed = False
+        # One part uploads in a thread while the next is read from the stream: at most two parts in memory.
+        # The upload is shielded, so a cancel reaches the abort below while the part is still tracked.
+        in_flight: asyncio.Task[CompletedPartTypeDef] | None = None
         try:
             parts: list[CompletedPartTypeDef] = []
-            size = 0
+            size, number = 0, 0
             part = first
             while part:
-                number = len(parts) + 1
-                etag = await self._upload_part(key, object_key, upload_id, number, bytes(part))
-                parts.append({"PartNumber": number, "ETag": etag})
+                number += 1
                 size += len(part)
+                data = bytes(part)
+                del part
+                if in_flight is not None:
+                    parts.append(await asyncio.shield(in_flight))
+                in_flight = asyncio.create_task(self._upload_part(key, object_key, upload_id, number, data))
+                del data
                 part = await _read_part(iterator, self._part_bytes)
+            if in_flight is not None:
+                parts.append(await asyncio.shield(in_flight))
             await self._call(
                 key,
                 lambda c: c.complete_multipart_upload(
@@ -254,18 +263,27 @@ class S3Store:
             return size
         finally:
             if not completed:
-                await asyncio.shield(self._abort(object_key, upload_id))
+                await asyncio.shield(self._abort(object_key, upload_id, in_flight))
 
-    async def _upload_part(self, key: str, object_key: str, upload_id: str, number: int, data: bytes) -> str:
+    async def _upload_part(
+        self, key: str, object_key: str, upload_id: str, number: int, data: bytes
+    ) -> "CompletedPartTypeDef":
         uploaded = await self._call(
             key,
             lambda c: c.upload_part(
                 Bucket=self._bucket, Key=object_key, UploadId=upload_id, PartNumber=number, Body=data
             ),
         )
-        return uploaded["ETag"]
+        return {"PartNumber": number, "ETag": uploaded["ETag"]}
 
-    async def _abort(self, object_key: str, upload_id: str) -> None:
+    async def _abort(
+        self, object_key: str, upload_id: str, in_flight: "asyncio.Task[CompletedPartTypeDef] | None"
+    ) -> None:
+        if in_flight is not None:
+            # Let a part still uploading in its thread finish first: S3 may keep a part that lands after the abort.
+            await asyncio.wait({in_flight})
+            if not in_flight.cancelled():
+                in_flight.exception()  # retrieved, so asyncio does not log "exception was never retrieved"
         try:
             await self._call(
                 None, lambda c: c.abort_multipart_upload(Bucket=self._bucket, Key=object_key, UploadId=upload_id)

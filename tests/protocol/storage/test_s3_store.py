@@ -183,3 +183,22 @@ async def test_presigned_url_carries_expiry_and_no_secret_when_made(moto_s3: Mot
 )
 def test_content_disposition_escapes_name_when_not_plain_ascii(filename: str, expected: str) -> None:
     assert content_disposition(filename) == expected
+
+
+async def test_upload_is_aborted_when_a_part_upload_fails(
+    moto_s3: MotoS3, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = moto_s3.make_store(s3_bucket)
+    real_upload_part = store._upload_part
+
+    async def flaky_upload_part(key: str, object_key: str, upload_id: str, number: int, data: bytes) -> object:
+        if number == 2:
+            raise StorageUnavailableError("S3 said 503")
+        return await real_upload_part(key, object_key, upload_id, number, data)
+
+    monkeypatch.setattr(store, "_upload_part", flaky_upload_part)
+    with pytest.raises(StorageUnavailableError):
+        await store.put("flaky.bin", chunks(30 * MIB))
+    assert await moto_s3.pending_uploads(s3_bucket) == []
+    assert not await store.exists("flaky.bin")
+    await store.close()
