@@ -528,7 +528,9 @@ class PlaygroundState:
         self.emit("MESSAGE_DELETE", data, gateway=visible_to is None, visible_to=visible_to, intent=1 << 9)
 
     def find_message(self, channel_id: str, message_id: str) -> JSON:
-        """Return a message of a channel or raise Discord's 10008 Unknown Message."""
+        """Return a message of a channel, or raise Discord's 10003 Unknown Channel / 10008 Unknown Message."""
+        if channel_id not in self.channels:
+            raise ApiError(404, 10003, "Unknown Channel")
         msg = self.messages.get(message_id)
         if msg is None or msg["channel_id"] != channel_id:
             raise ApiError(404, 10008, "Unknown Message")

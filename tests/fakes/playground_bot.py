@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -18,6 +19,16 @@ from playground import Playground, discord_py_pointed_at
 if TYPE_CHECKING:
     import re
     from collections.abc import AsyncIterator
+
+
+@dataclass
+class FakeClock:
+    """A monotonic clock the test moves by hand (``clock.now += 3.5``)."""
+
+    now: float = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def make_png(size: int = 8, color: tuple[int, int, int] = (200, 40, 40)) -> bytes:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
+import discord
 import pytest
+from discord import app_commands
 
 from playground import Playground, Upload
-from tests.fakes.playground_bot import PlaygroundTestBot, make_png, running_bot
+from tests.fakes.playground_bot import FakeClock, PlaygroundTestBot, make_png, running_bot
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -87,3 +90,51 @@ async def test_modal_select_reaction_and_thread_reply_reach_the_bot_when_used(pg
     await alice.send(thread["id"], "make it blue")
     reply = await alice.wait_for_message(lambda m: m.author_id == pg.state.app_id, channel=thread["id"])
     assert reply.content == "edit: make it blue"
+
+
+async def test_discord_py_raises_invalid_form_body_when_content_is_too_long(pg: Playground, bot: PlaygroundTestBot):
+    channel = bot.get_channel(int(pg.state.channel_named("general")["id"]))
+    assert isinstance(channel, discord.TextChannel)
+    with pytest.raises(discord.HTTPException) as caught:
+        await channel.send("x" * 2001)
+    assert (caught.value.status, caught.value.code) == (400, 50035)
+    assert "In content: Must be 2000 or fewer in length." in caught.value.text
+
+
+async def test_discord_py_waits_out_the_edit_rate_limit_when_editing_fast():
+    async with Playground(edit_rate_limit=2, edit_rate_window_s=0.2) as pg, running_bot(pg) as bot:
+        channel = bot.get_channel(int(pg.state.channel_named("general")["id"]))
+        assert isinstance(channel, discord.TextChannel)
+        message = await channel.send("0%")
+        started = asyncio.get_running_loop().time()
+        for pct in range(1, 6):
+            message = await message.edit(content=f"{pct * 20}%")
+        assert pg.state.messages[str(message.id)]["content"] == "100%"
+        assert asyncio.get_running_loop().time() - started >= 0.35  # 5 edits at 2 per 0.2 s need 2 resets
+        statuses = [r.rsplit(" ", 1)[1] for r in pg.state.requests if r.startswith("PATCH")]
+        # discord.py reads X-RateLimit-Remaining: 0 and waits for the reset instead of hitting a 429.
+        assert statuses == ["200"] * 5
+        assert bot.http._buckets
+
+
+async def test_discord_py_gets_unknown_interaction_when_it_answers_after_three_seconds():
+    clock = FakeClock()
+    async with Playground(clock=clock) as pg, running_bot(pg) as bot:
+        errors: list[int] = []
+
+        @app_commands.command(name="slow", description="answers too late")
+        async def slow(interaction: discord.Interaction) -> None:
+            clock.now += 3.5  # the handler "took" 3.5 s before its first response
+            try:
+                await interaction.response.send_message("late")
+            except discord.NotFound as exc:
+                errors.append(exc.code)
+
+        bot.tree.add_command(slow)
+        await bot.tree.sync()
+        run = await pg.driver().slash("slow")
+        await pg.driver().wait_until(lambda: errors)
+        assert errors == [10062]
+        assert run.interaction.failed and not run.interaction.acked
+        with pytest.raises(AssertionError, match="no response within the deadline"):
+            await run.wait_ack()
