@@ -215,6 +215,20 @@ def many_entries_zip(count: int) -> bytes:
     return b"".join(local_parts) + central + eocd
 
 
+def as_zip64(data: bytes, *, claimed_entries: int | None = None) -> bytes:
+    """Rewrite a small ZIP's end records in ZIP64 form (as for >65,535 entries or >4 GiB), optionally lying.
+
+    `claimed_entries` replaces the entry count of the ZIP64 end record; the directory itself is unchanged.
+    """
+    eocd = data.rfind(b"PK\x05\x06")
+    _, _, _, _, total, cd_size, cd_offset, _ = struct.unpack_from("<4s4H2LH", data, eocd)
+    count = total if claimed_entries is None else claimed_entries
+    zip64_eocd = struct.pack("<4sQ2H2L4Q", b"PK\x06\x06", 44, 45, 45, 0, 0, count, count, cd_size, cd_offset)
+    locator = struct.pack("<4sLQL", b"PK\x06\x07", 0, eocd, 1)
+    end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0)
+    return data[:eocd] + zip64_eocd + locator + end
+
+
 @dataclass(frozen=True, slots=True)
 class Corpus:
     """A mixed ZIP and what intake should make of each entry."""

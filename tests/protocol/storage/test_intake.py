@@ -31,6 +31,7 @@ from storage.memory import MemoryStore
 from tests.fakes.hostile import (
     Corpus,
     ZipBuilder,
+    as_zip64,
     gzip_bytes,
     hostile_corpus,
     make_gif,
@@ -184,6 +185,36 @@ async def test_zip_refused_from_end_record_when_60000_entries(memory_store: Memo
     assert caught.value.reason is RefusalReason.TOO_MANY_ENTRIES
     assert "60,000" in caught.value.user_message
     assert await stored_keys(memory_store) == []
+
+
+async def test_zip64_end_records_read_when_zip_uses_them(memory_store: MemoryStore) -> None:
+    png, jpeg = make_png(seed=41), make_jpeg(seed=42)
+    data = as_zip64(ZipBuilder().add("a.png", png).add("b.jpg", jpeg).build())
+    report = await UploadIntake(memory_store).zip_stream(chunks(data))
+    assert [image.name for image in report.accepted] == ["a.png", "b.jpg"]
+
+
+async def test_zip_refused_from_zip64_end_record_when_it_claims_too_many_entries(memory_store: MemoryStore) -> None:
+    data = as_zip64(ZipBuilder().add("a.png", make_png()).build(), claimed_entries=10**9)
+    with pytest.raises(IntakeRefusedError) as caught:
+        await UploadIntake(memory_store).zip_stream(chunks(data))
+    assert caught.value.reason is RefusalReason.TOO_MANY_ENTRIES
+    assert "1,000,000,000" in caught.value.user_message
+
+
+@pytest.mark.parametrize(
+    ("start", "stop"),
+    [pytest.param(-42, -22, id="locator"), pytest.param(-98, -42, id="zip64-record")],
+)
+async def test_zip_refused_as_malformed_when_zip64_end_records_damaged(
+    memory_store: MemoryStore, start: int, stop: int
+) -> None:
+    data = bytearray(as_zip64(ZipBuilder().add("a.png", make_png()).build()))
+    data[start:stop] = bytes(stop - start)
+    with pytest.raises(IntakeRefusedError) as caught:
+        await UploadIntake(memory_store).zip_stream(chunks(bytes(data)))
+    assert caught.value.reason is RefusalReason.NOT_A_ZIP
+    assert "ZIP64" in caught.value.user_message
 
 
 async def test_zip_refused_when_end_record_understates_entry_count(memory_store: MemoryStore) -> None:
