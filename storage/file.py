@@ -243,6 +243,8 @@ class FileStore:
         root = self._root()
         # Walk only the deepest directory the prefix names; the rest of the prefix filters names.
         start = root / prefix.rpartition("/")[0] if "/" in prefix else root
+        if not Path(os.path.realpath(start)).is_relative_to(root):  # the prefix runs through a symlink out
+            return []
         found: list[ObjectInfo] = []
         stack = [start]
         while stack:

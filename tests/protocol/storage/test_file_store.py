@@ -45,6 +45,8 @@ async def test_nothing_lands_outside_root_when_a_symlink_inside_points_out(tmp_p
     assert await asyncio.to_thread(tree, outside) == ["secret.txt"]
     assert await asyncio.to_thread((outside / "secret.txt").read_text) == "do not touch"
     assert [info.key async for info in store.list()] == []  # symlinks are not listed
+    assert [info.key async for info in store.list("escape/")] == []  # nor followed out of the root
+    assert [info.key async for info in store.list("escape/sec")] == []
 
 
 async def test_put_refuses_traversal_when_key_tries_to_leave_root(tmp_path: Path) -> None:
