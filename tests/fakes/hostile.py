@@ -130,6 +130,7 @@ class ZipEntry:
     unix_mode: int | None = None
     encrypted: bool = False
     declared_size: int | None = None  # overwrite the uncompressed size in both headers (a lying header)
+    declared_method: int | None = None  # overwrite the compression method in both headers (e.g. 98, PPMd)
 
 
 @dataclass(slots=True)
@@ -160,6 +161,8 @@ class ZipBuilder:
                 _patch_entry(data, index, flag_bits=0x0001)
             if entry.declared_size is not None:
                 _patch_entry(data, index, file_size=entry.declared_size)
+            if entry.declared_method is not None:
+                _patch_entry(data, index, method=entry.declared_method)
         return bytes(data)
 
 
@@ -177,7 +180,14 @@ def _central_records(data: bytearray) -> list[int]:
     return offsets
 
 
-def _patch_entry(data: bytearray, index: int, *, flag_bits: int = 0, file_size: int | None = None) -> None:
+def _patch_entry(
+    data: bytearray,
+    index: int,
+    *,
+    flag_bits: int = 0,
+    file_size: int | None = None,
+    method: int | None = None,
+) -> None:
     record = _central_records(data)[index]
     local = struct.unpack_from("<L", data, record + 42)[0]
     assert data[local : local + 4] == b"PK\x03\x04"
@@ -188,6 +198,9 @@ def _patch_entry(data: bytearray, index: int, *, flag_bits: int = 0, file_size: 
     if file_size is not None:
         struct.pack_into("<L", data, record + 24, file_size)
         struct.pack_into("<L", data, local + 22, file_size)
+    if method is not None:
+        struct.pack_into("<H", data, record + 10, method)
+        struct.pack_into("<H", data, local + 8, method)
 
 
 def many_entries_zip(count: int) -> bytes:
@@ -276,6 +289,7 @@ def hostile_corpus() -> Corpus:
         "bomb.png": "suspicious_ratio",
         "huge.png": "too_large",
         "liar.png": "corrupt_entry",
+        "ppmd.png": "unsupported_compression",
         "pixels.png": "too_many_pixels",
         "notes.png": "not_an_image",
         "anim.gif": "not_an_image",
@@ -297,6 +311,7 @@ def hostile_corpus() -> Corpus:
     builder.add("bomb.png", b"\0" * (8 * 1024 * 1024))  # 8 MiB of zeros deflate ~1000:1
     builder.add("huge.png", b"\0" * (51 * 1024 * 1024 // 64) * 64)  # over the 50 MiB image limit
     builder.add("liar.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 4096, declared_size=64)  # header understates the size
+    builder.add("ppmd.png", make_png(12, 12, seed=10), declared_method=98)
     builder.add("pixels.png", png_claiming(100_000, 100_000))
     builder.add("notes.png", text_named_png())
     builder.add("anim.gif", make_gif())
