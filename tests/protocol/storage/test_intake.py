@@ -352,15 +352,27 @@ async def test_image_skipped_with_reason_when_hostile(
     assert await stored_keys(memory_store) == []
 
 
-async def test_webp_canvas_checked_before_decoder_when_huge(memory_store: MemoryStore) -> None:
+def webp_claiming_16k_square() -> bytes:
     data = bytearray(make_webp(64, 64, lossless=True))
     # VP8X header claiming a 16384 x 16384 canvas (268 megapixels): libwebp would allocate it on open.
     vp8x = b"VP8X" + struct.pack("<L", 10) + b"\x00\x00\x00\x00" + (16383).to_bytes(3, "little") * 2
     data = data[:12] + bytearray(vp8x) + data[12:]
     struct.pack_into("<L", data, 4, len(data) - 8)
-    result = await UploadIntake(memory_store).image(bytes(data))
+    return bytes(data)
+
+
+async def test_webp_canvas_checked_before_decoder_when_huge(memory_store: MemoryStore) -> None:
+    result = await UploadIntake(memory_store).image(webp_claiming_16k_square())
     assert isinstance(result, SkippedEntry)
     assert result.reason is SkipReason.TOO_MANY_PIXELS
+
+
+async def test_pillow_bomb_error_becomes_skip_when_limit_set_above_pillows(memory_store: MemoryStore) -> None:
+    intake = UploadIntake(memory_store, limits=IntakeLimits(max_pixels=10**12))
+    result = await intake.image(webp_claiming_16k_square())
+    assert isinstance(result, SkippedEntry)
+    assert result.reason is SkipReason.TOO_MANY_PIXELS
+    assert "decompression bomb" in result.message
 
 
 async def test_image_skipped_when_pixels_over_configured_limit(memory_store: MemoryStore) -> None:
