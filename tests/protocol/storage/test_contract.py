@@ -136,6 +136,27 @@ async def test_cancelled_put_leaves_no_object_when_cancelled_mid_stream(case: St
         assert await files_under(case.root) == []
 
 
+async def test_concurrent_puts_leave_one_whole_object_when_racing_on_a_key(case: StoreCase) -> None:
+    store = case.store
+    bodies = [bytes([n]) * (2 * MIB + n) for n in range(4)]
+    await asyncio.gather(
+        *(store.put("race.png", stream(*[b[i : i + MIB] for i in range(0, len(b), MIB)])) for b in bodies)
+    )
+    assert await store.get_bytes("race.png") in bodies
+    assert await keys_of(store) == ["race.png"]
+    if case.root is not None:
+        assert await files_under(case.root) == ["race.png"]
+
+
+async def test_read_closes_cleanly_when_consumer_stops_early(store: Store) -> None:
+    await store.put("early.bin", pattern(3 * MIB))
+    chunks = store.read("early.bin", chunk_bytes=MIB)
+    assert len(await anext(chunks)) == MIB
+    await chunks.aclose()  # type: ignore[attr-defined]  # the Protocol types read() as a plain AsyncIterator
+    await store.put("early.bin", b"replaced")  # the store still works after an abandoned read
+    assert await store.get_bytes("early.bin") == b"replaced"
+
+
 async def test_read_raises_not_found_when_key_is_missing(store: Store) -> None:
     with pytest.raises(ObjectNotFoundError):
         await collect(store.read("nope/missing.png"))
