@@ -38,6 +38,24 @@ from storage._imagecheck import ARCHIVE_SUFFIXES, ImageFormat, ImageRejectedErro
 from storage.base import Body, Store
 from storage.errors import StorageError
 
+__all__ = [
+    "INPUTS_PREFIX",
+    "AcceptedImage",
+    "ImageFormat",
+    "IntakeError",
+    "IntakeLimits",
+    "IntakeRefusedError",
+    "IntakeReport",
+    "IntakeSettings",
+    "RefusalReason",
+    "SkipReason",
+    "SkippedEntry",
+    "UploadIntake",
+    "content_key",
+    "is_clutter",
+    "unsafe_path_reason",
+]
+
 log = logging.getLogger(__name__)
 
 KiB = 1024
