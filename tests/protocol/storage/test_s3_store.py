@@ -202,3 +202,14 @@ async def test_upload_is_aborted_when_a_part_upload_fails(
     assert await moto_s3.pending_uploads(s3_bucket) == []
     assert not await store.exists("flaky.bin")
     await store.close()
+
+
+async def test_open_store_reaches_bucket_when_settings_come_only_from_env(moto_s3: MotoS3, s3_bucket: str) -> None:
+    env = moto_s3.env() | {"STORAGE_ENDPOINT_URL": moto_s3.endpoint_url, "STORAGE_REGION": "us-east-1"}
+    store = open_store(f"s3://{s3_bucket}/env-prefix", env=env)
+    assert store.url == f"s3://{s3_bucket}/env-prefix"
+    await store.put("x.png", b"from env")
+    direct = moto_s3.make_store(s3_bucket)
+    assert await direct.get_bytes("env-prefix/x.png") == b"from env"
+    await store.close()
+    await direct.close()
