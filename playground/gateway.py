@@ -134,6 +134,7 @@ class Gateway:
         finally:
             if session is not None and session.outbox is outbox:
                 session.outbox = None
+                self._state.emit("PLAYGROUND_BOT", {"connected": self.connected > 0}, gateway=False)
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await writer
@@ -183,7 +184,7 @@ class Gateway:
         session.unsubscribe = state.subscribe(session.on_event)
         log.info("bot identified (session %s, intents %d)", session.id, session.intents)
         self.ready.set()
-        state.touch()
+        state.emit("PLAYGROUND_BOT", {"connected": True}, gateway=False)
         return session
 
     def _resume(self, data: JSON, outbox: asyncio.Queue[str]) -> GatewaySession | None:
@@ -196,6 +197,7 @@ class Gateway:
             if seq > last:
                 outbox.put_nowait(frame)
         session.send_dispatch("RESUMED", {})
+        self._state.emit("PLAYGROUND_BOT", {"connected": True}, gateway=False)
         log.info("bot resumed session %s from seq %d", session.id, last)
         return session
 

@@ -338,7 +338,10 @@ class PlaygroundState:
     def store_file(self, channel_id: str, upload: Upload, *, ephemeral: bool = False) -> JSON:
         """Keep an uploaded file and return its attachment object."""
         aid = self.ids.next()
-        content_type = upload.content_type or mimetypes.guess_type(upload.filename)[0] or "application/octet-stream"
+        # Like Discord, trust the file name over a generic part type (discord.py sends application/octet-stream).
+        content_type = upload.content_type
+        if not content_type or content_type == "application/octet-stream":
+            content_type = mimetypes.guess_type(upload.filename)[0] or "application/octet-stream"
         self.files[aid] = StoredFile(upload.data, upload.filename, content_type)
         url = self.attachment_url(channel_id, aid, upload.filename)
         out: JSON = {
@@ -452,6 +455,14 @@ class PlaygroundState:
                 "user": self.users[interaction.user_id],
                 "authorizing_integration_owners": {"0": self.guild_id},
             }
+            if interaction.type == APPLICATION_COMMAND:
+                # The deprecated ``interaction`` field still carries the command name, which clients display.
+                msg["interaction"] = {
+                    "id": interaction.id,
+                    "type": interaction.type,
+                    "name": _command_path(interaction.payload["data"]),
+                    "user": self.users[interaction.user_id],
+                }
             if interaction.type == MESSAGE_COMPONENT and "message" in interaction.payload:
                 msg["interaction_metadata"]["interacted_message_id"] = interaction.payload["message"]["id"]
         reference = payload.get("message_reference")
@@ -878,6 +889,16 @@ _CALLBACKS_FOR: dict[int, frozenset[int]] = {
     AUTOCOMPLETE: frozenset({AUTOCOMPLETE_RESULT}),
     MODAL_SUBMIT: frozenset({CHANNEL_MESSAGE, DEFERRED_CHANNEL_MESSAGE, DEFERRED_UPDATE, UPDATE_MESSAGE}),
 }
+
+
+def _command_path(data: JSON) -> str:
+    """Return ``name sub ...`` of a command interaction's data."""
+    parts = [str(data.get("name", ""))]
+    options = data.get("options") or []
+    while options and options[0].get("type") in (1, 2):
+        parts.append(str(options[0]["name"]))
+        options = options[0].get("options") or []
+    return " ".join(parts)
 
 
 def _emoji_str(emoji: JSON) -> str:

@@ -30,11 +30,25 @@ def snapshot(pg: Playground, viewer_id: str) -> JSON:
         "member_roles": state.member_roles,
         "channels": channels,
         "commands": sorted(state.commands.values(), key=lambda c: c["name"]),
-        "messages": {c["id"]: state.messages_in(c["id"], viewer_id)[-HISTORY:] for c in channels},
+        "messages": {
+            c["id"]: [_with_reactors(pg, m) for m in state.messages_in(c["id"], viewer_id)[-HISTORY:]] for c in channels
+        },
         "upload_limit": state.upload_limit,
         "api_base": pg.api_base,
         "gateway_url": pg.gateway_url,
     }
+
+
+def _with_reactors(pg: Playground, message: JSON) -> JSON:
+    """Add who reacted to each reaction, so the page can highlight the viewer's own."""
+    if not message.get("reactions"):
+        return message
+    reactions = []
+    for reaction in message["reactions"]:
+        emoji = reaction["emoji"]
+        key = f"{emoji['name']}:{emoji['id']}" if emoji.get("id") else str(emoji["name"])
+        reactions.append({**reaction, "users": list(pg.state.reactors.get((message["id"], key), []))})
+    return {**message, "reactions": reactions}
 
 
 def _options(body: JSON, files: dict[int, Upload]) -> dict[str, object]:

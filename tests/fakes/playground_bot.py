@@ -32,9 +32,10 @@ class FakeClock:
 
 
 def make_png(size: int = 8, color: tuple[int, int, int] = (200, 40, 40)) -> bytes:
-    """Return a small PNG (pure CPU work, no file I/O)."""
+    """Return a square PNG shaded from ``color`` to dark (pure CPU work, no file I/O)."""
+    image = Image.linear_gradient("L").resize((size, size))
     out = io.BytesIO()
-    Image.new("RGB", (size, size), color).save(out, format="PNG")
+    Image.merge("RGB", [image.point(lambda v, c=c: v * c // 255) for c in color]).save(out, format="PNG")
     return out.getvalue()
 
 
@@ -62,7 +63,8 @@ class VariantButton(
         assert message is not None
         thread = message.thread or await message.create_thread(name=f"job {self.job}")
         await thread.send(
-            f"Variation {self.index} of job {self.job}", file=discord.File(io.BytesIO(make_png(4)), "variation.png")
+            f"Variation {self.index} of job {self.job}",
+            file=discord.File(io.BytesIO(make_png(128, (90, 120, 250))), "variation.png"),
         )
         await interaction.followup.send(f"Variation {self.index} posted in {thread.mention}", ephemeral=True)
 
@@ -128,7 +130,7 @@ class PlaygroundTestBot(commands.Bot):
                 view.add_item(VariantButton(job, index))
             await interaction.followup.send(
                 f"**{prompt}** (job {job})",
-                file=discord.File(io.BytesIO(make_png(16)), "grid.png"),
+                file=discord.File(io.BytesIO(make_png(256, (250, 200, 40))), "grid.png"),
                 embed=discord.Embed(title=prompt, description=f"job {job}"),
                 view=view,
             )

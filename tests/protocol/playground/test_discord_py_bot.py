@@ -47,7 +47,7 @@ async def test_slash_command_with_attachment_defers_and_follows_up_when_run(pg: 
     assert grid.content == "**a red fox** (job 1)"
     assert grid.attachments[0]["filename"] == "grid.png"
     assert alice.attachment_bytes(grid.attachments[0]).startswith(b"\x89PNG")
-    assert grid.attachments[0]["width"] == 16
+    assert grid.attachments[0]["width"] == 256
     assert grid.embeds[0]["title"] == "a red fox"
     assert grid.custom_ids() == ["peel:v:1:1", "peel:v:1:2"]
     assert bot.received_bytes == [ref]  # the bot downloaded the attachment from the playground's CDN
