@@ -19,7 +19,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse the command line."""
     parser = argparse.ArgumentParser(prog="python -m playground", description="A local Discord-compatible server.")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8090, help="0 picks a free port")
+    parser.add_argument("--port", type=int, default=8080, help="0 picks a free port")
     parser.add_argument("--token", default=DEFAULT_TOKEN, help="the bot token the server accepts")
     parser.add_argument("--upload-limit", type=int, default=DEFAULT_UPLOAD_LIMIT, help="bytes per message")
     return parser.parse_args(argv)
