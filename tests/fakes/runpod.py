@@ -5,13 +5,20 @@
 """
 
 import asyncio
+import contextlib
 import json
+import sys
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 from aiohttp import web
+
+from bot.runpod.client import RunpodHttpGateway
+from bot.runpod.local_endpoint import LocalEndpoint
+from bot.runpod.types import RemoteJob
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,3 +122,39 @@ class FakeRunpod:
             return web.json_response(answer.body, status=answer.status, headers=answer.headers)
 
         return handler
+
+
+# ------------------------------------------------------------------------------------------ the local endpoint
+
+HANDLERS_COMMAND = (sys.executable, "-m", "tests.fakes.runpod_handlers")
+
+
+@contextlib.asynccontextmanager
+async def running_endpoint(**kwargs: Any) -> AsyncIterator[tuple[LocalEndpoint, RunpodHttpGateway]]:
+    """Start a `LocalEndpoint` (default: 2 workers of the tiny test handler) and a client bound to it."""
+    kwargs.setdefault("worker_command", HANDLERS_COMMAND)
+    kwargs.setdefault("stop_grace_s", 2.0)
+    async with LocalEndpoint(**kwargs) as endpoint, aiohttp.ClientSession() as http:
+        gateway = RunpodHttpGateway(
+            http, endpoint_id=endpoint.endpoint_id, api_key=endpoint.api_key, base_url=endpoint.base_url
+        )
+        yield endpoint, gateway
+
+
+async def poll_until(
+    gateway: RunpodHttpGateway,
+    job_id: str,
+    until: Callable[[RemoteJob], bool] = lambda job: job.status.is_final,
+    *,
+    timeout_s: float = 20.0,
+    interval_s: float = 0.05,
+) -> tuple[RemoteJob, list[RemoteJob]]:
+    """Poll `/status` until `until(job)`; return the last answer and every answer seen."""
+    seen: list[RemoteJob] = []
+    async with asyncio.timeout(timeout_s):
+        while True:
+            job = await gateway.status(job_id)
+            seen.append(job)
+            if until(job):
+                return job, seen
+            await asyncio.sleep(interval_s)
