@@ -19,12 +19,14 @@ from typing import TYPE_CHECKING, Any, Self
 from aiohttp import BodyPartReader, web
 
 from playground import actions
+from playground.discord_py import discord_py_pointed_at
 from playground.gateway import Gateway
 from playground.ratelimit import RateLimiter
 from playground.rules import JSON, ApiError
 from playground.state import DEFAULT_TOKEN, DEFAULT_UPLOAD_LIMIT, THREAD_TYPES, PlaygroundState, Upload
 
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
     from types import TracebackType
 
     from playground.driver import Driver
@@ -177,6 +179,10 @@ class Playground:
 
         return Driver(self, user)
 
+    def discord_py(self) -> AbstractContextManager[None]:
+        """Point discord.py at this playground inside a ``with`` block (``with pg.discord_py(): ...``)."""
+        return discord_py_pointed_at(self.api_base, self.gateway_url)
+
     async def wait_for_bot(self, timeout_s: float = 10.0) -> None:
         """Wait until a bot has identified on the gateway."""
         await asyncio.wait_for(self.gateway.ready.wait(), timeout_s)
@@ -190,6 +196,7 @@ class Playground:
         r.add_get("/gateway/", self.gateway.handle)
         r.add_get("/cdn/attachments/{cid}/{aid}/{filename}", self.cdn)
         r.add_get("/", self.page)
+        r.add_get("/favicon.ico", self.favicon)
         r.add_get("/static/{name}", self.static)
         r.add_get("/playground/ws", self.browser_socket)
         r.add_get("/playground/api/state", self.pg_state)
@@ -219,6 +226,7 @@ class Playground:
             ("GET", "/guilds/{gid}/members/{uid}", self.get_member),
             ("GET", "/guilds/{gid}/roles", self.get_roles),
             ("GET", "/channels/{cid}", self.get_channel),
+            ("PATCH", "/channels/{cid}", self.edit_channel),
             ("GET", "/channels/{cid}/messages", self.list_messages),
             ("POST", "/channels/{cid}/messages", self.post_message),
             ("GET", "/channels/{cid}/messages/{mid}", self.get_message),
@@ -388,6 +396,12 @@ class Playground:
         """``GET /channels/{id}``."""
         return json_response(self._channel(request))
 
+    async def edit_channel(self, request: web.Request) -> web.Response:
+        """``PATCH /channels/{id}``: rename a channel or thread, archive or lock a thread."""
+        channel = self._channel(request)
+        body, _ = await read_body(request, 0)
+        return json_response(self.state.edit_channel(channel, body))
+
     async def list_messages(self, request: web.Request) -> web.Response:
         """``GET /channels/{id}/messages`` (newest first, ``limit``/``before``/``after``)."""
         channel = self._channel(request)
@@ -523,6 +537,10 @@ class Playground:
     async def page(self, request: web.Request) -> web.Response:
         """Serve the browser page."""
         return web.Response(body=self._static.get("index.html", b""), content_type="text/html")
+
+    async def favicon(self, request: web.Request) -> web.Response:
+        """Answer the browser's favicon request quietly."""
+        return web.Response(status=204)
 
     async def static(self, request: web.Request) -> web.Response:
         """Serve the page's CSS and JavaScript."""

@@ -43,6 +43,7 @@ EPHEMERAL, LOADING = 64, 128
 # Channel types
 GUILD_TEXT, DM, PUBLIC_THREAD, PRIVATE_THREAD = 0, 1, 11, 12
 THREAD_TYPES = frozenset({10, PUBLIC_THREAD, PRIVATE_THREAD})
+MAX_CHANNEL_NAME = 100
 
 _MENTION = re.compile(r"<@!?(\d+)>")
 
@@ -611,7 +612,7 @@ class PlaygroundState:
             raise ApiError(404, 10003, "Unknown Channel")
         if parent["type"] != GUILD_TEXT:
             raise ApiError(400, 50024, "Cannot execute action on this channel type")
-        if not name or len(name) > 100:
+        if not 1 <= len(name) <= MAX_CHANNEL_NAME:
             raise ApiError(400, 50035, "Invalid Form Body", {"name": {"_errors": [_length_error(1, 100)]}})
         starter = self.find_message(parent_id, message_id) if message_id is not None else None
         if message_id is not None and message_id in self.channels:
@@ -647,6 +648,26 @@ class PlaygroundState:
             self.emit("MESSAGE_UPDATE", starter, intent=1 << 9)
         self.emit("THREAD_CREATE", {**thread, "newly_created": True}, intent=1)
         return thread
+
+    def edit_channel(self, channel: JSON, changes: JSON) -> JSON:
+        """Rename a channel or thread, or archive/lock a thread; dispatch CHANNEL_UPDATE or THREAD_UPDATE."""
+        if "name" in changes:
+            name = str(changes["name"] or "")
+            if not 1 <= len(name) <= MAX_CHANNEL_NAME:
+                raise ApiError(400, 50035, "Invalid Form Body", {"name": {"_errors": [_length_error(1, 100)]}})
+            channel["name"] = name
+        if "topic" in changes and channel["type"] == GUILD_TEXT:
+            channel["topic"] = changes["topic"]
+        metadata = channel.get("thread_metadata")
+        if metadata is not None:
+            for key in ("archived", "locked", "auto_archive_duration"):
+                if key in changes:
+                    metadata[key] = changes[key]
+            if "archived" in changes:
+                metadata["archive_timestamp"] = now_iso()
+        is_thread = channel["type"] in THREAD_TYPES
+        self.emit("THREAD_UPDATE" if is_thread else "CHANNEL_UPDATE", channel, intent=1)
+        return channel
 
     def open_dm(self, user_id: str) -> JSON:
         """Return (creating once) the DM channel between the bot and a user."""

@@ -209,6 +209,11 @@ function renderMain() {
     h("span", {}, channel.type === 1 ? displayName(S.data.bot) : channel.name),
     ...(channel.topic ? [h("span", { class: "topic" }, channel.topic)] : []));
   renderMessagesInto(document.getElementById("messages"), S.channel);
+  if (!S.data.bot_connected) {
+    document.getElementById("messages").prepend(h("div", { class: "offline-banner" },
+      h("b", {}, "No bot is connected. "), "Point a discord.py bot at ", h("code", {}, S.data.api_base),
+      " (gateway ", h("code", {}, S.data.gateway_url), ") with its token, or run ", h("code", {}, "make run"), "."));
+  }
   mainComposer.setChannel(S.channel);
 }
 

@@ -14,11 +14,11 @@ from discord import app_commands
 from discord.ext import commands
 from PIL import Image
 
-from playground import Playground, discord_py_pointed_at
-
 if TYPE_CHECKING:
     import re
     from collections.abc import AsyncIterator
+
+    from playground import Playground
 
 
 @dataclass
@@ -157,7 +157,7 @@ class PlaygroundTestBot(commands.Bot):
 @asynccontextmanager
 async def running_bot(pg: Playground, bot: commands.Bot | None = None) -> AsyncIterator[PlaygroundTestBot]:
     """Start a test bot connected to the playground; close it afterwards."""
-    with discord_py_pointed_at(pg.api_base, pg.gateway_url):
+    with pg.discord_py():
         client = bot or PlaygroundTestBot()
         assert isinstance(client, PlaygroundTestBot)
         await client.login(pg.token)

@@ -164,3 +164,14 @@ async def test_attachments_are_kept_by_id_and_replaced_when_a_message_is_edited(
 async def test_unknown_route_is_a_discord_404_when_called(http: aiohttp.ClientSession):
     body = await call(http, "GET", "nope/nope", status=404)
     assert body == {"message": "404: Not Found", "code": 0}
+
+
+async def test_thread_is_renamed_and_archived_when_patched(pg: Playground, http: aiohttp.ClientSession):
+    general = pg.state.channel_named("general")["id"]
+    thread = pg.state.create_thread(general, "job 1", owner_id=pg.state.app_id)
+    edited = await call(http, "PATCH", f"channels/{thread['id']}", json={"name": "job 1 (done)", "archived": True})
+    assert edited["name"] == "job 1 (done)"
+    assert edited["thread_metadata"]["archived"] is True
+    body = await call(http, "PATCH", f"channels/{general}", status=400, json={"name": ""})
+    assert body["code"] == 50035
+    assert (await call(http, "PATCH", f"channels/{general}", json={"topic": "t"}))["topic"] == "t"
