@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import discord
 import pytest
 from discord import app_commands
+from discord.ext import commands
 
 from playground import Playground, Upload
 from tests.fakes.playground_bot import FakeClock, PlaygroundTestBot, make_png, running_bot
@@ -138,3 +139,18 @@ async def test_discord_py_gets_unknown_interaction_when_it_answers_after_three_s
         assert run.interaction.failed and not run.interaction.acked
         with pytest.raises(AssertionError, match="no response within the deadline"):
             await run.wait_ack()
+
+
+async def test_auto_sharded_bot_finds_the_gateway_through_gateway_bot_when_connecting(pg: Playground):
+    client = commands.AutoShardedBot(command_prefix="!", intents=discord.Intents.default(), guild_ready_timeout=0.05)
+    with pg.discord_py():
+        await client.login(pg.token)
+        task = asyncio.create_task(client.connect(reconnect=False))
+        try:
+            await asyncio.wait_for(client.wait_until_ready(), 10)
+            assert client.shard_count == 1
+            assert client.get_guild(int(pg.state.guild_id)) is not None
+            assert any(r.startswith("GET /api/v10/gateway/bot -> 200") for r in pg.state.requests)
+        finally:
+            await client.close()
+            await asyncio.wait_for(task, 5)
