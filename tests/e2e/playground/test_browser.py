@@ -129,3 +129,33 @@ async def test_page_runs_a_command_clicks_a_button_and_submits_a_modal_when_used
         await asyncio.to_thread(shutil.copy, shot, Path(copy_to) / shot.name)
     assert shot.stat().st_size > 10_000
     assert errors == []
+
+
+@pytest.mark.allow_blocking  # Playwright's driver start-up reads its package files on the loop thread
+async def test_page_shows_a_failed_interaction_and_hides_others_ephemeral_messages_when_no_bot_answers(
+    browser: Browser, tmp_path: Path
+):
+    async with Playground(interaction_deadline_s=0.3) as pg:
+        pg.state.set_commands([{"name": "ghost", "description": "nobody answers", "options": []}])
+        general = pg.state.channel_named("general")["id"]
+        answered = await pg.driver("alice").slash("ghost")
+        pg.state.respond(
+            answered.id, answered.token, {"type": 4, "data": {"content": "for alice only", "flags": 64}}, {}
+        )
+
+        page = await browser.new_page(viewport={"width": 1280, "height": 720})
+        await page.goto(pg.url)
+        await expect(page.locator(".offline-banner")).to_contain_text(pg.api_base)
+        await expect(page.locator("#messages")).to_contain_text("for alice only")
+
+        await run_command(page, "/gh", "ghost")
+        await page.locator("#main-composer [data-action='send-command']").click()
+        await expect(page.locator(".toast.error")).to_have_text("This interaction failed")
+        assert any(i.failed for i in pg.state.interactions.values())
+
+        await page.locator("#user-select").select_option("bob")
+        await expect(page.locator("#me-avatar")).to_have_text("B")
+        await expect(page.locator("#messages")).not_to_contain_text("for alice only")
+        await pg.driver("bob").send(general, "hi from bob")
+        await expect(page.locator("#messages")).to_contain_text("hi from bob")
+        await page.screenshot(path=str(tmp_path / "failed-interaction.png"))

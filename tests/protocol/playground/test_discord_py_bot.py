@@ -154,3 +154,21 @@ async def test_auto_sharded_bot_finds_the_gateway_through_gateway_bot_when_conne
         finally:
             await client.close()
             await asyncio.wait_for(task, 5)
+
+
+async def test_bot_resumes_its_session_and_keeps_working_when_asked_to_reconnect(
+    pg: Playground, bot: PlaygroundTestBot
+):
+    resumed: list[bool] = []
+
+    async def on_resumed() -> None:
+        resumed.append(True)
+
+    bot.add_listener(on_resumed)
+    alice = pg.driver("alice")
+    await pg.gateway.request_reconnect()  # op 7, as Discord sends before maintenance
+    await alice.wait_until(lambda: resumed)
+    run = await alice.slash("tools")
+    assert await run.wait_ack() == 4
+    assert len(pg.gateway.sessions) == 1  # the same session, resumed rather than identified again
+    assert len(pg.gateway.identifies) == 1
