@@ -101,6 +101,7 @@ class WorkerInfo:
     slot: int | None
     pid: int | None = None
     alive: bool = True
+    retiring: bool = False  # asked to stop (refresh or shutdown): gets no more jobs, its long-polls end
     ready: bool = False
     jobs: set[str] = field(default_factory=set)
     last_ping_at: float | None = None
@@ -440,7 +441,7 @@ class LocalEndpoint:
         batch = request.path.rsplit("/", 2)[-2] == "job-take-batch"
         wanted = _int_param(request.query.get("batch_size"), default=1, low=1, high=64) if batch else 1
         deadline = time.monotonic() + self._take_wait_s
-        while not self._closing and worker.alive:
+        while not self._closing and worker.alive and not worker.retiring:
             jobs = self._take(worker, wanted)
             if jobs:
                 payload = [{"id": j.id, "input": j.input} for j in jobs]
@@ -500,6 +501,7 @@ class LocalEndpoint:
                 self._finish(job, RemoteStatus.COMPLETED)
         if worker is not None and body.get("stopPod") and worker.proc is not None:
             log.info("worker %s asked to be refreshed", worker.id)
+            self._retire(worker)
             with contextlib.suppress(ProcessLookupError):
                 worker.proc.terminate()
         return web.json_response({})
@@ -517,7 +519,7 @@ class LocalEndpoint:
         if worker is None:
             return web.Response(status=204)
         deadline = time.monotonic() + self._stop_wait_s
-        while not self._closing and worker.alive:
+        while not self._closing and worker.alive and not worker.retiring:
             if worker.stop:
                 ids = sorted(worker.stop)
                 worker.stop.clear()
@@ -549,6 +551,11 @@ class LocalEndpoint:
     def _notify_queue(self) -> None:
         self._wake.set()
         self._wake = asyncio.Event()
+
+    def _retire(self, worker: WorkerInfo) -> None:
+        worker.retiring = True
+        worker.stop_wake.set()
+        self._notify_queue()
 
     def _tell_stop(self, job: _Job) -> None:
         worker = self._workers.get(job.worker_id or "")
@@ -661,6 +668,11 @@ class LocalEndpoint:
             }
         )
         env.setdefault("RUNPOD_LOG_LEVEL", "INFO")
+        # The SDK's heartbeat uses `interval // 1000` seconds as its HTTP timeout; below 1 s that is 0 and the ping
+        # process dies with a ValueError (runpod 1.12 rp_ping.py), so never go below 1000 ms.
+        interval = env.get("RUNPOD_PING_INTERVAL", "")
+        if interval and (not interval.isdigit() or int(interval) < 1000):
+            env["RUNPOD_PING_INTERVAL"] = "1000"
         path = env.get("PYTHONPATH")
         env["PYTHONPATH"] = f"{PROJECT_ROOT}{os.pathsep}{path}" if path else str(PROJECT_ROOT)
         return env
@@ -705,7 +717,7 @@ class LocalEndpoint:
         log.info("worker %s started (pid %d)", worker.id, proc.pid)
         relay = asyncio.create_task(_relay_output(worker.id, proc))
         try:
-            return await proc.wait()
+            return await _exited(proc)
         except asyncio.CancelledError:
             await self._stop_process(worker, proc)
             raise
@@ -715,15 +727,28 @@ class LocalEndpoint:
             await _finish_relay(relay)
 
     async def _stop_process(self, worker: WorkerInfo, proc: asyncio.subprocess.Process) -> None:
+        self._retire(worker)
         with contextlib.suppress(ProcessLookupError):
             proc.terminate()
         try:
-            await asyncio.wait_for(proc.wait(), self._stop_grace_s)
+            await asyncio.wait_for(_exited(proc), self._stop_grace_s)
         except TimeoutError:
             log.warning("worker %s ignored SIGTERM; killing it", worker.id)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            await proc.wait()
+            await _exited(proc)
+
+
+async def _exited(proc: asyncio.subprocess.Process) -> int:
+    """Wait for the process itself to exit.
+
+    Not `proc.wait()`: on Python 3.11 that also waits for every holder of the stdout pipe to close it, and the SDK's
+    heartbeat child outlives a worker that dies abruptly (`os._exit`, OOM). Its group is killed once this returns.
+    """
+    while True:  # the transport sets returncode from its child watcher; nothing to await on 3.11 but the pipes
+        if proc.returncode is not None:
+            return proc.returncode
+        await asyncio.sleep(0.1)
 
 
 async def _relay_output(worker_id: str, proc: asyncio.subprocess.Process) -> None:

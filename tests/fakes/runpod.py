@@ -9,7 +9,7 @@ import contextlib
 import json
 import sys
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -158,3 +158,15 @@ async def poll_until(
             if until(job):
                 return job, seen
             await asyncio.sleep(interval_s)
+
+
+async def wait_until(predicate: Callable[[], Awaitable[bool] | bool], timeout_s: float = 10.0) -> None:
+    """Poll a (sync or async) predicate until it holds, or raise TimeoutError."""
+    async with asyncio.timeout(timeout_s):
+        while True:
+            outcome = predicate()
+            if not isinstance(outcome, bool):
+                outcome = await outcome
+            if outcome:
+                return
+            await asyncio.sleep(0.05)

@@ -20,9 +20,14 @@ async def handler(job: dict[str, Any]) -> dict[str, Any]:
     steps = int(spec.get("steps", 0))
     delay_s = float(spec.get("delay_s", 0.0))
     me = {"worker": os.environ.get("RUNPOD_POD_ID"), "pid": os.getpid()}
-    for done in range(steps):
-        runpod.serverless.progress_update(job, {"type": "progress", "done": done, "total": steps, **me})
-        await asyncio.sleep(delay_s)
+    try:
+        for done in range(steps):
+            runpod.serverless.progress_update(job, {"type": "progress", "done": done, "total": steps, **me})
+            await asyncio.sleep(delay_s)
+    except asyncio.CancelledError:
+        if spec.get("marker_dir"):
+            _write(Path(spec["marker_dir"]) / f"{job['id']}.stopped", str(me["worker"]))
+        raise
     mode = spec.get("mode", "echo")
     if mode == "error":
         return {"error": "BAD_INPUT: asked to fail", "type": "result", "ok": 0, "failed": 1, **me}
@@ -40,6 +45,10 @@ async def handler(job: dict[str, Any]) -> dict[str, Any]:
     if mode == "refresh":
         result["refresh_worker"] = True
     return result
+
+
+def _write(path: Path, text: str) -> None:
+    path.write_text(text)
 
 
 def _concurrency(current: int) -> int:
