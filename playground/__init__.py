@@ -11,6 +11,7 @@ Typical use::
 
 from playground.discord_py import discord_py_pointed_at, point_discord_py_at
 from playground.driver import Driver, InteractionHandle, Message
+from playground.remote import RemoteActionError, RemoteDriver
 from playground.rules import ApiError
 from playground.server import Playground
 from playground.state import DEFAULT_TOKEN, PlaygroundState, Upload
@@ -23,6 +24,8 @@ __all__ = [
     "Message",
     "Playground",
     "PlaygroundState",
+    "RemoteActionError",
+    "RemoteDriver",
     "Upload",
     "discord_py_pointed_at",
     "point_discord_py_at",

@@ -200,6 +200,7 @@ class Playground:
         r.add_get("/static/{name}", self.static)
         r.add_get("/playground/ws", self.browser_socket)
         r.add_get("/playground/api/state", self.pg_state)
+        r.add_get("/playground/api/interactions/{iid}", self.pg_interaction)
         for name in ("command", "click", "select", "modal", "message", "react", "autocomplete", "thread"):
             r.add_post(f"/playground/api/{name}", self._pg_action(name))
         routes: list[tuple[str, str, Handler]] = [
@@ -557,6 +558,24 @@ class Playground:
 
         user = self.state.user_named(request.query.get("user", "alice"))
         return json_response(snapshot(self, user["id"]))
+
+    async def pg_interaction(self, request: web.Request) -> web.Response:
+        """Return what the bot answered to one interaction (for remote drivers)."""
+        interaction = self.state.interactions.get(request.match_info["iid"])
+        if interaction is None:
+            raise web.HTTPNotFound
+        return json_response(
+            {
+                "id": interaction.id,
+                "acked": interaction.acked,
+                "failed": interaction.failed,
+                "callback_type": interaction.callback_type,
+                "modal": interaction.modal,
+                "choices": interaction.choices,
+                "original_id": interaction.original_id,
+                "followups": interaction.followups,
+            }
+        )
 
     async def browser_socket(self, request: web.Request) -> web.WebSocketResponse:
         """Push every world event to the page."""
