@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import secrets
+import shlex
 import signal
 import sys
 import time
@@ -803,7 +804,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    command = args.worker_command.split() if args.worker_command else DEFAULT_WORKER_COMMAND
+    command = shlex.split(args.worker_command) if args.worker_command else DEFAULT_WORKER_COMMAND
     asyncio.run(
         _serve(
             LocalEndpoint(
