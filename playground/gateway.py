@@ -35,6 +35,18 @@ NOT_AUTHENTICATED = 4003
 ALREADY_AUTHENTICATED = 4005
 
 
+async def write_frames(ws: web.WebSocketResponse, outbox: asyncio.Queue[str]) -> None:
+    """Send queued text frames in order until the socket closes (one writer per socket keeps frames ordered)."""
+    while True:
+        frame = await outbox.get()
+        if ws.closed:
+            return
+        try:
+            await ws.send_str(frame)
+        except ConnectionError:
+            return
+
+
 @dataclass(slots=True)
 class GatewaySession:
     """One identified bot session: its intents, sequence number and the frames sent so far."""
@@ -98,7 +110,7 @@ class Gateway:
         self._sockets.add(ws)
         session: GatewaySession | None = None
         outbox: asyncio.Queue[str] = asyncio.Queue()
-        writer = asyncio.create_task(self._write(ws, outbox))
+        writer = asyncio.create_task(write_frames(ws, outbox))
         try:
             await ws.send_str(
                 json.dumps({"op": 10, "d": {"heartbeat_interval": HEARTBEAT_INTERVAL_MS}, "s": None, "t": None})
@@ -140,17 +152,6 @@ class Gateway:
                 await writer
             self._sockets.discard(ws)
         return ws
-
-    @staticmethod
-    async def _write(ws: web.WebSocketResponse, outbox: asyncio.Queue[str]) -> None:
-        while True:
-            frame = await outbox.get()
-            if ws.closed:
-                return
-            try:
-                await ws.send_str(frame)
-            except ConnectionError:
-                return
 
     def _identify(self, data: JSON, outbox: asyncio.Queue[str]) -> GatewaySession | None:
         if data.get("token") not in (self._token, f"Bot {self._token}"):

@@ -20,7 +20,7 @@ from aiohttp import BodyPartReader, web
 
 from playground import actions
 from playground.discord_py import discord_py_pointed_at
-from playground.gateway import Gateway
+from playground.gateway import Gateway, write_frames
 from playground.ratelimit import RateLimiter
 from playground.rules import JSON, ApiError
 from playground.state import DEFAULT_TOKEN, DEFAULT_UPLOAD_LIMIT, THREAD_TYPES, PlaygroundState, Upload
@@ -48,6 +48,18 @@ def json_response(data: object, status: int = 200, headers: dict[str, str] | Non
 
 def _no_content() -> web.Response:
     return web.Response(status=204)
+
+
+async def read_json_list(request: web.Request) -> list[JSON]:
+    """Read a JSON array body (command bulk overwrites), or raise Discord's 50035."""
+    try:
+        body = json.loads(await request.read() or b"null")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ApiError(400, 50109, "The request body contains invalid JSON.") from exc
+    if not isinstance(body, list) or not all(isinstance(item, dict) for item in body):
+        error = {"code": "LIST_TYPE_CONVERT", "message": "Must be an array of objects."}
+        raise ApiError(400, 50035, "Invalid Form Body", {"_errors": [error]})
+    return body
 
 
 async def read_body(request: web.Request, limit: int) -> tuple[JSON, dict[int, Upload]]:
@@ -85,8 +97,6 @@ async def read_body(request: web.Request, limit: int) -> tuple[JSON, dict[int, U
         elif request.body_exists:
             raw = await request.read()
             payload = json.loads(raw) if raw else {}
-            if isinstance(payload, list):
-                return {"__list__": payload}, files
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ApiError(400, 50109, "The request body contains invalid JSON.") from exc
     if not isinstance(payload, dict):
@@ -150,8 +160,7 @@ class Playground:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
-        sockets = site._server.sockets if site._server is not None else []  # type: ignore[attr-defined] # aiohttp keeps the bound server private
-        self.port = int(sockets[0].getsockname()[1])
+        self.port = int(self._runner.addresses[0][1])
         self.state.base_url = f"http://{self.host}:{self.port}"
         log.info("playground listening on %s", self.url)
         return self
@@ -331,15 +340,7 @@ class Playground:
     async def put_commands(self, request: web.Request) -> web.Response:
         """Bulk-overwrite global or guild commands."""
         self._check_app(request)
-        body, _ = await read_body(request, 0)
-        commands = body.get("__list__")
-        if not isinstance(commands, list):
-            raise ApiError(
-                400,
-                50035,
-                "Invalid Form Body",
-                {"_errors": [{"code": "LIST_TYPE_CONVERT", "message": "Must be an array."}]},
-            )
+        commands = await read_json_list(request)
         return json_response(self.state.set_commands(commands, request.match_info.get("gid")))
 
     async def post_command(self, request: web.Request) -> web.Response:
@@ -588,7 +589,7 @@ class Playground:
 
         unsubscribe = self.state.subscribe(on_event)
         self._browsers.add(ws)
-        writer = asyncio.create_task(Gateway._write(ws, outbox))
+        writer = asyncio.create_task(write_frames(ws, outbox))
         try:
             async for _ in ws:
                 pass
