@@ -6,6 +6,7 @@ test_local_endpoint_workers.py.
 
 import asyncio
 import json
+import sys
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,7 +18,7 @@ from bot.runpod.client import RunpodHttpGateway
 from bot.runpod.errors import RunpodAuthError
 from bot.runpod.local_endpoint import LocalEndpoint
 from bot.runpod.types import RemoteStatus
-from tests.fakes.runpod import poll_until, running_endpoint
+from tests.fakes.runpod import poll_until, running_endpoint, wait_until
 
 
 class SdkLikeWorker:
@@ -398,3 +399,16 @@ async def test_ping_is_recorded_and_an_unhealthy_report_logged(
     assert info.runpod_version == "1.12.0"
     assert info.last_ping_at is not None
     assert "failed its fitness check memory: too little" in caplog.text
+
+
+async def test_a_worker_that_keeps_exiting_is_restarted_with_backoff_and_jobs_wait() -> None:
+    crashing = (sys.executable, "-c", "raise SystemExit(2)")
+    async with running_endpoint(workers=1, worker_command=crashing, restart_backoff_s=(0.05, 0.2)) as (ep, gw):
+        submitted = await gw.run({})
+
+        await wait_until(lambda: ep.restarts >= 3, timeout_s=10)
+
+        assert (await gw.status(submitted.id)).status is RemoteStatus.IN_QUEUE
+        health = await gw.health()
+        assert health.workers["idle"] == 0
+        assert health.workers["running"] == 0
