@@ -490,6 +490,7 @@ class PlaygroundState:
                 msg["referenced_message"] = {k: v for k, v in target.items() if k != "referenced_message"}
                 if message_type == 0:
                     msg["type"] = 19  # REPLY
+        _resolve_attachment_urls(msg)
         self.messages[mid] = msg
         self.channel_messages.setdefault(channel_id, []).append(mid)
         channel["last_message_id"] = mid
@@ -524,6 +525,7 @@ class PlaygroundState:
         if "content" in changes:
             changes["mentions"] = self._mentions(changes["content"])
         msg.update(changes)
+        _resolve_attachment_urls(msg)
         if payload.get("flags") is not None:
             msg["flags"] = (msg["flags"] & EPHEMERAL) | (int(payload["flags"]) & ~EPHEMERAL)
         msg["flags"] &= ~LOADING
@@ -910,6 +912,27 @@ _CALLBACKS_FOR: dict[int, frozenset[int]] = {
     AUTOCOMPLETE: frozenset({AUTOCOMPLETE_RESULT}),
     MODAL_SUBMIT: frozenset({CHANNEL_MESSAGE, DEFERRED_CHANNEL_MESSAGE, DEFERRED_UPDATE, UPDATE_MESSAGE}),
 }
+
+
+def _resolve_attachment_urls(msg: JSON) -> None:
+    """Point embed images given as ``attachment://name`` at the uploaded attachment, as Discord does."""
+    by_name = {a["filename"]: a for a in msg.get("attachments") or []}
+    embeds = []
+    for embed in msg.get("embeds") or []:
+        resolved = dict(embed)
+        for key in ("image", "thumbnail"):
+            part = embed.get(key)
+            url = part.get("url") if isinstance(part, dict) else None
+            if isinstance(url, str) and url.startswith("attachment://") and url[13:] in by_name:
+                target = by_name[url[13:]]
+                resolved[key] = {
+                    **part,
+                    "url": target["url"],
+                    "proxy_url": target["proxy_url"],
+                    **{k: target[k] for k in ("width", "height") if k in target},
+                }
+        embeds.append(resolved)
+    msg["embeds"] = embeds
 
 
 def _command_path(data: JSON) -> str:

@@ -275,7 +275,10 @@ function renderMessage(m, prev) {
   } else if (m.content) {
     body.append(h("div", { class: "content", html: markdown(m.content) + (m.edited_timestamp ? ' <span class="edited">(edited)</span>' : "") }));
   }
-  if (m.attachments && m.attachments.length) body.append(renderAttachments(m.attachments));
+  // Like Discord's client, an attachment shown as an embed's image is not shown a second time.
+  const inEmbeds = new Set((m.embeds || []).flatMap((e) => [e.image && e.image.url, e.thumbnail && e.thumbnail.url]));
+  const shown = (m.attachments || []).filter((a) => !inEmbeds.has(a.url));
+  if (shown.length) body.append(renderAttachments(shown));
   for (const e of m.embeds || []) body.append(renderEmbed(e));
   if (m.components && m.components.length) body.append(renderComponents(m, m.components));
   if (m.reactions && m.reactions.length) body.append(renderReactions(m));
@@ -361,8 +364,9 @@ function renderEmbed(e) {
     el.append(h("div", { class: "embed-fields" }, e.fields.map((f) => h("div", { class: `embed-field ${f.inline ? "" : "full"}` },
       h("div", { class: "name" }, f.name), h("div", { class: "value", html: markdown(f.value) })))));
   }
-  if (e.image && e.image.url) el.append(h("img", { class: "embed-image", src: e.image.url, onclick: () => lightbox(e.image.url) }));
-  if (e.thumbnail && e.thumbnail.url) el.append(h("img", { class: "embed-image", src: e.thumbnail.url, style: "max-width:80px" }));
+  const fileName = (url) => decodeURIComponent(url.split("?")[0].split("/").pop());
+  if (e.image && e.image.url) el.append(h("img", { class: "embed-image", src: e.image.url, alt: fileName(e.image.url), onclick: () => lightbox(e.image.url) }));
+  if (e.thumbnail && e.thumbnail.url) el.append(h("img", { class: "embed-image", src: e.thumbnail.url, alt: fileName(e.thumbnail.url), style: "max-width:80px" }));
   if (e.footer && e.footer.text) el.append(h("div", { class: "embed-footer" }, e.footer.text));
   return el;
 }

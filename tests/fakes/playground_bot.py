@@ -109,6 +109,7 @@ class PlaygroundTestBot(commands.Bot):
         self.add_dynamic_items(VariantButton)
         self.tree.add_command(self._imagine())
         self.tree.add_command(self._tools())
+        self.tree.add_command(self._style())
 
     async def setup_hook(self) -> None:
         self.add_view(ToolsView())
@@ -131,7 +132,7 @@ class PlaygroundTestBot(commands.Bot):
             await interaction.followup.send(
                 f"**{prompt}** (job {job})",
                 file=discord.File(io.BytesIO(make_png(256, (250, 200, 40))), "grid.png"),
-                embed=discord.Embed(title=prompt, description=f"job {job}"),
+                embed=discord.Embed(title=prompt, description=f"job {job}").set_image(url="attachment://grid.png"),
                 view=view,
             )
 
@@ -143,6 +144,18 @@ class PlaygroundTestBot(commands.Bot):
             await interaction.response.send_message("Tools", view=ToolsView())
 
         return tools
+
+    def _style(self) -> app_commands.Command[Any, ..., None]:
+        async def complete(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+            styles = ["watercolor", "woodcut", "wireframe", "pixel art"]
+            return [app_commands.Choice(name=s, value=s) for s in styles if s.startswith(current.lower())]
+
+        @app_commands.command(name="style", description="Pick a style")
+        @app_commands.autocomplete(name=complete)
+        async def style(interaction: discord.Interaction, name: str) -> None:
+            await interaction.response.send_message(f"Style: {name}", ephemeral=True)
+
+        return style
 
     async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
         self.reactions.append((str(payload.emoji), payload.user_id))

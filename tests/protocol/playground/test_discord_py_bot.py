@@ -30,7 +30,7 @@ async def bot(pg: Playground) -> AsyncIterator[PlaygroundTestBot]:
 
 
 async def test_bot_registers_commands_and_sees_the_guild_when_connected(pg: Playground, bot: PlaygroundTestBot):
-    assert {c["name"] for c in pg.state.commands.values()} == {"imagine", "tools"}
+    assert {c["name"] for c in pg.state.commands.values()} == {"imagine", "tools", "style"}
     guild = bot.get_guild(int(pg.state.guild_id))
     assert guild is not None
     assert {c.name for c in guild.text_channels} == {"general", "images", "batch"}
@@ -50,6 +50,7 @@ async def test_slash_command_with_attachment_defers_and_follows_up_when_run(pg: 
     assert alice.attachment_bytes(grid.attachments[0]).startswith(b"\x89PNG")
     assert grid.attachments[0]["width"] == 256
     assert grid.embeds[0]["title"] == "a red fox"
+    assert grid.embeds[0]["image"]["url"] == grid.attachments[0]["url"]  # attachment:// resolved
     assert grid.custom_ids() == ["peel:v:1:1", "peel:v:1:2"]
     assert bot.received_bytes == [ref]  # the bot downloaded the attachment from the playground's CDN
 
@@ -172,3 +173,14 @@ async def test_bot_resumes_its_session_and_keeps_working_when_asked_to_reconnect
     assert await run.wait_ack() == 4
     assert len(pg.gateway.sessions) == 1  # the same session, resumed rather than identified again
     assert len(pg.gateway.identifies) == 1
+
+
+async def test_autocomplete_choices_come_from_the_bot_when_typing(pg: Playground, bot: PlaygroundTestBot):
+    alice = pg.driver("alice")
+    typed = await alice.autocomplete("style", "name", {"name": "w"})
+    assert await typed.wait_ack() == 8
+    assert [c["value"] for c in typed.choices or []] == ["watercolor", "woodcut", "wireframe"]
+    run = await alice.slash("style", {"name": "woodcut"})
+    assert await run.wait_ack() == 4
+    reply = run.response()
+    assert reply is not None and reply.is_ephemeral and reply.content == "Style: woodcut"
