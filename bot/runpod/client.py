@@ -341,5 +341,6 @@ def parse_status_body(data: object, *, fallback_id: str | None = None) -> Remote
         error=error or None,
         delay_ms=_optional_int(body.get("delayTime")),
         execution_ms=_optional_int(body.get("executionTime")),
+        retries=_optional_int(body.get("retries")) or 0,
         raw=cast("Mapping[str, object]", data),
     )

@@ -43,6 +43,7 @@ class RemoteJob:
     error: str | None = None
     delay_ms: int | None = None
     execution_ms: int | None = None
+    retries: int = 0  # how many times RunPod put the job back in its queue (a worker died, or /retry)
     raw: Mapping[str, object] = field(default_factory=dict)
 
 

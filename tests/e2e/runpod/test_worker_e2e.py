@@ -207,7 +207,7 @@ async def test_killed_worker_means_the_chunk_runs_again_on_a_fresh_worker_withou
     final, _ = await poll_until(ready.gateway, submitted.id, timeout_s=60)
 
     assert final.status is RemoteStatus.COMPLETED, final.raw
-    assert final.raw.get("retries") == 1
+    assert final.retries == 1
     assert final.raw.get("workerId") != victim
     assert final.result is not None
     assert final.result["ok"] == n

@@ -294,7 +294,7 @@ async def test_retry_requeues_a_failed_job_under_the_same_id(
     assert again == {"id": submitted.id, "input": {"x": 1}}
     final = await gw.status(submitted.id)
     assert final.status is RemoteStatus.COMPLETED
-    assert final.raw.get("retries") == 1
+    assert final.retries == 1
 
 
 async def test_purge_removes_queued_jobs_only(

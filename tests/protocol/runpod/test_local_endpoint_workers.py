@@ -171,7 +171,7 @@ async def test_killed_worker_mid_chunk_means_the_chunk_runs_again_on_a_fresh_wor
     final, _ = await poll_until(gw, submitted.id, timeout_s=20)
 
     assert final.status is RemoteStatus.COMPLETED
-    assert final.raw.get("retries") == 1
+    assert final.retries == 1
     assert final.result is not None
     assert final.result["worker"] != victim
     await wait_until(lambda: ep.restarts > restarts)
@@ -184,7 +184,7 @@ async def test_chunk_whose_worker_dies_twice_is_failed_after_one_requeue(ready: 
     final, _ = await poll_until(gw, submitted.id, timeout_s=20)
 
     assert final.status is RemoteStatus.FAILED
-    assert final.raw.get("retries") == 1
+    assert final.retries == 1
     assert final.error is not None
     assert "exited" in final.error
     health = await gw.health()
