@@ -184,3 +184,19 @@ async def test_autocomplete_choices_come_from_the_bot_when_typing(pg: Playground
     assert await run.wait_ack() == 4
     reply = run.response()
     assert reply is not None and reply.is_ephemeral and reply.content == "Style: woodcut"
+
+
+async def test_dynamic_button_still_works_when_clicked_after_the_bot_restarted(pg: Playground):
+    alice = pg.driver("alice")
+    async with running_bot(pg):
+        run = await alice.slash("imagine", {"prompt": "a cat"})
+        grid = await alice.wait_for_message(lambda m: m.attachments and not m.is_loading)
+        assert run.interaction.original_id == grid.id
+    assert pg.gateway.connected == 0
+    async with running_bot(pg) as restarted:
+        assert restarted.jobs == 0  # nothing in memory: the button's custom id carries the job
+        click = await alice.click(grid, label="V1")
+        assert await click.wait_ack() == 6
+        variation = await alice.wait_for_message(lambda m: m.attachments, channel=grid.id)
+        assert variation.content == "Variation 1 of job 1"
+    assert len(pg.gateway.identifies) == 2
