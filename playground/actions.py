@@ -177,6 +177,37 @@ def run_command(
     return state.start_interaction(APPLICATION_COMMAND, user_id, channel_id, data)
 
 
+USER_COMMAND, MESSAGE_COMMAND = 2, 3
+
+
+def context_menu(
+    state: PlaygroundState, user_id: str, name: str, *, message_id: str | None = None, target_user_id: str | None = None
+) -> Interaction:
+    """Run a message (``message_id``) or user (``target_user_id``) context-menu command, as "Apps" does."""
+    kind = MESSAGE_COMMAND if message_id is not None else USER_COMMAND
+    command = next((c for c in state.commands.values() if c["name"] == name and c.get("type") == kind), None)
+    if command is None:
+        raise ActionError(f"no {'message' if kind == MESSAGE_COMMAND else 'user'} command {name!r} is registered")
+    data: JSON = {"id": command["id"], "name": name, "type": kind}
+    if message_id is not None:
+        msg = state.messages.get(message_id)
+        if msg is None or not state.visible(msg, user_id):
+            raise ActionError(f"no message {message_id}")
+        data["target_id"] = message_id
+        data["resolved"] = {"messages": {message_id: msg}}
+        channel_id = str(msg["channel_id"])
+    else:
+        if target_user_id not in state.users:
+            raise ActionError(f"no user {target_user_id}")
+        member = {k: v for k, v in state.member(target_user_id, with_permissions=True).items() if k != "user"}
+        data["target_id"] = target_user_id
+        data["resolved"] = {"users": {target_user_id: state.users[target_user_id]}, "members": {target_user_id: member}}
+        channel_id = str(state.channel_named("general")["id"])
+    if command.get("guild_id"):
+        data["guild_id"] = command["guild_id"]
+    return state.start_interaction(APPLICATION_COMMAND, user_id, channel_id, data)
+
+
 def autocomplete(
     state: PlaygroundState, user_id: str, channel_id: str, name: str, options: Mapping[str, object], focused: str
 ) -> Interaction:

@@ -190,6 +190,17 @@ class Driver:
         interaction = actions.run_command(self.state, self.user_id, self.channel_id(channel), name, options)
         return InteractionHandle(self, interaction)
 
+    async def context_menu(
+        self, name: str, *, message: Message | str | None = None, user: str | None = None
+    ) -> InteractionHandle:
+        """Run a message or user context-menu command (Discord's "Apps" menu) on a message or a user."""
+        if message is not None:
+            interaction = actions.context_menu(self.state, self.user_id, name, message_id=self._message(message).id)
+        else:
+            target = self.state.user_named(user or "")["id"]
+            interaction = actions.context_menu(self.state, self.user_id, name, target_user_id=target)
+        return InteractionHandle(self, interaction)
+
     async def autocomplete(
         self, name: str, focused: str, options: Mapping[str, object] | None = None, *, channel: str = "general"
     ) -> InteractionHandle:

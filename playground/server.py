@@ -210,7 +210,8 @@ class Playground:
         r.add_get("/playground/ws", self.browser_socket)
         r.add_get("/playground/api/state", self.pg_state)
         r.add_get("/playground/api/interactions/{iid}", self.pg_interaction)
-        for name in ("command", "click", "select", "modal", "message", "react", "autocomplete", "thread"):
+        actions_ = ("command", "context", "click", "select", "modal", "message", "react", "autocomplete", "thread")
+        for name in actions_:
             r.add_post(f"/playground/api/{name}", self._pg_action(name))
         routes: list[tuple[str, str, Handler]] = [
             ("GET", "/gateway", self.get_gateway),

@@ -938,6 +938,8 @@ def _resolve_attachment_urls(msg: JSON) -> None:
 def _command_path(data: JSON) -> str:
     """Return ``name sub ...`` of a command interaction's data."""
     parts = [str(data.get("name", ""))]
+    if data.get("type", 1) != 1:  # context-menu commands have no options
+        return parts[0]
     options = data.get("options") or []
     while options and options[0].get("type") in (1, 2):
         parts.append(str(options[0]["name"]))

@@ -84,6 +84,16 @@ async def run_page_action(pg: Playground, name: str, body: JSON, files: dict[int
                 break
             await state.wait_changed(left)
         return {"choices": interaction.choices or []}
+    if name == "context":
+        mid = body.get("message_id")
+        interaction = actions.context_menu(
+            state,
+            user_id,
+            str(body["name"]),
+            message_id=str(mid) if mid else None,
+            target_user_id=str(body["target_user_id"]) if body.get("target_user_id") else None,
+        )
+        return {"interaction_id": interaction.id}
     if name == "click":
         interaction = actions.click(state, user_id, str(body["message_id"]), str(body["custom_id"]))
         return {"interaction_id": interaction.id}

@@ -124,6 +124,10 @@ function connect() {
       }
       toast("This interaction failed", "error");
     }
+    if (ev.t === "TYPING_START") {
+      composerFor(ev.d.channel_id).showTyping(displayName(userById(ev.d.user_id)));
+      return;
+    }
     if (ev.t === "PLAYGROUND_INTERACTION_ACK") {
       const mid = S.interactionMessage[ev.d.id];
       if (mid) delete S.pendingByMessage[mid];
@@ -307,6 +311,18 @@ function hoverActions(m) {
     box.append(h("button", { title: `React ${emoji}`, onclick: () => react(m, emoji, true) }, emoji));
   }
   box.append(h("button", { title: "Reply", onclick: () => composerFor(m.channel_id).replyTo(m) }, "↩"));
+  const apps = S.data.commands.filter((c) => c.type === 3);
+  if (apps.length) {
+    const menu = h("select", { class: "apps-menu", title: "Apps", "aria-label": "Apps", onchange: async () => {
+      const name = menu.value;
+      menu.value = "";
+      try {
+        const { interaction_id } = await api("context", { user: S.user, name, message_id: m.id });
+        S.interactionMessage[interaction_id] = m.id;
+      } catch (err) { toast(err.message, "error"); }
+    } }, h("option", { value: "" }, "Apps ▾"), apps.map((c) => h("option", { value: c.name }, c.name)));
+    box.append(menu);
+  }
   const channel = channelById(m.channel_id);
   if (channel && channel.type === 0 && !m.thread) {
     box.append(h("button", { title: "Create thread", onclick: () => createThread(m) }, "🧵"));
@@ -516,7 +532,8 @@ class Composer {
     this.text = h("textarea", { rows: 1, placeholder: "Message", "aria-label": "Message", oninput: () => this.onInput(), onkeydown: (e) => this.onKey(e) });
     this.row = h("div", { class: "composer-row" }, h("button", { class: "icon-btn", title: "Upload a file", onclick: () => this.fileInput.click() }, "+"), this.text, this.fileInput);
     this.popup = h("div", { class: "popup", hidden: true });
-    root.append(this.popup, h("div", { class: "composer" }, this.error, this.replyBar, this.filesBar, this.form, this.row));
+    this.typing = h("div", { class: "typing", "aria-live": "polite" });
+    root.append(this.popup, h("div", { class: "composer" }, this.error, this.replyBar, this.filesBar, this.form, this.row), this.typing);
   }
 
   setChannel(id) {
@@ -525,6 +542,12 @@ class Composer {
     const c = channelById(id);
     this.text.placeholder = c.type === 1 ? `Message @${displayName(S.data.bot)}` : THREAD_TYPES.includes(c.type) ? `Message ${c.name}` : `Message #${c.name}`;
     this.renderBars();
+  }
+
+  showTyping(name) {
+    this.typing.replaceChildren(h("span", { class: "loading-dots" }, h("b", {}, name), " is typing"));
+    clearTimeout(this.typingTimer);
+    this.typingTimer = setTimeout(() => this.typing.replaceChildren(), 8000);
   }
 
   showError(msg) { this.error.textContent = msg || ""; this.error.hidden = !msg; }

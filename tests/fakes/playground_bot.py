@@ -110,6 +110,7 @@ class PlaygroundTestBot(commands.Bot):
         self.tree.add_command(self._imagine())
         self.tree.add_command(self._tools())
         self.tree.add_command(self._style())
+        self.tree.add_command(app_commands.ContextMenu(name="Describe", callback=self._describe))
 
     async def setup_hook(self) -> None:
         self.add_view(ToolsView())
@@ -156,6 +157,9 @@ class PlaygroundTestBot(commands.Bot):
             await interaction.response.send_message(f"Style: {name}", ephemeral=True)
 
         return style
+
+    async def _describe(self, interaction: discord.Interaction, message: discord.Message) -> None:
+        await interaction.response.send_message(f"That message says {message.content!r}", ephemeral=True)
 
     async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
         self.reactions.append((str(payload.emoji), payload.user_id))

@@ -30,7 +30,7 @@ async def bot(pg: Playground) -> AsyncIterator[PlaygroundTestBot]:
 
 
 async def test_bot_registers_commands_and_sees_the_guild_when_connected(pg: Playground, bot: PlaygroundTestBot):
-    assert {c["name"] for c in pg.state.commands.values()} == {"imagine", "tools", "style"}
+    assert {c["name"] for c in pg.state.commands.values()} == {"imagine", "tools", "style", "Describe"}
     guild = bot.get_guild(int(pg.state.guild_id))
     assert guild is not None
     assert {c.name for c in guild.text_channels} == {"general", "images", "batch"}
@@ -200,3 +200,12 @@ async def test_dynamic_button_still_works_when_clicked_after_the_bot_restarted(p
         variation = await alice.wait_for_message(lambda m: m.attachments, channel=grid.id)
         assert variation.content == "Variation 1 of job 1"
     assert len(pg.gateway.identifies) == 2
+
+
+async def test_message_context_menu_reaches_the_bot_with_its_target_when_run(pg: Playground, bot: PlaygroundTestBot):
+    alice = pg.driver("alice")
+    note = await alice.send("general", "bananas are berries")
+    run = await alice.context_menu("Describe", message=note)
+    assert await run.wait_ack() == 4
+    reply = run.response()
+    assert reply is not None and reply.content == "That message says 'bananas are berries'"

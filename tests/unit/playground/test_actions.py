@@ -260,3 +260,18 @@ def test_reactions_count_each_user_once_when_added_and_removed(state: Playground
     assert actions.react(state, bob, mid, "🍌", add=False)
     assert actions.react(state, alice(state), mid, "🍌", add=False)
     assert state.messages[mid]["reactions"] == []
+
+
+def test_context_menu_carries_the_target_when_run_on_a_message_or_user(state: PlaygroundState):
+    state.set_commands([*COMMANDS, {"name": "Vary", "type": 3}, {"name": "Profile", "type": 2}])
+    mid = str(actions.send_message(state, alice(state), general(state), "pic")["id"])
+    on_message = actions.context_menu(state, alice(state), "Vary", message_id=mid)
+    assert on_message.payload["data"]["target_id"] == mid
+    assert on_message.payload["data"]["resolved"]["messages"][mid]["content"] == "pic"
+    bob = str(state.user_named("bob")["id"])
+    on_user = actions.context_menu(state, alice(state), "Profile", target_user_id=bob)
+    assert on_user.payload["data"]["resolved"]["users"][bob]["username"] == "bob"
+    with pytest.raises(actions.ActionError, match="no message command"):
+        actions.context_menu(state, alice(state), "Profile", message_id=mid)
+    with pytest.raises(actions.ActionError, match="no user 1"):
+        actions.context_menu(state, alice(state), "Profile", target_user_id="1")
