@@ -10,6 +10,8 @@ FORBIDDEN = ("discord", "aiohttp", "aiosqlite", "boto3", "botocore", "google", "
 PURE = [
     *sorted((ROOT / "bot" / "core").rglob("*.py")),
     ROOT / "worker" / "contract.py",
+    ROOT / "worker" / "errors.py",
+    ROOT / "worker" / "generation.py",
     ROOT / "storage" / "keys.py",
     ROOT / "storage" / "links.py",
     ROOT / "storage" / "errors.py",

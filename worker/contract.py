@@ -1,0 +1,149 @@
+"""The bot ⇄ worker contract (DESIGN.md): pydantic models of one RunPod job's input, progress and output.
+
+The bot builds `ChunkInput` and parses `ChunkProgress` / `ChunkResult`; the worker does the reverse. This module
+is pure (no runpod, no google-genai, no I/O) so the bot can import it; `tests/unit/test_layering.py` enforces it.
+
+One RunPod job is one chunk: up to ~25 items of one Peel job (4 for a grid). Inputs and outputs travel as storage
+keys, never as image bytes (RunPod caps `/run` input at 10 MB and drops oversized outputs silently).
+
+Error-code tree of a failed item (`ItemError.code`):
+
+    SAFETY        blocked by Gemini (prompt or image); never retried, costs the user nothing
+    BAD_INPUT     the request cannot succeed as asked (bad reference, unsupported option, 400/403/404); never retried
+    RATE_LIMITED  Gemini said 429 after the worker's own retries; retryable later, with a smaller budget
+    UPSTREAM      5xx, timeout or connection failure after the worker's retries; retryable
+    NO_IMAGE      Gemini answered without an image; retryable
+"""
+
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
+
+SCHEMA_VERSION: Literal[1] = 1
+MAX_ITEMS_PER_CHUNK = 100
+MAX_PROMPT_CHARS = 8000
+
+# Storage keys as `storage.keys` validates them; the worker validates again when it opens them.
+Key = Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=r"^[A-Za-z0-9_][A-Za-z0-9/_.=-]*$")]
+AspectRatio = Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]?:[1-9][0-9]?$")]
+ImageSize = Literal["512", "1K", "2K", "4K"]
+
+
+class ErrorCode(StrEnum):
+    """Why an item failed (see the module docstring)."""
+
+    SAFETY = "SAFETY"
+    BAD_INPUT = "BAD_INPUT"
+    RATE_LIMITED = "RATE_LIMITED"
+    UPSTREAM = "UPSTREAM"
+    NO_IMAGE = "NO_IMAGE"
+
+    @property
+    def is_retryable(self) -> bool:
+        """Tell whether a later attempt at the same item can succeed."""
+        return self in (ErrorCode.RATE_LIMITED, ErrorCode.UPSTREAM, ErrorCode.NO_IMAGE)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EditSpec(_Model):
+    """A conversational edit: the image being edited and the earlier instructions of its chain, oldest first."""
+
+    source_key: Key
+    history: list[Annotated[str, StringConstraints(max_length=MAX_PROMPT_CHARS)]] = Field(
+        default_factory=list, max_length=50
+    )
+
+
+class ChunkItem(_Model):
+    """One image to make: prompt, references, options and where to write it."""
+
+    index: int = Field(ge=0)
+    prompt: Annotated[str, StringConstraints(min_length=1, max_length=MAX_PROMPT_CHARS)]
+    ref_keys: list[Key] = Field(default_factory=list, max_length=14)
+    aspect_ratio: AspectRatio | None = None
+    image_size: ImageSize | None = None
+    seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
+    output_key: Key
+    edit: EditSpec | None = None
+
+
+class ChunkInput(_Model):
+    """`input` of one RunPod job."""
+
+    schema_: Literal[1] = Field(default=SCHEMA_VERSION, alias="schema")
+    job_id: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+    chunk: int = Field(ge=0)
+    model: Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._/-]+$")]
+    concurrency: int = Field(default=4, ge=1, le=256)
+    items: list[ChunkItem] = Field(min_length=1, max_length=MAX_ITEMS_PER_CHUNK)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    def to_payload(self) -> dict[str, object]:
+        """Return the JSON-able dict sent as RunPod's `input`."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class ItemOk(_Model):
+    """An item whose image is in the store under `key` (made now, or found there already: `skipped`)."""
+
+    index: int
+    status: Literal["ok"] = "ok"
+    key: Key
+    width: int
+    height: int
+    skipped: bool = False
+    note: str | None = None  # text Gemini sent along with the image
+
+
+class ItemError(_Model):
+    """An item that failed; `retryable` is the worker's judgement from `code`."""
+
+    index: int
+    status: Literal["error"] = "error"
+    code: ErrorCode
+    message: str
+    retryable: bool
+
+
+ItemResult = Annotated[ItemOk | ItemError, Field(discriminator="status")]
+
+
+class ChunkProgress(_Model):
+    """A `progress_update` payload: how many items are done and the results so far."""
+
+    type: Literal["progress"] = "progress"
+    done: int
+    total: int
+    results: list[ItemResult] = Field(default_factory=list)
+
+
+class ChunkResult(_Model):
+    """The worker's final output for a chunk."""
+
+    schema_: Literal[1] = Field(default=SCHEMA_VERSION, alias="schema")
+    type: Literal["result"] = "result"
+    ok: int
+    failed: int
+    results: list[ItemResult]
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    def to_payload(self) -> dict[str, object]:
+        """Return the JSON-able dict the handler returns to RunPod."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+ChunkOutput = TypeAdapter(ChunkProgress | ChunkResult)
+
+
+def parse_top_level_error(error: str) -> tuple[ErrorCode | None, str]:
+    """Split a worker's top-level `"CODE: message"` error into its code (None when unknown) and message."""
+    code, sep, message = error.partition(":")
+    if sep and code.strip() in ErrorCode.__members__:
+        return ErrorCode(code.strip()), message.strip()
+    return None, error.strip()
