@@ -6,7 +6,7 @@ Every external service is optional: a setting left unset selects the embedded de
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MODEL = "gemini-2.5-flash-image"
@@ -26,7 +26,9 @@ class BotSettings(BaseSettings):
     # RunPod: unset → the local RunPod-compatible endpoint with worker subprocesses.
     runpod_endpoint_id: str | None = None
     runpod_api_key: SecretStr | None = None
-    runpod_api_base: str = "https://api.runpod.ai/v2"
+    runpod_api_base: str = Field(
+        default="https://api.runpod.ai/v2", validation_alias=AliasChoices("runpod_base_url", "runpod_api_base")
+    )
     local_workers: int = Field(default=2, ge=1, le=32)
 
     # Gemini: unset key → the local Gemini-compatible server (the worker talks to it).

@@ -32,3 +32,8 @@ def test_runpod_settings_are_refused_when_only_half_set(monkeypatch: pytest.Monk
     monkeypatch.setenv("RUNPOD_ENDPOINT_ID", "abc123")
     with pytest.raises(ValidationError, match="RUNPOD_ENDPOINT_ID and RUNPOD_API_KEY"):
         make_settings()
+
+
+def test_runpod_base_url_is_read_when_set_under_either_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUNPOD_BASE_URL", "http://127.0.0.1:9/v2")
+    assert make_settings().runpod_api_base == "http://127.0.0.1:9/v2"
