@@ -49,6 +49,8 @@ function escapeHtml(s) {
 
 function markdown(text) {
   let s = escapeHtml(text || "");
+  // Discord's backslash escapes: the character shows as typed and takes no part in formatting.
+  s = s.replace(/\\([*_~`|\\])/g, (_, c) => `&#${c.charCodeAt(0)};`);
   s = s.replace(/```([\s\S]*?)```/g, (_, code) => `<code>${code}</code>`);
   s = s.replace(/`([^`]+)`/g, "<code>$1</code>");
   s = s.replace(/\*\*([^*]+)\*\*/g, "<b>$1</b>");

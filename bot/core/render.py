@@ -1,0 +1,154 @@
+"""What Peel's messages say, decided without Discord: lifecycle lines, progress bars, ETAs, custom ids, costs.
+
+Pure: the Discord layer turns these strings and values into messages and components.
+"""
+
+import re
+from dataclasses import dataclass
+
+CUSTOM_ID_PREFIX = "peel"
+MAX_CUSTOM_ID = 100
+MAX_CONTENT = 2000
+_ID_PART = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+@dataclass(frozen=True, slots=True)
+class CustomId:
+    """A persistent button's id, `peel:<action>:<job>:<index>` (DESIGN.md); resolved from the ledger on click."""
+
+    action: str
+    job_id: str
+    index: int = 0
+
+    def encode(self) -> str:
+        """Return the custom id string (≤ 100 characters, Discord's limit)."""
+        for part in (self.action, self.job_id):
+            if not _ID_PART.match(part):
+                raise ValueError(f"custom id part {part!r} has characters outside [A-Za-z0-9_.-]")
+        value = f"{CUSTOM_ID_PREFIX}:{self.action}:{self.job_id}:{self.index}"
+        if len(value) > MAX_CUSTOM_ID:
+            raise ValueError(f"custom id {value!r} is longer than {MAX_CUSTOM_ID} characters")
+        return value
+
+    @classmethod
+    def decode(cls, value: str) -> "CustomId | None":
+        """Parse a custom id made by `encode`; None for anything else."""
+        parts = value.split(":")
+        if len(parts) != 4 or parts[0] != CUSTOM_ID_PREFIX or not parts[3].isdigit():
+            return None
+        if not (_ID_PART.match(parts[1]) and _ID_PART.match(parts[2])):
+            return None
+        return cls(action=parts[1], job_id=parts[2], index=int(parts[3]))
+
+
+def custom_id_pattern(action: str) -> str:
+    """Return the `DynamicItem` template regex for one action, with `job` and `index` groups."""
+    return rf"{CUSTOM_ID_PREFIX}:{re.escape(action)}:(?P<job>[A-Za-z0-9_.-]+):(?P<index>[0-9]+)"
+
+
+def truncate(text: str, limit: int, *, ellipsis: str = "…") -> str:
+    """Return `text` cut to at most `limit` characters, marking the cut."""
+    return text if len(text) <= limit else text[: max(0, limit - len(ellipsis))] + ellipsis
+
+
+def escape_markdown(text: str) -> str:
+    """Escape Discord markdown so a prompt shows as typed (and cannot break the bold around it)."""
+    return re.sub(r"([\\*_~`|])", r"\\\1", text)
+
+
+def format_duration(seconds: float) -> str:
+    """Return a short human duration: `45s`, `3m 05s`, `2h 10m`."""
+    total = max(0, round(seconds))
+    if total < 60:
+        return f"{total}s"
+    minutes, secs = divmod(total, 60)
+    if minutes < 60:
+        return f"{minutes}m {secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"
+
+
+def lifecycle_line(prompt: str, user_mention: str, state: str, *, limit: int = MAX_CONTENT) -> str:
+    """Return Midjourney's message line: `**prompt** - @user (state)`, the prompt cut to fit Discord's limit."""
+    suffix = f"** - {user_mention} ({state})"
+    room = limit - len(suffix) - 2
+    return f"**{truncate(escape_markdown(prompt), room)}{suffix}"
+
+
+def waiting_state(position: int | None) -> str:
+    """Return the state shown while a job waits: its queue position when known."""
+    if position is None or position <= 0:
+        return "Waiting to start"
+    return f"Waiting to start · #{position} in queue"
+
+
+def generating_state(done: int, total: int, elapsed_s: float) -> str:
+    """Return the state shown while a job runs."""
+    part = f"{done}/{total} · " if total > 1 else ""
+    return f"generating… {part}{format_duration(elapsed_s)}"
+
+
+def progress_bar(done: int, total: int, *, width: int = 20) -> str:
+    """Return a text progress bar with its percentage: `▓▓▓▓░░░░ 50%`."""
+    if total <= 0:
+        return "░" * width + " 0%"
+    share = min(1.0, max(0.0, done / total))
+    filled = round(share * width)
+    return "▓" * filled + "░" * (width - filled) + f" {int(share * 100)}%"
+
+
+def eta_s(*, remaining: int, rate_per_s: float) -> float | None:
+    """Return the seconds left at the current rate, or None when there is no rate yet."""
+    if remaining <= 0:
+        return 0.0
+    if rate_per_s <= 0:
+        return None
+    return remaining / rate_per_s
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BatchProgress:
+    """A batch's counts at one moment, as its progress message shows them."""
+
+    total: int
+    done: int
+    failed: int
+    blocked: int
+    elapsed_s: float
+    cost_usd: float
+    state: str = "running"
+
+    @property
+    def finished(self) -> int:
+        """Items that need nothing more (made, failed for good or blocked)."""
+        return self.done + self.failed + self.blocked
+
+    @property
+    def remaining(self) -> int:
+        """Items still to make."""
+        return max(0, self.total - self.finished)
+
+    @property
+    def rate_per_min(self) -> float:
+        """Images made per minute so far."""
+        return self.done / self.elapsed_s * 60 if self.elapsed_s > 0 else 0.0
+
+
+def batch_progress_text(p: BatchProgress) -> str:
+    """Return the body of a batch's one progress message."""
+    eta = eta_s(remaining=p.remaining, rate_per_s=p.rate_per_min / 60)
+    eta_text = "—" if eta is None else format_duration(eta)
+    if p.state != "running":
+        eta_text = p.state
+    return "\n".join(
+        [
+            f"`{progress_bar(p.finished, p.total)}`",
+            f"✅ {p.done} done · ❌ {p.failed} failed · 🚫 {p.blocked} blocked · ⏳ {p.remaining} remaining",
+            f"⚡ {p.rate_per_min:.1f} images/min · ETA {eta_text} · 💵 ${p.cost_usd:.2f} so far",
+        ]
+    )
+
+
+def estimate_duration_s(*, items: int, latency_s: float, concurrency: int) -> float:
+    """Return how long `items` images take at `concurrency` calls in flight, each `latency_s` long."""
+    return items * latency_s / max(1, concurrency)

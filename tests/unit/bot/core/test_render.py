@@ -1,0 +1,107 @@
+"""Message text and custom ids, decided without Discord."""
+
+import pytest
+
+from bot.core.render import (
+    BatchProgress,
+    CustomId,
+    batch_progress_text,
+    custom_id_pattern,
+    escape_markdown,
+    eta_s,
+    format_duration,
+    generating_state,
+    lifecycle_line,
+    progress_bar,
+    truncate,
+    waiting_state,
+)
+
+
+def test_custom_id_round_trips_when_encoded_and_decoded() -> None:
+    cid = CustomId("upscale", "j_abc123", 3)
+    assert cid.encode() == "peel:upscale:j_abc123:3"
+    assert CustomId.decode(cid.encode()) == cid
+
+
+@pytest.mark.parametrize("value", ["peel:u:j", "other:u:j:1", "peel:u:j:x", "peel:u:j/../:1", "peel:u:j:1:2"])
+def test_custom_id_is_none_when_foreign_or_malformed(value: str) -> None:
+    assert CustomId.decode(value) is None
+
+
+def test_custom_id_is_refused_when_too_long_or_unsafe() -> None:
+    with pytest.raises(ValueError, match="longer than 100"):
+        CustomId("a", "j" * 100).encode()
+    with pytest.raises(ValueError, match="characters"):
+        CustomId("a:b", "j").encode()
+
+
+def test_custom_id_pattern_matches_what_encode_makes() -> None:
+    import re
+
+    m = re.fullmatch(custom_id_pattern("u"), CustomId("u", "j_1", 2).encode())
+    assert m is not None
+    assert (m["job"], m["index"]) == ("j_1", "2")
+
+
+def test_lifecycle_line_reads_like_midjourney_when_short() -> None:
+    assert lifecycle_line("a fox", "<@1>", "Waiting to start") == "**a fox** - <@1> (Waiting to start)"
+
+
+def test_lifecycle_line_fits_discord_when_prompt_is_huge() -> None:
+    line = lifecycle_line("x" * 5000, "<@123456789012345678>", "generating… 1m 05s")
+    assert len(line) <= 2000
+    assert line.endswith("** - <@123456789012345678> (generating… 1m 05s)")
+
+
+def test_markdown_in_prompt_is_escaped_when_shown() -> None:
+    assert escape_markdown("**bold** _x_ `y`") == r"\*\*bold\*\* \_x\_ \`y\`"
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"), [(0, "0s"), (45.4, "45s"), (65, "1m 05s"), (3600 + 600, "1h 10m"), (-3, "0s")]
+)
+def test_duration_is_short_when_formatted(seconds: float, text: str) -> None:
+    assert format_duration(seconds) == text
+
+
+def test_states_show_position_and_progress() -> None:
+    assert waiting_state(None) == "Waiting to start"
+    assert waiting_state(3) == "Waiting to start · #3 in queue"
+    assert generating_state(2, 4, 12) == "generating… 2/4 · 12s"
+    assert generating_state(0, 1, 5) == "generating… 5s"
+
+
+@pytest.mark.parametrize(
+    ("done", "total", "bar"),
+    [(0, 10, "░░░░░░░░░░ 0%"), (5, 10, "▓▓▓▓▓░░░░░ 50%"), (10, 10, "▓▓▓▓▓▓▓▓▓▓ 100%"), (3, 0, "░░░░░░░░░░ 0%")],
+)
+def test_progress_bar_fills_in_proportion(done: int, total: int, bar: str) -> None:
+    assert progress_bar(done, total, width=10) == bar
+
+
+def test_eta_is_none_until_there_is_a_rate() -> None:
+    assert eta_s(remaining=10, rate_per_s=0) is None
+    assert eta_s(remaining=0, rate_per_s=0) == 0.0
+    assert eta_s(remaining=100, rate_per_s=4) == 25
+
+
+def test_batch_progress_text_has_counts_rate_eta_and_cost() -> None:
+    text = batch_progress_text(BatchProgress(total=200, done=90, failed=5, blocked=5, elapsed_s=60, cost_usd=3.51))
+    assert "▓" in text
+    assert "✅ 90 done · ❌ 5 failed · 🚫 5 blocked · ⏳ 100 remaining" in text
+    assert "90.0 images/min" in text
+    assert "ETA 1m 07s" in text
+    assert "$3.51" in text
+
+
+def test_batch_progress_text_shows_state_when_paused() -> None:
+    text = batch_progress_text(
+        BatchProgress(total=10, done=1, failed=0, blocked=0, elapsed_s=5, cost_usd=0, state="paused")
+    )
+    assert "ETA paused" in text
+
+
+def test_truncate_marks_the_cut() -> None:
+    assert truncate("abcdef", 4) == "abc…"
+    assert truncate("abc", 4) == "abc"
