@@ -1,0 +1,89 @@
+"""Grid previews fit the upload limit; zoom and pan canvases grow the picture the right way."""
+
+import io
+import random
+
+import pytest
+from PIL import Image
+
+from bot.imaging import Direction, compose_grid, fit_for_upload, grid_preview, image_size, pan_canvas, zoom_out_canvas
+
+
+def make_png(w: int, h: int, *, noise: bool = False, color: tuple[int, int, int] = (200, 40, 40)) -> bytes:
+    if noise:
+        rnd = random.Random(w * h)
+        image = Image.frombytes("RGB", (w, h), bytes(rnd.getrandbits(8) for _ in range(w * h * 3)))
+    else:
+        image = Image.new("RGB", (w, h), color)
+    buf = io.BytesIO()
+    image.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_four_images_make_a_two_by_two_grid() -> None:
+    grid = compose_grid([make_png(100, 60, color=(i * 60, 0, 0)) for i in range(4)])
+    assert grid.size == (2 * 100 + 8, 2 * 60 + 8)
+    assert grid.getpixel((10, 10)) == (0, 0, 0)
+    assert grid.getpixel((100 + 8 + 10, 60 + 8 + 10)) == (180, 0, 0)
+
+
+def test_missing_slot_stays_background_when_one_image_failed() -> None:
+    grid = compose_grid([make_png(50, 50), None, make_png(50, 50), make_png(50, 50)])
+    assert grid.getpixel((50 + 8 + 10, 10)) == (32, 34, 37)
+
+
+def test_two_images_sit_side_by_side() -> None:
+    assert compose_grid([make_png(40, 40), make_png(40, 40)]).size == (88, 40)
+
+
+def test_grid_is_scaled_down_when_images_are_large() -> None:
+    assert max(compose_grid([make_png(2048, 2048)] * 4, max_side_px=1000).size) <= 1000
+
+
+def test_preview_fits_the_limit_when_the_png_is_too_big() -> None:
+    tiles = [make_png(300, 300, noise=True) for _ in range(4)]
+    preview = grid_preview(tiles, max_bytes=60_000)
+    assert len(preview.data) <= 60_000
+    assert preview.filename.endswith(".jpg")
+    assert Image.open(io.BytesIO(preview.data)).format == "JPEG"
+
+
+def test_preview_stays_png_when_it_fits() -> None:
+    preview = grid_preview([make_png(64, 64)] * 4, max_bytes=10 * 1024 * 1024)
+    assert preview.filename == "grid.png"
+
+
+def test_single_image_is_uploaded_as_is_when_it_fits() -> None:
+    data = make_png(64, 64)
+    assert fit_for_upload(data, max_bytes=1 << 20, stem="x").data == data
+
+
+def test_zoom_out_centres_the_image_on_a_larger_canvas() -> None:
+    out = zoom_out_canvas(make_png(100, 50), 2.0)
+    assert image_size(out) == (200, 100)
+    im = Image.open(io.BytesIO(out)).convert("RGB")
+    assert im.getpixel((100, 50)) == (200, 40, 40)
+    assert im.getpixel((5, 5)) == (128, 128, 128)
+
+
+@pytest.mark.parametrize("factor", [1.0, 5.0])
+def test_zoom_out_is_refused_when_factor_is_out_of_range(factor: float) -> None:
+    with pytest.raises(ValueError, match="zoom factor"):
+        zoom_out_canvas(make_png(10, 10), factor)
+
+
+@pytest.mark.parametrize(
+    ("direction", "size", "kept"),
+    [
+        (Direction.LEFT, (150, 50), (140, 25)),
+        (Direction.RIGHT, (150, 50), (10, 25)),
+        (Direction.UP, (100, 75), (50, 70)),
+        (Direction.DOWN, (100, 75), (50, 5)),
+    ],
+)
+def test_pan_extends_the_canvas_towards_the_direction(
+    direction: Direction, size: tuple[int, int], kept: tuple[int, int]
+) -> None:
+    out = Image.open(io.BytesIO(pan_canvas(make_png(100, 50), direction))).convert("RGB")
+    assert out.size == size
+    assert out.getpixel(kept) == (200, 40, 40)
