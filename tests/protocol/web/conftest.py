@@ -11,6 +11,9 @@ from aiohttp import ClientSession
 from bot.web import LinkServer, make_app
 from storage.file import FileStore
 from storage.links import LinkSigner
+from tests.fakes.s3 import moto_s3, s3_bucket
+
+__all__ = ["moto_s3", "s3_bucket"]  # fixtures re-exported for the tests of this folder
 
 SECRET = b"web-test-secret"
 SECRET_FILE_TEXT = "TOP-SECRET-do-not-serve-3f9c1a"
