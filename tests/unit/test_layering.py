@@ -15,6 +15,7 @@ PURE = [
     ROOT / "storage" / "keys.py",
     ROOT / "storage" / "links.py",
     ROOT / "storage" / "errors.py",
+    ROOT / "storage" / "zipnames.py",
 ]
 
 
