@@ -1,9 +1,9 @@
 """The manifests of a download: one row per item of a job (or group), as `manifest.csv` and `manifest.json`.
 
 Pure: the dispatcher turns its ledger rows into `ManifestRow`s, `bot.downloads` writes the archive. Member names
-are chosen here, before the archive is written, so the manifest can say which file holds which item. They are
-flat, already safe to extract (no separators, no characters Windows refuses, no leading or trailing dots or
-spaces) and unique ignoring case, so the ZIP writer's own sanitizing keeps them as they are.
+are chosen here, before the archive is written, so the manifest can say which file holds which item: flat
+(the leaf of an uploaded name, without its folders), then sanitized and made unique by the same
+`storage.zipnames.ArchiveNames` rules the ZIP writer applies, so the writer keeps them as they are.
 
 The CSV is opened in spreadsheets, so a text cell that a spreadsheet would run as a formula (starting with
 `=`, `+`, `-`, `@`, tab or carriage return) gets a leading `'` (OWASP "CSV injection"). The JSON keeps the exact text.
@@ -19,6 +19,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 from pathlib import PurePosixPath
+
+from storage.zipnames import ArchiveNames
 
 MANIFEST_SCHEMA = 1
 CSV_COLUMNS = ("index", "source", "status", "error_code", "error_reason", "file", "seed", "model", "prompt")
@@ -102,10 +104,10 @@ def assign_output_names(rows: Iterable[ManifestRow], *, reserved: Iterable[str] 
     """Give every row that has a file a unique member name; other rows get none.
 
     The name is the row's `output_name` if it has one, else its source name's stem, else `{index:05d}`, with
-    the output key's extension (`.png` by default). Names are unique ignoring case: the second `cat.png`
-    becomes `cat (2).png`. Rows keep their order.
+    the output key's extension (`.png` by default). Names are unique ignoring case (`ArchiveNames`): the second
+    `cat.png` becomes `cat (2).png`. Rows keep their order.
     """
-    taken = {name.casefold() for name in reserved}
+    names = ArchiveNames(reserved)
     named: list[ManifestRow] = []
     for row in rows:
         if not row.has_file:
@@ -117,13 +119,7 @@ def assign_output_names(rows: Iterable[ManifestRow], *, reserved: Iterable[str] 
             stem, extension = safe_stem(row.output_name), (wanted.suffix.lower() or extension)
         else:
             stem = safe_stem(row.source_name)
-        stem = stem or f"{row.index:05d}"
-        name, number = f"{stem}{extension}", 1
-        while name.casefold() in taken:
-            number += 1
-            name = f"{stem} ({number}){extension}"
-        taken.add(name.casefold())
-        named.append(replace(row, output_name=name))
+        named.append(replace(row, output_name=names.add(f"{stem or f'{row.index:05d}'}{extension}")))
     return named
 
 
