@@ -16,6 +16,7 @@ PURE = [
     ROOT / "storage" / "links.py",
     ROOT / "storage" / "errors.py",
     ROOT / "storage" / "zipnames.py",
+    ROOT / "bot" / "web" / "headers.py",
 ]
 
 
