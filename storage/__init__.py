@@ -1,4 +1,6 @@
-"""Object storage shared by the bot and the worker: `open_store(url)` → memory, file or S3 store."""
+"""Object storage shared by the bot and the worker: `open_store(url)` → memory, file or S3 store; `write_zip`."""
+
+from typing import TYPE_CHECKING, Any
 
 from storage.base import Body, ObjectInfo, Store
 from storage.errors import (
@@ -11,8 +13,26 @@ from storage.errors import (
 from storage.keys import validate_key
 from storage.links import LinkSigner
 from storage.open import open_store
+from storage.zipnames import ArchiveNames, sanitize_name
+
+if TYPE_CHECKING:
+    from storage.zipwriter import ZipEntry, ZipProgress, ZipSummary, write_zip
+
+# The ZIP writer is imported on first use: stream-zip pulls in pycryptodome, which would add ~0.2 s to every
+# process that imports `storage` (the worker never writes ZIPs).
+_LAZY = frozenset({"ZipEntry", "ZipProgress", "ZipSummary", "write_zip"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from storage import zipwriter
+
+        return getattr(zipwriter, name)
+    raise AttributeError(f"module 'storage' has no attribute {name!r}")
+
 
 __all__ = [
+    "ArchiveNames",
     "Body",
     "InvalidKeyError",
     "LinkSigner",
@@ -22,6 +42,11 @@ __all__ = [
     "StorageUnavailableError",
     "Store",
     "StoreConfigError",
+    "ZipEntry",
+    "ZipProgress",
+    "ZipSummary",
     "open_store",
+    "sanitize_name",
     "validate_key",
+    "write_zip",
 ]

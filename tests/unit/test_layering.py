@@ -15,6 +15,8 @@ PURE = [
     ROOT / "storage" / "keys.py",
     ROOT / "storage" / "links.py",
     ROOT / "storage" / "errors.py",
+    ROOT / "storage" / "zipnames.py",
+    ROOT / "bot" / "web" / "headers.py",
 ]
 
 

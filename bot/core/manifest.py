@@ -1,0 +1,184 @@
+"""The manifests of a download: one row per item of a job (or group), as `manifest.csv` and `manifest.json`.
+
+Pure: the dispatcher turns its ledger rows into `ManifestRow`s, `bot.downloads` writes the archive. Member names
+are chosen here, before the archive is written, so the manifest can say which file holds which item: flat
+(the leaf of an uploaded name, without its folders), then sanitized and made unique by the same
+`storage.zipnames.ArchiveNames` rules the ZIP writer applies, so the writer keeps them as they are.
+
+The CSV is opened in spreadsheets, so a text cell that a spreadsheet would run as a formula (starting with
+`=`, `+`, `-`, `@`, tab or carriage return) gets a leading `'` (OWASP "CSV injection"). The JSON keeps the exact text.
+"""
+
+import csv
+import io
+import json
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from enum import StrEnum
+from pathlib import PurePosixPath
+
+from storage.zipnames import ArchiveNames
+
+MANIFEST_SCHEMA = 1
+CSV_COLUMNS = ("index", "source", "status", "error_code", "error_reason", "file", "seed", "model", "prompt")
+
+_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+_UNSAFE_NAME_CHARS = frozenset('<>:"|?*/\\')
+_MAX_STEM_CHARS = 120
+# Windows refuses these names whatever their extension.
+_DEVICE_NAMES = frozenset({"CON", "PRN", "AUX", "NUL"} | {f"{d}{n}" for d in ("COM", "LPT") for n in range(1, 10)})
+_DEFAULT_EXTENSION = ".png"
+
+
+class ItemStatus(StrEnum):
+    """How one item of a job ended."""
+
+    OK = "ok"
+    ERROR = "error"
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ManifestRow:
+    """One item's outcome, as the download's manifests report it.
+
+    Attributes:
+        index: the item's index in its job.
+        status: how the item ended.
+        prompt: the prompt the item was made with.
+        model: the Gemini model that made (or would have made) it.
+        source_name: the input's name inside the uploaded batch ZIP, if the job was a batch.
+        seed: the seed, if one was used.
+        output_key: the storage key of the image (`ok` items only).
+        output_name: the member name in the archive; chosen by `assign_output_names` when None.
+        error_code: why the item failed (a `worker.contract.ErrorCode` value, or a bot-side code).
+        error_reason: a short human-readable reason (e.g. Gemini's safety finish reason).
+    """
+
+    index: int
+    status: ItemStatus
+    prompt: str
+    model: str
+    source_name: str | None = None
+    seed: int | None = None
+    output_key: str | None = None
+    output_name: str | None = None
+    error_code: str | None = None
+    error_reason: str | None = None
+
+    @property
+    def has_file(self) -> bool:
+        """Tell whether the item goes into the archive: it succeeded and has an output."""
+        return self.status is ItemStatus.OK and self.output_key is not None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ManifestHeader:
+    """What `manifest.json` says about the whole download."""
+
+    job_id: str
+    prompt: str
+    model: str
+    created_at: datetime
+
+
+def safe_stem(name: str | None) -> str:
+    r"""Return a flat, extractable file stem from an uploaded file's name, or "" when nothing usable is left.
+
+    `photos/Cat 01.JPG` → `Cat 01`; `..\evil.png` → `evil`; `<a>.png` → `_a_`.
+    """
+    if not name:
+        return ""
+    leaf = unicodedata.normalize("NFC", name).replace("\\", "/").rsplit("/", 1)[-1]
+    stem = leaf.rsplit(".", 1)[0] if "." in leaf.lstrip(".") else leaf
+    cleaned = "".join("_" if ord(c) < 0x20 or ord(c) == 0x7F or c in _UNSAFE_NAME_CHARS else c for c in stem)
+    cleaned = cleaned[:_MAX_STEM_CHARS].strip(" .")
+    return "_" + cleaned if cleaned.upper() in _DEVICE_NAMES else cleaned
+
+
+def assign_output_names(rows: Iterable[ManifestRow], *, reserved: Iterable[str] = ()) -> list[ManifestRow]:
+    """Give every row that has a file a unique member name; other rows get none.
+
+    The name is the row's `output_name` if it has one, else its source name's stem, else `{index:05d}`, with
+    the output key's extension (`.png` by default). Names are unique ignoring case (`ArchiveNames`): the second
+    `cat.png` becomes `cat (2).png`. Rows keep their order.
+    """
+    names = ArchiveNames(reserved)
+    named: list[ManifestRow] = []
+    for row in rows:
+        if not row.has_file:
+            named.append(replace(row, output_name=None))
+            continue
+        extension = PurePosixPath(row.output_key or "").suffix.lower() or _DEFAULT_EXTENSION
+        if row.output_name:
+            wanted = PurePosixPath(row.output_name)
+            stem, extension = safe_stem(row.output_name), (wanted.suffix.lower() or extension)
+        else:
+            stem = safe_stem(row.source_name)
+        named.append(replace(row, output_name=names.add(f"{stem or f'{row.index:05d}'}{extension}")))
+    return named
+
+
+def count_statuses(rows: Iterable[ManifestRow]) -> dict[str, int]:
+    """Return how many rows ended in each status, every status present, plus `total`."""
+    counter = Counter(row.status for row in rows)
+    counts = {status.value: counter.get(status, 0) for status in ItemStatus}
+    counts["total"] = sum(counter.values())
+    return counts
+
+
+def guard_cell(value: str) -> str:
+    """Return `value` made inert for spreadsheets: a leading `'` when it would start a formula."""
+    return "'" + value if value.startswith(_FORMULA_PREFIXES) else value
+
+
+def render_csv(rows: Sequence[ManifestRow]) -> str:
+    """Return `manifest.csv`: a header row, then one row per item (RFC 4180 quoting, CRLF line ends)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
+    writer.writerow(CSV_COLUMNS)
+    for row in rows:
+        cells: list[str | int] = [
+            row.index,
+            guard_cell(row.source_name or ""),
+            row.status.value,
+            guard_cell(row.error_code or ""),
+            guard_cell(row.error_reason or ""),
+            guard_cell(row.output_name or ""),
+            "" if row.seed is None else row.seed,
+            guard_cell(row.model),
+            guard_cell(row.prompt),
+        ]
+        writer.writerow(cells)
+    return buffer.getvalue()
+
+
+def render_json(header: ManifestHeader, rows: Sequence[ManifestRow]) -> str:
+    """Return `manifest.json`: the download's summary and one object per item, in row order."""
+    document = {
+        "schema": MANIFEST_SCHEMA,
+        "job_id": header.job_id,
+        "prompt": header.prompt,
+        "model": header.model,
+        "created": header.created_at.isoformat(),
+        "counts": count_statuses(rows),
+        "items": [
+            {
+                "index": row.index,
+                "source": row.source_name,
+                "status": row.status.value,
+                "error_code": row.error_code,
+                "error_reason": row.error_reason,
+                "file": row.output_name,
+                "seed": row.seed,
+                "model": row.model,
+                "prompt": row.prompt,
+            }
+            for row in rows
+        ],
+    }
+    return json.dumps(document, ensure_ascii=False, indent=2) + "\n"

@@ -1,0 +1,112 @@
+"""Batch and group downloads: a ZIP of a job's (or a thread's) images plus both manifests, behind a link.
+
+The dispatcher (or the group cog) turns its ledger rows into `bot.core.manifest.ManifestRow`s; `build_zip` names
+the members, renders the manifests, streams the archive into `zips/{id}/{name}.zip` with the streaming ZIP writer
+and returns a link that downloads it (signed for file stores, presigned for S3).
+"""
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from bot.core.manifest import ManifestHeader, ManifestRow, assign_output_names, render_csv, render_json
+from bot.web.links import link_for
+from storage.base import Store
+from storage.errors import InvalidKeyError
+from storage.keys import validate_key
+from storage.links import LinkSigner
+from storage.zipwriter import MANIFEST_CSV_NAME, MANIFEST_JSON_NAME, ZipEntry, write_zip
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LINK_EXPIRES_S = 7 * 24 * 3600
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ZipDownload:
+    """A written archive and the link to it."""
+
+    key: str  # the archive's key in the destination store
+    url: str  # a secret until it expires: never log it
+    filename: str  # the name browsers save it under
+    size: int  # bytes
+    images: int  # image members
+    not_included: int  # rows without an image (failed, cancelled or skipped)
+    rows: tuple[ManifestRow, ...]  # the rows as the manifests report them, member names filled in
+
+
+def zip_key(owner_id: str, name: str) -> str:
+    """Return the key of a download archive: `zips/{job or group id}/{name}.zip`.
+
+    Raises:
+        InvalidKeyError: the id or name is empty, has a `/`, or would make a malformed key.
+    """
+    if not owner_id or not name or "/" in owner_id or "/" in name:
+        raise InvalidKeyError(f"unusable archive id or name: {owner_id!r}, {name!r}")
+    return validate_key(f"zips/{owner_id}/{name}.zip")
+
+
+async def build_zip(
+    source: Store,
+    dest: Store,
+    *,
+    header: ManifestHeader,
+    rows: Sequence[ManifestRow],
+    name: str = "results",
+    filename: str | None = None,
+    expires_s: int = DEFAULT_LINK_EXPIRES_S,
+    signer: LinkSigner | None = None,
+) -> ZipDownload:
+    """Write a ZIP of the rows' images and both manifests, and return a link to it.
+
+    Args:
+        source: the store holding the images (`ManifestRow.output_key`).
+        dest: the store the archive goes to (usually the same store).
+        header: the manifest summary; its `job_id` (a job or group id) names the archive's folder.
+        rows: one per item, in the order they appear in the manifests and the archive.
+        name: the archive's name in the store, without `.zip`.
+        filename: the name the link downloads as (default `{name}.zip`).
+        expires_s: how long the link works (S3 caps it at a week).
+        signer: signs the link for file and memory stores opened without one.
+
+    Raises:
+        InvalidKeyError: the job id or name would make a malformed key.
+        ObjectNotFoundError: an `ok` row's image does not exist; no archive is written.
+        StorageError: a store failed.
+    """
+    key = zip_key(header.job_id, name)
+    named = assign_output_names(rows, reserved=(MANIFEST_CSV_NAME, MANIFEST_JSON_NAME))
+    entries = [
+        ZipEntry(key=row.output_key, name=row.output_name) for row in named if row.output_key and row.output_name
+    ]
+    summary = await write_zip(
+        source,
+        entries,
+        dest,
+        key,
+        manifest_csv=render_csv(named).encode(),
+        manifest_json=render_json(header, named).encode(),
+        modified_at=header.created_at,
+    )
+    if summary.renamed:
+        # Names are chosen here so that the manifests can name each member; a rename means they disagree.
+        log.warning("zip %s: %d member(s) renamed by the writer; the manifest names differ", key, summary.renamed)
+    download_name = filename or f"{name}.zip"
+    url = await link_for(dest, key, expires_s=expires_s, filename=download_name, signer=signer)
+    log.info(
+        "download %s ready: %d images, %d without, %d bytes",
+        key,
+        len(entries),
+        len(named) - len(entries),
+        summary.size,
+        extra={"action": "zip", "key": key},
+    )
+    return ZipDownload(
+        key=key,
+        url=url,
+        filename=download_name,
+        size=summary.size,
+        images=len(entries),
+        not_included=len(named) - len(entries),
+        rows=tuple(named),
+    )

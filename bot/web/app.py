@@ -1,0 +1,286 @@
+"""The link server: serves HMAC-signed, expiring links to objects of file and memory stores.
+
+`GET`/`HEAD /files/{key}?exp=…&sig=…[&dl=…]` streams one object. The key is checked twice before any byte is
+read: by the signature (only the bot can mint a link) and by `storage.keys.validate_key` (no `..`, no absolute
+path, no backslash, ASCII only), and the file store refuses any key whose resolved path leaves its root. Anything
+refused answers 403 or 404 with a short plain-text message and never a byte of the object.
+
+S3 stores need none of this: their links are presigned URLs that S3 serves (see `bot.web.links.link_for`).
+
+Signed URLs are secrets until they expire, so the access log leaves out query strings.
+"""
+
+import logging
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from datetime import datetime
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+
+from bot.web.headers import (
+    ByteRange,
+    UnsatisfiableRangeError,
+    content_disposition,
+    content_type_for,
+    etag_matches,
+    http_date,
+    make_etag,
+    parse_range,
+)
+from storage.base import ObjectInfo, Store
+from storage.errors import InvalidKeyError, ObjectNotFoundError, StorageUnavailableError
+from storage.keys import validate_key
+from storage.links import LinkSigner
+
+log = logging.getLogger(__name__)
+
+# Bytes per read from the store while streaming a body: big enough for few thread hops, small enough that
+# serving many downloads at once stays in bounded memory.
+STREAM_CHUNK_BYTES = 256 * 1024
+
+_SAFETY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    # Objects are data, never pages of this origin: a browser that opens one runs no script in it.
+    "Content-Security-Policy": "sandbox",
+}
+
+
+class _RefusedError(Exception):
+    """A request answered with a short plain-text error."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+    def response(self) -> web.Response:
+        return web.Response(
+            status=self.status,
+            text=self.message + "\n",
+            headers={"Cache-Control": "no-store", **_SAFETY_HEADERS},
+        )
+
+
+class _FileHandler:
+    def __init__(self, store: Store, signer: LinkSigner, clock: Callable[[], float]) -> None:
+        self._store = store
+        self._signer = signer
+        self._clock = clock
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        try:
+            return await self._serve(request)
+        except _RefusedError as refused:
+            return refused.response()
+
+    def _check_link(self, request: web.Request) -> tuple[str, str | None]:
+        key = request.match_info["key"]
+        exp, sig, filename = request.query.get("exp"), request.query.get("sig"), request.query.get("dl")
+        if not exp or not sig:
+            raise _RefusedError(403, "This link is not signed.")
+        try:
+            validate_key(key)
+        except InvalidKeyError:
+            raise _RefusedError(403, "This link is not valid.") from None
+        # Checking the signature with the clock at 0 first tells an expired link apart from a forged one, and
+        # says "expired" only about links the bot really made.
+        if not self._signer.verify(key, exp=exp, sig=sig, filename=filename, now=0.0):
+            raise _RefusedError(403, "This link is not valid.")
+        if not self._signer.verify(key, exp=exp, sig=sig, filename=filename, now=self._clock()):
+            raise _RefusedError(403, "This link has expired; ask the bot for a new one.")
+        return key, filename
+
+    async def _head(self, key: str) -> ObjectInfo:
+        try:
+            info = await self._store.head(key)
+        except InvalidKeyError:  # e.g. resolves through a symlink out of the file store's root
+            info = None
+        except StorageUnavailableError:
+            raise _RefusedError(503, "Storage is unavailable; try again in a moment.") from None
+        if info is None:
+            raise _RefusedError(404, "This file does not exist (any more).")
+        return info
+
+    async def _serve(self, request: web.Request) -> web.StreamResponse:
+        key, filename = self._check_link(request)
+        info = await self._head(key)
+        etag = make_etag(info.size, info.modified_at)
+        headers = {
+            "Content-Type": content_type_for(key, info.content_type),
+            "Accept-Ranges": "bytes",
+            "Cache-Control": "private",
+            **_SAFETY_HEADERS,
+        }
+        if etag is not None:
+            headers["ETag"] = etag
+        if info.modified_at is not None:
+            headers["Last-Modified"] = http_date(info.modified_at)
+        if filename:
+            headers["Content-Disposition"] = content_disposition(filename)
+
+        if _not_modified(request, etag, info.modified_at):
+            return web.Response(status=304, headers={k: v for k, v in headers.items() if k != "Content-Type"})
+
+        byte_range: ByteRange | None = None
+        if _range_applies(request, etag, info.modified_at):
+            try:
+                byte_range = parse_range(request.headers.get("Range"), info.size)
+            except UnsatisfiableRangeError:
+                headers["Content-Range"] = f"bytes */{info.size}"
+                headers["Content-Type"] = "text/plain; charset=utf-8"
+                return web.Response(status=416, text="Requested range not satisfiable.\n", headers=headers)
+
+        response = web.StreamResponse(status=200 if byte_range is None else 206, headers=headers)
+        if byte_range is None:
+            length = info.size
+            body = self._store.read(key, chunk_bytes=STREAM_CHUNK_BYTES)
+        else:
+            length = byte_range.length
+            response.headers["Content-Range"] = byte_range.content_range(info.size)
+            body = self._read_range(key, byte_range)
+        response.content_length = length
+        if request.method == "HEAD" or length == 0:
+            await response.prepare(request)
+            return response
+        return await self._stream(request, response, key, body, length)
+
+    async def _read_range(self, key: str, byte_range: ByteRange) -> AsyncIterator[bytes]:
+        position, stop = byte_range.start, byte_range.end + 1
+        while position < stop:
+            chunk = await self._store.read_range(key, position, min(stop, position + STREAM_CHUNK_BYTES))
+            if not chunk:
+                return
+            position += len(chunk)
+            yield chunk
+
+    async def _stream(
+        self,
+        request: web.Request,
+        response: web.StreamResponse,
+        key: str,
+        body: AsyncIterator[bytes],
+        length: int,
+    ) -> web.StreamResponse:
+        try:
+            # The first chunk is read before the status line goes out, so a file deleted since `head` still
+            # gets a clean 404 instead of a broken 200.
+            try:
+                first = await anext(body, b"")
+            except (ObjectNotFoundError, InvalidKeyError):
+                raise _RefusedError(404, "This file does not exist (any more).") from None
+            except StorageUnavailableError:
+                raise _RefusedError(503, "Storage is unavailable; try again in a moment.") from None
+            await response.prepare(request)
+            sent = 0
+            chunk = first
+            while chunk:
+                if len(chunk) > length - sent:
+                    chunk = chunk[: length - sent]
+                await response.write(chunk)
+                sent += len(chunk)
+                if sent >= length:
+                    break
+                chunk = await anext(body, b"")
+        finally:
+            if isinstance(body, AsyncGenerator):
+                await body.aclose()
+        if sent < length:
+            # The object was replaced by a shorter one mid-download; closing the connection tells the client
+            # the body is incomplete instead of leaving it waiting for the missing bytes.
+            log.warning("object %s shrank while being served (%d of %d bytes sent)", key, sent, length)
+            response.force_close()
+        await response.write_eof()
+        return response
+
+
+def _not_modified(request: web.Request, etag: str | None, modified_at: datetime | None) -> bool:
+    if_none_match = request.headers.get("If-None-Match")
+    if if_none_match is not None:
+        return etag is not None and etag_matches(if_none_match, etag)
+    since = request.if_modified_since
+    return since is not None and modified_at is not None and int(modified_at.timestamp()) <= int(since.timestamp())
+
+
+def _range_applies(request: web.Request, etag: str | None, modified_at: datetime | None) -> bool:
+    """Apply `If-Range`: a Range only counts when the client's copy is still the current version."""
+    if_range = request.headers.get("If-Range")
+    if if_range is None:
+        return True
+    if if_range.startswith(('"', "W/")):
+        return etag is not None and if_range == etag  # strong comparison (RFC 9110 §13.1.5)
+    since = request.if_range
+    return since is not None and modified_at is not None and int(modified_at.timestamp()) == int(since.timestamp())
+
+
+async def _healthz(_request: web.Request) -> web.Response:
+    return web.Response(text="ok\n", headers={"Cache-Control": "no-store"})
+
+
+def make_app(store: Store, signer: LinkSigner, *, clock: Callable[[], float] = time.time) -> web.Application:
+    """Build the link server's app: `/files/{key}` serves signed links to `store`, `/healthz` says ok.
+
+    Args:
+        store: the store links point into (file or memory; any store works).
+        signer: checks links; only its secret matters here, its `base_url` is for making links.
+        clock: the current Unix time, for link expiry.
+    """
+    app = web.Application()
+    app.router.add_get("/files/{key:.+}", _FileHandler(store, signer, clock).handle, name="files")
+    app.router.add_get("/healthz", _healthz, name="healthz")
+    return app
+
+
+class QuietAccessLogger(AbstractAccessLogger):
+    """An access log that leaves out query strings, which carry link signatures."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        """Log method, path, status and size of one request at INFO."""
+        self.logger.info("%s %s %d %d %.3fs", request.method, request.path, response.status, response.body_length, time)
+
+
+class LinkServer:
+    """Run an app (see `make_app`) on a TCP port; `port=0` picks a free one, read back from `base_url`."""
+
+    def __init__(self, app: web.Application, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._app = app
+        self._host = host
+        self._port = port
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def base_url(self) -> str:
+        """The server's own URL, `http://host:port` (a public URL behind a proxy comes from settings)."""
+        if self._runner is None:
+            raise RuntimeError("the link server is not running")
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{self._port}"
+
+    async def start(self) -> None:
+        """Start listening."""
+        if self._runner is not None:
+            raise RuntimeError("the link server is already running")
+        runner = web.AppRunner(self._app, access_log_class=QuietAccessLogger, shutdown_timeout=1.0)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self._host, self._port)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self._port = int(runner.addresses[0][1])
+        log.info("link server listening on %s", self.base_url)
+
+    async def close(self) -> None:
+        """Stop listening and finish open responses (bounded by a short shutdown timeout)."""
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def __aenter__(self) -> "LinkServer":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()

@@ -1,0 +1,92 @@
+"""Safe, unique member names for the ZIP archives Peel builds (pure: no I/O).
+
+A name comes from a user (an uploaded file's name, a prompt-derived title), so it is cleaned before it goes into
+an archive that someone will extract: backslashes become `/`, `.`/`..`/empty segments are dropped (so no name is
+absolute or climbs out of the extraction directory), control characters and the characters Windows refuses
+(`<>:"|?*`) become `_`, and segments lose trailing dots and spaces. Names are then made unique, ignoring case
+(Windows and macOS extract `A.png` and `a.png` onto one file): the second `a.png` becomes `a (2).png`, the third
+`a (3).png`. A file never takes the name of a directory of other members, and a directory never takes the name of
+a file: the later one is renamed the same way.
+"""
+
+import unicodedata
+from collections.abc import Iterable
+
+_REPLACED = frozenset('<>:"|?*')
+_MAX_SEGMENT_CHARS = 200
+FALLBACK_NAME = "file"
+
+
+def sanitize_name(name: str) -> str:
+    """Return `name` cleaned into a relative, `/`-separated path that is safe to extract (never empty)."""
+    name = unicodedata.normalize("NFC", name).replace("\\", "/")
+    segments: list[str] = []
+    for raw in name.split("/"):
+        segment = "".join("_" if ord(c) < 0x20 or ord(c) == 0x7F or c in _REPLACED else c for c in raw)
+        segment = segment.rstrip(" .").lstrip(" ")
+        if segment in ("", ".", ".."):
+            continue
+        segments.append(_shorten(segment))
+    return "/".join(segments) or FALLBACK_NAME
+
+
+def _shorten(segment: str) -> str:
+    if len(segment) <= _MAX_SEGMENT_CHARS:
+        return segment
+    stem, dot, ext = segment.rpartition(".")
+    if not dot or not stem or len(ext) > 16:
+        return segment[:_MAX_SEGMENT_CHARS]
+    return stem[: _MAX_SEGMENT_CHARS - len(ext) - 1] + "." + ext
+
+
+def numbered(name: str, number: int) -> str:
+    """Return `name` with ` (number)` before its extension: `a/b.png` → `a/b (2).png`, `.env` → `.env (2)`."""
+    head, slash, leaf = name.rpartition("/")
+    stem, dot, ext = leaf.rpartition(".")
+    leaf = f"{stem} ({number}).{ext}" if dot and stem else f"{leaf} ({number})"
+    return f"{head}{slash}{leaf}"
+
+
+class ArchiveNames:
+    """Assign each member a sanitized name no other member of the archive has; deterministic in input order.
+
+    A caller that writes a manifest before the archive can run the same names through its own `ArchiveNames`
+    to learn what each member will be called.
+    """
+
+    def __init__(self, reserved: Iterable[str] = ()) -> None:
+        self._files: set[str] = set()  # casefolded names of members
+        self._dirs: set[str] = set()  # casefolded directory paths the members live in
+        self._dir_alias: dict[str, str] = {}  # casefolded directory path -> the directory path used instead
+        for name in reserved:
+            self.add(name)
+
+    def add(self, name: str) -> str:
+        """Return the name the member called `name` gets in the archive, and reserve it."""
+        *dirs, leaf = sanitize_name(name).split("/")
+        parent = ""
+        for segment in dirs:
+            path = f"{parent}/{segment}" if parent else segment
+            folded = path.casefold()
+            if folded in self._dir_alias:
+                path = self._dir_alias[folded]
+            elif folded in self._files:  # a file holds this path: move this directory aside, for good
+                alias = self._unique(path)
+                self._dir_alias[folded] = alias
+                path = alias
+            self._dirs.add(path.casefold())
+            parent = path
+        chosen = self._unique(f"{parent}/{leaf}" if parent else leaf)
+        self._files.add(chosen.casefold())
+        return chosen
+
+    def _unique(self, path: str) -> str:
+        candidate, number = path, 1
+        while self._is_taken(candidate):
+            number += 1
+            candidate = numbered(path, number)
+        return candidate
+
+    def _is_taken(self, path: str) -> bool:
+        folded = path.casefold()
+        return folded in self._files or folded in self._dirs or folded in self._dir_alias

@@ -1,0 +1,172 @@
+import csv
+import io
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from bot.core.manifest import (
+    CSV_COLUMNS,
+    ItemStatus,
+    ManifestHeader,
+    ManifestRow,
+    assign_output_names,
+    count_statuses,
+    guard_cell,
+    render_csv,
+    render_json,
+    safe_stem,
+)
+
+CREATED = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+HEADER = ManifestHeader(job_id="j_42", prompt="a cat, watercolor", model="gemini-2.5-flash-image", created_at=CREATED)
+
+
+def make_row(index: int, **overrides: object) -> ManifestRow:
+    fields: dict[str, object] = {
+        "index": index,
+        "status": ItemStatus.OK,
+        "prompt": "a cat, watercolor",
+        "model": "gemini-2.5-flash-image",
+        "source_name": f"in/{index}.jpg",
+        "seed": index * 10,
+        "output_key": f"outputs/j_42/{index:05d}.png",
+    }
+    fields.update(overrides)
+    return ManifestRow(**fields)  # type: ignore[arg-type]  # a test factory of keyword fields
+
+
+@pytest.mark.parametrize(
+    ("name", "stem"),
+    [
+        ("photos/Cat 01.JPG", "Cat 01"),
+        ("..\\..\\evil.png", "evil"),
+        ("a<b>:c.png", "a_b__c"),
+        (".hidden", "hidden"),
+        ("archive.tar.gz", "archive.tar"),
+        (" spaced. .png", "spaced"),
+        ("con.png", "_con"),
+        ("dir/", ""),
+        ("...", ""),
+        (None, ""),
+        ("tab\there.png", "tab_here"),
+        ("e\u0301.png", "\u00e9"),
+    ],
+)
+def test_safe_stem_cleans_name_when_it_comes_from_an_upload(name: str | None, stem: str) -> None:
+    assert safe_stem(name) == stem
+
+
+def test_assign_output_names_uses_source_stem_when_rows_have_files() -> None:
+    rows = [
+        make_row(0, source_name="batch/cat.jpg"),
+        make_row(1, source_name="other/CAT.webp"),
+        make_row(2, source_name="cat.png"),
+        make_row(3, source_name=None),
+        make_row(4, source_name="../"),
+        make_row(5, status=ItemStatus.ERROR, error_code="SAFETY", output_key=None),
+        make_row(6, output_name="chosen name.png"),
+    ]
+    names = [row.output_name for row in assign_output_names(rows)]
+    assert names == ["cat.png", "CAT (2).png", "cat (3).png", "00003.png", "00004.png", None, "chosen name.png"]
+
+
+def test_assign_output_names_avoids_reserved_names_when_given() -> None:
+    rows = [make_row(0, source_name="manifest.json", output_key="outputs/j/00000.json")]
+    assert assign_output_names(rows, reserved=["manifest.json"])[0].output_name == "manifest (2).json"
+
+
+def test_assign_output_names_drops_name_when_row_has_no_file() -> None:
+    rows = [make_row(0, status=ItemStatus.CANCELLED, output_name="stale.png")]
+    assert assign_output_names(rows)[0].output_name is None
+
+
+@pytest.mark.parametrize(
+    ("value", "guarded"),
+    [
+        ('=HYPERLINK("http://x")', '\'=HYPERLINK("http://x")'),
+        ("+1", "'+1"),
+        ("-2+3", "'-2+3"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("\tcmd", "'\tcmd"),
+        ("\rcmd", "'\rcmd"),
+        ("a = b", "a = b"),
+        ("", ""),
+    ],
+)
+def test_guard_cell_prefixes_quote_when_cell_starts_a_formula(value: str, guarded: str) -> None:
+    assert guard_cell(value) == guarded
+
+
+def parse_csv(text: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(text, newline="")))
+
+
+def test_render_csv_quotes_and_guards_cells_when_text_is_hostile() -> None:
+    rows = assign_output_names(
+        [
+            make_row(0, prompt='say "hi", then\nnewline', source_name="=cmd|calc.png"),
+            make_row(
+                1,
+                status=ItemStatus.ERROR,
+                output_key=None,
+                seed=None,
+                error_code="SAFETY",
+                error_reason="-blocked: IMAGE_SAFETY",
+                prompt="@evil",
+            ),
+        ]
+    )
+    text = render_csv(rows)
+    assert text.startswith(",".join(CSV_COLUMNS) + "\r\n")
+    parsed = parse_csv(text)
+    assert parsed[0]["prompt"] == 'say "hi", then\nnewline'
+    assert parsed[0]["source"] == "'=cmd|calc.png"
+    assert rows[0].output_name == "=cmd_calc.png"
+    assert parsed[0]["file"] == "'=cmd_calc.png"  # the member keeps its name; only the cell is guarded
+    assert parsed[0]["seed"] == "0"
+    assert parsed[1] == {
+        "index": "1",
+        "source": "in/1.jpg",
+        "status": "error",
+        "error_code": "SAFETY",
+        "error_reason": "'-blocked: IMAGE_SAFETY",
+        "file": "",
+        "seed": "",
+        "model": "gemini-2.5-flash-image",
+        "prompt": "'@evil",
+    }
+
+
+def test_render_json_reports_summary_and_items_when_rows_mix_statuses() -> None:
+    rows = assign_output_names(
+        [
+            make_row(0),
+            make_row(1, status=ItemStatus.ERROR, output_key=None, error_code="UPSTREAM", error_reason="503"),
+            make_row(2, status=ItemStatus.CANCELLED, output_key=None),
+            make_row(3, status=ItemStatus.SKIPPED, output_key=None, prompt="=1+1 ☕"),
+        ]
+    )
+    document = json.loads(render_json(HEADER, rows))
+    assert document["job_id"] == "j_42"
+    assert document["prompt"] == "a cat, watercolor"
+    assert document["model"] == "gemini-2.5-flash-image"
+    assert document["created"] == "2025-06-01T12:00:00+00:00"
+    assert document["counts"] == {"ok": 1, "error": 1, "cancelled": 1, "skipped": 1, "total": 4}
+    assert document["items"][0]["file"] == "0.png"
+    assert document["items"][1] == {
+        "index": 1,
+        "source": "in/1.jpg",
+        "status": "error",
+        "error_code": "UPSTREAM",
+        "error_reason": "503",
+        "file": None,
+        "seed": 10,
+        "model": "gemini-2.5-flash-image",
+        "prompt": "a cat, watercolor",
+    }
+    assert document["items"][3]["prompt"] == "=1+1 ☕"  # JSON keeps the exact text
+
+
+def test_count_statuses_lists_every_status_when_rows_are_empty() -> None:
+    assert count_statuses([]) == {"ok": 0, "error": 0, "cancelled": 0, "skipped": 0, "total": 0}

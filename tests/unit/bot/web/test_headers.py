@@ -1,0 +1,105 @@
+from datetime import UTC, datetime
+
+import pytest
+
+from bot.web.headers import (
+    ByteRange,
+    UnsatisfiableRangeError,
+    content_disposition,
+    content_type_for,
+    etag_matches,
+    make_etag,
+    parse_range,
+)
+
+
+@pytest.mark.parametrize(
+    ("header", "size", "expected"),
+    [
+        (None, 100, None),
+        ("", 100, None),
+        ("bytes=0-0", 100, ByteRange(0, 0)),
+        ("bytes=0-99", 100, ByteRange(0, 99)),
+        ("bytes=10-500", 100, ByteRange(10, 99)),
+        ("bytes=50-", 100, ByteRange(50, 99)),
+        ("bytes=-1", 100, ByteRange(99, 99)),
+        ("bytes=-500", 100, ByteRange(0, 99)),
+        ("BYTES = 5 - 6", 100, ByteRange(5, 6)),
+        ("bytes=6-5", 100, None),
+        ("bytes=0-1,4-5", 100, None),
+        ("items=0-1", 100, None),
+        ("bytes=-", 100, None),
+        ("bytes=a-b", 100, None),
+        ("bytes", 100, None),
+        ("bytes=1-2-3", 100, None),
+    ],
+)
+def test_parse_range_selects_bytes_when_header_is_given(header: str | None, size: int, expected: ByteRange) -> None:
+    assert parse_range(header, size) == expected
+
+
+@pytest.mark.parametrize(
+    ("header", "size"),
+    [("bytes=100-", 100), ("bytes=100-200", 100), ("bytes=-0", 100), ("bytes=-5", 0), ("bytes=0-", 0)],
+)
+def test_parse_range_raises_when_range_is_unsatisfiable(header: str, size: int) -> None:
+    with pytest.raises(UnsatisfiableRangeError):
+        parse_range(header, size)
+
+
+def test_byte_range_formats_content_range_when_asked() -> None:
+    assert ByteRange(10, 19).length == 10
+    assert ByteRange(10, 19).content_range(100) == "bytes 10-19/100"
+
+
+@pytest.mark.parametrize(
+    ("filename", "expected"),
+    [
+        ("a.zip", 'attachment; filename="a.zip"'),
+        ("", 'attachment; filename="download"'),
+        ("a\\b.zip", 'attachment; filename="a_b.zip"'),
+        ('x"y.png', "attachment; filename=\"x_y.png\"; filename*=UTF-8''x%22y.png"),
+        ("line\r\nbreak.png", "attachment; filename=\"line__break.png\"; filename*=UTF-8''line%0D%0Abreak.png"),
+        ("日本.png", "attachment; filename=\"__.png\"; filename*=UTF-8''%E6%97%A5%E6%9C%AC.png"),
+    ],
+)
+def test_content_disposition_quotes_safely_when_name_is_unusual(filename: str, expected: str) -> None:
+    value = content_disposition(filename)
+    assert value == expected
+    assert "\r" not in value
+    assert "\n" not in value
+
+
+@pytest.mark.parametrize(
+    ("key", "stored", "expected"),
+    [
+        ("a.PNG", "application/octet-stream", "image/png"),
+        ("a.jpeg", None, "image/jpeg"),
+        ("a.webp", "application/octet-stream", "image/webp"),
+        ("a.json", "text/plain", "application/json"),
+        ("a.gif", "image/gif", "image/gif"),
+        ("a", None, "application/octet-stream"),
+    ],
+)
+def test_content_type_for_prefers_known_extension_when_store_guesses(
+    key: str, stored: str | None, expected: str
+) -> None:
+    assert content_type_for(key, stored) == expected
+
+
+def test_make_etag_changes_when_size_or_time_changes() -> None:
+    moment = datetime(2025, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
+    etag = make_etag(10, moment)
+    assert etag is not None
+    assert etag.startswith('"')
+    assert etag != make_etag(11, moment)
+    assert etag != make_etag(10, moment.replace(microsecond=123457))
+    assert make_etag(10, None) is None
+
+
+@pytest.mark.parametrize(
+    ("header", "matches"),
+    [('"abc"', True), ('W/"abc"', True), ('"x", "abc"', True), ("*", True), ('"abd"', False)],
+)
+def test_etag_matches_compares_weakly_when_if_none_match_is_sent(header: str, matches: bool) -> None:
+    assert etag_matches(header, '"abc"') is matches
