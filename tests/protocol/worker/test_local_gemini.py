@@ -287,3 +287,29 @@ async def test_standalone_server_serves_and_exits_when_terminated(http: aiohttp.
     finally:
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), timeout=10) in (0, -signal.SIGTERM)
+
+
+async def test_random_faults_repeat_when_fault_seed_is_the_same(http: aiohttp.ClientSession) -> None:
+    env = {"LOCAL_GEMINI_RATE_429": "0.3", "LOCAL_GEMINI_RATE_5XX": "0.3", "LOCAL_GEMINI_FAULT_SEED": "5"}
+    runs = []
+    for _ in range(2):
+        async with LocalGemini.from_env(env, draw_px=16) as server:
+            runs.append([(await post(http, server, body(f"p{i}"), key="any"))[0] for i in range(20)])
+            assert server.stats.errors_injected == sum(s != 200 for s in runs[-1])
+    assert runs[0] == runs[1]
+    assert {429, 200} <= set(runs[0])
+    assert set(runs[0]) & {500, 503}
+
+
+async def test_gemini_3_answer_carries_thoughts_and_signatures_when_thoughts_are_asked(
+    http: aiohttp.ClientSession, local_gemini: LocalGemini
+) -> None:
+    payload = body(thinkingConfig={"include_thoughts": True}, imageConfig={"aspectRatio": "1:1"})
+    status, answer = await post(http, local_gemini, payload, model="gemini-3-pro-image-preview")
+    assert status == 200
+    parts = answer["candidates"][0]["content"]["parts"]
+    assert [bool(p.get("thought")) for p in parts] == [True, True, False, False]
+    assert "inlineData" in parts[1]
+    assert all("thoughtSignature" in p for p in parts[2:])
+    assert parts[-1]["inlineData"]["mimeType"] == "image/jpeg"
+    assert answer["usageMetadata"]["thoughtsTokenCount"] > 0
