@@ -46,6 +46,9 @@ Environment (the standalone server and `LocalGemini.from_env`):
     LOCAL_GEMINI_BLOCK_WORD   prompts containing it are safety-blocked
     LOCAL_GEMINI_FAULT_SEED   seeds the random fault draws and the latency range
 
+Not implemented: streamGenerateContent, batchGenerateContent, countTokens, models.get/list, the Files API and
+thought-signature checks on replayed model turns (the worker sends single-turn requests only).
+
 Run standalone: `python -m worker.local_gemini --port 8765 [--host 127.0.0.1] [--api-key K]`, then point the
 worker at it with `GEMINI_BASE_URL=http://127.0.0.1:8765`. Embedded: `async with LocalGemini(port=0) as g:`
 and use `g.url`.
