@@ -319,3 +319,24 @@ class UserLoad:
 
     running: int  # queued or running (paused jobs hold no slot)
     waiting: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobRequest:
+    """What a front end (a slash command, a button, the CLI) asks the dispatcher to make.
+
+    `items` lists the images one by one (a batch: one per input image); empty means `params.n` items that differ
+    only by seed. `idempotency_key` is the interaction id, so a redelivered interaction never queues twice.
+    """
+
+    kind: JobKind
+    owner_id: UserId
+    prompt: str
+    params: JobParams
+    items: tuple[NewItem, ...] = ()
+    guild_id: int | None = None
+    group_id: GroupId | None = None
+    parent_image_id: ImageId | None = None
+    idempotency_key: str | None = None
+    priority: Priority | None = None  # None: from the kind
+    is_admin: bool = False

@@ -20,3 +20,5 @@ class DispatchPolicy:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     # A chunk whose /run failed before RunPod took it is tried again after this long (no attempt is counted).
     submit_retry_delay: timedelta = timedelta(seconds=5)
+    # RunPod's lowPriority jobs do not make the endpoint scale up; off by default so a batch never stalls.
+    batch_low_priority: bool = False

@@ -717,8 +717,6 @@ class Ledger:
             failed = 0
             rate_limited = False
             for outcome in outcomes:
-                if outcome.error_code == "RATE_LIMITED":
-                    rate_limited = True
                 async with db.execute(
                     "UPDATE items SET status = ?, width = ?, height = ?, error_code = ?, error_message = ?,"
                     " retry_at = ? WHERE job_id = ? AND idx = ? AND chunk_id = ? AND status = 'submitted'"
@@ -738,6 +736,7 @@ class Ledger:
                     changed = await cur.fetchone()
                 if changed is None:
                     continue
+                rate_limited = rate_limited or outcome.error_code == "RATE_LIMITED"
                 if outcome.status is ItemStatus.ERROR:
                     failed += 1
                 if outcome.status is ItemStatus.OK:
