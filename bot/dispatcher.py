@@ -487,19 +487,35 @@ class Dispatcher:
             final=final,
             remote_status=None if remote_status is None else remote_status.value,
         )
-        self._after_record(recorded.job, recorded.new_images, recorded.newly_failed, recorded.rate_limited, now)
+        self._after_record(
+            recorded.job,
+            recorded.new_images,
+            recorded.newly_failed,
+            recorded.rate_limited,
+            now,
+            final=final is not None,
+        )
 
     def _after_record(
-        self, job: Job, images: Sequence[Image], newly_failed: int, rate_limited: bool, now: datetime
+        self,
+        job: Job,
+        images: Sequence[Image],
+        newly_failed: int,
+        rate_limited: bool,
+        now: datetime,
+        *,
+        final: bool,
     ) -> None:
-        if rate_limited and self._budget.on_rate_limited(now):
-            log.warning(
-                "rate limited: Gemini budget now %d of %d",
-                self._budget.allowed,
-                self._budget.limit,
-                extra={"action": "retry", "job_id": job.id},
-            )
-        self._budget.on_success(len(images))
+        if rate_limited:
+            if self._budget.on_rate_limited(now):
+                log.warning(
+                    "rate limited: Gemini budget now %d of %d",
+                    self._budget.allowed,
+                    self._budget.limit,
+                    extra={"action": "retry", "job_id": job.id},
+                )
+        elif final and images:
+            self._budget.on_success()
         for image in images:
             self._events.publish(ImageReady(job=job, index=image.index, key=image.key, image_id=image.id))
         if images or newly_failed:
@@ -569,7 +585,9 @@ class Dispatcher:
             final=final,
             remote_status=None if remote_status is None else remote_status.value,
         )
-        self._after_record(recorded.job, recorded.new_images, recorded.newly_failed, recorded.rate_limited, now)
+        self._after_record(
+            recorded.job, recorded.new_images, recorded.newly_failed, recorded.rate_limited, now, final=True
+        )
         made = sum(1 for o in outcomes if o.status is ItemStatus.OK)
         return made, len(outcomes) - made
 
@@ -707,7 +725,7 @@ class Dispatcher:
             for i in items
         ]
         recorded = await self._ledger.record_outcomes(chunk.id, outcomes, now=now, final=ChunkStatus.LOST)
-        self._after_record(recorded.job, (), recorded.newly_failed, False, now)
+        self._after_record(recorded.job, (), recorded.newly_failed, False, now, final=True)
 
     async def _current_positions(self) -> dict[JobId, int]:
         queued = await self._ledger.list_jobs(statuses=(JobStatus.QUEUED,))

@@ -2,7 +2,8 @@
 
 The configured budget is the account's quota (`GEMINI_CONCURRENCY`). The current window starts there, halves
 when a chunk reports RATE_LIMITED (at most once per `decrease_cooldown`, so one burst of 429s counts once), and
-grows back by about one call per window's worth of successes (TCP's congestion avoidance). It never exceeds the
+grows back by `increase` calls for each chunk that finishes with successes and no rate limit (a chunk is our
+round trip, as in TCP's congestion avoidance). It never exceeds the
 configured budget and never drops below 1. A chunk's concurrency is fixed when it is submitted, so the sum of the
 concurrencies of chunks in flight is what must stay within the window when a new chunk is admitted.
 """
@@ -19,6 +20,7 @@ class AimdBudget:
     limit: int
     decrease_cooldown: timedelta = timedelta(seconds=10)
     max_chunk_concurrency: int | None = None  # a single chunk never gets more than this (None: the window)
+    increase: float = 1.0
     window: float = 0.0
     last_decrease: datetime | None = None
 
@@ -47,10 +49,9 @@ class AimdBudget:
         self.window = max(1.0, self.window / 2)
         return self.window != before
 
-    def on_success(self, count: int) -> None:
-        """Grow the window by `count / window` (one call per window of successes), up to the limit."""
-        if count > 0:
-            self.window = min(float(self.limit), self.window + count / self.window)
+    def on_success(self) -> None:
+        """Grow the window by `increase` after a chunk finished well, up to the limit."""
+        self.window = min(float(self.limit), self.window + self.increase)
 
     def chunk_concurrency(self, *, items: int, in_flight: int, contenders: int) -> int:
         """Return the concurrency for a new chunk of `items`, or 0 when the budget has no room.
