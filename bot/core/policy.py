@@ -1,0 +1,24 @@
+"""Every dispatcher knob in one value: caps, chunking, retries and the Gemini budget."""
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from bot.core.admission import CapPolicy
+from bot.core.chunking import ChunkPolicy
+from bot.core.retry import RetryPolicy
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DispatchPolicy:
+    """The dispatcher's configuration (pure); `bot.dispatcher.policy_from_settings` builds it from settings."""
+
+    gemini_concurrency: int = 10
+    max_chunk_concurrency: int | None = 8
+    rate_limit_cooldown: timedelta = timedelta(seconds=10)
+    caps: CapPolicy = field(default_factory=CapPolicy)
+    chunks: ChunkPolicy = field(default_factory=ChunkPolicy)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    # A chunk whose /run failed before RunPod took it is tried again after this long (no attempt is counted).
+    submit_retry_delay: timedelta = timedelta(seconds=5)
+    # RunPod's lowPriority jobs do not make the endpoint scale up; off by default so a batch never stalls.
+    batch_low_priority: bool = False

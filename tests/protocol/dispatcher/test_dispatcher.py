@@ -1,0 +1,367 @@
+"""The dispatcher over a real SQLite ledger, an in-memory RunPod and a memory store, driven by run_once()."""
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from bot.core.admission import CapPolicy, Caps
+from bot.core.chunking import ChunkPolicy
+from bot.core.events import ImageReady, JobCancelled, JobFailed, JobFinished, Progress, Queued, Started
+from bot.core.models import ChunkStatus, ItemStatus, JobId, JobStatus, UserId
+from bot.core.policy import DispatchPolicy
+from bot.core.retry import RetryPolicy
+from bot.dispatcher import Dispatcher, InvalidRequestError, SubmitStatus
+from bot.ledger import Ledger
+from bot.runpod.errors import RunpodUnavailableError
+from storage.memory import MemoryStore
+from tests.fakes.clock import FakeClock
+from tests.fakes.gateway import MemoryRunpod
+from tests.protocol.dispatcher.conftest import MakeDispatcher, batch, grid
+from worker.contract import ErrorCode
+
+RETRY = RetryPolicy(max_attempts=3, base_delay=timedelta(seconds=10), cap=timedelta(minutes=1))
+
+
+async def job_id_of(result_job: object) -> JobId:
+    assert result_job is not None
+    return result_job.id  # type: ignore[attr-defined, no-any-return]  # Job | None narrowed by the assert
+
+
+async def test_grid_runs_as_one_chunk_and_finishes_when_worker_completes(
+    dispatcher: Dispatcher, runpod: MemoryRunpod, ledger: Ledger
+) -> None:
+    events = dispatcher.subscribe()
+    result = await dispatcher.submit(grid(key="i-1"))
+    assert result.status is SubmitStatus.QUEUED and result.position == 1 and result.message.startswith("Job queued")
+    assert result.job is not None
+    job_id = result.job.id
+
+    await dispatcher.run_once()
+
+    [remote] = runpod.active()
+    assert remote.indices == [0, 1, 2, 3] and remote.input.concurrency == 4
+    assert [i.output_key for i in remote.input.items] == [f"outputs/{job_id}/{n:05d}.png" for n in range(4)]
+    assert len({i.seed for i in remote.input.items}) == 4
+    assert remote.execution_timeout_ms == 120_000 and remote.ttl_ms is not None
+    assert not remote.low_priority
+
+    await runpod.finish(remote.id)
+    await dispatcher.run_once()
+
+    got = events.drain()
+    assert [type(e) for e in got] == [Queued, Started, *[ImageReady] * 4, Progress, JobFinished]
+    finished = got[-1]
+    assert isinstance(finished, JobFinished) and finished.summary.ok == 4
+    assert [img.index for img in await ledger.images(job_id=job_id)] == [0, 1, 2, 3]
+    job = await ledger.get_job(job_id)
+    assert job is not None and job.status is JobStatus.DONE
+
+
+async def test_submit_returns_existing_job_when_interaction_is_redelivered(
+    dispatcher: Dispatcher, runpod: MemoryRunpod, ledger: Ledger
+) -> None:
+    first = await dispatcher.submit(grid(key="interaction-7"))
+    second = await dispatcher.submit(grid(key="interaction-7"))
+    await dispatcher.run_once()
+
+    assert second.status is SubmitStatus.DUPLICATE
+    assert first.job is not None and second.job is not None and second.job.id == first.job.id
+    assert len(await ledger.list_jobs()) == 1
+    assert len(runpod.jobs) == 1
+
+
+async def test_submit_refuses_when_request_is_invalid(dispatcher: Dispatcher, ledger: Ledger) -> None:
+    with pytest.raises(InvalidRequestError, match="Image 1"):
+        await dispatcher.submit(grid(prompt=""))
+    assert await ledger.list_jobs() == []
+
+
+async def test_caps_make_jobs_wait_or_refuse_when_user_is_over_them(
+    make_dispatcher: MakeDispatcher, runpod: MemoryRunpod
+) -> None:
+    dispatcher = make_dispatcher(DispatchPolicy(caps=CapPolicy(user=Caps(max_running=1, max_waiting=1))))
+
+    running = await dispatcher.submit(grid())
+    waiting = await dispatcher.submit(grid())
+    refused = await dispatcher.submit(grid())
+    admin = await dispatcher.submit(grid(is_admin=True))
+    other_user = await dispatcher.submit(grid(owner=2))
+
+    assert [r.status for r in (running, waiting, refused)] == [
+        SubmitStatus.QUEUED,
+        SubmitStatus.WAITING,
+        SubmitStatus.REFUSED,
+    ]
+    assert refused.job is None and refused.message.startswith("Queue full")
+    assert admin.status is SubmitStatus.WAITING  # admins have no cap, but jobs of one user start in order
+    assert other_user.status is SubmitStatus.QUEUED
+
+    await dispatcher.run_once()
+    assert running.job is not None and waiting.job is not None
+    assert runpod.submitted_job_ids() == [running.job.id, other_user.job.id if other_user.job else ""]
+
+    await runpod.finish_all()
+    await dispatcher.run_once()  # the first job finishes; the waiting one starts
+
+    assert runpod.submitted_job_ids()[2:] == [waiting.job.id]
+
+
+async def test_cancel_stops_chunks_and_items_when_owner_cancels(
+    make_dispatcher: MakeDispatcher, runpod: MemoryRunpod, ledger: Ledger
+) -> None:
+    dispatcher = make_dispatcher(DispatchPolicy(gemini_concurrency=10, max_chunk_concurrency=5))
+    result = await dispatcher.submit(batch(100))
+    job_id = await job_id_of(result.job)
+    await dispatcher.run_once()
+    on_runpod = [j.id for j in runpod.active()]
+    assert len(on_runpod) == 2
+    events = dispatcher.subscribe()
+
+    denied = await dispatcher.cancel(job_id, UserId(99))
+    done = await dispatcher.cancel(job_id, UserId(1))
+    again = await dispatcher.cancel(job_id, UserId(1))
+    await dispatcher.run_once()
+
+    assert not denied.cancelled and done.cancelled and not again.cancelled
+    assert runpod.cancelled == on_runpod
+    assert len(runpod.jobs) == 2  # nothing new submitted
+    assert {i.status for i in await ledger.items(job_id)} == {ItemStatus.CANCELLED}
+    assert [type(e) for e in events.drain()] == [JobCancelled]
+    assert (await dispatcher.cancel(JobId("j_nope"), UserId(1))).job is None
+
+
+async def test_pause_holds_new_chunks_when_batch_is_paused(
+    make_dispatcher: MakeDispatcher, runpod: MemoryRunpod, ledger: Ledger
+) -> None:
+    dispatcher = make_dispatcher(DispatchPolicy(gemini_concurrency=5, max_chunk_concurrency=5))
+    job_id = await job_id_of((await dispatcher.submit(batch(60))).job)
+    await dispatcher.run_once()
+    [first] = runpod.active()
+
+    paused = await dispatcher.pause(job_id)
+    await runpod.finish(first.id)
+    await dispatcher.run_once()
+
+    assert paused.status is JobStatus.PAUSED
+    assert len(runpod.jobs) == 1  # the running chunk finished and was recorded; no new chunk
+    job = await ledger.get_job(job_id)
+    assert job is not None and job.ok == len(first.indices) and job.status is JobStatus.PAUSED
+
+    resumed = await dispatcher.resume(job_id)
+    await dispatcher.run_once()
+
+    assert resumed.status is JobStatus.RUNNING
+    assert len(runpod.jobs) == 2
+
+
+async def test_safety_block_is_final_when_item_is_blocked(
+    make_dispatcher: MakeDispatcher, runpod: MemoryRunpod, ledger: Ledger, clock: FakeClock
+) -> None:
+    dispatcher = make_dispatcher(DispatchPolicy(retry=RETRY))
+    job_id = await job_id_of((await dispatcher.submit(grid())).job)
+    events = dispatcher.subscribe()
+    await dispatcher.run_once()
+    await runpod.finish(runpod.active()[0].id, errors={1: ErrorCode.SAFETY})
+    await dispatcher.run_once()
+    clock.advance(timedelta(hours=1))
+    await dispatcher.run_once()
+
+    assert len(runpod.jobs) == 1
+    item = await ledger.get_item(job_id, 1)
+    assert item is not None and item.status is ItemStatus.ERROR and item.error_code == "SAFETY"
+    finished = [e for e in events.drain() if isinstance(e, JobFinished)]
+    assert finished[0].summary.errors == {"SAFETY": 1} and finished[0].summary.ok == 3
+
+
+async def test_job_fails_with_reason_when_every_item_is_blocked(dispatcher: Dispatcher, runpod: MemoryRunpod) -> None:
+    await dispatcher.submit(grid())
+    events = dispatcher.subscribe()
+    await dispatcher.run_once()
+    await runpod.finish(runpod.active()[0].id, errors=dict.fromkeys(range(4), ErrorCode.SAFETY))
+    await dispatcher.run_once()
+
+    [failed] = [e for e in events.drain() if isinstance(e, JobFailed)]
+    assert failed.reason == "Blocked by Gemini's safety filters." and failed.summary.failed == 4
+
+
+async def test_only_failed_retryable_items_are_retried_when_backoff_elapses(
+    make_dispatcher: MakeDispatcher, runpod: MemoryRunpod, ledger: Ledger, clock: FakeClock
+) -> None:
+    dispatcher = make_dispatcher(DispatchPolicy(retry=RETRY))
+    job_id = await job_id_of((await dispatcher.submit(grid())).job)
+    await dispatcher.run_once()
+    await runpod.finish(runpod.active()[0].id, errors={2: ErrorCode.UPSTREAM, 3: ErrorCode.BAD_INPUT})
+    await dispatcher.run_once()
+
+    item = await ledger.get_item(job_id, 2)
+    assert item is not None and item.status is ItemStatus.PENDING and item.retry_at == clock.now() + RETRY.base_delay
+    clock.advance(timedelta(seconds=9))
+    await dispatcher.run_once()
+    assert len(runpod.jobs) == 1  # still backing off
+
+    clock.advance(timedelta(seconds=1))
+    await dispatcher.run_once()
+    [retry] = runpod.active()
+    assert retry.indices == [2]
+    assert retry.input.items[0].seed == (await ledger.get_item(job_id, 2)).seed  # type: ignore[union-attr]
+
+    await runpod.finish(retry.id)
+    await dispatcher.run_once()
+    job = await ledger.get_job(job_id)
+    assert job is not None and (job.ok, job.failed, job.status) == (3, 1, JobStatus.DONE)
+
+
+async def test_item_fails_for_good_when_attempts_run_out(
+    make_dispatcher: MakeDispatcher, runpod: MemoryRunpod, ledger: Ledger, clock: FakeClock
+) -> None:
+    dispatcher = make_dispatcher(DispatchPolicy(retry=RETRY))
+    job_id = await job_id_of((await dispatcher.submit(grid())).job)
+    for _ in range(RETRY.max_attempts):
+        await dispatcher.run_once()
+        for remote in runpod.active():
+            await runpod.finish(remote.id, errors={0: ErrorCode.NO_IMAGE})
+        await dispatcher.run_once()
+        clock.advance(RETRY.cap)
+
+    item = await ledger.get_item(job_id, 0)
+    assert item is not None and (item.status, item.attempts) == (ItemStatus.ERROR, RETRY.max_attempts)
+    assert len(runpod.jobs) == RETRY.max_attempts
+
+
+@pytest.mark.parametrize("ending", ["no_manifest", "failed", "timed_out", "not_found"])
+async def test_lost_chunk_is_reconciled_from_storage_when_it_ends_without_manifest(
+    ending: str, make_dispatcher: MakeDispatcher, runpod: MemoryRunpod, ledger: Ledger, clock: FakeClock
+) -> None:
+    dispatcher = make_dispatcher(DispatchPolicy(retry=RETRY))
+    job_id = await job_id_of((await dispatcher.submit(grid())).job)
+    await dispatcher.run_once()
+    [remote] = runpod.active()
+    if ending == "no_manifest":
+        await runpod.finish(remote.id, skip=(2, 3), manifest=False)
+    elif ending == "failed":
+        await runpod.fail(remote.id, made=(0, 1))
+    elif ending == "timed_out":
+        await runpod.time_out(remote.id, made=(0, 1))
+    else:
+        await runpod.forget(remote.id, made=(0, 1))
+    events = dispatcher.subscribe()
+
+    await dispatcher.run_once()
+
+    assert [e.index for e in events.drain() if isinstance(e, ImageReady)] == [0, 1]
+    images = await ledger.images(job_id=job_id)
+    assert [(i.index, i.width, i.height) for i in images] == [(0, 64, 48), (1, 64, 48)]
+    [chunk] = await ledger.chunks(job_id=job_id)
+    assert chunk.status is ChunkStatus.LOST
+    clock.advance(RETRY.base_delay)
+    await dispatcher.run_once()
+    assert runpod.active()[0].indices == [2, 3]  # only the missing ones, nothing regenerated
+
+
+async def test_chunk_failure_is_final_when_worker_reports_bad_input(
+    dispatcher: Dispatcher, runpod: MemoryRunpod, ledger: Ledger
+) -> None:
+    job_id = await job_id_of((await dispatcher.submit(grid())).job)
+    await dispatcher.run_once()
+    await runpod.fail(runpod.active()[0].id, "BAD_INPUT: reference image unreadable")
+    await dispatcher.run_once()
+
+    items = await ledger.items(job_id)
+    assert {(i.status, i.error_code) for i in items} == {(ItemStatus.ERROR, "BAD_INPUT")}
+    job = await ledger.get_job(job_id)
+    assert job is not None and job.status is JobStatus.FAILED
+
+
+async def test_progress_records_images_early_when_worker_reports_them(
+    dispatcher: Dispatcher, runpod: MemoryRunpod, ledger: Ledger
+) -> None:
+    job_id = await job_id_of((await dispatcher.submit(grid())).job)
+    await dispatcher.run_once()
+    [remote] = runpod.active()
+    events = dispatcher.subscribe()
+
+    await runpod.progress(remote.id, [0, 3])
+    await dispatcher.run_once()
+    await dispatcher.run_once()  # the same report twice changes nothing
+
+    got = events.drain()
+    assert [e.index for e in got if isinstance(e, ImageReady)] == [0, 3]
+    assert [(e.done, e.total) for e in got if isinstance(e, Progress)] == [(2, 4)]
+    await runpod.finish(remote.id)
+    await dispatcher.run_once()
+    assert len(await ledger.images(job_id=job_id)) == 4
+
+
+async def test_submission_is_retried_when_runpod_is_unavailable(
+    dispatcher: Dispatcher, runpod: MemoryRunpod, ledger: Ledger, clock: FakeClock
+) -> None:
+    job_id = await job_id_of((await dispatcher.submit(grid())).job)
+    runpod.run_errors.append(RunpodUnavailableError("503"))
+
+    await dispatcher.run_once()
+    assert runpod.jobs == {}
+    assert {(i.status, i.attempts) for i in await ledger.items(job_id)} == {(ItemStatus.PENDING, 0)}
+    assert await ledger.in_flight_concurrency() == 0
+
+    clock.advance(timedelta(seconds=5))
+    await dispatcher.run_once()
+    assert len(runpod.active()) == 1
+
+
+async def test_custom_chunk_policy_sets_runpod_limits_when_submitting(
+    make_dispatcher: MakeDispatcher, runpod: MemoryRunpod
+) -> None:
+    chunks = ChunkPolicy(item_latency_s=10, margin=1, startup_s=0, min_execution_s=1, queue_allowance_s=60)
+    dispatcher = make_dispatcher(DispatchPolicy(gemini_concurrency=5, max_chunk_concurrency=5, chunks=chunks))
+    await dispatcher.submit(batch(25))
+
+    await dispatcher.run_once()
+
+    [remote] = runpod.active()
+    assert (len(remote.indices), remote.input.concurrency) == (25, 5)
+    assert (remote.execution_timeout_ms, remote.ttl_ms) == (50_000, 110_000)
+
+
+async def test_resume_after_restart_reattaches_and_resubmits_only_missing_when_crashed(
+    db_path: Path,
+    ledger: Ledger,
+    runpod: MemoryRunpod,
+    store: MemoryStore,
+    clock: FakeClock,
+    make_dispatcher: MakeDispatcher,
+) -> None:
+    dispatcher = make_dispatcher(DispatchPolicy(gemini_concurrency=10, max_chunk_concurrency=5))
+    job_id = await job_id_of((await dispatcher.submit(batch(60))).job)
+    await dispatcher.run_once()
+    in_flight = runpod.active()
+    assert len(in_flight) == 2
+    # The process dies after recording a third chunk but before RunPod's answer: say the /run reached RunPod and
+    # the worker made two of its items before we lost track of it.
+    stranded = await ledger.start_chunk(job_id, [40, 41, 42], concurrency=3, now=clock.now())
+    for index in (40, 41):
+        await store.put(f"outputs/{job_id}/{index:05d}.png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 16)
+    await ledger.close()
+
+    async with await Ledger.open(db_path) as reopened:
+        restarted = make_dispatcher(DispatchPolicy(gemini_concurrency=10, max_chunk_concurrency=5), on=reopened)
+        report = await restarted.resume_after_restart()
+
+        assert (report.reattached, report.reconciled, report.recovered_items, report.requeued_items) == (2, 1, 2, 1)
+        recovered = await reopened.get_chunk(stranded.id)
+        assert recovered is not None and recovered.status is ChunkStatus.LOST
+        await restarted.run_once()
+        assert len(runpod.jobs) == 2  # the budget is still held by the two re-attached chunks
+
+        for remote in in_flight:
+            await runpod.finish(remote.id)
+        for _ in range(10):
+            await restarted.run_once()
+            await runpod.finish_all()
+
+        job = await reopened.get_job(job_id)
+        assert job is not None and job.status is JobStatus.DONE and job.ok == 60
+        submitted = [i for remote in runpod.jobs.values() for i in remote.indices]
+        assert sorted(submitted) == [i for i in range(60) if i not in (40, 41)]  # nothing made twice
+        img = await reopened.image_at(job_id, 40)
+        assert img is not None and (img.width, img.height) == (None, None)  # header had no IHDR

@@ -1,0 +1,88 @@
+from datetime import UTC, datetime
+
+from bot.core.clock import SystemClock
+from bot.core.models import (
+    ChunkStatus,
+    EditInput,
+    ItemInputs,
+    ItemStatus,
+    Job,
+    JobId,
+    JobKind,
+    JobParams,
+    JobStatus,
+    Priority,
+    UserId,
+)
+from bot.core.policy import DispatchPolicy
+
+
+def test_params_round_trip_when_stored_as_json() -> None:
+    params = JobParams(model="m", aspect_ratio="16:9", image_size="2K", seed=7, n=4)
+
+    assert JobParams.from_json(params.to_json()) == params
+
+
+def test_params_use_defaults_when_json_fields_are_missing_or_wrong() -> None:
+    assert JobParams.from_json({"model": "m", "seed": "x", "n": None}) == JobParams(model="m")
+
+
+def test_inputs_round_trip_when_stored_as_json() -> None:
+    edit = EditInput(source_key="k", history=("a",))
+    inputs = ItemInputs(ref_keys=("inputs/a.png",), source_name="cat.jpg", edit=edit)
+
+    assert ItemInputs.from_json(inputs.to_json()) == inputs
+    assert ItemInputs.from_json(ItemInputs().to_json()) == ItemInputs()
+
+
+def test_inputs_tolerate_malformed_json_when_read() -> None:
+    assert ItemInputs.from_json({"ref_keys": "x", "edit": {"source_key": "k", "history": "y"}}) == ItemInputs(
+        edit=EditInput(source_key="k")
+    )
+
+
+def test_priority_for_kind_when_batch_or_not() -> None:
+    assert Priority.for_kind(JobKind.BATCH) is Priority.BATCH
+    assert Priority.for_kind(JobKind.GRID) is Priority.INTERACTIVE
+
+
+def test_final_states_when_checked() -> None:
+    assert {s for s in JobStatus if s.is_final} == {JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED}
+    assert {s for s in ItemStatus if s.is_final} == {ItemStatus.OK, ItemStatus.ERROR, ItemStatus.CANCELLED}
+    assert {s for s in ChunkStatus if s.holds_budget} == {ChunkStatus.SUBMITTING, ChunkStatus.IN_FLIGHT}
+
+
+def test_remaining_counts_unfinished_items_when_some_are_done() -> None:
+    job = Job(
+        id=JobId("j_1"),
+        kind=JobKind.BATCH,
+        owner_id=UserId(1),
+        guild_id=None,
+        group_id=None,
+        prompt="p",
+        params=JobParams(model="m"),
+        parent_image_id=None,
+        status=JobStatus.RUNNING,
+        priority=Priority.BATCH,
+        idempotency_key=None,
+        created_at=datetime(2025, 1, 1, tzinfo=UTC),
+        started_at=None,
+        finished_at=None,
+        total=10,
+        ok=3,
+        failed=2,
+        cancelled=1,
+    )
+
+    assert job.remaining == 4
+
+
+def test_system_clock_is_aware_utc_when_read() -> None:
+    assert SystemClock().now().tzinfo is UTC
+
+
+def test_default_policy_is_consistent_when_built() -> None:
+    policy = DispatchPolicy()
+
+    assert policy.caps.user.max_running == 3
+    assert policy.chunks.max_interactive_items == 4
