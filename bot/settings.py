@@ -53,6 +53,25 @@ class BotSettings(BaseSettings):
     max_running_per_user: int = Field(default=3, ge=1)
     max_waiting_per_user: int = Field(default=10, ge=0)
     poll_interval_s: float = Field(default=1.0, gt=0)
+    expected_latency_s: float = Field(default=12.0, gt=0)  # one Gemini call, for ETAs and RunPod timeouts
+
+    # Access (empty lists: everyone). Admins may cancel anyone's job and see the whole queue.
+    allowed_guild_ids: list[int] = Field(default_factory=list)
+    allowed_role_ids: list[int] = Field(default_factory=list)
+    admin_role_ids: list[int] = Field(default_factory=list)
+    admin_user_ids: list[int] = Field(default_factory=list)
+
+    # Batches.
+    batch_max_items: int = Field(default=10_000, ge=1)  # per batch, per user
+    batch_max_running_per_user: int = Field(default=2, ge=1)
+    batch_max_running_per_guild: int = Field(default=5, ge=1)
+    batch_max_items_per_guild: int = Field(default=50_000, ge=1)  # items of a guild's unfinished batches
+    batch_fetch_max_bytes: int = Field(default=5 * 1024**3, ge=1)
+    batch_fetch_allowed_networks: list[str] = Field(default_factory=list)  # e.g. ["127.0.0.0/8"] in tests
+
+    # Group export: destination name → store URL (`s3://…`, `file://…`), and who may export.
+    export_destinations: dict[str, str] = Field(default_factory=dict)
+    export_role_ids: list[int] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _runpod_is_all_or_nothing(self) -> "BotSettings":

@@ -1,0 +1,183 @@
+"""The back ends the bot talks to, real or embedded: a RunPod gateway, the store, and the Gemini server behind it.
+
+With no RunPod settings the bot runs the local RunPod-compatible endpoint in its own process, whose workers are
+the real `python -m worker` subprocesses; with no Gemini key those workers talk to the local Gemini-compatible
+server, started here as a subprocess (so its drawing never competes with the bot's event loop). With the settings
+set, the same code path reaches the real services; only URLs and keys change (DESIGN.md).
+"""
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+import sys
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+from bot.runpod.client import RunpodHttpGateway
+from bot.runpod.local_endpoint import LocalEndpoint
+from bot.settings import BotSettings
+from storage import Store, open_store
+
+log = logging.getLogger(__name__)
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+class EmbeddedStartError(RuntimeError):
+    """An embedded back end did not come up; the message says which and where its log is."""
+
+
+@dataclass(slots=True, kw_only=True)
+class Backends:
+    """What the dispatcher and the Discord layer need, with the embedded servers kept alive behind it."""
+
+    gateway: RunpodHttpGateway
+    store: Store
+    http: aiohttp.ClientSession
+    store_url: str
+    gemini_url: str | None = None  # the local Gemini server's base URL, when it runs
+    endpoint: LocalEndpoint | None = None
+    notes: list[str] = field(default_factory=list)
+
+    async def gemini_stats(self) -> Mapping[str, object] | None:
+        """Return the local Gemini server's `/stats`, or None when it does not run."""
+        if self.gemini_url is None:
+            return None
+        async with self.http.get(f"{self.gemini_url}/stats") as resp:
+            data = await resp.json()
+        return data if isinstance(data, dict) else None
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """Return a TCP port that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+async def _wait_http(http: aiohttp.ClientSession, url: str, proc: asyncio.subprocess.Process, timeout_s: float) -> None:
+    async with asyncio.timeout(timeout_s):
+        while True:
+            if proc.returncode is not None:
+                raise EmbeddedStartError(f"the local Gemini server exited with code {proc.returncode}")
+            try:
+                async with http.get(url) as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+
+
+@contextlib.asynccontextmanager
+async def local_gemini_process(
+    http: aiohttp.ClientSession,
+    *,
+    api_key: str,
+    log_path: Path,
+    env: Mapping[str, str] | None = None,
+    timeout_s: float = 30.0,
+) -> AsyncIterator[str]:
+    """Run `python -m worker.local_gemini` on a free port; yield its base URL."""
+    port = await asyncio.to_thread(free_port)
+    await asyncio.to_thread(log_path.parent.mkdir, parents=True, exist_ok=True)
+    log_file = await asyncio.to_thread(log_path.open, "ab")
+    proc_env = {**os.environ, **(env or {}), "LOCAL_GEMINI_API_KEY": api_key}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "worker.local_gemini",
+        "--port",
+        str(port),
+        cwd=PROJECT_ROOT,
+        env=proc_env,
+        stdout=log_file,
+        stderr=log_file,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        try:
+            await _wait_http(http, f"{url}/stats", proc, timeout_s)
+        except TimeoutError as exc:
+            raise EmbeddedStartError(f"the local Gemini server did not answer within {timeout_s:.0f} s") from exc
+        log.info("local Gemini server on %s (log: %s)", url, log_path)
+        yield url
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            try:
+                async with asyncio.timeout(5):
+                    await proc.wait()
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        await asyncio.to_thread(log_file.close)
+
+
+def worker_environment(
+    settings: BotSettings, *, store_url: str, gemini_url: str | None, gemini_key: str
+) -> dict[str, str]:
+    """Return the settings the embedded workers get (the real services' keys only when configured)."""
+    env = {"STORAGE_URL": store_url, "GEMINI_API_KEY": gemini_key, "GEMINI_MODEL": settings.gemini_model}
+    base = gemini_url or settings.gemini_base_url
+    if base:
+        env["GEMINI_BASE_URL"] = base
+    return env
+
+
+@contextlib.asynccontextmanager
+async def open_backends(
+    settings: BotSettings, *, worker_env: Mapping[str, str] | None = None
+) -> AsyncIterator[Backends]:
+    """Open the store and the RunPod gateway, starting the embedded servers the settings leave unconfigured.
+
+    Args:
+        settings: the bot's settings.
+        worker_env: extra environment for embedded workers and the local Gemini server (tests and benchmarks set
+            `LOCAL_GEMINI_*` fault injection and drawing size here).
+    """
+    store_url = settings.resolved_storage_url
+    if store_url.startswith("file://"):
+        await asyncio.to_thread(Path(store_url.removeprefix("file://")).mkdir, parents=True, exist_ok=True)
+    store = open_store(store_url)
+    logs = settings.data_dir / "logs"
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(store.close)
+        http = await stack.enter_async_context(aiohttp.ClientSession())
+        gemini_url: str | None = None
+        if settings.uses_local_gemini:
+            gemini_key = f"local-{secrets.token_urlsafe(12)}"
+            gemini_url = await stack.enter_async_context(
+                local_gemini_process(http, api_key=gemini_key, log_path=logs / "local_gemini.log", env=worker_env)
+            )
+        else:
+            assert settings.gemini_api_key is not None
+            gemini_key = settings.gemini_api_key.get_secret_value()
+        endpoint: LocalEndpoint | None = None
+        if settings.uses_local_runpod:
+            env = {
+                **(worker_env or {}),
+                **worker_environment(settings, store_url=store_url, gemini_url=gemini_url, gemini_key=gemini_key),
+            }
+            endpoint = await stack.enter_async_context(LocalEndpoint(workers=settings.local_workers, env=env))
+            gateway = RunpodHttpGateway(
+                http, endpoint_id=endpoint.endpoint_id, api_key=endpoint.api_key, base_url=endpoint.base_url
+            )
+        else:
+            assert settings.runpod_endpoint_id is not None
+            assert settings.runpod_api_key is not None
+            gateway = RunpodHttpGateway(
+                http,
+                endpoint_id=settings.runpod_endpoint_id,
+                api_key=settings.runpod_api_key,
+                base_url=settings.runpod_api_base,
+            )
+        yield Backends(
+            gateway=gateway, store=store, http=http, store_url=store_url, gemini_url=gemini_url, endpoint=endpoint
+        )

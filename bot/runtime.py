@@ -1,0 +1,110 @@
+"""Everything a Peel process runs on, opened once: back ends, ledger, dispatcher and the link server.
+
+The Discord bot and the headless CLI both open a `Runtime`; only what they put in front of it differs.
+"""
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot.dispatcher import Dispatcher, policy_from_settings
+from bot.embedded import Backends, open_backends
+from bot.ledger import Ledger
+from bot.settings import BotSettings
+from bot.web import LinkServer, link_for, make_app
+from bot.web.links import is_presigning
+from storage import LinkSigner
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True, kw_only=True)
+class Runtime:
+    """The opened parts of a Peel process; `link` makes a download URL for any stored key."""
+
+    settings: BotSettings
+    backends: Backends
+    ledger: Ledger
+    dispatcher: Dispatcher
+    signer: LinkSigner
+    link_server: LinkServer | None = None
+
+    async def link(self, key: str, *, filename: str | None = None, expires_s: int | None = None) -> str:
+        """Return a URL that serves `key` until it expires (signed link, or an S3 presigned URL)."""
+        return await link_for(
+            self.backends.store,
+            key,
+            expires_s=expires_s or self.settings.link_expiry_s,
+            filename=filename,
+            signer=self.signer,
+        )
+
+
+async def _link_secret(settings: BotSettings) -> bytes:
+    """Return `LINK_SECRET`, else a random secret kept in the data directory (so links survive restarts)."""
+    if settings.link_secret is not None:
+        return settings.link_secret.get_secret_value().encode()
+    path = settings.data_dir / "link_secret"
+
+    def load_or_make() -> bytes:
+        if path.exists():
+            return path.read_bytes().strip()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        secret = secrets.token_hex(32).encode()
+        path.touch(mode=0o600)
+        path.write_bytes(secret)
+        return secret
+
+    return await asyncio.to_thread(load_or_make)
+
+
+@contextlib.asynccontextmanager
+async def open_runtime(
+    settings: BotSettings, *, worker_env: Mapping[str, str] | None = None, serve_links: bool = True
+) -> AsyncIterator[Runtime]:
+    """Open the back ends, the ledger and the dispatcher, and serve signed links when the store needs it.
+
+    Args:
+        settings: the process's settings.
+        worker_env: extra environment for embedded workers and the local Gemini server.
+        serve_links: start the link server for file and memory stores (the CLI writes files and needs none).
+    """
+    secret = await _link_secret(settings)
+    ledger_path = settings.resolved_ledger_path
+    await asyncio.to_thread(Path(ledger_path).parent.mkdir, parents=True, exist_ok=True)
+    async with contextlib.AsyncExitStack() as stack:
+        backends = await stack.enter_async_context(open_backends(settings, worker_env=worker_env))
+        ledger = await Ledger.open(ledger_path)
+        stack.push_async_callback(ledger.close)
+        base_url = settings.public_base_url or f"http://{settings.web_host}:{settings.web_port}"
+        link_server: LinkServer | None = None
+        if serve_links and not is_presigning(backends.store):
+            # Verifying a link needs only the secret; the base URL is known once the server has bound its port.
+            app = make_app(backends.store, LinkSigner(secret, base_url))
+            link_server = await stack.enter_async_context(
+                LinkServer(app, host=settings.web_host, port=settings.web_port)
+            )
+            base_url = settings.public_base_url or link_server.base_url
+        dispatcher = Dispatcher(
+            ledger,
+            backends.gateway,
+            backends.store,
+            policy=policy_from_settings(
+                gemini_concurrency=settings.gemini_concurrency,
+                max_running_per_user=settings.max_running_per_user,
+                max_waiting_per_user=settings.max_waiting_per_user,
+            ),
+            poll_interval_s=settings.poll_interval_s,
+        )
+        yield Runtime(
+            settings=settings,
+            backends=backends,
+            ledger=ledger,
+            dispatcher=dispatcher,
+            signer=LinkSigner(secret, base_url),
+            link_server=link_server,
+        )
