@@ -11,6 +11,7 @@ async def test_job_message_is_found_both_ways_when_recorded_and_reopened(
     ledger: Ledger, db_path: Path, make_job: MakeJob, clock: FakeClock
 ) -> None:
     created = await ledger.create_job(make_job(), items(4), now=clock.now())
+    assert created.job is not None
     job_id = created.job.id
     await ledger.set_job_message(job_id, "status", channel_id=10, message_id=100, now=clock.now())
     await ledger.set_job_message(job_id, "status", channel_id=11, message_id=101, now=clock.now())
