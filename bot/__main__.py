@@ -1,13 +1,102 @@
-"""Composition root: `python -m bot`."""
+"""Composition root: `python -m bot` runs Peel; with no `DISCORD_TOKEN` it brings up the local playground too.
 
+Everything is built here, once: settings, the runtime (back ends, ledger, dispatcher, link server), the access
+policy and the bot. Unset settings select the embedded defaults (DESIGN.md), so this runs with no account at all.
+"""
+
+import argparse
+import asyncio
+import contextlib
 import logging
+import signal
 import sys
 
+from pydantic import ValidationError
 
-def main() -> int:
-    """Start Peel with what exists so far."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("peel").info("Peel foundation is in place; the bot itself arrives with later issues.")
+from bot.exts._access import policy_from_ids
+from bot.settings import BotSettings
+
+log = logging.getLogger("bot")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """Parse `python -m bot`'s own flags."""
+    parser = argparse.ArgumentParser(prog="python -m bot", description="Run Peel, the Discord image bot.")
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
+    return parser.parse_args(argv)
+
+
+async def run(settings: BotSettings) -> None:
+    """Run the bot until it is stopped (SIGINT/SIGTERM)."""
+    from bot.discord_bot import PeelBot
+    from bot.runtime import open_runtime
+
+    access = policy_from_ids(
+        allowed_guild_ids=settings.allowed_guild_ids,
+        allowed_role_ids=settings.allowed_role_ids,
+        admin_role_ids=settings.admin_role_ids,
+        admin_user_ids=settings.admin_user_ids,
+        export_role_ids=settings.export_role_ids,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    async with contextlib.AsyncExitStack() as stack:
+        runtime = await stack.enter_async_context(open_runtime(settings))
+        if settings.uses_playground:
+            from playground import Playground
+
+            pg = await stack.enter_async_context(
+                Playground(host=settings.playground_host, port=settings.playground_port)
+            )
+            stack.enter_context(pg.discord_py())
+            token = pg.token
+            page_url: str | None = pg.url
+            sync_guild_id: int | None = int(pg.state.guild_id)
+        else:
+            assert settings.discord_token is not None
+            token = settings.discord_token.get_secret_value()
+            page_url = None
+            sync_guild_id = settings.dev_guild_id
+        bot = PeelBot(runtime, access=access, sync_guild_id=sync_guild_id)
+        await bot.login(token)
+        connection = asyncio.create_task(bot.connect(reconnect=True), name="discord-connection")
+        stack.push_async_callback(bot.close)
+        await bot.wait_until_ready()
+        if page_url is not None:
+            sys.stdout.write(
+                f"\nPeel is running on the local playground: open {page_url}\n"
+                f"(links served from {runtime.signer.base_url}; data in {settings.data_dir}/; Ctrl-C stops)\n\n"
+            )
+            sys.stdout.flush()
+        else:
+            log.info("Peel is connected to Discord as %s", bot.user)
+        waiter = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait({connection, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        if connection in done:
+            connection.result()  # re-raise what ended the connection
+        log.info("stopping")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `python -m bot`."""
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    logging.getLogger("discord").setLevel(logging.WARNING)
+    try:
+        settings = BotSettings()
+    except ValidationError as exc:
+        sys.stderr.write(f"Peel: bad settings: {exc.error_count()} problem(s)\n")
+        for error in exc.errors():
+            sys.stderr.write(f"  {'.'.join(str(p) for p in error['loc']).upper()}: {error['msg']}\n")
+        return 2
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run(settings))
     return 0
 
 

@@ -1,0 +1,111 @@
+"""The Discord bot: a `commands.Bot` that loads Peel's extensions, checks access and runs the dispatcher."""
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+from typing import Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.exts import EXTENSIONS
+from bot.exts._access import AccessPolicy
+from bot.exts._errors import error_embed, send_error
+from bot.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+class PeelTree(app_commands.CommandTree["PeelBot"]):
+    """The command tree: every command is refused politely to users outside the allowed guilds and roles."""
+
+    async def interaction_check(self, interaction: discord.Interaction[Any]) -> bool:
+        """Refuse, ephemerally, a user whom the access policy keeps out."""
+        bot = interaction.client
+        assert isinstance(bot, PeelBot)
+        refusal = bot.access.refusal(interaction.user, interaction.guild_id)
+        if refusal is None:
+            return True
+        await interaction.response.send_message(embed=error_embed("No access", refusal), ephemeral=True)
+        return False
+
+    async def on_error(self, interaction: discord.Interaction[Any], error: app_commands.AppCommandError) -> None:
+        """Show the user what went wrong (the shared mapper), ephemerally."""
+        name = interaction.command.qualified_name if interaction.command else "a command"
+        await send_error(interaction, error, where=f"/{name}")
+
+
+class PeelBot(commands.Bot):
+    """Peel on Discord (or on the local playground): the runtime's services behind slash commands and buttons.
+
+    Args:
+        runtime: the opened back ends, ledger and dispatcher.
+        access: who may use Peel and who is an admin.
+        sync_guild_id: sync commands to this guild only (fast in development); None syncs globally.
+        run_dispatcher: run the dispatcher loop in this process (tests may drive it themselves).
+    """
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        access: AccessPolicy,
+        sync_guild_id: int | None = None,
+        run_dispatcher: bool = True,
+    ) -> None:
+        intents = discord.Intents.default()
+        intents.message_content = True  # replies in threads are edits of the image they answer
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=intents,
+            tree_cls=PeelTree,
+            help_command=None,
+            allowed_mentions=discord.AllowedMentions(everyone=False, roles=False, users=True, replied_user=False),
+        )
+        self.runtime = runtime
+        self.access = access
+        self._sync_guild_id = sync_guild_id
+        self._run_dispatcher = run_dispatcher
+        self._dispatcher_task: asyncio.Task[None] | None = None
+
+    async def setup_hook(self) -> None:
+        """Load the extensions, sync the commands and start the dispatcher."""
+        for name in EXTENSIONS:
+            await self.load_extension(name)
+        await self._sync_commands()
+        if self._run_dispatcher:
+            self._dispatcher_task = asyncio.create_task(self.runtime.dispatcher.run_forever(), name="peel-dispatcher")
+
+    async def _sync_commands(self) -> None:
+        """Sync the command tree when it changed since the last sync (Discord rate-limits bulk overwrites)."""
+        guild = discord.Object(self._sync_guild_id) if self._sync_guild_id else None
+        if guild is not None:
+            self.tree.copy_global_to(guild=guild)
+        payload = [c.to_dict(self.tree) for c in self.tree.get_commands(guild=guild)]
+        digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+        marker = self.runtime.settings.data_dir / f"commands-{self._sync_guild_id or 'global'}.sha256"
+        app_id = str(self.application_id)
+
+        def unchanged() -> bool:
+            return marker.exists() and marker.read_text().strip() == f"{app_id}:{digest}"
+
+        if self.runtime.settings.uses_playground or not await asyncio.to_thread(unchanged):
+            synced = await self.tree.sync(guild=guild)
+            await asyncio.to_thread(marker.write_text, f"{app_id}:{digest}\n")
+            log.info("synced %d application command(s)", len(synced))
+
+    async def close(self) -> None:
+        """Stop the dispatcher, then disconnect."""
+        if self._dispatcher_task is not None:
+            self._dispatcher_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._dispatcher_task
+            self._dispatcher_task = None
+        await super().close()
+
+    def is_admin(self, user: discord.abc.User) -> bool:
+        """Tell whether `user` may manage everyone's jobs."""
+        return self.access.is_admin(user)

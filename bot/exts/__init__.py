@@ -1,0 +1,3 @@
+"""discord.py extensions, one package per feature; modules starting with `_` are shared helpers, not extensions."""
+
+EXTENSIONS: tuple[str, ...] = ()

@@ -1,0 +1,114 @@
+"""The whole Peel stack for end-to-end tests: the playground, the runtime on embedded back ends, and PeelBot.
+
+`async with peel_stack(tmp_path) as stack:` starts everything on 127.0.0.1 (the local Gemini server drawing small
+images, the local RunPod endpoint with real worker subprocesses, a file store and a SQLite ledger under
+`tmp_path`); `await stack.restart_bot()` stops the bot and its runtime and starts new ones over the same data, as a
+redeploy would, while the playground (Discord) stays up.
+"""
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bot.discord_bot import PeelBot
+from bot.exts._access import AccessPolicy
+from bot.runtime import Runtime, open_runtime
+from bot.settings import BotSettings
+from playground import Playground
+from playground.driver import Driver
+
+DEFAULT_WORKER_ENV = {"LOCAL_GEMINI_DRAW_PX": "64", "LOCAL_GEMINI_LATENCY": "0.05"}
+
+
+def make_settings(data_dir: Path, **overrides: Any) -> BotSettings:
+    """Settings for a test stack: everything embedded, free ports, data under `data_dir`."""
+    values: dict[str, Any] = {
+        "data_dir": data_dir,
+        "web_port": 0,
+        "playground_port": 0,
+        "local_workers": 2,
+        "poll_interval_s": 0.1,
+        "batch_fetch_allowed_networks": ["127.0.0.0/8"],
+    }
+    values.update(overrides)
+    return BotSettings(_env_file=None, **values)  # type: ignore[call-arg]  # pydantic-settings' init kwarg
+
+
+@dataclass
+class PeelStack:
+    """A running stack; `driver("alice")` acts as a user."""
+
+    pg: Playground
+    settings: BotSettings
+    worker_env: Mapping[str, str]
+    access: AccessPolicy
+    runtime: Runtime | None = None
+    bot: PeelBot | None = None
+    _stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
+    _connection: asyncio.Task[None] | None = None
+
+    def driver(self, user: str = "alice") -> Driver:
+        return self.pg.driver(user)
+
+    @property
+    def rt(self) -> Runtime:
+        assert self.runtime is not None
+        return self.runtime
+
+    async def gemini_stats(self) -> dict[str, Any]:
+        stats = await self.rt.backends.gemini_stats()
+        assert stats is not None
+        return dict(stats)
+
+    async def start_bot(self) -> PeelBot:
+        self.runtime = await self._stack.enter_async_context(open_runtime(self.settings, worker_env=self.worker_env))
+        bot = PeelBot(self.runtime, access=self.access, sync_guild_id=int(self.pg.state.guild_id))
+        await bot.login(self.pg.token)
+        self._connection = asyncio.create_task(bot.connect(reconnect=False))
+        await asyncio.wait_for(bot.wait_until_ready(), 20)
+        assert self.runtime.backends.endpoint is not None
+        await self.runtime.backends.endpoint.wait_ready(timeout_s=30)
+        self.bot = bot
+        return bot
+
+    async def stop_bot(self) -> None:
+        if self.bot is not None:
+            await self.bot.close()
+            if self._connection is not None:
+                await asyncio.wait_for(self._connection, 10)
+            self.bot = None
+        await self._stack.aclose()
+        self._stack = contextlib.AsyncExitStack()
+        self.runtime = None
+
+    async def restart_bot(self) -> PeelBot:
+        await self.stop_bot()
+        return await self.start_bot()
+
+
+@contextlib.asynccontextmanager
+async def peel_stack(
+    data_dir: Path,
+    *,
+    worker_env: Mapping[str, str] | None = None,
+    access: AccessPolicy | None = None,
+    playground: Mapping[str, Any] | None = None,
+    **settings: Any,
+) -> AsyncIterator[PeelStack]:
+    """Start the playground, then the runtime and the bot connected to it; stop all of it afterwards."""
+    async with Playground(**(playground or {})) as pg:
+        with pg.discord_py():
+            stack = PeelStack(
+                pg=pg,
+                settings=make_settings(data_dir, **settings),
+                worker_env={**DEFAULT_WORKER_ENV, **(worker_env or {})},
+                access=access or AccessPolicy(),
+            )
+            try:
+                await stack.start_bot()
+                yield stack
+            finally:
+                await stack.stop_bot()
