@@ -12,6 +12,7 @@ PURE = [
     ROOT / "worker" / "contract.py",
     ROOT / "worker" / "errors.py",
     ROOT / "worker" / "generation.py",
+    ROOT / "worker" / "models.py",
     ROOT / "storage" / "keys.py",
     ROOT / "storage" / "links.py",
     ROOT / "storage" / "errors.py",

@@ -1,0 +1,383 @@
+"""The google-genai adapter of the `ImageGenerator` port: request building, answer parsing, error mapping, retries.
+
+Choices, with the evidence in research/gemini.md:
+
+* One `genai.Client` per generator, `api_version="v1beta"` pinned (SDK 3.x defaults to `v1`; every image
+  sample uses `v1beta`) and SDK retries off (`HttpRetryOptions(attempts=1)`): the SDK's own retry ignores
+  `google.rpc.RetryInfo.retryDelay`, does not retry timeouts, and without retry options it silently sleeps
+  1-10 s and retries once on connection errors. This module retries instead, with jittered exponential
+  backoff that never waits less than the server's `retryDelay`.
+* `response_modalities=["IMAGE"]` by default (Google's advice for batch work: it suppresses the chatty text
+  part that makes image-less answers likelier); `with_text=True` asks for TEXT too, kept as the note.
+* Edits are one fresh single-turn request: the image being edited goes first as inline data, then the
+  references, then one instruction composed of the chain's earlier instructions and the new one. A multi-turn
+  request with the source image in a *model* turn is not possible here: Gemini-3 image models reject model
+  turns whose parts lack the thought signatures of the answer that made them ("Image part is missing a
+  thought_signature…"), and the worker keeps only the image, not the model's `Content`. The single-turn form
+  works on every model, keeps the payload bounded and is what Google's edit samples do.
+* The answer's image is the last non-thought inline image (Gemini-3 may send draft images flagged `thought`),
+  and its format is sniffed from the bytes (gemini-3-pro-image has sent JPEG labelled `image/png`).
+* Requests are checked against `worker.models` before any call, so a refused option costs nothing.
+"""
+
+import asyncio
+import json
+import logging
+import random
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from types import TracebackType
+from typing import Any, Self
+
+import aiohttp
+import pydantic
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from storage._imagecheck import sniff_image
+from worker.contract import ErrorCode
+from worker.errors import GenerationError
+from worker.generation import GeneratedImage, GenerationRequest, InputImage
+from worker.models import model_spec
+
+log = logging.getLogger(__name__)
+
+# Finish reasons that mean "blocked": terminal, never retried (research §1.3).
+BLOCKED_FINISH_REASONS = frozenset(
+    {
+        "SAFETY",
+        "IMAGE_SAFETY",
+        "PROHIBITED_CONTENT",
+        "IMAGE_PROHIBITED_CONTENT",
+        "BLOCKLIST",
+        "SPII",
+        "RECITATION",
+        "IMAGE_RECITATION",
+        "PUP_LIMITED_DISABLED",
+    }
+)
+RETRYABLE_HTTP = frozenset({408, 429, 500, 502, 503, 504})
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class GeminiSettings(BaseSettings):
+    """The worker's Gemini settings, from `GEMINI_*` variables (or `.env`)."""
+
+    model_config = SettingsConfigDict(env_prefix="GEMINI_", env_file=".env", extra="ignore")
+
+    api_key: SecretStr
+    base_url: str | None = None  # e.g. the local server, http://127.0.0.1:8765; None for Google
+    model: str = "gemini-2.5-flash-image"
+    timeout_s: float = 120.0
+    max_attempts: int = 4
+    backoff_base_s: float = 2.0
+    backoff_cap_s: float = 60.0
+
+
+def retry_delay_of(error: genai_errors.APIError) -> float | None:
+    """Return the `google.rpc.RetryInfo.retryDelay` of an error answer in seconds, or None when it has none."""
+    body = error.details if isinstance(error.details, dict) else {}
+    inner = body.get("error", body)
+    details = inner.get("details") if isinstance(inner, dict) else None
+    if not isinstance(details, list):
+        return None
+    for detail in details:
+        if isinstance(detail, dict) and str(detail.get("@type", "")).endswith("google.rpc.RetryInfo"):
+            match = _DURATION.match(str(detail.get("retryDelay", "")))
+            if match:
+                return float(match.group(1))
+    return None
+
+
+def sniff_mime(data: bytes) -> str | None:
+    """Return the MIME type the bytes really are (PNG, JPEG or WebP), or None."""
+    fmt = sniff_image(data[:32])
+    return fmt.content_type if fmt is not None else None
+
+
+def edit_instruction(history: Sequence[str], prompt: str, *, references: int) -> str:
+    """Compose the one instruction of an edit: the chain's earlier instructions, then the new change."""
+    lines = ["Edit the first image."]
+    if history:
+        lines.append("It was made by following these instructions, oldest first:")
+        lines.extend(f"{i}. {step}" for i, step in enumerate(history, start=1))
+    if references:
+        lines.append("The other images are references for the change.")
+    lines.append(f"Now make this change and keep everything else as it is: {prompt}")
+    return "\n".join(lines)
+
+
+def build_contents(request: GenerationRequest) -> list[types.Content]:
+    """Return the request's `contents`: one user turn of text and inline images."""
+    refs = [_part(image) for image in request.references]
+    if request.edit_source is None:
+        parts = [types.Part.from_text(text=request.prompt), *refs]
+    else:
+        text = edit_instruction(request.history, request.prompt, references=len(refs))
+        parts = [_part(request.edit_source), *refs, types.Part.from_text(text=text)]
+    return [types.Content(role="user", parts=parts)]
+
+
+def _part(image: InputImage) -> types.Part:
+    return types.Part.from_bytes(data=image.data, mime_type=image.mime_type)
+
+
+def build_config(request: GenerationRequest, *, with_text: bool) -> types.GenerateContentConfig:
+    """Return the generation config: modalities, aspect ratio, image size (where accepted) and seed."""
+    spec = model_spec(request.model)
+    image_size = request.image_size
+    if image_size is not None and not spec.takes_image_size:
+        image_size = None  # the default size, which `check` let through; the model refuses the field itself
+    return types.GenerateContentConfig(
+        response_modalities=["TEXT", "IMAGE"] if with_text else ["IMAGE"],
+        image_config=types.ImageConfig(aspect_ratio=request.aspect_ratio, image_size=image_size),
+        seed=request.seed,
+    )
+
+
+def parse_response(response: types.GenerateContentResponse) -> GeneratedImage:
+    """Take the final image out of an answer.
+
+    Raises:
+        GenerationError: SAFETY when the prompt or image was blocked, NO_IMAGE when there is no image,
+            UPSTREAM when the image bytes are not an image.
+    """
+    feedback = response.prompt_feedback
+    if feedback is not None and feedback.block_reason is not None:
+        reason = _enum_name(feedback.block_reason)
+        detail = f" ({feedback.block_reason_message})" if feedback.block_reason_message else ""
+        raise GenerationError(ErrorCode.SAFETY, f"Gemini blocked the prompt: {reason}{detail}")
+    if not response.candidates:
+        raise GenerationError(ErrorCode.NO_IMAGE, "Gemini answered without a candidate")
+    candidate = response.candidates[0]
+    finish = _enum_name(candidate.finish_reason) if candidate.finish_reason is not None else None
+    parts = candidate.content.parts if candidate.content is not None and candidate.content.parts else []
+    images = [p.inline_data for p in parts if p.inline_data is not None and p.inline_data.data and not p.thought]
+    note = "".join(p.text for p in parts if p.text and not p.thought).strip() or None
+    if not images:
+        if finish in BLOCKED_FINISH_REASONS:
+            raise GenerationError(ErrorCode.SAFETY, f"Gemini blocked the image: {finish}")
+        said = f": {note[:200]}" if note else ""
+        raise GenerationError(ErrorCode.NO_IMAGE, f"Gemini answered without an image (finish reason {finish}){said}")
+    data = images[-1].data
+    assert data is not None  # filtered above
+    mime = sniff_mime(data)
+    if mime is None:
+        raise GenerationError(ErrorCode.UPSTREAM, f"Gemini's image is not PNG, JPEG or WebP ({len(data)} bytes)")
+    return GeneratedImage(data=data, mime_type=mime, note=note)
+
+
+def _enum_name(value: Any) -> str:
+    return str(getattr(value, "value", value))
+
+
+# What one call can fail with; anything else is a bug and propagates.
+_FAILURES = (
+    GenerationError,
+    genai_errors.APIError,
+    TimeoutError,
+    aiohttp.ClientError,
+    pydantic.ValidationError,
+    json.JSONDecodeError,
+)
+
+
+def classify(exc: BaseException) -> GenerationError:
+    """Translate an SDK or transport failure (one of `_FAILURES`) into the contract's error."""
+    if isinstance(exc, GenerationError):
+        return exc
+    if isinstance(exc, genai_errors.APIError):
+        what = f"Gemini answered {exc.code} {exc.status or ''}: {exc.message or ''}".strip()
+        if exc.code == 429:
+            return GenerationError(ErrorCode.RATE_LIMITED, what, retry_after_s=retry_delay_of(exc))
+        if exc.code in RETRYABLE_HTTP or exc.code >= 500 or isinstance(exc, genai_errors.ServerError):
+            return GenerationError(ErrorCode.UPSTREAM, what)
+        return GenerationError(ErrorCode.BAD_INPUT, what)
+    if isinstance(exc, TimeoutError):
+        return GenerationError(ErrorCode.UPSTREAM, "Gemini did not answer in time")
+    if isinstance(exc, aiohttp.ClientError):
+        return GenerationError(ErrorCode.UPSTREAM, f"Gemini unreachable: {type(exc).__name__}: {exc}")
+    if isinstance(exc, pydantic.ValidationError | json.JSONDecodeError):
+        # The SDK raises json.JSONDecodeError for a body that is not JSON and pydantic's
+        # ValidationError for JSON of the wrong shape; both mean a broken answer, not a broken request.
+        return GenerationError(ErrorCode.UPSTREAM, f"Gemini's answer is malformed: {type(exc).__name__}")
+    return GenerationError(ErrorCode.UPSTREAM, f"Gemini call failed: {type(exc).__name__}")
+
+
+class GeminiImageGenerator:
+    """Generates images with Gemini through google-genai's async client, retrying transient failures.
+
+    Args:
+        api_key: the Gemini API key (never logged).
+        base_url: another endpoint than Google's (the local server); None for Google.
+        timeout_s: the deadline of one HTTP call.
+        max_attempts: calls per image, the first included, for retryable failures.
+        backoff_base_s: the first backoff; it doubles per attempt, with jitter (x0.5-1.5).
+        backoff_cap_s: the longest backoff; a server `retryDelay` above it ends the retries at once
+            (RATE_LIMITED with `retry_after_s`), so a worker does not sit on a long quota wait.
+        no_image_retries: extra attempts for an answer without an image (within `max_attempts`).
+        with_text: ask for TEXT as well as IMAGE; the text becomes `GeneratedImage.note`.
+        sleep: awaited for each backoff (tests pass a recorder).
+        rng: the jitter's source.
+        http: the aiohttp session the SDK sends through (the caller closes it); None makes one on first use,
+            closed by `aclose`. Passing a session also keeps the SDK from subclassing `aiohttp.ClientSession`,
+            which aiohttp deprecates (a DeprecationWarning per client).
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: SecretStr | str,
+        base_url: str | None = None,
+        timeout_s: float = 120.0,
+        max_attempts: int = 4,
+        backoff_base_s: float = 2.0,
+        backoff_cap_s: float = 60.0,
+        no_image_retries: int = 1,
+        with_text: bool = False,
+        sleep: Sleep = asyncio.sleep,
+        rng: random.Random | None = None,
+        http: aiohttp.ClientSession | None = None,
+    ) -> None:
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self._api_key = api_key if isinstance(api_key, SecretStr) else SecretStr(api_key)
+        self._base_url = base_url or None
+        self._timeout_s = timeout_s
+        self._max_attempts = max_attempts
+        self._backoff_base_s = backoff_base_s
+        self._backoff_cap_s = backoff_cap_s
+        self._no_image_retries = no_image_retries
+        self._with_text = with_text
+        self._sleep = sleep
+        self._rng = rng or random.Random()  # noqa: S311 - backoff jitter, not a secret
+        self._http = http
+        self._owned_http: aiohttp.ClientSession | None = None
+        self._client: genai.Client | None = None
+        self._client_lock = asyncio.Lock()
+
+    async def _genai(self) -> genai.Client:
+        """Return the SDK client, building it (and a session, if none was given) on first use.
+
+        The SDK's constructor does blocking work (it builds sync httpx clients: SSL contexts, package metadata
+        reads), so it runs in a thread; the aiohttp session is made here, in the loop that will use it.
+        """
+        async with self._client_lock:
+            if self._client is None:
+                http = self._http
+                if http is None:
+                    # Like the SDK's own session (no connection cap; the handler bounds concurrency), minus
+                    # trust_env, whose ~/.netrc lookup is blocking file I/O on the loop.
+                    http = self._owned_http = aiohttp.ClientSession(
+                        connector=aiohttp.TCPConnector(limit=0), read_bufsize=2**22
+                    )
+                options = types.HttpOptions(
+                    api_version="v1beta",
+                    base_url=self._base_url,
+                    timeout=max(1, round(self._timeout_s * 1000)),
+                    retry_options=types.HttpRetryOptions(attempts=1),
+                    aiohttp_client=http,
+                )
+                self._client = await asyncio.to_thread(
+                    genai.Client, api_key=self._api_key.get_secret_value(), http_options=options
+                )
+            return self._client
+
+    @classmethod
+    def from_settings(cls, settings: GeminiSettings, **kwargs: Any) -> Self:
+        """Build a generator from `GeminiSettings`; keyword arguments are passed on (sleep, rng, with_text…)."""
+        return cls(
+            api_key=settings.api_key,
+            base_url=settings.base_url,
+            timeout_s=settings.timeout_s,
+            max_attempts=settings.max_attempts,
+            backoff_base_s=settings.backoff_base_s,
+            backoff_cap_s=settings.backoff_cap_s,
+            **kwargs,
+        )
+
+    async def aclose(self) -> None:
+        """Close the SDK client and the session this generator made (not one it was given)."""
+        if self._client is not None:
+            await self._client.aio.aclose()
+            self._client = None
+        if self._owned_http is not None:
+            await self._owned_http.close()
+            self._owned_http = None
+
+    async def __aenter__(self) -> Self:
+        await self._genai()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    def backoff_s(self, attempt: int, server_delay_s: float | None = None) -> float:
+        """Return the wait after failed attempt `attempt` (1-based): jittered exponential, at least the server's."""
+        backoff = min(self._backoff_cap_s, self._backoff_base_s * 2.0 ** (attempt - 1)) * (0.5 + self._rng.random())
+        return max(backoff, server_delay_s or 0.0)
+
+    async def generate(self, request: GenerationRequest) -> GeneratedImage:
+        """Generate the image `request` asks for.
+
+        Raises:
+            GenerationError: BAD_INPUT before any call when the model would refuse the request; SAFETY when
+                Gemini blocked it (never retried); RATE_LIMITED, UPSTREAM or NO_IMAGE once the retries are spent.
+        """
+        spec = model_spec(request.model)
+        problem = spec.check(
+            references=len(request.references),
+            aspect_ratio=request.aspect_ratio,
+            image_size=request.image_size,
+            edit=request.edit_source is not None,
+        )
+        if problem is not None:
+            raise GenerationError(ErrorCode.BAD_INPUT, problem)
+        contents = build_contents(request)
+        config = build_config(request, with_text=self._with_text)
+        log.debug("generate %s: %.80r", request.model, request.prompt)
+        no_image_left = self._no_image_retries
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = await self._call(request.model, contents, config)
+                image = parse_response(response)
+            except _FAILURES as exc:
+                error = classify(exc)
+                cause = None if error is exc else exc
+                if error.code is ErrorCode.NO_IMAGE:
+                    if no_image_left <= 0:
+                        raise error from cause
+                    no_image_left -= 1
+                if not error.retryable or attempt >= self._max_attempts:
+                    raise error from cause
+                if error.retry_after_s is not None and error.retry_after_s > self._backoff_cap_s:
+                    raise error from cause
+                delay = self.backoff_s(attempt, error.retry_after_s)
+                log.warning(
+                    "gemini %s attempt %d failed (%s), retrying in %.2fs",
+                    request.model,
+                    attempt,
+                    error.code,
+                    delay,
+                    extra={"action": "retry", "code": str(error.code)},
+                )
+                await self._sleep(delay)
+                continue
+            return GeneratedImage(data=image.data, mime_type=image.mime_type, note=image.note, attempts=attempt)
+
+    async def _call(
+        self, model: str, contents: list[types.Content], config: types.GenerateContentConfig
+    ) -> types.GenerateContentResponse:
+        # The SDK's own timeout covers the HTTP exchange; this one also bounds connecting and parsing.
+        async with asyncio.timeout(self._timeout_s + 5):
+            client = await self._genai()
+            return await client.aio.models.generate_content(model=model, contents=contents, config=config)
