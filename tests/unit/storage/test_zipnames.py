@@ -1,0 +1,71 @@
+"""Archive member names: sanitized so they extract safely, and unique ignoring case, deterministically."""
+
+import pytest
+
+from storage.zipnames import ArchiveNames, numbered, sanitize_name
+
+
+@pytest.mark.parametrize(
+    ("raw", "clean"),
+    [
+        ("cat.png", "cat.png"),
+        ("../../etc/passwd", "etc/passwd"),
+        ("/abs/path.png", "abs/path.png"),
+        ("C:\\Users\\me\\cat.png", "C_/Users/me/cat.png"),
+        ("a/./b//c.png", "a/b/c.png"),
+        ("..", "file"),
+        ("", "file"),
+        ("tab\there.png", "tab_here.png"),
+        ('what?*<>|".png', "what______.png"),
+        ("dots.../x. ", "dots/x"),
+        ("  lead.png", "lead.png"),
+        ("caf\u0065\u0301.png", "caf\u00e9.png"),  # NFC
+    ],
+)
+def test_sanitize_name_gives_a_safe_relative_path_when_name_is_hostile(raw: str, clean: str) -> None:
+    assert sanitize_name(raw) == clean
+
+
+def test_sanitize_name_shortens_a_segment_keeping_its_extension_when_too_long() -> None:
+    clean = sanitize_name("x" * 500 + ".png")
+    assert len(clean) == 200
+    assert clean.endswith("x.png")
+
+
+@pytest.mark.parametrize(
+    ("name", "number", "expected"),
+    [
+        ("a.png", 2, "a (2).png"),
+        ("d/a.tar.gz", 3, "d/a.tar (3).gz"),
+        (".env", 2, ".env (2)"),
+        ("noext", 2, "noext (2)"),
+    ],
+)
+def test_numbered_puts_the_number_before_the_extension_when_called(name: str, number: int, expected: str) -> None:
+    assert numbered(name, number) == expected
+
+
+def test_archive_names_number_duplicates_in_order_when_names_repeat() -> None:
+    names = ArchiveNames()
+    assert [names.add(n) for n in ["a.png", "a.png", "A.PNG", "b.png", "a (2).png"]] == [
+        "a.png",
+        "a (2).png",
+        "A (3).PNG",
+        "b.png",
+        "a (2) (2).png",
+    ]
+
+
+def test_archive_names_keep_files_and_directories_apart_when_paths_collide() -> None:
+    names = ArchiveNames()
+    assert names.add("x/y.png") == "x/y.png"
+    assert names.add("x") == "x (2)"  # a file cannot be called like the directory x/
+    assert names.add("f") == "f"
+    assert names.add("f/g.png") == "f (2)/g.png"  # the directory f/ cannot be called like the file f
+    assert names.add("F/h.png") == "f (2)/h.png"  # and keeps its new name for the members after
+
+
+def test_archive_names_avoid_reserved_names_when_given() -> None:
+    names = ArchiveNames(["manifest.csv"])
+    assert names.add("manifest.csv") == "manifest (2).csv"
+    assert names.add("../manifest.csv") == "manifest (3).csv"
