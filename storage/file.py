@@ -196,12 +196,29 @@ class FileStore:
 
     async def read(self, key: str, *, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> AsyncIterator[bytes]:
         """Yield the object's bytes in chunks of at most `chunk_bytes`."""
-        handle = await _threaded(self._open_existing, key)
+        handle, size, first = await _threaded(self._open_and_read, key, chunk_bytes)
         try:
-            while chunk := await _threaded(handle.read, chunk_bytes):
+            # Objects are replaced atomically, never grown in place, so the size at open is the whole object:
+            # reading exactly that much saves the thread hop that would only find the end of the file.
+            remaining = size - len(first)
+            chunk = first
+            while chunk:
                 yield chunk
+                if remaining <= 0:
+                    break
+                chunk = await _threaded(handle.read, min(chunk_bytes, remaining))
+                remaining -= len(chunk)
         finally:
             await asyncio.shield(asyncio.to_thread(handle.close))
+
+    def _open_and_read(self, key: str, chunk_bytes: int) -> tuple[BinaryIO, int, bytes]:
+        handle = self._open_existing(key)
+        try:
+            size = os.fstat(handle.fileno()).st_size
+            return handle, size, handle.read(min(chunk_bytes, size))
+        except BaseException:
+            handle.close()
+            raise
 
     def _read_range(self, key: str, start: int, end: int) -> bytes:
         with self._open_existing(key) as handle:
