@@ -126,7 +126,9 @@ class LocalEndpoint:
         retention_s: how long finished jobs stay readable (RunPod: 30 min), then 404.
         default_execution_timeout_ms, default_ttl_ms: used when `/run` has no `policy` (RunPod: 10 min, 24 h).
         max_requeues: how many times a job whose worker died is put back in the queue before it FAILS.
-        take_wait_s, stop_wait_s: how long `job-take` and `job-stop` long-polls are held open.
+        take_wait_s, stop_wait_s: how long `job-take` and `job-stop` long-polls are held open. The SDK sleeps 1 s
+            after an empty job-stop answer, blind to stops meanwhile, so a stop poll is held long (60 s, under the
+            SDK's 90 s timeout): a cancel then reaches a held poll at once instead of landing in that blind second.
         restart_backoff_s: (first, cap) delay before restarting a worker that died soon after starting.
         stop_grace_s: how long a worker has to exit after SIGTERM before it is killed.
         cwd: the workers' working directory (default: this process's).
@@ -147,7 +149,7 @@ class LocalEndpoint:
         default_ttl_ms: int = 24 * 3600 * 1000,
         max_requeues: int = 1,
         take_wait_s: float = 5.0,
-        stop_wait_s: float = 5.0,
+        stop_wait_s: float = 60.0,
         restart_backoff_s: tuple[float, float] = (0.5, 30.0),
         stop_grace_s: float = 3.0,
         tick_s: float = 0.05,
