@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from storage import StorageError, Store, open_store
 from worker.gemini import GeminiImageGenerator, GeminiSettings
-from worker.handler import WorkerDeps, discard_progress, make_handler
+from worker.handler import Handler, RunpodJob, WorkerDeps, discard_progress, make_handler
 from worker.settings import WorkerSettings, describe_settings_error
 
 log = logging.getLogger("worker")
@@ -102,6 +102,18 @@ def make_store_check(store: Store) -> Callable[[], object]:
     return store_is_writable
 
 
+def closing_after(handler: Handler, generator: GeminiImageGenerator) -> Handler:
+    """Wrap a one-shot (`--test_input`) handler so the Gemini session is closed before the SDK exits the process."""
+
+    async def run_then_close(job: RunpodJob) -> dict[str, object]:
+        try:
+            return await handler(job)
+        finally:
+            await generator.aclose()
+
+    return run_then_close
+
+
 def configure_logging(level: str) -> None:
     """Configure logging for the process (the SDK prints its own lines to stdout through its own logger)."""
     # force: importing runpod already ran basicConfig (runpod/serverless/utils/rp_upload.py).
@@ -129,9 +141,12 @@ def main() -> None:
         gemini.base_url or "Google",
         settings.max_concurrent_jobs,
     )
+    handler = make_handler(deps)
+    if any(arg.startswith("--test_input") for arg in sys.argv[1:]) and isinstance(deps.generator, GeminiImageGenerator):
+        handler = closing_after(handler, deps.generator)
     runpod.serverless.start(
         {
-            "handler": make_handler(deps),
+            "handler": handler,
             "concurrency_modifier": make_concurrency_modifier(settings.max_concurrent_jobs),
         }
     )

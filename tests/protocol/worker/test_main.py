@@ -55,6 +55,7 @@ async def test_test_input_runs_one_job_and_prints_its_manifest_when_gemini_is_up
     outputs = sorted(await asyncio.to_thread(os.listdir, store / "outputs" / "j_local_test"))
     assert outputs == ["00000.png", "00001.png", "00002.png"]
     assert KEY not in ran.stdout + ran.stderr
+    assert "Unclosed" not in ran.stdout + ran.stderr  # the Gemini session is closed before the SDK exits
 
 
 async def test_worker_exits_non_zero_with_one_clear_line_when_gemini_api_key_is_missing(tmp_path: Path) -> None:
