@@ -17,5 +17,5 @@ WORKDIR /app
 COPY --from=builder --chown=peel:peel /app /app
 USER 10001
 VOLUME ["/app/data"]
-EXPOSE 8080
+EXPOSE 8080 8081
 CMD ["python", "-m", "bot"]
