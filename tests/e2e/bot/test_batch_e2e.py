@@ -9,6 +9,7 @@ injected 503 fails its item as UPSTREAM at once, which "Retry failed" then makes
 
 import asyncio
 import io
+import itertools
 import json
 import os
 import re
@@ -166,11 +167,18 @@ def manifest(archive: zipfile.ZipFile) -> dict[str, Any]:
 
 async def plan_message(driver: Driver, before: int, *, channel: str = "general") -> Message:
     """Wait for the newest ephemeral answer (a plan or an error) after `before` messages."""
-    return await driver.wait_for(
-        lambda ms: next((m for m in ms[before:] if not m.is_loading and (m.content or m.embeds)), None),
+    found = await driver.wait_for(
+        lambda ms: [m for m in ms[before:] if not m.is_loading and (m.content or m.embeds)],
         channel=channel,
         timeout=30,
     )
+    return found[0]
+
+
+async def new_thread(driver: Driver, known: set[str]) -> dict[str, Any]:
+    """Wait for a thread that is not in `known`."""
+    found = await driver.wait_until(lambda: [t for t in driver.threads() if t["id"] not in known])
+    return found[0]
 
 
 async def start_batch(driver: Driver, options: dict[str, object]) -> tuple[Message, dict[str, Any], Message]:
@@ -181,27 +189,23 @@ async def start_batch(driver: Driver, options: dict[str, object]) -> tuple[Messa
     assert "Batch ready" in plan.content, plan
     known = {t["id"] for t in driver.threads()}
     await driver.click(plan, label="Start")
-    thread = await driver.wait_until(lambda: next((t for t in driver.threads() if t["id"] not in known), None))
+    thread = await new_thread(driver, known)
     progress = await driver.wait_for_message(lambda m: "remaining" in m.content, channel=thread["id"], timeout=10)
     return plan, thread, progress
 
 
 async def summaries(driver: Driver, thread_id: str, count: int, *, timeout: float = 90) -> Message:  # noqa: ASYNC109
-    found = await driver.wait_for(
-        lambda ms: (
-            [m for m in ms if "ZIP (images" in m.content]
-            if len([m for m in ms if "ZIP (images" in m.content]) >= count
-            else None
-        ),
-        channel=thread_id,
-        timeout=timeout,
-    )
+    def done(messages: list[Message]) -> list[Message]:
+        found = [m for m in messages if "ZIP (images" in m.content]
+        return found if len(found) >= count else []
+
+    found = await driver.wait_for(done, channel=thread_id, timeout=timeout)
     return found[count - 1]
 
 
 def assert_within_edit_limit(times: list[float]) -> None:
     """Discord allows 5 edits per 5 s per channel; Peel edits a batch's message at most once per interval."""
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert all(g >= PROGRESS_INTERVAL_S * 0.9 for g in gaps), gaps
     assert all(times[i + 5] - times[i] >= 5.0 for i in range(len(times) - 5))
 
@@ -222,7 +226,7 @@ async def test_batch_runs_in_one_thread_and_retry_makes_only_retryable_failures_
     assert plan.is_ephemeral
     assert "**200** images accepted" in plan.content and "1 skipped" in plan.content
     assert "1 not an image" in plan.content
-    assert "Estimated cost about $7.80" in plan.content  # 200 × $0.039 (gemini-2.5-flash-image, 1K)
+    assert "Estimated cost about $7.80" in plan.content  # 200 at $0.039 (gemini-2.5-flash-image, 1K)
     assert [b["label"] for b in plan.buttons()] == ["Start", "Cancel"]
     assert len(await stack.rt.ledger.list_jobs()) == jobs_before  # nothing queued before Start
 
@@ -233,7 +237,7 @@ async def test_batch_runs_in_one_thread_and_retry_makes_only_retryable_failures_
     stats_before = await stack.gemini_stats()
     known = {t["id"] for t in alice.threads()}
     await alice.click(plan, label="Start")
-    thread = await alice.wait_until(lambda: next((t for t in alice.threads() if t["id"] not in known), None))
+    thread = await new_thread(alice, known)
     assert thread["name"].startswith("make it blue --ar 1:1") and thread["name"].endswith("200 images")
     shared["thread"] = thread["id"]
     progress = await alice.wait_for_message(lambda m: "remaining" in m.content, channel=thread["id"], timeout=10)
@@ -463,7 +467,7 @@ async def test_group_download_zips_the_threads_images_when_asked(stack: PeelStac
 
 
 def _read_export(root: Path) -> tuple[list[str], list[str]]:
-    [folder] = [p for p in root.rglob("manifest.json")]
+    [folder] = list(root.rglob("manifest.json"))
     names = sorted(p.name for p in folder.parent.iterdir())
     return names, [i["file"] for i in json.loads(folder.read_text())["items"]]
 
