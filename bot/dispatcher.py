@@ -205,14 +205,21 @@ class EventBus:
 
 
 def policy_from_settings(
-    *, gemini_concurrency: int, max_running_per_user: int, max_waiting_per_user: int
+    *,
+    gemini_concurrency: int,
+    max_running_per_user: int,
+    max_waiting_per_user: int,
+    item_max_attempts: int | None = None,
 ) -> DispatchPolicy:
     """Build the dispatcher policy from the settings that configure it (`BotSettings` fields of the same names)."""
     from bot.core.admission import CapPolicy, Caps
+    from bot.core.retry import RetryPolicy
 
+    retry = RetryPolicy() if item_max_attempts is None else RetryPolicy(max_attempts=item_max_attempts)
     return DispatchPolicy(
         gemini_concurrency=gemini_concurrency,
         caps=CapPolicy(user=Caps(max_running=max_running_per_user, max_waiting=max_waiting_per_user)),
+        retry=retry,
     )
 
 

@@ -97,6 +97,7 @@ async def open_runtime(
                 gemini_concurrency=settings.gemini_concurrency,
                 max_running_per_user=settings.max_running_per_user,
                 max_waiting_per_user=settings.max_waiting_per_user,
+                item_max_attempts=settings.item_max_attempts,
             ),
             poll_interval_s=settings.poll_interval_s,
         )

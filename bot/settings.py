@@ -53,6 +53,8 @@ class BotSettings(BaseSettings):
     max_running_per_user: int = Field(default=3, ge=1)
     max_waiting_per_user: int = Field(default=10, ge=0)
     poll_interval_s: float = Field(default=1.0, gt=0)
+    # Dispatcher attempts per item (the first included) for retryable failures, on top of the worker's own retries.
+    item_max_attempts: int = Field(default=4, ge=1, le=20)
     expected_latency_s: float = Field(default=12.0, gt=0)  # one Gemini call, for ETAs and RunPod timeouts
 
     # Access (empty lists: everyone). Admins may cancel anyone's job and see the whole queue.
@@ -68,6 +70,8 @@ class BotSettings(BaseSettings):
     batch_max_items_per_guild: int = Field(default=50_000, ge=1)  # items of a guild's unfinished batches
     batch_fetch_max_bytes: int = Field(default=5 * 1024**3, ge=1)
     batch_fetch_allowed_networks: list[str] = Field(default_factory=list)  # e.g. ["127.0.0.0/8"] in tests
+    # A batch's progress message is edited at most this often (Discord allows 5 edits per 5 s per channel).
+    batch_progress_interval_s: float = Field(default=5.0, ge=1.0)
 
     # Group export: destination name → store URL (`s3://…`, `file://…`), and who may export.
     export_destinations: dict[str, str] = Field(default_factory=dict)

@@ -24,6 +24,9 @@ Routes:
      "next_429": 2, "retry_delay_s": 7,          the next N answers are 429 with google.rpc.RetryInfo retryDelay
      "next_5xx": 3, "status_5xx": 503,           the next N answers are 5xx (500 and 503 alternate unless given)
      "block_word": "forbidden",                  prompts containing it (any case) are safety-blocked (HTTP 200)
+     "block_image_sha256": ["ab12…"],            requests with a reference image of one of these SHA-256s
+                                                 (hex of its bytes) are safety-blocked: per-item blocks in a
+                                                 batch, where every item shares one prompt
      "block_as": "auto" | "prompt" | "image",    promptFeedback.blockReason PROHIBITED_CONTENT, finishReason
                                                  IMAGE_SAFETY, or "auto": chosen by a hash of the prompt
      "next_malformed": 1, "malformed": "json" | "structure",   invalid JSON, or a 200 of the wrong shape
@@ -33,7 +36,8 @@ Routes:
                                                  (otherwise only when thinkingConfig.includeThoughts)
 
 Scripted faults ("next N") apply in this order: 429, 5xx, malformed, no image; then the random shares, then
-the block word. Injected 429/5xx/malformed/no-image answers count in `errors_injected`, blocks in `blocked`.
+the blocks (word, then reference hashes). Injected 429/5xx/malformed/no-image answers count in
+`errors_injected`, blocks in `blocked`.
 
 Environment (the standalone server and `LocalGemini.from_env`):
 
@@ -64,6 +68,7 @@ import json
 import logging
 import os
 import random
+import re
 import time
 import uuid
 from collections import deque
@@ -138,6 +143,16 @@ def _count(value: object, name: str) -> int:
     return value
 
 
+def _hashes(value: object, name: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list | tuple) or not all(
+        isinstance(v, str) and re.fullmatch(r"[0-9a-fA-F]{64}", v) for v in value
+    ):
+        raise ValueError(f"{name} must be a list of SHA-256 hex digests, got {value!r}")
+    return tuple(str(v).lower() for v in value)
+
+
 def _choice(value: object, name: str, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
         raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
@@ -156,6 +171,7 @@ class Faults:
     next_5xx: int = 0
     status_5xx: int | None = None
     block_word: str | None = None
+    block_image_sha256: tuple[str, ...] = ()
     block_as: BlockAs = "auto"
     next_malformed: int = 0
     malformed: MalformedKind = "json"
@@ -209,6 +225,8 @@ class Faults:
                     if value is not None and not (isinstance(value, str) and value.strip()):
                         raise ValueError(f"block_word must be a non-empty string or null, got {value!r}")
                     new.block_word = value.strip() if isinstance(value, str) else None
+                case "block_image_sha256":
+                    new.block_image_sha256 = _hashes(value, name)
                 case "block_as":
                     new.block_as = cast("BlockAs", _choice(value, name, ("auto", "prompt", "image")))
                 case "malformed":
@@ -228,6 +246,7 @@ class Faults:
         """Return the faults as the admin endpoint shows them."""
         out = asdict(self)
         out["latency"] = list(out.pop("latency_s"))
+        out["block_image_sha256"] = list(out["block_image_sha256"])
         return out
 
 
@@ -773,7 +792,7 @@ class LocalGemini:
         if (injected := self._injected_fault(spec)) is not None:
             self.stats.errors_injected += 1
             return injected
-        if self._is_blocked(parsed.prompt):
+        if self._is_blocked(parsed.prompt) or self._has_blocked_image(parsed.images):
             self.stats.blocked += 1
             return web.json_response(self._blocked_body(spec, parsed))
         body_out = await self._success_body(spec, parsed)
@@ -882,6 +901,10 @@ class LocalGemini:
     def _is_blocked(self, prompt: str) -> bool:
         word = self.faults.block_word
         return word is not None and word.casefold() in prompt.casefold()
+
+    def _has_blocked_image(self, images: list[bytes]) -> bool:
+        blocked = self.faults.block_image_sha256
+        return bool(blocked) and any(hashlib.sha256(i).hexdigest() in blocked for i in images)
 
     def _blocked_body(self, spec: ModelSpec, parsed: _Parsed) -> JsonObject:
         body = self._envelope(spec, self._usage(spec, parsed, images_out=0, text_tokens=0))

@@ -27,6 +27,7 @@ def make_settings(data_dir: Path, **overrides: Any) -> BotSettings:
     """Settings for a test stack: everything embedded, free ports, data under `data_dir`."""
     values: dict[str, Any] = {
         "data_dir": data_dir,
+        "storage_url": f"file://{data_dir / 'store'}",  # absolute already: resolving a path would block the loop
         "web_port": 0,
         "playground_port": 0,
         "local_workers": 2,

@@ -139,3 +139,11 @@ async def test_run_forever_submits_when_woken_and_survives_a_failed_iteration(
     events.close()
     assert [r.getMessage() for r in caplog.records] == ["dispatcher iteration failed"]
     assert isinstance([e async for e in events], list)  # a closed subscription ends
+
+
+async def test_policy_from_settings_limits_item_attempts_when_given() -> None:
+    policy = policy_from_settings(
+        gemini_concurrency=3, max_running_per_user=2, max_waiting_per_user=4, item_max_attempts=1
+    )
+
+    assert policy.retry.max_attempts == 1

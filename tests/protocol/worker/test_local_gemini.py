@@ -2,6 +2,7 @@
 
 import asyncio
 import base64
+import hashlib
 import io
 import signal
 import socket
@@ -313,3 +314,28 @@ async def test_gemini_3_answer_carries_thoughts_and_signatures_when_thoughts_are
     assert all("thoughtSignature" in p for p in parts[2:])
     assert parts[-1]["inlineData"]["mimeType"] == "image/jpeg"
     assert answer["usageMetadata"]["thoughtsTokenCount"] > 0
+
+
+async def test_reference_hash_blocks_only_matching_requests_when_set(
+    http: aiohttp.ClientSession, local_gemini: LocalGemini
+) -> None:
+    blocked_png = png((200, 10, 10))
+    local_gemini.set_faults(block_image_sha256=[hashlib.sha256(blocked_png).hexdigest()])
+    with_blocked = body("one prompt for all")
+    with_blocked["contents"][0]["parts"].append(
+        {"inlineData": {"mimeType": "image/png", "data": base64.b64encode(blocked_png).decode()}}
+    )
+    status, answer = await post(http, local_gemini, with_blocked)
+    assert status == 200
+    assert "promptFeedback" in answer or answer["candidates"][0]["finishReason"] == "IMAGE_SAFETY"
+    status, answer = await post(http, local_gemini, body("one prompt for all", images=1))
+    assert status == 200
+    assert answer["candidates"][0]["content"]["parts"]
+    assert (await stats(http, local_gemini))["blocked"] == 1
+
+
+async def test_admin_refuses_reference_hashes_when_not_hex_digests(
+    http: aiohttp.ClientSession, local_gemini: LocalGemini
+) -> None:
+    async with http.post(local_gemini.url + "/admin/faults", json={"block_image_sha256": ["nope"]}) as resp:
+        assert resp.status == 400

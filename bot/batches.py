@@ -1,0 +1,505 @@
+"""`/batch` as a service, without Discord: intake, the plan shown before Start, limits, start, progress and ZIP.
+
+The ZIP comes from an attachment or a URL; the plan says what Start would queue, what was skipped, and the
+estimated cost and time.
+
+A plan (what Start would queue) is kept in the store under `batches/pending/{plan id}.json` until Start or Cancel,
+so the summary's buttons still work after a restart and nothing is queued before Start. Starting submits one BATCH
+job whose idempotency key is the plan id: a second click (or a redelivered interaction) never queues twice.
+"""
+
+import asyncio
+import contextlib
+import json
+import logging
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bot.core.batch import BatchEstimate, BatchLimits, BatchLoad, estimate_batch, limit_refusal, thread_name
+from bot.core.manifest import ItemStatus as RowStatus
+from bot.core.manifest import ManifestHeader, ManifestRow
+from bot.core.models import (
+    GroupId,
+    ItemInputs,
+    ItemStatus,
+    Job,
+    JobId,
+    JobKind,
+    JobParams,
+    JobRequest,
+    JobStatus,
+    NewItem,
+    UserId,
+)
+from bot.core.params import ParsedPrompt, parse_prompt, resolve_model
+from bot.core.render import BatchProgress
+from bot.dispatcher import SubmitResult
+from bot.downloads import ZipDownload, build_zip
+from bot.ledger.store import new_id
+from bot.runtime import Runtime
+from bot.urlfetch import FetchError, fetch_to_file, parse_networks
+from storage.errors import ObjectNotFoundError
+from storage.intake import IntakeLimits, IntakeRefusedError, IntakeReport, UploadIntake
+from worker.contract import ErrorCode
+from worker.models import model_spec
+
+log = logging.getLogger(__name__)
+
+PENDING_PREFIX = "batches/pending/"
+NOTE_PLAN = "batch_plan"  # the plan a job was started from (intake report included)
+NOTE_ZIP = "batch_zip"  # the finished batch's archive: key and file name
+
+
+class BatchError(Exception):
+    """A batch that cannot be planned or started; `user_message` says why and what to do."""
+
+    def __init__(self, user_message: str, *, title: str = "Can't run that batch") -> None:
+        super().__init__(user_message)
+        self.user_message = user_message
+        self.title = title
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlannedItem:
+    """One accepted image of the ZIP: its stored key and its name inside the ZIP."""
+
+    key: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BatchPlan:
+    """A batch as the summary shows it, before Start."""
+
+    id: str
+    owner_id: int
+    guild_id: int | None
+    channel_id: int
+    prompt: str  # the text sent to the model (with `--no` rewritten)
+    display_prompt: str  # as the user typed it, parameters included
+    params: JobParams
+    items: tuple[PlannedItem, ...]
+    skipped: tuple[tuple[str, str], ...]  # (entry name, reason code) of every skipped entry
+    notes: tuple[str, ...] = ()
+    source: str = "upload.zip"
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @property
+    def skip_counts(self) -> dict[str, int]:
+        """Skipped entries by reason."""
+        counts: dict[str, int] = {}
+        for _, reason in self.skipped:
+            counts[reason] = counts.get(reason, 0) + 1
+        return counts
+
+    @property
+    def name(self) -> str:
+        """The batch's thread (group) name."""
+        return thread_name(self.display_prompt, items=len(self.items))
+
+    def to_json(self) -> dict[str, object]:
+        """Return the plan as stored."""
+        return {
+            "id": self.id,
+            "owner_id": self.owner_id,
+            "guild_id": self.guild_id,
+            "channel_id": self.channel_id,
+            "prompt": self.prompt,
+            "display_prompt": self.display_prompt,
+            "params": self.params.to_json(),
+            "items": [[i.key, i.name] for i in self.items],
+            "skipped": [list(s) for s in self.skipped],
+            "notes": list(self.notes),
+            "source": self.source,
+            "created_at": self.created_at.isoformat(),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> "BatchPlan":
+        """Rebuild a stored plan."""
+        items, skipped, notes = data["items"], data.get("skipped", []), data.get("notes", [])
+        params = data["params"]
+        assert isinstance(items, list) and isinstance(skipped, list) and isinstance(notes, list)
+        assert isinstance(params, dict)
+        guild_id = data.get("guild_id")
+        return cls(
+            id=str(data["id"]),
+            owner_id=int(str(data["owner_id"])),
+            guild_id=None if guild_id is None else int(str(guild_id)),
+            channel_id=int(str(data["channel_id"])),
+            prompt=str(data["prompt"]),
+            display_prompt=str(data["display_prompt"]),
+            params=JobParams.from_json(params),
+            items=tuple(PlannedItem(key=str(k), name=str(n)) for k, n in items),
+            skipped=tuple((str(n), str(r)) for n, r in skipped),
+            notes=tuple(str(n) for n in notes),
+            source=str(data.get("source", "upload.zip")),
+            created_at=datetime.fromisoformat(str(data["created_at"])),
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BatchSnapshot:
+    """A batch's state at one moment, for its progress message."""
+
+    job: Job
+    progress: BatchProgress
+    errors: Mapping[str, int]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BatchOptions:
+    """The slash command's explicit options (None: from the prompt's inline parameters, then preferences)."""
+
+    model: str | None = None
+    aspect_ratio: str | None = None
+    image_size: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BatchRequest:
+    """Who asks for a batch, where, and with what prompt and options."""
+
+    owner_id: int
+    guild_id: int | None
+    channel_id: int
+    prompt: str
+    options: BatchOptions = BatchOptions()
+    is_admin: bool = False
+
+
+def _state_of(job: Job) -> str:
+    return {
+        JobStatus.WAITING: "waiting",
+        JobStatus.QUEUED: "queued",
+        JobStatus.RUNNING: "running",
+        JobStatus.PAUSED: "paused",
+        JobStatus.DONE: "done",
+        JobStatus.FAILED: "failed",
+        JobStatus.CANCELLED: "cancelled",
+    }[job.status]
+
+
+class BatchService:
+    """What `/batch` does, over the runtime's store, ledger and dispatcher."""
+
+    def __init__(self, runtime: Runtime, *, intake_limits: IntakeLimits | None = None) -> None:
+        self._rt = runtime
+        self._intake = UploadIntake(runtime.backends.store, limits=intake_limits)
+
+    @property
+    def runtime(self) -> Runtime:
+        """The runtime this service works on."""
+        return self._rt
+
+    @property
+    def limits(self) -> BatchLimits:
+        """The batch caps from settings."""
+        s = self._rt.settings
+        return BatchLimits(
+            max_items=s.batch_max_items,
+            max_running_per_user=s.batch_max_running_per_user,
+            max_running_per_guild=s.batch_max_running_per_guild,
+            max_items_per_guild=s.batch_max_items_per_guild,
+        )
+
+    # ---- planning ------------------------------------------------------------------------------------------
+
+    async def plan_from_url(self, url: str, request: BatchRequest) -> BatchPlan:
+        """Download a ZIP from a user's URL (size cap, redirects, address checks) and plan it.
+
+        Raises:
+            BatchError: the download or the ZIP was refused (the reason is in the message).
+        """
+        s = self._rt.settings
+        async with self._temp_dir() as tmp:
+            dest = tmp / "batch.zip"
+            try:
+                await fetch_to_file(
+                    url,
+                    dest,
+                    max_bytes=s.batch_fetch_max_bytes,
+                    allowed_networks=parse_networks(s.batch_fetch_allowed_networks),
+                )
+            except FetchError as exc:
+                raise BatchError(f"Couldn't download the ZIP: {exc.user_message}") from exc
+            return await self.plan_from_file(dest, request, source=url.rsplit("/", 1)[-1] or "download.zip")
+
+    async def plan_from_bytes(self, data: bytes, request: BatchRequest, *, source: str) -> BatchPlan:
+        """Plan a ZIP given as bytes (a Discord attachment, at most the upload limit)."""
+        async with self._temp_dir() as tmp:
+            path = tmp / "batch.zip"
+            await asyncio.to_thread(path.write_bytes, data)
+            return await self.plan_from_file(path, request, source=source)
+
+    @contextlib.asynccontextmanager
+    async def _temp_dir(self) -> AsyncIterator[Path]:
+        root = self._rt.settings.data_dir / "tmp"
+        await asyncio.to_thread(root.mkdir, parents=True, exist_ok=True)
+        path = Path(await asyncio.to_thread(tempfile.mkdtemp, dir=root, prefix="batch-"))
+        try:
+            yield path
+        finally:
+            await asyncio.to_thread(shutil.rmtree, path, True)
+
+    async def plan_from_file(self, path: Path, request: BatchRequest, *, source: str) -> BatchPlan:
+        """Take in the ZIP at `path`, check the limits and store the plan (nothing is queued).
+
+        Raises:
+            BatchError: the prompt has errors, the ZIP was refused or holds no image, or a limit is exceeded.
+        """
+        parsed = parse_prompt(request.prompt)
+        if not parsed.ok:
+            raise BatchError("Fix the prompt first: " + "; ".join(parsed.errors) + ".", title="Invalid prompt")
+        params = await self._params(request, parsed)
+        try:
+            report = await self._intake.zip_file(path)
+        except IntakeRefusedError as exc:
+            raise BatchError(f"The ZIP was refused ({exc.reason.value}): {exc.user_message}.") from exc
+        if not report.accepted:
+            raise BatchError(self._nothing_accepted(report))
+        plan = BatchPlan(
+            id=new_id("p"),
+            owner_id=request.owner_id,
+            guild_id=request.guild_id,
+            channel_id=request.channel_id,
+            prompt=parsed.model_prompt(),
+            display_prompt=parsed.display(),
+            params=params,
+            items=tuple(PlannedItem(key=a.key, name=a.name) for a in report.accepted),
+            skipped=tuple((e.name, e.reason.value) for e in report.skipped),
+            notes=parsed.notes,
+            source=source,
+        )
+        await self.check_limits(plan, is_admin=request.is_admin)
+        await self._rt.backends.store.put(
+            self._plan_key(plan.id), json.dumps(plan.to_json()).encode(), content_type="application/json"
+        )
+        log.info(
+            "batch plan %s: %d images, %d skipped",
+            plan.id,
+            len(plan.items),
+            len(plan.skipped),
+            extra={"action": "plan", "plan_id": plan.id},
+        )
+        return plan
+
+    @staticmethod
+    def _nothing_accepted(report: IntakeReport) -> str:
+        counts = ", ".join(f"{n} {reason.value.replace('_', ' ')}" for reason, n in report.skip_counts().items())
+        return "The ZIP holds no usable image" + (f" (skipped: {counts})." if counts else ".")
+
+    async def _params(self, request: BatchRequest, parsed: ParsedPrompt) -> JobParams:
+        prefs = await self._rt.ledger.get_preferences(UserId(request.owner_id))
+        options, inline = request.options, parsed.params
+        chosen_model = options.model or inline.model or _str(prefs.get("model")) or self._rt.settings.gemini_model
+        resolved = resolve_model(chosen_model)
+        if resolved is None:
+            raise BatchError(f"`{chosen_model}` is not a Gemini image model Peel knows.", title="Invalid model")
+        return JobParams(
+            model=resolved,
+            aspect_ratio=options.aspect_ratio or inline.aspect_ratio or _str(prefs.get("aspect_ratio")),
+            image_size=options.image_size or inline.image_size or _str(prefs.get("image_size")),
+            seed=inline.seed,
+        )
+
+    def estimate(self, plan: BatchPlan) -> BatchEstimate:
+        """Estimate the plan's cost (price table times images) and time (latency over the Gemini budget)."""
+        s = self._rt.settings
+        return estimate_batch(
+            items=len(plan.items),
+            unit_price_usd=model_spec(plan.params.model).price(plan.params.image_size),
+            latency_s=s.expected_latency_s,
+            concurrency=s.gemini_concurrency,
+        )
+
+    @staticmethod
+    def _plan_key(plan_id: str) -> str:
+        return f"{PENDING_PREFIX}{plan_id}.json"
+
+    async def get_plan(self, plan_id: str) -> BatchPlan | None:
+        """Return a pending plan, or None when it was started, cancelled or never existed."""
+        try:
+            data = await self._rt.backends.store.get_bytes(self._plan_key(plan_id))
+        except ObjectNotFoundError:
+            return None
+        return BatchPlan.from_json(json.loads(data))
+
+    async def discard_plan(self, plan_id: str) -> None:
+        """Forget a pending plan (Cancel, or once started)."""
+        await self._rt.backends.store.delete(self._plan_key(plan_id))
+
+    # ---- limits and starting ---------------------------------------------------------------------------------
+
+    async def load(self, *, owner_id: int, guild_id: int | None) -> BatchLoad:
+        """Count the unfinished batches of a user and of a guild, and the guild's images still to make."""
+        batches = [j for j in await self._rt.ledger.unfinished_jobs() if j.kind is JobKind.BATCH]
+        guild = [j for j in batches if j.guild_id == guild_id]
+        return BatchLoad(
+            user_running=sum(1 for j in batches if j.owner_id == owner_id),
+            guild_running=len(guild),
+            guild_items=sum(j.remaining for j in guild),
+        )
+
+    async def check_limits(self, plan: BatchPlan, *, is_admin: bool) -> None:
+        """Refuse a plan that would exceed a cap now.
+
+        Raises:
+            BatchError: naming the limit and by how much.
+        """
+        load = await self.load(owner_id=plan.owner_id, guild_id=plan.guild_id)
+        refusal = limit_refusal(self.limits, load, items=len(plan.items), is_admin=is_admin)
+        if refusal is not None:
+            raise BatchError(refusal, title="Batch limit reached")
+
+    async def started_job(self, plan_id: str) -> Job | None:
+        """Return the job a plan was started as, if it was."""
+        return await self._rt.ledger.find_job(plan_id)
+
+    async def start(self, plan: BatchPlan, *, group_id: GroupId, is_admin: bool) -> SubmitResult:
+        """Queue the plan as one BATCH job in `group_id` (idempotent: the plan id is the key) and forget the plan.
+
+        Raises:
+            BatchError: a limit is now exceeded, or the dispatcher refused the job.
+        """
+        if (existing := await self.started_job(plan.id)) is None:
+            await self.check_limits(plan, is_admin=is_admin)
+        request = JobRequest(
+            kind=JobKind.BATCH,
+            owner_id=UserId(plan.owner_id),
+            prompt=plan.prompt,
+            params=plan.params,
+            items=tuple(NewItem(inputs=ItemInputs(ref_keys=(i.key,), source_name=i.name)) for i in plan.items),
+            guild_id=plan.guild_id,
+            group_id=group_id,
+            idempotency_key=plan.id,
+            is_admin=is_admin,
+        )
+        result = await self._rt.dispatcher.submit(request)
+        if result.job is None:
+            raise BatchError(result.message, title="Queue full")
+        if existing is None:
+            await self._rt.ledger.set_note(result.job.id, NOTE_PLAN, plan.to_json())
+        await self.discard_plan(plan.id)
+        return result
+
+    # ---- while it runs ---------------------------------------------------------------------------------------
+
+    async def snapshot(self, job_id: JobId) -> BatchSnapshot | None:
+        """Return a batch's counts now (blocked = safety blocks, failed = other failures)."""
+        job = await self._rt.ledger.get_job(job_id)
+        if job is None:
+            return None
+        errors = await self._rt.ledger.error_counts(job_id)
+        blocked = errors.get(ErrorCode.SAFETY.value, 0)
+        started = job.started_at or job.created_at
+        end = job.finished_at or datetime.now(UTC)
+        unit = model_spec(job.params.model).price(job.params.image_size) or 0.0
+        progress = BatchProgress(
+            total=job.total - job.cancelled if job.status is JobStatus.CANCELLED else job.total,
+            done=job.ok,
+            failed=max(0, job.failed - blocked),
+            blocked=blocked,
+            elapsed_s=max(0.0, (end - started).total_seconds()),
+            cost_usd=job.ok * unit,
+            state=_state_of(job),
+        )
+        return BatchSnapshot(job=job, progress=progress, errors=errors)
+
+    async def plan_of(self, job_id: JobId) -> BatchPlan | None:
+        """Return the plan a batch was started from."""
+        data = await self._rt.ledger.note(job_id, NOTE_PLAN)
+        return BatchPlan.from_json(data) if isinstance(data, dict) else None
+
+    # ---- when it ends ----------------------------------------------------------------------------------------
+
+    async def rows(self, job: Job) -> list[ManifestRow]:
+        """Return the manifest rows of a batch: every item, then every ZIP entry that intake skipped."""
+        rows: list[ManifestRow] = []
+        for item in await self._rt.ledger.items(job.id):
+            status = {
+                ItemStatus.OK: RowStatus.OK,
+                ItemStatus.CANCELLED: RowStatus.CANCELLED,
+            }.get(item.status, RowStatus.ERROR)
+            rows.append(
+                ManifestRow(
+                    index=item.index,
+                    status=status,
+                    prompt=item.prompt or job.prompt,
+                    model=job.params.model,
+                    source_name=item.inputs.source_name,
+                    seed=item.seed,
+                    output_key=item.output_key if status is RowStatus.OK else None,
+                    error_code=item.error_code if status is RowStatus.ERROR else None,
+                    error_reason=(item.error_message or ("not finished" if not item.status.is_final else None))
+                    if status is RowStatus.ERROR
+                    else None,
+                )
+            )
+        plan = await self.plan_of(job.id)
+        for offset, (name, reason) in enumerate(plan.skipped if plan else ()):
+            rows.append(
+                ManifestRow(
+                    index=job.total + offset,
+                    status=RowStatus.SKIPPED,
+                    prompt=job.prompt,
+                    model=job.params.model,
+                    source_name=name,
+                    error_code=reason,
+                    error_reason="skipped by intake",
+                )
+            )
+        return rows
+
+    async def build_download(self, job: Job) -> ZipDownload:
+        """Write the batch's ZIP (outputs + manifests) and return its link; the archive is remembered for New link."""
+        rows = await self.rows(job)
+        header = ManifestHeader(job_id=job.id, prompt=job.prompt, model=job.params.model, created_at=job.created_at)
+        store = self._rt.backends.store
+        name = f"batch-{job.ok}of{job.total}-{datetime.now(UTC).strftime('%Y%m%d%H%M%S')}"
+        download = await build_zip(
+            store,
+            store,
+            header=header,
+            rows=rows,
+            name=name,
+            filename=f"peel-{job.id}.zip",
+            expires_s=self._rt.settings.link_expiry_s,
+            signer=self._rt.signer,
+        )
+        await self._rt.ledger.set_note(job.id, NOTE_ZIP, {"key": download.key, "filename": download.filename})
+        return download
+
+    async def fresh_link(self, job: Job) -> str:
+        """Return a new link to the batch's latest ZIP, rebuilding the ZIP when it is gone."""
+        note = await self._rt.ledger.note(job.id, NOTE_ZIP)
+        if isinstance(note, dict) and await self._rt.backends.store.exists(str(note["key"])):
+            return await self._rt.link(str(note["key"]), filename=str(note["filename"]))
+        return (await self.build_download(job)).url
+
+    async def retry_failed(self, job_id: JobId) -> tuple[Job, int]:
+        """Requeue the batch's failed items that can succeed on a retry; return the job and how many went back."""
+        before = await self._rt.ledger.get_job(job_id)
+        job = await self._rt.dispatcher.retry_failed(job_id)
+        requeued = 0 if before is None else max(0, before.failed - job.failed)
+        log.info("batch %s: %d failed items requeued", job_id, requeued, extra={"job_id": job_id, "action": "retry"})
+        return job, requeued
+
+
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+__all__ = [
+    "BatchError",
+    "BatchOptions",
+    "BatchPlan",
+    "BatchRequest",
+    "BatchService",
+    "BatchSnapshot",
+    "PlannedItem",
+]

@@ -1,0 +1,169 @@
+"""Batch decisions without I/O: the limits a new batch must fit, its estimates, and what its messages say.
+
+Pure: `bot.batches` gathers the numbers (the ledger's unfinished jobs, the intake report, the price table) and the
+Discord layer shows the strings.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from bot.core.render import BatchProgress, batch_progress_text, escape_markdown, format_duration, truncate
+
+MAX_THREAD_NAME = 100
+
+SKIP_LABELS: Mapping[str, str] = {
+    "unsafe_path": "unsafe path",
+    "symlink": "symbolic link",
+    "not_regular_file": "not a regular file",
+    "encrypted": "encrypted",
+    "unsupported_compression": "unsupported compression",
+    "nested_archive": "archive inside the archive",
+    "too_large": "too large",
+    "suspicious_ratio": "suspicious compression ratio",
+    "corrupt_entry": "corrupt entry",
+    "not_an_image": "not an image",
+    "corrupt_image": "corrupt image",
+    "too_many_pixels": "too many pixels",
+    "duplicate": "duplicate",
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BatchLimits:
+    """Caps on batches (`BotSettings.batch_*`); admins are exempt from the per-user ones."""
+
+    max_items: int
+    max_running_per_user: int
+    max_running_per_guild: int
+    max_items_per_guild: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BatchLoad:
+    """What is already running when a batch asks to start: unfinished batches of its owner and of its guild."""
+
+    user_running: int
+    guild_running: int
+    guild_items: int  # items of the guild's unfinished batches that are not finished yet
+
+
+def _n(value: int) -> str:
+    return f"{value:,}"
+
+
+def limit_refusal(limits: BatchLimits, load: BatchLoad, *, items: int, is_admin: bool = False) -> str | None:
+    """Return why a batch of `items` images may not start now (naming the limit and by how much), or None."""
+    if not is_admin and items > limits.max_items:
+        return (
+            f"This batch has {_n(items)} images; the limit is {_n(limits.max_items)} per batch "
+            f"({_n(items - limits.max_items)} too many). Split the ZIP and run the parts one after another."
+        )
+    if not is_admin and load.user_running >= limits.max_running_per_user:
+        return (
+            f"You already have {load.user_running} batches running; the limit is {limits.max_running_per_user} "
+            f"at once. Wait for one to finish, or cancel one."
+        )
+    if load.guild_running >= limits.max_running_per_guild:
+        return (
+            f"This server already has {load.guild_running} batches running; the limit is "
+            f"{limits.max_running_per_guild} at once. Try again when one has finished."
+        )
+    if load.guild_items + items > limits.max_items_per_guild:
+        over = load.guild_items + items - limits.max_items_per_guild
+        return (
+            f"This server's running batches still have {_n(load.guild_items)} images to make; this batch would add "
+            f"{_n(items)}, {_n(over)} over the server's limit of {_n(limits.max_items_per_guild)}. "
+            f"Try again later, or with a smaller ZIP."
+        )
+    return None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BatchEstimate:
+    """What a batch is expected to cost and take before it starts."""
+
+    items: int
+    unit_price_usd: float | None
+    duration_s: float
+
+    @property
+    def cost_usd(self) -> float | None:
+        """The whole batch's expected price (every image made), or None when the price is unknown."""
+        return None if self.unit_price_usd is None else self.unit_price_usd * self.items
+
+
+def estimate_batch(*, items: int, unit_price_usd: float | None, latency_s: float, concurrency: int) -> BatchEstimate:
+    """Estimate a batch: `items` images at `concurrency` calls in flight, each `latency_s` long."""
+    duration = items * latency_s / max(1, concurrency)
+    return BatchEstimate(items=items, unit_price_usd=unit_price_usd, duration_s=duration)
+
+
+def thread_name(prompt: str, *, items: int) -> str:
+    """Return the name of a batch's thread (its group): the prompt, cut to fit, and the image count."""
+    suffix = f" · {items} images"
+    return truncate(" ".join(prompt.split()) or "batch", MAX_THREAD_NAME - len(suffix)) + suffix
+
+
+def skipped_lines(skipped: Mapping[str, int]) -> list[str]:
+    """Return one line per skip reason, most frequent first: `• 3 not an image`."""
+    ordered = sorted(skipped.items(), key=lambda kv: (-kv[1], kv[0]))
+    return [f"• {count} {SKIP_LABELS.get(reason, reason.replace('_', ' '))}" for reason, count in ordered if count]
+
+
+def plan_text(
+    *,
+    prompt: str,
+    model: str,
+    image_size: str | None,
+    accepted: int,
+    skipped: Mapping[str, int],
+    estimate: BatchEstimate,
+    notes: tuple[str, ...] = (),
+) -> str:
+    """Return the ephemeral summary shown before Start: what will run, what was skipped, cost and time."""
+    lines = [
+        f"**Batch ready:** {truncate(escape_markdown(prompt), 300)}",
+        f"Model `{model}` · size {image_size or '1K'}",
+        f"🖼️ **{accepted:,}** images accepted · ⏭️ {sum(skipped.values()):,} skipped",
+    ]
+    lines += skipped_lines(skipped)
+    cost = estimate.cost_usd
+    cost_text = "unknown (no price for this model and size)" if cost is None else f"about ${cost:,.2f}"
+    lines.append(f"💵 Estimated cost {cost_text} · ⏱️ about {format_duration(estimate.duration_s)}")
+    lines += [f"Note: {note}" for note in notes]
+    lines.append("Nothing is queued until you press **Start**.")
+    return "\n".join(lines)
+
+
+def progress_message(*, prompt: str, owner_mention: str, progress: BatchProgress) -> str:
+    """Return the batch's one progress message: a header line and `batch_progress_text`."""
+    header = f"**{truncate(escape_markdown(prompt), 200)}** - {owner_mention} ({progress.state})"
+    return header + "\n" + batch_progress_text(progress)
+
+
+def summary_message(
+    *,
+    prompt: str,
+    owner_mention: str,
+    state: str,
+    ok: int,
+    failed: int,
+    blocked: int,
+    cancelled: int,
+    skipped: int,
+    cost_usd: float,
+    errors: Mapping[str, int],
+    link: str | None,
+    expires_s: int,
+) -> str:
+    """Return the message posted when a batch ends: counts, reasons, cost and the ZIP link."""
+    lines = [
+        f"**{truncate(escape_markdown(prompt), 200)}** - {owner_mention} ({state})",
+        f"✅ {ok:,} made · ❌ {failed:,} failed · 🚫 {blocked:,} blocked · ⏹️ {cancelled:,} cancelled"
+        f" · ⏭️ {skipped:,} skipped in the ZIP · 💵 ${cost_usd:.2f}",
+    ]
+    if errors:
+        lines.append("Failures: " + ", ".join(f"{code}: {n}" for code, n in sorted(errors.items())))
+    if link is not None:
+        lines.append(f"📦 ZIP (images, manifest.csv, manifest.json; expires in {format_duration(expires_s)}): {link}")
+    return "\n".join(lines)

@@ -1,0 +1,370 @@
+"""`/batch`: one prompt over a ZIP of images, run as one job in its own thread with one live progress message.
+
+Flow: `/batch` → an ephemeral plan (accepted, skipped, estimated cost and time) with **Start** / **Cancel** → Start
+opens a thread (the batch's group) holding one progress message, edited at most every
+`batch_progress_interval_s`, with **Pause** / **Resume** / **Cancel** → at the end a summary message with the ZIP link,
+**Retry failed** and **New link**. Every button is a `DynamicItem` resolved from the store or the ledger, so all of
+them keep working after a restart; the progress message is found again through the ledger's job messages.
+"""
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.batches import BatchError, BatchOptions, BatchPlan, BatchRequest, BatchService
+from bot.core.batch import plan_text, progress_message, summary_message
+from bot.core.models import JobId, JobKind, JobStatus, UserId
+from bot.core.params import IMAGE_SIZES
+from bot.core.render import CUSTOM_ID_PREFIX, CustomId
+from bot.exts._errors import UserFacingError, send_error
+
+log = logging.getLogger(__name__)
+
+ACTIONS = ("start", "drop", "pause", "resume", "stop", "retry", "link")
+TEMPLATE = rf"{CUSTOM_ID_PREFIX}:batch-(?P<action>{'|'.join(ACTIONS)}):(?P<job>[A-Za-z0-9_.-]+):(?P<index>[0-9]+)"
+NOTE_SUMMARY_FOR = "batch_summary_for"  # the finished_at of the run the summary message describes
+
+_BUTTONS: dict[str, tuple[str, discord.ButtonStyle]] = {
+    "start": ("Start", discord.ButtonStyle.success),
+    "drop": ("Cancel", discord.ButtonStyle.secondary),
+    "pause": ("Pause", discord.ButtonStyle.secondary),
+    "resume": ("Resume", discord.ButtonStyle.primary),
+    "stop": ("Cancel", discord.ButtonStyle.danger),
+    "retry": ("Retry failed", discord.ButtonStyle.primary),
+    "link": ("New link", discord.ButtonStyle.secondary),
+}
+
+
+class BatchButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=TEMPLATE):
+    """Every batch button: `peel:batch-<action>:<plan or job id>:0`."""
+
+    def __init__(self, action: str, target: str) -> None:
+        label, style = _BUTTONS[action]
+        super().__init__(
+            discord.ui.Button(
+                label=label, style=style, custom_id=CustomId(action=f"batch-{action}", job_id=target).encode()
+            )
+        )
+        self.action = action
+        self.target = target
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: Any, /
+    ) -> "BatchButton":
+        """Rebuild the button from its custom id."""
+        return cls(str(match["action"]), str(match["job"]))
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        """Hand the click to the cog (the one place that knows the services)."""
+        cog = interaction.client.get_cog(BatchCog.__cog_name__)
+        try:
+            if not isinstance(cog, BatchCog):
+                raise UserFacingError("Batches are not available right now. Try again in a moment.")
+            await cog.on_button(interaction, self.action, self.target)
+        except Exception as exc:  # noqa: BLE001 - a button is a boundary; send_error logs it (STYLE.md §5.3)
+            await send_error(interaction, _user_facing(exc), where=f"batch button {self.action}")
+
+
+def _view(target: str, *actions: str) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    for action in actions:
+        view.add_item(BatchButton(action, target))
+    return view
+
+
+def _user_facing(exc: BaseException) -> BaseException:
+    if isinstance(exc, BatchError):
+        return UserFacingError(exc.user_message, title=exc.title)
+    return exc
+
+
+class BatchCog(commands.Cog):
+    """`/batch`, its buttons, and the task that keeps progress messages up to date."""
+
+    def __init__(self, bot: commands.Bot, service: BatchService) -> None:
+        self.bot = bot
+        self.service = service
+        self._rt = service.runtime
+        self._dirty: set[JobId] = set()
+        self._last_text: dict[JobId, str] = {}
+        self._changed = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # ---- lifecycle -----------------------------------------------------------------------------------------
+
+    async def cog_load(self) -> None:
+        """Listen to the dispatcher and start the progress loop; batches left running by a restart refresh."""
+        subscription = self._rt.dispatcher.subscribe()
+        self._tasks = [
+            asyncio.create_task(self._listen(subscription), name="peel-batch-events"),
+            asyncio.create_task(self._progress_loop(), name="peel-batch-progress"),
+        ]
+        for job in await self._rt.ledger.unfinished_jobs():
+            if job.kind is JobKind.BATCH:
+                self._mark(job.id)
+
+    async def cog_unload(self) -> None:
+        """Stop the listener and the progress loop."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    def _mark(self, job_id: JobId) -> None:
+        self._dirty.add(job_id)
+        self._changed.set()
+
+    async def _listen(self, subscription: Any) -> None:
+        with subscription:
+            async for event in subscription:
+                job = getattr(event, "job", None)
+                if job is not None and job.kind is JobKind.BATCH:
+                    self._mark(job.id)
+
+    async def _progress_loop(self) -> None:
+        """Refresh changed batches, each at most once per interval (Discord rate-limits edits; edits coalesce)."""
+        interval = self._rt.settings.batch_progress_interval_s
+        while True:
+            await self._changed.wait()
+            self._changed.clear()
+            dirty, self._dirty = self._dirty, set()
+            for job_id in dirty:
+                try:
+                    await self._refresh(job_id)
+                except Exception:  # one refresh is a boundary: log it, try again on the next change
+                    log.exception("refreshing batch %s failed", job_id, extra={"job_id": job_id})
+            await asyncio.sleep(interval)
+
+    async def _refresh(self, job_id: JobId) -> None:
+        snapshot = await self.service.snapshot(job_id)
+        where = await self._rt.ledger.job_message(job_id, "status")
+        if snapshot is None or where is None:
+            return
+        job = snapshot.job
+        plan = await self.service.plan_of(job_id)
+        prompt = plan.display_prompt if plan else job.prompt
+        text = progress_message(prompt=prompt, owner_mention=f"<@{job.owner_id}>", progress=snapshot.progress)
+        if self._last_text.get(job_id) != text:
+            channel_id, message_id = where
+            message = self.bot.get_partial_messageable(channel_id).get_partial_message(message_id)
+            view = None if job.status.is_final else _view(job_id, "pause", "resume", "stop")
+            await message.edit(content=text, view=view)
+            self._last_text[job_id] = text
+        if job.status.is_final:
+            await self._post_summary(job_id, plan)
+
+    async def _post_summary(self, job_id: JobId, plan: BatchPlan | None) -> None:
+        snapshot = await self.service.snapshot(job_id)
+        if snapshot is None:
+            return
+        job = snapshot.job
+        run = (job.finished_at or job.created_at).isoformat()
+        if await self._rt.ledger.note(job_id, NOTE_SUMMARY_FOR) == run:
+            return
+        where = await self._rt.ledger.job_message(job_id, "status")
+        if where is None:
+            return
+        download = await self.service.build_download(job)
+        p = snapshot.progress
+        text = summary_message(
+            prompt=plan.display_prompt if plan else job.prompt,
+            owner_mention=f"<@{job.owner_id}>",
+            state=p.state,
+            ok=p.done,
+            failed=p.failed,
+            blocked=p.blocked,
+            cancelled=job.cancelled,
+            skipped=len(plan.skipped) if plan else 0,
+            cost_usd=p.cost_usd,
+            errors=snapshot.errors,
+            link=download.url,
+            expires_s=self._rt.settings.link_expiry_s,
+        )
+        channel = self.bot.get_partial_messageable(where[0])
+        message = await channel.send(content=text, view=_view(job_id, "retry", "link"))
+        now = discord.utils.utcnow()
+        await self._rt.ledger.set_job_message(job_id, "summary", channel_id=where[0], message_id=message.id, now=now)
+        await self._rt.ledger.set_note(job_id, NOTE_SUMMARY_FOR, run)
+
+    # ---- /batch ------------------------------------------------------------------------------------------------
+
+    @app_commands.command(name="batch", description="Run one prompt over every image of a ZIP (attachment or URL)")
+    @app_commands.rename(zip_file="zip")
+    @app_commands.describe(
+        prompt="What to do with each image; inline parameters like --ar 16:9 work too",
+        zip_file="A ZIP of images (Discord caps attachments; use url for big ones)",
+        url="A link to a ZIP of images",
+        model="Gemini model (flash, pro, flash3 or a model id)",
+        aspect_ratio="Aspect ratio of the outputs, e.g. 1:1 or 16:9",
+        size="Output size",
+    )
+    @app_commands.choices(size=[app_commands.Choice(name=s, value=s) for s in IMAGE_SIZES])
+    async def batch(
+        self,
+        interaction: discord.Interaction[Any],
+        prompt: app_commands.Range[str, 1, 1000],
+        zip_file: discord.Attachment | None = None,
+        url: str | None = None,
+        model: str | None = None,
+        aspect_ratio: str | None = None,
+        size: str | None = None,
+    ) -> None:
+        """Plan a batch and show its summary with Start and Cancel (nothing is queued yet)."""
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        if (zip_file is None) == (url is None):
+            raise UserFacingError("Give either a ZIP attachment (`zip`) or a link to one (`url`), not both.")
+        channel_id = interaction.channel_id
+        assert channel_id is not None  # slash commands always come from a channel
+        request = BatchRequest(
+            owner_id=interaction.user.id,
+            guild_id=interaction.guild_id,
+            channel_id=channel_id,
+            prompt=prompt,
+            options=BatchOptions(model=model, aspect_ratio=aspect_ratio, image_size=size),
+            is_admin=self._is_admin(interaction.user),
+        )
+        try:
+            if zip_file is not None:
+                if zip_file.size > self._rt.settings.batch_fetch_max_bytes:
+                    raise BatchError("The attachment is larger than the batch size limit.")
+                plan = await self.service.plan_from_bytes(await zip_file.read(), request, source=zip_file.filename)
+            else:
+                assert url is not None
+                plan = await self.service.plan_from_url(url, request)
+        except BatchError as exc:
+            raise _user_facing(exc) from exc
+        text = plan_text(
+            prompt=plan.display_prompt,
+            model=plan.params.model,
+            image_size=plan.params.image_size,
+            accepted=len(plan.items),
+            skipped=plan.skip_counts,
+            estimate=self.service.estimate(plan),
+            notes=plan.notes,
+        )
+        await interaction.followup.send(content=text, view=_view(plan.id, "start", "drop"), ephemeral=True)
+
+    # ---- buttons ---------------------------------------------------------------------------------------------
+
+    def _is_admin(self, user: discord.abc.User) -> bool:
+        is_admin = getattr(self.bot, "is_admin", None)
+        return bool(is_admin(user)) if callable(is_admin) else False
+
+    async def on_button(self, interaction: discord.Interaction[Any], action: str, target: str) -> None:
+        """Run one batch button."""
+        if action in ("start", "drop"):
+            await self._on_plan_button(interaction, action, target)
+            return
+        job_id = JobId(target)
+        job = await self._rt.ledger.get_job(job_id)
+        if job is None:
+            raise UserFacingError("This batch no longer exists.")
+        is_admin = self._is_admin(interaction.user)
+        if action == "link":
+            await interaction.response.defer(ephemeral=True, thinking=True)
+            url = await self.service.fresh_link(job)
+            expires = self._rt.settings.link_expiry_s // 3600
+            await interaction.followup.send(f"📦 A fresh link to the ZIP (valid {expires} h): {url}", ephemeral=True)
+            return
+        if job.owner_id != interaction.user.id and not is_admin:
+            raise UserFacingError("Only the batch's owner or an admin can do that.", title="Not your batch")
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        if action == "pause":
+            job = await self._rt.dispatcher.pause(job_id)
+            paused = job.status is JobStatus.PAUSED
+            message = (
+                "Batch paused: nothing new starts; images in flight finish."
+                if paused
+                else (f"The batch is {job.status.value}; it can't be paused.")
+            )
+        elif action == "resume":
+            job = await self._rt.dispatcher.resume(job_id)
+            resumed = job.status in (JobStatus.RUNNING, JobStatus.QUEUED)
+            message = "Batch resumed." if resumed else f"The batch is {job.status.value}; nothing to resume."
+        elif action == "stop":
+            result = await self._rt.dispatcher.cancel(job_id, UserId(interaction.user.id), is_admin=is_admin)
+            message = "Batch cancelled; the ZIP of what was made follows." if result.cancelled else result.message
+        else:  # retry
+            job, requeued = await self.service.retry_failed(job_id)
+            message = (
+                f"Retrying {requeued} failed image(s). Safety blocks and bad inputs are not retried."
+                if requeued
+                else "Nothing to retry: the failed images were blocked for safety or had bad inputs, which a retry "
+                "cannot change."
+            )
+        self._mark(job_id)
+        await interaction.followup.send(message, ephemeral=True)
+
+    async def _on_plan_button(self, interaction: discord.Interaction[Any], action: str, plan_id: str) -> None:
+        await interaction.response.defer()
+        existing = await self.service.started_job(plan_id)
+        if existing is not None:
+            where = await self._rt.ledger.job_message(existing.id, "status")
+            place = f" in <#{where[0]}>" if where else ""
+            await interaction.followup.send(f"This batch has already started{place}.", ephemeral=True)
+            return
+        plan = await self.service.get_plan(plan_id)
+        if plan is None:
+            raise UserFacingError("This batch was cancelled or has expired. Run `/batch` again.")
+        if plan.owner_id != interaction.user.id:
+            raise UserFacingError("Only the person who ran `/batch` can start or cancel it.", title="Not your batch")
+        if action == "drop":
+            await self.service.discard_plan(plan_id)
+            await interaction.edit_original_response(content="Batch cancelled. Nothing was queued.", view=None)
+            return
+        is_admin = self._is_admin(interaction.user)
+        try:
+            await self.service.check_limits(plan, is_admin=is_admin)
+        except BatchError as exc:
+            raise _user_facing(exc) from exc
+        thread = await self._open_thread(plan)
+        now = discord.utils.utcnow()
+        group = await self._rt.ledger.ensure_group(
+            name=plan.name, now=now, guild_id=plan.guild_id, channel_id=thread.parent_id, thread_id=thread.id
+        )
+        try:
+            result = await self.service.start(plan, group_id=group.id, is_admin=is_admin)
+        except BatchError as exc:
+            await thread.send(f"This batch could not start: {exc.user_message}")
+            raise _user_facing(exc) from exc
+        assert result.job is not None  # start raises when refused
+        job = result.job
+        snapshot = await self.service.snapshot(job.id)
+        assert snapshot is not None
+        text = progress_message(
+            prompt=plan.display_prompt, owner_mention=f"<@{job.owner_id}>", progress=snapshot.progress
+        )
+        progress = await thread.send(content=text, view=_view(job.id, "pause", "resume", "stop"))
+        self._last_text[job.id] = text
+        await self._rt.ledger.set_job_message(job.id, "status", channel_id=thread.id, message_id=progress.id, now=now)
+        self._mark(job.id)
+        await interaction.edit_original_response(
+            content=f"Started: {len(plan.items):,} images in {thread.mention}. {result.message}", view=None
+        )
+
+    async def _open_thread(self, plan: BatchPlan) -> discord.Thread:
+        channel = self.bot.get_channel(plan.channel_id) or await self.bot.fetch_channel(plan.channel_id)
+        if isinstance(channel, discord.Thread):
+            channel = channel.parent or await self.bot.fetch_channel(channel.parent_id)
+        if not isinstance(channel, discord.TextChannel):
+            raise UserFacingError("Batches need a text channel that can hold threads.")
+        starter = await channel.send(
+            f"📦 Batch by <@{plan.owner_id}>: {len(plan.items):,} images. Progress and results in the thread.",
+            allowed_mentions=discord.AllowedMentions.none(),
+        )
+        return await starter.create_thread(name=plan.name)
+
+
+async def setup(bot: commands.Bot) -> None:
+    """Load the cog (the extension entry point); the bot must carry a `runtime`."""
+    runtime = getattr(bot, "runtime")  # noqa: B009 - PeelBot's attribute, without importing PeelBot (a cycle)
+    bot.add_dynamic_items(BatchButton)
+    await bot.add_cog(BatchCog(bot, BatchService(runtime)))

@@ -1,0 +1,170 @@
+"""`/group`: threads are groups. New, list, download (a ZIP with manifests), export to a bucket, rename.
+
+The group of a thread is the thread's; in a channel it is the channel's default group.
+"""
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.core.models import Group
+from bot.core.render import format_duration, truncate
+from bot.exts._errors import UserFacingError
+from bot.groups import GroupError, GroupService
+from bot.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+EXPORT_PROGRESS_EVERY_S = 2.0  # the ephemeral export message is edited at most this often
+
+
+def _user_facing(exc: GroupError) -> UserFacingError:
+    return UserFacingError(exc.user_message, title=exc.title)
+
+
+class GroupCog(commands.GroupCog, group_name="group", group_description="Threads are groups of images"):
+    """The `/group` commands."""
+
+    def __init__(self, bot: commands.Bot, runtime: Runtime, service: GroupService) -> None:
+        super().__init__()
+        self.bot = bot
+        self._rt = runtime
+        self.service = service
+
+    async def _group_here(self, interaction: discord.Interaction[Any]) -> Group:
+        channel = interaction.channel
+        now = discord.utils.utcnow()
+        if isinstance(channel, discord.Thread):
+            return await self._rt.ledger.ensure_group(
+                name=channel.name,
+                now=now,
+                guild_id=interaction.guild_id,
+                channel_id=channel.parent_id,
+                thread_id=channel.id,
+            )
+        if interaction.channel_id is None:
+            raise UserFacingError("Use this in a channel or a thread.")
+        name = f"#{getattr(channel, 'name', interaction.channel_id)}"
+        return await self._rt.ledger.ensure_group(
+            name=name, now=now, guild_id=interaction.guild_id, channel_id=interaction.channel_id
+        )
+
+    @app_commands.command(name="new", description="Open a thread as a new group")
+    @app_commands.describe(name="The group's (and thread's) name")
+    async def new(self, interaction: discord.Interaction[Any], name: app_commands.Range[str, 1, 100]) -> None:
+        """Open a thread in this channel; everything made in it belongs to the new group."""
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        channel = interaction.channel
+        if isinstance(channel, discord.Thread):
+            channel = channel.parent
+        if not isinstance(channel, discord.TextChannel):
+            raise UserFacingError("Groups are threads: use this in a text channel.")
+        thread = await channel.create_thread(name=name, type=discord.ChannelType.public_thread)
+        await self._rt.ledger.ensure_group(
+            name=name,
+            now=discord.utils.utcnow(),
+            guild_id=interaction.guild_id,
+            channel_id=channel.id,
+            thread_id=thread.id,
+        )
+        await thread.send(
+            f"🗂️ New group **{discord.utils.escape_markdown(name)}** by {interaction.user.mention}. "
+            "Everything made in this thread belongs to it.",
+            allowed_mentions=discord.AllowedMentions.none(),
+        )
+        await interaction.followup.send(f"Opened {thread.mention}.", ephemeral=True)
+
+    @app_commands.command(name="list", description="List this server's groups with their image counts")
+    async def list_groups(self, interaction: discord.Interaction[Any]) -> None:
+        """Show the newest groups of the server and how many images each holds."""
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        groups = await self._rt.ledger.groups_with_counts(guild_id=interaction.guild_id)
+        if not groups:
+            await interaction.followup.send("No groups yet: `/group new` opens one.", ephemeral=True)
+            return
+        lines = []
+        for group, count in groups:
+            where = f"<#{group.thread_id}>" if group.thread_id else f"<#{group.channel_id}> (channel)"
+            name = truncate(discord.utils.escape_markdown(group.name), 80)
+            lines.append(f"• **{name}** {where}: {count:,} image{'s' if count != 1 else ''}")
+        await interaction.followup.send(truncate("\n".join(lines), 2000), ephemeral=True)
+
+    @app_commands.command(name="download", description="A ZIP link of this thread's group (manifest included)")
+    async def download(self, interaction: discord.Interaction[Any]) -> None:
+        """Write a ZIP of every image of this thread's group and answer with its link."""
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        group = await self._group_here(interaction)
+        try:
+            zipped = await self.service.download(group)
+        except GroupError as exc:
+            raise _user_facing(exc) from exc
+        expires = format_duration(self._rt.settings.link_expiry_s)
+        await interaction.followup.send(
+            f"📦 **{discord.utils.escape_markdown(group.name)}**: {zipped.images:,} images with manifest.csv and "
+            f"manifest.json (expires in {expires}): {zipped.url}",
+            ephemeral=True,
+        )
+
+    @app_commands.command(name="export", description="Copy this thread's group to a configured bucket")
+    @app_commands.describe(bucket="A destination configured by the admins", prefix="A folder inside the bucket")
+    async def export(self, interaction: discord.Interaction[Any], bucket: str, prefix: str | None = None) -> None:
+        """Copy every image of this thread's group, and its manifests, to an export destination."""
+        access = getattr(self.bot, "access", None)
+        if access is None or not access.may_export(interaction.user):
+            raise UserFacingError("Exporting needs one of the export roles. Ask an admin.", title="Not allowed")
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        group = await self._group_here(interaction)
+        try:
+            self.service.destination_url(bucket)
+        except GroupError as exc:
+            raise _user_facing(exc) from exc
+        counts = [0, 0]
+        changed = asyncio.Event()
+
+        def on_progress(done: int, total: int) -> None:
+            counts[:] = [done, total]
+            changed.set()
+
+        task = asyncio.create_task(
+            self.service.export(group, destination=bucket, prefix=prefix or "", progress=on_progress)
+        )
+        status = await interaction.followup.send(f"Exporting to `{bucket}`…", ephemeral=True, wait=True)
+        shown = (0, 0)
+        while not task.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(task), EXPORT_PROGRESS_EVERY_S)
+            if not task.done() and (counts[0], counts[1]) != shown:
+                shown = (counts[0], counts[1])
+                await status.edit(content=f"Exporting to `{bucket}`… {shown[0]:,}/{shown[1]:,} images")
+        try:
+            result = task.result()
+        except GroupError as exc:
+            await status.edit(content=f"Export failed: {exc.user_message}")
+            return
+        size_mb = result.bytes / 1e6
+        await status.edit(
+            content=f"✅ Exported {result.images:,} images ({size_mb:.1f} MB) and manifest.csv/manifest.json to "
+            f"`{bucket}` under `{result.prefix}`."
+        )
+
+    @app_commands.command(name="rename", description="Rename this thread's group (and the thread)")
+    @app_commands.describe(name="The new name")
+    async def rename(self, interaction: discord.Interaction[Any], name: app_commands.Range[str, 1, 100]) -> None:
+        """Rename the group of this thread or channel; a thread is renamed too."""
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        group = await self._group_here(interaction)
+        await self._rt.ledger.rename_group(group.id, name)
+        if isinstance(interaction.channel, discord.Thread):
+            await interaction.channel.edit(name=name)
+        await interaction.followup.send(f"Renamed to **{discord.utils.escape_markdown(name)}**.", ephemeral=True)
+
+
+async def setup(bot: commands.Bot) -> None:
+    """Load the cog (the extension entry point); the bot must carry a `runtime`."""
+    runtime = getattr(bot, "runtime")  # noqa: B009 - PeelBot's attribute, without importing PeelBot (a cycle)
+    await bot.add_cog(GroupCog(bot, runtime, GroupService(runtime)))

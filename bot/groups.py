@@ -1,0 +1,199 @@
+"""Groups (threads) as a service, without Discord: a ZIP of a group's images, and export to a configured bucket.
+
+An export copies every image of the group to `{prefix}/{group name}-{group id}/` of the destination store (any
+store URL: `s3://…`, `file://…`), named as in the group's ZIP, then writes `manifest.csv` and `manifest.json` next
+to them, so the destination is usable without Peel.
+"""
+
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bot.core.manifest import ItemStatus as RowStatus
+from bot.core.manifest import (
+    ManifestHeader,
+    ManifestRow,
+    assign_output_names,
+    render_csv,
+    render_json,
+)
+from bot.core.models import Group, Job, JobId
+from bot.downloads import ZipDownload, build_zip
+from bot.runtime import Runtime
+from storage import Store, open_store
+from storage.copy import CopyProgress, copy_object
+from storage.errors import InvalidKeyError
+from storage.keys import validate_prefix
+from storage.zipwriter import MANIFEST_CSV_NAME, MANIFEST_JSON_NAME
+
+log = logging.getLogger(__name__)
+
+_SLUG = re.compile(r"[^a-z0-9._-]+")
+
+
+class GroupError(Exception):
+    """A group action that cannot be done; `user_message` says why."""
+
+    def __init__(self, user_message: str, *, title: str = "Can't do that") -> None:
+        super().__init__(user_message)
+        self.user_message = user_message
+        self.title = title
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExportResult:
+    """What an export wrote: images, bytes, and where."""
+
+    destination: str
+    prefix: str
+    images: int
+    bytes: int
+
+
+def slug(text: str) -> str:
+    """Return `text` as a lowercase storage-key segment (`[a-z0-9._-]`), never empty."""
+    cleaned = _SLUG.sub("-", text.lower()).strip("-.")
+    return cleaned[:60] or "group"
+
+
+class GroupService:
+    """Downloads and exports of groups, over the runtime's ledger and store.
+
+    Args:
+        runtime: the opened runtime.
+        open_destination: opens an export destination's store from its URL (default `storage.open_store`).
+    """
+
+    def __init__(self, runtime: Runtime, *, open_destination: Callable[[str], Store] | None = None) -> None:
+        self._rt = runtime
+        self._open = open_destination or (lambda url: open_store(url))
+
+    async def rows(self, group: Group) -> tuple[ManifestHeader, list[ManifestRow]]:
+        """Return the manifest of a group: one row per image, oldest first."""
+        jobs: dict[JobId, Job | None] = {}
+        rows: list[ManifestRow] = []
+        for image in await self._rt.ledger.images(group_id=group.id):
+            if image.job_id not in jobs:
+                jobs[image.job_id] = await self._rt.ledger.get_job(image.job_id)
+            job = jobs[image.job_id]
+            item = await self._rt.ledger.get_item(image.job_id, image.index)
+            rows.append(
+                ManifestRow(
+                    index=len(rows),
+                    status=RowStatus.OK,
+                    prompt=(item.prompt if item and item.prompt else None) or (job.prompt if job else ""),
+                    model=job.params.model if job else "",
+                    source_name=item.inputs.source_name if item else None,
+                    seed=item.seed if item else None,
+                    output_key=image.key,
+                )
+            )
+        header = ManifestHeader(job_id=group.id, prompt=group.name, model="", created_at=group.created_at)
+        return header, rows
+
+    async def download(self, group: Group) -> ZipDownload:
+        """Write a ZIP of every image of the group with both manifests, and return its link.
+
+        Raises:
+            GroupError: the group has no image yet.
+        """
+        header, rows = await self.rows(group)
+        if not rows:
+            raise GroupError("This group has no images yet.", title="Nothing to download")
+        store = self._rt.backends.store
+        return await build_zip(
+            store,
+            store,
+            header=header,
+            rows=rows,
+            name=f"group-{len(rows)}",
+            filename=f"{slug(group.name)}.zip",
+            expires_s=self._rt.settings.link_expiry_s,
+            signer=self._rt.signer,
+        )
+
+    def destination_url(self, name: str) -> str:
+        """Return the store URL of an export destination named in settings.
+
+        Raises:
+            GroupError: no destination has that name.
+        """
+        destinations = self._rt.settings.export_destinations
+        url = destinations.get(name)
+        if url is None:
+            known = ", ".join(f"`{d}`" for d in sorted(destinations)) or "none are configured"
+            raise GroupError(f"There is no export destination `{name}` (known: {known}).", title="Unknown bucket")
+        return url
+
+    async def export(
+        self,
+        group: Group,
+        *,
+        destination: str,
+        prefix: str = "",
+        progress: Callable[[int, int], object] | None = None,
+    ) -> ExportResult:
+        """Copy the group's images and both manifests to a configured destination.
+
+        Args:
+            group: the group to export.
+            destination: the destination's name in `settings.export_destinations`.
+            prefix: a folder inside the destination (`a/b`); the group's own folder goes under it.
+            progress: called with (images copied, images in all) after each image.
+
+        Raises:
+            GroupError: unknown destination, a malformed prefix, or no image in the group.
+        """
+        url = self.destination_url(destination)
+        folder = "/".join(p for p in (prefix.strip("/"), f"{slug(group.name)}-{group.id}") if p) + "/"
+        try:
+            validate_prefix(folder)
+        except InvalidKeyError as exc:
+            raise GroupError(f"`{prefix}` is not a usable folder name (use a-z, 0-9, `-`, `_`, `.`, `/`).") from exc
+        header, rows = await self.rows(group)
+        if not rows:
+            raise GroupError("This group has no images yet.", title="Nothing to export")
+        named = assign_output_names(rows, reserved=(MANIFEST_CSV_NAME, MANIFEST_JSON_NAME))
+        dest = self._open(url)
+        total_bytes = 0
+        try:
+            for done, row in enumerate(named, start=1):
+                assert row.output_key is not None and row.output_name is not None  # every group row has a file
+                info = await copy_object(self._rt.backends.store, row.output_key, dest, folder + _key_name(row))
+                total_bytes += info.size
+                if progress is not None:
+                    progress(done, len(named))
+            # The manifests name each image by its file name in the folder (the same as inside the ZIP).
+            renamed = [_with_key_name(row) for row in named]
+            await dest.put(folder + MANIFEST_CSV_NAME, render_csv(renamed).encode(), content_type="text/csv")
+            await dest.put(
+                folder + MANIFEST_JSON_NAME, render_json(header, renamed).encode(), content_type="application/json"
+            )
+        finally:
+            await dest.close()
+        log.info(
+            "group %s exported to %s: %d images, %d bytes",
+            group.id,
+            destination,
+            len(named),
+            total_bytes,
+            extra={"action": "export", "group_id": group.id},
+        )
+        return ExportResult(destination=destination, prefix=folder, images=len(named), bytes=total_bytes)
+
+
+def _key_name(row: ManifestRow) -> str:
+    """Return a row's file name as a storage key segment (stores accept a narrower alphabet than ZIPs)."""
+    name = row.output_name or f"{row.index:05d}.png"
+    stem, _, ext = name.rpartition(".")
+    return f"{row.index:05d}-{slug(stem)}.{slug(ext) or 'png'}"
+
+
+def _with_key_name(row: ManifestRow) -> ManifestRow:
+    from dataclasses import replace
+
+    return replace(row, output_name=_key_name(row))
+
+
+__all__ = ["CopyProgress", "ExportResult", "GroupError", "GroupService", "slug"]

@@ -1,0 +1,531 @@
+"""`/batch` and `/group` end to end: real discord.py against the playground, the dispatcher, the local RunPod endpoint
+with real worker subprocesses, the local Gemini server, file stores and moto's S3 server.
+
+One stack serves the whole module (tests run in file order; the group tests use the first batch's thread). The
+local Gemini server draws 32 px images with no latency; faults are set per test through its admin endpoint. Items
+are tried once by the dispatcher and once by the worker (`item_max_attempts=1`, `GEMINI_MAX_ATTEMPTS=1`), so an
+injected 503 fails its item as UPSTREAM at once, which "Retry failed" then makes.
+"""
+
+import asyncio
+import io
+import itertools
+import json
+import os
+import re
+import time
+import zipfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import pytest_asyncio
+from aiohttp import web
+
+from bot.core.models import ItemStatus, JobKind, JobStatus
+from playground.driver import Driver, Message
+from playground.state import Event, Upload
+from tests.e2e.bot._batchzips import make_zip, sha256_of
+from tests.fakes.hostile import many_entries_zip
+from tests.fakes.peel_stack import PeelStack, peel_stack
+from tests.fakes.s3 import MotoS3, moto_s3
+
+__all__ = ["moto_s3"]  # the session fixture, used here
+
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
+
+PROGRESS_INTERVAL_S = 2.0
+FETCH_MAX_BYTES = 4_000_000
+LINK = re.compile(r"(http://127\.0\.0\.1:\d+/files/\S+)")
+BLOCKED = (195, 196, 197, 198, 199)
+INJECTED_503 = 6
+
+
+class EditLog:
+    """Every MESSAGE_UPDATE the playground emits, with the time it happened."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[float, str]] = []
+
+    def __call__(self, event: Event) -> None:
+        if event.name == "MESSAGE_UPDATE":
+            self.events.append((time.monotonic(), str(event.data["id"])))
+
+    def times(self, message_id: str, *, since: float = 0.0) -> list[float]:
+        return [t for t, mid in self.events if mid == message_id and t >= since]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def s3_bucket_name(moto_s3: MotoS3) -> AsyncIterator[str]:
+    name = await moto_s3.create_bucket()
+    yield name
+    await moto_s3.drop_bucket(name)
+
+
+@pytest.fixture(scope="module")
+def s3_credentials(moto_s3: MotoS3) -> Iterator[None]:
+    """Export destinations read S3 credentials from `STORAGE_*`, as in production."""
+    saved = {k: os.environ.get(k) for k in moto_s3.env()}
+    os.environ.update(moto_s3.env())
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def stack(
+    tmp_path_factory: pytest.TempPathFactory, moto_s3: MotoS3, s3_bucket_name: str, s3_credentials: None
+) -> AsyncIterator[PeelStack]:
+    root = tmp_path_factory.mktemp("peel")
+    async with peel_stack(
+        root / "data",
+        worker_env={"LOCAL_GEMINI_DRAW_PX": "32", "LOCAL_GEMINI_LATENCY": "0", "GEMINI_MAX_ATTEMPTS": "1"},
+        item_max_attempts=1,
+        batch_progress_interval_s=PROGRESS_INTERVAL_S,
+        batch_fetch_max_bytes=FETCH_MAX_BYTES,
+        batch_max_items=250,
+        export_destinations={
+            "files": f"file://{root / 'exports'}",
+            "s3": moto_s3.store_url(s3_bucket_name, "peel"),
+        },
+    ) as running:
+        yield running
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def edits(stack: PeelStack) -> AsyncIterator[EditLog]:
+    log = EditLog()
+    unsubscribe = stack.pg.state.subscribe(log)
+    yield log
+    unsubscribe()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def zip_server() -> AsyncIterator[str]:
+    """Serve test ZIPs on 127.0.0.1: a clean 200-image ZIP, one too large, a hostile one, and a redirect."""
+    clean = await asyncio.to_thread(make_zip, 200)
+    files = {
+        "clean.zip": clean,
+        "huge.zip": b"\0" * (FETCH_MAX_BYTES + 1),
+        "hostile.zip": await asyncio.to_thread(many_entries_zip, 10_001),
+    }
+
+    async def serve(request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        if name == "moved.zip":
+            raise web.HTTPFound("/clean.zip")
+        if name not in files:
+            raise web.HTTPNotFound
+        return web.Response(body=files[name], content_type="application/zip")
+
+    app = web.Application()
+    app.router.add_get("/{name}", serve)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+async def set_faults(stack: PeelStack, http: aiohttp.ClientSession, **faults: Any) -> None:
+    async with http.post(f"{stack.rt.backends.gemini_url}/admin/faults", json=faults) as resp:
+        assert resp.status == 200, await resp.text()
+
+
+async def fetch_zip(http: aiohttp.ClientSession, message: Message) -> zipfile.ZipFile:
+    match = LINK.search(message.content)
+    assert match is not None, message.content
+    async with http.get(match.group(1)) as resp:
+        assert resp.status == 200
+        data = await resp.read()
+    return zipfile.ZipFile(io.BytesIO(data))
+
+
+def pngs(archive: zipfile.ZipFile) -> list[str]:
+    return [n for n in archive.namelist() if n.endswith(".png")]
+
+
+def manifest(archive: zipfile.ZipFile) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(archive.read("manifest.json"))
+    return data
+
+
+async def plan_message(driver: Driver, before: int, *, channel: str = "general") -> Message:
+    """Wait for the newest ephemeral answer (a plan or an error) after `before` messages."""
+    found = await driver.wait_for(
+        lambda ms: [m for m in ms[before:] if not m.is_loading and (m.content or m.embeds)],
+        channel=channel,
+        timeout=30,
+    )
+    return found[0]
+
+
+async def new_thread(driver: Driver, known: set[str]) -> dict[str, Any]:
+    """Wait for a thread that is not in `known`."""
+    found = await driver.wait_until(lambda: [t for t in driver.threads() if t["id"] not in known])
+    return found[0]
+
+
+async def start_batch(driver: Driver, options: dict[str, object]) -> tuple[Message, dict[str, Any], Message]:
+    """Run /batch, check the plan, press Start; return the plan, the new thread and its progress message."""
+    before = len(driver.messages())
+    await driver.slash("batch", options)
+    plan = await plan_message(driver, before)
+    assert "Batch ready" in plan.content, plan
+    known = {t["id"] for t in driver.threads()}
+    await driver.click(plan, label="Start")
+    thread = await new_thread(driver, known)
+    progress = await driver.wait_for_message(lambda m: "remaining" in m.content, channel=thread["id"], timeout=10)
+    return plan, thread, progress
+
+
+async def summaries(driver: Driver, thread_id: str, count: int, *, timeout: float = 90) -> Message:  # noqa: ASYNC109
+    def done(messages: list[Message]) -> list[Message]:
+        found = [m for m in messages if "ZIP (images" in m.content]
+        return found if len(found) >= count else []
+
+    found = await driver.wait_for(done, channel=thread_id, timeout=timeout)
+    return found[count - 1]
+
+
+def assert_within_edit_limit(times: list[float]) -> None:
+    """Discord allows 5 edits per 5 s per channel; Peel edits a batch's message at most once per interval."""
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert all(g >= PROGRESS_INTERVAL_S * 0.9 for g in gaps), gaps
+    assert all(times[i + 5] - times[i] >= 5.0 for i in range(len(times) - 5))
+
+
+shared: dict[str, str] = {}
+
+
+@pytest.mark.timeout(180)
+async def test_batch_runs_in_one_thread_and_retry_makes_only_retryable_failures_when_started(
+    stack: PeelStack, http: aiohttp.ClientSession, edits: EditLog
+) -> None:
+    alice = stack.driver("alice")
+    data = await asyncio.to_thread(make_zip, 200, extras={"readme.txt": b"not an image"})
+    jobs_before = len(await stack.rt.ledger.list_jobs())
+    before = len(alice.messages())
+    await alice.slash("batch", {"prompt": "make it blue --ar 1:1", "zip": Upload("set.zip", data)})
+    plan = await plan_message(alice, before)
+    assert plan.is_ephemeral
+    assert "**200** images accepted" in plan.content and "1 skipped" in plan.content
+    assert "1 not an image" in plan.content
+    assert "Estimated cost about $7.80" in plan.content  # 200 at $0.039 (gemini-2.5-flash-image, 1K)
+    assert [b["label"] for b in plan.buttons()] == ["Start", "Cancel"]
+    assert len(await stack.rt.ledger.list_jobs()) == jobs_before  # nothing queued before Start
+
+    # Five reference images are blocked for safety; the first six Gemini answers are 503s.
+    await set_faults(
+        stack, http, block_image_sha256=[sha256_of(i) for i in BLOCKED], next_5xx=INJECTED_503, status_5xx=503
+    )
+    stats_before = await stack.gemini_stats()
+    known = {t["id"] for t in alice.threads()}
+    await alice.click(plan, label="Start")
+    thread = await new_thread(alice, known)
+    assert thread["name"].startswith("make it blue --ar 1:1") and thread["name"].endswith("200 images")
+    shared["thread"] = thread["id"]
+    progress = await alice.wait_for_message(lambda m: "remaining" in m.content, channel=thread["id"], timeout=10)
+    assert [b["label"] for b in progress.buttons()] == ["Pause", "Resume", "Cancel"]
+
+    first = await summaries(alice, thread["id"], 1)
+    assert "✅ 189 made · ❌ 6 failed · 🚫 5 blocked" in first.content, first.content
+    assert "⏭️ 1 skipped in the ZIP" in first.content
+    assert [b["label"] for b in first.buttons()] == ["Retry failed", "New link"]
+    bot_messages = [m for m in alice.messages(thread["id"]) if not m.is_ephemeral]
+    assert len(bot_messages) == 2  # one progress message and one summary: the thread is not flooded
+
+    archive = await fetch_zip(http, first)
+    assert len(pngs(archive)) == 189
+    doc = manifest(archive)
+    assert doc["counts"] == {"ok": 189, "error": 11, "cancelled": 0, "skipped": 1, "total": 201}
+    by_source = {item["source"]: item for item in doc["items"]}
+    assert {by_source[f"photos/img-{i:05d}.png"]["error_code"] for i in BLOCKED} == {"SAFETY"}
+    upstream = [item for item in doc["items"] if item["error_code"] == "UPSTREAM"]
+    assert len(upstream) == INJECTED_503
+    ok = [item for item in doc["items"] if item["status"] == "ok"]
+    assert {item["file"] for item in ok} == set(pngs(archive))
+    assert all(item["file"] == item["source"].removeprefix("photos/") for item in ok)
+    assert by_source["readme.txt"]["status"] == "skipped"
+    csv_lines = archive.read("manifest.csv").decode().splitlines()
+    assert len(csv_lines) == 202 and csv_lines[0].startswith("index,source,status,error_code")
+
+    # The progress message was edited, never faster than the interval, and Discord never answered 429.
+    times = edits.times(progress.id)
+    assert len(times) >= 2
+    assert_within_edit_limit(times)
+    assert not [r for r in stack.pg.state.requests if r.endswith("429")]
+    final = alice._message(progress.id)
+    assert "(done)" in final.content and not final.buttons()
+
+    # Retry failed resubmits the six 503 failures and none of the safety blocks.
+    stats_mid = await stack.gemini_stats()
+    assert stats_mid["blocked"] - stats_before["blocked"] == len(BLOCKED)
+    await alice.click(first, label="Retry failed")
+    await alice.wait_for_message(lambda m: "Retrying 6 failed image(s)" in m.content, channel=thread["id"])
+    second = await summaries(alice, thread["id"], 2)
+    assert "✅ 195 made · ❌ 0 failed · 🚫 5 blocked" in second.content, second.content
+    stats_after = await stack.gemini_stats()
+    assert stats_after["requests"] - stats_mid["requests"] == INJECTED_503
+    assert stats_after["blocked"] == stats_mid["blocked"]
+    archive = await fetch_zip(http, second)
+    assert len(pngs(archive)) == 195
+    assert manifest(archive)["counts"]["error"] == len(BLOCKED)
+
+    # Nothing left that could succeed: a second Retry failed resubmits nothing.
+    await alice.click(second, label="Retry failed")
+    await alice.wait_for_message(lambda m: "Nothing to retry" in m.content, channel=thread["id"])
+    assert (await stack.gemini_stats())["requests"] == stats_after["requests"]
+
+    # New link: a fresh URL to the same archive.
+    await alice.click(second, label="New link")
+    fresh = await alice.wait_for_message(lambda m: "fresh link" in m.content, channel=thread["id"])
+    assert len(pngs(await fetch_zip(http, fresh))) == 195
+    await set_faults(stack, http, block_image_sha256=[])
+
+
+@pytest.mark.timeout(120)
+async def test_url_batch_makes_every_image_when_zip_is_served_on_an_allowed_address(
+    stack: PeelStack, http: aiohttp.ClientSession, zip_server: str
+) -> None:
+    alice = stack.driver("alice")
+    plan, thread, _ = await start_batch(alice, {"prompt": "pencil sketch", "url": f"{zip_server}/moved.zip"})
+    assert "**200** images accepted" in plan.content
+    summary = await summaries(alice, thread["id"], 1)
+    assert "✅ 200 made" in summary.content
+    archive = await fetch_zip(http, summary)
+    assert len(pngs(archive)) == 200
+    doc = manifest(archive)
+    assert doc["counts"]["ok"] == 200 and doc["prompt"] == "pencil sketch"
+    assert sorted(i["file"] for i in doc["items"]) == sorted(pngs(archive))
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http://10.1.2.3/set.zip", "private or local address"),
+        ("{server}/huge.zip", "limit"),
+        ("{server}/hostile.zip", "too_many_entries"),
+        ("ftp://127.0.0.1/set.zip", "http"),
+    ],
+    ids=["private-address", "too-large", "hostile-zip", "not-http"],
+)
+async def test_batch_is_refused_with_its_reason_when_url_is_unacceptable(
+    stack: PeelStack, zip_server: str, url: str, reason: str
+) -> None:
+    alice = stack.driver("alice")
+    jobs_before = len(await stack.rt.ledger.list_jobs())
+    before = len(alice.messages())
+    await alice.slash("batch", {"prompt": "anything", "url": url.format(server=zip_server)})
+    answer = await plan_message(alice, before)
+    assert answer.is_ephemeral and answer.embeds, answer
+    assert reason in answer.embeds[0]["description"], answer.embeds[0]
+    assert not answer.buttons()
+    assert len(await stack.rt.ledger.list_jobs()) == jobs_before
+
+
+@pytest.mark.timeout(60)
+async def test_batch_is_refused_naming_the_limit_when_it_has_too_many_images(stack: PeelStack) -> None:
+    alice = stack.driver("alice")
+    data = await asyncio.to_thread(make_zip, 260)
+    before = len(alice.messages())
+    await alice.slash("batch", {"prompt": "too many", "zip": Upload("big.zip", data)})
+    answer = await plan_message(alice, before)
+    assert answer.embeds[0]["title"] == "Batch limit reached"
+    assert "260 images; the limit is 250 per batch (10 too many)" in answer.embeds[0]["description"]
+
+
+@pytest.mark.timeout(60)
+async def test_cancel_on_the_plan_queues_nothing_when_pressed(stack: PeelStack) -> None:
+    alice = stack.driver("alice")
+    data = await asyncio.to_thread(make_zip, 3)
+    jobs_before = len(await stack.rt.ledger.list_jobs())
+    before = len(alice.messages())
+    await alice.slash("batch", {"prompt": "never mind", "zip": Upload("few.zip", data)})
+    plan = await plan_message(alice, before)
+    await alice.click(plan, label="Cancel")
+    await alice.wait_until(lambda: "Nothing was queued" in alice._message(plan.id).content)
+    assert len(await stack.rt.ledger.list_jobs()) == jobs_before
+
+
+async def _job_of_thread(stack: PeelStack, thread_id: str) -> Any:
+    for job in await stack.rt.ledger.list_jobs():
+        where = await stack.rt.ledger.job_message(job.id, "status")
+        if job.kind is JobKind.BATCH and where is not None and str(where[0]) == thread_id:
+            return job
+    raise AssertionError("no batch in that thread")
+
+
+async def _until(predicate: Any, *, timeout: float = 20) -> None:  # noqa: ASYNC109
+    deadline = time.monotonic() + timeout
+    while not await predicate():
+        assert time.monotonic() < deadline, "condition not met"
+        await asyncio.sleep(0.1)
+
+
+@pytest.mark.timeout(150)
+async def test_batch_pauses_resumes_and_survives_a_restart_when_asked(
+    stack: PeelStack, http: aiohttp.ClientSession, edits: EditLog
+) -> None:
+    alice = stack.driver("alice")
+    await set_faults(stack, http, latency=0.5)
+    data = await asyncio.to_thread(make_zip, 80)
+    _, thread, progress = await start_batch(alice, {"prompt": "slow and steady", "zip": Upload("slow.zip", data)})
+    job = await _job_of_thread(stack, thread["id"])
+    ledger = stack.rt.ledger
+
+    async def some_done() -> bool:
+        current = await ledger.get_job(job.id)
+        return current is not None and current.ok > 0
+
+    await _until(some_done)
+    await alice.click(progress, label="Pause")
+    await alice.wait_for_message(lambda m: "Batch paused" in m.content, channel=thread["id"])
+
+    async def settled() -> bool:  # chunks in flight finish; nothing new starts
+        return not await ledger.items(job.id, statuses=(ItemStatus.SUBMITTED,))
+
+    await _until(settled)
+    paused = await ledger.get_job(job.id)
+    assert paused is not None and paused.status is JobStatus.PAUSED and paused.remaining > 0
+    await alice.wait_until(lambda: "(paused)" in alice._message(progress.id).content, timeout=10)
+    await asyncio.sleep(1.0)
+    still = await ledger.get_job(job.id)
+    assert still is not None and still.ok == paused.ok
+
+    # A redeploy in the middle of the batch: the new process finds the progress message and its buttons again.
+    await stack.restart_bot()
+    restarted_at = time.monotonic()
+    ledger = stack.rt.ledger
+    await alice.click(progress, label="Resume")
+    await alice.wait_for_message(lambda m: "Batch resumed" in m.content, channel=thread["id"], timeout=10)
+    summary = await summaries(alice, thread["id"], 1)
+    assert "✅ 80 made · ❌ 0 failed" in summary.content, summary.content
+    assert len(edits.times(progress.id, since=restarted_at)) >= 1
+    assert_within_edit_limit(edits.times(progress.id, since=restarted_at))
+    assert len(pngs(await fetch_zip(http, summary))) == 80
+
+
+@pytest.mark.timeout(120)
+async def test_cancel_stops_the_batch_and_zips_what_was_made_when_pressed(
+    stack: PeelStack, http: aiohttp.ClientSession
+) -> None:
+    alice = stack.driver("alice")
+    await set_faults(stack, http, latency=0.5)
+    data = await asyncio.to_thread(make_zip, 80)
+    _, thread, progress = await start_batch(alice, {"prompt": "stop me", "zip": Upload("stop.zip", data)})
+    bob = stack.driver("bob")
+    await bob.click(progress, label="Cancel")
+    refusal = await bob.wait_for_message(lambda m: bool(m.embeds), channel=thread["id"])
+    assert "owner or an admin" in refusal.embeds[0]["description"]
+    await alice.click(progress, label="Cancel")
+    await alice.wait_for_message(lambda m: "Batch cancelled" in m.content, channel=thread["id"])
+    summary = await summaries(alice, thread["id"], 1)
+    assert "(cancelled)" in summary.content
+    job = await _job_of_thread(stack, thread["id"])
+    assert job.status is JobStatus.CANCELLED and job.cancelled > 0
+    archive = await fetch_zip(http, summary)
+    assert len(pngs(archive)) == job.ok
+    assert manifest(archive)["counts"]["cancelled"] == job.cancelled
+    await set_faults(stack, http, latency=0)
+
+
+# ---- groups ----------------------------------------------------------------------------------------------------
+
+
+async def ephemeral_answer(driver: Driver, name: str, options: dict[str, object], *, channel: str) -> Message:
+    before = len(driver.messages(channel))
+    await driver.slash(name, options, channel=channel)
+    return await plan_message(driver, before, channel=channel)
+
+
+@pytest.mark.timeout(60)
+async def test_group_download_zips_the_threads_images_when_asked(stack: PeelStack, http: aiohttp.ClientSession) -> None:
+    alice = stack.driver("alice")
+    answer = await ephemeral_answer(alice, "group download", {}, channel=shared["thread"])
+    assert "195 images" in answer.content
+    archive = await fetch_zip(http, answer)
+    assert len(pngs(archive)) == 195
+    doc = manifest(archive)
+    assert doc["counts"]["ok"] == 195 and {i["file"] for i in doc["items"]} == set(pngs(archive))
+
+
+def _read_export(root: Path) -> tuple[list[str], list[str]]:
+    [folder] = list(root.rglob("manifest.json"))
+    names = sorted(p.name for p in folder.parent.iterdir())
+    return names, [i["file"] for i in json.loads(folder.read_text())["items"]]
+
+
+@pytest.mark.timeout(60)
+async def test_group_export_copies_images_and_manifest_when_destination_is_a_file_store(stack: PeelStack) -> None:
+    admin = stack.driver("admin")
+    answer = await ephemeral_answer(
+        admin, "group export", {"bucket": "files", "prefix": "runs/one"}, channel=shared["thread"]
+    )
+    await admin.wait_until(lambda: "Exported" in admin._message(answer.id).content, timeout=30)
+    assert "195 images" in admin._message(answer.id).content
+    root = stack.settings.export_destinations["files"].removeprefix("file://")
+    names, files = await asyncio.to_thread(_read_export, Path(root) / "runs" / "one")
+    assert "manifest.csv" in names and "manifest.json" in names
+    assert sorted(files) == sorted(n for n in names if n.endswith(".png")) and len(files) == 195
+
+
+@pytest.mark.timeout(60)
+async def test_group_export_copies_images_and_manifest_when_destination_is_s3(
+    stack: PeelStack, moto_s3: MotoS3, s3_bucket_name: str
+) -> None:
+    admin = stack.driver("admin")
+    answer = await ephemeral_answer(admin, "group export", {"bucket": "s3"}, channel=shared["thread"])
+    await admin.wait_until(lambda: "Exported" in admin._message(answer.id).content, timeout=30)
+
+    def listing() -> tuple[list[str], dict[str, Any]]:
+        client = moto_s3.client()
+        keys = [o["Key"] for o in client.list_objects_v2(Bucket=s3_bucket_name, Prefix="peel/")["Contents"]]
+        [doc_key] = [k for k in keys if k.endswith("manifest.json")]
+        doc = json.loads(client.get_object(Bucket=s3_bucket_name, Key=doc_key)["Body"].read())
+        return keys, doc
+
+    keys, doc = await asyncio.to_thread(listing)
+    assert len([k for k in keys if k.endswith(".png")]) == 195
+    assert any(k.endswith("manifest.csv") for k in keys)
+    assert {k.rsplit("/", 1)[-1] for k in keys if k.endswith(".png")} == {i["file"] for i in doc["items"]}
+
+
+@pytest.mark.timeout(60)
+async def test_group_export_is_refused_when_user_has_no_export_role(stack: PeelStack) -> None:
+    alice = stack.driver("alice")
+    answer = await ephemeral_answer(alice, "group export", {"bucket": "files"}, channel=shared["thread"])
+    assert "export roles" in answer.embeds[0]["description"]
+
+
+@pytest.mark.timeout(60)
+async def test_group_new_list_and_rename_track_threads_when_used(stack: PeelStack) -> None:
+    alice = stack.driver("alice")
+    known = {t["id"] for t in alice.threads()}
+    opened = await ephemeral_answer(alice, "group new", {"name": "moodboard"}, channel="general")
+    assert "Opened" in opened.content
+    thread = next(t for t in alice.threads() if t["id"] not in known)
+    assert thread["name"] == "moodboard"
+    listed = await ephemeral_answer(alice, "group list", {}, channel="general")
+    assert "**moodboard**" in listed.content and "195 images" in listed.content
+    renamed = await ephemeral_answer(alice, "group rename", {"name": "mood board"}, channel=thread["id"])
+    assert "Renamed" in renamed.content
+    await alice.wait_until(lambda: stack.pg.state.channels[thread["id"]]["name"] == "mood board")
+    listed = await ephemeral_answer(alice, "group list", {}, channel="general")
+    assert "**mood board**" in listed.content

@@ -1,0 +1,59 @@
+"""Batch decisions: the limits a new batch must fit (naming the limit and by how much), estimates and texts."""
+
+import pytest
+
+from bot.core.batch import BatchLimits, BatchLoad, estimate_batch, limit_refusal, plan_text, thread_name
+
+LIMITS = BatchLimits(max_items=1000, max_running_per_user=2, max_running_per_guild=5, max_items_per_guild=5000)
+IDLE = BatchLoad(user_running=0, guild_running=0, guild_items=0)
+
+
+def test_batch_is_allowed_when_under_every_limit() -> None:
+    assert limit_refusal(LIMITS, IDLE, items=1000) is None
+
+
+@pytest.mark.parametrize(
+    ("load", "items", "expected"),
+    [
+        (IDLE, 1200, "1,200 images; the limit is 1,000 per batch (200 too many)"),
+        (BatchLoad(user_running=2, guild_running=2, guild_items=10), 10, "You already have 2 batches running"),
+        (BatchLoad(user_running=0, guild_running=5, guild_items=10), 10, "This server already has 5 batches"),
+        (BatchLoad(user_running=0, guild_running=1, guild_items=4500), 800, "300 over the server's limit of 5,000"),
+    ],
+    ids=["batch-size", "user-running", "guild-running", "guild-items"],
+)
+def test_batch_is_refused_naming_the_limit_when_over_it(load: BatchLoad, items: int, expected: str) -> None:
+    refusal = limit_refusal(LIMITS, load, items=items)
+    assert refusal is not None and expected in refusal
+
+
+def test_admin_skips_per_user_limits_when_guild_limits_hold() -> None:
+    busy = BatchLoad(user_running=9, guild_running=1, guild_items=0)
+    assert limit_refusal(LIMITS, busy, items=2000, is_admin=True) is None
+    assert limit_refusal(LIMITS, busy, items=6000, is_admin=True) is not None
+
+
+def test_estimate_multiplies_price_and_divides_time_by_concurrency_when_known() -> None:
+    estimate = estimate_batch(items=200, unit_price_usd=0.039, latency_s=12.0, concurrency=10)
+    assert estimate.cost_usd == pytest.approx(7.8)
+    assert estimate.duration_s == pytest.approx(240.0)
+    assert estimate_batch(items=3, unit_price_usd=None, latency_s=1, concurrency=1).cost_usd is None
+
+
+def test_thread_name_fits_discord_when_prompt_is_long() -> None:
+    name = thread_name("word " * 100, items=1234)
+    assert len(name) <= 100 and name.endswith(" · 1234 images")
+
+
+def test_plan_text_lists_skips_and_estimates_when_some_entries_were_skipped() -> None:
+    text = plan_text(
+        prompt="a *bold* fox",
+        model="gemini-2.5-flash-image",
+        image_size=None,
+        accepted=10,
+        skipped={"not_an_image": 2, "symlink": 1},
+        estimate=estimate_batch(items=10, unit_price_usd=0.039, latency_s=12, concurrency=10),
+    )
+    assert "a \\*bold\\* fox" in text and "**10** images accepted · ⏭️ 3 skipped" in text
+    assert text.index("2 not an image") < text.index("1 symbolic link")
+    assert "about $0.39" in text and "Start" in text
