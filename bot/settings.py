@@ -54,6 +54,8 @@ class BotSettings(BaseSettings):
     max_waiting_per_user: int = Field(default=10, ge=0)
     poll_interval_s: float = Field(default=1.0, gt=0)
     expected_latency_s: float = Field(default=12.0, gt=0)  # one Gemini call, for ETAs and RunPod timeouts
+    progress_edit_interval_s: float = Field(default=3.0, gt=0)  # a job's message is edited at most this often
+    interaction_token_max_age_s: float = Field(default=14 * 60, gt=0)  # older tokens: post a channel message
 
     # Access (empty lists: everyone). Admins may cancel anyone's job and see the whole queue.
     allowed_guild_ids: list[int] = Field(default_factory=list)

@@ -1,3 +1,6 @@
 """discord.py extensions, one package per feature; modules starting with `_` are shared helpers, not extensions."""
 
-EXTENSIONS: tuple[str, ...] = ()
+EXTENSIONS: tuple[str, ...] = (
+    "bot.exts.imagine",
+    "bot.exts.account",
+)
