@@ -80,7 +80,7 @@ async def test_imagine_sends_references_to_the_model_when_images_are_attached(st
 
 async def test_imagine_refuses_references_beyond_the_models_limit_when_too_many_are_attached(stack: PeelStack):
     d = stack.driver()
-    files: dict[str, object] = {
+    files: dict[str, Any] = {
         f"image{i}" if i > 1 else "image": Upload(f"{i}.png", png(colour=(i, i, i))) for i in range(1, 5)
     }
     await imagine(stack, "four refs", model="flash", **files)
