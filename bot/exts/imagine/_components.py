@@ -23,13 +23,9 @@ ACTIONS = GRID_ACTIONS + TOOL_ACTIONS
 TEMPLATE = rf"peel:(?P<action>{'|'.join(ACTIONS)}):(?P<job>[A-Za-z0-9_.-]+):(?P<index>[0-9]+)"
 
 TOOL_ROWS: tuple[tuple[tuple[str, str | None, str | None], ...], ...] = (
-    (
-        ("up2", "Upscale 2K", None),
-        ("up4", "Upscale 4K", None),
-        ("vs", "Vary (Subtle)", None),
-        ("vx", "Vary (Strong)", None),
-    ),
-    (("ed", "Edit", "✏️"), ("z15", "Zoom Out 1.5×", None), ("z2", "Zoom Out 2×", None)),
+    (("up2", "Upscale 2K", None), ("up4", "Upscale 4K", None)),
+    (("vs", "Vary (Subtle)", None), ("vx", "Vary (Strong)", None), ("ed", "Edit", "✏️")),
+    (("z15", "Zoom Out 1.5×", None), ("z2", "Zoom Out 2×", None)),
     (("pl", None, "⬅️"), ("pr", None, "➡️"), ("pu", None, "⬆️"), ("pd", None, "⬇️")),
 )
 
@@ -99,9 +95,9 @@ def tools_view(job_id: str, index: int, *, link: str | None, favourite: bool = F
         for action, label, emoji in tools:
             view.add_item(PeelButton(action, job_id, index, label=label, emoji=emoji, row=row))
     style = discord.ButtonStyle.success if favourite else discord.ButtonStyle.secondary
-    view.add_item(PeelButton("fav", job_id, index, emoji="❤️", style=style, row=3))
+    view.add_item(PeelButton("fav", job_id, index, emoji="❤️", style=style, row=4))
     if link is not None:
-        view.add_item(discord.ui.Button(style=discord.ButtonStyle.link, url=link, label="Full size", row=3))
+        view.add_item(discord.ui.Button(style=discord.ButtonStyle.link, url=link, label="Full size", row=4))
     return view
 
 
