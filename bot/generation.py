@@ -24,6 +24,7 @@ from bot.core.models import (
     GroupId,
     Image,
     ItemInputs,
+    ItemStatus,
     Job,
     JobId,
     JobKind,
@@ -482,3 +483,11 @@ def _alias_of(model: str) -> str:
         if MODEL_ALIASES[alias] == model:
             return alias
     return model
+
+
+def safety_reason(items: Sequence[tuple[ItemStatus, str | None, str | None]]) -> str | None:
+    """Return Gemini's reason when every failed item was a safety block, else None."""
+    failed = [(code, message) for status, code, message in items if status is ItemStatus.ERROR]
+    if failed and all(code == "SAFETY" for code, _ in failed):
+        return next((m for _, m in failed if m), "blocked by Gemini's safety filters")
+    return None

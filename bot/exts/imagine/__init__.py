@@ -21,8 +21,8 @@ from bot.discord_bot import PeelBot
 from bot.dispatcher import SubmitStatus
 from bot.exts._errors import error_embed, send_error
 from bot.exts.imagine._components import EditModal, PeelButton, PromptModal, grid_view, tools_view
-from bot.exts.imagine._tracker import RESULT, STATUS, JobTracker, Tracked, safety_reason
-from bot.generation import GenerationError, GenerationService, Origin, Prepared, Submitted
+from bot.exts.imagine._tracker import RESULT, STATUS, JobTracker, Tracked
+from bot.generation import GenerationError, GenerationService, Origin, Prepared, Submitted, safety_reason
 from bot.imaging import Direction, fit_for_upload, grid_preview
 from bot.ledger import Ledger
 

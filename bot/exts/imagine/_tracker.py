@@ -17,7 +17,7 @@ from typing import Any
 import discord
 
 from bot.core.events import Event, JobCancelled, JobFailed, JobFinished, PositionChanged, Progress, Queued, Started
-from bot.core.models import ItemStatus, Job, JobId, JobKind
+from bot.core.models import Job, JobId, JobKind
 from bot.core.render import EditPacer, WindowLimiter, generating_state, lifecycle_line, result_who, waiting_state
 
 log = logging.getLogger(__name__)
@@ -278,11 +278,3 @@ class JobTracker:
             return None
         channel = self._bot.get_partial_messageable(t.channel_id)
         return await channel.get_partial_message(t.message_id).edit(**fields)
-
-
-def safety_reason(items: list[tuple[ItemStatus, str | None, str | None]]) -> str | None:
-    """Return Gemini's reason when every failed item was a safety block, else None."""
-    failed = [(code, message) for status, code, message in items if status is ItemStatus.ERROR]
-    if failed and all(code == "SAFETY" for code, _ in failed):
-        return next((m for _, m in failed if m), "blocked by Gemini's safety filters")
-    return None
