@@ -270,6 +270,10 @@ class Dispatcher:
         """Make `run_forever` run its next iteration now."""
         self._wake.set()
 
+    async def queue_positions(self) -> dict[JobId, int]:
+        """Return every queued, not yet started job's 1-based place in line."""
+        return await self._current_positions()
+
     # ---- requests ----------------------------------------------------------------------------------------------
 
     async def submit(self, request: JobRequest) -> SubmitResult:

@@ -56,6 +56,8 @@ class BotSettings(BaseSettings):
     # Dispatcher attempts per item (the first included) for retryable failures, on top of the worker's own retries.
     item_max_attempts: int = Field(default=4, ge=1, le=20)
     expected_latency_s: float = Field(default=12.0, gt=0)  # one Gemini call, for ETAs and RunPod timeouts
+    progress_edit_interval_s: float = Field(default=3.0, gt=0)  # a job's message is edited at most this often
+    interaction_token_max_age_s: float = Field(default=14 * 60, gt=0)  # older tokens: post a channel message
 
     # Access (empty lists: everyone). Admins may cancel anyone's job and see the whole queue.
     allowed_guild_ids: list[int] = Field(default_factory=list)

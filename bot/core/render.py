@@ -4,7 +4,7 @@ Pure: the Discord layer turns these strings and values into messages and compone
 """
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 CUSTOM_ID_PREFIX = "peel"
 MAX_CUSTOM_ID = 100
@@ -152,3 +152,55 @@ def batch_progress_text(p: BatchProgress) -> str:
 def estimate_duration_s(*, items: int, latency_s: float, concurrency: int) -> float:
     """Return how long `items` images take at `concurrency` calls in flight, each `latency_s` long."""
     return items * latency_s / max(1, concurrency)
+
+
+def image_line(prompt: str, index: int, user_mention: str, *, limit: int = MAX_CONTENT) -> str:
+    """Return Midjourney's line above a separated image: `**prompt** - Image #2 @user`."""
+    suffix = f"** - Image #{index} {user_mention}"
+    room = limit - len(suffix) - 2
+    return f"**{truncate(escape_markdown(prompt), room)}{suffix}"
+
+
+def result_who(label: str, user_mention: str) -> str:
+    """Return who made a result and how, as Midjourney words it: `Variations (Strong) by @user`, or just `@user`."""
+    return f"{label} by {user_mention}" if label else user_mention
+
+
+@dataclass(slots=True)
+class EditPacer:
+    """Decides when a message may be edited again: at most once per `interval_s`, except for final states.
+
+    Pure: the caller passes the monotonic time; Discord rate-limits edits (5 per 5 s per channel), and many
+    jobs share a channel, so progress edits are spaced and coalesced.
+    """
+
+    interval_s: float = 3.0
+    last_edit_s: float | None = None
+
+    def due(self, now_s: float, *, final: bool = False) -> bool:
+        """Tell whether an edit may go out now."""
+        return final or self.last_edit_s is None or now_s - self.last_edit_s >= self.interval_s
+
+    def edited(self, now_s: float) -> None:
+        """Record that an edit went out at `now_s`."""
+        self.last_edit_s = now_s
+
+
+@dataclass(slots=True)
+class WindowLimiter:
+    """At most `limit` actions per sliding `window_s` (one channel's edits); `wait_s` says how long to hold off."""
+
+    limit: int = 4
+    window_s: float = 5.0
+    sent: list[float] = field(default_factory=list)
+
+    def wait_s(self, now_s: float) -> float:
+        """Return how long to wait before the next action may go out (0 when it may go now)."""
+        self.sent = [t for t in self.sent if now_s - t < self.window_s]
+        if len(self.sent) < self.limit:
+            return 0.0
+        return self.window_s - (now_s - self.sent[0])
+
+    def record(self, now_s: float) -> None:
+        """Record an action at `now_s`."""
+        self.sent.append(now_s)

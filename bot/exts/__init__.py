@@ -1,6 +1,8 @@
 """discord.py extensions, one package per feature; modules starting with `_` are shared helpers, not extensions."""
 
 EXTENSIONS: tuple[str, ...] = (
+    "bot.exts.imagine",
+    "bot.exts.account",
     "bot.exts.batch",
     "bot.exts.groups",
 )

@@ -48,7 +48,8 @@ def describe_error(exc: BaseException, *, where: str) -> discord.Embed:
         original = original.__cause__
     message = user_message_of(original)
     if message is not None:
-        title = original.title if isinstance(original, UserFacingError) else "Can't do that"
+        title = getattr(original, "title", None)  # UserFacingError and the services' errors name their kind
+        title = title if isinstance(title, str) and title else "Can't do that"
         return error_embed(title, message)
     if isinstance(original, discord.app_commands.CheckFailure):
         return error_embed("Not allowed", str(original) or "You can't use that here.")

@@ -1,0 +1,282 @@
+"""`/settings`, `/queue`, `/cancel` and `/info`: a user's defaults, their jobs, and their limits."""
+
+import logging
+from collections.abc import Callable, Coroutine
+from dataclasses import replace
+from typing import Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.core.models import Job, JobId, JobStatus, UserId
+from bot.core.params import GEMINI_ASPECT_RATIOS, MODEL_ALIASES
+from bot.core.render import truncate
+from bot.discord_bot import PeelBot
+from bot.exts._errors import error_embed, send_error
+from bot.generation import GenerationService, UserPrefs
+
+log = logging.getLogger(__name__)
+
+UNFINISHED = (JobStatus.WAITING, JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.PAUSED)
+DEFAULT = "default"
+MODELS = (("flash", "Nano Banana (2.5 Flash Image)"), ("pro", "Nano Banana Pro"), ("flash3", "Nano Banana 2"))
+
+
+def settings_text(prefs: UserPrefs, default_model: str) -> str:
+    """Return the summary shown above the settings controls."""
+    return "\n".join(
+        [
+            "**Your Peel settings** (prompt parameters still win)",
+            f"Model: `{prefs.model or default_model}` · Aspect ratio: `{prefs.aspect_ratio or '1:1'}` · "
+            f"Size: `{prefs.image_size or '1K'}` · Grid: `{prefs.grid_size}` images",
+            f"Remix mode: **{'on' if prefs.remix else 'off'}** · Variations: **{prefs.variation}**",
+        ]
+    )
+
+
+class SettingsView(discord.ui.View):
+    """Selects and buttons that change one user's preferences."""
+
+    def __init__(self, service: GenerationService, owner_id: int, prefs: UserPrefs) -> None:
+        super().__init__(timeout=10 * 60)
+        self._service, self._owner_id, self.prefs = service, owner_id, prefs
+        self.model = self._select("model", "Model", 0, self._on_model)
+        self.ratio = self._select("ratio", "Aspect ratio", 1, self._on_ratio)
+        self.size = self._select("size", "Size", 2, self._on_size)
+        self.grid = self._select("grid", "Grid size", 3, self._on_grid)
+        self._show_prefs()
+
+    def _select(
+        self,
+        name: str,
+        placeholder: str,
+        row: int,
+        callback: Callable[[discord.Interaction[Any]], Coroutine[Any, Any, None]],
+    ) -> discord.ui.Select["SettingsView"]:
+        select: discord.ui.Select[SettingsView] = discord.ui.Select(
+            placeholder=placeholder, row=row, custom_id=f"peel-settings:{name}"
+        )
+        select.callback = callback  # type: ignore[method-assign,assignment]  # discord.py's documented way for built items
+        self.add_item(select)
+        return select
+
+    def _show_prefs(self) -> None:
+        p = self.prefs
+        self.model.options = [discord.SelectOption(label="Bot default", value=DEFAULT, default=p.model is None)] + [
+            discord.SelectOption(label=label, value=MODEL_ALIASES[alias], default=p.model == MODEL_ALIASES[alias])
+            for alias, label in MODELS
+        ]
+        self.ratio.options = [
+            discord.SelectOption(label=f"Aspect ratio {r}", value=r, default=(p.aspect_ratio or "1:1") == r)
+            for r in GEMINI_ASPECT_RATIOS
+        ]
+        self.size.options = [
+            discord.SelectOption(label=f"Size {s}", value=s, default=(p.image_size or "1K") == s)
+            for s in ("1K", "2K", "4K")
+        ]
+        self.grid.options = [
+            discord.SelectOption(
+                label=f"{n} image{'s' if n > 1 else ''} per job", value=str(n), default=p.grid_size == n
+            )
+            for n in (1, 2, 4)
+        ]
+        self.remix.style = discord.ButtonStyle.success if p.remix else discord.ButtonStyle.secondary
+        self.remix.label = f"Remix mode: {'on' if p.remix else 'off'}"
+        self.variation.label = f"Variations: {p.variation}"
+
+    async def interaction_check(self, interaction: discord.Interaction[Any]) -> bool:
+        """Only the user who opened these settings may change them."""
+        if interaction.user.id == self._owner_id:
+            return True
+        await interaction.response.send_message("These are someone else's settings.", ephemeral=True)
+        return False
+
+    async def on_error(
+        self, interaction: discord.Interaction[Any], error: Exception, item: discord.ui.Item[Any]
+    ) -> None:
+        """Show the error ephemerally (the shared mapper)."""
+        await send_error(interaction, error, where="/settings")
+
+    async def _save(self, interaction: discord.Interaction[Any], prefs: UserPrefs) -> None:
+        self.prefs = await self._service.set_preferences(UserId(self._owner_id), prefs)
+        self._show_prefs()
+        await interaction.response.edit_message(
+            content=settings_text(self.prefs, self._service.default_model), view=self
+        )
+
+    async def _on_model(self, interaction: discord.Interaction[Any]) -> None:
+        value = self.model.values[0]
+        await self._save(interaction, replace(self.prefs, model=None if value == DEFAULT else value))
+
+    async def _on_ratio(self, interaction: discord.Interaction[Any]) -> None:
+        await self._save(interaction, replace(self.prefs, aspect_ratio=self.ratio.values[0]))
+
+    async def _on_size(self, interaction: discord.Interaction[Any]) -> None:
+        await self._save(interaction, replace(self.prefs, image_size=self.size.values[0]))
+
+    async def _on_grid(self, interaction: discord.Interaction[Any]) -> None:
+        await self._save(interaction, replace(self.prefs, grid_size=int(self.grid.values[0])))
+
+    @discord.ui.button(label="Remix mode", row=4, custom_id="peel-settings:remix")
+    async def remix(self, interaction: discord.Interaction[Any], button: discord.ui.Button[Any]) -> None:
+        """Turn Remix mode on or off."""
+        await self._save(interaction, replace(self.prefs, remix=not self.prefs.remix))
+
+    @discord.ui.button(label="Variations", row=4, custom_id="peel-settings:variation")
+    async def variation(self, interaction: discord.Interaction[Any], button: discord.ui.Button[Any]) -> None:
+        """Switch V buttons between subtle and strong variations."""
+        await self._save(
+            interaction, replace(self.prefs, variation="subtle" if self.prefs.variation == "strong" else "strong")
+        )
+
+    @discord.ui.button(label="Reset", row=4, style=discord.ButtonStyle.danger, custom_id="peel-settings:reset")
+    async def reset(self, interaction: discord.Interaction[Any], button: discord.ui.Button[Any]) -> None:
+        """Go back to the bot's defaults."""
+        await self._save(interaction, UserPrefs())
+
+
+def job_line(job: Job, position: int | None, prompt: str, *, show_owner: bool) -> str:
+    """Return one `/queue` line: state, position, kind, prompt."""
+    state = job.status.value
+    if position is not None:
+        state += f" · #{position} in line"
+    if job.status is JobStatus.RUNNING:
+        state += f" · {job.ok + job.failed}/{job.total}"
+    owner = f" <@{job.owner_id}>" if show_owner else ""
+    return f"`{job.id}` **{state}** · {job.kind.value}{owner} · {truncate(prompt, 60)}"
+
+
+class AccountCog(commands.Cog):
+    """A user's settings, queue, cancellations and limits."""
+
+    def __init__(self, bot: PeelBot) -> None:
+        self.bot = bot
+        rt = bot.runtime
+        self.service = GenerationService(
+            rt.ledger, rt.dispatcher, rt.backends.store, default_model=rt.settings.gemini_model
+        )
+
+    @app_commands.command(name="settings", description="Your defaults: model, aspect ratio, size, grid size, Remix")
+    async def settings(self, interaction: discord.Interaction[Any]) -> None:
+        """Show the settings controls."""
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        prefs = await self.service.preferences(UserId(interaction.user.id))
+        view = SettingsView(self.service, interaction.user.id, prefs)
+        await interaction.followup.send(settings_text(prefs, self.service.default_model), view=view, ephemeral=True)
+
+    async def _jobs(self, user: discord.abc.User, *, everyone: bool) -> list[Job]:
+        owner = None if everyone else UserId(user.id)
+        jobs = await self.bot.runtime.ledger.list_jobs(statuses=UNFINISHED, owner_id=owner)
+        return [j for j in jobs if everyone or j.owner_id == user.id]
+
+    @app_commands.command(name="queue", description="Your jobs that are waiting or running (admins: everyone's)")
+    async def queue(self, interaction: discord.Interaction[Any]) -> None:
+        """List unfinished jobs with their state and place in line."""
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        everyone = self.bot.is_admin(interaction.user)
+        jobs = await self._jobs(interaction.user, everyone=everyone)
+        positions = await self.bot.runtime.dispatcher.queue_positions()
+        lines = [
+            job_line(j, positions.get(j.id), await self.service.display_of(j), show_owner=everyone) for j in jobs[:20]
+        ]
+        title = "Peel's queue" if everyone else "Your queue"
+        description = "\n".join(lines) if lines else "Nothing waiting or running."
+        if len(jobs) > 20:
+            description += f"\n… and {len(jobs) - 20} more"
+        await interaction.followup.send(embed=discord.Embed(title=title, description=description), ephemeral=True)
+
+    @app_commands.command(name="cancel", description="Cancel one of your waiting or running jobs")
+    @app_commands.describe(job="The job id (from /queue); leave empty to pick from a list")
+    async def cancel(self, interaction: discord.Interaction[Any], job: str | None = None) -> None:
+        """Cancel a job by id, or pick one from a select."""
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        is_admin = self.bot.is_admin(interaction.user)
+        if job is not None:
+            result = await self.bot.runtime.dispatcher.cancel(
+                JobId(job.strip()), UserId(interaction.user.id), is_admin=is_admin
+            )
+            embed = (
+                discord.Embed(title="Job cancelled", description=f"`{job}` was cancelled.")
+                if result.cancelled
+                else error_embed("Can't cancel", result.message)
+            )
+            await interaction.followup.send(embed=embed, ephemeral=True)
+            return
+        jobs = await self._jobs(interaction.user, everyone=False)
+        if not jobs:
+            await interaction.followup.send("You have no waiting or running jobs.", ephemeral=True)
+            return
+        view = CancelView(self, interaction.user.id, is_admin)
+        view.pick.options = [
+            discord.SelectOption(
+                label=truncate(await self.service.display_of(j), 90),
+                value=j.id,
+                description=f"{j.id} · {j.status.value}",
+            )
+            for j in jobs[:25]
+        ]
+        await interaction.followup.send("Which job should be cancelled?", view=view, ephemeral=True)
+
+    @app_commands.command(name="info", description="Your usage and limits")
+    async def info(self, interaction: discord.Interaction[Any]) -> None:
+        """Show the user's usage and limits."""
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        ledger, settings = self.bot.runtime.ledger, self.bot.runtime.settings
+        user = UserId(interaction.user.id)
+        load = await ledger.user_load(user)
+        jobs = await ledger.list_jobs(owner_id=user)
+        made = sum(j.ok for j in jobs)
+        blocked = sum(j.failed for j in jobs)
+        prefs = await self.service.preferences(user)
+        admin = self.bot.is_admin(interaction.user)
+        limits = (
+            "none (admin)"
+            if admin
+            else f"{settings.max_running_per_user} running at once, {settings.max_waiting_per_user} more waiting"
+        )
+        embed = discord.Embed(title="Your Peel info")
+        embed.add_field(name="Jobs", value=f"{len(jobs)} in all · {load.running} running · {load.waiting} waiting")
+        embed.add_field(name="Images", value=f"{made} made · {blocked} not made (not charged)")
+        embed.add_field(name="Limits", value=limits, inline=False)
+        embed.add_field(name="Model", value=prefs.model or settings.gemini_model)
+        embed.add_field(name="Remix", value="on" if prefs.remix else "off")
+        embed.add_field(
+            name="References",
+            value="up to 10 per /imagine; Nano Banana takes 3, Pro and Nano Banana 2 take 14",
+            inline=False,
+        )
+        await interaction.followup.send(embed=embed, ephemeral=True)
+
+
+class CancelView(discord.ui.View):
+    """A select of the user's unfinished jobs; picking one cancels it."""
+
+    def __init__(self, cog: AccountCog, owner_id: int, is_admin: bool) -> None:
+        super().__init__(timeout=5 * 60)
+        self._cog, self._owner_id, self._is_admin = cog, owner_id, is_admin
+        self.pick: discord.ui.Select[CancelView] = discord.ui.Select(
+            placeholder="Pick a job to cancel", custom_id="peel-cancel:pick"
+        )
+        self.pick.callback = self._on_pick  # type: ignore[method-assign]  # discord.py's way for built items
+        self.add_item(self.pick)
+
+    async def on_error(
+        self, interaction: discord.Interaction[Any], error: Exception, item: discord.ui.Item[Any]
+    ) -> None:
+        """Show the error ephemerally (the shared mapper)."""
+        await send_error(interaction, error, where="/cancel")
+
+    async def _on_pick(self, interaction: discord.Interaction[Any]) -> None:
+        picked = self.pick.values[0]
+        result = await self._cog.bot.runtime.dispatcher.cancel(
+            JobId(picked), UserId(self._owner_id), is_admin=self._is_admin
+        )
+        text = f"Job `{picked}` cancelled." if result.cancelled else result.message
+        await interaction.response.edit_message(content=text, view=None)
+
+
+async def setup(bot: commands.Bot) -> None:
+    """Load the extension."""
+    assert isinstance(bot, PeelBot)
+    await bot.add_cog(AccountCog(bot))

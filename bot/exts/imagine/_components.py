@@ -1,0 +1,137 @@
+"""The buttons and modals of grids and single images.
+
+Every button is one persistent `DynamicItem`, `peel:<action>:<job>:<index>`: nothing lives in memory, a click
+is resolved from the ledger, so buttons keep working after a restart and weeks later. Callbacks hand over to the
+`ImagineCog`, which owns the flows.
+"""
+
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import discord
+
+from bot.core.models import JobId
+from bot.core.render import CustomId
+
+if TYPE_CHECKING:
+    from bot.exts.imagine import ImagineCog
+
+GRID_ACTIONS = ("u", "v", "r")
+TOOL_ACTIONS = ("up2", "up4", "vs", "vx", "ed", "z15", "z2", "pl", "pr", "pu", "pd", "fav")
+ACTIONS = GRID_ACTIONS + TOOL_ACTIONS
+TEMPLATE = rf"peel:(?P<action>{'|'.join(ACTIONS)}):(?P<job>[A-Za-z0-9_.-]+):(?P<index>[0-9]+)"
+
+TOOL_ROWS: tuple[tuple[tuple[str, str | None, str | None], ...], ...] = (
+    (("up2", "Upscale 2K", None), ("up4", "Upscale 4K", None)),
+    (("vs", "Vary (Subtle)", None), ("vx", "Vary (Strong)", None), ("ed", "Edit", "✏️")),
+    (("z15", "Zoom Out 1.5×", None), ("z2", "Zoom Out 2×", None)),
+    (("pl", None, "⬅️"), ("pr", None, "➡️"), ("pu", None, "⬆️"), ("pd", None, "⬇️")),
+)
+
+
+def _cog(interaction: discord.Interaction[Any]) -> "ImagineCog":
+    cog = interaction.client.get_cog("ImagineCog")
+    assert cog is not None
+    return cog  # type: ignore[no-any-return]  # get_cog returns Cog; ImagineCog is the only one of that name
+
+
+class PeelButton(discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], template=TEMPLATE):
+    """One persistent button of a Peel message; the action, job and image index live in its custom id."""
+
+    def __init__(
+        self,
+        action: str,
+        job_id: str,
+        index: int,
+        *,
+        label: str | None = None,
+        emoji: str | None = None,
+        style: discord.ButtonStyle = discord.ButtonStyle.secondary,
+        disabled: bool = False,
+        row: int | None = None,
+    ) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label=label,
+                emoji=emoji,
+                style=style,
+                disabled=disabled,
+                row=row,
+                custom_id=CustomId(action=action, job_id=job_id, index=index).encode(),
+            )
+        )
+        self.action = action
+        self.job_id = JobId(job_id)
+        self.index = index
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: re.Match[str]
+    ) -> "PeelButton":
+        """Rebuild the button from a click on a message, whenever it was sent."""
+        return cls(match["action"], match["job"], int(match["index"]))
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        """Hand the click to the cog."""
+        await _cog(interaction).on_button(interaction, self.action, self.job_id, self.index)
+
+
+def grid_view(job_id: str, present: Sequence[bool]) -> discord.ui.View:
+    """Return the U1–U4 🔄 / V1–V4 buttons of a grid; a slot whose image failed gets disabled buttons."""
+    view = discord.ui.View(timeout=None)
+    for i, ok in enumerate(present):
+        view.add_item(PeelButton("u", job_id, i, label=f"U{i + 1}", disabled=not ok, row=0))
+    view.add_item(PeelButton("r", job_id, 0, emoji="🔄", row=0))
+    for i, ok in enumerate(present):
+        view.add_item(PeelButton("v", job_id, i, label=f"V{i + 1}", disabled=not ok, row=1))
+    return view
+
+
+def tools_view(job_id: str, index: int, *, link: str | None, favourite: bool = False) -> discord.ui.View:
+    """Return a single image's tools: upscale, vary, edit, zoom, pan, favourite and the full-size link."""
+    view = discord.ui.View(timeout=None)
+    for row, tools in enumerate(TOOL_ROWS):
+        for action, label, emoji in tools:
+            view.add_item(PeelButton(action, job_id, index, label=label, emoji=emoji, row=row))
+    style = discord.ButtonStyle.success if favourite else discord.ButtonStyle.secondary
+    view.add_item(PeelButton("fav", job_id, index, emoji="❤️", style=style, row=4))
+    if link is not None:
+        view.add_item(discord.ui.Button(style=discord.ButtonStyle.link, url=link, label="Full size", row=4))
+    return view
+
+
+class PromptModal(discord.ui.Modal):
+    """Remix: a prompt box pre-filled with the prompt and its parameters, before V, Vary or 🔄 run."""
+
+    def __init__(self, *, title: str, action: str, job_id: JobId, index: int, text: str) -> None:
+        super().__init__(title=title, custom_id=f"peel-remix:{action}:{job_id}:{index}", timeout=15 * 60)
+        self.action, self.job_id, self.index = action, job_id, index
+        self.prompt: discord.ui.TextInput[PromptModal] = discord.ui.TextInput(
+            label="Prompt", style=discord.TextStyle.paragraph, default=text[:4000], max_length=4000, custom_id="prompt"
+        )
+        self.add_item(self.prompt)
+
+    async def on_submit(self, interaction: discord.Interaction[Any]) -> None:
+        """Run the action with the edited prompt."""
+        await _cog(interaction).on_remix(interaction, self.action, self.job_id, self.index, self.prompt.value)
+
+
+class EditModal(discord.ui.Modal):
+    """Edit: an instruction for how to change the image."""
+
+    def __init__(self, *, job_id: JobId, index: int) -> None:
+        super().__init__(title="Edit image", custom_id=f"peel-edit:{job_id}:{index}", timeout=15 * 60)
+        self.job_id, self.index = job_id, index
+        self.instruction: discord.ui.TextInput[EditModal] = discord.ui.TextInput(
+            label="What should change?",
+            style=discord.TextStyle.paragraph,
+            placeholder="make the sky stormy",
+            max_length=1000,
+            custom_id="instruction",
+        )
+        self.add_item(self.instruction)
+
+    async def on_submit(self, interaction: discord.Interaction[Any]) -> None:
+        """Run the edit."""
+        await _cog(interaction).on_edit(interaction, self.job_id, self.index, self.instruction.value)

@@ -1,0 +1,493 @@
+"""Interactive generation without Discord: turn prompts, preferences and images into dispatcher requests.
+
+The Discord layer (`bot.exts.imagine`) parses nothing and builds no request itself: it calls this service with
+what the user typed, clicked or attached, and renders what comes back. Every refusal is a `GenerationError`
+whose `user_message` names the problem (a parameter, a model's limit), so the shared error mapper shows it.
+
+Single-image tools, as Midjourney users know them, on Gemini:
+
+* upscale: the image as the reference at 2K/4K on a model that takes the size;
+* vary (subtle/strong): the image as the reference with a wording that says how far to stray;
+* zoom out / pan: the image on a larger grey canvas (stored through the intake) and an instruction to fill it;
+* reroll: the same prompt and references with new seeds;
+* edit: an edit of the image, carrying the earlier instructions of its chain (a job note, `edit_history`).
+"""
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+from bot.core.models import (
+    EditInput,
+    GroupId,
+    Image,
+    ItemInputs,
+    ItemStatus,
+    Job,
+    JobId,
+    JobKind,
+    JobParams,
+    JobRequest,
+    NewItem,
+    UserId,
+)
+from bot.core.params import (
+    GEMINI_ASPECT_RATIOS,
+    GRID_SIZES,
+    IMAGE_SIZES,
+    MODEL_ALIASES,
+    ParsedPrompt,
+    PromptParams,
+    parse_prompt,
+    resolve_model,
+    snap_aspect_ratio,
+)
+from bot.dispatcher import Dispatcher, SubmitResult
+from bot.imaging import Direction, image_size, pan_canvas, zoom_out_canvas
+from bot.ledger import Ledger
+from storage.base import Store
+from storage.intake import AcceptedImage, UploadIntake
+from worker.models import model_spec
+
+log = logging.getLogger(__name__)
+
+MAX_REFERENCES = 10
+UPSCALE_FALLBACK_MODEL = MODEL_ALIASES["pro"]
+ZOOM_FACTORS: tuple[float, ...] = (1.5, 2.0)
+
+VARY_WORDING: Mapping[str, str] = {
+    "subtle": (
+        "Make a subtle variation of the reference image: keep its composition, subject, colours and style, "
+        "and change only small details."
+    ),
+    "strong": (
+        "Make a strong variation of the reference image: keep its subject and idea, but freely change the "
+        "composition, pose, lighting and details."
+    ),
+}
+UPSCALE_WORDING = (
+    "Reproduce the reference image exactly, same composition, colours and content, at a higher resolution with "
+    "sharper, finer detail."
+)
+FILL_WORDING = (
+    "The reference image is a picture placed on a larger flat grey canvas. Keep the picture exactly as it is and "
+    "replace all of the grey area, seamlessly extending the scene into it."
+)
+
+NOTE_DISPLAY = "display"  # the prompt as the user typed it (text and parameters), shown on messages and in Remix
+NOTE_LABEL = "label"  # what kind of result a job is ("Variations (Strong)", "Upscaled (2K)", ...)
+NOTE_EDIT_HISTORY = "edit_history"  # the instructions of an edit chain up to and including this job's
+
+
+class GenerationError(Exception):
+    """A request Peel cannot make; `user_message` says why and what to do instead."""
+
+    def __init__(self, user_message: str, *, title: str = "Can't do that") -> None:
+        super().__init__(user_message)
+        self.user_message = user_message
+        self.title = title
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UserPrefs:
+    """A user's defaults from `/settings` (stored as the ledger's user preferences)."""
+
+    model: str | None = None
+    aspect_ratio: str | None = None
+    image_size: str | None = None
+    grid_size: int = 4
+    remix: bool = False
+    variation: str = "strong"
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> "UserPrefs":
+        """Read preferences stored by `to_json` (or by another front end), ignoring what does not fit."""
+        model, ratio, size = data.get("model"), data.get("aspect_ratio"), data.get("image_size")
+        grid, remix, variation = data.get("grid_size"), data.get("remix"), data.get("variation")
+        return cls(
+            model=model if isinstance(model, str) and model else None,
+            aspect_ratio=ratio if isinstance(ratio, str) and ratio in GEMINI_ASPECT_RATIOS else None,
+            image_size=size if isinstance(size, str) and size in IMAGE_SIZES else None,
+            grid_size=grid if isinstance(grid, int) and grid in GRID_SIZES else 4,
+            remix=remix is True,
+            variation=variation if isinstance(variation, str) and variation in VARY_WORDING else "strong",
+        )
+
+    def to_json(self) -> dict[str, object]:
+        """Return the JSON object stored as the user's preferences."""
+        return {
+            "model": self.model,
+            "aspect_ratio": self.aspect_ratio,
+            "image_size": self.image_size,
+            "grid_size": self.grid_size,
+            "remix": self.remix,
+            "variation": self.variation,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Origin:
+    """Who asks, and where: the new job is theirs and belongs to the group of the channel or thread."""
+
+    user_id: UserId
+    guild_id: int | None = None
+    group_id: GroupId | None = None
+    idempotency_key: str | None = None
+    is_admin: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Prepared:
+    """A request ready to submit, with what to show: the prompt as typed, a label and notes for the user."""
+
+    request: JobRequest
+    display: str
+    label: str = ""
+    notes: tuple[str, ...] = ()
+    edit_history: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Submitted:
+    """What submitting a prepared request did."""
+
+    result: SubmitResult
+    prepared: Prepared
+
+
+class GenerationService:
+    """Builds and submits interactive jobs; Discord-independent (unit-tested with the memory store)."""
+
+    def __init__(self, ledger: Ledger, dispatcher: Dispatcher, store: Store, *, default_model: str) -> None:
+        self._ledger = ledger
+        self._dispatcher = dispatcher
+        self._store = store
+        self._intake = UploadIntake(store)
+        self._default_model = default_model
+
+    @property
+    def default_model(self) -> str:
+        """The model used when neither the prompt nor the user's settings name one."""
+        return self._default_model
+
+    # ---- preferences -------------------------------------------------------------------------------------------
+
+    async def preferences(self, user_id: UserId) -> UserPrefs:
+        """Return a user's settings."""
+        return UserPrefs.from_json(await self._ledger.get_preferences(user_id))
+
+    async def set_preferences(self, user_id: UserId, prefs: UserPrefs) -> UserPrefs:
+        """Store a user's settings, keeping keys other front ends wrote."""
+        current = await self._ledger.get_preferences(user_id)
+        await self._ledger.set_preferences(user_id, {**current, **prefs.to_json()}, now=datetime.now(UTC))
+        return prefs
+
+    # ---- inputs ------------------------------------------------------------------------------------------------
+
+    async def take_references(self, files: Sequence[tuple[str, bytes]]) -> tuple[str, ...]:
+        """Validate and store reference images (never trusted as they come); return their storage keys.
+
+        Raises:
+            GenerationError: too many images, or one that is not an acceptable image (its name and why).
+        """
+        if len(files) > MAX_REFERENCES:
+            raise GenerationError(f"Attach at most {MAX_REFERENCES} reference images; {len(files)} given.")
+        keys: list[str] = []
+        for name, data in files:
+            taken = await self._intake.image(data, name=name)
+            if not isinstance(taken, AcceptedImage):
+                raise GenerationError(f"`{name}` can't be used as a reference: {taken.message}.")
+            keys.append(taken.key)
+        return tuple(keys)
+
+    # ---- requests ----------------------------------------------------------------------------------------------
+
+    def parse(self, prompt: str) -> ParsedPrompt:
+        """Parse a prompt's inline parameters, raising one error that names every bad parameter."""
+        parsed = parse_prompt(prompt)
+        if not parsed.ok:
+            raise GenerationError("\n".join(f"• {e}" for e in parsed.errors), title="Invalid parameter")
+        return parsed
+
+    async def imagine(
+        self,
+        prompt: str,
+        origin: Origin,
+        *,
+        ref_keys: Sequence[str] = (),
+        model: str | None = None,
+        aspect_ratio: str | None = None,
+        image_size: str | None = None,
+        kind: JobKind = JobKind.GRID,
+        label: str = "",
+    ) -> Prepared:
+        """Build a grid job from a prompt, the command's options and the user's settings.
+
+        Inline parameters win over the command's options, which win over the user's settings.
+        """
+        parsed = self.parse(prompt)
+        notes = list(parsed.notes)
+        options = PromptParams(aspect_ratio=aspect_ratio, image_size=image_size)
+        if model is not None:
+            resolved = resolve_model(model)
+            if resolved is None:
+                raise GenerationError(f"`model {model}`: use flash, pro, flash3 or a full Gemini model name.")
+            options = replace(options, model=resolved)
+        prefs = await self.preferences(origin.user_id)
+        defaults = PromptParams(
+            model=prefs.model,
+            aspect_ratio=prefs.aspect_ratio,
+            image_size=prefs.image_size,
+            grid_size=prefs.grid_size,
+        )
+        p = parsed.params.merged_over(options).merged_over(defaults)
+        params = JobParams(
+            model=p.model or self._default_model,
+            aspect_ratio=p.aspect_ratio,
+            image_size=p.image_size,
+            seed=p.seed,
+            n=p.grid_size or 4,
+        )
+        params = self._fit_size(params, notes)
+        self._check(params, references=len(ref_keys))
+        items = tuple(NewItem(inputs=ItemInputs(ref_keys=tuple(ref_keys))) for _ in range(params.n))
+        return Prepared(
+            request=self._request(kind, origin, parsed.model_prompt(), params, items),
+            display=" ".join(prompt.split()),
+            label=label,
+            notes=tuple(notes),
+        )
+
+    async def reroll(self, job: Job, origin: Origin, *, prompt: str | None = None) -> Prepared:
+        """Run a job's prompt again with new seeds (a Remix prompt replaces it); its references go along."""
+        refs = await self._refs_of(job)
+        if prompt is not None:
+            return await self.imagine(prompt, origin, ref_keys=refs, model=job.params.model, kind=JobKind.REROLL)
+        display = await self.display_of(job)
+        params = replace(job.params, seed=None, n=max(job.params.n, 1) if job.kind is JobKind.GRID else 4)
+        items = tuple(NewItem(inputs=ItemInputs(ref_keys=refs)) for _ in range(params.n))
+        return Prepared(request=self._request(JobKind.REROLL, origin, job.prompt, params, items), display=display)
+
+    async def vary(
+        self, image: Image, origin: Origin, *, strength: str, prompt: str | None = None, n: int = 4
+    ) -> Prepared:
+        """Make `n` variations of an image: the image as the reference, with a wording for `strength`."""
+        job = await self._job(image.job_id)
+        wording = VARY_WORDING.get(strength)
+        if wording is None:
+            raise GenerationError(f"Variation strength must be subtle or strong, not {strength!r}.")
+        base, display, params = job.prompt, await self.display_of(job), job.params
+        notes: list[str] = []
+        if prompt is not None:
+            parsed = self.parse(prompt)
+            notes.extend(parsed.notes)
+            p = parsed.params
+            base, display = parsed.model_prompt(), " ".join(prompt.split())
+            params = replace(
+                params,
+                model=p.model or params.model,
+                aspect_ratio=p.aspect_ratio or params.aspect_ratio,
+                image_size=p.image_size or params.image_size,
+            )
+        params = replace(params, seed=None, n=n)
+        self._check(params, references=1)
+        items = tuple(NewItem(inputs=ItemInputs(ref_keys=(image.key,))) for _ in range(n))
+        label = f"Variations ({strength.capitalize()})"
+        request = self._request(JobKind.VARIATION, origin, f"{base}\n\n{wording}", params, items, parent=image)
+        return Prepared(request=request, display=display, label=label, notes=tuple(notes))
+
+    async def upscale(self, image: Image, origin: Origin, *, size: str) -> Prepared:
+        """Remake an image at 2K or 4K on a model that takes the size (the job's, else Nano Banana Pro)."""
+        if size not in ("2K", "4K"):
+            raise GenerationError(f"Upscale to 2K or 4K, not {size}.")
+        job = await self._job(image.job_id)
+        notes: list[str] = []
+        model = job.params.model
+        if not _takes_size(model, size):
+            if not _takes_size(UPSCALE_FALLBACK_MODEL, size):
+                raise GenerationError(f"No configured model makes {size} images.")
+            notes.append(f"{model} makes 1K images only; upscaled with {UPSCALE_FALLBACK_MODEL}.")
+            model = UPSCALE_FALLBACK_MODEL
+        params = JobParams(model=model, aspect_ratio=job.params.aspect_ratio, image_size=size, n=1)
+        self._check(params, references=1)
+        items = (NewItem(inputs=ItemInputs(ref_keys=(image.key,))),)
+        prompt = f"{job.prompt}\n\n{UPSCALE_WORDING}"
+        return Prepared(
+            request=self._request(JobKind.UPSCALE, origin, prompt, params, items, parent=image),
+            display=await self.display_of(job),
+            label=f"Upscaled ({size})",
+            notes=tuple(notes),
+        )
+
+    async def zoom(self, image: Image, origin: Origin, *, factor: float) -> Prepared:
+        """Zoom out: the image centred on a canvas `factor` times larger, the border filled by the model."""
+        if factor not in ZOOM_FACTORS:
+            raise GenerationError("Zoom out 1.5× or 2×.")
+        data = await self._store.get_bytes(image.key)
+        canvas = await asyncio.to_thread(zoom_out_canvas, data, factor)
+        return await self._outpaint(image, origin, canvas, label=f"Zoom Out {factor:g}×", kind=JobKind.ZOOM)
+
+    async def pan(self, image: Image, origin: Origin, *, direction: Direction) -> Prepared:
+        """Pan: the canvas extended towards `direction`, the new area filled by the model."""
+        data = await self._store.get_bytes(image.key)
+        canvas = await asyncio.to_thread(pan_canvas, data, direction)
+        return await self._outpaint(
+            image, origin, canvas, label=f"Pan {direction.value.capitalize()}", kind=JobKind.PAN
+        )
+
+    async def edit(self, image: Image, origin: Origin, *, instruction: str, ref_keys: Sequence[str] = ()) -> Prepared:
+        """Edit an image: the next turn of its chain, carrying the chain's earlier instructions."""
+        instruction = " ".join(instruction.split())
+        if not instruction:
+            raise GenerationError("Say how to change the image, e.g. “make the sky stormy”.")
+        job = await self._job(image.job_id)
+        history = await self.edit_history(job.id)
+        params = JobParams(
+            model=job.params.model, aspect_ratio=job.params.aspect_ratio, image_size=job.params.image_size, n=1
+        )
+        spec_refusal = model_spec(params.model).check(
+            references=len(ref_keys), aspect_ratio=params.aspect_ratio, image_size=params.image_size, edit=True
+        )
+        if spec_refusal is not None:
+            raise GenerationError(spec_refusal + ".")
+        inputs = ItemInputs(ref_keys=tuple(ref_keys), edit=EditInput(source_key=image.key, history=history))
+        return Prepared(
+            request=self._request(JobKind.EDIT, origin, instruction, params, (NewItem(inputs=inputs),), parent=image),
+            display=instruction,
+            label="Edited",
+            edit_history=(*history, instruction),
+        )
+
+    async def submit(self, prepared: Prepared) -> Submitted:
+        """Submit a prepared request and keep what later turns need (display prompt, label, edit chain)."""
+        result = await self._dispatcher.submit(prepared.request)
+        job = result.job
+        if job is not None and result.status.value != "duplicate":
+            await self._ledger.set_note(job.id, NOTE_DISPLAY, prepared.display)
+            if prepared.label:
+                await self._ledger.set_note(job.id, NOTE_LABEL, prepared.label)
+            if prepared.edit_history is not None:
+                await self._ledger.set_note(job.id, NOTE_EDIT_HISTORY, list(prepared.edit_history))
+            log.debug("job %s prompt %.80s", job.id, prepared.display)
+        return Submitted(result=result, prepared=prepared)
+
+    # ---- reading back ------------------------------------------------------------------------------------------
+
+    async def display_of(self, job: Job) -> str:
+        """Return the prompt of a job as the user typed it (falls back to the model prompt)."""
+        display = await self._ledger.note(job.id, NOTE_DISPLAY)
+        return display if isinstance(display, str) and display else job.prompt
+
+    async def label_of(self, job: Job) -> str:
+        """Return what kind of result a job is, for its message ("" for a plain grid)."""
+        label = await self._ledger.note(job.id, NOTE_LABEL)
+        return label if isinstance(label, str) else ""
+
+    async def edit_history(self, job_id: JobId) -> tuple[str, ...]:
+        """Return the instructions of the edit chain that made a job's image (empty for a non-edit)."""
+        history = await self._ledger.note(job_id, NOTE_EDIT_HISTORY)
+        return tuple(str(h) for h in history) if isinstance(history, list) else ()
+
+    async def remix_text(self, job: Job) -> str:
+        """Return the text a Remix modal starts with: the prompt and its parameters, as typed."""
+        display = await self.display_of(job)
+        parsed = parse_prompt(display)
+        p = parsed.params
+        params = PromptParams(
+            model=p.model or _alias_of(job.params.model),
+            aspect_ratio=p.aspect_ratio or job.params.aspect_ratio,
+            image_size=p.image_size or job.params.image_size,
+            grid_size=p.grid_size,
+            negative=p.negative,
+        )
+        return ParsedPrompt(text=parsed.text, params=params).display() if parsed.ok else display
+
+    # ---- helpers -----------------------------------------------------------------------------------------------
+
+    async def _job(self, job_id: JobId) -> Job:
+        job = await self._ledger.get_job(job_id)
+        if job is None:
+            raise GenerationError("That job is no longer known to Peel.")
+        return job
+
+    async def _refs_of(self, job: Job) -> tuple[str, ...]:
+        item = await self._ledger.get_item(job.id, 0)
+        return item.inputs.ref_keys if item is not None else ()
+
+    async def _outpaint(self, image: Image, origin: Origin, canvas: bytes, *, label: str, kind: JobKind) -> Prepared:
+        job = await self._job(image.job_id)
+        taken = await self._intake.image(canvas, name=f"{kind.value}.png")
+        if not isinstance(taken, AcceptedImage):
+            raise GenerationError(f"The enlarged canvas could not be stored: {taken.message}.")
+        spec = model_spec(job.params.model)
+        width, height = await asyncio.to_thread(image_size, canvas)
+        ratio = snap_aspect_ratio(width, height, spec.aspect_ratios or GEMINI_ASPECT_RATIOS)
+        params = JobParams(model=job.params.model, aspect_ratio=ratio, image_size=job.params.image_size, n=1)
+        self._check(params, references=1)
+        items = (NewItem(inputs=ItemInputs(ref_keys=(taken.key,))),)
+        prompt = f"{job.prompt}\n\n{FILL_WORDING}"
+        return Prepared(
+            request=self._request(kind, origin, prompt, params, items, parent=image),
+            display=await self.display_of(job),
+            label=label,
+        )
+
+    def _fit_size(self, params: JobParams, notes: list[str]) -> JobParams:
+        if params.image_size in (None, "1K") or model_spec(params.model).takes_image_size:
+            return params
+        raise GenerationError(
+            f"`--size {params.image_size}`: {params.model} makes 1K images only; use `--model pro` for 2K or 4K."
+        )
+
+    @staticmethod
+    def _check(params: JobParams, *, references: int) -> None:
+        refusal = model_spec(params.model).check(
+            references=references, aspect_ratio=params.aspect_ratio, image_size=params.image_size
+        )
+        if refusal is not None:
+            raise GenerationError(refusal + ".")
+
+    @staticmethod
+    def _request(
+        kind: JobKind,
+        origin: Origin,
+        prompt: str,
+        params: JobParams,
+        items: tuple[NewItem, ...],
+        *,
+        parent: Image | None = None,
+    ) -> JobRequest:
+        return JobRequest(
+            kind=kind,
+            owner_id=origin.user_id,
+            prompt=prompt,
+            params=params,
+            items=items,
+            guild_id=origin.guild_id,
+            group_id=origin.group_id,
+            parent_image_id=parent.id if parent is not None else None,
+            idempotency_key=origin.idempotency_key,
+            is_admin=origin.is_admin,
+        )
+
+
+def _takes_size(model: str, size: str) -> bool:
+    sizes = model_spec(model).image_sizes
+    return sizes is None or size in sizes
+
+
+def _alias_of(model: str) -> str:
+    for alias in ("flash", "pro", "flash3"):
+        if MODEL_ALIASES[alias] == model:
+            return alias
+    return model
+
+
+def safety_reason(items: Sequence[tuple[ItemStatus, str | None, str | None]]) -> str | None:
+    """Return Gemini's reason when every failed item was a safety block, else None."""
+    failed = [(code, message) for status, code, message in items if status is ItemStatus.ERROR]
+    if failed and all(code == "SAFETY" for code, _ in failed):
+        return next((m for _, m in failed if m), "blocked by Gemini's safety filters")
+    return None

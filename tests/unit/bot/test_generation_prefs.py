@@ -1,0 +1,22 @@
+from bot.core.models import ItemStatus
+from bot.generation import UserPrefs, safety_reason
+
+
+def test_prefs_round_trip_when_stored_and_read():
+    prefs = UserPrefs(model="gemini-3-pro-image-preview", aspect_ratio="16:9", image_size="2K", grid_size=2, remix=True)
+    assert UserPrefs.from_json(prefs.to_json()) == prefs
+
+
+def test_prefs_ignore_values_that_do_not_fit_when_read():
+    prefs = UserPrefs.from_json({"aspect_ratio": "7:3", "image_size": "9K", "grid_size": 3, "remix": "yes", "x": 1})
+    assert prefs == UserPrefs()
+
+
+def test_safety_reason_is_geminis_when_every_failure_was_a_block():
+    items = [(ItemStatus.ERROR, "SAFETY", "IMAGE_SAFETY"), (ItemStatus.ERROR, "SAFETY", None)]
+    assert safety_reason(items) == "IMAGE_SAFETY"
+
+
+def test_safety_reason_is_none_when_a_failure_was_something_else():
+    assert safety_reason([(ItemStatus.ERROR, "SAFETY", "x"), (ItemStatus.ERROR, "UPSTREAM", "boom")]) is None
+    assert safety_reason([(ItemStatus.OK, None, None)]) is None
