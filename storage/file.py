@@ -196,7 +196,14 @@ class FileStore:
 
     async def read(self, key: str, *, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> AsyncIterator[bytes]:
         """Yield the object's bytes in chunks of at most `chunk_bytes`."""
-        handle, size, first = await _threaded(self._open_and_read, key, chunk_bytes)
+        opening = asyncio.ensure_future(_threaded(self._open_and_read, key, chunk_bytes))
+        try:
+            handle, size, first = await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            # The thread still opens the file: close it when it does, or the handle leaks (a ZIP of many members
+            # cancels its read-ahead when one member is missing).
+            opening.add_done_callback(_close_opened)
+            raise
         try:
             # Objects are replaced atomically, never grown in place, so the size at open is the whole object:
             # reading exactly that much saves the thread hop that would only find the end of the file.
@@ -342,6 +349,11 @@ async def _run_to_completion(func: Callable[P, T], /, *args: P.args, **kwargs: P
     except asyncio.CancelledError:
         await asyncio.wait({task})
         raise
+
+
+def _close_opened(opening: "asyncio.Future[tuple[BinaryIO, int, bytes]]") -> None:
+    if not opening.cancelled() and opening.exception() is None:
+        opening.result()[0].close()
 
 
 def _fsync_dir(directory: Path) -> None:
