@@ -39,6 +39,7 @@ from bot.core.params import ParsedPrompt, parse_prompt, resolve_model
 from bot.core.render import BatchProgress
 from bot.dispatcher import SubmitResult
 from bot.downloads import ZipDownload, build_zip
+from bot.errors import UserFacingError
 from bot.ledger.store import new_id
 from bot.runtime import Runtime
 from bot.urlfetch import FetchError, fetch_to_file, parse_networks
@@ -54,13 +55,11 @@ NOTE_PLAN = "batch_plan"  # the plan a job was started from (intake report inclu
 NOTE_ZIP = "batch_zip"  # the finished batch's archive: key and file name
 
 
-class BatchError(Exception):
+class BatchError(UserFacingError):
     """A batch that cannot be planned or started; `user_message` says why and what to do."""
 
     def __init__(self, user_message: str, *, title: str = "Can't run that batch") -> None:
-        super().__init__(user_message)
-        self.user_message = user_message
-        self.title = title
+        super().__init__(user_message, title=title)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

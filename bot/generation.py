@@ -45,6 +45,7 @@ from bot.core.params import (
     snap_aspect_ratio,
 )
 from bot.dispatcher import Dispatcher, SubmitResult
+from bot.errors import UserFacingError
 from bot.imaging import Direction, image_size, pan_canvas, zoom_out_canvas
 from bot.ledger import Ledger
 from storage.base import Store
@@ -81,13 +82,8 @@ NOTE_LABEL = "label"  # what kind of result a job is ("Variations (Strong)", "Up
 NOTE_EDIT_HISTORY = "edit_history"  # the instructions of an edit chain up to and including this job's
 
 
-class GenerationError(Exception):
+class GenerationError(UserFacingError):
     """A request Peel cannot make; `user_message` says why and what to do instead."""
-
-    def __init__(self, user_message: str, *, title: str = "Can't do that") -> None:
-        super().__init__(user_message)
-        self.user_message = user_message
-        self.title = title
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -20,6 +20,7 @@ from bot.core.manifest import (
 )
 from bot.core.models import Group, Job, JobId
 from bot.downloads import ZipDownload, build_zip
+from bot.errors import UserFacingError
 from bot.runtime import Runtime
 from storage import Store, open_store
 from storage.copy import CopyProgress, copy_object
@@ -32,13 +33,8 @@ log = logging.getLogger(__name__)
 _SLUG = re.compile(r"[^a-z0-9._-]+")
 
 
-class GroupError(Exception):
+class GroupError(UserFacingError):
     """A group action that cannot be done; `user_message` says why."""
-
-    def __init__(self, user_message: str, *, title: str = "Can't do that") -> None:
-        super().__init__(user_message)
-        self.user_message = user_message
-        self.title = title
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

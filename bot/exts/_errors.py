@@ -16,15 +16,6 @@ ERROR_COLOUR = discord.Colour(0xED4245)
 WARNING_COLOUR = discord.Colour(0xFEE75C)
 
 
-class UserFacingError(Exception):
-    """An error whose message is meant for the user (e.g. a malformed parameter); `title` heads the embed."""
-
-    def __init__(self, user_message: str, *, title: str = "Can't do that") -> None:
-        super().__init__(user_message)
-        self.user_message = user_message
-        self.title = title
-
-
 def user_message_of(exc: BaseException) -> str | None:
     """Return the message meant for the user that an error carries, if any."""
     message = getattr(exc, "user_message", None)

@@ -21,7 +21,8 @@ from bot.core.batch import plan_text, progress_message, summary_message
 from bot.core.models import JobId, JobKind, JobStatus, UserId
 from bot.core.params import IMAGE_SIZES
 from bot.core.render import CUSTOM_ID_PREFIX, CustomId
-from bot.exts._errors import UserFacingError, send_error
+from bot.errors import UserFacingError
+from bot.exts._errors import send_error
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ class BatchButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=TEMPL
                 raise UserFacingError("Batches are not available right now. Try again in a moment.")
             await cog.on_button(interaction, self.action, self.target)
         except Exception as exc:  # noqa: BLE001 - a button is a boundary; send_error logs it (STYLE.md §5.3)
-            await send_error(interaction, _user_facing(exc), where=f"batch button {self.action}")
+            await send_error(interaction, exc, where=f"batch button {self.action}")
 
 
 def _view(target: str, *actions: str) -> discord.ui.View:
@@ -76,12 +77,6 @@ def _view(target: str, *actions: str) -> discord.ui.View:
     for action in actions:
         view.add_item(BatchButton(action, target))
     return view
-
-
-def _user_facing(exc: BaseException) -> BaseException:
-    if isinstance(exc, BatchError):
-        return UserFacingError(exc.user_message, title=exc.title)
-    return exc
 
 
 class BatchCog(commands.Cog):
@@ -231,16 +226,13 @@ class BatchCog(commands.Cog):
             options=BatchOptions(model=model, aspect_ratio=aspect_ratio, image_size=size),
             is_admin=self._is_admin(interaction.user),
         )
-        try:
-            if zip_file is not None:
-                if zip_file.size > self._rt.settings.batch_fetch_max_bytes:
-                    raise BatchError("The attachment is larger than the batch size limit.")
-                plan = await self.service.plan_from_bytes(await zip_file.read(), request, source=zip_file.filename)
-            else:
-                assert url is not None
-                plan = await self.service.plan_from_url(url, request)
-        except BatchError as exc:
-            raise _user_facing(exc) from exc
+        if zip_file is not None:
+            if zip_file.size > self._rt.settings.batch_fetch_max_bytes:
+                raise BatchError("The attachment is larger than the batch size limit.")
+            plan = await self.service.plan_from_bytes(await zip_file.read(), request, source=zip_file.filename)
+        else:
+            assert url is not None
+            plan = await self.service.plan_from_url(url, request)
         text = plan_text(
             prompt=plan.display_prompt,
             model=plan.params.model,
@@ -321,10 +313,7 @@ class BatchCog(commands.Cog):
             await interaction.edit_original_response(content="Batch cancelled. Nothing was queued.", view=None)
             return
         is_admin = self._is_admin(interaction.user)
-        try:
-            await self.service.check_limits(plan, is_admin=is_admin)
-        except BatchError as exc:
-            raise _user_facing(exc) from exc
+        await self.service.check_limits(plan, is_admin=is_admin)
         thread = await self._open_thread(plan)
         now = discord.utils.utcnow()
         group = await self._rt.ledger.ensure_group(
@@ -334,7 +323,7 @@ class BatchCog(commands.Cog):
             result = await self.service.start(plan, group_id=group.id, is_admin=is_admin)
         except BatchError as exc:
             await thread.send(f"This batch could not start: {exc.user_message}")
-            raise _user_facing(exc) from exc
+            raise
         assert result.job is not None  # start raises when refused
         job = result.job
         snapshot = await self.service.snapshot(job.id)

@@ -14,17 +14,13 @@ from discord.ext import commands
 
 from bot.core.models import Group
 from bot.core.render import format_duration, truncate
-from bot.exts._errors import UserFacingError
+from bot.errors import UserFacingError
 from bot.groups import GroupError, GroupService
 from bot.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 EXPORT_PROGRESS_EVERY_S = 2.0  # the ephemeral export message is edited at most this often
-
-
-def _user_facing(exc: GroupError) -> UserFacingError:
-    return UserFacingError(exc.user_message, title=exc.title)
 
 
 class GroupCog(commands.GroupCog, group_name="group", group_description="Threads are groups of images"):
@@ -99,10 +95,7 @@ class GroupCog(commands.GroupCog, group_name="group", group_description="Threads
         """Write a ZIP of every image of this thread's group and answer with its link."""
         await interaction.response.defer(ephemeral=True, thinking=True)
         group = await self._group_here(interaction)
-        try:
-            zipped = await self.service.download(group)
-        except GroupError as exc:
-            raise _user_facing(exc) from exc
+        zipped = await self.service.download(group)
         expires = format_duration(self._rt.settings.link_expiry_s)
         await interaction.followup.send(
             f"📦 **{discord.utils.escape_markdown(group.name)}**: {zipped.images:,} images with manifest.csv and "
@@ -119,10 +112,7 @@ class GroupCog(commands.GroupCog, group_name="group", group_description="Threads
             raise UserFacingError("Exporting needs one of the export roles. Ask an admin.", title="Not allowed")
         await interaction.response.defer(ephemeral=True, thinking=True)
         group = await self._group_here(interaction)
-        try:
-            self.service.destination_url(bucket)
-        except GroupError as exc:
-            raise _user_facing(exc) from exc
+        self.service.destination_url(bucket)
         counts = [0, 0]
         changed = asyncio.Event()
 
