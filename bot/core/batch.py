@@ -7,7 +7,14 @@ Discord layer shows the strings.
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from bot.core.render import BatchProgress, batch_progress_text, escape_markdown, format_duration, truncate
+from bot.core.render import (
+    BatchProgress,
+    batch_progress_text,
+    download_line,
+    escape_markdown,
+    format_duration,
+    truncate,
+)
 
 MAX_THREAD_NAME = 100
 
@@ -165,5 +172,5 @@ def summary_message(
     if errors:
         lines.append("Failures: " + ", ".join(f"{code}: {n}" for code, n in sorted(errors.items())))
     if link is not None:
-        lines.append(f"📦 ZIP (images, manifest.csv, manifest.json; expires in {format_duration(expires_s)}): {link}")
+        lines.append(download_line(link, what="images, manifest.csv and manifest.json", expires_s=expires_s))
     return "\n".join(lines)

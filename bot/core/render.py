@@ -65,7 +65,15 @@ def format_duration(seconds: float) -> str:
     if minutes < 60:
         return f"{minutes}m {secs:02d}s"
     hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m"
+    if hours < 48:
+        return f"{hours}h {minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days} days" if hours == 0 else f"{days}d {hours:02d}h"
+
+
+def download_line(url: str, *, what: str, expires_s: float) -> str:
+    """Return a line with a masked download link: `📦 [Download the ZIP](url) — what; expires in 7 days`."""
+    return f"📦 [Download the ZIP](<{url}>) — {what}; the link expires in {format_duration(expires_s)}"
 
 
 def lifecycle_line(prompt: str, user_mention: str, state: str, *, limit: int = MAX_CONTENT) -> str:

@@ -62,7 +62,15 @@ function markdown(text) {
     const c = channelById(id);
     return `<span class="mention channel-mention" data-channel="${id}">#${escapeHtml(c ? c.name : "unknown")}</span>`;
   });
+  // Masked links, [text](url) or [text](<url>), as Discord renders them in bot messages; kept aside so the
+  // bare-URL rule below does not link their href again.
+  const masked = [];
+  s = s.replace(/\[([^\]\n]+)\]\((?:&lt;)?(https?:\/\/[^\s)]+?)(?:&gt;)?\)/g, (_, text, url) => {
+    masked.push(`<a href="${url}" target="_blank" rel="noreferrer">${text}</a>`);
+    return `\u0000${masked.length - 1}\u0000`;
+  });
   s = s.replace(/(https?:\/\/[^\s<]+)/g, '<a href="$1" target="_blank" rel="noreferrer">$1</a>');
+  s = s.replace(/\u0000(\d+)\u0000/g, (_, i) => masked[Number(i)]);
   return s;
 }
 

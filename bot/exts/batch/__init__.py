@@ -23,11 +23,13 @@ from bot.core.params import IMAGE_SIZES
 from bot.core.render import CUSTOM_ID_PREFIX, CustomId
 from bot.errors import UserFacingError
 from bot.exts._errors import send_error
+from worker.contract import ErrorCode
 
 log = logging.getLogger(__name__)
 
 ACTIONS = ("start", "drop", "pause", "resume", "stop", "retry", "link")
 TEMPLATE = rf"{CUSTOM_ID_PREFIX}:batch-(?P<action>{'|'.join(ACTIONS)}):(?P<job>[A-Za-z0-9_.-]+):(?P<index>[0-9]+)"
+MAX_LINK_URL = 512  # Discord's limit for a link button's URL
 NOTE_SUMMARY_FOR = "batch_summary_for"  # the finished_at of the run the summary message describes
 
 _BUTTONS: dict[str, tuple[str, discord.ButtonStyle]] = {
@@ -184,7 +186,13 @@ class BatchCog(commands.Cog):
             expires_s=self._rt.settings.link_expiry_s,
         )
         channel = self.bot.get_partial_messageable(where[0])
-        message = await channel.send(content=text, view=_view(job_id, "retry", "link"))
+        retryable = sum(
+            n for code, n in snapshot.errors.items() if code in ErrorCode.__members__ and ErrorCode(code).is_retryable
+        )
+        view = _view(job_id, *(("retry", "link") if retryable else ("link",)))
+        if len(download.url) <= MAX_LINK_URL:
+            view.add_item(discord.ui.Button(label="Download ZIP", style=discord.ButtonStyle.link, url=download.url))
+        message = await channel.send(content=text, view=view)
         now = discord.utils.utcnow()
         await self._rt.ledger.set_job_message(job_id, "summary", channel_id=where[0], message_id=message.id, now=now)
         await self._rt.ledger.set_note(job_id, NOTE_SUMMARY_FOR, run)

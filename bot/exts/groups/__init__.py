@@ -13,7 +13,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.core.models import Group
-from bot.core.render import format_duration, truncate
+from bot.core.render import download_line, truncate
 from bot.errors import UserFacingError
 from bot.groups import GroupError, GroupService
 from bot.runtime import Runtime
@@ -96,11 +96,10 @@ class GroupCog(commands.GroupCog, group_name="group", group_description="Threads
         await interaction.response.defer(ephemeral=True, thinking=True)
         group = await self._group_here(interaction)
         zipped = await self.service.download(group)
-        expires = format_duration(self._rt.settings.link_expiry_s)
+        name = discord.utils.escape_markdown(group.name)
+        what = f"**{name}**: {zipped.images:,} images with manifest.csv and manifest.json"
         await interaction.followup.send(
-            f"📦 **{discord.utils.escape_markdown(group.name)}**: {zipped.images:,} images with manifest.csv and "
-            f"manifest.json (expires in {expires}): {zipped.url}",
-            ephemeral=True,
+            download_line(zipped.url, what=what, expires_s=self._rt.settings.link_expiry_s), ephemeral=True
         )
 
     @app_commands.command(name="export", description="Copy this thread's group to a configured bucket")

@@ -38,7 +38,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
 PROGRESS_INTERVAL_S = 2.0
 FETCH_MAX_BYTES = 4_000_000
-LINK = re.compile(r"(http://127\.0\.0\.1:\d+/files/\S+)")
+LINK = re.compile(r"(http://127\.0\.0\.1:\d+/files/[^\s<>]+)")
 BLOCKED = (195, 196, 197, 198, 199)
 INJECTED_503 = 6
 
@@ -196,7 +196,7 @@ async def start_batch(driver: Driver, options: dict[str, object]) -> tuple[Messa
 
 async def summaries(driver: Driver, thread_id: str, count: int, *, timeout: float = 90) -> Message:  # noqa: ASYNC109
     def done(messages: list[Message]) -> list[Message]:
-        found = [m for m in messages if "ZIP (images" in m.content]
+        found = [m for m in messages if "Download the ZIP" in m.content]
         return found if len(found) >= count else []
 
     found = await driver.wait_for(done, channel=thread_id, timeout=timeout)
@@ -246,7 +246,7 @@ async def test_batch_runs_in_one_thread_and_retry_makes_only_retryable_failures_
     first = await summaries(alice, thread["id"], 1)
     assert "✅ 189 made · ❌ 6 failed · 🚫 5 blocked" in first.content, first.content
     assert "⏭️ 1 skipped in the ZIP" in first.content
-    assert [b["label"] for b in first.buttons()] == ["Retry failed", "New link"]
+    assert [b["label"] for b in first.buttons()] == ["Retry failed", "New link", "Download ZIP"]
     bot_messages = [m for m in alice.messages(thread["id"]) if not m.is_ephemeral]
     assert len(bot_messages) == 2  # one progress message and one summary: the thread is not flooded
 
@@ -287,8 +287,10 @@ async def test_batch_runs_in_one_thread_and_retry_makes_only_retryable_failures_
     assert len(pngs(archive)) == 195
     assert manifest(archive)["counts"]["error"] == len(BLOCKED)
 
-    # Nothing left that could succeed: a second Retry failed resubmits nothing.
-    await alice.click(second, label="Retry failed")
+    # Nothing left that could succeed: the new summary offers no Retry, and the old button resubmits nothing.
+    assert "Retry failed" not in [b.get("label") for b in second.buttons()]
+    assert any(b.get("url") == LINK.search(second.content).group(1) for b in second.buttons())  # type: ignore[union-attr]
+    await alice.click(first, label="Retry failed")
     await alice.wait_for_message(lambda m: "Nothing to retry" in m.content, channel=thread["id"])
     assert (await stack.gemini_stats())["requests"] == stats_after["requests"]
 

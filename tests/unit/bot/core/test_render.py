@@ -7,6 +7,7 @@ from bot.core.render import (
     CustomId,
     batch_progress_text,
     custom_id_pattern,
+    download_line,
     escape_markdown,
     eta_s,
     format_duration,
@@ -59,7 +60,16 @@ def test_markdown_in_prompt_is_escaped_when_shown() -> None:
 
 
 @pytest.mark.parametrize(
-    ("seconds", "text"), [(0, "0s"), (45.4, "45s"), (65, "1m 05s"), (3600 + 600, "1h 10m"), (-3, "0s")]
+    ("seconds", "text"),
+    [
+        (0, "0s"),
+        (45.4, "45s"),
+        (65, "1m 05s"),
+        (3600 + 600, "1h 10m"),
+        (-3, "0s"),
+        (7 * 86400, "7 days"),
+        (50 * 3600, "2d 02h"),
+    ],
 )
 def test_duration_is_short_when_formatted(seconds: float, text: str) -> None:
     assert format_duration(seconds) == text
@@ -105,3 +115,8 @@ def test_batch_progress_text_shows_state_when_paused() -> None:
 def test_truncate_marks_the_cut() -> None:
     assert truncate("abcdef", 4) == "abc…"
     assert truncate("abc", 4) == "abc"
+
+
+def test_download_line_masks_the_link_and_says_when_it_expires() -> None:
+    line = download_line("http://x/files/a.zip?sig=1", what="12 images", expires_s=7 * 86400)
+    assert line == "📦 [Download the ZIP](<http://x/files/a.zip?sig=1>) — 12 images; the link expires in 7 days"
