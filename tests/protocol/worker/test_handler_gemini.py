@@ -1,0 +1,121 @@
+"""The handler with the real Gemini adapter against the local Gemini server, over HTTP on 127.0.0.1.
+
+`/stats` counts the generateContent calls the server received, which shows what the handler costs: a re-run chunk
+asks Gemini only for what is not in the store yet, and never more calls at once than the chunk's concurrency.
+"""
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from storage.file import FileStore
+from worker.contract import ChunkResult, ErrorCode, ItemError, ItemOk
+from worker.gemini import GeminiImageGenerator
+from worker.handler import WorkerDeps, make_handler
+from worker.local_gemini import Faults, LocalGemini
+
+BLOCK_WORD = "forbidden"
+
+
+@dataclass
+class Rig:
+    gemini: LocalGemini
+    store: FileStore
+    http: aiohttp.ClientSession
+    deps: WorkerDeps
+
+    async def stats(self) -> dict[str, int]:
+        async with self.http.get(f"{self.gemini.url}/stats") as resp:
+            assert resp.status == 200
+            return dict(await resp.json())
+
+    async def set_faults(self, **faults: Any) -> None:
+        async with self.http.post(f"{self.gemini.url}/admin/faults", json=faults) as resp:
+            assert resp.status == 200, await resp.text()
+
+    async def run(self, chunk: dict[str, Any]) -> ChunkResult:
+        output = await make_handler(self.deps)({"id": "rp-proto", "input": chunk})
+        assert "error" not in output, output
+        return ChunkResult.model_validate(output)
+
+
+@pytest.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    async with LocalGemini(port=0, draw_px=64, faults=Faults(block_word=BLOCK_WORD)) as gemini:
+        # Building the client reads CA certificates from disk, so it happens off the event loop.
+        generator = await asyncio.to_thread(
+            GeminiImageGenerator, api_key="local-key", base_url=gemini.url, max_attempts=2, backoff_base_s=0.01
+        )
+        async with generator as gen, aiohttp.ClientSession() as http:
+            store = FileStore(tmp_path / "store")
+            yield Rig(gemini, store, http, WorkerDeps(store=store, generator=gen, progress_interval_s=0.1))
+
+
+def make_chunk(n: int, *, concurrency: int, blocked: frozenset[int] = frozenset()) -> dict[str, Any]:
+    return {
+        "schema": 1,
+        "job_id": "j_proto",
+        "chunk": 0,
+        "model": "gemini-2.5-flash-image",
+        "concurrency": concurrency,
+        "items": [
+            {
+                "index": i,
+                "prompt": f"a {BLOCK_WORD} thing, take {i}" if i in blocked else f"a harbour at night, take {i}",
+                "aspect_ratio": "1:1",
+                "seed": i,
+                "output_key": f"outputs/j_proto/{i:05d}.png",
+            }
+            for i in range(n)
+        ],
+    }
+
+
+async def test_blocked_prompts_fail_alone_and_a_rerun_asks_gemini_only_for_them_when_twenty_items(rig: Rig) -> None:
+    chunk = make_chunk(20, concurrency=6, blocked=frozenset({4, 13}))
+
+    first = await rig.run(chunk)
+
+    assert (first.ok, first.failed) == (18, 2)
+    for index in (4, 13):
+        error = first.results[index]
+        assert isinstance(error, ItemError)
+        assert (error.code, error.retryable) == (ErrorCode.SAFETY, False)
+    stored = [info.key async for info in rig.store.list("outputs/j_proto/")]
+    assert len(stored) == 18
+    assert "outputs/j_proto/00004.png" not in stored
+    before = await rig.stats()
+    assert before["requests"] == 20
+
+    again = await rig.run(chunk)
+
+    after = await rig.stats()
+    assert after["requests"] - before["requests"] == 2
+    assert (again.ok, again.failed) == (18, 2)
+    assert all(r.skipped for r in again.results if isinstance(r, ItemOk))
+
+
+async def test_gemini_never_sees_more_calls_than_the_chunk_concurrency_when_latency_is_injected(rig: Rig) -> None:
+    await rig.set_faults(latency=0.1)
+
+    result = await rig.run(make_chunk(12, concurrency=3))
+
+    stats = await rig.stats()
+    assert result.ok == 12
+    assert stats["requests"] == 12
+    assert stats["max_in_flight"] == 3
+
+
+async def test_stored_outputs_are_pngs_of_the_reported_size_when_generated(rig: Rig) -> None:
+    result = await rig.run(make_chunk(2, concurrency=2))
+
+    for item in result.results:
+        assert isinstance(item, ItemOk)
+        head = await rig.store.read_range(item.key, 0, 24)
+        assert head.startswith(b"\x89PNG\r\n\x1a\n")
+        assert (int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")) == (item.width, item.height)

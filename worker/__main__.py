@@ -1,0 +1,141 @@
+r"""`python -m worker`: the RunPod Serverless worker (composition root).
+
+Builds everything once, outside the handler (settings, store, Gemini client), then hands the handler to the runpod
+SDK's runtime. The SDK decides the mode: with `RUNPOD_WEBHOOK_GET_JOB` set (on RunPod, or under the local
+endpoint) it takes jobs forever; with `--test_input '{"input": {…}}'` it runs that one job, logs
+`Job result: {…}` and exits 0, or 1 when the job failed (RunPod's own convention, `runpod/serverless/modules/
+rp_local.py`):
+
+    python -m worker.local_gemini --port 8790 &
+    GEMINI_API_KEY=local GEMINI_BASE_URL=http://127.0.0.1:8790 \\
+        python -m worker --test_input "$(cat worker/test_input.json)"
+
+Unusable settings (say, no `GEMINI_API_KEY`) end the process with status 2 and one line naming the variable.
+"""
+
+import logging
+import os
+import re
+import sys
+from collections.abc import Callable
+
+import runpod
+from pydantic import ValidationError
+
+from storage import StorageError, Store, open_store
+from worker.gemini import GeminiImageGenerator, GeminiSettings
+from worker.handler import WorkerDeps, discard_progress, make_handler
+from worker.settings import WorkerSettings, describe_settings_error
+
+log = logging.getLogger("worker")
+
+EXIT_BAD_SETTINGS = 2
+
+
+class StartupError(Exception):
+    """The worker cannot start as configured; the message names the setting."""
+
+
+def make_concurrency_modifier(max_jobs: int) -> Callable[[int], int]:
+    """Return the SDK's `concurrency_modifier`: always `max_jobs` (it must return an int, runpod-python#458)."""
+
+    def concurrency_modifier(current: int) -> int:
+        return max_jobs
+
+    return concurrency_modifier
+
+
+def load_settings() -> tuple[WorkerSettings, GeminiSettings]:
+    """Read the worker's and Gemini's settings from the environment (and `.env`).
+
+    Raises:
+        StartupError: a setting is missing or invalid.
+    """
+    try:
+        worker_settings = WorkerSettings()
+    except ValidationError as exc:
+        raise StartupError(describe_settings_error(exc, env_prefix="WORKER_")) from exc
+    try:
+        gemini_settings = GeminiSettings()  # type: ignore[call-arg]  # api_key comes from the environment
+    except ValidationError as exc:
+        raise StartupError(describe_settings_error(exc, env_prefix="GEMINI_")) from exc
+    if not gemini_settings.api_key.get_secret_value().strip():
+        raise StartupError("GEMINI_API_KEY: is empty")
+    return worker_settings, gemini_settings
+
+
+def build_deps(settings: WorkerSettings, gemini: GeminiSettings) -> WorkerDeps:
+    """Open the store and the Gemini client and pick the progress sink.
+
+    Raises:
+        StartupError: the store URL cannot be opened.
+    """
+    try:
+        store = open_store(settings.storage_url)
+    except StorageError as exc:
+        raise StartupError(f"STORAGE_URL: {exc}") from exc
+    # Without a platform to report to (`--test_input`, or no RunPod env) the SDK's progress_update only logs an
+    # error per call, so progress is dropped instead.
+    on_platform = bool(os.environ.get("RUNPOD_WEBHOOK_POST_OUTPUT"))
+    return WorkerDeps(
+        store=store,
+        generator=GeminiImageGenerator.from_settings(gemini),
+        progress=runpod.serverless.progress_update if on_platform else discard_progress,
+        progress_interval_s=settings.progress_interval_s,
+        progress_settle_s=settings.progress_settle_s,
+        max_reference_bytes=settings.max_reference_bytes,
+        max_reference_pixels=settings.max_reference_pixels,
+    )
+
+
+def make_store_check(store: Store) -> Callable[[], object]:
+    """Return a fitness check that writes, reads back and deletes a small object in the store."""
+
+    async def store_is_writable() -> None:
+        pod = re.sub(r"[^A-Za-z0-9_.-]", "-", os.environ.get("RUNPOD_POD_ID", "worker")) or "worker"
+        key = f"_fitness/{pod}.txt"
+        await store.put(key, b"ok", content_type="text/plain")
+        if await store.get_bytes(key) != b"ok":
+            raise RuntimeError(f"store {store.url} did not read back what was written")
+        await store.delete(key)
+
+    return store_is_writable
+
+
+def configure_logging(level: str) -> None:
+    """Configure logging for the process (the SDK prints its own lines to stdout through its own logger)."""
+    # force: importing runpod already ran basicConfig (runpod/serverless/utils/rp_upload.py).
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s | %(message)s", stream=sys.stderr, force=True)
+    logging.getLogger().setLevel(level)
+    if level != "DEBUG":
+        for noisy in ("google_genai", "httpx", "httpcore", "botocore", "urllib3"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def main() -> None:
+    """Build the worker and run the runpod SDK's runtime with it."""
+    configure_logging("INFO")
+    try:
+        settings, gemini = load_settings()
+        configure_logging(settings.log_level)
+        deps = build_deps(settings, gemini)
+    except StartupError as exc:
+        log.error("worker cannot start: %s", exc)  # one clear line, no traceback
+        raise SystemExit(EXIT_BAD_SETTINGS) from None
+    runpod.serverless.register_fitness_check(make_store_check(deps.store))
+    log.info(
+        "worker ready: store %s, Gemini %s, up to %d job(s) at once",
+        deps.store.url,
+        gemini.base_url or "Google",
+        settings.max_concurrent_jobs,
+    )
+    runpod.serverless.start(
+        {
+            "handler": make_handler(deps),
+            "concurrency_modifier": make_concurrency_modifier(settings.max_concurrent_jobs),
+        }
+    )
+
+
+if __name__ == "__main__":
+    main()

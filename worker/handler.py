@@ -1,0 +1,336 @@
+"""The RunPod handler: validate a chunk → generate its items concurrently → write PNGs → return the manifest.
+
+`make_handler(deps)` returns the async handler `runpod.serverless.start` runs. One call handles one chunk
+(DESIGN.md, "The bot ⇄ worker contract"):
+
+* `job["input"]` is validated as `ChunkInput`; an unusable input returns `{"error": "BAD_INPUT: …"}` (RunPod marks
+  the job FAILED), naming the fields that are wrong.
+* Items run concurrently, at most `input.concurrency` at a time. An item whose `output_key` already holds a PNG is
+  reported as done (`skipped`) without calling Gemini, so a re-run chunk costs nothing twice.
+* Reference images and edit sources are read from the store once per chunk, however many items share them; a
+  missing or invalid one fails only the items that use it (BAD_INPUT).
+* Every output is stored as a PNG with prompt, seed, model and job id in its text chunks.
+* Per-item failures (safety blocks, rate limits, …) stay inside `results`; the job still completes.
+* Progress goes out at most once per `progress_interval_s` and never for the last item, and the handler lets a
+  recent progress update settle before it returns: RunPod's progress POST is fire-and-forget from a thread and can
+  otherwise overtake the final result (runpod-python#250).
+* `asyncio.CancelledError` (RunPod's cancel and executionTimeout) propagates: the item tasks are cancelled and
+  awaited, and stores write atomically, so nothing half-written is left behind.
+"""
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from storage import InvalidKeyError, ObjectNotFoundError, StorageUnavailableError, Store
+from worker.contract import (
+    ChunkInput,
+    ChunkItem,
+    ChunkProgress,
+    ChunkResult,
+    ErrorCode,
+    ItemError,
+    ItemOk,
+    ItemResult,
+)
+from worker.errors import GenerationError, InputError, WorkerError
+from worker.generation import GenerationRequest, ImageGenerator, InputImage
+from worker.images import (
+    PNG_HEADER_BYTES,
+    ImageDecodeError,
+    ImageRejectedError,
+    finish_png,
+    load_reference,
+    png_dimensions,
+)
+
+log = logging.getLogger(__name__)
+
+RunpodJob = Mapping[str, Any]
+"""The job dict the runpod SDK hands the handler: `{"id": …, "input": {…}, …}`."""
+
+ProgressSink = Callable[[RunpodJob, dict[str, object]], None]
+"""Sends one progress payload for a job (in production `runpod.serverless.progress_update`)."""
+
+Handler = Callable[[RunpodJob], Awaitable[dict[str, object]]]
+
+MAX_REPORTED_ERRORS = 5
+
+
+def discard_progress(job: RunpodJob, payload: dict[str, object]) -> None:
+    """Drop a progress payload (no platform to send it to, e.g. under `--test_input`)."""
+    log.debug("progress of %s not sent (no platform): %s/%s", job.get("id"), payload.get("done"), payload.get("total"))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerDeps:
+    """What the handler needs, built once per worker process by `worker.__main__`.
+
+    Attributes:
+        store: where inputs are read and outputs written.
+        generator: makes one image (the Gemini adapter in production).
+        progress: sends a progress payload; `runpod.serverless.progress_update` in production.
+        progress_interval_s: the minimum time between two progress updates of one job.
+        progress_settle_s: how long after a progress update the handler waits before returning.
+        max_reference_bytes: the largest reference image (or edit source) the worker reads.
+        max_reference_pixels: the most pixels a reference image may have.
+        clock: monotonic seconds, for throttling.
+        sleep: awaits a number of seconds (injectable so unit tests do not sleep).
+    """
+
+    store: Store
+    generator: ImageGenerator
+    progress: ProgressSink = discard_progress
+    progress_interval_s: float = 1.0
+    progress_settle_s: float = 0.25
+    max_reference_bytes: int = 20 * 1024 * 1024
+    max_reference_pixels: int = 50_000_000
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+
+
+def describe_validation_error(exc: ValidationError, *, limit: int = MAX_REPORTED_ERRORS) -> str:
+    """Summarize a pydantic error by field path and reason, never echoing the input values (prompts, keys)."""
+    parts = []
+    for error in exc.errors()[:limit]:
+        where = ".".join(str(part) for part in error["loc"]) or "input"
+        parts.append(f"{where}: {error['msg']}")
+    if exc.error_count() > limit:
+        parts.append(f"and {exc.error_count() - limit} more")
+    return f"{exc.error_count()} invalid field(s): " + "; ".join(parts)
+
+
+def parse_chunk(job: RunpodJob) -> ChunkInput:
+    """Validate `job["input"]` as a chunk, including the rules pydantic cannot see (unique indices and keys).
+
+    Raises:
+        InputError: the input is missing or invalid; the message names the fields.
+    """
+    raw = job.get("input")
+    if not isinstance(raw, dict):
+        raise InputError(f"input: expected a JSON object with the chunk, got {type(raw).__name__}")
+    try:
+        chunk = ChunkInput.model_validate(raw)
+    except ValidationError as exc:
+        raise InputError(describe_validation_error(exc)) from exc
+    for field, values in (
+        ("index", Counter(str(item.index) for item in chunk.items)),
+        ("output_key", Counter(item.output_key for item in chunk.items)),
+    ):
+        duplicates = sorted(value for value, count in values.items() if count > 1)
+        if duplicates:
+            raise InputError(f"items.{field}: duplicate value(s) {', '.join(duplicates[:MAX_REPORTED_ERRORS])}")
+    return chunk
+
+
+def make_handler(deps: WorkerDeps) -> Handler:
+    """Return the async RunPod handler that runs one chunk with `deps`."""
+
+    async def handler(job: RunpodJob) -> dict[str, object]:
+        job_id = str(job.get("id", "?"))
+        try:
+            chunk = parse_chunk(job)
+            log.info(
+                "job %s: chunk %d of %s, %d item(s), concurrency %d",
+                job_id,
+                chunk.chunk,
+                chunk.job_id,
+                len(chunk.items),
+                chunk.concurrency,
+                extra={"job_id": chunk.job_id, "action": "claim"},
+            )
+            result = await _ChunkRun(deps, job, chunk).run()
+        except WorkerError as exc:
+            log.warning("job %s failed: %s: %s", job_id, exc.code, exc.message, extra={"action": "fail"})
+            return {"error": f"{exc.code}: {exc.message}"}
+        except asyncio.CancelledError:
+            log.info("job %s stopped", job_id, extra={"action": "cancel"})
+            raise
+        log.info(
+            "job %s: %d ok, %d failed", job_id, result.ok, result.failed, extra={"job_id": job_id, "action": "succeed"}
+        )
+        return result.to_payload()
+
+    return handler
+
+
+def _storage_problem(exc: Exception, what: str) -> GenerationError:
+    if isinstance(exc, StorageUnavailableError):
+        return GenerationError(ErrorCode.UPSTREAM, f"storage unavailable while {what}: {exc}")
+    return GenerationError(ErrorCode.BAD_INPUT, f"{what}: {exc}")
+
+
+class _ChunkRun:
+    """The state of one chunk while it runs: results so far, the reference cache, progress throttling."""
+
+    def __init__(self, deps: WorkerDeps, job: RunpodJob, chunk: ChunkInput) -> None:
+        self._deps = deps
+        self._job = job
+        self._chunk = chunk
+        self._slots = asyncio.Semaphore(chunk.concurrency)
+        self._results: dict[int, ItemResult] = {}
+        # Per chunk, a reference is read once however many items share it: a loaded image, or why it is unusable.
+        self._images: dict[str, InputImage | str] = {}
+        self._image_locks: dict[str, asyncio.Lock] = {}
+        self._last_progress_at: float | None = None
+
+    async def run(self) -> ChunkResult:
+        try:
+            async with asyncio.TaskGroup() as group:
+                for item in self._chunk.items:
+                    group.create_task(self._run_item(item), name=f"item-{item.index}")
+        except BaseExceptionGroup as failures:
+            # A bug in one item: the others are cancelled; raise the bug itself so RunPod records its traceback.
+            raise failures.exceptions[0]  # noqa: B904  (the group is the context, which is what we want)
+        await self._let_progress_settle()
+        results = [self._results[item.index] for item in self._chunk.items]
+        ok = sum(1 for r in results if isinstance(r, ItemOk))
+        return ChunkResult(ok=ok, failed=len(results) - ok, results=results)
+
+    async def _run_item(self, item: ChunkItem) -> None:
+        async with self._slots:
+            try:
+                result: ItemResult = await self._make(item)
+            except WorkerError as exc:
+                log.warning(
+                    "item %d of %s failed: %s: %s",
+                    item.index,
+                    self._chunk.job_id,
+                    exc.code,
+                    exc.message,
+                    extra={"job_id": self._chunk.job_id, "action": "fail"},
+                )
+                result = ItemError(index=item.index, code=exc.code, message=exc.message, retryable=exc.retryable)
+        self._results[item.index] = result
+        self._maybe_send_progress()
+
+    async def _make(self, item: ChunkItem) -> ItemOk:
+        existing = await self._existing(item)
+        if existing is not None:
+            return existing
+        request = GenerationRequest(
+            model=self._chunk.model,
+            prompt=item.prompt,
+            references=tuple([await self._image(key, "reference image") for key in item.ref_keys]),
+            aspect_ratio=item.aspect_ratio,
+            image_size=item.image_size,
+            seed=item.seed,
+            edit_source=await self._image(item.edit.source_key, "edit source") if item.edit else None,
+            history=tuple(item.edit.history) if item.edit else (),
+        )
+        log.debug("item %d: generating %r", item.index, item.prompt[:80])
+        generated = await self._deps.generator.generate(request)
+        try:
+            png = await asyncio.to_thread(finish_png, generated.data, generated.mime_type, self._metadata(item))
+        except ImageDecodeError as exc:
+            raise GenerationError(ErrorCode.NO_IMAGE, f"the model's image could not be decoded: {exc}") from exc
+        if png.converted_from:
+            log.debug("item %d: converted %s to PNG", item.index, png.converted_from)
+        try:
+            await self._deps.store.put(item.output_key, png.data, content_type="image/png")
+        except (StorageUnavailableError, InvalidKeyError) as exc:
+            raise _storage_problem(exc, f"writing {item.output_key}") from exc
+        return ItemOk(index=item.index, key=item.output_key, width=png.width, height=png.height, note=generated.note)
+
+    async def _existing(self, item: ChunkItem) -> ItemOk | None:
+        """Return the item as done when its output is already stored (a re-run chunk), else None."""
+        store = self._deps.store
+        try:
+            if await store.head(item.output_key) is None:
+                return None
+            head = await store.read_range(item.output_key, 0, PNG_HEADER_BYTES)
+        except ObjectNotFoundError:
+            return None  # deleted between the two calls
+        except (StorageUnavailableError, InvalidKeyError) as exc:
+            raise _storage_problem(exc, f"checking {item.output_key}") from exc
+        size = png_dimensions(head)
+        if size is None:
+            log.warning("item %d: %s exists but is not a PNG; making it again", item.index, item.output_key)
+            return None
+        log.debug("item %d: %s already stored, skipped", item.index, item.output_key)
+        return ItemOk(index=item.index, key=item.output_key, width=size[0], height=size[1], skipped=True)
+
+    async def _image(self, key: str, role: str) -> InputImage:
+        """Return the image under `key`, read once per chunk (raises GenerationError BAD_INPUT when unusable)."""
+        async with self._image_locks.setdefault(key, asyncio.Lock()):
+            cached = self._images.get(key)
+            if cached is None:
+                # Transient storage failures raise without being cached, so a later item tries again.
+                cached = await self._load_image(key, role)
+                self._images[key] = cached
+        if isinstance(cached, str):
+            raise GenerationError(ErrorCode.BAD_INPUT, cached)
+        return cached
+
+    async def _load_image(self, key: str, role: str) -> InputImage | str:
+        store = self._deps.store
+        limit = self._deps.max_reference_bytes
+        try:
+            info = await store.head(key)
+            if info is None:
+                return f"{role} {key} is not in the store"
+            if info.size > limit:
+                return f"{role} {key} is {info.size:,} bytes, over the limit of {limit:,}"
+            data = await store.get_bytes(key)
+        except ObjectNotFoundError:
+            return f"{role} {key} is not in the store"
+        except InvalidKeyError as exc:
+            return f"{role} key is invalid: {exc}"
+        except StorageUnavailableError as exc:
+            raise _storage_problem(exc, f"reading {role} {key}") from exc
+        try:
+            return await asyncio.to_thread(load_reference, data, max_pixels=self._deps.max_reference_pixels)
+        except ImageRejectedError as exc:
+            return f"{role} {key} is unusable: {exc}"
+
+    def _metadata(self, item: ChunkItem) -> dict[str, str]:
+        chunk = self._chunk
+        meta = {
+            "Software": "Peel",
+            "prompt": item.prompt,
+            "model": chunk.model,
+            "job_id": chunk.job_id,
+            "chunk": str(chunk.chunk),
+            "index": str(item.index),
+            "runpod_job_id": str(self._job.get("id", "")),
+        }
+        if item.seed is not None:
+            meta["seed"] = str(item.seed)
+        if item.aspect_ratio:
+            meta["aspect_ratio"] = item.aspect_ratio
+        if item.image_size:
+            meta["image_size"] = item.image_size
+        if item.ref_keys:
+            meta["ref_keys"] = " ".join(item.ref_keys)
+        if item.edit:
+            meta["edit_source"] = item.edit.source_key
+        return meta
+
+    def _maybe_send_progress(self) -> None:
+        done, total = len(self._results), len(self._chunk.items)
+        if done >= total:
+            return  # the final result follows at once; a progress update now could overtake it
+        now = self._deps.clock()
+        if self._last_progress_at is not None and now - self._last_progress_at < self._deps.progress_interval_s:
+            return
+        self._last_progress_at = now
+        ordered = [self._results[item.index] for item in self._chunk.items if item.index in self._results]
+        payload = ChunkProgress(done=done, total=total, results=ordered).model_dump(mode="json", exclude_none=True)
+        try:
+            self._deps.progress(self._job, payload)
+        except Exception:
+            # Progress is advisory; losing one update must not fail the chunk.
+            log.exception("progress update of job %s failed", self._job.get("id"))
+
+    async def _let_progress_settle(self) -> None:
+        if self._last_progress_at is None:
+            return
+        wait_s = self._last_progress_at + self._deps.progress_settle_s - self._deps.clock()
+        if wait_s > 0:
+            await self._deps.sleep(wait_s)
