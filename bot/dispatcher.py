@@ -406,13 +406,13 @@ class Dispatcher:
     async def resume_after_restart(self) -> RestartReport:
         """Pick up where a previous process stopped.
 
-        Chunks with a RunPod id that were in flight simply keep being polled. Chunks that were being submitted
-        when the process died may or may not have reached RunPod; they are reconciled from storage (items whose
-        output exists are made) and only the missing items are queued again (the worker skips existing outputs
-        anyway, so a duplicate RunPod job would cost nothing twice).
+        Chunks with a RunPod id that were in flight keep being polled, unless RunPod has forgotten them (404, e.g.
+        an embedded endpoint that died with the previous process). Chunks that were being submitted when the
+        process died may or may not have reached RunPod. Forgotten and stranded chunks are reconciled from storage
+        at once (items whose output exists are made) and only the missing items are queued again, with no backoff
+        (the worker skips existing outputs anyway, so a duplicate RunPod job would cost nothing twice).
         """
-        reattached = len(await self._ledger.chunks(statuses=(ChunkStatus.IN_FLIGHT,)))
-        recovered = requeued = 0
+        reattached = recovered = requeued = 0
         stranded = await self._ledger.chunks(statuses=(ChunkStatus.SUBMITTING,))
         for chunk in stranded:
             # A crash is not the items' fault: they go again now, with no backoff.
@@ -421,8 +421,29 @@ class Dispatcher:
             )
             recovered += made
             requeued += retried
+        forgotten: list[Chunk] = []
+        for chunk in await self._ledger.chunks(statuses=(ChunkStatus.IN_FLIGHT,)):
+            if await self._forgotten(chunk):
+                forgotten.append(chunk)
+            else:
+                reattached += 1
+        for chunk in forgotten:
+            # RunPod no longer knows the chunk (an embedded endpoint died with the previous process, or its
+            # retention ran out while we were down): also not the items' fault, so no backoff either.
+            made, retried = await self._reconcile(
+                chunk,
+                code=None,
+                message="forgotten by RunPod while the bot was down",
+                remote_status=RemoteStatus.NOT_FOUND,
+                backoff=False,
+            )
+            recovered += made
+            requeued += retried
         report = RestartReport(
-            reattached=reattached, reconciled=len(stranded), recovered_items=recovered, requeued_items=requeued
+            reattached=reattached,
+            reconciled=len(stranded) + len(forgotten),
+            recovered_items=recovered,
+            requeued_items=requeued,
         )
         log.info(
             "resumed: %d chunks re-attached, %d reconciled (%d items found, %d requeued)",
@@ -434,6 +455,15 @@ class Dispatcher:
         )
         self.wake()
         return report
+
+    async def _forgotten(self, chunk: Chunk) -> bool:
+        """Tell whether RunPod answers 404 for a chunk in flight (an error says nothing: it is polled later)."""
+        assert chunk.runpod_id is not None  # in flight means RunPod gave an id
+        try:
+            remote = await self._gateway.status(chunk.runpod_id)
+        except RunpodError:
+            return False
+        return remote.status is RemoteStatus.NOT_FOUND
 
     # ---- polling and recording ---------------------------------------------------------------------------------
 
