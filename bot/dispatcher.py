@@ -678,7 +678,7 @@ class Dispatcher:
             return
         ready = {job_id: s.ready for job_id, s in schedulable.items()}
         in_flight_chunks = await self._ledger.chunks(statuses=(ChunkStatus.SUBMITTING, ChunkStatus.IN_FLIGHT))
-        in_flight = sum(c.concurrency for c in in_flight_chunks)
+        in_flight = sum(_calls_held(c) for c in in_flight_chunks)
         contenders = len({c.job_id for c in in_flight_chunks} | set(schedulable))
         while True:
             candidates = [
@@ -694,6 +694,8 @@ class Dispatcher:
             concurrency = self._budget.chunk_concurrency(items=size, in_flight=in_flight, contenders=contenders)
             if concurrency == 0:
                 return  # the budget is full; the job first in line gets the next free calls
+            if entry.job.priority is Priority.BATCH:
+                size = self._batch_chunk_size(size, concurrency, last=size >= ready[entry.job.id])
             submitted = await self._submit_chunk(entry.job, size, concurrency, now)
             if submitted is None:
                 return
@@ -701,6 +703,20 @@ class Dispatcher:
             ready[entry.job.id] -= max(1, submitted)
             if entry.job.priority is Priority.BATCH:
                 self._last_batch_seq = entry.seq
+
+    def _batch_chunk_size(self, size: int, concurrency: int, *, last: bool) -> int:
+        """Fit a batch chunk to its concurrency: as many rounds as a full chunk, and whole rounds unless last.
+
+        A chunk holds its calls until it ends, so every chunk should last about as long: a chunk given 2 calls
+        takes 6 items where one given 8 takes 24, instead of 24 items at 2 for four times as long. A part-filled
+        last round idles calls the chunk holds (25 at 8 is 4 rounds for 3.1 rounds' work).
+        """
+        cap = self._policy.max_chunk_concurrency or self._budget.allowed
+        rounds = max(1, self._policy.chunks.max_batch_items // max(1, cap))
+        size = min(size, concurrency * rounds)
+        if not last and size > concurrency:
+            size -= size % concurrency
+        return size
 
     async def _submit_chunk(self, job: Job, size: int, concurrency: int, now: datetime) -> int | None:
         """Submit the next `size` ready items of `job`; return how many went, or None to stop scheduling."""
@@ -790,6 +806,18 @@ class Dispatcher:
             except ValidationError as exc:
                 field = ".".join(str(part) for part in exc.errors()[0]["loc"]) or "request"
                 raise InvalidRequestError(f"Image {index + 1} cannot be made: invalid {field}.") from exc
+
+
+def _calls_held(chunk: Chunk) -> int:
+    """Return the Gemini calls a chunk in flight can still make at once (what it holds of the budget).
+
+    Its concurrency, until its progress shows fewer items left than that: a chunk in its last round, or settling
+    and reporting after its last call, frees the rest for the next chunk. `done` only grows, so the count never
+    falls below the calls the worker can really have open.
+    """
+    done = chunk.last_progress.get("done") if chunk.last_progress else None
+    left = len(chunk.indices) - done if isinstance(done, int) else len(chunk.indices)
+    return max(0, min(chunk.concurrency, left))
 
 
 def _item_payload(
