@@ -86,6 +86,10 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
                 worker_command=(sys.executable, "-m", "worker"),
                 retention_s=4.0,
                 take_wait_s=2.0,
+                # The SDK sleeps 1 s after every empty job-stop poll (rp_scale.py monitor_stop_signals), blind to
+                # stops; with the default 5 s poll a cancel lands in that gap often enough to let each worker make
+                # another Gemini call or two. A poll held longer than this module runs keeps the gap out of it.
+                stop_wait_s=60.0,
             ) as (endpoint, gateway):
                 store = open_store(store_url)
                 try:
