@@ -82,8 +82,13 @@ async def run(settings: BotSettings) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of `python -m bot`."""
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    """Entry point of `python -m bot`; `python -m bot batch|imagine …` are the headless sub-commands (bot/cli.py)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] in (["batch"], ["imagine"]):
+        import bot.cli
+
+        return bot.cli.main(argv)
+    args = parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )

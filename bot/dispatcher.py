@@ -417,13 +417,13 @@ class Dispatcher:
     async def resume_after_restart(self) -> RestartReport:
         """Pick up where a previous process stopped.
 
-        Chunks with a RunPod id that were in flight simply keep being polled. Chunks that were being submitted
-        when the process died may or may not have reached RunPod; they are reconciled from storage (items whose
-        output exists are made) and only the missing items are queued again (the worker skips existing outputs
-        anyway, so a duplicate RunPod job would cost nothing twice).
+        Chunks with a RunPod id that were in flight keep being polled, unless RunPod has forgotten them (404, e.g.
+        an embedded endpoint that died with the previous process). Chunks that were being submitted when the
+        process died may or may not have reached RunPod. Forgotten and stranded chunks are reconciled from storage
+        at once (items whose output exists are made) and only the missing items are queued again, with no backoff
+        (the worker skips existing outputs anyway, so a duplicate RunPod job would cost nothing twice).
         """
-        reattached = len(await self._ledger.chunks(statuses=(ChunkStatus.IN_FLIGHT,)))
-        recovered = requeued = 0
+        reattached = recovered = requeued = 0
         stranded = await self._ledger.chunks(statuses=(ChunkStatus.SUBMITTING,))
         for chunk in stranded:
             # A crash is not the items' fault: they go again now, with no backoff.
@@ -432,8 +432,29 @@ class Dispatcher:
             )
             recovered += made
             requeued += retried
+        forgotten: list[Chunk] = []
+        for chunk in await self._ledger.chunks(statuses=(ChunkStatus.IN_FLIGHT,)):
+            if await self._forgotten(chunk):
+                forgotten.append(chunk)
+            else:
+                reattached += 1
+        for chunk in forgotten:
+            # RunPod no longer knows the chunk (an embedded endpoint died with the previous process, or its
+            # retention ran out while we were down): also not the items' fault, so no backoff either.
+            made, retried = await self._reconcile(
+                chunk,
+                code=None,
+                message="forgotten by RunPod while the bot was down",
+                remote_status=RemoteStatus.NOT_FOUND,
+                backoff=False,
+            )
+            recovered += made
+            requeued += retried
         report = RestartReport(
-            reattached=reattached, reconciled=len(stranded), recovered_items=recovered, requeued_items=requeued
+            reattached=reattached,
+            reconciled=len(stranded) + len(forgotten),
+            recovered_items=recovered,
+            requeued_items=requeued,
         )
         log.info(
             "resumed: %d chunks re-attached, %d reconciled (%d items found, %d requeued)",
@@ -445,6 +466,15 @@ class Dispatcher:
         )
         self.wake()
         return report
+
+    async def _forgotten(self, chunk: Chunk) -> bool:
+        """Tell whether RunPod answers 404 for a chunk in flight (an error says nothing: it is polled later)."""
+        assert chunk.runpod_id is not None  # in flight means RunPod gave an id
+        try:
+            remote = await self._gateway.status(chunk.runpod_id)
+        except RunpodError:
+            return False
+        return remote.status is RemoteStatus.NOT_FOUND
 
     # ---- polling and recording ---------------------------------------------------------------------------------
 
@@ -659,7 +689,7 @@ class Dispatcher:
             return
         ready = {job_id: s.ready for job_id, s in schedulable.items()}
         in_flight_chunks = await self._ledger.chunks(statuses=(ChunkStatus.SUBMITTING, ChunkStatus.IN_FLIGHT))
-        in_flight = sum(c.concurrency for c in in_flight_chunks)
+        in_flight = sum(_calls_held(c) for c in in_flight_chunks)
         contenders = len({c.job_id for c in in_flight_chunks} | set(schedulable))
         while True:
             candidates = [
@@ -675,6 +705,8 @@ class Dispatcher:
             concurrency = self._budget.chunk_concurrency(items=size, in_flight=in_flight, contenders=contenders)
             if concurrency == 0:
                 return  # the budget is full; the job first in line gets the next free calls
+            if entry.job.priority is Priority.BATCH:
+                size = self._batch_chunk_size(size, concurrency, last=size >= ready[entry.job.id])
             submitted = await self._submit_chunk(entry.job, size, concurrency, now)
             if submitted is None:
                 return
@@ -682,6 +714,20 @@ class Dispatcher:
             ready[entry.job.id] -= max(1, submitted)
             if entry.job.priority is Priority.BATCH:
                 self._last_batch_seq = entry.seq
+
+    def _batch_chunk_size(self, size: int, concurrency: int, *, last: bool) -> int:
+        """Fit a batch chunk to its concurrency: as many rounds as a full chunk, and whole rounds unless last.
+
+        A chunk holds its calls until it ends, so every chunk should last about as long: a chunk given 2 calls
+        takes 6 items where one given 8 takes 24, instead of 24 items at 2 for four times as long. A part-filled
+        last round idles calls the chunk holds (25 at 8 is 4 rounds for 3.1 rounds' work).
+        """
+        cap = self._policy.max_chunk_concurrency or self._budget.allowed
+        rounds = max(1, self._policy.chunks.max_batch_items // max(1, cap))
+        size = min(size, concurrency * rounds)
+        if not last and size > concurrency:
+            size -= size % concurrency
+        return size
 
     async def _submit_chunk(self, job: Job, size: int, concurrency: int, now: datetime) -> int | None:
         """Submit the next `size` ready items of `job`; return how many went, or None to stop scheduling."""
@@ -771,6 +817,18 @@ class Dispatcher:
             except ValidationError as exc:
                 field = ".".join(str(part) for part in exc.errors()[0]["loc"]) or "request"
                 raise InvalidRequestError(f"Image {index + 1} cannot be made: invalid {field}.") from exc
+
+
+def _calls_held(chunk: Chunk) -> int:
+    """Return the Gemini calls a chunk in flight can still make at once (what it holds of the budget).
+
+    Its concurrency, until its progress shows fewer items left than that: a chunk in its last round, or settling
+    and reporting after its last call, frees the rest for the next chunk. `done` only grows, so the count never
+    falls below the calls the worker can really have open.
+    """
+    done = chunk.last_progress.get("done") if chunk.last_progress else None
+    left = len(chunk.indices) - done if isinstance(done, int) else len(chunk.indices)
+    return max(0, min(chunk.concurrency, left))
 
 
 def _item_payload(

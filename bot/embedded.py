@@ -20,7 +20,7 @@ from pathlib import Path
 import aiohttp
 
 from bot.runpod.client import RunpodHttpGateway
-from bot.runpod.local_endpoint import LocalEndpoint
+from bot.runpod.local_endpoint import LocalEndpoint, die_with_parent
 from bot.settings import BotSettings
 from storage import Store, open_store
 
@@ -99,6 +99,7 @@ async def local_gemini_process(
         env=proc_env,
         stdout=log_file,
         stderr=log_file,
+        preexec_fn=die_with_parent(),  # a killed bot leaves no server behind
     )
     url = f"http://127.0.0.1:{port}"
     try:

@@ -22,6 +22,8 @@ or standalone: `python -m bot.runpod.local_endpoint --port 8790 --workers 2`.
 import argparse
 import asyncio
 import contextlib
+import ctypes
+import functools
 import json
 import logging
 import os
@@ -54,6 +56,40 @@ PASS_THROUGH_NAMES = frozenset(
 )
 
 _HandlerT = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+@functools.cache
+def _prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        # The process's own symbols include libc's (no `find_library`, which runs ldconfig in a subprocess).
+        return cast("Callable[..., int]", ctypes.CDLL(None, use_errno=True).prctl)
+    except (OSError, AttributeError):
+        return None
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """Return a `preexec_fn` that makes the child get SIGKILL when this process dies (Linux), else None.
+
+    A child in its own session outlives a parent that is SIGKILLed (or crashes) as an orphan: a worker would go on
+    calling Gemini for a chunk nobody will collect, and a local Gemini server would keep its port. The kernel's
+    parent-death signal (prctl(2) `PR_SET_PDEATHSIG`) ends it with its parent; libc is loaded here, before the fork,
+    so the child only makes the system call.
+    """
+    prctl = _prctl()
+    if prctl is None:
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died between the fork and the prctl
+            os._exit(1)
+
+    return preexec
 
 
 @dataclass(slots=True, kw_only=True)
@@ -714,6 +750,7 @@ class LocalEndpoint:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,  # its own process group, so the SDK's ping child dies with it
+            preexec_fn=die_with_parent(),  # and no orphan when this process is killed
             limit=1 << 20,
         )
         worker.proc, worker.pid = proc, proc.pid

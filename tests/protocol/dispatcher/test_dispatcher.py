@@ -365,3 +365,38 @@ async def test_resume_after_restart_reattaches_and_resubmits_only_missing_when_c
         assert sorted(submitted) == [i for i in range(60) if i not in (40, 41)]  # nothing made twice
         img = await reopened.image_at(job_id, 40)
         assert img is not None and (img.width, img.height) == (None, None)  # header had no IHDR
+
+
+async def test_resume_after_restart_requeues_at_once_when_runpod_forgot_chunks_in_flight(
+    db_path: Path,
+    ledger: Ledger,
+    runpod: MemoryRunpod,
+    clock: FakeClock,
+    make_dispatcher: MakeDispatcher,
+) -> None:
+    policy = DispatchPolicy(gemini_concurrency=10, max_chunk_concurrency=5, retry=RETRY)
+    dispatcher = make_dispatcher(policy)
+    job_id = await job_id_of((await dispatcher.submit(batch(60))).job)
+    await dispatcher.run_once()
+    first, second = runpod.active()
+    # The embedded endpoint died with the process: RunPod answers 404 for both chunks; one item was made.
+    await runpod.forget(first.id, made=[first.indices[0]])
+    await runpod.forget(second.id)
+    await ledger.close()
+
+    async with await Ledger.open(db_path) as reopened:
+        restarted = make_dispatcher(policy, on=reopened)
+        report = await restarted.resume_after_restart()
+
+        assert (report.reattached, report.reconciled, report.recovered_items) == (0, 2, 1)
+        await restarted.run_once()  # no backoff: the missing items go again in this very iteration
+        resubmitted = [j for j in runpod.active() if j.id not in (first.id, second.id)]
+        again = {i for j in resubmitted for i in j.indices}
+        lost = set(first.indices + second.indices) - {first.indices[0]}
+        assert lost <= again
+        assert first.indices[0] not in again
+        for _ in range(10):
+            await runpod.finish_all()
+            await restarted.run_once()
+        job = await reopened.get_job(job_id)
+        assert job is not None and job.status is JobStatus.DONE and job.ok == 60

@@ -1,0 +1,248 @@
+"""Throughput of a whole batch through Peel (`python -m bot batch`) against the ideal the Gemini budget allows.
+
+One standalone local Gemini server answers every call after `--latency` seconds (drawing small images). Each
+batch size runs as its own `python -m bot batch` subprocess with the embedded RunPod endpoint and real worker
+subprocesses, budget `--budget` calls in flight. The rate is measured at the Gemini server (its `/stats`, polled
+here): items ÷ the time from its first to its last call of the run, so worker start-up and intake do not count,
+but every dispatcher, RunPod and worker overhead does. The ideal is budget ÷ latency (50 / 0.5 s = 100 images/s).
+The bot process's peak RSS is its own `VmHWM` (the CLI prints it in its `--json` summary; workers and the Gemini
+server are other processes).
+
+The baseline is what a user without Peel would write: a plain sequential loop of google-genai calls (one input
+image and the prompt each) against the same server, over `--baseline-items` items, extrapolated per image.
+
+The last line holds the figures as key=value pairs.
+"""
+
+import argparse
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import zipfile
+from pathlib import Path
+
+from google import genai
+from google.genai import types
+from PIL import Image
+
+# The CLI and the servers run as `python -m …` subprocesses from the repository's root.
+ROOT = Path(__file__).resolve().parent.parent
+
+GEMINI_KEY = "bench-key"
+MODEL = "gemini-2.5-flash-image"
+PROMPT = "turn it into a watercolour"
+_DROPPED_PREFIXES = ("RUNPOD_", "GEMINI_", "STORAGE_", "LOCAL_GEMINI_", "DISCORD_", "LEDGER_", "WORKER_")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_DROPPED_PREFIXES)}
+    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.update(extra)
+    return env
+
+
+def small_png(i: int) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16), (i % 256, (i // 256) % 256, (i // 65536) % 256)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def make_zip(path: Path, n: int) -> None:
+    with zipfile.ZipFile(path, "w") as archive:
+        for i in range(n):
+            archive.writestr(f"in/{i:05d}.png", small_png(i))
+
+
+class Gemini:
+    """The standalone local Gemini server."""
+
+    def __init__(self, latency: float, draw_px: int) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = clean_env(
+            LOCAL_GEMINI_API_KEY=GEMINI_KEY, LOCAL_GEMINI_LATENCY=str(latency), LOCAL_GEMINI_DRAW_PX=str(draw_px)
+        )
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "worker.local_gemini", "--port", str(self.port)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                self.stats()
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    def stats(self) -> dict[str, int]:
+        with urllib.request.urlopen(f"{self.url}/stats", timeout=5) as resp:
+            return {k: int(v) for k, v in json.loads(resp.read()).items() if isinstance(v, int | float)}
+
+    def reset(self) -> None:
+        request = urllib.request.Request(f"{self.url}/admin/reset", method="POST")
+        with urllib.request.urlopen(request, timeout=5):
+            pass
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait()
+
+
+class CallWindow(threading.Thread):
+    """Polls `/stats` and records when the run's first call arrived and when its `n`-th call was answered."""
+
+    def __init__(self, gemini: Gemini, n: int) -> None:
+        super().__init__(daemon=True)
+        self.gemini, self.n = gemini, n
+        self.first: float | None = None
+        self.last: float | None = None
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            stats = self.gemini.stats()
+            now = time.monotonic()
+            if self.first is None and stats["requests"] > 0:
+                self.first = now
+            if self.last is None and stats["images"] >= self.n:
+                self.last = now
+                return
+            time.sleep(0.05)
+
+
+def run_peel(gemini: Gemini, n: int, args: argparse.Namespace, workdir: Path) -> dict[str, float]:
+    make_zip(workdir / "in.zip", n)
+    gemini.reset()
+    env = clean_env(
+        GEMINI_API_KEY=GEMINI_KEY,
+        GEMINI_BASE_URL=gemini.url,
+        WORKER_MAX_CONCURRENT_JOBS=str(args.jobs_per_worker),
+        WORKER_PROGRESS_INTERVAL_S=str(args.progress_interval),
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "bot",
+        "batch",
+        "in.zip",
+        "--prompt",
+        PROMPT,
+        "--data",
+        "data",
+        "--concurrency",
+        str(args.budget),
+        "--workers",
+        str(args.workers),
+        "--poll-interval",
+        str(args.poll_interval),
+        "--progress-every",
+        "30",
+        "--json",
+    ]
+    window = CallWindow(gemini, n)
+    window.start()
+    start = time.monotonic()
+    done = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, check=False)
+    wall = time.monotonic() - start
+    window.stop.set()
+    window.join()
+    if done.returncode != 0:
+        sys.stderr.write(done.stderr[-4000:])
+        raise SystemExit(f"the batch of {n} failed with status {done.returncode}")
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert window.first is not None and window.last is not None
+    stats = gemini.stats()
+    return {
+        "rate": n / (window.last - window.first),
+        "wall_s": wall,
+        "rss_mb": summary["peak_rss_bytes"] / 2**20,
+        "max_in_flight": stats["max_in_flight"],
+        "requests": stats["requests"],
+    }
+
+
+def run_sequential(gemini: Gemini, n: int) -> float:
+    """Return images/s of a plain loop of google-genai calls, one input image each (what a user would write)."""
+    client = genai.Client(api_key=GEMINI_KEY, http_options=types.HttpOptions(base_url=gemini.url, api_version="v1beta"))
+    start = time.monotonic()
+    for i in range(n):
+        response = client.models.generate_content(
+            model=MODEL,
+            contents=types.Content(
+                role="user",
+                parts=[
+                    types.Part.from_bytes(data=small_png(i), mime_type="image/png"),
+                    types.Part.from_text(text=PROMPT),
+                ],
+            ),
+            config=types.GenerateContentConfig(response_modalities=["IMAGE"]),
+        )
+        parts = response.candidates[0].content.parts if response.candidates and response.candidates[0].content else []
+        data = next((p.inline_data.data for p in parts or [] if p.inline_data and p.inline_data.data), None)
+        assert data is not None
+        with tempfile.NamedTemporaryFile(suffix=".png") as out:  # a user saves each result
+            out.write(data)
+    return n / (time.monotonic() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1000,10000", help="batch sizes, comma-separated")
+    parser.add_argument("--latency", type=float, default=0.5, help="seconds per Gemini call")
+    parser.add_argument("--budget", type=int, default=50, help="Gemini calls in flight (GEMINI_CONCURRENCY)")
+    parser.add_argument("--workers", type=int, default=5, help="embedded RunPod workers")
+    parser.add_argument("--jobs-per-worker", type=int, default=2, help="WORKER_MAX_CONCURRENT_JOBS")
+    parser.add_argument("--poll-interval", type=float, default=0.2, help="dispatcher poll interval, seconds")
+    parser.add_argument("--progress-interval", type=float, default=0.5, help="worker progress interval, seconds")
+    parser.add_argument("--draw-px", type=int, default=64, help="the local Gemini server's image size")
+    parser.add_argument("--baseline-items", type=int, default=20, help="items of the sequential google-genai loop")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    ideal = args.budget / args.latency
+    figures: dict[str, str] = {"ideal_img_s": f"{ideal:.0f}"}
+    gemini = Gemini(args.latency, args.draw_px)
+    try:
+        results = {}
+        for n in sizes:
+            with tempfile.TemporaryDirectory(dir=ROOT) as tmp:
+                results[n] = run_peel(gemini, n, args, Path(tmp))
+            r = results[n]
+            figures[f"n{n}_img_s"] = f"{r['rate']:.1f}"
+            figures[f"n{n}_ratio"] = f"{r['rate'] / ideal:.2f}"
+            figures[f"n{n}_rss_mb"] = f"{r['rss_mb']:.0f}"
+            figures[f"n{n}_wall_s"] = f"{r['wall_s']:.0f}"
+            figures[f"n{n}_max_in_flight"] = f"{r['max_in_flight']:.0f}"
+            sys.stderr.write(f"{n} items: {r}\n")
+        gemini.reset()
+        sequential = run_sequential(gemini, args.baseline_items)
+        figures["sequential_img_s"] = f"{sequential:.2f}"
+        figures["sequential_items"] = str(args.baseline_items)
+        best = results[sizes[-1]]["rate"]
+        figures["vs_sequential"] = f"{best / sequential:.0f}"
+        if len(sizes) > 1:
+            figures["rss_growth"] = f"{results[sizes[-1]]['rss_mb'] / results[sizes[0]]['rss_mb']:.2f}"
+    finally:
+        gemini.close()
+    print(" ".join(f"{name}={value}" for name, value in figures.items()))
+
+
+if __name__ == "__main__":
+    main()

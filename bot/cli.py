@@ -1,0 +1,590 @@
+"""Headless use of Peel: `python -m bot batch INPUT.zip --prompt "…"` and `python -m bot imagine "prompt"`.
+
+Both run through the same `Runtime` as the Discord bot (ledger under `--data`, file store under `--data/store`,
+embedded back ends unless RunPod/Gemini/storage settings are in the environment); only the front end differs.
+
+`batch` takes in a ZIP safely, submits one batch job, runs the dispatcher until the job is finished and writes a
+ZIP of the results with both manifests. The job's idempotency key is a hash of the input ZIP's content, the
+prompt and the parameters, so the same command started again after Ctrl-C, a crash or SIGKILL finds the same job
+in the ledger and goes on with it: nothing that was made is made again. Exit status: 0 when every item was made,
+1 when some failed (the ZIP is still written), 2 for bad usage or input, 130 when interrupted.
+
+`imagine` makes a grid job (4 images unless `--n`) and writes the images and a 2x2 grid into a directory.
+"""
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import os
+import shlex
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
+from typing import TextIO
+
+from pydantic import ValidationError
+
+from bot.core.manifest import ItemStatus as RowStatus
+from bot.core.manifest import ManifestHeader, ManifestRow
+from bot.core.models import Item, ItemInputs, ItemStatus, Job, JobId, JobKind, JobParams, JobRequest, NewItem, UserId
+from bot.core.params import ParsedPrompt, PromptParams, parse_prompt
+from bot.dispatcher import InvalidRequestError, SubmitStatus
+from bot.downloads import build_zip
+from bot.imaging import compose_grid
+from bot.runtime import Runtime, open_runtime
+from bot.settings import BotSettings
+from storage.intake import IntakeRefusedError, IntakeReport, UploadIntake
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_SOME_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+CLI_OWNER = UserId(0)  # the CLI's jobs belong to no Discord user
+_HASH_BLOCK_BYTES = 1024 * 1024
+_COPY_CHUNK_BYTES = 1024 * 1024
+
+
+class UsageError(Exception):
+    """Bad arguments or input; the message is shown as is and the exit status is 2."""
+
+
+# ---- output ------------------------------------------------------------------------------------------------------
+
+
+class Console:
+    """Where the CLI talks: results on stdout, progress and notes on stderr (no `print`: STYLE.md §6)."""
+
+    def __init__(self, out: TextIO, err: TextIO) -> None:
+        self.out = out
+        self.err = err
+        self._progress_open = False
+
+    def say(self, text: str) -> None:
+        """Write a line to stdout."""
+        self.end_progress()
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def note(self, text: str) -> None:
+        """Write a line to stderr."""
+        self.end_progress()
+        self.err.write(text + "\n")
+        self.err.flush()
+
+    def progress(self, text: str, *, tty: bool) -> None:
+        """Show a progress line: rewritten in place on a terminal, one line per call otherwise."""
+        if tty:
+            self.err.write("\r" + text.ljust(78))
+            self._progress_open = True
+        else:
+            self.err.write(text + "\n")
+        self.err.flush()
+
+    def end_progress(self) -> None:
+        """Finish an in-place progress line, so what follows starts on a line of its own."""
+        if self._progress_open:
+            self.err.write("\n")
+            self.err.flush()
+            self._progress_open = False
+
+
+@dataclasses.dataclass(slots=True)
+class ProgressMeter:
+    """Turns job counts into a progress line: done/failed/total, rate over this run, ETA."""
+
+    total: int
+    started_at: float
+    done_at_start: int
+    clock: Callable[[], float] = time.monotonic
+
+    def line(self, job: Job) -> str:
+        """Return the progress line for the job as it is now."""
+        elapsed = max(1e-6, self.clock() - self.started_at)
+        made_now = max(0, job.ok + job.failed - self.done_at_start)
+        rate = made_now / elapsed
+        remaining = job.remaining
+        eta = "--" if rate <= 0 else _duration(remaining / rate)
+        pct = 100.0 * (job.ok + job.failed) / max(1, job.total)
+        return (
+            f"{job.ok + job.failed}/{job.total} ({pct:.0f}%)  done {job.ok}  failed {job.failed}  "
+            f"{rate:.1f} img/s  ETA {eta}"
+        )
+
+
+def _duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "--"
+    s = round(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def peak_rss_bytes() -> int | None:
+    """Return this process's peak resident set size (Linux `VmHWM`), or None where it cannot be read."""
+    try:
+        text = Path("/proc/self/status").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return None
+
+
+# ---- arguments ---------------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of `python -m bot batch|imagine`."""
+    parser = argparse.ArgumentParser(prog="python -m bot", description="Peel without Discord.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--model", help="flash, pro, flash3 or a full Gemini model name")
+        p.add_argument("--ar", help="aspect ratio, e.g. 16:9")
+        p.add_argument("--size", help="image size: 512, 1K, 2K or 4K")
+        p.add_argument("--seed", help="seed base")
+        p.add_argument("--data", type=Path, default=None, help="data directory (ledger, store; default ./data)")
+        p.add_argument("--concurrency", type=int, default=None, help="Gemini calls in flight (GEMINI_CONCURRENCY)")
+        p.add_argument("--workers", type=int, default=None, help="embedded RunPod workers (LOCAL_WORKERS)")
+        p.add_argument("--poll-interval", type=float, default=None, help="seconds between RunPod polls")
+        p.add_argument("--json", action="store_true", help="end with a JSON summary line on stdout")
+        p.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)")
+
+    batch = sub.add_parser("batch", help="run one prompt over every image of a ZIP")
+    batch.add_argument("input", type=Path, help="the ZIP of input images")
+    batch.add_argument("--prompt", required=True, help="the prompt; may carry --ar/--seed/--no/--model/--size")
+    batch.add_argument("--out", type=Path, default=Path("results.zip"), help="where the results ZIP goes")
+    batch.add_argument("--progress-every", type=float, default=5.0, help="seconds between progress lines (no TTY)")
+    common(batch)
+
+    imagine = sub.add_parser("imagine", help="make a grid of images from a prompt")
+    imagine.add_argument("prompt", help="the prompt; may carry --ar/--seed/--no/--model/--size/--n")
+    imagine.add_argument("--ref", type=Path, action="append", default=[], help="a reference image (repeatable)")
+    imagine.add_argument("--n", type=int, default=None, help="how many images: 1, 2 or 4 (default 4)")
+    imagine.add_argument("--out", type=Path, default=Path("peel-imagine"), help="the directory for the images")
+    common(imagine)
+    return parser
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Prompt:
+    """The prompt as the job gets it: the model's text and the parameters, CLI flags over inline ones."""
+
+    parsed: ParsedPrompt
+    params: PromptParams
+
+    @property
+    def text(self) -> str:
+        """The text sent to the model (`--no` words rewritten into it)."""
+        return self.parsed.model_prompt()
+
+    def job_params(self, default_model: str, *, n: int = 1) -> JobParams:
+        """Return the job's parameters."""
+        return JobParams(
+            model=self.params.model or default_model,
+            aspect_ratio=self.params.aspect_ratio,
+            image_size=self.params.image_size,
+            seed=self.params.seed,
+            n=n,
+        )
+
+
+def parse_job_prompt(prompt: str, args: argparse.Namespace) -> Prompt:
+    """Parse the prompt's inline parameters, then the flags (which win), with every problem reported at once.
+
+    Raises:
+        UsageError: the prompt or a flag is malformed.
+    """
+    parsed = parse_prompt(prompt)
+    flags = [f"--{name} {value}" for name in ("model", "ar", "size", "seed") if (value := getattr(args, name))]
+    if getattr(args, "n", None) is not None:
+        flags.append(f"--n {args.n}")
+    flag_params = PromptParams()
+    errors = list(parsed.errors)
+    if flags:
+        # The flags go through the same parser, so they are checked (and ratios snapped) exactly like inline ones.
+        parsed_flags = parse_prompt("flags " + " ".join(flags))
+        errors += [e for e in parsed_flags.errors if "prompt is empty" not in e]
+        flag_params = parsed_flags.params
+    if errors:
+        raise UsageError("; ".join(errors))
+    return Prompt(parsed=parsed, params=flag_params.merged_over(parsed.params))
+
+
+def make_settings(args: argparse.Namespace) -> BotSettings:
+    """Build the settings from the environment with the command's flags over them.
+
+    Raises:
+        UsageError: a setting or flag is invalid.
+    """
+    overrides: dict[str, object] = {}
+    if args.data is not None:
+        overrides["data_dir"] = args.data
+    if args.concurrency is not None:
+        overrides["gemini_concurrency"] = args.concurrency
+    if args.workers is not None:
+        overrides["local_workers"] = args.workers
+    if args.poll_interval is not None:
+        overrides["poll_interval_s"] = args.poll_interval
+    try:
+        return BotSettings(**overrides)  # type: ignore[arg-type]  # pydantic validates the values
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise UsageError(f"invalid settings: {problems}") from exc
+
+
+# ---- shared running ----------------------------------------------------------------------------------------------
+
+
+class StopRequestedError(Exception):
+    """SIGINT or SIGTERM arrived; the job stays in the ledger and can be resumed."""
+
+
+@contextlib.asynccontextmanager
+async def interruptible() -> AsyncIterator[asyncio.Event]:
+    """Turn SIGINT and SIGTERM into an event (and restore the default handling afterwards)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        yield stop
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+
+
+async def run_until_finished(
+    runtime: Runtime,
+    job_id: JobId,
+    stop: asyncio.Event,
+    *,
+    on_tick: Callable[[Job], None] | None = None,
+    tick_s: float = 0.5,
+) -> Job:
+    """Run the dispatcher (after `resume_after_restart`) until the job is final; return it.
+
+    Raises:
+        StopRequestedError: `stop` was set first; the dispatcher loop is cancelled and the job left as it is.
+    """
+    dispatcher = runtime.dispatcher
+    report = await dispatcher.resume_after_restart()
+    if report.reattached or report.reconciled:
+        log.info("resumed %d chunk(s) in flight, %d stranded", report.reattached, report.reconciled)
+    loop_task = asyncio.create_task(dispatcher.run_forever(resume=False), name="peel-cli-dispatcher")
+    try:
+        while True:
+            job = await runtime.ledger.get_job(job_id)
+            if job is None:
+                raise RuntimeError(f"job {job_id} vanished from the ledger")
+            if on_tick is not None:
+                on_tick(job)
+            if job.status.is_final:
+                return job
+            if loop_task.done():
+                loop_task.result()  # run_forever only ends by raising
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), tick_s)
+            if stop.is_set():
+                raise StopRequestedError
+    finally:
+        loop_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await loop_task
+
+
+def _intake_summary(report: IntakeReport) -> list[str]:
+    lines = [f"intake: {len(report.accepted)} image(s) accepted, {len(report.skipped)} skipped"]
+    if report.skipped:
+        counts = ", ".join(f"{reason.value} {n}" for reason, n in report.skip_counts().items())
+        lines.append(f"  skipped by reason: {counts}")
+        for entry in report.skipped[:10]:
+            lines.append(f"  - {entry.name}: {entry.message}")
+        if len(report.skipped) > 10:
+            lines.append(f"  … and {len(report.skipped) - 10} more")
+    return lines
+
+
+def _manifest_row(job: Job, item: Item) -> ManifestRow:
+    status = {
+        ItemStatus.OK: RowStatus.OK,
+        ItemStatus.CANCELLED: RowStatus.CANCELLED,
+    }.get(item.status, RowStatus.ERROR)
+    return ManifestRow(
+        index=item.index,
+        status=status,
+        prompt=item.prompt or job.prompt,
+        model=job.params.model,
+        source_name=item.inputs.source_name,
+        seed=item.seed,
+        output_key=item.output_key if item.status is ItemStatus.OK else None,
+        error_code=None if status is RowStatus.OK else (item.error_code or "NOT_MADE"),
+        error_reason=None if status is RowStatus.OK else item.error_message,
+    )
+
+
+async def _copy_out(runtime: Runtime, key: str, dest: Path) -> None:
+    """Stream a stored object to a local file (written next to it, then renamed into place)."""
+    await asyncio.to_thread(dest.parent.mkdir, parents=True, exist_ok=True)
+    temp = dest.with_name(f".{dest.name}.part")
+    handle = await asyncio.to_thread(temp.open, "wb")
+    try:
+        async for chunk in runtime.backends.store.read(key, chunk_bytes=_COPY_CHUNK_BYTES):
+            await asyncio.to_thread(handle.write, chunk)
+    finally:
+        await asyncio.to_thread(handle.close)
+    await asyncio.to_thread(os.replace, temp, dest)
+
+
+async def _file_sha256(path: Path) -> str:
+    def digest() -> str:
+        h = hashlib.sha256()
+        with path.open("rb") as fp:
+            while block := fp.read(_HASH_BLOCK_BYTES):
+                h.update(block)
+        return h.hexdigest()
+
+    return await asyncio.to_thread(digest)
+
+
+def batch_key(zip_sha256: str, prompt: str, params: JobParams) -> str:
+    """Return the batch's idempotency key: a hash of the input's content, the prompt and the parameters."""
+    material = json.dumps({"zip": zip_sha256, "prompt": prompt, "params": params.to_json()}, sort_keys=True)
+    return "cli:batch:" + hashlib.sha256(material.encode()).hexdigest()[:40]
+
+
+# ---- batch -------------------------------------------------------------------------------------------------------
+
+
+async def run_batch(args: argparse.Namespace, settings: BotSettings, console: Console) -> int:
+    """Run `python -m bot batch`; return the exit status."""
+    path: Path = args.input
+    if not await asyncio.to_thread(path.is_file):
+        raise UsageError(f"{path}: no such file")
+    prompt = parse_job_prompt(args.prompt, args)
+    params = prompt.job_params(settings.gemini_model)
+    for note in prompt.parsed.notes:
+        console.note(f"note: {note}")
+    key = batch_key(await _file_sha256(path), prompt.text, params)
+    tty = console.err.isatty()
+    resume_hint = "resume with: python -m bot " + shlex.join(args.argv)
+    started = time.monotonic()
+
+    async with interruptible() as stop, open_runtime(settings, serve_links=False) as runtime:
+        job = await runtime.ledger.find_job(key)
+        if job is not None:
+            console.note(f"resuming job {job.id}: {job.ok} done, {job.failed} failed of {job.total}")
+        else:
+            job = await _submit_batch(runtime, path, prompt, params, key, settings, console)
+        meter = ProgressMeter(total=job.total, started_at=time.monotonic(), done_at_start=job.ok + job.failed)
+        last_line = 0.0
+
+        def tick(current: Job) -> None:
+            nonlocal last_line
+            now = time.monotonic()
+            if tty or now - last_line >= args.progress_every or current.status.is_final:
+                last_line = now
+                console.progress(meter.line(current), tty=tty)
+
+        try:
+            job = await run_until_finished(runtime, job.id, stop, on_tick=tick, tick_s=0.25 if tty else 0.5)
+        except StopRequestedError:
+            console.note(f"interrupted; job {job.id} is kept in {settings.data_dir}.")
+            console.note(resume_hint)
+            return EXIT_INTERRUPTED
+        console.end_progress()
+        items = await runtime.ledger.items(job.id)
+        rows = [_manifest_row(job, item) for item in items]
+        header = ManifestHeader(job_id=job.id, prompt=job.prompt, model=job.params.model, created_at=job.created_at)
+        download = await build_zip(
+            runtime.backends.store, runtime.backends.store, header=header, rows=rows, signer=runtime.signer
+        )
+        await _copy_out(runtime, download.key, args.out)
+
+    elapsed = time.monotonic() - started
+    made_now = max(0, job.ok + job.failed - meter.done_at_start)
+    console.say(
+        f"job {job.id} {job.status.value}: {job.ok} made, {job.failed} failed, {job.cancelled} cancelled "
+        f"of {job.total} in {elapsed:.1f}s; results: {args.out} ({download.size:,} bytes)"
+    )
+    errors = _error_summary(rows)
+    if errors:
+        console.say(f"failures by code: {errors}")
+    if args.json:
+        summary = {
+            "job_id": job.id,
+            "status": job.status.value,
+            "total": job.total,
+            "ok": job.ok,
+            "failed": job.failed,
+            "made_this_run": made_now,
+            "elapsed_s": round(elapsed, 3),
+            "out": str(args.out),
+            "peak_rss_bytes": peak_rss_bytes(),
+        }
+        console.say(json.dumps(summary))
+    return EXIT_OK if job.ok == job.total else EXIT_SOME_FAILED
+
+
+def _error_summary(rows: Sequence[ManifestRow]) -> str:
+    counts: dict[str, int] = {}
+    for row in rows:
+        if row.status is not RowStatus.OK:
+            code = row.error_code or "?"
+            counts[code] = counts.get(code, 0) + 1
+    return ", ".join(f"{code} {n}" for code, n in sorted(counts.items()))
+
+
+async def _submit_batch(
+    runtime: Runtime,
+    path: Path,
+    prompt: Prompt,
+    params: JobParams,
+    key: str,
+    settings: BotSettings,
+    console: Console,
+) -> Job:
+    intake = UploadIntake(runtime.backends.store)
+    try:
+        report = await intake.zip_file(path)
+    except IntakeRefusedError as exc:
+        raise UsageError(f"{path}: {exc.user_message}") from exc
+    for line in _intake_summary(report):
+        console.note(line)
+    if not report.accepted:
+        raise UsageError(f"{path}: no usable images")
+    if len(report.accepted) > settings.batch_max_items:
+        raise UsageError(f"{path}: {len(report.accepted)} images, over the limit of {settings.batch_max_items}")
+    items = tuple(
+        NewItem(inputs=ItemInputs(ref_keys=(image.key,), source_name=image.name)) for image in report.accepted
+    )
+    request = JobRequest(
+        kind=JobKind.BATCH,
+        owner_id=CLI_OWNER,
+        prompt=prompt.text,
+        params=params,
+        items=items,
+        idempotency_key=key,
+        is_admin=True,  # the CLI's user runs the whole machine: no per-user caps
+    )
+    try:
+        result = await runtime.dispatcher.submit(request)
+    except InvalidRequestError as exc:
+        raise UsageError(exc.user_message) from exc
+    if result.job is None or result.status is SubmitStatus.REFUSED:
+        raise UsageError(result.message)
+    console.note(f"job {result.job.id}: {result.job.total} item(s) submitted")
+    return result.job
+
+
+# ---- imagine -----------------------------------------------------------------------------------------------------
+
+
+async def run_imagine(args: argparse.Namespace, settings: BotSettings, console: Console) -> int:
+    """Run `python -m bot imagine`; return the exit status."""
+    prompt = parse_job_prompt(args.prompt, args)
+    n = prompt.params.grid_size or 4
+    params = prompt.job_params(settings.gemini_model, n=n)
+    for ref in args.ref:
+        if not await asyncio.to_thread(ref.is_file):
+            raise UsageError(f"{ref}: no such file")
+    out: Path = args.out
+    async with interruptible() as stop, open_runtime(settings, serve_links=False) as runtime:
+        ref_keys: tuple[str, ...] = ()
+        if args.ref:
+            bodies = [(ref.name, await asyncio.to_thread(ref.read_bytes)) for ref in args.ref]
+            report = await UploadIntake(runtime.backends.store).images(bodies)
+            if report.skipped:
+                raise UsageError("; ".join(f"{e.name}: {e.message}" for e in report.skipped))
+            ref_keys = report.keys
+        request = JobRequest(
+            kind=JobKind.GRID,
+            owner_id=CLI_OWNER,
+            prompt=prompt.text,
+            params=params,
+            items=tuple(NewItem(inputs=ItemInputs(ref_keys=ref_keys)) for _ in range(n)),
+            is_admin=True,
+        )
+        try:
+            result = await runtime.dispatcher.submit(request)
+        except InvalidRequestError as exc:
+            raise UsageError(exc.user_message) from exc
+        if result.job is None:
+            raise UsageError(result.message)
+        console.note(f"job {result.job.id}: making {n} image(s)")
+        try:
+            job = await run_until_finished(runtime, result.job.id, stop, tick_s=0.1)
+        except StopRequestedError:
+            console.note(f"interrupted; job {result.job.id} was not finished")
+            return EXIT_INTERRUPTED
+        items = await runtime.ledger.items(job.id)
+        await asyncio.to_thread(out.mkdir, parents=True, exist_ok=True)
+        images: list[bytes | None] = []
+        for item in items:
+            if item.status is not ItemStatus.OK:
+                images.append(None)
+                console.note(f"image {item.index + 1} failed: {item.error_code or '?'} {item.error_message or ''}")
+                continue
+            data = await runtime.backends.store.get_bytes(item.output_key)
+            images.append(data)
+            target = out / f"{job.id}_{item.index + 1}.png"
+            await asyncio.to_thread(target.write_bytes, data)
+            console.say(str(target))
+        if any(images):
+            grid_path = out / f"{job.id}_grid.png"
+            await asyncio.to_thread(_save_grid, images, grid_path)
+            console.say(str(grid_path))
+    return EXIT_OK if job.ok == job.total else EXIT_SOME_FAILED
+
+
+def _save_grid(images: Sequence[bytes | None], path: Path) -> None:
+    compose_grid(images).save(path, "PNG")
+
+
+# ---- entry -------------------------------------------------------------------------------------------------------
+
+
+def configure_logging(verbosity: int) -> None:
+    """Log warnings (or more with -v) to stderr."""
+    level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if verbosity < 2:
+        for noisy in ("aiohttp.access", "bot.runpod.local_endpoint.worker"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def main(argv: list[str]) -> int:
+    """Run a headless command (`batch` or `imagine`); return the process's exit status."""
+    console = Console(sys.stdout, sys.stderr)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits 2 on bad usage and 0 for --help
+        return int(exc.code or 0)
+    args.argv = argv
+    configure_logging(args.verbose)
+    try:
+        settings = make_settings(args)
+        command = run_batch if args.command == "batch" else run_imagine
+        return asyncio.run(command(args, settings, console))
+    except UsageError as exc:
+        console.note(f"error: {exc}")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        console.note("interrupted")
+        return EXIT_INTERRUPTED

@@ -1,0 +1,181 @@
+"""`python -m bot batch` and `imagine` as real processes: embedded endpoint, real workers, local Gemini."""
+
+import os
+import random
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from PIL import Image
+
+from tests.e2e.cli.conftest import (
+    GeminiServer,
+    base_env,
+    finish_cli,
+    make_zip,
+    read_results,
+    run_cli,
+    start_cli,
+)
+
+if TYPE_CHECKING:
+    import subprocess
+
+pytestmark = [pytest.mark.e2e]
+
+CONCURRENCY = 10
+
+
+def _wait_for_requests(gemini: GeminiServer, target: int, proc: "subprocess.Popen[str]", timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while gemini.stats()["requests"] < target:
+        if proc.poll() is not None:
+            raise AssertionError(f"the CLI ended (status {proc.returncode}) before Gemini saw {target} requests")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"Gemini saw fewer than {target} requests")
+        time.sleep(0.02)
+
+
+def _size(path: Path) -> tuple[int, int]:
+    with Image.open(path) as image:
+        return image.size
+
+
+def _check_results(path: Path, n: int) -> dict[str, object]:
+    names, manifest = read_results(path)
+    images = [name for name in names if name.endswith(".png")]
+    assert len(names) == len(set(names))
+    assert sorted(images) == [f"p{i:05d}.png" for i in range(n)]  # each input exactly once, under its own name
+    assert {"manifest.csv", "manifest.json"} <= set(names)
+    items = manifest["items"]
+    assert isinstance(items, list)
+    assert sorted(item["index"] for item in items) == list(range(n))
+    assert all(item["status"] == "ok" for item in items)
+    return manifest
+
+
+@pytest.mark.timeout(300)
+def test_batch_makes_every_item_once_when_killed_three_times_and_restarted(
+    tmp_path: Path, start_gemini: Callable[..., GeminiServer]
+) -> None:
+    n = 300
+    gemini = start_gemini(latency="0.3")
+    make_zip(tmp_path / "in.zip", n)
+    args = ["batch", "in.zip", "--prompt", "make it a watercolour --ar 1:1", "--data", "data", "--json"]
+    env = gemini.cli_env(GEMINI_CONCURRENCY=str(CONCURRENCY))
+    rng = random.Random(1234)
+    in_flight_at_kills: list[int] = []
+
+    for kill in range(3):
+        before = gemini.stats()["requests"]
+        proc = start_cli(args, cwd=tmp_path, env=env, log_name=f"run{kill}")
+        target = before + rng.randint(15, 60)
+        _wait_for_requests(gemini, target, proc, timeout_s=60)
+        in_flight_at_kills.append(gemini.stats()["in_flight"])
+        os.killpg(proc.pid, signal.SIGKILL)  # the CLI and anything still in its group
+        proc.wait()
+        assert proc.returncode == -signal.SIGKILL
+
+    final = run_cli(args, cwd=tmp_path, env=env, timeout_s=180)
+
+    assert final.returncode == 0, final.stderr[-3000:]
+    assert "resuming job" in final.stderr
+    summary = final.summary()
+    assert (summary["ok"], summary["failed"], summary["total"]) == (n, 0, n)
+    _check_results(tmp_path / "results.zip", n)
+    stats = gemini.stats()
+    # Only calls in flight when the CLI died can have been made twice (their images were never stored); one more
+    # per kill covers an image drawn just before the kill and not yet written by the worker.
+    extra = stats["requests"] - n
+    assert 0 <= extra <= sum(in_flight_at_kills) + len(in_flight_at_kills), (extra, in_flight_at_kills)
+    assert stats["max_in_flight"] <= CONCURRENCY
+
+
+@pytest.mark.timeout(420)
+def test_batch_loses_no_item_and_keeps_the_budget_when_gemini_injects_429s_and_503s(
+    tmp_path: Path, start_gemini: Callable[..., GeminiServer]
+) -> None:
+    n = 500
+    gemini = start_gemini(latency="0.1", rate_429="0.3", rate_5xx="0.1", retry_delay="0.2", fault_seed="7")
+    make_zip(tmp_path / "in.zip", n)
+    # Each failing call is retried by the worker (jittered backoff, at least the 429's retryDelay); six attempts
+    # leave ~0.4% of the items (0.4^6) to the dispatcher's own retry, where the default four leave ~2.6% and most
+    # chunks would come back RATE_LIMITED and halve the AIMD window. A short backoff keeps a chunk from holding its
+    # share of the budget for a minute while one item sleeps through 2+4+8+16 s.
+    env = gemini.cli_env(GEMINI_CONCURRENCY=str(CONCURRENCY), GEMINI_MAX_ATTEMPTS="6", GEMINI_BACKOFF_BASE_S="0.2")
+
+    run = run_cli(
+        ["batch", "in.zip", "--prompt", "pencil sketch", "--data", "data", "--json"],
+        cwd=tmp_path,
+        env=env,
+        timeout_s=400,
+    )
+
+    assert run.returncode == 0, run.stderr[-3000:]
+    summary = run.summary()
+    assert (summary["ok"], summary["failed"]) == (n, 0)
+    _check_results(tmp_path / "results.zip", n)
+    stats = gemini.stats()
+    assert stats["errors_injected"] > 0.2 * n
+    assert stats["max_in_flight"] <= CONCURRENCY
+
+
+@pytest.mark.timeout(120)
+def test_batch_can_be_resumed_when_interrupted_with_ctrl_c(
+    tmp_path: Path, start_gemini: Callable[..., GeminiServer]
+) -> None:
+    n = 60
+    gemini = start_gemini(latency="0.3")
+    make_zip(tmp_path / "in.zip", n, extra={"notes.txt": b"not an image"})
+    args = ["batch", "in.zip", "--prompt", "oil painting", "--data", "data", "--out", "out/r.zip"]
+    env = gemini.cli_env(GEMINI_CONCURRENCY="4")
+
+    proc = start_cli(args, cwd=tmp_path, env=env, log_name="first")
+    _wait_for_requests(gemini, 8, proc, timeout_s=60)
+    os.kill(proc.pid, signal.SIGINT)
+    first = finish_cli(proc, cwd=tmp_path, log_name="first", timeout_s=60)
+
+    assert first.returncode == 130
+    assert "1 skipped" in first.stderr and "not_an_image" in first.stderr
+    assert "resume with: python -m bot batch in.zip --prompt 'oil painting'" in first.stderr
+    second = run_cli(args, cwd=tmp_path, env=env)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "resuming job" in second.stderr
+    _check_results(tmp_path / "out" / "r.zip", n)
+    assert gemini.stats()["requests"] <= n + 4  # at most the calls in flight at Ctrl-C again
+
+
+@pytest.mark.timeout(120)
+def test_imagine_writes_four_images_and_a_grid_when_run_with_embedded_defaults(tmp_path: Path) -> None:
+    # No Gemini settings: the CLI starts the embedded local Gemini server, which inherits LOCAL_GEMINI_DRAW_PX.
+    env = base_env()
+    run = run_cli(
+        ["imagine", "a red fox in the snow --ar 1:1", "--out", "fox", "--data", "data"], cwd=tmp_path, env=env
+    )
+
+    assert run.returncode == 0, run.stderr[-3000:]
+    files = sorted((tmp_path / "fox").iterdir())
+    singles = [f for f in files if not f.name.endswith("_grid.png")]
+    grids = [f for f in files if f.name.endswith("_grid.png")]
+    assert len(singles) == 4 and len(grids) == 1
+    sizes = {_size(f) for f in singles}
+    assert sizes == {(32, 32)}  # drawn small: the embedded server got LOCAL_GEMINI_DRAW_PX=32
+    assert _size(grids[0]) == (2 * 32 + 8, 2 * 32 + 8)  # 2x2 with the gap
+    assert len({f.read_bytes() for f in singles}) == 4  # four different images
+
+
+def test_batch_exits_2_when_input_or_prompt_is_bad(tmp_path: Path) -> None:
+    env = base_env()
+    missing = run_cli(["batch", "nope.zip", "--prompt", "x", "--data", "data"], cwd=tmp_path, env=env)
+    make_zip(tmp_path / "in.zip", 1)
+    bad_prompt = run_cli(["batch", "in.zip", "--prompt", "x --ar banana", "--data", "data"], cwd=tmp_path, env=env)
+    bad_flag = run_cli(["batch", "in.zip", "--prompt", "x", "--size", "9K", "--data", "data"], cwd=tmp_path, env=env)
+
+    assert (missing.returncode, bad_prompt.returncode, bad_flag.returncode) == (2, 2, 2)
+    assert "no such file" in missing.stderr
+    assert "--ar banana" in bad_prompt.stderr
+    assert "--size 9K" in bad_flag.stderr
+    assert not (tmp_path / "data").exists()  # refused before anything was started
