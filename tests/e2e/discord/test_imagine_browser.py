@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, async_playwright, expect
+from playwright.async_api import Browser, Locator, async_playwright, expect
+from playwright.async_api import Error as PlaywrightError
 
 from tests.e2e.discord.conftest import WAIT_S, imagine, result_of
 from tests.e2e.playground.test_browser import CHROMIUM, FLAGS, ensure_chromium
@@ -34,6 +35,19 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[PeelS
         yield s
 
 
+async def scroll_to(message: Locator) -> None:
+    """Scroll a message into view; the page re-renders messages as they are edited, so retry a detached one."""
+    for _ in range(10):
+        try:
+            await message.scroll_into_view_if_needed(timeout=5000)
+            return
+        except PlaywrightError as exc:
+            if "not attached" not in str(exc):
+                raise
+            await asyncio.sleep(0.2)
+    await message.scroll_into_view_if_needed()
+
+
 async def save(page_shot: Path, tmp_path: Path) -> None:
     await asyncio.to_thread(REVIEW_DIR.mkdir, parents=True, exist_ok=True)
     await asyncio.to_thread(shutil.copy, page_shot, REVIEW_DIR / page_shot.name)
@@ -56,7 +70,7 @@ async def test_page_shows_a_grid_with_its_buttons_and_a_single_image_with_its_to
         shown = page.locator("#messages .message", has=page.locator("button", has_text="U1")).last
     await expect(shown.locator("img").first).to_be_visible()
     await expect(shown.locator("button", has_text="V4")).to_be_visible()
-    await shown.scroll_into_view_if_needed()
+    await scroll_to(shown)
     grid_shot = tmp_path / "peel-grid.png"
     await page.screenshot(path=str(grid_shot))
 
@@ -64,7 +78,7 @@ async def test_page_shows_a_grid_with_its_buttons_and_a_single_image_with_its_to
     single = page.locator("#messages .message", has=page.locator("button", has_text="Upscale 2K")).last
     await expect(single.locator("img").first).to_be_visible(timeout=WAIT_S * 1000)
     await expect(single.locator("button", has_text="Zoom Out 2×")).to_be_visible()
-    await single.scroll_into_view_if_needed()
+    await scroll_to(single)
     single_shot = tmp_path / "peel-single.png"
     await page.screenshot(path=str(single_shot))
 
