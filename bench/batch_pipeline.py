@@ -209,7 +209,7 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.5, help="seconds per Gemini call")
     parser.add_argument("--budget", type=int, default=50, help="Gemini calls in flight (GEMINI_CONCURRENCY)")
     parser.add_argument("--workers", type=int, default=5, help="embedded RunPod workers")
-    parser.add_argument("--jobs-per-worker", type=int, default=2, help="WORKER_MAX_CONCURRENT_JOBS")
+    parser.add_argument("--jobs-per-worker", type=int, default=4, help="WORKER_MAX_CONCURRENT_JOBS")
     parser.add_argument("--poll-interval", type=float, default=0.2, help="dispatcher poll interval, seconds")
     parser.add_argument("--progress-interval", type=float, default=0.5, help="worker progress interval, seconds")
     parser.add_argument("--draw-px", type=int, default=64, help="the local Gemini server's image size")

@@ -76,12 +76,10 @@ async def build_zip(
     """
     key = zip_key(header.job_id, name)
     named = assign_output_names(rows, reserved=(MANIFEST_CSV_NAME, MANIFEST_JSON_NAME))
-    entries = [
-        ZipEntry(key=row.output_key, name=row.output_name) for row in named if row.output_key and row.output_name
-    ]
+    images = sum(1 for row in named if row.output_key and row.output_name)
     summary = await write_zip(
         source,
-        entries,
+        (ZipEntry(key=row.output_key, name=row.output_name) for row in named if row.output_key and row.output_name),
         dest,
         key,
         manifest_csv=render_csv(named).encode(),
@@ -96,8 +94,8 @@ async def build_zip(
     log.info(
         "download %s ready: %d images, %d without, %d bytes",
         key,
-        len(entries),
-        len(named) - len(entries),
+        images,
+        len(named) - images,
         summary.size,
         extra={"action": "zip", "key": key},
     )
@@ -106,7 +104,7 @@ async def build_zip(
         url=url,
         filename=download_name,
         size=summary.size,
-        images=len(entries),
-        not_included=len(named) - len(entries),
+        images=images,
+        not_included=len(named) - images,
         rows=tuple(named),
     )

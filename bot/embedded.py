@@ -126,6 +126,9 @@ def worker_environment(
 ) -> dict[str, str]:
     """Return the settings the embedded workers get (the real services' keys only when configured)."""
     env = {"STORAGE_URL": store_url, "GEMINI_API_KEY": gemini_key, "GEMINI_MODEL": settings.gemini_model}
+    # More job slots per worker than the dispatcher fills: the runpod SDK stops asking for jobs while a worker is
+    # full and looks again only a second later (rp_scale.JobScaler.get_jobs), which would delay every next chunk.
+    env["WORKER_MAX_CONCURRENT_JOBS"] = os.environ.get("WORKER_MAX_CONCURRENT_JOBS", "4")
     base = gemini_url or settings.gemini_base_url
     if base:
         env["GEMINI_BASE_URL"] = base
@@ -163,8 +166,8 @@ async def open_backends(
         endpoint: LocalEndpoint | None = None
         if settings.uses_local_runpod:
             env = {
-                **(worker_env or {}),
                 **worker_environment(settings, store_url=store_url, gemini_url=gemini_url, gemini_key=gemini_key),
+                **(worker_env or {}),
             }
             endpoint = await stack.enter_async_context(LocalEndpoint(workers=settings.local_workers, env=env))
             gateway = RunpodHttpGateway(

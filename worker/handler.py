@@ -11,7 +11,8 @@
   missing or invalid one fails only the items that use it (BAD_INPUT).
 * Every output is stored as a PNG with prompt, seed, model and job id in its text chunks.
 * Per-item failures (safety blocks, rate limits, …) stay inside `results`; the job still completes.
-* Progress goes out at most once per `progress_interval_s` and never for the last item, and the handler lets a
+* Progress goes out at most once per `progress_interval_s`, never for the last item nor, in a chunk of several
+  rounds, during its last round (all that is left is in flight), and the handler lets a
   recent progress update settle before it returns: RunPod's progress POST is fire-and-forget from a thread and can
   otherwise overtake the final result (runpod-python#250).
 * `asyncio.CancelledError` (RunPod's cancel and executionTimeout) propagates: the item tasks are cancelled and
@@ -194,6 +195,8 @@ class _ChunkRun:
         return ChunkResult(ok=ok, failed=len(results) - ok, results=results)
 
     async def _run_item(self, item: ChunkItem) -> None:
+        # A slot is held from the store check to the stored PNG: an image Gemini made is never left unwritten
+        # while the next call starts, so a worker killed mid-chunk loses at most the calls in flight.
         async with self._slots:
             try:
                 result: ItemResult = await self._make(item)
@@ -316,6 +319,11 @@ class _ChunkRun:
         done, total = len(self._results), len(self._chunk.items)
         if done >= total:
             return  # the final result follows at once; a progress update now could overtake it
+        concurrency = self._chunk.concurrency
+        if total > concurrency and total - done < concurrency:
+            # The last round of a multi-round chunk: every item left is in flight, so an update tells the bot
+            # nothing it can schedule with, and sent now it would make the result wait `progress_settle_s`.
+            return
         now = self._deps.clock()
         if self._last_progress_at is not None and now - self._last_progress_at < self._deps.progress_interval_s:
             return

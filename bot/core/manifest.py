@@ -12,6 +12,7 @@ The CSV is opened in spreadsheets, so a text cell that a spreadsheet would run a
 import csv
 import io
 import json
+import textwrap
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -158,27 +159,40 @@ def render_csv(rows: Sequence[ManifestRow]) -> str:
 
 
 def render_json(header: ManifestHeader, rows: Sequence[ManifestRow]) -> str:
-    """Return `manifest.json`: the download's summary and one object per item, in row order."""
-    document = {
+    """Return `manifest.json`: the download's summary and one object per item, in row order.
+
+    The text is what `json.dumps(document, indent=2)` makes, written one item at a time so that a 10,000-item
+    manifest never exists as 10,000 dictionaries at once.
+    """
+    summary = {
         "schema": MANIFEST_SCHEMA,
         "job_id": header.job_id,
         "prompt": header.prompt,
         "model": header.model,
         "created": header.created_at.isoformat(),
         "counts": count_statuses(rows),
-        "items": [
-            {
-                "index": row.index,
-                "source": row.source_name,
-                "status": row.status.value,
-                "error_code": row.error_code,
-                "error_reason": row.error_reason,
-                "file": row.output_name,
-                "seed": row.seed,
-                "model": row.model,
-                "prompt": row.prompt,
-            }
-            for row in rows
-        ],
+        "items": [],
     }
-    return json.dumps(document, ensure_ascii=False, indent=2) + "\n"
+    head = json.dumps(summary, ensure_ascii=False, indent=2)
+    if not rows:
+        return head + "\n"
+    out = io.StringIO()
+    out.write(head.removesuffix("[]\n}"))
+    out.write("[\n")
+    for i, row in enumerate(rows):
+        item = {
+            "index": row.index,
+            "source": row.source_name,
+            "status": row.status.value,
+            "error_code": row.error_code,
+            "error_reason": row.error_reason,
+            "file": row.output_name,
+            "seed": row.seed,
+            "model": row.model,
+            "prompt": row.prompt,
+        }
+        if i:
+            out.write(",\n")
+        out.write(textwrap.indent(json.dumps(item, ensure_ascii=False, indent=2), "    "))
+    out.write("\n  ]\n}\n")
+    return out.getvalue()

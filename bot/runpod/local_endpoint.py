@@ -92,6 +92,12 @@ def die_with_parent() -> Callable[[], None] | None:
     return preexec
 
 
+class _Compact(str):
+    """A finished job's output as compact JSON text: a tenth of the memory of the parsed objects."""
+
+    __slots__ = ()
+
+
 @dataclass(slots=True, kw_only=True)
 class _Job:
     id: str
@@ -120,7 +126,7 @@ class _Job:
         if self.execution_ms is not None:
             out["executionTime"] = self.execution_ms
         if self.output is not None:
-            out["output"] = self.output
+            out["output"] = json.loads(self.output) if isinstance(self.output, _Compact) else self.output
         if self.error is not None:
             out["error"] = self.error
         if self.retries:
@@ -617,6 +623,12 @@ class LocalEndpoint:
                 elapsed_ms = min(elapsed_ms, round(job.execution_timeout_s * 1000))
             job.execution_ms = elapsed_ms
         job.status, job.finished_at = status, now
+        if status in (RemoteStatus.COMPLETED, RemoteStatus.CANCELLED):
+            # Kept for the retention time only to answer /status, which never shows the input; only FAILED and
+            # TIMED_OUT jobs can be retried. A batch of 10,000 items leaves ~400 such jobs here, so keep them small.
+            job.input = {}
+        if job.output is not None and not isinstance(job.output, _Compact):
+            job.output = _Compact(json.dumps(job.output, separators=(",", ":")))
         if status is RemoteStatus.COMPLETED:
             self._counts["completed"] += 1
         elif status in (RemoteStatus.FAILED, RemoteStatus.TIMED_OUT):
