@@ -15,7 +15,6 @@ Events go to every `subscribe()`r. Front ends only `submit()` requests and liste
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -612,11 +611,14 @@ class Dispatcher:
                         height=height or None,
                     )
                 )
+            elif not backoff:
+                # The bot stopped (a crash, a restart): not the item's fault, so it goes again now, and an item
+                # whose attempts are used up is not failed for it.
+                outcomes.append(
+                    ItemOutcome(index=item.index, status=ItemStatus.PENDING, error_message=message, retry_at=now)
+                )
             else:
-                outcome = self._failure(item, code, message, now)
-                if not backoff and outcome.retry_at is not None:
-                    outcome = dataclasses.replace(outcome, retry_at=now)
-                outcomes.append(outcome)
+                outcomes.append(self._failure(item, code, message, now))
         current = await self._ledger.get_chunk(chunk.id)
         final = ChunkStatus.LOST if current is not None and current.status.holds_budget else None
         recorded = await self._ledger.record_outcomes(

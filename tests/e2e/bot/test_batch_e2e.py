@@ -425,6 +425,33 @@ async def test_batch_pauses_resumes_and_survives_a_restart_when_asked(
 
 
 @pytest.mark.timeout(120)
+async def test_batch_survives_a_restart_with_work_in_flight_when_redeployed(
+    stack: PeelStack, http: aiohttp.ClientSession, edits: EditLog
+) -> None:
+    alice = stack.driver("alice")
+    await set_faults(stack, http, latency=0.5)
+    data = await asyncio.to_thread(make_zip, 60)
+    _, thread, progress = await start_batch(alice, {"prompt": "keep going", "zip": Upload("go.zip", data)})
+    job = await _job_of_thread(stack, thread["id"])
+    ledger = stack.rt.ledger
+
+    async def running_with_some_done() -> bool:
+        current = await ledger.get_job(job.id)
+        in_flight = await ledger.items(job.id, statuses=(ItemStatus.SUBMITTED,))
+        return current is not None and current.ok > 0 and bool(in_flight)
+
+    await _until(running_with_some_done)
+    # The process goes away with chunks in flight (the embedded RunPod endpoint and its workers with it); this
+    # stack allows one attempt per item, so only a restart that blames no item can finish the batch whole.
+    await stack.restart_bot()
+    restarted_at = time.monotonic()
+    summary = await summaries(alice, thread["id"], 1)
+    assert "✅ 60 made · ❌ 0 failed · 🚫 0 blocked" in summary.content, summary.content
+    assert len(edits.times(progress.id, since=restarted_at)) >= 1
+    assert len(pngs(await fetch_zip(http, summary))) == 60
+
+
+@pytest.mark.timeout(120)
 async def test_cancel_stops_the_batch_and_zips_what_was_made_when_pressed(
     stack: PeelStack, http: aiohttp.ClientSession
 ) -> None:

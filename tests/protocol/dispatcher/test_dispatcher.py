@@ -400,3 +400,30 @@ async def test_resume_after_restart_requeues_at_once_when_runpod_forgot_chunks_i
             await restarted.run_once()
         job = await reopened.get_job(job_id)
         assert job is not None and job.status is JobStatus.DONE and job.ok == 60
+
+
+async def test_resume_after_restart_fails_nothing_when_attempts_were_used_up_by_the_crash(
+    db_path: Path,
+    ledger: Ledger,
+    runpod: MemoryRunpod,
+    clock: FakeClock,
+    make_dispatcher: MakeDispatcher,
+) -> None:
+    # One attempt per item: a crash must not spend it (the items did nothing wrong).
+    policy = DispatchPolicy(gemini_concurrency=10, max_chunk_concurrency=5, retry=RetryPolicy(max_attempts=1))
+    dispatcher = make_dispatcher(policy)
+    job_id = await job_id_of((await dispatcher.submit(batch(20))).job)
+    await dispatcher.run_once()
+    for remote in runpod.active():
+        await runpod.forget(remote.id)
+    await ledger.close()
+
+    async with await Ledger.open(db_path) as reopened:
+        restarted = make_dispatcher(policy, on=reopened)
+        await restarted.resume_after_restart()
+        for _ in range(10):
+            await restarted.run_once()
+            await runpod.finish_all()
+        await restarted.run_once()
+        job = await reopened.get_job(job_id)
+        assert job is not None and (job.status, job.ok, job.failed) == (JobStatus.DONE, 20, 0)
