@@ -1,5 +1,4 @@
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
@@ -12,20 +11,6 @@ from tests.fakes.clock import FakeClock
 from tests.fakes.gateway import MemoryRunpod
 
 MODEL = "gemini-2.5-flash-image"
-
-
-@pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "ledger.sqlite3"
-
-
-@pytest.fixture
-async def ledger(db_path: Path) -> AsyncIterator[Ledger]:
-    ledger = await Ledger.open(db_path)
-    try:
-        yield ledger
-    finally:
-        await ledger.close()
 
 
 @pytest.fixture

@@ -1,25 +1,10 @@
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
 from bot.core.models import JobId, JobKind, JobParams, NewItem, NewJob, Priority, UserId
-from bot.ledger import Ledger, new_id
+from bot.ledger import new_id
 from tests.fakes.clock import FakeClock
-
-
-@pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "ledger.sqlite3"
-
-
-@pytest.fixture
-async def ledger(db_path: Path) -> AsyncIterator[Ledger]:
-    ledger = await Ledger.open(db_path)
-    try:
-        yield ledger
-    finally:
-        await ledger.close()
 
 
 @pytest.fixture
