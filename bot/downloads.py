@@ -5,17 +5,25 @@ the members, renders the manifests, streams the archive into `zips/{id}/{name}.z
 and returns a link that downloads it (signed for file stores, presigned for S3).
 """
 
+import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from bot.core.manifest import ManifestHeader, ManifestRow, assign_output_names, render_csv, render_json
+from bot.core.manifest import (
+    ItemStatus,
+    ManifestHeader,
+    ManifestRow,
+    assign_output_names,
+    render_csv,
+    render_json,
+)
 from bot.web.links import link_for
 from storage.base import Store
-from storage.errors import InvalidKeyError
+from storage.errors import InvalidKeyError, ObjectNotFoundError
 from storage.keys import validate_key
 from storage.links import LinkSigner
-from storage.zipwriter import MANIFEST_CSV_NAME, MANIFEST_JSON_NAME, ZipEntry, write_zip
+from storage.zipwriter import MANIFEST_CSV_NAME, MANIFEST_JSON_NAME, ZipEntry, ZipSummary, write_zip
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +41,42 @@ class ZipDownload:
     images: int  # image members
     not_included: int  # rows without an image (failed, cancelled or skipped)
     rows: tuple[ManifestRow, ...]  # the rows as the manifests report them, member names filled in
+
+
+MISSING_CODE = "MISSING"
+MISSING_REASON = "the image is no longer in the store"
+_EXISTS_CONCURRENCY = 16
+
+
+async def _write(
+    source: Store, dest: Store, key: str, header: ManifestHeader, rows: Sequence[ManifestRow]
+) -> ZipSummary:
+    return await write_zip(
+        source,
+        (ZipEntry(key=row.output_key, name=row.output_name) for row in rows if row.output_key and row.output_name),
+        dest,
+        key,
+        manifest_csv=render_csv(rows).encode(),
+        manifest_json=render_json(header, rows).encode(),
+        modified_at=header.created_at,
+    )
+
+
+async def _mark_missing(source: Store, rows: Sequence[ManifestRow]) -> list[ManifestRow]:
+    """Return the rows with every `ok` row whose image is not in `source` turned into a MISSING error."""
+    slots = asyncio.Semaphore(_EXISTS_CONCURRENCY)
+
+    async def check(row: ManifestRow) -> ManifestRow:
+        if not row.has_file or row.output_key is None:
+            return row
+        async with slots:
+            if await source.exists(row.output_key):
+                return row
+        return replace(
+            row, status=ItemStatus.ERROR, output_name=None, error_code=MISSING_CODE, error_reason=MISSING_REASON
+        )
+
+    return list(await asyncio.gather(*(check(row) for row in rows)))
 
 
 def zip_key(owner_id: str, name: str) -> str:
@@ -71,21 +115,20 @@ async def build_zip(
 
     Raises:
         InvalidKeyError: the job id or name would make a malformed key.
-        ObjectNotFoundError: an `ok` row's image does not exist; no archive is written.
+        ObjectNotFoundError: never for a missing image: its row is reported as a MISSING error instead.
         StorageError: a store failed.
     """
     key = zip_key(header.job_id, name)
     named = assign_output_names(rows, reserved=(MANIFEST_CSV_NAME, MANIFEST_JSON_NAME))
+    try:
+        summary = await _write(source, dest, key, header, named)
+    except ObjectNotFoundError as exc:
+        # An image the ledger calls made is gone from the store (deleted, or a lost write). The user still gets
+        # every other image: that row becomes an error in the manifests, and the archive is written again.
+        log.warning("zip %s: an output is missing (%s); rows without a stored image marked", key, exc)
+        named = await _mark_missing(source, named)
+        summary = await _write(source, dest, key, header, named)
     images = sum(1 for row in named if row.output_key and row.output_name)
-    summary = await write_zip(
-        source,
-        (ZipEntry(key=row.output_key, name=row.output_name) for row in named if row.output_key and row.output_name),
-        dest,
-        key,
-        manifest_csv=render_csv(named).encode(),
-        manifest_json=render_json(header, named).encode(),
-        modified_at=header.created_at,
-    )
     if summary.renamed:
         # Names are chosen here so that the manifests can name each member; a rename means they disagree.
         log.warning("zip %s: %d member(s) renamed by the writer; the manifest names differ", key, summary.renamed)

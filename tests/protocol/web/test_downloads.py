@@ -12,7 +12,7 @@ from aiohttp import ClientSession
 
 from bot.core.manifest import ItemStatus, ManifestHeader, ManifestRow
 from bot.downloads import build_zip, zip_key
-from storage.errors import InvalidKeyError, ObjectNotFoundError
+from storage.errors import InvalidKeyError
 from storage.file import FileStore
 from storage.memory import MemoryStore
 from tests.protocol.web.conftest import Served
@@ -113,14 +113,24 @@ async def test_build_zip_holds_images_and_manifests_when_some_items_failed(
     assert [item["file"] for item in document["items"]] == [row["file"] or None for row in table]
 
 
-async def test_build_zip_writes_nothing_when_an_ok_image_is_missing(served: Served) -> None:
+async def test_build_zip_reports_a_missing_image_in_the_manifest_when_its_file_is_gone(served: Served) -> None:
     store = FileStore(served.root, signer=served.signer)
     rows = await make_batch(store)
     await store.delete("outputs/j_batch/00002.png")
     header = ManifestHeader(job_id="j_batch", prompt="p", model="m", created_at=CREATED)
-    with pytest.raises(ObjectNotFoundError):
-        await build_zip(store, store, header=header, rows=rows)
-    assert not await store.exists("zips/j_batch/results.zip")
+
+    download = await build_zip(store, store, header=header, rows=rows)
+
+    made = sum(1 for row in rows if row.has_file)
+    assert download.images == made - 1
+    missing = [row for row in download.rows if row.index == 2]
+    assert [(r.status, r.error_code, r.output_name) for r in missing] == [(ItemStatus.ERROR, "MISSING", None)]
+    data = await store.get_bytes(download.key)
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        names = archive.namelist()
+        document = json.loads(archive.read("manifest.json"))
+    assert len([n for n in names if n.endswith(".png")]) == made - 1
+    assert [i["error_code"] for i in document["items"] if i["index"] == 2] == ["MISSING"]
 
 
 async def test_build_zip_links_through_given_signer_when_store_is_memory(served: Served, http: ClientSession) -> None:
