@@ -52,7 +52,7 @@ class BotSettings(BaseSettings):
     # Scheduling.
     max_running_per_user: int = Field(default=3, ge=1)
     max_waiting_per_user: int = Field(default=10, ge=0)
-    poll_interval_s: float = Field(default=1.0, gt=0)
+    poll_interval_s: float = Field(default=0.5, gt=0)  # /status of each chunk in flight; 7 chunks: 14 calls/s
     # Dispatcher attempts per item (the first included) for retryable failures, on top of the worker's own retries.
     item_max_attempts: int = Field(default=4, ge=1, le=20)
     expected_latency_s: float = Field(default=12.0, gt=0)  # one Gemini call, for ETAs and RunPod timeouts
