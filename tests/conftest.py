@@ -1,9 +1,12 @@
 """Fixtures shared by every layer of tests."""
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
+import aiohttp
 import pytest
 from blockbuster import BlockBuster, blockbuster_ctx
+
+from tests.fakes.clock import Sleeps
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -18,3 +21,16 @@ def blockbuster(request: pytest.FixtureRequest) -> Iterator[BlockBuster | None]:
         return
     with blockbuster_ctx(excluded_modules=["_pytest", "pytest_aiohttp", "pytest_asyncio"]) as bb:
         yield bb
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """A client session for talking to the local servers a test starts."""
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
+def sleeps() -> Sleeps:
+    """A `sleep` that records its delays instead of waiting."""
+    return Sleeps()

@@ -15,3 +15,13 @@ class FakeClock:
     def advance(self, delta: timedelta | float) -> datetime:
         self._now += delta if isinstance(delta, timedelta) else timedelta(seconds=delta)
         return self._now
+
+
+class Sleeps:
+    """Records the backoff delays instead of sleeping (pass it where code takes a `sleep`)."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, delay: float) -> None:
+        self.delays.append(delay)

@@ -1,7 +1,6 @@
 """RunpodHttpGateway against scripted RunPod answers (a real aiohttp server on 127.0.0.1)."""
 
 import logging
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -15,21 +14,12 @@ from bot.runpod.errors import (
     RunpodUnavailableError,
 )
 from bot.runpod.types import RemoteStatus
+from tests.fakes.clock import Sleeps
 from tests.fakes.runpod import Answer, FakeRunpod
 
 KEY = "rp_secret_key_123"
 MANIFEST = {"schema": 1, "type": "result", "ok": 1, "failed": 0, "results": [{"index": 0, "status": "ok"}]}
 PROGRESS = {"type": "progress", "done": 1, "total": 4, "results": []}
-
-
-class Sleeps:
-    """Records the backoff delays instead of sleeping."""
-
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, delay: float) -> None:
-        self.delays.append(delay)
 
 
 @pytest.fixture
@@ -38,17 +28,6 @@ async def fake(aiohttp_server: AiohttpServer) -> FakeRunpod:
     server = await aiohttp_server(fake.app())
     fake.base_url = str(server.make_url("/v2"))
     return fake
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
-def sleeps() -> Sleeps:
-    return Sleeps()
 
 
 @pytest.fixture

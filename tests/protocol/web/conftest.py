@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from aiohttp import ClientSession
 
 from bot.web import LinkServer, make_app
 from storage.file import FileStore
@@ -47,9 +46,3 @@ async def served(tmp_path: Path) -> AsyncIterator[Served]:
         yield Served(server, store, LinkSigner(SECRET, server.base_url), root, secret_file)
     finally:
         await server.close()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[ClientSession]:
-    async with ClientSession() as session:
-        yield session

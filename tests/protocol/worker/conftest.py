@@ -4,40 +4,19 @@ import random
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import aiohttp
 import pytest
 
+from tests.fakes.clock import Sleeps
 from worker.gemini import GeminiImageGenerator
 from worker.local_gemini import LocalGemini
 
 KEY = "local-test-key"
 
 
-class Sleeps:
-    """Records the backoff delays instead of sleeping."""
-
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, delay: float) -> None:
-        self.delays.append(delay)
-
-
 @pytest.fixture
 async def local_gemini() -> AsyncIterator[LocalGemini]:
     async with LocalGemini(port=0, api_key=KEY) as server:
         yield server
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
-def sleeps() -> Sleeps:
-    return Sleeps()
 
 
 @pytest.fixture

@@ -10,7 +10,8 @@ from collections.abc import Callable
 import pytest
 from PIL import Image
 
-from tests.protocol.worker.conftest import KEY, Sleeps
+from tests.fakes.clock import Sleeps
+from tests.protocol.worker.conftest import KEY
 from worker.contract import ErrorCode
 from worker.errors import GenerationError
 from worker.gemini import GeminiImageGenerator, GeminiSettings
