@@ -6,27 +6,15 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, Locator, async_playwright, expect
+from playwright.async_api import Browser, Locator, expect
 from playwright.async_api import Error as PlaywrightError
 
 from tests.e2e.discord.conftest import WAIT_S, imagine, result_of
-from tests.e2e.playground.test_browser import CHROMIUM, FLAGS, ensure_chromium
 from tests.fakes.peel_stack import PeelStack, peel_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
 REVIEW_DIR = Path("/tmp/peel-shots")
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    await asyncio.to_thread(ensure_chromium)
-    async with async_playwright() as p:
-        launched = await p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS, headless=True)
-        try:
-            yield launched
-        finally:
-            await launched.close()
 
 
 @pytest.fixture
