@@ -14,7 +14,8 @@ import errno
 import logging
 import os
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from stat import S_ISREG
@@ -145,6 +146,27 @@ class FileStore:
             handle.close()
         finally:
             temp.unlink(missing_ok=True)
+
+    @contextmanager
+    def writing(self, key: str) -> Iterator[BinaryIO]:
+        """Open a file to write `key` into. Blocking: call it, and write, from a thread.
+
+        What is written lands in a temporary file; when the block ends cleanly it is fsynced and renamed into place,
+        when it raises the file is removed. An OS failure, in the block or around it, becomes a storage error.
+        The streaming ZIP writer uses it to write an archive from its own thread, without a hop per chunk.
+        """
+        try:
+            target, temp, handle = self._open_temp(key)
+        except OSError as exc:
+            raise _storage_error(exc) from exc
+        try:
+            yield handle
+            self._commit(handle, temp, target)
+        except BaseException as exc:
+            self._discard(handle, temp)
+            if isinstance(exc, OSError):
+                raise _storage_error(exc) from exc
+            raise
 
     async def put(self, key: str, body: Body, *, content_type: str | None = None) -> ObjectInfo:
         """Write `body` under `key` atomically; a stream is written in bounded memory.
@@ -333,9 +355,13 @@ async def _threaded(func: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) 
     except StorageError:
         raise
     except OSError as exc:
-        if exc.errno in (errno.ELOOP, errno.ENAMETOOLONG):
-            raise InvalidKeyError(f"unusable path: {exc.strerror}") from exc
-        raise StorageUnavailableError(f"file store I/O failed: {exc.strerror or exc}") from exc
+        raise _storage_error(exc) from exc
+
+
+def _storage_error(exc: OSError) -> StorageError:
+    if exc.errno in (errno.ELOOP, errno.ENAMETOOLONG):
+        return InvalidKeyError(f"unusable path: {exc.strerror}")
+    return StorageUnavailableError(f"file store I/O failed: {exc.strerror or exc}")
 
 
 async def _run_to_completion(func: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:

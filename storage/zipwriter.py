@@ -1,8 +1,9 @@
 """Write a ZIP of stored objects into a store by streaming, in memory that does not grow with the member count.
 
 `write_zip` reads each member from the source store and hands the archive to `dest.put` as an async byte stream
-of 1 MiB chunks, so an S3 destination receives it as a multipart upload and a file destination as one temp file
-renamed into place: a failed or cancelled export leaves no partial archive.
+of chunks of about 1 MiB, so an S3 destination receives it as a multipart upload; into a file store the zip thread
+writes it itself, into one temp file renamed into place. Either way a failed or cancelled export leaves no
+partial archive.
 
 The archive itself is made by stream-zip, which is a synchronous generator; it runs in one thread of its own, so
 its CRC-32 and copying never block the event loop. Members are STORED (images are compressed already) with their
@@ -26,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeoutError
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Final
+from typing import Final, NoReturn
 
 from stream_zip import NO_COMPRESSION_32, NO_COMPRESSION_64, ZIP_64, ZIP_AUTO, MemberFile, Method, ZipError, stream_zip
 
@@ -44,6 +45,7 @@ MANIFEST_JSON_NAME: Final = "manifest.json"
 _MIB = 1024 * 1024
 _OUT_CHUNK_BYTES = _MIB  # what `dest.put` receives: big enough for one write or one thread hop per MiB
 _OUT_QUEUE_CHUNKS = 4
+_PASS_BYTES = 256 * 1024  # output pieces this big are passed on without joining
 _INBOX_BYTES = 8 * _MIB  # members read and waiting for the zip thread
 _FILE_MODE = 0o100644  # a regular file, rw-r--r--
 _MAX_32 = 0xFFFFFFFF
@@ -148,14 +150,17 @@ async def write_zip(
         read_ahead=read_ahead,
         buffer_bytes=buffer_bytes,
     )
-    body = job.chunks()
-    try:
-        info = await dest.put(dest_key, body, content_type="application/zip")
-    finally:
-        await body.aclose()  # stops the zip thread and the readers if `put` gave up early
+    if isinstance(dest, FileStore):
+        size = await job.write_file(dest, dest_key)
+    else:
+        body = job.chunks()
+        try:
+            size = (await dest.put(dest_key, body, content_type="application/zip")).size
+        finally:
+            await body.aclose()  # stops the zip thread and the readers if `put` gave up early
     summary = ZipSummary(
         key=dest_key,
-        size=info.size,
+        size=size,
         entries=job.entries_done,
         data_bytes=job.bytes_done,
         missing=tuple(job.missing),
@@ -273,6 +278,13 @@ class _ZipJob:
         self._out: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(_OUT_QUEUE_CHUNKS)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: deque[_Item] = deque()  # zip thread only
+        # A file store's members are read in one thread of their own: spread over the default executor's threads,
+        # the reads and the zip thread passed the GIL back and forth about 30 times a member each.
+        self._file_reader = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="peel-zip-read")
+            if isinstance(source, FileStore)
+            else None
+        )
         self.entries_done = 0
         self.bytes_done = 0
         self.missing: list[str] = []
@@ -281,32 +293,82 @@ class _ZipJob:
 
     # -- event-loop side --------------------------------------------------------------------------------------
 
-    async def chunks(self) -> AsyncGenerator[bytes, None]:
-        """Yield the archive in chunks of 1 MiB (the last one shorter)."""
-        self._loop = asyncio.get_running_loop()
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="peel-zip")
-        zipped = _coalesced(
+    def _zipped(self) -> Generator[bytes, None, None]:
+        """The archive as chunks (zip thread side): pieces under 256 KiB joined into about 1 MiB, bigger ones as is."""
+        return _coalesced(
             stream_zip(
                 self._members(),
                 chunk_size=_OUT_CHUNK_BYTES,
                 get_compressobj=lambda: zlib.compressobj(level=_MANIFEST_LEVEL, wbits=-zlib.MAX_WBITS),
             )
         )
+
+    async def _raise_for(self, producer: "asyncio.Task[None]", error: BaseException) -> NoReturn:
+        """Raise what stopped the zip thread: the reader's error if it had one, which is then the cause."""
+        await asyncio.wait({producer})
+        if not producer.cancelled() and producer.exception() is not None:
+            await producer  # a missing key, a store failure
+        if isinstance(error, ZipError):
+            raise StorageError(f"could not write the zip: {type(error).__name__}") from error
+        raise error
+
+    async def chunks(self) -> AsyncGenerator[bytes, None]:
+        """Yield the archive in chunks of about 1 MiB (or a member's size, where bigger)."""
+        self._loop = asyncio.get_running_loop()
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="peel-zip")
+        zipped = self._zipped()
         producer = asyncio.create_task(self._produce())
         stepper = asyncio.create_task(self._step(executor, zipped))
         try:
             while (item := await self._out.get()) is not None:
                 if isinstance(item, BaseException):
-                    await asyncio.wait({producer})
-                    if not producer.cancelled() and producer.exception() is not None:
-                        await producer  # the reader's error (a missing key, a store failure) is the cause
-                    if isinstance(item, ZipError):
-                        raise StorageError(f"could not write the zip: {type(item).__name__}") from item
-                    raise item
+                    await self._raise_for(producer, item)
                 yield item
             await producer
         finally:
             await asyncio.shield(self._stop(producer, stepper, executor, zipped))
+
+    async def write_file(self, dest: FileStore, key: str) -> int:
+        """Write the archive into `dest` from the zip thread itself and return its size.
+
+        Handing each chunk to the event loop and on to a writing thread cost more than the zipping (three thread
+        hops a MiB, and the GIL passed between four threads): this path runs at about the speed of `cat`.
+        """
+        self._loop = asyncio.get_running_loop()
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="peel-zip")
+        producer = asyncio.create_task(self._produce())
+        writer = self._loop.run_in_executor(executor, self._write_into, dest, key)
+        try:
+            try:
+                size = await asyncio.shield(writer)
+            except (_Aborted, ZipError) as exc:
+                await self._raise_for(producer, exc)
+            await producer
+            return size
+        finally:
+            await asyncio.shield(self._stop_writer(producer, writer, executor))
+
+    def _write_into(self, dest: FileStore, key: str) -> int:
+        size = 0
+        with dest.writing(key) as handle:
+            for chunk in self._zipped():
+                handle.write(chunk)
+                size += len(chunk)
+        return size
+
+    async def _stop_writer(
+        self, producer: "asyncio.Task[None]", writer: "asyncio.Future[int]", executor: ThreadPoolExecutor
+    ) -> None:
+        producer.cancel()
+        self._inbox.put_nowait(_ABORT)  # wakes the zip thread if it waits for a member; it removes its file
+        await asyncio.gather(producer, writer, return_exceptions=True)
+        await self._shutdown(executor)
+
+    async def _shutdown(self, executor: ThreadPoolExecutor) -> None:
+        """Wait for the zip thread, and the file reader's thread, to end (a cancelled read still finishes)."""
+        await asyncio.to_thread(executor.shutdown, wait=True)
+        if self._file_reader is not None:
+            await asyncio.to_thread(self._file_reader.shutdown, wait=True)
 
     async def _step(self, executor: ThreadPoolExecutor, zipped: Generator[bytes, None, None]) -> None:
         assert self._loop is not None
@@ -334,7 +396,7 @@ class _ZipJob:
         await asyncio.wait({producer, stepper})
         # The executor has one thread, so this runs after any step still in flight has returned.
         await self._loop.run_in_executor(executor, zipped.close)
-        await asyncio.to_thread(executor.shutdown, wait=True)
+        await self._shutdown(executor)
 
     async def _produce(self) -> None:
         reads: deque[tuple[ZipEntry, str, asyncio.Task[_Read]]] = deque()
@@ -361,7 +423,8 @@ class _ZipJob:
     async def _read(self, key: str) -> _Read:
         """Read a member into memory, or, past `buffer_bytes`, only its size and CRC."""
         if isinstance(self._source, FileStore):
-            data = await _read_small_file(self._source, key, self._buffer_bytes)
+            assert self._file_reader is not None
+            data = await _read_small_file(self._source, key, self._buffer_bytes, self._file_reader)
             if data is not None:
                 return _Read(chunks=(data,), size=len(data), crc_32=None)
         chunks: list[bytes] = []
@@ -461,24 +524,31 @@ class _ZipJob:
 
 
 def _coalesced(chunks: Iterable[bytes]) -> Generator[bytes, None, None]:
-    """Join stream-zip's output into chunks of 1 to 2 MiB (zip thread side).
+    """Join stream-zip's small pieces into chunks of about 1 MiB; pass big ones through (zip thread side).
 
     stream-zip cuts its output at every member's header, so small members would otherwise cost one thread hop
-    and one store write each.
+    and one store write each. A piece of `_PASS_BYTES` or more (a member's data, in practice) is not copied
+    again: joining it would cost as much as the rest of the zipping.
     """
     pending: list[bytes] = []
     pending_bytes = 0
     for chunk in chunks:
+        if len(chunk) >= _PASS_BYTES:
+            if pending:
+                yield b"".join(pending)
+                pending, pending_bytes = [], 0
+            yield chunk
+            continue
         pending.append(chunk)
         pending_bytes += len(chunk)
         if pending_bytes >= _OUT_CHUNK_BYTES:
-            yield pending[0] if len(pending) == 1 else b"".join(pending)
+            yield b"".join(pending)
             pending, pending_bytes = [], 0
     if pending:
         yield b"".join(pending)
 
 
-async def _read_small_file(store: FileStore, key: str, limit: int) -> bytes | None:
+async def _read_small_file(store: FileStore, key: str, limit: int, executor: ThreadPoolExecutor) -> bytes | None:
     """Read a file store's object of up to `limit` bytes in one thread hop; None when it is larger.
 
     `FileStore.read` costs four hops a member (open, read, end of file, close), and its `read(chunk_bytes)` of a
@@ -499,7 +569,7 @@ async def _read_small_file(store: FileStore, key: str, limit: int) -> bytes | No
             raise ObjectNotFoundError(key) from exc
 
     try:
-        return await asyncio.to_thread(read)
+        return await asyncio.get_running_loop().run_in_executor(executor, read)
     except OSError as exc:
         raise StorageUnavailableError(f"file store I/O failed: {exc.strerror or exc}") from exc
 
