@@ -26,6 +26,7 @@ from pydantic import ValidationError
 
 from bot.core.admission import Admission, refusal_message
 from bot.core.budget import AimdBudget
+from bot.core.chunking import RoundTime
 from bot.core.clock import Clock, SystemClock
 from bot.core.events import (
     Event,
@@ -246,6 +247,7 @@ class Dispatcher:
             decrease_cooldown=self._policy.rate_limit_cooldown,
             max_chunk_concurrency=self._policy.max_chunk_concurrency,
         )
+        self._round_time = RoundTime(seconds=self._policy.chunks.item_latency_s)
         self._events = EventBus()
         self._wake = asyncio.Event()
         self._last_batch_seq: int | None = None
@@ -493,6 +495,8 @@ class Dispatcher:
             return
         result = _parse_output(remote.result) if remote.status is RemoteStatus.COMPLETED else None
         if isinstance(result, ChunkResult):
+            made = sum(1 for r in result.results if not (isinstance(r, ItemOk) and r.skipped))
+            self._round_time.observe(execution_ms=remote.execution_ms, made=made, concurrency=chunk.concurrency)
             await self._record(chunk, result.results, final=ChunkStatus.DONE, remote_status=remote.status)
             # Items the manifest does not mention (it should mention all) are reconciled like a lost chunk.
             await self._reconcile(chunk, code=None, message="missing from the result manifest")
@@ -692,6 +696,9 @@ class Dispatcher:
         ready = {job_id: s.ready for job_id, s in schedulable.items()}
         in_flight_chunks = await self._ledger.chunks(statuses=(ChunkStatus.SUBMITTING, ChunkStatus.IN_FLIGHT))
         in_flight = sum(_calls_held(c) for c in in_flight_chunks)
+        running: dict[JobId, int] = {}  # items of each job still to finish in chunks in flight
+        for c in in_flight_chunks:
+            running[c.job_id] = running.get(c.job_id, 0) + _items_left(c)
         contenders = len({c.job_id for c in in_flight_chunks} | set(schedulable))
         while True:
             candidates = [
@@ -703,12 +710,21 @@ class Dispatcher:
             if not order:
                 return
             entry = schedulable[order[0]]
-            size = self._policy.chunks.next_chunk_size(ready[entry.job.id], entry.job.priority)
+            waiting = ready[entry.job.id]
+            chunks = self._policy.chunks
+            size = waiting if entry.job.priority is Priority.BATCH else chunks.interactive_chunk_size(waiting)
             concurrency = self._budget.chunk_concurrency(items=size, in_flight=in_flight, contenders=contenders)
             if concurrency == 0:
                 return  # the budget is full; the job first in line gets the next free calls
             if entry.job.priority is Priority.BATCH:
-                size = self._batch_chunk_size(size, concurrency, last=size >= ready[entry.job.id])
+                size = chunks.batch_chunk_size(
+                    ready=waiting,
+                    left=waiting + running.get(entry.job.id, 0),
+                    concurrency=concurrency,
+                    round_s=self._round_time.seconds,
+                    window=self._budget.allowed,
+                )
+                concurrency = min(concurrency, size)
             submitted = await self._submit_chunk(entry.job, size, concurrency, now)
             if submitted is None:
                 return
@@ -716,20 +732,6 @@ class Dispatcher:
             ready[entry.job.id] -= max(1, submitted)
             if entry.job.priority is Priority.BATCH:
                 self._last_batch_seq = entry.seq
-
-    def _batch_chunk_size(self, size: int, concurrency: int, *, last: bool) -> int:
-        """Fit a batch chunk to its concurrency: as many rounds as a full chunk, and whole rounds unless last.
-
-        A chunk holds its calls until it ends, so every chunk should last about as long: a chunk given 2 calls
-        takes 6 items where one given 8 takes 24, instead of 24 items at 2 for four times as long. A part-filled
-        last round idles calls the chunk holds (25 at 8 is 4 rounds for 3.1 rounds' work).
-        """
-        cap = self._policy.max_chunk_concurrency or self._budget.allowed
-        rounds = max(1, self._policy.chunks.max_batch_items // max(1, cap))
-        size = min(size, concurrency * rounds)
-        if not last and size > concurrency:
-            size -= size % concurrency
-        return size
 
     async def _submit_chunk(self, job: Job, size: int, concurrency: int, now: datetime) -> int | None:
         """Submit the next `size` ready items of `job`; return how many went, or None to stop scheduling."""
@@ -821,6 +823,12 @@ class Dispatcher:
                 raise InvalidRequestError(f"Image {index + 1} cannot be made: invalid {field}.") from exc
 
 
+def _items_left(chunk: Chunk) -> int:
+    """Return how many of a chunk's items its last progress does not show done."""
+    done = chunk.last_progress.get("done") if chunk.last_progress else None
+    return max(0, len(chunk.indices) - done) if isinstance(done, int) else len(chunk.indices)
+
+
 def _calls_held(chunk: Chunk) -> int:
     """Return the Gemini calls a chunk in flight can still make at once (what it holds of the budget).
 
@@ -828,9 +836,7 @@ def _calls_held(chunk: Chunk) -> int:
     and reporting after its last call, frees the rest for the next chunk. `done` only grows, so the count never
     falls below the calls the worker can really have open.
     """
-    done = chunk.last_progress.get("done") if chunk.last_progress else None
-    left = len(chunk.indices) - done if isinstance(done, int) else len(chunk.indices)
-    return max(0, min(chunk.concurrency, left))
+    return min(chunk.concurrency, _items_left(chunk))
 
 
 def _item_payload(

@@ -175,25 +175,30 @@ class FileStore:
         `list` guess the type from the key's extension.
         """
         validate_key(key)
+        if isinstance(body, bytes | bytearray | memoryview):
+            # One thread hop, not three: a worker stores every image it makes while holding a Gemini slot.
+            stat = await _run_to_completion(self._put_bytes, key, body)
+            return _info(key, stat, content_type)
         target, temp, handle = await _threaded(self._open_temp, key)
         committed = False
         try:
-            if isinstance(body, bytes | bytearray | memoryview):
-                await _threaded(handle.write, body)
-            else:
-                await self._write_stream(handle, body)
+            await self._write_stream(handle, body)
             stat = await _run_to_completion(self._commit, handle, temp, target)
             committed = True
         finally:
             if not committed:
                 # Shielded so that a second cancellation cannot leave the temp file behind.
                 await asyncio.shield(asyncio.to_thread(self._discard, handle, temp))
-        return ObjectInfo(
-            key=key,
-            size=stat.st_size,
-            content_type=content_type or guess_content_type(key),
-            modified_at=datetime.fromtimestamp(stat.st_mtime, UTC),
-        )
+        return _info(key, stat, content_type)
+
+    def _put_bytes(self, key: str, body: bytes | bytearray | memoryview) -> os.stat_result:
+        target, temp, handle = self._open_temp(key)
+        try:
+            handle.write(body)
+            return self._commit(handle, temp, target)
+        except BaseException:
+            self._discard(handle, temp)
+            raise
 
     @staticmethod
     async def _write_stream(handle: BinaryIO, body: AsyncIterable[bytes]) -> None:
@@ -408,10 +413,10 @@ def _is_key(key: str) -> bool:
     return True
 
 
-def _info(key: str, stat: os.stat_result) -> ObjectInfo:
+def _info(key: str, stat: os.stat_result, content_type: str | None = None) -> ObjectInfo:
     return ObjectInfo(
         key=key,
         size=stat.st_size,
-        content_type=guess_content_type(key),
+        content_type=content_type or guess_content_type(key),
         modified_at=datetime.fromtimestamp(stat.st_mtime, UTC),
     )

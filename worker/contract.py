@@ -21,7 +21,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
 
 SCHEMA_VERSION: Literal[1] = 1
-MAX_ITEMS_PER_CHUNK = 100
+MAX_ITEMS_PER_CHUNK = 256
 MAX_PROMPT_CHARS = 8000
 
 # Storage keys as `storage.keys` validates them; the worker validates again when it opens them.

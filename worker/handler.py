@@ -5,8 +5,10 @@
 
 * `job["input"]` is validated as `ChunkInput`; an unusable input returns `{"error": "BAD_INPUT: …"}` (RunPod marks
   the job FAILED), naming the fields that are wrong.
-* Items run concurrently, at most `input.concurrency` at a time. An item whose `output_key` already holds a PNG is
-  reported as done (`skipped`) without calling Gemini, so a re-run chunk costs nothing twice.
+* Items run concurrently, at most `input.concurrency` Gemini calls at a time; up to as many more items get ready
+  meanwhile (output checked, references read), so a slot is free for the next call as soon as a PNG is stored.
+  An item whose `output_key` already holds a PNG is reported as done (`skipped`) without calling Gemini, so a
+  re-run chunk costs nothing twice.
 * Reference images and edit sources are read from the store once per chunk, however many items share them; a
   missing or invalid one fails only the items that use it (BAD_INPUT).
 * Every output is stored as a PNG with prompt, seed, model and job id in its text chunks.
@@ -175,6 +177,9 @@ class _ChunkRun:
         self._job = job
         self._chunk = chunk
         self._slots = asyncio.Semaphore(chunk.concurrency)
+        # Items are prepared (output checked, references read) while others hold the slots, at most this many
+        # ahead, so a slot is only the Gemini call and the write of its PNG: those are what the budget counts.
+        self._preparing = asyncio.Semaphore(chunk.concurrency)
         self._results: dict[int, ItemResult] = {}
         # Per chunk, a reference is read once however many items share it: a loaded image, or why it is unusable.
         self._images: dict[str, InputImage | str] = {}
@@ -195,29 +200,39 @@ class _ChunkRun:
         return ChunkResult(ok=ok, failed=len(results) - ok, results=results)
 
     async def _run_item(self, item: ChunkItem) -> None:
-        # A slot is held from the store check to the stored PNG: an image Gemini made is never left unwritten
-        # while the next call starts, so a worker killed mid-chunk loses at most the calls in flight.
-        async with self._slots:
-            try:
-                result: ItemResult = await self._make(item)
-            except WorkerError as exc:
-                log.warning(
-                    "item %d of %s failed: %s: %s",
-                    item.index,
-                    self._chunk.job_id,
-                    exc.code,
-                    exc.message,
-                    extra={"job_id": self._chunk.job_id, "action": "fail"},
-                )
-                result = ItemError(index=item.index, code=exc.code, message=exc.message, retryable=exc.retryable)
+        try:
+            async with self._preparing:  # held until the item has a slot: at most `concurrency` wait ready
+                prepared = await self._prepare(item)
+                if isinstance(prepared, GenerationRequest):
+                    await self._slots.acquire()
+            if isinstance(prepared, ItemOk):
+                result: ItemResult = prepared
+            else:
+                # A slot is held from the call to the stored PNG: an image Gemini made is never left unwritten
+                # while the next call starts, so a worker killed mid-chunk loses at most the calls in flight.
+                try:
+                    result = await self._make(item, prepared)
+                finally:
+                    self._slots.release()
+        except WorkerError as exc:
+            log.warning(
+                "item %d of %s failed: %s: %s",
+                item.index,
+                self._chunk.job_id,
+                exc.code,
+                exc.message,
+                extra={"job_id": self._chunk.job_id, "action": "fail"},
+            )
+            result = ItemError(index=item.index, code=exc.code, message=exc.message, retryable=exc.retryable)
         self._results[item.index] = result
         self._maybe_send_progress()
 
-    async def _make(self, item: ChunkItem) -> ItemOk:
+    async def _prepare(self, item: ChunkItem) -> ItemOk | GenerationRequest:
+        """Return the item as done when its output is already stored, else the request that makes it."""
         existing = await self._existing(item)
         if existing is not None:
             return existing
-        request = GenerationRequest(
+        return GenerationRequest(
             model=self._chunk.model,
             prompt=item.prompt,
             references=tuple([await self._image(key, "reference image") for key in item.ref_keys]),
@@ -227,6 +242,8 @@ class _ChunkRun:
             edit_source=await self._image(item.edit.source_key, "edit source") if item.edit else None,
             history=tuple(item.edit.history) if item.edit else (),
         )
+
+    async def _make(self, item: ChunkItem, request: GenerationRequest) -> ItemOk:
         log.debug("item %d: generating %r", item.index, item.prompt[:80])
         generated = await self._deps.generator.generate(request)
         try:

@@ -41,6 +41,7 @@ class FakeJob:
     result: dict[str, object] | None = None
     error: str | None = None
     forgotten: bool = False
+    execution_ms: int | None = None  # what /status reports as executionTime once the job ran
     results: list[ItemResult] = field(default_factory=list)
 
     @property
@@ -152,9 +153,11 @@ class MemoryRunpod:
         errors: Mapping[int, ErrorCode] | None = None,
         skip: Collection[int] = (),
         manifest: bool = True,
+        execution_ms: int | None = None,
     ) -> None:
         """Complete the job: items not in `errors` or `skip` are made; `skip` ones are neither made nor reported."""
         job = self.jobs[job_id]
+        job.execution_ms = execution_ms
         errors = errors or {}
         seen = {r.index for r in job.results}
         for index in job.indices:
@@ -196,4 +199,11 @@ class MemoryRunpod:
 
     @staticmethod
     def _remote(job: FakeJob) -> RemoteJob:
-        return RemoteJob(id=job.id, status=job.status, progress=job.progress, result=job.result, error=job.error)
+        return RemoteJob(
+            id=job.id,
+            status=job.status,
+            progress=job.progress,
+            result=job.result,
+            error=job.error,
+            execution_ms=job.execution_ms,
+        )

@@ -323,6 +323,26 @@ async def test_custom_chunk_policy_sets_runpod_limits_when_submitting(
     assert (remote.execution_timeout_ms, remote.ttl_ms) == (50_000, 110_000)
 
 
+async def test_batch_chunks_grow_to_the_target_time_when_chunks_report_short_rounds(
+    make_dispatcher: MakeDispatcher, runpod: MemoryRunpod
+) -> None:
+    dispatcher = make_dispatcher(DispatchPolicy(gemini_concurrency=8, max_chunk_concurrency=8))
+    await dispatcher.submit(batch(4000))
+    sizes: list[int] = []
+    for _ in range(12):
+        await dispatcher.run_once()
+        [remote] = runpod.active()
+        sizes.append(len(remote.indices))
+        rounds = -(-len(remote.indices) // remote.input.concurrency)
+        await runpod.finish(remote.id, execution_ms=500 * rounds)  # 0.5 s a round, like the benchmark's server
+
+    # 3 rounds while the round time is the 20 s assumed at first, then longer chunks as 0.5 s rounds are
+    # reported, up to the most a worker takes; never a part-filled round.
+    assert sizes[0] == 24
+    assert sizes == sorted(sizes) and sizes[-1] == 256
+    assert all(size % 8 == 0 for size in sizes)
+
+
 async def test_resume_after_restart_reattaches_and_resubmits_only_missing_when_crashed(
     db_path: Path,
     ledger: Ledger,

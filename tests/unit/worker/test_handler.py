@@ -256,6 +256,25 @@ async def test_shared_reference_is_read_once_when_many_items_use_it(rig: Rig) ->
     assert {r.references[0].mime_type for r in rig.generator.requests} == {"image/jpeg"}
 
 
+async def test_next_items_are_ready_but_at_most_concurrency_ahead_when_every_slot_is_busy(rig: Rig) -> None:
+    for i in range(10):
+        await rig.store.put(f"inputs/ref-{i}.png", make_image_bytes(color=f"#{i:02x}0000"))
+    chunk = make_chunk(10, concurrency=2)
+    for i, item in enumerate(chunk["items"]):
+        item["ref_keys"] = [f"inputs/ref-{i}.png"]
+    rig.generator.gate = asyncio.Event()
+    task = asyncio.create_task(rig.run(chunk))
+    for _ in range(50):
+        await asyncio.sleep(0)
+
+    # Two calls hold the slots; the next two items have their references read, and no more.
+    assert rig.generator.in_flight == 2
+    assert sorted(rig.store.reads) == [f"inputs/ref-{i}.png" for i in range(4)]
+    rig.generator.gate.set()
+    assert parse(await task).ok == 10
+    assert rig.generator.max_in_flight == 2
+
+
 async def test_only_items_using_a_missing_reference_fail_bad_input_when_it_is_absent(rig: Rig) -> None:
     chunk = make_chunk(3)
     chunk["items"][1]["ref_keys"] = ["inputs/missing.png"]

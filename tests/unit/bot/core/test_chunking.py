@@ -1,33 +1,70 @@
 import pytest
 
-from bot.core.chunking import ChunkPolicy
-from bot.core.models import Priority
+from bot.core.chunking import ChunkPolicy, RoundTime
+from worker.contract import MAX_ITEMS_PER_CHUNK
+
+
+@pytest.mark.parametrize(("remaining", "expected"), [(0, 0), (1, 1), (4, 4), (9, 4)])
+def test_interactive_chunk_takes_up_to_a_grid_when_remaining_varies(remaining: int, expected: int) -> None:
+    assert ChunkPolicy().interactive_chunk_size(remaining) == expected
+
+
+def size(ready: int, *, concurrency: int = 8, round_s: float = 20.0, window: int = 50, left: int = 0) -> int:
+    return ChunkPolicy().batch_chunk_size(
+        ready=ready, left=left, concurrency=concurrency, round_s=round_s, window=window
+    )
 
 
 @pytest.mark.parametrize(
-    ("remaining", "priority", "expected"),
+    ("round_s", "expected"),
     [
-        (0, Priority.BATCH, 0),
-        (4, Priority.INTERACTIVE, 4),
-        (1, Priority.INTERACTIVE, 1),
-        (9, Priority.INTERACTIVE, 4),
-        (5, Priority.BATCH, 5),  # a small batch goes whole
-        (25, Priority.BATCH, 25),
-        (26, Priority.BATCH, 13),  # balanced, not 25 + 1
-        (30, Priority.BATCH, 15),
-        (51, Priority.BATCH, 17),
-        (2000, Priority.BATCH, 25),
+        (20.0, 24),  # 60 s of 20 s rounds: 3 rounds of 8 (about the plan's first 10-25 items)
+        (10.0, 48),
+        (60.0, 8),  # a round longer than the target: still one whole round
+        (0.5, 256),  # 120 rounds wanted: as many items as the worker takes
     ],
 )
-def test_next_chunk_size_when_remaining_varies(remaining: int, priority: Priority, expected: int) -> None:
-    assert ChunkPolicy().next_chunk_size(remaining, priority) == expected
+def test_batch_chunk_lasts_about_the_target_when_the_round_time_varies(round_s: float, expected: int) -> None:
+    assert size(100_000, round_s=round_s) == expected
 
 
-def test_next_chunk_size_stays_within_bounds_when_batch_exceeds_a_chunk() -> None:
-    policy = ChunkPolicy()
-    for remaining in range(26, 600):
-        size = policy.next_chunk_size(remaining, Priority.BATCH)
-        assert policy.min_batch_items <= size <= policy.max_batch_items
+def test_batch_chunk_is_whole_rounds_unless_it_takes_all_that_is_ready() -> None:
+    assert size(100_000, concurrency=7, round_s=0.5) == 252  # 256 cut to 36 rounds of 7
+    assert size(30, concurrency=8, round_s=0.5, window=8) == 30  # the rest, whatever its last round
+
+
+def test_batch_chunks_near_the_end_spread_what_is_left_over_the_window() -> None:
+    # 400 items over 50 calls: 8 rounds each, so every chunk ends about together instead of one taking 32 rounds.
+    assert size(400, round_s=0.5) == 64
+    # What chunks already running still have to do counts too: 100 ready but 500 left is 10 rounds.
+    assert size(100, left=500, round_s=0.5) == 80
+    assert size(3, round_s=0.5) == 3
+
+
+def test_batch_chunk_is_empty_when_nothing_is_ready_or_no_call_is_free() -> None:
+    assert size(0) == 0
+    assert size(10, concurrency=0) == 0
+
+
+def test_batch_chunk_never_exceeds_what_the_worker_accepts_whatever_the_inputs() -> None:
+    for ready in (1, 7, 99, 1000, 50_000):
+        for concurrency in (1, 3, 8, 50, 256, 300):
+            for round_s in (0.01, 0.5, 5.0, 100.0):
+                got = size(ready, concurrency=concurrency, round_s=round_s, window=max(concurrency, 50))
+                assert 1 <= got <= min(ready, MAX_ITEMS_PER_CHUNK)
+
+
+def test_round_time_moves_toward_what_chunks_report_and_ignores_empty_reports() -> None:
+    rounds = RoundTime(seconds=20.0)
+    rounds.observe(execution_ms=None, made=8, concurrency=8)
+    rounds.observe(execution_ms=5_000, made=0, concurrency=8)  # every output existed: no call was made
+    assert rounds.seconds == 20.0
+
+    for _ in range(30):
+        rounds.observe(execution_ms=1_700, made=24, concurrency=8)  # 3 rounds in 1.7 s
+    assert rounds.seconds == pytest.approx(1.7 / 3, rel=0.01)
+    rounds.observe(execution_ms=1_000, made=9, concurrency=8)  # 2 rounds, the second of one call
+    assert rounds.seconds == pytest.approx(0.7 * 1.7 / 3 + 0.3 * 0.5, rel=0.01)
 
 
 @pytest.mark.parametrize(
