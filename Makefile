@@ -15,7 +15,7 @@ $(UV):
 	.tools/bin/pip install --quiet "uv==$(UV_VERSION)"
 
 .venv/.synced: $(UV) uv.lock pyproject.toml
-	$(UV) sync --frozen --quiet
+	$(UV) sync --frozen --quiet --compile-bytecode
 	@touch $@
 
 setup: .venv/.synced

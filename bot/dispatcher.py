@@ -730,6 +730,7 @@ class Dispatcher:
                 return
             in_flight += concurrency
             ready[entry.job.id] -= max(1, submitted)
+            running[entry.job.id] = running.get(entry.job.id, 0) + submitted
             if entry.job.priority is Priority.BATCH:
                 self._last_batch_seq = entry.seq
 
