@@ -13,11 +13,12 @@ rp_local.py`):
 Unusable settings (say, no `GEMINI_API_KEY`) end the process with status 2 and one line naming the variable.
 """
 
+import asyncio
 import logging
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import runpod
 from pydantic import ValidationError
@@ -36,10 +37,27 @@ class StartupError(Exception):
     """The worker cannot start as configured; the message names the setting."""
 
 
-def make_concurrency_modifier(max_jobs: int) -> Callable[[int], int]:
-    """Return the SDK's `concurrency_modifier`: always `max_jobs` (it must return an int, runpod-python#458)."""
+def make_concurrency_modifier(
+    max_jobs: int, *, warm_up: Callable[[], Awaitable[None]] | None = None
+) -> Callable[[int], int]:
+    """Return the SDK's `concurrency_modifier`: always `max_jobs` (it must return an int, runpod-python#458).
+
+    The SDK calls it in its event loop before every job-take, which makes it the one hook that runs in that loop
+    before the first job arrives: its first call starts `warm_up` there (the Gemini client's session belongs to
+    that loop). A warm-up that fails is logged and changes nothing: the first job then builds what it needs.
+    """
+    started: list[asyncio.Task[None]] = []  # holds the task so it is not collected mid-way
+
+    async def warm() -> None:
+        assert warm_up is not None
+        try:
+            await warm_up()
+        except Exception:  # an optimization only: the first job does the same work itself
+            log.warning("worker warm-up failed; the first job builds the Gemini client", exc_info=True)
 
     def concurrency_modifier(current: int) -> int:
+        if warm_up is not None and not started:
+            started.append(asyncio.get_running_loop().create_task(warm()))
         return max_jobs
 
     return concurrency_modifier
@@ -147,7 +165,10 @@ def main() -> None:
     runpod.serverless.start(
         {
             "handler": handler,
-            "concurrency_modifier": make_concurrency_modifier(settings.max_concurrent_jobs),
+            "concurrency_modifier": make_concurrency_modifier(
+                settings.max_concurrent_jobs,
+                warm_up=deps.generator.warm_up if isinstance(deps.generator, GeminiImageGenerator) else None,
+            ),
         }
     )
 

@@ -1,0 +1,47 @@
+"""`python -m worker`'s pieces that run inside the runpod SDK: the concurrency modifier and its warm-up."""
+
+import asyncio
+
+import pytest
+
+from worker.__main__ import make_concurrency_modifier
+from worker.gemini import GeminiImageGenerator
+
+
+async def test_modifier_starts_the_warm_up_once_in_the_sdk_loop_and_returns_the_job_limit() -> None:
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    async def warm_up() -> None:
+        loops.append(asyncio.get_running_loop())
+
+    modifier = make_concurrency_modifier(4, warm_up=warm_up)
+    assert [modifier(1), modifier(4), modifier(4)] == [4, 4, 4]
+    await asyncio.sleep(0)
+
+    assert loops == [asyncio.get_running_loop()]  # once, in the loop the jobs will run in
+
+
+async def test_failed_warm_up_is_logged_and_changes_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    async def warm_up() -> None:
+        raise OSError("no route to Gemini")
+
+    modifier = make_concurrency_modifier(2, warm_up=warm_up)
+    assert modifier(1) == 2
+    for _ in range(3):
+        await asyncio.sleep(0)
+
+    assert "warm-up failed" in caplog.text
+    assert modifier(2) == 2
+
+
+def test_modifier_without_warm_up_needs_no_event_loop() -> None:
+    assert make_concurrency_modifier(3)(1) == 3
+
+
+async def test_gemini_warm_up_calls_nothing_when_run() -> None:
+    # Nothing listens on port 9 (discard) of loopback: a call would fail to connect.
+    generator = GeminiImageGenerator(api_key="k", base_url="http://127.0.0.1:9")
+    try:
+        await generator.warm_up()
+    finally:
+        await generator.aclose()
