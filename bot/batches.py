@@ -419,7 +419,7 @@ class BatchService:
     async def rows(self, job: Job) -> list[ManifestRow]:
         """Return the manifest rows of a batch: every item, then every ZIP entry that intake skipped."""
         rows: list[ManifestRow] = []
-        for item in await self._rt.ledger.items(job.id):
+        async for item in self._rt.ledger.iter_items(job.id):
             status = {
                 ItemStatus.OK: RowStatus.OK,
                 ItemStatus.CANCELLED: RowStatus.CANCELLED,

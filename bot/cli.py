@@ -408,7 +408,7 @@ async def run_batch(args: argparse.Namespace, settings: BotSettings, console: Co
             console.note(resume_hint)
             return EXIT_INTERRUPTED
         console.end_progress()
-        rows = [_manifest_row(job, item) for item in await runtime.ledger.items(job.id)]
+        rows = [_manifest_row(job, item) async for item in runtime.ledger.iter_items(job.id)]
         header = ManifestHeader(job_id=job.id, prompt=job.prompt, model=job.params.model, created_at=job.created_at)
         download = await build_zip(
             runtime.backends.store, runtime.backends.store, header=header, rows=rows, signer=runtime.signer

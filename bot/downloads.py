@@ -15,8 +15,8 @@ from bot.core.manifest import (
     ManifestHeader,
     ManifestRow,
     assign_output_names,
-    render_csv,
-    render_json,
+    iter_csv,
+    iter_json,
 )
 from bot.web.links import link_for
 from storage.base import Store
@@ -56,8 +56,9 @@ async def _write(
         (ZipEntry(key=row.output_key, name=row.output_name) for row in rows if row.output_key and row.output_name),
         dest,
         key,
-        manifest_csv=render_csv(rows).encode(),
-        manifest_json=render_json(header, rows).encode(),
+        # Rendered piece by piece as they are written (twice: once to measure), never whole in memory.
+        manifest_csv=lambda: (piece.encode() for piece in iter_csv(rows)),
+        manifest_json=lambda: (piece.encode() for piece in iter_json(header, rows)),
         modified_at=header.created_at,
     )
 

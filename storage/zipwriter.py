@@ -54,6 +54,11 @@ _HEADER_SLACK = 0x20000  # more than a local header with the longest name can ta
 _MANIFEST_LEVEL = 6
 
 
+ManifestBody = bytes | Callable[[], Iterable[bytes]]
+"""A manifest: its bytes, or a function that yields them afresh on each call (it is called twice: once to
+measure it, once to write it), so that a big manifest never has to be in memory whole."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ZipEntry:
     """One member to write: the object under `key` in the source store, called `name` in the archive."""
@@ -94,8 +99,8 @@ async def write_zip(
     dest: Store,
     dest_key: str,
     *,
-    manifest_csv: bytes | None = None,
-    manifest_json: bytes | None = None,
+    manifest_csv: ManifestBody | None = None,
+    manifest_json: ManifestBody | None = None,
     missing_ok: bool = False,
     zip64: bool = False,
     progress: ZipProgressCallback | None = None,
@@ -114,8 +119,8 @@ async def write_zip(
         entries: the members, in archive order; an async iterable is consumed as the archive is written.
         dest: the store the archive is written to; it appears there only once it is whole.
         dest_key: the archive's key in `dest`.
-        manifest_csv: written last as `manifest.csv` (deflated), if given.
-        manifest_json: written last as `manifest.json` (deflated), if given.
+        manifest_csv: written last as `manifest.csv` (deflated), if given: bytes, or a function yielding them.
+        manifest_json: written last as `manifest.json` (deflated), if given: bytes, or a function yielding them.
         missing_ok: leave out a member whose source object does not exist and list it in the summary, instead
             of failing.
         zip64: write ZIP64 records for every member, not only where the format needs them.
@@ -208,6 +213,7 @@ class _Member:
     method: Method
     chunks: tuple[bytes, ...] | None
     nbytes: int
+    source: Callable[[], Iterable[bytes]] | None = None  # yields the chunks instead (a streamed manifest)
 
 
 @dataclass(slots=True)
@@ -255,7 +261,7 @@ class _ZipJob:
         *,
         source: Store,
         entries: Iterable[ZipEntry] | AsyncIterable[ZipEntry],
-        manifests: list[tuple[str, bytes]],
+        manifests: list[tuple[str, ManifestBody]],
         missing_ok: bool,
         force_zip64: bool,
         progress: ZipProgressCallback | None,
@@ -410,8 +416,13 @@ class _ZipJob:
             while reads:
                 await self._submit(*reads.popleft())
             for name, data in self._manifests:
-                method = ZIP_64 if self._force_zip64 else ZIP_AUTO(len(data), level=_MANIFEST_LEVEL)
-                await self._enqueue(_Member(name=name, method=method, chunks=(data,), nbytes=len(data)))
+                if isinstance(data, bytes):
+                    member = _Member(name=name, method=self._deflated(len(data)), chunks=(data,), nbytes=len(data))
+                    await self._enqueue(member)
+                else:
+                    size = await asyncio.to_thread(_measure, data)
+                    member = _Member(name=name, method=self._deflated(size), chunks=None, nbytes=0, source=data)
+                    self._inbox.put_nowait(member)
             self._inbox.put_nowait(_END)
         except BaseException:
             for _, _, task in reads:
@@ -419,6 +430,9 @@ class _ZipJob:
             await asyncio.gather(*(task for _, _, task in reads), return_exceptions=True)
             self._inbox.put_nowait(_ABORT)
             raise
+
+    def _deflated(self, size: int) -> Method:
+        return ZIP_64 if self._force_zip64 else ZIP_AUTO(size, level=_MANIFEST_LEVEL)
 
     async def _read(self, key: str) -> _Read:
         """Read a member into memory, or, past `buffer_bytes`, only its size and CRC."""
@@ -514,7 +528,12 @@ class _ZipJob:
     def _members(self) -> Iterator[MemberFile]:
         while (item := self._take()) is not _END:
             assert isinstance(item, _Member)
-            chunks = item.chunks if item.chunks is not None else self._streamed_chunks()
+            if item.chunks is not None:
+                chunks: Iterable[bytes] = item.chunks
+            elif item.source is not None:
+                chunks = item.source()
+            else:
+                chunks = self._streamed_chunks()
             yield item.name, self._modified_at, _FILE_MODE, item.method, chunks
 
     def _streamed_chunks(self) -> Iterator[bytes]:
@@ -572,6 +591,10 @@ async def _read_small_file(store: FileStore, key: str, limit: int, executor: Thr
         return await asyncio.get_running_loop().run_in_executor(executor, read)
     except OSError as exc:
         raise StorageUnavailableError(f"file store I/O failed: {exc.strerror or exc}") from exc
+
+
+def _measure(source: Callable[[], Iterable[bytes]]) -> int:
+    return sum(len(chunk) for chunk in source())
 
 
 def _size(item: _Item) -> int:

@@ -15,7 +15,7 @@ import json
 import textwrap
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
@@ -137,12 +137,20 @@ def guard_cell(value: str) -> str:
     return "'" + value if value.startswith(_FORMULA_PREFIXES) else value
 
 
+_ROWS_PER_CHUNK = 200  # rows rendered into one piece of `iter_csv` / `iter_json`
+
+
 def render_csv(rows: Sequence[ManifestRow]) -> str:
     """Return `manifest.csv`: a header row, then one row per item (RFC 4180 quoting, CRLF line ends)."""
+    return "".join(iter_csv(rows))
+
+
+def iter_csv(rows: Iterable[ManifestRow]) -> Iterator[str]:
+    """Yield `manifest.csv` in pieces of up to `_ROWS_PER_CHUNK` rows (the text `render_csv` returns)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
     writer.writerow(CSV_COLUMNS)
-    for row in rows:
+    for n, row in enumerate(rows, start=1):
         cells: list[str | int] = [
             row.index,
             guard_cell(row.source_name or ""),
@@ -155,14 +163,24 @@ def render_csv(rows: Sequence[ManifestRow]) -> str:
             guard_cell(row.prompt),
         ]
         writer.writerow(cells)
-    return buffer.getvalue()
+        if n % _ROWS_PER_CHUNK == 0:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    if buffer.tell():
+        yield buffer.getvalue()
 
 
 def render_json(header: ManifestHeader, rows: Sequence[ManifestRow]) -> str:
-    """Return `manifest.json`: the download's summary and one object per item, in row order.
+    """Return `manifest.json`: the download's summary and one object per item, in row order."""
+    return "".join(iter_json(header, rows))
+
+
+def iter_json(header: ManifestHeader, rows: Sequence[ManifestRow]) -> Iterator[str]:
+    """Yield `manifest.json` in pieces of up to `_ROWS_PER_CHUNK` items (the text `render_json` returns).
 
     The text is what `json.dumps(document, indent=2)` makes, written one item at a time so that a 10,000-item
-    manifest never exists as 10,000 dictionaries at once.
+    manifest never exists as 10,000 dictionaries, nor as one string, at once.
     """
     summary = {
         "schema": MANIFEST_SCHEMA,
@@ -175,7 +193,8 @@ def render_json(header: ManifestHeader, rows: Sequence[ManifestRow]) -> str:
     }
     head = json.dumps(summary, ensure_ascii=False, indent=2)
     if not rows:
-        return head + "\n"
+        yield head + "\n"
+        return
     out = io.StringIO()
     out.write(head.removesuffix("[]\n}"))
     out.write("[\n")
@@ -193,6 +212,10 @@ def render_json(header: ManifestHeader, rows: Sequence[ManifestRow]) -> str:
         }
         if i:
             out.write(",\n")
+            if i % _ROWS_PER_CHUNK == 0:
+                yield out.getvalue()
+                out.seek(0)
+                out.truncate()
         out.write(textwrap.indent(json.dumps(item, ensure_ascii=False, indent=2), "    "))
     out.write("\n  ]\n}\n")
-    return out.getvalue()
+    yield out.getvalue()

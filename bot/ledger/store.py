@@ -599,6 +599,20 @@ class Ledger:
             )
         return [_item(row) for row in rows]
 
+    async def iter_items(self, job_id: JobId, *, page: int = 500) -> AsyncIterator[Item]:
+        """Yield a job's items in index order, `page` rows per query, so a 10,000-item job is never all in memory."""
+        after = -1
+        while True:
+            rows = await self._all(
+                "SELECT * FROM items WHERE job_id = ? AND idx > ? ORDER BY idx LIMIT ?", (job_id, after, page)
+            )
+            for row in rows:
+                item = _item(row)
+                after = item.index
+                yield item
+            if len(rows) < page:
+                return
+
     async def get_item(self, job_id: JobId, index: int) -> Item | None:
         """Return one item."""
         row = await self._one("SELECT * FROM items WHERE job_id = ? AND idx = ?", (job_id, index))

@@ -94,6 +94,20 @@ async def test_create_job_assigns_seeds_and_keys_when_items_are_written(
     assert all(i.status is ItemStatus.PENDING and i.attempts == 0 for i in got)
 
 
+@pytest.mark.parametrize("page", [1, 3, 7, 500])
+async def test_iter_items_yields_every_item_in_order_whatever_the_page_size(
+    ledger: Ledger, make_job: MakeJob, clock: FakeClock, page: int
+) -> None:
+    new, other = make_job(), make_job()
+    await ledger.create_job(new, items(7), now=clock.now())
+    await ledger.create_job(other, items(2), now=clock.now())
+
+    got = [item async for item in ledger.iter_items(new.id, page=page)]
+
+    assert got == await ledger.items(new.id)
+    assert [i.index for i in got] == list(range(7))
+
+
 async def test_create_job_applies_caps_when_admit_is_given(ledger: Ledger, make_job: MakeJob, clock: FakeClock) -> None:
     caps = Caps(max_running=1, max_waiting=1)
     results = [await ledger.create_job(make_job(), items(1), now=clock.now(), admit=caps.admit) for _ in range(3)]

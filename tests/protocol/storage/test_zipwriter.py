@@ -9,7 +9,7 @@ import threading
 import tracemalloc
 import zipfile
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -176,6 +176,25 @@ async def test_zip_switches_to_zip64_when_members_exceed_65535() -> None:
     # Only what needs it is ZIP64: the first members carry plain 32-bit headers (version needed 2.0).
     assert infos[0].extract_version == 20
     assert infos[count - 1].extract_version == 45
+
+
+async def test_manifest_given_as_a_function_is_written_whole_when_it_yields_pieces(store: Store) -> None:
+    calls = 0
+
+    def pieces() -> Iterator[bytes]:
+        nonlocal calls
+        calls += 1
+        for i in range(5000):
+            yield f'{i},ok,"row {i}"\r\n'.encode()
+
+    data = await put_members(store, [100])
+    await write_zip(store, [ZipEntry(key=k, name="a.png") for k in data], store, "m.zip", manifest_csv=pieces)
+
+    archive = await open_zip(store, "m.zip")
+    assert archive.testzip() is None
+    assert archive.read("manifest.csv") == b"".join(pieces())
+    assert archive.getinfo("manifest.csv").compress_type == zipfile.ZIP_DEFLATED
+    assert calls == 3  # measured, written, and read back here
 
 
 class SinkStore(MemoryStore):
