@@ -14,6 +14,7 @@ import sys
 from pydantic import ValidationError
 
 from bot.exts._access import policy_from_ids
+from bot.malloc import limit_malloc_arenas
 from bot.settings import BotSettings
 
 log = logging.getLogger("bot")
@@ -84,6 +85,7 @@ async def run(settings: BotSettings) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m bot`; `python -m bot batch|imagine …` are the headless sub-commands (bot/cli.py)."""
     argv = sys.argv[1:] if argv is None else argv
+    limit_malloc_arenas()
     if argv[:1] in (["batch"], ["imagine"]):
         import bot.cli
 
