@@ -26,7 +26,7 @@ from pydantic import ValidationError
 
 from bot.core.admission import Admission, refusal_message
 from bot.core.budget import AimdBudget
-from bot.core.chunking import RoundTime
+from bot.core.chunking import ChunkPolicy, RoundTime
 from bot.core.clock import Clock, SystemClock
 from bot.core.events import (
     Event,
@@ -210,13 +210,16 @@ def policy_from_settings(
     max_running_per_user: int,
     max_waiting_per_user: int,
     item_max_attempts: int | None = None,
+    batch_chunk_s: float | None = None,
 ) -> DispatchPolicy:
     """Build the dispatcher policy from the settings that configure it (`BotSettings` fields of the same names)."""
     from bot.core.admission import CapPolicy, Caps
     from bot.core.retry import RetryPolicy
 
     retry = RetryPolicy() if item_max_attempts is None else RetryPolicy(max_attempts=item_max_attempts)
+    chunks = ChunkPolicy() if batch_chunk_s is None else ChunkPolicy(target_chunk_s=batch_chunk_s)
     return DispatchPolicy(
+        chunks=chunks,
         gemini_concurrency=gemini_concurrency,
         caps=CapPolicy(user=Caps(max_running=max_running_per_user, max_waiting=max_waiting_per_user)),
         retry=retry,

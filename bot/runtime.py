@@ -98,6 +98,7 @@ async def open_runtime(
                 max_running_per_user=settings.max_running_per_user,
                 max_waiting_per_user=settings.max_waiting_per_user,
                 item_max_attempts=settings.item_max_attempts,
+                batch_chunk_s=settings.batch_chunk_s,
             ),
             poll_interval_s=settings.poll_interval_s,
         )

@@ -55,6 +55,9 @@ class BotSettings(BaseSettings):
     poll_interval_s: float = Field(default=0.5, gt=0)  # /status of each chunk in flight; 7 chunks: 14 calls/s
     # Dispatcher attempts per item (the first included) for retryable failures, on top of the worker's own retries.
     item_max_attempts: int = Field(default=4, ge=1, le=20)
+    # How long a batch chunk should run (bot.core.chunking.ChunkPolicy.target_chunk_s): longer wastes less on
+    # hand-overs, shorter lets a pause, a cancel or a grid behind a batch take effect sooner.
+    batch_chunk_s: float = Field(default=60.0, gt=0)
     expected_latency_s: float = Field(default=12.0, gt=0)  # one Gemini call, for ETAs and RunPod timeouts
     progress_edit_interval_s: float = Field(default=3.0, gt=0)  # a job's message is edited at most this often
     interaction_token_max_age_s: float = Field(default=14 * 60, gt=0)  # older tokens: post a channel message

@@ -32,6 +32,9 @@ def make_settings(data_dir: Path, **overrides: Any) -> BotSettings:
         "playground_port": 0,
         "local_workers": 2,
         "poll_interval_s": 0.1,
+        # Chunks of a few rounds, as at real latencies, so that a pause or a cancel lands while a batch still
+        # has items waiting (at the 60 s default, against this fast Gemini, all of a test batch goes at once).
+        "batch_chunk_s": 0.5,
         "batch_fetch_allowed_networks": ["127.0.0.0/8"],
     }
     values.update(overrides)

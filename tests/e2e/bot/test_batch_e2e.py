@@ -230,9 +230,15 @@ async def test_batch_runs_in_one_thread_and_retry_makes_only_retryable_failures_
     assert [b["label"] for b in plan.buttons()] == ["Start", "Cancel"]
     assert len(await stack.rt.ledger.list_jobs()) == jobs_before  # nothing queued before Start
 
-    # Five reference images are blocked for safety; the first six Gemini answers are 503s.
+    # Five reference images are blocked for safety; the first six Gemini answers are 503s. Calls take 0.15 s, so
+    # that the batch lasts several progress intervals (without latency it ends within one).
     await set_faults(
-        stack, http, block_image_sha256=[sha256_of(i) for i in BLOCKED], next_5xx=INJECTED_503, status_5xx=503
+        stack,
+        http,
+        block_image_sha256=[sha256_of(i) for i in BLOCKED],
+        next_5xx=INJECTED_503,
+        status_5xx=503,
+        latency=0.15,
     )
     stats_before = await stack.gemini_stats()
     known = {t["id"] for t in alice.threads()}
@@ -298,6 +304,7 @@ async def test_batch_runs_in_one_thread_and_retry_makes_only_retryable_failures_
     await alice.click(second, label="New link")
     fresh = await alice.wait_for_message(lambda m: "fresh link" in m.content, channel=thread["id"])
     assert len(pngs(await fetch_zip(http, fresh))) == 195
+    await set_faults(stack, http, latency=0)
     await set_faults(stack, http, block_image_sha256=[])
 
 
@@ -387,7 +394,7 @@ async def test_batch_pauses_resumes_and_survives_a_restart_when_asked(
 ) -> None:
     alice = stack.driver("alice")
     await set_faults(stack, http, latency=0.5)
-    data = await asyncio.to_thread(make_zip, 80)
+    data = await asyncio.to_thread(make_zip, 160)  # more than the chunks the budget runs at once
     _, thread, progress = await start_batch(alice, {"prompt": "slow and steady", "zip": Upload("slow.zip", data)})
     job = await _job_of_thread(stack, thread["id"])
     ledger = stack.rt.ledger
@@ -418,10 +425,10 @@ async def test_batch_pauses_resumes_and_survives_a_restart_when_asked(
     await alice.click(progress, label="Resume")
     await alice.wait_for_message(lambda m: "Batch resumed" in m.content, channel=thread["id"], timeout=10)
     summary = await summaries(alice, thread["id"], 1)
-    assert "✅ 80 made · ❌ 0 failed" in summary.content, summary.content
+    assert "✅ 160 made · ❌ 0 failed" in summary.content, summary.content
     assert len(edits.times(progress.id, since=restarted_at)) >= 1
     assert_within_edit_limit(edits.times(progress.id, since=restarted_at))
-    assert len(pngs(await fetch_zip(http, summary))) == 80
+    assert len(pngs(await fetch_zip(http, summary))) == 160
 
 
 @pytest.mark.timeout(120)

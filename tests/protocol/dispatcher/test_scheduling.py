@@ -97,6 +97,9 @@ async def test_policy_from_settings_uses_setting_values_when_built() -> None:
 
     assert policy.gemini_concurrency == 3
     assert (policy.caps.user.max_running, policy.caps.user.max_waiting) == (2, 4)
+    assert policy.chunks.target_chunk_s == 60.0
+    timed = policy_from_settings(gemini_concurrency=3, max_running_per_user=2, max_waiting_per_user=4, batch_chunk_s=5)
+    assert timed.chunks.target_chunk_s == 5
 
 
 class FlakyStatus(MemoryRunpod):
