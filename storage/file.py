@@ -192,13 +192,11 @@ class FileStore:
         return _info(key, stat, content_type)
 
     def _put_bytes(self, key: str, body: bytes | bytearray | memoryview) -> os.stat_result:
-        target, temp, handle = self._open_temp(key)
-        try:
+        with self.writing(key) as handle:
             handle.write(body)
-            return self._commit(handle, temp, target)
-        except BaseException:
-            self._discard(handle, temp)
-            raise
+            handle.flush()
+            # Size and mtime as the renamed file will have them: fsync and rename change neither.
+            return os.fstat(handle.fileno())
 
     @staticmethod
     async def _write_stream(handle: BinaryIO, body: AsyncIterable[bytes]) -> None:
