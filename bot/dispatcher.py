@@ -492,9 +492,11 @@ class Dispatcher:
         if remote.status is RemoteStatus.IN_QUEUE:
             return
         if remote.status is RemoteStatus.IN_PROGRESS:
-            progress = _parse_output(remote.progress)
-            if isinstance(progress, ChunkProgress) and progress.results:
-                await self._record(chunk, progress.results, progress=remote.progress)
+            # Polls come faster than progress updates: one already recorded is not parsed nor written again.
+            if _done_of(remote.progress) > _done_of(chunk.last_progress):
+                progress = _parse_output(remote.progress)
+                if isinstance(progress, ChunkProgress) and progress.results:
+                    await self._record(chunk, progress.results, progress=remote.progress)
             return
         result = _parse_output(remote.result) if remote.status is RemoteStatus.COMPLETED else None
         if isinstance(result, ChunkResult):
@@ -827,10 +829,15 @@ class Dispatcher:
                 raise InvalidRequestError(f"Image {index + 1} cannot be made: invalid {field}.") from exc
 
 
+def _done_of(progress: object) -> int:
+    """Return the `done` count of a progress payload (0 when there is none or it is not a count)."""
+    done = progress.get("done") if isinstance(progress, dict) else None
+    return done if isinstance(done, int) and not isinstance(done, bool) else 0
+
+
 def _items_left(chunk: Chunk) -> int:
     """Return how many of a chunk's items its last progress does not show done."""
-    done = chunk.last_progress.get("done") if chunk.last_progress else None
-    return max(0, len(chunk.indices) - done) if isinstance(done, int) else len(chunk.indices)
+    return max(0, len(chunk.indices) - _done_of(chunk.last_progress))
 
 
 def _calls_held(chunk: Chunk) -> int:

@@ -2,6 +2,7 @@
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -274,17 +275,27 @@ async def test_chunk_failure_is_final_when_worker_reports_bad_input(
 
 
 async def test_progress_records_images_early_when_worker_reports_them(
-    dispatcher: Dispatcher, runpod: MemoryRunpod, ledger: Ledger
+    dispatcher: Dispatcher, runpod: MemoryRunpod, ledger: Ledger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     job_id = await job_id_of((await dispatcher.submit(grid())).job)
     await dispatcher.run_once()
     [remote] = runpod.active()
     events = dispatcher.subscribe()
+    writes = 0
+    record_outcomes = ledger.record_outcomes
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal writes
+        writes += 1
+        return await record_outcomes(*args, **kwargs)
+
+    monkeypatch.setattr(ledger, "record_outcomes", counted)
 
     await runpod.progress(remote.id, [0, 3])
     await dispatcher.run_once()
-    await dispatcher.run_once()  # the same report twice changes nothing
+    await dispatcher.run_once()  # the same report twice changes nothing, and is not written again
 
+    assert writes == 1
     got = events.drain()
     assert [e.index for e in got if isinstance(e, ImageReady)] == [0, 3]
     assert [(e.done, e.total) for e in got if isinstance(e, Progress)] == [(2, 4)]

@@ -39,6 +39,24 @@ def test_batch_chunks_near_the_end_spread_what_is_left_over_the_window() -> None
     # What chunks already running still have to do counts too: 100 ready but 500 left is 10 rounds.
     assert size(100, left=500, round_s=0.5) == 80
     assert size(3, round_s=0.5) == 3
+    # A share need not be whole rounds: 856 left over 50 calls is 17.1 items a call, 137 for 8 calls, 35 for 2.
+    assert size(856, round_s=0.5) == 137
+    assert size(34, left=856, concurrency=2, round_s=0.5) == 34
+
+
+def test_last_wave_of_a_batch_takes_all_that_is_left_and_ends_together() -> None:
+    # The dispatcher sizes one chunk after another, counting what it just submitted as running.
+    policy, ready, running, wave = ChunkPolicy(), 856, 0, []
+    for concurrency in (8, 8, 8, 8, 8, 8, 2):
+        got = policy.batch_chunk_size(
+            ready=ready, left=ready + running, concurrency=concurrency, round_s=0.5, window=50
+        )
+        wave.append(got)
+        ready, running = ready - got, running + got
+
+    assert sum(wave) == 856
+    per_call = [got / concurrency for got, concurrency in zip(wave, (8, 8, 8, 8, 8, 8, 2), strict=True)]
+    assert max(per_call) - min(per_call) <= 1.0  # within a round of each other
 
 
 def test_batch_chunk_is_empty_when_nothing_is_ready_or_no_call_is_free() -> None:
@@ -60,6 +78,8 @@ def test_round_time_moves_toward_what_chunks_report_and_ignores_empty_reports() 
     rounds.observe(execution_ms=5_000, made=0, concurrency=8)  # every output existed: no call was made
     assert rounds.seconds == 20.0
 
+    rounds.observe(execution_ms=1_500, made=24, concurrency=8)  # the first report replaces the assumption
+    assert rounds.seconds == pytest.approx(0.5)
     for _ in range(30):
         rounds.observe(execution_ms=1_700, made=24, concurrency=8)  # 3 rounds in 1.7 s
     assert rounds.seconds == pytest.approx(1.7 / 3, rel=0.01)
