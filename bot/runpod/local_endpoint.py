@@ -14,6 +14,9 @@ runtime needs, restarts a worker that exits (with backoff), and applies RunPod's
 TIMED_OUT and the worker told to stop the job; cancel removes queued jobs and stops running ones; `ttl` (from
 submission) forgets a job even while it runs; finished jobs are kept for a retention time, then `/status` answers
 404; a job whose worker dies mid-run is requeued `max_requeues` times (once by default), then FAILED.
+Queued jobs go to the least busy of the workers asking for them, split evenly among equally busy ones, so a worker
+that asks for a batch of four while others wait idle gets its share, not all four (each worker is one Python
+process: one that ran every chunk would be held back by its own CPU while the others sat still).
 
 Run it in-process (`async with LocalEndpoint(workers=2, env=...) as ep: ep.base_url, ep.endpoint_id, ep.api_key`)
 or standalone: `python -m bot.runpod.local_endpoint --port 8790 --workers 2`.
@@ -26,6 +29,7 @@ import ctypes
 import functools
 import json
 import logging
+import math
 import os
 import secrets
 import shlex
@@ -146,6 +150,7 @@ class WorkerInfo:
     alive: bool = True
     retiring: bool = False  # asked to stop (refresh or shutdown): gets no more jobs, its long-polls end
     ready: bool = False
+    taking: bool = False  # in a job-take long-poll now
     jobs: set[str] = field(default_factory=set)
     last_ping_at: float | None = None
     runpod_version: str | None = None
@@ -486,22 +491,41 @@ class LocalEndpoint:
         batch = request.path.rsplit("/", 2)[-2] == "job-take-batch"
         wanted = _int_param(request.query.get("batch_size"), default=1, low=1, high=64) if batch else 1
         deadline = time.monotonic() + self._take_wait_s
-        while not self._closing and worker.alive and not worker.retiring:
-            jobs = self._take(worker, wanted)
-            if jobs:
-                payload = [{"id": j.id, "input": j.input} for j in jobs]
-                return web.json_response(payload if batch else payload[0])
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            wake = self._wake
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), remaining)
+        worker.taking = True
+        try:
+            while not self._closing and worker.alive and not worker.retiring:
+                jobs = self._take(worker, wanted)
+                if jobs:
+                    payload = [{"id": j.id, "input": j.input} for j in jobs]
+                    return web.json_response(payload if batch else payload[0])
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                wake = self._wake
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), remaining)
+        finally:
+            worker.taking = False
+            if self._queue or self._low_queue:
+                self._notify_queue()  # a job this worker left to a less busy one is not stranded if that one left
         return web.Response(status=204)
+
+    def _share(self, worker: WorkerInfo, wanted: int) -> int:
+        """Return how many queued jobs `worker` may take now: none while a less busy worker asks too.
+
+        Among the workers asking now, the least busy ones split the queue evenly; the rest wait for the next job.
+        """
+        peers = [w for w in self._workers.values() if (w.taking or w is worker) and w.alive and not w.retiring]
+        load = len(worker.jobs)
+        if any(len(peer.jobs) < load for peer in peers):
+            return 0
+        equals = sum(1 for peer in peers if len(peer.jobs) == load)
+        return min(wanted, math.ceil((len(self._queue) + len(self._low_queue)) / equals))
 
     def _take(self, worker: WorkerInfo, wanted: int) -> list[_Job]:
         taken: list[_Job] = []
         now = time.monotonic()
+        wanted = self._share(worker, wanted)
         for queue in (self._queue, self._low_queue):
             while queue and len(taken) < wanted:
                 job = self._jobs.get(queue.popleft())

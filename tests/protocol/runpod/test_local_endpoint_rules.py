@@ -157,6 +157,33 @@ async def test_batch_take_hands_out_several_jobs_when_worker_asks_for_a_batch(
     assert [j["id"] for j in second] == ids[2:]
 
 
+async def test_jobs_are_spread_over_idle_workers_when_one_asks_for_a_whole_batch(
+    endpoint: tuple[LocalEndpoint, RunpodHttpGateway],
+) -> None:
+    _, gw = endpoint
+    got: dict[str, list[str]] = {"ext-1": [], "ext-2": []}
+
+    async def keep_taking(worker: SdkLikeWorker) -> None:
+        while True:  # the SDK asks again as soon as an answer arrives
+            for job in await worker.take(batch_size=4) or []:
+                got[worker.id].append(job["id"])
+
+    async with aiohttp.ClientSession() as http:
+        ep = endpoint[0]
+        pollers = [asyncio.create_task(keep_taking(SdkLikeWorker(http, ep, name))) for name in got]
+        await wait_until(lambda: sum(w.taking for w in ep.workers()) == 2)
+        queued_together = [gw.run({"i": i}) for i in range(4)]
+        ids = [s.id for s in await asyncio.gather(*queued_together)]
+        one_by_one = [(await gw.run({"i": i})).id for i in range(4, 8)]
+        await wait_until(lambda: sum(map(len, got.values())) == 8)
+        for poller in pollers:
+            poller.cancel()
+        await asyncio.gather(*pollers, return_exceptions=True)
+
+    assert sorted(got["ext-1"] + got["ext-2"]) == sorted(ids + one_by_one)
+    assert (len(got["ext-1"]), len(got["ext-2"])) == (4, 4)
+
+
 async def test_low_priority_jobs_wait_behind_normal_ones(
     endpoint: tuple[LocalEndpoint, RunpodHttpGateway], worker: SdkLikeWorker
 ) -> None:
