@@ -52,6 +52,7 @@ EXIT_INTERRUPTED = 130
 CLI_OWNER = UserId(0)  # the CLI's jobs belong to no Discord user
 _HASH_BLOCK_BYTES = 1024 * 1024
 _COPY_CHUNK_BYTES = 1024 * 1024
+WORKERS_READY_S = 15.0  # the most a batch waits for the embedded workers to start
 
 
 class UsageError(Exception):
@@ -402,6 +403,7 @@ async def run_batch(args: argparse.Namespace, settings: BotSettings, console: Co
                 console.progress(meter.line(current), tty=tty)
 
         try:
+            await _embedded_workers_ready(runtime, stop)
             job = await run_until_finished(runtime, job.id, stop, on_tick=tick, tick_s=0.25 if tty else 0.5)
         except StopRequestedError:
             console.note(f"interrupted; job {job.id} is kept in {settings.data_dir}.")
@@ -438,6 +440,32 @@ async def run_batch(args: argparse.Namespace, settings: BotSettings, console: Co
         }
         console.say(json.dumps(summary))
     return EXIT_OK if job.ok == job.total else EXIT_SOME_FAILED
+
+
+async def _embedded_workers_ready(runtime: Runtime, stop: asyncio.Event) -> None:
+    """Wait (at most `WORKERS_READY_S`) until every embedded worker asks for work, before a batch's first chunks.
+
+    The workers start while the ZIP is read, so this is usually no wait. Chunks handed out before they are all up
+    would crowd onto the first ones (the endpoint spreads jobs over the workers that ask), and each worker is one
+    process: crowded, it runs slower than the budget allows. A worker that is not up in time is not waited for.
+
+    Raises:
+        StopRequestedError: `stop` was set first.
+    """
+    endpoint = runtime.backends.endpoint
+    if endpoint is None:
+        return
+    ready = asyncio.create_task(endpoint.wait_ready(timeout_s=WORKERS_READY_S))
+    stopped = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait((ready, stopped), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+        ready.cancel()
+    if stop.is_set():
+        raise StopRequestedError
+    if not ready.cancelled() and isinstance(ready.exception(), TimeoutError):
+        log.warning("not every embedded worker is up after %.0f s; starting with those that are", WORKERS_READY_S)
 
 
 def _error_summary(rows: Sequence[ManifestRow]) -> str:
