@@ -2,6 +2,7 @@
 
 import asyncio
 import errno
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -47,6 +48,26 @@ async def test_nothing_lands_outside_root_when_a_symlink_inside_points_out(tmp_p
     assert [info.key async for info in store.list()] == []  # symlinks are not listed
     assert [info.key async for info in store.list("escape/")] == []  # nor followed out of the root
     assert [info.key async for info in store.list("escape/sec")] == []
+
+
+def test_path_for_resolves_like_realpath_when_keys_run_through_links_files_or_nothing(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "a" / "b").mkdir(parents=True)
+    (root / "a" / "file.png").write_bytes(b"x")
+    (root / "inner").symlink_to(root / "a", target_is_directory=True)  # a link that stays inside
+    (root / "a" / "up").symlink_to(root, target_is_directory=True)
+    (root / "loop").symlink_to(root / "loop")
+    store = FileStore(root)
+    keys = ["a/b/c.png", "a/file.png", "a/file.png/below.png", "missing/deeper/x.png", "inner/b/c.png"]
+    keys += ["a/up/a/file.png", "inner/up/inner/file.png", "loop/x.png"]
+    inside = root.resolve()
+    for key in keys:
+        expected = Path(os.path.realpath(root / key))
+        if expected.is_relative_to(inside) and expected != inside:
+            assert store.path_for(key) == expected, key
+        else:
+            with pytest.raises(InvalidKeyError):
+                store.path_for(key)
 
 
 async def test_put_refuses_traversal_when_key_tries_to_leave_root(tmp_path: Path) -> None:
