@@ -8,6 +8,10 @@ but every dispatcher, RunPod and worker overhead does. The ideal is budget ÷ la
 The bot process's peak RSS is its own `VmHWM` (the CLI prints it in its `--json` summary; workers and the Gemini
 server are other processes).
 
+On Linux it also prints the CPU time each part spent per image within that window (the bot process, its worker
+subprocesses, the Gemini server), and how busy the machine's cores were: on a small machine the whole pipeline
+shares a few cores, so `cpu_busy` near 1 says the ratio is bounded by CPU, not by the pipeline's waits.
+
 The baseline is what a user without Peel would write: a plain sequential loop of google-genai calls (one input
 image and the prompt each) against the same server, over `--baseline-items` items, extrapolated per image.
 
@@ -106,15 +110,56 @@ class Gemini:
         self.proc.wait()
 
 
+def cpu_seconds(pid: int) -> float:
+    """Return the user + system CPU seconds a process has used (Linux /proc; 0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_of(pid: int) -> list[int]:
+    """Return the pids of a process's children (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if parent == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def cpu_snapshot(bot: int, gemini: int) -> dict[str, float]:
+    """Return CPU seconds so far of the bot process, its worker subprocesses and the Gemini server."""
+    return {
+        "bot": cpu_seconds(bot),
+        "workers": sum(cpu_seconds(child) for child in children_of(bot)),
+        "gemini": cpu_seconds(gemini),
+    }
+
+
 class CallWindow(threading.Thread):
-    """Polls `/stats` and records when the run's first call arrived and when its `n`-th call was answered."""
+    """Polls `/stats` and records when the run's first call arrived and when its `n`-th call was answered.
+
+    With `bot_pid` it also takes a CPU snapshot (`cpu_snapshot`) at both moments.
+    """
 
     def __init__(self, gemini: Gemini, n: int) -> None:
         super().__init__(daemon=True)
         self.gemini, self.n = gemini, n
         self.first: float | None = None
         self.last: float | None = None
+        self.bot_pid: int | None = None
+        self.cpu: list[dict[str, float]] = []
         self.stop = threading.Event()
+
+    def snapshot(self) -> None:
+        if self.bot_pid is not None and sys.platform == "linux":
+            self.cpu.append(cpu_snapshot(self.bot_pid, self.gemini.proc.pid))
 
     def run(self) -> None:
         while not self.stop.is_set():
@@ -122,8 +167,10 @@ class CallWindow(threading.Thread):
             now = time.monotonic()
             if self.first is None and stats["requests"] > 0:
                 self.first = now
+                self.snapshot()
             if self.last is None and stats["images"] >= self.n:
                 self.last = now
+                self.snapshot()
                 return
             time.sleep(0.05)
 
@@ -158,25 +205,36 @@ def run_peel(gemini: Gemini, n: int, args: argparse.Namespace, workdir: Path) ->
         "--json",
     ]
     window = CallWindow(gemini, n)
-    window.start()
     start = time.monotonic()
-    done = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, check=False)
+    with subprocess.Popen(
+        command, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as proc:
+        window.bot_pid = proc.pid
+        window.start()
+        stdout, stderr = proc.communicate()
     wall = time.monotonic() - start
     window.stop.set()
     window.join()
-    if done.returncode != 0:
-        sys.stderr.write(done.stderr[-4000:])
-        raise SystemExit(f"the batch of {n} failed with status {done.returncode}")
-    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    if proc.returncode != 0:
+        sys.stderr.write(stderr[-4000:])
+        raise SystemExit(f"the batch of {n} failed with status {proc.returncode}")
+    summary = json.loads(stdout.strip().splitlines()[-1])
     assert window.first is not None and window.last is not None
     stats = gemini.stats()
-    return {
-        "rate": n / (window.last - window.first),
+    seconds = window.last - window.first
+    figures = {
+        "rate": n / seconds,
         "wall_s": wall,
         "rss_mb": summary["peak_rss_bytes"] / 2**20,
         "max_in_flight": stats["max_in_flight"],
         "requests": stats["requests"],
     }
+    if len(window.cpu) == 2:
+        used = {part: window.cpu[1][part] - window.cpu[0][part] for part in window.cpu[0]}
+        for part, cpu_s in used.items():
+            figures[f"cpu_ms_{part}"] = 1000 * cpu_s / n
+        figures["cpu_busy"] = sum(used.values()) / (seconds * (os.cpu_count() or 1))
+    return figures
 
 
 def run_sequential(gemini: Gemini, n: int) -> float:
@@ -217,7 +275,7 @@ def main() -> None:
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     ideal = args.budget / args.latency
-    figures: dict[str, str] = {"ideal_img_s": f"{ideal:.0f}"}
+    figures: dict[str, str] = {"ideal_img_s": f"{ideal:.0f}", "cores": str(os.cpu_count() or 1)}
     gemini = Gemini(args.latency, args.draw_px)
     try:
         results = {}
@@ -230,6 +288,11 @@ def main() -> None:
             figures[f"n{n}_rss_mb"] = f"{r['rss_mb']:.0f}"
             figures[f"n{n}_wall_s"] = f"{r['wall_s']:.0f}"
             figures[f"n{n}_max_in_flight"] = f"{r['max_in_flight']:.0f}"
+            for key in ("cpu_ms_bot", "cpu_ms_workers", "cpu_ms_gemini"):
+                if key in r:
+                    figures[f"n{n}_{key}"] = f"{r[key]:.1f}"
+            if "cpu_busy" in r:
+                figures[f"n{n}_cpu_busy"] = f"{r['cpu_busy']:.2f}"
             sys.stderr.write(f"{n} items: {r}\n")
         gemini.reset()
         sequential = run_sequential(gemini, args.baseline_items)
