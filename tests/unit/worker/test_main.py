@@ -1,11 +1,20 @@
 """`python -m worker`'s pieces that run inside the runpod SDK: the concurrency modifier and its warm-up."""
 
 import asyncio
+import gc
 
 import pytest
 
 from worker.__main__ import make_concurrency_modifier
 from worker.gemini import GeminiImageGenerator
+
+
+@pytest.fixture(autouse=True)
+def freezes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record `gc.freeze` calls instead of freezing the test process."""
+    calls: list[str] = []
+    monkeypatch.setattr(gc, "freeze", lambda: calls.append("freeze"))
+    return calls
 
 
 async def test_modifier_starts_the_warm_up_once_in_the_sdk_loop_and_returns_the_job_limit() -> None:
@@ -19,6 +28,17 @@ async def test_modifier_starts_the_warm_up_once_in_the_sdk_loop_and_returns_the_
     await asyncio.sleep(0)
 
     assert loops == [asyncio.get_running_loop()]  # once, in the loop the jobs will run in
+
+
+async def test_what_the_warm_up_built_is_frozen_out_of_the_collector_after_it(freezes: list[str]) -> None:
+    async def warm_up() -> None:
+        assert freezes == []
+
+    make_concurrency_modifier(1, warm_up=warm_up)(1)
+    for _ in range(3):
+        await asyncio.sleep(0)
+
+    assert freezes == ["freeze"]
 
 
 async def test_failed_warm_up_is_logged_and_changes_nothing(caplog: pytest.LogCaptureFixture) -> None:
