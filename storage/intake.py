@@ -9,7 +9,9 @@ data, too large an upload) is refused as a whole with `IntakeRefusedError`, befo
 Entry names are only ever used as labels in the report: nothing is written to disk under a name taken from the
 upload. The only disk file intake makes is the anonymous spool of a streamed ZIP (`tempfile.TemporaryFile`,
 unlinked at once on POSIX). All blocking work (zipfile, hashing, Pillow) runs in worker threads, one entry at a
-time, so memory stays bounded by one image of at most `max_image_bytes` plus its decode.
+time, so memory stays bounded by one image of at most `max_image_bytes` plus its decode. A ZIP's accepted images
+are written to the store behind the checks (`_BackgroundWrites`: at most 4 writes and 32 MiB at once, one always),
+so the next entry is checked while the last ones are fsynced.
 
 IntakeError (a StorageError)
 └── IntakeRefusedError   the whole upload was refused; `reason` is a RefusalReason (permanent)
@@ -26,7 +28,7 @@ import tempfile
 import zipfile
 import zlib
 from collections import Counter
-from collections.abc import AsyncIterable, Callable, Iterable
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -447,6 +449,45 @@ def _load_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limits: IntakeL
     return _check_bytes(_read_entry(archive, info, limits), limits)
 
 
+class _BackgroundWrites:
+    """Store writes that run behind a ZIP's checks: at most `max_writes` and `max_bytes` at once (one always fits).
+
+    A write that fails makes the next `start` or `finish` raise its error; `abort` cancels what still runs.
+    """
+
+    def __init__(self, *, max_writes: int = 4, max_bytes: int = 32 * MiB) -> None:
+        self._max_writes = max_writes
+        self._max_bytes = max_bytes
+        self._running: dict[asyncio.Task[object], int] = {}  # task -> bytes it holds
+
+    async def start(self, size: int, write: Callable[[], Awaitable[object]]) -> None:
+        """Start `write` (which holds `size` bytes) once there is room for it."""
+        while self._running and (
+            len(self._running) >= self._max_writes or sum(self._running.values()) + size > self._max_bytes
+        ):
+            await asyncio.wait(self._running, return_when=asyncio.FIRST_COMPLETED)
+            self._reap()
+        self._running[asyncio.ensure_future(write())] = size
+
+    async def finish(self) -> None:
+        """Wait for every write; raise the first failure."""
+        while self._running:
+            await asyncio.wait(self._running, return_when=asyncio.FIRST_COMPLETED)
+            self._reap()
+
+    async def abort(self) -> None:
+        """Cancel the writes still running and wait for them (stores discard a cancelled write)."""
+        for task in self._running:
+            task.cancel()
+        await asyncio.gather(*self._running, return_exceptions=True)
+        self._running.clear()
+
+    def _reap(self) -> None:
+        for task in [t for t in self._running if t.done()]:
+            del self._running[task]
+            task.result()  # raises the write's error
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The service
 # ---------------------------------------------------------------------------------------------------------------
@@ -576,10 +617,15 @@ class UploadIntake:
 
     async def _from_zip(self, fp: IO[bytes], *, label: str) -> IntakeReport:
         archive = await _in_thread(_open_zip, fp, self._limits)
+        writes = _BackgroundWrites()
         try:
             report = _ReportBuilder()
             for info in archive.infolist():
-                await self._take_entry(archive, info, report)
+                await self._take_entry(archive, info, report, writes)
+            await writes.finish()
+        except BaseException:
+            await writes.abort()
+            raise
         finally:
             await _in_thread(archive.close)
         result = report.build()
@@ -593,7 +639,9 @@ class UploadIntake:
         )
         return result
 
-    async def _take_entry(self, archive: zipfile.ZipFile, info: zipfile.ZipInfo, report: _ReportBuilder) -> None:
+    async def _take_entry(
+        self, archive: zipfile.ZipFile, info: zipfile.ZipInfo, report: _ReportBuilder, writes: _BackgroundWrites
+    ) -> None:
         name = info.filename
         unsafe = unsafe_path_reason(name)
         if unsafe is not None:
@@ -612,9 +660,12 @@ class UploadIntake:
         except _EntrySkippedError as exc:
             report.skip(name, exc.reason, str(exc))
             return
-        await self._store_image(report, name, checked)
+        await self._store_image(report, name, checked, writes)
 
-    async def _store_image(self, report: _ReportBuilder, name: str, checked: _Checked) -> AcceptedImage:
+    async def _store_image(
+        self, report: _ReportBuilder, name: str, checked: _Checked, writes: _BackgroundWrites | None = None
+    ) -> AcceptedImage:
+        """Report the image as accepted and store it (behind the checks when `writes` is given)."""
         key = content_key(checked.sha256, checked.format)
         duplicate_of = report.first_name_by_sha.get(checked.sha256)
         report.first_name_by_sha.setdefault(checked.sha256, name)
@@ -622,7 +673,15 @@ class UploadIntake:
         if duplicate_of is None:
             already_stored = await self._store.exists(key)
             if not already_stored:
-                await self._store.put(key, checked.data, content_type=checked.format.content_type)
+                data, content_type = checked.data, checked.format.content_type
+
+                async def write() -> object:
+                    return await self._store.put(key, data, content_type=content_type)
+
+                if writes is None:
+                    await write()
+                else:
+                    await writes.start(len(data), write)
         accepted = AcceptedImage(
             name=name,
             key=key,

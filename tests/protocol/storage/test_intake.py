@@ -14,6 +14,7 @@ import pytest
 
 import storage.intake as intake_module
 from storage.base import Body, ObjectInfo, Store
+from storage.errors import StorageUnavailableError
 from storage.file import FileStore
 from storage.intake import (
     AcceptedImage,
@@ -524,6 +525,38 @@ async def test_cancel_propagates_when_cancelled_during_store_put(memory_store: M
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_writes_overlap_the_next_checks_but_stay_bounded_and_a_failed_one_fails_the_intake(
+    tmp_path: Path,
+) -> None:
+    at_once, most = 0, 0
+
+    class SlowStore(MemoryStore):
+        async def put(self, key: str, body: Body, *, content_type: str | None = None) -> ObjectInfo:
+            nonlocal at_once, most
+            at_once += 1
+            most = max(most, at_once)
+            try:
+                await asyncio.sleep(0.02)
+                if len(self._objects) == 6:
+                    raise StorageUnavailableError("disk went away")
+                return await super().put(key, body, content_type=content_type)
+            finally:
+                at_once -= 1
+
+    builder = ZipBuilder()
+    for i in range(12):
+        builder.add(f"{i:02d}.png", make_png(seed=i))
+    upload = await write(tmp_path / "up.zip", builder.build())
+    store = SlowStore()
+
+    with pytest.raises(StorageUnavailableError, match="disk went away"):
+        await UploadIntake(store).zip_file(upload)
+
+    assert 1 < most <= 4  # writes ran behind the checks, never more than four at once
+    await asyncio.sleep(0.05)
+    assert at_once == 0  # the writes still running when one failed were cancelled, not left behind
 
 
 async def test_corpus_lands_only_under_inputs_when_taken_into_any_backend(corpus: Corpus, store: Store) -> None:
