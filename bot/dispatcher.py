@@ -16,7 +16,7 @@ Events go to every `subscribe()`r. Front ends only `submit()` requests and liste
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -493,10 +493,8 @@ class Dispatcher:
             return
         if remote.status is RemoteStatus.IN_PROGRESS:
             # Polls come faster than progress updates: one already recorded is not parsed nor written again.
-            if _done_of(remote.progress) > _done_of(chunk.last_progress):
-                progress = _parse_output(remote.progress)
-                if isinstance(progress, ChunkProgress) and progress.results:
-                    await self._record(chunk, progress.results, progress=remote.progress)
+            if isinstance(remote.progress, dict) and _done_of(remote.progress) > _done_of(chunk.last_progress):
+                await self._record_progress(chunk, remote.progress)
             return
         result = _parse_output(remote.result) if remote.status is RemoteStatus.COMPLETED else None
         if isinstance(result, ChunkResult):
@@ -516,6 +514,21 @@ class Dispatcher:
         )
         await self._reconcile(chunk, code=code, message=message, remote_status=remote.status)
 
+    async def _record_progress(self, chunk: Chunk, progress: Mapping[str, object]) -> None:
+        """Record the items a progress report shows done that the ledger has not recorded yet.
+
+        A report lists every result of the chunk so far (a poll may miss one), so a 256-item chunk repeats up to
+        255 old ones: only those still waiting are validated and read back, and the chunk keeps the counts alone.
+        """
+        waiting = await self._ledger.submitted_indices(chunk.id)
+        results = progress.get("results")
+        listed = results if isinstance(results, list) else []
+        fresh = [r for r in listed if isinstance(r, dict) and r.get("index") in waiting]
+        parsed = _parse_output({**progress, "results": fresh})
+        if isinstance(parsed, ChunkProgress):
+            counts = {"type": "progress", "done": parsed.done, "total": parsed.total}
+            await self._record(chunk, parsed.results, progress=counts)
+
     async def _record(
         self,
         chunk: Chunk,
@@ -526,7 +539,8 @@ class Dispatcher:
         remote_status: RemoteStatus | None = None,
     ) -> None:
         now = self._clock.now()
-        waiting = {item.index: item for item in await self._ledger.submitted_items(chunk.id)}
+        submitted = await self._ledger.submitted_items(chunk.id, indices=[result.index for result in results])
+        waiting = {item.index: item for item in submitted}
         outcomes = [self._outcome(result, waiting[result.index], now) for result in results if result.index in waiting]
         recorded = await self._ledger.record_outcomes(
             chunk.id,

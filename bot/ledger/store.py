@@ -121,7 +121,7 @@ def _json_obj(text: object) -> dict[str, object]:
     return cast("dict[str, object]", data)
 
 
-def _in(values: Collection[str]) -> str:
+def _in(values: Collection[object]) -> str:
     return ",".join("?" * len(values))
 
 
@@ -811,12 +811,27 @@ class Ledger:
         rows = await self._all(f"SELECT * FROM chunks WHERE {' AND '.join(where)} ORDER BY id", params)  # noqa: S608
         return [_chunk(row) for row in rows]
 
-    async def submitted_items(self, chunk_id: ChunkId) -> list[Item]:
-        """Return the items of a chunk that still wait for a verdict."""
-        rows = await self._all(
-            "SELECT * FROM items WHERE chunk_id = ? AND status = 'submitted' ORDER BY idx", (chunk_id,)
-        )
+    async def submitted_items(self, chunk_id: ChunkId, *, indices: Collection[int] | None = None) -> list[Item]:
+        """Return the items of a chunk that still wait for a verdict (only those of `indices` when given)."""
+        if indices is None:
+            rows = await self._all(
+                "SELECT * FROM items WHERE chunk_id = ? AND status = 'submitted' ORDER BY idx", (chunk_id,)
+            )
+        elif not indices:
+            return []
+        else:
+            wanted = sorted(set(indices))
+            rows = await self._all(
+                f"SELECT * FROM items WHERE chunk_id = ? AND status = 'submitted' AND idx IN ({_in(wanted)})"  # noqa: S608
+                " ORDER BY idx",
+                (chunk_id, *wanted),
+            )
         return [_item(row) for row in rows]
+
+    async def submitted_indices(self, chunk_id: ChunkId) -> set[int]:
+        """Return the indices of a chunk's items that still wait for a verdict."""
+        rows = await self._all("SELECT idx FROM items WHERE chunk_id = ? AND status = 'submitted'", (chunk_id,))
+        return {int(row[0]) for row in rows}
 
     async def in_flight_concurrency(self) -> int:
         """Return the Gemini calls held by chunks being submitted or in flight."""

@@ -299,6 +299,12 @@ async def test_progress_records_images_early_when_worker_reports_them(
     got = events.drain()
     assert [e.index for e in got if isinstance(e, ImageReady)] == [0, 3]
     assert [(e.done, e.total) for e in got if isinstance(e, Progress)] == [(2, 4)]
+    [chunk] = await ledger.chunks(statuses=(ChunkStatus.IN_FLIGHT,))
+    assert chunk.last_progress == {"type": "progress", "done": 2, "total": 4}  # the counts, not every result
+
+    await runpod.progress(remote.id, [1])  # the report lists 0 and 3 again: only 1 is new
+    await dispatcher.run_once()
+    assert [e.index for e in events.drain() if isinstance(e, ImageReady)] == [1]
     await runpod.finish(remote.id)
     await dispatcher.run_once()
     assert len(await ledger.images(job_id=job_id)) == 4
