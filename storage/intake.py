@@ -9,9 +9,9 @@ data, too large an upload) is refused as a whole with `IntakeRefusedError`, befo
 Entry names are only ever used as labels in the report: nothing is written to disk under a name taken from the
 upload. The only disk file intake makes is the anonymous spool of a streamed ZIP (`tempfile.TemporaryFile`,
 unlinked at once on POSIX). All blocking work (zipfile, hashing, Pillow) runs in worker threads, one entry at a
-time, so memory stays bounded by one image of at most `max_image_bytes` plus its decode. A ZIP's accepted images
-are written to the store behind the checks (`_BackgroundWrites`: at most 4 writes and 32 MiB at once, one always),
-so the next entry is checked while the last ones are fsynced.
+time. A ZIP's accepted images are written to the store behind the checks, so the next entry is checked while the
+last ones are fsynced (`_BackgroundWrites`: at most 4 writes and 32 MiB at once, or one bigger image). Memory stays
+bounded by one image of at most `max_image_bytes` plus its decode, and those writes.
 
 IntakeError (a StorageError)
 └── IntakeRefusedError   the whole upload was refused; `reason` is a RefusalReason (permanent)
