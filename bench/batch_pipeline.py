@@ -110,26 +110,26 @@ class Gemini:
         self.proc.wait()
 
 
+def stat_fields(pid: int) -> list[str] | None:
+    """Return the fields of `/proc/{pid}/stat` after the command name (state, ppid, …), or None when it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
 def cpu_seconds(pid: int) -> float:
     """Return the user + system CPU seconds a process has used (Linux /proc; 0 when it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    fields = stat_fields(pid)
+    return 0.0 if fields is None else (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def children_of(pid: int) -> list[int]:
     """Return the pids of a process's children (Linux /proc)."""
     found = []
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            if parent == pid:
-                found.append(int(entry.name))
+        if entry.name.isdigit() and (fields := stat_fields(int(entry.name))) is not None and fields[1] == str(pid):
+            found.append(int(entry.name))
     return found
 
 
