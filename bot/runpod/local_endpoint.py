@@ -498,12 +498,8 @@ class LocalEndpoint:
                 if jobs:
                     payload = [{"id": j.id, "input": j.input} for j in jobs]
                     return web.json_response(payload if batch else payload[0])
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                if not await _wait_until(self._wake, deadline):
                     break
-                wake = self._wake
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), remaining)
         finally:
             worker.taking = False
             if self._queue or self._low_queue:
@@ -593,12 +589,8 @@ class LocalEndpoint:
                 ids = sorted(worker.stop)
                 worker.stop.clear()
                 return web.json_response({"jobsToStop": ids})
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if not await _wait_until(worker.stop_wake, deadline):
                 break
-            wake = worker.stop_wake
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), remaining)
         return web.Response(status=204)
 
     async def _ping(self, request: web.Request) -> web.StreamResponse:
@@ -813,6 +805,20 @@ class LocalEndpoint:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             await _exited(proc)
+
+
+async def _wait_until(event: asyncio.Event, deadline: float) -> bool:
+    """Wait for `event` (or the monotonic `deadline`) in a long-poll; return False once the deadline has passed.
+
+    The event is read when called: the endpoint replaces a set event with a fresh one, so each wait takes the
+    current one.
+    """
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        return False
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), remaining)
+    return True
 
 
 async def _exited(proc: asyncio.subprocess.Process) -> int:
