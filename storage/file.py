@@ -10,6 +10,7 @@ inside the root, so neither a hostile key nor a symlink planted inside the root 
 """
 
 import asyncio
+import contextlib
 import errno
 import logging
 import os
@@ -70,7 +71,7 @@ class FileStore:
         self._root_arg = Path(root)
         self._url = url or f"file://{root}"
         self._signer = signer
-        self._root_resolved: Path | None = None
+        self._root_resolved: str | None = None
 
     @classmethod
     def from_url(cls, url: str, *, signer: LinkSigner | None = None) -> "FileStore":
@@ -85,8 +86,11 @@ class FileStore:
     # -- paths (blocking: call from a thread) -----------------------------------------------------------------
 
     def _root(self) -> Path:
+        return Path(self._root_str())
+
+    def _root_str(self) -> str:
         if self._root_resolved is None:
-            self._root_resolved = Path(os.path.realpath(self._root_arg))
+            self._root_resolved = os.path.realpath(self._root_arg)
         return self._root_resolved
 
     def path_for(self, key: str) -> Path:
@@ -97,10 +101,21 @@ class FileStore:
         Raises:
             InvalidKeyError: the key is malformed, or resolving it (through a symlink) leaves the root.
         """
+        return Path(self.fs_path(key))
+
+    def fs_path(self, key: str) -> str:
+        """Return `path_for(key)` as a string: what the store's own reads and writes use. Blocking.
+
+        No `Path` is made: on Python 3.11 every `Path` interns each part of its name, so 10,000 content-addressed
+        keys grew the interpreter's table of interned strings by about 2 MB, for good.
+
+        Raises:
+            InvalidKeyError: the key is malformed, or resolving it (through a symlink) leaves the root.
+        """
         validate_key(key)
-        root = self._root()
+        root = self._root_str()
         resolved = _resolve_under(root, key)
-        if not resolved.is_relative_to(root) or resolved == root:
+        if not resolved.startswith(root.rstrip("/") + "/") or resolved == root:
             raise InvalidKeyError(f"key {key!r} resolves outside the store root")
         return resolved
 
@@ -118,34 +133,36 @@ class FileStore:
 
     # -- writing ----------------------------------------------------------------------------------------------
 
-    def _open_temp(self, key: str) -> tuple[Path, Path, BinaryIO]:
-        target = self.path_for(key)
+    def _open_temp(self, key: str) -> tuple[str, str, BinaryIO]:
+        target = self.fs_path(key)
+        parent, name = os.path.split(target)
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
+            os.makedirs(parent, exist_ok=True)
         except (FileExistsError, NotADirectoryError) as exc:
             raise InvalidKeyError(f"key {key!r} runs through an existing object") from exc
-        if target.is_dir():
+        if os.path.isdir(target):
             raise InvalidKeyError(f"key {key!r} is a directory of other objects")
-        temp = target.with_name(f"{_TEMP_MARK}{target.name}.{uuid.uuid4().hex}")
+        temp = os.path.join(parent, f"{_TEMP_MARK}{name}.{uuid.uuid4().hex}")
         # O_EXCL + O_NOFOLLOW: never write through something that appeared at the temp name.
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
         return target, temp, os.fdopen(fd, "wb")
 
     @staticmethod
-    def _commit(handle: BinaryIO, temp: Path, target: Path) -> os.stat_result:
+    def _commit(handle: BinaryIO, temp: str, target: str) -> os.stat_result:
         handle.flush()
         os.fsync(handle.fileno())
         handle.close()
-        temp.replace(target)
-        _fsync_dir(target.parent)
-        return target.stat()
+        os.replace(temp, target)
+        _fsync_dir(os.path.dirname(target))
+        return os.stat(target)
 
     @staticmethod
-    def _discard(handle: BinaryIO, temp: Path) -> None:
+    def _discard(handle: BinaryIO, temp: str) -> None:
         try:
             handle.close()
         finally:
-            temp.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
 
     @contextmanager
     def writing(self, key: str) -> Iterator[BinaryIO]:
@@ -215,7 +232,7 @@ class FileStore:
 
     def _open_existing(self, key: str) -> BinaryIO:
         try:
-            return self.path_for(key).open("rb")
+            return open(self.fs_path(key), "rb")
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
             raise ObjectNotFoundError(key) from exc
 
@@ -273,7 +290,7 @@ class FileStore:
 
     def _head(self, key: str) -> ObjectInfo | None:
         try:
-            stat = self.path_for(key).stat()
+            stat = os.stat(self.fs_path(key))
         except (FileNotFoundError, NotADirectoryError):
             return None
         if not _is_regular(stat):
@@ -322,9 +339,9 @@ class FileStore:
     # -- the rest ---------------------------------------------------------------------------------------------
 
     def _delete(self, key: str) -> None:
-        path = self.path_for(key)
+        path = self.fs_path(key)
         try:
-            path.unlink()
+            os.unlink(path)
         except (FileNotFoundError, NotADirectoryError):
             return
         except IsADirectoryError as exc:
@@ -385,27 +402,28 @@ def _close_opened(opening: "asyncio.Future[tuple[BinaryIO, int, bytes]]") -> Non
         opening.result()[0].close()
 
 
-def _resolve_under(root: Path, key: str) -> Path:
-    """Return `os.path.realpath(root / key)` for a resolved `root` and a valid key, walking only the key's parts.
+def _resolve_under(root: str, key: str) -> str:
+    """Return `os.path.realpath(f"{root}/{key}")` for a resolved `root` and a valid key, walking only the key's parts.
 
     Each existing part is checked with one `lstat`; a symlink among them hands the whole path to `realpath`,
     and a part that cannot be looked at (missing, say) ends the walk, as `realpath` takes the rest unchanged.
     The same answer as `realpath` of the whole path, without its `lstat` of every directory above the root:
     a worker resolves four keys an image.
     """
-    path = str(root)
+    whole = f"{root.rstrip('/')}/{key}"
+    path = root.rstrip("/")
     for part in key.split("/"):
         path = f"{path}/{part}"
         try:
             mode = os.lstat(path).st_mode
         except OSError:
-            return root / key  # as realpath: what cannot be looked at is taken as it is
+            return whole  # as realpath: what cannot be looked at is taken as it is
         if S_ISLNK(mode):
-            return Path(os.path.realpath(root / key))
-    return Path(path)
+            return os.path.realpath(whole)
+    return path
 
 
-def _fsync_dir(directory: Path) -> None:
+def _fsync_dir(directory: str) -> None:
     """Make a rename durable; some filesystems cannot open a directory, which is harmless to skip."""
     try:
         fd = os.open(directory, os.O_RDONLY)

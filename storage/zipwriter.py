@@ -578,7 +578,7 @@ async def _read_small_file(store: FileStore, key: str, limit: int, executor: Thr
 
     def read() -> bytes | None:
         try:
-            with store.path_for(key).open("rb") as handle:
+            with open(store.fs_path(key), "rb") as handle:
                 if os.fstat(handle.fileno()).st_size > limit:
                     return None
                 # Not read(limit): a read larger than the file allocates that much, then copies the bytes into a

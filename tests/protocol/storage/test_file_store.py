@@ -65,9 +65,12 @@ def test_path_for_resolves_like_realpath_when_keys_run_through_links_files_or_no
         expected = Path(os.path.realpath(root / key))
         if expected.is_relative_to(inside) and expected != inside:
             assert store.path_for(key) == expected, key
+            assert store.fs_path(key) == str(expected), key  # what the store's own reads and writes open
         else:
             with pytest.raises(InvalidKeyError):
                 store.path_for(key)
+            with pytest.raises(InvalidKeyError):
+                store.fs_path(key)
 
 
 async def test_put_refuses_traversal_when_key_tries_to_leave_root(tmp_path: Path) -> None:
