@@ -19,6 +19,7 @@ FALLBACK_NAME = "file"
 
 def sanitize_name(name: str) -> str:
     """Return `name` cleaned into a relative, `/`-separated path that is safe to extract (never empty)."""
+    given = name
     name = unicodedata.normalize("NFC", name).replace("\\", "/")
     segments: list[str] = []
     for raw in name.split("/"):
@@ -27,7 +28,8 @@ def sanitize_name(name: str) -> str:
         if segment in ("", ".", ".."):
             continue
         segments.append(_shorten(segment))
-    return "/".join(segments) or FALLBACK_NAME
+    cleaned = "/".join(segments) or FALLBACK_NAME
+    return given if cleaned == given else cleaned  # the caller's own string when it was safe: no copy to keep
 
 
 def _shorten(segment: str) -> str:
@@ -45,6 +47,16 @@ def numbered(name: str, number: int) -> str:
     stem, dot, ext = leaf.rpartition(".")
     leaf = f"{stem} ({number}).{ext}" if dot and stem else f"{leaf} ({number})"
     return f"{head}{slash}{leaf}"
+
+
+def _folded(name: str) -> str:
+    """Return `name.casefold()`, or `name` itself when folding leaves it as it is.
+
+    Most names (`00042.png`) are already folded: the sets then hold the member's own name rather than a copy of it,
+    which at 10,000 members is about half a megabyte.
+    """
+    folded = name.casefold()
+    return name if folded == name else folded
 
 
 class ArchiveNames:
@@ -67,17 +79,17 @@ class ArchiveNames:
         parent = ""
         for segment in dirs:
             path = f"{parent}/{segment}" if parent else segment
-            folded = path.casefold()
+            folded = _folded(path)
             if folded in self._dir_alias:
                 path = self._dir_alias[folded]
             elif folded in self._files:  # a file holds this path: move this directory aside, for good
                 alias = self._unique(path)
                 self._dir_alias[folded] = alias
                 path = alias
-            self._dirs.add(path.casefold())
+            self._dirs.add(_folded(path))
             parent = path
         chosen = self._unique(f"{parent}/{leaf}" if parent else leaf)
-        self._files.add(chosen.casefold())
+        self._files.add(_folded(chosen))
         return chosen
 
     def _unique(self, path: str) -> str:
@@ -88,5 +100,5 @@ class ArchiveNames:
         return candidate
 
     def _is_taken(self, path: str) -> bool:
-        folded = path.casefold()
+        folded = _folded(path)
         return folded in self._files or folded in self._dirs or folded in self._dir_alias

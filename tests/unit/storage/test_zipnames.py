@@ -69,3 +69,14 @@ def test_archive_names_avoid_reserved_names_when_given() -> None:
     names = ArchiveNames(["manifest.csv"])
     assert names.add("manifest.csv") == "manifest (2).csv"
     assert names.add("../manifest.csv") == "manifest (3).csv"
+
+
+def test_archive_names_keep_the_callers_string_when_a_name_is_already_safe_and_folded() -> None:
+    # 10,000 members: the name sets then share each member's own name instead of holding a copy of it.
+    name = "".join(["00042", ".png"])  # built at run time, so not a shared constant
+    names = ArchiveNames()
+    assert sanitize_name(name) is name
+    assert names.add(name) is name
+    assert sanitize_name("Cat.png") == "Cat.png"
+    assert names.add("Cat.png") == "Cat.png"  # a name that casefolds differently is still matched
+    assert names.add("cat.png") == "cat (2).png"
