@@ -416,47 +416,41 @@ class BatchService:
 
     # ---- when it ends ----------------------------------------------------------------------------------------
 
-    async def rows(self, job: Job) -> list[ManifestRow]:
-        """Return the manifest rows of a batch: every item, then every ZIP entry that intake skipped."""
-        rows: list[ManifestRow] = []
+    async def rows(self, job: Job) -> AsyncIterator[ManifestRow]:
+        """Yield the manifest rows of a batch, streamed from the ledger: every item, then every entry intake skipped."""
         async for item in self._rt.ledger.iter_items(job.id):
             status = {
                 ItemStatus.OK: RowStatus.OK,
                 ItemStatus.CANCELLED: RowStatus.CANCELLED,
             }.get(item.status, RowStatus.ERROR)
-            rows.append(
-                ManifestRow(
-                    index=item.index,
-                    status=status,
-                    prompt=item.prompt or job.prompt,
-                    model=job.params.model,
-                    source_name=item.inputs.source_name,
-                    seed=item.seed,
-                    output_key=item.output_key if status is RowStatus.OK else None,
-                    error_code=item.error_code if status is RowStatus.ERROR else None,
-                    error_reason=(item.error_message or ("not finished" if not item.status.is_final else None))
-                    if status is RowStatus.ERROR
-                    else None,
-                )
+            yield ManifestRow(
+                index=item.index,
+                status=status,
+                prompt=item.prompt or job.prompt,
+                model=job.params.model,
+                source_name=item.inputs.source_name,
+                seed=item.seed,
+                output_key=item.output_key if status is RowStatus.OK else None,
+                error_code=item.error_code if status is RowStatus.ERROR else None,
+                error_reason=(item.error_message or ("not finished" if not item.status.is_final else None))
+                if status is RowStatus.ERROR
+                else None,
             )
         plan = await self.plan_of(job.id)
         for offset, (name, reason) in enumerate(plan.skipped if plan else ()):
-            rows.append(
-                ManifestRow(
-                    index=job.total + offset,
-                    status=RowStatus.SKIPPED,
-                    prompt=job.prompt,
-                    model=job.params.model,
-                    source_name=name,
-                    error_code=reason,
-                    error_reason="skipped by intake",
-                )
+            yield ManifestRow(
+                index=job.total + offset,
+                status=RowStatus.SKIPPED,
+                prompt=job.prompt,
+                model=job.params.model,
+                source_name=name,
+                error_code=reason,
+                error_reason="skipped by intake",
             )
-        return rows
 
     async def build_download(self, job: Job) -> ZipDownload:
         """Write the batch's ZIP (outputs + manifests) and return its link; the archive is remembered for New link."""
-        rows = await self.rows(job)
+        rows = self.rows(job)
         header = ManifestHeader(job_id=job.id, prompt=job.prompt, model=job.params.model, created_at=job.created_at)
         store = self._rt.backends.store
         name = f"batch-{job.ok}of{job.total}-{datetime.now(UTC).strftime('%Y%m%d%H%M%S')}"

@@ -410,7 +410,7 @@ async def run_batch(args: argparse.Namespace, settings: BotSettings, console: Co
             console.note(resume_hint)
             return EXIT_INTERRUPTED
         console.end_progress()
-        rows = [_manifest_row(job, item) async for item in runtime.ledger.iter_items(job.id)]
+        rows = (_manifest_row(job, item) async for item in runtime.ledger.iter_items(job.id))
         header = ManifestHeader(job_id=job.id, prompt=job.prompt, model=job.params.model, created_at=job.created_at)
         download = await build_zip(
             runtime.backends.store, runtime.backends.store, header=header, rows=rows, signer=runtime.signer
@@ -423,7 +423,7 @@ async def run_batch(args: argparse.Namespace, settings: BotSettings, console: Co
         f"job {job.id} {job.status.value}: {job.ok} made, {job.failed} failed, {job.cancelled} cancelled "
         f"of {job.total} in {elapsed:.1f}s; results: {args.out} ({download.size:,} bytes)"
     )
-    errors = _error_summary(rows)
+    errors = _error_summary(download.rows)
     if errors:
         console.say(f"failures by code: {errors}")
     if args.json:

@@ -7,14 +7,14 @@ and returns a link that downloads it (signed for file stores, presigned for S3).
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from bot.core.manifest import (
     ItemStatus,
     ManifestHeader,
     ManifestRow,
-    assign_output_names,
+    OutputNamer,
     iter_csv,
     iter_json,
 )
@@ -80,6 +80,14 @@ async def _mark_missing(source: Store, rows: Sequence[ManifestRow]) -> list[Mani
     return list(await asyncio.gather(*(check(row) for row in rows)))
 
 
+async def _named(rows: Iterable[ManifestRow] | AsyncIterable[ManifestRow]) -> list[ManifestRow]:
+    """Return the rows with their member names, taking each as it comes: a streamed row is never held twice."""
+    namer = OutputNamer(reserved=(MANIFEST_CSV_NAME, MANIFEST_JSON_NAME))
+    if isinstance(rows, AsyncIterable):
+        return [namer(row) async for row in rows]
+    return [namer(row) for row in rows]
+
+
 def zip_key(owner_id: str, name: str) -> str:
     """Return the key of a download archive: `zips/{job or group id}/{name}.zip`.
 
@@ -96,7 +104,7 @@ async def build_zip(
     dest: Store,
     *,
     header: ManifestHeader,
-    rows: Sequence[ManifestRow],
+    rows: Iterable[ManifestRow] | AsyncIterable[ManifestRow],
     name: str = "results",
     filename: str | None = None,
     expires_s: int = DEFAULT_LINK_EXPIRES_S,
@@ -108,7 +116,8 @@ async def build_zip(
         source: the store holding the images (`ManifestRow.output_key`).
         dest: the store the archive goes to (usually the same store).
         header: the manifest summary; its `job_id` (a job or group id) names the archive's folder.
-        rows: one per item, in the order they appear in the manifests and the archive.
+        rows: one per item, in the order they appear in the manifests and the archive; read once, so a
+            generator (rows streamed from the ledger) is never held alongside the named copy.
         name: the archive's name in the store, without `.zip`.
         filename: the name the link downloads as (default `{name}.zip`).
         expires_s: how long the link works (S3 caps it at a week).
@@ -120,7 +129,7 @@ async def build_zip(
         StorageError: a store failed.
     """
     key = zip_key(header.job_id, name)
-    named = assign_output_names(rows, reserved=(MANIFEST_CSV_NAME, MANIFEST_JSON_NAME))
+    named = await _named(rows)
     try:
         summary = await _write(source, dest, key, header, named)
     except ObjectNotFoundError as exc:

@@ -101,6 +101,25 @@ def safe_stem(name: str | None) -> str:
     return "_" + cleaned if cleaned.upper() in _DEVICE_NAMES else cleaned
 
 
+class OutputNamer:
+    """Names rows one at a time, as `assign_output_names` does for a whole sequence (rows streamed from a ledger)."""
+
+    def __init__(self, *, reserved: Iterable[str] = ()) -> None:
+        self._names = ArchiveNames(reserved)
+
+    def __call__(self, row: ManifestRow) -> ManifestRow:
+        """Return the row with its member name: unique among the rows named so far, None without a file."""
+        if not row.has_file:
+            return row if row.output_name is None else replace(row, output_name=None)
+        extension = PurePosixPath(row.output_key or "").suffix.lower() or _DEFAULT_EXTENSION
+        if row.output_name:
+            wanted = PurePosixPath(row.output_name)
+            stem, extension = safe_stem(row.output_name), (wanted.suffix.lower() or extension)
+        else:
+            stem = safe_stem(row.source_name)
+        return replace(row, output_name=self._names.add(f"{stem or f'{row.index:05d}'}{extension}"))
+
+
 def assign_output_names(rows: Iterable[ManifestRow], *, reserved: Iterable[str] = ()) -> list[ManifestRow]:
     """Give every row that has a file a unique member name; other rows get none.
 
@@ -108,20 +127,8 @@ def assign_output_names(rows: Iterable[ManifestRow], *, reserved: Iterable[str] 
     the output key's extension (`.png` by default). Names are unique ignoring case (`ArchiveNames`): the second
     `cat.png` becomes `cat (2).png`. Rows keep their order.
     """
-    names = ArchiveNames(reserved)
-    named: list[ManifestRow] = []
-    for row in rows:
-        if not row.has_file:
-            named.append(replace(row, output_name=None))
-            continue
-        extension = PurePosixPath(row.output_key or "").suffix.lower() or _DEFAULT_EXTENSION
-        if row.output_name:
-            wanted = PurePosixPath(row.output_name)
-            stem, extension = safe_stem(row.output_name), (wanted.suffix.lower() or extension)
-        else:
-            stem = safe_stem(row.source_name)
-        named.append(replace(row, output_name=names.add(f"{stem or f'{row.index:05d}'}{extension}")))
-    return named
+    namer = OutputNamer(reserved=reserved)
+    return [namer(row) for row in rows]
 
 
 def count_statuses(rows: Iterable[ManifestRow]) -> dict[str, int]:

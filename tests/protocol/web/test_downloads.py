@@ -5,6 +5,7 @@ import io
 import json
 import logging
 import zipfile
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
@@ -111,6 +112,32 @@ async def test_build_zip_holds_images_and_manifests_when_some_items_failed(
     assert document["counts"] == {"ok": 17, "error": 3, "cancelled": 0, "skipped": 0, "total": 20}
     assert document["created"] == CREATED.isoformat()
     assert [item["file"] for item in document["items"]] == [row["file"] or None for row in table]
+
+
+async def test_build_zip_writes_the_same_archive_when_rows_stream_from_an_async_iterator(served: Served) -> None:
+    store = FileStore(served.root, signer=served.signer)
+    rows = await make_batch(store)
+    header = ManifestHeader(job_id="j_batch", prompt="p", model="m", created_at=CREATED)
+    taken = 0
+
+    async def streamed() -> AsyncIterator[ManifestRow]:
+        nonlocal taken
+        for row in rows:
+            taken += 1
+            yield row
+
+    listed = await build_zip(store, store, header=header, rows=rows, name="listed")
+    download = await build_zip(store, store, header=header, rows=streamed(), name="streamed")
+
+    assert taken == len(rows)  # read once: a row streamed from the ledger is named as it comes
+    assert download.rows == listed.rows
+    assert (download.images, download.not_included) == (17, 3)
+    with (
+        zipfile.ZipFile(io.BytesIO(await store.get_bytes(listed.key))) as first,
+        zipfile.ZipFile(io.BytesIO(await store.get_bytes(download.key))) as second,
+    ):
+        assert second.namelist() == first.namelist()
+        assert second.read("manifest.csv") == first.read("manifest.csv")
 
 
 async def test_build_zip_reports_a_missing_image_in_the_manifest_when_its_file_is_gone(served: Served) -> None:
