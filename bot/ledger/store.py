@@ -403,10 +403,11 @@ class Ledger:
                 inserted = await cur.fetchone()
             assert inserted is not None  # the key was checked under the write lock
             base = seed_base(job.id, job.params.seed)
+            # A generator, drawn by sqlite3 row by row: a 10,000-item list of these rows was 2.5 MB of the peak.
             await db.executemany(
                 "INSERT INTO items (job_id, idx, inputs, prompt, seed, output_key, status)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
+                (
                     (
                         job.id,
                         index,
@@ -417,7 +418,7 @@ class Ledger:
                         ItemStatus.PENDING.value,
                     )
                     for index, item in enumerate(items)
-                ],
+                ),
             )
             created = await self._job_in(db, job.id)
         log.info(
