@@ -21,11 +21,10 @@ from pathlib import Path
 
 from bot.core.batch import BatchEstimate, BatchLimits, BatchLoad, estimate_batch, limit_refusal, thread_name
 from bot.core.manifest import ItemStatus as RowStatus
-from bot.core.manifest import ManifestHeader, ManifestRow
+from bot.core.manifest import ManifestHeader, ManifestRow, item_row
 from bot.core.models import (
     GroupId,
     ItemInputs,
-    ItemStatus,
     Job,
     JobId,
     JobKind,
@@ -419,23 +418,7 @@ class BatchService:
     async def rows(self, job: Job) -> AsyncIterator[ManifestRow]:
         """Yield the manifest rows of a batch, streamed from the ledger: every item, then every entry intake skipped."""
         async for item in self._rt.ledger.iter_items(job.id):
-            status = {
-                ItemStatus.OK: RowStatus.OK,
-                ItemStatus.CANCELLED: RowStatus.CANCELLED,
-            }.get(item.status, RowStatus.ERROR)
-            yield ManifestRow(
-                index=item.index,
-                status=status,
-                prompt=item.prompt or job.prompt,
-                model=job.params.model,
-                source_name=item.inputs.source_name,
-                seed=item.seed,
-                output_key=item.output_key if status is RowStatus.OK else None,
-                error_code=item.error_code if status is RowStatus.ERROR else None,
-                error_reason=(item.error_message or ("not finished" if not item.status.is_final else None))
-                if status is RowStatus.ERROR
-                else None,
-            )
+            yield item_row(job, item)
         plan = await self.plan_of(job.id)
         for offset, (name, reason) in enumerate(plan.skipped if plan else ()):
             yield ManifestRow(

@@ -33,8 +33,8 @@ from typing import TextIO
 from pydantic import ValidationError
 
 from bot.core.manifest import ItemStatus as RowStatus
-from bot.core.manifest import ManifestHeader, ManifestRow
-from bot.core.models import Item, ItemInputs, ItemStatus, Job, JobId, JobKind, JobParams, JobRequest, NewItem, UserId
+from bot.core.manifest import ManifestHeader, ManifestRow, item_row
+from bot.core.models import ItemInputs, ItemStatus, Job, JobId, JobKind, JobParams, JobRequest, NewItem, UserId
 from bot.core.params import ParsedPrompt, PromptParams, parse_prompt
 from bot.dispatcher import InvalidRequestError, SubmitStatus
 from bot.downloads import build_zip
@@ -324,24 +324,6 @@ def _intake_summary(report: IntakeReport) -> list[str]:
     return lines
 
 
-def _manifest_row(job: Job, item: Item) -> ManifestRow:
-    status = {
-        ItemStatus.OK: RowStatus.OK,
-        ItemStatus.CANCELLED: RowStatus.CANCELLED,
-    }.get(item.status, RowStatus.ERROR)
-    return ManifestRow(
-        index=item.index,
-        status=status,
-        prompt=item.prompt or job.prompt,
-        model=job.params.model,
-        source_name=item.inputs.source_name,
-        seed=item.seed,
-        output_key=item.output_key if item.status is ItemStatus.OK else None,
-        error_code=None if status is RowStatus.OK else (item.error_code or "NOT_MADE"),
-        error_reason=None if status is RowStatus.OK else item.error_message,
-    )
-
-
 async def copy_out(store: Store, key: str, dest: Path) -> None:
     """Copy a stored object to a local file (written next to it, then renamed into place).
 
@@ -424,7 +406,7 @@ async def run_batch(args: argparse.Namespace, settings: BotSettings, console: Co
             console.note(resume_hint)
             return EXIT_INTERRUPTED
         console.end_progress()
-        rows = (_manifest_row(job, item) async for item in runtime.ledger.iter_items(job.id))
+        rows = (item_row(job, item) async for item in runtime.ledger.iter_items(job.id))
         header = ManifestHeader(job_id=job.id, prompt=job.prompt, model=job.params.model, created_at=job.created_at)
         download = await build_zip(
             runtime.backends.store, runtime.backends.store, header=header, rows=rows, signer=runtime.signer
@@ -486,7 +468,7 @@ def _error_summary(rows: Sequence[ManifestRow]) -> str:
     counts: dict[str, int] = {}
     for row in rows:
         if row.status is not RowStatus.OK:
-            code = row.error_code or "?"
+            code = row.error_code or row.status.value  # a cancelled or skipped row has no code
             counts[code] = counts.get(code, 0) + 1
     return ", ".join(f"{code} {n}" for code, n in sorted(counts.items()))
 

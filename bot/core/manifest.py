@@ -21,6 +21,7 @@ from datetime import datetime
 from enum import StrEnum
 from pathlib import PurePosixPath
 
+from bot.core import models
 from storage.zipnames import ArchiveNames
 
 MANIFEST_SCHEMA = 1
@@ -32,6 +33,7 @@ _MAX_STEM_CHARS = 120
 # Windows refuses these names whatever their extension.
 _DEVICE_NAMES = frozenset({"CON", "PRN", "AUX", "NUL"} | {f"{d}{n}" for d in ("COM", "LPT") for n in range(1, 10)})
 _DEFAULT_EXTENSION = ".png"
+NOT_MADE = "NOT_MADE"  # the error code of an item that failed without one (or never ran)
 
 
 class ItemStatus(StrEnum):
@@ -85,6 +87,29 @@ class ManifestHeader:
     prompt: str
     model: str
     created_at: datetime
+
+
+def item_row(job: models.Job, item: models.Item) -> ManifestRow:
+    """Return the manifest row of one of a job's items, as the ledger has it now.
+
+    A failed item without an error code gets `NOT_MADE`; one that has not ended yet says "not finished".
+    """
+    status = {
+        models.ItemStatus.OK: ItemStatus.OK,
+        models.ItemStatus.CANCELLED: ItemStatus.CANCELLED,
+    }.get(item.status, ItemStatus.ERROR)
+    failed = status is ItemStatus.ERROR
+    return ManifestRow(
+        index=item.index,
+        status=status,
+        prompt=item.prompt or job.prompt,
+        model=job.params.model,
+        source_name=item.inputs.source_name,
+        seed=item.seed,
+        output_key=item.output_key if status is ItemStatus.OK else None,
+        error_code=(item.error_code or NOT_MADE) if failed else None,
+        error_reason=(item.error_message or (None if item.status.is_final else "not finished")) if failed else None,
+    )
 
 
 def safe_stem(name: str | None) -> str:

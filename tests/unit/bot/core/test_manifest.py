@@ -5,14 +5,17 @@ from datetime import UTC, datetime
 
 import pytest
 
+from bot.core import models
 from bot.core.manifest import (
     CSV_COLUMNS,
+    NOT_MADE,
     ItemStatus,
     ManifestHeader,
     ManifestRow,
     assign_output_names,
     count_statuses,
     guard_cell,
+    item_row,
     render_csv,
     render_json,
     safe_stem,
@@ -170,3 +173,68 @@ def test_render_json_reports_summary_and_items_when_rows_mix_statuses() -> None:
 
 def test_count_statuses_lists_every_status_when_rows_are_empty() -> None:
     assert count_statuses([]) == {"ok": 0, "error": 0, "cancelled": 0, "skipped": 0, "total": 0}
+
+
+def test_item_row_reports_each_ledger_state_when_an_item_is_made_failed_cancelled_or_unfinished() -> None:
+    job = models.Job(
+        id=models.JobId("j_1"),
+        kind=models.JobKind.BATCH,
+        owner_id=models.UserId(1),
+        guild_id=None,
+        group_id=None,
+        prompt="make it blue",
+        params=models.JobParams(model="gemini-2.5-flash-image"),
+        parent_image_id=None,
+        status=models.JobStatus.RUNNING,
+        priority=models.Priority.BATCH,
+        idempotency_key=None,
+        created_at=CREATED,
+        started_at=None,
+        finished_at=None,
+        total=4,
+        ok=1,
+        failed=1,
+        cancelled=1,
+    )
+
+    def item(index: int, status: models.ItemStatus, code: str | None = None, message: str | None = None) -> ManifestRow:
+        return item_row(
+            job,
+            models.Item(
+                job_id=job.id,
+                index=index,
+                inputs=models.ItemInputs(source_name=f"in/{index}.png"),
+                prompt=None,
+                seed=7 + index,
+                output_key=f"outputs/j_1/{index:05d}.png",
+                status=status,
+                attempts=1,
+                error_code=code,
+                error_message=message,
+                retry_at=None,
+                chunk_id=None,
+                width=None,
+                height=None,
+            ),
+        )
+
+    made = item(0, models.ItemStatus.OK)
+    safety = item(1, models.ItemStatus.ERROR, "SAFETY", "IMAGE_SAFETY")
+    cancelled = item(2, models.ItemStatus.CANCELLED)
+    pending = item(3, models.ItemStatus.PENDING)
+
+    assert (made.status, made.output_key, made.error_code, made.seed) == (
+        ItemStatus.OK,
+        "outputs/j_1/00000.png",
+        None,
+        7,
+    )
+    assert (made.prompt, made.model, made.source_name) == ("make it blue", "gemini-2.5-flash-image", "in/0.png")
+    assert (safety.status, safety.output_key, safety.error_code, safety.error_reason) == (
+        ItemStatus.ERROR,
+        None,
+        "SAFETY",
+        "IMAGE_SAFETY",
+    )
+    assert (cancelled.status, cancelled.error_code, cancelled.output_key) == (ItemStatus.CANCELLED, None, None)
+    assert (pending.status, pending.error_code, pending.error_reason) == (ItemStatus.ERROR, NOT_MADE, "not finished")
