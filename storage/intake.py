@@ -39,6 +39,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from storage._imagecheck import ARCHIVE_SUFFIXES, ImageFormat, ImageRejectedError, check_image
 from storage.base import Body, Store
 from storage.errors import StorageError
+from storage.zipnames import suffix
 
 __all__ = [
     "INPUTS_PREFIX",
@@ -296,13 +297,7 @@ def is_clutter(name: str) -> bool:
 
 def _has_archive_suffix(name: str) -> bool:
     parts = _parts(name)
-    if not parts:
-        return False
-    # `PurePath(leaf).suffix`, without the Path: on Python 3.11 a Path interns its parts, and the leaf names of a
-    # 10,000-entry ZIP grew the interned-string table by 1.9 MB for good.
-    leaf = parts[-1]
-    dot = leaf.rfind(".")
-    return 0 < dot < len(leaf) - 1 and leaf[dot:].lower() in ARCHIVE_SUFFIXES
+    return bool(parts) and suffix(parts[-1]).lower() in ARCHIVE_SUFFIXES
 
 
 def _check_record(info: zipfile.ZipInfo, limits: IntakeLimits) -> None:

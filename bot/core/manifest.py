@@ -19,10 +19,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
-from pathlib import PurePosixPath
 
 from bot.core import models
-from storage.zipnames import ArchiveNames
+from storage.zipnames import ArchiveNames, suffix
 
 MANIFEST_SCHEMA = 1
 CSV_COLUMNS = ("index", "source", "status", "error_code", "error_reason", "file", "seed", "model", "prompt")
@@ -136,10 +135,9 @@ class OutputNamer:
         """Return the row with its member name: unique among the rows named so far, None without a file."""
         if not row.has_file:
             return row if row.output_name is None else replace(row, output_name=None)
-        extension = PurePosixPath(row.output_key or "").suffix.lower() or _DEFAULT_EXTENSION
+        extension = suffix(row.output_key or "").lower() or _DEFAULT_EXTENSION
         if row.output_name:
-            wanted = PurePosixPath(row.output_name)
-            stem, extension = safe_stem(row.output_name), (wanted.suffix.lower() or extension)
+            stem, extension = safe_stem(row.output_name), (suffix(row.output_name).lower() or extension)
         else:
             stem = safe_stem(row.source_name)
         return replace(row, output_name=self._names.add(f"{stem or f'{row.index:05d}'}{extension}"))

@@ -1,8 +1,10 @@
 """Archive member names: sanitized so they extract safely, and unique ignoring case, deterministically."""
 
+from pathlib import PurePosixPath
+
 import pytest
 
-from storage.zipnames import ArchiveNames, numbered, sanitize_name
+from storage.zipnames import ArchiveNames, numbered, sanitize_name, suffix
 
 
 @pytest.mark.parametrize(
@@ -80,3 +82,11 @@ def test_archive_names_keep_the_callers_string_when_a_name_is_already_safe_and_f
     assert sanitize_name("Cat.png") == "Cat.png"
     assert names.add("Cat.png") == "Cat.png"  # a name that casefolds differently is still matched
     assert names.add("cat.png") == "cat (2).png"
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["a.png", "a/b.tar.gz", ".env", "a.", "a..zip", "..zip", "zip", "", ".", "..", "a/./b.PNG", "a//b.jpg", "d.x/f"],
+)
+def test_suffix_matches_pure_posix_path_when_names_vary(name: str) -> None:
+    assert suffix(name) == PurePosixPath(name).suffix
