@@ -716,8 +716,9 @@ class Dispatcher:
         in_flight_chunks = await self._ledger.chunks(statuses=(ChunkStatus.SUBMITTING, ChunkStatus.IN_FLIGHT))
         in_flight = sum(_calls_held(c) for c in in_flight_chunks)
         running: dict[JobId, int] = {}  # items of each job still to finish in chunks in flight
+        round_s = self._round_time.seconds if self._round_time.measured else None
         for c in in_flight_chunks:
-            running[c.job_id] = running.get(c.job_id, 0) + _items_left(c)
+            running[c.job_id] = running.get(c.job_id, 0) + _items_left_by_now(c, now=now, round_s=round_s)
         contenders = len({c.job_id for c in in_flight_chunks} | set(schedulable))
         while True:
             candidates = [
@@ -852,6 +853,22 @@ def _done_of(progress: object) -> int:
 def _items_left(chunk: Chunk) -> int:
     """Return how many of a chunk's items its last progress does not show done."""
     return max(0, len(chunk.indices) - _done_of(chunk.last_progress))
+
+
+def _items_left_by_now(chunk: Chunk, *, now: datetime, round_s: float | None) -> int:
+    """Return how many of a chunk's items are still to be made now, as far as the dispatcher can tell.
+
+    Its last progress can be a report interval and a poll old, which at the end of a wave is a whole round:
+    counted as left, items already made would size the next chunk rounds longer than the rest of its wave.
+    So once a chunk has reported (it has started), `left` is also capped by the rounds it can have run since
+    it was submitted, at the measured `round_s`. The cap errs low (time in RunPod's queue counts as running),
+    which is safe: a chunk sized to too little ends early and the calls it frees get a chunk sized afresh.
+    """
+    left = _items_left(chunk)
+    if round_s is None or round_s <= 0 or chunk.last_progress is None or chunk.submitted_at is None:
+        return left
+    rounds = int((now - chunk.submitted_at).total_seconds() / round_s)
+    return min(left, max(0, len(chunk.indices) - rounds * chunk.concurrency))
 
 
 def _calls_held(chunk: Chunk) -> int:

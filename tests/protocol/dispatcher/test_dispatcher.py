@@ -464,3 +464,34 @@ async def test_resume_after_restart_fails_nothing_when_attempts_were_used_up_by_
         await restarted.run_once()
         job = await reopened.get_job(job_id)
         assert job is not None and (job.status, job.ok, job.failed) == (JobStatus.DONE, 20, 0)
+
+
+@pytest.mark.parametrize(
+    ("reported", "elapsed_s", "size"),
+    [
+        pytest.param(True, 1.5, 76, id="stale-progress-capped-by-the-rounds-since-submission"),
+        pytest.param(True, 0.7, 84, id="fresh-progress-believed"),
+        pytest.param(False, 1.5, 88, id="no-report-yet-counts-every-item"),
+    ],
+)
+async def test_next_chunk_is_sized_to_what_is_left_by_now_when_a_running_chunk_reported_late(
+    make_dispatcher: MakeDispatcher, runpod: MemoryRunpod, clock: FakeClock, reported: bool, elapsed_s: float, size: int
+) -> None:
+    dispatcher = make_dispatcher(DispatchPolicy(gemini_concurrency=16, max_chunk_concurrency=8))
+    await dispatcher.submit(batch(200))
+    await dispatcher.run_once()
+    a, b = runpod.active()
+    assert [(len(j.indices), j.input.concurrency) for j in (a, b)] == [(24, 8), (24, 8)]
+    if reported:
+        await runpod.progress(a.id, a.indices[:8])  # one round made; the report is not refreshed after this
+        await dispatcher.run_once()
+    clock.advance(timedelta(seconds=elapsed_s))
+    await runpod.finish(b.id, execution_ms=1500)  # 3 rounds of 0.5 s: the round time is now measured
+
+    await dispatcher.run_once()
+
+    # 152 ready, plus what `a` has left: 16 by its report, none by the 3 rounds of 0.5 s it can have run in
+    # 1.5 s, all 24 while it has not reported (it may still be queued). The new chunk's share of the window is
+    # 8/16 of that: 76, 84 or 88.
+    [_, c] = runpod.active()
+    assert (len(c.indices), c.input.concurrency) == (size, 8)
