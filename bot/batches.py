@@ -20,8 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bot.core.batch import BatchEstimate, BatchLimits, BatchLoad, estimate_batch, limit_refusal, thread_name
-from bot.core.manifest import ItemStatus as RowStatus
-from bot.core.manifest import ManifestHeader, ManifestRow, item_row
+from bot.core.manifest import ManifestHeader, ManifestRow, item_row, skipped_rows
 from bot.core.models import (
     GroupId,
     ItemInputs,
@@ -420,16 +419,8 @@ class BatchService:
         async for item in self._rt.ledger.iter_items(job.id):
             yield item_row(job, item)
         plan = await self.plan_of(job.id)
-        for offset, (name, reason) in enumerate(plan.skipped if plan else ()):
-            yield ManifestRow(
-                index=job.total + offset,
-                status=RowStatus.SKIPPED,
-                prompt=job.prompt,
-                model=job.params.model,
-                source_name=name,
-                error_code=reason,
-                error_reason="skipped by intake",
-            )
+        for row in skipped_rows(job, plan.skipped if plan else ()):
+            yield row
 
     async def build_download(self, job: Job) -> ZipDownload:
         """Write the batch's ZIP (outputs + manifests) and return its link; the archive is remembered for New link."""

@@ -33,7 +33,7 @@ from typing import TextIO
 from pydantic import ValidationError
 
 from bot.core.manifest import ItemStatus as RowStatus
-from bot.core.manifest import ManifestHeader, ManifestRow, item_row
+from bot.core.manifest import ManifestHeader, ManifestRow, item_row, skipped_rows
 from bot.core.models import ItemInputs, ItemStatus, Job, JobId, JobKind, JobParams, JobRequest, NewItem, UserId
 from bot.core.params import ParsedPrompt, PromptParams, parse_prompt
 from bot.dispatcher import InvalidRequestError, SubmitStatus
@@ -55,6 +55,7 @@ EXIT_INTERRUPTED = 130
 CLI_OWNER = UserId(0)  # the CLI's jobs belong to no Discord user
 _HASH_BLOCK_BYTES = 1024 * 1024
 _COPY_CHUNK_BYTES = 1024 * 1024
+NOTE_SKIPPED = "intake_skipped"  # the job's ZIP entries intake skipped, as [entry name, reason code]
 WORKERS_READY_S = 15.0  # the most a batch waits for the embedded workers to start
 
 
@@ -406,7 +407,7 @@ async def run_batch(args: argparse.Namespace, settings: BotSettings, console: Co
             console.note(resume_hint)
             return EXIT_INTERRUPTED
         console.end_progress()
-        rows = (item_row(job, item) async for item in runtime.ledger.iter_items(job.id))
+        rows = _manifest_rows(runtime, job)
         header = ManifestHeader(job_id=job.id, prompt=job.prompt, model=job.params.model, created_at=job.created_at)
         download = await build_zip(
             runtime.backends.store, runtime.backends.store, header=header, rows=rows, signer=runtime.signer
@@ -464,17 +465,29 @@ async def _embedded_workers_ready(runtime: Runtime, stop: asyncio.Event) -> None
         log.warning("not every embedded worker is up after %.0f s; starting with those that are", WORKERS_READY_S)
 
 
+async def _manifest_rows(runtime: Runtime, job: Job) -> AsyncIterator[ManifestRow]:
+    """Yield the batch's manifest rows: every item from the ledger, then every ZIP entry intake skipped."""
+    async for item in runtime.ledger.iter_items(job.id):
+        yield item_row(job, item)
+    skipped = await runtime.ledger.note(job.id, NOTE_SKIPPED)
+    entries = [(str(name), str(reason)) for name, reason in skipped] if isinstance(skipped, list) else []
+    for row in skipped_rows(job, entries):
+        yield row
+
+
 def _error_summary(rows: Sequence[ManifestRow]) -> str:
     counts: dict[str, int] = {}
     for row in rows:
-        if row.status is not RowStatus.OK:
-            code = row.error_code or row.status.value  # a cancelled or skipped row has no code
+        if row.status not in (RowStatus.OK, RowStatus.SKIPPED):  # skipped entries were listed at intake
+            code = row.error_code or row.status.value  # a cancelled row has no code
             counts[code] = counts.get(code, 0) + 1
     return ", ".join(f"{code} {n}" for code, n in sorted(counts.items()))
 
 
-async def _intake_items(runtime: Runtime, path: Path, settings: BotSettings, console: Console) -> tuple[NewItem, ...]:
-    """Take the input ZIP's images into the store and return one item per accepted image.
+async def _intake_items(
+    runtime: Runtime, path: Path, settings: BotSettings, console: Console
+) -> tuple[tuple[NewItem, ...], list[tuple[str, str]]]:
+    """Take the input ZIP's images into the store; return one item per accepted image and the skipped entries.
 
     The intake report is let go here, before the job is created: at 10,000 images it is about 3 MB.
     """
@@ -489,7 +502,8 @@ async def _intake_items(runtime: Runtime, path: Path, settings: BotSettings, con
         raise UsageError(f"{path}: no usable images")
     if len(report.accepted) > settings.batch_max_items:
         raise UsageError(f"{path}: {len(report.accepted)} images, over the limit of {settings.batch_max_items}")
-    return tuple(NewItem(inputs=ItemInputs(ref_keys=(image.key,), source_name=image.name)) for image in report.accepted)
+    items = tuple(NewItem(inputs=ItemInputs(ref_keys=(i.key,), source_name=i.name)) for i in report.accepted)
+    return items, [(entry.name, entry.reason.value) for entry in report.skipped]
 
 
 async def _submit_batch(
@@ -501,7 +515,7 @@ async def _submit_batch(
     settings: BotSettings,
     console: Console,
 ) -> Job:
-    items = await _intake_items(runtime, path, settings, console)
+    items, skipped = await _intake_items(runtime, path, settings, console)
     request = JobRequest(
         kind=JobKind.BATCH,
         owner_id=CLI_OWNER,
@@ -517,6 +531,8 @@ async def _submit_batch(
         raise UsageError(exc.user_message) from exc
     if result.job is None or result.status is SubmitStatus.REFUSED:
         raise UsageError(result.message)
+    if skipped:
+        await runtime.ledger.set_note(result.job.id, NOTE_SKIPPED, skipped)
     console.note(f"job {result.job.id}: {result.job.total} item(s) submitted")
     return result.job
 

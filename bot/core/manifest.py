@@ -21,6 +21,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from bot.core import models
+from bot.core.batch import SKIP_LABELS
 from storage.zipnames import ArchiveNames, suffix
 
 MANIFEST_SCHEMA = 1
@@ -109,6 +110,23 @@ def item_row(job: models.Job, item: models.Item) -> ManifestRow:
         error_code=(item.error_code or NOT_MADE) if failed else None,
         error_reason=(item.error_message or (None if item.status.is_final else "not finished")) if failed else None,
     )
+
+
+def skipped_rows(job: models.Job, skipped: Iterable[tuple[str, str]]) -> Iterator[ManifestRow]:
+    """Yield a manifest row for each ZIP entry intake skipped, as `(entry name, reason code)`, after the items.
+
+    The rows are numbered on from the job's items, so every entry of the uploaded ZIP has one row.
+    """
+    for offset, (name, reason) in enumerate(skipped):
+        yield ManifestRow(
+            index=job.total + offset,
+            status=ItemStatus.SKIPPED,
+            prompt=job.prompt,
+            model=job.params.model,
+            source_name=name,
+            error_code=reason,
+            error_reason="skipped by intake: " + SKIP_LABELS.get(reason, reason.replace("_", " ")),
+        )
 
 
 def safe_stem(name: str | None) -> str:

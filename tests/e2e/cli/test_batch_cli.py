@@ -58,7 +58,8 @@ def _size(path: Path) -> tuple[int, int]:
         return image.size
 
 
-def _check_results(path: Path, n: int) -> dict[str, object]:
+def _check_results(path: Path, n: int, skipped: tuple[tuple[str, str], ...] = ()) -> dict[str, object]:
+    """Check the results hold each of `n` inputs once and the manifest has a row for every entry of the ZIP."""
     names, manifest = read_results(path)
     images = [name for name in names if name.endswith(".png")]
     assert len(names) == len(set(names))
@@ -66,8 +67,10 @@ def _check_results(path: Path, n: int) -> dict[str, object]:
     assert {"manifest.csv", "manifest.json"} <= set(names)
     items = manifest["items"]
     assert isinstance(items, list)
-    assert sorted(item["index"] for item in items) == list(range(n))
-    assert all(item["status"] == "ok" for item in items)
+    assert sorted(item["index"] for item in items) == list(range(n + len(skipped)))
+    assert all(item["status"] == "ok" for item in items if item["index"] < n)
+    rows = [(item["source"], item["status"], item["error_code"]) for item in items if item["index"] >= n]
+    assert rows == [(name, "skipped", reason) for name, reason in skipped]
     return manifest
 
 
@@ -168,7 +171,7 @@ def test_batch_can_be_resumed_when_interrupted_with_ctrl_c(
     second = run_cli(args, cwd=tmp_path, env=env)
     assert second.returncode == 0, second.stderr[-3000:]
     assert "resuming job" in second.stderr
-    _check_results(tmp_path / "out" / "r.zip", n)
+    _check_results(tmp_path / "out" / "r.zip", n, skipped=(("notes.txt", "not_an_image"),))
     assert gemini.stats()["requests"] <= n + 4  # at most the calls in flight at Ctrl-C again
 
 

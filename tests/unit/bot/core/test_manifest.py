@@ -19,10 +19,15 @@ from bot.core.manifest import (
     render_csv,
     render_json,
     safe_stem,
+    skipped_rows,
 )
+from tests.fakes.models import batch_job
 
 CREATED = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 HEADER = ManifestHeader(job_id="j_42", prompt="a cat, watercolor", model="gemini-2.5-flash-image", created_at=CREATED)
+
+
+BATCH_JOB = batch_job()
 
 
 def make_row(index: int, **overrides: object) -> ManifestRow:
@@ -176,26 +181,7 @@ def test_count_statuses_lists_every_status_when_rows_are_empty() -> None:
 
 
 def test_item_row_reports_each_ledger_state_when_an_item_is_made_failed_cancelled_or_unfinished() -> None:
-    job = models.Job(
-        id=models.JobId("j_1"),
-        kind=models.JobKind.BATCH,
-        owner_id=models.UserId(1),
-        guild_id=None,
-        group_id=None,
-        prompt="make it blue",
-        params=models.JobParams(model="gemini-2.5-flash-image"),
-        parent_image_id=None,
-        status=models.JobStatus.RUNNING,
-        priority=models.Priority.BATCH,
-        idempotency_key=None,
-        created_at=CREATED,
-        started_at=None,
-        finished_at=None,
-        total=4,
-        ok=1,
-        failed=1,
-        cancelled=1,
-    )
+    job = BATCH_JOB
 
     def item(index: int, status: models.ItemStatus, code: str | None = None, message: str | None = None) -> ManifestRow:
         return item_row(
@@ -238,3 +224,14 @@ def test_item_row_reports_each_ledger_state_when_an_item_is_made_failed_cancelle
     )
     assert (cancelled.status, cancelled.error_code, cancelled.output_key) == (ItemStatus.CANCELLED, None, None)
     assert (pending.status, pending.error_code, pending.error_reason) == (ItemStatus.ERROR, NOT_MADE, "not finished")
+
+
+def test_skipped_rows_follow_the_items_when_intake_skipped_entries() -> None:
+    rows = list(skipped_rows(BATCH_JOB, [("notes.txt", "not_an_image"), ("../x.png", "odd_new_reason")]))
+
+    assert [(r.index, r.status, r.source_name, r.error_code) for r in rows] == [
+        (4, ItemStatus.SKIPPED, "notes.txt", "not_an_image"),
+        (5, ItemStatus.SKIPPED, "../x.png", "odd_new_reason"),
+    ]
+    assert [r.error_reason for r in rows] == ["skipped by intake: not an image", "skipped by intake: odd new reason"]
+    assert all(r.output_key is None and r.model == "gemini-2.5-flash-image" for r in rows)

@@ -1,4 +1,4 @@
-from datetime import UTC, datetime
+from datetime import UTC
 
 from bot.core.clock import SystemClock
 from bot.core.models import (
@@ -6,15 +6,13 @@ from bot.core.models import (
     EditInput,
     ItemInputs,
     ItemStatus,
-    Job,
-    JobId,
     JobKind,
     JobParams,
     JobStatus,
     Priority,
-    UserId,
 )
 from bot.core.policy import DispatchPolicy
+from tests.fakes.models import batch_job
 
 
 def test_params_round_trip_when_stored_as_json() -> None:
@@ -53,26 +51,7 @@ def test_final_states_when_checked() -> None:
 
 
 def test_remaining_counts_unfinished_items_when_some_are_done() -> None:
-    job = Job(
-        id=JobId("j_1"),
-        kind=JobKind.BATCH,
-        owner_id=UserId(1),
-        guild_id=None,
-        group_id=None,
-        prompt="p",
-        params=JobParams(model="m"),
-        parent_image_id=None,
-        status=JobStatus.RUNNING,
-        priority=Priority.BATCH,
-        idempotency_key=None,
-        created_at=datetime(2025, 1, 1, tzinfo=UTC),
-        started_at=None,
-        finished_at=None,
-        total=10,
-        ok=3,
-        failed=2,
-        cancelled=1,
-    )
+    job = batch_job(total=10, ok=3, failed=2, cancelled=1)
 
     assert job.remaining == 4
 
