@@ -419,8 +419,9 @@ async def test_batch_pauses_resumes_and_survives_a_restart_when_asked(
     assert still is not None and still.ok == paused.ok
 
     # A redeploy in the middle of the batch: the new process finds the progress message and its buttons again.
-    await stack.restart_bot()
-    restarted_at = time.monotonic()
+    await stack.stop_bot()
+    restarted_at = time.monotonic()  # before the start: the new process may refresh the message while it starts
+    await stack.start_bot()
     ledger = stack.rt.ledger
     await alice.click(progress, label="Resume")
     await alice.wait_for_message(lambda m: "Batch resumed" in m.content, channel=thread["id"], timeout=10)
@@ -450,8 +451,9 @@ async def test_batch_survives_a_restart_with_work_in_flight_when_redeployed(
     await _until(running_with_some_done)
     # The process goes away with chunks in flight (the embedded RunPod endpoint and its workers with it); this
     # stack allows one attempt per item, so only a restart that blames no item can finish the batch whole.
-    await stack.restart_bot()
-    restarted_at = time.monotonic()
+    await stack.stop_bot()
+    restarted_at = time.monotonic()  # before the start: the new process may refresh the message while it starts
+    await stack.start_bot()
     summary = await summaries(alice, thread["id"], 1)
     assert "✅ 60 made · ❌ 0 failed · 🚫 0 blocked" in summary.content, summary.content
     assert len(edits.times(progress.id, since=restarted_at)) >= 1
