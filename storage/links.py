@@ -1,7 +1,8 @@
 """HMAC-signed, expiring links for objects of stores that cannot presign (file and memory stores).
 
 A link is `{base_url}/files/{key}?exp={unix_seconds}&sig={hex}`; the optional `dl` parameter (a download file name)
-is covered by the signature too. The bot's web server verifies links with the same secret.
+is covered by the signature too. The bot's web server verifies links with the same secret. `content_disposition`
+is the header that download name becomes, both from that server and in an S3 presigned URL.
 """
 
 import hashlib
@@ -42,3 +43,17 @@ class LinkSigner:
         if exp_s < (time.time() if now is None else now):
             return False
         return hmac.compare_digest(self._sig(key, exp_s, filename), sig)
+
+
+def content_disposition(filename: str) -> str:
+    """Return an `attachment` Content-Disposition for `filename` (RFC 6266 with an RFC 5987 `filename*`).
+
+    The quoted `filename` is an ASCII fallback: characters outside printable ASCII, quotes, backslashes and path
+    separators become `_`. When that changes the name, `filename*` carries the exact UTF-8 name.
+    """
+    name = filename.replace("/", "_").replace("\\", "_")
+    fallback = "".join(c if 0x20 <= ord(c) < 0x7F and c != '"' else "_" for c in name).strip() or "download"
+    value = f'attachment; filename="{fallback}"'
+    if name and fallback != name:
+        value += f"; filename*=UTF-8''{quote(name, safe='')}"
+    return value

@@ -17,7 +17,7 @@ import threading
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import boto3
 import botocore.exceptions
@@ -32,6 +32,7 @@ from storage.errors import (
     StoreConfigError,
 )
 from storage.keys import validate_key, validate_prefix
+from storage.links import content_disposition
 from storage.memory import guess_content_type
 
 if TYPE_CHECKING:
@@ -442,15 +443,6 @@ def _new_client(kwargs: dict[str, Any]) -> "S3Client":
         if _session is None:
             _session = boto3.session.Session()
         return _session.client("s3", **kwargs)
-
-
-def content_disposition(filename: str) -> str:
-    """Return an `attachment` Content-Disposition for `filename` (RFC 6266, with an ASCII fallback)."""
-    fallback = "".join(c if 0x20 <= ord(c) < 0x7F and c not in '"\\' else "_" for c in filename) or "download"
-    value = f'attachment; filename="{fallback}"'
-    if fallback != filename:
-        value += f"; filename*=UTF-8''{quote(filename, safe='')}"
-    return value
 
 
 async def _read_part(iterator: AsyncIterator[bytes], part_bytes: int) -> bytearray:

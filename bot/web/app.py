@@ -21,7 +21,6 @@ from aiohttp.abc import AbstractAccessLogger
 from bot.web.headers import (
     ByteRange,
     UnsatisfiableRangeError,
-    content_disposition,
     content_type_for,
     etag_matches,
     http_date,
@@ -31,7 +30,7 @@ from bot.web.headers import (
 from storage.base import ObjectInfo, Store
 from storage.errors import InvalidKeyError, ObjectNotFoundError, StorageUnavailableError
 from storage.keys import validate_key
-from storage.links import LinkSigner
+from storage.links import LinkSigner, content_disposition
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
 from pathlib import PurePosixPath
-from urllib.parse import quote
 
 OCTET_STREAM = "application/octet-stream"
 
@@ -87,20 +86,6 @@ def content_type_for(key: str, stored: str | None) -> str:
     if known is not None:
         return known
     return stored or OCTET_STREAM
-
-
-def content_disposition(filename: str) -> str:
-    """Return an `attachment` Content-Disposition for `filename` (RFC 6266 with an RFC 5987 `filename*`).
-
-    The quoted `filename` is an ASCII fallback: characters outside printable ASCII, quotes, backslashes and path
-    separators become `_`. When that changes the name, `filename*` carries the exact UTF-8 name.
-    """
-    name = filename.replace("/", "_").replace("\\", "_")
-    fallback = "".join(c if 0x20 <= ord(c) < 0x7F and c != '"' else "_" for c in name).strip() or "download"
-    value = f'attachment; filename="{fallback}"'
-    if name and fallback != name:
-        value += f"; filename*=UTF-8''{quote(name, safe='')}"
-    return value
 
 
 def make_etag(size: int, modified_at: datetime | None) -> str | None:

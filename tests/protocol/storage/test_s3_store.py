@@ -15,7 +15,7 @@ from storage import (
     StoreConfigError,
     open_store,
 )
-from storage.s3 import S3Store, content_disposition
+from storage.s3 import S3Store
 from tests.fakes.s3 import ACCESS_KEY_ID, SECRET_ACCESS_KEY, MotoS3
 
 MIB = 1024 * 1024
@@ -171,18 +171,6 @@ async def test_presigned_url_carries_expiry_and_no_secret_when_made(moto_s3: Mot
     with pytest.raises(ObjectNotFoundError):
         await store.url_for("missing.png", expires_s=60)
     await store.close()
-
-
-@pytest.mark.parametrize(
-    ("filename", "expected"),
-    [
-        ("cat.png", 'attachment; filename="cat.png"'),
-        ('a"b.png', "attachment; filename=\"a_b.png\"; filename*=UTF-8''a%22b.png"),
-        ("chat é.png", "attachment; filename=\"chat _.png\"; filename*=UTF-8''chat%20%C3%A9.png"),
-    ],
-)
-def test_content_disposition_escapes_name_when_not_plain_ascii(filename: str, expected: str) -> None:
-    assert content_disposition(filename) == expected
 
 
 async def test_upload_is_aborted_when_a_part_upload_fails(

@@ -3,6 +3,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pytest
 
 from storage import InvalidKeyError, LinkSigner
+from storage.links import content_disposition
 
 NOW = 1_800_000_000.0
 SIGNER = LinkSigner(b"s3cret", "https://peel.example/")
@@ -71,3 +72,22 @@ def test_verify_refuses_link_when_signed_with_another_secret() -> None:
 def test_sign_raises_when_key_is_invalid() -> None:
     with pytest.raises(InvalidKeyError):
         SIGNER.sign("../etc/passwd", expires_s=60)
+
+
+@pytest.mark.parametrize(
+    ("filename", "expected"),
+    [
+        ("a.zip", 'attachment; filename="a.zip"'),
+        ("chat é.png", "attachment; filename=\"chat _.png\"; filename*=UTF-8''chat%20%C3%A9.png"),
+        ("", 'attachment; filename="download"'),
+        ("a\\b.zip", 'attachment; filename="a_b.zip"'),
+        ('x"y.png', "attachment; filename=\"x_y.png\"; filename*=UTF-8''x%22y.png"),
+        ("line\r\nbreak.png", "attachment; filename=\"line__break.png\"; filename*=UTF-8''line%0D%0Abreak.png"),
+        ("日本.png", "attachment; filename=\"__.png\"; filename*=UTF-8''%E6%97%A5%E6%9C%AC.png"),
+    ],
+)
+def test_content_disposition_quotes_safely_when_name_is_unusual(filename: str, expected: str) -> None:
+    value = content_disposition(filename)
+    assert value == expected
+    assert "\r" not in value
+    assert "\n" not in value
