@@ -31,6 +31,7 @@ import json
 import logging
 import math
 import os
+import re
 import secrets
 import shlex
 import signal
@@ -49,6 +50,8 @@ from bot.runpod.types import RemoteStatus
 
 log = logging.getLogger(__name__)
 worker_log = logging.getLogger(f"{__name__}.worker")
+# a worker output line's level, in the SDK's format (`ERROR  | …`) or the worker's (`2026-01-02 03:04:05,678 ERROR …`)
+_WORKER_LEVEL = re.compile(r"(?:\d{4}-\d\d-\d\d [\d:,]+ )?(ERROR|CRITICAL|WARNING|WARN)\b")
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_WORKER_COMMAND: tuple[str, ...] = (sys.executable, "-m", "worker")
@@ -846,8 +849,22 @@ async def _relay_output(worker_id: str, proc: asyncio.subprocess.Process) -> Non
         if not line:
             return
         text = line.decode(errors="replace").rstrip()
-        level = logging.WARNING if text.startswith(("ERROR", "WARN", "Traceback")) else logging.DEBUG
-        worker_log.log(level, "[%s] %s", worker_id, text)
+        worker_log.log(_relayed_level(text), "[%s] %s", worker_id, text)
+
+
+def _relayed_level(line: str) -> int:
+    """Return the level a worker's output line is relayed at.
+
+    Errors and tracebacks at WARNING, so an operator sees them with no flag; warnings at INFO, since a worker
+    warns of every retried Gemini call and failed item, which the progress and the manifest already count;
+    the rest at DEBUG.
+    """
+    if line.startswith("Traceback "):
+        return logging.WARNING
+    found = _WORKER_LEVEL.match(line)
+    if found is None:
+        return logging.DEBUG
+    return logging.WARNING if found[1] in ("ERROR", "CRITICAL") else logging.INFO
 
 
 async def _finish_relay(relay: "asyncio.Task[None]") -> None:

@@ -65,3 +65,37 @@ async def test_gemini_warm_up_calls_nothing_when_run() -> None:
         await generator.warm_up()
     finally:
         await generator.aclose()
+
+
+def test_on_stop_runs_in_the_sdk_loop_when_its_run_ends() -> None:
+    seen: list[tuple[asyncio.AbstractEventLoop, bool]] = []
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    async def on_stop() -> None:
+        await asyncio.sleep(0)  # it may await: the loop still runs
+        loop = asyncio.get_running_loop()
+        seen.append((loop, loop.is_running()))
+
+    async def sdk_run() -> None:  # the SDK's `asyncio.run(self.run())`: takes jobs, then returns on SIGTERM
+        loops.append(asyncio.get_running_loop())
+        modifier = make_concurrency_modifier(2, on_stop=on_stop)
+        assert [modifier(1), modifier(2)] == [2, 2]
+        await asyncio.sleep(0)
+        assert seen == []  # not before the run ends
+
+    asyncio.run(sdk_run())
+
+    assert seen == [(loops[0], True)]
+
+
+def test_failed_on_stop_is_logged_and_the_run_still_ends(caplog: pytest.LogCaptureFixture) -> None:
+    async def on_stop() -> None:
+        raise OSError("session already gone")
+
+    async def sdk_run() -> None:
+        make_concurrency_modifier(1, on_stop=on_stop)(1)
+        await asyncio.sleep(0)
+
+    asyncio.run(sdk_run())
+
+    assert "closing the worker's clients failed" in caplog.text
