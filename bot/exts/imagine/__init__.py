@@ -372,6 +372,19 @@ class ImagineCog(commands.Cog):
         file = kwargs.pop("file", None)
         message = await interaction.edit_original_response(attachments=[file] if file else [], **kwargs)
         await self.ledger.set_image_message(image.id, message.id)
+        if interaction.message is not None and job.total > 1:
+            await self._mark_separated(interaction.message, job)
+
+    async def _mark_separated(self, grid: discord.Message, job: Job) -> None:
+        """Turn the U of every image of the grid separated so far blue; the grid itself is left as it is."""
+        images = await self.ledger.images(job_id=job.id)
+        present = {im.index for im in images}
+        separated = {im.index for im in images if im.message_id is not None}
+        view = grid_view(job.id, [i in present for i in range(job.total)], separated=separated)
+        try:
+            await grid.edit(view=view)
+        except discord.HTTPException as exc:  # the image is posted; an old or deleted grid just stays grey
+            log.info("grid %s of %s not marked: %s", grid.id, job.id, exc, extra={"job_id": job.id})
 
     async def _single_message(self, image: Image, content: str, upload_limit: int) -> dict[str, Any]:
         store = self.bot.runtime.backends.store

@@ -6,7 +6,7 @@ is resolved from the ledger, so buttons keep working after a restart and weeks l
 """
 
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -77,11 +77,15 @@ class PeelButton(discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], tem
         await _cog(interaction).on_button(interaction, self.action, self.job_id, self.index)
 
 
-def grid_view(job_id: str, present: Sequence[bool]) -> discord.ui.View:
-    """Return the U1–U4 🔄 / V1–V4 buttons of a grid; a slot whose image failed gets disabled buttons."""
+def grid_view(job_id: str, present: Sequence[bool], *, separated: Collection[int] = ()) -> discord.ui.View:
+    """Return the U1–U4 🔄 / V1–V4 buttons of a grid; a slot whose image failed gets disabled buttons.
+
+    The U of an image already separated is blue, as in Midjourney, so the grid shows which ones were taken.
+    """
     view = discord.ui.View(timeout=None)
     for i, ok in enumerate(present):
-        view.add_item(PeelButton("u", job_id, i, label=f"U{i + 1}", disabled=not ok, row=0))
+        style = discord.ButtonStyle.primary if i in separated else discord.ButtonStyle.secondary
+        view.add_item(PeelButton("u", job_id, i, label=f"U{i + 1}", style=style, disabled=not ok, row=0))
     view.add_item(PeelButton("r", job_id, 0, emoji="🔄", row=0))
     for i, ok in enumerate(present):
         view.add_item(PeelButton("v", job_id, i, label=f"V{i + 1}", disabled=not ok, row=1))

@@ -138,6 +138,14 @@ async def test_u_posts_the_image_with_its_tools_when_clicked(stack: PeelStack):
     image = await stack.rt.ledger.image_at(job.id, 1)
     assert image is not None and image.message_id == int(single.id)
 
+    def u_styles() -> list[object]:
+        return [d._message(grid.id).button(label=f"U{i}")["style"] for i in range(1, 5)]
+
+    await d.wait_until(lambda: u_styles() == [2, 1, 2, 2], timeout=WAIT_S)  # U2 blue, as in Midjourney
+    await d.click(d._message(grid.id), label="U4")
+    await d.wait_until(lambda: u_styles() == [2, 1, 2, 1], timeout=WAIT_S)
+    assert d._message(grid.id).attachments == grid.attachments  # only the buttons changed
+
 
 async def u1(stack: PeelStack, prompt: str, user: str = "alice"):
     d = stack.driver(user)
