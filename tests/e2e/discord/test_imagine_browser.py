@@ -70,7 +70,13 @@ async def test_page_shows_a_grid_with_its_buttons_and_a_single_image_with_its_to
     single_shot = tmp_path / "peel-single.png"
     await page.screenshot(path=str(single_shot))
 
-    for shot in (grid_shot, single_shot):
+    await expect(shown.locator("button.s1", has_text="U2")).to_be_visible(timeout=WAIT_S * 1000)  # U2 is blue now
+    assert await shown.locator("button.s1").count() == 1
+    await scroll_to(shown)
+    taken_shot = tmp_path / "peel-grid-u2-taken.png"
+    await page.screenshot(path=str(taken_shot))
+
+    for shot in (grid_shot, single_shot, taken_shot):
         assert shot.stat().st_size > 10_000
         await save(shot, tmp_path)
     assert errors == []
