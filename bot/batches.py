@@ -318,13 +318,40 @@ class BatchService:
     def _plan_key(plan_id: str) -> str:
         return f"{PENDING_PREFIX}{plan_id}.json"
 
-    async def get_plan(self, plan_id: str) -> BatchPlan | None:
-        """Return a pending plan, or None when it was started, cancelled or never existed."""
+    async def get_plan(self, plan_id: str, *, now: datetime | None = None) -> BatchPlan | None:
+        """Return a pending plan, or None when it was started, cancelled, has expired or never existed.
+
+        A plan older than `batch_plan_ttl_s` is expired: it is forgotten here, so Start cannot queue what the
+        user saw priced and limited a day ago.
+        """
         try:
             data = await self._rt.backends.store.get_bytes(self._plan_key(plan_id))
         except ObjectNotFoundError:
             return None
-        return BatchPlan.from_json(json.loads(data))
+        plan = BatchPlan.from_json(json.loads(data))
+        if self._expired(plan.created_at, now):
+            log.info("batch plan %s expired", plan_id, extra={"action": "plan_expired", "plan_id": plan_id})
+            await self.discard_plan(plan_id)
+            return None
+        return plan
+
+    def _expired(self, created_at: datetime, now: datetime | None) -> bool:
+        age = (now or datetime.now(UTC)) - created_at
+        return age.total_seconds() > self._rt.settings.batch_plan_ttl_s
+
+    async def sweep_plans(self, *, now: datetime | None = None) -> int:
+        """Forget every pending plan that has expired; return how many. A plan is written once: its time is its age."""
+        store = self._rt.backends.store
+        expired = [
+            info.key
+            async for info in store.list(PENDING_PREFIX)
+            if info.modified_at is not None and self._expired(info.modified_at, now)
+        ]
+        for key in expired:
+            await store.delete(key)
+        if expired:
+            log.info("forgot %d expired batch plan(s)", len(expired), extra={"action": "plan_sweep"})
+        return len(expired)
 
     async def discard_plan(self, plan_id: str) -> None:
         """Forget a pending plan (Cancel, or once started)."""

@@ -74,6 +74,8 @@ class BotSettings(BaseSettings):
     batch_max_running_per_guild: int = Field(default=5, ge=1)
     batch_max_items_per_guild: int = Field(default=50_000, ge=1)  # items of a guild's unfinished batches
     batch_fetch_max_bytes: int = Field(default=5 * 1024**3, ge=1)
+    # A plan shown before Start and never started or cancelled is forgotten after this long.
+    batch_plan_ttl_s: int = Field(default=24 * 3600, ge=60)
     batch_fetch_allowed_networks: list[str] = Field(default_factory=list)  # e.g. ["127.0.0.0/8"] in tests
     # A batch's progress message is edited at most this often (Discord allows 5 edits per 5 s per channel).
     batch_progress_interval_s: float = Field(default=5.0, ge=1.0)

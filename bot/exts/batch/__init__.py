@@ -31,6 +31,7 @@ ACTIONS = ("start", "drop", "pause", "resume", "stop", "retry", "link")
 TEMPLATE = rf"{CUSTOM_ID_PREFIX}:batch-(?P<action>{'|'.join(ACTIONS)}):(?P<job>[A-Za-z0-9_.-]+):(?P<index>[0-9]+)"
 MAX_LINK_URL = 512  # Discord's limit for a link button's URL
 NOTE_SUMMARY_FOR = "batch_summary_for"  # the finished_at of the run the summary message describes
+PLAN_SWEEP_S = 3600.0  # how often plans past batch_plan_ttl_s are forgotten
 
 _BUTTONS: dict[str, tuple[str, discord.ButtonStyle]] = {
     "start": ("Start", discord.ButtonStyle.success),
@@ -101,6 +102,7 @@ class BatchCog(commands.Cog):
         self._tasks = [
             asyncio.create_task(self._listen(subscription), name="peel-batch-events"),
             asyncio.create_task(self._progress_loop(), name="peel-batch-progress"),
+            asyncio.create_task(self._sweep_loop(), name="peel-batch-plan-sweep"),
         ]
         for job in await self._rt.ledger.unfinished_jobs():
             if job.kind is JobKind.BATCH:
@@ -139,6 +141,15 @@ class BatchCog(commands.Cog):
                 except Exception:  # one refresh is a boundary: log it, try again on the next change
                     log.exception("refreshing batch %s failed", job_id, extra={"job_id": job_id})
             await asyncio.sleep(interval)
+
+    async def _sweep_loop(self) -> None:
+        """Forget expired plans now (a restart may have left some) and then every hour."""
+        while True:
+            try:
+                await self.service.sweep_plans()
+            except Exception:  # a sweep is a boundary: log it, the next one tries again
+                log.exception("sweeping expired batch plans failed")
+            await asyncio.sleep(PLAN_SWEEP_S)
 
     async def _refresh(self, job_id: JobId) -> None:
         snapshot = await self.service.snapshot(job_id)

@@ -16,6 +16,7 @@ import re
 import time
 import zipfile
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -371,6 +372,50 @@ async def test_cancel_on_the_plan_queues_nothing_when_pressed(stack: PeelStack) 
     await alice.click(plan, label="Cancel")
     await alice.wait_until(lambda: "Nothing was queued" in alice._message(plan.id).content)
     assert len(await stack.rt.ledger.list_jobs()) == jobs_before
+
+
+def _plan_id(plan: Message) -> str:
+    start = plan.button(label="Start")
+    return str(start["custom_id"]).split(":")[-2]
+
+
+async def test_start_on_an_expired_plan_queues_nothing_and_says_so_when_pressed(stack: PeelStack) -> None:
+    alice = stack.driver("alice")
+    data = await asyncio.to_thread(make_zip, 3)
+    jobs_before = len(await stack.rt.ledger.list_jobs())
+    before = len(alice.messages())
+    await alice.slash("batch", {"prompt": "too late", "zip": Upload("late.zip", data)})
+    plan = await plan_message(alice, before)
+    # A day and a bit passes: the plan's own time is what ages it.
+    store = stack.rt.backends.store
+    key = f"batches/pending/{_plan_id(plan)}.json"
+    stored = json.loads(await store.get_bytes(key))
+    stored["created_at"] = (datetime.now(UTC) - timedelta(seconds=stack.settings.batch_plan_ttl_s + 60)).isoformat()
+    await store.put(key, json.dumps(stored).encode(), content_type="application/json")
+
+    before = len(alice.messages())
+    await alice.click(plan, label="Start")
+    error = await plan_message(alice, before)
+    assert "has expired" in json.dumps(error.embeds) + error.content
+    assert len(await stack.rt.ledger.list_jobs()) == jobs_before
+    assert not await store.exists(key)
+
+
+async def test_sweep_forgets_plans_only_once_they_are_past_their_time(stack: PeelStack) -> None:
+    alice = stack.driver("alice")
+    data = await asyncio.to_thread(make_zip, 2)
+    before = len(alice.messages())
+    await alice.slash("batch", {"prompt": "left alone", "zip": Upload("alone.zip", data)})
+    key = f"batches/pending/{_plan_id(await plan_message(alice, before))}.json"
+    cog = stack.bot.get_cog("BatchCog") if stack.bot else None
+    service = getattr(cog, "service", None)
+    assert service is not None
+    ttl = timedelta(seconds=stack.settings.batch_plan_ttl_s)
+
+    assert await service.sweep_plans(now=datetime.now(UTC) + ttl - timedelta(minutes=5)) == 0
+    assert await stack.rt.backends.store.exists(key)
+    assert await service.sweep_plans(now=datetime.now(UTC) + ttl + timedelta(minutes=5)) >= 1
+    assert not await stack.rt.backends.store.exists(key)
 
 
 async def _job_of_thread(stack: PeelStack, thread_id: str) -> Any:
