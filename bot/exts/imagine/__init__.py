@@ -20,7 +20,16 @@ from bot.core.render import image_line
 from bot.discord_bot import PeelBot
 from bot.dispatcher import SubmitStatus
 from bot.exts._errors import error_embed, send_error
-from bot.exts.imagine._components import EditModal, PeelButton, PromptModal, grid_view, tools_view
+from bot.exts.imagine._components import (
+    EDIT_MODAL,
+    REMIX_MODAL,
+    EditModal,
+    PeelButton,
+    PromptModal,
+    grid_view,
+    modal_values,
+    tools_view,
+)
 from bot.exts.imagine._tracker import RESULT, STATUS, JobTracker, Tracked
 from bot.generation import GenerationError, GenerationService, Origin, Prepared, Submitted, safety_reason
 from bot.imaging import Direction, fit_for_upload, grid_preview
@@ -186,8 +195,32 @@ class ImagineCog(commands.Cog):
             return
         await self._launch(interaction, self._maker(interaction, action, job_id, index, None), where=f"button {action}")
 
+    @commands.Cog.listener()
+    async def on_interaction(self, interaction: discord.Interaction[Any]) -> None:
+        """Run a submitted Remix or Edit modal from its custom id and values, whenever it was opened.
+
+        Every modal submission comes here (discord.py dispatches each interaction to listeners), so one opened
+        before a restart works as well as a fresh one; the modals' own `on_submit` does nothing.
+        """
+        if interaction.type is not discord.InteractionType.modal_submit or not isinstance(interaction.data, dict):
+            return
+        custom_id = str(interaction.data.get("custom_id", ""))
+        remix, edit = REMIX_MODAL.fullmatch(custom_id), EDIT_MODAL.fullmatch(custom_id)
+        if remix is None and edit is None:
+            return
+        if await self._refused(interaction):
+            return
+        values = modal_values(interaction.data)
+        if remix is not None:
+            job_id, index = JobId(remix["job"]), int(remix["index"])
+            prompt = values.get("prompt", "").strip() or None  # an emptied box keeps the job's own prompt
+            await self.on_remix(interaction, remix["action"], job_id, index, prompt)
+        elif edit is not None:
+            job_id, index = JobId(edit["job"]), int(edit["index"])
+            await self.on_edit(interaction, job_id, index, values.get("instruction", "").strip())
+
     async def on_remix(
-        self, interaction: discord.Interaction[Any], action: str, job_id: JobId, index: int, prompt: str
+        self, interaction: discord.Interaction[Any], action: str, job_id: JobId, index: int, prompt: str | None
     ) -> None:
         """Run V, Vary or 🔄 with the prompt from the Remix modal."""
         await interaction.response.defer(thinking=True)

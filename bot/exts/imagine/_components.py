@@ -105,28 +105,33 @@ def tools_view(job_id: str, index: int, *, link: str | None, favourite: bool = F
     return view
 
 
+REMIX_MODAL = re.compile(r"peel-remix:(?P<action>[a-z0-9]+):(?P<job>[A-Za-z0-9_.-]+):(?P<index>[0-9]+)")
+EDIT_MODAL = re.compile(r"peel-edit:(?P<job>[A-Za-z0-9_.-]+):(?P<index>[0-9]+)")
+
+
 class PromptModal(discord.ui.Modal):
-    """Remix: a prompt box pre-filled with the prompt and its parameters, before V, Vary or 🔄 run."""
+    """Remix: a prompt box pre-filled with the prompt and its parameters, before V, Vary or 🔄 run.
+
+    Its submission is handled by `ImagineCog.on_interaction` from the custom id and the submitted values, not
+    here: a modal lives in discord.py's memory, and one opened before a restart would otherwise fail on submit.
+    """
 
     def __init__(self, *, title: str, action: str, job_id: JobId, index: int, text: str) -> None:
         super().__init__(title=title, custom_id=f"peel-remix:{action}:{job_id}:{index}", timeout=15 * 60)
-        self.action, self.job_id, self.index = action, job_id, index
         self.prompt: discord.ui.TextInput[PromptModal] = discord.ui.TextInput(
             label="Prompt", style=discord.TextStyle.paragraph, default=text[:4000], max_length=4000, custom_id="prompt"
         )
         self.add_item(self.prompt)
 
     async def on_submit(self, interaction: discord.Interaction[Any]) -> None:
-        """Run the action with the edited prompt."""
-        await _cog(interaction).on_remix(interaction, self.action, self.job_id, self.index, self.prompt.value)
+        """Leave the submission to the cog (see the class)."""
 
 
 class EditModal(discord.ui.Modal):
-    """Edit: an instruction for how to change the image."""
+    """Edit: an instruction for how to change the image. Submitted like `PromptModal`, through the cog."""
 
     def __init__(self, *, job_id: JobId, index: int) -> None:
         super().__init__(title="Edit image", custom_id=f"peel-edit:{job_id}:{index}", timeout=15 * 60)
-        self.job_id, self.index = job_id, index
         self.instruction: discord.ui.TextInput[EditModal] = discord.ui.TextInput(
             label="What should change?",
             style=discord.TextStyle.paragraph,
@@ -137,5 +142,15 @@ class EditModal(discord.ui.Modal):
         self.add_item(self.instruction)
 
     async def on_submit(self, interaction: discord.Interaction[Any]) -> None:
-        """Run the edit."""
-        await _cog(interaction).on_edit(interaction, self.job_id, self.index, self.instruction.value)
+        """Leave the submission to the cog (see the class)."""
+
+
+def modal_values(data: Any) -> dict[str, str]:
+    """Return a modal submission's text values by input custom id (a label-wrapped or an action-row input)."""
+    values: dict[str, str] = {}
+    for row in (data or {}).get("components", []):
+        inner = row.get("components") or ([row["component"]] if "component" in row else [])
+        for component in inner:
+            if "custom_id" in component and isinstance(component.get("value"), str):
+                values[str(component["custom_id"])] = component["value"]
+    return values

@@ -2,12 +2,13 @@
 back ends (dispatcher → local RunPod endpoint → real worker subprocesses → local Gemini)."""
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import pytest_asyncio
 
-from bot.core.models import JobKind, JobStatus
+from bot.core.models import JobKind, JobStatus, UserId
 from bot.exts._access import AccessPolicy
 from playground.state import Upload
 from tests.e2e.discord.conftest import WAIT_S, action_id, ephemeral_embed, imagine, labels, png, result_of, set_faults
@@ -389,3 +390,26 @@ async def test_access_refusal_is_polite_and_queues_nothing_when_the_user_is_not_
         assert len(await stack.rt.ledger.list_jobs()) == before
     finally:
         stack.bot.access = policy
+
+
+async def test_edit_and_remix_modals_opened_before_a_restart_work_when_submitted_after_it(stack: PeelStack):
+    d = stack.driver()
+    user_id = UserId(int(d.user_id))
+    saved = await stack.rt.ledger.get_preferences(user_id)
+    await stack.rt.ledger.set_preferences(user_id, {**saved, "remix": True}, now=datetime.now(UTC))
+    try:
+        single = await u1(stack, "restart fox")
+        edit = await d.click(single, label="Edit")
+        assert await edit.wait_ack() == 9
+        grid = await grid_of(stack, "restart wolf")
+        remix = await d.click(grid, label="V2")
+        assert await remix.wait_ack() == 9 and remix.modal is not None
+
+        await stack.restart_bot()  # the modals are open on the user's screen; the new process never saw them
+
+        await d.submit_modal(edit, {"instruction": "give it a scarf"})
+        await d.wait_for_message(lambda m: m.content.startswith("**give it a scarf** - Edited by"), timeout=WAIT_S)
+        await d.submit_modal(remix, {"prompt": "restart bear"})
+        await d.wait_for_message(lambda m: m.content.startswith("**restart bear** - Variations"), timeout=WAIT_S)
+    finally:
+        await stack.rt.ledger.set_preferences(user_id, saved, now=datetime.now(UTC))
