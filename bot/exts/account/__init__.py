@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 
 UNFINISHED = (JobStatus.WAITING, JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.PAUSED)
 DEFAULT = "default"
+SETTINGS_PANEL_S = 10 * 60.0  # how long /settings' controls work after their last use
+CANCEL_PANEL_S = 5 * 60.0  # how long /cancel's list of jobs works
 MODELS = (("flash", "Nano Banana (2.5 Flash Image)"), ("pro", "Nano Banana Pro"), ("flash3", "Nano Banana 2"))
 
 
@@ -35,11 +37,45 @@ def settings_text(prefs: UserPrefs, default_model: str) -> str:
     )
 
 
-class SettingsView(discord.ui.View):
+class ExpiringPanel(discord.ui.View):
+    """An ephemeral panel whose controls are greyed out, with a hint, when its view times out.
+
+    Otherwise a control clicked after the timeout only gets Discord's "This interaction failed". The panel is
+    edited through the newest interaction of its owner (the command that opened it, then each control they
+    used), whose token Discord honours for 15 minutes: longer than any panel's timeout.
+    """
+
+    def __init__(self, *, timeout: float, content: str, expired_hint: str) -> None:
+        super().__init__(timeout=timeout)
+        self.content, self._expired_hint = content, expired_hint
+        self._latest: discord.Interaction[Any] | None = None
+
+    def shown_by(self, interaction: discord.Interaction[Any]) -> None:
+        """Remember the interaction whose response shows the panel (or changed it last)."""
+        self._latest = interaction
+
+    async def on_timeout(self) -> None:
+        """Grey out every control and say how to open the panel again."""
+        for child in self.children:
+            if isinstance(child, discord.ui.Button | discord.ui.Select):
+                child.disabled = True
+        if self._latest is None:
+            return
+        try:
+            await self._latest.edit_original_response(content=f"{self.content}\n-# {self._expired_hint}", view=self)
+        except discord.HTTPException as exc:  # dismissed by the user, or the token is gone: nothing to grey out
+            log.debug("expired panel not updated: %s", exc)
+
+
+class SettingsView(ExpiringPanel):
     """Selects and buttons that change one user's preferences."""
 
     def __init__(self, service: GenerationService, owner_id: int, prefs: UserPrefs) -> None:
-        super().__init__(timeout=10 * 60)
+        super().__init__(
+            timeout=SETTINGS_PANEL_S,
+            content=settings_text(prefs, service.default_model),
+            expired_hint="These controls have expired: run `/settings` to change your settings again.",
+        )
         self._service, self._owner_id, self.prefs = service, owner_id, prefs
         self.model = self._select("model", "Model", 0, self._on_model)
         self.ratio = self._select("ratio", "Aspect ratio", 1, self._on_ratio)
@@ -88,6 +124,7 @@ class SettingsView(discord.ui.View):
     async def interaction_check(self, interaction: discord.Interaction[Any]) -> bool:
         """Only the user who opened these settings may change them."""
         if interaction.user.id == self._owner_id:
+            self.shown_by(interaction)
             return True
         await interaction.response.send_message("These are someone else's settings.", ephemeral=True)
         return False
@@ -101,9 +138,8 @@ class SettingsView(discord.ui.View):
     async def _save(self, interaction: discord.Interaction[Any], prefs: UserPrefs) -> None:
         self.prefs = await self._service.set_preferences(UserId(self._owner_id), prefs)
         self._show_prefs()
-        await interaction.response.edit_message(
-            content=settings_text(self.prefs, self._service.default_model), view=self
-        )
+        self.content = settings_text(self.prefs, self._service.default_model)
+        await interaction.response.edit_message(content=self.content, view=self)
 
     async def _on_model(self, interaction: discord.Interaction[Any]) -> None:
         value = self.model.values[0]
@@ -163,7 +199,8 @@ class AccountCog(commands.Cog):
         await interaction.response.defer(ephemeral=True, thinking=True)
         prefs = await self.service.preferences(UserId(interaction.user.id))
         view = SettingsView(self.service, interaction.user.id, prefs)
-        await interaction.followup.send(settings_text(prefs, self.service.default_model), view=view, ephemeral=True)
+        await interaction.followup.send(view.content, view=view, ephemeral=True)
+        view.shown_by(interaction)
 
     async def _jobs(self, user: discord.abc.User, *, everyone: bool) -> list[Job]:
         owner = None if everyone else UserId(user.id)
@@ -216,7 +253,8 @@ class AccountCog(commands.Cog):
             )
             for j in jobs[:25]
         ]
-        await interaction.followup.send("Which job should be cancelled?", view=view, ephemeral=True)
+        await interaction.followup.send(view.content, view=view, ephemeral=True)
+        view.shown_by(interaction)
 
     @app_commands.command(name="info", description="Your usage and limits")
     async def info(self, interaction: discord.Interaction[Any]) -> None:
@@ -249,11 +287,15 @@ class AccountCog(commands.Cog):
         await interaction.followup.send(embed=embed, ephemeral=True)
 
 
-class CancelView(discord.ui.View):
+class CancelView(ExpiringPanel):
     """A select of the user's unfinished jobs; picking one cancels it."""
 
     def __init__(self, cog: AccountCog, owner_id: int, is_admin: bool) -> None:
-        super().__init__(timeout=5 * 60)
+        super().__init__(
+            timeout=CANCEL_PANEL_S,
+            content="Which job should be cancelled?",
+            expired_hint="This list has expired: run `/cancel` again to see your jobs as they are now.",
+        )
         self._cog, self._owner_id, self._is_admin = cog, owner_id, is_admin
         self.pick: discord.ui.Select[CancelView] = discord.ui.Select(
             placeholder="Pick a job to cancel", custom_id="peel-cancel:pick"
@@ -273,6 +315,7 @@ class CancelView(discord.ui.View):
             JobId(picked), UserId(self._owner_id), is_admin=self._is_admin
         )
         text = f"Job `{picked}` cancelled." if result.cancelled else result.message
+        self.stop()  # the list is gone from the message: nothing to expire
         await interaction.response.edit_message(content=text, view=None)
 
 

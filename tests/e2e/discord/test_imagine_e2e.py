@@ -1,6 +1,7 @@
 """/imagine and everything under a grid, through the local Discord with the real discord.py and the embedded
 back ends (dispatcher → local RunPod endpoint → real worker subprocesses → local Gemini)."""
 
+import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -10,6 +11,7 @@ import pytest_asyncio
 
 from bot.core.models import JobKind, JobStatus, UserId
 from bot.exts._access import AccessPolicy
+from playground.actions import ActionError
 from playground.state import Upload
 from tests.e2e.discord.conftest import WAIT_S, action_id, ephemeral_embed, imagine, labels, png, result_of, set_faults
 from tests.fakes.peel_stack import PeelStack, peel_stack
@@ -352,6 +354,47 @@ async def test_queue_and_cancel_list_and_cancel_waiting_jobs_when_asked(stack: P
         await d.wait_for_message(lambda m: m.content.startswith("**queued fox**") and m.content.endswith("(cancelled)"))
         await d.slash("cancel", {"job": job.id})
         await d.wait_for_message(lambda m: "already cancelled" in ephemeral_embed(m))
+    finally:
+        await set_faults(stack, {"latency": 0.05})
+
+
+def _all_disabled(message: Any) -> bool:
+    controls = [c for row in message.components for c in row.get("components", [])]
+    return bool(controls) and all(c.get("disabled") for c in controls)
+
+
+async def test_settings_and_cancel_panels_grey_out_and_say_so_when_they_time_out(
+    stack: PeelStack, monkeypatch: pytest.MonkeyPatch
+):
+    # By name: discord.py loads each extension as a fresh module object, the one the running bot uses.
+    account = sys.modules["bot.exts.account"]
+    monkeypatch.setattr(account, "SETTINGS_PANEL_S", 1.0)
+    monkeypatch.setattr(account, "CANCEL_PANEL_S", 1.0)
+    d = stack.driver("bob")
+    before = len(d.messages())  # bob has older panels, still live, from the Remix test
+    await d.slash("settings")
+    panels = await d.wait_for(lambda ms: [m for m in ms[before:] if "Your Peel settings" in m.content])
+    panel = panels[0]
+    await d.click(panel, label="Variations: strong")
+    await d.wait_for_message(lambda m: m.id == panel.id and "Variations: **subtle**" in m.content)
+    expired = await d.wait_for_message(lambda m: m.id == panel.id and "have expired" in m.content, timeout=WAIT_S)
+    assert _all_disabled(expired)
+    assert "Variations: **subtle**" in expired.content  # the panel as it was last changed, not as it was opened
+    with pytest.raises(ActionError, match="disabled"):  # Discord's client cannot press a greyed-out control
+        await d.click(expired, label="Variations: subtle")
+    await stack.rt.ledger.set_preferences(UserId(int(d.user_id)), {}, now=datetime.now(UTC))
+
+    await set_faults(stack, {"latency": 20})
+    try:
+        await imagine(stack, "slow fox", user="bob")
+        await d.wait_for_message(lambda m: "slow fox" in m.content and "generating" in m.content, timeout=WAIT_S)
+        before = len(d.messages())
+        await d.slash("cancel")
+        pickers = await d.wait_for(lambda ms: [m for m in ms[before:] if "Which job" in m.content], timeout=WAIT_S)
+        picker = pickers[0]
+        gone = await d.wait_for_message(lambda m: m.id == picker.id and "has expired" in m.content, timeout=WAIT_S)
+        assert _all_disabled(gone) and "run `/cancel` again" in gone.content
+        await stack.rt.dispatcher.cancel((await latest_job(stack)).id, UserId(int(d.user_id)), is_admin=True)
     finally:
         await set_faults(stack, {"latency": 0.05})
 
