@@ -24,6 +24,7 @@ from bot.core.manifest import ManifestHeader, ManifestRow, item_row, skipped_row
 from bot.core.models import (
     GroupId,
     ItemInputs,
+    ItemStatus,
     Job,
     JobId,
     JobKind,
@@ -50,6 +51,8 @@ log = logging.getLogger(__name__)
 
 PENDING_PREFIX = "batches/pending/"
 NOTE_PLAN = "batch_plan"  # the plan a job was started from (intake report included)
+NOTE_SAMPLES = "batch_samples"  # set once the first results were shown in the batch's thread
+SAMPLES = 4  # how many first results a running batch shows
 NOTE_ZIP = "batch_zip"  # the finished batch's archive: key and file name
 
 
@@ -412,6 +415,26 @@ class BatchService:
         return result
 
     # ---- while it runs ---------------------------------------------------------------------------------------
+
+    async def take_samples(self, job: Job) -> list[tuple[str, bytes]] | None:
+        """Return the first results of a running batch, once: (source name, image) of its first `SAMPLES` made.
+
+        None until that many are made (or when they were already taken). The note is set before the images are
+        shown, so a thread that cannot take them is not asked again at every refresh.
+        """
+        wanted = min(SAMPLES, job.total)
+        if job.status.is_final or job.ok < wanted or await self._rt.ledger.note(job.id, NOTE_SAMPLES):
+            return None
+        await self._rt.ledger.set_note(job.id, NOTE_SAMPLES, True)
+        store = self._rt.backends.store
+        samples = []
+        for item in await self._rt.ledger.items(job.id, statuses=(ItemStatus.OK,), limit=wanted):
+            try:
+                data = await store.get_bytes(item.output_key)
+            except ObjectNotFoundError:  # a store emptied behind the ledger's back: show the others
+                continue
+            samples.append((item.inputs.source_name or f"#{item.index + 1}", data))
+        return samples
 
     async def snapshot(self, job_id: JobId) -> BatchSnapshot | None:
         """Return a batch's counts now (blocked = safety blocks, failed = other failures)."""

@@ -589,16 +589,20 @@ class Ledger:
 
     # ---- items -----------------------------------------------------------------------------------------------
 
-    async def items(self, job_id: JobId, *, statuses: Collection[ItemStatus] | None = None) -> list[Item]:
-        """Return a job's items in index order."""
-        if statuses is None:
-            rows = await self._all("SELECT * FROM items WHERE job_id = ? ORDER BY idx", (job_id,))
-        else:
-            rows = await self._all(
-                f"SELECT * FROM items WHERE job_id = ? AND status IN ({_in(statuses)}) ORDER BY idx",  # noqa: S608
-                (job_id, *(s.value for s in statuses)),
-            )
-        return [_item(row) for row in rows]
+    async def items(
+        self, job_id: JobId, *, statuses: Collection[ItemStatus] | None = None, limit: int | None = None
+    ) -> list[Item]:
+        """Return a job's items in index order (the first `limit` of them, if given)."""
+        where = "job_id = ?"
+        args: list[object] = [job_id]
+        if statuses is not None:
+            where += f" AND status IN ({_in(statuses)})"
+            args += [s.value for s in statuses]
+        sql = f"SELECT * FROM items WHERE {where} ORDER BY idx"  # noqa: S608 - placeholders only
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        return [_item(row) for row in await self._all(sql, tuple(args))]
 
     async def iter_items(self, job_id: JobId, *, page: int = 500) -> AsyncIterator[Item]:
         """Yield a job's items in index order, `page` rows per query, so a 10,000-item job is never all in memory."""

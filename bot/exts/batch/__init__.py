@@ -9,6 +9,7 @@ them keep working after a restart; the progress message is found again through t
 
 import asyncio
 import contextlib
+import io
 import logging
 from typing import Any
 
@@ -18,17 +19,19 @@ from discord.ext import commands
 
 from bot.batches import BatchError, BatchOptions, BatchPlan, BatchRequest, BatchService
 from bot.core.batch import plan_text, progress_message, summary_message
-from bot.core.models import JobId, JobKind, JobStatus, UserId
+from bot.core.models import Job, JobId, JobKind, JobStatus, UserId
 from bot.core.params import IMAGE_SIZES
-from bot.core.render import CUSTOM_ID_PREFIX, CustomId
+from bot.core.render import CUSTOM_ID_PREFIX, CustomId, escape_markdown, truncate
 from bot.errors import UserFacingError
 from bot.exts._errors import send_error
+from bot.imaging import grid_preview
 from worker.contract import ErrorCode
 
 log = logging.getLogger(__name__)
 
 ACTIONS = ("start", "drop", "pause", "resume", "stop", "retry", "link")
 TEMPLATE = rf"{CUSTOM_ID_PREFIX}:batch-(?P<action>{'|'.join(ACTIONS)}):(?P<job>[A-Za-z0-9_.-]+):(?P<index>[0-9]+)"
+SAMPLE_MAX_BYTES = 8 * 1024 * 1024  # the first-results grid fits any server's upload limit
 MAX_LINK_URL = 512  # Discord's limit for a link button's URL
 NOTE_SUMMARY_FOR = "batch_summary_for"  # the finished_at of the run the summary message describes
 PLAN_SWEEP_S = 3600.0  # how often plans past batch_plan_ttl_s are forgotten
@@ -168,6 +171,25 @@ class BatchCog(commands.Cog):
             self._last_text[job_id] = text
         if job.status.is_final:
             await self._post_summary(job_id, plan)
+        elif (samples := await self.service.take_samples(job)) is not None:
+            await self._post_samples(where[0], job, samples)
+
+    async def _post_samples(self, channel_id: int, job: Job, samples: list[tuple[str, bytes]]) -> None:
+        """Show a running batch's first results in its thread, so a wrong prompt is caught before 10,000 images."""
+        if not samples:
+            return
+        grid = await asyncio.to_thread(grid_preview, [d for _, d in samples], max_bytes=SAMPLE_MAX_BYTES, stem="first")
+        names = " · ".join(f"{i}. {truncate(escape_markdown(name), 40)}" for i, (name, _) in enumerate(samples, 1))
+        text = (
+            f"🖼️ **First results** ({len(samples)} of {job.total:,}): {names}\n"
+            "-# Not what you wanted? **Pause** or **Stop** the batch above before it makes the rest."
+        )
+        channel = self.bot.get_partial_messageable(channel_id)
+        await channel.send(
+            content=text,
+            file=discord.File(io.BytesIO(grid.data), grid.filename),
+            allowed_mentions=discord.AllowedMentions.none(),
+        )
 
     async def _post_summary(self, job_id: JobId, plan: BatchPlan | None) -> None:
         snapshot = await self.service.snapshot(job_id)

@@ -24,6 +24,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 from aiohttp import web
+from PIL import Image
 
 from bot.core.models import ItemStatus, JobKind, JobStatus
 from playground.driver import Driver, Message
@@ -255,7 +256,12 @@ async def test_batch_runs_in_one_thread_and_retry_makes_only_retryable_failures_
     assert "⏭️ 1 skipped in the ZIP" in first.content
     assert [b["label"] for b in first.buttons()] == ["Retry failed", "New link", "Download ZIP"]
     bot_messages = [m for m in alice.messages(thread["id"]) if not m.is_ephemeral]
-    assert len(bot_messages) == 2  # one progress message and one summary: the thread is not flooded
+    # one progress message, the first results and one summary: the thread is not flooded
+    assert [("remaining" in m.content, "First results" in m.content, m.id == first.id) for m in bot_messages] == [
+        (True, False, False),
+        (False, True, False),
+        (False, False, True),
+    ]
 
     archive = await fetch_zip(http, first)
     assert len(pngs(archive)) == 189
@@ -503,6 +509,29 @@ async def test_batch_survives_a_restart_with_work_in_flight_when_redeployed(
     assert "✅ 60 made · ❌ 0 failed · 🚫 0 blocked" in summary.content, summary.content
     assert len(edits.times(progress.id, since=restarted_at)) >= 1
     assert len(pngs(await fetch_zip(http, summary))) == 60
+
+
+@pytest.mark.timeout(120)
+async def test_running_batch_shows_its_first_results_once_in_its_thread_when_four_are_made(
+    stack: PeelStack, http: aiohttp.ClientSession
+) -> None:
+    alice = stack.driver("alice")
+    await set_faults(stack, http, latency=0.5)
+    try:
+        data = await asyncio.to_thread(make_zip, 40)
+        _, thread, _ = await start_batch(alice, {"prompt": "show me early", "zip": Upload("early.zip", data)})
+        first = await alice.wait_for_message(lambda m: "First results" in m.content, channel=thread["id"], timeout=30)
+        summary = await summaries(alice, thread["id"], 1)
+    finally:
+        await set_faults(stack, http, latency=0.0)
+
+    assert "(4 of 40)" in first.content and "1. photos/img-0000" in first.content, first.content
+    assert "**Pause** or **Stop**" in first.content
+    grid = Image.open(io.BytesIO(alice.attachment_bytes(first.attachments[0])))
+    assert grid.width > 0 and grid.height > 0
+    in_thread = alice.messages(channel=thread["id"])
+    assert sum("First results" in m.content for m in in_thread) == 1
+    assert int(first.id) < int(summary.id)  # shown while the batch ran, not after
 
 
 @pytest.mark.timeout(120)
