@@ -1,7 +1,8 @@
 """Measure safe intake: images per second from a ZIP into a file store, peak RSS, and the cost of refusals.
 
 Builds (in a temporary directory) a ZIP of distinct JPEG, PNG and WebP photo-like images, takes it in through
-`UploadIntake` into a `FileStore`, then times the refusal of a 60,000-entry ZIP and the check of one 36-megapixel
+`UploadIntake` into a `FileStore` (with one check at a time, and with the bot's `INTAKE_PARALLEL_CHECKS`: the
+ratio is `speedup_N_checks_vs_1`), then times the refusal of a 60,000-entry ZIP and the check of one 36-megapixel
 JPEG. `intake_peak_rss_mb` is taken before that JPEG is built (building it dominates `peak_rss_mb`); it should not
 grow with the number of images. Usage: `python bench/intake_throughput.py [IMAGES]` (default 300). The last line
 is `key=value` figures.
@@ -22,10 +23,13 @@ from PIL import Image
 # `make bench` runs `python bench/<name>.py`, which puts bench/ rather than the repository on sys.path.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bot.settings import BotSettings
 from storage._imagecheck import check_image
 from storage.file import FileStore
 from storage.intake import IntakeRefusedError, UploadIntake
 from tests.fakes.hostile import many_entries_zip
+
+PARALLEL = BotSettings().intake_parallel_checks  # what the bot's batches use
 
 
 def _photo(width: int, height: int, seed: int) -> Image.Image:
@@ -57,19 +61,21 @@ async def run(count: int) -> dict[str, str]:
         root = Path(tmp)
         upload = root / "upload.zip"
         image_bytes = await asyncio.to_thread(build_zip, upload, count)
-        store = FileStore(root / "store")
-        intake = UploadIntake(store)
-        start = time.perf_counter()
-        report = await intake.zip_file(upload)
-        elapsed = time.perf_counter() - start
-        assert len(report.accepted) == count, report.skipped[:3]
-        await store.close()
+        elapsed: dict[int, float] = {}
+        for parallel in (1, PARALLEL):  # each into an empty store: a stored image is not written again
+            store = FileStore(root / f"store-{parallel}")
+            intake = UploadIntake(store, max_parallel_checks=parallel)
+            start = time.perf_counter()
+            report = await intake.zip_file(upload)
+            elapsed[parallel] = time.perf_counter() - start
+            assert len(report.accepted) == count, report.skipped[:3]
+            await store.close()
 
         many = root / "many.zip"
         await asyncio.to_thread(many.write_bytes, many_entries_zip(60_000))
         start = time.perf_counter()
         try:
-            await intake.zip_file(many)
+            await UploadIntake(FileStore(root / "store-refused")).zip_file(many)
         except IntakeRefusedError:
             refuse_ms = (time.perf_counter() - start) * 1000
         else:
@@ -85,8 +91,10 @@ async def run(count: int) -> dict[str, str]:
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {
         "images": str(count),
-        "images_per_s": f"{count / elapsed:.0f}",
-        "mb_per_s": f"{image_bytes / elapsed / 1e6:.1f}",
+        "images_per_s": f"{count / elapsed[PARALLEL]:.0f}",
+        "mb_per_s": f"{image_bytes / elapsed[PARALLEL] / 1e6:.1f}",
+        "serial_images_per_s": f"{count / elapsed[1]:.0f}",
+        f"speedup_{PARALLEL}_checks_vs_1": f"{elapsed[1] / elapsed[PARALLEL]:.2f}",
         "refuse_60k_entries_ms": f"{refuse_ms:.1f}",
         "check_36mp_jpeg_ms": f"{big_jpeg_ms:.0f}",
         "intake_peak_rss_mb": f"{intake_peak_rss_mb:.0f}",

@@ -189,7 +189,11 @@ class BatchService:
 
     def __init__(self, runtime: Runtime, *, intake_limits: IntakeLimits | None = None) -> None:
         self._rt = runtime
-        self._intake = UploadIntake(runtime.backends.store, limits=intake_limits)
+        self._intake = UploadIntake(
+            runtime.backends.store,
+            limits=intake_limits,
+            max_parallel_checks=runtime.settings.intake_parallel_checks,
+        )
 
     @property
     def runtime(self) -> Runtime:

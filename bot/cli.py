@@ -491,7 +491,7 @@ async def _intake_items(
 
     The intake report is let go here, before the job is created: at 10,000 images it is about 3 MB.
     """
-    intake = UploadIntake(runtime.backends.store)
+    intake = UploadIntake(runtime.backends.store, max_parallel_checks=settings.intake_parallel_checks)
     try:
         report = await intake.zip_file(path)
     except IntakeRefusedError as exc:

@@ -74,6 +74,10 @@ class BotSettings(BaseSettings):
     batch_max_running_per_guild: int = Field(default=5, ge=1)
     batch_max_items_per_guild: int = Field(default=50_000, ge=1)  # items of a guild's unfinished batches
     batch_fetch_max_bytes: int = Field(default=5 * 1024**3, ge=1)
+    # Images of a batch ZIP checked at once (decoding runs without the GIL); each may hold a 50 MB image and its
+    # decoded pixels, so more costs memory on hostile uploads. 2 take in 1.3-1.5x the images/s of 1 on 2 cores
+    # (bench/intake_throughput.py).
+    intake_parallel_checks: int = Field(default=2, ge=1, le=8)
     # A plan shown before Start and never started or cancelled is forgotten after this long.
     batch_plan_ttl_s: int = Field(default=24 * 3600, ge=60)
     batch_fetch_allowed_networks: list[str] = Field(default_factory=list)  # e.g. ["127.0.0.0/8"] in tests

@@ -27,7 +27,7 @@ import struct
 import tempfile
 import zipfile
 import zlib
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -549,6 +549,7 @@ class UploadIntake:
         self._limits = limits or IntakeLimits()
         self._spool_dir = spool_dir
         self._checks = asyncio.Semaphore(max_parallel_checks)
+        self._parallel_checks = max_parallel_checks
 
     @property
     def limits(self) -> IntakeLimits:
@@ -625,14 +626,33 @@ class UploadIntake:
         return await self._store_image(report, name, checked)
 
     async def _from_zip(self, fp: IO[bytes], *, label: str) -> IntakeReport:
+        """Take in a ZIP's entries in order, checking up to `max_parallel_checks` images at once.
+
+        Pillow decodes without the GIL, so on a multi-core machine the checks of the next entries run while the
+        current one is recorded; the report (and so a batch's item order) still follows the ZIP's order.
+        """
         archive = await _in_thread(_open_zip, fp, self._limits)
         writes = _BackgroundWrites()
+        window: deque[tuple[zipfile.ZipInfo, asyncio.Task[_Checked] | None]] = deque()
         try:
             report = _ReportBuilder()
+            checking = 0
             for info in archive.infolist():
-                await self._take_entry(archive, info, report, writes)
+                check = None
+                if self._screen(info) is None:
+                    check = asyncio.ensure_future(self._check_entry(archive, info))
+                    checking += 1
+                window.append((info, check))
+                while checking >= self._parallel_checks:
+                    checking -= await self._record_entry(*window.popleft(), report, writes)
+            while window:
+                await self._record_entry(*window.popleft(), report, writes)
             await writes.finish()
         except BaseException:
+            checks = [check for _, check in window if check is not None]
+            for check in checks:
+                check.cancel()
+            await asyncio.gather(*checks, return_exceptions=True)
             await writes.abort()
             raise
         finally:
@@ -648,28 +668,56 @@ class UploadIntake:
         )
         return result
 
-    async def _take_entry(
-        self, archive: zipfile.ZipFile, info: zipfile.ZipInfo, report: _ReportBuilder, writes: _BackgroundWrites
-    ) -> None:
+    def _screen(self, info: zipfile.ZipInfo) -> tuple[SkipReason | None, str] | None:
+        """Return what an entry is without reading it, or None when its content must be checked.
+
+        `(reason, message)` is an entry to skip; `(None, "directory")` and `(None, "clutter")` are only counted.
+        """
         name = info.filename
         unsafe = unsafe_path_reason(name)
         if unsafe is not None:
-            report.skip(name, SkipReason.UNSAFE_PATH, f"unsafe entry name: {unsafe}")
-            return
+            return SkipReason.UNSAFE_PATH, f"unsafe entry name: {unsafe}"
         if info.is_dir():
-            report.directory_count += 1
-            return
+            return None, "directory"
         if is_clutter(name):
-            report.clutter_count += 1
-            return
+            return None, "clutter"
         try:
             _check_record(info, self._limits)
-            async with self._checks:
-                checked = await _in_thread(_load_entry, archive, info, self._limits)
+        except _EntrySkippedError as exc:
+            return exc.reason, str(exc)
+        return None
+
+    async def _check_entry(self, archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> _Checked:
+        async with self._checks:
+            return await _in_thread(_load_entry, archive, info, self._limits)
+
+    async def _record_entry(
+        self,
+        info: zipfile.ZipInfo,
+        check: "asyncio.Task[_Checked] | None",
+        report: _ReportBuilder,
+        writes: _BackgroundWrites,
+    ) -> int:
+        """Record one entry in the report, in ZIP order; return 1 if it had a check running, else 0."""
+        name = info.filename
+        if check is None:
+            screened = self._screen(info)
+            assert screened is not None
+            reason, text = screened
+            if reason is not None:
+                report.skip(name, reason, text)
+            elif text == "directory":
+                report.directory_count += 1
+            else:
+                report.clutter_count += 1
+            return 0
+        try:
+            checked = await check
         except _EntrySkippedError as exc:
             report.skip(name, exc.reason, str(exc))
-            return
+            return 1
         await self._store_image(report, name, checked, writes)
+        return 1
 
     async def _store_image(
         self, report: _ReportBuilder, name: str, checked: _Checked, writes: _BackgroundWrites | None = None

@@ -5,6 +5,7 @@ import hashlib
 import os
 import struct
 import threading
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -106,13 +107,14 @@ def check_corpus_report(corpus: Corpus, report_accepted: tuple[AcceptedImage, ..
 # ---- the hostile corpus ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("parallel", [1, 3])
 async def test_each_hostile_entry_gets_its_reason_when_mixed_zip_taken_from_file(
-    corpus: Corpus, memory_store: MemoryStore, tmp_path: Path
+    corpus: Corpus, memory_store: MemoryStore, tmp_path: Path, parallel: int
 ) -> None:
     upload = await write(tmp_path / "upload.zip", corpus.data)
     before = await tree(tmp_path)
 
-    report = await UploadIntake(memory_store).zip_file(upload)
+    report = await UploadIntake(memory_store, max_parallel_checks=parallel).zip_file(upload)
 
     check_corpus_report(corpus, report.accepted, {e.name: e.reason.value for e in report.skipped})
     assert all(entry.message for entry in report.skipped)
@@ -129,6 +131,36 @@ async def test_each_hostile_entry_gets_its_reason_when_mixed_zip_taken_from_file
     for name, data in corpus.good.items():
         key = next(image.key for image in report.accepted if image.name == name)
         assert await memory_store.get_bytes(key) == data
+
+
+async def test_parallel_checks_report_entries_in_zip_order_when_they_finish_out_of_order(
+    corpus: Corpus, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    upload = await write(tmp_path / "upload.zip", corpus.data)
+    serial = await UploadIntake(MemoryStore()).zip_file(upload)
+    real_load = intake_module._load_entry
+    overlap, running, lock = [0], [0], threading.Lock()
+
+    def shuffled_load(archive: Any, info: Any, limits: Any) -> Any:  # early entries finish last
+        with lock:
+            running[0] += 1
+            overlap[0] = max(overlap[0], running[0])
+        try:
+            time.sleep(0.004 * (len(info.filename) % 3))
+            return real_load(archive, info, limits)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(intake_module, "_load_entry", shuffled_load)
+    parallel = await UploadIntake(MemoryStore(), max_parallel_checks=4).zip_file(upload)
+
+    assert overlap[0] > 1  # the checks did run at once
+    assert [(a.name, a.key, a.duplicate_of) for a in parallel.accepted] == [
+        (a.name, a.key, a.duplicate_of) for a in serial.accepted
+    ]
+    assert [(e.name, e.reason) for e in parallel.skipped] == [(e.name, e.reason) for e in serial.skipped]
+    assert (parallel.clutter_count, parallel.directory_count) == (serial.clutter_count, serial.directory_count)
 
 
 async def test_formats_and_sizes_are_read_from_content_when_names_lie(
@@ -464,15 +496,16 @@ def test_limits_read_from_environment_when_settings_built(monkeypatch: pytest.Mo
 # ---- cancellation ----------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("parallel", [1, 2])
 async def test_cancel_waits_for_entry_thread_when_cancelled_mid_entry(
-    memory_store: MemoryStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    memory_store: MemoryStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parallel: int
 ) -> None:
-    started, release = threading.Event(), threading.Event()
+    started, release = threading.Semaphore(0), threading.Event()
     events: list[str] = []
     real_load = intake_module._load_entry
 
     def slow_load(*args: Any) -> Any:
-        started.set()
+        started.release()
         release.wait(5)
         events.append("entry thread done")
         return real_load(*args)
@@ -495,8 +528,10 @@ async def test_cancel_waits_for_entry_thread_when_cancelled_mid_entry(
     spool = tmp_path / "spool"
     await asyncio.to_thread(spool.mkdir)
     data = ZipBuilder().add("a.png", make_png()).add("b.png", make_png(seed=1)).build()
-    task = asyncio.create_task(UploadIntake(memory_store, spool_dir=spool).zip_stream(chunks(data)))
-    assert await asyncio.to_thread(started.wait, 5)
+    intake = UploadIntake(memory_store, spool_dir=spool, max_parallel_checks=parallel)
+    task = asyncio.create_task(intake.zip_stream(chunks(data)))
+    for _ in range(parallel):  # every check is in its thread
+        assert await asyncio.to_thread(started.acquire, timeout=5)
 
     task.cancel()
     # A plain to_thread would let the task end now and close the spool under the thread still reading it.
@@ -505,7 +540,7 @@ async def test_cancel_waits_for_entry_thread_when_cancelled_mid_entry(
     release.set()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert events == ["entry thread done", "spool closed"]
+    assert events == ["entry thread done"] * parallel + ["spool closed"]  # every check's thread, then the spool
     assert await stored_keys(memory_store) == []
     assert await tree(spool) == {}
 
