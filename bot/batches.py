@@ -397,7 +397,7 @@ class BatchService:
         Raises:
             BatchError: a limit is now exceeded, or the dispatcher refused the job.
         """
-        if (existing := await self.started_job(plan.id)) is None:
+        if await self.started_job(plan.id) is None:
             await self.check_limits(plan, is_admin=is_admin)
         request = JobRequest(
             kind=JobKind.BATCH,
@@ -409,12 +409,11 @@ class BatchService:
             group_id=group_id,
             idempotency_key=plan.id,
             is_admin=is_admin,
+            notes={NOTE_PLAN: plan.to_json()},  # with the job: a crash cannot leave a batch without its plan
         )
         result = await self._rt.dispatcher.submit(request)
         if result.job is None:
             raise BatchError(result.message, title="Queue full")
-        if existing is None:
-            await self._rt.ledger.set_note(result.job.id, NOTE_PLAN, plan.to_json())
         await self.discard_plan(plan.id)
         return result
 

@@ -524,6 +524,7 @@ async def _submit_batch(
         items=items,
         idempotency_key=key,
         is_admin=True,  # the CLI's user runs the whole machine: no per-user caps
+        notes={NOTE_SKIPPED: skipped} if skipped else {},  # with the job, so a kill cannot lose them
     )
     try:
         result = await runtime.dispatcher.submit(request)
@@ -531,8 +532,6 @@ async def _submit_batch(
         raise UsageError(exc.user_message) from exc
     if result.job is None or result.status is SubmitStatus.REFUSED:
         raise UsageError(result.message)
-    if skipped:
-        await runtime.ledger.set_note(result.job.id, NOTE_SKIPPED, skipped)
     console.note(f"job {result.job.id}: {result.job.total} item(s) submitted")
     return result.job
 

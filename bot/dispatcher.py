@@ -303,6 +303,7 @@ class Dispatcher:
             group_id=request.group_id,
             parent_image_id=request.parent_image_id,
             idempotency_key=request.idempotency_key,
+            notes=request.notes,
         )
         creation = await self._ledger.create_job(new, items, now=self._clock.now(), admit=caps.admit)
         job = creation.job

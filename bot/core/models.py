@@ -293,6 +293,7 @@ class NewJob:
     group_id: GroupId | None = None
     parent_image_id: ImageId | None = None
     idempotency_key: str | None = None
+    notes: Mapping[str, object] = field(default_factory=dict)  # JSON notes written with the job
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -340,3 +341,4 @@ class JobRequest:
     idempotency_key: str | None = None
     priority: Priority | None = None  # None: from the kind
     is_admin: bool = False
+    notes: Mapping[str, object] = field(default_factory=dict)  # JSON notes, in the job's own transaction

@@ -354,7 +354,7 @@ class Ledger:
         now: datetime,
         admit: Callable[[UserLoad], Admission] | None = None,
     ) -> JobCreation:
-        """Create a job and its items in one transaction, unless its idempotency key already names a job.
+        """Create a job, its items and its notes in one transaction, unless its idempotency key already names a job.
 
         Args:
             job: the job to create.
@@ -419,6 +419,10 @@ class Ledger:
                     )
                     for index, item in enumerate(items)
                 ),
+            )
+            await db.executemany(
+                "INSERT INTO job_notes (job_id, name, value) VALUES (?, ?, ?)",
+                [(job.id, name, json.dumps(value)) for name, value in job.notes.items()],
             )
             created = await self._job_in(db, job.id)
         log.info(

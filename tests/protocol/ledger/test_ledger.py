@@ -77,6 +77,19 @@ async def test_create_job_returns_existing_when_key_is_reused(
     assert len(await ledger.items(first.job.id)) == 4
 
 
+async def test_create_job_writes_its_notes_with_it_and_a_reused_key_keeps_the_first(
+    ledger: Ledger, make_job: MakeJob, clock: FakeClock
+) -> None:
+    job = dataclasses.replace(make_job(key="plan-1"), notes={"batch_plan": {"items": 3}, "skipped": [["a.txt", "x"]]})
+    first = await ledger.create_job(job, items(3), now=clock.now())
+    again = dataclasses.replace(make_job(key="plan-1"), notes={"batch_plan": {"items": 99}})
+    second = await ledger.create_job(again, items(3), now=clock.now())
+
+    assert first.job is not None and second.job == first.job
+    assert await ledger.note(first.job.id, "batch_plan") == {"items": 3}
+    assert await ledger.note(first.job.id, "skipped") == [["a.txt", "x"]]
+
+
 async def test_create_job_assigns_seeds_and_keys_when_items_are_written(
     ledger: Ledger, make_job: MakeJob, clock: FakeClock
 ) -> None:
