@@ -142,17 +142,23 @@ class BatchProgress:
         return self.done / self.elapsed_s * 60 if self.elapsed_s > 0 else 0.0
 
 
+ENDED_STATES = frozenset({"done", "failed", "cancelled"})
+
+
 def batch_progress_text(p: BatchProgress) -> str:
     """Return the body of a batch's one progress message."""
     eta = eta_s(remaining=p.remaining, rate_per_s=p.rate_per_min / 60)
     eta_text = "—" if eta is None else format_duration(eta)
     if p.state != "running":
         eta_text = p.state
+    pace = f"⚡ {p.rate_per_min:.1f} images/min · ETA {eta_text} · 💵 ${p.cost_usd:.2f} so far"
+    if p.state in ENDED_STATES:  # nothing is coming: how long it took and what it cost
+        pace = f"⚡ {p.rate_per_min:.1f} images/min · ⏱️ took {format_duration(p.elapsed_s)} · 💵 ${p.cost_usd:.2f}"
     return "\n".join(
         [
             f"`{progress_bar(p.finished, p.total)}`",
             f"✅ {p.done} done · ❌ {p.failed} failed · 🚫 {p.blocked} blocked · ⏳ {p.remaining} remaining",
-            f"⚡ {p.rate_per_min:.1f} images/min · ETA {eta_text} · 💵 ${p.cost_usd:.2f} so far",
+            pace,
         ]
     )
 

@@ -52,6 +52,8 @@ function markdown(text) {
   // Discord's backslash escapes: the character shows as typed and takes no part in formatting.
   s = s.replace(/\\([*_~`|\\])/g, (_, c) => `&#${c.charCodeAt(0)};`);
   s = s.replace(/```([\s\S]*?)```/g, (_, code) => `<code>${code}</code>`);
+  // Subtext: a line starting with "-# " shows small and muted.
+  s = s.replace(/(^|\n)-# ([^\n]*)/g, '$1<span class="subtext">$2</span>');
   s = s.replace(/`([^`]+)`/g, "<code>$1</code>");
   s = s.replace(/\*\*([^*]+)\*\*/g, "<b>$1</b>");
   s = s.replace(/(^|[^*])\*([^*]+)\*/g, "$1<i>$2</i>");

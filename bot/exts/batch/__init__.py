@@ -179,10 +179,12 @@ class BatchCog(commands.Cog):
         if not samples:
             return
         grid = await asyncio.to_thread(grid_preview, [d for _, d in samples], max_bytes=SAMPLE_MAX_BYTES, stem="first")
-        names = " · ".join(f"{i}. {truncate(escape_markdown(name), 40)}" for i, (name, _) in enumerate(samples, 1))
+        names = " · ".join(
+            f"{i}. {truncate(escape_markdown(name.rsplit('/', 1)[-1]), 40)}" for i, (name, _) in enumerate(samples, 1)
+        )
         text = (
             f"🖼️ **First results** ({len(samples)} of {job.total:,}): {names}\n"
-            "-# Not what you wanted? **Pause** or **Stop** the batch above before it makes the rest."
+            "-# Not what you wanted? **Pause** or **Cancel** the batch above before it makes the rest."
         )
         channel = self.bot.get_partial_messageable(channel_id)
         await channel.send(

@@ -525,8 +525,8 @@ async def test_running_batch_shows_its_first_results_once_in_its_thread_when_fou
     finally:
         await set_faults(stack, http, latency=0.0)
 
-    assert "(4 of 40)" in first.content and "1. photos/img-0000" in first.content, first.content
-    assert "**Pause** or **Stop**" in first.content
+    assert "(4 of 40)" in first.content and "1. img-0000" in first.content, first.content
+    assert "**Pause** or **Cancel**" in first.content
     grid = Image.open(io.BytesIO(alice.attachment_bytes(first.attachments[0])))
     assert grid.width > 0 and grid.height > 0
     in_thread = alice.messages(channel=thread["id"])

@@ -105,6 +105,14 @@ def test_batch_progress_text_has_counts_rate_eta_and_cost() -> None:
     assert "$3.51" in text
 
 
+def test_batch_progress_text_says_what_it_took_and_cost_when_ended() -> None:
+    text = batch_progress_text(
+        BatchProgress(total=80, done=80, failed=0, blocked=0, elapsed_s=125, cost_usd=3.12, state="done")
+    )
+    assert "took 2m 05s" in text and "$3.12" in text
+    assert "ETA" not in text and "so far" not in text
+
+
 def test_batch_progress_text_shows_state_when_paused() -> None:
     text = batch_progress_text(
         BatchProgress(total=10, done=1, failed=0, blocked=0, elapsed_s=5, cost_usd=0, state="paused")
