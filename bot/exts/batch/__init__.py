@@ -78,6 +78,11 @@ class BatchButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=TEMPL
             await send_error(interaction, exc, where=f"batch button {self.action}")
 
 
+def _pause_or_resume(job: Job) -> str:
+    """The one of Pause and Resume that applies to the batch now (a paused batch can only be resumed)."""
+    return "resume" if job.status is JobStatus.PAUSED else "pause"
+
+
 def _view(target: str, *actions: str) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
     for action in actions:
@@ -166,7 +171,7 @@ class BatchCog(commands.Cog):
         if self._last_text.get(job_id) != text:
             channel_id, message_id = where
             message = self.bot.get_partial_messageable(channel_id).get_partial_message(message_id)
-            view = None if job.status.is_final else _view(job_id, "pause", "resume", "stop")
+            view = None if job.status.is_final else _view(job_id, _pause_or_resume(job), "stop")
             await message.edit(content=text, view=view)
             self._last_text[job_id] = text
         if job.status.is_final:
@@ -374,7 +379,7 @@ class BatchCog(commands.Cog):
         text = progress_message(
             prompt=plan.display_prompt, owner_mention=f"<@{job.owner_id}>", progress=snapshot.progress
         )
-        progress = await thread.send(content=text, view=_view(job.id, "pause", "resume", "stop"))
+        progress = await thread.send(content=text, view=_view(job.id, _pause_or_resume(job), "stop"))
         self._last_text[job.id] = text
         await self._rt.ledger.set_job_message(job.id, "status", channel_id=thread.id, message_id=progress.id, now=now)
         self._mark(job.id)

@@ -249,7 +249,7 @@ async def test_batch_runs_in_one_thread_and_retry_makes_only_retryable_failures_
     assert thread["name"].startswith("make it blue --ar 1:1") and thread["name"].endswith("200 images")
     shared["thread"] = thread["id"]
     progress = await alice.wait_for_message(lambda m: "remaining" in m.content, channel=thread["id"], timeout=10)
-    assert [b["label"] for b in progress.buttons()] == ["Pause", "Resume", "Cancel"]
+    assert [b["label"] for b in progress.buttons()] == ["Pause", "Cancel"]  # Resume replaces Pause once paused
 
     first = await summaries(alice, thread["id"], 1)
     assert "✅ 189 made · ❌ 6 failed · 🚫 5 blocked" in first.content, first.content
@@ -465,6 +465,7 @@ async def test_batch_pauses_resumes_and_survives_a_restart_when_asked(
     paused = await ledger.get_job(job.id)
     assert paused is not None and paused.status is JobStatus.PAUSED and paused.remaining > 0
     await alice.wait_until(lambda: "(paused)" in alice._message(progress.id).content, timeout=10)
+    assert [b["label"] for b in alice._message(progress.id).buttons()] == ["Resume", "Cancel"]
     await asyncio.sleep(1.0)
     still = await ledger.get_job(job.id)
     assert still is not None and still.ok == paused.ok
