@@ -177,6 +177,14 @@ async def plan_message(driver: Driver, before: int, *, channel: str = "general")
     return found[0]
 
 
+async def open_plan(driver: Driver, prompt: str, images: int) -> Message:
+    """Run /batch with a ZIP of `images` images and return the plan it answers with (nothing is started)."""
+    data = await asyncio.to_thread(make_zip, images)
+    before = len(driver.messages())
+    await driver.slash("batch", {"prompt": prompt, "zip": Upload("plan.zip", data)})
+    return await plan_message(driver, before)
+
+
 async def new_thread(driver: Driver, known: set[str]) -> dict[str, Any]:
     """Wait for a thread that is not in `known`."""
     found = await driver.wait_until(lambda: [t for t in driver.threads() if t["id"] not in known])
@@ -370,11 +378,8 @@ async def test_batch_is_refused_naming_the_limit_when_it_has_too_many_images(sta
 @pytest.mark.timeout(60)
 async def test_cancel_on_the_plan_queues_nothing_when_pressed(stack: PeelStack) -> None:
     alice = stack.driver("alice")
-    data = await asyncio.to_thread(make_zip, 3)
     jobs_before = len(await stack.rt.ledger.list_jobs())
-    before = len(alice.messages())
-    await alice.slash("batch", {"prompt": "never mind", "zip": Upload("few.zip", data)})
-    plan = await plan_message(alice, before)
+    plan = await open_plan(alice, "never mind", 3)
     await alice.click(plan, label="Cancel")
     await alice.wait_until(lambda: "Nothing was queued" in alice._message(plan.id).content)
     assert len(await stack.rt.ledger.list_jobs()) == jobs_before
@@ -387,11 +392,8 @@ def _plan_id(plan: Message) -> str:
 
 async def test_start_on_an_expired_plan_queues_nothing_and_says_so_when_pressed(stack: PeelStack) -> None:
     alice = stack.driver("alice")
-    data = await asyncio.to_thread(make_zip, 3)
     jobs_before = len(await stack.rt.ledger.list_jobs())
-    before = len(alice.messages())
-    await alice.slash("batch", {"prompt": "too late", "zip": Upload("late.zip", data)})
-    plan = await plan_message(alice, before)
+    plan = await open_plan(alice, "too late", 3)
     # A day and a bit passes: the plan's own time is what ages it.
     store = stack.rt.backends.store
     key = f"batches/pending/{_plan_id(plan)}.json"
@@ -409,10 +411,7 @@ async def test_start_on_an_expired_plan_queues_nothing_and_says_so_when_pressed(
 
 async def test_sweep_forgets_plans_only_once_they_are_past_their_time(stack: PeelStack) -> None:
     alice = stack.driver("alice")
-    data = await asyncio.to_thread(make_zip, 2)
-    before = len(alice.messages())
-    await alice.slash("batch", {"prompt": "left alone", "zip": Upload("alone.zip", data)})
-    key = f"batches/pending/{_plan_id(await plan_message(alice, before))}.json"
+    key = f"batches/pending/{_plan_id(await open_plan(alice, 'left alone', 2))}.json"
     cog = stack.bot.get_cog("BatchCog") if stack.bot else None
     service = getattr(cog, "service", None)
     assert service is not None
