@@ -32,7 +32,7 @@ from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import IO, ParamSpec, TypeVar
+from typing import IO, ParamSpec, TypeAlias, TypeVar
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -526,6 +526,10 @@ def content_key(sha256: str, fmt: ImageFormat) -> str:
     return f"{INPUTS_PREFIX}{sha256}.{fmt.value}"
 
 
+# An entry of a ZIP on its way into the report: its check running, or what `_screen` made of it without reading it.
+_Pending: TypeAlias = asyncio.Task[_Checked] | tuple[SkipReason | None, str]
+
+
 class UploadIntake:
     """Validate user uploads and store the good images in `store` under content-addressed keys.
 
@@ -633,23 +637,23 @@ class UploadIntake:
         """
         archive = await _in_thread(_open_zip, fp, self._limits)
         writes = _BackgroundWrites()
-        window: deque[tuple[zipfile.ZipInfo, asyncio.Task[_Checked] | None]] = deque()
+        window: deque[tuple[zipfile.ZipInfo, _Pending]] = deque()
         try:
             report = _ReportBuilder()
             checking = 0
             for info in archive.infolist():
-                check = None
-                if self._screen(info) is None:
-                    check = asyncio.ensure_future(self._check_entry(archive, info))
+                pending: _Pending | None = self._screen(info)
+                if pending is None:
+                    pending = asyncio.ensure_future(self._check_entry(archive, info))
                     checking += 1
-                window.append((info, check))
+                window.append((info, pending))
                 while checking >= self._parallel_checks:
                     checking -= await self._record_entry(*window.popleft(), report, writes)
             while window:
                 await self._record_entry(*window.popleft(), report, writes)
             await writes.finish()
         except BaseException:
-            checks = [check for _, check in window if check is not None]
+            checks = [pending for _, pending in window if isinstance(pending, asyncio.Task)]
             for check in checks:
                 check.cancel()
             await asyncio.gather(*checks, return_exceptions=True)
@@ -692,18 +696,12 @@ class UploadIntake:
             return await _in_thread(_load_entry, archive, info, self._limits)
 
     async def _record_entry(
-        self,
-        info: zipfile.ZipInfo,
-        check: "asyncio.Task[_Checked] | None",
-        report: _ReportBuilder,
-        writes: _BackgroundWrites,
+        self, info: zipfile.ZipInfo, pending: _Pending, report: _ReportBuilder, writes: _BackgroundWrites
     ) -> int:
         """Record one entry in the report, in ZIP order; return 1 if it had a check running, else 0."""
         name = info.filename
-        if check is None:
-            screened = self._screen(info)
-            assert screened is not None
-            reason, text = screened
+        if not isinstance(pending, asyncio.Task):  # screened without reading it
+            reason, text = pending
             if reason is not None:
                 report.skip(name, reason, text)
             elif text == "directory":
@@ -712,7 +710,7 @@ class UploadIntake:
                 report.clutter_count += 1
             return 0
         try:
-            checked = await check
+            checked = await pending
         except _EntrySkippedError as exc:
             report.skip(name, exc.reason, str(exc))
             return 1
