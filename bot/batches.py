@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bot.core.batch import BatchEstimate, BatchLimits, BatchLoad, estimate_batch, limit_refusal, thread_name
-from bot.core.manifest import ManifestHeader, ManifestRow, item_row, skipped_rows
+from bot.core.manifest import ManifestHeader, ManifestRow, batch_rows
 from bot.core.models import (
     GroupId,
     ItemInputs,
@@ -469,10 +469,8 @@ class BatchService:
 
     async def rows(self, job: Job) -> AsyncIterator[ManifestRow]:
         """Yield the manifest rows of a batch, streamed from the ledger: every item, then every entry intake skipped."""
-        async for item in self._rt.ledger.iter_items(job.id):
-            yield item_row(job, item)
         plan = await self.plan_of(job.id)
-        for row in skipped_rows(job, plan.skipped if plan else ()):
+        async for row in batch_rows(job, self._rt.ledger.iter_items(job.id), plan.skipped if plan else ()):
             yield row
 
     async def build_download(self, job: Job) -> ZipDownload:

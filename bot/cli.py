@@ -33,7 +33,7 @@ from typing import TextIO
 from pydantic import ValidationError
 
 from bot.core.manifest import ItemStatus as RowStatus
-from bot.core.manifest import ManifestHeader, ManifestRow, item_row, skipped_rows
+from bot.core.manifest import ManifestHeader, ManifestRow, batch_rows
 from bot.core.models import ItemInputs, ItemStatus, Job, JobId, JobKind, JobParams, JobRequest, NewItem, UserId
 from bot.core.params import ParsedPrompt, PromptParams, parse_prompt
 from bot.dispatcher import InvalidRequestError, SubmitStatus
@@ -467,11 +467,9 @@ async def _embedded_workers_ready(runtime: Runtime, stop: asyncio.Event) -> None
 
 async def _manifest_rows(runtime: Runtime, job: Job) -> AsyncIterator[ManifestRow]:
     """Yield the batch's manifest rows: every item from the ledger, then every ZIP entry intake skipped."""
-    async for item in runtime.ledger.iter_items(job.id):
-        yield item_row(job, item)
     skipped = await runtime.ledger.note(job.id, NOTE_SKIPPED)
     entries = [(str(name), str(reason)) for name, reason in skipped] if isinstance(skipped, list) else []
-    for row in skipped_rows(job, entries):
+    async for row in batch_rows(job, runtime.ledger.iter_items(job.id), entries):
         yield row
 
 

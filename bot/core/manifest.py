@@ -15,7 +15,7 @@ import json
 import textwrap
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
@@ -127,6 +127,16 @@ def skipped_rows(job: models.Job, skipped: Iterable[tuple[str, str]]) -> Iterato
             error_code=reason,
             error_reason="skipped by intake: " + SKIP_LABELS.get(reason, reason.replace("_", " ")),
         )
+
+
+async def batch_rows(
+    job: models.Job, items: AsyncIterable[models.Item], skipped: Iterable[tuple[str, str]]
+) -> AsyncIterator[ManifestRow]:
+    """Yield a batch's manifest rows: one per item as the ledger streams them, then one per entry intake skipped."""
+    async for item in items:
+        yield item_row(job, item)
+    for row in skipped_rows(job, skipped):
+        yield row
 
 
 def safe_stem(name: str | None) -> str:
