@@ -172,18 +172,6 @@ class BatchRequest:
     is_admin: bool = False
 
 
-def _state_of(job: Job) -> str:
-    return {
-        JobStatus.WAITING: "waiting",
-        JobStatus.QUEUED: "queued",
-        JobStatus.RUNNING: "running",
-        JobStatus.PAUSED: "paused",
-        JobStatus.DONE: "done",
-        JobStatus.FAILED: "failed",
-        JobStatus.CANCELLED: "cancelled",
-    }[job.status]
-
-
 class BatchService:
     """What `/batch` does, over the runtime's store, ledger and dispatcher."""
 
@@ -456,7 +444,7 @@ class BatchService:
             blocked=blocked,
             elapsed_s=max(0.0, (end - started).total_seconds()),
             cost_usd=job.ok * unit,
-            state=_state_of(job),
+            state=job.status.value,
         )
         return BatchSnapshot(job=job, progress=progress, errors=errors)
 

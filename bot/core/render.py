@@ -6,6 +6,8 @@ Pure: the Discord layer turns these strings and values into messages and compone
 import re
 from dataclasses import dataclass, field
 
+from bot.core.models import JobStatus
+
 CUSTOM_ID_PREFIX = "peel"
 MAX_CUSTOM_ID = 100
 MAX_CONTENT = 2000
@@ -142,18 +144,19 @@ class BatchProgress:
         return self.done / self.elapsed_s * 60 if self.elapsed_s > 0 else 0.0
 
 
-ENDED_STATES = frozenset({"done", "failed", "cancelled"})
+ENDED_STATES = frozenset(status.value for status in JobStatus if status.is_final)
 
 
 def batch_progress_text(p: BatchProgress) -> str:
     """Return the body of a batch's one progress message."""
-    eta = eta_s(remaining=p.remaining, rate_per_s=p.rate_per_min / 60)
-    eta_text = "—" if eta is None else format_duration(eta)
-    if p.state != "running":
-        eta_text = p.state
-    pace = f"⚡ {p.rate_per_min:.1f} images/min · ETA {eta_text} · 💵 ${p.cost_usd:.2f} so far"
     if p.state in ENDED_STATES:  # nothing is coming: how long it took and what it cost
         pace = f"⚡ {p.rate_per_min:.1f} images/min · ⏱️ took {format_duration(p.elapsed_s)} · 💵 ${p.cost_usd:.2f}"
+    else:
+        eta_text = p.state  # paused, queued, waiting: no ETA while nothing is made
+        if p.state == "running":
+            eta = eta_s(remaining=p.remaining, rate_per_s=p.rate_per_min / 60)
+            eta_text = "—" if eta is None else format_duration(eta)
+        pace = f"⚡ {p.rate_per_min:.1f} images/min · ETA {eta_text} · 💵 ${p.cost_usd:.2f} so far"
     return "\n".join(
         [
             f"`{progress_bar(p.finished, p.total)}`",
