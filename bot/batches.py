@@ -313,7 +313,7 @@ class BatchService:
     def _plan_key(plan_id: str) -> str:
         return f"{PENDING_PREFIX}{plan_id}.json"
 
-    async def get_plan(self, plan_id: str, *, now: datetime | None = None) -> BatchPlan | None:
+    async def get_plan(self, plan_id: str) -> BatchPlan | None:
         """Return a pending plan, or None when it was started, cancelled, has expired or never existed.
 
         A plan older than `batch_plan_ttl_s` is expired: it is forgotten here, so Start cannot queue what the
@@ -324,13 +324,13 @@ class BatchService:
         except ObjectNotFoundError:
             return None
         plan = BatchPlan.from_json(json.loads(data))
-        if self._expired(plan.created_at, now):
+        if self._expired(plan.created_at):
             log.info("batch plan %s expired", plan_id, extra={"action": "plan_expired", "plan_id": plan_id})
             await self.discard_plan(plan_id)
             return None
         return plan
 
-    def _expired(self, created_at: datetime, now: datetime | None) -> bool:
+    def _expired(self, created_at: datetime, now: datetime | None = None) -> bool:
         age = (now or datetime.now(UTC)) - created_at
         return age.total_seconds() > self._rt.settings.batch_plan_ttl_s
 
