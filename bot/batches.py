@@ -433,6 +433,7 @@ class BatchService:
         if job is None:
             return None
         errors = await self._rt.ledger.error_counts(job_id)
+        retrying = {} if job.status.is_final else await self._rt.ledger.retrying_counts(job_id)
         blocked = errors.get(ErrorCode.SAFETY.value, 0)
         started = job.started_at or job.created_at
         end = job.finished_at or datetime.now(UTC)
@@ -445,6 +446,8 @@ class BatchService:
             elapsed_s=max(0.0, (end - started).total_seconds()),
             cost_usd=job.ok * unit,
             state=job.status.value,
+            retrying=sum(retrying.values()),
+            retry_code=max(retrying, key=retrying.__getitem__, default=None),
         )
         return BatchSnapshot(job=job, progress=progress, errors=errors)
 

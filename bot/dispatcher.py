@@ -558,6 +558,7 @@ class Dispatcher:
             recorded.rate_limited,
             now,
             final=final is not None,
+            retrying=_retrying(outcomes),
         )
 
     def _after_record(
@@ -569,6 +570,7 @@ class Dispatcher:
         now: datetime,
         *,
         final: bool,
+        retrying: int = 0,
     ) -> None:
         if rate_limited:
             if self._budget.on_rate_limited(now):
@@ -582,7 +584,9 @@ class Dispatcher:
             self._budget.on_success()
         for image in images:
             self._events.publish(ImageReady(job=job, index=image.index, key=image.key, image_id=image.id))
-        if images or newly_failed:
+        # Items sent back for a retry change nothing the counts show, but a batch's message says they are being
+        # retried: without this it would sit unchanged through an upstream outage.
+        if images or newly_failed or retrying:
             self._events.publish(Progress(job=job, done=job.ok, failed=job.failed, total=job.total))
 
     def _outcome(self, result: ItemResult, item: Item, now: datetime) -> ItemOutcome:
@@ -653,7 +657,13 @@ class Dispatcher:
             remote_status=None if remote_status is None else remote_status.value,
         )
         self._after_record(
-            recorded.job, recorded.new_images, recorded.newly_failed, recorded.rate_limited, now, final=True
+            recorded.job,
+            recorded.new_images,
+            recorded.newly_failed,
+            recorded.rate_limited,
+            now,
+            final=True,
+            retrying=_retrying(outcomes),
         )
         made = sum(1 for o in outcomes if o.status is ItemStatus.OK)
         return made, len(outcomes) - made
@@ -843,6 +853,11 @@ class Dispatcher:
             except ValidationError as exc:
                 field = ".".join(str(part) for part in exc.errors()[0]["loc"]) or "request"
                 raise InvalidRequestError(f"Image {index + 1} cannot be made: invalid {field}.") from exc
+
+
+def _retrying(outcomes: Sequence[ItemOutcome]) -> int:
+    """Count the outcomes that send a failed item back for another attempt."""
+    return sum(1 for o in outcomes if o.status is ItemStatus.PENDING and o.error_code is not None)
 
 
 def _done_of(progress: object) -> int:

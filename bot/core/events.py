@@ -31,7 +31,7 @@ class Started:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Progress:
-    """Some items of a job finished (made, or failed for good)."""
+    """Some items of a job finished (made, or failed for good), or failed and went back for another attempt."""
 
     job: Job
     done: int

@@ -127,6 +127,8 @@ class BatchProgress:
     elapsed_s: float
     cost_usd: float
     state: str = "running"
+    retrying: int = 0  # items whose last attempt failed and that are tried again
+    retry_code: str | None = None  # why most of them failed (an `ErrorCode` value)
 
     @property
     def finished(self) -> int:
@@ -145,6 +147,18 @@ class BatchProgress:
 
 
 ENDED_STATES = frozenset(status.value for status in JobStatus if status.is_final)
+# Why items are being retried, as a user reads it; the codes are `worker.contract.ErrorCode` values.
+RETRY_REASONS = {
+    "UPSTREAM": "Gemini is not answering",
+    "RATE_LIMITED": "Gemini asks us to slow down",
+    "NO_IMAGE": "Gemini answered without an image",
+}
+
+
+def retrying_line(retrying: int, code: str | None) -> str:
+    """Return the line that says items are being retried, and why: `🔁 12 retrying · Gemini is not answering; …`."""
+    reason = RETRY_REASONS.get(code or "", "their last attempt failed")
+    return f"🔁 {retrying} retrying · {reason}; Peel tries again by itself"
 
 
 def batch_progress_text(p: BatchProgress) -> str:
@@ -157,13 +171,14 @@ def batch_progress_text(p: BatchProgress) -> str:
             eta = eta_s(remaining=p.remaining, rate_per_s=p.rate_per_min / 60)
             eta_text = "—" if eta is None else format_duration(eta)
         pace = f"⚡ {p.rate_per_min:.1f} images/min · ETA {eta_text} · 💵 ${p.cost_usd:.2f} so far"
-    return "\n".join(
-        [
-            f"`{progress_bar(p.finished, p.total)}`",
-            f"✅ {p.done} done · ❌ {p.failed} failed · 🚫 {p.blocked} blocked · ⏳ {p.remaining} remaining",
-            pace,
-        ]
-    )
+    lines = [
+        f"`{progress_bar(p.finished, p.total)}`",
+        f"✅ {p.done} done · ❌ {p.failed} failed · 🚫 {p.blocked} blocked · ⏳ {p.remaining} remaining",
+        pace,
+    ]
+    if p.retrying and p.state not in ENDED_STATES:
+        lines.append(retrying_line(p.retrying, p.retry_code))
+    return "\n".join(lines)
 
 
 def estimate_duration_s(*, items: int, latency_s: float, concurrency: int) -> float:

@@ -583,6 +583,15 @@ class Ledger:
         )
         return {str(row["error_code"]): int(row["n"]) for row in rows}
 
+    async def retrying_counts(self, job_id: JobId) -> dict[str, int]:
+        """Return how many items of a job failed their last attempt and wait for (or run) another, by error code."""
+        rows = await self._all(
+            "SELECT error_code, count(*) AS n FROM items WHERE job_id = ? AND status IN ('pending', 'submitted')"
+            " AND error_code IS NOT NULL GROUP BY error_code ORDER BY error_code",
+            (job_id,),
+        )
+        return {str(row["error_code"]): int(row["n"]) for row in rows}
+
     async def next_retry_at(self) -> datetime | None:
         """Return the earliest time a backing-off item becomes ready again."""
         row = await self._one(

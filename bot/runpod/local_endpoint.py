@@ -46,6 +46,7 @@ from typing import Any, Self, cast
 
 from aiohttp import web
 
+from bot.core.restart import RestartBackoff
 from bot.runpod.types import RemoteStatus
 
 log = logging.getLogger(__name__)
@@ -179,7 +180,8 @@ class LocalEndpoint:
         take_wait_s, stop_wait_s: how long `job-take` and `job-stop` long-polls are held open. The SDK sleeps 1 s
             after an empty job-stop answer, blind to stops meanwhile, so a stop poll is held long (60 s, under the
             SDK's 90 s timeout): a cancel then reaches a held poll at once instead of landing in that blind second.
-        restart_backoff_s: (first, cap) delay before restarting a worker that died soon after starting.
+        restart_backoff_s: (first, cap) delay before restarting a worker that exited; it doubles while workers
+            keep dying within 10 x first of starting.
         stop_grace_s: how long a worker has to exit after SIGTERM before it is killed.
         cwd: the workers' working directory (default: this process's).
     """
@@ -750,7 +752,7 @@ class LocalEndpoint:
     async def _supervise(self, slot: int) -> None:
         """Keep one worker process running in this slot, restarting it with backoff when it exits."""
         first, cap = self._restart_backoff_s
-        delay = first
+        backoff = RestartBackoff(first_s=first, cap_s=cap, stable_s=10 * first)
         while not self._closing:
             generation = self._slot_generation.get(slot, 0) + 1
             self._slot_generation[slot] = generation
@@ -768,7 +770,7 @@ class LocalEndpoint:
             self._worker_died(worker, returncode)
             if self.closing:
                 return
-            delay = first if time.monotonic() - started > 10 * first else min(cap, delay * 2)
+            delay = backoff.after_exit(time.monotonic() - started)
             log.warning("worker %s exited (rc=%s); restarting in %.1fs", worker_id, returncode, delay)
             await asyncio.sleep(delay)
 
@@ -785,7 +787,9 @@ class LocalEndpoint:
             limit=1 << 20,
         )
         worker.proc, worker.pid = proc, proc.pid
-        log.info("worker %s started (pid %d)", worker.id, proc.pid)
+        restarted = worker.slot is not None and self._slot_generation.get(worker.slot, 1) > 1
+        # A restart is the end of an outage the operator was warned of: at the same level as that warning.
+        log.log(logging.WARNING if restarted else logging.INFO, "worker %s started (pid %d)", worker.id, proc.pid)
         relay = asyncio.create_task(_relay_output(worker.id, proc))
         try:
             return await _exited(proc)

@@ -213,6 +213,28 @@ async def test_only_failed_retryable_items_are_retried_when_backoff_elapses(
     assert job is not None and (job.ok, job.failed, job.status) == (3, 1, JobStatus.DONE)
 
 
+async def test_progress_is_published_and_items_counted_as_retrying_when_every_item_of_a_chunk_fails_upstream(
+    make_dispatcher: MakeDispatcher, runpod: MemoryRunpod, ledger: Ledger, clock: FakeClock
+) -> None:
+    dispatcher = make_dispatcher(DispatchPolicy(retry=RETRY))
+    job_id = await job_id_of((await dispatcher.submit(batch(4))).job)
+    await dispatcher.run_once()
+    events = dispatcher.subscribe()
+    # Gemini unreachable: the worker's retries are spent and every item comes back UPSTREAM, none made or failed
+    await runpod.finish(runpod.active()[0].id, errors=dict.fromkeys(range(4), ErrorCode.UPSTREAM))
+    await dispatcher.run_once()
+
+    assert [(e.done, e.failed, e.total) for e in events.drain() if isinstance(e, Progress)] == [(0, 0, 4)]
+    assert await ledger.retrying_counts(job_id) == {"UPSTREAM": 4}
+
+    clock.advance(RETRY.base_delay)
+    await dispatcher.run_once()
+    assert await ledger.retrying_counts(job_id) == {"UPSTREAM": 4}  # tried again, not made yet
+    await runpod.finish(runpod.active()[0].id)
+    await dispatcher.run_once()
+    assert await ledger.retrying_counts(job_id) == {}
+
+
 async def test_item_fails_for_good_when_attempts_run_out(
     make_dispatcher: MakeDispatcher, runpod: MemoryRunpod, ledger: Ledger, clock: FakeClock
 ) -> None:

@@ -120,6 +120,29 @@ def test_batch_progress_text_shows_state_when_paused() -> None:
     assert "ETA paused" in text
 
 
+@pytest.mark.parametrize(
+    ("code", "reason"),
+    [
+        ("UPSTREAM", "Gemini is not answering"),
+        ("RATE_LIMITED", "Gemini asks us to slow down"),
+        ("NO_IMAGE", "Gemini answered without an image"),
+        (None, "their last attempt failed"),
+    ],
+)
+def test_batch_progress_text_says_items_are_retried_and_why_when_attempts_failed(code: str | None, reason: str) -> None:
+    text = batch_progress_text(
+        BatchProgress(total=100, done=10, failed=0, blocked=0, elapsed_s=60, cost_usd=0, retrying=8, retry_code=code)
+    )
+    assert text.splitlines()[-1] == f"🔁 8 retrying · {reason}; Peel tries again by itself"
+
+
+def test_batch_progress_text_says_nothing_of_retries_when_none_or_ended() -> None:
+    running = BatchProgress(total=100, done=10, failed=0, blocked=0, elapsed_s=60, cost_usd=0)
+    ended = BatchProgress(total=100, done=90, failed=10, blocked=0, elapsed_s=60, cost_usd=0, state="done", retrying=3)
+    assert "retrying" not in batch_progress_text(running)
+    assert "retrying" not in batch_progress_text(ended)
+
+
 def test_truncate_marks_the_cut() -> None:
     assert truncate("abcdef", 4) == "abc…"
     assert truncate("abc", 4) == "abc"
