@@ -63,7 +63,8 @@ class PeelBot(commands.Bot):
             intents=intents,
             tree_cls=PeelTree,
             help_command=None,
-            allowed_mentions=discord.AllowedMentions(everyone=False, roles=False, users=True, replied_user=False),
+            # Messages echo prompts and names users typed: by default nothing in a message pings anyone.
+            allowed_mentions=discord.AllowedMentions.none(),
         )
         self.runtime = runtime
         self.access = access

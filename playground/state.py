@@ -46,6 +46,7 @@ THREAD_TYPES = frozenset({10, PUBLIC_THREAD, PRIVATE_THREAD})
 MAX_CHANNEL_NAME = 100
 
 _MENTION = re.compile(r"<@!?(\d+)>")
+_MENTION_EVERYONE = re.compile(r"@(everyone|here)\b")
 
 
 def now_iso() -> str:
@@ -430,8 +431,7 @@ class PlaygroundState:
             "timestamp": now_iso(),
             "edited_timestamp": None,
             "tts": bool(payload.get("tts")),
-            "mention_everyone": False,
-            "mentions": self._mentions(payload.get("content") or ""),
+            **self._mentions(payload),
             "mention_roles": [],
             "attachments": self._attachments(channel_id, payload, files, []),
             "embeds": payload.get("embeds") or [],
@@ -509,8 +509,41 @@ class PlaygroundState:
         )
         return msg
 
-    def _mentions(self, content: str) -> list[JSON]:
-        return [self.users[uid] for uid in dict.fromkeys(_MENTION.findall(content)) if uid in self.users]
+    def _mentions(self, payload: JSON) -> JSON:
+        """Return who a message's content mentions, as `allowed_mentions` lets it (Discord's allowed mentions).
+
+        Without `allowed_mentions` every mention in the content counts; with it, a user counts only when `parse`
+        holds "users" or `users` names them, and `@everyone`/`@here` only when `parse` holds "everyone".
+        See https://discord.com/developers/docs/resources/message#allowed-mentions-object.
+        """
+        content = payload.get("content") or ""
+        allowed = payload.get("allowed_mentions")
+        if allowed is None:
+            parse, listed = {"users", "everyone"}, set()
+        else:
+            parse, listed = set(allowed.get("parse") or ()), {str(u) for u in allowed.get("users") or ()}
+            if "users" in parse and listed:
+                raise ApiError(
+                    400,
+                    50035,
+                    "Invalid Form Body",
+                    {
+                        "allowed_mentions": {
+                            "_errors": [
+                                {
+                                    "code": "MESSAGE_ALLOWED_MENTIONS_PARSE_EXCLUSIVE",
+                                    "message": 'parse:["users"] and users: [ids...] are mutually exclusive.',
+                                }
+                            ]
+                        }
+                    },
+                )
+        users = [
+            self.users[uid]
+            for uid in dict.fromkeys(_MENTION.findall(content))
+            if uid in self.users and ("users" in parse or uid in listed)
+        ]
+        return {"mentions": users, "mention_everyone": "everyone" in parse and bool(_MENTION_EVERYONE.search(content))}
 
     def edit_message(self, msg: JSON, payload: JSON, files: dict[int, Upload] | None = None) -> JSON:
         """Validate and apply an edit (content, embeds, components, attachments, flags), then MESSAGE_UPDATE."""
@@ -523,7 +556,7 @@ class PlaygroundState:
         if "attachments" in payload or files:
             changes["attachments"] = self._attachments(msg["channel_id"], payload, files, msg["attachments"])
         if "content" in changes:
-            changes["mentions"] = self._mentions(changes["content"])
+            changes.update(self._mentions({**payload, "content": changes["content"]}))
         msg.update(changes)
         _resolve_attachment_urls(msg)
         if payload.get("flags") is not None:

@@ -2,19 +2,29 @@
 
 A name comes from a user (an uploaded file's name, a prompt-derived title), so it is cleaned before it goes into
 an archive that someone will extract: backslashes become `/`, `.`/`..`/empty segments are dropped (so no name is
-absolute or climbs out of the extraction directory), control characters and the characters Windows refuses
-(`<>:"|?*`) become `_`, and segments lose trailing dots and spaces. Names are then made unique, ignoring case
-(Windows and macOS extract `A.png` and `a.png` onto one file): the second `a.png` becomes `a (2).png`, the third
-`a (3).png`. A file never takes the name of a directory of other members, and a directory never takes the name of
-a file: the later one is renamed the same way.
+absolute or climbs out of the extraction directory), bidirectional controls (U+202E and kin) are dropped, control
+characters and the characters Windows refuses (`<>:"|?*`) become `_`, and segments lose trailing dots and spaces.
+Names are then made unique, ignoring case (Windows and macOS extract `A.png` and `a.png` onto one file): the second
+`a.png` becomes `a (2).png`, the third `a (3).png`. A file never takes the name of a directory of other members, and
+a directory never takes the name of a file: the later one is renamed the same way.
 """
 
+import re
 import unicodedata
 from collections.abc import Iterable
 
 _REPLACED = frozenset('<>:"|?*')
+# Bidirectional controls (Unicode TR9 explicit formatting characters, plus the implicit marks): U+202E turns
+# `gnp.exe` into what reads as `exe.png`, so names and echoed text drop them all.
+_BIDI = re.compile("[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # Unicode category Cc: C0, DEL and C1
 _MAX_SEGMENT_CHARS = 200
 FALLBACK_NAME = "file"
+
+
+def strip_controls(text: str, *, replacement: str = "") -> str:
+    """Return `text` without bidirectional controls, and with control characters (Cc) replaced by `replacement`."""
+    return _CONTROL.sub(replacement, _BIDI.sub("", text))
 
 
 def sanitize_name(name: str) -> str:
@@ -23,7 +33,7 @@ def sanitize_name(name: str) -> str:
     name = unicodedata.normalize("NFC", name).replace("\\", "/")
     segments: list[str] = []
     for raw in name.split("/"):
-        segment = "".join("_" if ord(c) < 0x20 or ord(c) == 0x7F or c in _REPLACED else c for c in raw)
+        segment = "".join("_" if c in _REPLACED else c for c in strip_controls(raw, replacement="_"))
         segment = segment.rstrip(" .").lstrip(" ")
         if segment in ("", ".", ".."):
             continue

@@ -11,8 +11,9 @@ from bot.core.render import (
     BatchProgress,
     batch_progress_text,
     download_line,
-    escape_markdown,
+    echo,
     format_duration,
+    one_line,
     truncate,
 )
 
@@ -108,7 +109,7 @@ def estimate_batch(*, items: int, unit_price_usd: float | None, latency_s: float
 def thread_name(prompt: str, *, items: int) -> str:
     """Return the name of a batch's thread (its group): the prompt, cut to fit, and the image count."""
     suffix = f" · {items} images"
-    return truncate(" ".join(prompt.split()) or "batch", MAX_THREAD_NAME - len(suffix)) + suffix
+    return truncate(one_line(prompt) or "batch", MAX_THREAD_NAME - len(suffix)) + suffix
 
 
 def skipped_lines(skipped: Mapping[str, int]) -> list[str]:
@@ -129,7 +130,7 @@ def plan_text(
 ) -> str:
     """Return the ephemeral summary shown before Start: what will run, what was skipped, cost and time."""
     lines = [
-        f"**Batch ready:** {truncate(escape_markdown(prompt), 300)}",
+        f"**Batch ready:** {truncate(echo(prompt), 300)}",
         f"Model `{model}` · size {image_size or '1K'}",
         f"🖼️ **{accepted:,}** images accepted · ⏭️ {sum(skipped.values()):,} skipped",
     ]
@@ -144,7 +145,7 @@ def plan_text(
 
 def progress_message(*, prompt: str, owner_mention: str, progress: BatchProgress) -> str:
     """Return the batch's one progress message: a header line and `batch_progress_text`."""
-    header = f"**{truncate(escape_markdown(prompt), 200)}** - {owner_mention} ({progress.state})"
+    header = f"**{truncate(echo(prompt), 200)}** - {owner_mention} ({progress.state})"
     return header + "\n" + batch_progress_text(progress)
 
 
@@ -165,7 +166,7 @@ def summary_message(
 ) -> str:
     """Return the message posted when a batch ends: counts, reasons, cost and the ZIP link."""
     lines = [
-        f"**{truncate(escape_markdown(prompt), 200)}** - {owner_mention} ({state})",
+        f"**{truncate(echo(prompt), 200)}** - {owner_mention} ({state})",
         f"✅ {ok:,} made · ❌ {failed:,} failed · 🚫 {blocked:,} blocked · ⏹️ {cancelled:,} cancelled"
         f" · ⏭️ {skipped:,} skipped in the ZIP · 💵 ${cost_usd:.2f}",
     ]

@@ -22,7 +22,7 @@ from enum import StrEnum
 
 from bot.core import models
 from bot.core.batch import SKIP_LABELS
-from storage.zipnames import ArchiveNames, suffix
+from storage.zipnames import ArchiveNames, strip_controls, suffix
 
 MANIFEST_SCHEMA = 1
 CSV_COLUMNS = ("index", "source", "status", "error_code", "error_reason", "file", "seed", "model", "prompt")
@@ -148,7 +148,7 @@ def safe_stem(name: str | None) -> str:
         return ""
     leaf = unicodedata.normalize("NFC", name).replace("\\", "/").rsplit("/", 1)[-1]
     stem = leaf.rsplit(".", 1)[0] if "." in leaf.lstrip(".") else leaf
-    cleaned = "".join("_" if ord(c) < 0x20 or ord(c) == 0x7F or c in _UNSAFE_NAME_CHARS else c for c in stem)
+    cleaned = "".join("_" if c in _UNSAFE_NAME_CHARS else c for c in strip_controls(stem, replacement="_"))
     cleaned = cleaned[:_MAX_STEM_CHARS].strip(" .")
     return "_" + cleaned if cleaned.upper() in _DEVICE_NAMES else cleaned
 

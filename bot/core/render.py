@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass, field
 
 from bot.core.models import JobStatus
+from storage.zipnames import strip_controls
 
 CUSTOM_ID_PREFIX = "peel"
 MAX_CUSTOM_ID = 100
@@ -53,9 +54,36 @@ def truncate(text: str, limit: int, *, ellipsis: str = "…") -> str:
     return text if len(text) <= limit else text[: max(0, limit - len(ellipsis))] + ellipsis
 
 
+# Markdown that works anywhere in a line: emphasis, code, spoilers, and `[text](url)` masked links (escaping the
+# brackets is enough to show them as typed), `<…>` for links, channels, emoji and timestamps.
+_INLINE_MARKDOWN = re.compile(r"([\\*_~`|\[\]<])")
+# Markdown that only works at the start of a line: headings, `-#` subtext, quotes, lists. Discord hides a
+# backslash before any ASCII punctuation, so escaping shows the text as typed.
+_LINE_START_MARKDOWN = re.compile(r"^(\s*)([#>+-])", re.MULTILINE)
+# `@everyone`, `@here`, `<@id>`, `<@!id>` and `<@&role>`: a zero-width space after the `@` shows the text as typed
+# and mentions nobody, as `discord.utils.escape_mentions` does.
+_MENTION = re.compile(r"@(everyone|here|[!&]?[0-9])")
+
+
 def escape_markdown(text: str) -> str:
     """Escape Discord markdown so a prompt shows as typed (and cannot break the bold around it)."""
-    return re.sub(r"([\\*_~`|])", r"\\\1", text)
+    return _LINE_START_MARKDOWN.sub(r"\1\\\2", _INLINE_MARKDOWN.sub(r"\\\1", text))
+
+
+def echo(text: str) -> str:
+    """Return user text (a prompt, a file or group name) made safe to show inside one of Peel's messages.
+
+    Bidirectional controls are dropped and other control characters (line breaks too, so the text stays on its
+    line) become spaces; markdown and masked links are escaped and mentions are broken up. Messages are also sent
+    with no allowed mentions, so a mention could not ping anyway; breaking it up keeps it from looking like one.
+    Pure, unlike `discord.utils`: core renders whole lines that mix user text with Peel's own markdown.
+    """
+    return _MENTION.sub("@\u200b\\1", escape_markdown(strip_controls(text, replacement=" ")))
+
+
+def one_line(text: str) -> str:
+    """Return user text for a place that shows it as typed (a thread name, a select label): one line, no controls."""
+    return " ".join(strip_controls(text, replacement=" ").split())
 
 
 def format_duration(seconds: float) -> str:
@@ -82,7 +110,7 @@ def lifecycle_line(prompt: str, user_mention: str, state: str, *, limit: int = M
     """Return Midjourney's message line: `**prompt** - @user (state)`, the prompt cut to fit Discord's limit."""
     suffix = f"** - {user_mention} ({state})"
     room = limit - len(suffix) - 2
-    return f"**{truncate(escape_markdown(prompt), room)}{suffix}"
+    return f"**{truncate(echo(prompt), room)}{suffix}"
 
 
 def waiting_state(position: int | None) -> str:
@@ -190,7 +218,7 @@ def image_line(prompt: str, index: int, user_mention: str, *, limit: int = MAX_C
     """Return Midjourney's line above a separated image: `**prompt** - Image #2 @user`."""
     suffix = f"** - Image #{index} {user_mention}"
     room = limit - len(suffix) - 2
-    return f"**{truncate(escape_markdown(prompt), room)}{suffix}"
+    return f"**{truncate(echo(prompt), room)}{suffix}"
 
 
 def result_who(label: str, user_mention: str) -> str:

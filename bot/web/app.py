@@ -12,6 +12,7 @@ Signed URLs are secrets until they expire, so the access log leaves out query st
 
 import logging
 import time
+import urllib.parse
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from datetime import datetime
 
@@ -230,12 +231,19 @@ def make_app(store: Store, signer: LinkSigner, *, clock: Callable[[], float] = t
     return app
 
 
+# What an access-log path keeps as it is: RFC 3986 path characters. Everything else, CR, LF and every other control
+# character, spaces and non-ASCII included, is percent-encoded, so a path cannot forge or garble a log line.
+_LOGGED_PATH_SAFE = "/:@!$&'()*+,;="
+
+
 class QuietAccessLogger(AbstractAccessLogger):
-    """An access log that leaves out query strings, which carry link signatures."""
+    """An access log that leaves out query strings, which carry link signatures, and escapes paths."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        """Log method, path, status and size of one request at INFO."""
-        self.logger.info("%s %s %d %d %.3fs", request.method, request.path, response.status, response.body_length, time)
+        """Log method, path (percent-encoded), status and size of one request at INFO."""
+        path = urllib.parse.quote(request.path, safe=_LOGGED_PATH_SAFE)
+        method = urllib.parse.quote(request.method, safe="")
+        self.logger.info("%s %s %d %d %.3fs", method, path, response.status, response.body_length, time)
 
 
 class LinkServer:

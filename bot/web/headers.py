@@ -23,7 +23,13 @@ CONTENT_TYPES = {
     ".json": "application/json",
 }
 
-_RANGE = re.compile(r"^\s*(\d*)\s*-\s*(\d*)\s*$")
+_RANGE = re.compile(r"^\s*([0-9]*)\s*-\s*([0-9]*)\s*$")
+
+# A byte position of more digits than this is past the end of any object the server could hold. Such positions are
+# not converted: `int()` refuses strings over 4,300 digits (CVE-2020-10735) and converting long ones costs
+# quadratic time, so a position like that reads as `_PAST_ANY_END`.
+_MAX_POSITION_DIGITS = 18
+_PAST_ANY_END = 10**_MAX_POSITION_DIGITS
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,16 +74,26 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
     if not first and not last:
         return None
     if not first:  # suffix: the last N bytes
-        suffix = int(last)
+        suffix = _position(last)
         if suffix == 0 or size == 0:
             raise UnsatisfiableRangeError(header)
         return ByteRange(max(0, size - suffix), size - 1)
-    start = int(first)
-    if last and int(last) < start:
+    start = _position(first)
+    if last and _position(last) < start:
         return None  # an invalid range-spec: ignore the header
     if start >= size:
         raise UnsatisfiableRangeError(header)
-    return ByteRange(start, min(int(last), size - 1) if last else size - 1)
+    return ByteRange(start, min(_position(last), size - 1) if last else size - 1)
+
+
+def _position(digits: str) -> int:
+    """Return a byte position from its ASCII digits; any position past `_PAST_ANY_END` reads as `_PAST_ANY_END`.
+
+    Two positions both past it compare equal, which can only turn an ignored range-spec (last before first) into
+    a 416 for a range that starts past the end of the object anyway.
+    """
+    significant = digits.lstrip("0")
+    return int(significant or "0") if len(significant) <= _MAX_POSITION_DIGITS else _PAST_ANY_END
 
 
 def content_type_for(key: str, stored: str | None) -> str:

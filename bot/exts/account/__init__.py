@@ -11,7 +11,7 @@ from discord.ext import commands
 
 from bot.core.models import Job, JobId, JobStatus, UserId
 from bot.core.params import GEMINI_ASPECT_RATIOS, MODEL_ALIASES
-from bot.core.render import truncate
+from bot.core.render import echo, one_line, truncate
 from bot.discord_bot import PeelBot
 from bot.exts._errors import error_embed, send_error
 from bot.generation import GenerationService, UserPrefs
@@ -180,7 +180,7 @@ def job_line(job: Job, position: int | None, prompt: str, *, show_owner: bool) -
     if job.status is JobStatus.RUNNING:
         state += f" · {job.ok + job.failed}/{job.total}"
     owner = f" <@{job.owner_id}>" if show_owner else ""
-    return f"`{job.id}` **{state}** · {job.kind.value}{owner} · {truncate(prompt, 60)}"
+    return f"`{job.id}` **{state}** · {job.kind.value}{owner} · {truncate(echo(prompt), 60)}"
 
 
 class AccountCog(commands.Cog):
@@ -247,7 +247,7 @@ class AccountCog(commands.Cog):
         view = CancelView(self, interaction.user.id, is_admin)
         view.pick.options = [
             discord.SelectOption(
-                label=truncate(await self.service.display_of(j), 90),
+                label=truncate(one_line(await self.service.display_of(j)) or j.id, 90),
                 value=j.id,
                 description=f"{j.id} · {j.status.value}",
             )

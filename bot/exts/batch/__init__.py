@@ -21,7 +21,7 @@ from bot.batches import BatchError, BatchOptions, BatchPlan, BatchRequest, Batch
 from bot.core.batch import plan_text, progress_message, summary_message
 from bot.core.models import Job, JobId, JobKind, JobStatus, UserId
 from bot.core.params import IMAGE_SIZES
-from bot.core.render import CUSTOM_ID_PREFIX, CustomId, escape_markdown, truncate
+from bot.core.render import CUSTOM_ID_PREFIX, CustomId, echo, truncate
 from bot.errors import UserFacingError
 from bot.exts._errors import send_error
 from bot.imaging import grid_preview
@@ -172,7 +172,7 @@ class BatchCog(commands.Cog):
             channel_id, message_id = where
             message = self.bot.get_partial_messageable(channel_id).get_partial_message(message_id)
             view = None if job.status.is_final else _view(job_id, _pause_or_resume(job), "stop")
-            await message.edit(content=text, view=view)
+            await message.edit(content=text, view=view, allowed_mentions=discord.AllowedMentions.none())
             self._last_text[job_id] = text
         if job.status.is_final:
             await self._post_summary(job_id, plan)
@@ -185,7 +185,7 @@ class BatchCog(commands.Cog):
             return
         grid = await asyncio.to_thread(grid_preview, [d for _, d in samples], max_bytes=SAMPLE_MAX_BYTES, stem="first")
         names = " · ".join(
-            f"{i}. {truncate(escape_markdown(name.rsplit('/', 1)[-1]), 40)}" for i, (name, _) in enumerate(samples, 1)
+            f"{i}. {truncate(echo(name.rsplit('/', 1)[-1]), 40)}" for i, (name, _) in enumerate(samples, 1)
         )
         text = (
             f"🖼️ **First results** ({len(samples)} of {job.total:,}): {names}\n"
@@ -232,7 +232,7 @@ class BatchCog(commands.Cog):
         view = _view(job_id, *(("retry", "link") if retryable else ("link",)))
         if len(download.url) <= MAX_LINK_URL:
             view.add_item(discord.ui.Button(label="Download ZIP", style=discord.ButtonStyle.link, url=download.url))
-        message = await channel.send(content=text, view=view)
+        message = await channel.send(content=text, view=view, allowed_mentions=discord.AllowedMentions.none())
         now = discord.utils.utcnow()
         await self._rt.ledger.set_job_message(job_id, "summary", channel_id=where[0], message_id=message.id, now=now)
         await self._rt.ledger.set_note(job_id, NOTE_SUMMARY_FOR, run)
@@ -290,7 +290,12 @@ class BatchCog(commands.Cog):
             estimate=self.service.estimate(plan),
             notes=plan.notes,
         )
-        await interaction.followup.send(content=text, view=_view(plan.id, "start", "drop"), ephemeral=True)
+        await interaction.followup.send(
+            content=text,
+            view=_view(plan.id, "start", "drop"),
+            ephemeral=True,
+            allowed_mentions=discord.AllowedMentions.none(),
+        )
 
     # ---- buttons ---------------------------------------------------------------------------------------------
 
@@ -379,7 +384,11 @@ class BatchCog(commands.Cog):
         text = progress_message(
             prompt=plan.display_prompt, owner_mention=f"<@{job.owner_id}>", progress=snapshot.progress
         )
-        progress = await thread.send(content=text, view=_view(job.id, _pause_or_resume(job), "stop"))
+        progress = await thread.send(
+            content=text,
+            view=_view(job.id, _pause_or_resume(job), "stop"),
+            allowed_mentions=discord.AllowedMentions.none(),
+        )
         self._last_text[job.id] = text
         await self._rt.ledger.set_job_message(job.id, "status", channel_id=thread.id, message_id=progress.id, now=now)
         self._mark(job.id)

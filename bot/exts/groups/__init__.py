@@ -13,7 +13,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.core.models import Group
-from bot.core.render import download_line, truncate
+from bot.core.render import download_line, echo, one_line, truncate
 from bot.errors import UserFacingError
 from bot.groups import GroupError, GroupService
 from bot.runtime import Runtime
@@ -55,6 +55,9 @@ class GroupCog(commands.GroupCog, group_name="group", group_description="Threads
     async def new(self, interaction: discord.Interaction[Any], name: app_commands.Range[str, 1, 100]) -> None:
         """Open a thread in this channel; everything made in it belongs to the new group."""
         await interaction.response.defer(ephemeral=True, thinking=True)
+        name = one_line(name)
+        if not name:
+            raise UserFacingError("Give the group a name with something visible in it.")
         channel = interaction.channel
         if isinstance(channel, discord.Thread):
             channel = channel.parent
@@ -69,7 +72,7 @@ class GroupCog(commands.GroupCog, group_name="group", group_description="Threads
             thread_id=thread.id,
         )
         await thread.send(
-            f"🗂️ New group **{discord.utils.escape_markdown(name)}** by {interaction.user.mention}. "
+            f"🗂️ New group **{echo(name)}** by {interaction.user.mention}. "
             "Everything made in this thread belongs to it.",
             allowed_mentions=discord.AllowedMentions.none(),
         )
@@ -86,9 +89,11 @@ class GroupCog(commands.GroupCog, group_name="group", group_description="Threads
         lines = []
         for group, count in groups:
             where = f"<#{group.thread_id}>" if group.thread_id else f"<#{group.channel_id}> (channel)"
-            name = truncate(discord.utils.escape_markdown(group.name), 80)
+            name = truncate(echo(group.name), 80)
             lines.append(f"• **{name}** {where}: {count:,} image{'s' if count != 1 else ''}")
-        await interaction.followup.send(truncate("\n".join(lines), 2000), ephemeral=True)
+        await interaction.followup.send(
+            truncate("\n".join(lines), 2000), ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
+        )
 
     @app_commands.command(name="download", description="A ZIP link of this thread's group (manifest included)")
     async def download(self, interaction: discord.Interaction[Any]) -> None:
@@ -96,10 +101,12 @@ class GroupCog(commands.GroupCog, group_name="group", group_description="Threads
         await interaction.response.defer(ephemeral=True, thinking=True)
         group = await self._group_here(interaction)
         zipped = await self.service.download(group)
-        name = discord.utils.escape_markdown(group.name)
+        name = echo(group.name)
         what = f"**{name}**: {zipped.images:,} images with manifest.csv and manifest.json"
         await interaction.followup.send(
-            download_line(zipped.url, what=what, expires_s=self._rt.settings.link_expiry_s), ephemeral=True
+            download_line(zipped.url, what=what, expires_s=self._rt.settings.link_expiry_s),
+            ephemeral=True,
+            allowed_mentions=discord.AllowedMentions.none(),
         )
 
     @app_commands.command(name="export", description="Copy this thread's group to a configured bucket")
@@ -146,11 +153,16 @@ class GroupCog(commands.GroupCog, group_name="group", group_description="Threads
     async def rename(self, interaction: discord.Interaction[Any], name: app_commands.Range[str, 1, 100]) -> None:
         """Rename the group of this thread or channel; a thread is renamed too."""
         await interaction.response.defer(ephemeral=True, thinking=True)
+        name = one_line(name)
+        if not name:
+            raise UserFacingError("Give the group a name with something visible in it.")
         group = await self._group_here(interaction)
         await self._rt.ledger.rename_group(group.id, name)
         if isinstance(interaction.channel, discord.Thread):
             await interaction.channel.edit(name=name)
-        await interaction.followup.send(f"Renamed to **{discord.utils.escape_markdown(name)}**.", ephemeral=True)
+        await interaction.followup.send(
+            f"Renamed to **{echo(name)}**.", ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
+        )
 
 
 async def setup(bot: commands.Bot) -> None:

@@ -16,7 +16,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.core.models import GroupId, Image, Job, JobId, JobKind, JobStatus, UserId
-from bot.core.render import image_line
+from bot.core.render import echo, image_line
 from bot.discord_bot import PeelBot
 from bot.dispatcher import SubmitStatus
 from bot.exts._errors import error_embed, send_error
@@ -297,7 +297,9 @@ class ImagineCog(commands.Cog):
             position=result.position,
         )
         try:
-            message = await interaction.edit_original_response(content=t.line(self.tracker.state_of(t)))
+            message = await interaction.edit_original_response(
+                content=t.line(self.tracker.state_of(t)), allowed_mentions=discord.AllowedMentions.none()
+            )
         except discord.HTTPException:
             log.warning("could not show job %s", job.id, exc_info=True)
             return
@@ -371,10 +373,12 @@ class ImagineCog(commands.Cog):
             file = kwargs.pop("file", None)
             return await self.tracker.edit(t, attachments=[file] if file else [], **kwargs)
         channel = self.bot.get_partial_messageable(t.channel_id)
-        message = await channel.send(**kwargs)
+        message = await channel.send(**kwargs, allowed_mentions=discord.AllowedMentions.none())
         if t.message_id is not None:
             with contextlib.suppress(discord.HTTPException):
-                await channel.get_partial_message(t.message_id).edit(content=t.line("done · the result is below"))
+                await channel.get_partial_message(t.message_id).edit(
+                    content=t.line("done · the result is below"), allowed_mentions=discord.AllowedMentions.none()
+                )
         return message
 
     async def _fail(self, t: Tracked, job: Job, reason: str) -> None:
@@ -403,7 +407,9 @@ class ImagineCog(commands.Cog):
         line = image_line(await self.service.display_of(job), index + 1, interaction.user.mention)
         kwargs = await self._single_message(image, line, interaction.filesize_limit)
         file = kwargs.pop("file", None)
-        message = await interaction.edit_original_response(attachments=[file] if file else [], **kwargs)
+        message = await interaction.edit_original_response(
+            attachments=[file] if file else [], **kwargs, allowed_mentions=discord.AllowedMentions.none()
+        )
         await self.ledger.set_image_message(image.id, message.id)
         if interaction.message is not None and job.total > 1:
             await self._mark_separated(interaction.message, job)
@@ -486,7 +492,9 @@ class ImagineCog(commands.Cog):
             upload_limit=message.guild.filesize_limit if message.guild else 10 * 1024 * 1024,
             position=result.position,
         )
-        status = await message.reply(t.line(self.tracker.state_of(t)), mention_author=False)
+        status = await message.reply(
+            t.line(self.tracker.state_of(t)), mention_author=False, allowed_mentions=discord.AllowedMentions.none()
+        )
         t.message_id = status.id
         t.pacer.edited(self.tracker.now())
         await self.ledger.set_job_message(
@@ -532,7 +540,10 @@ class ImagineCog(commands.Cog):
 
     async def _dm(self, user: discord.User | discord.Member, job: Job, images: list[Image]) -> None:
         store = self.bot.runtime.backends.store
-        files, lines = [], [f"**{await self.service.display_of(job)}**", f"Job `{job.id}` · model {job.params.model}"]
+        files, lines = (
+            [],
+            [f"**{echo(await self.service.display_of(job))}**", f"Job `{job.id}` · model {job.params.model}"],
+        )
         for image in images[:10]:
             item = await self.ledger.get_item(job.id, image.index)
             seed = item.seed if item is not None else "?"
@@ -541,7 +552,7 @@ class ImagineCog(commands.Cog):
             data = await store.get_bytes(image.key)
             if len(data) <= 8 * 1024 * 1024:
                 files.append(discord.File(io.BytesIO(data), f"{job.id}-{image.index + 1}.png"))
-        await user.send("\n".join(lines), files=files)
+        await user.send("\n".join(lines), files=files, allowed_mentions=discord.AllowedMentions.none())
 
     # ---- helpers -----------------------------------------------------------------------------------------------
 

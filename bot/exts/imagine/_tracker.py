@@ -271,6 +271,7 @@ class JobTracker:
 
     async def edit(self, t: Tracked, **fields: Any) -> discord.Message | discord.InteractionMessage | None:
         """Edit the job's message: through the interaction while its token is fresh, else as a channel message."""
+        fields.setdefault("allowed_mentions", discord.AllowedMentions.none())  # the line echoes the prompt
         if self.token_fresh(t):
             assert t.interaction is not None
             return await t.interaction.edit_original_response(**fields)

@@ -71,6 +71,18 @@ async def test_imagine_posts_a_grid_with_u_v_and_reroll_buttons_when_given_a_pro
     assert group is not None and group.channel_id == int(d.channel_id("general"))
 
 
+async def test_imagine_echoes_the_prompt_without_pings_links_or_bidi_when_the_prompt_is_hostile(stack: PeelStack):
+    d, bob = stack.driver("alice"), stack.driver("bob")
+    await imagine(stack, f"<@{bob.user_id}> [free nitro](https://evil.example) a fox\u202egnp.exe")
+    grid = await d.wait_for_message(lambda m: "free nitro" in m.content and "U1" in labels(m), timeout=WAIT_S)
+    assert grid.raw["mentions"] == []  # Discord computes this from the content and allowed_mentions
+    assert grid.raw["mention_everyone"] is False
+    assert f"<@{bob.user_id}>" not in grid.content
+    assert "[free nitro](" not in grid.content
+    assert "\u202e" not in grid.content
+    assert grid.content.endswith(f"** - <@{d.user_id}> (fast)")
+
+
 async def test_imagine_sends_references_to_the_model_when_images_are_attached(stack: PeelStack):
     await grid_of(
         stack, "a fox like these", image=Upload("a.png", png()), image2=Upload("b.png", png(colour=(1, 2, 3)))

@@ -175,3 +175,40 @@ async def test_thread_is_renamed_and_archived_when_patched(pg: Playground, http:
     body = await call(http, "PATCH", f"channels/{general}", status=400, json={"name": ""})
     assert body["code"] == 50035
     assert (await call(http, "PATCH", f"channels/{general}", json={"topic": "t"}))["topic"] == "t"
+
+
+@pytest.mark.parametrize(
+    ("allowed", "mentioned", "everyone"),
+    [
+        (None, ["alice", "bob"], True),  # no allowed_mentions: Discord parses every mention
+        ({"parse": []}, [], False),
+        ({"parse": ["users"]}, ["alice", "bob"], False),
+        ({"parse": [], "users": ["{bob}"]}, ["bob"], False),
+        ({"parse": ["everyone"]}, [], True),
+    ],
+    ids=["absent", "none", "parse-users", "listed-user", "parse-everyone"],
+)
+async def test_message_mentions_follow_allowed_mentions_when_content_names_users(
+    pg: Playground, http: aiohttp.ClientSession, allowed: dict[str, Any] | None, mentioned: list[str], everyone: bool
+):
+    general = pg.state.channel_named("general")["id"]
+    ids = {name: pg.state.user_named(name)["id"] for name in ("alice", "bob")}
+    payload: dict[str, Any] = {"content": f"<@{ids['alice']}> <@!{ids['bob']}> @everyone"}
+    if allowed is not None:
+        users = [ids["bob"] for _ in allowed.get("users", [])]
+        payload["allowed_mentions"] = {**allowed, **({"users": users} if users else {})}
+    msg = await call(http, "POST", f"channels/{general}/messages", json=payload)
+    assert [u["username"] for u in msg["mentions"]] == mentioned
+    assert msg["mention_everyone"] is everyone
+    edited = await call(http, "PATCH", f"channels/{general}/messages/{msg['id']}", json=payload)
+    assert [u["username"] for u in edited["mentions"]] == mentioned
+
+
+async def test_message_is_refused_when_allowed_mentions_parse_users_and_list_them(
+    pg: Playground, http: aiohttp.ClientSession
+):
+    general = pg.state.channel_named("general")["id"]
+    bob = pg.state.user_named("bob")["id"]
+    payload = {"content": f"<@{bob}>", "allowed_mentions": {"parse": ["users"], "users": [bob]}}
+    body = await call(http, "POST", f"channels/{general}/messages", status=400, json=payload)
+    assert body["code"] == 50035

@@ -7,6 +7,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from aiohttp import ClientSession
+from yarl import URL
 
 from bot.web import LinkServer, make_app
 from storage.links import LinkSigner
@@ -230,6 +231,28 @@ async def test_get_sends_whole_object_when_range_is_unsupported_or_malformed(
         assert await resp.read() == PNG
 
 
+@pytest.mark.parametrize(
+    ("range_header", "status"),
+    [
+        ("bytes=" + "9" * 5000 + "-", 416),
+        ("bytes=0-" + "9" * 5000, 206),
+        ("bytes=-" + "9" * 5000, 206),
+        ("bytes=" + "0" * 5000 + "5-9", 206),
+    ],
+    ids=["huge-first", "huge-last", "huge-suffix", "zero-padded"],
+)
+async def test_get_never_answers_500_when_range_has_thousands_of_digits(
+    served: Served, http: ClientSession, range_header: str, status: int
+) -> None:
+    await served.store.put("outputs/j/00000.png", PNG)
+    link = served.signer.sign("outputs/j/00000.png", expires_s=60)
+    async with http.get(link, headers={"Range": range_header}) as resp:
+        assert resp.status == status
+        body = await resp.read()
+    if status == 206:
+        assert body in (PNG, PNG[5:10])
+
+
 async def test_head_sends_headers_without_body_when_link_is_signed(served: Served, http: ClientSession) -> None:
     await served.store.put("outputs/j/00000.png", PNG)
     link = served.signer.sign("outputs/j/00000.png", expires_s=60, filename="cat.png")
@@ -293,6 +316,21 @@ async def test_access_log_leaves_out_signature_when_serving(
     assert "/files/outputs/j/00000.png" in caplog.text
     assert sig not in caplog.text
     assert "sig=" not in caplog.text
+
+
+async def test_access_log_escapes_path_when_it_holds_a_newline(
+    served: Served, http: ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    forged = "/files/a%0d%0aGET%20/files/forged%20200%200%200.000s%1b[31m"
+    with caplog.at_level(logging.INFO, logger="aiohttp.access"):
+        async with http.get(URL(served.base_url + forged, encoded=True)) as resp:
+            assert resp.status == 404  # no route matches a key with a newline
+    lines = [r.getMessage() for r in caplog.records if r.name == "aiohttp.access"]
+    assert len(lines) == 1
+    assert "\n" not in lines[0]
+    assert "\r" not in lines[0]
+    assert "\x1b" not in lines[0]
+    assert lines[0].startswith("GET /files/a%0D%0AGET%20/files/forged%20200%200%200.000s%1B%5B31m 404 ")
 
 
 async def test_healthz_answers_ok_when_running(served: Served, http: ClientSession) -> None:

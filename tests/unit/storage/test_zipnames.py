@@ -22,10 +22,19 @@ from storage.zipnames import ArchiveNames, numbered, sanitize_name, suffix
         ("dots.../x. ", "dots/x"),
         ("  lead.png", "lead.png"),
         ("caf\u0065\u0301.png", "caf\u00e9.png"),  # NFC
+        ("invoice\u202egnp.exe", "invoicegnp.exe"),  # RIGHT-TO-LEFT OVERRIDE would show it as `invoiceexe.png`
+        ("a\u2066b\u2067c\u2068d\u2069e\u202af\u202bg\u202ch\u202di\u200ej\u200fk\u061cl.png", "abcdefghijkl.png"),
+        ("c1\u0085\u009b.png", "c1__.png"),  # C1 controls, like C0 ones
     ],
 )
 def test_sanitize_name_gives_a_safe_relative_path_when_name_is_hostile(raw: str, clean: str) -> None:
     assert sanitize_name(raw) == clean
+
+
+def test_archive_names_drop_bidi_controls_when_a_result_name_holds_them() -> None:
+    names = ArchiveNames()
+    assert names.add("photo\u202egnp.exe") == "photognp.exe"
+    assert names.add("photo\u2067gnp.exe") == "photognp (2).exe"
 
 
 def test_sanitize_name_shortens_a_segment_keeping_its_extension_when_too_long() -> None:

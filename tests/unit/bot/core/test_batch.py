@@ -57,3 +57,21 @@ def test_plan_text_lists_skips_and_estimates_when_some_entries_were_skipped() ->
     assert "a \\*bold\\* fox" in text and "**10** images accepted · ⏭️ 3 skipped" in text
     assert text.index("2 not an image") < text.index("1 symbolic link")
     assert "about $0.39" in text and "Start" in text
+
+
+def test_thread_name_drops_bidi_and_control_characters_when_the_prompt_holds_them() -> None:
+    assert thread_name("a fox\u202egnp.exe\nnext\u2066", items=3) == "a foxgnp.exe next · 3 images"
+
+
+def test_plan_text_escapes_mentions_and_masked_links_when_the_prompt_holds_them() -> None:
+    text = plan_text(
+        prompt="<@42> [free](https://evil.example) \u202e",
+        model="m",
+        image_size=None,
+        accepted=1,
+        skipped={},
+        estimate=estimate_batch(items=1, unit_price_usd=None, latency_s=1.0, concurrency=1),
+    )
+    assert "<@42>" not in text
+    assert "[free](" not in text
+    assert "\u202e" not in text

@@ -59,6 +59,7 @@ def make_row(index: int, **overrides: object) -> ManifestRow:
         (None, ""),
         ("tab\there.png", "tab_here"),
         ("e\u0301.png", "\u00e9"),
+        ("invoice\u202egnp.exe", "invoicegnp"),
     ],
 )
 def test_safe_stem_cleans_name_when_it_comes_from_an_upload(name: str | None, stem: str) -> None:
@@ -77,6 +78,11 @@ def test_assign_output_names_uses_source_stem_when_rows_have_files() -> None:
     ]
     names = [row.output_name for row in assign_output_names(rows)]
     assert names == ["cat.png", "CAT (2).png", "cat (3).png", "00003.png", "00004.png", None, "chosen name.png"]
+
+
+def test_assign_output_names_drops_bidi_controls_when_source_names_hold_them() -> None:
+    rows = [make_row(0, source_name="x/invoice\u202egnp.exe"), make_row(1, output_name="cat\u2066\u200f.png")]
+    assert [row.output_name for row in assign_output_names(rows)] == ["invoicegnp.png", "cat.png"]
 
 
 def test_assign_output_names_avoids_reserved_names_when_given() -> None:

@@ -8,11 +8,14 @@ from bot.core.render import (
     batch_progress_text,
     custom_id_pattern,
     download_line,
+    echo,
     escape_markdown,
     eta_s,
     format_duration,
     generating_state,
+    image_line,
     lifecycle_line,
+    one_line,
     progress_bar,
     truncate,
     waiting_state,
@@ -57,6 +60,38 @@ def test_lifecycle_line_fits_discord_when_prompt_is_huge() -> None:
 
 def test_markdown_in_prompt_is_escaped_when_shown() -> None:
     assert escape_markdown("**bold** _x_ `y`") == r"\*\*bold\*\* \_x\_ \`y\`"
+
+
+@pytest.mark.parametrize(
+    ("prompt", "shown"),
+    [
+        ("<@123> look", "\\<@\u200b123> look"),
+        ("<@!123> <@&45> @everyone @here", "\\<@\u200b!123> \\<@\u200b&45> @\u200beveryone @\u200bhere"),
+        ("[free nitro](https://evil.example)", "\\[free nitro\\](https://evil.example)"),
+        ("a fox\u202egnp.exe", "a foxgnp.exe"),
+        ("\u2066\u2067\u2068\u2069\u202a\u202b\u202c\u202d\u200e\u200f\u061cok", "ok"),
+        ("two\nlines\r\x00\x85x", "two lines   x"),
+        ("# big\n> quote\n-# small", "\\# big > quote -# small"),  # one line: only its start is markdown
+        ("<t:0:R> <#1> <:e:2>", "\\<t:0:R> \\<#1> \\<:e:2>"),
+    ],
+    ids=["user-mention", "other-mentions", "masked-link", "rtl-override", "bidi", "controls", "line-start", "angle"],
+)
+def test_echo_shows_user_text_as_typed_when_it_holds_mentions_links_or_controls(prompt: str, shown: str) -> None:
+    assert echo(prompt) == shown
+
+
+@pytest.mark.parametrize("line", [lifecycle_line, lambda p, m, s: image_line(p, 2, m)])
+def test_prompt_lines_echo_the_prompt_safely_when_it_is_hostile(line) -> None:
+    text = line("<@42> [x](https://evil.example) \u202egnp.exe @everyone", "<@1>", "fast")
+    assert "<@42>" not in text
+    assert "[x](" not in text
+    assert "\u202e" not in text
+    assert "@everyone" not in text
+    assert "<@1>" in text  # Peel's own mention of the requester stays
+
+
+def test_one_line_drops_controls_and_line_breaks_when_a_name_is_given() -> None:
+    assert one_line(" my\u202e  group\n\tname\x00 ") == "my group name"
 
 
 @pytest.mark.parametrize(

@@ -31,6 +31,10 @@ from bot.web.headers import (
         ("bytes=a-b", 100, None),
         ("bytes", 100, None),
         ("bytes=1-2-3", 100, None),
+        ("bytes=٣-٤", 100, None),  # Arabic-Indic digits are not HTTP DIGITs
+        ("bytes=0-" + "9" * 5000, 100, ByteRange(0, 99)),
+        ("bytes=-" + "9" * 5000, 100, ByteRange(0, 99)),
+        ("bytes=" + "0" * 5000 + "7-" + "0" * 5000 + "8", 100, ByteRange(7, 8)),
     ],
 )
 def test_parse_range_selects_bytes_when_header_is_given(header: str | None, size: int, expected: ByteRange) -> None:
@@ -39,7 +43,15 @@ def test_parse_range_selects_bytes_when_header_is_given(header: str | None, size
 
 @pytest.mark.parametrize(
     ("header", "size"),
-    [("bytes=100-", 100), ("bytes=100-200", 100), ("bytes=-0", 100), ("bytes=-5", 0), ("bytes=0-", 0)],
+    [
+        ("bytes=100-", 100),
+        ("bytes=100-200", 100),
+        ("bytes=-0", 100),
+        ("bytes=-5", 0),
+        ("bytes=0-", 0),
+        ("bytes=" + "9" * 5000 + "-", 100),
+        ("bytes=" + "9" * 5000 + "-" + "9" * 5001, 100),
+    ],
 )
 def test_parse_range_raises_when_range_is_unsatisfiable(header: str, size: int) -> None:
     with pytest.raises(UnsatisfiableRangeError):
