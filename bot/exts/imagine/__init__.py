@@ -373,7 +373,7 @@ class ImagineCog(commands.Cog):
             file = kwargs.pop("file", None)
             return await self.tracker.edit(t, attachments=[file] if file else [], **kwargs)
         channel = self.bot.get_partial_messageable(t.channel_id)
-        message = await channel.send(**kwargs, allowed_mentions=discord.AllowedMentions.none())
+        message = await channel.send(**kwargs, allowed_mentions=t.pings)
         if t.message_id is not None:
             with contextlib.suppress(discord.HTTPException):
                 await channel.get_partial_message(t.message_id).edit(

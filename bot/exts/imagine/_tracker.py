@@ -133,6 +133,14 @@ class Tracked:
         """The owner's mention."""
         return f"<@{self.owner_id}>"
 
+    @property
+    def pings(self) -> discord.AllowedMentions:
+        """Who the job's lines may ping: its owner alone, as Midjourney pings the requester.
+
+        Never a user the prompt names (the echo breaks such mentions up too), a role or everyone.
+        """
+        return discord.AllowedMentions.none().merge(discord.AllowedMentions(users=[discord.Object(self.owner_id)]))
+
     def line(self, state: str) -> str:
         """Return the message line for a state."""
         return lifecycle_line(self.display, result_who(self.label, self.mention), state)
@@ -271,7 +279,7 @@ class JobTracker:
 
     async def edit(self, t: Tracked, **fields: Any) -> discord.Message | discord.InteractionMessage | None:
         """Edit the job's message: through the interaction while its token is fresh, else as a channel message."""
-        fields.setdefault("allowed_mentions", discord.AllowedMentions.none())  # the line echoes the prompt
+        fields.setdefault("allowed_mentions", t.pings)  # the line echoes the prompt: only the owner may be pinged
         if self.token_fresh(t):
             assert t.interaction is not None
             return await t.interaction.edit_original_response(**fields)

@@ -75,7 +75,8 @@ async def test_imagine_echoes_the_prompt_without_pings_links_or_bidi_when_the_pr
     d, bob = stack.driver("alice"), stack.driver("bob")
     await imagine(stack, f"<@{bob.user_id}> [free nitro](https://evil.example) a fox\u202egnp.exe")
     grid = await d.wait_for_message(lambda m: "free nitro" in m.content and "U1" in labels(m), timeout=WAIT_S)
-    assert grid.raw["mentions"] == []  # Discord computes this from the content and allowed_mentions
+    # Discord computes mentions from the content and allowed_mentions: the owner is pinged, as in Midjourney; bob not
+    assert [str(m["id"]) for m in grid.raw["mentions"]] == [str(d.user_id)]
     assert grid.raw["mention_everyone"] is False
     assert f"<@{bob.user_id}>" not in grid.content
     assert "[free nitro](" not in grid.content
