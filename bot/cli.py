@@ -32,6 +32,7 @@ from typing import TextIO
 
 from pydantic import ValidationError
 
+from bot.core.item_errors import NOT_MADE, item_error_message
 from bot.core.manifest import ItemStatus as RowStatus
 from bot.core.manifest import ManifestHeader, ManifestRow, batch_rows
 from bot.core.models import ItemInputs, ItemStatus, Job, JobId, JobKind, JobParams, JobRequest, NewItem, UserId
@@ -580,7 +581,8 @@ async def run_imagine(args: argparse.Namespace, settings: BotSettings, console: 
         for item in items:
             if item.status is not ItemStatus.OK:
                 images.append(None)
-                console.note(f"image {item.index + 1} failed: {item.error_code or '?'} {item.error_message or ''}")
+                code = item.error_code or NOT_MADE
+                console.note(f"image {item.index + 1} failed: {code} {item_error_message(code)}")
                 continue
             data = await runtime.backends.store.get_bytes(item.output_key)
             images.append(data)

@@ -42,6 +42,7 @@ from bot.core.events import (
     Queued,
     Started,
 )
+from bot.core.item_errors import item_error_message
 from bot.core.models import (
     Chunk,
     ChunkStatus,
@@ -954,15 +955,8 @@ def _failure_of(remote: RemoteJob) -> tuple[ErrorCode | None, str]:
 
 
 def _failure_reason(errors: dict[str, int]) -> str:
-    if set(errors) == {ErrorCode.SAFETY.value}:
-        return "Blocked by Gemini's safety filters."
     if errors:
-        code = max(errors, key=lambda c: errors[c])
-        return {
-            ErrorCode.BAD_INPUT.value: "The request could not be made as asked.",
-            ErrorCode.RATE_LIMITED.value: "Gemini was too busy; try again later.",
-            ErrorCode.NO_IMAGE.value: "Gemini answered without an image.",
-        }.get(code, "The image service failed; try again later.")
+        return item_error_message(max(errors, key=lambda c: errors[c]))
     return "Nothing could be made."
 
 

@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
+from bot.core.item_errors import item_error_message
 from bot.core.models import (
     EditInput,
     GroupId,
@@ -50,6 +51,7 @@ from bot.imaging import Direction, image_size, pan_canvas, zoom_out_canvas
 from bot.ledger import Ledger
 from storage.base import Store
 from storage.intake import AcceptedImage, UploadIntake
+from worker.contract import ErrorCode
 from worker.models import model_spec
 
 log = logging.getLogger(__name__)
@@ -482,8 +484,11 @@ def _alias_of(model: str) -> str:
 
 
 def safety_reason(items: Sequence[tuple[ItemStatus, str | None, str | None]]) -> str | None:
-    """Return Gemini's reason when every failed item was a safety block, else None."""
-    failed = [(code, message) for status, code, message in items if status is ItemStatus.ERROR]
-    if failed and all(code == "SAFETY" for code, _ in failed):
-        return next((m for _, m in failed if m), "blocked by Gemini's safety filters")
+    """Return the user's message for a safety block when every failed item was one, else None.
+
+    The items' own messages are the worker's (operator detail) and are never shown.
+    """
+    failed = [code for status, code, _message in items if status is ItemStatus.ERROR]
+    if failed and all(code == ErrorCode.SAFETY.value for code in failed):
+        return item_error_message(ErrorCode.SAFETY.value)
     return None

@@ -13,6 +13,8 @@ Error-code tree of a failed item (`ItemError.code`):
     RATE_LIMITED  Gemini said 429 after the worker's own retries; retryable later, with a smaller budget
     UPSTREAM      5xx, timeout or connection failure after the worker's retries; retryable
     NO_IMAGE      Gemini answered without an image; retryable
+    STORAGE       the store failed after the worker's retries (an image made was not written, or the chunk stopped
+                  calling Gemini while the store was down); retryable
 """
 
 from enum import StrEnum
@@ -38,11 +40,12 @@ class ErrorCode(StrEnum):
     RATE_LIMITED = "RATE_LIMITED"
     UPSTREAM = "UPSTREAM"
     NO_IMAGE = "NO_IMAGE"
+    STORAGE = "STORAGE"
 
     @property
     def is_retryable(self) -> bool:
         """Tell whether a later attempt at the same item can succeed."""
-        return self in (ErrorCode.RATE_LIMITED, ErrorCode.UPSTREAM, ErrorCode.NO_IMAGE)
+        return self in (ErrorCode.RATE_LIMITED, ErrorCode.UPSTREAM, ErrorCode.NO_IMAGE, ErrorCode.STORAGE)
 
 
 class _Model(BaseModel):

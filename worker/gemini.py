@@ -218,7 +218,8 @@ def classify(exc: BaseException) -> GenerationError:
     if isinstance(exc, TimeoutError):
         return GenerationError(ErrorCode.UPSTREAM, "Gemini did not answer in time")
     if isinstance(exc, aiohttp.ClientError):
-        return GenerationError(ErrorCode.UPSTREAM, f"Gemini unreachable: {type(exc).__name__}: {exc}")
+        # Its text names the endpoint's host and port and reprs the SSL context: that goes to the log only.
+        return GenerationError(ErrorCode.UPSTREAM, f"Gemini unreachable: {type(exc).__name__}")
     if isinstance(exc, pydantic.ValidationError | json.JSONDecodeError):
         # The SDK raises json.JSONDecodeError for a body that is not JSON and pydantic's
         # ValidationError for JSON of the wrong shape; both mean a broken answer, not a broken request.
@@ -388,6 +389,8 @@ class GeminiImageGenerator:
             except _FAILURES as exc:
                 error = classify(exc)
                 cause = None if error is exc else exc
+                if cause is not None:
+                    log.info("gemini %s attempt %d: %s: %s", request.model, attempt, type(exc).__name__, exc)
                 if error.code is ErrorCode.NO_IMAGE:
                     if no_image_left <= 0:
                         raise error from cause

@@ -13,6 +13,11 @@
   missing or invalid one fails only the items that use it (BAD_INPUT).
 * Every output is stored as a PNG with prompt, seed, model and job id in its text chunks.
 * Per-item failures (safety blocks, rate limits, …) stay inside `results`; the job still completes.
+* A store operation that fails as unavailable is retried with jittered exponential backoff, a PNG write keeping
+  the image Gemini made (a store hiccup never costs a second call). Once one exhausts its retries the store is
+  taken as down for the rest of the chunk (a circuit breaker): items not yet sent to Gemini end with the
+  retryable `STORAGE` code without a call, so an outage costs at most the calls already in flight, and the bot
+  retries those items later with backoff.
 * Progress goes out at most once per `progress_interval_s`, never for the last item nor, in a chunk of several
   rounds, during its last round (all that is left is in flight), and the handler lets a
   recent progress update settle before it returns: RunPod's progress POST is fire-and-forget from a thread and can
@@ -27,9 +32,18 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+from tenacity.stop import stop_base
 
 from storage import InvalidKeyError, ObjectNotFoundError, StorageUnavailableError, Store
 from worker.contract import (
@@ -63,6 +77,8 @@ ProgressSink = Callable[[RunpodJob, dict[str, object]], None]
 
 Handler = Callable[[RunpodJob], Awaitable[dict[str, object]]]
 
+T = TypeVar("T")
+
 MAX_REPORTED_ERRORS = 5
 
 
@@ -85,6 +101,9 @@ class WorkerDeps:
         max_reference_pixels: the most pixels a reference image may have.
         clock: monotonic seconds, for throttling.
         sleep: awaits a number of seconds (injectable so unit tests do not sleep).
+        store_attempts: tries of one store operation, the first included, while the store is unavailable.
+        store_backoff_s: the first wait between two tries; it doubles per try (plus up to as much jitter).
+        store_backoff_cap_s: the longest wait between two tries.
     """
 
     store: Store
@@ -96,6 +115,11 @@ class WorkerDeps:
     max_reference_pixels: int = 50_000_000
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    # 0.5 + 1 + 2 + 4 s (plus jitter): a blip or a restarting store is ridden out with the image kept; a longer
+    # outage trips the chunk's breaker after ~8 s instead of holding every slot for it.
+    store_attempts: int = 5
+    store_backoff_s: float = 0.5
+    store_backoff_cap_s: float = 5.0
 
 
 def describe_validation_error(exc: ValidationError, *, limit: int = MAX_REPORTED_ERRORS) -> str:
@@ -163,10 +187,17 @@ def make_handler(deps: WorkerDeps) -> Handler:
     return handler
 
 
-def _storage_problem(exc: Exception, what: str) -> GenerationError:
-    if isinstance(exc, StorageUnavailableError):
-        return GenerationError(ErrorCode.UPSTREAM, f"storage unavailable while {what}: {exc}")
-    return GenerationError(ErrorCode.BAD_INPUT, f"{what}: {exc}")
+_STORE_DOWN = "the store is unavailable; the chunk stopped before this item"
+
+
+class _StopWhen(stop_base):
+    """Stop retrying as soon as `condition()` holds (the breaker opened during another item's tries)."""
+
+    def __init__(self, condition: Callable[[], bool]) -> None:
+        self._condition = condition
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return self._condition()
 
 
 class _ChunkRun:
@@ -185,6 +216,9 @@ class _ChunkRun:
         self._images: dict[str, InputImage | str] = {}
         self._image_locks: dict[str, asyncio.Lock] = {}
         self._last_progress_at: float | None = None
+        # The circuit breaker: set once a store operation has failed all its tries. Nothing clears it; a chunk is
+        # short, and the bot retries what it returns later, with backoff.
+        self._store_down = False
 
     async def run(self) -> ChunkResult:
         try:
@@ -244,31 +278,41 @@ class _ChunkRun:
         )
 
     async def _make(self, item: ChunkItem, request: GenerationRequest) -> ItemOk:
+        if self._store_down:
+            raise GenerationError(ErrorCode.STORAGE, _STORE_DOWN)  # its image could not be written: don't pay
         log.debug("item %d: generating %r", item.index, item.prompt[:80])
         generated = await self._deps.generator.generate(request)
         try:
             png = await asyncio.to_thread(finish_png, generated.data, generated.mime_type, self._metadata(item))
         except ImageDecodeError as exc:
-            raise GenerationError(ErrorCode.NO_IMAGE, f"the model's image could not be decoded: {exc}") from exc
+            log.warning("item %d: the model's image could not be decoded: %s", item.index, exc)
+            raise GenerationError(ErrorCode.NO_IMAGE, "the model's image could not be decoded") from exc
         if png.converted_from:
             log.debug("item %d: converted %s to PNG", item.index, png.converted_from)
+        store = self._deps.store
         try:
-            await self._deps.store.put(item.output_key, png.data, content_type="image/png")
-        except (StorageUnavailableError, InvalidKeyError) as exc:
-            raise _storage_problem(exc, f"writing {item.output_key}") from exc
+            # Every try writes the same bytes: the image is paid for, so it is never generated again for a write.
+            await self._stored(
+                partial(store.put, item.output_key, png.data, content_type="image/png"),
+                f"writing {item.output_key}",
+                while_down=True,
+            )
+        except InvalidKeyError as exc:
+            raise GenerationError(ErrorCode.BAD_INPUT, f"output key {item.output_key} is invalid") from exc
         return ItemOk(index=item.index, key=item.output_key, width=png.width, height=png.height, note=generated.note)
 
     async def _existing(self, item: ChunkItem) -> ItemOk | None:
         """Return the item as done when its output is already stored (a re-run chunk), else None."""
         store = self._deps.store
+        what = f"checking {item.output_key}"
         try:
-            if await store.head(item.output_key) is None:
+            if await self._stored(partial(store.head, item.output_key), what) is None:
                 return None
-            head = await store.read_range(item.output_key, 0, PNG_HEADER_BYTES)
+            head = await self._stored(partial(store.read_range, item.output_key, 0, PNG_HEADER_BYTES), what)
         except ObjectNotFoundError:
             return None  # deleted between the two calls
-        except (StorageUnavailableError, InvalidKeyError) as exc:
-            raise _storage_problem(exc, f"checking {item.output_key}") from exc
+        except InvalidKeyError as exc:
+            raise GenerationError(ErrorCode.BAD_INPUT, f"output key {item.output_key} is invalid") from exc
         size = png_dimensions(head)
         if size is None:
             log.warning("item %d: %s exists but is not a PNG; making it again", item.index, item.output_key)
@@ -291,23 +335,69 @@ class _ChunkRun:
     async def _load_image(self, key: str, role: str) -> InputImage | str:
         store = self._deps.store
         limit = self._deps.max_reference_bytes
+        what = f"reading {role} {key}"
         try:
-            info = await store.head(key)
+            info = await self._stored(partial(store.head, key), what)
             if info is None:
                 return f"{role} {key} is not in the store"
             if info.size > limit:
                 return f"{role} {key} is {info.size:,} bytes, over the limit of {limit:,}"
-            data = await store.get_bytes(key)
+            data = await self._stored(partial(store.get_bytes, key), what)
         except ObjectNotFoundError:
             return f"{role} {key} is not in the store"
-        except InvalidKeyError as exc:
-            return f"{role} key is invalid: {exc}"
-        except StorageUnavailableError as exc:
-            raise _storage_problem(exc, f"reading {role} {key}") from exc
+        except InvalidKeyError:
+            return f"{role} key is invalid"
         try:
             return await asyncio.to_thread(load_reference, data, max_pixels=self._deps.max_reference_pixels)
         except ImageRejectedError as exc:
             return f"{role} {key} is unusable: {exc}"
+
+    async def _stored(self, operation: Callable[[], Awaitable[T]], what: str, *, while_down: bool = False) -> T:
+        """Run a store operation, retrying it with backoff while the store is unavailable.
+
+        Gives up at once when the breaker is open, unless `while_down` (a write of an image already made, whose
+        own tries are its only chance). Other storage errors (not found, invalid key) propagate unchanged.
+
+        Raises:
+            GenerationError: STORAGE once the tries are spent (which opens the breaker) or the breaker is open.
+        """
+        if self._store_down and not while_down:
+            raise GenerationError(ErrorCode.STORAGE, _STORE_DOWN)
+        deps = self._deps
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(deps.store_attempts) | _StopWhen(lambda: self._store_down and not while_down),
+            wait=wait_exponential_jitter(
+                initial=deps.store_backoff_s, max=deps.store_backoff_cap_s, jitter=deps.store_backoff_s
+            ),
+            retry=retry_if_exception_type(StorageUnavailableError),
+            sleep=deps.sleep,
+            before_sleep=lambda state: self._log_store_retry(state, what),
+            reraise=True,
+        )
+        try:
+            # tenacity awaits what it calls only when it is a coroutine function: hence partials, not lambdas.
+            return await retrying(operation)
+        except StorageUnavailableError as exc:
+            if not self._store_down:
+                self._store_down = True
+                log.warning(
+                    "job %s: store unavailable while %s (%s); the chunk stops calling Gemini",
+                    self._chunk.job_id,
+                    what,
+                    exc,
+                    extra={"job_id": self._chunk.job_id, "action": "fail"},
+                )
+            raise GenerationError(ErrorCode.STORAGE, f"the store was unavailable while {what}") from exc
+
+    def _log_store_retry(self, state: RetryCallState, what: str) -> None:
+        log.warning(
+            "job %s: store unavailable while %s (try %d), retrying in %.2fs",
+            self._chunk.job_id,
+            what,
+            state.attempt_number,
+            state.upcoming_sleep,
+            extra={"job_id": self._chunk.job_id, "action": "retry"},
+        )
 
     def _metadata(self, item: ChunkItem) -> dict[str, str]:
         chunk = self._chunk

@@ -22,6 +22,7 @@ from enum import StrEnum
 
 from bot.core import models
 from bot.core.batch import SKIP_LABELS
+from bot.core.item_errors import NOT_MADE, item_error_message
 from storage.zipnames import ArchiveNames, strip_controls, suffix
 
 MANIFEST_SCHEMA = 1
@@ -33,7 +34,6 @@ _MAX_STEM_CHARS = 120
 # Windows refuses these names whatever their extension.
 _DEVICE_NAMES = frozenset({"CON", "PRN", "AUX", "NUL"} | {f"{d}{n}" for d in ("COM", "LPT") for n in range(1, 10)})
 _DEFAULT_EXTENSION = ".png"
-NOT_MADE = "NOT_MADE"  # the error code of an item that failed without one (or never ran)
 
 
 class ItemStatus(StrEnum):
@@ -59,7 +59,8 @@ class ManifestRow:
         output_key: the storage key of the image (`ok` items only).
         output_name: the member name in the archive; chosen by `assign_output_names` when None.
         error_code: why the item failed (a `worker.contract.ErrorCode` value, or a bot-side code).
-        error_reason: a short human-readable reason (e.g. Gemini's safety finish reason).
+        error_reason: what the user reads about the failure: the fixed message of `error_code`, never the
+            worker's or an exception's text.
     """
 
     index: int
@@ -92,7 +93,9 @@ class ManifestHeader:
 def item_row(job: models.Job, item: models.Item) -> ManifestRow:
     """Return the manifest row of one of a job's items, as the ledger has it now.
 
-    A failed item without an error code gets `NOT_MADE`; one that has not ended yet says "not finished".
+    A failed item without an error code gets `NOT_MADE`; one that has not ended yet says "not finished". The
+    reason is the code's fixed user message (`bot.core.item_errors`): the ledger's error message is the operator's
+    detail and may quote an exception (an internal host, an object's repr), so it is never shown.
     """
     status = {
         models.ItemStatus.OK: ItemStatus.OK,
@@ -108,7 +111,9 @@ def item_row(job: models.Job, item: models.Item) -> ManifestRow:
         seed=item.seed,
         output_key=item.output_key if status is ItemStatus.OK else None,
         error_code=(item.error_code or NOT_MADE) if failed else None,
-        error_reason=(item.error_message or (None if item.status.is_final else "not finished")) if failed else None,
+        error_reason=(item_error_message(item.error_code) if item.status.is_final else "not finished")
+        if failed
+        else None,
     )
 
 

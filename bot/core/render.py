@@ -180,6 +180,7 @@ RETRY_REASONS = {
     "UPSTREAM": "Gemini is not answering",
     "RATE_LIMITED": "Gemini asks us to slow down",
     "NO_IMAGE": "Gemini answered without an image",
+    "STORAGE": "The image store is not answering",
 }
 
 

@@ -388,7 +388,7 @@ class ImagineCog(commands.Cog):
         if blocked is not None:
             embed = error_embed(
                 "Request blocked by safety filters",
-                f"Gemini blocked this prompt: {blocked}.\nNothing was charged. Rephrase the prompt and try again.",
+                f"{blocked}\nNothing was charged. Rephrase the prompt and try again.",
             )
         else:
             embed = error_embed("Job failed", f"{reason} Nothing was charged for the images that were not made.")

@@ -235,6 +235,28 @@ async def test_progress_is_published_and_items_counted_as_retrying_when_every_it
     assert await ledger.retrying_counts(job_id) == {}
 
 
+async def test_items_back_off_when_the_worker_returns_them_for_a_storage_outage(
+    make_dispatcher: MakeDispatcher, runpod: MemoryRunpod, ledger: Ledger, clock: FakeClock
+) -> None:
+    dispatcher = make_dispatcher(DispatchPolicy(retry=RETRY))
+    job_id = await job_id_of((await dispatcher.submit(grid())).job)
+    await dispatcher.run_once()
+    await runpod.finish(runpod.active()[0].id, errors={2: ErrorCode.STORAGE, 3: ErrorCode.STORAGE})
+    await dispatcher.run_once()
+
+    for index in (2, 3):
+        item = await ledger.get_item(job_id, index)
+        assert item is not None and (item.status, item.error_code) == (ItemStatus.PENDING, "STORAGE")
+        assert item.retry_at == clock.now() + RETRY.base_delay
+    await dispatcher.run_once()
+    assert len(runpod.jobs) == 1  # not re-submitted at once
+
+    clock.advance(RETRY.base_delay)
+    await dispatcher.run_once()
+    [retry] = runpod.active()
+    assert retry.indices == [2, 3]
+
+
 async def test_item_fails_for_good_when_attempts_run_out(
     make_dispatcher: MakeDispatcher, runpod: MemoryRunpod, ledger: Ledger, clock: FakeClock
 ) -> None:

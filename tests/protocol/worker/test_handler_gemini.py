@@ -5,6 +5,10 @@ asks Gemini only for what is not in the store yet, and never more calls at once 
 """
 
 import asyncio
+import csv
+import io
+import json
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +17,11 @@ from typing import Any
 import aiohttp
 import pytest
 
+from bot.core import models
+from bot.core.item_errors import item_error_message
+from bot.core.manifest import ManifestHeader, item_row, render_csv, render_json
 from storage.file import FileStore
+from tests.fakes.models import batch_job
 from worker.contract import ChunkResult, ErrorCode, ItemError, ItemOk
 from worker.gemini import GeminiImageGenerator
 from worker.handler import WorkerDeps, make_handler
@@ -119,3 +127,51 @@ async def test_stored_outputs_are_pngs_of_the_reported_size_when_generated(rig: 
         head = await rig.store.read_range(item.key, 0, 24)
         assert head.startswith(b"\x89PNG\r\n\x1a\n")
         assert (int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")) == (item.width, item.height)
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_manifest_shows_the_code_and_its_message_not_the_exception_when_gemini_is_unreachable(
+    tmp_path: Path,
+) -> None:
+    # aiohttp's connection error names the host and port and reprs the SSL context ("<ssl.SSLContext object at 0x…>").
+    generator = await asyncio.to_thread(
+        GeminiImageGenerator, api_key="local-key", base_url=f"http://127.0.0.1:{closed_port()}", max_attempts=1
+    )
+    async with generator as gen:
+        deps = WorkerDeps(store=FileStore(tmp_path / "store"), generator=gen)
+        output = await make_handler(deps)({"id": "rp-proto", "input": make_chunk(1, concurrency=1)})
+    [error] = ChunkResult.model_validate(output).results
+    assert isinstance(error, ItemError) and error.code is ErrorCode.UPSTREAM
+
+    job = batch_job()
+    # What the dispatcher records for a failed item: the worker's code and message.
+    item = models.Item(
+        job_id=job.id,
+        index=0,
+        inputs=models.ItemInputs(source_name="in/0.png"),
+        prompt=None,
+        seed=0,
+        output_key="outputs/j_proto/00000.png",
+        status=models.ItemStatus.ERROR,
+        attempts=4,
+        error_code=error.code.value,
+        error_message=error.message,
+        retry_at=None,
+        chunk_id=None,
+        width=None,
+        height=None,
+    )
+    rows = [item_row(job, item)]
+    header = ManifestHeader(job_id=job.id, prompt=job.prompt, model=job.params.model, created_at=job.created_at)
+    [csv_row] = list(csv.DictReader(io.StringIO(render_csv(rows), newline="")))
+    [json_row] = json.loads(render_json(header, rows))["items"]
+
+    for shown in (csv_row, json_row):
+        assert (shown["error_code"], shown["error_reason"]) == ("UPSTREAM", item_error_message("UPSTREAM"))
+        text = json.dumps(shown)
+        assert "127.0.0.1" not in text and "0x" not in text and "<" not in text

@@ -12,9 +12,12 @@ def test_prefs_ignore_values_that_do_not_fit_when_read():
     assert prefs == UserPrefs()
 
 
-def test_safety_reason_is_geminis_when_every_failure_was_a_block():
-    items = [(ItemStatus.ERROR, "SAFETY", "IMAGE_SAFETY"), (ItemStatus.ERROR, "SAFETY", None)]
-    assert safety_reason(items) == "IMAGE_SAFETY"
+def test_safety_reason_is_the_fixed_message_when_every_failure_was_a_block():
+    items = [
+        (ItemStatus.ERROR, "SAFETY", "Gemini blocked the prompt: OTHER (see <x at 0x1>)"),
+        (ItemStatus.ERROR, "SAFETY", None),
+    ]
+    assert safety_reason(items) == "Blocked by Gemini's safety filters."
 
 
 def test_safety_reason_is_none_when_a_failure_was_something_else():

@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from storage import ObjectInfo, StorageUnavailableError
+from storage.base import Body
 from storage.memory import MemoryStore
 from worker.contract import ChunkResult, ErrorCode, ItemError, ItemOk
 from worker.errors import GenerationError
@@ -83,6 +85,30 @@ class CountingStore(MemoryStore):
     async def get_bytes(self, key: str) -> bytes:
         self.reads[key] = self.reads.get(key, 0) + 1
         return await super().get_bytes(key)
+
+
+class OutageStore(CountingStore):
+    """A store whose writes fail as unavailable: the next `failing_puts` ones, or all once `down_after` are made."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failing_puts = 0
+        self.down_after: int | None = None
+        self.puts = 0
+        self.written: list[bytes] = []
+
+    @property
+    def is_down(self) -> bool:
+        return self.failing_puts > 0 or (self.down_after is not None and len(self.written) >= self.down_after)
+
+    async def put(self, key: str, body: Body, *, content_type: str | None = None) -> ObjectInfo:
+        self.puts += 1
+        if self.is_down:
+            self.failing_puts = max(0, self.failing_puts - 1)
+            raise StorageUnavailableError("file store I/O failed: Read-only file system")
+        assert isinstance(body, bytes)
+        self.written.append(body)
+        return await super().put(key, body, content_type=content_type)
 
 
 @dataclass
@@ -430,3 +456,40 @@ async def test_cancellation_propagates_and_leaves_no_half_results_when_stopped(r
     keys = [info.key async for info in rig.store.list("outputs/")]
     assert keys == ["outputs/j_test/00000.png", "outputs/j_test/00001.png"]
     assert len(rig.progress.sent) == sent_before
+
+
+async def test_write_is_retried_with_the_same_image_when_the_store_fails_briefly(rig: Rig) -> None:
+    store = OutageStore()
+    store.failing_puts = 3  # three failed writes in a row, then the store is back
+
+    result = parse(await rig.run(make_chunk(6, concurrency=2), store=store))
+
+    assert (result.ok, result.failed) == (6, 0)
+    assert len(rig.generator.requests) == 6  # no image was generated twice for a failed write
+    assert store.puts == 9
+    backoffs = rig.clock.sleeps[:3]  # then the progress settle
+    assert [0.5 <= s / 2**i < 1.5 for i, s in enumerate(backoffs)] == [True] * 3  # exponential, with jitter
+
+
+async def test_outage_costs_at_most_the_calls_in_flight_and_all_items_are_made_when_the_store_returns(
+    rig: Rig,
+) -> None:
+    n, concurrency = 40, 4
+    store = OutageStore()
+    store.down_after = 10  # ten images written, then the store refuses every write until it is repaired
+    chunk = make_chunk(n, concurrency=concurrency)
+
+    first = parse(await rig.run(chunk, store=store))
+
+    # Images lost to the outage: made by Gemini but never written. At most the calls in flight when it began.
+    extra_calls = len(rig.generator.requests) - first.ok
+    assert extra_calls <= concurrency
+    failed = [r for r in first.results if isinstance(r, ItemError)]
+    assert first.ok == 10
+    assert {(r.code, r.retryable) for r in failed} == {(ErrorCode.STORAGE, True)}
+
+    store.down_after = None  # the store is back; the bot runs the chunk again for the items it got back
+    second = parse(await rig.run(chunk, store=store))
+
+    assert (second.ok, second.failed) == (n, 0)
+    assert len(rig.generator.requests) - n <= concurrency

@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 import pytest
 
 from bot.core import models
+from bot.core.item_errors import NOT_MADE
 from bot.core.manifest import (
     CSV_COLUMNS,
-    NOT_MADE,
     ItemStatus,
     ManifestHeader,
     ManifestRow,
@@ -214,6 +214,9 @@ def test_item_row_reports_each_ledger_state_when_an_item_is_made_failed_cancelle
     safety = item(1, models.ItemStatus.ERROR, "SAFETY", "IMAGE_SAFETY")
     cancelled = item(2, models.ItemStatus.CANCELLED)
     pending = item(3, models.ItemStatus.PENDING)
+    # A RunPod error forwarded as the item's message, quoting an exception, and a code the table does not know.
+    leaky = item(4, models.ItemStatus.ERROR, None, "Cannot connect to host 10.0.0.7:8443 ssl:<SSLContext at 0x7f>")
+    odd = item(5, models.ItemStatus.ERROR, "SOMETHING_NEW", "boom: <object at 0x1>")
 
     assert (made.status, made.output_key, made.error_code, made.seed) == (
         ItemStatus.OK,
@@ -226,10 +229,12 @@ def test_item_row_reports_each_ledger_state_when_an_item_is_made_failed_cancelle
         ItemStatus.ERROR,
         None,
         "SAFETY",
-        "IMAGE_SAFETY",
+        "Blocked by Gemini's safety filters.",  # the code's message, not the worker's
     )
     assert (cancelled.status, cancelled.error_code, cancelled.output_key) == (ItemStatus.CANCELLED, None, None)
     assert (pending.status, pending.error_code, pending.error_reason) == (ItemStatus.ERROR, NOT_MADE, "not finished")
+    assert (leaky.error_code, leaky.error_reason) == (NOT_MADE, "The image was not made.")
+    assert (odd.error_code, odd.error_reason) == ("SOMETHING_NEW", "The image was not made.")
 
 
 def test_skipped_rows_follow_the_items_when_intake_skipped_entries() -> None:

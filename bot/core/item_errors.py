@@ -1,0 +1,27 @@
+"""What a user reads about an item that was not made: one fixed message per error code (pure).
+
+The worker's message, and any RunPod error text, is the operator's detail: it can quote a foreign exception
+(a host and port, an object's repr), so it stays in the ledger and the logs. The manifests, Discord and the CLI
+show the code and the message this table gives for it, never that text.
+"""
+
+from collections.abc import Mapping
+
+from worker.contract import ErrorCode
+
+NOT_MADE = "NOT_MADE"  # the error code of an item that failed without one (or never ran)
+
+ITEM_ERROR_MESSAGES: Mapping[str, str] = {
+    ErrorCode.SAFETY.value: "Blocked by Gemini's safety filters.",
+    ErrorCode.BAD_INPUT.value: "The request could not be made as asked.",
+    ErrorCode.RATE_LIMITED.value: "Gemini was too busy; try again later.",
+    ErrorCode.UPSTREAM.value: "The image service failed; try again later.",
+    ErrorCode.NO_IMAGE.value: "Gemini answered without an image.",
+    ErrorCode.STORAGE.value: "The image could not be stored; try again later.",
+    NOT_MADE: "The image was not made.",
+}
+
+
+def item_error_message(code: str | None) -> str:
+    """Return the user's message for an item that failed with `code` (a generic one for an unknown code)."""
+    return ITEM_ERROR_MESSAGES.get(code or NOT_MADE, ITEM_ERROR_MESSAGES[NOT_MADE])
