@@ -190,9 +190,7 @@ def check_image(data: bytes, *, max_pixels: int) -> ImageFacts:
         raise
     except Image.DecompressionBombError as exc:
         # Only reachable when max_pixels is set above Pillow's own limit.
-        raise ImageRejectedError(ImageProblem.TOO_MANY_PIXELS, f"image is a decompression bomb: {exc}") from exc
+        raise ImageRejectedError(ImageProblem.TOO_MANY_PIXELS, "image is a decompression bomb") from exc
     except _DECODE_ERRORS as exc:
-        raise ImageRejectedError(
-            ImageProblem.CORRUPT_IMAGE, f"{fmt.name} image is truncated or corrupt: {exc}"
-        ) from exc
+        raise ImageRejectedError(ImageProblem.CORRUPT_IMAGE, f"{fmt.name} image is truncated or corrupt") from exc
     return ImageFacts(format=fmt, width=size[0], height=size[1])

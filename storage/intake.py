@@ -242,9 +242,17 @@ class _ReportBuilder:
 
 
 class _EntrySkippedError(Exception):
+    """An entry is skipped; its message is Peel's own words, the library's exception (if any) is its cause."""
+
     def __init__(self, reason: SkipReason, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+    def logged(self, name: str) -> str:
+        """Log the library's own words for the operator (DEBUG) and return the message users read."""
+        if self.__cause__ is not None:
+            log.debug("entry %r skipped (%s): %r", name, self.reason.value, self.__cause__)
+        return str(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -383,7 +391,7 @@ def _open_zip(fp: IO[bytes], limits: IntakeLimits) -> zipfile.ZipFile:
     try:
         archive = zipfile.ZipFile(fp)
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, struct.error) as exc:
-        raise IntakeRefusedError(RefusalReason.NOT_A_ZIP, f"the ZIP archive is malformed: {exc}") from exc
+        raise IntakeRefusedError(RefusalReason.NOT_A_ZIP, "the ZIP archive is malformed") from exc
     try:
         infos = archive.infolist()
         # The end record's count can lie; the parsed directory cannot.
@@ -422,11 +430,13 @@ def _read_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limits: IntakeL
     except _EntrySkippedError:
         raise
     except NotImplementedError as exc:
-        raise _EntrySkippedError(SkipReason.UNSUPPORTED_COMPRESSION, f"entry cannot be decompressed: {exc}") from exc
+        raise _EntrySkippedError(
+            SkipReason.UNSUPPORTED_COMPRESSION, "entry uses a compression method Peel cannot read"
+        ) from exc
     except RuntimeError as exc:  # zipfile raises this for encryption it was not told about
-        raise _EntrySkippedError(SkipReason.ENCRYPTED, f"entry is encrypted: {exc}") from exc
+        raise _EntrySkippedError(SkipReason.ENCRYPTED, "entry is encrypted") from exc
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, struct.error, LookupError) as exc:
-        raise _EntrySkippedError(SkipReason.CORRUPT_ENTRY, f"entry is damaged: {exc}") from exc
+        raise _EntrySkippedError(SkipReason.CORRUPT_ENTRY, "entry is damaged") from exc
     return bytes(buffer)
 
 
@@ -569,7 +579,7 @@ class UploadIntake:
         try:
             fp = await _in_thread(path.open, "rb")
         except OSError as exc:
-            raise IntakeRefusedError(RefusalReason.NOT_A_ZIP, f"the upload cannot be opened: {exc}") from exc
+            raise IntakeRefusedError(RefusalReason.NOT_A_ZIP, "the upload cannot be opened") from exc
         try:
             return await self._from_zip(fp, label=path.name)
         finally:
@@ -626,7 +636,7 @@ class UploadIntake:
             async with self._checks:
                 checked = await _in_thread(_check_bytes, data, self._limits)
         except _EntrySkippedError as exc:
-            return report.skip(name, exc.reason, str(exc))
+            return report.skip(name, exc.reason, exc.logged(name))
         return await self._store_image(report, name, checked)
 
     async def _from_zip(self, fp: IO[bytes], *, label: str) -> IntakeReport:
@@ -712,7 +722,7 @@ class UploadIntake:
         try:
             checked = await pending
         except _EntrySkippedError as exc:
-            report.skip(name, exc.reason, str(exc))
+            report.skip(name, exc.reason, exc.logged(name))
             return 1
         await self._store_image(report, name, checked, writes)
         return 1

@@ -3,6 +3,7 @@
 import asyncio
 import hashlib
 import os
+import re
 import struct
 import threading
 import time
@@ -104,6 +105,12 @@ def check_corpus_report(corpus: Corpus, report_accepted: tuple[AcceptedImage, ..
         assert by_name[name].key == by_name[first].key
 
 
+# What a foreign exception's text looks like in a message: an errno, a path, a repr, a library's own phrasing.
+LEAK = re.compile(
+    r"Errno|/tmp|\b0x[0-9a-f]{6,}|<[a-z_.]+ |Error|Bad magic|File is not|Truncated|invalid (block|distance)"
+)
+
+
 # ---- the hostile corpus ----------------------------------------------------------------------------------------
 
 
@@ -118,6 +125,8 @@ async def test_each_hostile_entry_gets_its_reason_when_mixed_zip_taken_from_file
 
     check_corpus_report(corpus, report.accepted, {e.name: e.reason.value for e in report.skipped})
     assert all(entry.message for entry in report.skipped)
+    leaks = [e.message for e in report.skipped if LEAK.search(e.message)]
+    assert leaks == []  # users read Peel's own words, never zipfile's, zlib's or Pillow's exception text
     assert report.clutter_count == len(corpus.clutter)
     assert report.directory_count == len(corpus.directories)
     assert report.skip_counts() == Counter(SkipReason(reason) for reason in corpus.skipped.values())
@@ -309,6 +318,7 @@ async def test_zip_refused_as_malformed_when_not_a_whole_zip(memory_store: Memor
     with pytest.raises(IntakeRefusedError) as caught:
         await UploadIntake(memory_store).zip_stream(chunks(data))
     assert caught.value.reason is RefusalReason.NOT_A_ZIP
+    assert not LEAK.search(caught.value.user_message), caught.value.user_message
     assert await stored_keys(memory_store) == []
 
 
@@ -335,6 +345,7 @@ async def test_zip_refused_when_path_does_not_exist(memory_store: MemoryStore, t
     with pytest.raises(IntakeRefusedError) as caught:
         await UploadIntake(memory_store).zip_file(tmp_path / "missing.zip")
     assert caught.value.reason is RefusalReason.NOT_A_ZIP
+    assert str(tmp_path) not in caught.value.user_message and "Errno" not in caught.value.user_message
 
 
 # ---- single images ---------------------------------------------------------------------------------------------
