@@ -18,11 +18,14 @@ and an optional byte reservation (`reserve`) so the caller's disk budget bounds 
 """
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import re
+import shutil
 import socket
-from collections.abc import Callable, Iterable
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,8 @@ from aiohappyeyeballs import AddrInfoType
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 from yarl import URL
+
+from bot.core.fetchquota import DownloadQuota, DownloadRefusedError
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +72,10 @@ class FetchError(Exception):
     def __init__(self, user_message: str) -> None:
         super().__init__(user_message)
         self.user_message = user_message
+
+
+class FetchRefusedError(FetchError):
+    """The download was not started: the user or Peel already runs as many downloads as allowed."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -334,3 +343,58 @@ async def _stream(resp: aiohttp.ClientResponse, dest: Path, limits: _Limits, *, 
 
 def _mib(n: int) -> str:
     return f"{n / 1024**2:,.0f} MiB" if n >= 1024**2 else f"{n:,} bytes"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FetchOptions:
+    """How big and how slow one download may be (see `fetch_to_file`)."""
+
+    max_bytes: int = DEFAULT_MAX_BYTES
+    max_redirects: int = DEFAULT_MAX_REDIRECTS
+    timeout_s: float = 1200.0
+    idle_timeout_s: float = 30.0
+    min_bytes_per_s: float = 0.0
+    slow_grace_s: float = 15.0
+
+
+class Downloads:
+    """Users' downloads under one quota, each in its own temporary directory, gone with its slot when done."""
+
+    def __init__(self, tmp_root: Path, quota: DownloadQuota, options: FetchOptions) -> None:
+        self._tmp_root = tmp_root
+        self.quota = quota
+        self.options = options
+
+    @contextlib.asynccontextmanager
+    async def fetch(
+        self, url: str, *, user_id: int, policy: UrlPolicy, name: str = "download"
+    ) -> AsyncIterator[FetchedFile]:
+        """Download `url` for `user_id` and yield the file; it is deleted and the slot freed on exit.
+
+        Raises:
+            FetchRefusedError: the user already runs their share of downloads, or Peel runs as many as it may.
+            FetchError: the download itself was refused or failed.
+        """
+        try:
+            slot = self.quota.acquire(user_id)
+        except DownloadRefusedError as exc:
+            raise FetchRefusedError(exc.user_message) from exc
+        with slot:
+            await asyncio.to_thread(self._tmp_root.mkdir, parents=True, exist_ok=True)
+            tmp = Path(await asyncio.to_thread(tempfile.mkdtemp, dir=self._tmp_root, prefix="fetch-"))
+            try:
+                o = self.options
+                yield await fetch_to_file(
+                    url,
+                    tmp / name,
+                    policy=policy,
+                    max_bytes=o.max_bytes,
+                    max_redirects=o.max_redirects,
+                    timeout_s=o.timeout_s,
+                    idle_timeout_s=o.idle_timeout_s,
+                    min_bytes_per_s=o.min_bytes_per_s,
+                    slow_grace_s=o.slow_grace_s,
+                    reserve=slot.reserve,
+                )
+            finally:
+                await asyncio.to_thread(shutil.rmtree, tmp, True)
