@@ -8,18 +8,15 @@ so the summary's buttons still work after a restart and nothing is queued before
 job whose idempotency key is the plan id: a second click (or a redelivered interaction) never queues twice.
 """
 
-import asyncio
-import contextlib
 import json
 import logging
-import shutil
-import tempfile
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from bot.core.batch import BatchEstimate, BatchLimits, BatchLoad, estimate_batch, limit_refusal, thread_name
+from bot.core.fetchquota import DownloadLimits, DownloadQuota
 from bot.core.manifest import ManifestHeader, ManifestRow, batch_rows
 from bot.core.models import (
     GroupId,
@@ -41,7 +38,7 @@ from bot.downloads import ZipDownload, build_zip
 from bot.errors import UserFacingError
 from bot.ledger.store import new_id
 from bot.runtime import Runtime
-from bot.urlfetch import FetchError, fetch_to_file, parse_networks
+from bot.urlfetch import Downloads, FetchError, FetchOptions, FetchRefusedError, UrlPolicy, parse_networks
 from storage.errors import ObjectNotFoundError
 from storage.intake import IntakeLimits, IntakeRefusedError, IntakeReport, UploadIntake
 from worker.contract import ErrorCode
@@ -182,6 +179,28 @@ class BatchService:
             limits=intake_limits,
             max_parallel_checks=runtime.settings.intake_parallel_checks,
         )
+        s = runtime.settings
+        self._downloads = Downloads(
+            s.data_dir / "tmp",
+            DownloadQuota(
+                DownloadLimits(
+                    per_user=s.fetch_max_per_user, total=s.fetch_max_total, disk_bytes=s.fetch_disk_budget_bytes
+                )
+            ),
+            FetchOptions(
+                max_bytes=s.batch_fetch_max_bytes,
+                timeout_s=s.fetch_timeout_s,
+                idle_timeout_s=s.fetch_idle_timeout_s,
+                min_bytes_per_s=s.fetch_min_bytes_per_s,
+                slow_grace_s=s.fetch_slow_grace_s,
+            ),
+        )
+        allowed = parse_networks(s.batch_fetch_allowed_networks)
+        self._url_policy = UrlPolicy(allowed)
+        # An attachment's URL is Discord's CDN, from Discord's own interaction data; the playground serves it on
+        # loopback, which only the playground's attachments may use.
+        loopback = parse_networks(["127.0.0.0/8", "::1/128"]) if s.uses_playground else ()
+        self._attachment_policy = UrlPolicy((*allowed, *loopback))
 
     @property
     def runtime(self) -> Runtime:
@@ -202,41 +221,31 @@ class BatchService:
     # ---- planning ------------------------------------------------------------------------------------------
 
     async def plan_from_url(self, url: str, request: BatchRequest) -> BatchPlan:
-        """Download a ZIP from a user's URL (size cap, redirects, address checks) and plan it.
+        """Download a ZIP from a user's URL (address policy, size cap, download limits) and plan it.
 
         Raises:
             BatchError: the download or the ZIP was refused (the reason is in the message).
         """
-        s = self._rt.settings
-        async with self._temp_dir() as tmp:
-            dest = tmp / "batch.zip"
-            try:
-                await fetch_to_file(
-                    url,
-                    dest,
-                    max_bytes=s.batch_fetch_max_bytes,
-                    allowed_networks=parse_networks(s.batch_fetch_allowed_networks),
-                )
-            except FetchError as exc:
-                raise BatchError(f"Couldn't download the ZIP: {exc.user_message}") from exc
-            return await self.plan_from_file(dest, request, source=url.rsplit("/", 1)[-1] or "download.zip")
+        return await self._plan_download(url, request, self._url_policy, source=url.rsplit("/", 1)[-1])
 
-    async def plan_from_bytes(self, data: bytes, request: BatchRequest, *, source: str) -> BatchPlan:
-        """Plan a ZIP given as bytes (a Discord attachment, at most the upload limit)."""
-        async with self._temp_dir() as tmp:
-            path = tmp / "batch.zip"
-            await asyncio.to_thread(path.write_bytes, data)
-            return await self.plan_from_file(path, request, source=source)
+    async def plan_from_attachment(self, url: str, request: BatchRequest, *, source: str, size: int) -> BatchPlan:
+        """Stream a Discord attachment to disk (never whole in memory), under the same limits as a URL, and plan it.
 
-    @contextlib.asynccontextmanager
-    async def _temp_dir(self) -> AsyncIterator[Path]:
-        root = self._rt.settings.data_dir / "tmp"
-        await asyncio.to_thread(root.mkdir, parents=True, exist_ok=True)
-        path = Path(await asyncio.to_thread(tempfile.mkdtemp, dir=root, prefix="batch-"))
+        Raises:
+            BatchError: the attachment is too large, the download was refused, or the ZIP was refused.
+        """
+        if size > self._downloads.options.max_bytes:
+            raise BatchError("The attachment is larger than the batch size limit.")
+        return await self._plan_download(url, request, self._attachment_policy, source=source)
+
+    async def _plan_download(self, url: str, request: BatchRequest, policy: UrlPolicy, *, source: str) -> BatchPlan:
         try:
-            yield path
-        finally:
-            await asyncio.to_thread(shutil.rmtree, path, True)
+            async with self._downloads.fetch(url, user_id=request.owner_id, policy=policy, name="batch.zip") as got:
+                return await self.plan_from_file(got.path, request, source=source or "download.zip")
+        except FetchRefusedError as exc:
+            raise BatchError(exc.user_message, title="Download not started") from exc
+        except FetchError as exc:
+            raise BatchError(f"Couldn't download the ZIP: {exc.user_message}") from exc
 
     async def plan_from_file(self, path: Path, request: BatchRequest, *, source: str) -> BatchPlan:
         """Take in the ZIP at `path`, check the limits and store the plan (nothing is queued).

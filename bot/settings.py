@@ -73,7 +73,18 @@ class BotSettings(BaseSettings):
     batch_max_running_per_user: int = Field(default=2, ge=1)
     batch_max_running_per_guild: int = Field(default=5, ge=1)
     batch_max_items_per_guild: int = Field(default=50_000, ge=1)  # items of a guild's unfinished batches
-    batch_fetch_max_bytes: int = Field(default=5 * 1024**3, ge=1)
+    # The largest ZIP a /batch link or attachment may be: about 1,000 images of 2 MB; raise it with the disk budget.
+    batch_fetch_max_bytes: int = Field(default=2 * 1024**3, ge=1)
+    # Downloads (/batch links and attachments): at once per user and in all, and the bytes all of them may hold
+    # on disk together (a download that would go over is refused). A server that sends nothing for
+    # `fetch_idle_timeout_s`, or averages under `fetch_min_bytes_per_s` after `fetch_slow_grace_s`, loses its slot.
+    fetch_max_per_user: int = Field(default=1, ge=1)
+    fetch_max_total: int = Field(default=4, ge=1)
+    fetch_disk_budget_bytes: int = Field(default=4 * 1024**3, ge=1)
+    fetch_timeout_s: float = Field(default=1200.0, gt=0)  # 2 GiB at 1.7 MiB/s
+    fetch_idle_timeout_s: float = Field(default=30.0, gt=0)
+    fetch_min_bytes_per_s: int = Field(default=256 * 1024, ge=0)
+    fetch_slow_grace_s: float = Field(default=15.0, ge=0)
     # Images of a batch ZIP checked at once (decoding runs without the GIL); each may hold a 50 MB image and its
     # decoded pixels, so more costs memory on hostile uploads. 2 take in 1.3-1.5x the images/s of 1 on 2 cores
     # (bench/intake_throughput.py).

@@ -275,9 +275,9 @@ class BatchCog(commands.Cog):
             is_admin=self._is_admin(interaction.user),
         )
         if zip_file is not None:
-            if zip_file.size > self._rt.settings.batch_fetch_max_bytes:
-                raise BatchError("The attachment is larger than the batch size limit.")
-            plan = await self.service.plan_from_bytes(await zip_file.read(), request, source=zip_file.filename)
+            plan = await self.service.plan_from_attachment(
+                zip_file.url, request, source=zip_file.filename, size=zip_file.size
+            )
         else:
             assert url is not None
             plan = await self.service.plan_from_url(url, request)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import discord
 import pytest
 import pytest_asyncio
 from aiohttp import web
@@ -641,3 +642,15 @@ async def test_group_new_list_and_rename_track_threads_when_used(stack: PeelStac
     await alice.wait_until(lambda: stack.pg.state.channels[thread["id"]]["name"] == "mood board")
     listed = await ephemeral_answer(alice, "group list", {}, channel="general")
     assert "**mood board**" in listed.content
+
+
+@pytest.mark.timeout(60)
+async def test_attachment_is_streamed_to_disk_not_read_into_memory(
+    stack: PeelStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def read_whole(*args: object, **kwargs: object) -> bytes:
+        raise AssertionError("Attachment.read() holds the whole attachment in memory")
+
+    monkeypatch.setattr(discord.Attachment, "read", read_whole)
+    plan = await open_plan(stack.driver("alice"), "streamed", 3)
+    assert [b["label"] for b in plan.buttons()][:1] == ["Start"], plan
