@@ -275,8 +275,8 @@ async def fetch_to_file(
             raise FetchError(REFUSED_ADDRESS) from exc
         if isinstance(exc.__cause__, FetchError):
             raise exc.__cause__ from exc
-        reason = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
-        raise FetchError(f"the download failed ({reason}); check that the link works and try again") from exc
+        log.info("fetch failed: %r", exc, extra={"action": "fetch"})  # the library's words are the operator's
+        raise FetchError(f"the download failed ({_failure(exc)}); check that the link works and try again") from exc
     except BaseException:
         await asyncio.to_thread(dest.unlink, missing_ok=True)
         raise
@@ -339,6 +339,19 @@ async def _stream(resp: aiohttp.ClientResponse, dest: Path, limits: _Limits, *, 
     finally:
         await asyncio.to_thread(fh.close)
     return size
+
+
+def _failure(exc: BaseException) -> str:
+    """Say in a user's words how a download failed, never in the HTTP library's."""
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return "the host name could not be found"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return "the server could not be reached"
+    if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError):
+        return "the server broke off the transfer"
+    return "the connection failed"
 
 
 def _mib(n: int) -> str:
