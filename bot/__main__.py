@@ -38,6 +38,7 @@ async def run(settings: BotSettings) -> None:
         admin_role_ids=settings.admin_role_ids,
         admin_user_ids=settings.admin_user_ids,
         export_role_ids=settings.export_role_ids,
+        guild_admins_are_peel_admins=settings.guild_admins_are_peel_admins,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

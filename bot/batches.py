@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bot.core.admission import REFUSAL_TITLE
 from bot.core.batch import BatchEstimate, BatchLimits, BatchLoad, estimate_batch, limit_refusal, thread_name
 from bot.core.fetchquota import DownloadLimits, DownloadQuota
 from bot.core.manifest import ManifestHeader, ManifestRow, batch_rows
@@ -410,7 +411,7 @@ class BatchService:
         )
         result = await self._rt.dispatcher.submit(request)
         if result.job is None:
-            raise BatchError(result.message, title="Queue full")
+            raise BatchError(result.message, title=REFUSAL_TITLE)
         await self.discard_plan(plan.id)
         return result
 

@@ -32,6 +32,7 @@ from typing import TextIO
 
 from pydantic import ValidationError
 
+from bot.core.admission import REFUSAL_TITLE
 from bot.core.item_errors import NOT_MADE, item_error_message
 from bot.core.manifest import ItemStatus as RowStatus
 from bot.core.manifest import ManifestHeader, ManifestRow, batch_rows
@@ -530,7 +531,7 @@ async def _submit_batch(
     except InvalidRequestError as exc:
         raise UsageError(exc.user_message) from exc
     if result.job is None or result.status is SubmitStatus.REFUSED:
-        raise UsageError(result.message)
+        raise UsageError(f"{REFUSAL_TITLE}: {result.message}")
     console.note(f"job {result.job.id}: {result.job.total} item(s) submitted")
     return result.job
 
@@ -568,7 +569,7 @@ async def run_imagine(args: argparse.Namespace, settings: BotSettings, console: 
         except InvalidRequestError as exc:
             raise UsageError(exc.user_message) from exc
         if result.job is None:
-            raise UsageError(result.message)
+            raise UsageError(f"{REFUSAL_TITLE}: {result.message}")
         console.note(f"job {result.job.id}: making {n} image(s)")
         try:
             job = await run_until_finished(runtime, result.job.id, stop, tick_s=0.1)

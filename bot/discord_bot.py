@@ -12,7 +12,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.exts import EXTENSIONS
-from bot.exts._access import AccessPolicy
+from bot.exts._access import AccessPolicy, actor_of, refusal_text
 from bot.exts._errors import error_embed, send_error
 from bot.runtime import Runtime
 
@@ -26,7 +26,7 @@ class PeelTree(app_commands.CommandTree["PeelBot"]):
         """Refuse, ephemerally, a user whom the access policy keeps out."""
         bot = interaction.client
         assert isinstance(bot, PeelBot)
-        refusal = bot.access.refusal(interaction.user, interaction.guild_id)
+        refusal = refusal_text(bot.access, interaction.user, interaction.guild_id)
         if refusal is None:
             return True
         await interaction.response.send_message(embed=error_embed("No access", refusal), ephemeral=True)
@@ -107,6 +107,6 @@ class PeelBot(commands.Bot):
             self._dispatcher_task = None
         await super().close()
 
-    def is_admin(self, user: discord.abc.User) -> bool:
-        """Tell whether `user` may manage everyone's jobs."""
-        return self.access.is_admin(user)
+    def is_admin(self, user: discord.abc.User, guild_id: int | None) -> bool:
+        """Tell whether `user` may manage everyone's jobs in `guild_id` (None: in DMs)."""
+        return self.access.is_admin(actor_of(user, guild_id))

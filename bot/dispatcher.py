@@ -110,7 +110,7 @@ class SubmitResult:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CancelResult:
-    """What `cancel` did; `job` is None only for an unknown job."""
+    """What `cancel` did; `job` is None for an unknown job and for someone else's."""
 
     cancelled: bool
     job: Job | None
@@ -335,10 +335,9 @@ class Dispatcher:
     async def cancel(self, job_id: JobId, by: UserId, *, is_admin: bool = False) -> CancelResult:
         """Cancel a job for its owner (or an admin): its chunks are cancelled on RunPod, its items here."""
         job = await self._ledger.get_job(job_id)
-        if job is None:
+        if job is None or (job.owner_id != by and not is_admin):
+            # Someone else's job is answered as a missing one: the answer must not tell which ids exist.
             return CancelResult(cancelled=False, job=None, message="No such job.")
-        if job.owner_id != by and not is_admin:
-            return CancelResult(cancelled=False, job=job, message="Only the job's owner can cancel it.")
         cancellation = await self._ledger.cancel_job(job_id, now=self._clock.now())
         if cancellation is None:
             return CancelResult(cancelled=False, job=job, message=f"The job is already {job.status}.")

@@ -67,6 +67,8 @@ class BotSettings(BaseSettings):
     allowed_role_ids: list[int] = Field(default_factory=list)
     admin_role_ids: list[int] = Field(default_factory=list)
     admin_user_ids: list[int] = Field(default_factory=list)
+    # Off: a guild's Administrator permission alone does not make a Peel admin (admins see every prompt).
+    guild_admins_are_peel_admins: bool = False
 
     # Batches.
     batch_max_items: int = Field(default=10_000, ge=1)  # per batch, per user

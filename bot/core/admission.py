@@ -50,6 +50,9 @@ class CapPolicy:
         return self.admin if is_admin else self.user
 
 
+REFUSAL_TITLE = "Queue full"
+
+
 def refusal_message(caps: Caps) -> str:
-    """Return the short text shown when a job is refused."""
-    return f"Queue full: you already have {caps.max_waiting} jobs waiting. Wait for one to finish, or cancel one."
+    """Return the short text shown under `REFUSAL_TITLE` when a job is refused (the title is not repeated)."""
+    return f"You already have {caps.max_waiting} jobs waiting. Wait for one to finish, or cancel one."

@@ -182,6 +182,7 @@ class Group:
     channel_id: int | None
     thread_id: int | None
     created_at: datetime
+    owner_id: int | None = None  # who opened the thread; None for a channel's default group
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

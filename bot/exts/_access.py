@@ -1,44 +1,47 @@
-"""Who may use Peel, and who is an admin: allowed guilds and roles and admin roles from settings."""
+"""Discord's side of the access policy: a Discord user becomes an `Actor`, a refusal becomes its message.
+
+The rules themselves (guild allowed → role allowed → admin, and who may act on what) are `bot.core.access`.
+"""
 
 from collections.abc import Collection
-from dataclasses import dataclass
 
 import discord
 
+from bot.core.access import REFUSAL_MESSAGES, AccessPolicy, Actor, Refusal
+from bot.errors import UserFacingError
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AccessPolicy:
-    """Empty allow-lists allow everyone; admins are listed users, holders of an admin role, or guild administrators."""
 
-    allowed_guild_ids: frozenset[int] = frozenset()
-    allowed_role_ids: frozenset[int] = frozenset()
-    admin_role_ids: frozenset[int] = frozenset()
-    admin_user_ids: frozenset[int] = frozenset()
-    export_role_ids: frozenset[int] = frozenset()
+def actor_of(user: discord.abc.User, guild_id: int | None) -> Actor:
+    """Return who `user` is in `guild_id`: their roles and Administrator permission count only as a member of it."""
+    if isinstance(user, discord.Member) and guild_id is not None and user.guild.id == guild_id:
+        return Actor(
+            user_id=user.id,
+            guild_id=guild_id,
+            role_ids=frozenset(r.id for r in user.roles),
+            is_guild_admin=user.guild_permissions.administrator,
+        )
+    return Actor(user_id=user.id, guild_id=guild_id)
 
-    @staticmethod
-    def _role_ids(user: discord.abc.User) -> set[int]:
-        return {r.id for r in user.roles} if isinstance(user, discord.Member) else set()
 
-    def is_admin(self, user: discord.abc.User) -> bool:
-        """Tell whether `user` may manage everyone's jobs."""
-        if user.id in self.admin_user_ids or self._role_ids(user) & self.admin_role_ids:
-            return True
-        return isinstance(user, discord.Member) and user.guild_permissions.administrator
+def refusal_text(policy: AccessPolicy, user: discord.abc.User, guild_id: int | None) -> str | None:
+    """Return the message telling `user` why Peel refuses them here, or None when it does not."""
+    refusal = policy.refusal(actor_of(user, guild_id))
+    return None if refusal is None else REFUSAL_MESSAGES[refusal]
 
-    def refusal(self, user: discord.abc.User, guild_id: int | None) -> str | None:
-        """Return why `user` may not use Peel here, or None when they may."""
-        if self.is_admin(user):
-            return None
-        if self.allowed_guild_ids and guild_id not in self.allowed_guild_ids:
-            return "Peel isn't enabled in this server. Ask an admin to add it to the allowed servers."
-        if self.allowed_role_ids and not self._role_ids(user) & self.allowed_role_ids:
-            return "You need one of the roles allowed to use Peel here. Ask a server admin for access."
-        return None
 
-    def may_export(self, user: discord.abc.User) -> bool:
-        """Tell whether `user` may export a group to a bucket (admins always; else the export roles)."""
-        return self.is_admin(user) or bool(self._role_ids(user) & self.export_role_ids)
+class NotOwnerError(UserFacingError):
+    """An action on someone else's job, batch or group by a user who is not a Peel admin."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"Only the {what}'s owner or a Peel admin can do that.", title=f"Not your {what}")
+
+
+def check_owner(
+    policy: AccessPolicy, user: discord.abc.User, guild_id: int | None, owner_id: int | None, what: str
+) -> None:
+    """Raise `NotOwnerError` unless `user` may act on something of `owner_id` here."""
+    if not policy.may_manage(actor_of(user, guild_id), owner_id):
+        raise NotOwnerError(what)
 
 
 def policy_from_ids(
@@ -48,6 +51,7 @@ def policy_from_ids(
     admin_role_ids: Collection[int],
     admin_user_ids: Collection[int],
     export_role_ids: Collection[int],
+    guild_admins_are_peel_admins: bool = False,
 ) -> AccessPolicy:
     """Build the policy from the settings' id lists."""
     return AccessPolicy(
@@ -56,4 +60,17 @@ def policy_from_ids(
         admin_role_ids=frozenset(admin_role_ids),
         admin_user_ids=frozenset(admin_user_ids),
         export_role_ids=frozenset(export_role_ids),
+        guild_admins_are_peel_admins=guild_admins_are_peel_admins,
     )
+
+
+__all__ = [
+    "AccessPolicy",
+    "Actor",
+    "NotOwnerError",
+    "Refusal",
+    "actor_of",
+    "check_owner",
+    "policy_from_ids",
+    "refusal_text",
+]

@@ -133,6 +133,7 @@ def _group(row: aiosqlite.Row) -> Group:
         channel_id=row["channel_id"],
         thread_id=row["thread_id"],
         created_at=_req_dt(row["created_at"]),
+        owner_id=row["owner_id"],
     )
 
 
@@ -319,14 +320,18 @@ class Ledger:
         guild_id: int | None = None,
         channel_id: int | None = None,
         thread_id: int | None = None,
+        owner_id: int | None = None,
     ) -> Group:
-        """Return the group of a thread (or a channel's default group), creating it if needed."""
+        """Return the group of a thread (or a channel's default group), creating it if needed.
+
+        `owner_id` is recorded only when the group is created: the first caller names the owner.
+        """
         params: tuple[object, ...]
         async with self._tx() as db:
             await db.execute(
-                "INSERT INTO groups (id, guild_id, channel_id, thread_id, name, created_at) VALUES (?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT DO NOTHING",
-                (new_id("g"), guild_id, channel_id, thread_id, name, _ts(now)),
+                "INSERT INTO groups (id, guild_id, channel_id, thread_id, name, created_at, owner_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (new_id("g"), guild_id, channel_id, thread_id, name, _ts(now), owner_id),
             )
             if thread_id is not None:
                 sql, params = "SELECT * FROM groups WHERE thread_id = ?", (thread_id,)

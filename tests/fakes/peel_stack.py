@@ -109,7 +109,9 @@ async def peel_stack(
                 pg=pg,
                 settings=make_settings(data_dir, **settings),
                 worker_env={**DEFAULT_WORKER_ENV, **(worker_env or {})},
-                access=access or AccessPolicy(),
+                # The playground's "admin" is a Peel admin by configuration, as in production (its guild
+                # Administrator permission alone is not).
+                access=access or AccessPolicy(admin_user_ids=frozenset({int(pg.state.owner_id)})),
             )
             try:
                 await stack.start_bot()

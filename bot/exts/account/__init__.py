@@ -211,7 +211,7 @@ class AccountCog(commands.Cog):
     async def queue(self, interaction: discord.Interaction[Any]) -> None:
         """List unfinished jobs with their state and place in line."""
         await interaction.response.defer(ephemeral=True, thinking=True)
-        everyone = self.bot.is_admin(interaction.user)
+        everyone = self.bot.is_admin(interaction.user, interaction.guild_id)
         jobs = await self._jobs(interaction.user, everyone=everyone)
         positions = await self.bot.runtime.dispatcher.queue_positions()
         lines = [
@@ -228,7 +228,7 @@ class AccountCog(commands.Cog):
     async def cancel(self, interaction: discord.Interaction[Any], job: str | None = None) -> None:
         """Cancel a job by id, or pick one from a select."""
         await interaction.response.defer(ephemeral=True, thinking=True)
-        is_admin = self.bot.is_admin(interaction.user)
+        is_admin = self.bot.is_admin(interaction.user, interaction.guild_id)
         if job is not None:
             result = await self.bot.runtime.dispatcher.cancel(
                 JobId(job.strip()), UserId(interaction.user.id), is_admin=is_admin
@@ -267,7 +267,7 @@ class AccountCog(commands.Cog):
         made = sum(j.ok for j in jobs)
         blocked = sum(j.failed for j in jobs)
         prefs = await self.service.preferences(user)
-        admin = self.bot.is_admin(interaction.user)
+        admin = self.bot.is_admin(interaction.user, interaction.guild_id)
         limits = (
             "none (admin)"
             if admin

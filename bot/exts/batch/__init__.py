@@ -23,6 +23,7 @@ from bot.core.models import Job, JobId, JobKind, JobStatus, UserId
 from bot.core.params import IMAGE_SIZES
 from bot.core.render import CUSTOM_ID_PREFIX, CustomId, echo, truncate
 from bot.errors import UserFacingError
+from bot.exts._access import NotOwnerError
 from bot.exts._errors import send_error
 from bot.imaging import grid_preview
 from worker.contract import ErrorCode
@@ -272,7 +273,7 @@ class BatchCog(commands.Cog):
             channel_id=channel_id,
             prompt=prompt,
             options=BatchOptions(model=model, aspect_ratio=aspect_ratio, image_size=size),
-            is_admin=self._is_admin(interaction.user),
+            is_admin=self._is_admin(interaction.user, interaction.guild_id),
         )
         if zip_file is not None:
             plan = await self.service.plan_from_attachment(
@@ -299,9 +300,9 @@ class BatchCog(commands.Cog):
 
     # ---- buttons ---------------------------------------------------------------------------------------------
 
-    def _is_admin(self, user: discord.abc.User) -> bool:
+    def _is_admin(self, user: discord.abc.User, guild_id: int | None) -> bool:
         is_admin = getattr(self.bot, "is_admin", None)
-        return bool(is_admin(user)) if callable(is_admin) else False
+        return bool(is_admin(user, guild_id)) if callable(is_admin) else False
 
     async def on_button(self, interaction: discord.Interaction[Any], action: str, target: str) -> None:
         """Run one batch button."""
@@ -312,16 +313,15 @@ class BatchCog(commands.Cog):
         job = await self._rt.ledger.get_job(job_id)
         if job is None:
             raise UserFacingError("This batch no longer exists.")
-        is_admin = self._is_admin(interaction.user)
+        is_admin = self._is_admin(interaction.user, interaction.guild_id)
+        if job.owner_id != interaction.user.id and not is_admin:  # every action on a batch, "New link" too
+            raise NotOwnerError("batch")
+        await interaction.response.defer(ephemeral=True, thinking=True)
         if action == "link":
-            await interaction.response.defer(ephemeral=True, thinking=True)
             url = await self.service.fresh_link(job)
             expires = self._rt.settings.link_expiry_s // 3600
             await interaction.followup.send(f"📦 A fresh link to the ZIP (valid {expires} h): {url}", ephemeral=True)
             return
-        if job.owner_id != interaction.user.id and not is_admin:
-            raise UserFacingError("Only the batch's owner or an admin can do that.", title="Not your batch")
-        await interaction.response.defer(ephemeral=True, thinking=True)
         if action == "pause":
             job = await self._rt.dispatcher.pause(job_id)
             paused = job.status is JobStatus.PAUSED
@@ -365,12 +365,17 @@ class BatchCog(commands.Cog):
             await self.service.discard_plan(plan_id)
             await interaction.edit_original_response(content="Batch cancelled. Nothing was queued.", view=None)
             return
-        is_admin = self._is_admin(interaction.user)
+        is_admin = self._is_admin(interaction.user, interaction.guild_id)
         await self.service.check_limits(plan, is_admin=is_admin)
         thread = await self._open_thread(plan)
         now = discord.utils.utcnow()
         group = await self._rt.ledger.ensure_group(
-            name=plan.name, now=now, guild_id=plan.guild_id, channel_id=thread.parent_id, thread_id=thread.id
+            name=plan.name,
+            now=now,
+            guild_id=plan.guild_id,
+            channel_id=thread.parent_id,
+            thread_id=thread.id,
+            owner_id=plan.owner_id,  # the bot opened the thread, for the batch's owner
         )
         try:
             result = await self.service.start(plan, group_id=group.id, is_admin=is_admin)

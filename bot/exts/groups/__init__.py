@@ -1,6 +1,8 @@
 """`/group`: threads are groups. New, list, download (a ZIP with manifests), export to a bucket, rename.
 
-The group of a thread is the thread's; in a channel it is the channel's default group.
+The group of a thread is the thread's; in a channel it is the channel's default group. Download, export and
+rename act on a group: only its owner (who opened the thread) and Peel admins may use them; a channel's default
+group has no owner.
 """
 
 import asyncio
@@ -15,6 +17,7 @@ from discord.ext import commands
 from bot.core.models import Group
 from bot.core.render import download_line, echo, one_line, truncate
 from bot.errors import UserFacingError
+from bot.exts._access import AccessPolicy, actor_of, check_owner
 from bot.groups import GroupError, GroupService
 from bot.runtime import Runtime
 
@@ -42,6 +45,7 @@ class GroupCog(commands.GroupCog, group_name="group", group_description="Threads
                 guild_id=interaction.guild_id,
                 channel_id=channel.parent_id,
                 thread_id=channel.id,
+                owner_id=channel.owner_id,
             )
         if interaction.channel_id is None:
             raise UserFacingError("Use this in a channel or a thread.")
@@ -49,6 +53,21 @@ class GroupCog(commands.GroupCog, group_name="group", group_description="Threads
         return await self._rt.ledger.ensure_group(
             name=name, now=now, guild_id=interaction.guild_id, channel_id=interaction.channel_id
         )
+
+    @property
+    def _access(self) -> AccessPolicy:
+        access = getattr(self.bot, "access")  # noqa: B009 - PeelBot's policy, without importing PeelBot (a cycle)
+        assert isinstance(access, AccessPolicy)
+        return access
+
+    async def _owned_group_here(self, interaction: discord.Interaction[Any]) -> Group:
+        """Return the group here, refusing a user who neither owns it nor is a Peel admin."""
+        group = await self._group_here(interaction)
+        owner = group.owner_id
+        if owner is None and isinstance(interaction.channel, discord.Thread):
+            owner = interaction.channel.owner_id  # a group recorded before groups had owners
+        check_owner(self._access, interaction.user, interaction.guild_id, owner, "group")
+        return group
 
     @app_commands.command(name="new", description="Open a thread as a new group")
     @app_commands.describe(name="The group's (and thread's) name")
@@ -70,6 +89,7 @@ class GroupCog(commands.GroupCog, group_name="group", group_description="Threads
             guild_id=interaction.guild_id,
             channel_id=channel.id,
             thread_id=thread.id,
+            owner_id=interaction.user.id,  # the bot opened the thread, for this user
         )
         await thread.send(
             f"🗂️ New group **{echo(name)}** by {interaction.user.mention}. "
@@ -99,7 +119,7 @@ class GroupCog(commands.GroupCog, group_name="group", group_description="Threads
     async def download(self, interaction: discord.Interaction[Any]) -> None:
         """Write a ZIP of every image of this thread's group and answer with its link."""
         await interaction.response.defer(ephemeral=True, thinking=True)
-        group = await self._group_here(interaction)
+        group = await self._owned_group_here(interaction)
         zipped = await self.service.download(group)
         name = echo(group.name)
         what = f"**{name}**: {zipped.images:,} images with manifest.csv and manifest.json"
@@ -113,11 +133,10 @@ class GroupCog(commands.GroupCog, group_name="group", group_description="Threads
     @app_commands.describe(bucket="A destination configured by the admins", prefix="A folder inside the bucket")
     async def export(self, interaction: discord.Interaction[Any], bucket: str, prefix: str | None = None) -> None:
         """Copy every image of this thread's group, and its manifests, to an export destination."""
-        access = getattr(self.bot, "access", None)
-        if access is None or not access.may_export(interaction.user):
+        if not self._access.may_export(actor_of(interaction.user, interaction.guild_id)):
             raise UserFacingError("Exporting needs one of the export roles. Ask an admin.", title="Not allowed")
         await interaction.response.defer(ephemeral=True, thinking=True)
-        group = await self._group_here(interaction)
+        group = await self._owned_group_here(interaction)
         self.service.destination_url(bucket)
         counts = [0, 0]
         changed = asyncio.Event()
@@ -156,7 +175,7 @@ class GroupCog(commands.GroupCog, group_name="group", group_description="Threads
         name = one_line(name)
         if not name:
             raise UserFacingError("Give the group a name with something visible in it.")
-        group = await self._group_here(interaction)
+        group = await self._owned_group_here(interaction)
         await self._rt.ledger.rename_group(group.id, name)
         if isinstance(interaction.channel, discord.Thread):
             await interaction.channel.edit(name=name)

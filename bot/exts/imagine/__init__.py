@@ -15,10 +15,12 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.core.admission import REFUSAL_TITLE
 from bot.core.models import GroupId, Image, Job, JobId, JobKind, JobStatus, UserId
 from bot.core.render import echo, image_line
 from bot.discord_bot import PeelBot
 from bot.dispatcher import SubmitStatus
+from bot.exts._access import actor_of, check_owner, refusal_text
 from bot.exts._errors import error_embed, send_error
 from bot.exts.imagine._components import (
     EDIT_MODAL,
@@ -260,8 +262,7 @@ class ImagineCog(commands.Cog):
 
     async def _favourite(self, interaction: discord.Interaction[Any], job_id: JobId, index: int) -> None:
         image = await self._image(job_id, index)
-        if image.owner_id != interaction.user.id and not self.bot.is_admin(interaction.user):
-            raise GenerationError("Only the image's owner can favourite it.")
+        check_owner(self.bot.access, interaction.user, interaction.guild_id, image.owner_id, "image")
         updated = await self.ledger.set_favourite(image.id, is_favourite=not image.is_favourite)
         added = updated is not None and updated.is_favourite
         text = "❤️ Added to your favourites." if added else "Removed from your favourites."
@@ -281,7 +282,7 @@ class ImagineCog(commands.Cog):
             return
         result = submitted.result
         if result.status is SubmitStatus.REFUSED or result.job is None:
-            await self._fail_interaction(interaction, GenerationError(result.message, title="Queue full"), where=where)
+            await self._fail_interaction(interaction, GenerationError(result.message, title=REFUSAL_TITLE), where=where)
             return
         job = result.job
         t = Tracked(
@@ -459,7 +460,7 @@ class ImagineCog(commands.Cog):
                 await _reply(message, "Reply to a single image to edit it: press U1–U4 first, then reply to that.")
                 return
             image = images[0]
-        refusal = self.bot.access.refusal(message.author, message.guild.id if message.guild else None)
+        refusal = refusal_text(self.bot.access, message.author, message.guild.id if message.guild else None)
         if refusal is not None:
             await _reply(message, refusal)
             return
@@ -478,7 +479,8 @@ class ImagineCog(commands.Cog):
             return
         result = submitted.result
         if result.job is None:
-            await _reply(message, result.message)
+            with contextlib.suppress(discord.HTTPException):
+                await message.reply(embed=error_embed(REFUSAL_TITLE, result.message), mention_author=False)
             return
         t = Tracked(
             job_id=result.job.id,
@@ -524,15 +526,16 @@ class ImagineCog(commands.Cog):
         if job is None:
             return
         user = payload.member or await self.bot.fetch_user(payload.user_id)
-        if self.bot.access.refusal(user, payload.guild_id) is not None:
+        # A reaction cannot be answered ephemerally: one on someone else's job is ignored.
+        if not self.bot.access.may_manage(actor_of(user, payload.guild_id), job.owner_id):
             return
-        is_admin = self.bot.is_admin(user)
+        is_admin = self.bot.is_admin(user, payload.guild_id)
         try:
             if emoji == ENVELOPE:
                 await self._dm(user, job, images)
             elif not job.status.is_final:
                 await self.bot.runtime.dispatcher.cancel(job.id, UserId(payload.user_id), is_admin=is_admin)
-            elif job.owner_id == payload.user_id or is_admin:
+            else:
                 channel = self.bot.get_partial_messageable(payload.channel_id)
                 await channel.get_partial_message(payload.message_id).delete()
         except discord.HTTPException:
@@ -557,7 +560,7 @@ class ImagineCog(commands.Cog):
     # ---- helpers -----------------------------------------------------------------------------------------------
 
     async def _refused(self, interaction: discord.Interaction[Any]) -> bool:
-        refusal = self.bot.access.refusal(interaction.user, interaction.guild_id)
+        refusal = refusal_text(self.bot.access, interaction.user, interaction.guild_id)
         if refusal is None:
             return False
         await interaction.response.send_message(embed=error_embed("No access", refusal), ephemeral=True)
@@ -567,7 +570,12 @@ class ImagineCog(commands.Cog):
         now = discord.utils.utcnow()
         if isinstance(channel, discord.Thread):
             group = await self.ledger.ensure_group(
-                name=channel.name, now=now, guild_id=guild_id, channel_id=channel.parent_id, thread_id=channel.id
+                name=channel.name,
+                now=now,
+                guild_id=guild_id,
+                channel_id=channel.parent_id,
+                thread_id=channel.id,
+                owner_id=channel.owner_id,
             )
         else:
             name = getattr(channel, "name", None) or "direct messages"
@@ -579,7 +587,7 @@ class ImagineCog(commands.Cog):
             guild_id=guild_id,
             group_id=GroupId(group.id),
             idempotency_key=key,
-            is_admin=self.bot.is_admin(user),
+            is_admin=self.bot.is_admin(user, guild_id),
         )
 
     async def _job(self, job_id: JobId) -> Job:

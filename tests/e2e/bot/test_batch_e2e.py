@@ -324,6 +324,32 @@ async def test_batch_runs_in_one_thread_and_retry_makes_only_retryable_failures_
     await set_faults(stack, http, block_image_sha256=[])
 
 
+async def refusal_of(driver: Driver, message: Message, label: str, channel: str) -> str:
+    """Press a button as `driver` and return the text of the ephemeral error it answered with."""
+    before = len(driver.messages(channel))
+    await driver.click(message, label=label)
+    found = await driver.wait_for(
+        lambda ms: [m for m in ms[before:] if m.is_ephemeral and m.embeds], channel=channel, timeout=10
+    )
+    return " ".join(f"{e.get('title', '')} {e.get('description', '')}" for e in found[0].embeds)
+
+
+@pytest.mark.timeout(60)
+async def test_summary_buttons_refuse_someone_else_and_serve_an_admin_when_pressed(stack: PeelStack) -> None:
+    alice, bob, admin = stack.driver("alice"), stack.driver("bob"), stack.driver("admin")
+    thread = shared["thread"]
+    first = next(m for m in alice.messages(thread) if "Download the ZIP" in m.content)
+    requests = (await stack.gemini_stats())["requests"]
+
+    for label in ("New link", "Retry failed"):
+        assert "Not your batch" in await refusal_of(bob, first, label, thread)
+    assert not [m for m in bob.messages(thread) if "fresh link" in m.content]
+    assert (await stack.gemini_stats())["requests"] == requests  # nothing was retried for bob
+
+    await admin.click(first, label="New link")
+    await admin.wait_for_message(lambda m: "fresh link" in m.content, channel=thread)
+
+
 @pytest.mark.timeout(120)
 async def test_url_batch_makes_every_image_when_zip_is_served_on_an_allowed_address(
     stack: PeelStack, http: aiohttp.ClientSession, zip_server: str
@@ -466,6 +492,7 @@ async def test_batch_pauses_resumes_and_survives_a_restart_when_asked(
     assert paused is not None and paused.status is JobStatus.PAUSED and paused.remaining > 0
     await alice.wait_until(lambda: "(paused)" in alice._message(progress.id).content, timeout=10)
     assert [b["label"] for b in alice._message(progress.id).buttons()] == ["Resume", "Cancel"]
+    assert "Not your batch" in await refusal_of(stack.driver("bob"), progress, "Resume", thread["id"])
     await asyncio.sleep(1.0)
     still = await ledger.get_job(job.id)
     assert still is not None and still.ok == paused.ok
@@ -544,9 +571,8 @@ async def test_cancel_stops_the_batch_and_zips_what_was_made_when_pressed(
     data = await asyncio.to_thread(make_zip, 80)
     _, thread, progress = await start_batch(alice, {"prompt": "stop me", "zip": Upload("stop.zip", data)})
     bob = stack.driver("bob")
-    await bob.click(progress, label="Cancel")
-    refusal = await bob.wait_for_message(lambda m: bool(m.embeds), channel=thread["id"])
-    assert "owner or an admin" in refusal.embeds[0]["description"]
+    assert "owner or a Peel admin" in await refusal_of(bob, progress, "Cancel", thread["id"])
+    assert "Not your batch" in await refusal_of(bob, progress, "Pause", thread["id"])
     await alice.click(progress, label="Cancel")
     await alice.wait_for_message(lambda m: "Batch cancelled" in m.content, channel=thread["id"])
     summary = await summaries(alice, thread["id"], 1)

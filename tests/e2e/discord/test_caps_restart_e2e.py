@@ -39,6 +39,7 @@ async def test_caps_answer_job_queued_then_queue_full_when_the_user_has_too_many
         run = await imagine(stack, "cap three", user="bob")
         full = await d.wait_for_message(lambda m: "Queue full" in ephemeral_embed(m), timeout=WAIT_S)
         assert "1 jobs waiting" in ephemeral_embed(full)
+        assert ephemeral_embed(full).count("Queue full") == 1  # the title, not repeated by the message
         assert run.response() is None and len(await stack.rt.ledger.list_jobs()) == before
     finally:
         await set_faults(stack, {"latency": 0.05})

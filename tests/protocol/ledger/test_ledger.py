@@ -26,7 +26,7 @@ from tests.protocol.ledger.conftest import MakeJob, items
 
 
 async def test_open_migrates_to_latest_when_file_is_new(ledger: Ledger, db_path: Path) -> None:
-    assert await ledger.schema_version() == 2
+    assert await ledger.schema_version() == 3
     await ledger.close()
 
     def inspect() -> tuple[str, list[str]]:
@@ -44,7 +44,7 @@ async def test_open_keeps_data_when_reopened(db_path: Path, make_job: MakeJob, c
     async with await Ledger.open(db_path) as first:
         created = await first.create_job(make_job(key="k1"), items(4), now=clock.now())
     async with await Ledger.open(db_path) as second:
-        assert await second.schema_version() == 2
+        assert await second.schema_version() == 3
         assert created.job is not None
         again = await second.get_job(created.job.id)
 
@@ -310,6 +310,16 @@ async def test_ensure_group_returns_same_group_when_thread_repeats(ledger: Ledge
     assert channel.id != first.id and channel.thread_id is None
     assert loose.name == "cli"
     assert await ledger.get_group(first.id) == first
+
+
+async def test_ensure_group_keeps_the_first_owner_when_the_group_is_ensured_again(
+    ledger: Ledger, clock: FakeClock
+) -> None:
+    first = await ledger.ensure_group(name="cats", guild_id=1, channel_id=2, thread_id=3, now=clock.now(), owner_id=7)
+    again = await ledger.ensure_group(name="cats", guild_id=1, channel_id=2, thread_id=3, now=clock.now(), owner_id=8)
+
+    assert first.owner_id == again.owner_id == 7
+    assert (await ledger.ensure_group(name="#general", guild_id=1, channel_id=2, now=clock.now())).owner_id is None
 
 
 async def test_images_can_be_favourited_when_recorded(ledger: Ledger, make_job: MakeJob, clock: FakeClock) -> None:

@@ -37,3 +37,12 @@ def test_runpod_settings_are_refused_when_only_half_set(monkeypatch: pytest.Monk
 def test_runpod_base_url_is_read_when_set_under_either_name(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RUNPOD_BASE_URL", "http://127.0.0.1:9/v2")
     assert make_settings().runpod_api_base == "http://127.0.0.1:9/v2"
+
+
+def test_guild_administrators_are_no_peel_admins_unless_the_setting_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GUILD_ADMINS_ARE_PEEL_ADMINS", raising=False)
+    assert make_settings().guild_admins_are_peel_admins is False
+    monkeypatch.setenv("GUILD_ADMINS_ARE_PEEL_ADMINS", "true")
+    monkeypatch.setenv("ALLOWED_GUILD_IDS", "[123]")
+    settings = make_settings()
+    assert settings.guild_admins_are_peel_admins is True and settings.allowed_guild_ids == [123]
