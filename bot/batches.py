@@ -33,7 +33,7 @@ from bot.core.models import (
     UserId,
 )
 from bot.core.params import ParsedPrompt, parse_prompt, resolve_model
-from bot.core.render import BatchProgress
+from bot.core.render import BatchProgress, code
 from bot.dispatcher import SubmitResult
 from bot.downloads import ZipDownload, build_zip
 from bot.errors import UserFacingError
@@ -301,7 +301,7 @@ class BatchService:
         chosen_model = options.model or inline.model or _str(prefs.get("model")) or self._rt.settings.gemini_model
         resolved = resolve_model(chosen_model)
         if resolved is None:
-            raise BatchError(f"`{chosen_model}` is not a Gemini image model Peel knows.", title="Invalid model")
+            raise BatchError(f"{code(chosen_model)} is not a Gemini image model Peel knows.", title="Invalid model")
         return JobParams(
             model=resolved,
             aspect_ratio=options.aspect_ratio or inline.aspect_ratio or _str(prefs.get("aspect_ratio")),

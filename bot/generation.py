@@ -45,6 +45,7 @@ from bot.core.params import (
     resolve_model,
     snap_aspect_ratio,
 )
+from bot.core.render import code
 from bot.dispatcher import Dispatcher, SubmitResult
 from bot.errors import UserFacingError
 from bot.imaging import Direction, image_size, pan_canvas, zoom_out_canvas
@@ -196,7 +197,7 @@ class GenerationService:
         for name, data in files:
             taken = await self._intake.image(data, name=name)
             if not isinstance(taken, AcceptedImage):
-                raise GenerationError(f"`{name}` can't be used as a reference: {taken.message}.")
+                raise GenerationError(f"{code(name)} can't be used as a reference: {taken.message}.")
             keys.append(taken.key)
         return tuple(keys)
 

@@ -19,6 +19,7 @@ from bot.core.manifest import (
     render_json,
 )
 from bot.core.models import Group, Job, JobId
+from bot.core.render import code
 from bot.downloads import ZipDownload, build_zip
 from bot.errors import UserFacingError
 from bot.runtime import Runtime
@@ -119,7 +120,7 @@ class GroupService:
         url = destinations.get(name)
         if url is None:
             known = ", ".join(f"`{d}`" for d in sorted(destinations)) or "none are configured"
-            raise GroupError(f"There is no export destination `{name}` (known: {known}).", title="Unknown bucket")
+            raise GroupError(f"There is no export destination {code(name)} (known: {known}).", title="Unknown bucket")
         return url
 
     async def export(
@@ -146,7 +147,7 @@ class GroupService:
         try:
             validate_prefix(folder)
         except InvalidKeyError as exc:
-            raise GroupError(f"`{prefix}` is not a usable folder name (use a-z, 0-9, `-`, `_`, `.`, `/`).") from exc
+            raise GroupError(f"{code(prefix)} is not a usable folder name (use a-z, 0-9, `-`, `_`, `.`, `/`).") from exc
         header, rows = await self.rows(group)
         if not rows:
             raise GroupError("This group has no images yet.", title="Nothing to export")

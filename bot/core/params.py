@@ -10,6 +10,8 @@ from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from math import log
 
+from bot.core.render import code
+
 # Gemini image models' aspect ratios (2.5 Flash Image and 3 Pro Image; 3.1 Flash Image adds the extreme ones).
 GEMINI_ASPECT_RATIOS: tuple[str, ...] = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9")
 EXTREME_ASPECT_RATIOS: tuple[str, ...] = ("1:4", "4:1", "1:8", "8:1")
@@ -123,7 +125,7 @@ def resolve_model(name: str) -> str | None:
 def _set_ratio(b: _Builder, value: str, allowed: Sequence[str]) -> None:
     m = _RATIO.match(value)
     if not m or int(m.group(1)) == 0 or int(m.group(2)) == 0:
-        b.errors.append(f"`--ar {value}`: give the aspect ratio as W:H, e.g. `--ar 16:9`")
+        b.errors.append(f"{code('--ar ' + value)}: give the aspect ratio as W:H, e.g. `--ar 16:9`")
         return
     w, h = int(m.group(1)), int(m.group(2))
     reduced = Fraction(w, h)
@@ -136,7 +138,7 @@ def _set_ratio(b: _Builder, value: str, allowed: Sequence[str]) -> None:
 
 def _set_seed(b: _Builder, value: str) -> None:
     if not value.isdigit() or int(value) > MAX_SEED:
-        b.errors.append(f"`--seed {value}`: the seed is a whole number from 0 to {MAX_SEED}")
+        b.errors.append(f"{code('--seed ' + value)}: the seed is a whole number from 0 to {MAX_SEED}")
         return
     b.params = replace(b.params, seed=int(value))
 
@@ -146,7 +148,7 @@ def _set_model(b: _Builder, value: str) -> None:
     if model is None:
         aliases = ", ".join(f"`{a}`" for a in ("flash", "pro", "flash3"))
         b.errors.append(
-            f"`--model {value}`: use {aliases} or a full Gemini model name such as `gemini-2.5-flash-image`"
+            f"{code('--model ' + value)}: use {aliases} or a full Gemini model name such as `gemini-2.5-flash-image`"
         )
         return
     b.params = replace(b.params, model=model)
@@ -155,14 +157,14 @@ def _set_model(b: _Builder, value: str) -> None:
 def _set_size(b: _Builder, value: str) -> None:
     size = value.upper().replace("PX", "")
     if size not in IMAGE_SIZES:
-        b.errors.append(f"`--size {value}`: use one of {', '.join(IMAGE_SIZES)}")
+        b.errors.append(f"{code('--size ' + value)}: use one of {', '.join(IMAGE_SIZES)}")
         return
     b.params = replace(b.params, image_size=size)
 
 
 def _set_grid(b: _Builder, value: str) -> None:
     if not value.isdigit() or int(value) not in GRID_SIZES:
-        b.errors.append(f"`--n {value}`: make 1, 2 or 4 images")
+        b.errors.append(f"{code('--n ' + value)}: make 1, 2 or 4 images")
         return
     b.params = replace(b.params, grid_size=int(value))
 

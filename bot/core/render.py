@@ -54,6 +54,16 @@ def truncate(text: str, limit: int, *, ellipsis: str = "…") -> str:
     return text if len(text) <= limit else text[: max(0, limit - len(ellipsis))] + ellipsis
 
 
+def code(text: str, *, limit: int = 80) -> str:
+    """Return user text as an inline code span that shows it as typed, for errors that quote the input.
+
+    A backtick would close the span early and let what follows render as markdown (a masked link included), so
+    backticks become apostrophes; controls and line breaks go, and long text is cut.
+    """
+    shown = one_line(text).replace("`", "'")
+    return f"`{truncate(shown, limit) or ' '}`"
+
+
 # Markdown that works anywhere in a line: emphasis, code, spoilers, and `[text](url)` masked links (escaping the
 # brackets is enough to show them as typed), `<…>` for links, channels, emoji and timestamps.
 _INLINE_MARKDOWN = re.compile(r"([\\*_~`|\[\]<])")

@@ -17,7 +17,7 @@ from discord.ext import commands
 
 from bot.core.admission import REFUSAL_TITLE
 from bot.core.models import GroupId, Image, Job, JobId, JobKind, JobStatus, UserId
-from bot.core.render import echo, image_line
+from bot.core.render import code, echo, image_line
 from bot.discord_bot import PeelBot
 from bot.dispatcher import SubmitStatus
 from bot.exts._access import actor_of, check_owner, refusal_text
@@ -618,7 +618,7 @@ async def _read_all(attachments: list[discord.Attachment]) -> list[tuple[str, by
     files = []
     for attachment in attachments:
         if attachment.size > 50 * 1024 * 1024:
-            raise GenerationError(f"`{attachment.filename}` is over 50 MB; attach a smaller image.")
+            raise GenerationError(f"{code(attachment.filename)} is over 50 MB; attach a smaller image.")
         files.append((attachment.filename, await attachment.read()))
     return files
 

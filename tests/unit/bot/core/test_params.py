@@ -121,3 +121,11 @@ def test_defaults_fill_unset_params_when_merged() -> None:
     defaults = PromptParams(model="m", aspect_ratio="1:1", image_size="1K", seed=5, grid_size=4, negative=("x",))
     merged = given.merged_over(defaults)
     assert merged == PromptParams(model="m", aspect_ratio="16:9", image_size="1K", seed=0, grid_size=4, negative=("x",))
+
+
+@pytest.mark.parametrize("flag", ["ar", "seed", "model", "size", "n"])
+def test_error_quotes_the_value_as_typed_when_it_holds_a_backtick_and_a_masked_link(flag: str) -> None:
+    parsed = parse_prompt(f"a fox --{flag} x` [free nitro](https://evil.example) `y")
+    [error] = parsed.errors
+    span = error[: error.index("`:") + 1]  # the quoted input is one code span, closed only by Peel's backtick
+    assert span.count("`") == 2 and span.startswith(f"`--{flag} x'") and "[free nitro](https://evil.example)" in span

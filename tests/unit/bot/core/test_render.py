@@ -6,6 +6,7 @@ from bot.core.render import (
     BatchProgress,
     CustomId,
     batch_progress_text,
+    code,
     custom_id_pattern,
     download_line,
     echo,
@@ -186,3 +187,18 @@ def test_truncate_marks_the_cut() -> None:
 def test_download_line_masks_the_link_and_says_when_it_expires() -> None:
     line = download_line("http://x/files/a.zip?sig=1", what="12 images", expires_s=7 * 86400)
     assert line == "📦 [Download the ZIP](<http://x/files/a.zip?sig=1>) — 12 images; the link expires in 7 days"
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("gemini-2.5", "`gemini-2.5`"),
+        ("a`b", "`a'b`"),
+        ("x` [link](https://evil.example) `", "`x' [link](https://evil.example) '`"),
+        ("two\nlines\u202e", "`two lines`"),
+        ("", "` `"),
+        ("k" * 100, "`" + "k" * 79 + "…`"),
+    ],
+)
+def test_code_quotes_user_text_in_one_span_when_it_holds_backticks_or_controls(text: str, shown: str) -> None:
+    assert code(text) == shown
