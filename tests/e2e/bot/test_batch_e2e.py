@@ -681,3 +681,40 @@ async def test_summary_goes_to_the_channel_and_edits_stop_when_the_thread_is_del
     assert not [r for r in records if r.exc_info or r.levelno >= logging.ERROR], [r.getMessage() for r in records]
     gone = [r for r in records if r.levelno == logging.WARNING and "refused its progress message" in r.getMessage()]
     assert len(gone) == 1, [r.getMessage() for r in records]
+
+
+@pytest.mark.timeout(120)
+async def test_summary_is_sent_by_dm_when_the_thread_and_its_channel_are_deleted_mid_batch(
+    stack: PeelStack, http: aiohttp.ClientSession
+) -> None:
+    alice = stack.driver("alice")
+    await set_faults(stack, http, latency=0.5)
+    try:
+        data = await asyncio.to_thread(make_zip, 60)
+        before = len(alice.messages("batch"))
+        await alice.slash("batch", {"prompt": "lose my channel", "zip": Upload("gone.zip", data)}, channel="batch")
+        plan = await plan_message(alice, before, channel="batch")
+        known = {t["id"] for t in alice.threads()}
+        await alice.click(plan, label="Start")
+        thread = await new_thread(alice, known)
+        await alice.wait_for_message(lambda m: "remaining" in m.content, channel=thread["id"], timeout=10)
+        await alice.delete_channel("batch")  # the channel, and its thread with it
+
+        def dm() -> str | None:
+            return next(
+                (
+                    c["id"]
+                    for c in stack.pg.state.channels.values()
+                    if c["type"] == 1 and c["recipients"][0]["id"] == alice.user_id
+                ),
+                None,
+            )
+
+        dm_id = await alice.wait_until(dm, timeout=60)
+        assert dm_id is not None  # wait_until only returns truthy results
+        summary = await alice.wait_for_message(lambda m: "Download the ZIP" in m.content, channel=dm_id, timeout=30)
+    finally:
+        await set_faults(stack, http, latency=0)
+
+    assert "lose my channel" in summary.content and "thread was deleted" in summary.content
+    assert len(pngs(await fetch_zip(http, summary))) == 60
