@@ -14,10 +14,13 @@ import sys
 from pydantic import ValidationError
 
 from bot.exts._access import policy_from_ids
+from bot.ledger import LedgerDamagedError
 from bot.malloc import limit_malloc_arenas
 from bot.settings import BotSettings
 
 log = logging.getLogger("bot")
+
+EXIT_LEDGER_DAMAGED = 3  # as `python -m bot batch|imagine` (bot/cli.py)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -103,8 +106,12 @@ def main(argv: list[str] | None = None) -> int:
         for error in exc.errors():
             sys.stderr.write(f"  {'.'.join(str(p) for p in error['loc']).upper()}: {error['msg']}\n")
         return 2
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run(settings))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(run(settings))
+    except LedgerDamagedError as exc:
+        log.critical("%s", exc.user_message)  # what to do, not a traceback: the operator restores the file
+        return EXIT_LEDGER_DAMAGED
     return 0
 
 

@@ -7,7 +7,8 @@ embedded back ends unless RunPod/Gemini/storage settings are in the environment)
 ZIP of the results with both manifests. The job's idempotency key is a hash of the input ZIP's content, the
 prompt and the parameters, so the same command started again after Ctrl-C, a crash or SIGKILL finds the same job
 in the ledger and goes on with it: nothing that was made is made again. Exit status: 0 when every item was made,
-1 when some failed (the ZIP is still written), 2 for bad usage or input, 130 when interrupted.
+1 when some failed (the ZIP is still written), 2 for bad usage or input, 3 when the ledger is damaged (the message
+says how to restore it), 130 when interrupted.
 
 `imagine` makes a grid job (4 images unless `--n`) and writes the images and a 2x2 grid into a directory.
 """
@@ -41,6 +42,7 @@ from bot.core.params import ParsedPrompt, PromptParams, parse_prompt
 from bot.dispatcher import InvalidRequestError, SubmitStatus
 from bot.downloads import build_zip
 from bot.imaging import compose_grid
+from bot.ledger import LedgerDamagedError
 from bot.runtime import Runtime, open_runtime
 from bot.settings import BotSettings
 from storage.base import Store
@@ -52,6 +54,7 @@ log = logging.getLogger(__name__)
 EXIT_OK = 0
 EXIT_SOME_FAILED = 1
 EXIT_USAGE = 2
+EXIT_LEDGER_DAMAGED = 3
 EXIT_INTERRUPTED = 130
 
 CLI_OWNER = UserId(0)  # the CLI's jobs belong to no Discord user
@@ -630,6 +633,9 @@ def main(argv: list[str]) -> int:
     except UsageError as exc:
         console.note(f"error: {exc}")
         return EXIT_USAGE
+    except LedgerDamagedError as exc:
+        console.note(f"error: {exc.user_message}")
+        return EXIT_LEDGER_DAMAGED
     except KeyboardInterrupt:
         console.note("interrupted")
         return EXIT_INTERRUPTED

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from bot.dispatcher import Dispatcher, policy_from_settings
 from bot.embedded import Backends, open_backends
-from bot.ledger import Ledger
+from bot.ledger import Ledger, backup_path
 from bot.settings import BotSettings
 from bot.web import LinkServer, link_for, make_app
 from bot.web.links import is_presigning
@@ -66,7 +66,9 @@ async def _link_secret(settings: BotSettings) -> bytes:
 async def open_runtime(
     settings: BotSettings, *, worker_env: Mapping[str, str] | None = None, serve_links: bool = True
 ) -> AsyncIterator[Runtime]:
-    """Open the back ends, the ledger and the dispatcher, and serve signed links when the store needs it.
+    """Open the ledger (checked, then backed up beside itself), the back ends and the dispatcher, and serve links.
+
+    Links are served when the store needs it (file and memory stores).
 
     Args:
         settings: the process's settings.
@@ -77,9 +79,11 @@ async def open_runtime(
     ledger_path = settings.resolved_ledger_path
     await asyncio.to_thread(Path(ledger_path).parent.mkdir, parents=True, exist_ok=True)
     async with contextlib.AsyncExitStack() as stack:
-        backends = await stack.enter_async_context(open_backends(settings, worker_env=worker_env))
+        # The ledger first: a damaged one stops the process before any worker or server starts.
         ledger = await Ledger.open(ledger_path)
         stack.push_async_callback(ledger.close)
+        await ledger.back_up(backup_path(ledger_path))  # it has just passed its check: a known-good copy
+        backends = await stack.enter_async_context(open_backends(settings, worker_env=worker_env))
         base_url = settings.public_base_url or f"http://{settings.web_host}:{settings.web_port}"
         link_server: LinkServer | None = None
         if serve_links and not is_presigning(backends.store):

@@ -252,6 +252,10 @@ class Driver:
         )
         return Message(msg)
 
+    async def delete_channel(self, channel: str) -> None:
+        """Delete a channel or thread given by name or id, as a moderator does."""
+        self.state.delete_channel(self.state.channel_named(channel))
+
     # --------------------------------------------------------------- reading
     def messages(self, channel: str = "general") -> list[Message]:
         """Return a channel's (or thread's) messages, oldest first, as this user sees them."""

@@ -238,6 +238,7 @@ class Playground:
             ("GET", "/guilds/{gid}/roles", self.get_roles),
             ("GET", "/channels/{cid}", self.get_channel),
             ("PATCH", "/channels/{cid}", self.edit_channel),
+            ("DELETE", "/channels/{cid}", self.delete_channel),
             ("GET", "/channels/{cid}/messages", self.list_messages),
             ("POST", "/channels/{cid}/messages", self.post_message),
             ("GET", "/channels/{cid}/messages/{mid}", self.get_message),
@@ -404,6 +405,10 @@ class Playground:
         channel = self._channel(request)
         body, _ = await read_body(request, 0)
         return json_response(self.state.edit_channel(channel, body))
+
+    async def delete_channel(self, request: web.Request) -> web.Response:
+        """``DELETE /channels/{id}``: delete a channel or thread (answers with the channel, as Discord does)."""
+        return json_response(self.state.delete_channel(self._channel(request)))
 
     async def list_messages(self, request: web.Request) -> web.Response:
         """``GET /channels/{id}/messages`` (newest first, ``limit``/``before``/``after``)."""

@@ -704,6 +704,29 @@ class PlaygroundState:
         self.emit("THREAD_UPDATE" if is_thread else "CHANNEL_UPDATE", channel, intent=1)
         return channel
 
+    def delete_channel(self, channel: JSON) -> JSON:
+        """Delete a channel or thread with its messages (and a channel's threads); dispatch the delete event.
+
+        Discord answers with the deleted channel and fires THREAD_DELETE for a thread, CHANNEL_DELETE otherwise;
+        later calls on it get 404 with code 10003 Unknown Channel
+        (https://discord.com/developers/docs/resources/channel#deleteclose-channel,
+        https://discord.com/developers/docs/topics/gateway-events#thread-delete).
+        """
+        children = [c for c in self.channels.values() if c.get("parent_id") == channel["id"]]
+        for child in children:
+            if child["type"] in THREAD_TYPES:
+                self.delete_channel(child)
+        self.channels.pop(channel["id"], None)
+        for mid in self.channel_messages.pop(channel["id"], []):
+            self.messages.pop(mid, None)
+            self.visible_to.pop(mid, None)
+        if channel["type"] in THREAD_TYPES:
+            data = {k: channel[k] for k in ("id", "guild_id", "parent_id", "type")}
+            self.emit("THREAD_DELETE", data, intent=1)
+        else:
+            self.emit("CHANNEL_DELETE", channel, intent=1)
+        return channel
+
     def open_dm(self, user_id: str) -> JSON:
         """Return (creating once) the DM channel between the bot and a user."""
         if user_id not in self.users:

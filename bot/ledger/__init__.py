@@ -1,16 +1,18 @@
 """The job ledger: SQLite via aiosqlite, numbered SQL migrations."""
 
-from bot.ledger.errors import LedgerError, LedgerMigrationError, UnknownJobError
-from bot.ledger.store import Cancellation, JobCreation, Ledger, Recorded, Schedulable, new_id
+from bot.ledger.errors import LedgerDamagedError, LedgerError, LedgerMigrationError, UnknownJobError
+from bot.ledger.store import Cancellation, JobCreation, Ledger, Recorded, Schedulable, backup_path, new_id
 
 __all__ = [
     "Cancellation",
     "JobCreation",
     "Ledger",
+    "LedgerDamagedError",
     "LedgerError",
     "LedgerMigrationError",
     "Recorded",
     "Schedulable",
     "UnknownJobError",
+    "backup_path",
     "new_id",
 ]

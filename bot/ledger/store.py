@@ -9,8 +9,10 @@ one transaction. The schema comes from numbered `migrations/NNNN_*.sql` files tr
 import asyncio
 import json
 import logging
+import os
 import re
 import secrets
+import sqlite3
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -46,7 +48,7 @@ from bot.core.models import (
     UserLoad,
 )
 from bot.core.seeds import item_seed, output_key, seed_base
-from bot.ledger.errors import LedgerMigrationError, UnknownJobError
+from bot.ledger.errors import LedgerDamagedError, LedgerMigrationError, UnknownJobError
 
 log = logging.getLogger(__name__)
 
@@ -227,6 +229,20 @@ def _read_migrations() -> list[tuple[int, str]]:
     return found
 
 
+def backup_path(path: Path | str) -> Path:
+    """Return where the ledger at `path` keeps its backup: `<name>.bak` beside it."""
+    path = Path(path)
+    return path.with_name(path.name + ".bak")
+
+
+async def _damaged(path: Path | str, reason: str) -> LedgerDamagedError:
+    absolute = await asyncio.to_thread(Path(path).resolve)
+    backup = backup_path(absolute)
+    return LedgerDamagedError(
+        absolute, reason=reason, backup=backup if await asyncio.to_thread(backup.is_file) else None
+    )
+
+
 def new_id(prefix: str) -> str:
     """Return a fresh random id such as `j_3f9a0c1d2e4b5a69` (lowercase, safe in storage keys and custom ids)."""
     return f"{prefix}_{secrets.token_hex(8)}"
@@ -241,24 +257,53 @@ class Ledger:
 
     @classmethod
     async def open(cls, path: Path | str) -> Self:
-        """Open (creating if needed) the ledger at `path` and migrate it to the latest schema.
+        """Open (creating if needed) the ledger at `path`, check that it is sound, and migrate it.
 
         Raises:
+            LedgerDamagedError: the file is not a database, or is malformed, or fails `PRAGMA quick_check`.
             LedgerMigrationError: the file's schema is newer than this code knows.
         """
         db = await aiosqlite.connect(str(path), isolation_level=None)
         try:
             db.row_factory = aiosqlite.Row
             await db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            # Damage in the middle of the file goes unnoticed until a query reads that page, perhaps hours into
+            # a batch; quick_check reads every page now (O(file size), no index cross-check) before anything writes.
+            async with db.execute("PRAGMA quick_check") as cur:
+                problems = [str(row[0]) for row in await cur.fetchall()]
+            if problems != ["ok"]:
+                log.debug("ledger quick_check: %s", "; ".join(problems[:5]))
+                raise await _damaged(path, "integrity_check")
             await db.execute("PRAGMA journal_mode = WAL")
             await db.execute("PRAGMA synchronous = NORMAL")
             await db.execute("PRAGMA foreign_keys = ON")
             ledger = cls(db)
             await ledger._migrate()
+        except sqlite3.DatabaseError as exc:
+            await db.close()
+            # OperationalError (locked, cannot open, disk full) is a DatabaseError too: only damage is translated.
+            if exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_NOTADB:
+                raise await _damaged(path, "not_a_database") from exc
+            if exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_CORRUPT:
+                raise await _damaged(path, "malformed") from exc
+            raise
         except BaseException:
             await db.close()
             raise
         return ledger
+
+    async def back_up(self, dest: Path) -> None:
+        """Write a consistent copy of the ledger to `dest` (written beside it, then renamed into place).
+
+        `VACUUM INTO` reads one snapshot while writers go on (https://sqlite.org/lang_vacuum.html#vacuuminto).
+        """
+        temp = dest.with_name(f".{dest.name}.{secrets.token_hex(4)}.part")  # VACUUM INTO refuses an existing file
+        try:
+            async with self._lock:
+                await self._db.execute("VACUUM INTO ?", (str(temp),))
+            await asyncio.to_thread(os.replace, temp, dest)
+        finally:
+            await asyncio.to_thread(temp.unlink, missing_ok=True)
 
     async def close(self) -> None:
         """Close the connection."""

@@ -36,6 +36,11 @@ SAMPLE_MAX_BYTES = 8 * 1024 * 1024  # the first-results grid fits any server's u
 MAX_LINK_URL = 512  # Discord's limit for a link button's URL
 NOTE_SUMMARY_FOR = "batch_summary_for"  # the finished_at of the run the summary message describes
 PLAN_SWEEP_S = 3600.0  # how often plans past batch_plan_ttl_s are forgotten
+# Set once Discord refuses the progress message: the Discord error code (10003 Unknown Channel, 50001 Missing Access,
+# 10008 Unknown Message). From then on the message is never edited again, across restarts too.
+NOTE_PROGRESS_GONE = "batch_progress_gone"
+THREAD_GONE_CODES = frozenset({10003, 50001})  # the thread was deleted, or the bot lost access to it
+MOVED_SUMMARY = "-# This batch's thread was deleted or is out of reach, so its summary is posted here."
 
 _BUTTONS: dict[str, tuple[str, discord.ButtonStyle]] = {
     "start": ("Start", discord.ButtonStyle.success),
@@ -169,16 +174,37 @@ class BatchCog(commands.Cog):
         plan = await self.service.plan_of(job_id)
         prompt = plan.display_prompt if plan else job.prompt
         text = progress_message(prompt=prompt, owner_mention=f"<@{job.owner_id}>", progress=snapshot.progress)
-        if self._last_text.get(job_id) != text:
+        gone = await self._rt.ledger.note(job_id, NOTE_PROGRESS_GONE)
+        if gone is None and self._last_text.get(job_id) != text:
             channel_id, message_id = where
             message = self.bot.get_partial_messageable(channel_id).get_partial_message(message_id)
             view = None if job.status.is_final else _view(job_id, _pause_or_resume(job), "stop")
-            await message.edit(content=text, view=view, allowed_mentions=discord.AllowedMentions.none())
-            self._last_text[job_id] = text
+            try:
+                await message.edit(content=text, view=view, allowed_mentions=discord.AllowedMentions.none())
+            except (discord.NotFound, discord.Forbidden) as exc:
+                gone = await self._progress_gone(job_id, channel_id, exc)
+            else:
+                self._last_text[job_id] = text
         if job.status.is_final:
             await self._post_summary(job_id, plan)
-        elif (samples := await self.service.take_samples(job)) is not None:
-            await self._post_samples(where[0], job, samples)
+        elif gone not in THREAD_GONE_CODES and (samples := await self.service.take_samples(job)) is not None:
+            try:
+                await self._post_samples(where[0], job, samples)
+            except (discord.NotFound, discord.Forbidden) as exc:
+                await self._progress_gone(job_id, where[0], exc)
+
+    async def _progress_gone(self, job_id: JobId, channel_id: int, exc: discord.HTTPException) -> int:
+        """Stop editing a progress message Discord refuses (thread deleted, access lost, message deleted)."""
+        log.warning(
+            "batch %s: Discord refused its progress message in channel %s (code %d); it is no longer updated and "
+            "the summary goes elsewhere if the thread is gone",
+            job_id,
+            channel_id,
+            exc.code,
+            extra={"job_id": job_id, "action": "progress_gone"},
+        )
+        await self._rt.ledger.set_note(job_id, NOTE_PROGRESS_GONE, exc.code)
+        return exc.code
 
     async def _post_samples(self, channel_id: int, job: Job, samples: list[tuple[str, bytes]]) -> None:
         """Show a running batch's first results in its thread, so a wrong prompt is caught before 10,000 images."""
@@ -226,17 +252,56 @@ class BatchCog(commands.Cog):
             link=download.url,
             expires_s=self._rt.settings.link_expiry_s,
         )
-        channel = self.bot.get_partial_messageable(where[0])
         retryable = sum(
             n for code, n in snapshot.errors.items() if code in ErrorCode.__members__ and ErrorCode(code).is_retryable
         )
         view = _view(job_id, *(("retry", "link") if retryable else ("link",)))
         if len(download.url) <= MAX_LINK_URL:
             view.add_item(discord.ui.Button(label="Download ZIP", style=discord.ButtonStyle.link, url=download.url))
-        message = await channel.send(content=text, view=view, allowed_mentions=discord.AllowedMentions.none())
-        now = discord.utils.utcnow()
-        await self._rt.ledger.set_job_message(job_id, "summary", channel_id=where[0], message_id=message.id, now=now)
+        message = await self._send_summary(job, where[0], text, view)
+        if message is not None:
+            now = discord.utils.utcnow()
+            channel_id = message.channel.id
+            await self._rt.ledger.set_job_message(
+                job_id, "summary", channel_id=channel_id, message_id=message.id, now=now
+            )
         await self._rt.ledger.set_note(job_id, NOTE_SUMMARY_FOR, run)
+
+    async def _send_summary(self, job: Job, thread_id: int, text: str, view: discord.ui.View) -> discord.Message | None:
+        """Post the summary in the batch's thread; if the thread is gone, in its channel; if that fails, by DM."""
+        if await self._rt.ledger.note(job.id, NOTE_PROGRESS_GONE) not in THREAD_GONE_CODES:
+            try:
+                return await self.bot.get_partial_messageable(thread_id).send(
+                    content=text, view=view, allowed_mentions=discord.AllowedMentions.none()
+                )
+            except (discord.NotFound, discord.Forbidden) as exc:
+                await self._progress_gone(job.id, thread_id, exc)
+        moved = f"{MOVED_SUMMARY}\n{text}"
+        group = await self._rt.ledger.get_group(job.group_id) if job.group_id is not None else None
+        if group is not None and group.channel_id is not None:
+            try:
+                return await self.bot.get_partial_messageable(group.channel_id).send(
+                    content=moved, view=view, allowed_mentions=discord.AllowedMentions.none()
+                )
+            except (discord.NotFound, discord.Forbidden) as exc:
+                log.warning(
+                    "batch %s: its channel %s refused the summary too (code %d); sending it to the owner by DM",
+                    job.id,
+                    group.channel_id,
+                    exc.code,
+                    extra={"job_id": job.id},
+                )
+        try:
+            owner = self.bot.get_user(job.owner_id) or await self.bot.fetch_user(job.owner_id)
+            return await owner.send(content=moved, view=view, allowed_mentions=discord.AllowedMentions.none())
+        except (discord.NotFound, discord.Forbidden) as exc:
+            log.warning(
+                "batch %s: its summary could not be delivered anywhere (DM refused, code %d)",
+                job.id,
+                exc.code,
+                extra={"job_id": job.id},
+            )
+        return None
 
     # ---- /batch ------------------------------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ import asyncio
 import io
 import itertools
 import json
+import logging
 import os
 import re
 import time
@@ -680,3 +681,79 @@ async def test_attachment_is_streamed_to_disk_not_read_into_memory(
     monkeypatch.setattr(discord.Attachment, "read", read_whole)
     plan = await open_plan(stack.driver("alice"), "streamed", 3)
     assert [b["label"] for b in plan.buttons()][:1] == ["Start"], plan
+
+
+# ---- a thread deleted mid-batch ------------------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(120)
+async def test_summary_goes_to_the_channel_and_edits_stop_when_the_thread_is_deleted_mid_batch(
+    stack: PeelStack, http: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    alice = stack.driver("alice")
+    caplog.set_level(logging.WARNING)
+    await set_faults(stack, http, latency=0.5)  # 100 images at 10 at a time: about 5 s, a few progress intervals
+    try:
+        data = await asyncio.to_thread(make_zip, 100)
+        _, thread, _ = await start_batch(alice, {"prompt": "lose my thread", "zip": Upload("lost.zip", data)})
+        job = await _job_of_thread(stack, thread["id"])
+        edit_path = f"/channels/{thread['id']}/messages/"
+        await alice.delete_channel(thread["id"])
+        edits_before = sum(1 for r in stack.pg.state.requests if r.startswith("PATCH") and edit_path in r)
+        running = await stack.rt.ledger.get_job(job.id)
+        assert running is not None and not running.status.is_final  # the thread went while the batch ran
+
+        summary = await alice.wait_for_message(
+            lambda m: "Download the ZIP" in m.content and "lose my thread" in m.content, channel="general", timeout=60
+        )
+    finally:
+        await set_faults(stack, http, latency=0)
+
+    assert "thread was deleted or is out of reach" in summary.content
+    assert "✅ 100 made" in summary.content, summary.content
+    assert len(pngs(await fetch_zip(http, summary))) == 100
+    assert [b["label"] for b in summary.buttons()] == ["New link", "Download ZIP"]
+    # One edit found the thread gone (404, 10003 Unknown Channel); none after it.
+    edits = [r for r in stack.pg.state.requests if r.startswith("PATCH") and edit_path in r]
+    assert len(edits) - edits_before == 1 and edits[-1].endswith("-> 404"), edits
+    records = [r for r in caplog.records if r.name.startswith("bot.")]
+    assert not [r for r in records if r.exc_info or r.levelno >= logging.ERROR], [r.getMessage() for r in records]
+    gone = [r for r in records if r.levelno == logging.WARNING and "refused its progress message" in r.getMessage()]
+    assert len(gone) == 1, [r.getMessage() for r in records]
+
+
+@pytest.mark.timeout(120)
+async def test_summary_is_sent_by_dm_when_the_thread_and_its_channel_are_deleted_mid_batch(
+    stack: PeelStack, http: aiohttp.ClientSession
+) -> None:
+    alice = stack.driver("alice")
+    await set_faults(stack, http, latency=0.5)
+    try:
+        data = await asyncio.to_thread(make_zip, 60)
+        before = len(alice.messages("batch"))
+        await alice.slash("batch", {"prompt": "lose my channel", "zip": Upload("gone.zip", data)}, channel="batch")
+        plan = await plan_message(alice, before, channel="batch")
+        known = {t["id"] for t in alice.threads()}
+        await alice.click(plan, label="Start")
+        thread = await new_thread(alice, known)
+        await alice.wait_for_message(lambda m: "remaining" in m.content, channel=thread["id"], timeout=10)
+        await alice.delete_channel("batch")  # the channel, and its thread with it
+
+        def dm() -> str | None:
+            return next(
+                (
+                    c["id"]
+                    for c in stack.pg.state.channels.values()
+                    if c["type"] == 1 and c["recipients"][0]["id"] == alice.user_id
+                ),
+                None,
+            )
+
+        dm_id = await alice.wait_until(dm, timeout=60)
+        assert dm_id is not None  # wait_until only returns truthy results
+        summary = await alice.wait_for_message(lambda m: "Download the ZIP" in m.content, channel=dm_id, timeout=30)
+    finally:
+        await set_faults(stack, http, latency=0)
+
+    assert "lose my channel" in summary.content and "thread was deleted" in summary.content
+    assert len(pngs(await fetch_zip(http, summary))) == 60

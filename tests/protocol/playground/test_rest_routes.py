@@ -212,3 +212,26 @@ async def test_message_is_refused_when_allowed_mentions_parse_users_and_list_the
     payload = {"content": f"<@{bob}>", "allowed_mentions": {"parse": ["users"], "users": [bob]}}
     body = await call(http, "POST", f"channels/{general}/messages", status=400, json=payload)
     assert body["code"] == 50035
+
+
+async def test_deleted_thread_answers_unknown_channel_and_dispatches_thread_delete_when_deleted(
+    pg: Playground, http: aiohttp.ClientSession
+):
+    general = pg.state.channel_named("general")["id"]
+    thread = pg.state.create_thread(general, "batch", owner_id=pg.state.app_id)
+    posted = await call(http, "POST", f"channels/{thread['id']}/messages", json={"content": "progress"})
+    seen: list[tuple[str, dict[str, Any]]] = []
+    pg.state.subscribe(lambda event: seen.append((event.name, event.data)))
+
+    deleted = await call(http, "DELETE", f"channels/{thread['id']}")
+
+    assert deleted["id"] == thread["id"]
+    expected = {"id": thread["id"], "guild_id": pg.state.guild_id, "parent_id": general, "type": thread["type"]}
+    assert ("THREAD_DELETE", expected) in seen
+    unknown = {"message": "Unknown Channel", "code": 10003}
+    edit = await call(http, "PATCH", f"channels/{thread['id']}/messages/{posted['id']}", 404, json={"content": "x"})
+    assert edit == unknown
+    assert await call(http, "POST", f"channels/{thread['id']}/messages", 404, json={"content": "x"}) == unknown
+    assert await call(http, "DELETE", f"channels/{thread['id']}", 404) == unknown
+    assert posted["id"] not in pg.state.messages
+    assert pg.state.channel_named("general")["id"] == general  # the parent stays
