@@ -14,13 +14,13 @@ import sys
 from pydantic import ValidationError
 
 from bot.exts._access import policy_from_ids
-from bot.ledger import LedgerDamagedError
+from bot.ledger import LedgerDamagedError, LedgerTooNewError
 from bot.malloc import limit_malloc_arenas
 from bot.settings import BotSettings
 
 log = logging.getLogger("bot")
 
-EXIT_LEDGER_DAMAGED = 3  # as `python -m bot batch|imagine` (bot/cli.py)
+EXIT_LEDGER_DAMAGED = 3  # damaged, or written by a newer Peel; as `python -m bot batch|imagine` (bot/cli.py)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(run(settings))
-    except LedgerDamagedError as exc:
+    except (LedgerDamagedError, LedgerTooNewError) as exc:
         log.critical("%s", exc.user_message)  # what to do, not a traceback: the operator restores the file
         return EXIT_LEDGER_DAMAGED
     return 0

@@ -42,7 +42,7 @@ from bot.core.params import ParsedPrompt, PromptParams, parse_prompt
 from bot.dispatcher import InvalidRequestError, SubmitStatus
 from bot.downloads import build_zip
 from bot.imaging import compose_grid
-from bot.ledger import LedgerDamagedError
+from bot.ledger import LedgerDamagedError, LedgerTooNewError
 from bot.runtime import Runtime, open_runtime
 from bot.settings import BotSettings
 from storage.base import Store
@@ -54,7 +54,7 @@ log = logging.getLogger(__name__)
 EXIT_OK = 0
 EXIT_SOME_FAILED = 1
 EXIT_USAGE = 2
-EXIT_LEDGER_DAMAGED = 3
+EXIT_LEDGER_DAMAGED = 3  # damaged, or written by a newer Peel
 EXIT_INTERRUPTED = 130
 
 CLI_OWNER = UserId(0)  # the CLI's jobs belong to no Discord user
@@ -633,7 +633,7 @@ def main(argv: list[str]) -> int:
     except UsageError as exc:
         console.note(f"error: {exc}")
         return EXIT_USAGE
-    except LedgerDamagedError as exc:
+    except (LedgerDamagedError, LedgerTooNewError) as exc:
         console.note(f"error: {exc.user_message}")
         return EXIT_LEDGER_DAMAGED
     except KeyboardInterrupt:

@@ -1,6 +1,12 @@
 """The job ledger: SQLite via aiosqlite, numbered SQL migrations."""
 
-from bot.ledger.errors import LedgerDamagedError, LedgerError, LedgerMigrationError, UnknownJobError
+from bot.ledger.errors import (
+    LedgerDamagedError,
+    LedgerError,
+    LedgerMigrationError,
+    LedgerTooNewError,
+    UnknownJobError,
+)
 from bot.ledger.store import Cancellation, JobCreation, Ledger, Recorded, Schedulable, backup_path, new_id
 
 __all__ = [
@@ -10,6 +16,7 @@ __all__ = [
     "LedgerDamagedError",
     "LedgerError",
     "LedgerMigrationError",
+    "LedgerTooNewError",
     "Recorded",
     "Schedulable",
     "UnknownJobError",

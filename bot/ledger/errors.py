@@ -4,6 +4,7 @@
 LedgerError
 ├── LedgerDamagedError     the SQLite file is damaged: not a database, malformed, or it fails `PRAGMA quick_check`
 ├── LedgerMigrationError   the database is newer than this code, or a migration file is malformed
+│   └── LedgerTooNewError  the database was written by a newer Peel: the operator's message says what to do
 └── UnknownJobError        no job with that id
 ```
 """
@@ -60,6 +61,20 @@ class LedgerDamagedError(LedgerError):
 
 class LedgerMigrationError(LedgerError):
     """The schema cannot be brought to the version this code expects."""
+
+
+class LedgerTooNewError(LedgerMigrationError):
+    """The ledger was written by a newer Peel; `user_message` tells the operator what to do (no traceback)."""
+
+    def __init__(self, path: Path, *, schema: int, known: int) -> None:
+        super().__init__(f"ledger schema {schema} is newer than this code ({known})")
+        self.path = path
+        self.user_message = (
+            f"Peel will not start: the job ledger {path} has schema version {schema}, newer than this version of"
+            f" Peel knows ({known}); a newer Peel wrote it. Run that newer version, or, to go back to this one,"
+            " stop Peel and restore a copy of the ledger from before the upgrade (a backup Peel wrote is no use"
+            " here if the newer version wrote it). Peel leaves the file as it is."
+        )
 
 
 class UnknownJobError(LedgerError, KeyError):

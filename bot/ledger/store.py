@@ -48,7 +48,7 @@ from bot.core.models import (
     UserLoad,
 )
 from bot.core.seeds import item_seed, output_key, seed_base
-from bot.ledger.errors import LedgerDamagedError, LedgerMigrationError, UnknownJobError
+from bot.ledger.errors import LedgerDamagedError, LedgerMigrationError, LedgerTooNewError, UnknownJobError
 
 log = logging.getLogger(__name__)
 
@@ -261,7 +261,7 @@ class Ledger:
 
         Raises:
             LedgerDamagedError: the file is not a database, or is malformed, or fails `PRAGMA quick_check`.
-            LedgerMigrationError: the file's schema is newer than this code knows.
+            LedgerTooNewError: the file's schema is newer than this code knows.
         """
         db = await aiosqlite.connect(str(path), isolation_level=None)
         try:
@@ -278,7 +278,7 @@ class Ledger:
             await db.execute("PRAGMA synchronous = NORMAL")
             await db.execute("PRAGMA foreign_keys = ON")
             ledger = cls(db)
-            await ledger._migrate()
+            await ledger._migrate(Path(path))
         except sqlite3.DatabaseError as exc:
             await db.close()
             # OperationalError (locked, cannot open, disk full) is a DatabaseError too: only damage is translated.
@@ -323,12 +323,12 @@ class Ledger:
         row = await self._one("PRAGMA user_version")
         return int(row[0]) if row else 0
 
-    async def _migrate(self) -> None:
+    async def _migrate(self, path: Path) -> None:
         migrations = await asyncio.to_thread(_read_migrations)
         current = await self.schema_version()
         latest = len(migrations)
         if current > latest:
-            raise LedgerMigrationError(f"ledger schema {current} is newer than this code ({latest})")
+            raise LedgerTooNewError(path, schema=current, known=latest)
         for number, sql in migrations[current:]:
             # executescript commits first and runs the script as is, so the migration and its version bump
             # are one transaction of their own.

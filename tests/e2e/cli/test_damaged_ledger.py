@@ -1,6 +1,7 @@
 """`python -m bot` and `python -m bot batch` on a damaged ledger: a clear paragraph and exit status 3, no traceback."""
 
 import asyncio
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -54,3 +55,23 @@ async def test_batch_cli_exits_with_restore_advice_and_no_traceback_when_ledger_
     assert run.returncode == EXIT_LEDGER_DAMAGED, run.stderr
     assert_refused_with_advice(run.stderr, ledger)
     assert not await asyncio.to_thread((tmp_path / "out.zip").exists)
+
+
+async def test_bot_exits_with_advice_and_no_traceback_when_a_newer_peel_wrote_the_ledger(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    await asyncio.to_thread(data.mkdir)
+    ledger = data / "peel.sqlite3"
+    await make_ledger_file(ledger)
+
+    def bump() -> None:
+        with sqlite3.connect(ledger) as db:
+            db.execute("PRAGMA user_version = 99")
+
+    await asyncio.to_thread(bump)
+
+    run = await asyncio.to_thread(run_cli, [], cwd=tmp_path, env=base_env(DATA_DIR=str(data)), timeout_s=60)
+
+    assert run.returncode == EXIT_LEDGER_DAMAGED, run.stderr
+    assert "Traceback" not in run.stderr, run.stderr
+    assert f"the job ledger {ledger} has schema version 99" in run.stderr
+    assert "restore a copy of the ledger from before the upgrade" in run.stderr
