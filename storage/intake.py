@@ -40,7 +40,7 @@ from storage._imagecheck import ARCHIVE_SUFFIXES, ImageRejectedError, check_imag
 from storage.base import Body, Store
 from storage.errors import StorageError
 from storage.imageformat import ImageFormat
-from storage.zipnames import suffix
+from usertext.names import suffix
 
 __all__ = [
     "INPUTS_PREFIX",

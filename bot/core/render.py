@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 
 from bot.core.models import JobStatus
-from storage.zipnames import strip_controls
+from usertext.controls import strip_controls
 
 CUSTOM_ID_PREFIX = "peel"
 MAX_CUSTOM_ID = 100

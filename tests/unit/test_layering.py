@@ -17,7 +17,7 @@ PURE = [
     ROOT / "storage" / "keys.py",
     ROOT / "storage" / "links.py",
     ROOT / "storage" / "errors.py",
-    ROOT / "storage" / "zipnames.py",
+    *sorted((ROOT / "usertext").rglob("*.py")),
     ROOT / "bot" / "web" / "headers.py",
 ]
 
