@@ -44,11 +44,6 @@ class CustomId:
         return cls(action=parts[1], job_id=parts[2], index=int(parts[3]))
 
 
-def custom_id_pattern(action: str) -> str:
-    """Return the `DynamicItem` template regex for one action, with `job` and `index` groups."""
-    return rf"{CUSTOM_ID_PREFIX}:{re.escape(action)}:(?P<job>[A-Za-z0-9_.-]+):(?P<index>[0-9]+)"
-
-
 def truncate(text: str, limit: int, *, ellipsis: str = "…") -> str:
     """Return `text` cut to at most `limit` characters, marking the cut."""
     return text if len(text) <= limit else text[: max(0, limit - len(ellipsis))] + ellipsis
@@ -218,11 +213,6 @@ def batch_progress_text(p: BatchProgress) -> str:
     if p.retrying and p.state not in ENDED_STATES:
         lines.append(retrying_line(p.retrying, p.retry_code))
     return "\n".join(lines)
-
-
-def estimate_duration_s(*, items: int, latency_s: float, concurrency: int) -> float:
-    """Return how long `items` images take at `concurrency` calls in flight, each `latency_s` long."""
-    return items * latency_s / max(1, concurrency)
 
 
 def image_line(prompt: str, index: int, user_mention: str, *, limit: int = MAX_CONTENT) -> str:
