@@ -8,6 +8,7 @@ RUN uv sync --frozen --no-dev --no-install-project
 COPY bot ./bot
 COPY worker ./worker
 COPY storage ./storage
+COPY usertext ./usertext
 COPY playground ./playground
 
 FROM python:3.11-slim

@@ -42,8 +42,7 @@ from bot.runtime import Runtime
 from bot.urlfetch import Downloads, FetchError, FetchOptions, FetchRefusedError, UrlPolicy, parse_networks
 from storage.errors import ObjectNotFoundError
 from storage.intake import IntakeLimits, IntakeRefusedError, IntakeReport, UploadIntake
-from worker.contract import ErrorCode
-from worker.models import model_spec
+from worker.contract import ErrorCode, model_spec
 
 log = logging.getLogger(__name__)
 

@@ -63,12 +63,13 @@ from bot.core.models import (
 )
 from bot.core.policy import DispatchPolicy
 from bot.core.scheduling import Candidate, queue_positions, schedule_order
-from bot.core.seeds import output_key, png_dimensions
+from bot.core.seeds import output_key
 from bot.ledger import Ledger, UnknownJobError, new_id
 from bot.runpod.errors import RunpodError
 from bot.runpod.types import RemoteJob, RemoteStatus, RunpodGateway
 from storage.base import Store
 from storage.errors import StorageError
+from storage.imageformat import png_dimensions
 from worker.contract import (
     ChunkInput,
     ChunkItem,

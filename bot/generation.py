@@ -37,8 +37,6 @@ from bot.core.models import (
 from bot.core.params import (
     GEMINI_ASPECT_RATIOS,
     GRID_SIZES,
-    IMAGE_SIZES,
-    MODEL_ALIASES,
     ParsedPrompt,
     PromptParams,
     parse_prompt,
@@ -52,8 +50,7 @@ from bot.imaging import Direction, image_size, pan_canvas, zoom_out_canvas
 from bot.ledger import Ledger
 from storage.base import Store
 from storage.intake import AcceptedImage, UploadIntake
-from worker.contract import ErrorCode
-from worker.models import model_spec
+from worker.contract import IMAGE_SIZES, MODEL_ALIASES, ErrorCode, model_spec
 
 log = logging.getLogger(__name__)
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from playground.rules import JSON, ApiError, check_message, check_modal
+from storage.imageformat import PNG_SIGNATURE
 
 log = logging.getLogger(__name__)
 
@@ -1030,7 +1031,7 @@ def _choice_error(allowed: frozenset[int]) -> JSON:
 
 def _image_size(data: bytes) -> tuple[int, int] | None:
     """Return (width, height) of a PNG, GIF or JPEG from its header, without decoding it."""
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
+    if data.startswith(PNG_SIGNATURE) and len(data) >= 24:
         return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
     if data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:
         return int.from_bytes(data[6:8], "little"), int.from_bytes(data[8:10], "little")

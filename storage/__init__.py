@@ -13,7 +13,7 @@ from storage.errors import (
 from storage.keys import validate_key
 from storage.links import LinkSigner
 from storage.open import open_store
-from storage.zipnames import ArchiveNames, sanitize_name
+from usertext.names import ArchiveNames, sanitize_name
 
 if TYPE_CHECKING:
     from storage.zipwriter import ZipEntry, ZipProgress, ZipSummary, write_zip

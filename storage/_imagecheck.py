@@ -23,19 +23,7 @@ from PIL.JpegImagePlugin import JpegImageFile
 from PIL.PngImagePlugin import PngImageFile
 from PIL.WebPImagePlugin import WebPImageFile
 
-
-class ImageFormat(StrEnum):
-    """An accepted image format; the value is the file extension used in content keys."""
-
-    PNG = "png"
-    JPEG = "jpg"
-    WEBP = "webp"
-
-    @property
-    def content_type(self) -> str:
-        """The MIME type of the format."""
-        return {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp"}[self.value]
-
+from storage.imageformat import ImageFormat, sniff_image
 
 # Magic numbers of archive and compressed formats (a nested archive is refused, whatever its name says).
 _ARCHIVE_MAGIC: tuple[tuple[int, bytes, str], ...] = (
@@ -107,17 +95,6 @@ def sniff_archive(head: bytes) -> str | None:
     for offset, magic, kind in _ARCHIVE_MAGIC:
         if head[offset : offset + len(magic)] == magic:
             return kind
-    return None
-
-
-def sniff_image(head: bytes) -> ImageFormat | None:
-    """Return the accepted image format `head` starts with, or None."""
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return ImageFormat.PNG
-    if head.startswith(b"\xff\xd8\xff"):
-        return ImageFormat.JPEG
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return ImageFormat.WEBP
     return None
 
 

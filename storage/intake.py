@@ -36,10 +36,11 @@ from typing import IO, ParamSpec, TypeAlias, TypeVar
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from storage._imagecheck import ARCHIVE_SUFFIXES, ImageFormat, ImageRejectedError, check_image
+from storage._imagecheck import ARCHIVE_SUFFIXES, ImageRejectedError, check_image
 from storage.base import Body, Store
 from storage.errors import StorageError
-from storage.zipnames import suffix
+from storage.imageformat import ImageFormat
+from usertext.names import suffix
 
 __all__ = [
     "INPUTS_PREFIX",

@@ -35,7 +35,7 @@ from storage.base import DEFAULT_CHUNK_BYTES, Store
 from storage.errors import ObjectNotFoundError, StorageError, StorageUnavailableError
 from storage.file import FileStore
 from storage.keys import validate_key
-from storage.zipnames import ArchiveNames
+from usertext.names import ArchiveNames
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ async def write_zip(
 ) -> ZipSummary:
     """Stream a ZIP of `entries` (read from `source`) into `dest` under `dest_key`.
 
-    Member names are sanitized and made unique in entry order (see `storage.zipnames.ArchiveNames`; the names
+    Member names are sanitized and made unique in entry order (see `usertext.names.ArchiveNames`; the names
     `manifest.csv` and `manifest.json` are always reserved, so a member called that becomes `manifest (2).csv`).
     Names are assigned before the member is read, so a missing member does not change the names of the others.
 

@@ -1,7 +1,9 @@
-"""The bot ⇄ worker contract (DESIGN.md): pydantic models of one RunPod job's input, progress and output.
+"""The bot ⇄ worker contract: pydantic models of one RunPod job's input, progress and output, and the model catalogue.
 
 The bot builds `ChunkInput` and parses `ChunkProgress` / `ChunkResult`; the worker does the reverse. This module
 is pure (no runpod, no google-genai, no I/O) so the bot can import it; `tests/unit/test_layering.py` enforces it.
+It is the bot's only door into the worker: the model catalogue (`worker.catalogue`: model names and aliases,
+aspect ratios, image sizes, the seed range, limits and prices) is re-exported from here.
 
 One RunPod job is one chunk: up to ~25 items of one Peel job (4 for a grid). Inputs and outputs travel as storage
 keys, never as image bytes (RunPod caps `/run` input at 10 MB and drops oversized outputs silently).
@@ -22,6 +24,17 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
 
+from worker.catalogue import (
+    ASPECT_RATIOS_10,
+    EXTREME_ASPECT_RATIOS,
+    IMAGE_SIZES,
+    MAX_SEED,
+    MODEL_ALIASES,
+    ImageSize,
+    ModelSpec,
+    model_spec,
+)
+
 SCHEMA_VERSION: Literal[1] = 1
 MAX_ITEMS_PER_CHUNK = 256
 MAX_PROMPT_CHARS = 8000
@@ -29,7 +42,6 @@ MAX_PROMPT_CHARS = 8000
 # Storage keys as `storage.keys` validates them; the worker validates again when it opens them.
 Key = Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=r"^[A-Za-z0-9_][A-Za-z0-9/_.=-]*$")]
 AspectRatio = Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]?:[1-9][0-9]?$")]
-ImageSize = Literal["512", "1K", "2K", "4K"]
 
 
 class ErrorCode(StrEnum):
@@ -69,7 +81,7 @@ class ChunkItem(_Model):
     ref_keys: list[Key] = Field(default_factory=list, max_length=14)
     aspect_ratio: AspectRatio | None = None
     image_size: ImageSize | None = None
-    seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
+    seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
     output_key: Key
     edit: EditSpec | None = None
 
@@ -150,3 +162,31 @@ def parse_top_level_error(error: str) -> tuple[ErrorCode | None, str]:
     if sep and code.strip() in ErrorCode.__members__:
         return ErrorCode(code.strip()), message.strip()
     return None, error.strip()
+
+
+__all__ = [
+    "ASPECT_RATIOS_10",
+    "EXTREME_ASPECT_RATIOS",
+    "IMAGE_SIZES",
+    "MAX_ITEMS_PER_CHUNK",
+    "MAX_PROMPT_CHARS",
+    "MAX_SEED",
+    "MODEL_ALIASES",
+    "SCHEMA_VERSION",
+    "AspectRatio",
+    "ChunkInput",
+    "ChunkItem",
+    "ChunkOutput",
+    "ChunkProgress",
+    "ChunkResult",
+    "EditSpec",
+    "ErrorCode",
+    "ImageSize",
+    "ItemError",
+    "ItemOk",
+    "ItemResult",
+    "Key",
+    "ModelSpec",
+    "model_spec",
+    "parse_top_level_error",
+]

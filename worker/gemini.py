@@ -17,7 +17,7 @@ Choices, with the evidence in research/gemini.md:
   works on every model, keeps the payload bounded and is what Google's edit samples do.
 * The answer's image is the last non-thought inline image (Gemini-3 may send draft images flagged `thought`),
   and its format is sniffed from the bytes (gemini-3-pro-image has sent JPEG labelled `image/png`).
-* Requests are checked against `worker.models` before any call, so a refused option costs nothing.
+* Requests are checked against `worker.catalogue` before any call, so a refused option costs nothing.
 """
 
 import asyncio
@@ -37,11 +37,11 @@ from google.genai import types
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from storage._imagecheck import sniff_image
+from storage.imageformat import sniff_image
+from worker.catalogue import model_spec
 from worker.contract import ErrorCode
 from worker.errors import GenerationError
 from worker.generation import GeneratedImage, GenerationRequest, InputImage
-from worker.models import model_spec
 
 log = logging.getLogger(__name__)
 

@@ -16,12 +16,9 @@ from dataclasses import dataclass
 from PIL import Image, ImageOps, UnidentifiedImageError
 from PIL.PngImagePlugin import PngImageFile
 
-from storage._imagecheck import ImageFormat, ImageRejectedError, check_image, sniff_image
+from storage._imagecheck import ImageRejectedError, check_image
+from storage.imageformat import PNG_HEADER_BYTES, PNG_SIGNATURE, ImageFormat, png_dimensions, sniff_image
 from worker.generation import InputImage
-
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-# Signature (8) + IHDR length (4) + b"IHDR" (4) + width (4) + height (4).
-PNG_HEADER_BYTES = 24
 
 # What a malformed file can make Pillow raise while opening, verifying or decoding it.
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError, struct.error, zlib.error)
@@ -39,16 +36,6 @@ class FinishedPng:
     width: int
     height: int
     converted_from: str | None = None  # the source MIME type when it was not PNG
-
-
-def png_dimensions(head: bytes) -> tuple[int, int] | None:
-    """Return (width, height) from the first 24 bytes of a PNG, or None when they are not a PNG header."""
-    if len(head) < PNG_HEADER_BYTES or not head.startswith(PNG_SIGNATURE) or head[12:16] != b"IHDR":
-        return None
-    width, height = struct.unpack(">II", head[16:24])
-    if width == 0 or height == 0:
-        return None
-    return width, height
 
 
 def _chunk(kind: bytes, payload: bytes) -> bytes:

@@ -4,7 +4,7 @@ It speaks the Gemini Developer API's REST JSON (`generativelanguage.googleapis.c
 unmodified google-genai SDK, and it *draws* its answers: a deterministic picture of the prompt, seed and
 reference images (a palette from a hash of the prompt and seed, shapes placed by the seed, the references
 tinting the palette and shown as thumbnails along the bottom), in the exact pixel size the real model would use
-for the requested aspect ratio and image size (`worker.models`). Faults (latency, 429s, 5xx, safety blocks,
+for the requested aspect ratio and image size (`worker.catalogue`). Faults (latency, 429s, 5xx, safety blocks,
 malformed or image-less answers) come from the environment or the admin endpoints.
 
 Routes:
@@ -80,7 +80,8 @@ from typing import Any, Literal, Self, cast
 from aiohttp import web
 from PIL import Image, ImageDraw, ImageFont
 
-from worker.models import IMAGE_SIZES, ModelSpec, model_spec
+from storage.imageformat import sniff_image
+from worker.catalogue import IMAGE_SIZES, ModelSpec, model_spec
 
 log = logging.getLogger(__name__)
 
@@ -444,12 +445,9 @@ def camelize(value: Any) -> Any:
 
 def sniff_mime(data: bytes) -> str | None:
     """Return the MIME type the bytes really are (PNG, JPEG, WebP, HEIC), or None."""
-    if data[:8] == b"\x89PNG\r\n\x1a\n":
-        return "image/png"
-    if data[:3] == b"\xff\xd8\xff":
-        return "image/jpeg"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
+    fmt = sniff_image(data)
+    if fmt is not None:
+        return fmt.content_type
     if data[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1", b"ftypheif"):
         return "image/heic"
     return None

@@ -3,7 +3,7 @@
 Pure: the dispatcher turns its ledger rows into `ManifestRow`s, `bot.downloads` writes the archive. Member names
 are chosen here, before the archive is written, so the manifest can say which file holds which item: flat
 (the leaf of an uploaded name, without its folders), then sanitized and made unique by the same
-`storage.zipnames.ArchiveNames` rules the ZIP writer applies, so the writer keeps them as they are.
+`usertext.names.ArchiveNames` rules the ZIP writer applies, so the writer keeps them as they are.
 
 The CSV is opened in spreadsheets, so a text cell that a spreadsheet would run as a formula (starting with
 `=`, `+`, `-`, `@`, tab or carriage return) gets a leading `'` (OWASP "CSV injection"). The JSON keeps the exact text.
@@ -23,7 +23,8 @@ from enum import StrEnum
 from bot.core import models
 from bot.core.batch import SKIP_LABELS
 from bot.core.item_errors import NOT_MADE, item_error_message
-from storage.zipnames import ArchiveNames, strip_controls, suffix
+from usertext.controls import strip_controls
+from usertext.names import ArchiveNames, suffix
 
 MANIFEST_SCHEMA = 1
 CSV_COLUMNS = ("index", "source", "status", "error_code", "error_reason", "file", "seed", "model", "prompt")

@@ -5,28 +5,18 @@ reported together, naming the parameter, so a user can fix them all at once.
 """
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from math import log
 
 from bot.core.render import code
+from worker.contract import ASPECT_RATIOS_10, IMAGE_SIZES, MAX_SEED, MODEL_ALIASES
 
-# Gemini image models' aspect ratios (2.5 Flash Image and 3 Pro Image; 3.1 Flash Image adds the extreme ones).
-GEMINI_ASPECT_RATIOS: tuple[str, ...] = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9")
-EXTREME_ASPECT_RATIOS: tuple[str, ...] = ("1:4", "4:1", "1:8", "8:1")
-IMAGE_SIZES: tuple[str, ...] = ("512", "1K", "2K", "4K")
+# The model catalogue (`worker.contract`) is the one source of ratios, sizes, seeds and model names.
+GEMINI_ASPECT_RATIOS: tuple[str, ...] = ASPECT_RATIOS_10
 GRID_SIZES: tuple[int, ...] = (1, 2, 4)
-MAX_SEED = 2**31 - 1
 
-MODEL_ALIASES: Mapping[str, str] = {
-    "flash": "gemini-2.5-flash-image",
-    "nano-banana": "gemini-2.5-flash-image",
-    "pro": "gemini-3-pro-image-preview",
-    "nano-banana-pro": "gemini-3-pro-image-preview",
-    "flash3": "gemini-3.1-flash-image-preview",
-    "nano-banana-2": "gemini-3.1-flash-image-preview",
-}
 _MODEL_NAME = re.compile(r"^(models/)?gemini-[a-z0-9.-]+$")
 _PARAM = re.compile(r"(?:^|\s)(--|—)([A-Za-z][A-Za-z0-9_-]*)")
 _RATIO = re.compile(r"^\s*(\d{1,4})\s*[:x/]\s*(\d{1,4})\s*$")

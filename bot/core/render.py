@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 
 from bot.core.models import JobStatus
-from storage.zipnames import strip_controls
+from usertext.controls import strip_controls
 
 CUSTOM_ID_PREFIX = "peel"
 MAX_CUSTOM_ID = 100
@@ -42,11 +42,6 @@ class CustomId:
         if not (_ID_PART.match(parts[1]) and _ID_PART.match(parts[2])):
             return None
         return cls(action=parts[1], job_id=parts[2], index=int(parts[3]))
-
-
-def custom_id_pattern(action: str) -> str:
-    """Return the `DynamicItem` template regex for one action, with `job` and `index` groups."""
-    return rf"{CUSTOM_ID_PREFIX}:{re.escape(action)}:(?P<job>[A-Za-z0-9_.-]+):(?P<index>[0-9]+)"
 
 
 def truncate(text: str, limit: int, *, ellipsis: str = "…") -> str:
@@ -218,11 +213,6 @@ def batch_progress_text(p: BatchProgress) -> str:
     if p.retrying and p.state not in ENDED_STATES:
         lines.append(retrying_line(p.retrying, p.retry_code))
     return "\n".join(lines)
-
-
-def estimate_duration_s(*, items: int, latency_s: float, concurrency: int) -> float:
-    """Return how long `items` images take at `concurrency` calls in flight, each `latency_s` long."""
-    return items * latency_s / max(1, concurrency)
 
 
 def image_line(prompt: str, index: int, user_mention: str, *, limit: int = MAX_CONTENT) -> str:

@@ -108,14 +108,6 @@ def _req_dt(value: object) -> datetime:
     return datetime.fromisoformat(str(value))
 
 
-def _opt_int(value: object) -> int | None:
-    return None if value is None else int(cast("int", value))
-
-
-def _opt_str(value: object) -> str | None:
-    return None if value is None else str(value)
-
-
 def _json_obj(text: object) -> dict[str, object]:
     data = json.loads(str(text))
     if not isinstance(data, dict):
@@ -642,14 +634,6 @@ class Ledger:
         )
         return {str(row["error_code"]): int(row["n"]) for row in rows}
 
-    async def next_retry_at(self) -> datetime | None:
-        """Return the earliest time a backing-off item becomes ready again."""
-        row = await self._one(
-            "SELECT min(items.retry_at) FROM items JOIN jobs ON jobs.id = items.job_id WHERE items.status = 'pending'"
-            " AND items.retry_at IS NOT NULL AND jobs.status IN ('queued', 'running')"
-        )
-        return None if row is None else _dt(row[0])
-
     # ---- items -----------------------------------------------------------------------------------------------
 
     async def items(
@@ -909,11 +893,6 @@ class Ledger:
         return 0 if row is None else int(row[0])
 
     # ---- images ----------------------------------------------------------------------------------------------
-
-    async def get_image(self, image_id: ImageId) -> Image | None:
-        """Return an image by id."""
-        row = await self._one("SELECT * FROM images WHERE id = ?", (image_id,))
-        return None if row is None else _image(row)
 
     async def image_at(self, job_id: JobId, index: int) -> Image | None:
         """Return the image made for item `index` of a job."""

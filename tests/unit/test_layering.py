@@ -12,11 +12,12 @@ PURE = [
     ROOT / "worker" / "contract.py",
     ROOT / "worker" / "errors.py",
     ROOT / "worker" / "generation.py",
-    ROOT / "worker" / "models.py",
+    ROOT / "worker" / "catalogue.py",
+    ROOT / "storage" / "imageformat.py",
     ROOT / "storage" / "keys.py",
     ROOT / "storage" / "links.py",
     ROOT / "storage" / "errors.py",
-    ROOT / "storage" / "zipnames.py",
+    *sorted((ROOT / "usertext").rglob("*.py")),
     ROOT / "bot" / "web" / "headers.py",
 ]
 

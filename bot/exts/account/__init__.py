@@ -10,11 +10,12 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.core.models import Job, JobId, JobStatus, UserId
-from bot.core.params import GEMINI_ASPECT_RATIOS, MODEL_ALIASES
+from bot.core.params import GEMINI_ASPECT_RATIOS
 from bot.core.render import echo, one_line, truncate
 from bot.discord_bot import PeelBot
 from bot.exts._errors import error_embed, send_error
 from bot.generation import GenerationService, UserPrefs
+from worker.contract import MODEL_ALIASES
 
 log = logging.getLogger(__name__)
 

@@ -17,6 +17,7 @@ from discord.ext import commands
 
 from bot.core.admission import REFUSAL_TITLE
 from bot.core.models import GroupId, Image, Job, JobId, JobKind, JobStatus, UserId
+from bot.core.params import GEMINI_ASPECT_RATIOS
 from bot.core.render import code, echo, image_line
 from bot.discord_bot import PeelBot
 from bot.dispatcher import SubmitStatus
@@ -44,10 +45,7 @@ MODEL_CHOICES = [
     app_commands.Choice(name="Nano Banana Pro (gemini-3-pro-image-preview)", value="pro"),
     app_commands.Choice(name="Nano Banana 2 (gemini-3.1-flash-image-preview)", value="flash3"),
 ]
-RATIO_CHOICES = [
-    app_commands.Choice(name=r, value=r)
-    for r in ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9")
-]
+RATIO_CHOICES = [app_commands.Choice(name=r, value=r) for r in GEMINI_ASPECT_RATIOS]
 SIZE_CHOICES = [app_commands.Choice(name=s, value=s) for s in ("1K", "2K", "4K")]
 PANS = {"pl": Direction.LEFT, "pr": Direction.RIGHT, "pu": Direction.UP, "pd": Direction.DOWN}
 ZOOMS = {"z15": 1.5, "z2": 2.0}

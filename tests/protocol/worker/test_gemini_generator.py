@@ -12,12 +12,12 @@ from PIL import Image
 
 from tests.fakes.clock import Sleeps
 from tests.protocol.worker.conftest import KEY
+from worker.catalogue import ASPECT_RATIOS_10, model_spec
 from worker.contract import ErrorCode
 from worker.errors import GenerationError
 from worker.gemini import GeminiImageGenerator, GeminiSettings
 from worker.generation import GenerationRequest, InputImage
 from worker.local_gemini import LocalGemini, draw_image
-from worker.models import ASPECT_RATIOS_10, model_spec
 
 FLASH = "gemini-2.5-flash-image"
 PRO = "gemini-3-pro-image-preview"

@@ -7,7 +7,6 @@ from bot.core.render import (
     CustomId,
     batch_progress_text,
     code,
-    custom_id_pattern,
     download_line,
     echo,
     escape_markdown,
@@ -39,14 +38,6 @@ def test_custom_id_is_refused_when_too_long_or_unsafe() -> None:
         CustomId("a", "j" * 100).encode()
     with pytest.raises(ValueError, match="characters"):
         CustomId("a:b", "j").encode()
-
-
-def test_custom_id_pattern_matches_what_encode_makes() -> None:
-    import re
-
-    m = re.fullmatch(custom_id_pattern("u"), CustomId("u", "j_1", 2).encode())
-    assert m is not None
-    assert (m["job"], m["index"]) == ("j_1", "2")
 
 
 def test_lifecycle_line_reads_like_midjourney_when_short() -> None:

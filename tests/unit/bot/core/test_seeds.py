@@ -1,7 +1,8 @@
 import pytest
 
 from bot.core.models import JobId
-from bot.core.seeds import MAX_SEED, item_seed, output_key, png_dimensions, seed_base
+from bot.core.seeds import item_seed, output_key, seed_base
+from worker.contract import MAX_SEED
 
 
 def test_seed_base_uses_requested_seed_when_given() -> None:
@@ -24,14 +25,3 @@ def test_item_seed_when_base_and_index_vary(base: int, index: int, expected: int
 
 def test_output_key_is_zero_padded_when_built() -> None:
     assert output_key(JobId("j_x"), 75) == "outputs/j_x/00075.png"
-
-
-def test_png_dimensions_reads_ihdr_when_header_is_png() -> None:
-    header = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\x0dIHDR" + (640).to_bytes(4, "big") + (480).to_bytes(4, "big")
-
-    assert png_dimensions(header) == (640, 480)
-
-
-@pytest.mark.parametrize("header", [b"", b"GIF89a" + b"\x00" * 30, b"\x89PNG\r\n\x1a\n" + b"\x00" * 16])
-def test_png_dimensions_is_none_when_not_png(header: bytes) -> None:
-    assert png_dimensions(header) is None

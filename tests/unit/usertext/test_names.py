@@ -4,7 +4,7 @@ from pathlib import PurePosixPath
 
 import pytest
 
-from storage.zipnames import ArchiveNames, numbered, sanitize_name, suffix
+from usertext.names import ArchiveNames, numbered, sanitize_name, suffix
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Safe, unique member names for the ZIP archives Peel builds (pure: no I/O).
+"""Safe, unique member names for the ZIP archives Peel builds, and file names from uploads (pure: no I/O).
 
 A name comes from a user (an uploaded file's name, a prompt-derived title), so it is cleaned before it goes into
 an archive that someone will extract: backslashes become `/`, `.`/`..`/empty segments are dropped (so no name is
@@ -9,22 +9,14 @@ Names are then made unique, ignoring case (Windows and macOS extract `A.png` and
 a directory never takes the name of a file: the later one is renamed the same way.
 """
 
-import re
 import unicodedata
 from collections.abc import Iterable
 
+from usertext.controls import strip_controls
+
 _REPLACED = frozenset('<>:"|?*')
-# Bidirectional controls (Unicode TR9 explicit formatting characters, plus the implicit marks): U+202E turns
-# `gnp.exe` into what reads as `exe.png`, so names and echoed text drop them all.
-_BIDI = re.compile("[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]")
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # Unicode category Cc: C0, DEL and C1
 _MAX_SEGMENT_CHARS = 200
 FALLBACK_NAME = "file"
-
-
-def strip_controls(text: str, *, replacement: str = "") -> str:
-    """Return `text` without bidirectional controls, and with control characters (Cc) replaced by `replacement`."""
-    return _CONTROL.sub(replacement, _BIDI.sub("", text))
 
 
 def sanitize_name(name: str) -> str:
@@ -124,3 +116,6 @@ class ArchiveNames:
     def _is_taken(self, path: str) -> bool:
         folded = _folded(path)
         return folded in self._files or folded in self._dirs or folded in self._dir_alias
+
+
+__all__ = ["FALLBACK_NAME", "ArchiveNames", "numbered", "sanitize_name", "suffix"]

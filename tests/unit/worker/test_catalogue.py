@@ -2,7 +2,18 @@
 
 import pytest
 
-from worker.models import ASPECT_RATIOS_10, MODELS, model_spec
+from bot.core.params import parse_prompt, resolve_model
+from worker import contract
+from worker.catalogue import (
+    ASPECT_RATIOS_10,
+    ASPECT_RATIOS_14,
+    IMAGE_SIZES,
+    MAX_SEED,
+    MODEL_ALIASES,
+    MODELS,
+    PREVIEW_ALIASES,
+    model_spec,
+)
 
 
 def test_check_names_the_limit_when_too_many_references() -> None:
@@ -99,3 +110,54 @@ def test_price_halves_when_batch() -> None:
     assert model_spec("gemini-2.5-flash-image").price(batch=True) == pytest.approx(0.0195)
     assert model_spec("gemini-3-pro-image-preview").price("4K") == pytest.approx(0.24)
     assert model_spec("gemini-3.1-flash-image").price("512") == pytest.approx(0.045)
+
+
+@pytest.mark.parametrize(
+    ("alias", "model"),
+    [
+        ("flash", "gemini-2.5-flash-image"),
+        ("nano-banana", "gemini-2.5-flash-image"),
+        ("pro", "gemini-3-pro-image-preview"),
+        ("nano-banana-pro", "gemini-3-pro-image-preview"),
+        ("flash3", "gemini-3.1-flash-image-preview"),
+        ("nano-banana-2", "gemini-3.1-flash-image-preview"),
+    ],
+)
+def test_short_name_resolves_as_before_when_typed_after_model(alias: str, model: str) -> None:
+    assert MODEL_ALIASES[alias] == model
+    assert resolve_model(alias.upper()) == model
+    assert parse_prompt(f"a fox --model {alias}").params.model == model
+
+
+def test_every_short_name_and_preview_name_is_a_known_model_when_looked_up() -> None:
+    assert set(MODEL_ALIASES) == {"flash", "nano-banana", "pro", "nano-banana-pro", "flash3", "nano-banana-2"}
+    for name in (*MODEL_ALIASES.values(), *PREVIEW_ALIASES):
+        assert model_spec(name).known, name
+    assert set(PREVIEW_ALIASES.values()) <= set(MODELS)
+
+
+def test_contract_reexports_the_catalogue_when_the_bot_reads_it() -> None:
+    assert contract.model_spec is model_spec
+    assert contract.MODEL_ALIASES is MODEL_ALIASES
+    assert contract.ASPECT_RATIOS_10 is ASPECT_RATIOS_10
+    assert contract.IMAGE_SIZES == IMAGE_SIZES == ("512", "1K", "2K", "4K")
+    assert ASPECT_RATIOS_14[: len(ASPECT_RATIOS_10)] == ASPECT_RATIOS_10
+
+
+@pytest.mark.parametrize(("seed", "valid"), [(0, True), (MAX_SEED, True), (MAX_SEED + 1, False), (-1, False)])
+def test_contract_takes_exactly_the_catalogue_seed_range_when_validating_an_item(seed: int, valid: bool) -> None:
+    def make() -> contract.ChunkItem:
+        return contract.ChunkItem(index=0, prompt="p", seed=seed, output_key="outputs/j/00000.png")
+
+    if valid:
+        assert make().seed == seed
+    else:
+        with pytest.raises(ValueError, match="seed"):
+            make()
+    assert MAX_SEED == 2**31 - 1
+
+
+@pytest.mark.parametrize("size", IMAGE_SIZES)
+def test_contract_takes_every_catalogue_size_when_validating_an_item(size: str) -> None:
+    item = contract.ChunkItem.model_validate({"index": 0, "prompt": "p", "image_size": size, "output_key": "o.png"})
+    assert item.image_size == size

@@ -1,10 +1,11 @@
-"""What each Gemini image model accepts and costs (pure: no SDK, no I/O).
+"""The catalogue of Gemini image models Peel knows: names, limits, sizes and prices (pure: no SDK, no I/O).
 
-Figures come from Google's model cards and pricing page as collected in research/gemini.md: the
-reference-image limit, the aspect ratios, whether `imageConfig.imageSize` is accepted, the pixel size of each
-aspect ratio at 1K, the price of one output image by size (standard tier; the Batch API charges half) and the
-token counts the API reports. `worker.gemini` checks a request against this table before calling Google, and
-`worker.local_gemini` validates and sizes its answers with the same table.
+This is the one source of these facts; `worker.contract` re-exports it, and the bot reads it only from there.
+Figures come from Google's model cards and pricing page: the reference-image limit, the aspect ratios, whether
+`imageConfig.imageSize` is accepted, the pixel size of each aspect ratio at 1K, the price of one output image by
+size (standard tier; the Batch API charges half) and the token counts the API reports. `worker.gemini` checks a
+request against this table before calling Google, the local Gemini stand-in validates and sizes its answers with
+the same table, and the bot parses `--model`, `--ar`, `--size` and `--seed` and prices a batch with it.
 
 A model name that is not in the table (a newer model) gets permissive defaults: nothing is refused before the
 call, and Google's own answer decides.
@@ -13,10 +14,16 @@ call, and Google's own answer decides.
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import Literal, get_args
 
-ASPECT_RATIOS_10 = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9")
-ASPECT_RATIOS_14 = (*ASPECT_RATIOS_10, "1:4", "4:1", "1:8", "8:1")
-IMAGE_SIZES = ("512", "1K", "2K", "4K")
+# The ten aspect ratios every model takes (2.5 Flash Image and 3 Pro Image); 3.1 Flash Image adds the extreme ones.
+ASPECT_RATIOS_10: tuple[str, ...] = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9")
+EXTREME_ASPECT_RATIOS: tuple[str, ...] = ("1:4", "4:1", "1:8", "8:1")
+ASPECT_RATIOS_14: tuple[str, ...] = (*ASPECT_RATIOS_10, *EXTREME_ASPECT_RATIOS)
+ImageSize = Literal["512", "1K", "2K", "4K"]
+IMAGE_SIZES: tuple[ImageSize, ...] = get_args(ImageSize)
+# Gemini's seed is an INT32 (`generationConfig.seed`); Peel uses its non-negative half.
+MAX_SEED = 2**31 - 1
 SIZE_SCALE: Mapping[str, float] = {"512": 0.5, "1K": 1.0, "2K": 2.0, "4K": 4.0}
 DEFAULT_IMAGE_SIZE = "1K"
 
@@ -173,11 +180,21 @@ MODELS: Mapping[str, ModelSpec] = {
         ),
     )
 }
-# Older and preview names of the same models.
-ALIASES: Mapping[str, str] = {
+# Older and preview API names of the same models.
+PREVIEW_ALIASES: Mapping[str, str] = {
     "gemini-2.5-flash-image-preview": "gemini-2.5-flash-image",
     "gemini-3-pro-image-preview": "gemini-3-pro-image",
     "gemini-3.1-flash-image-preview": "gemini-3.1-flash-image",
+}
+
+# The short names users type after `--model` (and the settings menu offers), for the model ids Peel sends.
+MODEL_ALIASES: Mapping[str, str] = {
+    "flash": "gemini-2.5-flash-image",
+    "nano-banana": "gemini-2.5-flash-image",
+    "pro": "gemini-3-pro-image-preview",
+    "nano-banana-pro": "gemini-3-pro-image-preview",
+    "flash3": "gemini-3.1-flash-image-preview",
+    "nano-banana-2": "gemini-3.1-flash-image-preview",
 }
 
 
@@ -188,7 +205,7 @@ def model_spec(name: str) -> ModelSpec:
     takes the known model's limits under its own name.
     """
     bare = name.removeprefix("models/")
-    known = MODELS.get(ALIASES.get(bare, bare))
+    known = MODELS.get(PREVIEW_ALIASES.get(bare, bare))
     if known is None:
         stems = [stem for stem in MODELS if bare.startswith(stem + "-")]
         if stems:
