@@ -34,7 +34,7 @@ from bot.core.models import (
 )
 from bot.core.params import ParsedPrompt, parse_prompt, resolve_model
 from bot.core.render import BatchProgress, code
-from bot.dispatcher import SubmitResult
+from bot.dispatch import SubmitResult
 from bot.downloads import ZipDownload, build_zip
 from bot.errors import UserFacingError
 from bot.ledger.store import new_id

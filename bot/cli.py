@@ -39,7 +39,7 @@ from bot.core.manifest import ItemStatus as RowStatus
 from bot.core.manifest import ManifestHeader, ManifestRow, batch_rows
 from bot.core.models import ItemInputs, ItemStatus, Job, JobId, JobKind, JobParams, JobRequest, NewItem, UserId
 from bot.core.params import ParsedPrompt, PromptParams, parse_prompt
-from bot.dispatcher import InvalidRequestError, SubmitStatus
+from bot.dispatch import InvalidRequestError, SubmitStatus
 from bot.downloads import build_zip
 from bot.imaging import compose_grid
 from bot.ledger import LedgerDamagedError, LedgerTooNewError

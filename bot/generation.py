@@ -44,7 +44,7 @@ from bot.core.params import (
     snap_aspect_ratio,
 )
 from bot.core.render import code
-from bot.dispatcher import Dispatcher, SubmitResult
+from bot.dispatch import Dispatcher, SubmitResult
 from bot.errors import UserFacingError
 from bot.imaging import Direction, image_size, pan_canvas, zoom_out_canvas
 from bot.ledger import Ledger

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.dispatcher import Dispatcher, policy_from_settings
+from bot.dispatch import Dispatcher, policy_from_settings
 from bot.embedded import Backends, open_backends
 from bot.ledger import Ledger, backup_path
 from bot.settings import BotSettings

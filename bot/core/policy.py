@@ -10,7 +10,7 @@ from bot.core.retry import RetryPolicy
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DispatchPolicy:
-    """The dispatcher's configuration (pure); `bot.dispatcher.policy_from_settings` builds it from settings."""
+    """The dispatcher's configuration (pure); `bot.dispatch.policy_from_settings` builds it from settings."""
 
     gemini_concurrency: int = 10
     max_chunk_concurrency: int | None = 8

@@ -20,7 +20,7 @@ from bot.core.models import GroupId, Image, Job, JobId, JobKind, JobStatus, User
 from bot.core.params import GEMINI_ASPECT_RATIOS
 from bot.core.render import code, echo, image_line
 from bot.discord_bot import PeelBot
-from bot.dispatcher import SubmitStatus
+from bot.dispatch import SubmitStatus
 from bot.exts._access import actor_of, check_owner, refusal_text
 from bot.exts._errors import error_embed, send_error
 from bot.exts.imagine._components import (

@@ -4,7 +4,7 @@ import pytest
 
 from bot.core.models import JobKind, JobParams, JobRequest, NewItem, UserId
 from bot.core.policy import DispatchPolicy
-from bot.dispatcher import Dispatcher
+from bot.dispatch import Dispatcher
 from bot.ledger import Ledger
 from storage.memory import MemoryStore
 from tests.fakes.clock import FakeClock

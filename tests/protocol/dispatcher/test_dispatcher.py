@@ -12,7 +12,7 @@ from bot.core.events import ImageReady, JobCancelled, JobFailed, JobFinished, Pr
 from bot.core.models import ChunkStatus, ItemStatus, JobId, JobStatus, UserId
 from bot.core.policy import DispatchPolicy
 from bot.core.retry import RetryPolicy
-from bot.dispatcher import Dispatcher, InvalidRequestError, SubmitStatus
+from bot.dispatch import Dispatcher, InvalidRequestError, SubmitStatus
 from bot.ledger import Ledger
 from bot.runpod.errors import RunpodUnavailableError
 from storage.memory import MemoryStore

@@ -9,7 +9,7 @@ import pytest
 from bot.core.events import JobFinished, Started
 from bot.core.models import JobStatus
 from bot.core.policy import DispatchPolicy
-from bot.dispatcher import Dispatcher, policy_from_settings
+from bot.dispatch import Dispatcher, policy_from_settings
 from bot.ledger import Ledger
 from bot.runpod.types import RemoteJob
 from storage.memory import MemoryStore
@@ -124,7 +124,7 @@ async def test_run_forever_submits_when_woken_and_survives_a_failed_iteration(
     events = dispatcher.subscribe()
     task = asyncio.create_task(dispatcher.run_forever())
     try:
-        with caplog.at_level(logging.ERROR, logger="bot.dispatcher"):
+        with caplog.at_level(logging.ERROR, logger="bot.dispatch"):
             await dispatcher.submit(grid())  # wakes the loop
             async with asyncio.timeout(5):
                 async for event in events:

@@ -1,0 +1,108 @@
+"""The dispatcher's shared state: the ledger, gateway, store, policy, budget, event bus and queue positions."""
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+
+from bot.core.budget import AimdBudget
+from bot.core.chunking import RoundTime
+from bot.core.clock import Clock, SystemClock
+from bot.core.events import ImageReady, Progress
+from bot.core.models import Image, Job, JobId, JobStatus
+from bot.core.policy import DispatchPolicy
+from bot.core.scheduling import Candidate, queue_positions
+from bot.dispatch.bus import EventBus, Subscription
+from bot.ledger import Ledger
+from bot.runpod.types import RunpodGateway
+from storage.base import Store
+
+log = logging.getLogger(__name__)
+
+
+class DispatcherBase:
+    """The dispatcher's state and what every concern shares: events, waking, queue positions, recorded results."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        gateway: RunpodGateway,
+        store: Store,
+        *,
+        policy: DispatchPolicy | None = None,
+        clock: Clock | None = None,
+        poll_interval_s: float = 1.0,
+    ) -> None:
+        self._ledger = ledger
+        self._gateway = gateway
+        self._store = store
+        self._policy = policy or DispatchPolicy()
+        self._clock = clock or SystemClock()
+        self._poll_interval_s = poll_interval_s
+        self._budget = AimdBudget(
+            limit=self._policy.gemini_concurrency,
+            decrease_cooldown=self._policy.rate_limit_cooldown,
+            max_chunk_concurrency=self._policy.max_chunk_concurrency,
+        )
+        self._round_time = RoundTime(seconds=self._policy.chunks.item_latency_s)
+        self._events = EventBus()
+        self._wake = asyncio.Event()
+        self._last_batch_seq: int | None = None
+        self._positions: dict[JobId, int] = {}
+
+    @property
+    def budget(self) -> AimdBudget:
+        """The AIMD window of Gemini calls (read it; the dispatcher changes it)."""
+        return self._budget
+
+    @property
+    def ledger(self) -> Ledger:
+        """The ledger this dispatcher writes."""
+        return self._ledger
+
+    def subscribe(self) -> Subscription:
+        """Return a stream of every event from now on."""
+        return self._events.subscribe()
+
+    def wake(self) -> None:
+        """Make `run_forever` run its next iteration now."""
+        self._wake.set()
+
+    async def queue_positions(self) -> dict[JobId, int]:
+        """Return every queued, not yet started job's 1-based place in line."""
+        return await self._current_positions()
+
+    async def _current_positions(self) -> dict[JobId, int]:
+        queued = await self._ledger.list_jobs(statuses=(JobStatus.QUEUED,))
+        seqs = await self._ledger.job_seqs(j.id for j in queued)
+        return queue_positions(
+            [Candidate(job_id=j.id, priority=j.priority, seq=seqs[j.id]) for j in queued if j.started_at is None]
+        )
+
+    def _after_record(
+        self,
+        job: Job,
+        images: Sequence[Image],
+        newly_failed: int,
+        rate_limited: bool,
+        now: datetime,
+        *,
+        final: bool,
+        retrying: int = 0,
+    ) -> None:
+        if rate_limited:
+            if self._budget.on_rate_limited(now):
+                log.warning(
+                    "rate limited: Gemini budget now %d of %d",
+                    self._budget.allowed,
+                    self._budget.limit,
+                    extra={"action": "retry", "job_id": job.id},
+                )
+        elif final and images:
+            self._budget.on_success()
+        for image in images:
+            self._events.publish(ImageReady(job=job, index=image.index, key=image.key, image_id=image.id))
+        # Items sent back for a retry change nothing the counts show, but a batch's message says they are being
+        # retried: without this it would sit unchanged through an upstream outage.
+        if images or newly_failed or retrying:
+            self._events.publish(Progress(job=job, done=job.ok, failed=job.failed, total=job.total))

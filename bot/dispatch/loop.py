@@ -1,0 +1,347 @@
+"""The dispatcher's loop: polling chunks in flight, recording and reconciling results, finishing jobs, resuming."""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from bot.core.chunking import ChunkPolicy
+from bot.core.events import JobFailed, JobFinished, JobSummary
+from bot.core.item_errors import item_error_message
+from bot.core.models import Chunk, ChunkStatus, Item, ItemOutcome, ItemStatus, JobStatus
+from bot.core.policy import DispatchPolicy
+from bot.core.scheduling import done_of
+from bot.dispatch.admission import AdmissionMixin
+from bot.dispatch.payloads import failure_of, parse_output
+from bot.dispatch.scheduling import SchedulingMixin
+from bot.runpod.errors import RunpodError
+from bot.runpod.types import RemoteStatus
+from storage.errors import StorageError
+from storage.imageformat import png_dimensions
+from worker.contract import ChunkProgress, ChunkResult, ErrorCode, ItemOk, ItemResult
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RestartReport:
+    """What `resume_after_restart` found: chunks still on RunPod, and chunks caught mid-submission."""
+
+    reattached: int
+    reconciled: int
+    recovered_items: int
+    requeued_items: int
+
+
+def policy_from_settings(
+    *,
+    gemini_concurrency: int,
+    max_running_per_user: int,
+    max_waiting_per_user: int,
+    item_max_attempts: int | None = None,
+    batch_chunk_s: float | None = None,
+) -> DispatchPolicy:
+    """Build the dispatcher policy from the settings that configure it (`BotSettings` fields of the same names)."""
+    from bot.core.admission import CapPolicy, Caps
+    from bot.core.retry import RetryPolicy
+
+    retry = RetryPolicy() if item_max_attempts is None else RetryPolicy(max_attempts=item_max_attempts)
+    chunks = ChunkPolicy() if batch_chunk_s is None else ChunkPolicy(target_chunk_s=batch_chunk_s)
+    return DispatchPolicy(
+        chunks=chunks,
+        gemini_concurrency=gemini_concurrency,
+        caps=CapPolicy(user=Caps(max_running=max_running_per_user, max_waiting=max_waiting_per_user)),
+        retry=retry,
+    )
+
+
+class Dispatcher(AdmissionMixin, SchedulingMixin):
+    """Schedules ledger jobs onto a RunPod endpoint and keeps the ledger in step with it."""
+
+    async def run_forever(self, *, resume: bool = True) -> None:
+        """Run iterations until cancelled: after `poll_interval_s`, or sooner when woken (`wake()`)."""
+        if resume:
+            await self.resume_after_restart()
+        while True:
+            self._wake.clear()
+            try:
+                await self.run_once()
+            except Exception:  # one iteration is a boundary: log it and carry on
+                log.exception("dispatcher iteration failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self._poll_interval_s)
+
+    async def run_once(self) -> None:
+        """Run one iteration: poll, record, finish, promote, schedule, report positions."""
+        for chunk in await self._ledger.chunks(statuses=(ChunkStatus.IN_FLIGHT,)):
+            await self._poll(chunk)
+        await self._finish_jobs()
+        await self._promote_waiting()
+        await self._schedule()
+        await self._report_positions()
+
+    async def resume_after_restart(self) -> RestartReport:
+        """Pick up where a previous process stopped.
+
+        Chunks with a RunPod id that were in flight keep being polled, unless RunPod has forgotten them (404, e.g.
+        an embedded endpoint that died with the previous process). Chunks that were being submitted when the
+        process died may or may not have reached RunPod. Forgotten and stranded chunks are reconciled from storage
+        at once (items whose output exists are made) and only the missing items are queued again, with no backoff
+        (the worker skips existing outputs anyway, so a duplicate RunPod job would cost nothing twice).
+        """
+        reattached = recovered = requeued = 0
+        stranded = await self._ledger.chunks(statuses=(ChunkStatus.SUBMITTING,))
+        for chunk in stranded:
+            # A crash is not the items' fault: they go again now, with no backoff.
+            made, retried = await self._reconcile(
+                chunk, code=None, message="interrupted while submitting", backoff=False
+            )
+            recovered += made
+            requeued += retried
+        forgotten: list[Chunk] = []
+        for chunk in await self._ledger.chunks(statuses=(ChunkStatus.IN_FLIGHT,)):
+            if await self._forgotten(chunk):
+                forgotten.append(chunk)
+            else:
+                reattached += 1
+        for chunk in forgotten:
+            # RunPod no longer knows the chunk (an embedded endpoint died with the previous process, or its
+            # retention ran out while we were down): also not the items' fault, so no backoff either.
+            made, retried = await self._reconcile(
+                chunk,
+                code=None,
+                message="forgotten by RunPod while the bot was down",
+                remote_status=RemoteStatus.NOT_FOUND,
+                backoff=False,
+            )
+            recovered += made
+            requeued += retried
+        report = RestartReport(
+            reattached=reattached,
+            reconciled=len(stranded) + len(forgotten),
+            recovered_items=recovered,
+            requeued_items=requeued,
+        )
+        log.info(
+            "resumed: %d chunks re-attached, %d reconciled (%d items found, %d requeued)",
+            reattached,
+            len(stranded),
+            recovered,
+            requeued,
+            extra={"action": "reclaim"},
+        )
+        self.wake()
+        return report
+
+    async def _forgotten(self, chunk: Chunk) -> bool:
+        """Tell whether RunPod answers 404 for a chunk in flight (an error says nothing: it is polled later)."""
+        assert chunk.runpod_id is not None  # in flight means RunPod gave an id
+        try:
+            remote = await self._gateway.status(chunk.runpod_id)
+        except RunpodError:
+            return False
+        return remote.status is RemoteStatus.NOT_FOUND
+
+    async def _poll(self, chunk: Chunk) -> None:
+        assert chunk.runpod_id is not None  # in flight means RunPod gave an id
+        try:
+            remote = await self._gateway.status(chunk.runpod_id)
+        except RunpodError as exc:
+            log.warning("polling runpod job %s failed: %s", chunk.runpod_id, exc, extra={"action": "poll"})
+            return
+        if remote.status is RemoteStatus.IN_QUEUE:
+            return
+        if remote.status is RemoteStatus.IN_PROGRESS:
+            # Polls come faster than progress updates: one already recorded is not parsed nor written again.
+            if isinstance(remote.progress, dict) and done_of(remote.progress) > done_of(chunk.last_progress):
+                await self._record_progress(chunk, remote.progress)
+            return
+        result = parse_output(remote.result) if remote.status is RemoteStatus.COMPLETED else None
+        if isinstance(result, ChunkResult):
+            made = sum(1 for r in result.results if not (isinstance(r, ItemOk) and r.skipped))
+            self._round_time.observe(execution_ms=remote.execution_ms, made=made, concurrency=chunk.concurrency)
+            await self._record(chunk, result.results, final=ChunkStatus.DONE, remote_status=remote.status)
+            # Items the manifest does not mention (it should mention all) are reconciled like a lost chunk.
+            await self._reconcile(chunk, code=None, message="missing from the result manifest")
+            return
+        code, message = failure_of(remote)
+        log.warning(
+            "runpod job %s ended %s without a manifest: %s",
+            chunk.runpod_id,
+            remote.status,
+            message,
+            extra={"action": "retry", "job_id": chunk.job_id},
+        )
+        await self._reconcile(chunk, code=code, message=message, remote_status=remote.status)
+
+    async def _record_progress(self, chunk: Chunk, progress: Mapping[str, object]) -> None:
+        """Record the items a progress report shows done that the ledger has not recorded yet.
+
+        A report lists every result of the chunk so far (a poll may miss one), so a 256-item chunk repeats up to
+        255 old ones: only those still waiting are validated and read back, and the chunk keeps the counts alone.
+        """
+        waiting = await self._ledger.submitted_indices(chunk.id)
+        results = progress.get("results")
+        listed = results if isinstance(results, list) else []
+        fresh = [r for r in listed if isinstance(r, dict) and r.get("index") in waiting]
+        parsed = parse_output({**progress, "results": fresh})
+        if isinstance(parsed, ChunkProgress):
+            counts = {"type": "progress", "done": parsed.done, "total": parsed.total}
+            await self._record(chunk, parsed.results, progress=counts)
+
+    async def _record(
+        self,
+        chunk: Chunk,
+        results: Sequence[ItemResult],
+        *,
+        progress: object = None,
+        final: ChunkStatus | None = None,
+        remote_status: RemoteStatus | None = None,
+    ) -> None:
+        now = self._clock.now()
+        submitted = await self._ledger.submitted_items(chunk.id, indices=[result.index for result in results])
+        waiting = {item.index: item for item in submitted}
+        outcomes = [self._outcome(result, waiting[result.index], now) for result in results if result.index in waiting]
+        recorded = await self._ledger.record_outcomes(
+            chunk.id,
+            outcomes,
+            now=now,
+            progress=progress if isinstance(progress, dict) else None,
+            final=final,
+            remote_status=None if remote_status is None else remote_status.value,
+        )
+        self._after_record(
+            recorded.job,
+            recorded.new_images,
+            recorded.newly_failed,
+            recorded.rate_limited,
+            now,
+            final=final is not None,
+            retrying=_retrying(outcomes),
+        )
+
+    def _outcome(self, result: ItemResult, item: Item, now: datetime) -> ItemOutcome:
+        if isinstance(result, ItemOk):
+            return ItemOutcome(
+                index=item.index, status=ItemStatus.OK, key=result.key, width=result.width, height=result.height
+            )
+        return self._failure(item, result.code, result.message, now)
+
+    def _failure(self, item: Item, code: ErrorCode | None, message: str, now: datetime) -> ItemOutcome:
+        delay = self._policy.retry.decide(attempts=item.attempts, code=code)
+        code_text = None if code is None else code.value
+        if delay is None:
+            return ItemOutcome(
+                index=item.index,
+                status=ItemStatus.ERROR,
+                error_code=code_text or ErrorCode.UPSTREAM.value,
+                error_message=message,
+            )
+        return ItemOutcome(
+            index=item.index,
+            status=ItemStatus.PENDING,
+            error_code=code_text,
+            error_message=message,
+            retry_at=now + delay,
+        )
+
+    async def _reconcile(
+        self,
+        chunk: Chunk,
+        *,
+        code: ErrorCode | None,
+        message: str,
+        remote_status: RemoteStatus | None = None,
+        backoff: bool = True,
+    ) -> tuple[int, int]:
+        """Settle a chunk's undecided items from storage; return (items found made, items to retry or failed)."""
+        now = self._clock.now()
+        outcomes: list[ItemOutcome] = []
+        for item in await self._ledger.submitted_items(chunk.id):
+            dims = await self._stored_dimensions(item.output_key)
+            if dims is not None:
+                width, height = dims
+                outcomes.append(
+                    ItemOutcome(
+                        index=item.index,
+                        status=ItemStatus.OK,
+                        key=item.output_key,
+                        width=width or None,
+                        height=height or None,
+                    )
+                )
+            elif not backoff:
+                # The bot stopped (a crash, a restart): not the item's fault, so it goes again now, and an item
+                # whose attempts are used up is not failed for it.
+                outcomes.append(
+                    ItemOutcome(index=item.index, status=ItemStatus.PENDING, error_message=message, retry_at=now)
+                )
+            else:
+                outcomes.append(self._failure(item, code, message, now))
+        current = await self._ledger.get_chunk(chunk.id)
+        final = ChunkStatus.LOST if current is not None and current.status.holds_budget else None
+        recorded = await self._ledger.record_outcomes(
+            chunk.id,
+            outcomes,
+            now=now,
+            final=final,
+            remote_status=None if remote_status is None else remote_status.value,
+        )
+        self._after_record(
+            recorded.job,
+            recorded.new_images,
+            recorded.newly_failed,
+            recorded.rate_limited,
+            now,
+            final=True,
+            retrying=_retrying(outcomes),
+        )
+        made = sum(1 for o in outcomes if o.status is ItemStatus.OK)
+        return made, len(outcomes) - made
+
+    async def _stored_dimensions(self, key: str) -> tuple[int, int] | None:
+        """Return an output's (width, height) if it exists ((0, 0) when its header is unreadable), else None."""
+        try:
+            info = await self._store.head(key)
+            if info is None:
+                return None
+            header = await self._store.read_range(key, 0, 24)
+        except StorageError as exc:
+            log.warning("storage check of %s failed: %s", key, exc)
+            return None
+        return png_dimensions(header) or (0, 0)
+
+    async def _finish_jobs(self) -> None:
+        now = self._clock.now()
+        for job in await self._ledger.unfinished_jobs():
+            if job.remaining > 0 or job.status is JobStatus.WAITING:
+                continue
+            finished = await self._ledger.finish_job_if_complete(job.id, now=now)
+            if finished is None:
+                continue
+            self._positions.pop(job.id, None)
+            errors = await self._ledger.error_counts(job.id)
+            summary = JobSummary(
+                ok=finished.ok,
+                failed=finished.failed,
+                cancelled=finished.cancelled,
+                total=finished.total,
+                errors=errors,
+            )
+            if finished.status is JobStatus.FAILED:
+                self._events.publish(JobFailed(job=finished, reason=_failure_reason(errors), summary=summary))
+            else:
+                self._events.publish(JobFinished(job=finished, summary=summary))
+
+
+def _retrying(outcomes: Sequence[ItemOutcome]) -> int:
+    """Count the outcomes that send a failed item back for another attempt."""
+    return sum(1 for o in outcomes if o.status is ItemStatus.PENDING and o.error_code is not None)
+
+
+def _failure_reason(errors: dict[str, int]) -> str:
+    if errors:
+        return item_error_message(max(errors, key=lambda c: errors[c]))
+    return "Nothing could be made."

@@ -1,0 +1,132 @@
+"""Scheduling: which ready items go to RunPod next, in chunks of what size and concurrency, and queue positions."""
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+
+from pydantic import ValidationError
+
+from bot.core.events import PositionChanged, Started
+from bot.core.models import ChunkStatus, Item, ItemOutcome, ItemStatus, Job, JobId, JobStatus, Priority
+from bot.core.scheduling import Candidate, calls_held, items_left_by_now, schedule_order
+from bot.dispatch.base import DispatcherBase
+from bot.dispatch.payloads import chunk_input
+from bot.runpod.errors import RunpodError
+from worker.contract import ErrorCode
+
+log = logging.getLogger(__name__)
+
+
+class SchedulingMixin(DispatcherBase):
+    """Submits chunks while the Gemini budget has room: interactive jobs first, batches round robin."""
+
+    async def _schedule(self) -> None:
+        now = self._clock.now()
+        schedulable = {s.job.id: s for s in await self._ledger.schedulable(now=now)}
+        if not schedulable:
+            return
+        ready = {job_id: s.ready for job_id, s in schedulable.items()}
+        in_flight_chunks = await self._ledger.chunks(statuses=(ChunkStatus.SUBMITTING, ChunkStatus.IN_FLIGHT))
+        in_flight = sum(calls_held(c) for c in in_flight_chunks)
+        running: dict[JobId, int] = {}  # items of each job still to finish in chunks in flight
+        round_s = self._round_time.seconds if self._round_time.measured else None
+        for c in in_flight_chunks:
+            running[c.job_id] = running.get(c.job_id, 0) + items_left_by_now(c, now=now, round_s=round_s)
+        contenders = len({c.job_id for c in in_flight_chunks} | set(schedulable))
+        while True:
+            candidates = [
+                Candidate(job_id=job_id, priority=schedulable[job_id].job.priority, seq=schedulable[job_id].seq)
+                for job_id, count in ready.items()
+                if count > 0
+            ]
+            order = schedule_order(candidates, last_batch_seq=self._last_batch_seq)
+            if not order:
+                return
+            entry = schedulable[order[0]]
+            waiting = ready[entry.job.id]
+            chunks = self._policy.chunks
+            size = waiting if entry.job.priority is Priority.BATCH else chunks.interactive_chunk_size(waiting)
+            concurrency = self._budget.chunk_concurrency(items=size, in_flight=in_flight, contenders=contenders)
+            if concurrency == 0:
+                return  # the budget is full; the job first in line gets the next free calls
+            if entry.job.priority is Priority.BATCH:
+                size = chunks.batch_chunk_size(
+                    ready=waiting,
+                    left=waiting + running.get(entry.job.id, 0),
+                    concurrency=concurrency,
+                    round_s=self._round_time.seconds,
+                    window=self._budget.allowed,
+                )
+                concurrency = min(concurrency, size)
+            submitted = await self._submit_chunk(entry.job, size, concurrency, now)
+            if submitted is None:
+                return
+            in_flight += concurrency
+            ready[entry.job.id] -= max(1, submitted)
+            running[entry.job.id] = running.get(entry.job.id, 0) + submitted
+            if entry.job.priority is Priority.BATCH:
+                self._last_batch_seq = entry.seq
+
+    async def _submit_chunk(self, job: Job, size: int, concurrency: int, now: datetime) -> int | None:
+        """Submit the next `size` ready items of `job`; return how many went, or None to stop scheduling."""
+        items = await self._ledger.ready_items(job.id, now=now, limit=size)
+        if not items:
+            return 0
+        try:
+            payload = chunk_input(job, items, concurrency, seq=0)
+        except ValidationError as exc:
+            await self._refuse_items(job, items, exc, now)
+            return len(items)
+        chunk = await self._ledger.start_chunk(job.id, [i.index for i in items], concurrency=concurrency, now=now)
+        payload = payload.model_copy(update={"chunk": chunk.seq})
+        chunks = self._policy.chunks
+        try:
+            remote = await self._gateway.run(
+                payload.to_payload(),
+                execution_timeout_ms=chunks.execution_timeout_ms(len(items), concurrency),
+                ttl_ms=chunks.ttl_ms(len(items), concurrency),
+                low_priority=self._policy.batch_low_priority and job.priority is Priority.BATCH,
+            )
+        except RunpodError as exc:
+            log.warning("submitting chunk %d of job %s failed: %s", chunk.seq, job.id, exc, extra={"action": "submit"})
+            await self._ledger.abandon_chunk(chunk.id, retry_at=now + self._policy.submit_retry_delay, now=now)
+            return None
+        await self._ledger.mark_chunk_submitted(chunk.id, remote.id, now=now)
+        log.info(
+            "job %s chunk %d submitted as %s (%d items, concurrency %d)",
+            job.id,
+            chunk.seq,
+            remote.id,
+            len(items),
+            concurrency,
+            extra={"job_id": job.id, "action": "submit", "remote_id": remote.id},
+        )
+        if job.status is JobStatus.QUEUED and chunk.seq == 0:
+            started = await self._ledger.get_job(job.id)
+            self._positions.pop(job.id, None)
+            self._events.publish(Started(job=started or job))
+        return len(items)
+
+    async def _refuse_items(self, job: Job, items: Sequence[Item], exc: ValidationError, now: datetime) -> None:
+        log.warning("job %s has items the worker would refuse: %s", job.id, exc.error_count())
+        chunk = await self._ledger.start_chunk(job.id, [i.index for i in items], concurrency=0, now=now)
+        outcomes = [
+            ItemOutcome(
+                index=i.index,
+                status=ItemStatus.ERROR,
+                error_code=ErrorCode.BAD_INPUT.value,
+                error_message="invalid request",
+            )
+            for i in items
+        ]
+        recorded = await self._ledger.record_outcomes(chunk.id, outcomes, now=now, final=ChunkStatus.LOST)
+        self._after_record(recorded.job, (), recorded.newly_failed, False, now, final=True)
+
+    async def _report_positions(self) -> None:
+        positions = await self._current_positions()
+        changed = [job_id for job_id, pos in positions.items() if self._positions.get(job_id) not in (None, pos)]
+        for job_id in changed:
+            job = await self._ledger.get_job(job_id)
+            if job is not None:
+                self._events.publish(PositionChanged(job=job, position=positions[job_id]))
+        self._positions = positions
