@@ -24,7 +24,7 @@ from bot.urlfetch import (
 LOOPBACK = UrlPolicy(parse_networks(["127.0.0.0/8"]))
 PART = b"z" * 6000
 BIG_CHUNK = bytes(range(256)) * 256  # 64 KiB
-BIG_CHUNKS = 128  # 8 MiB in all
+BIG_CHUNKS = 512  # 32 MiB in all: far above what streaming holds (a few 1 MiB reads and the server's buffers)
 
 
 class Held:
@@ -225,4 +225,4 @@ async def test_large_download_is_streamed_to_disk_a_chunk_at_a_time(
         tracemalloc.stop()
     assert got.size == BIG_CHUNKS * len(BIG_CHUNK)
     assert hashlib.sha256(data).digest() == hashlib.sha256(BIG_CHUNK * BIG_CHUNKS).digest()
-    assert peak < got.size // 2  # a few chunks in flight, never the whole body
+    assert peak < got.size // 4  # a few chunks in flight (about 4.5 MiB under load), never the whole body
