@@ -8,7 +8,7 @@ RUN uv sync --frozen --no-dev --no-install-project
 COPY bot ./bot
 COPY worker ./worker
 COPY storage ./storage
-COPY playground ./playground
+COPY local ./local
 
 FROM python:3.11-slim
 ENV PYTHONUNBUFFERED=1 PATH="/app/.venv/bin:$PATH"

@@ -4,7 +4,7 @@ Figures come from Google's model cards and pricing page as collected in research
 reference-image limit, the aspect ratios, whether `imageConfig.imageSize` is accepted, the pixel size of each
 aspect ratio at 1K, the price of one output image by size (standard tier; the Batch API charges half) and the
 token counts the API reports. `worker.gemini` checks a request against this table before calling Google, and
-`worker.local_gemini` validates and sizes its answers with the same table.
+`local.gemini` (the local Gemini stand-in) validates and sizes its answers with the same table.
 
 A model name that is not in the table (a newer model) gets permissive defaults: nothing is refused before the
 call, and Google's own answer decides.

@@ -18,7 +18,7 @@ from tests.fakes.runpod import wait_until
 
 
 async def _gemini_pids(port: int) -> list[int]:
-    found = await asyncio.to_thread(descendants_running, os.getpid(), "worker.local_gemini", str(port))
+    found = await asyncio.to_thread(descendants_running, os.getpid(), "local.gemini", str(port))
     return [pid for pid, _ in found]
 
 
@@ -42,7 +42,7 @@ async def test_local_gemini_server_is_restarted_on_its_port_when_killed(
         runpod_api_key=SecretStr("rp-key"),
         runpod_api_base="http://127.0.0.1:9/v2",
     )
-    caplog.set_level(logging.INFO, logger="bot.embedded")
+    caplog.set_level(logging.INFO, logger="local.gemini.process")
     async with open_backends(settings) as backends:
         url = backends.gemini_url
         assert url is not None

@@ -10,13 +10,14 @@ from collections.abc import Callable
 import pytest
 from PIL import Image
 
+from local.gemini.drawing import draw_image
+from local.gemini.server import LocalGemini
 from tests.fakes.clock import Sleeps
 from tests.protocol.worker.conftest import KEY
 from worker.contract import ErrorCode
 from worker.errors import GenerationError
 from worker.gemini import GeminiImageGenerator, GeminiSettings
 from worker.generation import GenerationRequest, InputImage
-from worker.local_gemini import LocalGemini, draw_image
 from worker.models import ASPECT_RATIOS_10, model_spec
 
 FLASH = "gemini-2.5-flash-image"
