@@ -18,7 +18,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
     from local.discord.rules import JSON
-    from local.discord.server import Playground
 
 T = TypeVar("T")
 POLL_S = 0.02
@@ -169,14 +168,13 @@ class InteractionHandle:
 class Driver:
     """Acts as one user of the playground (``alice`` by default)."""
 
-    def __init__(self, pg: Playground, user: str = "alice") -> None:
-        self.pg = pg
-        self.state: PlaygroundState = pg.state
+    def __init__(self, state: PlaygroundState, user: str = "alice") -> None:
+        self.state = state
         self.user_id: str = self.state.user_named(user)["id"]
 
     def as_user(self, user: str) -> Driver:
         """Return a driver acting as another user."""
-        return Driver(self.pg, user)
+        return Driver(self.state, user)
 
     def channel_id(self, channel: str) -> str:
         """Return the id of a channel or thread given by name or id."""

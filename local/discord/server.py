@@ -20,16 +20,17 @@ from aiohttp import BodyPartReader, web
 
 from local.discord import actions
 from local.discord.discord_py import discord_py_pointed_at
+from local.discord.driver import Driver
 from local.discord.gateway import Gateway, write_frames
 from local.discord.ratelimit import RateLimiter
 from local.discord.rules import JSON, ApiError
 from local.discord.state import DEFAULT_TOKEN, DEFAULT_UPLOAD_LIMIT, THREAD_TYPES, PlaygroundState, Upload
+from local.discord.view import run_page_action, snapshot
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
     from types import TracebackType
 
-    from local.discord.driver import Driver
 
 log = logging.getLogger(__name__)
 
@@ -184,9 +185,7 @@ class Playground:
 
     def driver(self, user: str = "alice") -> Driver:
         """Return a test driver acting as ``user`` (``alice``, ``bob`` or ``admin``)."""
-        from local.discord.driver import Driver
-
-        return Driver(self, user)
+        return Driver(self.state, user)
 
     def discord_py(self) -> AbstractContextManager[None]:
         """Point discord.py at this playground inside a ``with`` block (``with pg.discord_py(): ...``)."""
@@ -561,10 +560,16 @@ class Playground:
 
     async def pg_state(self, request: web.Request) -> web.Response:
         """Return everything the page shows, as seen by ``?user=``."""
-        from local.discord.view import snapshot
-
         user = self.state.user_named(request.query.get("user", "alice"))
-        return json_response(snapshot(self, user["id"]))
+        return json_response(
+            snapshot(
+                self.state,
+                user["id"],
+                bot_connected=self.gateway.connected > 0,
+                api_base=self.api_base,
+                gateway_url=self.gateway_url,
+            )
+        )
 
     async def pg_interaction(self, request: web.Request) -> web.Response:
         """Return what the bot answered to one interaction (for remote drivers)."""
@@ -608,10 +613,8 @@ class Playground:
 
     def _pg_action(self, name: str) -> Handler:
         async def handler(request: web.Request) -> web.Response:
-            from local.discord.view import run_page_action
-
             body, files = await read_body(request, self.state.upload_limit)
-            return json_response(await run_page_action(self, name, body, files))
+            return json_response(await run_page_action(self.state, name, body, files))
 
         return handler
 

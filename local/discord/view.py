@@ -7,39 +7,38 @@ import json
 from typing import TYPE_CHECKING
 
 from local.discord import actions
-from local.discord.state import DM, THREAD_TYPES, Upload
+from local.discord.state import DM, THREAD_TYPES, PlaygroundState, Upload
 
 if TYPE_CHECKING:
     from local.discord.rules import JSON
-    from local.discord.server import Playground
 
 HISTORY = 200
 
 
-def snapshot(pg: Playground, viewer_id: str) -> JSON:
+def snapshot(state: PlaygroundState, viewer_id: str, *, bot_connected: bool, api_base: str, gateway_url: str) -> JSON:
     """Return the guild, channels, threads, users, commands and recent messages as ``viewer_id`` sees them."""
-    state = pg.state
     channels = [c for c in state.channels.values() if c["type"] != DM or c["recipients"][0]["id"] == viewer_id]
     return {
         "guild": {"id": state.guild_id, "name": "Peel Playground"},
         "me": state.users[viewer_id],
         "bot": state.bot_user,
-        "bot_connected": pg.gateway.connected > 0,
+        "bot_connected": bot_connected,
         "users": [u for u in state.users.values() if not u.get("bot")],
         "roles": list(state.roles.values()),
         "member_roles": state.member_roles,
         "channels": channels,
         "commands": sorted(state.commands.values(), key=lambda c: c["name"]),
         "messages": {
-            c["id"]: [_with_reactors(pg, m) for m in state.messages_in(c["id"], viewer_id)[-HISTORY:]] for c in channels
+            c["id"]: [_with_reactors(state, m) for m in state.messages_in(c["id"], viewer_id)[-HISTORY:]]
+            for c in channels
         },
         "upload_limit": state.upload_limit,
-        "api_base": pg.api_base,
-        "gateway_url": pg.gateway_url,
+        "api_base": api_base,
+        "gateway_url": gateway_url,
     }
 
 
-def _with_reactors(pg: Playground, message: JSON) -> JSON:
+def _with_reactors(state: PlaygroundState, message: JSON) -> JSON:
     """Add who reacted to each reaction, so the page can highlight the viewer's own."""
     if not message.get("reactions"):
         return message
@@ -47,7 +46,7 @@ def _with_reactors(pg: Playground, message: JSON) -> JSON:
     for reaction in message["reactions"]:
         emoji = reaction["emoji"]
         key = f"{emoji['name']}:{emoji['id']}" if emoji.get("id") else str(emoji["name"])
-        reactions.append({**reaction, "users": list(pg.state.reactors.get((message["id"], key), []))})
+        reactions.append({**reaction, "users": list(state.reactors.get((message["id"], key), []))})
     return {**message, "reactions": reactions}
 
 
@@ -65,9 +64,8 @@ def _options(body: JSON, files: dict[int, Upload]) -> dict[str, object]:
     return options
 
 
-async def run_page_action(pg: Playground, name: str, body: JSON, files: dict[int, Upload]) -> JSON:
+async def run_page_action(state: PlaygroundState, name: str, body: JSON, files: dict[int, Upload]) -> JSON:
     """Run one action the page asked for, as the user the page is signed in as."""
-    state = pg.state
     user_id = state.user_named(str(body.get("user") or "alice"))["id"]
     if name == "command":
         channel = str(body["channel_id"])
