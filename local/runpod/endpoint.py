@@ -4,10 +4,11 @@ One aiohttp app serves both faces of RunPod Serverless on 127.0.0.1:
 
 * the **client API** of REST v2 under `/v2/{endpoint}/`: `run`, `runsync`, `status/{id}`, `stream/{id}`,
   `cancel/{id}`, `retry/{id}`, `purge-queue`, `health` (Bearer key), so `RunpodHttpGateway` talks to it unchanged;
-* the **worker protocol** the runpod SDK's worker runtime speaks (runpod 1.12, observed in
-  `/work/shared/research/runpod.md` §2.3): long-polled `job-take/{worker}` and `job-take-batch/{worker}`,
-  `job-done/{worker}/{job}` (JSON sent as `application/x-www-form-urlencoded`; `"status": "IN_PROGRESS"` marks
-  progress), `job-stream/{worker}/{job}`, long-polled `job-stop/{worker}` and `ping/{worker}`.
+* the **worker protocol** the runpod SDK's worker runtime speaks (runpod 1.12, as observed from the SDK's
+  `rp_job.py`, `rp_http.py` and `rp_ping.py`; `bot/runpod/wire.py` has its shapes): long-polled
+  `job-take/{worker}` and `job-take-batch/{worker}`, `job-done/{worker}/{job}` (JSON sent as
+  `application/x-www-form-urlencoded`; `"status": "IN_PROGRESS"` marks progress), `job-stream/{worker}/{job}`,
+  long-polled `job-stop/{worker}` and `ping/{worker}`.
 
 It starts N worker processes (default `python -m worker`, unmodified) with the environment the SDK's production
 runtime needs, restarts a worker that exits (with backoff), and applies RunPod's rules: `executionTimeout` →
