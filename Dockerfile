@@ -9,7 +9,7 @@ COPY bot ./bot
 COPY worker ./worker
 COPY storage ./storage
 COPY usertext ./usertext
-COPY playground ./playground
+COPY local ./local
 
 FROM python:3.11-slim
 ENV PYTHONUNBUFFERED=1 PATH="/app/.venv/bin:$PATH"

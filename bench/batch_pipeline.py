@@ -80,7 +80,7 @@ class Gemini:
             LOCAL_GEMINI_API_KEY=GEMINI_KEY, LOCAL_GEMINI_LATENCY=str(latency), LOCAL_GEMINI_DRAW_PX=str(draw_px)
         )
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "worker.local_gemini", "--port", str(self.port)],
+            [sys.executable, "-m", "local.gemini", "--port", str(self.port)],
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,

@@ -51,7 +51,7 @@ async def run(settings: BotSettings) -> None:
     async with contextlib.AsyncExitStack() as stack:
         runtime = await stack.enter_async_context(open_runtime(settings))
         if settings.uses_playground:
-            from playground import Playground
+            from local.discord import Playground
 
             pg = await stack.enter_async_context(
                 Playground(host=settings.playground_host, port=settings.playground_port)

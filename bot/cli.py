@@ -612,7 +612,7 @@ def configure_logging(verbosity: int) -> None:
     level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if verbosity < 2:
-        for noisy in ("aiohttp.access", "bot.runpod.local_endpoint.worker"):
+        for noisy in ("aiohttp.access", "local.runpod.worker"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

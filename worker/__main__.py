@@ -6,7 +6,7 @@ endpoint) it takes jobs forever; with `--test_input '{"input": {…}}'` it runs 
 `Job result: {…}` and exits 0, or 1 when the job failed (RunPod's own convention, `runpod/serverless/modules/
 rp_local.py`):
 
-    python -m worker.local_gemini --port 8790 &
+    python -m local.gemini --port 8790 &
     GEMINI_API_KEY=local GEMINI_BASE_URL=http://127.0.0.1:8790 \\
         python -m worker --test_input "$(cat worker/test_input.json)"
 

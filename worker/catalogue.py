@@ -4,8 +4,9 @@ This is the one source of these facts; `worker.contract` re-exports it, and the 
 Figures come from Google's model cards and pricing page: the reference-image limit, the aspect ratios, whether
 `imageConfig.imageSize` is accepted, the pixel size of each aspect ratio at 1K, the price of one output image by
 size (standard tier; the Batch API charges half) and the token counts the API reports. `worker.gemini` checks a
-request against this table before calling Google, the local Gemini stand-in validates and sizes its answers with
-the same table, and the bot parses `--model`, `--ar`, `--size` and `--seed` and prices a batch with it.
+request against this table before calling Google, the local Gemini stand-in (`local.gemini`) validates and
+sizes its answers with the same table, and the bot parses `--model`, `--ar`, `--size` and `--seed` and prices a
+batch with it.
 
 A model name that is not in the table (a newer model) gets permissive defaults: nothing is refused before the
 call, and Google's own answer decides.

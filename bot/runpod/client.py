@@ -1,7 +1,7 @@
 """`RunpodHttpGateway`: the `RunpodGateway` port over RunPod Serverless's REST API v2 (aiohttp).
 
 The same client talks to `https://api.runpod.ai/v2/{endpoint}` and to the embedded local endpoint
-(`bot.runpod.local_endpoint`); only the base URL, endpoint id and key change.
+(`local.runpod`); only the base URL, endpoint id and key change.
 
 Retries: 429, 5xx and connection failures are retried with capped exponential backoff and full jitter (a
 `Retry-After` header is honoured up to the cap). `/run` is not idempotent, so it is not retried after a failure

@@ -1,7 +1,7 @@
 """Wire shapes of RunPod Serverless, as `TypedDict`s: the REST API v2 (client face) and the worker protocol.
 
 The worker protocol is what the runpod SDK's worker runtime (1.12) speaks to the platform; RunPod does not document
-it, so `bot.runpod.local_endpoint` implements it as observed (`/work/shared/research/runpod.md` §2.3) and a test
+it, so `local.runpod` implements it as observed (`/work/shared/research/runpod.md` §2.3) and a test
 pins it against the installed SDK.
 """
 

@@ -17,8 +17,8 @@ from bot.discord_bot import PeelBot
 from bot.exts._access import AccessPolicy
 from bot.runtime import Runtime, open_runtime
 from bot.settings import BotSettings
-from playground import Playground
-from playground.driver import Driver
+from local.discord import Playground
+from local.discord.driver import Driver
 
 DEFAULT_WORKER_ENV = {"LOCAL_GEMINI_DRAW_PX": "64", "LOCAL_GEMINI_LATENCY": "0.05"}
 

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     import re
     from collections.abc import AsyncIterator
 
-    from playground import Playground
+    from local.discord import Playground
 
 
 @dataclass

@@ -17,8 +17,8 @@ import aiohttp
 from aiohttp import web
 
 from bot.runpod.client import RunpodHttpGateway
-from bot.runpod.local_endpoint import LocalEndpoint
 from bot.runpod.types import RemoteJob
+from local.runpod import LocalEndpoint
 
 
 @dataclass(frozen=True, slots=True)

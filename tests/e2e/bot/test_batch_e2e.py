@@ -29,8 +29,8 @@ from aiohttp import web
 from PIL import Image
 
 from bot.core.models import ItemStatus, JobKind, JobStatus
-from playground.driver import Driver, Message
-from playground.state import Event, Upload
+from local.discord.driver import Driver, Message
+from local.discord.state import Event, Upload
 from tests.e2e.bot._batchzips import make_zip, sha256_of
 from tests.fakes.hostile import many_entries_zip
 from tests.fakes.peel_stack import PeelStack, peel_stack

@@ -62,7 +62,7 @@ def free_port() -> int:
 
 @dataclass
 class GeminiServer:
-    """A standalone `python -m worker.local_gemini` on 127.0.0.1."""
+    """A standalone `python -m local.gemini` on 127.0.0.1."""
 
     url: str
     proc: subprocess.Popen[bytes]
@@ -86,7 +86,7 @@ def start_gemini(tmp_path: Path) -> Iterator[Callable[..., GeminiServer]]:
         env = base_env(LOCAL_GEMINI_API_KEY=GEMINI_KEY, **{f"LOCAL_GEMINI_{k.upper()}": v for k, v in settings.items()})
         log = (tmp_path / f"gemini-{port}.log").open("wb")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "worker.local_gemini", "--port", str(port)],
+            [sys.executable, "-m", "local.gemini", "--port", str(port)],
             cwd=ROOT,
             env=env,
             stdout=log,

@@ -48,7 +48,7 @@ def test_batch_makes_every_item_once_when_its_gemini_server_is_killed_mid_batch(
     servers: list[tuple[int, list[str]]] = []
 
     def server_started() -> bool:
-        servers[:] = descendants_running(proc.pid, "worker.local_gemini")
+        servers[:] = descendants_running(proc.pid, "local.gemini")
         return len(servers) == 1 and proc.poll() is None
 
     _wait("the CLI started no local Gemini server", server_started, 60)

@@ -7,7 +7,7 @@ from typing import Any
 import aiohttp
 from PIL import Image
 
-from playground.driver import InteractionHandle, Message
+from local.discord.driver import InteractionHandle, Message
 from tests.fakes.peel_stack import PeelStack
 
 WAIT_S = 30.0

@@ -7,7 +7,7 @@ import pytest
 import pytest_asyncio
 
 from bot.exts._access import AccessPolicy
-from playground.driver import Driver, InteractionHandle, Message
+from local.discord.driver import Driver, InteractionHandle, Message
 from tests.e2e.discord.conftest import WAIT_S, action_id, ephemeral_embed, imagine, labels, set_faults
 from tests.fakes.peel_stack import PeelStack, peel_stack
 

@@ -11,8 +11,8 @@ import pytest_asyncio
 
 from bot.core.models import JobKind, JobStatus, UserId
 from bot.exts._access import AccessPolicy
-from playground.actions import ActionError
-from playground.state import Upload
+from local.discord.actions import ActionError
+from local.discord.state import Upload
 from tests.e2e.discord.conftest import WAIT_S, action_id, ephemeral_embed, imagine, labels, png, result_of, set_faults
 from tests.fakes.peel_stack import PeelStack, peel_stack
 

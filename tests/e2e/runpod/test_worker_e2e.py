@@ -18,16 +18,12 @@ import pytest
 import pytest_asyncio
 
 from bot.runpod.client import RunpodHttpGateway
-from bot.runpod.local_endpoint import LocalEndpoint
 from bot.runpod.types import RemoteJob, RemoteStatus
+from local.runpod import LocalEndpoint
 from storage import Store, open_store
 from tests.fakes.runpod import poll_until, running_endpoint, wait_until
 
 ROOT = Path(__file__).resolve().parents[3]
-if not (ROOT / "worker" / "__main__.py").exists() or not (ROOT / "worker" / "local_gemini.py").exists():
-    pytest.skip(
-        "the real worker (worker/__main__.py, worker/local_gemini.py) has not landed yet", allow_module_level=True
-    )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
@@ -60,7 +56,7 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
     gemini_url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "LOCAL_GEMINI_LATENCY": LATENCY_S, "LOCAL_GEMINI_DRAW_PX": "64"}
     gemini = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "worker.local_gemini", "--port", str(port), env=env, cwd=ROOT
+        sys.executable, "-m", "local.gemini", "--port", str(port), env=env, cwd=ROOT
     )
     store_url = f"file://{tmp_path_factory.mktemp('store')}"
     try:

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
+from local.gemini.server import LocalGemini
 from tests.fakes.clock import Sleeps
 from worker.gemini import GeminiImageGenerator
-from worker.local_gemini import LocalGemini
 
 KEY = "local-test-key"
 

@@ -10,6 +10,8 @@ from collections.abc import Callable
 import pytest
 from PIL import Image
 
+from local.gemini.drawing import draw_image
+from local.gemini.server import LocalGemini
 from tests.fakes.clock import Sleeps
 from tests.protocol.worker.conftest import KEY
 from worker.catalogue import ASPECT_RATIOS_10, model_spec
@@ -17,7 +19,6 @@ from worker.contract import ErrorCode
 from worker.errors import GenerationError
 from worker.gemini import GeminiImageGenerator, GeminiSettings
 from worker.generation import GenerationRequest, InputImage
-from worker.local_gemini import LocalGemini, draw_image
 
 FLASH = "gemini-2.5-flash-image"
 PRO = "gemini-3-pro-image-preview"

@@ -20,12 +20,13 @@ import pytest
 from bot.core import models
 from bot.core.item_errors import item_error_message
 from bot.core.manifest import ManifestHeader, item_row, render_csv, render_json
+from local.gemini.faults import Faults
+from local.gemini.server import LocalGemini
 from storage.file import FileStore
 from tests.fakes.models import batch_job
 from worker.contract import ChunkResult, ErrorCode, ItemError, ItemOk
 from worker.gemini import GeminiImageGenerator
 from worker.handler import WorkerDeps, make_handler
-from worker.local_gemini import Faults, LocalGemini
 
 BLOCK_WORD = "forbidden"
 

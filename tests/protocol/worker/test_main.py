@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.local_gemini import LocalGemini
+from local.gemini.server import LocalGemini
 
 ROOT = Path(__file__).resolve().parents[3]
 TEST_INPUT = ROOT / "worker" / "test_input.json"

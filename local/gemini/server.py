@@ -1,0 +1,524 @@
+"""A local Gemini-compatible image server: the embedded default when no `GEMINI_API_KEY` is configured.
+
+It speaks the Gemini Developer API's REST JSON (`generativelanguage.googleapis.com`) closely enough for the
+unmodified google-genai SDK, and it *draws* its answers: a deterministic picture of the prompt, seed and
+reference images (a palette from a hash of the prompt and seed, shapes placed by the seed, the references
+tinting the palette and shown as thumbnails along the bottom), in the exact pixel size the real model would use
+for the requested aspect ratio and image size (`worker.catalogue`). Faults (latency, 429s, 5xx, safety blocks,
+malformed or image-less answers) come from the environment or the admin endpoints.
+
+Routes:
+
+    POST /{v1|v1beta|v1alpha}/models/{model}:generateContent   the API (SDK 3.x defaults to v1, Peel pins v1beta)
+    GET  /stats                 {"requests", "in_flight", "max_in_flight", "errors_injected", "blocked",
+                                 "images", "rejected", "unauthorized"}
+    GET  /admin/faults          the current faults (the JSON below)
+    POST /admin/faults          merge a JSON object of faults into the current ones; answers the result
+    POST /admin/reset           zero /stats, forget scripted faults, restore the faults the server started with
+    GET  /admin/requests        the last requests received (model, prompt excerpt, images, options; no bytes)
+
+`POST /admin/faults` body (every field optional):
+
+    {"latency": 0.5 | "0.2-1.5" | [0.2, 1.5],   seconds before each answer (fixed or uniform range)
+     "rate_429": 0.1, "rate_5xx": 0.05,          shares of answers that fail at random (LOCAL_GEMINI_FAULT_SEED)
+     "next_429": 2, "retry_delay_s": 7,          the next N answers are 429 with google.rpc.RetryInfo retryDelay
+     "next_5xx": 3, "status_5xx": 503,           the next N answers are 5xx (500 and 503 alternate unless given)
+     "block_word": "forbidden",                  prompts containing it (any case) are safety-blocked (HTTP 200)
+     "block_image_sha256": ["ab12…"],            requests with a reference image of one of these SHA-256s
+                                                 (hex of its bytes) are safety-blocked: per-item blocks in a
+                                                 batch, where every item shares one prompt
+     "block_as": "auto" | "prompt" | "image",    promptFeedback.blockReason PROHIBITED_CONTENT, finishReason
+                                                 IMAGE_SAFETY, or "auto": chosen by a hash of the prompt
+     "next_malformed": 1, "malformed": "json" | "structure",   invalid JSON, or a 200 of the wrong shape
+     "next_no_image": 1, "no_image_reason": "NO_IMAGE" | "STOP",   a text-only answer
+     "next_mislabel": 1,                         JPEG bytes labelled image/png (seen live, python-genai#1824)
+     "thoughts": true}                           gemini-3* models always add thought parts and a draft image
+                                                 (otherwise only when thinkingConfig.includeThoughts)
+
+Scripted faults ("next N") apply in this order: 429, 5xx, malformed, no image; then the random shares, then
+the blocks (word, then reference hashes). Injected 429/5xx/malformed/no-image answers count in
+`errors_injected`, blocks in `blocked`.
+
+Environment (the standalone server and `LocalGemini.from_env`):
+
+    LOCAL_GEMINI_API_KEY      the one accepted key (default: any non-empty key is accepted)
+    LOCAL_GEMINI_DRAW_PX      draw small: longest side N px, same aspect (benchmarks); default the real size
+    LOCAL_GEMINI_LATENCY      "0.5" or "0.2-1.5" seconds
+    LOCAL_GEMINI_RATE_429     share 0-1 of answers that are 429
+    LOCAL_GEMINI_RATE_5XX     share 0-1 of answers that are 500/503
+    LOCAL_GEMINI_RETRY_DELAY  the retryDelay of 429 answers, seconds (default 1)
+    LOCAL_GEMINI_BLOCK_WORD   prompts containing it are safety-blocked
+    LOCAL_GEMINI_FAULT_SEED   seeds the random fault draws and the latency range
+
+Not implemented: streamGenerateContent, batchGenerateContent, countTokens, models.get/list, the Files API and
+thought-signature checks on replayed model turns (the worker sends single-turn requests only).
+
+Run standalone: `python -m local.gemini --port 8765 [--host 127.0.0.1] [--api-key K]`, then point the
+worker at it with `GEMINI_BASE_URL=http://127.0.0.1:8765`. Embedded: `async with LocalGemini(port=0) as g:`
+and use `g.url`.
+"""
+
+import asyncio
+import base64
+import hashlib
+import json
+import logging
+import random
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import asdict
+from types import TracebackType
+from typing import Any, Literal, Self
+
+from aiohttp import web
+
+from local.gemini.drawing import draw_image, draw_size
+from local.gemini.faults import (
+    REQUEST_LOG_SIZE,
+    Faults,
+    ReceivedRequest,
+    Stats,
+)
+from local.gemini.wire import (
+    API_VERSIONS,
+    JsonObject,
+    ParsedRequest,
+    camelize,
+    error_response,
+    invalid_argument,
+    new_response_id,
+    parse_request,
+)
+from worker.catalogue import ModelSpec, model_spec
+
+log = logging.getLogger(__name__)
+
+
+class LocalGemini:
+    """The local Gemini-compatible server; `async with LocalGemini(port=0) as g:` serves it at `g.url`.
+
+    Args:
+        host: the address to listen on (127.0.0.1 unless you mean to expose it).
+        port: the port; 0 picks a free one.
+        api_key: the one accepted `x-goog-api-key`; None accepts any non-empty key.
+        faults: the faults to start with (and to restore on reset); None for none.
+        draw_px: draw images with this longest side instead of the real size (same aspect), for benchmarks.
+        fault_seed: seeds the random fault draws and latency ranges, for repeatable benchmarks.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        api_key: str | None = None,
+        faults: Faults | None = None,
+        draw_px: int | None = None,
+        fault_seed: int | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.api_key = api_key
+        self.draw_px = draw_px
+        self._initial_faults = Faults(**asdict(faults)) if faults is not None else Faults()
+        self.faults = Faults(**asdict(self._initial_faults))
+        self.stats = Stats()
+        self.received: deque[ReceivedRequest] = deque(maxlen=REQUEST_LOG_SIZE)
+        self._fault_seed = fault_seed
+        self._rng = random.Random(fault_seed)  # noqa: S311 - fault draws, not secrets
+        self._next_5xx_is_503 = False
+        self._runner: web.AppRunner | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], **overrides: Any) -> Self:
+        """Build a server from the `LOCAL_GEMINI_*` variables; keyword arguments win over them.
+
+        Raises:
+            ValueError: a variable is set to something unusable.
+        """
+        kwargs: dict[str, Any] = {"faults": Faults.from_env(env)}
+        if key := env.get("LOCAL_GEMINI_API_KEY", "").strip():
+            kwargs["api_key"] = key
+        if px := env.get("LOCAL_GEMINI_DRAW_PX", "").strip():
+            kwargs["draw_px"] = int(px)
+            if kwargs["draw_px"] < 1:
+                raise ValueError(f"LOCAL_GEMINI_DRAW_PX must be a positive integer, got {px!r}")
+        if seed := env.get("LOCAL_GEMINI_FAULT_SEED", "").strip():
+            kwargs["fault_seed"] = int(seed)
+        kwargs.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**kwargs)
+
+    # -- lifecycle ------------------------------------------------------------------------------------------
+
+    def app(self) -> web.Application:
+        """Return the aiohttp application (for `web.run_app` or a test server)."""
+        app = web.Application(client_max_size=100 * 1024 * 1024)
+        app.router.add_post("/{version}/models/{call}", self._handle_model_call)
+        app.router.add_get("/stats", self._handle_stats)
+        app.router.add_get("/admin/faults", self._handle_get_faults)
+        app.router.add_post("/admin/faults", self._handle_set_faults)
+        app.router.add_post("/admin/reset", self._handle_reset)
+        app.router.add_get("/admin/requests", self._handle_requests)
+        return app
+
+    async def start(self) -> None:
+        """Start listening; `url` then says where."""
+        runner = web.AppRunner(self.app(), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.port)
+        await site.start()
+        self._runner = runner
+        for address in runner.addresses:
+            if isinstance(address, tuple):
+                self.port = int(address[1])
+                break
+        log.info("local Gemini listening on %s", self.url)
+
+    async def stop(self) -> None:
+        """Stop listening."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    @property
+    def url(self) -> str:
+        """The base URL to give the SDK (`HttpOptions(base_url=…)` / `GEMINI_BASE_URL`)."""
+        return f"http://{self.host}:{self.port}"
+
+    def reset(self) -> None:
+        """Zero the statistics, forget scripted faults and restore the faults the server started with."""
+        self.stats = Stats(in_flight=self.stats.in_flight)
+        self.faults = Faults(**asdict(self._initial_faults))
+        self.received.clear()
+        self._rng = random.Random(self._fault_seed)  # noqa: S311 - fault draws, not secrets
+        self._next_5xx_is_503 = False
+
+    def set_faults(self, **changes: object) -> None:
+        """Merge fault changes (the admin JSON's fields) into the current faults.
+
+        Raises:
+            ValueError: an unknown field or an invalid value.
+        """
+        self.faults.update(changes)
+
+    # -- admin ----------------------------------------------------------------------------------------------
+
+    async def _handle_stats(self, request: web.Request) -> web.Response:
+        return web.json_response(self.stats.to_json())
+
+    async def _handle_get_faults(self, request: web.Request) -> web.Response:
+        return web.json_response(self.faults.to_json())
+
+    async def _handle_set_faults(self, request: web.Request) -> web.Response:
+        try:
+            changes = await request.json()
+        except json.JSONDecodeError:
+            return web.json_response({"error": "body must be a JSON object"}, status=400)
+        if not isinstance(changes, dict):
+            return web.json_response({"error": "body must be a JSON object"}, status=400)
+        try:
+            self.faults.update(changes)
+        except (ValueError, TypeError) as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        log.info("faults set: %s", sorted(changes))
+        return web.json_response(self.faults.to_json())
+
+    async def _handle_reset(self, request: web.Request) -> web.Response:
+        self.reset()
+        return web.json_response({"stats": self.stats.to_json(), "faults": self.faults.to_json()})
+
+    async def _handle_requests(self, request: web.Request) -> web.Response:
+        return web.json_response([asdict(r) for r in self.received])
+
+    # -- the API --------------------------------------------------------------------------------------------
+
+    async def _handle_model_call(self, request: web.Request) -> web.Response:
+        version = request.match_info["version"]
+        model, _, method = request.match_info["call"].partition(":")
+        if version not in API_VERSIONS or method != "generateContent":
+            return error_response(404, "NOT_FOUND", f"Method {method or '(none)'} is not found for {request.path}.")
+        self.stats.requests += 1
+        self.stats.in_flight += 1
+        self.stats.max_in_flight = max(self.stats.max_in_flight, self.stats.in_flight)
+        try:
+            return await self._generate_content(request, version, model)
+        finally:
+            self.stats.in_flight -= 1
+
+    def _check_key(self, request: web.Request) -> web.Response | None:
+        key = request.headers.get("x-goog-api-key") or request.query.get("key")
+        if not key:
+            return error_response(
+                403,
+                "PERMISSION_DENIED",
+                "Method doesn't allow unregistered callers (callers without established identity). "
+                "Please use API Key or other form of API consumer identity to call this API.",
+            )
+        if self.api_key is not None and key != self.api_key:
+            return error_response(
+                400,
+                "INVALID_ARGUMENT",
+                "API key not valid. Please pass a valid API key.",
+                [
+                    {
+                        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                        "reason": "API_KEY_INVALID",
+                        "domain": "googleapis.com",
+                        "metadata": {"service": "generativelanguage.googleapis.com"},
+                    }
+                ],
+            )
+        return None
+
+    async def _generate_content(self, request: web.Request, version: str, model: str) -> web.Response:
+        if (denied := self._check_key(request)) is not None:
+            self.stats.unauthorized += 1
+            return denied
+        spec = model_spec(model)
+        if not spec.known and "image" not in model:
+            self.stats.rejected += 1
+            return error_response(
+                404,
+                "NOT_FOUND",
+                f"models/{model} is not found for API version {version}, or is not supported for generateContent.",
+            )
+        try:
+            body = camelize(await request.json())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            self.stats.rejected += 1
+            return invalid_argument("Invalid JSON payload received.")
+        parsed = parse_request(spec, body) if isinstance(body, dict) else invalid_argument("Invalid JSON payload.")
+        if isinstance(parsed, web.Response):
+            self.stats.rejected += 1
+            return parsed
+        self.received.append(
+            ReceivedRequest(
+                model=model,
+                api_version=version,
+                prompt=parsed.prompt[:500],
+                images=len(parsed.images),
+                image_sha256=tuple(hashlib.sha256(i).hexdigest() for i in parsed.images),
+                aspect_ratio=parsed.aspect_ratio,
+                image_size=parsed.image_size,
+                seed=parsed.seed,
+                response_modalities=parsed.modalities,
+                include_thoughts=parsed.include_thoughts,
+            )
+        )
+        low, high = self.faults.latency_s
+        if high > 0:
+            await asyncio.sleep(low if low == high else self._rng.uniform(low, high))
+        if (injected := self._injected_fault(spec)) is not None:
+            self.stats.errors_injected += 1
+            return injected
+        if self._is_blocked(parsed.prompt) or self._has_blocked_image(parsed.images):
+            self.stats.blocked += 1
+            return web.json_response(self._blocked_body(spec, parsed))
+        body_out = await self._success_body(spec, parsed)
+        self.stats.images += 1
+        return web.json_response(body_out)
+
+    def _injected_fault(self, spec: ModelSpec) -> web.Response | None:
+        faults = self.faults
+        if faults.next_429 > 0:
+            faults.next_429 -= 1
+            return self._quota_exceeded(spec)
+        if faults.next_5xx > 0:
+            faults.next_5xx -= 1
+            return self._server_error()
+        if faults.next_malformed > 0:
+            faults.next_malformed -= 1
+            return self._malformed()
+        if faults.next_no_image > 0:
+            faults.next_no_image -= 1
+            return web.json_response(self._no_image_body(spec))
+        if faults.rate_429 and self._rng.random() < faults.rate_429:
+            return self._quota_exceeded(spec)
+        if faults.rate_5xx and self._rng.random() < faults.rate_5xx:
+            return self._server_error()
+        return None
+
+    def _quota_exceeded(self, spec: ModelSpec) -> web.Response:
+        return error_response(
+            429,
+            "RESOURCE_EXHAUSTED",
+            "You exceeded your current quota, please check your plan and billing details. For more information on "
+            "this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits.",
+            [
+                {
+                    "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+                    "violations": [
+                        {
+                            "quotaMetric": "generativelanguage.googleapis.com/generate_content_paid_tier_requests",
+                            "quotaId": "GenerateRequestsPerMinutePerProjectPerModel",
+                            "quotaDimensions": {"location": "global", "model": spec.name},
+                            "quotaValue": "500",
+                        }
+                    ],
+                },
+                {
+                    "@type": "type.googleapis.com/google.rpc.Help",
+                    "links": [
+                        {
+                            "description": "Learn more about Gemini API quotas",
+                            "url": "https://ai.google.dev/gemini-api/docs/rate-limits",
+                        }
+                    ],
+                },
+                {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{self.faults.retry_delay_s:g}s"},
+            ],
+        )
+
+    def _server_error(self) -> web.Response:
+        status = self.faults.status_5xx
+        if status is None:
+            status = 503 if self._next_5xx_is_503 else 500
+            self._next_5xx_is_503 = not self._next_5xx_is_503
+        if status == 503:
+            return error_response(503, "UNAVAILABLE", "The model is overloaded. Please try again later.")
+        if status == 504:
+            return error_response(504, "DEADLINE_EXCEEDED", "The request timed out. Please try again.")
+        if status == 502:
+            return error_response(502, "UNAVAILABLE", "Bad Gateway")
+        return error_response(
+            500,
+            "INTERNAL",
+            "An internal error has occurred. Please retry or report in "
+            "https://developers.generativeai.google/guide/troubleshooting",
+        )
+
+    def _malformed(self) -> web.Response:
+        if self.faults.malformed == "json":
+            return web.Response(
+                status=200, text='{"candidates": [{"content": {"parts": [', content_type="application/json"
+            )
+        return web.json_response({"candidates": "not-a-list", "usageMetadata": ["not", "an", "object"]})
+
+    def _usage(self, spec: ModelSpec, parsed: ParsedRequest, *, images_out: int, text_tokens: int) -> JsonObject:
+        prompt_text = max(1, len(parsed.prompt.split()))
+        prompt_images = spec.input_image_tokens * len(parsed.images)
+        image_tokens = spec.output_tokens.get(parsed.image_size or "1K", 1290) * images_out
+        thoughts = 180 if spec.thinking and images_out else 0
+        usage: JsonObject = {
+            "promptTokenCount": prompt_text + prompt_images,
+            "candidatesTokenCount": image_tokens + text_tokens,
+            "totalTokenCount": prompt_text + prompt_images + image_tokens + text_tokens + thoughts,
+            "promptTokensDetails": [{"modality": "TEXT", "tokenCount": prompt_text}]
+            + ([{"modality": "IMAGE", "tokenCount": prompt_images}] if prompt_images else []),
+        }
+        if image_tokens or text_tokens:
+            usage["candidatesTokensDetails"] = (
+                [{"modality": "IMAGE", "tokenCount": image_tokens}] if images_out else []
+            ) + ([{"modality": "TEXT", "tokenCount": text_tokens}] if text_tokens else [])
+        if thoughts:
+            usage["thoughtsTokenCount"] = thoughts
+        return usage
+
+    def _envelope(self, spec: ModelSpec, usage: JsonObject) -> JsonObject:
+        return {"usageMetadata": usage, "modelVersion": spec.name, "responseId": new_response_id()}
+
+    def _is_blocked(self, prompt: str) -> bool:
+        word = self.faults.block_word
+        return word is not None and word.casefold() in prompt.casefold()
+
+    def _has_blocked_image(self, images: list[bytes]) -> bool:
+        blocked = self.faults.block_image_sha256
+        return bool(blocked) and any(hashlib.sha256(i).hexdigest() in blocked for i in images)
+
+    def _blocked_body(self, spec: ModelSpec, parsed: ParsedRequest) -> JsonObject:
+        body = self._envelope(spec, self._usage(spec, parsed, images_out=0, text_tokens=0))
+        mode = self.faults.block_as
+        if mode == "auto":
+            mode = "prompt" if hashlib.sha256(parsed.prompt.encode()).digest()[0] % 2 == 0 else "image"
+        if mode == "prompt":
+            body["promptFeedback"] = {"blockReason": "PROHIBITED_CONTENT"}
+        else:
+            body["candidates"] = [
+                {
+                    "finishReason": "IMAGE_SAFETY",
+                    "finishMessage": "Unable to show the generated image. The generated image was filtered because "
+                    "it violated Google's Generative AI Prohibited Use policy.",
+                    "index": 0,
+                }
+            ]
+        return body
+
+    def _no_image_body(self, spec: ModelSpec) -> JsonObject:
+        reason = self.faults.no_image_reason
+        text = "I'm unable to create that image." if reason == "NO_IMAGE" else "Here is an image of what you asked:"
+        return {
+            "candidates": [
+                {"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": reason, "index": 0}
+            ],
+            "usageMetadata": {"promptTokenCount": 8, "candidatesTokenCount": 9, "totalTokenCount": 17},
+            "modelVersion": spec.name,
+            "responseId": new_response_id(),
+        }
+
+    async def _success_body(self, spec: ModelSpec, parsed: ParsedRequest) -> JsonObject:
+        size = draw_size(spec.pixel_size(parsed.aspect_ratio, parsed.image_size), self.draw_px)
+        mislabel = self.faults.next_mislabel > 0
+        if mislabel:
+            self.faults.next_mislabel -= 1
+        image_format: Literal["PNG", "JPEG"] = "JPEG" if mislabel or spec.output_mime == "image/jpeg" else "PNG"
+        mime = "image/png" if mislabel else spec.output_mime
+        with_thoughts = spec.thinking and (parsed.include_thoughts or self.faults.thoughts)
+        final = asyncio.to_thread(
+            draw_image,
+            prompt=parsed.prompt,
+            seed=parsed.seed,
+            references=parsed.images,
+            size=size,
+            image_format=image_format,
+        )
+        if with_thoughts:
+            draft_bytes, image = await asyncio.gather(
+                asyncio.to_thread(
+                    draw_image,
+                    prompt=parsed.prompt,
+                    seed=parsed.seed,
+                    references=parsed.images,
+                    size=size,
+                    image_format=image_format,
+                    variant="draft",
+                ),
+                final,
+            )
+        else:
+            draft_bytes, image = None, await final
+        response_id = new_response_id()
+        signatures = (
+            base64.b64encode(hashlib.sha256(f"{response_id}:{i}".encode()).digest()).decode() for i in range(9)
+        )
+        parts: list[JsonObject] = []
+        if draft_bytes is not None:
+            parts.append({"text": "**Planning the composition**\n\nI'll lay out the scene first.", "thought": True})
+            parts.append(
+                {"inlineData": {"mimeType": mime, "data": base64.b64encode(draft_bytes).decode()}, "thought": True}
+            )
+        with_text = parsed.modalities is None or "TEXT" in parsed.modalities
+        if with_text:
+            text_part: JsonObject = {"text": "Here is the image you asked for."}
+            if spec.thinking:
+                text_part["thoughtSignature"] = next(signatures)
+            parts.append(text_part)
+        image_part: JsonObject = {"inlineData": {"mimeType": mime, "data": base64.b64encode(image).decode()}}
+        if spec.thinking:
+            image_part["thoughtSignature"] = next(signatures)
+        parts.append(image_part)
+        body: JsonObject = {
+            "candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0}],
+            "usageMetadata": self._usage(spec, parsed, images_out=1, text_tokens=8 if with_text else 0),
+            "modelVersion": spec.name,
+            "responseId": response_id,
+        }
+        return body

@@ -1,0 +1,188 @@
+"""Gemini's REST JSON as the local server reads and answers it: validation, error bodies, base64, MIME sniffing."""
+
+import base64
+import binascii
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from storage.imageformat import sniff_image
+from worker.catalogue import IMAGE_SIZES, ModelSpec
+
+API_VERSIONS = frozenset({"v1", "v1beta", "v1alpha"})
+INPUT_MIME = frozenset({"image/png", "image/jpeg", "image/webp", "image/heic", "image/heif"})
+MAX_INLINE_IMAGE_BYTES = 7 * 1024 * 1024
+
+JsonObject = dict[str, Any]
+
+
+def error_body(code: int, status: str, message: str, details: list[JsonObject] | None = None) -> JsonObject:
+    """Return Google's error JSON (`google.rpc.Status` under "error")."""
+    error: JsonObject = {"code": code, "message": message, "status": status}
+    if details is not None:
+        error["details"] = details
+    return {"error": error}
+
+
+def error_response(code: int, status: str, message: str, details: list[JsonObject] | None = None) -> web.Response:
+    """Return Google's error JSON as an HTTP response with that status."""
+    return web.json_response(error_body(code, status, message, details), status=code)
+
+
+def invalid_argument(message: str) -> web.Response:
+    """Return a 400 INVALID_ARGUMENT answer."""
+    return error_response(400, "INVALID_ARGUMENT", message)
+
+
+def b64decode_any(text: str) -> bytes:
+    """Decode standard or URL-safe base64, padded or not (Google's proto-JSON parser accepts both alphabets).
+
+    Raises:
+        ValueError: not base64.
+    """
+    text = text.strip()
+    padded = text + "=" * (-len(text) % 4)
+    try:
+        if "-" in text or "_" in text:
+            return base64.urlsafe_b64decode(padded)
+        return base64.b64decode(padded, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError(f"Base64 decoding failed: {exc}") from exc
+
+
+def _to_camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(word[:1].upper() + word[1:] for word in rest)
+
+
+def camelize(value: Any) -> Any:
+    """Rename every snake_case key to lowerCamelCase, as Google's proto-JSON parser accepts both spellings.
+
+    google-genai really sends a mix, e.g. `{"inlineData": {"data": …, "mime_type": "image/png"}}`.
+    """
+    if isinstance(value, dict):
+        return {_to_camel(str(k)): camelize(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [camelize(v) for v in value]
+    return value
+
+
+def sniff_mime(data: bytes) -> str | None:
+    """Return the MIME type the bytes really are (PNG, JPEG, WebP, HEIC), or None."""
+    fmt = sniff_image(data)
+    if fmt is not None:
+        return fmt.content_type
+    if data[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1", b"ftypheif"):
+        return "image/heic"
+    return None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ParsedRequest:
+    """What a valid generateContent request asks for."""
+
+    prompt: str
+    images: list[bytes]
+    aspect_ratio: str | None
+    image_size: str | None
+    seed: int | None
+    modalities: tuple[str, ...] | None
+    include_thoughts: bool
+
+
+def _valid_ratio(ratio: str) -> bool:
+    w, sep, h = ratio.partition(":")
+    return bool(sep) and w.isdigit() and h.isdigit() and int(w) > 0 and int(h) > 0
+
+
+def parse_request(spec: ModelSpec, body: JsonObject) -> ParsedRequest | web.Response:
+    """Validate a camelized generateContent body like Gemini does; return its parts or the 400 answer."""
+    contents = body.get("contents")
+    if not isinstance(contents, list) or not contents:
+        return invalid_argument("* GenerateContentRequest.contents: contents is not specified\n")
+    texts: list[str] = []
+    images: list[bytes] = []
+    for ci, content in enumerate(contents):
+        parts = content.get("parts") if isinstance(content, dict) else None
+        if not isinstance(parts, list) or not parts:
+            return invalid_argument(
+                f"* GenerateContentRequest.contents[{ci}].parts: contents.parts must not be empty.\n"
+            )
+        user = content.get("role", "user") == "user"
+        for pi, part in enumerate(parts):
+            if not isinstance(part, dict):
+                return invalid_argument(f"Invalid value at 'contents[{ci}].parts[{pi}]': not an object")
+            if isinstance(part.get("text"), str) and user and not part.get("thought"):
+                texts.append(part["text"])
+            blob = part.get("inlineData")
+            if blob is None:
+                continue
+            mime = blob.get("mimeType", "") if isinstance(blob, dict) else ""
+            if mime not in INPUT_MIME:
+                return invalid_argument(f"Unsupported MIME type: {mime}")
+            try:
+                raw = b64decode_any(str(blob.get("data", "")))
+            except ValueError as exc:
+                return invalid_argument(
+                    f"Invalid value at 'contents[{ci}].parts[{pi}].inline_data.data' (TYPE_BYTES), {exc}"
+                )
+            if len(raw) > MAX_INLINE_IMAGE_BYTES:
+                return invalid_argument("Inline image exceeds the maximum size of 7 MB.")
+            sniffed = sniff_mime(raw)
+            if sniffed is None:
+                return invalid_argument(
+                    "Unable to process input image. Please retry or report in "
+                    "https://developers.generativeai.google/guide/troubleshooting"
+                )
+            if sniffed != mime and not (sniffed == "image/heic" and mime == "image/heif"):
+                return invalid_argument(f"Unhandled generated data mime type: {sniffed}")
+            if user:
+                images.append(raw)
+    if len(images) > spec.max_input_images:
+        return invalid_argument(
+            f"Too many images in the request: {len(images)} > {spec.max_input_images} for models/{spec.name}."
+        )
+    if body.get("systemInstruction") and not spec.thinking:
+        return invalid_argument(f"Developer instruction is not enabled for models/{spec.name}")
+    config = body.get("generationConfig") or {}
+    if not isinstance(config, dict):
+        return invalid_argument("Invalid value at 'generation_config': not an object")
+    image_config = config.get("imageConfig") or {}
+    ratio = image_config.get("aspectRatio")
+    allowed = spec.aspect_ratios
+    if ratio is not None and (
+        not isinstance(ratio, str) or (ratio not in allowed if allowed is not None else not _valid_ratio(ratio))
+    ):
+        supported = f" Supported: {', '.join(allowed)}" if allowed is not None else ""
+        return invalid_argument(f"Unsupported aspect ratio: {ratio}.{supported}")
+    size = image_config.get("imageSize")
+    if size is not None:
+        sizes = spec.image_sizes if spec.image_sizes is not None else IMAGE_SIZES
+        if not sizes:
+            return invalid_argument(f"imageSize is not supported by models/{spec.name}.")
+        if size not in sizes:
+            return invalid_argument(f"Unsupported image size: {size}. Supported: {', '.join(sizes)}")
+    candidates = config.get("candidateCount")
+    if isinstance(candidates, int) and candidates > 1:
+        return invalid_argument(f"Multiple candidates is not enabled for models/{spec.name}")
+    seed = config.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        return invalid_argument(f"Invalid value at 'generation_config.seed' (TYPE_INT32), {seed!r}")
+    modalities = config.get("responseModalities")
+    thinking = config.get("thinkingConfig") or {}
+    return ParsedRequest(
+        prompt="\n".join(texts),
+        images=images,
+        aspect_ratio=ratio,
+        image_size=size,
+        seed=seed,
+        modalities=tuple(str(m).upper() for m in modalities) if isinstance(modalities, list) else None,
+        include_thoughts=bool(thinking.get("includeThoughts")) if isinstance(thinking, dict) else False,
+    )
+
+
+def new_response_id() -> str:
+    """Return a fresh `responseId` in Gemini's form (22 URL-safe base64 characters)."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
