@@ -10,7 +10,7 @@ job whose idempotency key is the plan id: a second click (or a redelivered inter
 
 import json
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,7 +35,7 @@ from bot.core.models import (
 from bot.core.params import ParsedPrompt, parse_prompt, resolve_model
 from bot.core.render import BatchProgress, code
 from bot.dispatcher import SubmitResult
-from bot.downloads import ZipDownload, build_zip
+from bot.downloads import ZipDownload, build_zip, copy_out
 from bot.errors import UserFacingError
 from bot.ledger.store import new_id
 from bot.runtime import Runtime
@@ -52,6 +52,7 @@ NOTE_PLAN = "batch_plan"  # the plan a job was started from (intake report inclu
 NOTE_SAMPLES = "batch_samples"  # set once the first results were shown in the batch's thread
 SAMPLES = 4  # how many first results a running batch shows
 NOTE_ZIP = "batch_zip"  # the finished batch's archive: key and file name
+NOTE_SKIPPED = "intake_skipped"  # before plans were shared: the skipped entries of a CLI batch, as [name, reason]
 
 
 class BatchError(UserFacingError):
@@ -85,6 +86,12 @@ class BatchPlan:
     notes: tuple[str, ...] = ()
     source: str = "upload.zip"
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    idempotency_key: str | None = None  # None: the plan id (a second Start click never queues twice)
+
+    @property
+    def key(self) -> str:
+        """The idempotency key the batch job is started under."""
+        return self.idempotency_key or self.id
 
     @property
     def skip_counts(self) -> dict[str, int]:
@@ -114,6 +121,7 @@ class BatchPlan:
             "notes": list(self.notes),
             "source": self.source,
             "created_at": self.created_at.isoformat(),
+            "idempotency_key": self.idempotency_key,
         }
 
     @classmethod
@@ -123,7 +131,7 @@ class BatchPlan:
         params = data["params"]
         assert isinstance(items, list) and isinstance(skipped, list) and isinstance(notes, list)
         assert isinstance(params, dict)
-        guild_id = data.get("guild_id")
+        guild_id, key = data.get("guild_id"), data.get("idempotency_key")
         return cls(
             id=str(data["id"]),
             owner_id=int(str(data["owner_id"])),
@@ -137,6 +145,7 @@ class BatchPlan:
             notes=tuple(str(n) for n in notes),
             source=str(data.get("source", "upload.zip")),
             created_at=datetime.fromisoformat(str(data["created_at"])),
+            idempotency_key=None if key is None else str(key),
         )
 
 
@@ -156,11 +165,16 @@ class BatchOptions:
     model: str | None = None
     aspect_ratio: str | None = None
     image_size: str | None = None
+    seed: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BatchRequest:
-    """Who asks for a batch, where, and with what prompt and options."""
+    """Who asks for a batch, where, and with what prompt and options.
+
+    `idempotency_key` names the job the plan starts as (None: the plan id); the CLI derives it from the input, so
+    the same command run again finds the same job.
+    """
 
     owner_id: int
     guild_id: int | None
@@ -168,13 +182,17 @@ class BatchRequest:
     prompt: str
     options: BatchOptions = BatchOptions()
     is_admin: bool = False
+    idempotency_key: str | None = None
 
 
 class BatchService:
     """What `/batch` does, over the runtime's store, ledger and dispatcher."""
 
-    def __init__(self, runtime: Runtime, *, intake_limits: IntakeLimits | None = None) -> None:
+    def __init__(
+        self, runtime: Runtime, *, intake_limits: IntakeLimits | None = None, limits: BatchLimits | None = None
+    ) -> None:
         self._rt = runtime
+        self._limits = limits
         self._intake = UploadIntake(
             runtime.backends.store,
             limits=intake_limits,
@@ -210,7 +228,9 @@ class BatchService:
 
     @property
     def limits(self) -> BatchLimits:
-        """The batch caps from settings."""
+        """The batch caps (from settings unless the service was given its own)."""
+        if self._limits is not None:
+            return self._limits
         s = self._rt.settings
         return BatchLimits(
             max_items=s.batch_max_items,
@@ -248,8 +268,21 @@ class BatchService:
         except FetchError as exc:
             raise BatchError(f"Couldn't download the ZIP: {exc.user_message}") from exc
 
-    async def plan_from_file(self, path: Path, request: BatchRequest, *, source: str) -> BatchPlan:
+    async def plan_from_file(
+        self,
+        path: Path,
+        request: BatchRequest,
+        *,
+        source: str,
+        on_intake: Callable[[IntakeReport], None] | None = None,
+    ) -> BatchPlan:
         """Take in the ZIP at `path`, check the limits and store the plan (nothing is queued).
+
+        Args:
+            path: the ZIP.
+            request: who asks, with what prompt and options.
+            source: the ZIP's name, as the plan shows it.
+            on_intake: called with the intake's report before it is checked (the CLI lists what was skipped).
 
         Raises:
             BatchError: the prompt has errors, the ZIP was refused or holds no image, or a limit is exceeded.
@@ -262,6 +295,8 @@ class BatchService:
             report = await self._intake.zip_file(path)
         except IntakeRefusedError as exc:
             raise BatchError(f"The ZIP was refused ({exc.reason.value}): {exc.user_message}.") from exc
+        if on_intake is not None:
+            on_intake(report)
         if not report.accepted:
             raise BatchError(self._nothing_accepted(report))
         plan = BatchPlan(
@@ -276,6 +311,7 @@ class BatchService:
             skipped=tuple((e.name, e.reason.value) for e in report.skipped),
             notes=parsed.notes,
             source=source,
+            idempotency_key=request.idempotency_key,
         )
         await self.check_limits(plan, is_admin=request.is_admin)
         await self._rt.backends.store.put(
@@ -306,7 +342,7 @@ class BatchService:
             model=resolved,
             aspect_ratio=options.aspect_ratio or inline.aspect_ratio or _str(prefs.get("aspect_ratio")),
             image_size=options.image_size or inline.image_size or _str(prefs.get("image_size")),
-            seed=inline.seed,
+            seed=options.seed if options.seed is not None else inline.seed,
         )
 
     def estimate(self, plan: BatchPlan) -> BatchEstimate:
@@ -385,17 +421,17 @@ class BatchService:
         if refusal is not None:
             raise BatchError(refusal, title="Batch limit reached")
 
-    async def started_job(self, plan_id: str) -> Job | None:
-        """Return the job a plan was started as, if it was."""
-        return await self._rt.ledger.find_job(plan_id)
+    async def started_job(self, key: str) -> Job | None:
+        """Return the job a plan was started as (by its plan id or idempotency key), if it was."""
+        return await self._rt.ledger.find_job(key)
 
-    async def start(self, plan: BatchPlan, *, group_id: GroupId, is_admin: bool) -> SubmitResult:
-        """Queue the plan as one BATCH job in `group_id` (idempotent: the plan id is the key) and forget the plan.
+    async def start(self, plan: BatchPlan, *, group_id: GroupId | None, is_admin: bool) -> SubmitResult:
+        """Queue the plan as one BATCH job in `group_id` (idempotent: `plan.key` is the key) and forget the plan.
 
         Raises:
             BatchError: a limit is now exceeded, or the dispatcher refused the job.
         """
-        if await self.started_job(plan.id) is None:
+        if await self.started_job(plan.key) is None:
             await self.check_limits(plan, is_admin=is_admin)
         request = JobRequest(
             kind=JobKind.BATCH,
@@ -405,7 +441,7 @@ class BatchService:
             items=tuple(NewItem(inputs=ItemInputs(ref_keys=(i.key,), source_name=i.name)) for i in plan.items),
             guild_id=plan.guild_id,
             group_id=group_id,
-            idempotency_key=plan.id,
+            idempotency_key=plan.key,
             is_admin=is_admin,
             notes={NOTE_PLAN: plan.to_json()},  # with the job: a crash cannot leave a batch without its plan
         )
@@ -471,7 +507,11 @@ class BatchService:
     async def rows(self, job: Job) -> AsyncIterator[ManifestRow]:
         """Yield the manifest rows of a batch, streamed from the ledger: every item, then every entry intake skipped."""
         plan = await self.plan_of(job.id)
-        async for row in batch_rows(job, self._rt.ledger.iter_items(job.id), plan.skipped if plan else ()):
+        skipped: tuple[tuple[str, str], ...] = plan.skipped if plan else ()
+        if plan is None:  # a CLI batch started before the CLI shared this flow
+            legacy = await self._rt.ledger.note(job.id, NOTE_SKIPPED)
+            skipped = tuple((str(n), str(r)) for n, r in legacy) if isinstance(legacy, list) else ()
+        async for row in batch_rows(job, self._rt.ledger.iter_items(job.id), skipped):
             yield row
 
     async def build_download(self, job: Job) -> ZipDownload:
@@ -491,6 +531,12 @@ class BatchService:
             signer=self._rt.signer,
         )
         await self._rt.ledger.set_note(job.id, NOTE_ZIP, {"key": download.key, "filename": download.filename})
+        return download
+
+    async def save_zip(self, job: Job, dest: Path) -> ZipDownload:
+        """Write the batch's ZIP (as `build_download` does) and copy it to the local file `dest`."""
+        download = await self.build_download(job)
+        await copy_out(self._rt.backends.store, download.key, dest)
         return download
 
     async def fresh_link(self, job: Job) -> str:

@@ -24,6 +24,7 @@ from bot.core.models import (
     EditInput,
     GroupId,
     Image,
+    Item,
     ItemInputs,
     ItemStatus,
     Job,
@@ -221,10 +222,12 @@ class GenerationService:
         image_size: str | None = None,
         kind: JobKind = JobKind.GRID,
         label: str = "",
+        overrides: PromptParams | None = None,
     ) -> Prepared:
         """Build a grid job from a prompt, the command's options and the user's settings.
 
-        Inline parameters win over the command's options, which win over the user's settings.
+        Inline parameters win over the command's options, which win over the user's settings; `overrides` (the
+        CLI's flags, already checked) win over them all.
         """
         parsed = self.parse(prompt)
         notes = list(parsed.notes)
@@ -241,7 +244,7 @@ class GenerationService:
             image_size=prefs.image_size,
             grid_size=prefs.grid_size,
         )
-        p = parsed.params.merged_over(options).merged_over(defaults)
+        p = (overrides or PromptParams()).merged_over(parsed.params).merged_over(options).merged_over(defaults)
         params = JobParams(
             model=p.model or self._default_model,
             aspect_ratio=p.aspect_ratio,
@@ -360,19 +363,35 @@ class GenerationService:
         )
 
     async def submit(self, prepared: Prepared) -> Submitted:
-        """Submit a prepared request and keep what later turns need (display prompt, label, edit chain)."""
-        result = await self._dispatcher.submit(prepared.request)
-        job = result.job
-        if job is not None and result.status.value != "duplicate":
-            await self._ledger.set_note(job.id, NOTE_DISPLAY, prepared.display)
-            if prepared.label:
-                await self._ledger.set_note(job.id, NOTE_LABEL, prepared.label)
-            if prepared.edit_history is not None:
-                await self._ledger.set_note(job.id, NOTE_EDIT_HISTORY, list(prepared.edit_history))
-            log.debug("job %s prompt %.80s", job.id, prepared.display)
+        """Submit a prepared request with what later turns need (display prompt, label, edit chain).
+
+        The notes travel with the request, so the ledger writes them in the transaction that creates the job: a
+        crash cannot leave a job without its display prompt or break an edit chain.
+        """
+        result = await self._dispatcher.submit(replace(prepared.request, notes=self.notes_of(prepared)))
+        if result.job is not None and result.status.value != "duplicate":
+            log.debug("job %s prompt %.80s", result.job.id, prepared.display)
         return Submitted(result=result, prepared=prepared)
 
+    @staticmethod
+    def notes_of(prepared: Prepared) -> dict[str, object]:
+        """Return the job notes a prepared request is created with (its request's own notes included)."""
+        notes: dict[str, object] = {**prepared.request.notes, NOTE_DISPLAY: prepared.display}
+        if prepared.label:
+            notes[NOTE_LABEL] = prepared.label
+        if prepared.edit_history is not None:
+            notes[NOTE_EDIT_HISTORY] = list(prepared.edit_history)
+        return notes
+
     # ---- reading back ------------------------------------------------------------------------------------------
+
+    async def outputs(self, job_id: JobId) -> list[tuple[Item, bytes | None]]:
+        """Return every item of a job with its image (None for an item that was not made)."""
+        outputs: list[tuple[Item, bytes | None]] = []
+        for item in await self._ledger.items(job_id):
+            made = item.status is ItemStatus.OK
+            outputs.append((item, await self._store.get_bytes(item.output_key) if made else None))
+        return outputs
 
     async def display_of(self, job: Job) -> str:
         """Return the prompt of a job as the user typed it (falls back to the model prompt)."""
