@@ -20,6 +20,7 @@ from bot.core.batch import BatchEstimate, BatchLimits, BatchLoad, estimate_batch
 from bot.core.fetchquota import DownloadLimits, DownloadQuota
 from bot.core.manifest import ManifestHeader, ManifestRow, batch_rows
 from bot.core.models import (
+    Group,
     GroupId,
     ItemInputs,
     ItemStatus,
@@ -34,7 +35,7 @@ from bot.core.models import (
 )
 from bot.core.params import ParsedPrompt, parse_prompt, resolve_model
 from bot.core.render import BatchProgress, code
-from bot.dispatcher import SubmitResult
+from bot.dispatcher import CancelResult, SubmitResult, Subscription
 from bot.downloads import ZipDownload, build_zip, copy_out
 from bot.errors import UserFacingError
 from bot.ledger.store import new_id
@@ -52,6 +53,12 @@ NOTE_PLAN = "batch_plan"  # the plan a job was started from (intake report inclu
 NOTE_SAMPLES = "batch_samples"  # set once the first results were shown in the batch's thread
 SAMPLES = 4  # how many first results a running batch shows
 NOTE_ZIP = "batch_zip"  # the finished batch's archive: key and file name
+NOTE_SUMMARY_FOR = "batch_summary_for"  # the finished_at of the run the summary message describes
+# Set once Discord refuses the progress message: the Discord error code (10003 Unknown Channel, 50001 Missing Access,
+# 10008 Unknown Message). From then on the message is never edited again, across restarts too.
+NOTE_PROGRESS_GONE = "batch_progress_gone"
+STATUS = "status"  # the role of a batch's progress message
+SUMMARY = "summary"  # the role of its summary message
 NOTE_SKIPPED = "intake_skipped"  # before plans were shared: the skipped entries of a CLI batch, as [name, reason]
 
 
@@ -451,7 +458,72 @@ class BatchService:
         await self.discard_plan(plan.id)
         return result
 
+    async def open_group(self, plan: BatchPlan, *, channel_id: int | None, thread_id: int) -> Group:
+        """Return the group of the thread a plan runs in (created for the plan's owner: the bot opened it for them)."""
+        return await self._rt.ledger.ensure_group(
+            name=plan.name,
+            now=datetime.now(UTC),
+            guild_id=plan.guild_id,
+            channel_id=channel_id,
+            thread_id=thread_id,
+            owner_id=plan.owner_id,
+        )
+
     # ---- while it runs ---------------------------------------------------------------------------------------
+
+    def events(self) -> Subscription:
+        """Subscribe to the dispatcher's job events (close the subscription to stop)."""
+        return self._rt.dispatcher.subscribe()
+
+    async def job(self, job_id: JobId) -> Job | None:
+        """Return a batch's job, or None when Peel does not know it."""
+        return await self._rt.ledger.get_job(job_id)
+
+    async def unfinished(self) -> list[Job]:
+        """Return every batch not final yet (what a restart picks up again)."""
+        return [j for j in await self._rt.ledger.unfinished_jobs() if j.kind is JobKind.BATCH]
+
+    async def group_of(self, job: Job) -> Group | None:
+        """Return the group (thread) a batch runs in."""
+        return await self._rt.ledger.get_group(job.group_id) if job.group_id is not None else None
+
+    async def pause(self, job_id: JobId) -> Job:
+        """Pause a batch: nothing new starts, what is in flight finishes."""
+        return await self._rt.dispatcher.pause(job_id)
+
+    async def resume(self, job_id: JobId) -> Job:
+        """Resume a paused batch."""
+        return await self._rt.dispatcher.resume(job_id)
+
+    async def cancel(self, job_id: JobId, by: UserId, *, is_admin: bool) -> CancelResult:
+        """Cancel a batch for its owner (or an admin)."""
+        return await self._rt.dispatcher.cancel(job_id, by, is_admin=is_admin)
+
+    async def message_of(self, job_id: JobId, role: str) -> tuple[int, int] | None:
+        """Return (channel id, message id) of a batch's message in `role` (`STATUS` or `SUMMARY`)."""
+        return await self._rt.ledger.job_message(job_id, role)
+
+    async def record_message(self, job_id: JobId, role: str, *, channel_id: int, message_id: int) -> None:
+        """Remember a batch's message in `role`, so a restart edits it again."""
+        await self._rt.ledger.set_job_message(
+            job_id, role, channel_id=channel_id, message_id=message_id, now=datetime.now(UTC)
+        )
+
+    async def progress_gone(self, job_id: JobId) -> object:
+        """Return the Discord error code that ended a batch's progress message, or None while it is shown."""
+        return await self._rt.ledger.note(job_id, NOTE_PROGRESS_GONE)
+
+    async def mark_progress_gone(self, job_id: JobId, code: int) -> None:
+        """Remember that Discord refused a batch's progress message (with `code`): it is never edited again."""
+        await self._rt.ledger.set_note(job_id, NOTE_PROGRESS_GONE, code)
+
+    async def summary_posted_for(self, job_id: JobId) -> object:
+        """Return the run (its end time) the batch's last summary described, or None."""
+        return await self._rt.ledger.note(job_id, NOTE_SUMMARY_FOR)
+
+    async def mark_summary_posted(self, job_id: JobId, run: str) -> None:
+        """Remember that the summary of `run` was posted, so a restart does not post it again."""
+        await self._rt.ledger.set_note(job_id, NOTE_SUMMARY_FOR, run)
 
     async def take_samples(self, job: Job) -> list[tuple[str, bytes]] | None:
         """Return the first results of a running batch, once: (source name, image) of its first `SAMPLES` made.

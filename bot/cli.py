@@ -40,10 +40,11 @@ from bot.core.manifest import ManifestRow
 from bot.core.models import Job, JobParams, UserId
 from bot.core.params import ParsedPrompt, PromptParams, parse_prompt
 from bot.dispatcher import InvalidRequestError
-from bot.generation import GenerationError, GenerationService, Origin
+from bot.generation import GenerationError, Origin
 from bot.imaging import compose_grid
 from bot.ledger import LedgerDamagedError, LedgerTooNewError
 from bot.runtime import StopRequestedError, open_runtime
+from bot.services import generation_service
 from bot.settings import BotSettings
 from storage.intake import IntakeReport
 
@@ -448,9 +449,7 @@ async def run_imagine(args: argparse.Namespace, settings: BotSettings, console: 
             raise UsageError(f"{ref}: no such file")
     out: Path = args.out
     async with interruptible() as stop, open_runtime(settings, serve_links=False) as runtime:
-        service = GenerationService(
-            runtime.ledger, runtime.dispatcher, runtime.backends.store, default_model=settings.gemini_model
-        )
+        service = generation_service(runtime)
         try:
             bodies = [(ref.name, await asyncio.to_thread(ref.read_bytes)) for ref in args.ref]
             ref_keys = await service.take_references(bodies)

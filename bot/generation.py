@@ -150,6 +150,15 @@ class Prepared:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Shown:
+    """What a Peel message shows: a job and its images (`is_image`: the message shows that one image alone)."""
+
+    job: Job
+    images: list[Image]
+    is_image: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Submitted:
     """What submitting a prepared request did."""
 
@@ -384,6 +393,62 @@ class GenerationService:
         return notes
 
     # ---- reading back ------------------------------------------------------------------------------------------
+
+    async def job(self, job_id: JobId) -> Job:
+        """Return a job.
+
+        Raises:
+            GenerationError: Peel no longer knows it.
+        """
+        return await self._job(job_id)
+
+    async def image(self, job_id: JobId, index: int) -> Image:
+        """Return the image made for one item of a job.
+
+        Raises:
+            GenerationError: that image was not made, or is no longer known.
+        """
+        image = await self._ledger.image_at(job_id, index)
+        if image is None:
+            raise GenerationError("That image was not made (or is no longer known); try 🔄 instead.")
+        return image
+
+    async def images(self, job_id: JobId) -> list[Image]:
+        """Return the images a job made, by index."""
+        return await self._ledger.images(job_id=job_id)
+
+    async def items(self, job_id: JobId) -> list[Item]:
+        """Return a job's items, by index."""
+        return await self._ledger.items(job_id)
+
+    async def item(self, job_id: JobId, index: int) -> Item | None:
+        """Return one item of a job."""
+        return await self._ledger.get_item(job_id, index)
+
+    async def image_bytes(self, image: Image) -> bytes:
+        """Return an image's stored bytes."""
+        return await self._store.get_bytes(image.key)
+
+    async def toggle_favourite(self, image: Image) -> bool:
+        """Flip an image's favourite mark; return whether it is a favourite now."""
+        updated = await self._ledger.set_favourite(image.id, is_favourite=not image.is_favourite)
+        return updated is not None and updated.is_favourite
+
+    async def record_image_message(self, image: Image, message_id: int) -> None:
+        """Remember the message that shows one image alone (replies to it edit that image)."""
+        await self._ledger.set_image_message(image.id, message_id)
+
+    async def shown_in(self, message_id: int) -> Shown | None:
+        """Return what a message shows: one image (posted alone), or a job's images (its status or result)."""
+        image = await self._ledger.image_of_message(message_id)
+        if image is not None:
+            job = await self._ledger.get_job(image.job_id)
+            return None if job is None else Shown(job=job, images=[image], is_image=True)
+        shown = await self._ledger.job_of_message(message_id)
+        if shown is None:
+            return None
+        job = await self._ledger.get_job(shown[0])
+        return None if job is None else Shown(job=job, images=await self.images(job.id), is_image=False)
 
     async def outputs(self, job_id: JobId) -> list[tuple[Item, bytes | None]]:
         """Return every item of a job with its image (None for an item that was not made)."""
