@@ -70,7 +70,7 @@ class UsageError(Exception):
 
 
 class Console:
-    """Where the CLI talks: results on stdout, progress and notes on stderr (no `print`: STYLE.md §6)."""
+    """Where the CLI talks: results on stdout, progress and notes on stderr (no `print`: ruff T20)."""
 
     def __init__(self, out: TextIO, err: TextIO) -> None:
         self.out = out
