@@ -1,5 +1,8 @@
 """`/batch` as a service, without Discord: intake, the plan shown before Start, limits, start, progress and ZIP.
 
+`python -m bot batch` runs the same flow (its own idempotency key and limits, no thread), so both write the same
+plan note and the same manifest.
+
 The ZIP comes from an attachment or a URL; the plan says what Start would queue, what was skipped, and the
 estimated cost and time.
 

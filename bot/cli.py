@@ -3,14 +3,15 @@
 Both run through the same `Runtime` as the Discord bot (ledger under `--data`, file store under `--data/store`,
 embedded back ends unless RunPod/Gemini/storage settings are in the environment); only the front end differs.
 
-`batch` takes in a ZIP safely, submits one batch job, runs the dispatcher until the job is finished and writes a
-ZIP of the results with both manifests. The job's idempotency key is a hash of the input ZIP's content, the
-prompt and the parameters, so the same command started again after Ctrl-C, a crash or SIGKILL finds the same job
-in the ledger and goes on with it: nothing that was made is made again. Exit status: 0 when every item was made,
-1 when some failed (the ZIP is still written), 2 for bad usage or input, 3 when the ledger is damaged (the message
-says how to restore it), 130 when interrupted.
+`batch` plans and starts the ZIP through the same `BatchService` as `/batch` (so both write the same notes and the
+same manifest), runs the dispatcher until the job is finished and writes the batch's ZIP with both manifests. The
+job's idempotency key is a hash of the input ZIP's content, the prompt and the parameters, so the same command
+started again after Ctrl-C, a crash or SIGKILL finds the same job in the ledger and goes on with it: nothing that
+was made is made again. Exit status: 0 when every item was made, 1 when some failed (the ZIP is still written), 2
+for bad usage or input, 3 when the ledger is damaged (the message says how to restore it), 130 when interrupted.
 
-`imagine` makes a grid job (4 images unless `--n`) and writes the images and a 2x2 grid into a directory.
+`imagine` goes through `GenerationService`, as `/imagine` does: it makes a grid job (4 images unless `--n`) and
+writes the images and a 2x2 grid into a directory.
 """
 
 import argparse
