@@ -1,5 +1,8 @@
 """`/batch` as a service, without Discord: intake, the plan shown before Start, limits, start, progress and ZIP.
 
+`python -m bot batch` runs the same flow (its own idempotency key and limits, no thread), so both write the same
+plan note and the same manifest.
+
 The ZIP comes from an attachment or a URL; the plan says what Start would queue, what was skipped, and the
 estimated cost and time.
 
@@ -10,7 +13,7 @@ job whose idempotency key is the plan id: a second click (or a redelivered inter
 
 import json
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +23,7 @@ from bot.core.batch import BatchEstimate, BatchLimits, BatchLoad, estimate_batch
 from bot.core.fetchquota import DownloadLimits, DownloadQuota
 from bot.core.manifest import ManifestHeader, ManifestRow, batch_rows
 from bot.core.models import (
+    Group,
     GroupId,
     ItemInputs,
     ItemStatus,
@@ -34,8 +38,8 @@ from bot.core.models import (
 )
 from bot.core.params import ParsedPrompt, parse_prompt, resolve_model
 from bot.core.render import BatchProgress, code
-from bot.dispatch import SubmitResult
-from bot.downloads import ZipDownload, build_zip
+from bot.dispatch import CancelResult, SubmitResult, Subscription
+from bot.downloads import ZipDownload, build_zip, copy_out
 from bot.errors import UserFacingError
 from bot.ledger.store import new_id
 from bot.runtime import Runtime
@@ -51,6 +55,13 @@ NOTE_PLAN = "batch_plan"  # the plan a job was started from (intake report inclu
 NOTE_SAMPLES = "batch_samples"  # set once the first results were shown in the batch's thread
 SAMPLES = 4  # how many first results a running batch shows
 NOTE_ZIP = "batch_zip"  # the finished batch's archive: key and file name
+NOTE_SUMMARY_FOR = "batch_summary_for"  # the finished_at of the run the summary message describes
+# Set once Discord refuses the progress message: the Discord error code (10003 Unknown Channel, 50001 Missing Access,
+# 10008 Unknown Message). From then on the message is never edited again, across restarts too.
+NOTE_PROGRESS_GONE = "batch_progress_gone"
+STATUS = "status"  # the role of a batch's progress message
+SUMMARY = "summary"  # the role of its summary message
+NOTE_SKIPPED = "intake_skipped"  # before plans were shared: the skipped entries of a CLI batch, as [name, reason]
 
 
 class BatchError(UserFacingError):
@@ -84,6 +95,12 @@ class BatchPlan:
     notes: tuple[str, ...] = ()
     source: str = "upload.zip"
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    idempotency_key: str | None = None  # None: the plan id (a second Start click never queues twice)
+
+    @property
+    def key(self) -> str:
+        """The idempotency key the batch job is started under."""
+        return self.idempotency_key or self.id
 
     @property
     def skip_counts(self) -> dict[str, int]:
@@ -113,6 +130,7 @@ class BatchPlan:
             "notes": list(self.notes),
             "source": self.source,
             "created_at": self.created_at.isoformat(),
+            "idempotency_key": self.idempotency_key,
         }
 
     @classmethod
@@ -122,7 +140,7 @@ class BatchPlan:
         params = data["params"]
         assert isinstance(items, list) and isinstance(skipped, list) and isinstance(notes, list)
         assert isinstance(params, dict)
-        guild_id = data.get("guild_id")
+        guild_id, key = data.get("guild_id"), data.get("idempotency_key")
         return cls(
             id=str(data["id"]),
             owner_id=int(str(data["owner_id"])),
@@ -136,6 +154,7 @@ class BatchPlan:
             notes=tuple(str(n) for n in notes),
             source=str(data.get("source", "upload.zip")),
             created_at=datetime.fromisoformat(str(data["created_at"])),
+            idempotency_key=None if key is None else str(key),
         )
 
 
@@ -155,11 +174,16 @@ class BatchOptions:
     model: str | None = None
     aspect_ratio: str | None = None
     image_size: str | None = None
+    seed: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BatchRequest:
-    """Who asks for a batch, where, and with what prompt and options."""
+    """Who asks for a batch, where, and with what prompt and options.
+
+    `idempotency_key` names the job the plan starts as (None: the plan id); the CLI derives it from the input, so
+    the same command run again finds the same job.
+    """
 
     owner_id: int
     guild_id: int | None
@@ -167,13 +191,17 @@ class BatchRequest:
     prompt: str
     options: BatchOptions = BatchOptions()
     is_admin: bool = False
+    idempotency_key: str | None = None
 
 
 class BatchService:
     """What `/batch` does, over the runtime's store, ledger and dispatcher."""
 
-    def __init__(self, runtime: Runtime, *, intake_limits: IntakeLimits | None = None) -> None:
+    def __init__(
+        self, runtime: Runtime, *, intake_limits: IntakeLimits | None = None, limits: BatchLimits | None = None
+    ) -> None:
         self._rt = runtime
+        self._limits = limits
         self._intake = UploadIntake(
             runtime.backends.store,
             limits=intake_limits,
@@ -209,7 +237,9 @@ class BatchService:
 
     @property
     def limits(self) -> BatchLimits:
-        """The batch caps from settings."""
+        """The batch caps (from settings unless the service was given its own)."""
+        if self._limits is not None:
+            return self._limits
         s = self._rt.settings
         return BatchLimits(
             max_items=s.batch_max_items,
@@ -247,8 +277,21 @@ class BatchService:
         except FetchError as exc:
             raise BatchError(f"Couldn't download the ZIP: {exc.user_message}") from exc
 
-    async def plan_from_file(self, path: Path, request: BatchRequest, *, source: str) -> BatchPlan:
+    async def plan_from_file(
+        self,
+        path: Path,
+        request: BatchRequest,
+        *,
+        source: str,
+        on_intake: Callable[[IntakeReport], None] | None = None,
+    ) -> BatchPlan:
         """Take in the ZIP at `path`, check the limits and store the plan (nothing is queued).
+
+        Args:
+            path: the ZIP.
+            request: who asks, with what prompt and options.
+            source: the ZIP's name, as the plan shows it.
+            on_intake: called with the intake's report before it is checked (the CLI lists what was skipped).
 
         Raises:
             BatchError: the prompt has errors, the ZIP was refused or holds no image, or a limit is exceeded.
@@ -261,6 +304,8 @@ class BatchService:
             report = await self._intake.zip_file(path)
         except IntakeRefusedError as exc:
             raise BatchError(f"The ZIP was refused ({exc.reason.value}): {exc.user_message}.") from exc
+        if on_intake is not None:
+            on_intake(report)
         if not report.accepted:
             raise BatchError(self._nothing_accepted(report))
         plan = BatchPlan(
@@ -275,6 +320,7 @@ class BatchService:
             skipped=tuple((e.name, e.reason.value) for e in report.skipped),
             notes=parsed.notes,
             source=source,
+            idempotency_key=request.idempotency_key,
         )
         await self.check_limits(plan, is_admin=request.is_admin)
         await self._rt.backends.store.put(
@@ -305,7 +351,7 @@ class BatchService:
             model=resolved,
             aspect_ratio=options.aspect_ratio or inline.aspect_ratio or _str(prefs.get("aspect_ratio")),
             image_size=options.image_size or inline.image_size or _str(prefs.get("image_size")),
-            seed=inline.seed,
+            seed=options.seed if options.seed is not None else inline.seed,
         )
 
     def estimate(self, plan: BatchPlan) -> BatchEstimate:
@@ -384,17 +430,17 @@ class BatchService:
         if refusal is not None:
             raise BatchError(refusal, title="Batch limit reached")
 
-    async def started_job(self, plan_id: str) -> Job | None:
-        """Return the job a plan was started as, if it was."""
-        return await self._rt.ledger.find_job(plan_id)
+    async def started_job(self, key: str) -> Job | None:
+        """Return the job a plan was started as (by its plan id or idempotency key), if it was."""
+        return await self._rt.ledger.find_job(key)
 
-    async def start(self, plan: BatchPlan, *, group_id: GroupId, is_admin: bool) -> SubmitResult:
-        """Queue the plan as one BATCH job in `group_id` (idempotent: the plan id is the key) and forget the plan.
+    async def start(self, plan: BatchPlan, *, group_id: GroupId | None, is_admin: bool) -> SubmitResult:
+        """Queue the plan as one BATCH job in `group_id` (idempotent: `plan.key` is the key) and forget the plan.
 
         Raises:
             BatchError: a limit is now exceeded, or the dispatcher refused the job.
         """
-        if await self.started_job(plan.id) is None:
+        if await self.started_job(plan.key) is None:
             await self.check_limits(plan, is_admin=is_admin)
         request = JobRequest(
             kind=JobKind.BATCH,
@@ -404,7 +450,7 @@ class BatchService:
             items=tuple(NewItem(inputs=ItemInputs(ref_keys=(i.key,), source_name=i.name)) for i in plan.items),
             guild_id=plan.guild_id,
             group_id=group_id,
-            idempotency_key=plan.id,
+            idempotency_key=plan.key,
             is_admin=is_admin,
             notes={NOTE_PLAN: plan.to_json()},  # with the job: a crash cannot leave a batch without its plan
         )
@@ -414,7 +460,72 @@ class BatchService:
         await self.discard_plan(plan.id)
         return result
 
+    async def open_group(self, plan: BatchPlan, *, channel_id: int | None, thread_id: int) -> Group:
+        """Return the group of the thread a plan runs in (created for the plan's owner: the bot opened it for them)."""
+        return await self._rt.ledger.ensure_group(
+            name=plan.name,
+            now=datetime.now(UTC),
+            guild_id=plan.guild_id,
+            channel_id=channel_id,
+            thread_id=thread_id,
+            owner_id=plan.owner_id,
+        )
+
     # ---- while it runs ---------------------------------------------------------------------------------------
+
+    def events(self) -> Subscription:
+        """Subscribe to the dispatcher's job events (close the subscription to stop)."""
+        return self._rt.dispatcher.subscribe()
+
+    async def job(self, job_id: JobId) -> Job | None:
+        """Return a batch's job, or None when Peel does not know it."""
+        return await self._rt.ledger.get_job(job_id)
+
+    async def unfinished(self) -> list[Job]:
+        """Return every batch not final yet (what a restart picks up again)."""
+        return [j for j in await self._rt.ledger.unfinished_jobs() if j.kind is JobKind.BATCH]
+
+    async def group_of(self, job: Job) -> Group | None:
+        """Return the group (thread) a batch runs in."""
+        return await self._rt.ledger.get_group(job.group_id) if job.group_id is not None else None
+
+    async def pause(self, job_id: JobId) -> Job:
+        """Pause a batch: nothing new starts, what is in flight finishes."""
+        return await self._rt.dispatcher.pause(job_id)
+
+    async def resume(self, job_id: JobId) -> Job:
+        """Resume a paused batch."""
+        return await self._rt.dispatcher.resume(job_id)
+
+    async def cancel(self, job_id: JobId, by: UserId, *, is_admin: bool) -> CancelResult:
+        """Cancel a batch for its owner (or an admin)."""
+        return await self._rt.dispatcher.cancel(job_id, by, is_admin=is_admin)
+
+    async def message_of(self, job_id: JobId, role: str) -> tuple[int, int] | None:
+        """Return (channel id, message id) of a batch's message in `role` (`STATUS` or `SUMMARY`)."""
+        return await self._rt.ledger.job_message(job_id, role)
+
+    async def record_message(self, job_id: JobId, role: str, *, channel_id: int, message_id: int) -> None:
+        """Remember a batch's message in `role`, so a restart edits it again."""
+        await self._rt.ledger.set_job_message(
+            job_id, role, channel_id=channel_id, message_id=message_id, now=datetime.now(UTC)
+        )
+
+    async def progress_gone(self, job_id: JobId) -> object:
+        """Return the Discord error code that ended a batch's progress message, or None while it is shown."""
+        return await self._rt.ledger.note(job_id, NOTE_PROGRESS_GONE)
+
+    async def mark_progress_gone(self, job_id: JobId, code: int) -> None:
+        """Remember that Discord refused a batch's progress message (with `code`): it is never edited again."""
+        await self._rt.ledger.set_note(job_id, NOTE_PROGRESS_GONE, code)
+
+    async def summary_posted_for(self, job_id: JobId) -> object:
+        """Return the run (its end time) the batch's last summary described, or None."""
+        return await self._rt.ledger.note(job_id, NOTE_SUMMARY_FOR)
+
+    async def mark_summary_posted(self, job_id: JobId, run: str) -> None:
+        """Remember that the summary of `run` was posted, so a restart does not post it again."""
+        await self._rt.ledger.set_note(job_id, NOTE_SUMMARY_FOR, run)
 
     async def take_samples(self, job: Job) -> list[tuple[str, bytes]] | None:
         """Return the first results of a running batch, once: (source name, image) of its first `SAMPLES` made.
@@ -470,7 +581,11 @@ class BatchService:
     async def rows(self, job: Job) -> AsyncIterator[ManifestRow]:
         """Yield the manifest rows of a batch, streamed from the ledger: every item, then every entry intake skipped."""
         plan = await self.plan_of(job.id)
-        async for row in batch_rows(job, self._rt.ledger.iter_items(job.id), plan.skipped if plan else ()):
+        skipped: tuple[tuple[str, str], ...] = plan.skipped if plan else ()
+        if plan is None:  # a CLI batch started before the CLI shared this flow
+            legacy = await self._rt.ledger.note(job.id, NOTE_SKIPPED)
+            skipped = tuple((str(n), str(r)) for n, r in legacy) if isinstance(legacy, list) else ()
+        async for row in batch_rows(job, self._rt.ledger.iter_items(job.id), skipped):
             yield row
 
     async def build_download(self, job: Job) -> ZipDownload:
@@ -490,6 +605,12 @@ class BatchService:
             signer=self._rt.signer,
         )
         await self._rt.ledger.set_note(job.id, NOTE_ZIP, {"key": download.key, "filename": download.filename})
+        return download
+
+    async def save_zip(self, job: Job, dest: Path) -> ZipDownload:
+        """Write the batch's ZIP (as `build_download` does) and copy it to the local file `dest`."""
+        download = await self.build_download(job)
+        await copy_out(self._rt.backends.store, download.key, dest)
         return download
 
     async def fresh_link(self, job: Job) -> str:

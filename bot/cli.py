@@ -3,14 +3,15 @@
 Both run through the same `Runtime` as the Discord bot (ledger under `--data`, file store under `--data/store`,
 embedded back ends unless RunPod/Gemini/storage settings are in the environment); only the front end differs.
 
-`batch` takes in a ZIP safely, submits one batch job, runs the dispatcher until the job is finished and writes a
-ZIP of the results with both manifests. The job's idempotency key is a hash of the input ZIP's content, the
-prompt and the parameters, so the same command started again after Ctrl-C, a crash or SIGKILL finds the same job
-in the ledger and goes on with it: nothing that was made is made again. Exit status: 0 when every item was made,
-1 when some failed (the ZIP is still written), 2 for bad usage or input, 3 when the ledger is damaged (the message
-says how to restore it), 130 when interrupted.
+`batch` plans and starts the ZIP through the same `BatchService` as `/batch` (so both write the same notes and the
+same manifest), runs the dispatcher until the job is finished and writes the batch's ZIP with both manifests. The
+job's idempotency key is a hash of the input ZIP's content, the prompt and the parameters, so the same command
+started again after Ctrl-C, a crash or SIGKILL finds the same job in the ledger and goes on with it: nothing that
+was made is made again. Exit status: 0 when every item was made, 1 when some failed (the ZIP is still written), 2
+for bad usage or input, 3 when the ledger is damaged (the message says how to restore it), 130 when interrupted.
 
-`imagine` makes a grid job (4 images unless `--n`) and writes the images and a 2x2 grid into a directory.
+`imagine` goes through `GenerationService`, as `/imagine` does: it makes a grid job (4 images unless `--n`) and
+writes the images and a 2x2 grid into a directory.
 """
 
 import argparse
@@ -21,9 +22,7 @@ import hashlib
 import json
 import logging
 import math
-import os
 import shlex
-import shutil
 import signal
 import sys
 import time
@@ -33,21 +32,22 @@ from typing import TextIO
 
 from pydantic import ValidationError
 
+from bot.batches import BatchError, BatchOptions, BatchRequest, BatchService
 from bot.core.admission import REFUSAL_TITLE
+from bot.core.batch import BatchLimits
 from bot.core.item_errors import NOT_MADE, item_error_message
 from bot.core.manifest import ItemStatus as RowStatus
-from bot.core.manifest import ManifestHeader, ManifestRow, batch_rows
-from bot.core.models import ItemInputs, ItemStatus, Job, JobId, JobKind, JobParams, JobRequest, NewItem, UserId
+from bot.core.manifest import ManifestRow
+from bot.core.models import Job, JobParams, UserId
 from bot.core.params import ParsedPrompt, PromptParams, parse_prompt
-from bot.dispatch import InvalidRequestError, SubmitStatus
-from bot.downloads import build_zip
+from bot.dispatch import InvalidRequestError
+from bot.generation import GenerationError, Origin
 from bot.imaging import compose_grid
 from bot.ledger import LedgerDamagedError, LedgerTooNewError
-from bot.runtime import Runtime, open_runtime
+from bot.runtime import StopRequestedError, open_runtime
+from bot.services import generation_service
 from bot.settings import BotSettings
-from storage.base import Store
-from storage.file import FileStore
-from storage.intake import IntakeRefusedError, IntakeReport, UploadIntake
+from storage.intake import IntakeReport
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,6 @@ EXIT_INTERRUPTED = 130
 
 CLI_OWNER = UserId(0)  # the CLI's jobs belong to no Discord user
 _HASH_BLOCK_BYTES = 1024 * 1024
-_COPY_CHUNK_BYTES = 1024 * 1024
 NOTE_SKIPPED = "intake_skipped"  # the job's ZIP entries intake skipped, as [entry name, reason code]
 WORKERS_READY_S = 15.0  # the most a batch waits for the embedded workers to start
 
@@ -72,7 +71,7 @@ class UsageError(Exception):
 
 
 class Console:
-    """Where the CLI talks: results on stdout, progress and notes on stderr (no `print`: STYLE.md §6)."""
+    """Where the CLI talks: results on stdout, progress and notes on stderr (no `print`: ruff T20)."""
 
     def __init__(self, out: TextIO, err: TextIO) -> None:
         self.out = out
@@ -260,10 +259,6 @@ def make_settings(args: argparse.Namespace) -> BotSettings:
 # ---- shared running ----------------------------------------------------------------------------------------------
 
 
-class StopRequestedError(Exception):
-    """SIGINT or SIGTERM arrived; the job stays in the ledger and can be resumed."""
-
-
 @contextlib.asynccontextmanager
 async def interruptible() -> AsyncIterator[asyncio.Event]:
     """Turn SIGINT and SIGTERM into an event (and restore the default handling afterwards)."""
@@ -279,45 +274,6 @@ async def interruptible() -> AsyncIterator[asyncio.Event]:
             loop.remove_signal_handler(sig)
 
 
-async def run_until_finished(
-    runtime: Runtime,
-    job_id: JobId,
-    stop: asyncio.Event,
-    *,
-    on_tick: Callable[[Job], None] | None = None,
-    tick_s: float = 0.5,
-) -> Job:
-    """Run the dispatcher (after `resume_after_restart`) until the job is final; return it.
-
-    Raises:
-        StopRequestedError: `stop` was set first; the dispatcher loop is cancelled and the job left as it is.
-    """
-    dispatcher = runtime.dispatcher
-    report = await dispatcher.resume_after_restart()
-    if report.reattached or report.reconciled:
-        log.info("resumed %d chunk(s) in flight, %d stranded", report.reattached, report.reconciled)
-    loop_task = asyncio.create_task(dispatcher.run_forever(resume=False), name="peel-cli-dispatcher")
-    try:
-        while True:
-            job = await runtime.ledger.get_job(job_id)
-            if job is None:
-                raise RuntimeError(f"job {job_id} vanished from the ledger")
-            if on_tick is not None:
-                on_tick(job)
-            if job.status.is_final:
-                return job
-            if loop_task.done():
-                loop_task.result()  # run_forever only ends by raising
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), tick_s)
-            if stop.is_set():
-                raise StopRequestedError
-    finally:
-        loop_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await loop_task
-
-
 def _intake_summary(report: IntakeReport) -> list[str]:
     lines = [f"intake: {len(report.accepted)} image(s) accepted, {len(report.skipped)} skipped"]
     if report.skipped:
@@ -328,30 +284,6 @@ def _intake_summary(report: IntakeReport) -> list[str]:
         if len(report.skipped) > 10:
             lines.append(f"  … and {len(report.skipped) - 10} more")
     return lines
-
-
-async def copy_out(store: Store, key: str, dest: Path) -> None:
-    """Copy a stored object to a local file (written next to it, then renamed into place).
-
-    From a file store the kernel copies the file (`shutil.copyfile`): streamed through 1 MiB reads instead, the
-    copy of a 10,000-image ZIP left about 4 MB more of the bot's memory in malloc's arenas.
-    """
-    await asyncio.to_thread(dest.parent.mkdir, parents=True, exist_ok=True)
-    temp = dest.with_name(f".{dest.name}.part")
-    try:
-        if isinstance(store, FileStore):
-            source = await store.local_path(key)
-            await asyncio.to_thread(shutil.copyfile, source, temp)
-        else:
-            handle = await asyncio.to_thread(temp.open, "wb")
-            try:
-                async for chunk in store.read(key, chunk_bytes=_COPY_CHUNK_BYTES):
-                    await asyncio.to_thread(handle.write, chunk)
-            finally:
-                await asyncio.to_thread(handle.close)
-        await asyncio.to_thread(os.replace, temp, dest)
-    finally:
-        await asyncio.to_thread(temp.unlink, missing_ok=True)  # only left when the copy failed
 
 
 async def _file_sha256(path: Path) -> str:
@@ -375,7 +307,7 @@ def batch_key(zip_sha256: str, prompt: str, params: JobParams) -> str:
 
 
 async def run_batch(args: argparse.Namespace, settings: BotSettings, console: Console) -> int:
-    """Run `python -m bot batch`; return the exit status."""
+    """Run `python -m bot batch` through the same `BatchService` as `/batch`; return the exit status."""
     path: Path = args.input
     if not await asyncio.to_thread(path.is_file):
         raise UsageError(f"{path}: no such file")
@@ -389,11 +321,12 @@ async def run_batch(args: argparse.Namespace, settings: BotSettings, console: Co
     started = time.monotonic()
 
     async with interruptible() as stop, open_runtime(settings, serve_links=False) as runtime:
-        job = await runtime.ledger.find_job(key)
+        service = BatchService(runtime, limits=_cli_limits(settings))
+        job = await service.started_job(key)
         if job is not None:
             console.note(f"resuming job {job.id}: {job.ok} done, {job.failed} failed of {job.total}")
         else:
-            job = await _submit_batch(runtime, path, prompt, params, key, settings, console)
+            job = await start_batch(service, path, args.prompt, prompt, key, settings, console)
         meter = ProgressMeter(total=job.total, started_at=time.monotonic(), done_at_start=job.ok + job.failed)
         last_line = 0.0
 
@@ -405,19 +338,14 @@ async def run_batch(args: argparse.Namespace, settings: BotSettings, console: Co
                 console.progress(meter.line(current), tty=tty)
 
         try:
-            await _embedded_workers_ready(runtime, stop)
-            job = await run_until_finished(runtime, job.id, stop, on_tick=tick, tick_s=0.25 if tty else 0.5)
+            await runtime.workers_ready(stop)
+            job = await runtime.run_until_final(job.id, stop, on_tick=tick, tick_s=0.25 if tty else 0.5)
         except StopRequestedError:
             console.note(f"interrupted; job {job.id} is kept in {settings.data_dir}.")
             console.note(resume_hint)
             return EXIT_INTERRUPTED
         console.end_progress()
-        rows = _manifest_rows(runtime, job)
-        header = ManifestHeader(job_id=job.id, prompt=job.prompt, model=job.params.model, created_at=job.created_at)
-        download = await build_zip(
-            runtime.backends.store, runtime.backends.store, header=header, rows=rows, signer=runtime.signer
-        )
-        await copy_out(runtime.backends.store, download.key, args.out)
+        download = await service.save_zip(job, args.out)
 
     elapsed = time.monotonic() - started
     made_now = max(0, job.ok + job.failed - meter.done_at_start)
@@ -444,38 +372,15 @@ async def run_batch(args: argparse.Namespace, settings: BotSettings, console: Co
     return EXIT_OK if job.ok == job.total else EXIT_SOME_FAILED
 
 
-async def _embedded_workers_ready(runtime: Runtime, stop: asyncio.Event) -> None:
-    """Wait (at most `WORKERS_READY_S`) until every embedded worker asks for work, before a batch's first chunks.
-
-    The workers start while the ZIP is read, so this is usually no wait. Chunks handed out before they are all up
-    would crowd onto the first ones (the endpoint spreads jobs over the workers that ask), and each worker is one
-    process: crowded, it runs slower than the budget allows. A worker that is not up in time is not waited for.
-
-    Raises:
-        StopRequestedError: `stop` was set first.
-    """
-    endpoint = runtime.backends.endpoint
-    if endpoint is None:
-        return
-    ready = asyncio.create_task(endpoint.wait_ready(timeout_s=WORKERS_READY_S))
-    stopped = asyncio.create_task(stop.wait())
-    try:
-        await asyncio.wait((ready, stopped), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopped.cancel()
-        ready.cancel()
-    if stop.is_set():
-        raise StopRequestedError
-    if not ready.cancelled() and isinstance(ready.exception(), TimeoutError):
-        log.warning("not every embedded worker is up after %.0f s; starting with those that are", WORKERS_READY_S)
-
-
-async def _manifest_rows(runtime: Runtime, job: Job) -> AsyncIterator[ManifestRow]:
-    """Yield the batch's manifest rows: every item from the ledger, then every ZIP entry intake skipped."""
-    skipped = await runtime.ledger.note(job.id, NOTE_SKIPPED)
-    entries = [(str(name), str(reason)) for name, reason in skipped] if isinstance(skipped, list) else []
-    async for row in batch_rows(job, runtime.ledger.iter_items(job.id), entries):
-        yield row
+def _cli_limits(settings: BotSettings) -> BatchLimits:
+    """The CLI's batch caps: one machine, one user; only the size of one batch is capped."""
+    unbounded = sys.maxsize
+    return BatchLimits(
+        max_items=settings.batch_max_items,
+        max_running_per_user=unbounded,
+        max_running_per_guild=unbounded,
+        max_items_per_guild=unbounded,
+    )
 
 
 def _error_summary(rows: Sequence[ManifestRow]) -> str:
@@ -487,54 +392,48 @@ def _error_summary(rows: Sequence[ManifestRow]) -> str:
     return ", ".join(f"{code} {n}" for code, n in sorted(counts.items()))
 
 
-async def _intake_items(
-    runtime: Runtime, path: Path, settings: BotSettings, console: Console
-) -> tuple[tuple[NewItem, ...], list[tuple[str, str]]]:
-    """Take the input ZIP's images into the store; return one item per accepted image and the skipped entries.
-
-    The intake report is let go here, before the job is created: at 10,000 images it is about 3 MB.
-    """
-    intake = UploadIntake(runtime.backends.store, max_parallel_checks=settings.intake_parallel_checks)
-    try:
-        report = await intake.zip_file(path)
-    except IntakeRefusedError as exc:
-        raise UsageError(f"{path}: {exc.user_message}") from exc
-    for line in _intake_summary(report):
-        console.note(line)
-    if not report.accepted:
-        raise UsageError(f"{path}: no usable images")
-    if len(report.accepted) > settings.batch_max_items:
-        raise UsageError(f"{path}: {len(report.accepted)} images, over the limit of {settings.batch_max_items}")
-    items = tuple(NewItem(inputs=ItemInputs(ref_keys=(i.key,), source_name=i.name)) for i in report.accepted)
-    return items, [(entry.name, entry.reason.value) for entry in report.skipped]
+def cli_batch_request(text: str, prompt: Prompt, key: str) -> BatchRequest:
+    """Return the `BatchRequest` the CLI plans: the CLI's owner, no guild, the flags as the command's options."""
+    flags = prompt.params
+    return BatchRequest(
+        owner_id=CLI_OWNER,
+        guild_id=None,
+        channel_id=0,
+        prompt=text,
+        options=BatchOptions(
+            model=flags.model, aspect_ratio=flags.aspect_ratio, image_size=flags.image_size, seed=flags.seed
+        ),
+        is_admin=True,  # the CLI's user runs the whole machine: no per-user caps
+        idempotency_key=key,
+    )
 
 
-async def _submit_batch(
-    runtime: Runtime,
+async def start_batch(
+    service: BatchService,
     path: Path,
+    args_prompt: str,
     prompt: Prompt,
-    params: JobParams,
     key: str,
     settings: BotSettings,
     console: Console,
 ) -> Job:
-    items, skipped = await _intake_items(runtime, path, settings, console)
-    request = JobRequest(
-        kind=JobKind.BATCH,
-        owner_id=CLI_OWNER,
-        prompt=prompt.text,
-        params=params,
-        items=items,
-        idempotency_key=key,
-        is_admin=True,  # the CLI's user runs the whole machine: no per-user caps
-        notes={NOTE_SKIPPED: skipped} if skipped else {},  # with the job, so a kill cannot lose them
-    )
+    """Plan the input ZIP (intake, limits) and start it as one batch job, as `/batch` does on Start."""
+
+    def on_intake(report: IntakeReport) -> None:
+        for line in _intake_summary(report):
+            console.note(line)
+        if len(report.accepted) > settings.batch_max_items:
+            raise UsageError(f"{path}: {len(report.accepted)} images, over the limit of {settings.batch_max_items}")
+
     try:
-        result = await runtime.dispatcher.submit(request)
+        request = cli_batch_request(args_prompt, prompt, key)
+        plan = await service.plan_from_file(path, request, source=path.name, on_intake=on_intake)
+        result = await service.start(plan, group_id=None, is_admin=True)
     except InvalidRequestError as exc:
         raise UsageError(exc.user_message) from exc
-    if result.job is None or result.status is SubmitStatus.REFUSED:
-        raise UsageError(f"{REFUSAL_TITLE}: {result.message}")
+    except BatchError as exc:
+        raise UsageError(f"{path}: {exc.user_message}") from exc
+    assert result.job is not None  # start raises BatchError when the job is refused
     console.note(f"job {result.job.id}: {result.job.total} item(s) submitted")
     return result.job
 
@@ -543,53 +442,43 @@ async def _submit_batch(
 
 
 async def run_imagine(args: argparse.Namespace, settings: BotSettings, console: Console) -> int:
-    """Run `python -m bot imagine`; return the exit status."""
+    """Run `python -m bot imagine` through `GenerationService`, as `/imagine` does; return the exit status."""
     prompt = parse_job_prompt(args.prompt, args)
     n = prompt.params.grid_size or 4
-    params = prompt.job_params(settings.gemini_model, n=n)
     for ref in args.ref:
         if not await asyncio.to_thread(ref.is_file):
             raise UsageError(f"{ref}: no such file")
     out: Path = args.out
     async with interruptible() as stop, open_runtime(settings, serve_links=False) as runtime:
-        ref_keys: tuple[str, ...] = ()
-        if args.ref:
-            bodies = [(ref.name, await asyncio.to_thread(ref.read_bytes)) for ref in args.ref]
-            report = await UploadIntake(runtime.backends.store).images(bodies)
-            if report.skipped:
-                raise UsageError("; ".join(f"{e.name}: {e.message}" for e in report.skipped))
-            ref_keys = report.keys
-        request = JobRequest(
-            kind=JobKind.GRID,
-            owner_id=CLI_OWNER,
-            prompt=prompt.text,
-            params=params,
-            items=tuple(NewItem(inputs=ItemInputs(ref_keys=ref_keys)) for _ in range(n)),
-            is_admin=True,
-        )
+        service = generation_service(runtime)
         try:
-            result = await runtime.dispatcher.submit(request)
-        except InvalidRequestError as exc:
+            bodies = [(ref.name, await asyncio.to_thread(ref.read_bytes)) for ref in args.ref]
+            ref_keys = await service.take_references(bodies)
+            prepared = await service.imagine(
+                args.prompt,
+                Origin(user_id=CLI_OWNER, is_admin=True),
+                ref_keys=ref_keys,
+                overrides=dataclasses.replace(prompt.params, grid_size=n),
+            )
+            result = (await service.submit(prepared)).result
+        except (GenerationError, InvalidRequestError) as exc:
             raise UsageError(exc.user_message) from exc
         if result.job is None:
             raise UsageError(f"{REFUSAL_TITLE}: {result.message}")
         console.note(f"job {result.job.id}: making {n} image(s)")
         try:
-            job = await run_until_finished(runtime, result.job.id, stop, tick_s=0.1)
+            job = await runtime.run_until_final(result.job.id, stop, tick_s=0.1)
         except StopRequestedError:
             console.note(f"interrupted; job {result.job.id} was not finished")
             return EXIT_INTERRUPTED
-        items = await runtime.ledger.items(job.id)
         await asyncio.to_thread(out.mkdir, parents=True, exist_ok=True)
         images: list[bytes | None] = []
-        for item in items:
-            if item.status is not ItemStatus.OK:
-                images.append(None)
+        for item, data in await service.outputs(job.id):
+            images.append(data)
+            if data is None:
                 code = item.error_code or NOT_MADE
                 console.note(f"image {item.index + 1} failed: {code} {item_error_message(code)}")
                 continue
-            data = await runtime.backends.store.get_bytes(item.output_key)
-            images.append(data)
             target = out / f"{job.id}_{item.index + 1}.png"
             await asyncio.to_thread(target.write_bytes, data)
             console.say(str(target))

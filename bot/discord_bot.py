@@ -15,6 +15,7 @@ from bot.exts import EXTENSIONS
 from bot.exts._access import AccessPolicy, actor_of, refusal_text
 from bot.exts._errors import error_embed, send_error
 from bot.runtime import Runtime
+from bot.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ class PeelBot(commands.Bot):
             allowed_mentions=discord.AllowedMentions.none(),
         )
         self.runtime = runtime
+        self.services = Services.of(runtime)  # the cogs' only door to the ledger, the dispatcher and the store
         self.access = access
         self._sync_guild_id = sync_guild_id
         self._run_dispatcher = run_dispatcher

@@ -7,8 +7,11 @@ and returns a link that downloads it (signed for file stores, presigned for S3).
 
 import asyncio
 import logging
+import os
+import shutil
 from collections.abc import AsyncIterable, Iterable, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from bot.core.manifest import (
     ItemStatus,
@@ -21,6 +24,7 @@ from bot.core.manifest import (
 from bot.web.links import link_for
 from storage.base import Store
 from storage.errors import InvalidKeyError, ObjectNotFoundError
+from storage.file import FileStore
 from storage.keys import validate_key
 from storage.links import LinkSigner
 from storage.zipwriter import MANIFEST_CSV_NAME, MANIFEST_JSON_NAME, ZipEntry, ZipSummary, write_zip
@@ -28,6 +32,7 @@ from storage.zipwriter import MANIFEST_CSV_NAME, MANIFEST_JSON_NAME, ZipEntry, Z
 log = logging.getLogger(__name__)
 
 DEFAULT_LINK_EXPIRES_S = 7 * 24 * 3600
+_COPY_CHUNK_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -161,3 +166,27 @@ async def build_zip(
         not_included=len(named) - images,
         rows=tuple(named),
     )
+
+
+async def copy_out(store: Store, key: str, dest: Path) -> None:
+    """Copy a stored object to a local file (written next to it, then renamed into place).
+
+    From a file store the kernel copies the file (`shutil.copyfile`): streamed through 1 MiB reads instead, the
+    copy of a 10,000-image ZIP left about 4 MB more of the bot's memory in malloc's arenas.
+    """
+    await asyncio.to_thread(dest.parent.mkdir, parents=True, exist_ok=True)
+    temp = dest.with_name(f".{dest.name}.part")
+    try:
+        if isinstance(store, FileStore):
+            source = await store.local_path(key)
+            await asyncio.to_thread(shutil.copyfile, source, temp)
+        else:
+            handle = await asyncio.to_thread(temp.open, "wb")
+            try:
+                async for chunk in store.read(key, chunk_bytes=_COPY_CHUNK_BYTES):
+                    await asyncio.to_thread(handle.write, chunk)
+            finally:
+                await asyncio.to_thread(handle.close)
+        await asyncio.to_thread(os.replace, temp, dest)
+    finally:
+        await asyncio.to_thread(temp.unlink, missing_ok=True)  # only left when the copy failed

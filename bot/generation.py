@@ -24,6 +24,7 @@ from bot.core.models import (
     EditInput,
     GroupId,
     Image,
+    Item,
     ItemInputs,
     ItemStatus,
     Job,
@@ -146,6 +147,15 @@ class Prepared:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Shown:
+    """What a Peel message shows: a job and its images (`is_image`: the message shows that one image alone)."""
+
+    job: Job
+    images: list[Image]
+    is_image: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Submitted:
     """What submitting a prepared request did."""
 
@@ -218,10 +228,12 @@ class GenerationService:
         image_size: str | None = None,
         kind: JobKind = JobKind.GRID,
         label: str = "",
+        overrides: PromptParams | None = None,
     ) -> Prepared:
         """Build a grid job from a prompt, the command's options and the user's settings.
 
-        Inline parameters win over the command's options, which win over the user's settings.
+        Inline parameters win over the command's options, which win over the user's settings; `overrides` (the
+        CLI's flags, already checked) win over them all.
         """
         parsed = self.parse(prompt)
         notes = list(parsed.notes)
@@ -238,7 +250,7 @@ class GenerationService:
             image_size=prefs.image_size,
             grid_size=prefs.grid_size,
         )
-        p = parsed.params.merged_over(options).merged_over(defaults)
+        p = (overrides or PromptParams()).merged_over(parsed.params).merged_over(options).merged_over(defaults)
         params = JobParams(
             model=p.model or self._default_model,
             aspect_ratio=p.aspect_ratio,
@@ -357,19 +369,91 @@ class GenerationService:
         )
 
     async def submit(self, prepared: Prepared) -> Submitted:
-        """Submit a prepared request and keep what later turns need (display prompt, label, edit chain)."""
-        result = await self._dispatcher.submit(prepared.request)
-        job = result.job
-        if job is not None and result.status.value != "duplicate":
-            await self._ledger.set_note(job.id, NOTE_DISPLAY, prepared.display)
-            if prepared.label:
-                await self._ledger.set_note(job.id, NOTE_LABEL, prepared.label)
-            if prepared.edit_history is not None:
-                await self._ledger.set_note(job.id, NOTE_EDIT_HISTORY, list(prepared.edit_history))
-            log.debug("job %s prompt %.80s", job.id, prepared.display)
+        """Submit a prepared request with what later turns need (display prompt, label, edit chain).
+
+        The notes travel with the request, so the ledger writes them in the transaction that creates the job: a
+        crash cannot leave a job without its display prompt or break an edit chain.
+        """
+        result = await self._dispatcher.submit(replace(prepared.request, notes=self.notes_of(prepared)))
+        if result.job is not None and result.status.value != "duplicate":
+            log.debug("job %s prompt %.80s", result.job.id, prepared.display)
         return Submitted(result=result, prepared=prepared)
 
+    @staticmethod
+    def notes_of(prepared: Prepared) -> dict[str, object]:
+        """Return the job notes a prepared request is created with (its request's own notes included)."""
+        notes: dict[str, object] = {**prepared.request.notes, NOTE_DISPLAY: prepared.display}
+        if prepared.label:
+            notes[NOTE_LABEL] = prepared.label
+        if prepared.edit_history is not None:
+            notes[NOTE_EDIT_HISTORY] = list(prepared.edit_history)
+        return notes
+
     # ---- reading back ------------------------------------------------------------------------------------------
+
+    async def job(self, job_id: JobId) -> Job:
+        """Return a job.
+
+        Raises:
+            GenerationError: Peel no longer knows it.
+        """
+        return await self._job(job_id)
+
+    async def image(self, job_id: JobId, index: int) -> Image:
+        """Return the image made for one item of a job.
+
+        Raises:
+            GenerationError: that image was not made, or is no longer known.
+        """
+        image = await self._ledger.image_at(job_id, index)
+        if image is None:
+            raise GenerationError("That image was not made (or is no longer known); try 🔄 instead.")
+        return image
+
+    async def images(self, job_id: JobId) -> list[Image]:
+        """Return the images a job made, by index."""
+        return await self._ledger.images(job_id=job_id)
+
+    async def items(self, job_id: JobId) -> list[Item]:
+        """Return a job's items, by index."""
+        return await self._ledger.items(job_id)
+
+    async def item(self, job_id: JobId, index: int) -> Item | None:
+        """Return one item of a job."""
+        return await self._ledger.get_item(job_id, index)
+
+    async def image_bytes(self, image: Image) -> bytes:
+        """Return an image's stored bytes."""
+        return await self._store.get_bytes(image.key)
+
+    async def toggle_favourite(self, image: Image) -> bool:
+        """Flip an image's favourite mark; return whether it is a favourite now."""
+        updated = await self._ledger.set_favourite(image.id, is_favourite=not image.is_favourite)
+        return updated is not None and updated.is_favourite
+
+    async def record_image_message(self, image: Image, message_id: int) -> None:
+        """Remember the message that shows one image alone (replies to it edit that image)."""
+        await self._ledger.set_image_message(image.id, message_id)
+
+    async def shown_in(self, message_id: int) -> Shown | None:
+        """Return what a message shows: one image (posted alone), or a job's images (its status or result)."""
+        image = await self._ledger.image_of_message(message_id)
+        if image is not None:
+            job = await self._ledger.get_job(image.job_id)
+            return None if job is None else Shown(job=job, images=[image], is_image=True)
+        shown = await self._ledger.job_of_message(message_id)
+        if shown is None:
+            return None
+        job = await self._ledger.get_job(shown[0])
+        return None if job is None else Shown(job=job, images=await self.images(job.id), is_image=False)
+
+    async def outputs(self, job_id: JobId) -> list[tuple[Item, bytes | None]]:
+        """Return every item of a job with its image (None for an item that was not made)."""
+        outputs: list[tuple[Item, bytes | None]] = []
+        for item in await self._ledger.items(job_id):
+            made = item.status is ItemStatus.OK
+            outputs.append((item, await self._store.get_bytes(item.output_key) if made else None))
+        return outputs
 
     async def display_of(self, job: Job) -> str:
         """Return the prompt of a job as the user typed it (falls back to the model prompt)."""

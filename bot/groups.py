@@ -9,6 +9,7 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from bot.core.manifest import ItemStatus as RowStatus
 from bot.core.manifest import (
@@ -65,6 +66,33 @@ class GroupService:
     def __init__(self, runtime: Runtime, *, open_destination: Callable[[str], Store] | None = None) -> None:
         self._rt = runtime
         self._open = open_destination or (lambda url: open_store(url))
+
+    async def group_of(
+        self,
+        *,
+        name: str,
+        guild_id: int | None,
+        channel_id: int | None,
+        thread_id: int | None = None,
+        owner_id: int | None = None,
+    ) -> Group:
+        """Return the group of a thread (or a channel's default group), creating it (owned by `owner_id`) if needed."""
+        return await self._rt.ledger.ensure_group(
+            name=name,
+            now=datetime.now(UTC),
+            guild_id=guild_id,
+            channel_id=channel_id,
+            thread_id=thread_id,
+            owner_id=owner_id,
+        )
+
+    async def groups_with_counts(self, *, guild_id: int | None) -> list[tuple[Group, int]]:
+        """Return a guild's groups, newest first, with how many images each holds."""
+        return await self._rt.ledger.groups_with_counts(guild_id=guild_id)
+
+    async def rename(self, group: Group, name: str) -> None:
+        """Rename a group."""
+        await self._rt.ledger.rename_group(group.id, name)
 
     async def rows(self, group: Group) -> tuple[ManifestHeader, list[ManifestRow]]:
         """Return the manifest of a group: one row per image, oldest first."""

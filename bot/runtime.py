@@ -7,10 +7,11 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot.core.models import Job, JobId
 from bot.dispatch import Dispatcher, policy_from_settings
 from bot.embedded import Backends, open_backends
 from bot.ledger import Ledger, backup_path
@@ -20,6 +21,12 @@ from bot.web.links import is_presigning
 from storage import LinkSigner
 
 log = logging.getLogger(__name__)
+
+WORKERS_READY_S = 15.0  # the most a headless run waits for the embedded workers to start
+
+
+class StopRequestedError(Exception):
+    """A headless run was asked to stop (SIGINT or SIGTERM); its job stays in the ledger and can be resumed."""
 
 
 @dataclass(slots=True, kw_only=True)
@@ -42,6 +49,72 @@ class Runtime:
             filename=filename,
             signer=self.signer,
         )
+
+    async def run_until_final(
+        self,
+        job_id: JobId,
+        stop: asyncio.Event,
+        *,
+        on_tick: Callable[[Job], None] | None = None,
+        tick_s: float = 0.5,
+    ) -> Job:
+        """Run the dispatcher in this process (after `resume_after_restart`) until the job is final; return it.
+
+        The headless front end's loop: the Discord bot runs the dispatcher for as long as it is up instead.
+
+        Raises:
+            StopRequestedError: `stop` was set first; the dispatcher loop is cancelled and the job left as it is.
+        """
+        dispatcher = self.dispatcher
+        report = await dispatcher.resume_after_restart()
+        if report.reattached or report.reconciled:
+            log.info("resumed %d chunk(s) in flight, %d stranded", report.reattached, report.reconciled)
+        loop_task = asyncio.create_task(dispatcher.run_forever(resume=False), name="peel-cli-dispatcher")
+        try:
+            while True:
+                job = await self.ledger.get_job(job_id)
+                if job is None:
+                    raise RuntimeError(f"job {job_id} vanished from the ledger")
+                if on_tick is not None:
+                    on_tick(job)
+                if job.status.is_final:
+                    return job
+                if loop_task.done():
+                    loop_task.result()  # run_forever only ends by raising
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), tick_s)
+                if stop.is_set():
+                    raise StopRequestedError
+        finally:
+            loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop_task
+
+    async def workers_ready(self, stop: asyncio.Event) -> None:
+        """Wait (at most `WORKERS_READY_S`) until every embedded worker asks for work, before a batch's first chunks.
+
+        The workers start while the ZIP is read, so this is usually no wait. Chunks handed out before they are all
+        up would crowd onto the first ones (the endpoint spreads jobs over the workers that ask), and each worker is
+        one process: crowded, it runs slower than the budget allows. A worker that is not up in time is not waited
+        for.
+
+        Raises:
+            StopRequestedError: `stop` was set first.
+        """
+        endpoint = self.backends.endpoint
+        if endpoint is None:
+            return
+        ready = asyncio.create_task(endpoint.wait_ready(timeout_s=WORKERS_READY_S))
+        stopped = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait((ready, stopped), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+            ready.cancel()
+        if stop.is_set():
+            raise StopRequestedError
+        if not ready.cancelled() and isinstance(ready.exception(), TimeoutError):
+            log.warning("not every embedded worker is up after %.0f s; starting with those that are", WORKERS_READY_S)
 
 
 async def _link_secret(settings: BotSettings) -> bytes:

@@ -19,7 +19,6 @@ from worker.contract import MODEL_ALIASES
 
 log = logging.getLogger(__name__)
 
-UNFINISHED = (JobStatus.WAITING, JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.PAUSED)
 DEFAULT = "default"
 SETTINGS_PANEL_S = 10 * 60.0  # how long /settings' controls work after their last use
 CANCEL_PANEL_S = 5 * 60.0  # how long /cancel's list of jobs works
@@ -189,10 +188,8 @@ class AccountCog(commands.Cog):
 
     def __init__(self, bot: PeelBot) -> None:
         self.bot = bot
-        rt = bot.runtime
-        self.service = GenerationService(
-            rt.ledger, rt.dispatcher, rt.backends.store, default_model=rt.settings.gemini_model
-        )
+        self.service = bot.services.generation
+        self.account = bot.services.account
 
     @app_commands.command(name="settings", description="Your defaults: model, aspect ratio, size, grid size, Remix")
     async def settings(self, interaction: discord.Interaction[Any]) -> None:
@@ -203,20 +200,14 @@ class AccountCog(commands.Cog):
         await interaction.followup.send(view.content, view=view, ephemeral=True)
         view.shown_by(interaction)
 
-    async def _jobs(self, user: discord.abc.User, *, everyone: bool) -> list[Job]:
-        owner = None if everyone else UserId(user.id)
-        jobs = await self.bot.runtime.ledger.list_jobs(statuses=UNFINISHED, owner_id=owner)
-        return [j for j in jobs if everyone or j.owner_id == user.id]
-
     @app_commands.command(name="queue", description="Your jobs that are waiting or running (admins: everyone's)")
     async def queue(self, interaction: discord.Interaction[Any]) -> None:
         """List unfinished jobs with their state and place in line."""
         await interaction.response.defer(ephemeral=True, thinking=True)
         everyone = self.bot.is_admin(interaction.user, interaction.guild_id)
-        jobs = await self._jobs(interaction.user, everyone=everyone)
-        positions = await self.bot.runtime.dispatcher.queue_positions()
+        jobs = await self.account.queue(None if everyone else UserId(interaction.user.id))
         lines = [
-            job_line(j, positions.get(j.id), await self.service.display_of(j), show_owner=everyone) for j in jobs[:20]
+            job_line(e.job, e.position, await self.service.display_of(e.job), show_owner=everyone) for e in jobs[:20]
         ]
         title = "Peel's queue" if everyone else "Your queue"
         description = "\n".join(lines) if lines else "Nothing waiting or running."
@@ -231,9 +222,7 @@ class AccountCog(commands.Cog):
         await interaction.response.defer(ephemeral=True, thinking=True)
         is_admin = self.bot.is_admin(interaction.user, interaction.guild_id)
         if job is not None:
-            result = await self.bot.runtime.dispatcher.cancel(
-                JobId(job.strip()), UserId(interaction.user.id), is_admin=is_admin
-            )
+            result = await self.account.cancel(JobId(job.strip()), UserId(interaction.user.id), is_admin=is_admin)
             embed = (
                 discord.Embed(title="Job cancelled", description=f"`{job}` was cancelled.")
                 if result.cancelled
@@ -241,7 +230,7 @@ class AccountCog(commands.Cog):
             )
             await interaction.followup.send(embed=embed, ephemeral=True)
             return
-        jobs = await self._jobs(interaction.user, everyone=False)
+        jobs = await self.account.open_jobs(UserId(interaction.user.id))
         if not jobs:
             await interaction.followup.send("You have no waiting or running jobs.", ephemeral=True)
             return
@@ -261,12 +250,9 @@ class AccountCog(commands.Cog):
     async def info(self, interaction: discord.Interaction[Any]) -> None:
         """Show the user's usage and limits."""
         await interaction.response.defer(ephemeral=True, thinking=True)
-        ledger, settings = self.bot.runtime.ledger, self.bot.runtime.settings
+        settings = self.bot.runtime.settings
         user = UserId(interaction.user.id)
-        load = await ledger.user_load(user)
-        jobs = await ledger.list_jobs(owner_id=user)
-        made = sum(j.ok for j in jobs)
-        blocked = sum(j.failed for j in jobs)
+        usage = await self.account.usage(user)
         prefs = await self.service.preferences(user)
         admin = self.bot.is_admin(interaction.user, interaction.guild_id)
         limits = (
@@ -275,8 +261,8 @@ class AccountCog(commands.Cog):
             else f"{settings.max_running_per_user} running at once, {settings.max_waiting_per_user} more waiting"
         )
         embed = discord.Embed(title="Your Peel info")
-        embed.add_field(name="Jobs", value=f"{len(jobs)} in all · {load.running} running · {load.waiting} waiting")
-        embed.add_field(name="Images", value=f"{made} made · {blocked} not made (not charged)")
+        embed.add_field(name="Jobs", value=f"{usage.jobs} in all · {usage.running} running · {usage.waiting} waiting")
+        embed.add_field(name="Images", value=f"{usage.made} made · {usage.not_made} not made (not charged)")
         embed.add_field(name="Limits", value=limits, inline=False)
         embed.add_field(name="Model", value=prefs.model or settings.gemini_model)
         embed.add_field(name="Remix", value="on" if prefs.remix else "off")
@@ -312,9 +298,7 @@ class CancelView(ExpiringPanel):
 
     async def _on_pick(self, interaction: discord.Interaction[Any]) -> None:
         picked = self.pick.values[0]
-        result = await self._cog.bot.runtime.dispatcher.cancel(
-            JobId(picked), UserId(self._owner_id), is_admin=self._is_admin
-        )
+        result = await self._cog.account.cancel(JobId(picked), UserId(self._owner_id), is_admin=self._is_admin)
         text = f"Job `{picked}` cancelled." if result.cancelled else result.message
         self.stop()  # the list is gone from the message: nothing to expire
         await interaction.response.edit_message(content=text, view=None)

@@ -17,7 +17,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.batches import BatchError, BatchOptions, BatchPlan, BatchRequest, BatchService
+from bot.batches import STATUS, SUMMARY, BatchError, BatchOptions, BatchPlan, BatchRequest, BatchService
 from bot.core.batch import plan_text, progress_message, summary_message
 from bot.core.models import Job, JobId, JobKind, JobStatus, UserId
 from bot.core.render import CUSTOM_ID_PREFIX, CustomId, echo, truncate
@@ -33,11 +33,7 @@ ACTIONS = ("start", "drop", "pause", "resume", "stop", "retry", "link")
 TEMPLATE = rf"{CUSTOM_ID_PREFIX}:batch-(?P<action>{'|'.join(ACTIONS)}):(?P<job>[A-Za-z0-9_.-]+):(?P<index>[0-9]+)"
 SAMPLE_MAX_BYTES = 8 * 1024 * 1024  # the first-results grid fits any server's upload limit
 MAX_LINK_URL = 512  # Discord's limit for a link button's URL
-NOTE_SUMMARY_FOR = "batch_summary_for"  # the finished_at of the run the summary message describes
 PLAN_SWEEP_S = 3600.0  # how often plans past batch_plan_ttl_s are forgotten
-# Set once Discord refuses the progress message: the Discord error code (10003 Unknown Channel, 50001 Missing Access,
-# 10008 Unknown Message). From then on the message is never edited again, across restarts too.
-NOTE_PROGRESS_GONE = "batch_progress_gone"
 THREAD_GONE_CODES = frozenset({10003, 50001})  # the thread was deleted, or the bot lost access to it
 MOVED_SUMMARY = "-# This batch's thread was deleted or is out of reach, so its summary is posted here."
 
@@ -111,15 +107,14 @@ class BatchCog(commands.Cog):
 
     async def cog_load(self) -> None:
         """Listen to the dispatcher and start the progress loop; batches left running by a restart refresh."""
-        subscription = self._rt.dispatcher.subscribe()
+        subscription = self.service.events()
         self._tasks = [
             asyncio.create_task(self._listen(subscription), name="peel-batch-events"),
             asyncio.create_task(self._progress_loop(), name="peel-batch-progress"),
             asyncio.create_task(self._sweep_loop(), name="peel-batch-plan-sweep"),
         ]
-        for job in await self._rt.ledger.unfinished_jobs():
-            if job.kind is JobKind.BATCH:
-                self._mark(job.id)
+        for job in await self.service.unfinished():
+            self._mark(job.id)
 
     async def cog_unload(self) -> None:
         """Stop the listener and the progress loop."""
@@ -166,14 +161,14 @@ class BatchCog(commands.Cog):
 
     async def _refresh(self, job_id: JobId) -> None:
         snapshot = await self.service.snapshot(job_id)
-        where = await self._rt.ledger.job_message(job_id, "status")
+        where = await self.service.message_of(job_id, STATUS)
         if snapshot is None or where is None:
             return
         job = snapshot.job
         plan = await self.service.plan_of(job_id)
         prompt = plan.display_prompt if plan else job.prompt
         text = progress_message(prompt=prompt, owner_mention=f"<@{job.owner_id}>", progress=snapshot.progress)
-        gone = await self._rt.ledger.note(job_id, NOTE_PROGRESS_GONE)
+        gone = await self.service.progress_gone(job_id)
         if gone is None and self._last_text.get(job_id) != text:
             channel_id, message_id = where
             message = self.bot.get_partial_messageable(channel_id).get_partial_message(message_id)
@@ -202,7 +197,7 @@ class BatchCog(commands.Cog):
             exc.code,
             extra={"job_id": job_id, "action": "progress_gone"},
         )
-        await self._rt.ledger.set_note(job_id, NOTE_PROGRESS_GONE, exc.code)
+        await self.service.mark_progress_gone(job_id, exc.code)
         return exc.code
 
     async def _post_samples(self, channel_id: int, job: Job, samples: list[tuple[str, bytes]]) -> None:
@@ -230,9 +225,9 @@ class BatchCog(commands.Cog):
             return
         job = snapshot.job
         run = (job.finished_at or job.created_at).isoformat()
-        if await self._rt.ledger.note(job_id, NOTE_SUMMARY_FOR) == run:
+        if await self.service.summary_posted_for(job_id) == run:
             return
-        where = await self._rt.ledger.job_message(job_id, "status")
+        where = await self.service.message_of(job_id, STATUS)
         if where is None:
             return
         download = await self.service.build_download(job)
@@ -259,16 +254,12 @@ class BatchCog(commands.Cog):
             view.add_item(discord.ui.Button(label="Download ZIP", style=discord.ButtonStyle.link, url=download.url))
         message = await self._send_summary(job, where[0], text, view)
         if message is not None:
-            now = discord.utils.utcnow()
-            channel_id = message.channel.id
-            await self._rt.ledger.set_job_message(
-                job_id, "summary", channel_id=channel_id, message_id=message.id, now=now
-            )
-        await self._rt.ledger.set_note(job_id, NOTE_SUMMARY_FOR, run)
+            await self.service.record_message(job_id, SUMMARY, channel_id=message.channel.id, message_id=message.id)
+        await self.service.mark_summary_posted(job_id, run)
 
     async def _send_summary(self, job: Job, thread_id: int, text: str, view: discord.ui.View) -> discord.Message | None:
         """Post the summary in the batch's thread; if the thread is gone, in its channel; if that fails, by DM."""
-        if await self._rt.ledger.note(job.id, NOTE_PROGRESS_GONE) not in THREAD_GONE_CODES:
+        if await self.service.progress_gone(job.id) not in THREAD_GONE_CODES:
             try:
                 return await self.bot.get_partial_messageable(thread_id).send(
                     content=text, view=view, allowed_mentions=discord.AllowedMentions.none()
@@ -276,7 +267,7 @@ class BatchCog(commands.Cog):
             except (discord.NotFound, discord.Forbidden) as exc:
                 await self._progress_gone(job.id, thread_id, exc)
         moved = f"{MOVED_SUMMARY}\n{text}"
-        group = await self._rt.ledger.get_group(job.group_id) if job.group_id is not None else None
+        group = await self.service.group_of(job)
         if group is not None and group.channel_id is not None:
             try:
                 return await self.bot.get_partial_messageable(group.channel_id).send(
@@ -374,7 +365,7 @@ class BatchCog(commands.Cog):
             await self._on_plan_button(interaction, action, target)
             return
         job_id = JobId(target)
-        job = await self._rt.ledger.get_job(job_id)
+        job = await self.service.job(job_id)
         if job is None:
             raise UserFacingError("This batch no longer exists.")
         is_admin = self._is_admin(interaction.user, interaction.guild_id)
@@ -387,7 +378,7 @@ class BatchCog(commands.Cog):
             await interaction.followup.send(f"📦 A fresh link to the ZIP (valid {expires} h): {url}", ephemeral=True)
             return
         if action == "pause":
-            job = await self._rt.dispatcher.pause(job_id)
+            job = await self.service.pause(job_id)
             paused = job.status is JobStatus.PAUSED
             message = (
                 "Batch paused: nothing new starts; images in flight finish."
@@ -395,11 +386,11 @@ class BatchCog(commands.Cog):
                 else (f"The batch is {job.status.value}; it can't be paused.")
             )
         elif action == "resume":
-            job = await self._rt.dispatcher.resume(job_id)
+            job = await self.service.resume(job_id)
             resumed = job.status in (JobStatus.RUNNING, JobStatus.QUEUED)
             message = "Batch resumed." if resumed else f"The batch is {job.status.value}; nothing to resume."
         elif action == "stop":
-            result = await self._rt.dispatcher.cancel(job_id, UserId(interaction.user.id), is_admin=is_admin)
+            result = await self.service.cancel(job_id, UserId(interaction.user.id), is_admin=is_admin)
             message = "Batch cancelled; the ZIP of what was made follows." if result.cancelled else result.message
         else:  # retry
             job, requeued = await self.service.retry_failed(job_id)
@@ -416,7 +407,7 @@ class BatchCog(commands.Cog):
         await interaction.response.defer()
         existing = await self.service.started_job(plan_id)
         if existing is not None:
-            where = await self._rt.ledger.job_message(existing.id, "status")
+            where = await self.service.message_of(existing.id, STATUS)
             place = f" in <#{where[0]}>" if where else ""
             await interaction.followup.send(f"This batch has already started{place}.", ephemeral=True)
             return
@@ -432,15 +423,7 @@ class BatchCog(commands.Cog):
         is_admin = self._is_admin(interaction.user, interaction.guild_id)
         await self.service.check_limits(plan, is_admin=is_admin)
         thread = await self._open_thread(plan)
-        now = discord.utils.utcnow()
-        group = await self._rt.ledger.ensure_group(
-            name=plan.name,
-            now=now,
-            guild_id=plan.guild_id,
-            channel_id=thread.parent_id,
-            thread_id=thread.id,
-            owner_id=plan.owner_id,  # the bot opened the thread, for the batch's owner
-        )
+        group = await self.service.open_group(plan, channel_id=thread.parent_id, thread_id=thread.id)
         try:
             result = await self.service.start(plan, group_id=group.id, is_admin=is_admin)
         except BatchError as exc:
@@ -459,7 +442,7 @@ class BatchCog(commands.Cog):
             allowed_mentions=discord.AllowedMentions.none(),
         )
         self._last_text[job.id] = text
-        await self._rt.ledger.set_job_message(job.id, "status", channel_id=thread.id, message_id=progress.id, now=now)
+        await self.service.record_message(job.id, STATUS, channel_id=thread.id, message_id=progress.id)
         self._mark(job.id)
         await interaction.edit_original_response(
             content=f"Started: {len(plan.items):,} images in {thread.mention}. {result.message}", view=None
@@ -480,6 +463,6 @@ class BatchCog(commands.Cog):
 
 async def setup(bot: commands.Bot) -> None:
     """Load the cog (the extension entry point); the bot must carry a `runtime`."""
-    runtime = getattr(bot, "runtime")  # noqa: B009 - PeelBot's attribute, without importing PeelBot (a cycle)
+    services = getattr(bot, "services")  # noqa: B009 - PeelBot's attribute, without importing PeelBot (a cycle)
     bot.add_dynamic_items(BatchButton)
-    await bot.add_cog(BatchCog(bot, BatchService(runtime)))
+    await bot.add_cog(BatchCog(bot, services.batches))

@@ -37,11 +37,9 @@ class GroupCog(commands.GroupCog, group_name="group", group_description="Threads
 
     async def _group_here(self, interaction: discord.Interaction[Any]) -> Group:
         channel = interaction.channel
-        now = discord.utils.utcnow()
         if isinstance(channel, discord.Thread):
-            return await self._rt.ledger.ensure_group(
+            return await self.service.group_of(
                 name=channel.name,
-                now=now,
                 guild_id=interaction.guild_id,
                 channel_id=channel.parent_id,
                 thread_id=channel.id,
@@ -50,9 +48,7 @@ class GroupCog(commands.GroupCog, group_name="group", group_description="Threads
         if interaction.channel_id is None:
             raise UserFacingError("Use this in a channel or a thread.")
         name = f"#{getattr(channel, 'name', interaction.channel_id)}"
-        return await self._rt.ledger.ensure_group(
-            name=name, now=now, guild_id=interaction.guild_id, channel_id=interaction.channel_id
-        )
+        return await self.service.group_of(name=name, guild_id=interaction.guild_id, channel_id=interaction.channel_id)
 
     @property
     def _access(self) -> AccessPolicy:
@@ -83,9 +79,8 @@ class GroupCog(commands.GroupCog, group_name="group", group_description="Threads
         if not isinstance(channel, discord.TextChannel):
             raise UserFacingError("Groups are threads: use this in a text channel.")
         thread = await channel.create_thread(name=name, type=discord.ChannelType.public_thread)
-        await self._rt.ledger.ensure_group(
+        await self.service.group_of(
             name=name,
-            now=discord.utils.utcnow(),
             guild_id=interaction.guild_id,
             channel_id=channel.id,
             thread_id=thread.id,
@@ -102,7 +97,7 @@ class GroupCog(commands.GroupCog, group_name="group", group_description="Threads
     async def list_groups(self, interaction: discord.Interaction[Any]) -> None:
         """Show the newest groups of the server and how many images each holds."""
         await interaction.response.defer(ephemeral=True, thinking=True)
-        groups = await self._rt.ledger.groups_with_counts(guild_id=interaction.guild_id)
+        groups = await self.service.groups_with_counts(guild_id=interaction.guild_id)
         if not groups:
             await interaction.followup.send("No groups yet: `/group new` opens one.", ephemeral=True)
             return
@@ -176,7 +171,7 @@ class GroupCog(commands.GroupCog, group_name="group", group_description="Threads
         if not name:
             raise UserFacingError("Give the group a name with something visible in it.")
         group = await self._owned_group_here(interaction)
-        await self._rt.ledger.rename_group(group.id, name)
+        await self.service.rename(group, name)
         if isinstance(interaction.channel, discord.Thread):
             await interaction.channel.edit(name=name)
         await interaction.followup.send(
@@ -187,4 +182,5 @@ class GroupCog(commands.GroupCog, group_name="group", group_description="Threads
 async def setup(bot: commands.Bot) -> None:
     """Load the cog (the extension entry point); the bot must carry a `runtime`."""
     runtime = getattr(bot, "runtime")  # noqa: B009 - PeelBot's attribute, without importing PeelBot (a cycle)
-    await bot.add_cog(GroupCog(bot, runtime, GroupService(runtime)))
+    services = getattr(bot, "services")  # noqa: B009 - as above
+    await bot.add_cog(GroupCog(bot, runtime, services.groups))

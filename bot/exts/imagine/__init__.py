@@ -34,9 +34,8 @@ from bot.exts.imagine._components import (
     tools_view,
 )
 from bot.exts.imagine._tracker import RESULT, STATUS, JobTracker, Tracked
-from bot.generation import GenerationError, GenerationService, Origin, Prepared, Submitted, safety_reason
+from bot.generation import GenerationError, Origin, Prepared, Submitted, safety_reason
 from bot.imaging import Direction, fit_for_upload, grid_preview
-from bot.ledger import Ledger
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +59,9 @@ class ImagineCog(commands.Cog):
     def __init__(self, bot: PeelBot) -> None:
         self.bot = bot
         rt = bot.runtime
-        self.service = GenerationService(
-            rt.ledger, rt.dispatcher, rt.backends.store, default_model=rt.settings.gemini_model
-        )
+        self.service = bot.services.generation
+        self.account = bot.services.account
+        self.groups = bot.services.groups
         self.tracker = JobTracker(
             bot,
             finish=self._finish,
@@ -72,14 +71,9 @@ class ImagineCog(commands.Cog):
         )
         self._events: asyncio.Task[None] | None = None
 
-    @property
-    def ledger(self) -> Ledger:
-        """The runtime's ledger."""
-        return self.bot.runtime.ledger
-
     async def cog_load(self) -> None:
         """Listen to the dispatcher and adopt the unfinished jobs a previous run left."""
-        subscription = self.bot.runtime.dispatcher.subscribe()
+        subscription = self.account.events()
 
         async def consume() -> None:
             async for event in subscription:
@@ -91,10 +85,10 @@ class ImagineCog(commands.Cog):
         self._events = asyncio.create_task(consume(), name="peel-imagine-events")
         self._subscription = subscription
         self.tracker.start()
-        for job in await self.ledger.unfinished_jobs():
+        for job in await self.account.unfinished_jobs():
             if job.kind is JobKind.BATCH:
                 continue
-            where = await self.ledger.job_message(job.id, STATUS)
+            where = await self.account.message_of(job.id, STATUS)
             if where is None:
                 continue
             await self.tracker.track(
@@ -261,8 +255,7 @@ class ImagineCog(commands.Cog):
     async def _favourite(self, interaction: discord.Interaction[Any], job_id: JobId, index: int) -> None:
         image = await self._image(job_id, index)
         check_owner(self.bot.access, interaction.user, interaction.guild_id, image.owner_id, "image")
-        updated = await self.ledger.set_favourite(image.id, is_favourite=not image.is_favourite)
-        added = updated is not None and updated.is_favourite
+        added = await self.service.toggle_favourite(image)
         text = "❤️ Added to your favourites." if added else "Removed from your favourites."
         await interaction.response.send_message(text, ephemeral=True)
 
@@ -304,9 +297,7 @@ class ImagineCog(commands.Cog):
             return
         t.message_id = message.id
         t.pacer.edited(self.tracker.now())
-        await self.ledger.set_job_message(
-            job.id, STATUS, channel_id=t.channel_id, message_id=message.id, now=discord.utils.utcnow()
-        )
+        await self.account.record_message(job.id, STATUS, channel_id=t.channel_id, message_id=message.id)
         await self.tracker.track(t)
         await self._tell(interaction, submitted)
 
@@ -341,14 +332,13 @@ class ImagineCog(commands.Cog):
 
     async def _finish(self, t: Tracked, job: Job) -> None:
         """Show a finished job: the grid with U/V/🔄, or a single image with its tools."""
-        images = await self.ledger.images(job_id=job.id)
+        images = await self.service.images(job.id)
         if job.total == 1 and images:
             image = images[0]
             kwargs = await self._single_message(image, t.line("fast"), t.upload_limit)
         else:
             by_index = {im.index: im for im in images}
-            store = self.bot.runtime.backends.store
-            datas = [await store.get_bytes(by_index[i].key) if i in by_index else None for i in range(job.total)]
+            datas = [await self.service.image_bytes(by_index[i]) if i in by_index else None for i in range(job.total)]
             grid = await asyncio.to_thread(
                 grid_preview, datas, max_bytes=min(t.upload_limit, 8 * 1024 * 1024), stem=f"{job.id}-grid"
             )
@@ -360,11 +350,9 @@ class ImagineCog(commands.Cog):
         message = await self._post(t, kwargs)
         if message is None:
             return
-        await self.ledger.set_job_message(
-            job.id, RESULT, channel_id=t.channel_id, message_id=message.id, now=discord.utils.utcnow()
-        )
+        await self.account.record_message(job.id, RESULT, channel_id=t.channel_id, message_id=message.id)
         if job.total == 1 and images:
-            await self.ledger.set_image_message(images[0].id, message.id)
+            await self.service.record_image_message(images[0], message.id)
 
     async def _post(self, t: Tracked, kwargs: dict[str, Any]) -> discord.Message | discord.InteractionMessage | None:
         """Put a result on the job's message (fresh token, or a channel-born message), else on a new one."""
@@ -382,7 +370,7 @@ class ImagineCog(commands.Cog):
 
     async def _fail(self, t: Tracked, job: Job, reason: str) -> None:
         """Show why a job failed: Gemini's safety reason when it was blocked (and that it cost nothing)."""
-        items = await self.ledger.items(job.id)
+        items = await self.service.items(job.id)
         blocked = safety_reason([(i.status, i.error_code, i.error_message) for i in items])
         if blocked is not None:
             embed = error_embed(
@@ -409,13 +397,13 @@ class ImagineCog(commands.Cog):
         message = await interaction.edit_original_response(
             attachments=[file] if file else [], **kwargs, allowed_mentions=discord.AllowedMentions.none()
         )
-        await self.ledger.set_image_message(image.id, message.id)
+        await self.service.record_image_message(image, message.id)
         if interaction.message is not None and job.total > 1:
             await self._mark_separated(interaction.message, job)
 
     async def _mark_separated(self, grid: discord.Message, job: Job) -> None:
         """Turn the U of every image of the grid separated so far blue; the grid itself is left as it is."""
-        images = await self.ledger.images(job_id=job.id)
+        images = await self.service.images(job.id)
         present = {im.index for im in images}
         separated = {im.index for im in images if im.message_id is not None}
         view = grid_view(job.id, [i in present for i in range(job.total)], separated=separated)
@@ -425,8 +413,7 @@ class ImagineCog(commands.Cog):
             log.info("grid %s of %s not marked: %s", grid.id, job.id, exc, extra={"job_id": job.id})
 
     async def _single_message(self, image: Image, content: str, upload_limit: int) -> dict[str, Any]:
-        store = self.bot.runtime.backends.store
-        data = await store.get_bytes(image.key)
+        data = await self.service.image_bytes(image)
         stem = f"{image.job_id}-{image.index + 1}"
         link = await self.bot.runtime.link(image.key, filename=f"{stem}.png")
         kwargs: dict[str, Any] = {
@@ -448,16 +435,13 @@ class ImagineCog(commands.Cog):
         ref = message.reference
         if message.author.bot or ref is None or ref.message_id is None or not message.content.strip():
             return
-        image = await self.ledger.image_of_message(ref.message_id)
-        if image is None:
-            shown = await self.ledger.job_of_message(ref.message_id)
-            if shown is None:
-                return
-            images = await self.ledger.images(job_id=shown[0])
-            if len(images) != 1:
-                await _reply(message, "Reply to a single image to edit it: press U1–U4 first, then reply to that.")
-                return
-            image = images[0]
+        shown = await self.service.shown_in(ref.message_id)
+        if shown is None:
+            return
+        if len(shown.images) != 1:
+            await _reply(message, "Reply to a single image to edit it: press U1–U4 first, then reply to that.")
+            return
+        image = shown.images[0]
         refusal = refusal_text(self.bot.access, message.author, message.guild.id if message.guild else None)
         if refusal is not None:
             await _reply(message, refusal)
@@ -497,9 +481,7 @@ class ImagineCog(commands.Cog):
         )
         t.message_id = status.id
         t.pacer.edited(self.tracker.now())
-        await self.ledger.set_job_message(
-            result.job.id, STATUS, channel_id=t.channel_id, message_id=status.id, now=discord.utils.utcnow()
-        )
+        await self.account.record_message(result.job.id, STATUS, channel_id=t.channel_id, message_id=status.id)
         await self.tracker.track(t)
 
     @commands.Cog.listener()
@@ -510,19 +492,10 @@ class ImagineCog(commands.Cog):
             return
         if emoji not in (CANCEL, ENVELOPE):
             return
-        images: list[Image]
-        image = await self.ledger.image_of_message(payload.message_id)
-        shown = await self.ledger.job_of_message(payload.message_id)
-        if image is not None:
-            job = await self.ledger.get_job(image.job_id)
-            images = [image]
-        elif shown is not None:
-            job = await self.ledger.get_job(shown[0])
-            images = await self.ledger.images(job_id=shown[0])
-        else:
+        shown = await self.service.shown_in(payload.message_id)
+        if shown is None:
             return
-        if job is None:
-            return
+        job, images = shown.job, shown.images
         user = payload.member or await self.bot.fetch_user(payload.user_id)
         # A reaction cannot be answered ephemerally: one on someone else's job is ignored.
         if not self.bot.access.may_manage(actor_of(user, payload.guild_id), job.owner_id):
@@ -532,7 +505,7 @@ class ImagineCog(commands.Cog):
             if emoji == ENVELOPE:
                 await self._dm(user, job, images)
             elif not job.status.is_final:
-                await self.bot.runtime.dispatcher.cancel(job.id, UserId(payload.user_id), is_admin=is_admin)
+                await self.account.cancel(job.id, UserId(payload.user_id), is_admin=is_admin)
             else:
                 channel = self.bot.get_partial_messageable(payload.channel_id)
                 await channel.get_partial_message(payload.message_id).delete()
@@ -540,17 +513,16 @@ class ImagineCog(commands.Cog):
             log.warning("reaction %s on %s could not be handled", emoji, payload.message_id, exc_info=True)
 
     async def _dm(self, user: discord.User | discord.Member, job: Job, images: list[Image]) -> None:
-        store = self.bot.runtime.backends.store
         files, lines = (
             [],
             [f"**{echo(await self.service.display_of(job))}**", f"Job `{job.id}` · model {job.params.model}"],
         )
         for image in images[:10]:
-            item = await self.ledger.get_item(job.id, image.index)
+            item = await self.service.item(job.id, image.index)
             seed = item.seed if item is not None else "?"
             link = await self.bot.runtime.link(image.key, filename=f"{job.id}-{image.index + 1}.png")
             lines.append(f"Image #{image.index + 1} · seed {seed} · [full size]({link})")
-            data = await store.get_bytes(image.key)
+            data = await self.service.image_bytes(image)
             if len(data) <= 8 * 1024 * 1024:
                 files.append(discord.File(io.BytesIO(data), f"{job.id}-{image.index + 1}.png"))
         await user.send("\n".join(lines), files=files, allowed_mentions=discord.AllowedMentions.none())
@@ -565,11 +537,9 @@ class ImagineCog(commands.Cog):
         return True
 
     async def _origin(self, user: discord.abc.User, channel: Any, guild_id: int | None, *, key: str) -> Origin:
-        now = discord.utils.utcnow()
         if isinstance(channel, discord.Thread):
-            group = await self.ledger.ensure_group(
+            group = await self.groups.group_of(
                 name=channel.name,
-                now=now,
                 guild_id=guild_id,
                 channel_id=channel.parent_id,
                 thread_id=channel.id,
@@ -577,8 +547,8 @@ class ImagineCog(commands.Cog):
             )
         else:
             name = getattr(channel, "name", None) or "direct messages"
-            group = await self.ledger.ensure_group(
-                name=f"#{name}", now=now, guild_id=guild_id, channel_id=getattr(channel, "id", None)
+            group = await self.groups.group_of(
+                name=f"#{name}", guild_id=guild_id, channel_id=getattr(channel, "id", None)
             )
         return Origin(
             user_id=UserId(user.id),
@@ -589,16 +559,10 @@ class ImagineCog(commands.Cog):
         )
 
     async def _job(self, job_id: JobId) -> Job:
-        job = await self.ledger.get_job(job_id)
-        if job is None:
-            raise GenerationError("That job is no longer known to Peel.")
-        return job
+        return await self.service.job(job_id)
 
     async def _image(self, job_id: JobId, index: int) -> Image:
-        image = await self.ledger.image_at(job_id, index)
-        if image is None:
-            raise GenerationError("That image was not made (or is no longer known); try 🔄 instead.")
-        return image
+        return await self.service.image(job_id, index)
 
 
 def _describe(exc: BaseException) -> discord.Embed:

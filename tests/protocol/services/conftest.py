@@ -1,0 +1,97 @@
+"""The services over a real SQLite ledger on `tmp_path`, the memory store and the in-memory RunPod, no Discord.
+
+A `Runtime` is assembled by hand from those parts (no embedded servers, no link server), and jobs move only when
+a test plays the worker (`runpod.finish_all()`) and runs the dispatcher once (`run_once()`), never by sleeping.
+"""
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, cast
+
+import aiohttp
+import pytest
+
+from bot.core.models import Group, Job, JobId
+from bot.core.policy import DispatchPolicy
+from bot.dispatch import Dispatcher
+from bot.embedded import Backends
+from bot.ledger import Ledger
+from bot.runtime import Runtime
+from bot.settings import BotSettings
+from storage import LinkSigner
+from storage.memory import MemoryStore
+from tests.fakes.clock import FakeClock
+from tests.fakes.gateway import MemoryRunpod
+
+if TYPE_CHECKING:
+    from bot.runpod.client import RunpodHttpGateway
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> BotSettings:
+    return BotSettings(_env_file=None, data_dir=tmp_path / "data", storage_url="memory://")  # type: ignore[call-arg]  # pydantic-settings' init kwarg
+
+
+@pytest.fixture
+def store() -> MemoryStore:
+    return MemoryStore()
+
+
+@pytest.fixture
+def runpod(store: MemoryStore) -> MemoryRunpod:
+    return MemoryRunpod(store)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def dispatcher(ledger: Ledger, runpod: MemoryRunpod, store: MemoryStore, clock: FakeClock) -> Dispatcher:
+    return Dispatcher(ledger, runpod, store, policy=DispatchPolicy(), clock=clock)
+
+
+@pytest.fixture
+def runtime(
+    settings: BotSettings,
+    ledger: Ledger,
+    dispatcher: Dispatcher,
+    runpod: MemoryRunpod,
+    store: MemoryStore,
+    http: aiohttp.ClientSession,
+) -> Runtime:
+    backends = Backends(
+        gateway=cast("RunpodHttpGateway", runpod),  # the services never call the gateway; the dispatcher does
+        store=store,
+        http=http,
+        store_url="memory://",
+    )
+    signer = LinkSigner(b"test-secret", "http://127.0.0.1:9")
+    return Runtime(settings=settings, backends=backends, ledger=ledger, dispatcher=dispatcher, signer=signer)
+
+
+RunToEnd = Callable[[JobId], Awaitable[Job]]
+
+
+@pytest.fixture
+def run_to_end(dispatcher: Dispatcher, runpod: MemoryRunpod, ledger: Ledger) -> RunToEnd:
+    """Play the worker and run the dispatcher until the job is final; return it."""
+
+    async def run(job_id: JobId) -> Job:
+        for _ in range(50):
+            await dispatcher.run_once()
+            job = await ledger.get_job(job_id)
+            assert job is not None
+            if job.status.is_final:
+                return job
+            await runpod.finish_all()
+        raise AssertionError(f"job {job_id} did not finish")
+
+    return run
+
+
+@pytest.fixture
+async def group(ledger: Ledger, clock: FakeClock) -> Group:
+    """A batch's thread, as the `/batch` cog opens it."""
+    return await ledger.ensure_group(name="watercolour", now=clock.now(), guild_id=7, channel_id=70, thread_id=71)

@@ -1,0 +1,213 @@
+"""`BatchService` below Discord: plan, limits, start, progress and the ZIP, for `/batch` and for the CLI."""
+
+import argparse
+import asyncio
+import csv
+import io
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from bot.batches import NOTE_PLAN, NOTE_SKIPPED, BatchError, BatchRequest, BatchService
+from bot.cli import Console, batch_key, parse_job_prompt, start_batch
+from bot.core.batch import BatchLimits
+from bot.core.models import Group, ItemInputs, JobKind, JobParams, JobRequest, NewItem, UserId
+from bot.dispatch import SubmitStatus
+from bot.ledger import Ledger
+from bot.runtime import Runtime
+from bot.settings import BotSettings
+from storage.memory import MemoryStore
+from tests.e2e.bot._batchzips import make_zip
+from tests.fakes.gateway import MemoryRunpod
+from tests.protocol.services.conftest import RunToEnd
+from worker.contract import ErrorCode
+
+PROMPT = "make it watercolour --ar 3:2 --seed 7"
+ALICE = 42
+
+
+async def write_zip(path: Path, count: int, *, extras: dict[str, bytes] | None = None) -> Path:
+    data = await asyncio.to_thread(make_zip, count, extras=extras)
+    await asyncio.to_thread(path.write_bytes, data)
+    return path
+
+
+def slash_request(prompt: str = PROMPT, *, owner: int = ALICE, is_admin: bool = False) -> BatchRequest:
+    """What the `/batch` cog asks for: a user in a guild's channel."""
+    return BatchRequest(owner_id=owner, guild_id=7, channel_id=70, prompt=prompt, is_admin=is_admin)
+
+
+async def manifest_of(store: MemoryStore, key: str) -> tuple[list[str], list[dict[str, str]]]:
+    """Return the archive's member names (its job-named folder left out) and its manifest.csv rows."""
+    archive = zipfile.ZipFile(io.BytesIO(await store.get_bytes(key)))
+    names = sorted(name.split("/", 1)[-1] for name in archive.namelist())
+    csv_name = next(name for name in archive.namelist() if name.endswith("manifest.csv"))
+    rows = list(csv.DictReader(io.StringIO(archive.read(csv_name).decode())))
+    return names, rows
+
+
+async def test_cli_and_slash_batch_write_the_same_manifest_when_given_the_same_zip_and_prompt(
+    group: Group, runtime: Runtime, store: MemoryStore, run_to_end: RunToEnd, runpod: MemoryRunpod, tmp_path: Path
+) -> None:
+    path = await write_zip(tmp_path / "in.zip", 5, extras={"notes.txt": b"not an image", "bad.png": b"\x89PNG?"})
+    service = BatchService(runtime)
+
+    # /batch: the cog plans the attachment, then Start queues it in the thread's group.
+    slash_plan = await service.plan_from_file(path, slash_request(), source="in.zip")
+    slash = await service.start(slash_plan, group_id=group.id, is_admin=False)
+    assert slash.job is not None
+    slash_job = await run_to_end(slash.job.id)
+    slash_zip = await service.build_download(slash_job)
+
+    # python -m bot batch in.zip --prompt "…": the CLI's own request, through the same service.
+    prompt = parse_job_prompt(PROMPT, argparse.Namespace(model=None, ar=None, size=None, seed=None))
+    key = batch_key("0" * 64, prompt.text, prompt.job_params(runtime.settings.gemini_model))
+    err = io.StringIO()
+    console = Console(io.StringIO(), err)
+    cli_job = await start_batch(service, path, PROMPT, prompt, key, runtime.settings, console)
+    cli_job = await run_to_end(cli_job.id)
+    cli_zip = await service.save_zip(cli_job, tmp_path / "results.zip")
+
+    assert cli_job.id != slash_job.id
+    assert (cli_job.prompt, cli_job.params) == (slash_job.prompt, slash_job.params)
+    slash_names, slash_rows = await manifest_of(store, slash_zip.key)
+    cli_names, cli_rows = await manifest_of(store, cli_zip.key)
+    assert cli_names == slash_names
+    assert list(cli_rows[0]) == list(slash_rows[0])  # the same columns, in the same order
+    assert cli_rows == slash_rows  # rows, codes and file names (no job id or time is in the CSV)
+    assert [r["status"] for r in cli_rows].count("skipped") == 2
+    assert await asyncio.to_thread((tmp_path / "results.zip").read_bytes) == await store.get_bytes(cli_zip.key)
+    assert "intake: 5 image(s) accepted, 2 skipped" in err.getvalue()
+
+
+async def test_started_batch_keeps_its_plan_as_a_note_of_the_job_and_forgets_the_pending_one(
+    group: Group, runtime: Runtime, ledger: Ledger, store: MemoryStore, tmp_path: Path
+) -> None:
+    service = BatchService(runtime)
+    plan = await service.plan_from_file(await write_zip(tmp_path / "in.zip", 3), slash_request(), source="in.zip")
+    assert await service.get_plan(plan.id) == plan
+
+    result = await service.start(plan, group_id=group.id, is_admin=False)
+
+    assert result.job is not None and result.job.total == 3
+    assert await ledger.note(result.job.id, NOTE_PLAN) == plan.to_json()
+    assert await service.plan_of(result.job.id) == plan
+    assert await service.get_plan(plan.id) is None
+    assert [k async for k in store.list("batches/pending/")] == []
+
+
+async def test_start_queues_once_when_start_is_clicked_twice(group: Group, runtime: Runtime, tmp_path: Path) -> None:
+    service = BatchService(runtime)
+    plan = await service.plan_from_file(await write_zip(tmp_path / "in.zip", 2), slash_request(), source="in.zip")
+
+    first = await service.start(plan, group_id=group.id, is_admin=False)
+    second = await service.start(plan, group_id=group.id, is_admin=False)
+
+    assert first.job is not None and second.job is not None
+    assert second.status is SubmitStatus.DUPLICATE and second.job.id == first.job.id
+    assert await service.started_job(plan.id) == first.job
+
+
+async def test_plan_is_refused_when_the_user_already_runs_the_most_batches(
+    group: Group, runtime: Runtime, tmp_path: Path
+) -> None:
+    service = BatchService(
+        runtime,
+        limits=BatchLimits(max_items=100, max_running_per_user=1, max_running_per_guild=9, max_items_per_guild=900),
+    )
+    path = await write_zip(tmp_path / "in.zip", 2)
+    plan = await service.plan_from_file(path, slash_request(), source="in.zip")
+    await service.start(plan, group_id=group.id, is_admin=False)
+
+    with pytest.raises(BatchError, match="already have 1 batches running"):
+        await service.plan_from_file(path, slash_request(), source="in.zip")
+    assert (await service.plan_from_file(path, slash_request(is_admin=True), source="in.zip")).items
+
+
+async def test_plan_is_refused_when_the_prompt_or_the_zip_is_unusable(runtime: Runtime, tmp_path: Path) -> None:
+    service = BatchService(runtime)
+    with pytest.raises(BatchError, match="Fix the prompt first"):
+        await service.plan_from_file(await write_zip(tmp_path / "a.zip", 1), slash_request("x --ar 0:0"), source="a")
+    with pytest.raises(BatchError, match="no usable image"):
+        empty = await write_zip(tmp_path / "b.zip", 0, extras={"a.txt": b"text"})
+        await service.plan_from_file(empty, slash_request(), source="b")
+
+
+async def test_snapshot_counts_blocks_apart_from_failures_and_retry_requeues_the_failed(
+    group: Group, runtime: Runtime, runpod: MemoryRunpod, tmp_path: Path
+) -> None:
+    service = BatchService(runtime)
+    plan = await service.plan_from_file(await write_zip(tmp_path / "in.zip", 4), slash_request(), source="in.zip")
+    result = await service.start(plan, group_id=group.id, is_admin=False)
+    assert result.job is not None
+    await runtime.dispatcher.run_once()
+    for job in runpod.active():
+        await runpod.finish(job.id, errors=dict.fromkeys(job.indices[:1], ErrorCode.SAFETY))
+    await runtime.dispatcher.run_once()
+
+    snapshot = await service.snapshot(result.job.id)
+
+    assert snapshot is not None and snapshot.job.status.is_final
+    assert (snapshot.progress.done, snapshot.progress.blocked, snapshot.progress.failed) == (3, 1, 0)
+    _job, requeued = await service.retry_failed(result.job.id)
+    assert requeued == 0  # a safety block is not retried
+
+
+async def test_samples_are_taken_once_when_enough_images_are_made(
+    group: Group, runtime: Runtime, runpod: MemoryRunpod, tmp_path: Path
+) -> None:
+    service = BatchService(runtime)
+    plan = await service.plan_from_file(await write_zip(tmp_path / "in.zip", 6), slash_request(), source="in.zip")
+    result = await service.start(plan, group_id=group.id, is_admin=False)
+    assert result.job is not None
+    await runtime.dispatcher.run_once()
+    first = runpod.active()[0]
+    await runpod.progress(first.id, first.indices[:4])
+    await runtime.dispatcher.run_once()
+    job = await runtime.ledger.get_job(result.job.id)
+    assert job is not None and job.ok >= 4 and not job.status.is_final
+
+    samples = await service.take_samples(job)
+
+    assert samples is not None and [name for name, _ in samples] == [f"photos/img-{i:05d}.png" for i in range(4)]
+    assert await service.take_samples(job) is None
+
+
+async def test_rows_list_the_skipped_entries_when_an_older_cli_kept_them_under_its_own_note(
+    runtime: Runtime, ledger: Ledger, run_to_end: RunToEnd
+) -> None:
+    request = JobRequest(
+        kind=JobKind.BATCH,
+        owner_id=UserId(0),
+        prompt="p",
+        params=JobParams(model=runtime.settings.gemini_model),
+        items=(NewItem(inputs=ItemInputs(source_name="a.png")),),
+        idempotency_key="cli:batch:old",
+        is_admin=True,
+        notes={NOTE_SKIPPED: [["notes.txt", "not_an_image"]]},
+    )
+    result = await runtime.dispatcher.submit(request)
+    assert result.job is not None
+    job = await run_to_end(result.job.id)
+
+    rows = [row async for row in BatchService(runtime).rows(job)]
+
+    assert [(r.source_name, r.status.value) for r in rows] == [("a.png", "ok"), ("notes.txt", "skipped")]
+
+
+async def test_fresh_link_rebuilds_the_zip_when_the_archive_is_gone(
+    group: Group, runtime: Runtime, store: MemoryStore, run_to_end: RunToEnd, tmp_path: Path, settings: BotSettings
+) -> None:
+    service = BatchService(runtime)
+    plan = await service.plan_from_file(await write_zip(tmp_path / "in.zip", 2), slash_request(), source="in.zip")
+    result = await service.start(plan, group_id=group.id, is_admin=False)
+    assert result.job is not None
+    job = await run_to_end(result.job.id)
+    download = await service.build_download(job)
+    assert (await service.fresh_link(job)).startswith("http://127.0.0.1:9/")
+
+    await store.delete(download.key)
+    await service.fresh_link(job)
+
+    assert [info.key async for info in store.list("zips/")] != []
