@@ -32,8 +32,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 async def run(settings: BotSettings) -> None:
     """Run the bot until it is stopped (SIGINT/SIGTERM)."""
+    from bot.app.runtime import open_runtime
     from bot.discord_bot import PeelBot
-    from bot.runtime import open_runtime
 
     access = policy_from_ids(
         allowed_guild_ids=settings.allowed_guild_ids,

@@ -32,7 +32,12 @@ from typing import TextIO
 
 from pydantic import ValidationError
 
-from bot.batches import BatchError, BatchOptions, BatchRequest, BatchService
+from bot.app import IntakeReport, InvalidRequestError, LedgerDamagedError, LedgerTooNewError
+from bot.app.batches import BatchError, BatchOptions, BatchRequest, BatchService
+from bot.app.generation import GenerationError, Origin
+from bot.app.imaging import compose_grid
+from bot.app.runtime import StopRequestedError, open_runtime
+from bot.app.services import generation_service
 from bot.core.admission import REFUSAL_TITLE
 from bot.core.batch import BatchLimits
 from bot.core.item_errors import NOT_MADE, item_error_message
@@ -40,14 +45,7 @@ from bot.core.manifest import ItemStatus as RowStatus
 from bot.core.manifest import ManifestRow
 from bot.core.models import Job, JobParams, UserId
 from bot.core.params import ParsedPrompt, PromptParams, parse_prompt
-from bot.dispatch import InvalidRequestError
-from bot.generation import GenerationError, Origin
-from bot.imaging import compose_grid
-from bot.ledger import LedgerDamagedError, LedgerTooNewError
-from bot.runtime import StopRequestedError, open_runtime
-from bot.services import generation_service
 from bot.settings import BotSettings
-from storage.intake import IntakeReport
 
 log = logging.getLogger(__name__)
 

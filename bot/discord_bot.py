@@ -11,11 +11,11 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.app.runtime import Runtime
+from bot.app.services import Services
 from bot.exts import EXTENSIONS
 from bot.exts._access import AccessPolicy, actor_of, refusal_text
 from bot.exts._errors import error_embed, send_error
-from bot.runtime import Runtime
-from bot.services import Services
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Batch decisions without I/O: the limits a new batch must fit, its estimates, and what its messages say.
 
-Pure: `bot.batches` gathers the numbers (the ledger's unfinished jobs, the intake report, the price table) and the
+Pure: `bot.app.batches` gathers the numbers (the ledger's unfinished jobs, the intake report, the price table) and the
 Discord layer shows the strings.
 """
 

@@ -1,6 +1,6 @@
 """The manifests of a download: one row per item of a job (or group), as `manifest.csv` and `manifest.json`.
 
-Pure: the dispatcher turns its ledger rows into `ManifestRow`s, `bot.downloads` writes the archive. Member names
+Pure: the dispatcher turns its ledger rows into `ManifestRow`s, `bot.app.downloads` writes the archive. Member names
 are chosen here, before the archive is written, so the manifest can say which file holds which item: flat
 (the leaf of an uploaded name, without its folders), then sanitized and made unique by the same
 `usertext.names.ArchiveNames` rules the ZIP writer applies, so the writer keeps them as they are.

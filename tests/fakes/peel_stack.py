@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bot.app.runtime import Runtime, open_runtime
 from bot.discord_bot import PeelBot
 from bot.exts._access import AccessPolicy
-from bot.runtime import Runtime, open_runtime
 from bot.settings import BotSettings
 from local.discord import Playground
 from local.discord.driver import Driver

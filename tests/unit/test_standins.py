@@ -14,7 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PRODUCT = ("bot", "worker", "storage")
 # The embedded wiring: the only product modules that may import a stand-in, and only where it is started.
-LAZY_IMPORTERS = {ROOT / "bot" / "embedded.py", ROOT / "bot" / "__main__.py"}
+LAZY_IMPORTERS = {ROOT / "bot" / "app" / "embedded.py", ROOT / "bot" / "__main__.py"}
 
 
 def product_files() -> list[Path]:

@@ -9,12 +9,12 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.app.generation import GenerationService, UserPrefs
 from bot.core.models import Job, JobId, JobStatus, UserId
 from bot.core.params import GEMINI_ASPECT_RATIOS
 from bot.core.render import echo, one_line, truncate
 from bot.discord_bot import PeelBot
 from bot.exts._errors import error_embed, send_error
-from bot.generation import GenerationService, UserPrefs
 from worker.contract import MODEL_ALIASES
 
 log = logging.getLogger(__name__)

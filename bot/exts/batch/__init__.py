@@ -17,14 +17,14 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.batches import STATUS, SUMMARY, BatchError, BatchOptions, BatchPlan, BatchRequest, BatchService
+from bot.app.batches import STATUS, SUMMARY, BatchError, BatchOptions, BatchPlan, BatchRequest, BatchService
+from bot.app.imaging import grid_preview
 from bot.core.batch import plan_text, progress_message, summary_message
 from bot.core.models import Job, JobId, JobKind, JobStatus, UserId
 from bot.core.render import CUSTOM_ID_PREFIX, CustomId, echo, truncate
 from bot.errors import UserFacingError
 from bot.exts._access import NotOwnerError
 from bot.exts._errors import send_error
-from bot.imaging import grid_preview
 from worker.contract import IMAGE_SIZES, ErrorCode
 
 log = logging.getLogger(__name__)

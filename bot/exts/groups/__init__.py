@@ -14,12 +14,12 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.app.groups import GroupError, GroupService
+from bot.app.runtime import Runtime
 from bot.core.models import Group
 from bot.core.render import download_line, echo, one_line, truncate
 from bot.errors import UserFacingError
 from bot.exts._access import AccessPolicy, actor_of, check_owner
-from bot.groups import GroupError, GroupService
-from bot.runtime import Runtime
 
 log = logging.getLogger(__name__)
 

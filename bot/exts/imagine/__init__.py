@@ -15,12 +15,14 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.app import SubmitStatus
+from bot.app.generation import GenerationError, Origin, Prepared, Submitted, safety_reason
+from bot.app.imaging import Direction, fit_for_upload, grid_preview
 from bot.core.admission import REFUSAL_TITLE
 from bot.core.models import GroupId, Image, Job, JobId, JobKind, JobStatus, UserId
 from bot.core.params import GEMINI_ASPECT_RATIOS
 from bot.core.render import code, echo, image_line
 from bot.discord_bot import PeelBot
-from bot.dispatch import SubmitStatus
 from bot.exts._access import actor_of, check_owner, refusal_text
 from bot.exts._errors import error_embed, send_error
 from bot.exts.imagine._components import (
@@ -34,8 +36,6 @@ from bot.exts.imagine._components import (
     tools_view,
 )
 from bot.exts.imagine._tracker import RESULT, STATUS, JobTracker, Tracked
-from bot.generation import GenerationError, Origin, Prepared, Submitted, safety_reason
-from bot.imaging import Direction, fit_for_upload, grid_preview
 
 log = logging.getLogger(__name__)
 

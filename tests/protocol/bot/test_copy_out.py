@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from bot.downloads import copy_out
+from bot.app.downloads import copy_out
 from storage.errors import ObjectNotFoundError
 from storage.file import FileStore
 from storage.memory import MemoryStore

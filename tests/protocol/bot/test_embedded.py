@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 from pydantic import SecretStr
 
-from bot.embedded import open_backends
+from bot.app.embedded import open_backends
 from bot.settings import BotSettings
 from tests.fakes.processes import descendants_running
 from tests.fakes.runpod import wait_until
@@ -31,7 +31,7 @@ REAL_SERVICES_PROBE = textwrap.dedent(
         for info in pkgutil.walk_packages(importlib.import_module(package).__path__, f"{package}."):
             importlib.import_module(info.name)
 
-    from bot.embedded import open_backends
+    from bot.app.embedded import open_backends
     from bot.settings import BotSettings
 
     async def main():
@@ -40,7 +40,7 @@ REAL_SERVICES_PROBE = textwrap.dedent(
 
     asyncio.run(main())
     print(sorted(m for m in sys.modules if m == "local" or m.startswith("local.")))
-    print("bot.embedded" in sys.modules, "worker.handler" in sys.modules)
+    print("bot.app.embedded" in sys.modules, "worker.handler" in sys.modules)
     """
 )
 

@@ -9,7 +9,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from bot.urlfetch import FetchError, fetch_to_file, is_public_address, literal_address, parse_networks
+from bot.net.urlfetch import FetchError, fetch_to_file, is_public_address, literal_address, parse_networks
 
 LOOPBACK = parse_networks(["127.0.0.0/8"])
 BODY = b"PK\x03\x04" + b"x" * 5000

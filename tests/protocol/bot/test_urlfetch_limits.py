@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from bot.core.fetchquota import DownloadLimits, DownloadQuota
-from bot.urlfetch import (
+from bot.net.urlfetch import (
     Downloads,
     FetchError,
     FetchOptions,

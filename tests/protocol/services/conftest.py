@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, cast
 import aiohttp
 import pytest
 
+from bot.app.embedded import Backends
+from bot.app.runtime import Runtime
 from bot.core.models import Group, Job, JobId
 from bot.core.policy import DispatchPolicy
 from bot.dispatch import Dispatcher
-from bot.embedded import Backends
 from bot.ledger import Ledger
-from bot.runtime import Runtime
 from bot.settings import BotSettings
 from storage import LinkSigner
 from storage.memory import MemoryStore

@@ -2,7 +2,7 @@
 
 import pytest
 
-from bot.account import AccountService
+from bot.app.account import AccountService
 from bot.core.models import JobKind, JobParams, JobRequest, JobStatus, UserId
 from bot.dispatch import Dispatcher
 from bot.ledger import Ledger

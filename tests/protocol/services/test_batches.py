@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from bot.batches import NOTE_PLAN, NOTE_SKIPPED, BatchError, BatchRequest, BatchService
+from bot.app.batches import NOTE_PLAN, NOTE_SKIPPED, BatchError, BatchRequest, BatchService
+from bot.app.runtime import Runtime
 from bot.cli import Console, batch_key, parse_job_prompt, start_batch
 from bot.core.batch import BatchLimits
 from bot.core.models import Group, ItemInputs, JobKind, JobParams, JobRequest, NewItem, UserId
 from bot.dispatch import SubmitStatus
 from bot.ledger import Ledger
-from bot.runtime import Runtime
 from bot.settings import BotSettings
 from storage.memory import MemoryStore
 from tests.e2e.bot._batchzips import make_zip

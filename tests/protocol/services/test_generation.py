@@ -2,10 +2,10 @@
 
 import pytest
 
+from bot.app.generation import NOTE_DISPLAY, NOTE_EDIT_HISTORY, NOTE_LABEL, GenerationService, Origin
+from bot.app.runtime import Runtime
 from bot.core.models import UserId
-from bot.generation import NOTE_DISPLAY, NOTE_EDIT_HISTORY, NOTE_LABEL, GenerationService, Origin
 from bot.ledger import Ledger
-from bot.runtime import Runtime
 from tests.protocol.services.conftest import RunToEnd
 
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.batches import BatchRequest, BatchService
+from bot.app.batches import BatchRequest, BatchService
+from bot.app.groups import GroupError, GroupService
+from bot.app.runtime import Runtime
 from bot.core.models import Group
-from bot.groups import GroupError, GroupService
 from bot.ledger import Ledger
-from bot.runtime import Runtime
 from storage import s3  # noqa: F401  # copy_object imports it lazily; importing reads files, which blocks a loop
 from storage.memory import MemoryStore
 from tests.e2e.bot._batchzips import make_zip

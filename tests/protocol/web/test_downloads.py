@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 import pytest
 from aiohttp import ClientSession
 
+from bot.app.downloads import build_zip, zip_key
 from bot.core.manifest import ItemStatus, ManifestHeader, ManifestRow
-from bot.downloads import build_zip, zip_key
 from storage.errors import InvalidKeyError
 from storage.file import FileStore
 from storage.memory import MemoryStore

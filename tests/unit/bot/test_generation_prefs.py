@@ -1,5 +1,5 @@
+from bot.app.generation import UserPrefs, safety_reason
 from bot.core.models import ItemStatus
-from bot.generation import UserPrefs, safety_reason
 
 
 def test_prefs_round_trip_when_stored_and_read():

@@ -6,7 +6,15 @@ import random
 import pytest
 from PIL import Image
 
-from bot.imaging import Direction, compose_grid, fit_for_upload, grid_preview, image_size, pan_canvas, zoom_out_canvas
+from bot.app.imaging import (
+    Direction,
+    compose_grid,
+    fit_for_upload,
+    grid_preview,
+    image_size,
+    pan_canvas,
+    zoom_out_canvas,
+)
 
 
 def make_png(w: int, h: int, *, noise: bool = False, color: tuple[int, int, int] = (200, 40, 40)) -> bytes:

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bot.app.downloads import ZipDownload, build_zip, copy_out
+from bot.app.runtime import Runtime
 from bot.core.admission import REFUSAL_TITLE
 from bot.core.batch import BatchEstimate, BatchLimits, BatchLoad, estimate_batch, limit_refusal, thread_name
 from bot.core.fetchquota import DownloadLimits, DownloadQuota
@@ -39,11 +41,9 @@ from bot.core.models import (
 from bot.core.params import ParsedPrompt, parse_prompt, resolve_model
 from bot.core.render import BatchProgress, code
 from bot.dispatch import CancelResult, SubmitResult, Subscription
-from bot.downloads import ZipDownload, build_zip, copy_out
 from bot.errors import UserFacingError
 from bot.ledger.store import new_id
-from bot.runtime import Runtime
-from bot.urlfetch import Downloads, FetchError, FetchOptions, FetchRefusedError, UrlPolicy, parse_networks
+from bot.net.urlfetch import Downloads, FetchError, FetchOptions, FetchRefusedError, UrlPolicy, parse_networks
 from storage.errors import ObjectNotFoundError
 from storage.intake import IntakeLimits, IntakeRefusedError, IntakeReport, UploadIntake
 from worker.contract import ErrorCode, model_spec

@@ -11,9 +11,9 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot.app.embedded import Backends, open_backends
 from bot.core.models import Job, JobId
 from bot.dispatch import Dispatcher, policy_from_settings
-from bot.embedded import Backends, open_backends
 from bot.ledger import Ledger, backup_path
 from bot.settings import BotSettings
 from bot.web import LinkServer, link_for, make_app

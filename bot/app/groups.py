@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from bot.app.downloads import ZipDownload, build_zip
+from bot.app.runtime import Runtime
 from bot.core.manifest import ItemStatus as RowStatus
 from bot.core.manifest import (
     ManifestHeader,
@@ -21,9 +23,7 @@ from bot.core.manifest import (
 )
 from bot.core.models import Group, Job, JobId
 from bot.core.render import code
-from bot.downloads import ZipDownload, build_zip
 from bot.errors import UserFacingError
-from bot.runtime import Runtime
 from storage import Store, open_store
 from storage.copy import CopyProgress, copy_object
 from storage.errors import InvalidKeyError

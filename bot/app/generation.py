@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
+from bot.app.imaging import Direction, image_size, pan_canvas, zoom_out_canvas
 from bot.core.item_errors import item_error_message
 from bot.core.models import (
     EditInput,
@@ -47,7 +48,6 @@ from bot.core.params import (
 from bot.core.render import code
 from bot.dispatch import Dispatcher, SubmitResult
 from bot.errors import UserFacingError
-from bot.imaging import Direction, image_size, pan_canvas, zoom_out_canvas
 from bot.ledger import Ledger
 from storage.base import Store
 from storage.intake import AcceptedImage, UploadIntake

@@ -6,11 +6,11 @@ of them reaches the runtime's ledger, dispatcher or store itself.
 
 from dataclasses import dataclass
 
-from bot.account import AccountService
-from bot.batches import BatchService
-from bot.generation import GenerationService
-from bot.groups import GroupService
-from bot.runtime import Runtime
+from bot.app.account import AccountService
+from bot.app.batches import BatchService
+from bot.app.generation import GenerationService
+from bot.app.groups import GroupService
+from bot.app.runtime import Runtime
 
 
 def generation_service(runtime: Runtime) -> GenerationService:
