@@ -1,7 +1,8 @@
 """Composition root: `python -m bot` runs Peel; with no `DISCORD_TOKEN` it brings up the local playground too.
 
 Everything is built here, once: settings, the runtime (back ends, ledger, dispatcher, link server), the access
-policy and the bot. Unset settings select the embedded defaults (DESIGN.md), so this runs with no account at all.
+policy and the bot. Unset settings select the embedded defaults (docs/architecture.md), so this runs with no
+account at all.
 """
 
 import argparse

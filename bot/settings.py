@@ -1,6 +1,6 @@
 """The bot's settings, from the environment or `.env`; only `bot.__main__` builds them.
 
-Every external service is optional: a setting left unset selects the embedded default (see DESIGN.md), so
+Every external service is optional: a setting left unset selects the embedded default (docs/architecture.md), so
 `python -m bot` runs with no account at all. Secrets are `SecretStr` and never appear in logs or reprs.
 """
 
@@ -13,7 +13,7 @@ DEFAULT_MODEL = "gemini-2.5-flash-image"
 
 
 class BotSettings(BaseSettings):
-    """Settings of the bot process (`python -m bot`), named as DESIGN.md names them (no prefix)."""
+    """Settings of the bot process (`python -m bot`), named as the README's table names them (no prefix)."""
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
 

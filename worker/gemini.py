@@ -1,6 +1,6 @@
 """The google-genai adapter of the `ImageGenerator` port: request building, answer parsing, error mapping, retries.
 
-Choices, with the evidence in research/gemini.md:
+Choices, with the evidence (google-genai's source and Google's API documentation):
 
 * One `genai.Client` per generator, `api_version="v1beta"` pinned (SDK 3.x defaults to `v1`; every image
   sample uses `v1beta`) and SDK retries off (`HttpRetryOptions(attempts=1)`): the SDK's own retry ignores

@@ -1,7 +1,7 @@
 """The RunPod handler: validate a chunk → generate its items concurrently → write PNGs → return the manifest.
 
 `make_handler(deps)` returns the async handler `runpod.serverless.start` runs. One call handles one chunk
-(DESIGN.md, "The bot ⇄ worker contract"):
+(docs/architecture.md, "The bot ⇄ worker contract"):
 
 * `job["input"]` is validated as `ChunkInput`; an unusable input returns `{"error": "BAD_INPUT: …"}` (RunPod marks
   the job FAILED), naming the fields that are wrong.

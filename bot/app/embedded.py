@@ -3,7 +3,7 @@
 With no RunPod settings the bot runs the local RunPod-compatible endpoint in its own process, whose workers are
 the real `python -m worker` subprocesses; with no Gemini key those workers talk to the local Gemini-compatible
 server, started here as a subprocess (so its drawing never competes with the bot's event loop). With the settings
-set, the same code path reaches the real services; only URLs and keys change (DESIGN.md).
+set, the same code path reaches the real services; only URLs and keys change (docs/architecture.md).
 
 The stand-ins live outside the product, in `local/`: they are imported here only when the settings leave a
 service unconfigured, so a bot configured for the real services never loads them.

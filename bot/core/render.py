@@ -17,7 +17,7 @@ _ID_PART = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 @dataclass(frozen=True, slots=True)
 class CustomId:
-    """A persistent button's id, `peel:<action>:<job>:<index>` (DESIGN.md); resolved from the ledger on click."""
+    """A persistent button's id, `peel:<action>:<job>:<index>`; resolved from the ledger on click."""
 
     action: str
     job_id: str

@@ -1,8 +1,8 @@
 """Wire shapes of RunPod Serverless, as `TypedDict`s: the REST API v2 (client face) and the worker protocol.
 
 The worker protocol is what the runpod SDK's worker runtime (1.12) speaks to the platform; RunPod does not document
-it, so `local.runpod` implements it as observed (`/work/shared/research/runpod.md` §2.3) and a test
-pins it against the installed SDK.
+it, so `local.runpod` implements it as observed in the SDK's worker runtime (`runpod.serverless.modules.rp_job`,
+`rp_http`, `rp_ping`) and a test pins it against the installed SDK.
 """
 
 from typing import Any, NotRequired, TypedDict

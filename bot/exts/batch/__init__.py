@@ -75,7 +75,7 @@ class BatchButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=TEMPL
             if not isinstance(cog, BatchCog):
                 raise UserFacingError("Batches are not available right now. Try again in a moment.")
             await cog.on_button(interaction, self.action, self.target)
-        except Exception as exc:  # noqa: BLE001 - a button is a boundary; send_error logs it (STYLE.md §5.3)
+        except Exception as exc:  # noqa: BLE001 - a button is a boundary; send_error logs it
             await send_error(interaction, exc, where=f"batch button {self.action}")
 
 

@@ -100,7 +100,7 @@ async def ready(stack: Stack) -> Stack:
 
 
 def chunk(job_id: str, n: int, *, concurrency: int = 4, chunk_no: int = 0) -> dict[str, Any]:
-    """A chunk input as DESIGN.md's bot ⇄ worker contract has it."""
+    """A chunk input as the bot ⇄ worker contract (worker/contract.py) has it."""
     return {
         "schema": 1,
         "job_id": job_id,

@@ -1,4 +1,4 @@
-"""The bot ⇄ worker contract round-trips DESIGN.md's examples and refuses what it must."""
+"""The bot ⇄ worker contract round-trips its documented examples and refuses what it must."""
 
 import pytest
 from pydantic import ValidationError
@@ -33,7 +33,7 @@ DESIGN_EXAMPLE: dict[str, object] = {
 }
 
 
-def test_design_example_round_trips_when_parsed_and_dumped() -> None:
+def test_documented_example_round_trips_when_parsed_and_dumped() -> None:
     parsed = ChunkInput.model_validate(DESIGN_EXAMPLE)
     assert parsed.to_payload() == DESIGN_EXAMPLE
 
