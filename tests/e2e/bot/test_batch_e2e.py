@@ -8,6 +8,7 @@ injected 503 fails its item as UPSTREAM at once, which "Retry failed" then makes
 """
 
 import asyncio
+import csv
 import io
 import itertools
 import json
@@ -31,7 +32,8 @@ from PIL import Image
 from bot.core.models import ItemStatus, JobKind, JobStatus
 from local.discord.driver import Driver, Message
 from local.discord.state import Event, Upload
-from tests.e2e.bot._batchzips import make_zip, sha256_of
+from tests.e2e.bot._batchzips import make_zip, sha256_of, tiny_png
+from tests.e2e.cli.conftest import base_env, run_cli
 from tests.fakes.hostile import many_entries_zip
 from tests.fakes.peel_stack import PeelStack, peel_stack
 from tests.fakes.s3 import MotoS3, moto_s3
@@ -757,3 +759,35 @@ async def test_summary_is_sent_by_dm_when_the_thread_and_its_channel_are_deleted
 
     assert "lose my channel" in summary.content and "thread was deleted" in summary.content
     assert len(pngs(await fetch_zip(http, summary))) == 60
+
+
+# ---- one batch flow: the CLI and /batch ----------------------------------------------------------------------------
+
+
+def _rows(archive: zipfile.ZipFile) -> list[dict[str, str]]:
+    """manifest.csv's rows without the seed (each run draws its own) and in index order."""
+    rows = list(csv.DictReader(io.StringIO(archive.read("manifest.csv").decode("utf-8-sig"))))
+    return sorted(({k: v for k, v in row.items() if k != "seed"} for row in rows), key=lambda r: int(r["index"]))
+
+
+@pytest.mark.timeout(180)
+async def test_cli_and_discord_write_the_same_manifest_when_given_the_same_zip_and_prompt(
+    stack: PeelStack, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    extras = {"notes/readme.txt": b"not an image", "../escape.png": tiny_png(99), "photos/broken.png": b"\x89PNG"}
+    data = await asyncio.to_thread(make_zip, 5, extras=extras)
+    alice = stack.driver("alice")
+    _, thread, _ = await start_batch(alice, {"prompt": "one flow", "zip": Upload("same.zip", data)})
+    from_discord = await fetch_zip(http, await summaries(alice, thread["id"], 1))
+
+    source, out = tmp_path / "same.zip", tmp_path / "out.zip"
+    await asyncio.to_thread(source.write_bytes, data)
+    args = ["batch", str(source), "--prompt", "one flow", "--data", str(tmp_path / "cli-data"), "--out", str(out)]
+    run = await asyncio.to_thread(run_cli, args, cwd=tmp_path, env=base_env(), timeout_s=150)
+    assert run.returncode == 0, run.stderr
+    from_cli = zipfile.ZipFile(io.BytesIO(await asyncio.to_thread(out.read_bytes)))
+
+    rows = _rows(from_discord)
+    assert rows == _rows(from_cli)
+    assert [r["status"] for r in rows].count("ok") == 5 and any(r["status"] == "skipped" for r in rows), rows
+    assert sorted(pngs(from_discord)) == sorted(pngs(from_cli))
