@@ -1,10 +1,13 @@
-"""The services over a real SQLite ledger on `tmp_path`, the memory store and the in-memory RunPod, no Discord.
+"""The services over an in-memory ledger, the memory store and the in-memory RunPod, no Discord.
+
+The in-memory ledger is the real `Ledger` on SQLite's in-memory database: the same SQL, transactions and
+migrations as production, with no file and no second implementation that could drift from the first.
 
 A `Runtime` is assembled by hand from those parts (no embedded servers, no link server), and jobs move only when
 a test plays the worker (`runpod.finish_all()`) and runs the dispatcher once (`run_once()`), never by sleeping.
 """
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
@@ -30,6 +33,15 @@ if TYPE_CHECKING:
 @pytest.fixture
 def settings(tmp_path: Path) -> BotSettings:
     return BotSettings(_env_file=None, data_dir=tmp_path / "data", storage_url="memory://")  # type: ignore[call-arg]  # pydantic-settings' init kwarg
+
+
+@pytest.fixture
+async def ledger() -> AsyncIterator[Ledger]:
+    ledger = await Ledger.open(":memory:")
+    try:
+        yield ledger
+    finally:
+        await ledger.close()
 
 
 @pytest.fixture
