@@ -59,7 +59,6 @@ and use `g.url`.
 """
 
 import asyncio
-import base64
 import hashlib
 import json
 import logging
@@ -68,11 +67,19 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import asdict
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Self
 
 from aiohttp import web
 
-from local.gemini.drawing import draw_image, draw_size
+from local.gemini.answers import (
+    blocked_body,
+    key_error,
+    malformed,
+    no_image_body,
+    quota_exceeded,
+    server_error,
+    success_body,
+)
 from local.gemini.faults import (
     REQUEST_LOG_SIZE,
     Faults,
@@ -81,12 +88,9 @@ from local.gemini.faults import (
 )
 from local.gemini.wire import (
     API_VERSIONS,
-    JsonObject,
-    ParsedRequest,
     camelize,
     error_response,
     invalid_argument,
-    new_response_id,
     parse_request,
 )
 from worker.catalogue import ModelSpec, model_spec
@@ -254,33 +258,8 @@ class LocalGemini:
         finally:
             self.stats.in_flight -= 1
 
-    def _check_key(self, request: web.Request) -> web.Response | None:
-        key = request.headers.get("x-goog-api-key") or request.query.get("key")
-        if not key:
-            return error_response(
-                403,
-                "PERMISSION_DENIED",
-                "Method doesn't allow unregistered callers (callers without established identity). "
-                "Please use API Key or other form of API consumer identity to call this API.",
-            )
-        if self.api_key is not None and key != self.api_key:
-            return error_response(
-                400,
-                "INVALID_ARGUMENT",
-                "API key not valid. Please pass a valid API key.",
-                [
-                    {
-                        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
-                        "reason": "API_KEY_INVALID",
-                        "domain": "googleapis.com",
-                        "metadata": {"service": "generativelanguage.googleapis.com"},
-                    }
-                ],
-            )
-        return None
-
     async def _generate_content(self, request: web.Request, version: str, model: str) -> web.Response:
-        if (denied := self._check_key(request)) is not None:
+        if (denied := key_error(request, self.api_key)) is not None:
             self.stats.unauthorized += 1
             return denied
         spec = model_spec(model)
@@ -322,8 +301,13 @@ class LocalGemini:
             return injected
         if self._is_blocked(parsed.prompt) or self._has_blocked_image(parsed.images):
             self.stats.blocked += 1
-            return web.json_response(self._blocked_body(spec, parsed))
-        body_out = await self._success_body(spec, parsed)
+            return web.json_response(blocked_body(spec, parsed, self.faults.block_as))
+        mislabel = self.faults.next_mislabel > 0
+        if mislabel:
+            self.faults.next_mislabel -= 1
+        body_out = await success_body(
+            spec, parsed, draw_px=self.draw_px, mislabel=mislabel, thoughts=self.faults.thoughts
+        )
         self.stats.images += 1
         return web.json_response(body_out)
 
@@ -331,100 +315,28 @@ class LocalGemini:
         faults = self.faults
         if faults.next_429 > 0:
             faults.next_429 -= 1
-            return self._quota_exceeded(spec)
+            return quota_exceeded(spec, self.faults.retry_delay_s)
         if faults.next_5xx > 0:
             faults.next_5xx -= 1
             return self._server_error()
         if faults.next_malformed > 0:
             faults.next_malformed -= 1
-            return self._malformed()
+            return malformed(self.faults.malformed)
         if faults.next_no_image > 0:
             faults.next_no_image -= 1
-            return web.json_response(self._no_image_body(spec))
+            return web.json_response(no_image_body(spec, self.faults.no_image_reason))
         if faults.rate_429 and self._rng.random() < faults.rate_429:
-            return self._quota_exceeded(spec)
+            return quota_exceeded(spec, self.faults.retry_delay_s)
         if faults.rate_5xx and self._rng.random() < faults.rate_5xx:
             return self._server_error()
         return None
-
-    def _quota_exceeded(self, spec: ModelSpec) -> web.Response:
-        return error_response(
-            429,
-            "RESOURCE_EXHAUSTED",
-            "You exceeded your current quota, please check your plan and billing details. For more information on "
-            "this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits.",
-            [
-                {
-                    "@type": "type.googleapis.com/google.rpc.QuotaFailure",
-                    "violations": [
-                        {
-                            "quotaMetric": "generativelanguage.googleapis.com/generate_content_paid_tier_requests",
-                            "quotaId": "GenerateRequestsPerMinutePerProjectPerModel",
-                            "quotaDimensions": {"location": "global", "model": spec.name},
-                            "quotaValue": "500",
-                        }
-                    ],
-                },
-                {
-                    "@type": "type.googleapis.com/google.rpc.Help",
-                    "links": [
-                        {
-                            "description": "Learn more about Gemini API quotas",
-                            "url": "https://ai.google.dev/gemini-api/docs/rate-limits",
-                        }
-                    ],
-                },
-                {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{self.faults.retry_delay_s:g}s"},
-            ],
-        )
 
     def _server_error(self) -> web.Response:
         status = self.faults.status_5xx
         if status is None:
             status = 503 if self._next_5xx_is_503 else 500
             self._next_5xx_is_503 = not self._next_5xx_is_503
-        if status == 503:
-            return error_response(503, "UNAVAILABLE", "The model is overloaded. Please try again later.")
-        if status == 504:
-            return error_response(504, "DEADLINE_EXCEEDED", "The request timed out. Please try again.")
-        if status == 502:
-            return error_response(502, "UNAVAILABLE", "Bad Gateway")
-        return error_response(
-            500,
-            "INTERNAL",
-            "An internal error has occurred. Please retry or report in "
-            "https://developers.generativeai.google/guide/troubleshooting",
-        )
-
-    def _malformed(self) -> web.Response:
-        if self.faults.malformed == "json":
-            return web.Response(
-                status=200, text='{"candidates": [{"content": {"parts": [', content_type="application/json"
-            )
-        return web.json_response({"candidates": "not-a-list", "usageMetadata": ["not", "an", "object"]})
-
-    def _usage(self, spec: ModelSpec, parsed: ParsedRequest, *, images_out: int, text_tokens: int) -> JsonObject:
-        prompt_text = max(1, len(parsed.prompt.split()))
-        prompt_images = spec.input_image_tokens * len(parsed.images)
-        image_tokens = spec.output_tokens.get(parsed.image_size or "1K", 1290) * images_out
-        thoughts = 180 if spec.thinking and images_out else 0
-        usage: JsonObject = {
-            "promptTokenCount": prompt_text + prompt_images,
-            "candidatesTokenCount": image_tokens + text_tokens,
-            "totalTokenCount": prompt_text + prompt_images + image_tokens + text_tokens + thoughts,
-            "promptTokensDetails": [{"modality": "TEXT", "tokenCount": prompt_text}]
-            + ([{"modality": "IMAGE", "tokenCount": prompt_images}] if prompt_images else []),
-        }
-        if image_tokens or text_tokens:
-            usage["candidatesTokensDetails"] = (
-                [{"modality": "IMAGE", "tokenCount": image_tokens}] if images_out else []
-            ) + ([{"modality": "TEXT", "tokenCount": text_tokens}] if text_tokens else [])
-        if thoughts:
-            usage["thoughtsTokenCount"] = thoughts
-        return usage
-
-    def _envelope(self, spec: ModelSpec, usage: JsonObject) -> JsonObject:
-        return {"usageMetadata": usage, "modelVersion": spec.name, "responseId": new_response_id()}
+        return server_error(status)
 
     def _is_blocked(self, prompt: str) -> bool:
         word = self.faults.block_word
@@ -433,92 +345,3 @@ class LocalGemini:
     def _has_blocked_image(self, images: list[bytes]) -> bool:
         blocked = self.faults.block_image_sha256
         return bool(blocked) and any(hashlib.sha256(i).hexdigest() in blocked for i in images)
-
-    def _blocked_body(self, spec: ModelSpec, parsed: ParsedRequest) -> JsonObject:
-        body = self._envelope(spec, self._usage(spec, parsed, images_out=0, text_tokens=0))
-        mode = self.faults.block_as
-        if mode == "auto":
-            mode = "prompt" if hashlib.sha256(parsed.prompt.encode()).digest()[0] % 2 == 0 else "image"
-        if mode == "prompt":
-            body["promptFeedback"] = {"blockReason": "PROHIBITED_CONTENT"}
-        else:
-            body["candidates"] = [
-                {
-                    "finishReason": "IMAGE_SAFETY",
-                    "finishMessage": "Unable to show the generated image. The generated image was filtered because "
-                    "it violated Google's Generative AI Prohibited Use policy.",
-                    "index": 0,
-                }
-            ]
-        return body
-
-    def _no_image_body(self, spec: ModelSpec) -> JsonObject:
-        reason = self.faults.no_image_reason
-        text = "I'm unable to create that image." if reason == "NO_IMAGE" else "Here is an image of what you asked:"
-        return {
-            "candidates": [
-                {"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": reason, "index": 0}
-            ],
-            "usageMetadata": {"promptTokenCount": 8, "candidatesTokenCount": 9, "totalTokenCount": 17},
-            "modelVersion": spec.name,
-            "responseId": new_response_id(),
-        }
-
-    async def _success_body(self, spec: ModelSpec, parsed: ParsedRequest) -> JsonObject:
-        size = draw_size(spec.pixel_size(parsed.aspect_ratio, parsed.image_size), self.draw_px)
-        mislabel = self.faults.next_mislabel > 0
-        if mislabel:
-            self.faults.next_mislabel -= 1
-        image_format: Literal["PNG", "JPEG"] = "JPEG" if mislabel or spec.output_mime == "image/jpeg" else "PNG"
-        mime = "image/png" if mislabel else spec.output_mime
-        with_thoughts = spec.thinking and (parsed.include_thoughts or self.faults.thoughts)
-        final = asyncio.to_thread(
-            draw_image,
-            prompt=parsed.prompt,
-            seed=parsed.seed,
-            references=parsed.images,
-            size=size,
-            image_format=image_format,
-        )
-        if with_thoughts:
-            draft_bytes, image = await asyncio.gather(
-                asyncio.to_thread(
-                    draw_image,
-                    prompt=parsed.prompt,
-                    seed=parsed.seed,
-                    references=parsed.images,
-                    size=size,
-                    image_format=image_format,
-                    variant="draft",
-                ),
-                final,
-            )
-        else:
-            draft_bytes, image = None, await final
-        response_id = new_response_id()
-        signatures = (
-            base64.b64encode(hashlib.sha256(f"{response_id}:{i}".encode()).digest()).decode() for i in range(9)
-        )
-        parts: list[JsonObject] = []
-        if draft_bytes is not None:
-            parts.append({"text": "**Planning the composition**\n\nI'll lay out the scene first.", "thought": True})
-            parts.append(
-                {"inlineData": {"mimeType": mime, "data": base64.b64encode(draft_bytes).decode()}, "thought": True}
-            )
-        with_text = parsed.modalities is None or "TEXT" in parsed.modalities
-        if with_text:
-            text_part: JsonObject = {"text": "Here is the image you asked for."}
-            if spec.thinking:
-                text_part["thoughtSignature"] = next(signatures)
-            parts.append(text_part)
-        image_part: JsonObject = {"inlineData": {"mimeType": mime, "data": base64.b64encode(image).decode()}}
-        if spec.thinking:
-            image_part["thoughtSignature"] = next(signatures)
-        parts.append(image_part)
-        body: JsonObject = {
-            "candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0}],
-            "usageMetadata": self._usage(spec, parsed, images_out=1, text_tokens=8 if with_text else 0),
-            "modelVersion": spec.name,
-            "responseId": response_id,
-        }
-        return body

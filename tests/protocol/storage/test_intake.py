@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-import storage.intake as intake_module
+import storage.zipread as zipread_module
 from storage.base import Body, ObjectInfo, Store
 from storage.errors import StorageUnavailableError
 from storage.file import FileStore
@@ -147,7 +147,7 @@ async def test_parallel_checks_report_entries_in_zip_order_when_they_finish_out_
 ) -> None:
     upload = await write(tmp_path / "upload.zip", corpus.data)
     serial = await UploadIntake(MemoryStore()).zip_file(upload)
-    real_load = intake_module._load_entry
+    real_load = zipread_module.load_entry
     overlap, running, lock = [0], [0], threading.Lock()
 
     def shuffled_load(archive: Any, info: Any, limits: Any) -> Any:  # early entries finish last
@@ -161,7 +161,7 @@ async def test_parallel_checks_report_entries_in_zip_order_when_they_finish_out_
             with lock:
                 running[0] -= 1
 
-    monkeypatch.setattr(intake_module, "_load_entry", shuffled_load)
+    monkeypatch.setattr(zipread_module, "load_entry", shuffled_load)
     parallel = await UploadIntake(MemoryStore(), max_parallel_checks=4).zip_file(upload)
 
     assert overlap[0] > 1  # the checks did run at once
@@ -513,7 +513,7 @@ async def test_cancel_waits_for_entry_thread_when_cancelled_mid_entry(
 ) -> None:
     started, release = threading.Semaphore(0), threading.Event()
     events: list[str] = []
-    real_load = intake_module._load_entry
+    real_load = zipread_module.load_entry
 
     def slow_load(*args: Any) -> Any:
         started.release()
@@ -521,7 +521,7 @@ async def test_cancel_waits_for_entry_thread_when_cancelled_mid_entry(
         events.append("entry thread done")
         return real_load(*args)
 
-    real_make_spool = intake_module._make_spool
+    real_make_spool = zipread_module.make_spool
 
     def make_spool(spool_dir: Path | None) -> Any:
         spool = real_make_spool(spool_dir)
@@ -534,8 +534,8 @@ async def test_cancel_waits_for_entry_thread_when_cancelled_mid_entry(
         spool.close = close  # type: ignore[method-assign]
         return spool
 
-    monkeypatch.setattr(intake_module, "_load_entry", slow_load)
-    monkeypatch.setattr(intake_module, "_make_spool", make_spool)
+    monkeypatch.setattr(zipread_module, "load_entry", slow_load)
+    monkeypatch.setattr(zipread_module, "make_spool", make_spool)
     spool = tmp_path / "spool"
     await asyncio.to_thread(spool.mkdir)
     data = ZipBuilder().add("a.png", make_png()).add("b.png", make_png(seed=1)).build()

@@ -1,0 +1,332 @@
+"""The playground's REST API v10: users, commands, guilds, channels, messages, reactions, threads, webhooks.
+
+Each handler parses the request, asks :class:`~local.discord.state.PlaygroundState` to act, and answers with
+Discord's JSON; validation and Discord's error codes live in the state and :mod:`local.discord.rules`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from local.discord.rules import JSON, ApiError
+from local.discord.state import THREAD_TYPES, PlaygroundState
+from local.discord.wire import Handler, RateLimitedError, json_response, no_content, read_body, read_json_list
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from local.discord.ratelimit import RateLimiter
+
+
+class RestApi:
+    """Discord's REST routes over the playground's world (mounted under ``/api/v{n}`` by the server)."""
+
+    def __init__(self, state: PlaygroundState, edit_limiter: RateLimiter, *, gateway_url: Callable[[], str]) -> None:
+        self.state = state
+        self.edit_limiter = edit_limiter
+        self._gateway_url = gateway_url
+
+    def routes(self) -> list[tuple[str, str, Handler]]:
+        """Return ``(method, path under the API prefix, handler)`` for every REST route."""
+        return [
+            ("GET", "/gateway", self.get_gateway),
+            ("GET", "/gateway/bot", self.get_gateway_bot),
+            ("GET", "/users/@me", self.get_me),
+            ("GET", "/users/{uid}", self.get_user),
+            ("POST", "/users/@me/channels", self.create_dm),
+            ("GET", "/oauth2/applications/@me", self.get_application),
+            ("GET", "/applications/@me", self.get_application),
+            ("GET", "/applications/{app}/commands", self.get_commands),
+            ("PUT", "/applications/{app}/commands", self.put_commands),
+            ("POST", "/applications/{app}/commands", self.post_command),
+            ("GET", "/applications/{app}/guilds/{gid}/commands", self.get_commands),
+            ("PUT", "/applications/{app}/guilds/{gid}/commands", self.put_commands),
+            ("POST", "/applications/{app}/guilds/{gid}/commands", self.post_command),
+            ("POST", "/interactions/{iid}/{token}/callback", self.interaction_callback),
+            ("POST", "/webhooks/{app}/{token}", self.webhook_execute),
+            ("GET", "/webhooks/{app}/{token}/messages/{mid}", self.webhook_get),
+            ("PATCH", "/webhooks/{app}/{token}/messages/{mid}", self.webhook_edit),
+            ("DELETE", "/webhooks/{app}/{token}/messages/{mid}", self.webhook_delete),
+            ("GET", "/guilds/{gid}", self.get_guild),
+            ("GET", "/guilds/{gid}/channels", self.get_guild_channels),
+            ("GET", "/guilds/{gid}/members/{uid}", self.get_member),
+            ("GET", "/guilds/{gid}/roles", self.get_roles),
+            ("GET", "/channels/{cid}", self.get_channel),
+            ("PATCH", "/channels/{cid}", self.edit_channel),
+            ("DELETE", "/channels/{cid}", self.delete_channel),
+            ("GET", "/channels/{cid}/messages", self.list_messages),
+            ("POST", "/channels/{cid}/messages", self.post_message),
+            ("GET", "/channels/{cid}/messages/{mid}", self.get_message),
+            ("PATCH", "/channels/{cid}/messages/{mid}", self.edit_message),
+            ("DELETE", "/channels/{cid}/messages/{mid}", self.delete_message),
+            ("POST", "/channels/{cid}/typing", self.typing),
+            ("PUT", "/channels/{cid}/messages/{mid}/reactions/{emoji}/@me", self.add_reaction),
+            ("DELETE", "/channels/{cid}/messages/{mid}/reactions/{emoji}/{uid}", self.remove_reaction),
+            ("GET", "/channels/{cid}/messages/{mid}/reactions/{emoji}", self.get_reactions),
+            ("POST", "/channels/{cid}/threads", self.create_thread),
+            ("POST", "/channels/{cid}/messages/{mid}/threads", self.create_thread),
+            ("PUT", "/channels/{cid}/thread-members/@me", self.join_thread),
+            ("DELETE", "/channels/{cid}/thread-members/@me", self.join_thread),
+        ]
+
+    # ----------------------------------------------------------------- basics
+    async def get_gateway(self, request: web.Request) -> web.Response:
+        """``GET /gateway``."""
+        return json_response({"url": self._gateway_url()})
+
+    async def get_gateway_bot(self, request: web.Request) -> web.Response:
+        """``GET /gateway/bot``, which AutoShardedClient asks for."""
+        limit = {"total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": 1}
+        return json_response({"url": self._gateway_url(), "shards": 1, "session_start_limit": limit})
+
+    async def get_me(self, request: web.Request) -> web.Response:
+        """``GET /users/@me``."""
+        return json_response(self.state.bot_user)
+
+    async def get_user(self, request: web.Request) -> web.Response:
+        """``GET /users/{id}``."""
+        user = self.state.users.get(request.match_info["uid"])
+        if user is None:
+            raise ApiError(404, 10013, "Unknown User")
+        return json_response(user)
+
+    async def create_dm(self, request: web.Request) -> web.Response:
+        """``POST /users/@me/channels``: open a DM."""
+        body, _ = await read_body(request, 0)
+        return json_response(self.state.open_dm(str(body.get("recipient_id"))))
+
+    async def get_application(self, request: web.Request) -> web.Response:
+        """``GET /oauth2/applications/@me``."""
+        state = self.state
+        return json_response(
+            {
+                "id": state.app_id,
+                "name": state.bot_user["global_name"],
+                "description": "Peel in the local playground",
+                "icon": None,
+                "bot_public": True,
+                "bot_require_code_grant": False,
+                "verify_key": "0" * 64,
+                "owner": state.user_named("admin"),
+                "flags": 0,
+                "team": None,
+                "summary": "",
+                "interactions_endpoint_url": None,
+                "bot": state.bot_user,
+                "guild_id": state.guild_id,
+            }
+        )
+
+    def _check_app(self, request: web.Request) -> None:
+        if request.match_info.get("app") not in (None, self.state.app_id):
+            raise ApiError(404, 10002, "Unknown Application")
+
+    async def get_commands(self, request: web.Request) -> web.Response:
+        """List global or guild commands."""
+        self._check_app(request)
+        gid = request.match_info.get("gid")
+        return json_response([c for c in self.state.commands.values() if c.get("guild_id") == gid])
+
+    async def put_commands(self, request: web.Request) -> web.Response:
+        """Bulk-overwrite global or guild commands."""
+        self._check_app(request)
+        commands = await read_json_list(request)
+        return json_response(self.state.set_commands(commands, request.match_info.get("gid")))
+
+    async def post_command(self, request: web.Request) -> web.Response:
+        """Create or replace one command by name."""
+        self._check_app(request)
+        body, _ = await read_body(request, 0)
+        gid = request.match_info.get("gid")
+        others = [c for c in self.state.commands.values() if c.get("guild_id") == gid and c["name"] != body.get("name")]
+        created = self.state.set_commands([*others, body], gid)
+        return json_response(created[-1], 201)
+
+    async def get_guild(self, request: web.Request) -> web.Response:
+        """``GET /guilds/{id}``."""
+        self._guild(request)
+        data = self.state.guild_payload()
+        return json_response({k: v for k, v in data.items() if k not in ("channels", "threads", "members")})
+
+    def _guild(self, request: web.Request) -> None:
+        if request.match_info["gid"] != self.state.guild_id:
+            raise ApiError(404, 10004, "Unknown Guild")
+
+    async def get_guild_channels(self, request: web.Request) -> web.Response:
+        """``GET /guilds/{id}/channels``."""
+        self._guild(request)
+        return json_response(self.state.guild_payload()["channels"])
+
+    async def get_member(self, request: web.Request) -> web.Response:
+        """``GET /guilds/{id}/members/{user}``."""
+        self._guild(request)
+        uid = request.match_info["uid"]
+        if uid not in self.state.member_roles:
+            raise ApiError(404, 10007, "Unknown Member")
+        return json_response(self.state.member(uid))
+
+    async def get_roles(self, request: web.Request) -> web.Response:
+        """``GET /guilds/{id}/roles``."""
+        self._guild(request)
+        return json_response(list(self.state.roles.values()))
+
+    async def cdn(self, request: web.Request) -> web.Response:
+        """Serve an attachment's bytes."""
+        stored = self.state.files.get(request.match_info["aid"])
+        if stored is None:
+            return web.Response(status=404, text="Not Found")
+        return web.Response(body=stored.data, headers={"Content-Type": stored.content_type})
+
+    # --------------------------------------------------------------- channels
+    def _channel(self, request: web.Request) -> JSON:
+        channel = self.state.channels.get(request.match_info["cid"])
+        if channel is None:
+            raise ApiError(404, 10003, "Unknown Channel")
+        return channel
+
+    async def get_channel(self, request: web.Request) -> web.Response:
+        """``GET /channels/{id}``."""
+        return json_response(self._channel(request))
+
+    async def edit_channel(self, request: web.Request) -> web.Response:
+        """``PATCH /channels/{id}``: rename a channel or thread, archive or lock a thread."""
+        channel = self._channel(request)
+        body, _ = await read_body(request, 0)
+        return json_response(self.state.edit_channel(channel, body))
+
+    async def delete_channel(self, request: web.Request) -> web.Response:
+        """``DELETE /channels/{id}``: delete a channel or thread (answers with the channel, as Discord does)."""
+        return json_response(self.state.delete_channel(self._channel(request)))
+
+    async def list_messages(self, request: web.Request) -> web.Response:
+        """``GET /channels/{id}/messages`` (newest first, ``limit``/``before``/``after``)."""
+        channel = self._channel(request)
+        messages = self.state.messages_in(channel["id"])
+        before, after = request.query.get("before"), request.query.get("after")
+        if before:
+            messages = [m for m in messages if int(m["id"]) < int(before)]
+        if after:
+            messages = [m for m in messages if int(m["id"]) > int(after)]
+        limit = min(100, int(request.query.get("limit", 50)))
+        newest = list(reversed(messages))
+        return json_response(newest[-limit:] if after else newest[:limit])
+
+    async def post_message(self, request: web.Request) -> web.Response:
+        """``POST /channels/{id}/messages`` (JSON or multipart)."""
+        channel = self._channel(request)
+        body, files = await read_body(request, self.state.upload_limit)
+        return json_response(self.state.create_message(channel["id"], self.state.bot_user, body, files))
+
+    async def get_message(self, request: web.Request) -> web.Response:
+        """``GET /channels/{id}/messages/{id}``."""
+        return json_response(self.state.find_message(request.match_info["cid"], request.match_info["mid"]))
+
+    def _rate_limited(self, key: str) -> dict[str, str]:
+        decision = self.edit_limiter.hit(key)
+        if not decision.allowed:
+            raise RateLimitedError(decision.body(), decision.headers())
+        return decision.headers()
+
+    async def edit_message(self, request: web.Request) -> web.Response:
+        """``PATCH /channels/{id}/messages/{id}``: rate-limited per channel; only the author may edit."""
+        msg = self.state.find_message(request.match_info["cid"], request.match_info["mid"])
+        body, files = await read_body(request, self.state.upload_limit)
+        try:
+            headers = self._rate_limited(msg["channel_id"])
+        except RateLimitedError as exc:
+            return exc.response()
+        if msg["author"]["id"] != self.state.app_id and set(body) - {"flags"}:
+            raise ApiError(403, 50005, "Cannot edit a message authored by another user")
+        return json_response(self.state.edit_message(msg, body, files), headers=headers)
+
+    async def delete_message(self, request: web.Request) -> web.Response:
+        """``DELETE /channels/{id}/messages/{id}``."""
+        self.state.delete_message(self.state.find_message(request.match_info["cid"], request.match_info["mid"]))
+        return no_content()
+
+    async def typing(self, request: web.Request) -> web.Response:
+        """``POST /channels/{id}/typing``."""
+        channel = self._channel(request)
+        self.state.emit("TYPING_START", {"channel_id": channel["id"], "user_id": self.state.app_id}, gateway=False)
+        return no_content()
+
+    async def add_reaction(self, request: web.Request) -> web.Response:
+        """``PUT .../reactions/{emoji}/@me``."""
+        msg = self.state.find_message(request.match_info["cid"], request.match_info["mid"])
+        self.state.react(msg, request.match_info["emoji"], self.state.app_id)
+        return no_content()
+
+    async def remove_reaction(self, request: web.Request) -> web.Response:
+        """``DELETE .../reactions/{emoji}/{@me|user}``."""
+        msg = self.state.find_message(request.match_info["cid"], request.match_info["mid"])
+        uid = request.match_info["uid"]
+        self.state.react(msg, request.match_info["emoji"], self.state.app_id if uid == "@me" else uid, add=False)
+        return no_content()
+
+    async def get_reactions(self, request: web.Request) -> web.Response:
+        """``GET .../reactions/{emoji}``: the users who reacted."""
+        msg = self.state.find_message(request.match_info["cid"], request.match_info["mid"])
+        key = self.state.emoji_key(request.match_info["emoji"])
+        return json_response([self.state.users[u] for u in self.state.reactors.get((msg["id"], key), [])])
+
+    async def create_thread(self, request: web.Request) -> web.Response:
+        """Create a thread from a message (``.../messages/{id}/threads``) or standalone."""
+        body, _ = await read_body(request, 0)
+        thread = self.state.create_thread(
+            request.match_info["cid"],
+            str(body.get("name") or ""),
+            owner_id=self.state.app_id,
+            message_id=request.match_info.get("mid"),
+            thread_type=int(body.get("type") or 11),
+            auto_archive_duration=int(body.get("auto_archive_duration") or 1440),
+        )
+        return json_response(thread, 201)
+
+    async def join_thread(self, request: web.Request) -> web.Response:
+        """Join or leave a thread."""
+        channel = self._channel(request)
+        if channel["type"] not in THREAD_TYPES:
+            raise ApiError(400, 50024, "Cannot execute action on this channel type")
+        return no_content()
+
+    # ----------------------------------------------------------- interactions
+    async def interaction_callback(self, request: web.Request) -> web.Response:
+        """``POST /interactions/{id}/{token}/callback`` (answered with the ``with_response`` body)."""
+        body, files = await read_body(request, self.state.upload_limit)
+        out = self.state.respond(request.match_info["iid"], request.match_info["token"], body, files)
+        return json_response(out)
+
+    async def webhook_execute(self, request: web.Request) -> web.Response:
+        """``POST /webhooks/{app}/{token}``: an interaction follow-up."""
+        self._check_webhook_app(request)
+        body, files = await read_body(request, self.state.upload_limit)
+        msg = self.state.followup(request.match_info["token"], body, files, thread_id=request.query.get("thread_id"))
+        return json_response(msg)
+
+    def _check_webhook_app(self, request: web.Request) -> None:
+        if request.match_info["app"] != self.state.app_id:
+            raise ApiError(404, 10015, "Unknown Webhook")
+
+    async def webhook_get(self, request: web.Request) -> web.Response:
+        """``GET /webhooks/{app}/{token}/messages/{id|@original}``."""
+        self._check_webhook_app(request)
+        return json_response(self.state.webhook_message(request.match_info["token"], request.match_info["mid"]))
+
+    async def webhook_edit(self, request: web.Request) -> web.Response:
+        """``PATCH /webhooks/{app}/{token}/messages/{id|@original}``: rate-limited like channel edits."""
+        self._check_webhook_app(request)
+        msg = self.state.webhook_message(request.match_info["token"], request.match_info["mid"])
+        body, files = await read_body(request, self.state.upload_limit)
+        try:
+            headers = self._rate_limited(msg["channel_id"])
+        except RateLimitedError as exc:
+            return exc.response()
+        return json_response(self.state.edit_message(msg, body, files), headers=headers)
+
+    async def webhook_delete(self, request: web.Request) -> web.Response:
+        """``DELETE /webhooks/{app}/{token}/messages/{id|@original}``."""
+        self._check_webhook_app(request)
+        self.state.delete_message(self.state.webhook_message(request.match_info["token"], request.match_info["mid"]))
+        return no_content()
