@@ -33,7 +33,8 @@ from typing import TextIO
 from pydantic import ValidationError
 
 from bot.app import IntakeReport, InvalidRequestError, LedgerDamagedError, LedgerTooNewError
-from bot.app.batches import BatchError, BatchOptions, BatchRequest, BatchService
+from bot.app.batches import BatchService
+from bot.app.batchplan import BatchError, BatchOptions, BatchRequest
 from bot.app.generation import GenerationError, Origin
 from bot.app.imaging import compose_grid
 from bot.app.runtime import StopRequestedError, open_runtime

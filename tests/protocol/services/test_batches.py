@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.app.batches import NOTE_PLAN, NOTE_SKIPPED, BatchError, BatchRequest, BatchService
+from bot.app.batches import BatchService
+from bot.app.batchplan import NOTE_PLAN, NOTE_SKIPPED, BatchError, BatchRequest
 from bot.app.runtime import Runtime
 from bot.cli import Console, batch_key, parse_job_prompt, start_batch
 from bot.core.batch import BatchLimits
