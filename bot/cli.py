@@ -35,7 +35,7 @@ from pydantic import ValidationError
 from bot.app import IntakeReport, InvalidRequestError, LedgerDamagedError, LedgerTooNewError
 from bot.app.batches import BatchService
 from bot.app.batchplan import BatchError, BatchOptions, BatchRequest
-from bot.app.generation import GenerationError, Origin
+from bot.app.generation_types import GenerationError, Origin
 from bot.app.imaging import compose_grid
 from bot.app.runtime import StopRequestedError, open_runtime
 from bot.app.services import generation_service

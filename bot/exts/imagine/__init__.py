@@ -16,7 +16,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app import SubmitStatus
-from bot.app.generation import GenerationError, Origin, Prepared, Submitted, safety_reason
+from bot.app.generation_types import GenerationError, Origin, Prepared, Submitted, safety_reason
 from bot.app.imaging import Direction, fit_for_upload, grid_preview
 from bot.core.admission import REFUSAL_TITLE
 from bot.core.models import GroupId, Image, Job, JobId, JobKind, JobStatus, UserId
