@@ -21,7 +21,7 @@ from bot.settings import BotSettings
 
 log = logging.getLogger("bot")
 
-EXIT_LEDGER_DAMAGED = 3  # damaged, or written by a newer Peel; as `python -m bot batch|imagine` (bot/cli.py)
+EXIT_LEDGER_DAMAGED = 3  # damaged, or written by a newer Peel; as `python -m bot batch|imagine` (bot/cli/)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -88,7 +88,7 @@ async def run(settings: BotSettings) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of `python -m bot`; `python -m bot batch|imagine …` are the headless sub-commands (bot/cli.py)."""
+    """Entry point of `python -m bot`; `python -m bot batch|imagine …` are the headless sub-commands (bot/cli/)."""
     argv = sys.argv[1:] if argv is None else argv
     limit_malloc_arenas()
     if argv[:1] in (["batch"], ["imagine"]):

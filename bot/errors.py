@@ -1,8 +1,8 @@
 """Errors a user is meant to read, shared by the services and the Discord layer (pure: imports nothing).
 
 UserFacingError        `user_message` says what went wrong and what to do; `title` heads the error embed
-├── BatchError         a batch that cannot be planned or started (bot.app.batches)
-├── GenerationError    an /imagine or single-image request Peel cannot make (bot.app.generation)
+├── BatchError         a batch that cannot be planned or started (bot.app.batchplan)
+├── GenerationError    an /imagine or single-image request Peel cannot make (bot.app.generation_types)
 └── GroupError         a group action that cannot be done (bot.app.groups)
 """
 

@@ -3,25 +3,38 @@
 `python -m bot batch` runs the same flow (its own idempotency key and limits, no thread), so both write the same
 plan note and the same manifest.
 
-The ZIP comes from an attachment or a URL; the plan says what Start would queue, what was skipped, and the
-estimated cost and time.
-
-A plan (what Start would queue) is kept in the store under `batches/pending/{plan id}.json` until Start or Cancel,
-so the summary's buttons still work after a restart and nothing is queued before Start. Starting submits one BATCH
-job whose idempotency key is the plan id: a second click (or a redelivered interaction) never queues twice.
+The ZIP comes from an attachment or a URL; the plan (`bot.app.batchplan`) says what Start would queue, what was
+skipped, and the estimated cost and time. It waits in the store until Start or Cancel, so the summary's buttons
+still work after a restart and nothing is queued before Start. Starting submits one BATCH job whose idempotency key
+is the plan id: a second click (or a redelivered interaction) never queues twice.
 """
 
-import json
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bot.app.batchplan import (
+    NOTE_PLAN,
+    NOTE_PROGRESS_GONE,
+    NOTE_SAMPLES,
+    NOTE_SKIPPED,
+    NOTE_SUMMARY_FOR,
+    NOTE_ZIP,
+    SAMPLES,
+    BatchError,
+    BatchPlan,
+    BatchRequest,
+    BatchSnapshot,
+    PendingPlans,
+    PlannedItem,
+    estimate_plan,
+    snapshot_of,
+)
 from bot.app.downloads import ZipDownload, build_zip, copy_out
 from bot.app.runtime import Runtime
 from bot.core.admission import REFUSAL_TITLE
-from bot.core.batch import BatchEstimate, BatchLimits, BatchLoad, estimate_batch, limit_refusal, thread_name
+from bot.core.batch import BatchEstimate, BatchLimits, BatchLoad, limit_refusal
 from bot.core.fetchquota import DownloadLimits, DownloadQuota
 from bot.core.manifest import ManifestHeader, ManifestRow, batch_rows
 from bot.core.models import (
@@ -34,164 +47,18 @@ from bot.core.models import (
     JobKind,
     JobParams,
     JobRequest,
-    JobStatus,
     NewItem,
     UserId,
 )
 from bot.core.params import ParsedPrompt, parse_prompt, resolve_model
-from bot.core.render import BatchProgress, code
+from bot.core.render import code
 from bot.dispatch import CancelResult, SubmitResult, Subscription
-from bot.errors import UserFacingError
 from bot.ledger.store import new_id
 from bot.net.urlfetch import Downloads, FetchError, FetchOptions, FetchRefusedError, UrlPolicy, parse_networks
 from storage.errors import ObjectNotFoundError
 from storage.intake import IntakeLimits, IntakeRefusedError, IntakeReport, UploadIntake
-from worker.contract import ErrorCode, model_spec
 
 log = logging.getLogger(__name__)
-
-PENDING_PREFIX = "batches/pending/"
-NOTE_PLAN = "batch_plan"  # the plan a job was started from (intake report included)
-NOTE_SAMPLES = "batch_samples"  # set once the first results were shown in the batch's thread
-SAMPLES = 4  # how many first results a running batch shows
-NOTE_ZIP = "batch_zip"  # the finished batch's archive: key and file name
-NOTE_SUMMARY_FOR = "batch_summary_for"  # the finished_at of the run the summary message describes
-# Set once Discord refuses the progress message: the Discord error code (10003 Unknown Channel, 50001 Missing Access,
-# 10008 Unknown Message). From then on the message is never edited again, across restarts too.
-NOTE_PROGRESS_GONE = "batch_progress_gone"
-STATUS = "status"  # the role of a batch's progress message
-SUMMARY = "summary"  # the role of its summary message
-NOTE_SKIPPED = "intake_skipped"  # before plans were shared: the skipped entries of a CLI batch, as [name, reason]
-
-
-class BatchError(UserFacingError):
-    """A batch that cannot be planned or started; `user_message` says why and what to do."""
-
-    def __init__(self, user_message: str, *, title: str = "Can't run that batch") -> None:
-        super().__init__(user_message, title=title)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PlannedItem:
-    """One accepted image of the ZIP: its stored key and its name inside the ZIP."""
-
-    key: str
-    name: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BatchPlan:
-    """A batch as the summary shows it, before Start."""
-
-    id: str
-    owner_id: int
-    guild_id: int | None
-    channel_id: int
-    prompt: str  # the text sent to the model (with `--no` rewritten)
-    display_prompt: str  # as the user typed it, parameters included
-    params: JobParams
-    items: tuple[PlannedItem, ...]
-    skipped: tuple[tuple[str, str], ...]  # (entry name, reason code) of every skipped entry
-    notes: tuple[str, ...] = ()
-    source: str = "upload.zip"
-    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-    idempotency_key: str | None = None  # None: the plan id (a second Start click never queues twice)
-
-    @property
-    def key(self) -> str:
-        """The idempotency key the batch job is started under."""
-        return self.idempotency_key or self.id
-
-    @property
-    def skip_counts(self) -> dict[str, int]:
-        """Skipped entries by reason."""
-        counts: dict[str, int] = {}
-        for _, reason in self.skipped:
-            counts[reason] = counts.get(reason, 0) + 1
-        return counts
-
-    @property
-    def name(self) -> str:
-        """The batch's thread (group) name."""
-        return thread_name(self.display_prompt, items=len(self.items))
-
-    def to_json(self) -> dict[str, object]:
-        """Return the plan as stored."""
-        return {
-            "id": self.id,
-            "owner_id": self.owner_id,
-            "guild_id": self.guild_id,
-            "channel_id": self.channel_id,
-            "prompt": self.prompt,
-            "display_prompt": self.display_prompt,
-            "params": self.params.to_json(),
-            "items": [[i.key, i.name] for i in self.items],
-            "skipped": [list(s) for s in self.skipped],
-            "notes": list(self.notes),
-            "source": self.source,
-            "created_at": self.created_at.isoformat(),
-            "idempotency_key": self.idempotency_key,
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, object]) -> "BatchPlan":
-        """Rebuild a stored plan."""
-        items, skipped, notes = data["items"], data.get("skipped", []), data.get("notes", [])
-        params = data["params"]
-        assert isinstance(items, list) and isinstance(skipped, list) and isinstance(notes, list)
-        assert isinstance(params, dict)
-        guild_id, key = data.get("guild_id"), data.get("idempotency_key")
-        return cls(
-            id=str(data["id"]),
-            owner_id=int(str(data["owner_id"])),
-            guild_id=None if guild_id is None else int(str(guild_id)),
-            channel_id=int(str(data["channel_id"])),
-            prompt=str(data["prompt"]),
-            display_prompt=str(data["display_prompt"]),
-            params=JobParams.from_json(params),
-            items=tuple(PlannedItem(key=str(k), name=str(n)) for k, n in items),
-            skipped=tuple((str(n), str(r)) for n, r in skipped),
-            notes=tuple(str(n) for n in notes),
-            source=str(data.get("source", "upload.zip")),
-            created_at=datetime.fromisoformat(str(data["created_at"])),
-            idempotency_key=None if key is None else str(key),
-        )
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BatchSnapshot:
-    """A batch's state at one moment, for its progress message."""
-
-    job: Job
-    progress: BatchProgress
-    errors: Mapping[str, int]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BatchOptions:
-    """The slash command's explicit options (None: from the prompt's inline parameters, then preferences)."""
-
-    model: str | None = None
-    aspect_ratio: str | None = None
-    image_size: str | None = None
-    seed: int | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BatchRequest:
-    """Who asks for a batch, where, and with what prompt and options.
-
-    `idempotency_key` names the job the plan starts as (None: the plan id); the CLI derives it from the input, so
-    the same command run again finds the same job.
-    """
-
-    owner_id: int
-    guild_id: int | None
-    channel_id: int
-    prompt: str
-    options: BatchOptions = BatchOptions()
-    is_admin: bool = False
-    idempotency_key: str | None = None
 
 
 class BatchService:
@@ -202,6 +69,7 @@ class BatchService:
     ) -> None:
         self._rt = runtime
         self._limits = limits
+        self._plans = PendingPlans(runtime.backends.store, ttl_s=runtime.settings.batch_plan_ttl_s)
         self._intake = UploadIntake(
             runtime.backends.store,
             limits=intake_limits,
@@ -323,9 +191,7 @@ class BatchService:
             idempotency_key=request.idempotency_key,
         )
         await self.check_limits(plan, is_admin=request.is_admin)
-        await self._rt.backends.store.put(
-            self._plan_key(plan.id), json.dumps(plan.to_json()).encode(), content_type="application/json"
-        )
+        await self._plans.put(plan)
         log.info(
             "batch plan %s: %d images, %d skipped",
             plan.id,
@@ -357,16 +223,7 @@ class BatchService:
     def estimate(self, plan: BatchPlan) -> BatchEstimate:
         """Estimate the plan's cost (price table times images) and time (latency over the Gemini budget)."""
         s = self._rt.settings
-        return estimate_batch(
-            items=len(plan.items),
-            unit_price_usd=model_spec(plan.params.model).price(plan.params.image_size),
-            latency_s=s.expected_latency_s,
-            concurrency=s.gemini_concurrency,
-        )
-
-    @staticmethod
-    def _plan_key(plan_id: str) -> str:
-        return f"{PENDING_PREFIX}{plan_id}.json"
+        return estimate_plan(plan, latency_s=s.expected_latency_s, concurrency=s.gemini_concurrency)
 
     async def get_plan(self, plan_id: str) -> BatchPlan | None:
         """Return a pending plan, or None when it was started, cancelled, has expired or never existed.
@@ -374,38 +231,15 @@ class BatchService:
         A plan older than `batch_plan_ttl_s` is expired: it is forgotten here, so Start cannot queue what the
         user saw priced and limited a day ago.
         """
-        try:
-            data = await self._rt.backends.store.get_bytes(self._plan_key(plan_id))
-        except ObjectNotFoundError:
-            return None
-        plan = BatchPlan.from_json(json.loads(data))
-        if self._expired(plan.created_at):
-            log.info("batch plan %s expired", plan_id, extra={"action": "plan_expired", "plan_id": plan_id})
-            await self.discard_plan(plan_id)
-            return None
-        return plan
-
-    def _expired(self, created_at: datetime, now: datetime | None = None) -> bool:
-        age = (now or datetime.now(UTC)) - created_at
-        return age.total_seconds() > self._rt.settings.batch_plan_ttl_s
+        return await self._plans.get(plan_id)
 
     async def sweep_plans(self, *, now: datetime | None = None) -> int:
-        """Forget every pending plan that has expired; return how many. A plan is written once: its time is its age."""
-        store = self._rt.backends.store
-        expired = [
-            info.key
-            async for info in store.list(PENDING_PREFIX)
-            if info.modified_at is not None and self._expired(info.modified_at, now)
-        ]
-        for key in expired:
-            await store.delete(key)
-        if expired:
-            log.info("forgot %d expired batch plan(s)", len(expired), extra={"action": "plan_sweep"})
-        return len(expired)
+        """Forget every pending plan that has expired; return how many."""
+        return await self._plans.sweep(now=now)
 
     async def discard_plan(self, plan_id: str) -> None:
         """Forget a pending plan (Cancel, or once started)."""
-        await self._rt.backends.store.delete(self._plan_key(plan_id))
+        await self._plans.discard(plan_id)
 
     # ---- limits and starting ---------------------------------------------------------------------------------
 
@@ -554,22 +388,7 @@ class BatchService:
             return None
         errors = await self._rt.ledger.error_counts(job_id)
         retrying = {} if job.status.is_final else await self._rt.ledger.retrying_counts(job_id)
-        blocked = errors.get(ErrorCode.SAFETY.value, 0)
-        started = job.started_at or job.created_at
-        end = job.finished_at or datetime.now(UTC)
-        unit = model_spec(job.params.model).price(job.params.image_size) or 0.0
-        progress = BatchProgress(
-            total=job.total - job.cancelled if job.status is JobStatus.CANCELLED else job.total,
-            done=job.ok,
-            failed=max(0, job.failed - blocked),
-            blocked=blocked,
-            elapsed_s=max(0.0, (end - started).total_seconds()),
-            cost_usd=job.ok * unit,
-            state=job.status.value,
-            retrying=sum(retrying.values()),
-            retry_code=max(retrying, key=retrying.__getitem__, default=None),
-        )
-        return BatchSnapshot(job=job, progress=progress, errors=errors)
+        return snapshot_of(job, errors=errors, retrying=retrying)
 
     async def plan_of(self, job_id: JobId) -> BatchPlan | None:
         """Return the plan a batch was started from."""
@@ -633,12 +452,4 @@ def _str(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-__all__ = [
-    "BatchError",
-    "BatchOptions",
-    "BatchPlan",
-    "BatchRequest",
-    "BatchService",
-    "BatchSnapshot",
-    "PlannedItem",
-]
+__all__ = ["BatchService"]

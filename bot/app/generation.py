@@ -15,15 +15,34 @@ Single-image tools, as Midjourney users know them, on Gemini:
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 
+from bot.app.generation_types import (
+    FILL_WORDING,
+    MAX_REFERENCES,
+    NOTE_DISPLAY,
+    NOTE_EDIT_HISTORY,
+    NOTE_LABEL,
+    UPSCALE_FALLBACK_MODEL,
+    UPSCALE_WORDING,
+    VARY_WORDING,
+    ZOOM_FACTORS,
+    GenerationError,
+    Origin,
+    Prepared,
+    Shown,
+    Submitted,
+    UserPrefs,
+    alias_of,
+    check_params,
+    job_request,
+    takes_size,
+)
 from bot.app.imaging import Direction, image_size, pan_canvas, zoom_out_canvas
-from bot.core.item_errors import item_error_message
 from bot.core.models import (
     EditInput,
-    GroupId,
     Image,
     Item,
     ItemInputs,
@@ -32,13 +51,11 @@ from bot.core.models import (
     JobId,
     JobKind,
     JobParams,
-    JobRequest,
     NewItem,
     UserId,
 )
 from bot.core.params import (
     GEMINI_ASPECT_RATIOS,
-    GRID_SIZES,
     ParsedPrompt,
     PromptParams,
     parse_prompt,
@@ -46,121 +63,13 @@ from bot.core.params import (
     snap_aspect_ratio,
 )
 from bot.core.render import code
-from bot.dispatch import Dispatcher, SubmitResult
-from bot.errors import UserFacingError
+from bot.dispatch import Dispatcher
 from bot.ledger import Ledger
 from storage.base import Store
 from storage.intake import AcceptedImage, UploadIntake
-from worker.contract import IMAGE_SIZES, MODEL_ALIASES, ErrorCode, model_spec
+from worker.contract import model_spec
 
 log = logging.getLogger(__name__)
-
-MAX_REFERENCES = 10
-UPSCALE_FALLBACK_MODEL = MODEL_ALIASES["pro"]
-ZOOM_FACTORS: tuple[float, ...] = (1.5, 2.0)
-
-VARY_WORDING: Mapping[str, str] = {
-    "subtle": (
-        "Make a subtle variation of the reference image: keep its composition, subject, colours and style, "
-        "and change only small details."
-    ),
-    "strong": (
-        "Make a strong variation of the reference image: keep its subject and idea, but freely change the "
-        "composition, pose, lighting and details."
-    ),
-}
-UPSCALE_WORDING = (
-    "Reproduce the reference image exactly, same composition, colours and content, at a higher resolution with "
-    "sharper, finer detail."
-)
-FILL_WORDING = (
-    "The reference image is a picture placed on a larger flat grey canvas. Keep the picture exactly as it is and "
-    "replace all of the grey area, seamlessly extending the scene into it."
-)
-
-NOTE_DISPLAY = "display"  # the prompt as the user typed it (text and parameters), shown on messages and in Remix
-NOTE_LABEL = "label"  # what kind of result a job is ("Variations (Strong)", "Upscaled (2K)", ...)
-NOTE_EDIT_HISTORY = "edit_history"  # the instructions of an edit chain up to and including this job's
-
-
-class GenerationError(UserFacingError):
-    """A request Peel cannot make; `user_message` says why and what to do instead."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class UserPrefs:
-    """A user's defaults from `/settings` (stored as the ledger's user preferences)."""
-
-    model: str | None = None
-    aspect_ratio: str | None = None
-    image_size: str | None = None
-    grid_size: int = 4
-    remix: bool = False
-    variation: str = "strong"
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, object]) -> "UserPrefs":
-        """Read preferences stored by `to_json` (or by another front end), ignoring what does not fit."""
-        model, ratio, size = data.get("model"), data.get("aspect_ratio"), data.get("image_size")
-        grid, remix, variation = data.get("grid_size"), data.get("remix"), data.get("variation")
-        return cls(
-            model=model if isinstance(model, str) and model else None,
-            aspect_ratio=ratio if isinstance(ratio, str) and ratio in GEMINI_ASPECT_RATIOS else None,
-            image_size=size if isinstance(size, str) and size in IMAGE_SIZES else None,
-            grid_size=grid if isinstance(grid, int) and grid in GRID_SIZES else 4,
-            remix=remix is True,
-            variation=variation if isinstance(variation, str) and variation in VARY_WORDING else "strong",
-        )
-
-    def to_json(self) -> dict[str, object]:
-        """Return the JSON object stored as the user's preferences."""
-        return {
-            "model": self.model,
-            "aspect_ratio": self.aspect_ratio,
-            "image_size": self.image_size,
-            "grid_size": self.grid_size,
-            "remix": self.remix,
-            "variation": self.variation,
-        }
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Origin:
-    """Who asks, and where: the new job is theirs and belongs to the group of the channel or thread."""
-
-    user_id: UserId
-    guild_id: int | None = None
-    group_id: GroupId | None = None
-    idempotency_key: str | None = None
-    is_admin: bool = False
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Prepared:
-    """A request ready to submit, with what to show: the prompt as typed, a label and notes for the user."""
-
-    request: JobRequest
-    display: str
-    label: str = ""
-    notes: tuple[str, ...] = ()
-    edit_history: tuple[str, ...] | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Shown:
-    """What a Peel message shows: a job and its images (`is_image`: the message shows that one image alone)."""
-
-    job: Job
-    images: list[Image]
-    is_image: bool
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Submitted:
-    """What submitting a prepared request did."""
-
-    result: SubmitResult
-    prepared: Prepared
 
 
 class GenerationService:
@@ -259,10 +168,10 @@ class GenerationService:
             n=p.grid_size or 4,
         )
         params = self._fit_size(params, notes)
-        self._check(params, references=len(ref_keys))
+        check_params(params, references=len(ref_keys))
         items = tuple(NewItem(inputs=ItemInputs(ref_keys=tuple(ref_keys))) for _ in range(params.n))
         return Prepared(
-            request=self._request(kind, origin, parsed.model_prompt(), params, items),
+            request=job_request(kind, origin, parsed.model_prompt(), params, items),
             display=" ".join(prompt.split()),
             label=label,
             notes=tuple(notes),
@@ -276,7 +185,7 @@ class GenerationService:
         display = await self.display_of(job)
         params = replace(job.params, seed=None, n=max(job.params.n, 1) if job.kind is JobKind.GRID else 4)
         items = tuple(NewItem(inputs=ItemInputs(ref_keys=refs)) for _ in range(params.n))
-        return Prepared(request=self._request(JobKind.REROLL, origin, job.prompt, params, items), display=display)
+        return Prepared(request=job_request(JobKind.REROLL, origin, job.prompt, params, items), display=display)
 
     async def vary(
         self, image: Image, origin: Origin, *, strength: str, prompt: str | None = None, n: int = 4
@@ -300,10 +209,10 @@ class GenerationService:
                 image_size=p.image_size or params.image_size,
             )
         params = replace(params, seed=None, n=n)
-        self._check(params, references=1)
+        check_params(params, references=1)
         items = tuple(NewItem(inputs=ItemInputs(ref_keys=(image.key,))) for _ in range(n))
         label = f"Variations ({strength.capitalize()})"
-        request = self._request(JobKind.VARIATION, origin, f"{base}\n\n{wording}", params, items, parent=image)
+        request = job_request(JobKind.VARIATION, origin, f"{base}\n\n{wording}", params, items, parent=image)
         return Prepared(request=request, display=display, label=label, notes=tuple(notes))
 
     async def upscale(self, image: Image, origin: Origin, *, size: str) -> Prepared:
@@ -313,17 +222,17 @@ class GenerationService:
         job = await self._job(image.job_id)
         notes: list[str] = []
         model = job.params.model
-        if not _takes_size(model, size):
-            if not _takes_size(UPSCALE_FALLBACK_MODEL, size):
+        if not takes_size(model, size):
+            if not takes_size(UPSCALE_FALLBACK_MODEL, size):
                 raise GenerationError(f"No configured model makes {size} images.")
             notes.append(f"{model} makes 1K images only; upscaled with {UPSCALE_FALLBACK_MODEL}.")
             model = UPSCALE_FALLBACK_MODEL
         params = JobParams(model=model, aspect_ratio=job.params.aspect_ratio, image_size=size, n=1)
-        self._check(params, references=1)
+        check_params(params, references=1)
         items = (NewItem(inputs=ItemInputs(ref_keys=(image.key,))),)
         prompt = f"{job.prompt}\n\n{UPSCALE_WORDING}"
         return Prepared(
-            request=self._request(JobKind.UPSCALE, origin, prompt, params, items, parent=image),
+            request=job_request(JobKind.UPSCALE, origin, prompt, params, items, parent=image),
             display=await self.display_of(job),
             label=f"Upscaled ({size})",
             notes=tuple(notes),
@@ -362,7 +271,7 @@ class GenerationService:
             raise GenerationError(spec_refusal + ".")
         inputs = ItemInputs(ref_keys=tuple(ref_keys), edit=EditInput(source_key=image.key, history=history))
         return Prepared(
-            request=self._request(JobKind.EDIT, origin, instruction, params, (NewItem(inputs=inputs),), parent=image),
+            request=job_request(JobKind.EDIT, origin, instruction, params, (NewItem(inputs=inputs),), parent=image),
             display=instruction,
             label="Edited",
             edit_history=(*history, instruction),
@@ -476,7 +385,7 @@ class GenerationService:
         parsed = parse_prompt(display)
         p = parsed.params
         params = PromptParams(
-            model=p.model or _alias_of(job.params.model),
+            model=p.model or alias_of(job.params.model),
             aspect_ratio=p.aspect_ratio or job.params.aspect_ratio,
             image_size=p.image_size or job.params.image_size,
             grid_size=p.grid_size,
@@ -505,11 +414,11 @@ class GenerationService:
         width, height = await asyncio.to_thread(image_size, canvas)
         ratio = snap_aspect_ratio(width, height, spec.aspect_ratios or GEMINI_ASPECT_RATIOS)
         params = JobParams(model=job.params.model, aspect_ratio=ratio, image_size=job.params.image_size, n=1)
-        self._check(params, references=1)
+        check_params(params, references=1)
         items = (NewItem(inputs=ItemInputs(ref_keys=(taken.key,))),)
         prompt = f"{job.prompt}\n\n{FILL_WORDING}"
         return Prepared(
-            request=self._request(kind, origin, prompt, params, items, parent=image),
+            request=job_request(kind, origin, prompt, params, items, parent=image),
             display=await self.display_of(job),
             label=label,
         )
@@ -521,56 +430,5 @@ class GenerationService:
             f"`--size {params.image_size}`: {params.model} makes 1K images only; use `--model pro` for 2K or 4K."
         )
 
-    @staticmethod
-    def _check(params: JobParams, *, references: int) -> None:
-        refusal = model_spec(params.model).check(
-            references=references, aspect_ratio=params.aspect_ratio, image_size=params.image_size
-        )
-        if refusal is not None:
-            raise GenerationError(refusal + ".")
 
-    @staticmethod
-    def _request(
-        kind: JobKind,
-        origin: Origin,
-        prompt: str,
-        params: JobParams,
-        items: tuple[NewItem, ...],
-        *,
-        parent: Image | None = None,
-    ) -> JobRequest:
-        return JobRequest(
-            kind=kind,
-            owner_id=origin.user_id,
-            prompt=prompt,
-            params=params,
-            items=items,
-            guild_id=origin.guild_id,
-            group_id=origin.group_id,
-            parent_image_id=parent.id if parent is not None else None,
-            idempotency_key=origin.idempotency_key,
-            is_admin=origin.is_admin,
-        )
-
-
-def _takes_size(model: str, size: str) -> bool:
-    sizes = model_spec(model).image_sizes
-    return sizes is None or size in sizes
-
-
-def _alias_of(model: str) -> str:
-    for alias in ("flash", "pro", "flash3"):
-        if MODEL_ALIASES[alias] == model:
-            return alias
-    return model
-
-
-def safety_reason(items: Sequence[tuple[ItemStatus, str | None, str | None]]) -> str | None:
-    """Return the user's message for a safety block when every failed item was one, else None.
-
-    The items' own messages are the worker's (operator detail) and are never shown.
-    """
-    failed = [code for status, code, _message in items if status is ItemStatus.ERROR]
-    if failed and all(code == ErrorCode.SAFETY.value for code in failed):
-        return item_error_message(ErrorCode.SAFETY.value)
-    return None
+__all__ = ["GenerationService"]

@@ -9,7 +9,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.app.generation import GenerationService, UserPrefs
+from bot.app.generation import GenerationService
+from bot.app.generation_types import UserPrefs
 from bot.core.models import Job, JobId, JobStatus, UserId
 from bot.core.params import GEMINI_ASPECT_RATIOS
 from bot.core.render import echo, one_line, truncate

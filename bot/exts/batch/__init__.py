@@ -17,7 +17,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.app.batches import STATUS, SUMMARY, BatchError, BatchOptions, BatchPlan, BatchRequest, BatchService
+from bot.app.batches import BatchService
+from bot.app.batchplan import STATUS, SUMMARY, BatchError, BatchOptions, BatchPlan, BatchRequest
 from bot.app.imaging import grid_preview
 from bot.core.batch import plan_text, progress_message, summary_message
 from bot.core.models import Job, JobId, JobKind, JobStatus, UserId

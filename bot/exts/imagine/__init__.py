@@ -1,12 +1,12 @@
 """`/imagine`, the grid and its buttons, single-image tools, Remix, reply edits and reactions.
 
 A command is defer → `GenerationService` → render. One message shows a job from "Waiting to start" to its
-result (`JobTracker`); buttons are persistent `DynamicItem`s (`_components`), resolved from the ledger.
+result (`_results.JobMessages`); buttons are persistent `DynamicItem`s (`_components`), resolved from the ledger.
+Reply edits and reactions are a listener of their own (`_replies.ReplyEditCog`), loaded with this cog.
 """
 
 import asyncio
 import contextlib
-import io
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -16,14 +16,13 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app import SubmitStatus
-from bot.app.generation import GenerationError, Origin, Prepared, Submitted, safety_reason
-from bot.app.imaging import Direction, fit_for_upload, grid_preview
+from bot.app.generation_types import GenerationError, Origin, Prepared, Submitted
+from bot.app.imaging import Direction
 from bot.core.admission import REFUSAL_TITLE
-from bot.core.models import GroupId, Image, Job, JobId, JobKind, JobStatus, UserId
+from bot.core.models import Image, Job, JobId, JobKind, JobStatus, UserId
 from bot.core.params import GEMINI_ASPECT_RATIOS
-from bot.core.render import code, echo, image_line
 from bot.discord_bot import PeelBot
-from bot.exts._access import actor_of, check_owner, refusal_text
+from bot.exts._access import check_owner, refusal_text
 from bot.exts._errors import error_embed, send_error
 from bot.exts.imagine._components import (
     EDIT_MODAL,
@@ -31,11 +30,12 @@ from bot.exts.imagine._components import (
     EditModal,
     PeelButton,
     PromptModal,
-    grid_view,
     modal_values,
-    tools_view,
 )
-from bot.exts.imagine._tracker import RESULT, STATUS, JobTracker, Tracked
+from bot.exts.imagine._inputs import origin_of, read_attachments
+from bot.exts.imagine._replies import ReplyEditCog
+from bot.exts.imagine._results import JobMessages
+from bot.exts.imagine._tracker import STATUS, Tracked
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,6 @@ RATIO_CHOICES = [app_commands.Choice(name=r, value=r) for r in GEMINI_ASPECT_RAT
 SIZE_CHOICES = [app_commands.Choice(name=s, value=s) for s in ("1K", "2K", "4K")]
 PANS = {"pl": Direction.LEFT, "pr": Direction.RIGHT, "pu": Direction.UP, "pd": Direction.DOWN}
 ZOOMS = {"z15": 1.5, "z2": 2.0}
-CANCEL, ENVELOPE = "❌", "✉️"
 
 Maker = Callable[[Origin], Awaitable[Prepared]]
 
@@ -62,13 +61,12 @@ class ImagineCog(commands.Cog):
         self.service = bot.services.generation
         self.account = bot.services.account
         self.groups = bot.services.groups
-        self.tracker = JobTracker(
+        self.messages = JobMessages(
             bot,
-            finish=self._finish,
-            fail=self._fail,
             interval_s=rt.settings.progress_edit_interval_s,
             token_max_age_s=rt.settings.interaction_token_max_age_s,
         )
+        self.tracker = self.messages.tracker
         self._events: asyncio.Task[None] | None = None
 
     async def cog_load(self) -> None:
@@ -149,7 +147,7 @@ class ImagineCog(commands.Cog):
         attachments = [a for a in (image, image2, image3, image4, image5, image6, image7, image8, image9, image10) if a]
 
         async def make(origin: Origin) -> Prepared:
-            refs = await self.service.take_references(await _read_all(attachments))
+            refs = await self.service.take_references(await read_attachments(attachments))
             return await self.service.imagine(
                 prompt, origin, ref_keys=refs, model=model, aspect_ratio=aspect_ratio, image_size=size
             )
@@ -185,7 +183,7 @@ class ImagineCog(commands.Cog):
             return
         await interaction.response.defer(thinking=True)
         if action == "u":
-            await self._guarded(interaction, self._separate(interaction, job_id, index), where="U")
+            await self._guarded(interaction, self.messages.separate(interaction, job_id, index), where="U")
             return
         await self._launch(interaction, self._maker(interaction, action, job_id, index, None), where=f"button {action}")
 
@@ -264,8 +262,8 @@ class ImagineCog(commands.Cog):
     async def _launch(self, interaction: discord.Interaction[Any], make: Maker, *, where: str) -> None:
         """Build, submit and track a job for a deferred interaction; errors replace the loading message."""
         try:
-            origin = await self._origin(
-                interaction.user, interaction.channel, interaction.guild_id, key=f"i:{interaction.id}"
+            origin = await origin_of(
+                self.bot, interaction.user, interaction.channel, interaction.guild_id, key=f"i:{interaction.id}"
             )
             submitted = await self.service.submit(await make(origin))
         except Exception as exc:  # the Discord boundary: one mapper  # noqa: BLE001
@@ -330,203 +328,6 @@ class ImagineCog(commands.Cog):
         except Exception as exc:  # the Discord boundary: one mapper  # noqa: BLE001
             await self._fail_interaction(interaction, exc, where=where)
 
-    async def _finish(self, t: Tracked, job: Job) -> None:
-        """Show a finished job: the grid with U/V/🔄, or a single image with its tools."""
-        images = await self.service.images(job.id)
-        if job.total == 1 and images:
-            image = images[0]
-            kwargs = await self._single_message(image, t.line("fast"), t.upload_limit)
-        else:
-            by_index = {im.index: im for im in images}
-            datas = [await self.service.image_bytes(by_index[i]) if i in by_index else None for i in range(job.total)]
-            grid = await asyncio.to_thread(
-                grid_preview, datas, max_bytes=min(t.upload_limit, 8 * 1024 * 1024), stem=f"{job.id}-grid"
-            )
-            kwargs = {
-                "content": t.line("fast"),
-                "file": discord.File(io.BytesIO(grid.data), grid.filename),
-                "view": grid_view(job.id, [i in by_index for i in range(job.total)]),
-            }
-        message = await self._post(t, kwargs)
-        if message is None:
-            return
-        await self.account.record_message(job.id, RESULT, channel_id=t.channel_id, message_id=message.id)
-        if job.total == 1 and images:
-            await self.service.record_image_message(images[0], message.id)
-
-    async def _post(self, t: Tracked, kwargs: dict[str, Any]) -> discord.Message | discord.InteractionMessage | None:
-        """Put a result on the job's message (fresh token, or a channel-born message), else on a new one."""
-        if self.tracker.token_fresh(t) or (t.interaction is None and not t.post_new):
-            file = kwargs.pop("file", None)
-            return await self.tracker.edit(t, attachments=[file] if file else [], **kwargs)
-        channel = self.bot.get_partial_messageable(t.channel_id)
-        message = await channel.send(**kwargs, allowed_mentions=t.pings)
-        if t.message_id is not None:
-            with contextlib.suppress(discord.HTTPException):
-                await channel.get_partial_message(t.message_id).edit(
-                    content=t.line("done · the result is below"), allowed_mentions=discord.AllowedMentions.none()
-                )
-        return message
-
-    async def _fail(self, t: Tracked, job: Job, reason: str) -> None:
-        """Show why a job failed: Gemini's safety reason when it was blocked (and that it cost nothing)."""
-        items = await self.service.items(job.id)
-        blocked = safety_reason([(i.status, i.error_code, i.error_message) for i in items])
-        if blocked is not None:
-            embed = error_embed(
-                "Request blocked by safety filters",
-                f"{blocked}\nNothing was charged. Rephrase the prompt and try again.",
-            )
-        else:
-            embed = error_embed("Job failed", f"{reason} Nothing was charged for the images that were not made.")
-        if self.tracker.token_fresh(t):
-            assert t.interaction is not None
-            with contextlib.suppress(discord.HTTPException):
-                await t.interaction.delete_original_response()
-            await t.interaction.followup.send(embed=embed, ephemeral=True)
-            return
-        await self.tracker.edit(t, content=t.line("failed"), embed=embed, view=None)
-
-    async def _separate(self, interaction: discord.Interaction[Any], job_id: JobId, index: int) -> None:
-        """U#: post one image of a grid at full size with its tools (no model call)."""
-        image = await self._image(job_id, index)
-        job = await self._job(job_id)
-        line = image_line(await self.service.display_of(job), index + 1, interaction.user.mention)
-        kwargs = await self._single_message(image, line, interaction.filesize_limit)
-        file = kwargs.pop("file", None)
-        message = await interaction.edit_original_response(
-            attachments=[file] if file else [], **kwargs, allowed_mentions=discord.AllowedMentions.none()
-        )
-        await self.service.record_image_message(image, message.id)
-        if interaction.message is not None and job.total > 1:
-            await self._mark_separated(interaction.message, job)
-
-    async def _mark_separated(self, grid: discord.Message, job: Job) -> None:
-        """Turn the U of every image of the grid separated so far blue; the grid itself is left as it is."""
-        images = await self.service.images(job.id)
-        present = {im.index for im in images}
-        separated = {im.index for im in images if im.message_id is not None}
-        view = grid_view(job.id, [i in present for i in range(job.total)], separated=separated)
-        try:
-            await grid.edit(view=view)
-        except discord.HTTPException as exc:  # the image is posted; an old or deleted grid just stays grey
-            log.info("grid %s of %s not marked: %s", grid.id, job.id, exc, extra={"job_id": job.id})
-
-    async def _single_message(self, image: Image, content: str, upload_limit: int) -> dict[str, Any]:
-        data = await self.service.image_bytes(image)
-        stem = f"{image.job_id}-{image.index + 1}"
-        link = await self.bot.runtime.link(image.key, filename=f"{stem}.png")
-        kwargs: dict[str, Any] = {
-            "content": content,
-            "view": tools_view(image.job_id, image.index, link=link, favourite=image.is_favourite),
-        }
-        if len(data) <= upload_limit:
-            fitted = await asyncio.to_thread(fit_for_upload, data, max_bytes=upload_limit, stem=stem)
-            kwargs["file"] = discord.File(io.BytesIO(fitted.data), fitted.filename)
-        else:
-            kwargs["content"] = f"{content}\nThe full image is larger than this server's upload limit: use Full size."
-        return kwargs
-
-    # ---- replies and reactions ---------------------------------------------------------------------------------
-
-    @commands.Cog.listener()
-    async def on_message(self, message: discord.Message) -> None:
-        """A reply to a Peel image is an edit of that image: the next turn of its chain."""
-        ref = message.reference
-        if message.author.bot or ref is None or ref.message_id is None or not message.content.strip():
-            return
-        shown = await self.service.shown_in(ref.message_id)
-        if shown is None:
-            return
-        if len(shown.images) != 1:
-            await _reply(message, "Reply to a single image to edit it: press U1–U4 first, then reply to that.")
-            return
-        image = shown.images[0]
-        refusal = refusal_text(self.bot.access, message.author, message.guild.id if message.guild else None)
-        if refusal is not None:
-            await _reply(message, refusal)
-            return
-        try:
-            origin = await self._origin(
-                message.author, message.channel, message.guild.id if message.guild else None, key=f"m:{message.id}"
-            )
-            refs = await self.service.take_references(await _read_all(list(message.attachments)))
-            submitted = await self.service.submit(
-                await self.service.edit(image, origin, instruction=message.content, ref_keys=refs)
-            )
-        except Exception as exc:  # the Discord boundary  # noqa: BLE001
-            embed = _describe(exc)
-            with contextlib.suppress(discord.HTTPException):
-                await message.reply(embed=embed, mention_author=False)
-            return
-        result = submitted.result
-        if result.job is None:
-            with contextlib.suppress(discord.HTTPException):
-                await message.reply(embed=error_embed(REFUSAL_TITLE, result.message), mention_author=False)
-            return
-        t = Tracked(
-            job_id=result.job.id,
-            channel_id=message.channel.id,
-            message_id=None,
-            owner_id=message.author.id,
-            display=submitted.prepared.display,
-            label="Edited",
-            interaction=None,
-            token_at=0.0,
-            upload_limit=message.guild.filesize_limit if message.guild else 10 * 1024 * 1024,
-            position=result.position,
-        )
-        status = await message.reply(
-            t.line(self.tracker.state_of(t)), mention_author=False, allowed_mentions=discord.AllowedMentions.none()
-        )
-        t.message_id = status.id
-        t.pacer.edited(self.tracker.now())
-        await self.account.record_message(result.job.id, STATUS, channel_id=t.channel_id, message_id=status.id)
-        await self.tracker.track(t)
-
-    @commands.Cog.listener()
-    async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
-        """❌ cancels a running job or deletes your finished result; ✉️ DMs you the full image."""
-        emoji = str(payload.emoji)
-        if self.bot.user is None or payload.user_id == self.bot.user.id:
-            return
-        if emoji not in (CANCEL, ENVELOPE):
-            return
-        shown = await self.service.shown_in(payload.message_id)
-        if shown is None:
-            return
-        job, images = shown.job, shown.images
-        user = payload.member or await self.bot.fetch_user(payload.user_id)
-        # A reaction cannot be answered ephemerally: one on someone else's job is ignored.
-        if not self.bot.access.may_manage(actor_of(user, payload.guild_id), job.owner_id):
-            return
-        is_admin = self.bot.is_admin(user, payload.guild_id)
-        try:
-            if emoji == ENVELOPE:
-                await self._dm(user, job, images)
-            elif not job.status.is_final:
-                await self.account.cancel(job.id, UserId(payload.user_id), is_admin=is_admin)
-            else:
-                channel = self.bot.get_partial_messageable(payload.channel_id)
-                await channel.get_partial_message(payload.message_id).delete()
-        except discord.HTTPException:
-            log.warning("reaction %s on %s could not be handled", emoji, payload.message_id, exc_info=True)
-
-    async def _dm(self, user: discord.User | discord.Member, job: Job, images: list[Image]) -> None:
-        files, lines = (
-            [],
-            [f"**{echo(await self.service.display_of(job))}**", f"Job `{job.id}` · model {job.params.model}"],
-        )
-        for image in images[:10]:
-            item = await self.service.item(job.id, image.index)
-            seed = item.seed if item is not None else "?"
-            link = await self.bot.runtime.link(image.key, filename=f"{job.id}-{image.index + 1}.png")
-            lines.append(f"Image #{image.index + 1} · seed {seed} · [full size]({link})")
-            data = await self.service.image_bytes(image)
-            if len(data) <= 8 * 1024 * 1024:
-                files.append(discord.File(io.BytesIO(data), f"{job.id}-{image.index + 1}.png"))
-        await user.send("\n".join(lines), files=files, allowed_mentions=discord.AllowedMentions.none())
-
     # ---- helpers -----------------------------------------------------------------------------------------------
 
     async def _refused(self, interaction: discord.Interaction[Any]) -> bool:
@@ -536,28 +337,6 @@ class ImagineCog(commands.Cog):
         await interaction.response.send_message(embed=error_embed("No access", refusal), ephemeral=True)
         return True
 
-    async def _origin(self, user: discord.abc.User, channel: Any, guild_id: int | None, *, key: str) -> Origin:
-        if isinstance(channel, discord.Thread):
-            group = await self.groups.group_of(
-                name=channel.name,
-                guild_id=guild_id,
-                channel_id=channel.parent_id,
-                thread_id=channel.id,
-                owner_id=channel.owner_id,
-            )
-        else:
-            name = getattr(channel, "name", None) or "direct messages"
-            group = await self.groups.group_of(
-                name=f"#{name}", guild_id=guild_id, channel_id=getattr(channel, "id", None)
-            )
-        return Origin(
-            user_id=UserId(user.id),
-            guild_id=guild_id,
-            group_id=GroupId(group.id),
-            idempotency_key=key,
-            is_admin=self.bot.is_admin(user, guild_id),
-        )
-
     async def _job(self, job_id: JobId) -> Job:
         return await self.service.job(job_id)
 
@@ -565,31 +344,13 @@ class ImagineCog(commands.Cog):
         return await self.service.image(job_id, index)
 
 
-def _describe(exc: BaseException) -> discord.Embed:
-    from bot.exts._errors import describe_error
-
-    return describe_error(exc, where="reply edit")
-
-
-async def _reply(message: discord.Message, text: str) -> None:
-    with contextlib.suppress(discord.HTTPException):
-        await message.reply(text, mention_author=False)
-
-
-async def _read_all(attachments: list[discord.Attachment]) -> list[tuple[str, bytes]]:
-    files = []
-    for attachment in attachments:
-        if attachment.size > 50 * 1024 * 1024:
-            raise GenerationError(f"{code(attachment.filename)} is over 50 MB; attach a smaller image.")
-        files.append((attachment.filename, await attachment.read()))
-    return files
-
-
 async def setup(bot: commands.Bot) -> None:
     """Load the extension."""
     assert isinstance(bot, PeelBot)
     bot.add_dynamic_items(PeelButton)
-    await bot.add_cog(ImagineCog(bot))
+    cog = ImagineCog(bot)
+    await bot.add_cog(cog)
+    await bot.add_cog(ReplyEditCog(bot, cog.tracker))
 
 
-__all__ = ["ImagineCog", "setup"]
+__all__ = ["ImagineCog", "ReplyEditCog", "setup"]

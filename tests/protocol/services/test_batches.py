@@ -9,9 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from bot.app.batches import NOTE_PLAN, NOTE_SKIPPED, BatchError, BatchRequest, BatchService
+from bot.app.batches import BatchService
+from bot.app.batchplan import NOTE_PLAN, NOTE_SKIPPED, BatchError, BatchRequest
 from bot.app.runtime import Runtime
-from bot.cli import Console, batch_key, parse_job_prompt, start_batch
+from bot.cli.args import parse_job_prompt
+from bot.cli.batch import batch_key, start_batch
+from bot.cli.console import Console
 from bot.core.batch import BatchLimits
 from bot.core.models import Group, ItemInputs, JobKind, JobParams, JobRequest, NewItem, UserId
 from bot.dispatch import SubmitStatus

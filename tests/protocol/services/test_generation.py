@@ -2,7 +2,8 @@
 
 import pytest
 
-from bot.app.generation import NOTE_DISPLAY, NOTE_EDIT_HISTORY, NOTE_LABEL, GenerationService, Origin
+from bot.app.generation import GenerationService
+from bot.app.generation_types import NOTE_DISPLAY, NOTE_EDIT_HISTORY, NOTE_LABEL, Origin
 from bot.app.runtime import Runtime
 from bot.core.models import UserId
 from bot.ledger import Ledger

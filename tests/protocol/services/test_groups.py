@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.app.batches import BatchRequest, BatchService
+from bot.app.batches import BatchService
+from bot.app.batchplan import BatchRequest
 from bot.app.groups import GroupError, GroupService
 from bot.app.runtime import Runtime
 from bot.core.models import Group

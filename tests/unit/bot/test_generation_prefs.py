@@ -1,4 +1,4 @@
-from bot.app.generation import UserPrefs, safety_reason
+from bot.app.generation_types import UserPrefs, safety_reason
 from bot.core.models import ItemStatus
 
 

@@ -1,0 +1,270 @@
+"""A batch's plan and its pricing: what Start would queue, what it costs, and where it waits until Start.
+
+`bot.app.batches.BatchService` makes plans and starts them; this module holds the values it trades in (the request,
+the plan, the snapshot of a running batch), the job notes a batch keeps, the price of a plan and of a running batch,
+and `PendingPlans`, which keeps a plan in the store under `batches/pending/{plan id}.json` until Start or Cancel.
+"""
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from bot.core.batch import BatchEstimate, estimate_batch, thread_name
+from bot.core.models import Job, JobParams, JobStatus
+from bot.core.render import BatchProgress
+from bot.errors import UserFacingError
+from storage.base import Store
+from storage.errors import ObjectNotFoundError
+from worker.contract import ErrorCode, model_spec
+
+log = logging.getLogger(__name__)
+
+PENDING_PREFIX = "batches/pending/"
+NOTE_PLAN = "batch_plan"  # the plan a job was started from (intake report included)
+NOTE_SAMPLES = "batch_samples"  # set once the first results were shown in the batch's thread
+SAMPLES = 4  # how many first results a running batch shows
+NOTE_ZIP = "batch_zip"  # the finished batch's archive: key and file name
+NOTE_SUMMARY_FOR = "batch_summary_for"  # the finished_at of the run the summary message describes
+# Set once Discord refuses the progress message: the Discord error code (10003 Unknown Channel, 50001 Missing Access,
+# 10008 Unknown Message). From then on the message is never edited again, across restarts too.
+NOTE_PROGRESS_GONE = "batch_progress_gone"
+STATUS = "status"  # the role of a batch's progress message
+SUMMARY = "summary"  # the role of its summary message
+NOTE_SKIPPED = "intake_skipped"  # before plans were shared: the skipped entries of a CLI batch, as [name, reason]
+
+
+class BatchError(UserFacingError):
+    """A batch that cannot be planned or started; `user_message` says why and what to do."""
+
+    def __init__(self, user_message: str, *, title: str = "Can't run that batch") -> None:
+        super().__init__(user_message, title=title)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlannedItem:
+    """One accepted image of the ZIP: its stored key and its name inside the ZIP."""
+
+    key: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BatchPlan:
+    """A batch as the summary shows it, before Start."""
+
+    id: str
+    owner_id: int
+    guild_id: int | None
+    channel_id: int
+    prompt: str  # the text sent to the model (with `--no` rewritten)
+    display_prompt: str  # as the user typed it, parameters included
+    params: JobParams
+    items: tuple[PlannedItem, ...]
+    skipped: tuple[tuple[str, str], ...]  # (entry name, reason code) of every skipped entry
+    notes: tuple[str, ...] = ()
+    source: str = "upload.zip"
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    idempotency_key: str | None = None  # None: the plan id (a second Start click never queues twice)
+
+    @property
+    def key(self) -> str:
+        """The idempotency key the batch job is started under."""
+        return self.idempotency_key or self.id
+
+    @property
+    def skip_counts(self) -> dict[str, int]:
+        """Skipped entries by reason."""
+        counts: dict[str, int] = {}
+        for _, reason in self.skipped:
+            counts[reason] = counts.get(reason, 0) + 1
+        return counts
+
+    @property
+    def name(self) -> str:
+        """The batch's thread (group) name."""
+        return thread_name(self.display_prompt, items=len(self.items))
+
+    def to_json(self) -> dict[str, object]:
+        """Return the plan as stored."""
+        return {
+            "id": self.id,
+            "owner_id": self.owner_id,
+            "guild_id": self.guild_id,
+            "channel_id": self.channel_id,
+            "prompt": self.prompt,
+            "display_prompt": self.display_prompt,
+            "params": self.params.to_json(),
+            "items": [[i.key, i.name] for i in self.items],
+            "skipped": [list(s) for s in self.skipped],
+            "notes": list(self.notes),
+            "source": self.source,
+            "created_at": self.created_at.isoformat(),
+            "idempotency_key": self.idempotency_key,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> "BatchPlan":
+        """Rebuild a stored plan."""
+        items, skipped, notes = data["items"], data.get("skipped", []), data.get("notes", [])
+        params = data["params"]
+        assert isinstance(items, list) and isinstance(skipped, list) and isinstance(notes, list)
+        assert isinstance(params, dict)
+        guild_id, key = data.get("guild_id"), data.get("idempotency_key")
+        return cls(
+            id=str(data["id"]),
+            owner_id=int(str(data["owner_id"])),
+            guild_id=None if guild_id is None else int(str(guild_id)),
+            channel_id=int(str(data["channel_id"])),
+            prompt=str(data["prompt"]),
+            display_prompt=str(data["display_prompt"]),
+            params=JobParams.from_json(params),
+            items=tuple(PlannedItem(key=str(k), name=str(n)) for k, n in items),
+            skipped=tuple((str(n), str(r)) for n, r in skipped),
+            notes=tuple(str(n) for n in notes),
+            source=str(data.get("source", "upload.zip")),
+            created_at=datetime.fromisoformat(str(data["created_at"])),
+            idempotency_key=None if key is None else str(key),
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BatchSnapshot:
+    """A batch's state at one moment, for its progress message."""
+
+    job: Job
+    progress: BatchProgress
+    errors: Mapping[str, int]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BatchOptions:
+    """The slash command's explicit options (None: from the prompt's inline parameters, then preferences)."""
+
+    model: str | None = None
+    aspect_ratio: str | None = None
+    image_size: str | None = None
+    seed: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BatchRequest:
+    """Who asks for a batch, where, and with what prompt and options.
+
+    `idempotency_key` names the job the plan starts as (None: the plan id); the CLI derives it from the input, so
+    the same command run again finds the same job.
+    """
+
+    owner_id: int
+    guild_id: int | None
+    channel_id: int
+    prompt: str
+    options: BatchOptions = BatchOptions()
+    is_admin: bool = False
+    idempotency_key: str | None = None
+
+
+def unit_price(params: JobParams) -> float | None:
+    """Return the price of one image made with `params` (None: the price table does not know it)."""
+    return model_spec(params.model).price(params.image_size)
+
+
+def estimate_plan(plan: BatchPlan, *, latency_s: float, concurrency: int) -> BatchEstimate:
+    """Estimate a plan's cost (price table times images) and time (latency over the Gemini budget)."""
+    return estimate_batch(
+        items=len(plan.items), unit_price_usd=unit_price(plan.params), latency_s=latency_s, concurrency=concurrency
+    )
+
+
+def snapshot_of(
+    job: Job, *, errors: Mapping[str, int], retrying: Mapping[str, int], now: datetime | None = None
+) -> BatchSnapshot:
+    """Return a batch's counts (blocked = safety blocks, failed = other failures), elapsed time and cost so far."""
+    blocked = errors.get(ErrorCode.SAFETY.value, 0)
+    started = job.started_at or job.created_at
+    end = job.finished_at or now or datetime.now(UTC)
+    progress = BatchProgress(
+        total=job.total - job.cancelled if job.status is JobStatus.CANCELLED else job.total,
+        done=job.ok,
+        failed=max(0, job.failed - blocked),
+        blocked=blocked,
+        elapsed_s=max(0.0, (end - started).total_seconds()),
+        cost_usd=job.ok * (unit_price(job.params) or 0.0),
+        state=job.status.value,
+        retrying=sum(retrying.values()),
+        retry_code=max(retrying, key=retrying.__getitem__, default=None),
+    )
+    return BatchSnapshot(job=job, progress=progress, errors=errors)
+
+
+class PendingPlans:
+    """Plans kept in the store until Start or Cancel, so a summary's buttons still work after a restart.
+
+    A plan older than `ttl_s` is expired: it is forgotten when read or swept, so Start cannot queue what the user
+    saw priced and limited a day ago.
+    """
+
+    def __init__(self, store: Store, *, ttl_s: float) -> None:
+        self._store, self._ttl_s = store, ttl_s
+
+    @staticmethod
+    def key(plan_id: str) -> str:
+        """Return the store key a plan is kept under."""
+        return f"{PENDING_PREFIX}{plan_id}.json"
+
+    async def put(self, plan: BatchPlan) -> None:
+        """Keep a plan until Start or Cancel."""
+        await self._store.put(self.key(plan.id), json.dumps(plan.to_json()).encode(), content_type="application/json")
+
+    async def get(self, plan_id: str) -> BatchPlan | None:
+        """Return a pending plan, or None when it was started, cancelled, has expired or never existed."""
+        try:
+            data = await self._store.get_bytes(self.key(plan_id))
+        except ObjectNotFoundError:
+            return None
+        plan = BatchPlan.from_json(json.loads(data))
+        if self._expired(plan.created_at):
+            log.info("batch plan %s expired", plan_id, extra={"action": "plan_expired", "plan_id": plan_id})
+            await self.discard(plan_id)
+            return None
+        return plan
+
+    def _expired(self, created_at: datetime, now: datetime | None = None) -> bool:
+        age = (now or datetime.now(UTC)) - created_at
+        return age.total_seconds() > self._ttl_s
+
+    async def sweep(self, *, now: datetime | None = None) -> int:
+        """Forget every pending plan that has expired; return how many. A plan is written once: its time is its age."""
+        expired = [
+            info.key
+            async for info in self._store.list(PENDING_PREFIX)
+            if info.modified_at is not None and self._expired(info.modified_at, now)
+        ]
+        for key in expired:
+            await self._store.delete(key)
+        if expired:
+            log.info("forgot %d expired batch plan(s)", len(expired), extra={"action": "plan_sweep"})
+        return len(expired)
+
+    async def discard(self, plan_id: str) -> None:
+        """Forget a pending plan (Cancel, or once started)."""
+        await self._store.delete(self.key(plan_id))
+
+
+__all__ = [
+    "NOTE_PLAN",
+    "NOTE_SKIPPED",
+    "STATUS",
+    "SUMMARY",
+    "BatchError",
+    "BatchOptions",
+    "BatchPlan",
+    "BatchRequest",
+    "BatchSnapshot",
+    "PendingPlans",
+    "PlannedItem",
+    "estimate_plan",
+    "snapshot_of",
+    "unit_price",
+]

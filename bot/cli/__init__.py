@@ -1,0 +1,65 @@
+"""Headless use of Peel: `python -m bot batch INPUT.zip --prompt "…"` and `python -m bot imagine "prompt"`.
+
+Both run through the same `Runtime` as the Discord bot (ledger under `--data`, file store under `--data/store`,
+embedded back ends unless RunPod/Gemini/storage settings are in the environment); only the front end differs.
+
+`batch` plans and starts the ZIP through the same `BatchService` as `/batch` (so both write the same notes and the
+same manifest), runs the dispatcher until the job is finished and writes the batch's ZIP with both manifests. The
+job's idempotency key is a hash of the input ZIP's content, the prompt and the parameters, so the same command
+started again after Ctrl-C, a crash or SIGKILL finds the same job in the ledger and goes on with it: nothing that
+was made is made again. Exit status: 0 when every item was made, 1 when some failed (the ZIP is still written), 2
+for bad usage or input, 3 when the ledger is damaged (the message says how to restore it), 130 when interrupted.
+
+`imagine` goes through `GenerationService`, as `/imagine` does: it makes a grid job (4 images unless `--n`) and
+writes the images and a 2x2 grid into a directory.
+
+The package: `args` (the parser, the prompt with its flags, the settings, the exit statuses), `console` (output,
+progress, Ctrl-C), `batch` and `imagine` (the runners); `main` here ties them together.
+"""
+
+import asyncio
+import logging
+import sys
+
+from bot.app import LedgerDamagedError, LedgerTooNewError
+from bot.cli.args import EXIT_INTERRUPTED, EXIT_LEDGER_DAMAGED, EXIT_USAGE, UsageError, build_parser, make_settings
+from bot.cli.batch import run_batch
+from bot.cli.console import Console
+from bot.cli.imagine import run_imagine
+
+
+def configure_logging(verbosity: int) -> None:
+    """Log warnings (or more with -v) to stderr."""
+    level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if verbosity < 2:
+        for noisy in ("aiohttp.access", "local.runpod.worker"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def main(argv: list[str]) -> int:
+    """Run a headless command (`batch` or `imagine`); return the process's exit status."""
+    console = Console(sys.stdout, sys.stderr)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits 2 on bad usage and 0 for --help
+        return int(exc.code or 0)
+    args.argv = argv
+    configure_logging(args.verbose)
+    try:
+        settings = make_settings(args)
+        command = run_batch if args.command == "batch" else run_imagine
+        return asyncio.run(command(args, settings, console))
+    except UsageError as exc:
+        console.note(f"error: {exc}")
+        return EXIT_USAGE
+    except (LedgerDamagedError, LedgerTooNewError) as exc:
+        console.note(f"error: {exc.user_message}")
+        return EXIT_LEDGER_DAMAGED
+    except KeyboardInterrupt:
+        console.note("interrupted")
+        return EXIT_INTERRUPTED
+
+
+__all__ = ["configure_logging", "main"]

@@ -1,0 +1,138 @@
+"""The CLI's arguments: the parser, the prompt with its flags, the settings they override, and the exit statuses."""
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from bot.core.models import JobParams, UserId
+from bot.core.params import ParsedPrompt, PromptParams, parse_prompt
+from bot.settings import BotSettings
+
+EXIT_OK = 0
+EXIT_SOME_FAILED = 1
+EXIT_USAGE = 2
+EXIT_LEDGER_DAMAGED = 3  # damaged, or written by a newer Peel
+EXIT_INTERRUPTED = 130
+
+CLI_OWNER = UserId(0)  # the CLI's jobs belong to no Discord user
+
+
+class UsageError(Exception):
+    """Bad arguments or input; the message is shown as is and the exit status is 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of `python -m bot batch|imagine`."""
+    parser = argparse.ArgumentParser(prog="python -m bot", description="Peel without Discord.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--model", help="flash, pro, flash3 or a full Gemini model name")
+        p.add_argument("--ar", help="aspect ratio, e.g. 16:9")
+        p.add_argument("--size", help="image size: 512, 1K, 2K or 4K")
+        p.add_argument("--seed", help="seed base")
+        p.add_argument("--data", type=Path, default=None, help="data directory (ledger, store; default ./data)")
+        p.add_argument("--concurrency", type=int, default=None, help="Gemini calls in flight (GEMINI_CONCURRENCY)")
+        p.add_argument("--workers", type=int, default=None, help="embedded RunPod workers (LOCAL_WORKERS)")
+        p.add_argument("--poll-interval", type=float, default=None, help="seconds between RunPod polls")
+        p.add_argument("--json", action="store_true", help="end with a JSON summary line on stdout")
+        p.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)")
+
+    batch = sub.add_parser("batch", help="run one prompt over every image of a ZIP")
+    batch.add_argument("input", type=Path, help="the ZIP of input images")
+    batch.add_argument("--prompt", required=True, help="the prompt; may carry --ar/--seed/--no/--model/--size")
+    batch.add_argument("--out", type=Path, default=Path("results.zip"), help="where the results ZIP goes")
+    batch.add_argument("--progress-every", type=float, default=5.0, help="seconds between progress lines (no TTY)")
+    common(batch)
+
+    imagine = sub.add_parser("imagine", help="make a grid of images from a prompt")
+    imagine.add_argument("prompt", help="the prompt; may carry --ar/--seed/--no/--model/--size/--n")
+    imagine.add_argument("--ref", type=Path, action="append", default=[], help="a reference image (repeatable)")
+    imagine.add_argument("--n", type=int, default=None, help="how many images: 1, 2 or 4 (default 4)")
+    imagine.add_argument("--out", type=Path, default=Path("peel-imagine"), help="the directory for the images")
+    common(imagine)
+    return parser
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Prompt:
+    """The prompt as the job gets it: the model's text and the parameters, CLI flags over inline ones."""
+
+    parsed: ParsedPrompt
+    params: PromptParams
+
+    @property
+    def text(self) -> str:
+        """The text sent to the model (`--no` words rewritten into it)."""
+        return self.parsed.model_prompt()
+
+    def job_params(self, default_model: str, *, n: int = 1) -> JobParams:
+        """Return the job's parameters."""
+        return JobParams(
+            model=self.params.model or default_model,
+            aspect_ratio=self.params.aspect_ratio,
+            image_size=self.params.image_size,
+            seed=self.params.seed,
+            n=n,
+        )
+
+
+def parse_job_prompt(prompt: str, args: argparse.Namespace) -> Prompt:
+    """Parse the prompt's inline parameters, then the flags (which win), with every problem reported at once.
+
+    Raises:
+        UsageError: the prompt or a flag is malformed.
+    """
+    parsed = parse_prompt(prompt)
+    flags = [f"--{name} {value}" for name in ("model", "ar", "size", "seed") if (value := getattr(args, name))]
+    if getattr(args, "n", None) is not None:
+        flags.append(f"--n {args.n}")
+    flag_params = PromptParams()
+    errors = list(parsed.errors)
+    if flags:
+        # The flags go through the same parser, so they are checked (and ratios snapped) exactly like inline ones.
+        parsed_flags = parse_prompt("flags " + " ".join(flags))
+        errors += [e for e in parsed_flags.errors if "prompt is empty" not in e]
+        flag_params = parsed_flags.params
+    if errors:
+        raise UsageError("; ".join(errors))
+    return Prompt(parsed=parsed, params=flag_params.merged_over(parsed.params))
+
+
+def make_settings(args: argparse.Namespace) -> BotSettings:
+    """Build the settings from the environment with the command's flags over them.
+
+    Raises:
+        UsageError: a setting or flag is invalid.
+    """
+    overrides: dict[str, object] = {}
+    if args.data is not None:
+        overrides["data_dir"] = args.data
+    if args.concurrency is not None:
+        overrides["gemini_concurrency"] = args.concurrency
+    if args.workers is not None:
+        overrides["local_workers"] = args.workers
+    if args.poll_interval is not None:
+        overrides["poll_interval_s"] = args.poll_interval
+    try:
+        return BotSettings(**overrides)  # type: ignore[arg-type]  # pydantic validates the values
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise UsageError(f"invalid settings: {problems}") from exc
+
+
+__all__ = [
+    "CLI_OWNER",
+    "EXIT_INTERRUPTED",
+    "EXIT_LEDGER_DAMAGED",
+    "EXIT_OK",
+    "EXIT_SOME_FAILED",
+    "EXIT_USAGE",
+    "Prompt",
+    "UsageError",
+    "build_parser",
+    "make_settings",
+    "parse_job_prompt",
+]
