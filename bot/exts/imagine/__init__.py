@@ -71,6 +71,7 @@ class ImagineCog(commands.Cog):
             fail=self._fail,
             interval_s=rt.settings.progress_edit_interval_s,
             token_max_age_s=rt.settings.interaction_token_max_age_s,
+            channel_edit_window_s=rt.settings.channel_edit_window_s,
         )
         self._events: asyncio.Task[None] | None = None
 
