@@ -8,7 +8,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(shell $(PYTHON) -c 'import sys; print(sys.executable)')
 BIN := .venv/bin
 
-.PHONY: setup run test lint types unit bench clean
+.PHONY: setup run test lint types unit unit-fast e2e bench clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -34,7 +34,16 @@ types: setup
 unit: setup
 	$(BIN)/pytest -q
 
-test: lint types unit
+# The suite in two halves: the end-to-end tests mostly wait on their servers, the rest mostly compute.
+unit-fast: setup
+	$(BIN)/pytest -q --ignore=tests/e2e
+
+e2e: setup
+	$(BIN)/pytest -q tests/e2e
+
+# Lint, types and both halves of the suite side by side, each target's output printed whole when it ends.
+test: setup
+	@$(MAKE) --no-print-directory -j4 --output-sync=target lint types unit-fast e2e
 
 bench: setup
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
