@@ -24,7 +24,7 @@ from bot.urlfetch import (
 LOOPBACK = UrlPolicy(parse_networks(["127.0.0.0/8"]))
 PART = b"z" * 6000
 BIG_CHUNK = bytes(range(256)) * 256  # 64 KiB
-BIG_CHUNKS = 128  # 8 MiB in all
+BIG_CHUNKS = 256  # 16 MiB in all: under a loaded CPU, buffers in flight reached 4.6 MB
 
 
 class Held:
