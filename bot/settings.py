@@ -60,6 +60,8 @@ class BotSettings(BaseSettings):
     batch_chunk_s: float = Field(default=60.0, gt=0)
     expected_latency_s: float = Field(default=12.0, gt=0)  # one Gemini call, for ETAs and RunPod timeouts
     progress_edit_interval_s: float = Field(default=3.0, gt=0)  # a job's message is edited at most this often
+    # Discord allows 5 message edits per channel per 5 s; Peel sends at most 4 edits to a channel in this window.
+    channel_edit_window_s: float = Field(default=5.0, gt=0)
     interaction_token_max_age_s: float = Field(default=14 * 60, gt=0)  # older tokens: post a channel message
 
     # Access (empty lists: everyone). Admins may cancel anyone's job and see the whole queue.

@@ -65,6 +65,7 @@ class ImagineCog(commands.Cog):
             bot,
             interval_s=rt.settings.progress_edit_interval_s,
             token_max_age_s=rt.settings.interaction_token_max_age_s,
+            channel_edit_window_s=rt.settings.channel_edit_window_s,
         )
         self.tracker = self.messages.tracker
         self._events: asyncio.Task[None] | None = None

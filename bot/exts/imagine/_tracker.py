@@ -159,6 +159,7 @@ class JobTracker:
         fail: shows why a job failed.
         interval_s: the least time between two progress edits of one message.
         token_max_age_s: how long an interaction token is trusted for edits (Discord's last 15 minutes).
+        channel_edit_window_s: the window in which at most 4 edits go to one channel (Discord allows 5 per 5 s).
     """
 
     def __init__(
@@ -169,12 +170,13 @@ class JobTracker:
         fail: Failer,
         interval_s: float,
         token_max_age_s: float,
+        channel_edit_window_s: float = 5.0,
     ) -> None:
         self._bot = bot
         self._finish, self._fail = finish, fail
         self._interval_s = interval_s
         self._token_max_age_s = token_max_age_s
-        self.lanes = ChannelLanes()
+        self.lanes = ChannelLanes(window_s=channel_edit_window_s)
         self._tracked: dict[JobId, Tracked] = {}
         self._early: dict[JobId, list[Event]] = {}
         self._ticker: asyncio.Task[None] | None = None

@@ -28,6 +28,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[3]
 GEMINI_KEY = "local-gemini-e2e-key"
 DRAW_PX = "32"
+POLL_INTERVAL_S = "0.1"  # the dispatcher's /status polls: a finished chunk is seen within 0.1 s, not 0.5 s
 # What the CLI must not inherit from the machine's environment: real accounts, or settings that change the stack.
 _DROPPED_PREFIXES = ("RUNPOD_", "GEMINI_", "STORAGE_", "LOCAL_GEMINI_", "DISCORD_", "LEDGER_", "DATA_DIR", "WORKER_")
 
@@ -50,6 +51,7 @@ def base_env(**extra: str) -> dict[str, str]:
     path = env.get("PYTHONPATH")
     env["PYTHONPATH"] = f"{ROOT}{os.pathsep}{path}" if path else str(ROOT)
     env["LOCAL_GEMINI_DRAW_PX"] = DRAW_PX
+    env["POLL_INTERVAL_S"] = POLL_INTERVAL_S
     env.update(extra)
     return env
 

@@ -79,7 +79,7 @@ def test_batch_makes_every_item_once_when_killed_three_times_and_restarted(
     tmp_path: Path, start_gemini: Callable[..., GeminiServer]
 ) -> None:
     n = 300
-    gemini = start_gemini(latency="0.3")
+    gemini = start_gemini(latency="0.1")
     make_zip(tmp_path / "in.zip", n)
     args = ["batch", "in.zip", "--prompt", "make it a watercolour --ar 1:1", "--data", "data", "--json"]
     env = gemini.cli_env(GEMINI_CONCURRENCY=str(CONCURRENCY))
@@ -126,13 +126,13 @@ def test_batch_loses_no_item_and_keeps_the_budget_when_gemini_injects_429s_and_5
     tmp_path: Path, start_gemini: Callable[..., GeminiServer]
 ) -> None:
     n = 500
-    gemini = start_gemini(latency="0.1", rate_429="0.3", rate_5xx="0.1", retry_delay="0.2", fault_seed="7")
+    gemini = start_gemini(latency="0.05", rate_429="0.3", rate_5xx="0.1", retry_delay="0.05", fault_seed="7")
     make_zip(tmp_path / "in.zip", n)
     # Each failing call is retried by the worker (jittered backoff, at least the 429's retryDelay); six attempts
     # leave ~0.4% of the items (0.4^6) to the dispatcher's own retry, where the default four leave ~2.6% and most
     # chunks would come back RATE_LIMITED and halve the AIMD window. A short backoff keeps a chunk from holding its
     # share of the budget for a minute while one item sleeps through 2+4+8+16 s.
-    env = gemini.cli_env(GEMINI_CONCURRENCY=str(CONCURRENCY), GEMINI_MAX_ATTEMPTS="6", GEMINI_BACKOFF_BASE_S="0.2")
+    env = gemini.cli_env(GEMINI_CONCURRENCY=str(CONCURRENCY), GEMINI_MAX_ATTEMPTS="6", GEMINI_BACKOFF_BASE_S="0.05")
 
     run = run_cli(
         ["batch", "in.zip", "--prompt", "pencil sketch", "--data", "data", "--json"],
