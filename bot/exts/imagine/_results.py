@@ -27,12 +27,19 @@ log = logging.getLogger(__name__)
 class JobMessages:
     """Tracks jobs' messages and shows how each job ended."""
 
-    def __init__(self, bot: PeelBot, *, interval_s: float, token_max_age_s: float) -> None:
+    def __init__(
+        self, bot: PeelBot, *, interval_s: float, token_max_age_s: float, channel_edit_window_s: float = 5.0
+    ) -> None:
         self._bot = bot
         self._service = bot.services.generation
         self._account = bot.services.account
         self.tracker = JobTracker(
-            bot, finish=self.finish, fail=self.fail, interval_s=interval_s, token_max_age_s=token_max_age_s
+            bot,
+            finish=self.finish,
+            fail=self.fail,
+            interval_s=interval_s,
+            token_max_age_s=token_max_age_s,
+            channel_edit_window_s=channel_edit_window_s,
         )
 
     async def finish(self, t: Tracked, job: Job) -> None:
