@@ -1,6 +1,7 @@
 """The repository carries its own design: no file refers to documents outside it."""
 
 import re
+import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -13,13 +14,17 @@ OUTSIDE = re.compile(
 
 
 def text_files() -> list[Path]:
-    found = []
-    for path in ROOT.rglob("*"):
-        if SKIP_DIRS & set(path.relative_to(ROOT).parts) or not path.is_file():
-            continue
-        if path.suffix in TEXT_SUFFIXES or path.name in {"Makefile", "Dockerfile"}:
-            found.append(path)
-    return found
+    """The repository's own text files: what git tracks (not what a run left behind), else a walk of the tree."""
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=False)
+    if listed.returncode == 0:
+        candidates = [ROOT / name for name in listed.stdout.decode().split("\0") if name]
+    else:
+        candidates = [p for p in ROOT.rglob("*") if not SKIP_DIRS & set(p.relative_to(ROOT).parts)]
+    return [
+        path
+        for path in candidates
+        if path.is_file() and (path.suffix in TEXT_SUFFIXES or path.name in {"Makefile", "Dockerfile"})
+    ]
 
 
 def test_no_file_refers_to_documents_outside_the_repository_when_scanned() -> None:
