@@ -1,47 +1,11 @@
-from collections.abc import Callable
-
-import pytest
+"""Requests the dispatcher tests submit; the dispatcher and its fakes are `tests/protocol/conftest.py`'s."""
 
 from bot.core.models import JobKind, JobParams, JobRequest, NewItem, UserId
-from bot.core.policy import DispatchPolicy
-from bot.dispatch import Dispatcher
-from bot.ledger import Ledger
-from storage.memory import MemoryStore
-from tests.fakes.clock import FakeClock
-from tests.fakes.gateway import MemoryRunpod
+from tests.protocol.conftest import MakeDispatcher
+
+__all__ = ["MakeDispatcher", "batch", "grid"]
 
 MODEL = "gemini-2.5-flash-image"
-
-
-@pytest.fixture
-def store() -> MemoryStore:
-    return MemoryStore()
-
-
-@pytest.fixture
-def runpod(store: MemoryStore) -> MemoryRunpod:
-    return MemoryRunpod(store)
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-MakeDispatcher = Callable[..., Dispatcher]
-
-
-@pytest.fixture
-def make_dispatcher(ledger: Ledger, runpod: MemoryRunpod, store: MemoryStore, clock: FakeClock) -> MakeDispatcher:
-    def make(policy: DispatchPolicy | None = None, *, on: Ledger | None = None) -> Dispatcher:
-        return Dispatcher(on or ledger, runpod, store, policy=policy or DispatchPolicy(), clock=clock)
-
-    return make
-
-
-@pytest.fixture
-def dispatcher(make_dispatcher: MakeDispatcher) -> Dispatcher:
-    return make_dispatcher()
 
 
 def grid(

@@ -17,7 +17,6 @@ import pytest
 from bot.app.embedded import Backends
 from bot.app.runtime import Runtime
 from bot.core.models import Group, Job, JobId
-from bot.core.policy import DispatchPolicy
 from bot.dispatch import Dispatcher
 from bot.ledger import Ledger
 from bot.settings import BotSettings
@@ -42,26 +41,6 @@ async def ledger() -> AsyncIterator[Ledger]:
         yield ledger
     finally:
         await ledger.close()
-
-
-@pytest.fixture
-def store() -> MemoryStore:
-    return MemoryStore()
-
-
-@pytest.fixture
-def runpod(store: MemoryStore) -> MemoryRunpod:
-    return MemoryRunpod(store)
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def dispatcher(ledger: Ledger, runpod: MemoryRunpod, store: MemoryStore, clock: FakeClock) -> Dispatcher:
-    return Dispatcher(ledger, runpod, store, policy=DispatchPolicy(), clock=clock)
 
 
 @pytest.fixture
