@@ -31,7 +31,10 @@ class WorkerSettings(BaseSettings):
         default=1.0, ge=0.1, le=60, description="a chunk reports its progress at most this often, in seconds"
     )
     progress_settle_s: float = Field(
-        default=0.25, ge=0, le=5, description="how long a progress report waits for more results to join it"
+        default=0.25,
+        ge=0,
+        le=5,
+        description="a chunk returns at least this long after its last progress report, so the report lands first",
     )
     max_reference_bytes: int = Field(
         default=20 * 1024 * 1024, ge=1024, description="the largest reference image a worker reads, in bytes"
