@@ -8,7 +8,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(shell $(PYTHON) -c 'import sys; print(sys.executable)')
 BIN := .venv/bin
 
-.PHONY: setup run test lint types unit unit-fast e2e-discord e2e-rest bench clean
+.PHONY: setup run test lint types unit unit-fast e2e-discord e2e-rest bench env-example clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -51,6 +51,10 @@ test: setup
 
 bench: setup
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+# .env.example is generated from the settings classes (tests/unit/test_env_example.py fails when it is stale).
+env-example: setup
+	$(BIN)/python scripts/env_example.py
 
 clean:
 	rm -rf .venv .tools .mypy_cache .ruff_cache .pytest_cache

@@ -18,90 +18,161 @@ class BotSettings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
 
     # Discord: unset → the local Discord-compatible playground.
-    discord_token: SecretStr | None = None
-    dev_guild_id: int | None = None
-    playground_host: str = "127.0.0.1"
-    playground_port: int = Field(default=8080, ge=0, le=65535)
+    discord_token: SecretStr | None = Field(
+        default=None, description="the bot token from the Discord Developer Portal; unset: the local playground"
+    )
+    dev_guild_id: int | None = Field(
+        default=None, description="sync slash commands to this one server at once (testing); unset: globally"
+    )
+    playground_host: str = Field(
+        default="127.0.0.1", description="where the local playground listens (used only without DISCORD_TOKEN)"
+    )
+    playground_port: int = Field(default=8080, ge=0, le=65535, description="the local playground's port")
 
     # RunPod: unset → the local RunPod-compatible endpoint with worker subprocesses.
-    runpod_endpoint_id: str | None = None
-    runpod_api_key: SecretStr | None = None
-    runpod_api_base: str = Field(
-        default="https://api.runpod.ai/v2", validation_alias=AliasChoices("runpod_base_url", "runpod_api_base")
+    runpod_endpoint_id: str | None = Field(
+        default=None, description="the RunPod Serverless endpoint's id; unset (with the key): the local endpoint"
     )
-    local_workers: int = Field(default=2, ge=1, le=32)
+    runpod_api_key: SecretStr | None = Field(
+        default=None, description="a RunPod API key with access to the endpoint; set both or neither"
+    )
+    runpod_api_base: str = Field(
+        default="https://api.runpod.ai/v2",
+        validation_alias=AliasChoices("runpod_base_url", "runpod_api_base"),
+        description="the RunPod Serverless API (RUNPOD_API_BASE is accepted too)",
+    )
+    local_workers: int = Field(
+        default=2, ge=1, le=32, description="worker subprocesses of the local RunPod endpoint (no RunPod account)"
+    )
 
     # Gemini: unset key → the local Gemini-compatible server (the worker talks to it).
-    gemini_api_key: SecretStr | None = None
-    gemini_base_url: str | None = None
-    gemini_model: str = DEFAULT_MODEL
-    gemini_concurrency: int = Field(default=10, ge=1, le=1000)
+    gemini_api_key: SecretStr | None = Field(
+        default=None,
+        description="given to the local endpoint's workers; unset: the local Gemini server (set it on the worker)",
+    )
+    gemini_base_url: str | None = Field(
+        default=None, description="a Gemini API proxy for the local endpoint's workers; unset: Google's API"
+    )
+    gemini_model: str = Field(default=DEFAULT_MODEL, description="the model used when a user has not chosen one")
+    gemini_concurrency: int = Field(
+        default=10, ge=1, le=1000, description="Gemini calls in flight over all workers: your quota allows this many"
+    )
 
     # Storage and ledger.
-    data_dir: Path = Path("data")
-    storage_url: str | None = None
-    ledger_path: Path | None = None
+    data_dir: Path = Field(
+        default=Path("data"), description="the ledger, the link secret, downloads and logs (a volume in Docker)"
+    )
+    storage_url: str | None = Field(
+        default=None, description="where images live: s3://BUCKET/PREFIX?region=…; unset: file://DATA_DIR/store"
+    )
+    ledger_path: Path | None = Field(default=None, description="the SQLite ledger; unset: DATA_DIR/peel.sqlite3")
 
     # The link server (signed file and ZIP links, group gallery).
-    web_host: str = "127.0.0.1"
-    web_port: int = Field(default=8081, ge=0, le=65535)
-    public_base_url: str | None = None
-    link_secret: SecretStr | None = None
-    link_expiry_s: int = Field(default=7 * 24 * 3600, ge=60)
+    web_host: str = Field(default="127.0.0.1", description="where the link server listens (0.0.0.0 in a container)")
+    web_port: int = Field(default=8081, ge=0, le=65535, description="the link server's port")
+    public_base_url: str | None = Field(
+        default=None, description="the address users reach the link server at, e.g. https://peel.example.com"
+    )
+    link_secret: SecretStr | None = Field(
+        default=None, description="signs file and ZIP links; unset: a random one kept in DATA_DIR/link_secret"
+    )
+    link_expiry_s: int = Field(default=7 * 24 * 3600, ge=60, description="how long a signed link works, in seconds")
 
     # Scheduling.
-    max_running_per_user: int = Field(default=3, ge=1)
-    max_waiting_per_user: int = Field(default=10, ge=0)
-    poll_interval_s: float = Field(default=0.5, gt=0)  # /status of each chunk in flight; 7 chunks: 14 calls/s
-    # Dispatcher attempts per item (the first included) for retryable failures, on top of the worker's own retries.
-    item_max_attempts: int = Field(default=4, ge=1, le=20)
-    # How long a batch chunk should run (bot.core.chunking.ChunkPolicy.target_chunk_s): longer wastes less on
-    # hand-overs, shorter lets a pause, a cancel or a grid behind a batch take effect sooner.
-    batch_chunk_s: float = Field(default=60.0, gt=0)
-    expected_latency_s: float = Field(default=12.0, gt=0)  # one Gemini call, for ETAs and RunPod timeouts
-    progress_edit_interval_s: float = Field(default=3.0, gt=0)  # a job's message is edited at most this often
+    max_running_per_user: int = Field(default=3, ge=1, description="a user's jobs running at once")
+    max_waiting_per_user: int = Field(default=10, ge=0, description="a user's jobs waiting behind those")
+    # /status of each chunk in flight; 7 chunks: 14 calls/s.
+    poll_interval_s: float = Field(default=0.5, gt=0, description="how often each RunPod job in flight is polled")
+    # On top of the worker's own retries.
+    item_max_attempts: int = Field(
+        default=4, ge=1, le=20, description="attempts per image (the first included) for retryable failures"
+    )
+    # bot.core.chunking.ChunkPolicy.target_chunk_s: longer wastes less on hand-overs, shorter lets a pause, a cancel
+    # or a grid behind a batch take effect sooner.
+    batch_chunk_s: float = Field(default=60.0, gt=0, description="how long one batch chunk (RunPod job) should run")
+    expected_latency_s: float = Field(
+        default=12.0, gt=0, description="one Gemini call's time, for ETAs and RunPod timeouts until one is measured"
+    )
+    progress_edit_interval_s: float = Field(
+        default=3.0, gt=0, description="a job's message is edited at most this often, in seconds"
+    )
     # Discord allows 5 message edits per channel per 5 s; Peel sends at most 4 edits to a channel in this window.
-    channel_edit_window_s: float = Field(default=5.0, gt=0)
-    interaction_token_max_age_s: float = Field(default=14 * 60, gt=0)  # older tokens: post a channel message
+    channel_edit_window_s: float = Field(
+        default=5.0, gt=0, description="the window in which Peel sends at most 4 edits to one channel"
+    )
+    # Interaction tokens last 15 minutes.
+    interaction_token_max_age_s: float = Field(
+        default=14 * 60, gt=0, description="older interaction tokens are not used: Peel posts a channel message"
+    )
 
     # Access (empty lists: everyone). Admins may cancel anyone's job and see the whole queue.
-    allowed_guild_ids: list[int] = Field(default_factory=list)
-    allowed_role_ids: list[int] = Field(default_factory=list)
-    admin_role_ids: list[int] = Field(default_factory=list)
-    admin_user_ids: list[int] = Field(default_factory=list)
+    allowed_guild_ids: list[int] = Field(
+        default_factory=list, description="only these servers (checked first, for everyone); empty: every server"
+    )
+    allowed_role_ids: list[int] = Field(
+        default_factory=list, description="only holders of these roles may use Peel; empty: everyone"
+    )
+    admin_role_ids: list[int] = Field(
+        default_factory=list, description="holders of these roles are Peel admins (whole queue, no caps)"
+    )
+    admin_user_ids: list[int] = Field(default_factory=list, description="these users are Peel admins")
     # Off: a guild's Administrator permission alone does not make a Peel admin (admins see every prompt).
-    guild_admins_are_peel_admins: bool = False
+    guild_admins_are_peel_admins: bool = Field(
+        default=False, description="a server's Administrator permission makes a Peel admin in that server"
+    )
 
     # Batches.
-    batch_max_items: int = Field(default=10_000, ge=1)  # per batch, per user
-    batch_max_running_per_user: int = Field(default=2, ge=1)
-    batch_max_running_per_guild: int = Field(default=5, ge=1)
-    batch_max_items_per_guild: int = Field(default=50_000, ge=1)  # items of a guild's unfinished batches
-    # The largest ZIP a /batch link or attachment may be: about 1,000 images of 2 MB; raise it with the disk budget.
-    batch_fetch_max_bytes: int = Field(default=2 * 1024**3, ge=1)
+    batch_max_items: int = Field(default=10_000, ge=1, description="images in one batch")
+    batch_max_running_per_user: int = Field(default=2, ge=1, description="a user's batches running at once")
+    batch_max_running_per_guild: int = Field(default=5, ge=1, description="a server's batches running at once")
+    batch_max_items_per_guild: int = Field(
+        default=50_000, ge=1, description="images of a server's unfinished batches together"
+    )
+    # About 1,000 images of 2 MB; raise it with the disk budget.
+    batch_fetch_max_bytes: int = Field(
+        default=2 * 1024**3, ge=1, description="the largest ZIP a /batch link or attachment may be, in bytes"
+    )
     # Downloads (/batch links and attachments): at once per user and in all, and the bytes all of them may hold
     # on disk together (a download that would go over is refused). A server that sends nothing for
     # `fetch_idle_timeout_s`, or averages under `fetch_min_bytes_per_s` after `fetch_slow_grace_s`, loses its slot.
-    fetch_max_per_user: int = Field(default=1, ge=1)
-    fetch_max_total: int = Field(default=4, ge=1)
-    fetch_disk_budget_bytes: int = Field(default=4 * 1024**3, ge=1)
-    fetch_timeout_s: float = Field(default=1200.0, gt=0)  # 2 GiB at 1.7 MiB/s
-    fetch_idle_timeout_s: float = Field(default=30.0, gt=0)
-    fetch_min_bytes_per_s: int = Field(default=256 * 1024, ge=0)
-    fetch_slow_grace_s: float = Field(default=15.0, ge=0)
-    # Images of a batch ZIP checked at once (decoding runs without the GIL); each may hold a 50 MB image and its
-    # decoded pixels, so more costs memory on hostile uploads. 2 take in 1.3-1.5x the images/s of 1 on 2 cores
-    # (bench/intake_throughput.py).
-    intake_parallel_checks: int = Field(default=2, ge=1, le=8)
-    # A plan shown before Start and never started or cancelled is forgotten after this long.
-    batch_plan_ttl_s: int = Field(default=24 * 3600, ge=60)
-    batch_fetch_allowed_networks: list[str] = Field(default_factory=list)  # e.g. ["127.0.0.0/8"] in tests
-    # A batch's progress message is edited at most this often (Discord allows 5 edits per 5 s per channel).
-    batch_progress_interval_s: float = Field(default=5.0, ge=1.0)
+    fetch_max_per_user: int = Field(default=1, ge=1, description="/batch downloads at once per user")
+    fetch_max_total: int = Field(default=4, ge=1, description="/batch downloads at once in all")
+    fetch_disk_budget_bytes: int = Field(
+        default=4 * 1024**3, ge=1, description="bytes all downloads may hold on disk together"
+    )
+    # 2 GiB at 1.7 MiB/s.
+    fetch_timeout_s: float = Field(default=1200.0, gt=0, description="the longest one download may take")
+    fetch_idle_timeout_s: float = Field(
+        default=30.0, gt=0, description="a download that receives nothing for this long is stopped"
+    )
+    fetch_min_bytes_per_s: int = Field(
+        default=256 * 1024, ge=0, description="a download slower than this on average (after the grace) is stopped"
+    )
+    fetch_slow_grace_s: float = Field(
+        default=15.0, ge=0, description="how long a download may be slow before FETCH_MIN_BYTES_PER_S applies"
+    )
+    # Decoding runs without the GIL; each check may hold a 50 MB image and its decoded pixels, so more costs memory
+    # on hostile uploads. 2 take in 1.3-1.5x the images/s of 1 on 2 cores (bench/intake_throughput.py).
+    intake_parallel_checks: int = Field(default=2, ge=1, le=8, description="images of a batch ZIP checked at once")
+    batch_plan_ttl_s: int = Field(
+        default=24 * 3600, ge=60, description="a /batch plan neither started nor cancelled is forgotten after this"
+    )
+    batch_fetch_allowed_networks: list[str] = Field(
+        default_factory=list,
+        description='private networks /batch links may reach, e.g. ["10.0.0.0/8"]; empty: public addresses only',
+    )
+    # Discord allows 5 edits per 5 s per channel.
+    batch_progress_interval_s: float = Field(
+        default=5.0, ge=1.0, description="a batch's progress message is edited at most this often"
+    )
 
     # Group export: destination name → store URL (`s3://…`, `file://…`), and who may export.
-    export_destinations: dict[str, str] = Field(default_factory=dict)
-    export_role_ids: list[int] = Field(default_factory=list)
+    export_destinations: dict[str, str] = Field(
+        default_factory=dict, description='group export targets, name → store URL: {"archive": "s3://bucket/x"}'
+    )
+    export_role_ids: list[int] = Field(
+        default_factory=list, description="holders of these roles may export groups (admins always may)"
+    )
 
     @model_validator(mode="after")
     def _runpod_is_all_or_nothing(self) -> "BotSettings":

@@ -5,14 +5,13 @@ thread, on first use (building it reads botocore's service models from disk). A 
 upload of 8 MiB parts that is aborted on any failure, so a half-written object never becomes visible; a stream
 shorter than one part is sent as a single `PutObject`.
 
-Settings come from the URL query (`?endpoint=http://127.0.0.1:9000&region=us-east-1`) or the environment
-(`STORAGE_ENDPOINT_URL`, `STORAGE_REGION`, `STORAGE_ACCESS_KEY_ID`, `STORAGE_SECRET_ACCESS_KEY`); without
-credentials boto3's default chain applies. Credentials never appear in `url`, `repr` or logs.
+Settings come from the URL query (`?endpoint=http://127.0.0.1:9000&region=us-east-1`) or `STORAGE_*`
+(`storage.s3settings.S3Settings`, from the environment); without credentials boto3's default chain applies.
+Credentials never appear in `url`, `repr` or logs.
 """
 
 import asyncio
 import logging
-import os
 import threading
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
@@ -34,6 +33,7 @@ from storage.errors import (
 from storage.keys import validate_key, validate_prefix
 from storage.links import content_disposition
 from storage.memory import guess_content_type
+from storage.s3settings import S3Settings, reveal
 
 if TYPE_CHECKING:
     from types_boto3_s3 import S3Client
@@ -145,7 +145,7 @@ class S3Store:
         Raises:
             StoreConfigError: the URL names no bucket, has an unknown query parameter or a bad prefix.
         """
-        env = os.environ if env is None else env
+        env_settings = S3Settings.from_env(env)
         parts = urlsplit(url)
         if parts.scheme != "s3" or not parts.netloc:
             raise StoreConfigError("an S3 store URL looks like s3://BUCKET/PREFIX")
@@ -158,12 +158,12 @@ class S3Store:
         return cls(
             bucket=parts.netloc,
             prefix=parts.path,
-            endpoint_url=query.get("endpoint") or env.get("STORAGE_ENDPOINT_URL"),
-            region=query.get("region") or env.get("STORAGE_REGION"),
-            access_key_id=query.get("access_key_id") or env.get("STORAGE_ACCESS_KEY_ID"),
-            secret_access_key=query.get("secret_access_key") or env.get("STORAGE_SECRET_ACCESS_KEY"),
-            session_token=query.get("session_token") or env.get("STORAGE_SESSION_TOKEN"),
-            addressing_style=query.get("addressing") or env.get("STORAGE_ADDRESSING_STYLE"),
+            endpoint_url=query.get("endpoint") or env_settings.endpoint_url,
+            region=query.get("region") or env_settings.region,
+            access_key_id=query.get("access_key_id") or env_settings.access_key_id,
+            secret_access_key=query.get("secret_access_key") or reveal(env_settings.secret_access_key),
+            session_token=query.get("session_token") or reveal(env_settings.session_token),
+            addressing_style=query.get("addressing") or env_settings.addressing_style,
             url=public_url,
         )
 

@@ -34,7 +34,7 @@ import pydantic
 from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from storage.imageformat import sniff_image
@@ -70,13 +70,18 @@ class GeminiSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="GEMINI_", env_file=".env", extra="ignore")
 
-    api_key: SecretStr
-    base_url: str | None = None  # e.g. the local server, http://127.0.0.1:8765; None for Google
-    model: str = "gemini-2.5-flash-image"
-    timeout_s: float = 120.0
-    max_attempts: int = 4
-    backoff_base_s: float = 2.0
-    backoff_cap_s: float = 60.0
+    api_key: SecretStr = Field(description="a Gemini API key from Google AI Studio (required)")
+    base_url: str | None = Field(
+        default=None, description="a Gemini API proxy or the local server, http://127.0.0.1:8765; unset: Google's"
+    )
+    model: str = Field(
+        default="gemini-2.5-flash-image",
+        description="not read: every chunk names its model (the bot's GEMINI_MODEL chooses)",
+    )
+    timeout_s: float = Field(default=120.0, description="the longest one Gemini call may take, in seconds")
+    max_attempts: int = Field(default=4, description="attempts per image for retryable Gemini errors (429, 5xx)")
+    backoff_base_s: float = Field(default=2.0, description="the first retry's delay, doubled on each further one")
+    backoff_cap_s: float = Field(default=60.0, description="the longest delay between two attempts")
 
 
 def retry_delay_of(error: genai_errors.APIError) -> float | None:

@@ -17,16 +17,34 @@ class WorkerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="WORKER_", env_file=".env", extra="ignore", populate_by_name=True)
 
     storage_url: str = Field(
-        default="file://./data/store", validation_alias=AliasChoices("STORAGE_URL", "storage_url"), min_length=1
+        default="file://./data/store",
+        validation_alias=AliasChoices("STORAGE_URL", "storage_url"),
+        min_length=1,
+        description="the same store as the bot's: s3://BUCKET/PREFIX?region=… (a remote worker cannot read file://)",
     )
-    # RunPod jobs (chunks) one worker process runs at once. The work is I/O-bound, so more than one is cheap, but
-    # one keeps RunPod's scaling honest (a busy worker takes no second chunk) and is what the local endpoint expects.
-    max_concurrent_jobs: int = Field(default=1, ge=1, le=64)
-    progress_interval_s: float = Field(default=1.0, ge=0.1, le=60)
-    progress_settle_s: float = Field(default=0.25, ge=0, le=5)
-    max_reference_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
-    max_reference_pixels: int = Field(default=50_000_000, ge=1)
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # The work is I/O-bound, so more than one is cheap, but one keeps RunPod's scaling honest (a busy worker takes
+    # no second chunk) and is what the local endpoint expects.
+    max_concurrent_jobs: int = Field(
+        default=1, ge=1, le=64, description="RunPod jobs (chunks) one worker process runs at once"
+    )
+    progress_interval_s: float = Field(
+        default=1.0, ge=0.1, le=60, description="a chunk reports its progress at most this often, in seconds"
+    )
+    progress_settle_s: float = Field(
+        default=0.25,
+        ge=0,
+        le=5,
+        description="a chunk returns at least this long after its last progress report, so the report lands first",
+    )
+    max_reference_bytes: int = Field(
+        default=20 * 1024 * 1024, ge=1024, description="the largest reference image a worker reads, in bytes"
+    )
+    max_reference_pixels: int = Field(
+        default=50_000_000, ge=1, description="the most pixels a reference image may have"
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="the worker's log level: DEBUG, INFO, WARNING or ERROR"
+    )
 
 
 def describe_settings_error(exc: ValidationError, *, env_prefix: str = "") -> str:
