@@ -107,6 +107,12 @@ def main(argv: list[str] | None = None) -> int:
         for error in exc.errors():
             sys.stderr.write(f"  {'.'.join(str(p) for p in error['loc']).upper()}: {error['msg']}\n")
         return 2
+    if problems := settings.deployment_problems():
+        # Before anything starts: a configuration that can never work stops here, not with users left waiting.
+        sys.stderr.write(f"Peel: this configuration cannot work: {len(problems)} problem(s)\n")
+        for problem in problems:
+            sys.stderr.write(f"  {problem}\n")
+        return 2
     try:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(run(settings))
