@@ -88,13 +88,17 @@ async def run(settings: BotSettings) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of `python -m bot`; `python -m bot batch|imagine …` are the headless sub-commands (bot/cli/)."""
+    """Entry point of `python -m bot`; `batch|imagine …` (headless) and `doctor` (preflight) are in bot/cli/."""
     argv = sys.argv[1:] if argv is None else argv
     limit_malloc_arenas()
     if argv[:1] in (["batch"], ["imagine"]):
         import bot.cli
 
         return bot.cli.main(argv)
+    if argv[:1] == ["doctor"]:
+        import bot.cli.doctor
+
+        return bot.cli.doctor.main(argv[1:])
     args = parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
