@@ -8,7 +8,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(shell $(PYTHON) -c 'import sys; print(sys.executable)')
 BIN := .venv/bin
 
-.PHONY: setup run test lint types unit unit-fast e2e-discord e2e-rest bench env-example clean
+.PHONY: setup run doctor test lint types unit unit-fast e2e-discord e2e-rest bench env-example clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -22,6 +22,10 @@ setup: .venv/.synced
 
 run: setup
 	$(BIN)/python -m bot
+
+# Check the configuration and every service it names (the embedded ones when unset); non-zero on any ✗.
+doctor: setup
+	$(BIN)/python -m bot doctor
 
 lint: setup
 	$(BIN)/ruff check .

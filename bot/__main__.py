@@ -11,6 +11,7 @@ import contextlib
 import logging
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
@@ -18,6 +19,9 @@ from bot.exts._access import policy_from_ids
 from bot.ledger import LedgerDamagedError, LedgerTooNewError
 from bot.malloc import limit_malloc_arenas
 from bot.settings import BotSettings
+
+if TYPE_CHECKING:
+    from bot.app.doctor import Check
 
 log = logging.getLogger("bot")
 
@@ -87,14 +91,32 @@ async def run(settings: BotSettings) -> None:
         log.info("stopping")
 
 
+async def doctor_discord_checks(settings: BotSettings) -> "list[Check]":
+    """Doctor's Discord checks against Discord, or against the local playground (on a free port) when unset."""
+    from bot.exts._doctor import discord_checks
+
+    if settings.uses_playground:
+        from local.discord import Playground
+
+        async with Playground(host=settings.playground_host, port=0) as pg:
+            with pg.discord_py():
+                return await discord_checks(settings, token=pg.token)
+    assert settings.discord_token is not None
+    return await discord_checks(settings, token=settings.discord_token.get_secret_value())
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of `python -m bot`; `python -m bot batch|imagine …` are the headless sub-commands (bot/cli/)."""
+    """Entry point of `python -m bot`; `batch|imagine …` (headless) and `doctor` (preflight) are in bot/cli/."""
     argv = sys.argv[1:] if argv is None else argv
     limit_malloc_arenas()
     if argv[:1] in (["batch"], ["imagine"]):
         import bot.cli
 
         return bot.cli.main(argv)
+    if argv[:1] == ["doctor"]:
+        import bot.cli.doctor
+
+        return bot.cli.doctor.main(argv[1:], discord=doctor_discord_checks)
     args = parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
@@ -106,6 +128,12 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"Peel: bad settings: {exc.error_count()} problem(s)\n")
         for error in exc.errors():
             sys.stderr.write(f"  {'.'.join(str(p) for p in error['loc']).upper()}: {error['msg']}\n")
+        return 2
+    if problems := settings.deployment_problems():
+        # Before anything starts: a configuration that can never work stops here, not with users left waiting.
+        sys.stderr.write(f"Peel: this configuration cannot work: {len(problems)} problem(s)\n")
+        for problem in problems:
+            sys.stderr.write(f"  {problem}\n")
         return 2
     try:
         with contextlib.suppress(KeyboardInterrupt):

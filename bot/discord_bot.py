@@ -19,6 +19,28 @@ from bot.exts._errors import error_embed, send_error
 
 log = logging.getLogger(__name__)
 
+# Every permission Peel's cogs use in a server, and no other: the invite URL asks for exactly these and
+# `python -m bot doctor` names any a server withholds. Messages and their edits (grids, progress, results),
+# embeds (errors, plans), files (images, ZIPs), threads (groups, /batch results) and the
+# history of a channel (fetching the message a reply or a reaction is on).
+PEEL_PERMISSIONS = discord.Permissions(
+    view_channel=True,
+    send_messages=True,
+    send_messages_in_threads=True,
+    create_public_threads=True,
+    embed_links=True,
+    attach_files=True,
+    read_message_history=True,  # the bot adds no reactions: it only reads the ones users add
+)
+PEEL_SCOPES = ("bot", "applications.commands")
+
+
+def peel_intents() -> discord.Intents:
+    """Return the gateway intents Peel asks for: the defaults and the privileged Message Content."""
+    intents = discord.Intents.default()
+    intents.message_content = True  # replies in threads are edits of the image they answer
+    return intents
+
 
 class PeelTree(app_commands.CommandTree["PeelBot"]):
     """The command tree: every command is refused politely to users outside the allowed guilds and roles."""
@@ -57,11 +79,9 @@ class PeelBot(commands.Bot):
         sync_guild_id: int | None = None,
         run_dispatcher: bool = True,
     ) -> None:
-        intents = discord.Intents.default()
-        intents.message_content = True  # replies in threads are edits of the image they answer
         super().__init__(
             command_prefix=commands.when_mentioned,
-            intents=intents,
+            intents=peel_intents(),
             tree_cls=PeelTree,
             help_command=None,
             # Messages echo prompts and names users typed: by default nothing in a message pings anyone.

@@ -9,6 +9,8 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot.core.deployment import ConfigProblem, DeploymentFacts, impossible_configurations
+
 DEFAULT_MODEL = "gemini-2.5-flash-image"
 
 
@@ -174,11 +176,33 @@ class BotSettings(BaseSettings):
         default_factory=list, description="holders of these roles may export groups (admins always may)"
     )
 
+    # Deployment checks (`python -m bot doctor`, and the start-up refusal of configurations that cannot work).
+    storage_shared_with_workers: bool = Field(
+        default=False,
+        description="true when the RunPod endpoint's workers run on this machine and share its file store",
+    )
+
     @model_validator(mode="after")
     def _runpod_is_all_or_nothing(self) -> "BotSettings":
         if (self.runpod_endpoint_id is None) != (self.runpod_api_key is None):
             raise ValueError("set both RUNPOD_ENDPOINT_ID and RUNPOD_API_KEY, or neither (embedded endpoint)")
         return self
+
+    def deployment_problems(self, *, serves_users: bool = True) -> list[ConfigProblem]:
+        """Return the configurations that can never work (bot.core.deployment), for the bot or the CLI."""
+        return impossible_configurations(
+            DeploymentFacts(
+                discord_configured=not self.uses_playground,
+                runpod_configured=not self.uses_local_runpod,
+                runpod_base_url=self.runpod_api_base,
+                storage_url=self.resolved_storage_url,
+                storage_shared_with_workers=self.storage_shared_with_workers,
+                public_base_url=self.public_base_url,
+                gemini_base_url=self.gemini_base_url,
+                export_destinations=self.export_destinations,
+                serves_users=serves_users,
+            )
+        )
 
     @property
     def uses_local_runpod(self) -> bool:

@@ -130,9 +130,11 @@ def build_deps(settings: WorkerSettings, gemini: GeminiSettings) -> WorkerDeps:
     # Without a platform to report to (`--test_input`, or no RunPod env) the SDK's progress_update only logs an
     # error per call, so progress is dropped instead.
     on_platform = bool(os.environ.get("RUNPOD_WEBHOOK_POST_OUTPUT"))
+    generator = GeminiImageGenerator.from_settings(gemini)
     return WorkerDeps(
         store=store,
-        generator=GeminiImageGenerator.from_settings(gemini),
+        generator=generator,
+        model_checker=generator,
         progress=runpod.serverless.progress_update if on_platform else discard_progress,
         progress_interval_s=settings.progress_interval_s,
         progress_settle_s=settings.progress_settle_s,

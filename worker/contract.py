@@ -155,6 +155,73 @@ class ChunkResult(_Model):
 
 ChunkOutput = TypeAdapter(ChunkProgress | ChunkResult)
 
+# -- The self-test job (`python -m bot doctor`) ---------------------------------------------------------------------
+
+SELFTEST_KIND: Literal["selftest"] = "selftest"
+MAX_SELFTEST_MODELS = 10
+ModelName = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._/-]+$")]
+
+
+class SelfTestInput(_Model):
+    """`input` of a self-test job: prove the deployed worker speaks this contract, shares the store and reaches Gemini.
+
+    A worker older than this kind refuses it as an invalid chunk (`BAD_INPUT`), which is how the bot tells an
+    image that needs rebuilding.
+    """
+
+    kind: Literal["selftest"] = SELFTEST_KIND
+    schema_: Literal[1] = Field(default=SCHEMA_VERSION, alias="schema")
+    read_key: Key  # an object the bot wrote, for the worker to read
+    write_key: Key  # where the worker writes `write_text`, for the bot to read back
+    write_text: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    models: list[ModelName] = Field(default_factory=list, max_length=MAX_SELFTEST_MODELS)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    def to_payload(self) -> dict[str, object]:
+        """Return the JSON-able dict sent as RunPod's `input`."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class ModelProblem(StrEnum):
+    """How a Gemini model check went, as the bot names the fix."""
+
+    OK = "ok"
+    KEY_REFUSED = "key_refused"  # 400 API_KEY_INVALID, 401, 403: GEMINI_API_KEY is wrong or lacks access
+    UNKNOWN_MODEL = "unknown_model"  # 404: the model does not exist for this key
+    UNREACHABLE = "unreachable"  # timeout, connection failure, 5xx, 429
+    OTHER = "other"
+
+
+class ModelCheck(_Model):
+    """One model as the worker's Gemini key sees it; `detail` is the operator's short reason (no secrets)."""
+
+    model: str
+    problem: ModelProblem
+    detail: str = ""
+
+
+class SelfTestResult(_Model):
+    """The worker's answer to a self-test: its contract version, what it read and wrote, each model's check.
+
+    `read_text` is what the worker found under `read_key` (None with `read_error` when it could not read it);
+    `wrote` says whether `write_text` was stored under `write_key` (`write_error` when not).
+    """
+
+    schema_: int = Field(default=SCHEMA_VERSION, alias="schema")  # the worker's: the bot compares it to its own
+    type: Literal["selftest"] = SELFTEST_KIND
+    read_text: str | None = None
+    read_error: str | None = None
+    wrote: bool = False
+    write_error: str | None = None
+    models: list[ModelCheck] = Field(default_factory=list)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    def to_payload(self) -> dict[str, object]:
+        """Return the JSON-able dict the handler returns to RunPod."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
 
 def parse_top_level_error(error: str) -> tuple[ErrorCode | None, str]:
     """Split a worker's top-level `"CODE: message"` error into its code (None when unknown) and message."""
@@ -171,8 +238,10 @@ __all__ = [
     "MAX_ITEMS_PER_CHUNK",
     "MAX_PROMPT_CHARS",
     "MAX_SEED",
+    "MAX_SELFTEST_MODELS",
     "MODEL_ALIASES",
     "SCHEMA_VERSION",
+    "SELFTEST_KIND",
     "AspectRatio",
     "ChunkInput",
     "ChunkItem",
@@ -186,7 +255,11 @@ __all__ = [
     "ItemOk",
     "ItemResult",
     "Key",
+    "ModelCheck",
+    "ModelProblem",
     "ModelSpec",
+    "SelfTestInput",
+    "SelfTestResult",
     "model_spec",
     "parse_top_level_error",
 ]

@@ -39,7 +39,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from storage.imageformat import sniff_image
 from worker.catalogue import model_spec
-from worker.contract import ErrorCode
+from worker.contract import ErrorCode, ModelCheck, ModelProblem
 from worker.errors import GenerationError
 from worker.generation import GeneratedImage, GenerationRequest, InputImage
 
@@ -232,6 +232,21 @@ def classify(exc: BaseException) -> GenerationError:
     return GenerationError(ErrorCode.UPSTREAM, f"Gemini call failed: {type(exc).__name__}")
 
 
+def _model_problem(exc: BaseException) -> ModelProblem:
+    """Name what a failed `models.get` says about the settings."""
+    if isinstance(exc, genai_errors.APIError):
+        if exc.code in (401, 403) or (exc.code == 400 and "API_KEY_INVALID" in json.dumps(exc.details, default=str)):
+            return ModelProblem.KEY_REFUSED
+        if exc.code == 404:
+            return ModelProblem.UNKNOWN_MODEL
+        if exc.code == 429 or exc.code >= 500:
+            return ModelProblem.UNREACHABLE
+        return ModelProblem.OTHER
+    if isinstance(exc, TimeoutError | aiohttp.ClientError):
+        return ModelProblem.UNREACHABLE
+    return ModelProblem.OTHER
+
+
 class GeminiImageGenerator:
     """Generates images with Gemini through google-genai's async client, retrying transient failures.
 
@@ -416,6 +431,21 @@ class GeminiImageGenerator:
                 await self._sleep(delay)
                 continue
             return GeneratedImage(data=image.data, mime_type=image.mime_type, note=image.note, attempts=attempt)
+
+    async def check_model(self, model: str, *, timeout_s: float = 10.0) -> ModelCheck:
+        """Look `model` up with this key (`models.get`, no image made, nothing billed), once, without retries.
+
+        Gemini answers a wrong key with 400 INVALID_ARGUMENT, reason API_KEY_INVALID, and a key without access
+        with 403; an unknown model is 404 (https://ai.google.dev/api/models#method:-models.get,
+        https://ai.google.dev/gemini-api/docs/troubleshooting#error-codes).
+        """
+        try:
+            async with asyncio.timeout(timeout_s):
+                client = await self._genai()
+                await client.aio.models.get(model=model)
+        except _FAILURES as exc:
+            return ModelCheck(model=model, problem=_model_problem(exc), detail=classify(exc).message[:200])
+        return ModelCheck(model=model, problem=ModelProblem.OK)
 
     async def _call(
         self, model: str, contents: list[types.Content], config: types.GenerateContentConfig

@@ -1,7 +1,9 @@
-"""The `ImageGenerator` port the handler calls, and the values it trades in (pure: no SDK, no I/O)."""
+"""The `ImageGenerator` and `ModelChecker` ports the handler calls, and the values they trade in (pure: no I/O)."""
 
 from dataclasses import dataclass, field
 from typing import Protocol
+
+from worker.contract import ModelCheck
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -48,4 +50,12 @@ class ImageGenerator(Protocol):
 
     async def generate(self, request: GenerationRequest) -> GeneratedImage:
         """Generate the image `request` asks for."""
+        ...
+
+
+class ModelChecker(Protocol):
+    """Tells whether the worker's Gemini key may use a model (the self-test job asks it)."""
+
+    async def check_model(self, model: str) -> ModelCheck:
+        """Look `model` up with the worker's key; never raises for an answer Gemini gives."""
         ...

@@ -22,6 +22,9 @@
   rounds, during its last round (all that is left is in flight), and the handler lets a
   recent progress update settle before it returns: RunPod's progress POST is fire-and-forget from a thread and can
   otherwise overtake the final result (runpod-python#250).
+* A self-test input (`{"kind": "selftest", …}`, `SelfTestInput`) is answered by `run_selftest` instead: the
+  worker reads the object the bot wrote, writes one for the bot to read back and looks up each model with its
+  Gemini key, so `python -m bot doctor` proves the deployed image, its store and its key in one job.
 * `asyncio.CancelledError` (RunPod's cancel and executionTimeout) propagates: the item tasks are cancelled and
   awaited, and stores write atomically, so nothing half-written is left behind.
 """
@@ -47,6 +50,7 @@ from tenacity.stop import stop_base
 
 from storage import InvalidKeyError, ObjectNotFoundError, StorageUnavailableError, Store
 from worker.contract import (
+    SELFTEST_KIND,
     ChunkInput,
     ChunkItem,
     ChunkProgress,
@@ -55,9 +59,13 @@ from worker.contract import (
     ItemError,
     ItemOk,
     ItemResult,
+    ModelCheck,
+    ModelProblem,
+    SelfTestInput,
+    SelfTestResult,
 )
 from worker.errors import GenerationError, InputError, WorkerError
-from worker.generation import GenerationRequest, ImageGenerator, InputImage
+from worker.generation import GenerationRequest, ImageGenerator, InputImage, ModelChecker
 from worker.images import (
     PNG_HEADER_BYTES,
     ImageDecodeError,
@@ -104,6 +112,7 @@ class WorkerDeps:
         store_attempts: tries of one store operation, the first included, while the store is unavailable.
         store_backoff_s: the first wait between two tries; it doubles per try (plus up to as much jitter).
         store_backoff_cap_s: the longest wait between two tries.
+        model_checker: looks the self-test's models up with the worker's Gemini key; None reports each as OTHER.
     """
 
     store: Store
@@ -120,6 +129,7 @@ class WorkerDeps:
     store_attempts: int = 5
     store_backoff_s: float = 0.5
     store_backoff_cap_s: float = 5.0
+    model_checker: ModelChecker | None = None  # answers the self-test's model checks (the Gemini adapter)
 
 
 def describe_validation_error(exc: ValidationError, *, limit: int = MAX_REPORTED_ERRORS) -> str:
@@ -161,6 +171,9 @@ def make_handler(deps: WorkerDeps) -> Handler:
 
     async def handler(job: RunpodJob) -> dict[str, object]:
         job_id = str(job.get("id", "?"))
+        raw = job.get("input")
+        if isinstance(raw, dict) and raw.get("kind") == SELFTEST_KIND:
+            return await run_selftest(deps, job)
         try:
             chunk = parse_chunk(job)
             log.info(
@@ -198,6 +211,47 @@ class _StopWhen(stop_base):
 
     def __call__(self, retry_state: RetryCallState) -> bool:
         return self._condition()
+
+
+async def run_selftest(deps: WorkerDeps, job: RunpodJob) -> dict[str, object]:
+    """Answer a self-test job (`python -m bot doctor`): read the bot's object, write one back, check each model.
+
+    Every step is reported, not raised: the bot wants to see all that fails at once. Store errors are named by
+    their type only (their text may hold paths or endpoints); an unusable input is BAD_INPUT as for a chunk.
+    """
+    try:
+        test = SelfTestInput.model_validate(job.get("input"))
+    except ValidationError as exc:
+        return {"error": f"{ErrorCode.BAD_INPUT}: {describe_validation_error(exc)}"}
+    log.info("job %s: self-test, %d model(s)", job.get("id", "?"), len(test.models), extra={"action": "claim"})
+    read_text: str | None = None
+    read_error: str | None = None
+    try:
+        read_text = (await deps.store.get_bytes(test.read_key)).decode("utf-8", "replace")[:200]
+    except ObjectNotFoundError:
+        read_error = f"{test.read_key} is not in the worker's store"
+    except Exception as exc:  # noqa: BLE001 - reported to the bot, which names the fix
+        read_error = f"reading {test.read_key} failed: {type(exc).__name__}"
+    write_error: str | None = None
+    try:
+        await deps.store.put(test.write_key, test.write_text.encode(), content_type="text/plain")
+    except Exception as exc:  # noqa: BLE001 - reported to the bot, which names the fix
+        write_error = f"writing {test.write_key} failed: {type(exc).__name__}"
+    checker = deps.model_checker
+    if checker is None:
+        models = [
+            ModelCheck(model=m, problem=ModelProblem.OTHER, detail="this worker has no Gemini client")
+            for m in test.models
+        ]
+    else:
+        models = list(await asyncio.gather(*(checker.check_model(model) for model in test.models)))
+    return SelfTestResult(
+        read_text=read_text,
+        read_error=read_error,
+        wrote=write_error is None,
+        write_error=write_error,
+        models=models,
+    ).to_payload()
 
 
 class _ChunkRun:

@@ -117,10 +117,13 @@ def make_settings(args: argparse.Namespace) -> BotSettings:
     if args.poll_interval is not None:
         overrides["poll_interval_s"] = args.poll_interval
     try:
-        return BotSettings(**overrides)  # type: ignore[arg-type]  # pydantic validates the values
+        settings = BotSettings(**overrides)  # type: ignore[arg-type]  # pydantic validates the values
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
         raise UsageError(f"invalid settings: {problems}") from exc
+    if impossible := settings.deployment_problems(serves_users=False):
+        raise UsageError("this configuration cannot work: " + "; ".join(str(p) for p in impossible))
+    return settings
 
 
 __all__ = [

@@ -133,6 +133,19 @@ class LedgerConnection:
         row = await self._one("PRAGMA user_version")
         return int(row[0]) if row else 0
 
+    async def known_schema_version(self) -> int:
+        """Return the schema version this code migrates to (the number of its migrations)."""
+        return len(await asyncio.to_thread(_read_migrations))
+
+    async def probe_write(self) -> None:
+        """Make a change SQLite must journal, then roll it back; raises when the file or its folder is read-only."""
+        async with self._lock:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                await self._db.execute("CREATE TABLE _write_probe (x)")
+            finally:
+                await self._db.execute("ROLLBACK")
+
     async def _migrate(self, path: Path) -> None:
         migrations = await asyncio.to_thread(_read_migrations)
         current = await self.schema_version()

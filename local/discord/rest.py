@@ -36,6 +36,7 @@ class RestApi:
             ("GET", "/users/@me", self.get_me),
             ("GET", "/users/{uid}", self.get_user),
             ("POST", "/users/@me/channels", self.create_dm),
+            ("GET", "/users/@me/guilds", self.get_my_guilds),
             ("GET", "/oauth2/applications/@me", self.get_application),
             ("GET", "/applications/@me", self.get_application),
             ("GET", "/applications/{app}/commands", self.get_commands),
@@ -97,6 +98,33 @@ class RestApi:
         body, _ = await read_body(request, 0)
         return json_response(self.state.open_dm(str(body.get("recipient_id"))))
 
+    async def get_my_guilds(self, request: web.Request) -> web.Response:
+        """``GET /users/@me/guilds``: the bot's one guild as a partial guild with the bot's permissions in it.
+
+        https://discord.com/developers/docs/resources/user#get-current-user-guilds; ``limit`` is 1-200.
+        """
+        try:
+            limit = int(request.query.get("limit", "200"))
+        except ValueError:
+            raise ApiError(400, 50035, "Invalid Form Body") from None
+        if not 1 <= limit <= 200:
+            raise ApiError(400, 50035, "Invalid Form Body")
+        state = self.state
+        guild = state.guild_payload()
+        return json_response(
+            [
+                {
+                    "id": state.guild_id,
+                    "name": guild["name"],
+                    "icon": None,
+                    "banner": None,
+                    "owner": guild["owner_id"] == state.app_id,
+                    "permissions": state.permissions_of(state.app_id),
+                    "features": [],
+                }
+            ]
+        )
+
     async def get_application(self, request: web.Request) -> web.Response:
         """``GET /oauth2/applications/@me``."""
         state = self.state
@@ -110,7 +138,10 @@ class RestApi:
                 "bot_require_code_grant": False,
                 "verify_key": "0" * 64,
                 "owner": state.user_named("admin"),
-                "flags": 0,
+                # GATEWAY_MESSAGE_CONTENT_LIMITED (1 << 19): the Message Content intent as the developer portal
+                # enables it for a bot in under 100 servers; the gateway takes the intent only with it (or 1 << 18)
+                # (https://discord.com/developers/docs/resources/application#application-object-application-flags).
+                "flags": 1 << 19,
                 "team": None,
                 "summary": "",
                 "interactions_endpoint_url": None,

@@ -10,6 +10,8 @@ malformed or image-less answers) come from the environment or the admin endpoint
 Routes:
 
     POST /{v1|v1beta|v1alpha}/models/{model}:generateContent   the API (SDK 3.x defaults to v1, Peel pins v1beta)
+    GET  /{v1|v1beta|v1alpha}/models/{model}    models.get: the model's resource, 404 for a model the catalogue
+                                                does not know (the worker's self-test looks its models up)
     GET  /stats                 {"requests", "in_flight", "max_in_flight", "errors_injected", "blocked",
                                  "images", "rejected", "unauthorized"}
     GET  /admin/faults          the current faults (the JSON below)
@@ -50,7 +52,7 @@ Environment (the standalone server and `LocalGemini.from_env`):
     LOCAL_GEMINI_BLOCK_WORD   prompts containing it are safety-blocked
     LOCAL_GEMINI_FAULT_SEED   seeds the random fault draws and the latency range
 
-Not implemented: streamGenerateContent, batchGenerateContent, countTokens, models.get/list, the Files API and
+Not implemented: streamGenerateContent, batchGenerateContent, countTokens, models.list, the Files API and
 thought-signature checks on replayed model turns (the worker sends single-turn requests only).
 
 Run standalone: `python -m local.gemini --port 8765 [--host 127.0.0.1] [--api-key K]`, then point the
@@ -158,6 +160,7 @@ class LocalGemini:
         """Return the aiohttp application (for `web.run_app` or a test server)."""
         app = web.Application(client_max_size=100 * 1024 * 1024)
         app.router.add_post("/{version}/models/{call}", self._handle_model_call)
+        app.router.add_get("/{version}/models/{model}", self._handle_get_model)
         app.router.add_get("/stats", self._handle_stats)
         app.router.add_get("/admin/faults", self._handle_get_faults)
         app.router.add_post("/admin/faults", self._handle_set_faults)
@@ -244,6 +247,34 @@ class LocalGemini:
         return web.json_response([asdict(r) for r in self.received])
 
     # -- the API --------------------------------------------------------------------------------------------
+
+    async def _handle_get_model(self, request: web.Request) -> web.Response:
+        """Answer `models.get` (https://ai.google.dev/api/models#method:-models.get).
+
+        The key is checked first, as Google does; then only models the catalogue knows exist (stricter than
+        Google, which also has text models).
+        """
+        version, model = request.match_info["version"], request.match_info["model"]
+        if version not in API_VERSIONS:
+            return error_response(404, "NOT_FOUND", f"Method is not found for {request.path}.")
+        if (denied := key_error(request, self.api_key)) is not None:
+            self.stats.unauthorized += 1
+            return denied
+        spec = model_spec(model)
+        if not spec.known:
+            return error_response(404, "NOT_FOUND", f"models/{model} is not found for API version {version}.")
+        return web.json_response(
+            {
+                "name": f"models/{spec.name}",
+                "baseModelId": spec.name,
+                "version": "local",
+                "displayName": spec.name,
+                "description": "Drawn procedurally by the local Gemini-compatible server.",
+                "inputTokenLimit": 32768,
+                "outputTokenLimit": 32768,
+                "supportedGenerationMethods": ["generateContent", "countTokens"],
+            }
+        )
 
     async def _handle_model_call(self, request: web.Request) -> web.Response:
         version = request.match_info["version"]
