@@ -176,6 +176,8 @@ async def open_runtime(
                 max_waiting_per_user=settings.max_waiting_per_user,
                 item_max_attempts=settings.item_max_attempts,
                 batch_chunk_s=settings.batch_chunk_s,
+                outage_fail_after_s=settings.outage_fail_after_s,
+                outage_fail_batch_after_s=settings.outage_fail_batch_after_s,
             ),
             poll_interval_s=settings.poll_interval_s,
         )
