@@ -36,6 +36,16 @@ class OutageMixin(DispatcherBase):
         return health.since if health.state is ServiceState.DOWN else None
 
     @property
+    def runpod_down_reason(self) -> str:
+        """Why RunPod is unreachable or refused (the operator's detail); empty while it answers."""
+        return self._runpod.reason
+
+    @property
+    def runpod_refusal(self) -> Refusal | None:
+        """What RunPod refused of Peel's configuration and how to fix it, while it does."""
+        return self._runpod.refusal if self._runpod.state is ServiceState.MISCONFIGURED else None
+
+    @property
     def runpod_misconfigured(self) -> bool:
         """Tell whether RunPod refuses Peel's key or endpoint id (new jobs are refused until a probe succeeds)."""
         return self._runpod.state is ServiceState.MISCONFIGURED
