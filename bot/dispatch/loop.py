@@ -122,7 +122,8 @@ class Dispatcher(AdmissionMixin, SchedulingMixin):
             requeued += retried
         forgotten: list[Chunk] = []
         for chunk in await self._ledger.chunks(statuses=(ChunkStatus.IN_FLIGHT,)):
-            if await self._forgotten(chunk):
+            # RunPod unreachable (or refusing the key): the rest are kept as they are and polled once it answers.
+            if self._runpod.up and await self._forgotten(chunk):
                 forgotten.append(chunk)
             else:
                 reattached += 1
@@ -160,7 +161,8 @@ class Dispatcher(AdmissionMixin, SchedulingMixin):
         assert chunk.runpod_id is not None  # in flight means RunPod gave an id
         try:
             remote = await self._gateway.status(chunk.runpod_id)
-        except RunpodError:
+        except RunpodError as exc:
+            self._runpod_failed(exc)
             return False
         return remote.status is RemoteStatus.NOT_FOUND
 

@@ -55,7 +55,12 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 def gateway_via(
-    http: aiohttp.ClientSession, endpoint: LocalEndpoint, proxy: TcpProxy, *, key: str | None = None
+    http: aiohttp.ClientSession,
+    endpoint: LocalEndpoint,
+    proxy: TcpProxy,
+    *,
+    key: str | None = None,
+    sleep: Sleeps | None = None,
 ) -> RunpodHttpGateway:
     """The bot's client as the runtime builds it, addressed to the forwarder; retries do not really sleep."""
     return RunpodHttpGateway(
@@ -65,7 +70,7 @@ def gateway_via(
         base_url=f"http://127.0.0.1:{proxy.port}/v2",
         request_timeout_s=DISPATCH_REQUEST_TIMEOUT_S,
         backoff=DISPATCH_BACKOFF,
-        sleep=Sleeps(),
+        sleep=sleep or Sleeps(),
     )
 
 
@@ -298,3 +303,34 @@ async def test_gemini_refusing_the_key_fails_the_job_at_once_and_is_told_once_un
     await dispatcher.run_once()
     assert again.job is not None and fixed.job is not None
     assert [type(e) for e in service_events(events.drain())] == [ServiceRestored]
+
+
+async def test_a_restart_while_runpod_is_unreachable_keeps_every_chunk_after_one_failed_check(
+    ledger: Ledger,
+    store: MemoryStore,
+    clock: FakeClock,
+    http: aiohttp.ClientSession,
+    endpoint: LocalEndpoint,
+    proxy: TcpProxy,
+) -> None:
+    before = Dispatcher(ledger, gateway_via(http, endpoint, proxy), store, clock=clock)
+    for owner in (1, 2, 3):
+        await before.submit(grid(key=f"restart-{owner}", owner=owner))
+    await before.run_once()
+    assert len(await ledger.chunks(statuses=(ChunkStatus.IN_FLIGHT,))) == 3
+    await proxy.stop()
+
+    sleeps = Sleeps()  # counts the retries of the requests the restart makes
+    gateway = gateway_via(http, endpoint, proxy, sleep=sleeps)
+    after = Dispatcher(ledger, gateway, store, clock=clock)
+    events = after.subscribe()
+    report = await after.resume_after_restart()
+    assert report.reattached == 3 and report.reconciled == 0
+    assert len(sleeps.delays) == DISPATCH_BACKOFF.max_attempts - 1  # one request's retries, not three
+    assert [type(e) for e in service_events(events.drain())] == [ServiceDown]
+
+    await proxy.start()
+    clock.advance(1)
+    await after.run_once()
+    assert len(await ledger.chunks(statuses=(ChunkStatus.IN_FLIGHT,))) == 3
+    assert await runpod_jobs(http, endpoint) == 3
