@@ -182,6 +182,22 @@ class BotSettings(BaseSettings):
         description="true when the RunPod endpoint's workers run on this machine and share its file store",
     )
 
+    # Outages: how long jobs wait for an unreachable RunPod before their unsent images fail, and who is told.
+    outage_fail_after_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="interactive jobs fail after RunPod has been unreachable this long (nothing is charged)",
+    )
+    outage_fail_batch_after_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="batches fail their unsent images after RunPod has been unreachable this long",
+    )
+    admin_channel_id: int | None = Field(
+        default=None,
+        description="Discord channel where admins are told, once per incident, of outages and configuration errors",
+    )
+
     @model_validator(mode="after")
     def _runpod_is_all_or_nothing(self) -> "BotSettings":
         if (self.runpod_endpoint_id is None) != (self.runpod_api_key is None):

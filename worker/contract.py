@@ -17,6 +17,10 @@ Error-code tree of a failed item (`ItemError.code`):
     NO_IMAGE      Gemini answered without an image; retryable
     STORAGE       the store failed after the worker's retries (an image made was not written, or the chunk stopped
                   calling Gemini while the store was down); retryable
+    CONFIG        Gemini refused the worker's key or does not know the configured model: an operator must fix the
+                  deployment; not retried (the "Retry failed" button runs it again once fixed)
+    UNAVAILABLE   set by the bot, never by a worker: the item never reached RunPod because the endpoint stayed
+                  unreachable too long; not retried by itself, nothing was charged
 """
 
 from enum import StrEnum
@@ -53,6 +57,8 @@ class ErrorCode(StrEnum):
     UPSTREAM = "UPSTREAM"
     NO_IMAGE = "NO_IMAGE"
     STORAGE = "STORAGE"
+    CONFIG = "CONFIG"
+    UNAVAILABLE = "UNAVAILABLE"
 
     @property
     def is_retryable(self) -> bool:

@@ -209,6 +209,31 @@ _FAILURES = (
 )
 
 
+def refuses_configuration(exc: genai_errors.APIError) -> bool:
+    """Tell whether Gemini refused the deployment (its key, project or model) rather than this one request.
+
+    Gemini's documented errors (ai.google.dev/gemini-api/docs/troubleshooting): 400 INVALID_ARGUMENT whose
+    ErrorInfo reason is `API_KEY_INVALID` ("API key not valid"), 400 FAILED_PRECONDITION (the free tier is not
+    available here: billing must be enabled), 401, 403 PERMISSION_DENIED (the key lacks access), and 404 NOT_FOUND
+    (`models/… is not found`: the worker sends images inline and uses no Files API, so a 404 names the model). Only
+    an operator can fix these; every item would fail alike, so they are not the request's fault (BAD_INPUT).
+    """
+    if exc.code in (401, 403, 404):
+        return True
+    if exc.code == 400 and exc.status == "FAILED_PRECONDITION":
+        return True
+    return exc.code == 400 and "API_KEY_INVALID" in _error_reasons(exc.details)
+
+
+def _error_reasons(details: object) -> set[str]:
+    """Return the `reason`s of a Google API error body's ErrorInfo details (`{"error": {"details": [...]}}`)."""
+    error = details.get("error") if isinstance(details, dict) else None
+    listed = error.get("details") if isinstance(error, dict) else None
+    if not isinstance(listed, list):
+        return set()
+    return {str(d["reason"]) for d in listed if isinstance(d, dict) and "reason" in d}
+
+
 def classify(exc: BaseException) -> GenerationError:
     """Translate an SDK or transport failure (one of `_FAILURES`) into the contract's error."""
     if isinstance(exc, GenerationError):
@@ -219,6 +244,8 @@ def classify(exc: BaseException) -> GenerationError:
             return GenerationError(ErrorCode.RATE_LIMITED, what, retry_after_s=retry_delay_of(exc))
         if exc.code in RETRYABLE_HTTP or exc.code >= 500 or isinstance(exc, genai_errors.ServerError):
             return GenerationError(ErrorCode.UPSTREAM, what)
+        if refuses_configuration(exc):
+            return GenerationError(ErrorCode.CONFIG, what)
         return GenerationError(ErrorCode.BAD_INPUT, what)
     if isinstance(exc, TimeoutError):
         return GenerationError(ErrorCode.UPSTREAM, "Gemini did not answer in time")

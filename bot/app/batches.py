@@ -390,6 +390,10 @@ class BatchService:
         retrying = {} if job.status.is_final else await self._rt.ledger.retrying_counts(job_id)
         return snapshot_of(job, errors=errors, retrying=retrying)
 
+    def workers_down_since(self) -> datetime | None:
+        """When RunPod became unreachable, while it is (every running batch is delayed meanwhile); else None."""
+        return self._rt.dispatcher.runpod_down_since
+
     async def plan_of(self, job_id: JobId) -> BatchPlan | None:
         """Return the plan a batch was started from."""
         data = await self._rt.ledger.note(job_id, NOTE_PLAN)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 
-from bot.runpod.client import RunpodHttpGateway
+from bot.runpod.client import Backoff, RunpodHttpGateway
 from bot.settings import BotSettings
 from storage import Store, open_store
 
@@ -30,6 +30,13 @@ if TYPE_CHECKING:
     from local.runpod import LocalEndpoint
 
 log = logging.getLogger(__name__)
+
+# The dispatcher's RunPod calls give up within seconds, so that a dead endpoint opens its breaker (and users and
+# admins hear of it) quickly: 3 attempts over about a second for refused connections and 5xx, 10 s per attempt for
+# a host that does not answer. The breaker then probes on its own backoff; RunPod answers `/run` and `/status` in
+# well under a second when it is up.
+DISPATCH_REQUEST_TIMEOUT_S = 10.0
+DISPATCH_BACKOFF = Backoff(max_attempts=3, base_delay_s=0.5, cap_s=4.0)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -112,7 +119,12 @@ async def open_backends(
                 local_runpod.LocalEndpoint(workers=settings.local_workers, env=env)
             )
             gateway = RunpodHttpGateway(
-                http, endpoint_id=endpoint.endpoint_id, api_key=endpoint.api_key, base_url=endpoint.base_url
+                http,
+                endpoint_id=endpoint.endpoint_id,
+                api_key=endpoint.api_key,
+                base_url=endpoint.base_url,
+                request_timeout_s=DISPATCH_REQUEST_TIMEOUT_S,
+                backoff=DISPATCH_BACKOFF,
             )
         else:
             assert settings.runpod_endpoint_id is not None
@@ -122,6 +134,8 @@ async def open_backends(
                 endpoint_id=settings.runpod_endpoint_id,
                 api_key=settings.runpod_api_key,
                 base_url=settings.runpod_api_base,
+                request_timeout_s=DISPATCH_REQUEST_TIMEOUT_S,
+                backoff=DISPATCH_BACKOFF,
             )
         yield Backends(
             gateway=gateway,

@@ -9,6 +9,7 @@ import logging
 import secrets
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bot.app.embedded import Backends, open_backends
@@ -29,6 +30,24 @@ class StopRequestedError(Exception):
     """A headless run was asked to stop (SIGINT or SIGTERM); its job stays in the ledger and can be resumed."""
 
 
+class WorkersUnreachableError(Exception):
+    """A headless run gave up waiting for RunPod, unreachable since `since`; the job stays and can be resumed."""
+
+    def __init__(self, since: datetime, reason: str) -> None:
+        super().__init__(f"RunPod unreachable since {since.isoformat(timespec='seconds')}: {reason}")
+        self.since = since
+        self.reason = reason
+
+
+class WorkersMisconfiguredError(Exception):
+    """RunPod refuses Peel's key or endpoint id: `detail` says what, `fix` what the operator should change."""
+
+    def __init__(self, detail: str, fix: str) -> None:
+        super().__init__(f"{detail}; fix: {fix}")
+        self.detail = detail
+        self.fix = fix
+
+
 @dataclass(slots=True, kw_only=True)
 class Runtime:
     """The opened parts of a Peel process; `link` makes a download URL for any stored key."""
@@ -39,6 +58,7 @@ class Runtime:
     dispatcher: Dispatcher
     signer: LinkSigner
     link_server: LinkServer | None = None
+    _delayed_told: datetime | None = None  # the outage a headless run has already said it is delayed by
 
     async def link(self, key: str, *, filename: str | None = None, expires_s: int | None = None) -> str:
         """Return a URL that serves `key` until it expires (signed link, or an S3 presigned URL)."""
@@ -57,13 +77,25 @@ class Runtime:
         *,
         on_tick: Callable[[Job], None] | None = None,
         tick_s: float = 0.5,
+        give_up_after_s: float | None = None,
+        on_delayed: Callable[[datetime], None] | None = None,
     ) -> Job:
         """Run the dispatcher in this process (after `resume_after_restart`) until the job is final; return it.
 
         The headless front end's loop: the Discord bot runs the dispatcher for as long as it is up instead.
 
+        Args:
+            job_id: the job to see to its end.
+            stop: set by SIGINT/SIGTERM.
+            on_tick: called with the job about every `tick_s`.
+            tick_s: how often the job is looked at.
+            give_up_after_s: how long to wait for an unreachable RunPod before giving up (None: as the bot does).
+            on_delayed: called once when RunPod becomes unreachable, with the time it did.
+
         Raises:
             StopRequestedError: `stop` was set first; the dispatcher loop is cancelled and the job left as it is.
+            WorkersUnreachableError: RunPod stayed unreachable `give_up_after_s`; the job is left as it is.
+            WorkersMisconfiguredError: RunPod refuses the key or endpoint id; nothing can run until it is fixed.
         """
         dispatcher = self.dispatcher
         report = await dispatcher.resume_after_restart()
@@ -77,8 +109,11 @@ class Runtime:
                     raise RuntimeError(f"job {job_id} vanished from the ledger")
                 if on_tick is not None:
                     on_tick(job)
+                if (refusal := dispatcher.runpod_refusal) is not None:  # before a job failed by it is returned
+                    raise WorkersMisconfiguredError(refusal.detail, refusal.fix)
                 if job.status.is_final:
                     return job
+                self._check_outage(give_up_after_s, on_delayed)
                 if loop_task.done():
                     loop_task.result()  # run_forever only ends by raising
                 with contextlib.suppress(TimeoutError):
@@ -89,6 +124,19 @@ class Runtime:
             loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await loop_task
+
+    def _check_outage(self, give_up_after_s: float | None, on_delayed: Callable[[datetime], None] | None) -> None:
+        """Tell of an outage once, and raise when RunPod has been unreachable longer than a headless run waits."""
+        dispatcher = self.dispatcher
+        since = dispatcher.runpod_down_since
+        if since is None:
+            self._delayed_told = None
+            return
+        if on_delayed is not None and self._delayed_told != since:
+            self._delayed_told = since
+            on_delayed(since)
+        if give_up_after_s is not None and (datetime.now(UTC) - since).total_seconds() >= give_up_after_s:
+            raise WorkersUnreachableError(since, dispatcher.runpod_down_reason)
 
     async def workers_ready(self, stop: asyncio.Event) -> None:
         """Wait (at most `WORKERS_READY_S`) until every embedded worker asks for work, before a batch's first chunks.
@@ -176,6 +224,8 @@ async def open_runtime(
                 max_waiting_per_user=settings.max_waiting_per_user,
                 item_max_attempts=settings.item_max_attempts,
                 batch_chunk_s=settings.batch_chunk_s,
+                outage_fail_after_s=settings.outage_fail_after_s,
+                outage_fail_batch_after_s=settings.outage_fail_batch_after_s,
             ),
             poll_interval_s=settings.poll_interval_s,
         )

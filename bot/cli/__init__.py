@@ -8,7 +8,10 @@ same manifest), runs the dispatcher until the job is finished and writes the bat
 job's idempotency key is a hash of the input ZIP's content, the prompt and the parameters, so the same command
 started again after Ctrl-C, a crash or SIGKILL finds the same job in the ledger and goes on with it: nothing that
 was made is made again. Exit status: 0 when every item was made, 1 when some failed (the ZIP is still written), 2
-for bad usage or input, 3 when the ledger is damaged (the message says how to restore it), 130 when interrupted.
+for bad usage or input, 3 when the ledger is damaged (the message says how to restore it), 4 when RunPod stayed
+unreachable for `--give-up-after` seconds (30 by default: the CLI gives up sooner than the bot; the job is kept and
+the same command resumes it), 5 when RunPod refuses the key or endpoint id (the message names the fix), 130 when
+interrupted. While RunPod is unreachable a `delayed: image workers unreachable since HH:MM` line says so.
 
 `imagine` goes through `GenerationService`, as `/imagine` does: it makes a grid job (4 images unless `--n`) and
 writes the images and a 2x2 grid into a directory.
@@ -22,9 +25,19 @@ import logging
 import sys
 
 from bot.app import LedgerDamagedError, LedgerTooNewError
-from bot.cli.args import EXIT_INTERRUPTED, EXIT_LEDGER_DAMAGED, EXIT_USAGE, UsageError, build_parser, make_settings
+from bot.app.runtime import WorkersMisconfiguredError, WorkersUnreachableError
+from bot.cli.args import (
+    EXIT_INTERRUPTED,
+    EXIT_LEDGER_DAMAGED,
+    EXIT_MISCONFIGURED,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    UsageError,
+    build_parser,
+    make_settings,
+)
 from bot.cli.batch import run_batch
-from bot.cli.console import Console
+from bot.cli.console import Console, local_hhmm
 from bot.cli.imagine import run_imagine
 
 
@@ -57,6 +70,15 @@ def main(argv: list[str]) -> int:
     except (LedgerDamagedError, LedgerTooNewError) as exc:
         console.note(f"error: {exc.user_message}")
         return EXIT_LEDGER_DAMAGED
+    except WorkersUnreachableError as exc:
+        console.note(
+            f"error: the image workers (RunPod) have been unreachable since {local_hhmm(exc.since)} ({exc.reason});"
+            f" gave up after {args.give_up_after:g}s. The job is kept: run the same command again once RunPod answers."
+        )
+        return EXIT_UNREACHABLE
+    except WorkersMisconfiguredError as exc:
+        console.note(f"error: {exc.detail}. Fix: {exc.fix}.")
+        return EXIT_MISCONFIGURED
     except KeyboardInterrupt:
         console.note("interrupted")
         return EXIT_INTERRUPTED

@@ -14,9 +14,19 @@ EXIT_OK = 0
 EXIT_SOME_FAILED = 1
 EXIT_USAGE = 2
 EXIT_LEDGER_DAMAGED = 3  # damaged, or written by a newer Peel
+EXIT_UNREACHABLE = 4  # RunPod stayed unreachable for --give-up-after seconds; the job is kept and can be resumed
+EXIT_MISCONFIGURED = 5  # RunPod refused the key or endpoint id (RUNPOD_API_KEY, RUNPOD_ENDPOINT_ID)
 EXIT_INTERRUPTED = 130
 
 CLI_OWNER = UserId(0)  # the CLI's jobs belong to no Discord user
+
+
+EXIT_STATUSES = """exit status:
+  0  every image was made        1  some failed (the results are still written)
+  2  bad usage or input          3  the ledger is damaged or newer than this Peel
+  4  RunPod unreachable for --give-up-after seconds (the job is kept: run the same command again)
+  5  RunPod refused RUNPOD_API_KEY or RUNPOD_ENDPOINT_ID (the message names the fix)
+  130 interrupted"""
 
 
 class UsageError(Exception):
@@ -25,7 +35,12 @@ class UsageError(Exception):
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of `python -m bot batch|imagine`."""
-    parser = argparse.ArgumentParser(prog="python -m bot", description="Peel without Discord.")
+    parser = argparse.ArgumentParser(
+        prog="python -m bot",
+        description="Peel without Discord.",
+        epilog=EXIT_STATUSES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
@@ -37,6 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--concurrency", type=int, default=None, help="Gemini calls in flight (GEMINI_CONCURRENCY)")
         p.add_argument("--workers", type=int, default=None, help="embedded RunPod workers (LOCAL_WORKERS)")
         p.add_argument("--poll-interval", type=float, default=None, help="seconds between RunPod polls")
+        p.add_argument(
+            "--give-up-after",
+            type=float,
+            default=30.0,
+            metavar="SECONDS",
+            help="exit (status 4) when RunPod stays unreachable this long (default 30; the job is kept)",
+        )
         p.add_argument("--json", action="store_true", help="end with a JSON summary line on stdout")
         p.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)")
 
@@ -130,8 +152,11 @@ __all__ = [
     "CLI_OWNER",
     "EXIT_INTERRUPTED",
     "EXIT_LEDGER_DAMAGED",
+    "EXIT_MISCONFIGURED",
     "EXIT_OK",
     "EXIT_SOME_FAILED",
+    "EXIT_STATUSES",
+    "EXIT_UNREACHABLE",
     "EXIT_USAGE",
     "Prompt",
     "UsageError",

@@ -92,7 +92,14 @@ async def run_batch(args: argparse.Namespace, settings: BotSettings, console: Co
 
         try:
             await runtime.workers_ready(stop)
-            job = await runtime.run_until_final(job.id, stop, on_tick=tick, tick_s=0.25 if tty else 0.5)
+            job = await runtime.run_until_final(
+                job.id,
+                stop,
+                on_tick=tick,
+                tick_s=0.25 if tty else 0.5,
+                give_up_after_s=args.give_up_after,
+                on_delayed=console.delayed,
+            )
         except StopRequestedError:
             console.note(f"interrupted; job {job.id} is kept in {settings.data_dir}.")
             console.note(resume_hint)

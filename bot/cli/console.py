@@ -8,9 +8,13 @@ import signal
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from bot.core.models import Job
+from bot.core.render import delayed_state
+
+if TYPE_CHECKING:
+    from datetime import datetime
 
 
 class Console:
@@ -41,6 +45,10 @@ class Console:
         else:
             self.err.write(text + "\n")
         self.err.flush()
+
+    def delayed(self, since: "datetime") -> None:
+        """Say that the job waits for unreachable image workers (once per outage)."""
+        self.note(delayed_state(local_hhmm(since)))
 
     def end_progress(self) -> None:
         """Finish an in-place progress line, so what follows starts on a line of its own."""
@@ -84,6 +92,11 @@ def _duration(seconds: float) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
+def local_hhmm(moment: "datetime") -> str:
+    """Return a time as HH:MM in this machine's time zone (the CLI's user reads it here)."""
+    return moment.astimezone().strftime("%H:%M")
+
+
 def peak_rss_bytes() -> int | None:
     """Return this process's peak resident set size (Linux `VmHWM`), or None where it cannot be read."""
     try:
@@ -111,4 +124,4 @@ async def interruptible() -> AsyncIterator[asyncio.Event]:
             loop.remove_signal_handler(sig)
 
 
-__all__ = ["Console", "ProgressMeter", "interruptible", "peak_rss_bytes"]
+__all__ = ["Console", "ProgressMeter", "interruptible", "local_hhmm", "peak_rss_bytes"]

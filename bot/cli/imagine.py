@@ -44,7 +44,9 @@ async def run_imagine(args: argparse.Namespace, settings: BotSettings, console: 
             raise UsageError(f"{REFUSAL_TITLE}: {result.message}")
         console.note(f"job {result.job.id}: making {n} image(s)")
         try:
-            job = await runtime.run_until_final(result.job.id, stop, tick_s=0.1)
+            job = await runtime.run_until_final(
+                result.job.id, stop, tick_s=0.1, give_up_after_s=args.give_up_after, on_delayed=console.delayed
+            )
         except StopRequestedError:
             console.note(f"interrupted; job {result.job.id} was not finished")
             return EXIT_INTERRUPTED

@@ -2,6 +2,7 @@
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from bot.core.models import ImageId, Job, UserId
 
@@ -99,6 +100,42 @@ class JobResumed:
     job: Job
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServiceDown:
+    """An outside service (`runpod`) stopped answering at `since`; `reason` is the operator's detail, not the user's.
+
+    Every waiting or running job is delayed until `ServiceRestored`; published once per outage.
+    """
+
+    service: str
+    since: datetime
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServiceRestored:
+    """An outside service answers again after an outage or a configuration error; published once per incident."""
+
+    service: str
+    down_for: timedelta
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConfigError:
+    """An outside service refused Peel's configuration (a key, an endpoint id, a model): only an operator can fix it.
+
+    `code` is short (`RUNPOD_AUTH`, `RUNPOD_ENDPOINT`, `GEMINI_CONFIG`); `detail` says what was refused and `fix`
+    what to change. Published once per incident.
+    """
+
+    service: str
+    code: str
+    detail: str
+    fix: str
+
+
+ServiceEvent = ServiceDown | ServiceRestored | ConfigError
+
 Event = (
     Queued
     | PositionChanged
@@ -110,4 +147,7 @@ Event = (
     | JobCancelled
     | JobPaused
     | JobResumed
+    | ServiceDown
+    | ServiceRestored
+    | ConfigError
 )

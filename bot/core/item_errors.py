@@ -18,6 +18,8 @@ ITEM_ERROR_MESSAGES: Mapping[str, str] = {
     ErrorCode.UPSTREAM.value: "The image service failed; try again later.",
     ErrorCode.NO_IMAGE.value: "Gemini answered without an image.",
     ErrorCode.STORAGE.value: "The image could not be stored; try again later.",
+    ErrorCode.CONFIG.value: "Peel's image service is misconfigured; the admins have been told.",
+    ErrorCode.UNAVAILABLE.value: "The image service could not be reached; nothing was charged.",
     NOT_MADE: "The image was not made.",
 }
 

@@ -5,6 +5,7 @@ from datetime import timedelta
 
 from bot.core.admission import CapPolicy
 from bot.core.chunking import ChunkPolicy
+from bot.core.outage import OutagePolicy
 from bot.core.retry import RetryPolicy
 
 
@@ -18,6 +19,8 @@ class DispatchPolicy:
     caps: CapPolicy = field(default_factory=CapPolicy)
     chunks: ChunkPolicy = field(default_factory=ChunkPolicy)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    # How long jobs wait through a RunPod outage, and how often the breaker probes it meanwhile.
+    outage: OutagePolicy = field(default_factory=OutagePolicy)
     # A chunk whose /run failed before RunPod took it is tried again after this long (no attempt is counted).
     submit_retry_delay: timedelta = timedelta(seconds=5)
     # RunPod's lowPriority jobs do not make the endpoint scale up; off by default so a batch never stalls.

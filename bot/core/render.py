@@ -5,6 +5,7 @@ Pure: the Discord layer turns these strings and values into messages and compone
 
 import re
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from bot.core.models import JobStatus
 from usertext.controls import strip_controls
@@ -125,6 +126,50 @@ def waiting_state(position: int | None) -> str:
     return f"Waiting to start · #{position} in queue"
 
 
+def discord_time(moment: datetime) -> str:
+    """Return a Discord timestamp (`<t:UNIX:t>`): each reader sees the time of day in their own time zone."""
+    return f"<t:{int(moment.timestamp())}:t>"
+
+
+def delayed_state(since: str) -> str:
+    """Return the state of a job held by an outage; `since` is the time as the front end shows it."""
+    return f"delayed: image workers unreachable since {since}"
+
+
+def delayed_line(since: str) -> str:
+    """Return the line a batch's progress message adds while the image workers are unreachable."""
+    return f"⚠️ {delayed_state(since)}; Peel carries on by itself when they are back"
+
+
+SERVICE_NAMES = {"runpod": "RunPod", "gemini": "Gemini"}
+
+
+def service_name(service: str) -> str:
+    """Return a service's name as operators know it."""
+    return SERVICE_NAMES.get(service, service)
+
+
+def service_down_text(service: str, since: str, reason: str) -> str:
+    """Return the admins' alert that a service stopped answering (once per outage)."""
+    return (
+        f"⚠️ {service_name(service)} unreachable since {since} ({truncate(one_line(reason), 300)}). Waiting jobs"
+        " are delayed; Peel probes it and resumes by itself."
+    )
+
+
+def service_restored_text(service: str, down_for: timedelta) -> str:
+    """Return the admins' note that a service answers again."""
+    return f"✅ {service_name(service)} is back after {format_duration(down_for.total_seconds())}."
+
+
+def config_error_text(service: str, detail: str, fix: str) -> str:
+    """Return the admins' alert that a service refused Peel's configuration, with the fix."""
+    return (
+        f"⛔ {service_name(service)} refused Peel's configuration: {truncate(one_line(detail), 300)}. Fix: {fix}."
+        " Jobs fail with a clear message until it is fixed; no restart is needed."
+    )
+
+
 def generating_state(done: int, total: int, elapsed_s: float) -> str:
     """Return the state shown while a job runs."""
     part = f"{done}/{total} · " if total > 1 else ""
@@ -162,6 +207,7 @@ class BatchProgress:
     state: str = "running"
     retrying: int = 0  # items whose last attempt failed and that are tried again
     retry_code: str | None = None  # why most of them failed (an `ErrorCode` value)
+    delayed_since: str | None = None  # when the image workers became unreachable, as the front end shows times
 
     @property
     def finished(self) -> int:
@@ -212,6 +258,8 @@ def batch_progress_text(p: BatchProgress) -> str:
     ]
     if p.retrying and p.state not in ENDED_STATES:
         lines.append(retrying_line(p.retrying, p.retry_code))
+    if p.delayed_since is not None and p.state not in ENDED_STATES:
+        lines.append(delayed_line(p.delayed_since))
     return "\n".join(lines)
 
 

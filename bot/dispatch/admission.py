@@ -9,13 +9,14 @@ from pydantic import ValidationError
 
 from bot.core.admission import Admission, refusal_message
 from bot.core.events import JobCancelled, JobPaused, JobResumed, Queued
+from bot.core.item_errors import item_error_message
 from bot.core.models import Job, JobId, JobRequest, JobStatus, NewItem, NewJob, Priority, UserId
 from bot.core.seeds import output_key
-from bot.dispatch.base import DispatcherBase
+from bot.dispatch.outage import OutageMixin
 from bot.dispatch.payloads import item_payload
 from bot.ledger import UnknownJobError, new_id
 from bot.runpod.errors import RunpodError
-from worker.contract import ChunkItem
+from worker.contract import ChunkItem, ErrorCode
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ class InvalidRequestError(ValueError):
         self.user_message = user_message
 
 
-class AdmissionMixin(DispatcherBase):
+class AdmissionMixin(OutageMixin):
     """Requests from front ends (submit, cancel, pause, resume, retry), and promoting waiting jobs."""
 
     async def submit(self, request: JobRequest) -> SubmitResult:
@@ -70,6 +71,9 @@ class AdmissionMixin(DispatcherBase):
         Raises:
             InvalidRequestError: the request could never run (no items, a prompt or option the worker refuses).
         """
+        if self.runpod_misconfigured:
+            # Nothing can run until an operator fixes the key or endpoint id; a probe notices when they have.
+            raise InvalidRequestError(item_error_message(ErrorCode.CONFIG.value))
         items = list(request.items) or [NewItem() for _ in range(request.params.n)]
         if not items:
             raise InvalidRequestError("Nothing to make: the request has no images.")

@@ -10,6 +10,7 @@ from bot.core.chunking import RoundTime
 from bot.core.clock import Clock, SystemClock
 from bot.core.events import ImageReady, Progress
 from bot.core.models import Image, Job, JobId, JobStatus
+from bot.core.outage import ServiceHealth
 from bot.core.policy import DispatchPolicy
 from bot.core.scheduling import Candidate, queue_positions
 from bot.dispatch.bus import EventBus, Subscription
@@ -49,6 +50,9 @@ class DispatcherBase:
         self._wake = asyncio.Event()
         self._last_batch_seq: int | None = None
         self._positions: dict[JobId, int] = {}
+        # RunPod's breaker gates every call; Gemini's only remembers a refused key so admins hear of it once.
+        self._runpod = ServiceHealth(service="runpod", policy=self._policy.outage)
+        self._gemini = ServiceHealth(service="gemini", policy=self._policy.outage)
 
     @property
     def budget(self) -> AimdBudget:

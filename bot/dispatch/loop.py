@@ -4,13 +4,14 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 
 from bot.core.chunking import ChunkPolicy
 from bot.core.events import JobFailed, JobFinished, JobSummary
 from bot.core.item_errors import item_error_message
-from bot.core.models import Chunk, ChunkStatus, Item, ItemOutcome, ItemStatus, JobStatus
+from bot.core.models import Chunk, ChunkStatus, Item, ItemOutcome, ItemStatus, Job, JobStatus
+from bot.core.outage import OutagePolicy
 from bot.core.policy import DispatchPolicy
 from bot.core.scheduling import done_of
 from bot.dispatch.admission import AdmissionMixin
@@ -20,7 +21,7 @@ from bot.runpod.errors import RunpodError
 from bot.runpod.types import RemoteStatus
 from storage.errors import StorageError
 from storage.imageformat import png_dimensions
-from worker.contract import ChunkProgress, ChunkResult, ErrorCode, ItemOk, ItemResult
+from worker.contract import ChunkProgress, ChunkResult, ErrorCode, ItemError, ItemOk, ItemResult
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +43,18 @@ def policy_from_settings(
     max_waiting_per_user: int,
     item_max_attempts: int | None = None,
     batch_chunk_s: float | None = None,
+    outage_fail_after_s: float | None = None,
+    outage_fail_batch_after_s: float | None = None,
 ) -> DispatchPolicy:
     """Build the dispatcher policy from the settings that configure it (`BotSettings` fields of the same names)."""
     from bot.core.admission import CapPolicy, Caps
     from bot.core.retry import RetryPolicy
+
+    outage = OutagePolicy()
+    if outage_fail_after_s is not None:
+        outage = replace(outage, fail_after=timedelta(seconds=outage_fail_after_s))
+    if outage_fail_batch_after_s is not None:
+        outage = replace(outage, fail_batch_after=timedelta(seconds=outage_fail_batch_after_s))
 
     retry = RetryPolicy() if item_max_attempts is None else RetryPolicy(max_attempts=item_max_attempts)
     chunks = ChunkPolicy() if batch_chunk_s is None else ChunkPolicy(target_chunk_s=batch_chunk_s)
@@ -54,6 +63,7 @@ def policy_from_settings(
         gemini_concurrency=gemini_concurrency,
         caps=CapPolicy(user=Caps(max_running=max_running_per_user, max_waiting=max_waiting_per_user)),
         retry=retry,
+        outage=outage,
     )
 
 
@@ -74,12 +84,22 @@ class Dispatcher(AdmissionMixin, SchedulingMixin):
                 await asyncio.wait_for(self._wake.wait(), timeout=self._poll_interval_s)
 
     async def run_once(self) -> None:
-        """Run one iteration: poll, record, finish, promote, schedule, report positions."""
-        for chunk in await self._ledger.chunks(statuses=(ChunkStatus.IN_FLIGHT,)):
-            await self._poll(chunk)
+        """Run one iteration: poll, record, finish, promote, schedule, report positions.
+
+        While RunPod's breaker is open nothing is polled or submitted: one probe goes out when its backoff allows,
+        and the unsent items of jobs that cannot run any more fail (`OutageMixin`).
+        """
+        if not self._runpod.up:
+            await self._probe_runpod()
+        if self._runpod.up:
+            for chunk in await self._ledger.chunks(statuses=(ChunkStatus.IN_FLIGHT,)):
+                if not await self._poll(chunk):
+                    break  # RunPod stopped answering: the breaker is open, the other chunks wait for it
+        await self._give_up_unsent()
         await self._finish_jobs()
         await self._promote_waiting()
-        await self._schedule()
+        if self._runpod.up:
+            await self._schedule()
         await self._report_positions()
 
     async def resume_after_restart(self) -> RestartReport:
@@ -102,7 +122,8 @@ class Dispatcher(AdmissionMixin, SchedulingMixin):
             requeued += retried
         forgotten: list[Chunk] = []
         for chunk in await self._ledger.chunks(statuses=(ChunkStatus.IN_FLIGHT,)):
-            if await self._forgotten(chunk):
+            # RunPod unreachable (or refusing the key): the rest are kept as they are and polled once it answers.
+            if self._runpod.up and await self._forgotten(chunk):
                 forgotten.append(chunk)
             else:
                 reattached += 1
@@ -140,24 +161,26 @@ class Dispatcher(AdmissionMixin, SchedulingMixin):
         assert chunk.runpod_id is not None  # in flight means RunPod gave an id
         try:
             remote = await self._gateway.status(chunk.runpod_id)
-        except RunpodError:
+        except RunpodError as exc:
+            self._runpod_failed(exc)
             return False
         return remote.status is RemoteStatus.NOT_FOUND
 
-    async def _poll(self, chunk: Chunk) -> None:
+    async def _poll(self, chunk: Chunk) -> bool:
+        """Poll one chunk and record what it reports; return False when RunPod could not be used (breaker open)."""
         assert chunk.runpod_id is not None  # in flight means RunPod gave an id
         try:
             remote = await self._gateway.status(chunk.runpod_id)
         except RunpodError as exc:
             log.warning("polling runpod job %s failed: %s", chunk.runpod_id, exc, extra={"action": "poll"})
-            return
+            return not self._runpod_failed(exc)
         if remote.status is RemoteStatus.IN_QUEUE:
-            return
+            return True
         if remote.status is RemoteStatus.IN_PROGRESS:
             # Polls come faster than progress updates: one already recorded is not parsed nor written again.
             if isinstance(remote.progress, dict) and done_of(remote.progress) > done_of(chunk.last_progress):
                 await self._record_progress(chunk, remote.progress)
-            return
+            return True
         result = parse_output(remote.result) if remote.status is RemoteStatus.COMPLETED else None
         if isinstance(result, ChunkResult):
             made = sum(1 for r in result.results if not (isinstance(r, ItemOk) and r.skipped))
@@ -165,7 +188,7 @@ class Dispatcher(AdmissionMixin, SchedulingMixin):
             await self._record(chunk, result.results, final=ChunkStatus.DONE, remote_status=remote.status)
             # Items the manifest does not mention (it should mention all) are reconciled like a lost chunk.
             await self._reconcile(chunk, code=None, message="missing from the result manifest")
-            return
+            return True
         code, message = failure_of(remote)
         log.warning(
             "runpod job %s ended %s without a manifest: %s",
@@ -175,6 +198,7 @@ class Dispatcher(AdmissionMixin, SchedulingMixin):
             extra={"action": "retry", "job_id": chunk.job_id},
         )
         await self._reconcile(chunk, code=code, message=message, remote_status=remote.status)
+        return True
 
     async def _record_progress(self, chunk: Chunk, progress: Mapping[str, object]) -> None:
         """Record the items a progress report shows done that the ledger has not recorded yet.
@@ -221,6 +245,17 @@ class Dispatcher(AdmissionMixin, SchedulingMixin):
             final=final is not None,
             retrying=_retrying(outcomes),
         )
+        await self._after_gemini(recorded.job, results, now)
+
+    async def _after_gemini(self, job: Job, results: Sequence[ItemResult], now: datetime) -> None:
+        """Gemini refusing the worker's key or model: admins hear once, and the job's other items fail now."""
+        refused = next((r for r in results if isinstance(r, ItemError) and r.code is ErrorCode.CONFIG), None)
+        if refused is None:
+            if any(isinstance(r, ItemOk) and not r.skipped for r in results):
+                self._gemini_answered()
+            return
+        self._gemini_refused(refused.message)
+        await self._fail_unsent(job, ErrorCode.CONFIG, refused.message, now)
 
     def _outcome(self, result: ItemResult, item: Item, now: datetime) -> ItemOutcome:
         if isinstance(result, ItemOk):

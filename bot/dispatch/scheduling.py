@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from bot.core.events import PositionChanged, Started
 from bot.core.models import ChunkStatus, Item, ItemOutcome, ItemStatus, Job, JobId, JobStatus, Priority
 from bot.core.scheduling import Candidate, calls_held, items_left_by_now, schedule_order
-from bot.dispatch.base import DispatcherBase
+from bot.dispatch.outage import OutageMixin
 from bot.dispatch.payloads import chunk_input
 from bot.runpod.errors import RunpodError
 from worker.contract import ErrorCode
@@ -17,7 +17,7 @@ from worker.contract import ErrorCode
 log = logging.getLogger(__name__)
 
 
-class SchedulingMixin(DispatcherBase):
+class SchedulingMixin(OutageMixin):
     """Submits chunks while the Gemini budget has room: interactive jobs first, batches round robin."""
 
     async def _schedule(self) -> None:
@@ -89,7 +89,11 @@ class SchedulingMixin(DispatcherBase):
             )
         except RunpodError as exc:
             log.warning("submitting chunk %d of job %s failed: %s", chunk.seq, job.id, exc, extra={"action": "submit"})
-            await self._ledger.abandon_chunk(chunk.id, retry_at=now + self._policy.submit_retry_delay, now=now)
+            # RunPod down or refusing Peel: the breaker holds every submission until a probe succeeds, so the items
+            # are due again at once; any other refusal waits `submit_retry_delay`.
+            held = self._runpod_failed(exc)
+            retry_at = now if held else now + self._policy.submit_retry_delay
+            await self._ledger.abandon_chunk(chunk.id, retry_at=retry_at, now=now)
             return None
         await self._ledger.mark_chunk_submitted(chunk.id, remote.id, now=now)
         log.info(

@@ -5,4 +5,5 @@ EXTENSIONS: tuple[str, ...] = (
     "bot.exts.account",
     "bot.exts.batch",
     "bot.exts.groups",
+    "bot.exts.alerts",
 )

@@ -24,6 +24,12 @@ class ClientApi(JobQueue):
 
     def _client_face(self, handler: _HandlerT) -> _HandlerT:
         async def checked(request: web.Request) -> web.StreamResponse:
+            if self.client_offline:
+                # An outage of RunPod's API as a client meets it: the connection drops with no answer. Nothing of
+                # the request is done, and the worker face (and so the jobs in flight) carries on.
+                if request.transport is not None:
+                    request.transport.abort()
+                return web.Response(status=503)  # never sent: the connection is gone
             if request.match_info["endpoint"] != self.endpoint_id:
                 return web.json_response({"error": "endpoint not found"}, status=404)
             auth = request.headers.get("Authorization", "")

@@ -100,6 +100,8 @@ class LocalEndpoint(ClientApi, WorkerApi, WorkerSupervisor):
             raise ValueError("workers must be >= 0")
         self.endpoint_id = endpoint_id
         self.api_key = api_key or f"local-{secrets.token_urlsafe(18)}"
+        # True: the client face drops every connection unanswered, as in an outage of RunPod's API (tests).
+        self.client_offline = False
         self._worker_key = secrets.token_urlsafe(18)
         self._n_workers = workers
         self._extra_env = dict(env or {})

@@ -21,6 +21,7 @@ class JobQueue:
 
     endpoint_id: str
     api_key: str
+    client_offline: bool
     base_url: str
     _worker_key: str
     _n_workers: int

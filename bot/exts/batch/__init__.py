@@ -9,6 +9,7 @@ them keep working after a restart; the progress message is found again through t
 
 import asyncio
 import contextlib
+import dataclasses
 import io
 import logging
 from typing import Any
@@ -21,8 +22,9 @@ from bot.app.batches import BatchService
 from bot.app.batchplan import STATUS, SUMMARY, BatchError, BatchOptions, BatchPlan, BatchRequest
 from bot.app.imaging import grid_preview
 from bot.core.batch import plan_text, progress_message, summary_message
+from bot.core.events import ServiceDown, ServiceRestored
 from bot.core.models import Job, JobId, JobKind, JobStatus, UserId
-from bot.core.render import CUSTOM_ID_PREFIX, CustomId, echo, truncate
+from bot.core.render import CUSTOM_ID_PREFIX, CustomId, discord_time, echo, truncate
 from bot.errors import UserFacingError
 from bot.exts._access import NotOwnerError
 from bot.exts._errors import send_error
@@ -133,6 +135,10 @@ class BatchCog(commands.Cog):
     async def _listen(self, subscription: Any) -> None:
         with subscription:
             async for event in subscription:
+                if isinstance(event, ServiceDown | ServiceRestored):  # every running batch says it is delayed
+                    for unfinished in await self.service.unfinished():
+                        self._mark(unfinished.id)
+                    continue
                 job = getattr(event, "job", None)
                 if job is not None and job.kind is JobKind.BATCH:
                     self._mark(job.id)
@@ -168,7 +174,10 @@ class BatchCog(commands.Cog):
         job = snapshot.job
         plan = await self.service.plan_of(job_id)
         prompt = plan.display_prompt if plan else job.prompt
-        text = progress_message(prompt=prompt, owner_mention=f"<@{job.owner_id}>", progress=snapshot.progress)
+        progress = snapshot.progress
+        if (down_since := self.service.workers_down_since()) is not None:
+            progress = dataclasses.replace(progress, delayed_since=discord_time(down_since))
+        text = progress_message(prompt=prompt, owner_mention=f"<@{job.owner_id}>", progress=progress)
         gone = await self.service.progress_gone(job_id)
         if gone is None and self._last_text.get(job_id) != text:
             channel_id, message_id = where

@@ -12,13 +12,36 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import discord
 
-from bot.core.events import Event, JobCancelled, JobFailed, JobFinished, PositionChanged, Progress, Queued, Started
+from bot.core.events import (
+    Event,
+    JobCancelled,
+    JobFailed,
+    JobFinished,
+    PositionChanged,
+    Progress,
+    Queued,
+    ServiceDown,
+    ServiceRestored,
+    Started,
+)
 from bot.core.models import Job, JobId, JobKind
-from bot.core.render import EditPacer, WindowLimiter, generating_state, lifecycle_line, result_who, waiting_state
+from bot.core.render import (
+    EditPacer,
+    WindowLimiter,
+    delayed_state,
+    discord_time,
+    generating_state,
+    lifecycle_line,
+    result_who,
+    waiting_state,
+)
+
+if TYPE_CHECKING:
+    from datetime import datetime
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +203,7 @@ class JobTracker:
         self._tracked: dict[JobId, Tracked] = {}
         self._early: dict[JobId, list[Event]] = {}
         self._ticker: asyncio.Task[None] | None = None
+        self._delayed_since: datetime | None = None  # RunPod unreachable since then: every job waits for it
 
     def now(self) -> float:
         """The loop's monotonic time."""
@@ -213,6 +237,12 @@ class JobTracker:
 
     async def handle(self, event: Event) -> None:
         """Apply one dispatcher event."""
+        if isinstance(event, ServiceDown | ServiceRestored):
+            if event.service == "runpod":
+                self._delayed_since = event.since if isinstance(event, ServiceDown) else None
+                for tracked in list(self._tracked.values()):
+                    self._update(tracked, force=True)
+            return
         job = getattr(event, "job", None)
         if not isinstance(job, Job) or job.kind is JobKind.BATCH:
             return
@@ -256,6 +286,8 @@ class JobTracker:
 
     def state_of(self, t: Tracked) -> str:
         """Return the state a tracked job's message shows now."""
+        if self._delayed_since is not None:
+            return delayed_state(discord_time(self._delayed_since))
         if t.started_at is None:
             return waiting_state(t.position)
         return generating_state(t.done, t.total, self.now() - t.started_at)
@@ -276,7 +308,7 @@ class JobTracker:
         while True:
             await asyncio.sleep(min(1.0, self._interval_s))
             for t in list(self._tracked.values()):
-                if t.started_at is not None:
+                if t.started_at is not None and self._delayed_since is None:
                     self._update(t)
 
     async def edit(self, t: Tracked, **fields: Any) -> discord.Message | discord.InteractionMessage | None:

@@ -247,11 +247,11 @@ async def test_generate_succeeds_when_one_answer_lacks_an_image(
     assert (await generator.generate(request())).attempts == 2
 
 
-async def test_generate_raises_bad_input_without_retrying_when_key_is_wrong(
+async def test_generate_raises_config_without_retrying_when_key_is_wrong(
     make_generator: MakeGenerator, local_gemini: LocalGemini, sleeps: Sleeps
 ) -> None:
     error = await failure(make_generator(api_key="wrong-key"), request())
-    assert error.code is ErrorCode.BAD_INPUT
+    assert error.code is ErrorCode.CONFIG  # the deployment's key, not the request: admins must fix it
     assert "API key not valid" in error.message
     assert local_gemini.stats.requests == 1
     assert sleeps.delays == []
@@ -351,3 +351,12 @@ async def test_generator_is_built_from_settings_when_env_is_set(
         error = await failure(generator, request())
     assert error.code is ErrorCode.UPSTREAM
     assert local_gemini.stats.requests == 2
+
+
+async def test_generate_raises_config_without_retrying_when_the_model_is_unknown(
+    generator: GeminiImageGenerator, local_gemini: LocalGemini, sleeps: Sleeps
+) -> None:
+    error = await failure(generator, request(model="gemini-0.1-nonexistent"))
+    assert error.code is ErrorCode.CONFIG  # Gemini's 404 NOT_FOUND "models/… is not found": GEMINI_MODEL is wrong
+    assert "not found" in error.message
+    assert sleeps.delays == []

@@ -116,8 +116,25 @@ def test_parse_raises_upstream_when_image_bytes_are_not_an_image() -> None:
         (errors.ServerError(503, {"error": {"code": 503, "message": "x", "status": "UNAVAILABLE"}}), "UPSTREAM"),
         (errors.ClientError(408, {"error": {"code": 408, "message": "x", "status": "DEADLINE"}}), "UPSTREAM"),
         (errors.ClientError(400, {"error": {"code": 400, "message": "x", "status": "INVALID_ARGUMENT"}}), "BAD_INPUT"),
-        (errors.ClientError(403, {"error": {"code": 403, "message": "x", "status": "PERMISSION_DENIED"}}), "BAD_INPUT"),
-        (errors.ClientError(404, {"error": {"code": 404, "message": "x", "status": "NOT_FOUND"}}), "BAD_INPUT"),
+        # A refused key or an unknown model is the deployment's fault, not the request's (Gemini's troubleshooting).
+        (errors.ClientError(401, {"error": {"code": 401, "message": "x", "status": "UNAUTHENTICATED"}}), "CONFIG"),
+        (errors.ClientError(403, {"error": {"code": 403, "message": "x", "status": "PERMISSION_DENIED"}}), "CONFIG"),
+        (errors.ClientError(404, {"error": {"code": 404, "message": "x", "status": "NOT_FOUND"}}), "CONFIG"),
+        (
+            errors.ClientError(
+                400,
+                {
+                    "error": {
+                        "code": 400,
+                        "message": "API key not valid. Please pass a valid API key.",
+                        "status": "INVALID_ARGUMENT",
+                        "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID"}],
+                    }
+                },
+            ),
+            "CONFIG",
+        ),
+        (errors.ClientError(400, {"error": {"code": 400, "message": "x", "status": "FAILED_PRECONDITION"}}), "CONFIG"),
         (TimeoutError(), "UPSTREAM"),
         (aiohttp.ServerDisconnectedError(), "UPSTREAM"),
         (json.JSONDecodeError("x", "doc", 0), "UPSTREAM"),
