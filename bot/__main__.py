@@ -33,6 +33,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 async def run(settings: BotSettings) -> None:
     """Run the bot until it is stopped (SIGINT/SIGTERM)."""
+    from bot.app.probes import discord_check
     from bot.app.runtime import open_runtime
     from bot.discord_bot import PeelBot
 
@@ -67,6 +68,7 @@ async def run(settings: BotSettings) -> None:
             page_url = None
             sync_guild_id = settings.dev_guild_id
         bot = PeelBot(runtime, access=access, sync_guild_id=sync_guild_id)
+        runtime.readiness.add("discord", discord_check(bot.gateway_connected))
         await bot.login(token)
         connection = asyncio.create_task(bot.connect(reconnect=True), name="discord-connection")
         stack.push_async_callback(bot.close)

@@ -109,6 +109,12 @@ class PeelBot(commands.Bot):
             self._dispatcher_task = None
         await super().close()
 
+    def gateway_connected(self) -> bool:
+        """Tell whether the bot is ready and its gateway websocket is open (readiness: it hears interactions)."""
+        # `is_ready` stays true while discord.py reconnects; the websocket's own state says whether it is open now.
+        ws: discord.gateway.DiscordWebSocket | None = self.ws  # None until the first connection (typed otherwise)
+        return self.is_ready() and not self.is_closed() and ws is not None and ws.open
+
     def is_admin(self, user: discord.abc.User, guild_id: int | None) -> bool:
         """Tell whether `user` may manage everyone's jobs in `guild_id` (None: in DMs)."""
         return self.access.is_admin(actor_of(user, guild_id))
