@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from tests.dockerfile import arguments, instructions
+
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "worker" / "Dockerfile"
 REQUIREMENTS = ROOT / "worker" / "requirements.txt"
@@ -110,20 +112,12 @@ def test_worker_requirements_are_what_uv_export_writes_from_the_lock() -> None:
     assert _body(REQUIREMENTS.read_text()) == _body(exported.stdout), "run `make worker-requirements`"
 
 
-def _instructions(dockerfile: str) -> Iterator[tuple[str, list[str]]]:
-    """Yield (instruction, arguments) of each line of a Dockerfile (no line continuations are used in ours)."""
-    for line in dockerfile.splitlines():
-        words = line.split()
-        if words and not words[0].startswith("#"):
-            yield words[0].upper(), words[1:]
-
-
 def _copied_sources(dockerfile: str) -> list[str]:
     """Return the build-context sources of every COPY and ADD (flags and the destination left out)."""
     sources: list[str] = []
-    for instruction, args in _instructions(dockerfile):
+    for instruction, rest in instructions(dockerfile):
         if instruction in ("COPY", "ADD"):
-            paths = [a for a in args if not a.startswith("--")]
+            paths = [a for a in arguments(rest) if not a.startswith("--")]
             sources.extend(paths[:-1])
     return sources
 

@@ -1,5 +1,7 @@
 """The web server of a runtime answers `/healthz` and `/readyz`, with an S3 store too, and binds where it is told."""
 
+import asyncio
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -13,9 +15,11 @@ from pytest_aiohttp import AiohttpServer
 from bot.app.runtime import Runtime, open_runtime
 from bot.settings import BotSettings
 from bot.web.readiness import OK
+from tests.dockerfile import healthcheck_command
 from tests.fakes.runpod import Answer, FakeRunpod
 from tests.fakes.s3 import MotoS3
 
+DOCKERFILE = (Path(__file__).resolve().parents[3] / "Dockerfile").read_text()
 RUNPOD_KEY = "rp_secret_key_probe"
 
 
@@ -145,3 +149,23 @@ async def test_links_use_public_base_url_when_it_is_set(settings_for: Callable[.
         link = await runtime.link("outputs/a.png")
 
     assert link.startswith("https://peel.example/files/outputs/a.png?")
+
+
+@pytest.mark.parametrize("up", [True, False])
+async def test_the_bot_images_healthcheck_passes_only_while_healthz_answers(
+    settings_for: Callable[..., BotSettings], up: bool
+) -> None:
+    command = healthcheck_command(DOCKERFILE)
+    assert command[0] == "python"
+
+    async with runtime_on(settings_for()) as (runtime, _base):
+        assert runtime.link_server is not None
+        port = runtime.link_server.addresses[0][1]
+        if not up:
+            await runtime.link_server.close()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, *command[1:], env={"WEB_PORT": str(port)}, stderr=asyncio.subprocess.DEVNULL
+        )
+        status = await proc.wait()
+
+    assert (status == 0) is up
