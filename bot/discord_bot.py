@@ -1,7 +1,6 @@
 """The Discord bot: a `commands.Bot` that loads Peel's extensions, checks access and runs the dispatcher."""
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import logging
@@ -101,11 +100,9 @@ class PeelBot(commands.Bot):
             log.info("synced %d application command(s)", len(synced))
 
     async def close(self) -> None:
-        """Stop the dispatcher, then disconnect."""
+        """Stop the dispatcher (no new chunks; those in flight are re-attached after a restart), then disconnect."""
         if self._dispatcher_task is not None:
-            self._dispatcher_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._dispatcher_task
+            await self.runtime.dispatcher.stop(self._dispatcher_task)
             self._dispatcher_task = None
         await super().close()
 

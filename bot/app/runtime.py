@@ -92,9 +92,7 @@ class Runtime:
                 if stop.is_set():
                     raise StopRequestedError
         finally:
-            loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await loop_task
+            await dispatcher.stop(loop_task)
 
     async def workers_ready(self, stop: asyncio.Event) -> None:
         """Wait (at most `WORKERS_READY_S`) until every embedded worker asks for work, before a batch's first chunks.
