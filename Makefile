@@ -8,7 +8,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(shell $(PYTHON) -c 'import sys; print(sys.executable)')
 BIN := .venv/bin
 
-.PHONY: setup run doctor test lint types unit unit-fast e2e-discord e2e-rest bench env-example clean
+.PHONY: setup run doctor test lint types unit unit-fast e2e-discord e2e-rest bench env-example worker-requirements clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -59,6 +59,11 @@ bench: setup
 # .env.example is generated from the settings classes (tests/unit/test_env_example.py fails when it is stale).
 env-example: setup
 	$(BIN)/python scripts/env_example.py
+
+# The worker image's pins: the `worker` dependency group of pyproject.toml as uv.lock resolved it (run after
+# `uv lock`; tests/unit/test_worker_image.py fails when the two drift).
+worker-requirements: $(UV)
+	$(UV) export --frozen --no-hashes --only-group worker --no-emit-project --quiet -o worker/requirements.txt
 
 clean:
 	rm -rf .venv .tools .mypy_cache .ruff_cache .pytest_cache

@@ -36,7 +36,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 async def run(settings: BotSettings) -> None:
-    """Run the bot until it is stopped (SIGINT/SIGTERM)."""
+    """Run the bot until it is stopped (SIGINT/SIGTERM, e.g. `docker stop`); return within Docker's 10 s grace."""
+    from bot.app.probes import discord_check
     from bot.app.runtime import open_runtime
     from bot.discord_bot import PeelBot
 
@@ -71,10 +72,21 @@ async def run(settings: BotSettings) -> None:
             page_url = None
             sync_guild_id = settings.dev_guild_id
         bot = PeelBot(runtime, access=access, sync_guild_id=sync_guild_id)
+        runtime.readiness.add("discord", discord_check(bot.gateway_connected))
         await bot.login(token)
         connection = asyncio.create_task(bot.connect(reconnect=True), name="discord-connection")
         stack.push_async_callback(bot.close)
-        await bot.wait_until_ready()
+        waiter = asyncio.create_task(stop.wait())
+        ready = asyncio.create_task(bot.wait_until_ready())
+        # A SIGTERM while connecting (a container stopped at once) stops here too.
+        await asyncio.wait({ready, connection, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        ready.cancel()
+        if connection.done():
+            waiter.cancel()
+            connection.result()  # re-raise what ended the connection
+        if stop.is_set():
+            log.info("stopping")
+            return
         if page_url is not None:
             sys.stdout.write(
                 f"\nPeel is running on the local playground: open {page_url}\n"
@@ -83,11 +95,12 @@ async def run(settings: BotSettings) -> None:
             sys.stdout.flush()
         else:
             log.info("Peel is connected to Discord as %s", bot.user)
-        waiter = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait({connection, waiter}, return_when=asyncio.FIRST_COMPLETED)
         waiter.cancel()
         if connection in done:
             connection.result()  # re-raise what ended the connection
+        # On the way out (the stack, in reverse): the dispatcher stops submitting and lets chunks in flight be
+        # (they are re-attached after a restart), Discord disconnects, the web server closes, the ledger last.
         log.info("stopping")
 
 

@@ -1,7 +1,6 @@
 """The Discord bot: a `commands.Bot` that loads Peel's extensions, checks access and runs the dispatcher."""
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import logging
@@ -121,13 +120,17 @@ class PeelBot(commands.Bot):
             log.info("synced %d application command(s)", len(synced))
 
     async def close(self) -> None:
-        """Stop the dispatcher, then disconnect."""
+        """Stop the dispatcher (no new chunks; those in flight are re-attached after a restart), then disconnect."""
         if self._dispatcher_task is not None:
-            self._dispatcher_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._dispatcher_task
+            await self.runtime.dispatcher.stop(self._dispatcher_task)
             self._dispatcher_task = None
         await super().close()
+
+    def gateway_connected(self) -> bool:
+        """Tell whether the bot is ready and its gateway websocket is open (readiness: it hears interactions)."""
+        # `is_ready` stays true while discord.py reconnects; the websocket's own state says whether it is open now.
+        ws: discord.gateway.DiscordWebSocket | None = self.ws  # None until the first connection (typed otherwise)
+        return self.is_ready() and not self.is_closed() and ws is not None and ws.open
 
     def is_admin(self, user: discord.abc.User, guild_id: int | None) -> bool:
         """Tell whether `user` may manage everyone's jobs in `guild_id` (None: in DMs)."""

@@ -1,6 +1,8 @@
-"""Everything a Peel process runs on, opened once: back ends, ledger, dispatcher and the link server.
+"""Everything a Peel process runs on, opened once: back ends, ledger, dispatcher and the web server.
 
-The Discord bot and the headless CLI both open a `Runtime`; only what they put in front of it differs.
+The Discord bot and the headless CLI both open a `Runtime`; only what they put in front of it differs. The runtime
+owns the readiness checks `/readyz` answers with: it registers those of the ledger, the store and RunPod, and the
+front end adds its own (the bot's Discord connection).
 """
 
 import asyncio
@@ -8,17 +10,20 @@ import contextlib
 import logging
 import secrets
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from bot.app.embedded import Backends, open_backends
+from bot.app.probes import ledger_check, runpod_check, store_check
+from bot.core.hosts import url_host
 from bot.core.models import Job, JobId
 from bot.dispatch import Dispatcher, policy_from_settings
 from bot.ledger import Ledger, backup_path
 from bot.settings import BotSettings
 from bot.web import LinkServer, link_for, make_app
 from bot.web.links import is_presigning
+from bot.web.readiness import Readiness
 from storage import LinkSigner
 
 log = logging.getLogger(__name__)
@@ -57,6 +62,7 @@ class Runtime:
     ledger: Ledger
     dispatcher: Dispatcher
     signer: LinkSigner
+    readiness: Readiness = field(default_factory=Readiness)
     link_server: LinkServer | None = None
     _delayed_told: datetime | None = None  # the outage a headless run has already said it is delayed by
 
@@ -121,9 +127,7 @@ class Runtime:
                 if stop.is_set():
                     raise StopRequestedError
         finally:
-            loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await loop_task
+            await dispatcher.stop(loop_task)
 
     def _check_outage(self, give_up_after_s: float | None, on_delayed: Callable[[datetime], None] | None) -> None:
         """Tell of an outage once, and raise when RunPod has been unreachable longer than a headless run waits."""
@@ -187,14 +191,15 @@ async def _link_secret(settings: BotSettings) -> bytes:
 async def open_runtime(
     settings: BotSettings, *, worker_env: Mapping[str, str] | None = None, serve_links: bool = True
 ) -> AsyncIterator[Runtime]:
-    """Open the ledger (checked, then backed up beside itself), the back ends and the dispatcher, and serve links.
+    """Open the ledger (checked, then backed up beside itself), the back ends and the dispatcher, and the web server.
 
-    Links are served when the store needs it (file and memory stores).
+    The web server (`WEB_HOST:WEB_PORT`) answers `/healthz` and `/readyz`, and serves signed links when the store
+    needs it (file and memory stores; S3 serves its own presigned links).
 
     Args:
         settings: the process's settings.
         worker_env: extra environment for embedded workers and the local Gemini server.
-        serve_links: start the link server for file and memory stores (the CLI writes files and needs none).
+        serve_links: start the web server (the CLI writes files and needs none).
     """
     secret = await _link_secret(settings)
     ledger_path = settings.resolved_ledger_path
@@ -205,11 +210,20 @@ async def open_runtime(
         stack.push_async_callback(ledger.close)
         await ledger.back_up(backup_path(ledger_path))  # it has just passed its check: a known-good copy
         backends = await stack.enter_async_context(open_backends(settings, worker_env=worker_env))
-        base_url = settings.public_base_url or f"http://{settings.web_host}:{settings.web_port}"
+        readiness = Readiness()
+        readiness.add("ledger", ledger_check(ledger))
+        readiness.add("store", store_check(backends.store))
+        readiness.add("runpod", runpod_check(backends.gateway))
+        base_url = settings.public_base_url or f"http://{url_host(settings.web_host)}:{settings.web_port}"
         link_server: LinkServer | None = None
-        if serve_links and not is_presigning(backends.store):
+        if serve_links:
             # Verifying a link needs only the secret; the base URL is known once the server has bound its port.
-            app = make_app(backends.store, LinkSigner(secret, base_url))
+            app = make_app(
+                backends.store,
+                LinkSigner(secret, base_url),
+                readiness=readiness,
+                serve_files=not is_presigning(backends.store),
+            )
             link_server = await stack.enter_async_context(
                 LinkServer(app, host=settings.web_host, port=settings.web_port)
             )
@@ -235,5 +249,6 @@ async def open_runtime(
             ledger=ledger,
             dispatcher=dispatcher,
             signer=LinkSigner(secret, base_url),
+            readiness=readiness,
             link_server=link_server,
         )

@@ -48,6 +48,7 @@ class DispatcherBase:
         self._round_time = RoundTime(seconds=self._policy.chunks.item_latency_s)
         self._events = EventBus()
         self._wake = asyncio.Event()
+        self._stopping = False  # set by `stop`: no new chunk is submitted, `run_forever` ends after this iteration
         self._last_batch_seq: int | None = None
         self._positions: dict[JobId, int] = {}
         # RunPod's breaker gates every call; Gemini's only remembers a refused key so admins hear of it once.
@@ -67,6 +68,11 @@ class DispatcherBase:
     def subscribe(self) -> Subscription:
         """Return a stream of every event from now on."""
         return self._events.subscribe()
+
+    @property
+    def stopping(self) -> bool:
+        """True once `stop` was called: no new chunk is submitted."""
+        return self._stopping
 
     def wake(self) -> None:
         """Make `run_forever` run its next iteration now."""

@@ -25,6 +25,10 @@ from worker.contract import ChunkProgress, ChunkResult, ErrorCode, ItemError, It
 
 log = logging.getLogger(__name__)
 
+# How long a stopping process lets the dispatcher finish its iteration: well inside the 10 s Docker gives a
+# container between SIGTERM and SIGKILL, leaving the rest for closing the workers, the servers and the ledger.
+STOP_GRACE_S = 4.0
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RestartReport:
@@ -71,17 +75,37 @@ class Dispatcher(AdmissionMixin, SchedulingMixin):
     """Schedules ledger jobs onto a RunPod endpoint and keeps the ledger in step with it."""
 
     async def run_forever(self, *, resume: bool = True) -> None:
-        """Run iterations until cancelled: after `poll_interval_s`, or sooner when woken (`wake()`)."""
+        """Run iterations until stopped (`stop`, for good) or cancelled, every `poll_interval_s` or when woken."""
         if resume:
             await self.resume_after_restart()
-        while True:
+        while not self.stopping:
             self._wake.clear()
             try:
                 await self.run_once()
             except Exception:  # one iteration is a boundary: log it and carry on
                 log.exception("dispatcher iteration failed")
+            # `stop` also wakes the loop, so a stopping dispatcher does not sleep out the interval first.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self._poll_interval_s)
+
+    async def stop(self, task: "asyncio.Task[None]", *, grace_s: float = STOP_GRACE_S) -> None:
+        """End the `run_forever` task without losing or doubling work (a process stopping on SIGTERM).
+
+        No new chunk is submitted from now on; the iteration in progress finishes its ledger writes (at most
+        `grace_s`, then the task is cancelled). Chunks in flight are not cancelled on RunPod: the next process
+        re-attaches to them (`resume_after_restart`), and a chunk caught mid-submission is reconciled there.
+        """
+        self._stopping = True
+        self.wake()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout=grace_s)
+        except TimeoutError:
+            log.warning("the dispatcher did not stop within %.0f s; cancelling it", grace_s)
+            task.cancel()
+        except Exception:  # it ended by raising: stopping is all that is asked here
+            log.exception("the dispatcher loop failed")
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
     async def run_once(self) -> None:
         """Run one iteration: poll, record, finish, promote, schedule, report positions.

@@ -33,7 +33,7 @@ class SchedulingMixin(OutageMixin):
         for c in in_flight_chunks:
             running[c.job_id] = running.get(c.job_id, 0) + items_left_by_now(c, now=now, round_s=round_s)
         contenders = len({c.job_id for c in in_flight_chunks} | set(schedulable))
-        while True:
+        while not self.stopping:
             candidates = [
                 Candidate(job_id=job_id, priority=schedulable[job_id].job.priority, seq=schedulable[job_id].seq)
                 for job_id, count in ready.items()

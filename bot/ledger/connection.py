@@ -128,6 +128,10 @@ class LedgerConnection:
     ) -> None:
         await self.close()
 
+    async def ping(self) -> None:
+        """Run a trivial query (readiness: the file is open and answers)."""
+        await self._one("SELECT 1")
+
     async def schema_version(self) -> int:
         """Return the schema version (`PRAGMA user_version`)."""
         row = await self._one("PRAGMA user_version")

@@ -7,18 +7,22 @@ refused answers 403 or 404 with a short plain-text message and never a byte of t
 
 S3 stores need none of this: their links are presigned URLs that S3 serves (see `bot.web.links.link_for`).
 
+The same server answers the container's probes: `/healthz` (the process lives, no I/O) and `/readyz` (every
+registered readiness check answers, see `bot.web.readiness`).
+
 Signed URLs are secrets until they expire, so the access log leaves out query strings.
 """
 
 import logging
 import time
 import urllib.parse
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from datetime import datetime
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from bot.core.hosts import url_host
 from bot.web.headers import (
     ByteRange,
     UnsatisfiableRangeError,
@@ -28,6 +32,7 @@ from bot.web.headers import (
     make_etag,
     parse_range,
 )
+from bot.web.readiness import Readiness
 from storage.base import ObjectInfo, Store
 from storage.errors import InvalidKeyError, ObjectNotFoundError, StorageUnavailableError
 from storage.keys import validate_key
@@ -214,20 +219,44 @@ def _range_applies(request: web.Request, etag: str | None, modified_at: datetime
 
 
 async def _healthz(_request: web.Request) -> web.Response:
+    """Liveness: the process runs its event loop. No I/O, so a slow service never gets the process restarted."""
     return web.Response(text="ok\n", headers={"Cache-Control": "no-store"})
 
 
-def make_app(store: Store, signer: LinkSigner, *, clock: Callable[[], float] = time.time) -> web.Application:
-    """Build the link server's app: `/files/{key}` serves signed links to `store`, `/healthz` says ok.
+def _readyz(readiness: Readiness) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def handle(_request: web.Request) -> web.Response:
+        """Readiness: 200 when every registered check answers ok, else 503; the body lists each check's code."""
+        report = await readiness.report()
+        return web.json_response(
+            report.to_json(), status=200 if report.ready else 503, headers={"Cache-Control": "no-store"}
+        )
+
+    return handle
+
+
+def make_app(
+    store: Store,
+    signer: LinkSigner,
+    *,
+    clock: Callable[[], float] = time.time,
+    readiness: Readiness | None = None,
+    serve_files: bool = True,
+) -> web.Application:
+    """Build the bot's web app: `/files/{key}` serves signed links to `store`, `/healthz` and `/readyz` probes.
 
     Args:
         store: the store links point into (file or memory; any store works).
         signer: checks links; only its secret matters here, its `base_url` is for making links.
         clock: the current Unix time, for link expiry.
+        readiness: the checks `/readyz` runs (none given: no `/readyz`).
+        serve_files: serve `/files/…` (off for stores that serve their own links, e.g. S3's presigned URLs).
     """
     app = web.Application()
-    app.router.add_get("/files/{key:.+}", _FileHandler(store, signer, clock).handle, name="files")
+    if serve_files:
+        app.router.add_get("/files/{key:.+}", _FileHandler(store, signer, clock).handle, name="files")
     app.router.add_get("/healthz", _healthz, name="healthz")
+    if readiness is not None:
+        app.router.add_get("/readyz", _readyz(readiness), name="readyz")
     return app
 
 
@@ -257,11 +286,20 @@ class LinkServer:
 
     @property
     def base_url(self) -> str:
-        """The server's own URL, `http://host:port` (a public URL behind a proxy comes from settings)."""
+        """The server's own URL, `http://host:port`; loopback when bound to every interface (`0.0.0.0`).
+
+        A public URL (behind a proxy, or the host's address when it runs in a container) comes from settings.
+        """
         if self._runner is None:
             raise RuntimeError("the link server is not running")
-        host = f"[{self._host}]" if ":" in self._host else self._host
-        return f"http://{host}:{self._port}"
+        return f"http://{url_host(self._host)}:{self._port}"
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """The (host, port) of every socket the server listens on."""
+        if self._runner is None:
+            raise RuntimeError("the link server is not running")
+        return [(str(address[0]), int(address[1])) for address in self._runner.addresses]
 
     async def start(self) -> None:
         """Start listening."""

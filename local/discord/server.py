@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Self
 
 from aiohttp import web
 
+from bot.core.hosts import url_host
 from local.discord import actions
 from local.discord.discord_py import discord_py_pointed_at
 from local.discord.driver import Driver
@@ -75,19 +76,24 @@ class Playground:
 
     # ------------------------------------------------------------- lifecycle
     @property
+    def _url_host(self) -> str:
+        # Bound to every interface (in a container), it is still reached from this machine on loopback.
+        return url_host(self.host)
+
+    @property
     def url(self) -> str:
         """Return the browser page's URL."""
-        return f"http://{self.host}:{self.port}/"
+        return f"http://{self._url_host}:{self.port}/"
 
     @property
     def api_base(self) -> str:
         """Return the REST base, as discord.py's ``Route.BASE``."""
-        return f"http://{self.host}:{self.port}/api/v10"
+        return f"http://{self._url_host}:{self.port}/api/v10"
 
     @property
     def gateway_url(self) -> str:
         """Return the gateway websocket URL."""
-        return f"ws://{self.host}:{self.port}/gateway"
+        return f"ws://{self._url_host}:{self.port}/gateway"
 
     async def start(self) -> Self:
         """Bind the server (port 0 picks a free port) and start serving."""
@@ -97,7 +103,7 @@ class Playground:
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
         self.port = int(self._runner.addresses[0][1])
-        self.state.base_url = f"http://{self.host}:{self.port}"
+        self.state.base_url = f"http://{self._url_host}:{self.port}"
         log.info("playground listening on %s", self.url)
         return self
 
