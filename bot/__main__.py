@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from bot.exts._access import policy_from_ids
 from bot.ledger import LedgerDamagedError, LedgerTooNewError
 from bot.malloc import limit_malloc_arenas
-from bot.settings import BotSettings
+from bot.settings import BotSettings, export_storage_env
 
 if TYPE_CHECKING:
     from bot.app.doctor import Check
@@ -122,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m bot`; `batch|imagine …` (headless) and `doctor` (preflight) are in bot/cli/."""
     argv = sys.argv[1:] if argv is None else argv
     limit_malloc_arenas()
+    export_storage_env()
     if argv[:1] in (["batch"], ["imagine"]):
         import bot.cli
 

@@ -4,8 +4,10 @@ Every external service is optional: a setting left unset selects the embedded de
 `python -m bot` runs with no account at all. Secrets are `SecretStr` and never appear in logs or reprs.
 """
 
+import os
 from pathlib import Path
 
+from dotenv import dotenv_values
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -244,3 +246,23 @@ class BotSettings(BaseSettings):
     def resolved_ledger_path(self) -> Path:
         """The SQLite ledger file: `LEDGER_PATH`, else `peel.sqlite3` in the data directory."""
         return self.ledger_path or self.data_dir / "peel.sqlite3"
+
+
+# Settings that the store reads itself when it opens (`storage.s3settings.S3Settings`, `STORAGE_*`) and the
+# ZIP intake limits (`STORAGE_INTAKE_*`): neither class reads `.env` (a store opens inside the event loop, where a
+# file read would block it), so the entry point copies them from `.env` into the environment first. The embedded
+# workers inherit them with the rest of the environment, as a RunPod worker gets them from its endpoint.
+STORAGE_ENV_PREFIX = "STORAGE_"
+
+
+def export_storage_env(env_file: str | Path = ".env") -> list[str]:
+    """Copy the `STORAGE_*` variables of `env_file` into `os.environ` where unset; return the names copied.
+
+    The environment wins over the file, as it does for `BotSettings`.
+    """
+    copied = []
+    for name, value in dotenv_values(env_file).items():
+        if name.upper().startswith(STORAGE_ENV_PREFIX) and value is not None and name not in os.environ:
+            os.environ[name] = value
+            copied.append(name)
+    return copied

@@ -27,6 +27,7 @@ if str(ROOT) not in sys.path:  # run as a script: the repository's packages are 
     sys.path.insert(0, str(ROOT))
 
 from bot.settings import BotSettings  # noqa: E402
+from storage.intake import IntakeSettings  # noqa: E402
 from storage.s3settings import S3Settings  # noqa: E402
 from worker.gemini import GeminiSettings  # noqa: E402
 from worker.settings import WorkerSettings  # noqa: E402
@@ -60,10 +61,15 @@ SECTIONS: tuple[Section, ...] = (
     ),
     Section(
         "Storage credentials",
-        "Read by the bot and by the worker when STORAGE_URL is s3://..., from the process environment only: "
-        "`docker run --env-file .env` passes them, a plain `python -m bot` does not read them from .env. "
-        "Values in the URL's query (?endpoint=...&region=...) win.",
+        "Read by the bot and by the worker when STORAGE_URL is s3://... (`python -m bot` copies them from .env into "
+        "its environment, so the embedded workers get them too). Values in the URL's query "
+        "(?endpoint=...&region=...) win.",
         (S3Settings,),
+    ),
+    Section(
+        "Batch ZIP intake",
+        "Read by `python -m bot` (and `batch`): what one /batch ZIP may hold (from the environment or .env).",
+        (IntakeSettings,),
     ),
     Section(
         "Worker",
@@ -74,9 +80,7 @@ SECTIONS: tuple[Section, ...] = (
 )
 
 # Settings classes no deployed process builds, so their variables would do nothing; the test keeps this honest.
-NOT_READ: dict[str, str] = {
-    "storage.intakereport.IntakeSettings": "no process builds it: the bot checks ZIPs with the default IntakeLimits",
-}
+NOT_READ: dict[str, str] = {}
 
 _FIELD_LINE = re.compile(r"^    (\w+)\s*:")
 _COMMENT_LINE = re.compile(r"^    #\s?(.*)$")

@@ -8,6 +8,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from storage.errors import StorageError
@@ -58,17 +59,39 @@ _DEFAULT_LIMITS = IntakeLimits()
 
 
 class IntakeSettings(BaseSettings):
-    """Intake limits from the environment (`STORAGE_INTAKE_*`); only the composition root builds this."""
+    """Intake limits from the environment (`STORAGE_INTAKE_*`), read where the bot builds its services."""
 
     model_config = SettingsConfigDict(env_prefix="STORAGE_INTAKE_", extra="ignore")
 
-    max_entries: int = _DEFAULT_LIMITS.max_entries
-    max_total_uncompressed_bytes: int = _DEFAULT_LIMITS.max_total_uncompressed_bytes
-    max_image_bytes: int = _DEFAULT_LIMITS.max_image_bytes
-    max_pixels: int = _DEFAULT_LIMITS.max_pixels
-    max_compression_ratio: float = _DEFAULT_LIMITS.max_compression_ratio
-    ratio_check_min_bytes: int = _DEFAULT_LIMITS.ratio_check_min_bytes
-    max_upload_bytes: int = _DEFAULT_LIMITS.max_upload_bytes
+    max_entries: int = Field(
+        default=_DEFAULT_LIMITS.max_entries, ge=1, description="entries in a batch ZIP; more refuses the whole ZIP"
+    )
+    max_total_uncompressed_bytes: int = Field(
+        default=_DEFAULT_LIMITS.max_total_uncompressed_bytes,
+        ge=1,
+        description="the sum of a batch ZIP's uncompressed sizes; more refuses the whole ZIP",
+    )
+    max_image_bytes: int = Field(
+        default=_DEFAULT_LIMITS.max_image_bytes, ge=1, description="one image in a ZIP or attached; bigger is skipped"
+    )
+    max_pixels: int = Field(
+        default=_DEFAULT_LIMITS.max_pixels,
+        ge=1,
+        description="width x height of one image (decompression bombs), read from its header before decoding",
+    )
+    max_compression_ratio: float = Field(
+        default=_DEFAULT_LIMITS.max_compression_ratio,
+        gt=1,
+        description="uncompressed / compressed size of a ZIP entry above which it is skipped as a zip bomb",
+    )
+    ratio_check_min_bytes: int = Field(
+        default=_DEFAULT_LIMITS.ratio_check_min_bytes,
+        ge=0,
+        description="entries smaller than this skip the ratio check",
+    )
+    max_upload_bytes: int = Field(
+        default=_DEFAULT_LIMITS.max_upload_bytes, ge=1, description="the compressed size of a ZIP streamed in"
+    )
 
     def limits(self) -> IntakeLimits:
         """Return these settings as an `IntakeLimits`."""

@@ -2,8 +2,9 @@
 
 They are a settings class rather than loose `os.environ` look-ups so that `.env.example`, generated from the
 settings classes, lists them with their help. They are read from the process environment only, not from `.env`:
-stores are opened inside the event loop, where reading a file would block it (`docker run --env-file .env` puts
-them in the environment). Values in the store URL's query (`?endpoint=…&region=…`) win over these.
+stores are opened inside the event loop, where reading a file would block it; `python -m bot` copies them from
+`.env` into its environment at start (`bot.settings.export_storage_env`). Values in the store URL's query
+(`?endpoint=…&region=…`) win over these.
 """
 
 from collections.abc import Mapping

@@ -26,6 +26,7 @@ from bot.core.manifest import ItemStatus as RowStatus
 from bot.core.manifest import ManifestRow
 from bot.core.models import Job, JobParams
 from bot.settings import BotSettings
+from storage.intake import IntakeSettings
 
 _HASH_BLOCK_BYTES = 1024 * 1024
 
@@ -74,7 +75,7 @@ async def run_batch(args: argparse.Namespace, settings: BotSettings, console: Co
     started = time.monotonic()
 
     async with interruptible() as stop, open_runtime(settings, serve_links=False) as runtime:
-        service = BatchService(runtime, limits=_cli_limits(settings))
+        service = BatchService(runtime, limits=_cli_limits(settings), intake_limits=IntakeSettings().limits())
         job = await service.started_job(key)
         if job is not None:
             console.note(f"resuming job {job.id}: {job.ok} done, {job.failed} failed of {job.total}")

@@ -214,3 +214,17 @@ async def test_fresh_link_rebuilds_the_zip_when_the_archive_is_gone(
     await service.fresh_link(job)
 
     assert [info.key async for info in store.list("zips/")] != []
+
+
+async def test_intake_limits_set_in_the_environment_bound_the_zips_the_services_plan(
+    runtime: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.app.services import Services
+
+    monkeypatch.setenv("STORAGE_INTAKE_MAX_ENTRIES", "2")
+    service = Services.of(runtime).batches
+    with pytest.raises(BatchError):
+        await service.plan_from_file(await write_zip(tmp_path / "three.zip", 3), slash_request(), source="three")
+    monkeypatch.delenv("STORAGE_INTAKE_MAX_ENTRIES")
+    plan = await Services.of(runtime).batches.plan_from_file(tmp_path / "three.zip", slash_request(), source="three")
+    assert len(plan.items) == 3
