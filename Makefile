@@ -8,7 +8,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(shell $(PYTHON) -c 'import sys; print(sys.executable)')
 BIN := .venv/bin
 
-.PHONY: setup run doctor test lint types unit unit-fast e2e-discord e2e-rest bench env-example worker-requirements clean
+.PHONY: setup run doctor test lint types unit unit-fast e2e-discord e2e-cli e2e-rest bench env-example worker-requirements clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -38,20 +38,23 @@ types: setup
 unit: setup
 	$(BIN)/pytest -q
 
-# The suite in three parts that together run every test once: the end-to-end tests (two parts of about the same
+# The suite in four parts that together run every test once: the end-to-end tests (three parts of about the same
 # length) mostly wait on their servers and subprocesses, the rest mostly computes.
 unit-fast: setup
 	$(BIN)/pytest -q --ignore=tests/e2e
 
 e2e-discord: setup
-	$(BIN)/pytest -q tests/e2e/discord tests/e2e/bot
+	$(BIN)/pytest -q tests/e2e/discord
+
+e2e-cli: setup
+	$(BIN)/pytest -q tests/e2e/cli
 
 e2e-rest: setup
-	$(BIN)/pytest -q tests/e2e --ignore=tests/e2e/discord --ignore=tests/e2e/bot
+	$(BIN)/pytest -q tests/e2e --ignore=tests/e2e/discord --ignore=tests/e2e/cli
 
-# Lint, types and the three parts of the suite side by side, each target's output printed whole when it ends.
+# Lint, types and the four parts of the suite side by side, each target's output printed whole when it ends.
 test: setup
-	@$(MAKE) --no-print-directory -j5 --output-sync=target lint types unit-fast e2e-discord e2e-rest
+	@$(MAKE) --no-print-directory -j6 --output-sync=target lint types unit-fast e2e-discord e2e-cli e2e-rest
 
 bench: setup
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -56,7 +56,7 @@ from bot.dispatch import CancelResult, SubmitResult, Subscription
 from bot.ledger.store import new_id
 from bot.net.urlfetch import Downloads, FetchError, FetchOptions, FetchRefusedError, UrlPolicy, parse_networks
 from storage.errors import ObjectNotFoundError
-from storage.intake import IntakeLimits, IntakeRefusedError, IntakeReport, UploadIntake
+from storage.intake import IntakeLimits, IntakeRefusedError, IntakeReport, IntakeSettings, UploadIntake
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +67,13 @@ class BatchService:
     def __init__(
         self, runtime: Runtime, *, intake_limits: IntakeLimits | None = None, limits: BatchLimits | None = None
     ) -> None:
+        """Build the service; `intake_limits` unset: the `STORAGE_INTAKE_*` settings (defaults where unset)."""
         self._rt = runtime
         self._limits = limits
         self._plans = PendingPlans(runtime.backends.store, ttl_s=runtime.settings.batch_plan_ttl_s)
         self._intake = UploadIntake(
             runtime.backends.store,
-            limits=intake_limits,
+            limits=intake_limits or IntakeSettings().limits(),  # STORAGE_INTAKE_* (no file read: see settings)
             max_parallel_checks=runtime.settings.intake_parallel_checks,
         )
         s = runtime.settings

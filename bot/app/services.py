@@ -11,7 +11,6 @@ from bot.app.batches import BatchService
 from bot.app.generation import GenerationService
 from bot.app.groups import GroupService
 from bot.app.runtime import Runtime
-from storage.intake import IntakeSettings
 
 
 def generation_service(runtime: Runtime) -> GenerationService:
@@ -35,7 +34,7 @@ class Services:
         """Build every service over an opened runtime."""
         return cls(
             generation=generation_service(runtime),
-            batches=BatchService(runtime, intake_limits=IntakeSettings().limits()),
+            batches=BatchService(runtime),
             groups=GroupService(runtime),
             account=AccountService(runtime.ledger, runtime.dispatcher),
         )

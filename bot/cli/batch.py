@@ -26,7 +26,6 @@ from bot.core.manifest import ItemStatus as RowStatus
 from bot.core.manifest import ManifestRow
 from bot.core.models import Job, JobParams
 from bot.settings import BotSettings
-from storage.intake import IntakeSettings
 
 _HASH_BLOCK_BYTES = 1024 * 1024
 
@@ -75,7 +74,7 @@ async def run_batch(args: argparse.Namespace, settings: BotSettings, console: Co
     started = time.monotonic()
 
     async with interruptible() as stop, open_runtime(settings, serve_links=False) as runtime:
-        service = BatchService(runtime, limits=_cli_limits(settings), intake_limits=IntakeSettings().limits())
+        service = BatchService(runtime, limits=_cli_limits(settings))
         job = await service.started_job(key)
         if job is not None:
             console.note(f"resuming job {job.id}: {job.ok} done, {job.failed} failed of {job.total}")
