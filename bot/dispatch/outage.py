@@ -93,7 +93,7 @@ class OutageMixin(DispatcherBase):
         if not self._runpod.probe_due(self._clock.now()):
             return
         try:
-            await self._gateway.health()
+            await self._gateway.health(once=True)  # the breaker's backoff is the retry loop: no retries within
         except RunpodError as exc:
             log.info("runpod probe failed: %s", exc, extra={"action": "probe"})
             if self._runpod_failed(exc):

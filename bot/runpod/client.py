@@ -157,9 +157,9 @@ class RunpodHttpGateway:
         log.info("runpod job %s cancel: %s", job.id, job.status, extra={"action": "cancel", "remote_id": job.id})
         return job
 
-    async def health(self) -> EndpointHealth:
-        """Return the endpoint's job and worker counts."""
-        status, data = await self._request("GET", "/health", idempotent=True)
+    async def health(self, *, once: bool = False) -> EndpointHealth:
+        """Return the endpoint's job and worker counts; `once`: a single attempt (a probe that is itself retried)."""
+        status, data = await self._request("GET", "/health", idempotent=True, max_attempts=1 if once else None)
         self._raise_for_status("/health", status, data)
         if (
             not isinstance(data, dict)
@@ -181,15 +181,18 @@ class RunpodHttpGateway:
 
     # ------------------------------------------------------------------------------------------------ transport
 
-    async def _request(self, method: str, path: str, *, body: object = None, idempotent: bool) -> tuple[int, object]:
+    async def _request(
+        self, method: str, path: str, *, body: object = None, idempotent: bool, max_attempts: int | None = None
+    ) -> tuple[int, object]:
         """Send one request with retries; return the final HTTP status and the parsed JSON body (or None)."""
+        max_attempts = max_attempts or self._backoff.max_attempts
         attempt = 0
         while True:
             attempt += 1
             try:
                 return await self._attempt(method, path, body=body, idempotent=idempotent)
             except _RetryableError as exc:
-                if attempt >= self._backoff.max_attempts:
+                if attempt >= max_attempts:
                     raise RunpodUnavailableError(
                         f"runpod {method} {path}: {exc} (gave up after {attempt} attempts)",
                         status_code=exc.status_code,

@@ -77,7 +77,7 @@ class RunpodGateway(Protocol):
         """Cancel a queued or running job."""
         ...
 
-    async def health(self) -> EndpointHealth:
+    async def health(self, *, once: bool = False) -> EndpointHealth:
         """Return the endpoint's job and worker counts."""
         ...
 

@@ -103,7 +103,7 @@ class MemoryRunpod:
             job.status = RemoteStatus.CANCELLED
         return self._remote(job)
 
-    async def health(self) -> EndpointHealth:
+    async def health(self, *, once: bool = False) -> EndpointHealth:
         return EndpointHealth(jobs={"inQueue": len(self.active())}, workers={})
 
     async def purge_queue(self) -> int:

@@ -305,6 +305,18 @@ async def test_health_and_purge_are_parsed(fake: FakeRunpod, gateway: RunpodHttp
     assert await gateway.purge_queue() == 3
 
 
+async def test_health_once_makes_one_attempt_when_the_breaker_probes_a_failing_endpoint(
+    fake: FakeRunpod, gateway: RunpodHttpGateway, sleeps: Sleeps
+) -> None:
+    fake.script("health", [503, 503])
+
+    with pytest.raises(RunpodUnavailableError):
+        await gateway.health(once=True)
+
+    assert len(fake.requests) == 1  # the breaker's own backoff paces probes: no retries (and no warnings) within
+    assert sleeps.delays == []
+
+
 async def test_api_key_never_appears_in_logs_or_repr(
     fake: FakeRunpod, gateway: RunpodHttpGateway, caplog: pytest.LogCaptureFixture
 ) -> None:
