@@ -74,32 +74,29 @@ def impossible_configurations(facts: DeploymentFacts) -> list[ConfigProblem]:
 
 
 def _url_problems(facts: DeploymentFacts) -> list[ConfigProblem]:
-    problems = []
-    if facts.runpod_configured and not _is_http_url(facts.runpod_base_url):
-        problems.append(
-            ConfigProblem(
-                setting="RUNPOD_BASE_URL",
-                problem=f"{facts.runpod_base_url!r} is not an http(s) URL",
-                fix="leave it unset for RunPod (https://api.runpod.ai/v2) or give a full http(s) URL",
-            )
-        )
-    if facts.gemini_base_url is not None and not _is_http_url(facts.gemini_base_url):
-        problems.append(
-            ConfigProblem(
-                setting="GEMINI_BASE_URL",
-                problem=f"{facts.gemini_base_url!r} is not an http(s) URL",
-                fix="leave it unset for Google's Gemini API or give a full http(s) URL",
-            )
-        )
-    if facts.public_base_url is not None and not _is_http_url(facts.public_base_url):
-        problems.append(
-            ConfigProblem(
-                setting="PUBLIC_BASE_URL",
-                problem=f"{facts.public_base_url!r} is not an absolute http(s) URL",
-                fix="set it to the address users open the link server at, e.g. https://peel.example.com",
-            )
-        )
-    return problems
+    # (setting, its value when it is in use, the fix when it is not a URL Peel can call)
+    urls = (
+        (
+            "RUNPOD_BASE_URL",
+            facts.runpod_base_url if facts.runpod_configured else None,
+            "leave it unset for RunPod (https://api.runpod.ai/v2) or give a full http(s) URL",
+        ),
+        (
+            "GEMINI_BASE_URL",
+            facts.gemini_base_url,
+            "leave it unset for Google's Gemini API or give a full http(s) URL",
+        ),
+        (
+            "PUBLIC_BASE_URL",
+            facts.public_base_url,
+            "set it to the address users open the link server at, e.g. https://peel.example.com",
+        ),
+    )
+    return [
+        ConfigProblem(setting=setting, problem=f"{url!r} is not an absolute http(s) URL", fix=fix)
+        for setting, url, fix in urls
+        if url is not None and not _is_http_url(url)
+    ]
 
 
 def _store_problems(facts: DeploymentFacts) -> list[ConfigProblem]:
