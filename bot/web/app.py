@@ -265,14 +265,22 @@ def make_app(
 _LOGGED_PATH_SAFE = "/:@!$&'()*+,;="
 
 
+_PROBE_PATHS = frozenset({"/healthz", "/readyz"})
+
+
 class QuietAccessLogger(AbstractAccessLogger):
-    """An access log that leaves out query strings, which carry link signatures, and escapes paths."""
+    """An access log that leaves out query strings, which carry link signatures, and escapes paths.
+
+    Probes that pass (`/healthz`, `/readyz` answering 200, every few seconds from Docker or an orchestrator) are
+    logged at DEBUG, so the log keeps the requests people make; a failing probe is logged like any request.
+    """
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        """Log method, path (percent-encoded), status and size of one request at INFO."""
+        """Log method, path (percent-encoded), status and size of one request at INFO (passing probes at DEBUG)."""
+        level = logging.DEBUG if request.path in _PROBE_PATHS and response.status == 200 else logging.INFO
         path = urllib.parse.quote(request.path, safe=_LOGGED_PATH_SAFE)
         method = urllib.parse.quote(request.method, safe="")
-        self.logger.info("%s %s %d %d %.3fs", method, path, response.status, response.body_length, time)
+        self.logger.log(level, "%s %s %d %d %.3fs", method, path, response.status, response.body_length, time)
 
 
 class LinkServer:

@@ -344,3 +344,16 @@ async def test_link_server_refuses_base_url_when_not_started() -> None:
     with pytest.raises(RuntimeError):
         _ = server.base_url
     await server.close()  # closing a server that never started is harmless
+
+
+async def test_access_log_keeps_requests_and_failing_probes_but_not_passing_ones(
+    http: ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with LinkServer(make_app(MemoryStore(), LinkSigner(SECRET, "x"))) as server:
+        with caplog.at_level(logging.INFO, logger="aiohttp.access"):
+            async with http.get(f"{server.base_url}/healthz") as resp:
+                assert resp.status == 200
+            async with http.get(f"{server.base_url}/files/nothing") as resp:
+                assert resp.status == 403
+    logged = [r.getMessage() for r in caplog.records if r.name == "aiohttp.access" and r.levelno >= logging.INFO]
+    assert [line.split()[:3] for line in logged] == [["GET", "/files/nothing", "403"]]
