@@ -25,7 +25,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("bot")
 
-EXIT_LEDGER_DAMAGED = 3  # damaged, or written by a newer Peel; as `python -m bot batch|imagine` (bot/cli/)
+# As `python -m bot batch|imagine` (bot/cli/args.py).
+EXIT_LEDGER_DAMAGED = 3  # damaged, or written by a newer Peel
+EXIT_UNREACHABLE = 4  # Discord could not be reached at start-up (the supervisor restarts the bot)
+EXIT_MISCONFIGURED = 5  # Discord refused the token or the Message Content intent
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -39,7 +42,7 @@ async def run(settings: BotSettings) -> None:
     """Run the bot until it is stopped (SIGINT/SIGTERM, e.g. `docker stop`); return within Docker's 10 s grace."""
     from bot.app.probes import discord_check
     from bot.app.runtime import open_runtime
-    from bot.discord_bot import PeelBot
+    from bot.discord_bot import PeelBot, log_in
 
     access = policy_from_ids(
         allowed_guild_ids=settings.allowed_guild_ids,
@@ -73,9 +76,9 @@ async def run(settings: BotSettings) -> None:
             sync_guild_id = settings.dev_guild_id
         bot = PeelBot(runtime, access=access, sync_guild_id=sync_guild_id)
         runtime.readiness.add("discord", discord_check(bot.gateway_connected))
-        await bot.login(token)
+        stack.push_async_callback(bot.close)  # also after a failed login: it closes discord.py's HTTP session
+        await log_in(bot, token)
         connection = asyncio.create_task(bot.connect(reconnect=True), name="discord-connection")
-        stack.push_async_callback(bot.close)
         waiter = asyncio.create_task(stop.wait())
         ready = asyncio.create_task(bot.wait_until_ready())
         # A SIGTERM while connecting (a container stopped at once) stops here too.
@@ -83,7 +86,7 @@ async def run(settings: BotSettings) -> None:
         ready.cancel()
         if connection.done():
             waiter.cancel()
-            connection.result()  # re-raise what ended the connection
+            _reraise_explained(connection)
         if stop.is_set():
             log.info("stopping")
             return
@@ -98,10 +101,20 @@ async def run(settings: BotSettings) -> None:
         done, _ = await asyncio.wait({connection, waiter}, return_when=asyncio.FIRST_COMPLETED)
         waiter.cancel()
         if connection in done:
-            connection.result()  # re-raise what ended the connection
+            _reraise_explained(connection)
         # On the way out (the stack, in reverse): the dispatcher stops submitting and lets chunks in flight be
         # (they are re-attached after a restart), Discord disconnects, the web server closes, the ledger last.
         log.info("stopping")
+
+
+def _reraise_explained(connection: "asyncio.Task[None]") -> None:
+    """Re-raise what ended the gateway connection, as a `DiscordStartError` when the operator must act."""
+    from bot.discord_bot import explain_connection_end
+
+    exc = connection.exception()
+    if exc is None:
+        return
+    raise explain_connection_end(exc) or exc
 
 
 async def doctor_discord_checks(settings: BotSettings) -> "list[Check]":
@@ -149,12 +162,17 @@ def main(argv: list[str] | None = None) -> int:
         for problem in problems:
             sys.stderr.write(f"  {problem}\n")
         return 2
+    from bot.discord_bot import DiscordStartError
+
     try:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(run(settings))
     except (LedgerDamagedError, LedgerTooNewError) as exc:
         log.critical("%s", exc.user_message)  # what to do, not a traceback: the operator restores the file
         return EXIT_LEDGER_DAMAGED
+    except DiscordStartError as exc:
+        log.critical("%s", exc)
+        return EXIT_MISCONFIGURED if exc.misconfigured else EXIT_UNREACHABLE
     return 0
 
 

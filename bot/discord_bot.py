@@ -6,6 +6,7 @@ import json
 import logging
 from typing import Any
 
+import aiohttp
 import discord
 from discord import app_commands
 from discord.ext import commands
@@ -32,6 +33,60 @@ PEEL_PERMISSIONS = discord.Permissions(
     read_message_history=True,  # the bot adds no reactions: it only reads the ones users add
 )
 PEEL_SCOPES = ("bot", "applications.commands")
+
+
+class DiscordStartError(Exception):
+    """Discord refused Peel (`misconfigured`: a setting must change) or could not be reached, as Peel started.
+
+    `str()` is the operator's message: what happened and what to do, never a traceback.
+    """
+
+    def __init__(self, message: str, *, misconfigured: bool) -> None:
+        super().__init__(message)
+        self.misconfigured = misconfigured
+
+
+async def log_in(client: discord.Client, token: str) -> None:
+    """Log in with discord.py (GET /users/@me), turning a refusal or an unreachable Discord into `DiscordStartError`.
+
+    Raises:
+        DiscordStartError: the token was refused (401), or Discord did not answer (network, DNS, 5xx).
+    """
+    try:
+        await client.login(token)
+    except discord.LoginFailure as exc:
+        raise DiscordStartError(
+            "Discord refused DISCORD_TOKEN (401): reset the bot's token in the Developer Portal (Bot → Reset Token) "
+            "and set DISCORD_TOKEN to it",
+            misconfigured=True,
+        ) from exc
+    except discord.HTTPException as exc:  # a 5xx after discord.py's own retries, or another refusal
+        raise DiscordStartError(
+            f"Discord answered HTTP {exc.status} to the login; try again later (python -m bot doctor checks it)",
+            misconfigured=500 > exc.status >= 400,
+        ) from exc
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        raise DiscordStartError(
+            f"Discord cannot be reached ({type(exc).__name__}): check this machine's network and DNS for "
+            "discord.com; the bot exits so that its supervisor (Docker's restart policy, systemd) starts it again",
+            misconfigured=False,
+        ) from exc
+
+
+def explain_connection_end(exc: BaseException) -> DiscordStartError | None:
+    """Return what to tell the operator when the gateway connection ended with `exc`, or None to let it raise."""
+    if isinstance(exc, discord.PrivilegedIntentsRequired):
+        return DiscordStartError(
+            "Discord refused the Message Content intent (close code 4014): enable it in the Developer Portal "
+            "(Bot → Privileged Gateway Intents → Message Content Intent); Peel reads replies in threads with it",
+            misconfigured=True,
+        )
+    if isinstance(exc, discord.LoginFailure):
+        return DiscordStartError(
+            "Discord refused DISCORD_TOKEN on the gateway (close code 4004): reset the token and set DISCORD_TOKEN",
+            misconfigured=True,
+        )
+    return None
 
 
 def peel_intents() -> discord.Intents:
