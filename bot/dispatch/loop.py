@@ -254,7 +254,7 @@ class Dispatcher(AdmissionMixin, SchedulingMixin):
         waiting = {item.index: item for item in submitted}
         # Only results not recorded yet tell of Gemini (a final manifest repeats what progress reports said), and
         # before the outcomes: the failure that opens Gemini's breaker is already the outage's, not its item's.
-        self._watch_gemini([result for result in results if result.index in waiting])
+        await self._watch_gemini([result for result in results if result.index in waiting])
         outcomes = [self._outcome(result, waiting[result.index], now) for result in results if result.index in waiting]
         recorded = await self._ledger.record_outcomes(
             chunk.id,

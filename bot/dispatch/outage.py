@@ -117,13 +117,19 @@ class OutageMixin(DispatcherBase):
         )
         self._tell(self._gemini.refused(self._clock.now(), refusal))
 
-    def _watch_gemini(self, results: Sequence[ItemResult]) -> None:
+    async def _watch_gemini(self, results: Sequence[ItemResult]) -> None:
         """Feed Gemini's breaker what newly reported item results say of Gemini (`gemini_signal`)."""
         signal = gemini_signal(results)
+        now = self._clock.now()
         if signal.answered:
-            self._tell(self._gemini.answered(self._clock.now()))
+            restored = self._gemini.answered(now)
+            self._tell(restored)
+            if isinstance(restored, ServiceRestored):
+                # The items that failed before the run of failures was long enough to open the breaker still wait
+                # out their own backoff (up to minutes): Gemini is back, so they go now with the rest.
+                await self._ledger.release_backoff(code=ErrorCode.UPSTREAM.value, now=now)
         elif signal.failures:
-            self._tell(self._gemini.failed(self._clock.now(), signal.reason, count=signal.failures))
+            self._tell(self._gemini.failed(now, signal.reason, count=signal.failures))
 
     def _tell(self, event: ServiceEvent | None) -> None:
         """Log an incident's change once (ERROR when it begins) and publish it to the front ends."""
@@ -132,17 +138,19 @@ class OutageMixin(DispatcherBase):
         if isinstance(event, ServiceDown):
             log.error(
                 "%s unreachable since %s (%s); waiting jobs are delayed, probing until it answers",
-                event.service,
+                service_name(event.service),
                 event.since.isoformat(timespec="seconds"),
                 event.reason,
                 extra={"action": "outage"},
             )
         elif isinstance(event, ConfigError):
-            log.error("%s: %s; fix: %s", event.service, event.detail, event.fix, extra={"action": "config"})
+            log.error(
+                "%s: %s; fix: %s", service_name(event.service), event.detail, event.fix, extra={"action": "config"}
+            )
         elif isinstance(event, ServiceRestored):
             log.warning(
                 "%s is back after %s",
-                event.service,
+                service_name(event.service),
                 format_duration(event.down_for.total_seconds()),
                 extra={"action": "restored"},
             )

@@ -100,7 +100,7 @@ async def test_an_outage_is_told_once_probed_one_item_at_a_time_and_work_resumes
 
 
 async def test_fewer_failures_than_the_threshold_are_the_items_own_and_an_image_resets_the_run(
-    make_dispatcher: MakeDispatcher, runpod: MemoryRunpod, ledger: Ledger
+    make_dispatcher: MakeDispatcher, runpod: MemoryRunpod, ledger: Ledger, clock: FakeClock
 ) -> None:
     d = make_dispatcher(POLICY)
     events = d.subscribe()
@@ -119,6 +119,17 @@ async def test_fewer_failures_than_the_threshold_are_the_items_own_and_an_image_
     # The two before the breaker opened used their attempt (with the usual backoff); those that opened it did not.
     items = await ledger.items(JobId(two.input.job_id))
     assert [(i.attempts, i.status) for i in items] == [(1, ItemStatus.PENDING)] * 2 + [(0, ItemStatus.PENDING)] * 2
+
+    # Gemini answers the probe: the items still backing off go at once with the rest, not minutes later.
+    clock.advance(1)
+    await d.run_once()
+    [probe] = runpod.active()
+    assert (probe.input.job_id, probe.indices) == (two.input.job_id, [2])  # the first item due
+    await runpod.finish(probe.id)
+    await d.run_once()
+    assert [type(e) for e in service_events(events.drain())] == [ServiceRestored]
+    sent = sorted((j.input.job_id == one.input.job_id, j.indices) for j in runpod.active())
+    assert sent == [(False, [0, 1, 3]), (True, [0, 1])]
 
 
 async def test_jobs_waiting_for_gemini_fail_as_unavailable_at_the_give_up_time_of_their_kind(
