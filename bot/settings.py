@@ -188,12 +188,12 @@ class BotSettings(BaseSettings):
     outage_fail_after_s: float = Field(
         default=600.0,
         gt=0,
-        description="interactive jobs fail after RunPod has been unreachable this long (nothing is charged)",
+        description="interactive jobs fail after RunPod or Gemini has been unreachable this long (nothing is charged)",
     )
     outage_fail_batch_after_s: float = Field(
         default=3600.0,
         gt=0,
-        description="batches fail their unsent images after RunPod has been unreachable this long",
+        description="batches fail their unmade images after RunPod or Gemini has been unreachable this long",
     )
     admin_channel_id: int | None = Field(
         default=None,

@@ -50,6 +50,7 @@ from bot.core.models import (
     NewItem,
     UserId,
 )
+from bot.core.outage import Outage
 from bot.core.params import ParsedPrompt, parse_prompt, resolve_model
 from bot.core.render import code
 from bot.dispatch import CancelResult, SubmitResult, Subscription
@@ -391,9 +392,9 @@ class BatchService:
         retrying = {} if job.status.is_final else await self._rt.ledger.retrying_counts(job_id)
         return snapshot_of(job, errors=errors, retrying=retrying)
 
-    def workers_down_since(self) -> datetime | None:
-        """When RunPod became unreachable, while it is (every running batch is delayed meanwhile); else None."""
-        return self._rt.dispatcher.runpod_down_since
+    def outage(self) -> Outage | None:
+        """The outage (RunPod's or Gemini's) every running batch is delayed by now, if there is one."""
+        return self._rt.dispatcher.outage
 
     async def plan_of(self, job_id: JobId) -> BatchPlan | None:
         """Return the plan a batch was started from."""

@@ -18,6 +18,7 @@ from bot.app.embedded import Backends, open_backends
 from bot.app.probes import ledger_check, runpod_check, store_check
 from bot.core.hosts import url_host
 from bot.core.models import Job, JobId
+from bot.core.outage import Outage
 from bot.dispatch import Dispatcher, policy_from_settings
 from bot.ledger import Ledger, backup_path
 from bot.settings import BotSettings
@@ -36,12 +37,16 @@ class StopRequestedError(Exception):
 
 
 class WorkersUnreachableError(Exception):
-    """A headless run gave up waiting for RunPod, unreachable since `since`; the job stays and can be resumed."""
+    """A headless run gave up waiting through an outage; the job stays and can be resumed.
 
-    def __init__(self, since: datetime, reason: str) -> None:
-        super().__init__(f"RunPod unreachable since {since.isoformat(timespec='seconds')}: {reason}")
+    `service` is what was unreachable: `runpod` (the image workers) or `gemini` (not answering the workers).
+    """
+
+    def __init__(self, since: datetime, reason: str, service: str = "runpod") -> None:
+        super().__init__(f"{service} unreachable since {since.isoformat(timespec='seconds')}: {reason}")
         self.since = since
         self.reason = reason
+        self.service = service
 
 
 class WorkersMisconfiguredError(Exception):
@@ -64,7 +69,7 @@ class Runtime:
     signer: LinkSigner
     readiness: Readiness = field(default_factory=Readiness)
     link_server: LinkServer | None = None
-    _delayed_told: datetime | None = None  # the outage a headless run has already said it is delayed by
+    _delayed_told: Outage | None = None  # the outage a headless run has already said it is delayed by
 
     async def link(self, key: str, *, filename: str | None = None, expires_s: int | None = None) -> str:
         """Return a URL that serves `key` until it expires (signed link, or an S3 presigned URL)."""
@@ -84,7 +89,7 @@ class Runtime:
         on_tick: Callable[[Job], None] | None = None,
         tick_s: float = 0.5,
         give_up_after_s: float | None = None,
-        on_delayed: Callable[[datetime], None] | None = None,
+        on_delayed: Callable[[Outage], None] | None = None,
     ) -> Job:
         """Run the dispatcher in this process (after `resume_after_restart`) until the job is final; return it.
 
@@ -95,12 +100,13 @@ class Runtime:
             stop: set by SIGINT/SIGTERM.
             on_tick: called with the job about every `tick_s`.
             tick_s: how often the job is looked at.
-            give_up_after_s: how long to wait for an unreachable RunPod before giving up (None: as the bot does).
-            on_delayed: called once when RunPod becomes unreachable, with the time it did.
+            give_up_after_s: how long to wait through an outage of RunPod or Gemini before giving up (None: as the
+                bot does).
+            on_delayed: called once when an outage of RunPod or Gemini begins to delay the job.
 
         Raises:
             StopRequestedError: `stop` was set first; the dispatcher loop is cancelled and the job left as it is.
-            WorkersUnreachableError: RunPod stayed unreachable `give_up_after_s`; the job is left as it is.
+            WorkersUnreachableError: RunPod or Gemini stayed unreachable `give_up_after_s`; the job is left as it is.
             WorkersMisconfiguredError: RunPod refuses the key or endpoint id; nothing can run until it is fixed.
         """
         dispatcher = self.dispatcher
@@ -129,18 +135,17 @@ class Runtime:
         finally:
             await dispatcher.stop(loop_task)
 
-    def _check_outage(self, give_up_after_s: float | None, on_delayed: Callable[[datetime], None] | None) -> None:
-        """Tell of an outage once, and raise when RunPod has been unreachable longer than a headless run waits."""
-        dispatcher = self.dispatcher
-        since = dispatcher.runpod_down_since
-        if since is None:
+    def _check_outage(self, give_up_after_s: float | None, on_delayed: Callable[[Outage], None] | None) -> None:
+        """Tell of an outage (RunPod's or Gemini's) once, and raise when it lasts longer than a headless run waits."""
+        outage = self.dispatcher.outage
+        if outage is None:
             self._delayed_told = None
             return
-        if on_delayed is not None and self._delayed_told != since:
-            self._delayed_told = since
-            on_delayed(since)
-        if give_up_after_s is not None and (datetime.now(UTC) - since).total_seconds() >= give_up_after_s:
-            raise WorkersUnreachableError(since, dispatcher.runpod_down_reason)
+        if on_delayed is not None and self._delayed_told != outage:
+            self._delayed_told = outage
+            on_delayed(outage)
+        if give_up_after_s is not None and (datetime.now(UTC) - outage.since).total_seconds() >= give_up_after_s:
+            raise WorkersUnreachableError(outage.since, outage.reason, outage.service)
 
     async def workers_ready(self, stop: asyncio.Event) -> None:
         """Wait (at most `WORKERS_READY_S`) until every embedded worker asks for work, before a batch's first chunks.

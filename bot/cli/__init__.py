@@ -9,9 +9,10 @@ job's idempotency key is a hash of the input ZIP's content, the prompt and the p
 started again after Ctrl-C, a crash or SIGKILL finds the same job in the ledger and goes on with it: nothing that
 was made is made again. Exit status: 0 when every item was made, 1 when some failed (the ZIP is still written), 2
 for bad usage or input, 3 when the ledger is damaged (the message says how to restore it), 4 when RunPod stayed
-unreachable for `--give-up-after` seconds (30 by default: the CLI gives up sooner than the bot; the job is kept and
-the same command resumes it), 5 when RunPod refuses the key or endpoint id (the message names the fix), 130 when
-interrupted. While RunPod is unreachable a `delayed: image workers unreachable since HH:MM` line says so.
+unreachable, or Gemini did not answer the workers, for `--give-up-after` seconds (30 by default: the CLI gives up
+sooner than the bot; the job is kept and the same command resumes it), 5 when RunPod refuses the key or endpoint
+id (the message names the fix), 130 when interrupted. Meanwhile a `delayed: image workers unreachable since HH:MM`
+(or `delayed: Gemini not answering since HH:MM`) line says so.
 
 `imagine` goes through `GenerationService`, as `/imagine` does: it makes a grid job (4 images unless `--n`) and
 writes the images and a 2x2 grid into a directory.
@@ -50,6 +51,21 @@ def configure_logging(verbosity: int) -> None:
             logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def unreachable_message(exc: WorkersUnreachableError, give_up_after_s: float) -> str:
+    """Return what the CLI says when it gave up waiting through an outage: which service, since when, what to check."""
+    since, kept = local_hhmm(exc.since), "The job is kept: run the same command again once"
+    if exc.service == "gemini":
+        return (
+            f"error: Gemini has not answered the image workers since {since} ({exc.reason}); gave up after"
+            f" {give_up_after_s:g}s. Check GEMINI_BASE_URL (unset: Google's API) and that the workers reach it over"
+            f" the network. {kept} Gemini answers."
+        )
+    return (
+        f"error: the image workers (RunPod) have been unreachable since {since} ({exc.reason}); gave up after"
+        f" {give_up_after_s:g}s. {kept} RunPod answers."
+    )
+
+
 def main(argv: list[str]) -> int:
     """Run a headless command (`batch` or `imagine`); return the process's exit status."""
     console = Console(sys.stdout, sys.stderr)
@@ -71,10 +87,7 @@ def main(argv: list[str]) -> int:
         console.note(f"error: {exc.user_message}")
         return EXIT_LEDGER_DAMAGED
     except WorkersUnreachableError as exc:
-        console.note(
-            f"error: the image workers (RunPod) have been unreachable since {local_hhmm(exc.since)} ({exc.reason});"
-            f" gave up after {args.give_up_after:g}s. The job is kept: run the same command again once RunPod answers."
-        )
+        console.note(unreachable_message(exc, args.give_up_after))
         return EXIT_UNREACHABLE
     except WorkersMisconfiguredError as exc:
         console.note(f"error: {exc.detail}. Fix: {exc.fix}.")

@@ -14,7 +14,7 @@ EXIT_OK = 0
 EXIT_SOME_FAILED = 1
 EXIT_USAGE = 2
 EXIT_LEDGER_DAMAGED = 3  # damaged, or written by a newer Peel
-EXIT_UNREACHABLE = 4  # RunPod stayed unreachable for --give-up-after seconds; the job is kept and can be resumed
+EXIT_UNREACHABLE = 4  # RunPod or Gemini stayed unreachable for --give-up-after seconds; the job is kept
 EXIT_MISCONFIGURED = 5  # RunPod refused the key or endpoint id (RUNPOD_API_KEY, RUNPOD_ENDPOINT_ID)
 EXIT_INTERRUPTED = 130
 
@@ -24,7 +24,8 @@ CLI_OWNER = UserId(0)  # the CLI's jobs belong to no Discord user
 EXIT_STATUSES = """exit status:
   0  every image was made        1  some failed (the results are still written)
   2  bad usage or input          3  the ledger is damaged or newer than this Peel
-  4  RunPod unreachable for --give-up-after seconds (the job is kept: run the same command again)
+  4  RunPod unreachable, or Gemini not answering, for --give-up-after seconds (the job is kept: run the same
+     command again)
   5  RunPod refused RUNPOD_API_KEY or RUNPOD_ENDPOINT_ID (the message names the fix)
   130 interrupted"""
 
@@ -57,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
             type=float,
             default=30.0,
             metavar="SECONDS",
-            help="exit (status 4) when RunPod stays unreachable this long (default 30; the job is kept)",
+            help="exit (status 4) when RunPod or Gemini stays unreachable this long (default 30; the job is kept)",
         )
         p.add_argument("--json", action="store_true", help="end with a JSON summary line on stdout")
         p.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)")

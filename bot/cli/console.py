@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from bot.core.models import Job
+from bot.core.outage import Outage
 from bot.core.render import delayed_state
 
 if TYPE_CHECKING:
@@ -46,9 +47,9 @@ class Console:
             self.err.write(text + "\n")
         self.err.flush()
 
-    def delayed(self, since: "datetime") -> None:
-        """Say that the job waits for unreachable image workers (once per outage)."""
-        self.note(delayed_state(local_hhmm(since)))
+    def delayed(self, outage: Outage) -> None:
+        """Say that the job waits through an outage of the image workers or of Gemini (once per outage)."""
+        self.note(delayed_state(local_hhmm(outage.since), outage.service))
 
     def end_progress(self) -> None:
         """Finish an in-place progress line, so what follows starts on a line of its own."""

@@ -302,7 +302,8 @@ class ItemOutcome:
     """What the dispatcher decided about one submitted item; the ledger applies it in one transaction.
 
     `status` OK needs `key`; ERROR is final; PENDING means "try again at `retry_at`" and keeps the error fields as
-    the last failure seen.
+    the last failure seen. `refund_attempt` gives back the attempt the failed try used (the failure was an
+    outage's, not the item's).
     """
 
     index: int
@@ -313,6 +314,7 @@ class ItemOutcome:
     error_code: str | None = None
     error_message: str | None = None
     retry_at: datetime | None = None
+    refund_attempt: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

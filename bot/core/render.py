@@ -131,17 +131,27 @@ def discord_time(moment: datetime) -> str:
     return f"<t:{int(moment.timestamp())}:t>"
 
 
-def delayed_state(since: str) -> str:
-    """Return the state of a job held by an outage; `since` is the time as the front end shows it."""
-    return f"delayed: image workers unreachable since {since}"
+# What holds a job, per service, as users read it: RunPod is "the image workers" to them; Gemini is known by name,
+# and the bot only sees that it does not answer the workers (down, or a network between them).
+DELAYED_BY = {"runpod": "image workers unreachable", "gemini": "Gemini not answering"}
+BACK_WHEN = {"runpod": "they are back", "gemini": "it answers"}
 
 
-def delayed_line(since: str) -> str:
-    """Return the line a batch's progress message adds while the image workers are unreachable."""
-    return f"⚠️ {delayed_state(since)}; Peel carries on by itself when they are back"
+def delayed_state(since: str, service: str = "runpod") -> str:
+    """Return the state of a job held by an outage of `service`; `since` is the time as the front end shows it."""
+    return f"delayed: {DELAYED_BY.get(service, f'{service_name(service)} unreachable')} since {since}"
+
+
+def delayed_line(since: str, service: str = "runpod") -> str:
+    """Return the line a batch's progress message adds while an outage of `service` holds it."""
+    return f"⚠️ {delayed_state(since, service)}; Peel carries on by itself when {BACK_WHEN.get(service, 'it is back')}"
 
 
 SERVICE_NAMES = {"runpod": "RunPod", "gemini": "Gemini"}
+# What admins can check while a service is down (Peel resumes by itself; these are the causes Peel can have).
+DOWN_HINTS = {
+    "gemini": " If it lasts, check GEMINI_BASE_URL on the RunPod endpoint and that its workers reach Gemini.",
+}
 
 
 def service_name(service: str) -> str:
@@ -153,7 +163,7 @@ def service_down_text(service: str, since: str, reason: str) -> str:
     """Return the admins' alert that a service stopped answering (once per outage)."""
     return (
         f"⚠️ {service_name(service)} unreachable since {since} ({truncate(one_line(reason), 300)}). Waiting jobs"
-        " are delayed; Peel probes it and resumes by itself."
+        f" are delayed; Peel probes it and resumes by itself.{DOWN_HINTS.get(service, '')}"
     )
 
 
@@ -207,7 +217,8 @@ class BatchProgress:
     state: str = "running"
     retrying: int = 0  # items whose last attempt failed and that are tried again
     retry_code: str | None = None  # why most of them failed (an `ErrorCode` value)
-    delayed_since: str | None = None  # when the image workers became unreachable, as the front end shows times
+    delayed_since: str | None = None  # when an outage began, as the front end shows times
+    delayed_service: str = "runpod"  # which service's outage (`DELAYED_BY`)
 
     @property
     def finished(self) -> int:
@@ -259,7 +270,7 @@ def batch_progress_text(p: BatchProgress) -> str:
     if p.retrying and p.state not in ENDED_STATES:
         lines.append(retrying_line(p.retrying, p.retry_code))
     if p.delayed_since is not None and p.state not in ENDED_STATES:
-        lines.append(delayed_line(p.delayed_since))
+        lines.append(delayed_line(p.delayed_since, p.delayed_service))
     return "\n".join(lines)
 
 

@@ -51,7 +51,8 @@ class DispatcherBase:
         self._stopping = False  # set by `stop`: no new chunk is submitted, `run_forever` ends after this iteration
         self._last_batch_seq: int | None = None
         self._positions: dict[JobId, int] = {}
-        # RunPod's breaker gates every call; Gemini's only remembers a refused key so admins hear of it once.
+        # RunPod's breaker gates every call. Gemini's opens on a run of items failing UPSTREAM and then lets one item
+        # at a time through as its probe; it also remembers a refused key, so admins hear of it once.
         self._runpod = ServiceHealth(service="runpod", policy=self._policy.outage)
         self._gemini = ServiceHealth(service="gemini", policy=self._policy.outage)
 

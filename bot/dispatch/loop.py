@@ -11,7 +11,7 @@ from bot.core.chunking import ChunkPolicy
 from bot.core.events import JobFailed, JobFinished, JobSummary
 from bot.core.item_errors import item_error_message
 from bot.core.models import Chunk, ChunkStatus, Item, ItemOutcome, ItemStatus, Job, JobStatus
-from bot.core.outage import OutagePolicy
+from bot.core.outage import OutagePolicy, held_by_outage
 from bot.core.policy import DispatchPolicy
 from bot.core.scheduling import done_of
 from bot.dispatch.admission import AdmissionMixin
@@ -111,7 +111,8 @@ class Dispatcher(AdmissionMixin, SchedulingMixin):
         """Run one iteration: poll, record, finish, promote, schedule, report positions.
 
         While RunPod's breaker is open nothing is polled or submitted: one probe goes out when its backoff allows,
-        and the unsent items of jobs that cannot run any more fail (`OutageMixin`).
+        and the unsent items of jobs that cannot run any more fail (`OutageMixin`). While Gemini's is open chunks
+        are polled as usual, but only one item at a time is sent, as its probe (`SchedulingMixin`).
         """
         if not self._runpod.up:
             await self._probe_runpod()
@@ -251,6 +252,9 @@ class Dispatcher(AdmissionMixin, SchedulingMixin):
         now = self._clock.now()
         submitted = await self._ledger.submitted_items(chunk.id, indices=[result.index for result in results])
         waiting = {item.index: item for item in submitted}
+        # Only results not recorded yet tell of Gemini (a final manifest repeats what progress reports said), and
+        # before the outcomes: the failure that opens Gemini's breaker is already the outage's, not its item's.
+        await self._watch_gemini([result for result in results if result.index in waiting])
         outcomes = [self._outcome(result, waiting[result.index], now) for result in results if result.index in waiting]
         recorded = await self._ledger.record_outcomes(
             chunk.id,
@@ -275,8 +279,6 @@ class Dispatcher(AdmissionMixin, SchedulingMixin):
         """Gemini refusing the worker's key or model: admins hear once, and the job's other items fail now."""
         refused = next((r for r in results if isinstance(r, ItemError) and r.code is ErrorCode.CONFIG), None)
         if refused is None:
-            if any(isinstance(r, ItemOk) and not r.skipped for r in results):
-                self._gemini_answered()
             return
         self._gemini_refused(refused.message)
         await self._fail_unsent(job, ErrorCode.CONFIG, refused.message, now)
@@ -285,6 +287,17 @@ class Dispatcher(AdmissionMixin, SchedulingMixin):
         if isinstance(result, ItemOk):
             return ItemOutcome(
                 index=item.index, status=ItemStatus.OK, key=result.key, width=result.width, height=result.height
+            )
+        if held_by_outage(result.code, self._gemini):
+            # Gemini is down: the item waits for it with its attempt given back, sent again as a probe or once
+            # Gemini answers (no backoff of its own: the breaker's probes pace it).
+            return ItemOutcome(
+                index=item.index,
+                status=ItemStatus.PENDING,
+                error_code=result.code.value,
+                error_message=result.message,
+                retry_at=now,
+                refund_attempt=True,
             )
         return self._failure(item, result.code, result.message, now)
 

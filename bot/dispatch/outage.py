@@ -1,10 +1,12 @@
-"""Outages and configuration errors: the RunPod breaker's I/O, the once-per-incident alerts, and giving up on jobs.
+"""Outages and configuration errors: the breakers' I/O, the once-per-incident alerts, and giving up on jobs.
 
-The decisions are `bot.core.outage.ServiceHealth`'s; this mixin feeds it what the dispatcher's calls met, probes
-RunPod's `/health` while the breaker is open, publishes its events (and logs them once at ERROR), and fails the
-items that never reached RunPod: at once on a configuration error, after `OutagePolicy.fail_after` (interactive)
-or `fail_batch_after` (batches) of continuous outage. Items in chunks RunPod accepted stay: their results come when
-RunPod answers again.
+The decisions are `bot.core.outage.ServiceHealth`'s, one for RunPod and one for Gemini. This mixin feeds RunPod's
+what the dispatcher's calls met and probes RunPod's `/health` while it is open; it feeds Gemini's what the items
+the workers report say of Gemini (`gemini_signal`: a run of `UPSTREAM` failures opens it, an image closes it; its
+probes are single items, sent by `SchedulingMixin`). It publishes their events (and logs them once at ERROR), and
+fails the items that never reached RunPod, or wait for Gemini: at once on a RunPod configuration error, after
+`OutagePolicy.fail_after` (interactive) or `fail_batch_after` (batches) of continuous outage. Items in chunks RunPod
+accepted stay: their results come when RunPod answers again.
 """
 
 import logging
@@ -14,11 +16,11 @@ from datetime import datetime, timedelta
 from bot.core.events import ConfigError, ServiceDown, ServiceEvent, ServiceRestored
 from bot.core.item_errors import item_error_message
 from bot.core.models import ChunkStatus, Item, ItemOutcome, ItemStatus, Job, JobKind, JobStatus
-from bot.core.outage import Refusal, ServiceState
-from bot.core.render import format_duration
+from bot.core.outage import Outage, Refusal, ServiceHealth, ServiceState, gemini_signal, outage_of
+from bot.core.render import format_duration, service_name
 from bot.dispatch.base import DispatcherBase
 from bot.runpod.errors import RunpodAuthError, RunpodError, RunpodRejectedError, RunpodUnavailableError
-from worker.contract import ErrorCode
+from worker.contract import ErrorCode, ItemResult
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +29,12 @@ _EVER = timedelta(days=36500)  # "due by then" = every pending item, those in ba
 
 
 class OutageMixin(DispatcherBase):
-    """Keeps the RunPod breaker and the Gemini configuration alert, and fails what cannot run."""
+    """Keeps the RunPod and Gemini breakers, and fails what cannot run."""
+
+    @property
+    def outage(self) -> Outage | None:
+        """The outage every waiting job is delayed by now: RunPod's first (nothing reaches Gemini without it)."""
+        return outage_of(self._runpod, self._gemini)
 
     @property
     def runpod_down_since(self) -> datetime | None:
@@ -110,8 +117,19 @@ class OutageMixin(DispatcherBase):
         )
         self._tell(self._gemini.refused(self._clock.now(), refusal))
 
-    def _gemini_answered(self) -> None:
-        self._tell(self._gemini.answered(self._clock.now()))
+    async def _watch_gemini(self, results: Sequence[ItemResult]) -> None:
+        """Feed Gemini's breaker what newly reported item results say of Gemini (`gemini_signal`)."""
+        signal = gemini_signal(results)
+        now = self._clock.now()
+        if signal.answered:
+            restored = self._gemini.answered(now)
+            self._tell(restored)
+            if isinstance(restored, ServiceRestored):
+                # The items that failed before the run of failures was long enough to open the breaker still wait
+                # out their own backoff (up to minutes): Gemini is back, so they go now with the rest.
+                await self._ledger.release_backoff(code=ErrorCode.UPSTREAM.value, now=now)
+        elif signal.failures:
+            self._tell(self._gemini.failed(now, signal.reason, count=signal.failures))
 
     def _tell(self, event: ServiceEvent | None) -> None:
         """Log an incident's change once (ERROR when it begins) and publish it to the front ends."""
@@ -120,36 +138,45 @@ class OutageMixin(DispatcherBase):
         if isinstance(event, ServiceDown):
             log.error(
                 "%s unreachable since %s (%s); waiting jobs are delayed, probing until it answers",
-                event.service,
+                service_name(event.service),
                 event.since.isoformat(timespec="seconds"),
                 event.reason,
                 extra={"action": "outage"},
             )
         elif isinstance(event, ConfigError):
-            log.error("%s: %s; fix: %s", event.service, event.detail, event.fix, extra={"action": "config"})
+            log.error(
+                "%s: %s; fix: %s", service_name(event.service), event.detail, event.fix, extra={"action": "config"}
+            )
         elif isinstance(event, ServiceRestored):
             log.warning(
                 "%s is back after %s",
-                event.service,
+                service_name(event.service),
                 format_duration(event.down_for.total_seconds()),
                 extra={"action": "restored"},
             )
         self._events.publish(event)
 
     async def _give_up_unsent(self) -> None:
-        """Fail the unsent items of jobs that cannot run: all on a configuration error, the overdue on an outage."""
-        state = self._runpod.state
-        if state is ServiceState.UP:
+        """Fail the unsent items of jobs that cannot run: all on a configuration error, the overdue on an outage.
+
+        Unsent includes the items sent back to wait for Gemini: during its outage they wait unsent, but for a probe.
+        """
+        misconfigured = self._runpod.state is ServiceState.MISCONFIGURED
+        if not misconfigured and self.outage is None:
             return
         now = self._clock.now()
         for job in await self._ledger.unfinished_jobs():
             if job.status not in (JobStatus.QUEUED, JobStatus.RUNNING):
                 continue  # paused and waiting jobs send nothing; they meet the breaker when they go on
-            if state is ServiceState.MISCONFIGURED:
+            if misconfigured:
                 await self._fail_unsent(job, ErrorCode.CONFIG, self._runpod.reason, now)
-            elif self._runpod.outage_expired(now, batch=job.kind is JobKind.BATCH):
-                reason = f"RunPod unreachable since {self._runpod.since}: {self._runpod.reason}"
+            elif (expired := self._expired(now, batch=job.kind is JobKind.BATCH)) is not None:
+                reason = f"{service_name(expired.service)} unreachable since {expired.since}: {expired.reason}"
                 await self._fail_unsent(job, ErrorCode.UNAVAILABLE, reason, now)
+
+    def _expired(self, now: datetime, *, batch: bool) -> ServiceHealth | None:
+        """Return the breaker whose outage has lasted longer than a job of this kind waits, if one has."""
+        return next((h for h in (self._runpod, self._gemini) if h.outage_expired(now, batch=batch)), None)
 
     async def _fail_unsent(self, job: Job, code: ErrorCode, message: str, now: datetime) -> int:
         """Fail every pending item of a job (those in backoff too) with `code`; return how many failed."""

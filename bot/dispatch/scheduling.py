@@ -1,7 +1,7 @@
 """Scheduling: which ready items go to RunPod next, in chunks of what size and concurrency, and queue positions."""
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from pydantic import ValidationError
@@ -11,6 +11,7 @@ from bot.core.models import ChunkStatus, Item, ItemOutcome, ItemStatus, Job, Job
 from bot.core.scheduling import Candidate, calls_held, items_left_by_now, schedule_order
 from bot.dispatch.outage import OutageMixin
 from bot.dispatch.payloads import chunk_input
+from bot.ledger import Schedulable
 from bot.runpod.errors import RunpodError
 from worker.contract import ErrorCode
 
@@ -27,6 +28,9 @@ class SchedulingMixin(OutageMixin):
             return
         ready = {job_id: s.ready for job_id, s in schedulable.items()}
         in_flight_chunks = await self._ledger.chunks(statuses=(ChunkStatus.SUBMITTING, ChunkStatus.IN_FLIGHT))
+        if self._gemini.down:
+            await self._probe_gemini(schedulable, busy=bool(in_flight_chunks), now=now)
+            return
         in_flight = sum(calls_held(c) for c in in_flight_chunks)
         running: dict[JobId, int] = {}  # items of each job still to finish in chunks in flight
         round_s = self._round_time.seconds if self._round_time.measured else None
@@ -66,6 +70,25 @@ class SchedulingMixin(OutageMixin):
             running[entry.job.id] = running.get(entry.job.id, 0) + submitted
             if entry.job.priority is Priority.BATCH:
                 self._last_batch_seq = entry.seq
+
+    async def _probe_gemini(self, schedulable: Mapping[JobId, Schedulable], *, busy: bool, now: datetime) -> None:
+        """While Gemini is down, send the first item in line alone, when no chunk is out and the backoff allows.
+
+        The probe is a real item, not a self-test's `models.get`: Gemini can list a model it cannot draw with (a
+        5xx on generateContent only), and a probe that succeeds is an image made, not a call spent. Chunks still
+        out are probes already: any image they report closes the breaker, and each failure moves the next probe
+        back. A failed probe's item waits again with its attempt given back (`held_by_outage`).
+        """
+        if busy or not self._gemini.probe_due(now):
+            return
+        candidates = [
+            Candidate(job_id=job_id, priority=s.job.priority, seq=s.seq) for job_id, s in schedulable.items() if s.ready
+        ]
+        order = schedule_order(candidates, last_batch_seq=self._last_batch_seq)
+        if order:
+            job = schedulable[order[0]].job
+            log.info("gemini is down: one item of job %s goes as its probe", job.id, extra={"action": "probe"})
+            await self._submit_chunk(job, 1, 1, now)
 
     async def _submit_chunk(self, job: Job, size: int, concurrency: int, now: datetime) -> int | None:
         """Submit the next `size` ready items of `job`; return how many went, or None to stop scheduling."""

@@ -88,7 +88,8 @@ class ChunksMixin(LedgerConnection):
         """Apply the dispatcher's verdicts on a chunk's items, and optionally close the chunk, in one transaction.
 
         Only items still `submitted` in this chunk change, so a progress report seen twice, or a result arriving
-        after a cancel, changes nothing. An OK item gets its image row (once per job and index).
+        after a cancel, changes nothing. An OK item gets its image row (once per job and index); an outcome with
+        `refund_attempt` takes back the attempt `start_chunk` counted.
         """
         async with self._tx() as db:
             async with db.execute("SELECT * FROM chunks WHERE id = ?", (chunk_id,)) as cur:
@@ -103,8 +104,8 @@ class ChunksMixin(LedgerConnection):
             for outcome in outcomes:
                 async with db.execute(
                     "UPDATE items SET status = ?, width = ?, height = ?, error_code = ?, error_message = ?,"
-                    " retry_at = ? WHERE job_id = ? AND idx = ? AND chunk_id = ? AND status = 'submitted'"
-                    " RETURNING output_key",
+                    " retry_at = ?, attempts = max(0, attempts - ?) WHERE job_id = ? AND idx = ? AND chunk_id = ?"
+                    " AND status = 'submitted' RETURNING output_key",
                     (
                         outcome.status.value,
                         outcome.width,
@@ -112,6 +113,7 @@ class ChunksMixin(LedgerConnection):
                         outcome.error_code,
                         outcome.error_message,
                         None if outcome.retry_at is None else db_time(outcome.retry_at),
+                        1 if outcome.refund_attempt else 0,
                         chunk.job_id,
                         outcome.index,
                         chunk_id,

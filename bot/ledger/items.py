@@ -54,6 +54,20 @@ class ItemsMixin(LedgerConnection):
         )
         return [item_from(row) for row in rows]
 
+    async def release_backoff(self, *, code: str, now: datetime) -> int:
+        """Make every pending item whose last failure was `code` due now, ending its backoff; return how many.
+
+        After an outage the items that failed just before it was recognised need not wait out their backoff.
+        """
+        async with (
+            self._tx() as db,
+            db.execute(
+                "UPDATE items SET retry_at = ? WHERE status = 'pending' AND error_code = ? AND retry_at > ?",
+                (db_time(now), code, db_time(now)),
+            ) as cur,
+        ):
+            return cur.rowcount
+
     async def retry_failed(self, job_id: JobId, *, now: datetime) -> Job:
         """Put a job's failed-for-good items back to pending with fresh attempts (the "Retry failed" button).
 

@@ -175,8 +175,10 @@ class BatchCog(commands.Cog):
         plan = await self.service.plan_of(job_id)
         prompt = plan.display_prompt if plan else job.prompt
         progress = snapshot.progress
-        if (down_since := self.service.workers_down_since()) is not None:
-            progress = dataclasses.replace(progress, delayed_since=discord_time(down_since))
+        if (outage := self.service.outage()) is not None:
+            progress = dataclasses.replace(
+                progress, delayed_since=discord_time(outage.since), delayed_service=outage.service
+            )
         text = progress_message(prompt=prompt, owner_mention=f"<@{job.owner_id}>", progress=progress)
         gone = await self.service.progress_gone(job_id)
         if gone is None and self._last_text.get(job_id) != text:

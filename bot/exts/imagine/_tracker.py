@@ -203,7 +203,7 @@ class JobTracker:
         self._tracked: dict[JobId, Tracked] = {}
         self._early: dict[JobId, list[Event]] = {}
         self._ticker: asyncio.Task[None] | None = None
-        self._delayed_since: datetime | None = None  # RunPod unreachable since then: every job waits for it
+        self._down: dict[str, datetime] = {}  # services unreachable, since when: every job waits for them
 
     def now(self) -> float:
         """The loop's monotonic time."""
@@ -238,10 +238,12 @@ class JobTracker:
     async def handle(self, event: Event) -> None:
         """Apply one dispatcher event."""
         if isinstance(event, ServiceDown | ServiceRestored):
-            if event.service == "runpod":
-                self._delayed_since = event.since if isinstance(event, ServiceDown) else None
-                for tracked in list(self._tracked.values()):
-                    self._update(tracked, force=True)
+            if isinstance(event, ServiceDown):
+                self._down[event.service] = event.since
+            elif self._down.pop(event.service, None) is None:
+                return  # the end of a refusal, not of an outage: no message said "delayed"
+            for tracked in list(self._tracked.values()):
+                self._update(tracked, force=True)
             return
         job = getattr(event, "job", None)
         if not isinstance(job, Job) or job.kind is JobKind.BATCH:
@@ -286,8 +288,10 @@ class JobTracker:
 
     def state_of(self, t: Tracked) -> str:
         """Return the state a tracked job's message shows now."""
-        if self._delayed_since is not None:
-            return delayed_state(discord_time(self._delayed_since))
+        # RunPod's outage first: nothing reaches Gemini without it.
+        service = next((name for name in ("runpod", "gemini") if name in self._down), next(iter(self._down), None))
+        if service is not None:
+            return delayed_state(discord_time(self._down[service]), service)
         if t.started_at is None:
             return waiting_state(t.position)
         return generating_state(t.done, t.total, self.now() - t.started_at)
@@ -308,7 +312,7 @@ class JobTracker:
         while True:
             await asyncio.sleep(min(1.0, self._interval_s))
             for t in list(self._tracked.values()):
-                if t.started_at is not None and self._delayed_since is None:
+                if t.started_at is not None and not self._down:
                     self._update(t)
 
     async def edit(self, t: Tracked, **fields: Any) -> discord.Message | discord.InteractionMessage | None:

@@ -1,7 +1,9 @@
-"""RunPod unreachable, then back, and RunPod refusing the key, through the local Discord and the embedded back ends.
+"""RunPod unreachable, then back, RunPod refusing the key, and Gemini not answering, through the local Discord and
+the embedded back ends.
 
 The local RunPod endpoint's client face goes offline (connections drop unanswered, as in an outage of RunPod's API)
-while its workers and jobs carry on; the admin channel is the playground owner's DM with the bot.
+while its workers and jobs carry on; the local Gemini server answers every call 503 while its fault is set; the
+admin channel is the playground owner's DM with the bot.
 """
 
 import asyncio
@@ -14,12 +16,16 @@ from bot.core.models import ItemStatus, JobKind, JobStatus
 from local.discord.driver import Message
 from local.discord.state import Upload
 from tests.e2e.bot._batchzips import make_zip
-from tests.e2e.discord.conftest import ephemeral_embed, imagine, result_of
+from tests.e2e.discord.conftest import ephemeral_embed, imagine, result_of, set_faults
 from tests.fakes.peel_stack import PeelStack, peel_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(120)]
 
 DELAYED = "delayed: image workers unreachable since <t:"
+GEMINI_DELAYED = "delayed: Gemini not answering since <t:"
+# The workers' own Gemini retries made short (2 attempts, 0.05 s apart): an item fails in well under a second
+# instead of ~15 s, so the three in a row that make Gemini down come at once.
+SHORT_GEMINI_RETRIES = {"GEMINI_MAX_ATTEMPTS": "2", "GEMINI_BACKOFF_BASE_S": "0.05"}
 BATCH_IMAGES = 6
 
 
@@ -27,6 +33,7 @@ BATCH_IMAGES = 6
 async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[PeelStack]:
     async with peel_stack(
         tmp_path_factory.mktemp("outage"),
+        worker_env=SHORT_GEMINI_RETRIES,
         progress_edit_interval_s=0.5,
         batch_progress_interval_s=1.0,
         # The admin channel must exist before the bot starts: created by the fixture below, set here late.
@@ -123,3 +130,34 @@ async def test_a_refused_key_fails_the_job_within_seconds_and_tells_the_admins_o
     await stack.driver("admin").wait_for(
         lambda ms: [m for m in ms if "RunPod is back after" in m.content][1:], channel=admin_channel, timeout=60
     )
+
+
+async def test_imagine_says_gemini_is_not_answering_and_finishes_once_it_answers_each_image_made_once(
+    stack: PeelStack, admin_channel: str
+) -> None:
+    d = stack.driver()
+    before = await stack.gemini_stats()
+    await set_faults(stack, {"rate_5xx": 1.0, "status_5xx": 503})  # every generateContent answers 503
+    try:
+        await imagine(stack, "gemini fox")
+        await d.wait_for_message(
+            lambda m: m.content.startswith("**gemini fox**") and GEMINI_DELAYED in m.content, timeout=60
+        )
+        down = [a for a in alerts(stack, admin_channel) if "Gemini unreachable since" in a]
+        assert len(down) == 1 and "GEMINI_BASE_URL" in down[0]
+        await asyncio.sleep(2)  # probes keep failing meanwhile: still one alert
+        assert len([a for a in alerts(stack, admin_channel) if "Gemini unreachable" in a]) == 1
+    finally:
+        await set_faults(stack, {"rate_5xx": 0.0, "status_5xx": None})
+    final = await d.wait_for_message(result_of("gemini fox"), timeout=60)
+    assert GEMINI_DELAYED not in final.content
+    back = await stack.driver("admin").wait_for(
+        lambda ms: [m for m in ms if "Gemini is back after" in m.content], channel=admin_channel, timeout=10
+    )
+    assert len(back) == 1
+
+    [job] = [j for j in await stack.rt.ledger.list_jobs() if j.prompt == "gemini fox"]
+    assert job.status is JobStatus.DONE and job.ok == job.total == 4
+    assert all(i.status is ItemStatus.OK for i in await stack.rt.ledger.items(job.id))
+    after = await stack.gemini_stats()
+    assert after["images"] - before["images"] == 4  # each image made once: the probe's, then the other three

@@ -47,3 +47,25 @@ def test_admin_alerts_name_the_service_the_reason_and_the_fix_on_one_line() -> N
 def test_users_read_fixed_messages_for_the_new_codes() -> None:
     assert item_error_message("UNAVAILABLE") == "The image service could not be reached; nothing was charged."
     assert item_error_message("CONFIG") == "Peel's image service is misconfigured; the admins have been told."
+
+
+def test_a_gemini_outage_is_named_as_gemini_not_answering_and_runpods_wording_stays() -> None:
+    assert delayed_state("14:05", "gemini") == "delayed: Gemini not answering since 14:05"
+    assert delayed_state("14:05", "runpod") == delayed_state("14:05")
+    running = BatchProgress(
+        total=10,
+        done=2,
+        failed=0,
+        blocked=0,
+        elapsed_s=60,
+        cost_usd=0.1,
+        delayed_since="14:05",
+        delayed_service="gemini",
+    )
+    assert "⚠️ delayed: Gemini not answering since 14:05; Peel carries on by itself when it answers" in (
+        batch_progress_text(running)
+    )
+    down = service_down_text("gemini", "14:05", "Gemini unreachable: ClientConnectorError")
+    assert down.startswith("⚠️ Gemini unreachable since 14:05 (Gemini unreachable: ClientConnectorError)")
+    assert "GEMINI_BASE_URL" in down
+    assert "GEMINI_BASE_URL" not in service_down_text("runpod", "14:05", "cannot connect")
