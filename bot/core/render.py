@@ -13,6 +13,9 @@ from usertext.controls import strip_controls
 CUSTOM_ID_PREFIX = "peel"
 MAX_CUSTOM_ID = 100
 MAX_CONTENT = 2000
+# A link button's url (https://discord.com/developers/docs/components/reference#button): a longer one makes Discord
+# refuse the whole message with 400/50035.
+MAX_LINK_URL = 512
 _ID_PART = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
@@ -279,6 +282,21 @@ def image_line(prompt: str, index: int, user_mention: str, *, limit: int = MAX_C
     suffix = f"** - Image #{index} {user_mention}"
     room = limit - len(suffix) - 2
     return f"**{truncate(echo(prompt), room)}{suffix}"
+
+
+def full_size_link(link: str) -> str | None:
+    """Return the link for a "Full size" link button, or None when Discord would refuse it as too long."""
+    return link if len(link) <= MAX_LINK_URL else None
+
+
+def with_full_size_line(content: str, link: str, *, limit: int = MAX_CONTENT) -> str:
+    """Return `content` with the full-size link on a line of its own when it fits the message, else `content`.
+
+    For a link too long for a button (a presigned store URL can be ~1,000 characters); `<...>` keeps Discord
+    from unfurling it into an embed.
+    """
+    line = f"\nFull size: <{link}>"
+    return content + line if len(content) + len(line) <= limit else content
 
 
 def result_who(label: str, user_mention: str) -> str:

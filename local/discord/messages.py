@@ -115,7 +115,7 @@ class MessageWorld(World):
             raise ApiError(404, 10003, "Unknown Channel")
         files = files or {}
         if not loading:
-            check_message(payload, has_files=bool(files))
+            check_message(payload, has_files=bool(files), file_count=len(files))
         flags = int(payload.get("flags") or 0) & (EPHEMERAL | 4 | 4096 | 32768)  # ephemeral, no embeds, silent, v2
         if loading:
             flags |= LOADING
@@ -245,7 +245,7 @@ class MessageWorld(World):
     def edit_message(self, msg: JSON, payload: JSON, files: dict[int, Upload] | None = None) -> JSON:
         """Validate and apply an edit (content, embeds, components, attachments, flags), then MESSAGE_UPDATE."""
         files = files or {}
-        check_message(payload, has_files=bool(files), require_body=False)
+        check_message(payload, has_files=bool(files), require_body=False, file_count=len(files))
         changes: JSON = {}
         for key in ("content", "embeds", "components"):
             if key in payload:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from local.discord.ratelimit import EXTRA_DECISION
 from local.discord.rules import JSON, ApiError
 from local.discord.state import THREAD_TYPES, PlaygroundState
 from local.discord.wire import Handler, RateLimitedError, json_response, no_content, read_body, read_json_list
@@ -17,15 +18,15 @@ from local.discord.wire import Handler, RateLimitedError, json_response, no_cont
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from local.discord.ratelimit import RateLimiter
+    from local.discord.ratelimit import RateLimits
 
 
 class RestApi:
     """Discord's REST routes over the playground's world (mounted under ``/api/v{n}`` by the server)."""
 
-    def __init__(self, state: PlaygroundState, edit_limiter: RateLimiter, *, gateway_url: Callable[[], str]) -> None:
+    def __init__(self, state: PlaygroundState, rate_limits: RateLimits, *, gateway_url: Callable[[], str]) -> None:
         self.state = state
-        self.edit_limiter = edit_limiter
+        self.rate_limits = rate_limits
         self._gateway_url = gateway_url
 
     def routes(self) -> list[tuple[str, str, Handler]]:
@@ -254,23 +255,13 @@ class RestApi:
         """``GET /channels/{id}/messages/{id}``."""
         return json_response(self.state.find_message(request.match_info["cid"], request.match_info["mid"]))
 
-    def _rate_limited(self, key: str) -> dict[str, str]:
-        decision = self.edit_limiter.hit(key)
-        if not decision.allowed:
-            raise RateLimitedError(decision.body(), decision.headers())
-        return decision.headers()
-
     async def edit_message(self, request: web.Request) -> web.Response:
-        """``PATCH /channels/{id}/messages/{id}``: rate-limited per channel; only the author may edit."""
+        """``PATCH /channels/{id}/messages/{id}`` (the ``message-edit`` bucket); only the author may edit."""
         msg = self.state.find_message(request.match_info["cid"], request.match_info["mid"])
         body, files = await read_body(request, self.state.upload_limit)
-        try:
-            headers = self._rate_limited(msg["channel_id"])
-        except RateLimitedError as exc:
-            return exc.response()
         if msg["author"]["id"] != self.state.app_id and set(body) - {"flags"}:
             raise ApiError(403, 50005, "Cannot edit a message authored by another user")
-        return json_response(self.state.edit_message(msg, body, files), headers=headers)
+        return json_response(self.state.edit_message(msg, body, files))
 
     async def delete_message(self, request: web.Request) -> web.Response:
         """``DELETE /channels/{id}/messages/{id}``."""
@@ -346,15 +337,19 @@ class RestApi:
         return json_response(self.state.webhook_message(request.match_info["token"], request.match_info["mid"]))
 
     async def webhook_edit(self, request: web.Request) -> web.Response:
-        """``PATCH /webhooks/{app}/{token}/messages/{id|@original}``: rate-limited like channel edits."""
+        """``PATCH /webhooks/{app}/{token}/messages/{id|@original}``: counts against its channel's edits too.
+
+        The ``webhook`` bucket limits the token; an edit of a message still counts against the channel's
+        ``message-edit`` bucket, as Peel's edit pacing assumes (stricter than Discord, never looser).
+        """
         self._check_webhook_app(request)
         msg = self.state.webhook_message(request.match_info["token"], request.match_info["mid"])
         body, files = await read_body(request, self.state.upload_limit)
-        try:
-            headers = self._rate_limited(msg["channel_id"])
-        except RateLimitedError as exc:
-            return exc.response()
-        return json_response(self.state.edit_message(msg, body, files), headers=headers)
+        decision = self.rate_limits.hit("message-edit", f"cid:{msg['channel_id']}")
+        if not decision.allowed:
+            return RateLimitedError(decision.body(), decision.headers()).response()
+        request[EXTRA_DECISION] = decision
+        return json_response(self.state.edit_message(msg, body, files))
 
     async def webhook_delete(self, request: web.Request) -> web.Response:
         """``DELETE /webhooks/{app}/{token}/messages/{id|@original}``."""

@@ -22,14 +22,14 @@ from local.discord.discord_py import discord_py_pointed_at
 from local.discord.driver import Driver
 from local.discord.gateway import Gateway
 from local.discord.page import BrowserPage
-from local.discord.ratelimit import RateLimiter
+from local.discord.ratelimit import EXTRA_DECISION, Decision, Limit, RateLimits
 from local.discord.rest import RestApi
 from local.discord.rules import ApiError
 from local.discord.state import DEFAULT_TOKEN, DEFAULT_UPLOAD_LIMIT, PlaygroundState
 from local.discord.wire import Handler, json_response
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
     from contextlib import AbstractContextManager
     from types import TracebackType
 
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 API = r"/api/v{version:\d+}"
+_API_TEMPLATE = re.compile(r"^/api/v\{version\}")
 
 
 class Playground:
@@ -51,8 +52,10 @@ class Playground:
         upload_limit: int = DEFAULT_UPLOAD_LIMIT,
         interaction_deadline_s: float = 3.0,
         token_lifetime_s: float = 15 * 60,
-        edit_rate_limit: int = 5,
-        edit_rate_window_s: float = 5.0,
+        edit_rate_limit: int | None = None,
+        edit_rate_window_s: float | None = None,
+        rate_limits: Mapping[str, Limit] | None = None,
+        rate_window_scale: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         bot_name: str = "Peel",
     ) -> None:
@@ -66,9 +69,12 @@ class Playground:
             clock=clock,
             bot_name=bot_name,
         )
-        self.edit_limiter = RateLimiter(limit=edit_rate_limit, window_s=edit_rate_window_s, clock=clock)
+        overrides = dict(rate_limits or {})
+        if edit_rate_limit is not None or edit_rate_window_s is not None:
+            overrides["message-edit"] = Limit(edit_rate_limit or 5, edit_rate_window_s or 5.0 * rate_window_scale)
+        self.rate_limits = RateLimits(overrides=overrides, window_scale=rate_window_scale, clock=clock)
         self.gateway = Gateway(self.state, token, url=lambda: self.gateway_url)
-        self.rest = RestApi(self.state, self.edit_limiter, gateway_url=lambda: self.gateway_url)
+        self.rest = RestApi(self.state, self.rate_limits, gateway_url=lambda: self.gateway_url)
         self.page = BrowserPage(
             self.state, self.gateway, api_base=lambda: self.api_base, gateway_url=lambda: self.gateway_url
         )
@@ -152,20 +158,43 @@ class Playground:
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         path = request.path
+        limited: Decision | None = None
+        response: web.StreamResponse
         try:
             needs_auth = path.startswith("/api/") and not re.match(r"/api/v\d+/(interactions|webhooks)/", path)
             if needs_auth and request.headers.get("Authorization") != f"Bot {self.token}":
                 raise ApiError(401, 0, "401: Unauthorized")
-            response = await handler(request)
+            limited = self._rate_limit(request)
+            if limited is not None and not limited.allowed:
+                response = json_response(limited.body(), 429, limited.headers())
+            else:
+                response = await handler(request)
         except ApiError as exc:
             response = json_response(exc.body(), exc.status)
         except actions.ActionError as exc:
             response = json_response({"error": str(exc)}, 400)
+        if limited is not None and response.status != 429:
+            # A route counted against a second bucket (a webhook edit against its channel's edits) answers with
+            # whichever has less left, so the client paces itself by the tighter one.
+            extra: Decision | None = request.get(EXTRA_DECISION)
+            chosen = extra if extra is not None and extra.remaining < limited.remaining else limited
+            response.headers.update(chosen.headers())
         if path.startswith("/api/"):
             self.state.requests.append(f"{request.method} {path} -> {response.status}")
             if response.status >= 400 and response.status != 429:
                 log.debug("%s %s -> %s", request.method, path, response.status)
         return response
+
+    def _rate_limit(self, request: web.Request) -> Decision | None:
+        """Count a REST request against the global limit and its route's bucket (see :mod:`.ratelimit`)."""
+        resource = request.match_info.route.resource
+        if resource is None or not request.path.startswith("/api/"):
+            return None
+        template, prefixed = _API_TEMPLATE.subn("", resource.canonical)
+        if not prefixed:  # the catch-all that answers unknown routes
+            return None
+        token = request.headers.get("Authorization", "")
+        return self.rate_limits.check(request.method, template, request.match_info, token)
 
     async def not_found(self, request: web.Request) -> web.Response:
         """Answer unknown routes like Discord (404, code 0) and log them, so a missing route shows up."""

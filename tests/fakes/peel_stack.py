@@ -21,11 +21,12 @@ from local.discord import Playground
 from local.discord.driver import Driver
 
 DEFAULT_WORKER_ENV = {"LOCAL_GEMINI_DRAW_PX": "64", "LOCAL_GEMINI_LATENCY": "0.05"}
-# Discord's message-edit limit (5 per channel per 5 s) at a tenth of its window: discord.py still meets the limit
-# and waits it out from the headers, as in production, but a module of tests posting in one channel waits 0.5 s
-# where it would wait 5 s (the bot paces its own edits to the same window).
-EDIT_WINDOW_S = 0.5
-DEFAULT_PLAYGROUND = {"edit_rate_limit": 5, "edit_rate_window_s": EDIT_WINDOW_S}
+# Discord's rate limits at a tenth of their windows (message edits: 5 per channel per 0.5 s instead of 5 s):
+# discord.py still meets every limit and waits it out from the headers, as in production, but a module of tests
+# posting in one channel waits 0.5 s where it would wait 5 s (the bot paces its own edits to the same window).
+RATE_WINDOW_SCALE = 0.1
+EDIT_WINDOW_S = 5.0 * RATE_WINDOW_SCALE
+DEFAULT_PLAYGROUND = {"rate_window_scale": RATE_WINDOW_SCALE}
 # discord.py waits this long after the last GUILD_CREATE before `on_ready` (2 s by default); the playground has one
 # guild, sent at once.
 GUILD_READY_TIMEOUT_S = 0.1

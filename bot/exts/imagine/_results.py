@@ -15,7 +15,7 @@ import discord
 from bot.app.generation_types import safety_reason
 from bot.app.imaging import fit_for_upload, grid_preview
 from bot.core.models import Image, Job, JobId
-from bot.core.render import image_line
+from bot.core.render import full_size_link, image_line, with_full_size_line
 from bot.discord_bot import PeelBot
 from bot.exts._errors import error_embed
 from bot.exts.imagine._components import grid_view, tools_view
@@ -128,15 +128,18 @@ class JobMessages:
         data = await self._service.image_bytes(image)
         stem = f"{image.job_id}-{image.index + 1}"
         link = await self._bot.runtime.link(image.key, filename=f"{stem}.png")
+        button_link = full_size_link(link)
         kwargs: dict[str, Any] = {
             "content": content,
-            "view": tools_view(image.job_id, image.index, link=link, favourite=image.is_favourite),
+            "view": tools_view(image.job_id, image.index, link=button_link, favourite=image.is_favourite),
         }
         if len(data) <= upload_limit:
             fitted = await asyncio.to_thread(fit_for_upload, data, max_bytes=upload_limit, stem=stem)
             kwargs["file"] = discord.File(io.BytesIO(fitted.data), fitted.filename)
         else:
             kwargs["content"] = f"{content}\nThe full image is larger than this server's upload limit: use Full size."
+        if button_link is None:  # too long for a link button: Discord would refuse the whole message
+            kwargs["content"] = with_full_size_line(kwargs["content"], link)
         return kwargs
 
 

@@ -469,3 +469,24 @@ async def test_edit_and_remix_modals_opened_before_a_restart_work_when_submitted
         await d.wait_for_message(lambda m: m.content.startswith("**restart bear** - Variations"), timeout=WAIT_S)
     finally:
         await stack.rt.ledger.set_preferences(user_id, saved, now=datetime.now(UTC))
+
+
+async def test_u_posts_the_image_with_its_link_in_the_text_when_the_store_link_is_too_long_for_a_button(
+    stack: PeelStack, monkeypatch: pytest.MonkeyPatch
+):
+    # An S3 presigned URL made with temporary credentials is about 1,000 characters; Discord refuses a link
+    # button over 512 and the whole message with it.
+    runtime = type(stack.rt)
+    real_link = runtime.link
+
+    async def long_link(self: Any, key: str, **kw: Any) -> str:
+        url = await real_link(self, key, **kw)
+        return f"{url}&pad={'x' * (1000 - len(url) - 5)}"
+
+    monkeypatch.setattr(runtime, "link", long_link)  # a slotted dataclass: patched on its class
+    single = await u1(stack, "presigned fox")
+    assert single.attachments
+    assert "Full size" not in labels(single)
+    line, full_size = single.content.split("\n")
+    assert line == f"**presigned fox** - Image #1 <@{stack.driver().user_id}>"
+    assert full_size.startswith("Full size: <http://127.0.0.1") and len(full_size) == len("Full size: <>") + 1000

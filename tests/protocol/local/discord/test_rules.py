@@ -55,6 +55,19 @@ def button(custom_id: str) -> dict[str, Any]:
     return {"type": 2, "style": 1, "label": "b", "custom_id": custom_id}
 
 
+def link(url: str) -> dict[str, Any]:
+    return {"type": 2, "style": 5, "label": "Full size", "url": url}
+
+
+def select(n: int, *, text: str = "o") -> dict[str, Any]:
+    options = [{"label": text, "value": f"{i}"} for i in range(n)]
+    return {"type": 3, "custom_id": "s", "options": options}
+
+
+def row(*components: dict[str, Any]) -> dict[str, Any]:
+    return {"type": 1, "components": list(components)}
+
+
 INVALID_MESSAGES = [
     pytest.param({"content": "x" * 2001}, ("content",), "BASE_TYPE_MAX_LENGTH", id="content-2001"),
     pytest.param(
@@ -98,6 +111,120 @@ INVALID_MESSAGES = [
         id="embeds-total-6001",
     ),
     pytest.param({"embeds": [{"title": "t"}] * 11}, ("embeds",), "BASE_TYPE_MAX_LENGTH", id="eleven-embeds"),
+    pytest.param(
+        {"embeds": [{"fields": [{"name": "n", "value": "v"}] * 26}]},
+        ("embeds", "0", "fields"),
+        "BASE_TYPE_MAX_LENGTH",
+        id="26-fields",
+    ),
+    pytest.param(
+        {"embeds": [{"fields": [{"name": "n" * 257, "value": "v"}]}]},
+        ("embeds", "0", "fields", "0", "name"),
+        "BASE_TYPE_MAX_LENGTH",
+        id="field-name",
+    ),
+    pytest.param(
+        {"embeds": [{"footer": {"text": "f" * 2049}}]},
+        ("embeds", "0", "footer", "text"),
+        "BASE_TYPE_MAX_LENGTH",
+        id="footer",
+    ),
+    pytest.param(
+        {"embeds": [{"author": {"name": "a" * 257}}]},
+        ("embeds", "0", "author", "name"),
+        "BASE_TYPE_MAX_LENGTH",
+        id="author",
+    ),
+    pytest.param(
+        {"content": "x", "attachments": [{"id": i, "filename": f"{i}.png"} for i in range(11)]},
+        ("attachments",),
+        "BASE_TYPE_MAX_LENGTH",
+        id="eleven-attachments",
+    ),
+    pytest.param(
+        {"content": "x", "components": [row({**button("b"), "label": "l" * 81})]},
+        ("components", "0", "components", "0", "label"),
+        "BASE_TYPE_MAX_LENGTH",
+        id="label-81",
+    ),
+    pytest.param(
+        {"content": "x", "components": [row(link("https://e.com/" + "u" * 499))]},
+        ("components", "0", "components", "0", "url"),
+        "BASE_TYPE_MAX_LENGTH",
+        id="link-url-513",
+    ),
+    pytest.param(
+        {"content": "x", "components": [row({**link("https://e.com"), "custom_id": "c"})]},
+        ("components", "0", "components", "0", "custom_id"),
+        "BUTTON_COMPONENT_CUSTOM_ID_NOT_ALLOWED",
+        id="link-with-custom-id",
+    ),
+    pytest.param(
+        {"content": "x", "components": [row({"type": 2, "style": 5, "label": "l"})]},
+        ("components", "0", "components", "0", "url"),
+        "BASE_TYPE_REQUIRED",
+        id="link-without-url",
+    ),
+    pytest.param(
+        {"content": "x", "components": [row({**button("b"), "url": "https://e.com"})]},
+        ("components", "0", "components", "0", "url"),
+        "BUTTON_COMPONENT_URL_NOT_ALLOWED",
+        id="url-on-a-non-link",
+    ),
+    pytest.param(
+        {"content": "x", "components": [row({"type": 2, "style": 1, "label": "l"})]},
+        ("components", "0", "components", "0", "custom_id"),
+        "BASE_TYPE_REQUIRED",
+        id="button-without-custom-id",
+    ),
+    pytest.param(
+        {"content": "x", "components": [row({"type": 2, "style": 1, "custom_id": "c"})]},
+        ("components", "0", "components", "0", "label"),
+        "BUTTON_COMPONENT_LABEL_OR_EMOJI_REQUIRED",
+        id="button-without-label-or-emoji",
+    ),
+    pytest.param(
+        {"content": "x", "components": [row(select(26))]},
+        ("components", "0", "components", "0", "options"),
+        "BASE_TYPE_MAX_LENGTH",
+        id="26-options",
+    ),
+    pytest.param(
+        {"content": "x", "components": [row(select(0))]},
+        ("components", "0", "components", "0", "options"),
+        "BASE_TYPE_MIN_LENGTH",
+        id="no-options",
+    ),
+    pytest.param(
+        {"content": "x", "components": [row(select(1, text="o" * 101))]},
+        ("components", "0", "components", "0", "options", "0", "label"),
+        "BASE_TYPE_MAX_LENGTH",
+        id="option-label-101",
+    ),
+    pytest.param(
+        {"content": "x", "components": [row({**select(1), "placeholder": "p" * 151})]},
+        ("components", "0", "components", "0", "placeholder"),
+        "BASE_TYPE_MAX_LENGTH",
+        id="placeholder-151",
+    ),
+    pytest.param(
+        {"content": "x", "components": [row({**select(1), "max_values": 26})]},
+        ("components", "0", "components", "0", "max_values"),
+        "NUMBER_TYPE_MAX",
+        id="max-values-26",
+    ),
+    pytest.param(
+        {"content": "x", "allowed_mentions": {"parse": ["users", "channels"]}},
+        ("allowed_mentions", "parse", "1"),
+        "BASE_TYPE_CHOICES",
+        id="unknown-mention-type",
+    ),
+    pytest.param(
+        {"content": "x", "allowed_mentions": {"parse": ["roles"], "roles": ["1"]}},
+        ("allowed_mentions",),
+        "MESSAGE_ALLOWED_MENTIONS_PARSE_EXCLUSIVE",
+        id="roles-parse-and-list",
+    ),
 ]
 
 
@@ -117,6 +244,59 @@ async def test_message_is_accepted_when_exactly_at_the_limits(pg: Playground, ht
     status, body, _ = await call(http, "POST", f"channels/{general(pg)}/messages", json=payload)
     assert status == 200, body
     assert body["content"] == "x" * 2000
+
+
+async def test_components_are_accepted_when_exactly_at_their_limits(pg: Playground, http: aiohttp.ClientSession):
+    full_link = link("https://e.com/" + "u" * 498)
+    assert len(full_link["url"]) == 512
+    options = [{"label": "o" * 100, "value": f"{i}".ljust(100, "v"), "description": "d" * 100} for i in range(25)]
+    payload = {
+        "content": "x",
+        "components": [
+            row(
+                {**button("b"), "label": "l" * 80},
+                full_link,
+                {"type": 2, "style": 2, "custom_id": "e", "emoji": {"name": "🔄"}},
+            ),
+            row(
+                {
+                    "type": 3,
+                    "custom_id": "s",
+                    "options": options,
+                    "placeholder": "p" * 150,
+                    "min_values": 0,
+                    "max_values": 25,
+                }
+            ),
+        ],
+        "embeds": [
+            {
+                "fields": [{"name": "n", "value": "v" * 200}] * 25,
+                "footer": {"text": "f" * 150},
+                "author": {"name": "a" * 256},
+            }
+        ],
+        "allowed_mentions": {"parse": ["roles", "users", "everyone"]},
+    }
+    status, body, _ = await call(http, "POST", f"channels/{general(pg)}/messages", json=payload)
+    assert status == 200, body
+    assert body["components"][0]["components"][1]["url"] == full_link["url"]
+
+
+async def test_mentions_are_resolved_only_when_allowed_mentions_permit_them(
+    pg: Playground, http: aiohttp.ClientSession
+):
+    alice = pg.state.user_named("alice")["id"]
+    content = f"@everyone look, <@{alice}>"
+    _, plain, _ = await call(http, "POST", f"channels/{general(pg)}/messages", json={"content": content})
+    assert ([u["id"] for u in plain["mentions"]], plain["mention_everyone"]) == ([alice], True)
+    none = {"content": content, "allowed_mentions": {"parse": []}}
+    _, silent, _ = await call(http, "POST", f"channels/{general(pg)}/messages", json=none)
+    assert (silent["mentions"], silent["mention_everyone"]) == ([], False)
+    users = {"content": content, "allowed_mentions": {"parse": [], "users": [alice]}}
+    _, pinged, _ = await call(http, "POST", f"channels/{general(pg)}/messages", json=users)
+    assert ([u["id"] for u in pinged["mentions"]], pinged["mention_everyone"]) == ([alice], False)
+    assert pg.state.messages[silent["id"]]["mention_everyone"] is False
 
 
 async def test_empty_message_is_rejected_when_it_has_nothing_to_show(pg: Playground, http: aiohttp.ClientSession):
@@ -274,3 +454,47 @@ async def test_thread_is_rejected_with_160004_when_the_message_already_has_one(
     assert thread["id"] == msg["id"]
     status, body, _ = await call(http, "POST", path, json={"name": "job 1"})
     assert (status, body["code"]) == (400, 160004)
+
+
+def text_input(**fields: Any) -> dict[str, Any]:
+    return {"type": 4, "custom_id": "p", "label": "Prompt", "style": 2, **fields}
+
+
+@pytest.mark.parametrize(
+    ("field", "at_limit", "past_limit", "code"),
+    [
+        ("label", "l" * 45, "l" * 46, "BASE_TYPE_MAX_LENGTH"),
+        ("placeholder", "p" * 100, "p" * 101, "BASE_TYPE_MAX_LENGTH"),
+        ("value", "v" * 4000, "v" * 4001, "BASE_TYPE_MAX_LENGTH"),
+        ("min_length", 4000, 4001, "NUMBER_TYPE_MAX"),
+        ("max_length", 1, 0, "NUMBER_TYPE_MIN"),
+    ],
+)
+async def test_modal_text_input_is_accepted_at_its_limit_and_rejected_past_it(
+    pg: Playground, http: aiohttp.ClientSession, field: str, at_limit: object, past_limit: object, code: str
+):
+    for value, status_wanted in ((past_limit, 400), (at_limit, 200)):
+        interaction = start_command(pg)
+        modal = {
+            "type": 9,
+            "data": {"custom_id": "m", "title": "t" * 45, "components": [row(text_input(**{field: value}))]},
+        }
+        status, body, _ = await call(
+            http, "POST", f"interactions/{interaction.id}/{interaction.token}/callback", json=modal
+        )
+        assert status == status_wanted, body
+        if status == 400:
+            assert body["code"] == 50035
+            assert field_error(body, "data", "components", "0", "components", "0", field) == code
+
+
+async def test_modal_label_component_is_checked_like_a_text_input_row(pg: Playground, http: aiohttp.ClientSession):
+    interaction = start_command(pg)
+    label = {"type": 18, "label": "l" * 46, "component": text_input(value="v" * 4001)}
+    modal = {"type": 9, "data": {"custom_id": "m", "title": "t", "components": [label]}}
+    status, body, _ = await call(
+        http, "POST", f"interactions/{interaction.id}/{interaction.token}/callback", json=modal
+    )
+    assert (status, body["code"]) == (400, 50035)
+    assert field_error(body, "data", "components", "0", "label") == "BASE_TYPE_MAX_LENGTH"
+    assert field_error(body, "data", "components", "0", "component", "value") == "BASE_TYPE_MAX_LENGTH"

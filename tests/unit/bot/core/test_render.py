@@ -2,6 +2,7 @@
 
 import pytest
 
+from bot.core import render
 from bot.core.render import (
     BatchProgress,
     CustomId,
@@ -193,3 +194,17 @@ def test_download_line_masks_the_link_and_says_when_it_expires() -> None:
 )
 def test_code_quotes_user_text_in_one_span_when_it_holds_backticks_or_controls(text: str, shown: str) -> None:
     assert code(text) == shown
+
+
+def test_full_size_link_is_kept_for_a_button_at_512_characters_and_dropped_past_them():
+    at_limit = "https://store.example/" + "k" * 490
+    assert len(at_limit) == 512
+    assert render.full_size_link(at_limit) == at_limit
+    assert render.full_size_link(at_limit + "k") is None
+
+
+def test_full_size_line_is_added_when_it_fits_the_message_and_left_out_when_not():
+    link = "https://store.example/" + "k" * 978  # a presigned URL made with temporary credentials
+    assert render.with_full_size_line("**a fox** - Image #1", link) == f"**a fox** - Image #1\nFull size: <{link}>"
+    long_content = "x" * (render.MAX_CONTENT - len(link))
+    assert render.with_full_size_line(long_content, link) == long_content
