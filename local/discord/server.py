@@ -25,7 +25,7 @@ from local.discord.page import BrowserPage
 from local.discord.ratelimit import RateLimiter
 from local.discord.rest import RestApi
 from local.discord.rules import ApiError
-from local.discord.state import DEFAULT_TOKEN, DEFAULT_UPLOAD_LIMIT, PlaygroundState
+from local.discord.state import DEFAULT_UPLOAD_LIMIT, PlaygroundState, bot_token
 from local.discord.wire import Handler, json_response
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ class Playground:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
-        token: str = DEFAULT_TOKEN,
+        token: str | None = None,
         upload_limit: int = DEFAULT_UPLOAD_LIMIT,
         interaction_deadline_s: float = 3.0,
         token_lifetime_s: float = 15 * 60,
@@ -58,7 +58,6 @@ class Playground:
     ) -> None:
         self.host = host
         self.port = port
-        self.token = token
         self.state = PlaygroundState(
             upload_limit=upload_limit,
             interaction_deadline_s=interaction_deadline_s,
@@ -66,8 +65,10 @@ class Playground:
             clock=clock,
             bot_name=bot_name,
         )
+        # The default is Discord-shaped and carries the bot's id, as the developer portal's tokens do.
+        self.token = token if token is not None else bot_token(self.state.app_id)
         self.edit_limiter = RateLimiter(limit=edit_rate_limit, window_s=edit_rate_window_s, clock=clock)
-        self.gateway = Gateway(self.state, token, url=lambda: self.gateway_url)
+        self.gateway = Gateway(self.state, self.token, url=lambda: self.gateway_url)
         self.rest = RestApi(self.state, self.edit_limiter, gateway_url=lambda: self.gateway_url)
         self.page = BrowserPage(
             self.state, self.gateway, api_base=lambda: self.api_base, gateway_url=lambda: self.gateway_url
