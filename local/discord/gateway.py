@@ -167,6 +167,7 @@ class Gateway:
         self._url = url
         self.sessions: dict[str, GatewaySession] = {}
         self.identifies: list[JSON] = []
+        self.compressions: list[str | None] = []  # the transport compression each accepted connection asked for
         self._sockets: set[web.WebSocketResponse] = set()
         self.ready = asyncio.Event()
 
@@ -184,6 +185,7 @@ class Gateway:
             await ws.close(code=refused[0], message=refused[1].encode())
             return ws
         self._sockets.add(ws)
+        self.compressions.append(request.query.get("compress"))
         session: GatewaySession | None = None
         outbox: asyncio.Queue[str] = asyncio.Queue()
         writer = asyncio.create_task(write_frames(ws, outbox, Transport(request.query.get("compress"))))
