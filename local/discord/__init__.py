@@ -14,10 +14,9 @@ from local.discord.driver import Driver, InteractionHandle, Message
 from local.discord.remote import RemoteActionError, RemoteDriver
 from local.discord.rules import ApiError
 from local.discord.server import Playground
-from local.discord.state import DEFAULT_TOKEN, PlaygroundState, Upload
+from local.discord.state import PlaygroundState, Upload, bot_token
 
 __all__ = [
-    "DEFAULT_TOKEN",
     "ApiError",
     "Driver",
     "InteractionHandle",
@@ -27,6 +26,7 @@ __all__ = [
     "RemoteActionError",
     "RemoteDriver",
     "Upload",
+    "bot_token",
     "discord_py_pointed_at",
     "point_discord_py_at",
 ]

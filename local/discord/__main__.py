@@ -12,7 +12,7 @@ import logging
 import sys
 
 from local.discord.server import Playground
-from local.discord.state import DEFAULT_TOKEN, DEFAULT_UPLOAD_LIMIT
+from local.discord.state import DEFAULT_UPLOAD_LIMIT
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -20,7 +20,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m local.discord", description="A local Discord-compatible server.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080, help="0 picks a free port")
-    parser.add_argument("--token", default=DEFAULT_TOKEN, help="the bot token the server accepts")
+    parser.add_argument(
+        "--token", default=None, help="the bot token the server accepts (default: a fresh Discord-shaped one, printed)"
+    )
     parser.add_argument("--upload-limit", type=int, default=DEFAULT_UPLOAD_LIMIT, help="bytes per message")
     return parser.parse_args(argv)
 

@@ -161,6 +161,32 @@ class ChannelWorld(MessageWorld):
         self.emit("PLAYGROUND_COMMANDS", {"commands": list(self.commands.values())}, gateway=False)
         return out
 
+    def find_command(self, command_id: str, guild_id: str | None) -> JSON:
+        """Return one global (or one guild's) command by id.
+
+        Raises:
+            ApiError: 404/10063 Unknown application command.
+        """
+        if guild_id is not None and guild_id != self.guild_id:
+            raise ApiError(404, 10004, "Unknown Guild")
+        cmd = self.commands.get(command_id)
+        if cmd is None or cmd.get("guild_id") != guild_id:
+            raise ApiError(404, 10063, "Unknown application command")
+        return cmd
+
+    def edit_command(self, command_id: str, guild_id: str | None, changes: JSON) -> JSON:
+        """Edit one command: the fields given replace the old ones, the id stays, the version moves on."""
+        cmd = self.find_command(command_id, guild_id)
+        fixed = ("id", "application_id", "guild_id", "type", "version")
+        cmd.update({k: v for k, v in changes.items() if k not in fixed}, version=self.ids.next())
+        self.emit("PLAYGROUND_COMMANDS", {"commands": list(self.commands.values())}, gateway=False)
+        return cmd
+
+    def delete_command(self, command_id: str, guild_id: str | None) -> None:
+        """Delete one command."""
+        del self.commands[self.find_command(command_id, guild_id)["id"]]
+        self.emit("PLAYGROUND_COMMANDS", {"commands": list(self.commands.values())}, gateway=False)
+
     def command_named(self, name: str) -> JSON | None:
         """Return the chat-input command called ``name`` (guild commands win, as in Discord's client)."""
         found = [c for c in self.commands.values() if c["name"] == name and c.get("type", 1) == 1]

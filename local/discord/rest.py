@@ -14,6 +14,7 @@ from local.discord.ratelimit import EXTRA_DECISION
 from local.discord.rules import JSON, ApiError
 from local.discord.state import THREAD_TYPES, PlaygroundState
 from local.discord.wire import Handler, RateLimitedError, json_response, no_content, read_body, read_json_list
+from local.discord.world import GUILD_MEMBERS_FLAGS
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -43,9 +44,15 @@ class RestApi:
             ("GET", "/applications/{app}/commands", self.get_commands),
             ("PUT", "/applications/{app}/commands", self.put_commands),
             ("POST", "/applications/{app}/commands", self.post_command),
+            ("GET", "/applications/{app}/commands/{cmd}", self.get_command),
+            ("PATCH", "/applications/{app}/commands/{cmd}", self.edit_command),
+            ("DELETE", "/applications/{app}/commands/{cmd}", self.delete_command),
             ("GET", "/applications/{app}/guilds/{gid}/commands", self.get_commands),
             ("PUT", "/applications/{app}/guilds/{gid}/commands", self.put_commands),
             ("POST", "/applications/{app}/guilds/{gid}/commands", self.post_command),
+            ("GET", "/applications/{app}/guilds/{gid}/commands/{cmd}", self.get_command),
+            ("PATCH", "/applications/{app}/guilds/{gid}/commands/{cmd}", self.edit_command),
+            ("DELETE", "/applications/{app}/guilds/{gid}/commands/{cmd}", self.delete_command),
             ("POST", "/interactions/{iid}/{token}/callback", self.interaction_callback),
             ("POST", "/webhooks/{app}/{token}", self.webhook_execute),
             ("GET", "/webhooks/{app}/{token}/messages/{mid}", self.webhook_get),
@@ -53,6 +60,7 @@ class RestApi:
             ("DELETE", "/webhooks/{app}/{token}/messages/{mid}", self.webhook_delete),
             ("GET", "/guilds/{gid}", self.get_guild),
             ("GET", "/guilds/{gid}/channels", self.get_guild_channels),
+            ("GET", "/guilds/{gid}/members", self.list_members),
             ("GET", "/guilds/{gid}/members/{uid}", self.get_member),
             ("GET", "/guilds/{gid}/roles", self.get_roles),
             ("GET", "/channels/{cid}", self.get_channel),
@@ -111,7 +119,7 @@ class RestApi:
         if not 1 <= limit <= 200:
             raise ApiError(400, 50035, "Invalid Form Body")
         state = self.state
-        guild = state.guild_payload()
+        guild = state.guild_object()
         return json_response(
             [
                 {
@@ -139,10 +147,7 @@ class RestApi:
                 "bot_require_code_grant": False,
                 "verify_key": "0" * 64,
                 "owner": state.user_named("admin"),
-                # GATEWAY_MESSAGE_CONTENT_LIMITED (1 << 19): the Message Content intent as the developer portal
-                # enables it for a bot in under 100 servers; the gateway takes the intent only with it (or 1 << 18)
-                # (https://discord.com/developers/docs/resources/application#application-object-application-flags).
-                "flags": 1 << 19,
+                "flags": state.app_flags,
                 "team": None,
                 "summary": "",
                 "interactions_endpoint_url": None,
@@ -176,11 +181,29 @@ class RestApi:
         created = self.state.set_commands([*others, body], gid)
         return json_response(created[-1], 201)
 
+    async def get_command(self, request: web.Request) -> web.Response:
+        """``GET .../commands/{id}``: one global or guild command."""
+        # https://discord.com/developers/docs/interactions/application-commands#get-global-application-command
+        self._check_app(request)
+        return json_response(self.state.find_command(request.match_info["cmd"], request.match_info.get("gid")))
+
+    async def edit_command(self, request: web.Request) -> web.Response:
+        """``PATCH .../commands/{id}``: every field optional, those given replace the old ones (#edit-...-command)."""
+        self._check_app(request)
+        body, _ = await read_body(request, 0)
+        cmd = self.state.edit_command(request.match_info["cmd"], request.match_info.get("gid"), body)
+        return json_response(cmd)
+
+    async def delete_command(self, request: web.Request) -> web.Response:
+        """``DELETE .../commands/{id}``: 204 No Content (#delete-global-application-command)."""
+        self._check_app(request)
+        self.state.delete_command(request.match_info["cmd"], request.match_info.get("gid"))
+        return no_content()
+
     async def get_guild(self, request: web.Request) -> web.Response:
         """``GET /guilds/{id}``."""
         self._guild(request)
-        data = self.state.guild_payload()
-        return json_response({k: v for k, v in data.items() if k not in ("channels", "threads", "members")})
+        return json_response(self.state.guild_object())
 
     def _guild(self, request: web.Request) -> None:
         if request.match_info["gid"] != self.state.guild_id:
@@ -189,7 +212,24 @@ class RestApi:
     async def get_guild_channels(self, request: web.Request) -> web.Response:
         """``GET /guilds/{id}/channels``."""
         self._guild(request)
-        return json_response(self.state.guild_payload()["channels"])
+        return json_response(self.state.guild_channels())
+
+    async def list_members(self, request: web.Request) -> web.Response:
+        """``GET /guilds/{id}/members``: members by user id after ``after``, ``limit`` 1-1000 (default 1).
+
+        https://discord.com/developers/docs/resources/guild#list-guild-members: it needs the Server Members
+        privileged intent, so an application without it in its flags gets 403 Missing Access.
+        """
+        self._guild(request)
+        if not self.state.app_flags & GUILD_MEMBERS_FLAGS:
+            raise ApiError(403, 50001, "Missing Access")
+        errors: JSON = {}
+        limit = _int_query(request, "limit", 1, errors, low=1, high=1000)
+        after = _int_query(request, "after", 0, errors, low=0, high=(1 << 64) - 1)
+        if errors:
+            raise ApiError(400, 50035, "Invalid Form Body", errors)
+        uids = sorted((uid for uid in self.state.member_roles if int(uid) > after), key=int)
+        return json_response([self.state.member(uid) for uid in uids[:limit]])
 
     async def get_member(self, request: web.Request) -> web.Response:
         """``GET /guilds/{id}/members/{user}``."""
@@ -315,10 +355,18 @@ class RestApi:
 
     # ----------------------------------------------------------- interactions
     async def interaction_callback(self, request: web.Request) -> web.Response:
-        """``POST /interactions/{id}/{token}/callback`` (answered with the ``with_response`` body)."""
+        """``POST /interactions/{id}/{token}/callback``: 204, or 200 with the callback response when asked.
+
+        https://discord.com/developers/docs/interactions/receiving-and-responding#create-interaction-response:
+        "Returns 204 unless with_response is set to true"; discord.py 2.7 always sends ``with_response=1``.
+        """
+        errors: JSON = {}
+        with_response = _bool_query(request, "with_response", errors)
+        if errors:
+            raise ApiError(400, 50035, "Invalid Form Body", errors)
         body, files = await read_body(request, self.state.upload_limit)
         out = self.state.respond(request.match_info["iid"], request.match_info["token"], body, files)
-        return json_response(out)
+        return json_response(out) if with_response else no_content()
 
     async def webhook_execute(self, request: web.Request) -> web.Response:
         """``POST /webhooks/{app}/{token}``: an interaction follow-up."""
@@ -356,3 +404,34 @@ class RestApi:
         self._check_webhook_app(request)
         self.state.delete_message(self.state.webhook_message(request.match_info["token"], request.match_info["mid"]))
         return no_content()
+
+
+def _int_query(request: web.Request, name: str, default: int, errors: JSON, *, low: int, high: int) -> int:
+    """Read an integer query parameter in ``low..high``; record Discord's form error for it otherwise."""
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        errors[name] = {"_errors": [{"code": "NUMBER_TYPE_COERCE", "message": f'Value "{raw}" is not int.'}]}
+        return default
+    if value > high:
+        errors[name] = {"_errors": [{"code": "NUMBER_TYPE_MAX", "message": f"int value should be <= {high}."}]}
+    elif value < low:
+        errors[name] = {"_errors": [{"code": "NUMBER_TYPE_MIN", "message": f"int value should be >= {low}."}]}
+    return value
+
+
+def _bool_query(request: web.Request, name: str, errors: JSON) -> bool:
+    """Read a boolean query parameter as Discord does (``True``/``true``/``1``, ``False``/``false``/``0``).
+
+    https://discord.com/developers/docs/reference#boolean-query-strings; anything else is a form error.
+    """
+    raw = request.query.get(name)
+    if raw is None or raw in ("False", "false", "0"):
+        return False
+    if raw in ("True", "true", "1"):
+        return True
+    errors[name] = {"_errors": [{"code": "BOOLEAN_TYPE_CONVERT", "message": "Must be either true or false."}]}
+    return False

@@ -25,7 +25,7 @@ from local.discord.page import BrowserPage
 from local.discord.ratelimit import EXTRA_DECISION, Decision, Limit, RateLimits
 from local.discord.rest import RestApi
 from local.discord.rules import ApiError
-from local.discord.state import DEFAULT_TOKEN, DEFAULT_UPLOAD_LIMIT, PlaygroundState
+from local.discord.state import DEFAULT_UPLOAD_LIMIT, PlaygroundState, bot_token
 from local.discord.wire import Handler, json_response
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ class Playground:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
-        token: str = DEFAULT_TOKEN,
+        token: str | None = None,
         upload_limit: int = DEFAULT_UPLOAD_LIMIT,
         interaction_deadline_s: float = 3.0,
         token_lifetime_s: float = 15 * 60,
@@ -61,7 +61,6 @@ class Playground:
     ) -> None:
         self.host = host
         self.port = port
-        self.token = token
         self.state = PlaygroundState(
             upload_limit=upload_limit,
             interaction_deadline_s=interaction_deadline_s,
@@ -73,7 +72,9 @@ class Playground:
         if edit_rate_limit is not None or edit_rate_window_s is not None:
             overrides["message-edit"] = Limit(edit_rate_limit or 5, edit_rate_window_s or 5.0 * rate_window_scale)
         self.rate_limits = RateLimits(overrides=overrides, window_scale=rate_window_scale, clock=clock)
-        self.gateway = Gateway(self.state, token, url=lambda: self.gateway_url)
+        # The default is Discord-shaped and carries the bot's id, as the developer portal's tokens do.
+        self.token = token if token is not None else bot_token(self.state.app_id)
+        self.gateway = Gateway(self.state, self.token, url=lambda: self.gateway_url)
         self.rest = RestApi(self.state, self.rate_limits, gateway_url=lambda: self.gateway_url)
         self.page = BrowserPage(
             self.state, self.gateway, api_base=lambda: self.api_base, gateway_url=lambda: self.gateway_url

@@ -24,7 +24,6 @@ from local.discord.records import (
     AUTOCOMPLETE,
     AUTOCOMPLETE_RESULT,
     CHANNEL_MESSAGE,
-    DEFAULT_TOKEN,
     DEFAULT_UPLOAD_LIMIT,
     DEFERRED_CHANNEL_MESSAGE,
     DEFERRED_UPDATE,
@@ -51,6 +50,7 @@ from local.discord.records import (
     Snowflakes,
     StoredFile,
     Upload,
+    bot_token,
     now_iso,
 )
 
@@ -61,7 +61,6 @@ __all__ = [
     "AUTOCOMPLETE",
     "AUTOCOMPLETE_RESULT",
     "CHANNEL_MESSAGE",
-    "DEFAULT_TOKEN",
     "DEFAULT_UPLOAD_LIMIT",
     "DEFERRED_CHANNEL_MESSAGE",
     "DEFERRED_UPDATE",
@@ -89,6 +88,7 @@ __all__ = [
     "Snowflakes",
     "StoredFile",
     "Upload",
+    "bot_token",
     "now_iso",
 ]
 

@@ -31,6 +31,15 @@ if TYPE_CHECKING:
 
     from local.discord.rules import JSON
 
+GUILD_PRESENCES = 1 << 8  # https://discord.com/developers/docs/events/gateway#list-of-intents
+# GATEWAY_MESSAGE_CONTENT_LIMITED (1 << 19): the Message Content intent as the developer portal enables it for a bot
+# in under 100 servers; the gateway takes the intent only with it (or 1 << 18)
+# (https://discord.com/developers/docs/resources/application#application-object-application-flags).
+APPLICATION_FLAGS = 1 << 19
+# GATEWAY_GUILD_MEMBERS (1 << 14) or its _LIMITED form (1 << 15): the Server Members intent, without which Discord
+# refuses the member list (https://discord.com/developers/docs/resources/guild#list-guild-members).
+GUILD_MEMBERS_FLAGS = (1 << 14) | (1 << 15)
+
 
 class World:
     """The guild, its people and the event stream; the state every other part of the world reads and changes."""
@@ -44,8 +53,10 @@ class World:
         token_lifetime_s: float = 15 * 60,
         clock: Callable[[], float] = time.monotonic,
         bot_name: str = "Peel",
+        app_flags: int = APPLICATION_FLAGS,
     ) -> None:
         self.base_url = base_url
+        self.app_flags = app_flags
         self.upload_limit = upload_limit
         self.interaction_deadline_s = interaction_deadline_s
         self.token_lifetime_s = token_lifetime_s
@@ -171,40 +182,75 @@ class World:
                 value |= int(role["permissions"])
         return str(value)
 
-    def guild_payload(self) -> JSON:
-        """Return the GUILD_CREATE payload."""
-        channels = [c for c in self.channels.values() if c["type"] not in THREAD_TYPES and c["type"] != DM]
-        threads = [c for c in self.channels.values() if c["type"] in THREAD_TYPES]
-        members = [self.member(uid) for uid in self.member_roles]
+    def guild_object(self) -> JSON:
+        """Return the guild object, every field Discord always sends and none it sends only in GUILD_CREATE.
+
+        The fields: https://discord.com/developers/docs/resources/guild#guild-object-guild-structure.
+        """
         return {
             "id": self.guild_id,
             "name": "Peel Playground",
             "icon": None,
+            "splash": None,
+            "discovery_splash": None,
             "owner_id": self.owner_id,
-            "unavailable": False,
-            "member_count": len(members),
-            "large": False,
-            "features": [],
-            "emojis": [],
-            "stickers": [],
-            "roles": list(self.roles.values()),
-            "channels": channels,
-            "threads": threads,
-            "members": members,
-            "voice_states": [],
-            "presences": [],
-            "joined_at": "2026-01-01T00:00:00+00:00",
-            "premium_tier": 0,
-            "preferred_locale": "en-US",
-            "system_channel_id": None,
+            "afk_channel_id": None,
+            "afk_timeout": 300,
             "verification_level": 0,
             "default_message_notifications": 0,
             "explicit_content_filter": 0,
+            "roles": list(self.roles.values()),
+            "emojis": [],
+            "features": [],
             "mfa_level": 0,
-            "nsfw_level": 0,
-            "afk_timeout": 300,
+            "application_id": None,
+            "system_channel_id": None,
+            "system_channel_flags": 0,
+            "rules_channel_id": None,
             "max_members": 500000,
+            "vanity_url_code": None,
+            "description": None,
+            "banner": None,
+            "premium_tier": 0,
             "premium_subscription_count": 0,
+            "preferred_locale": "en-US",
+            "public_updates_channel_id": None,
+            "max_video_channel_users": 25,
+            "max_stage_video_channel_users": 50,
+            "nsfw_level": 0,
+            "stickers": [],
+            "premium_progress_bar_enabled": False,
+            "safety_alerts_channel_id": None,
+            "incidents_data": None,
+        }
+
+    def guild_channels(self) -> list[JSON]:
+        """Return the guild's channels (no threads, no DMs)."""
+        return [c for c in self.channels.values() if c["type"] not in THREAD_TYPES and c["type"] != DM]
+
+    def guild_payload(self, intents: int) -> JSON:
+        """Return the GUILD_CREATE payload a session with ``intents`` receives.
+
+        The guild object plus the extra fields of https://discord.com/developers/docs/events/gateway-events#guild-create;
+        without the GUILD_PRESENCES intent ``members`` and ``presences`` hold only the bot (and members in voice,
+        of whom the playground has none), as the warning there says.
+        """
+        threads = [c for c in self.channels.values() if c["type"] in THREAD_TYPES]
+        present = self.member_roles if intents & GUILD_PRESENCES else [self.app_id]
+        return {
+            **self.guild_object(),
+            "joined_at": "2026-01-01T00:00:00+00:00",
+            "large": False,
+            "unavailable": False,
+            "member_count": len(self.member_roles),
+            "voice_states": [],
+            "members": [self.member(uid) for uid in present],
+            "channels": self.guild_channels(),
+            "threads": threads,
+            "presences": [],
+            "stage_instances": [],
+            "guild_scheduled_events": [],
+            "soundboard_sounds": [],
         }
 
     # ----------------------------------------------------------------- events

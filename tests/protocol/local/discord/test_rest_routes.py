@@ -114,7 +114,8 @@ async def test_followups_are_fetched_edited_posted_in_threads_and_deleted_when_a
 ):
     pg.state.set_commands([{"name": "imagine", "description": "d"}])
     run = await pg.driver().slash("imagine")
-    await call(http, "POST", f"interactions/{run.id}/{run.token}/callback", json={"type": 4, "data": {"content": "ok"}})
+    answer = {"type": 4, "data": {"content": "ok"}}
+    await call(http, "POST", f"interactions/{run.id}/{run.token}/callback", params={"with_response": "1"}, json=answer)
     hook = f"webhooks/{pg.state.app_id}/{run.token}"
     assert (await call(http, "GET", f"{hook}/messages/@original"))["content"] == "ok"
     general = pg.state.channel_named("general")["id"]

@@ -343,7 +343,7 @@ async def test_second_response_is_rejected_with_40060_when_already_acknowledged(
     interaction = start_command(pg)
     clock.now += 2.9
     path = f"interactions/{interaction.id}/{interaction.token}/callback"
-    status, body, _ = await call(http, "POST", path, json={"type": 5})
+    status, body, _ = await call(http, "POST", path, params={"with_response": "true"}, json={"type": 5})
     assert status == 200
     assert body["interaction"]["response_message_loading"] is True
     status, body, _ = await call(http, "POST", path, json={"type": 4, "data": {"content": "again"}})
