@@ -15,7 +15,8 @@ runtime needs, restarts a worker that exits (with backoff), and applies RunPod's
 TIMED_OUT and the worker told to stop the job; cancel removes queued jobs and stops running ones; `ttl` (from
 submission) forgets a job even while it runs; finished jobs are kept for a retention time (30 min after `/run`,
 1 min after `/runsync`), then `/status` answers 404; the client face's documented rate limits, body limits, policy
-ranges and webhooks (the table in `local.runpod.client_api`); a job whose worker dies mid-run is requeued `max_requeues` times (once by default), then FAILED.
+ranges and webhooks (the table in `local.runpod.client_api`); a job whose worker dies mid-run is requeued
+`max_requeues` times (once by default), then FAILED.
 Queued jobs go to the least busy of the workers asking for them, split evenly among equally busy ones, so a worker
 that asks for a batch of four while others wait idle gets its share, not all four (each worker is one Python
 process: one that ran every chunk would be held back by its own CPU while the others sat still).
