@@ -8,6 +8,9 @@ Retries: 429, 5xx and connection failures are retried with capped exponential ba
 that may have happened once the request was sent (a timeout or a dropped connection); the error then carries
 `maybe_submitted=True` and the caller decides (the worker skips outputs that already exist, so a resubmission
 costs nothing twice).
+
+Pacing: every attempt waits for room under RunPod's documented rate limits (`bot.runpod.pacing.RoutePacer`), so a
+burst (cancelling hundreds of chunks, polling a large batch) is spread out by the bot rather than refused by RunPod.
 """
 
 import asyncio
@@ -27,7 +30,9 @@ from bot.runpod.errors import (
     RunpodRejectedError,
     RunpodUnavailableError,
 )
+from bot.runpod.pacing import RoutePacer
 from bot.runpod.types import EndpointHealth, RemoteJob, RemoteStatus
+from bot.runpod.wire import route_family
 
 if TYPE_CHECKING:
     from bot.runpod.wire import HealthBody, Policy, RunRequest, StatusBody
@@ -78,6 +83,7 @@ class RunpodHttpGateway:
         backoff: retry budget for 429, 5xx and connection failures.
         sleep: awaited between attempts (tests inject a recorder).
         rand: uniform random numbers in [0, 1) for the jitter.
+        pacer: keeps requests under RunPod's rate limits; one with RunPod's documented limits when None.
     """
 
     def __init__(
@@ -91,6 +97,7 @@ class RunpodHttpGateway:
         backoff: Backoff | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rand: Callable[[], float] = random.random,
+        pacer: RoutePacer | None = None,
     ) -> None:
         if not endpoint_id or "/" in endpoint_id:
             raise ValueError("endpoint_id must be a non-empty path segment")
@@ -103,6 +110,7 @@ class RunpodHttpGateway:
         self._backoff = backoff or Backoff()
         self._sleep = sleep
         self._rand = rand
+        self._pacer = pacer or RoutePacer()
 
     def __repr__(self) -> str:
         return f"RunpodHttpGateway(base={self._base!r})"
@@ -212,9 +220,12 @@ class RunpodHttpGateway:
     async def _attempt(self, method: str, path: str, *, body: object, idempotent: bool) -> tuple[int, object]:
         sent = False
         try:
-            async with self._http.request(
-                method, self._base + path, json=body, headers=self._headers, timeout=self._timeout
-            ) as resp:
+            async with (
+                self._pacer.slot(route_family(path)),
+                self._http.request(
+                    method, self._base + path, json=body, headers=self._headers, timeout=self._timeout
+                ) as resp,
+            ):
                 sent = True
                 if resp.status == 429 or resp.status >= 500:
                     raise _RetryableError(

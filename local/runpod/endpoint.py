@@ -13,8 +13,10 @@ One aiohttp app serves both faces of RunPod Serverless on 127.0.0.1:
 It starts N worker processes (default `python -m worker`, unmodified) with the environment the SDK's production
 runtime needs, restarts a worker that exits (with backoff), and applies RunPod's rules: `executionTimeout` →
 TIMED_OUT and the worker told to stop the job; cancel removes queued jobs and stops running ones; `ttl` (from
-submission) forgets a job even while it runs; finished jobs are kept for a retention time, then `/status` answers
-404; a job whose worker dies mid-run is requeued `max_requeues` times (once by default), then FAILED.
+submission) forgets a job even while it runs; finished jobs are kept for a retention time (30 min after `/run`,
+1 min after `/runsync`), then `/status` answers 404; the client face's documented rate limits, body limits, policy
+ranges and webhooks (the table in `local.runpod.client_api`); a job whose worker dies mid-run is requeued
+`max_requeues` times (once by default), then FAILED.
 Queued jobs go to the least busy of the workers asking for them, split evenly among equally busy ones, so a worker
 that asks for a batch of four while others wait idle gets its share, not all four (each worker is one Python
 process: one that ran every chunk would be held back by its own CPU while the others sat still).
@@ -37,11 +39,14 @@ from typing import TYPE_CHECKING, Self
 from aiohttp import web
 
 from bot.runpod.types import RemoteStatus
+from bot.runpod.wire import EXECUTION_TIMEOUT_RANGE_MS, TTL_RANGE_MS, RouteLimit, route_family
 from local.runpod.client_api import ClientApi
+from local.runpod.limits import RouteGate
 from local.runpod.processes import (
     DEFAULT_WORKER_COMMAND,
     WorkerSupervisor,
 )
+from local.runpod.webhooks import WEBHOOK_RETRY_DELAY_S
 from local.runpod.worker_api import WorkerApi
 
 if TYPE_CHECKING:
@@ -63,7 +68,14 @@ class LocalEndpoint(ClientApi, WorkerApi, WorkerSupervisor):
         host, port: where to listen (port 0 picks a free one).
         endpoint_id: the `{endpoint}` path segment.
         api_key: the client API key (Bearer); a random one when None.
-        retention_s: how long finished jobs stay readable (RunPod: 30 min), then 404.
+        retention_s: how long finished `/run` jobs stay readable (RunPod: 30 min), then 404.
+        sync_retention_s: the same for `/runsync` jobs (RunPod: 1 min).
+        route_limits: rate limits per route family (default RunPod's documented ones, `RUNPOD_ROUTE_LIMITS`); tests
+            tighten them.
+        execution_timeout_range_ms, ttl_range_ms: the `policy` values accepted (default RunPod's documented ranges);
+            tests of timeouts widen them to run in milliseconds.
+        webhook_allow_private: deliver webhooks to loopback and private addresses, which RunPod never reaches (tests).
+        webhook_retry_delay_s: the delay between webhook attempts (RunPod: 10 s).
         default_execution_timeout_ms, default_ttl_ms: used when `/run` has no `policy` (RunPod: 10 min, 24 h).
         max_requeues: how many times a job whose worker died is put back in the queue before it FAILS.
         take_wait_s, stop_wait_s: how long `job-take` and `job-stop` long-polls are held open. The SDK sleeps 1 s
@@ -86,6 +98,12 @@ class LocalEndpoint(ClientApi, WorkerApi, WorkerSupervisor):
         endpoint_id: str = "local",
         api_key: str | None = None,
         retention_s: float = 30 * 60,
+        sync_retention_s: float = 60.0,
+        route_limits: Mapping[str, RouteLimit] | None = None,
+        execution_timeout_range_ms: tuple[int, int] = EXECUTION_TIMEOUT_RANGE_MS,
+        ttl_range_ms: tuple[int, int] = TTL_RANGE_MS,
+        webhook_allow_private: bool = False,
+        webhook_retry_delay_s: float = WEBHOOK_RETRY_DELAY_S,
         default_execution_timeout_ms: int = 600_000,
         default_ttl_ms: int = 24 * 3600 * 1000,
         max_requeues: int = 1,
@@ -109,6 +127,14 @@ class LocalEndpoint(ClientApi, WorkerApi, WorkerSupervisor):
         self._host = host
         self._port = port
         self._retention_s = retention_s
+        self._sync_retention_s = sync_retention_s
+        self._gate = RouteGate(route_limits)
+        self._execution_timeout_range_ms = execution_timeout_range_ms
+        self._ttl_range_ms = ttl_range_ms
+        self._webhook_allow_private = webhook_allow_private
+        self._webhook_retry_delay_s = webhook_retry_delay_s
+        self._webhook_tasks = set()
+        self._http = None
         self._default_execution_timeout_ms = default_execution_timeout_ms
         self._default_ttl_ms = default_ttl_ms
         self._max_requeues = max_requeues
@@ -171,6 +197,11 @@ class LocalEndpoint(ClientApi, WorkerApi, WorkerSupervisor):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        for hook in list(self._webhook_tasks):
+            hook.cancel()
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -192,6 +223,10 @@ class LocalEndpoint(ClientApi, WorkerApi, WorkerSupervisor):
         job = self._jobs.get(job_id)
         return job.worker_id if job is not None and job.status is RemoteStatus.IN_PROGRESS else None
 
+    def refused(self, family: str) -> int:
+        """How many requests of a route family (`run`, `status`, `cancel`, …) were answered 429."""
+        return self._gate.refused(family)
+
     @property
     def restarts(self) -> int:
         """How many worker processes were started after the first ones."""
@@ -209,7 +244,8 @@ class LocalEndpoint(ClientApi, WorkerApi, WorkerSupervisor):
 
     def app(self) -> web.Application:
         """Build the aiohttp application of both faces."""
-        app = web.Application(client_max_size=20 * 1024 * 1024)
+        # Bodies are read and measured by the handlers (RunPod's 10 MB /run and 20 MB /runsync limits).
+        app = web.Application(client_max_size=21 * 1024 * 1024)
         p = "/v2/{endpoint}"
         client: list[tuple[str, str, _HandlerT]] = [
             ("POST", "/run", self._run),
@@ -224,7 +260,7 @@ class LocalEndpoint(ClientApi, WorkerApi, WorkerSupervisor):
             ("GET", "/health", self._health),
         ]
         for method, path, handler in client:
-            app.router.add_route(method, p + path, self._client_face(handler))
+            app.router.add_route(method, p + path, self._client_face(handler, route_family(path)))
         app.router.add_get(p + "/job-take/{worker}", self._job_take)
         app.router.add_get(p + "/job-take-batch/{worker}", self._job_take)
         app.router.add_post(p + "/job-done/{worker}/{id}", self._job_done)

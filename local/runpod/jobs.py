@@ -24,6 +24,8 @@ class Job:
     ttl_s: float
     low_priority: bool
     submitted_at: float
+    retention_s: float  # how long the result stays readable once final: 30 min after /run, 1 min after /runsync
+    webhook: str | None = None
     status: RemoteStatus = RemoteStatus.IN_QUEUE
     worker_id: str | None = None
     started_at: float | None = None

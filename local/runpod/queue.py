@@ -8,10 +8,13 @@ import time
 from collections import deque
 from pathlib import Path
 
+import aiohttp
 from aiohttp import web
 
 from bot.runpod.types import RemoteStatus
 from local.runpod.jobs import Compact, Job, WorkerInfo
+from local.runpod.limits import RouteGate
+from local.runpod.webhooks import deliver, is_private
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +33,14 @@ class JobQueue:
     _host: str
     _port: int
     _retention_s: float
+    _sync_retention_s: float
+    _execution_timeout_range_ms: tuple[int, int]
+    _ttl_range_ms: tuple[int, int]
+    _gate: RouteGate
+    _webhook_allow_private: bool
+    _webhook_retry_delay_s: float
+    _webhook_tasks: set[asyncio.Task[bool]]
+    _http: aiohttp.ClientSession | None
     _default_execution_timeout_ms: int
     _default_ttl_ms: int
     _max_requeues: int
@@ -140,8 +151,22 @@ class JobQueue:
                 self._tell_stop(job)
             self._release(job)
         job.finished.set()
+        if job.webhook is not None:
+            self._send_webhook(job, job.webhook)
         action = {RemoteStatus.COMPLETED: "succeed", RemoteStatus.CANCELLED: "cancel"}.get(status, "fail")
         log.info("job %s %s", job.id, status.value, extra={"action": action, "remote_id": job.id})
+
+    def _send_webhook(self, job: Job, url: str) -> None:
+        if is_private(url) and not self._webhook_allow_private:
+            log.warning("job %s: webhook %s is a private address RunPod cannot reach; not delivered", job.id, url)
+            return
+        if self._http is None:
+            self._http = aiohttp.ClientSession()
+        task = asyncio.create_task(
+            deliver(self._http, url, job.body(), delay_s=self._webhook_retry_delay_s), name=f"webhook-{job.id}"
+        )
+        self._webhook_tasks.add(task)
+        task.add_done_callback(self._webhook_tasks.discard)
 
     def _forget(self, job: Job, reason: str) -> None:
         if job.status is RemoteStatus.IN_PROGRESS:
@@ -158,7 +183,7 @@ class JobQueue:
             now = time.monotonic()
             for job in list(self._jobs.values()):
                 if job.status.is_final:
-                    if job.finished_at is not None and now - job.finished_at >= self._retention_s:
+                    if job.finished_at is not None and now - job.finished_at >= job.retention_s:
                         self._forget(job, "retention over")
                 elif now - job.submitted_at >= job.ttl_s:
                     self._forget(job, "ttl over")

@@ -20,6 +20,10 @@ from bot.runpod.client import RunpodHttpGateway
 from bot.runpod.types import RemoteJob
 from local.runpod import LocalEndpoint
 
+# RunPod refuses an `executionTimeout` of 5 s or less and a `ttl` under 10 s; tests of those deadlines widen the
+# accepted ranges so that they run in milliseconds.
+MS_DEADLINES: dict[str, Any] = {"execution_timeout_range_ms": (1, 10**9), "ttl_range_ms": (1, 10**9)}
+
 
 @dataclass(frozen=True, slots=True)
 class Answer:

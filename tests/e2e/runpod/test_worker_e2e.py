@@ -21,7 +21,7 @@ from bot.runpod.client import RunpodHttpGateway
 from bot.runpod.types import RemoteJob, RemoteStatus
 from local.runpod import LocalEndpoint
 from storage import Store, open_store
-from tests.fakes.runpod import poll_until, running_endpoint, wait_until
+from tests.fakes.runpod import MS_DEADLINES, poll_until, running_endpoint, wait_until
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -82,6 +82,7 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
                 worker_command=(sys.executable, "-m", "worker"),
                 retention_s=4.0,
                 take_wait_s=2.0,
+                **MS_DEADLINES,
             ) as (endpoint, gateway):
                 store = open_store(store_url)
                 try:

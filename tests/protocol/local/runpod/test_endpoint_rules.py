@@ -18,7 +18,7 @@ from bot.runpod.client import RunpodHttpGateway
 from bot.runpod.errors import RunpodAuthError
 from bot.runpod.types import RemoteStatus
 from local.runpod import LocalEndpoint
-from tests.fakes.runpod import poll_until, running_endpoint, wait_until
+from tests.fakes.runpod import MS_DEADLINES, poll_until, running_endpoint, wait_until
 
 
 class SdkLikeWorker:
@@ -67,7 +67,7 @@ class SdkLikeWorker:
 
 @pytest.fixture
 async def endpoint() -> AsyncIterator[tuple[LocalEndpoint, RunpodHttpGateway]]:
-    async with running_endpoint(workers=0, take_wait_s=0.3, stop_wait_s=0.3, retention_s=60) as pair:
+    async with running_endpoint(workers=0, take_wait_s=0.3, stop_wait_s=0.3, retention_s=60, **MS_DEADLINES) as pair:
         yield pair
 
 

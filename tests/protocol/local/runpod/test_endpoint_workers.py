@@ -16,7 +16,7 @@ import pytest_asyncio
 from bot.runpod.client import RunpodHttpGateway
 from bot.runpod.types import RemoteJob, RemoteStatus
 from local.runpod import LocalEndpoint
-from tests.fakes.runpod import poll_until, running_endpoint, wait_until
+from tests.fakes.runpod import MS_DEADLINES, poll_until, running_endpoint, wait_until
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -30,7 +30,9 @@ async def endpoint() -> AsyncIterator[Pair]:
         mp.setenv("DISCORD_TOKEN", "bot-secret-must-not-reach-workers")
         mp.setenv("STORAGE_URL", "file:///from-the-bot-env")
         env = {"GEMINI_BASE_URL": "http://127.0.0.1:9/gemini", "RUNPOD_PING_INTERVAL": "500"}
-        async with running_endpoint(workers=2, env=env, restart_backoff_s=(0.2, 2.0), take_wait_s=2.0) as pair:
+        async with running_endpoint(
+            workers=2, env=env, restart_backoff_s=(0.2, 2.0), take_wait_s=2.0, **MS_DEADLINES
+        ) as pair:
             yield pair
 
 
