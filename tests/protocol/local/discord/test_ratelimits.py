@@ -123,7 +123,9 @@ async def test_followups_are_limited_to_five_per_two_seconds_per_webhook_token(
     pg: Playground, http: aiohttp.ClientSession, clock: FakeClock
 ):
     interaction = start_command(pg)
-    callback = await call(http, "POST", f"interactions/{interaction.id}/{interaction.token}/callback", json={"type": 5})
+    callback = await call(
+        http, "POST", f"interactions/{interaction.id}/{interaction.token}/callback?with_response=true", json={"type": 5}
+    )
     assert callback[0] == 200
     assert callback[2]["X-RateLimit-Limit"] == "5"  # the interaction-callback bucket
     webhook = f"webhooks/{pg.state.app_id}/{interaction.token}"
@@ -139,7 +141,9 @@ async def test_webhook_edits_count_against_their_channels_edits_and_answer_with_
     pg: Playground, http: aiohttp.ClientSession, clock: FakeClock
 ):
     interaction = start_command(pg)
-    await call(http, "POST", f"interactions/{interaction.id}/{interaction.token}/callback", json={"type": 5})
+    await call(
+        http, "POST", f"interactions/{interaction.id}/{interaction.token}/callback?with_response=true", json={"type": 5}
+    )
     _, msg, _ = await call(http, "POST", f"channels/{channel(pg)}/messages", json={"content": "0"})
     for i in range(4):
         status, _, _ = await call(
@@ -167,7 +171,9 @@ async def test_global_limit_is_fifty_requests_per_second_and_skips_interaction_r
     )
     assert headers["Via"]
     interaction = start_command(pg)  # "Interaction endpoints are not bound to the bot's Global Rate Limit"
-    callback = await call(http, "POST", f"interactions/{interaction.id}/{interaction.token}/callback", json={"type": 5})
+    callback = await call(
+        http, "POST", f"interactions/{interaction.id}/{interaction.token}/callback?with_response=true", json={"type": 5}
+    )
     assert callback[0] == 200
     clock.now += 1.0
     assert (await call(http, "GET", f"channels/{channel(pg)}"))[0] == 200

@@ -480,7 +480,7 @@ async def test_modal_text_input_is_accepted_at_its_limit_and_rejected_past_it(
             "data": {"custom_id": "m", "title": "t" * 45, "components": [row(text_input(**{field: value}))]},
         }
         status, body, _ = await call(
-            http, "POST", f"interactions/{interaction.id}/{interaction.token}/callback", json=modal
+            http, "POST", f"interactions/{interaction.id}/{interaction.token}/callback?with_response=true", json=modal
         )
         assert status == status_wanted, body
         if status == 400:
