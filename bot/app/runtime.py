@@ -22,7 +22,7 @@ from bot.core.outage import Outage
 from bot.dispatch import Dispatcher, policy_from_settings
 from bot.ledger import Ledger, backup_path
 from bot.settings import BotSettings
-from bot.web import LinkServer, link_for, make_app
+from bot.web import LinkServer, StableLinks, link_for, make_app
 from bot.web.links import is_presigning
 from bot.web.readiness import Readiness
 from storage import LinkSigner
@@ -60,7 +60,11 @@ class WorkersMisconfiguredError(Exception):
 
 @dataclass(slots=True, kw_only=True)
 class Runtime:
-    """The opened parts of a Peel process; `link` makes a download URL for any stored key."""
+    """The opened parts of a Peel process; `link` and `lasting_link` make download URLs for any stored key.
+
+    `link`'s URL expires; `lasting_link`'s does not when the web server can serve it. `stable_links` is set when
+    the web server runs at an address users can open (see `open_runtime`).
+    """
 
     settings: BotSettings
     backends: Backends
@@ -69,6 +73,7 @@ class Runtime:
     signer: LinkSigner
     readiness: Readiness = field(default_factory=Readiness)
     link_server: LinkServer | None = None
+    stable_links: StableLinks | None = None
     _delayed_told: Outage | None = None  # the outage a headless run has already said it is delayed by
 
     async def link(self, key: str, *, filename: str | None = None, expires_s: int | None = None) -> str:
@@ -80,6 +85,16 @@ class Runtime:
             filename=filename,
             signer=self.signer,
         )
+
+    async def lasting_link(self, key: str, *, filename: str | None = None) -> str:
+        """Return a short URL that serves `key` for as long as it exists (`bot.web.stable`), else `link`'s URL.
+
+        For links posted where they stay (a "Full size" button): a store URL expires, and a presigned one can be
+        too long for Discord. Without `stable_links` (no web server users can open) this is `link`.
+        """
+        if self.stable_links is None:
+            return await self.link(key, filename=filename)
+        return self.stable_links.url(key, filename=filename)
 
     async def run_until_final(
         self,
@@ -192,6 +207,19 @@ async def _link_secret(settings: BotSettings) -> bytes:
     return await asyncio.to_thread(load_or_make)
 
 
+def _users_reach(settings: BotSettings, link_server: LinkServer | None, backends: Backends) -> bool:
+    """Tell whether the people a link is posted to can open the web server, so its stable links work for them.
+
+    They can at `PUBLIC_BASE_URL`, and on this machine with the local playground. A file or memory store's links
+    already point at the server (a real Discord bot with one must set `PUBLIC_BASE_URL`, `bot.core.deployment`).
+    An S3 store with real Discord and no `PUBLIC_BASE_URL` is a valid configuration whose links are presigned
+    URLs on the bucket: its posted links stay those rather than name an address nobody outside can reach.
+    """
+    if link_server is None:
+        return False
+    return settings.public_base_url is not None or settings.uses_playground or not is_presigning(backends.store)
+
+
 @contextlib.asynccontextmanager
 async def open_runtime(
     settings: BotSettings, *, worker_env: Mapping[str, str] | None = None, serve_links: bool = True
@@ -256,4 +284,5 @@ async def open_runtime(
             signer=LinkSigner(secret, base_url),
             readiness=readiness,
             link_server=link_server,
+            stable_links=StableLinks(secret, base_url) if _users_reach(settings, link_server, backends) else None,
         )
