@@ -16,6 +16,7 @@ from pathlib import Path
 
 from bot.app.embedded import Backends, open_backends
 from bot.app.probes import ledger_check, runpod_check, store_check
+from bot.core.deployment import web_server_reaches_users
 from bot.core.hosts import url_host
 from bot.core.models import Job, JobId
 from bot.core.outage import Outage
@@ -207,19 +208,6 @@ async def _link_secret(settings: BotSettings) -> bytes:
     return await asyncio.to_thread(load_or_make)
 
 
-def _users_reach(settings: BotSettings, link_server: LinkServer | None, backends: Backends) -> bool:
-    """Tell whether the people a link is posted to can open the web server, so its stable links work for them.
-
-    They can at `PUBLIC_BASE_URL`, and on this machine with the local playground. A file or memory store's links
-    already point at the server (a real Discord bot with one must set `PUBLIC_BASE_URL`, `bot.core.deployment`).
-    An S3 store with real Discord and no `PUBLIC_BASE_URL` is a valid configuration whose links are presigned
-    URLs on the bucket: its posted links stay those rather than name an address nobody outside can reach.
-    """
-    if link_server is None:
-        return False
-    return settings.public_base_url is not None or settings.uses_playground or not is_presigning(backends.store)
-
-
 @contextlib.asynccontextmanager
 async def open_runtime(
     settings: BotSettings, *, worker_env: Mapping[str, str] | None = None, serve_links: bool = True
@@ -261,6 +249,8 @@ async def open_runtime(
                 LinkServer(app, host=settings.web_host, port=settings.web_port)
             )
             base_url = settings.public_base_url or link_server.base_url
+        # Stable links only where users can open the web server (else an S3 store's presigned URLs stay).
+        reached = web_server_reaches_users(settings.deployment_facts())
         dispatcher = Dispatcher(
             ledger,
             backends.gateway,
@@ -284,5 +274,5 @@ async def open_runtime(
             signer=LinkSigner(secret, base_url),
             readiness=readiness,
             link_server=link_server,
-            stable_links=StableLinks(secret, base_url) if _users_reach(settings, link_server, backends) else None,
+            stable_links=StableLinks(secret, base_url) if link_server is not None and reached else None,
         )
