@@ -330,6 +330,7 @@ async def test_envelope_dms_the_image_with_prompt_seed_and_job_id_when_reacted(s
     message = await d.wait_for_message(lambda m: "dm fox" in m.content, channel=dm["id"], timeout=WAIT_S)
     job = await latest_job(stack)
     assert job.id in message.content and "seed" in message.content and message.attachments
+    assert f"[full size]({stack.rt.signer.base_url}/l/" in message.content  # a link that stays, as the DM does
 
 
 async def test_cross_cancels_a_running_job_and_deletes_a_finished_one_when_reacted(stack: PeelStack):
