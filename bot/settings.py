@@ -208,18 +208,20 @@ class BotSettings(BaseSettings):
 
     def deployment_problems(self, *, serves_users: bool = True) -> list[ConfigProblem]:
         """Return the configurations that can never work (bot.core.deployment), for the bot or the CLI."""
-        return impossible_configurations(
-            DeploymentFacts(
-                discord_configured=not self.uses_playground,
-                runpod_configured=not self.uses_local_runpod,
-                runpod_base_url=self.runpod_api_base,
-                storage_url=self.resolved_storage_url,
-                storage_shared_with_workers=self.storage_shared_with_workers,
-                public_base_url=self.public_base_url,
-                gemini_base_url=self.gemini_base_url,
-                export_destinations=self.export_destinations,
-                serves_users=serves_users,
-            )
+        return impossible_configurations(self.deployment_facts(serves_users=serves_users))
+
+    def deployment_facts(self, *, serves_users: bool = True) -> DeploymentFacts:
+        """Return what the deployment rules (bot.core.deployment) need to know of these settings."""
+        return DeploymentFacts(
+            discord_configured=not self.uses_playground,
+            runpod_configured=not self.uses_local_runpod,
+            runpod_base_url=self.runpod_api_base,
+            storage_url=self.resolved_storage_url,
+            storage_shared_with_workers=self.storage_shared_with_workers,
+            public_base_url=self.public_base_url,
+            gemini_base_url=self.gemini_base_url,
+            export_destinations=self.export_destinations,
+            serves_users=serves_users,
         )
 
     @property

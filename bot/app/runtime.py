@@ -16,13 +16,14 @@ from pathlib import Path
 
 from bot.app.embedded import Backends, open_backends
 from bot.app.probes import ledger_check, runpod_check, store_check
+from bot.core.deployment import web_server_reaches_users
 from bot.core.hosts import url_host
 from bot.core.models import Job, JobId
 from bot.core.outage import Outage
 from bot.dispatch import Dispatcher, policy_from_settings
 from bot.ledger import Ledger, backup_path
 from bot.settings import BotSettings
-from bot.web import LinkServer, link_for, make_app
+from bot.web import LinkServer, StableLinks, link_for, make_app
 from bot.web.links import is_presigning
 from bot.web.readiness import Readiness
 from storage import LinkSigner
@@ -60,7 +61,11 @@ class WorkersMisconfiguredError(Exception):
 
 @dataclass(slots=True, kw_only=True)
 class Runtime:
-    """The opened parts of a Peel process; `link` makes a download URL for any stored key."""
+    """The opened parts of a Peel process; `link` and `lasting_link` make download URLs for any stored key.
+
+    `link`'s URL expires; `lasting_link`'s does not when the web server can serve it. `stable_links` is set when
+    the web server runs at an address users can open (see `open_runtime`).
+    """
 
     settings: BotSettings
     backends: Backends
@@ -69,6 +74,7 @@ class Runtime:
     signer: LinkSigner
     readiness: Readiness = field(default_factory=Readiness)
     link_server: LinkServer | None = None
+    stable_links: StableLinks | None = None
     _delayed_told: Outage | None = None  # the outage a headless run has already said it is delayed by
 
     async def link(self, key: str, *, filename: str | None = None, expires_s: int | None = None) -> str:
@@ -80,6 +86,16 @@ class Runtime:
             filename=filename,
             signer=self.signer,
         )
+
+    async def lasting_link(self, key: str, *, filename: str | None = None) -> str:
+        """Return a short URL that serves `key` for as long as it exists (`bot.web.stable`), else `link`'s URL.
+
+        For links posted where they stay (a "Full size" button): a store URL expires, and a presigned one can be
+        too long for Discord. Without `stable_links` (no web server users can open) this is `link`.
+        """
+        if self.stable_links is None:
+            return await self.link(key, filename=filename)
+        return self.stable_links.url(key, filename=filename)
 
     async def run_until_final(
         self,
@@ -233,6 +249,8 @@ async def open_runtime(
                 LinkServer(app, host=settings.web_host, port=settings.web_port)
             )
             base_url = settings.public_base_url or link_server.base_url
+        # Stable links only where users can open the web server (else an S3 store's presigned URLs stay).
+        reached = web_server_reaches_users(settings.deployment_facts())
         dispatcher = Dispatcher(
             ledger,
             backends.gateway,
@@ -256,4 +274,5 @@ async def open_runtime(
             signer=LinkSigner(secret, base_url),
             readiness=readiness,
             link_server=link_server,
+            stable_links=StableLinks(secret, base_url) if link_server is not None and reached else None,
         )

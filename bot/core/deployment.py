@@ -140,6 +140,17 @@ def _store_problems(facts: DeploymentFacts) -> list[ConfigProblem]:
     return problems
 
 
+def web_server_reaches_users(facts: DeploymentFacts) -> bool:
+    """Tell whether the people Peel posts links to can open its web server, so its stable links work for them.
+
+    They can at `PUBLIC_BASE_URL`, and on this machine with the local playground. A file or memory store's links
+    already point at the server (real Discord with one needs `PUBLIC_BASE_URL`, see `_link_problems`). An S3 store
+    with real Discord and no `PUBLIC_BASE_URL` is valid, its links being presigned URLs on the bucket: posted links
+    stay those rather than name an address (the bound one, often 127.0.0.1) nobody outside can reach.
+    """
+    return facts.public_base_url is not None or not facts.discord_configured or _scheme(facts.storage_url) != "s3"
+
+
 def _link_problems(facts: DeploymentFacts) -> list[ConfigProblem]:
     presigned = _scheme(facts.storage_url) == "s3"  # S3 links are presigned URLs on the bucket itself
     if facts.serves_users and facts.discord_configured and not presigned and facts.public_base_url is None:

@@ -7,6 +7,10 @@ refused answers 403 or 404 with a short plain-text message and never a byte of t
 
 S3 stores need none of this: their links are presigned URLs that S3 serves (see `bot.web.links.link_for`).
 
+`GET`/`HEAD /l/{token}` is a stable link (`bot.web.stable`): it never expires, and answers 302 to a fresh,
+short-lived store URL (a presigned S3 URL, or a `/files/…` link of this server) for as long as the object exists;
+410 once it is gone, 404 with no detail for a token the bot did not make.
+
 The same server answers the container's probes: `/healthz` (the process lives, no I/O) and `/readyz` (every
 registered readiness check answers, see `bot.web.readiness`).
 
@@ -32,13 +36,19 @@ from bot.web.headers import (
     make_etag,
     parse_range,
 )
+from bot.web.links import link_for
 from bot.web.readiness import Readiness
+from bot.web.stable import ROUTE, StableLinks
 from storage.base import ObjectInfo, Store
 from storage.errors import InvalidKeyError, ObjectNotFoundError, StorageUnavailableError
 from storage.keys import validate_key
 from storage.links import LinkSigner, content_disposition
 
 log = logging.getLogger(__name__)
+
+# How long the store URL a stable link redirects to works: the browser follows it at once, and an hour lets a slow
+# download be resumed (Range) from the same URL, while a URL copied out of the address bar soon stops working.
+REDIRECT_EXPIRES_S = 3600
 
 # Bytes per read from the store while streaming a body: big enough for few thread hops, small enough that
 # serving many downloads at once stays in bounded memory.
@@ -199,6 +209,51 @@ class _FileHandler:
         return response
 
 
+class _StableHandler:
+    """`/l/{token}`: check the token, then redirect to a fresh store URL of the object it names."""
+
+    def __init__(self, store: Store, secret: bytes, expires_s: int) -> None:
+        self._store = store
+        self._links = StableLinks(secret, "")
+        # A relative target: `../files/…` from `/l/{token}` is `/files/…` on whatever address (and path prefix, for
+        # a proxy serving the bot under one) the browser reached this link at.
+        self._signer = LinkSigner(secret, "..")
+        self._expires_s = expires_s
+
+    async def handle(self, request: web.Request) -> web.Response:
+        try:
+            return await self._redirect(request)
+        except _RefusedError as refused:
+            return refused.response()
+
+    async def _redirect(self, request: web.Request) -> web.Response:
+        target = self._links.resolve(request.match_info["token"])
+        if target is None or not _is_key(target.key):
+            raise _RefusedError(404, "Not found.")  # no detail: a prober learns nothing from a forged token
+        try:
+            if not await self._store.exists(target.key):
+                raise ObjectNotFoundError(target.key)
+            url = await link_for(
+                self._store, target.key, expires_s=self._expires_s, filename=target.filename, signer=self._signer
+            )
+        except (ObjectNotFoundError, InvalidKeyError):
+            raise _RefusedError(410, "This file was deleted.") from None
+        except StorageUnavailableError:
+            raise _RefusedError(503, "Storage is unavailable; try again in a moment.") from None
+        # The target expires soon: no cache may keep the redirect, and the target's query (a signature) is not
+        # sent on as a Referer from the page it opens.
+        headers = {"Location": url, "Cache-Control": "no-store", "Referrer-Policy": "no-referrer", **_SAFETY_HEADERS}
+        return web.Response(status=302, headers=headers)
+
+
+def _is_key(key: str) -> bool:
+    try:
+        validate_key(key)
+    except InvalidKeyError:
+        return False
+    return True
+
+
 def _not_modified(request: web.Request, etag: str | None, modified_at: datetime | None) -> bool:
     if_none_match = request.headers.get("If-None-Match")
     if if_none_match is not None:
@@ -241,8 +296,9 @@ def make_app(
     clock: Callable[[], float] = time.time,
     readiness: Readiness | None = None,
     serve_files: bool = True,
+    redirect_expires_s: int = REDIRECT_EXPIRES_S,
 ) -> web.Application:
-    """Build the bot's web app: `/files/{key}` serves signed links to `store`, `/healthz` and `/readyz` probes.
+    """Build the bot's web app: `/files/{key}`, `/l/{token}` (links to `store`), `/healthz` and `/readyz` probes.
 
     Args:
         store: the store links point into (file or memory; any store works).
@@ -250,10 +306,13 @@ def make_app(
         clock: the current Unix time, for link expiry.
         readiness: the checks `/readyz` runs (none given: no `/readyz`).
         serve_files: serve `/files/…` (off for stores that serve their own links, e.g. S3's presigned URLs).
+        redirect_expires_s: how long the store URL a stable link redirects to works.
     """
     app = web.Application()
     if serve_files:
         app.router.add_get("/files/{key:.+}", _FileHandler(store, signer, clock).handle, name="files")
+    stable = _StableHandler(store, signer.secret, redirect_expires_s)
+    app.router.add_get(ROUTE + "{token}", stable.handle, name="stable")
     app.router.add_get("/healthz", _healthz, name="healthz")
     if readiness is not None:
         app.router.add_get("/readyz", _readyz(readiness), name="readyz")

@@ -129,7 +129,8 @@ class ReplyEditCog(commands.Cog):
         for image in images[:10]:
             item = await self.service.item(job.id, image.index)
             seed = item.seed if item is not None else "?"
-            link = await self.bot.runtime.link(image.key, filename=f"{job.id}-{image.index + 1}.png")
+            # Stable: a DM stays, and ten ~1,000-character presigned URLs would not fit a message's 2,000.
+            link = await self.bot.runtime.lasting_link(image.key, filename=f"{job.id}-{image.index + 1}.png")
             lines.append(f"Image #{image.index + 1} · seed {seed} · [full size]({link})")
             data = await self.service.image_bytes(image)
             if len(data) <= 8 * 1024 * 1024:

@@ -127,7 +127,8 @@ class JobMessages:
     async def single_message(self, image: Image, content: str, upload_limit: int) -> dict[str, Any]:
         data = await self._service.image_bytes(image)
         stem = f"{image.job_id}-{image.index + 1}"
-        link = await self._bot.runtime.link(image.key, filename=f"{stem}.png")
+        # A stable link of Peel's web server: short, and it keeps opening the image after a store URL would expire.
+        link = await self._bot.runtime.lasting_link(image.key, filename=f"{stem}.png")
         button_link = full_size_link(link)
         kwargs: dict[str, Any] = {
             "content": content,
@@ -138,7 +139,9 @@ class JobMessages:
             kwargs["file"] = discord.File(io.BytesIO(fitted.data), fitted.filename)
         else:
             kwargs["content"] = f"{content}\nThe full image is larger than this server's upload limit: use Full size."
-        if button_link is None:  # too long for a link button: Discord would refuse the whole message
+        # Too long for a link button (Discord would refuse the whole message): only a presigned store URL, when
+        # users cannot reach the web server, or a very long PUBLIC_BASE_URL.
+        if button_link is None:
             kwargs["content"] = with_full_size_line(kwargs["content"], link)
         return kwargs
 

@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from bot.core.deployment import DeploymentFacts, impossible_configurations
+from bot.core.deployment import DeploymentFacts, impossible_configurations, web_server_reaches_users
 
 EMBEDDED = DeploymentFacts(
     discord_configured=False,
@@ -78,3 +78,18 @@ def test_malformed_urls_are_refused(change: dict[str, object], setting: str) -> 
 def test_every_problem_is_reported_at_once() -> None:
     facts = dataclasses.replace(DEPLOYED, storage_url="file:///x", public_base_url="nope")
     assert settings_named(facts) == ["PUBLIC_BASE_URL", "STORAGE_URL"]
+
+
+@pytest.mark.parametrize(
+    ("change", "reached"),
+    [
+        ({}, False),  # S3 with real Discord and no PUBLIC_BASE_URL: the presigned URLs stay
+        ({"public_base_url": "https://peel.example"}, True),
+        ({"discord_configured": False}, True),  # the playground, on this machine
+        ({"storage_url": "file:///srv/store", "public_base_url": "https://peel.example"}, True),
+    ],
+)
+def test_stable_links_are_handed_out_only_where_users_can_open_the_web_server(
+    change: dict[str, object], reached: bool
+) -> None:
+    assert web_server_reaches_users(dataclasses.replace(DEPLOYED, **change)) is reached  # type: ignore[arg-type]
