@@ -20,7 +20,28 @@ from worker.catalogue import ModelSpec
 
 
 def key_error(request: web.Request, api_key: str | None) -> web.Response | None:
-    """Return the answer to a request without an accepted API key, or None when its key is accepted."""
+    """Return the answer to a request without an accepted API key, or None when its key is accepted.
+
+    The key is read from `x-goog-api-key` or `?key=` (https://ai.google.dev/gemini-api/docs/api-key). An
+    `Authorization: Bearer …` header is an OAuth 2 access token to Google, checked before and whatever the API key:
+    this server issues none, so any Bearer answers 401 UNAUTHENTICATED as Google answers an API key sent there
+    (the message as seen from the API, e.g. cnpack/cnwizards#215: a key in the URL and an Authorization header).
+    """
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.casefold() == "bearer" and token.strip():
+        return error_response(
+            401,
+            "UNAUTHENTICATED",
+            "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other "
+            "valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project.",
+            [
+                {
+                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                    "reason": "ACCESS_TOKEN_TYPE_UNSUPPORTED",
+                    "metadata": {"service": "generativelanguage.googleapis.com"},
+                }
+            ],
+        )
     key = request.headers.get("x-goog-api-key") or request.query.get("key")
     if not key:
         return error_response(

@@ -10,8 +10,11 @@ malformed or image-less answers) come from the environment or the admin endpoint
 Routes:
 
     POST /{v1|v1beta|v1alpha}/models/{model}:generateContent   the API (SDK 3.x defaults to v1, Peel pins v1beta)
+    POST /{v1|v1beta|v1alpha}/models/{model}:countTokens    totalTokens and promptTokensDetails (`local.gemini.tokens`)
     GET  /{v1|v1beta|v1alpha}/models/{model}    models.get: the model's resource, 404 for a model the catalogue
                                                 does not know (the worker's self-test looks its models up)
+    GET  /{v1|v1beta|v1alpha}/models            models.list: the catalogue's models, `pageSize` (default 50, at
+                                                most 1000) and `pageToken` / `nextPageToken`
     GET  /stats                 {"requests", "in_flight", "max_in_flight", "errors_injected", "blocked",
                                  "images", "rejected", "unauthorized"}
     GET  /admin/faults          the current faults (the JSON below)
@@ -52,8 +55,18 @@ Environment (the standalone server and `LocalGemini.from_env`):
     LOCAL_GEMINI_BLOCK_WORD   prompts containing it are safety-blocked
     LOCAL_GEMINI_FAULT_SEED   seeds the random fault draws and the latency range
 
-Not implemented: streamGenerateContent, batchGenerateContent, countTokens, models.list, the Files API and
-thought-signature checks on replayed model turns (the worker sends single-turn requests only).
+As strict as the real API (a stand-in may be stricter, never looser):
+
+- a request body is read as Google's proto-JSON parser reads it (`local.gemini.schema`, its rules and sources):
+  an unknown field anywhere, a value of the wrong type, a bad enum value answer 400 INVALID_ARGUMENT with a
+  `google.rpc.BadRequest` naming each field;
+- responseModalities other than IMAGE or TEXT+IMAGE (AUDIO, for one) answer 400 (`wire.modalities_error`);
+- a key is taken from `x-goog-api-key` or `?key=`; an `Authorization: Bearer` header is read as an OAuth token, as
+  Google does, and an API key there answers 401 UNAUTHENTICATED (`answers.key_error`);
+- every error, an unknown path or method included, is Google's error JSON, never plain text or HTML.
+
+Not implemented: streamGenerateContent, batchGenerateContent, the Files API and thought-signature checks on
+replayed model turns (the worker sends single-turn requests only); they answer 404 NOT_FOUND.
 
 Run standalone: `python -m local.gemini --port 8765 [--host 127.0.0.1] [--api-key K]`, then point the
 worker at it with `GEMINI_BASE_URL=http://127.0.0.1:8765`. Embedded: `async with LocalGemini(port=0) as g:`
@@ -61,6 +74,7 @@ and use `g.url`.
 """
 
 import asyncio
+import base64
 import hashlib
 import json
 import logging
@@ -88,16 +102,59 @@ from local.gemini.faults import (
     ReceivedRequest,
     Stats,
 )
+from local.gemini.schema import COUNT_TOKENS_REQUEST, GENERATE_CONTENT_REQUEST, Message, check
+from local.gemini.tokens import count_response
 from local.gemini.wire import (
     API_VERSIONS,
+    JsonObject,
+    b64decode_any,
+    bad_request,
     camelize,
     error_response,
     invalid_argument,
     parse_request,
 )
-from worker.catalogue import ModelSpec, model_spec
+from worker.catalogue import MODELS, PREVIEW_ALIASES, ModelSpec, model_spec
 
 log = logging.getLogger(__name__)
+
+DEFAULT_PAGE_SIZE = 50  # models.list: "If unspecified, 50 models will be returned per page" (ai.google.dev/api/models)
+MAX_PAGE_SIZE = 1000  # "This method returns at most 1000 models per page, even if you pass a larger pageSize."
+
+
+@web.middleware
+async def google_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Answer an unknown path or HTTP method of the API in Google's error JSON (404 NOT_FOUND), never aiohttp's text.
+
+    Google's front end answers a (method, path) it does not serve with 404 and its error JSON; the admin and stats
+    routes, which are not Google's, keep aiohttp's answers.
+    """
+    try:
+        response: web.StreamResponse = await handler(request)
+    except (web.HTTPNotFound, web.HTTPMethodNotAllowed):
+        if request.path.startswith(("/admin", "/stats")):
+            raise
+        return error_response(404, "NOT_FOUND", f"Method not found: {request.method} {request.path}.")
+    return response
+
+
+def model_resource(spec: ModelSpec) -> JsonObject:
+    """Return a model's resource as `models.get` and `models.list` show it (https://ai.google.dev/api/models#Model)."""
+    return {
+        "name": f"models/{spec.name}",
+        "baseModelId": spec.name,
+        "version": "local",
+        "displayName": spec.name,
+        "description": "Drawn procedurally by the local Gemini-compatible server.",
+        "inputTokenLimit": 32768,
+        "outputTokenLimit": 32768,
+        "supportedGenerationMethods": ["generateContent", "countTokens"],
+    }
+
+
+def listed_models() -> list[ModelSpec]:
+    """Return the models `models.list` shows: the catalogue's, then their preview names, sorted by name."""
+    return sorted([*MODELS.values(), *(model_spec(alias) for alias in PREVIEW_ALIASES)], key=lambda s: s.name)
 
 
 class LocalGemini:
@@ -158,9 +215,10 @@ class LocalGemini:
 
     def app(self) -> web.Application:
         """Return the aiohttp application (for `web.run_app` or a test server)."""
-        app = web.Application(client_max_size=100 * 1024 * 1024)
+        app = web.Application(client_max_size=100 * 1024 * 1024, middlewares=[google_errors])
         app.router.add_post("/{version}/models/{call}", self._handle_model_call)
         app.router.add_get("/{version}/models/{model}", self._handle_get_model)
+        app.router.add_get("/{version}/models", self._handle_list_models)
         app.router.add_get("/stats", self._handle_stats)
         app.router.add_get("/admin/faults", self._handle_get_faults)
         app.router.add_post("/admin/faults", self._handle_set_faults)
@@ -263,24 +321,51 @@ class LocalGemini:
         spec = model_spec(model)
         if not spec.known:
             return error_response(404, "NOT_FOUND", f"models/{model} is not found for API version {version}.")
-        return web.json_response(
-            {
-                "name": f"models/{spec.name}",
-                "baseModelId": spec.name,
-                "version": "local",
-                "displayName": spec.name,
-                "description": "Drawn procedurally by the local Gemini-compatible server.",
-                "inputTokenLimit": 32768,
-                "outputTokenLimit": 32768,
-                "supportedGenerationMethods": ["generateContent", "countTokens"],
-            }
-        )
+        return web.json_response(model_resource(spec))
+
+    async def _handle_list_models(self, request: web.Request) -> web.Response:
+        """Answer `models.list` (https://ai.google.dev/api/models#method:-models.list): a page and the next token.
+
+        `pageSize` is an int32 (0 or absent: 50; over 1000: 1000; negative: refused, stricter than Google);
+        `pageToken` must be one this server gave, as Google's tokens are opaque.
+        """
+        version = request.match_info["version"]
+        if version not in API_VERSIONS:
+            return error_response(404, "NOT_FOUND", f"Method not found: GET {request.path}.")
+        if (denied := key_error(request, self.api_key)) is not None:
+            self.stats.unauthorized += 1
+            return denied
+        size_text = request.query.get("pageSize", request.query.get("page_size", "0"))
+        try:
+            size = int(size_text)
+        except ValueError:
+            size = -1
+        if size < 0:
+            return invalid_argument(f"Invalid value at 'page_size' (TYPE_INT32), \"{size_text}\"")
+        size = min(size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        token = request.query.get("pageToken", request.query.get("page_token", ""))
+        models = listed_models()
+        start = 0
+        if token:
+            try:
+                start = int(b64decode_any(token).decode())
+            except (ValueError, UnicodeDecodeError):
+                start = -1
+            if not 0 < start < len(models):
+                return invalid_argument("Invalid page token.")
+        page = models[start : start + size]
+        answer: JsonObject = {"models": [model_resource(s) for s in page]}
+        if start + size < len(models):
+            answer["nextPageToken"] = base64.urlsafe_b64encode(str(start + size).encode()).decode()
+        return web.json_response(answer)
 
     async def _handle_model_call(self, request: web.Request) -> web.Response:
         version = request.match_info["version"]
         model, _, method = request.match_info["call"].partition(":")
-        if version not in API_VERSIONS or method != "generateContent":
-            return error_response(404, "NOT_FOUND", f"Method {method or '(none)'} is not found for {request.path}.")
+        if version not in API_VERSIONS or method not in ("generateContent", "countTokens"):
+            return error_response(404, "NOT_FOUND", f"Method not found: POST {request.path}.")
+        if method == "countTokens":
+            return await self._count_tokens(request, version, model)
         self.stats.requests += 1
         self.stats.in_flight += 1
         self.stats.max_in_flight = max(self.stats.max_in_flight, self.stats.in_flight)
@@ -289,7 +374,14 @@ class LocalGemini:
         finally:
             self.stats.in_flight -= 1
 
-    async def _generate_content(self, request: web.Request, version: str, model: str) -> web.Response:
+    async def _read_request(
+        self, request: web.Request, version: str, model: str, method: str, message: Message
+    ) -> tuple[ModelSpec, JsonObject] | web.Response:
+        """Check the key, the model and the body (as Google's proto-JSON parser reads `message`).
+
+        Returns:
+            The model's spec and the camelized body, or the error answer.
+        """
         if (denied := key_error(request, self.api_key)) is not None:
             self.stats.unauthorized += 1
             return denied
@@ -299,14 +391,42 @@ class LocalGemini:
             return error_response(
                 404,
                 "NOT_FOUND",
-                f"models/{model} is not found for API version {version}, or is not supported for generateContent.",
+                f"models/{model} is not found for API version {version}, or is not supported for {method}.",
             )
         try:
-            body = camelize(await request.json())
+            raw = await request.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
             self.stats.rejected += 1
-            return invalid_argument("Invalid JSON payload received.")
-        parsed = parse_request(spec, body) if isinstance(body, dict) else invalid_argument("Invalid JSON payload.")
+            return invalid_argument("Invalid JSON payload received. Unexpected token.")
+        if violations := check(message, raw, version=version):
+            self.stats.rejected += 1
+            return bad_request(violations)
+        return spec, camelize(raw)
+
+    async def _count_tokens(self, request: web.Request, version: str, model: str) -> web.Response:
+        """Answer `countTokens` (https://ai.google.dev/api/tokens#method:-models.counttokens)."""
+        read = await self._read_request(request, version, model, "countTokens", COUNT_TOKENS_REQUEST)
+        if isinstance(read, web.Response):
+            return read
+        spec, body = read
+        if body.get("contents") and body.get("generateContentRequest"):
+            # "Note: contents and generate_content_request are mutually exclusive." (ai.google.dev/api/tokens)
+            return invalid_argument("contents and generate_content_request are mutually exclusive.")
+        inner = body.get("generateContentRequest") or {"contents": body.get("contents")}
+        parsed = parse_request(spec, inner)
+        if isinstance(parsed, web.Response):
+            return parsed
+        try:
+            return web.json_response(count_response(spec, parsed.texts, parsed.images))
+        except ValueError:
+            return invalid_argument("Unable to process input image.")
+
+    async def _generate_content(self, request: web.Request, version: str, model: str) -> web.Response:
+        read = await self._read_request(request, version, model, "generateContent", GENERATE_CONTENT_REQUEST)
+        if isinstance(read, web.Response):
+            return read
+        spec, body = read
+        parsed = parse_request(spec, body)
         if isinstance(parsed, web.Response):
             self.stats.rejected += 1
             return parsed

@@ -8,12 +8,15 @@ from typing import Any
 
 from aiohttp import web
 
+from local.gemini.schema import Violation
 from storage.imageformat import sniff_image
 from worker.catalogue import IMAGE_SIZES, ModelSpec
 
 API_VERSIONS = frozenset({"v1", "v1beta", "v1alpha"})
 INPUT_MIME = frozenset({"image/png", "image/jpeg", "image/webp", "image/heic", "image/heif"})
 MAX_INLINE_IMAGE_BYTES = 7 * 1024 * 1024
+ACCEPTED_MODALITY_LIST = (("IMAGE",), ("TEXT", "IMAGE"))
+ACCEPTED_MODALITIES = [set(combo) for combo in ACCEPTED_MODALITY_LIST]
 
 JsonObject = dict[str, Any]
 
@@ -34,6 +37,40 @@ def error_response(code: int, status: str, message: str, details: list[JsonObjec
 def invalid_argument(message: str) -> web.Response:
     """Return a 400 INVALID_ARGUMENT answer."""
     return error_response(400, "INVALID_ARGUMENT", message)
+
+
+def bad_request(violations: list[Violation]) -> web.Response:
+    """Return the 400 INVALID_ARGUMENT answer of a body Google's proto-JSON parser refuses.
+
+    The messages are joined by newlines and each is a `google.rpc.BadRequest` field violation, whose `field` is
+    left out at the root, as Google answers (e.g. googleapis/python-genai#425).
+    """
+    field_violations: list[JsonObject] = [
+        ({"field": v.field} if v.field else {}) | {"description": v.description} for v in violations
+    ]
+    return error_response(
+        400,
+        "INVALID_ARGUMENT",
+        "\n".join(v.description for v in violations),
+        [{"@type": "type.googleapis.com/google.rpc.BadRequest", "fieldViolations": field_violations}],
+    )
+
+
+def modalities_error(spec: ModelSpec, modalities: list[str]) -> web.Response | None:
+    """Return the 400 for response modalities the image model cannot answer with, or None when it can.
+
+    The image models answer IMAGE, or TEXT and IMAGE
+    (https://ai.google.dev/gemini-api/docs/image-generation: "responseModalities: ['TEXT', 'IMAGE']" or
+    "['IMAGE']"); anything else (AUDIO, TEXT alone) is refused as Google refuses a combination a model does not
+    take (the message as seen from the API, e.g. BerriAI/litellm#11118). Stricter than Google on TEXT alone.
+    """
+    if not modalities or set(modalities) in ACCEPTED_MODALITIES:
+        return None
+    accepted = "".join(f"* {', '.join(combo)}\n" for combo in ACCEPTED_MODALITY_LIST)
+    return invalid_argument(
+        f"The requested combination of response modalities ({', '.join(modalities)}) is not supported by the "
+        f"model. models/{spec.name} accepts the following combination of response modalities:\n{accepted}"
+    )
 
 
 def b64decode_any(text: str) -> bytes:
@@ -84,6 +121,7 @@ class ParsedRequest:
     """What a valid generateContent request asks for."""
 
     prompt: str
+    texts: list[str]
     images: list[bytes]
     aspect_ratio: str | None
     image_size: str | None
@@ -168,12 +206,15 @@ def parse_request(spec: ModelSpec, body: JsonObject) -> ParsedRequest | web.Resp
     if isinstance(candidates, int) and candidates > 1:
         return invalid_argument(f"Multiple candidates is not enabled for models/{spec.name}")
     seed = config.get("seed")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        return invalid_argument(f"Invalid value at 'generation_config.seed' (TYPE_INT32), {seed!r}")
+    if seed is not None:
+        seed = int(float(seed))  # an int32 in proto JSON may be 7, 7.0 or "7" (`schema.check` let it through)
     modalities = config.get("responseModalities")
+    if isinstance(modalities, list) and (refused := modalities_error(spec, [str(m) for m in modalities])):
+        return refused
     thinking = config.get("thinkingConfig") or {}
     return ParsedRequest(
         prompt="\n".join(texts),
+        texts=texts,
         images=images,
         aspect_ratio=ratio,
         image_size=size,

@@ -1,0 +1,393 @@
+"""The request messages of the Gemini API and a checker that reads their JSON as Google's proto-JSON parser does.
+
+Google's front end parses a request body into the API's protocol buffers before the model sees it, so a field the
+message does not have, or a value of the wrong JSON type, is refused with 400 INVALID_ARGUMENT and a
+`google.rpc.BadRequest` naming each bad field. The rules, each from its source:
+
+- A field is named by its lowerCamelCase JSON name or its proto (snake_case) name; any other name is refused:
+  `Invalid JSON payload received. Unknown name "foo" at 'generation_config': Cannot find field.`
+  (https://protobuf.dev/programming-guides/json/: "the parser accepts both the lowerCamelCase name and the
+  original proto field name"; the message as Google answers it, googleapis/python-genai#425).
+- int32 fields take a JSON number with no fraction, or a string of one, inside the int32 range:
+  `Invalid value at 'generation_config.seed' (TYPE_INT32), "abc"` (protobuf.dev JSON mapping, int32).
+- float fields take a number, a numeric string, "NaN", "Infinity" or "-Infinity" (protobuf.dev, float/double).
+- bool fields take true or false (protobuf.dev, bool).
+- string fields take a JSON string; bytes fields a base64 string, standard or URL-safe, padded or not
+  (protobuf.dev, string/bytes).
+- enum fields take one of the value names listed in https://ai.google.dev/api/generate-content (protobuf.dev,
+  enum); stricter than Google, the integer form is refused too (nothing Peel sends uses it):
+  `Invalid value at '…' (type.googleapis.com/google.ai.generativelanguage.v1beta.GenerationConfig.Modality), "X"`.
+- A list for a field that is not repeated: `Invalid JSON payload received. Unknown name "seed" at
+  'generation_config': Proto field is not repeating, cannot start list.`; an object for a scalar:
+  `Invalid value at 'generation_config' (seed), Starting an object on a scalar field` (Google's parser, as its
+  answers read).
+- A repeated field takes a JSON array, a message field a JSON object; null for a field means "not set"
+  (protobuf.dev, message/repeated/null).
+- At most one member of a oneof is set: `Part.data` is one of text, inline_data, file_data, function_call…
+  (protobuf.dev on oneofs; Part at https://ai.google.dev/api/caching#Part).
+
+The messages and their fields are the Gemini API reference's (v1beta; v1 is a subset the checker does not tell
+apart): GenerateContentRequest (https://ai.google.dev/api/generate-content#request-body), Content, Part, Blob,
+FileData, VideoMetadata, FunctionCall, FunctionResponse, ExecutableCode, CodeExecutionResult
+(https://ai.google.dev/api/caching#Content), GenerationConfig, ThinkingConfig, ImageConfig
+(https://ai.google.dev/api/generate-content#generationconfig), SafetySetting
+(https://ai.google.dev/api/generate-content#safetysetting) and CountTokensRequest
+(https://ai.google.dev/api/tokens#request-body). Where a subtree is a `google.protobuf.Struct` or `Value`
+(FunctionCall.args, responseJsonSchema) any JSON is accepted, as the API does. The one looseness: the subtrees of
+Tool and ToolConfig (function declarations, search, code execution…), which the image models Peel uses do not
+take, are only checked to be objects.
+"""
+
+import base64
+import binascii
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+TYPE_URL = "type.googleapis.com/google.ai.generativelanguage.{version}.{name}"
+INT32_RANGE = (-(2**31), 2**31 - 1)
+_NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
+
+
+@dataclass(frozen=True, slots=True)
+class Scalar:
+    """A scalar proto type: string, bytes, bool, int32, float."""
+
+    kind: str  # "TYPE_STRING", "TYPE_BYTES", "TYPE_BOOL", "TYPE_INT32", "TYPE_FLOAT"
+
+
+@dataclass(frozen=True, slots=True)
+class Enum:
+    """A proto enum, by its full name under the API's package and its value names."""
+
+    name: str
+    values: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class AnyJson:
+    """`google.protobuf.Value` (any JSON) or, with `object_only`, `google.protobuf.Struct` (any JSON object)."""
+
+    object_only: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Repeated:
+    """A repeated field of `item`."""
+
+    item: "FieldType"
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A proto message: its name, its fields by proto (snake_case) name, and its oneof groups."""
+
+    name: str
+    fields: Mapping[str, "FieldType"] = field(hash=False)
+    oneofs: dict[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
+
+
+FieldType = Scalar | Enum | AnyJson | Repeated | Message
+
+STRING, BYTES, BOOL = Scalar("TYPE_STRING"), Scalar("TYPE_BYTES"), Scalar("TYPE_BOOL")
+INT32, FLOAT = Scalar("TYPE_INT32"), Scalar("TYPE_FLOAT")
+STRUCT, VALUE = AnyJson(object_only=True), AnyJson()
+
+MODALITY = Enum("GenerationConfig.Modality", frozenset({"MODALITY_UNSPECIFIED", "TEXT", "IMAGE", "AUDIO"}))
+MEDIA_RESOLUTION = Enum(
+    "MediaResolution",
+    frozenset(
+        {"MEDIA_RESOLUTION_UNSPECIFIED", "MEDIA_RESOLUTION_LOW", "MEDIA_RESOLUTION_MEDIUM", "MEDIA_RESOLUTION_HIGH"}
+    ),
+)
+THINKING_LEVEL = Enum(
+    "ThinkingConfig.ThinkingLevel", frozenset({"THINKING_LEVEL_UNSPECIFIED", "MINIMAL", "LOW", "MEDIUM", "HIGH"})
+)
+HARM_CATEGORY = Enum(
+    "HarmCategory",
+    frozenset(
+        {
+            "HARM_CATEGORY_UNSPECIFIED",
+            "HARM_CATEGORY_DEROGATORY",
+            "HARM_CATEGORY_TOXICITY",
+            "HARM_CATEGORY_VIOLENCE",
+            "HARM_CATEGORY_SEXUAL",
+            "HARM_CATEGORY_MEDICAL",
+            "HARM_CATEGORY_DANGEROUS",
+            "HARM_CATEGORY_HARASSMENT",
+            "HARM_CATEGORY_HATE_SPEECH",
+            "HARM_CATEGORY_SEXUALLY_EXPLICIT",
+            "HARM_CATEGORY_DANGEROUS_CONTENT",
+            "HARM_CATEGORY_CIVIC_INTEGRITY",
+        }
+    ),
+)
+HARM_BLOCK_THRESHOLD = Enum(
+    "SafetySetting.HarmBlockThreshold",
+    frozenset(
+        {
+            "HARM_BLOCK_THRESHOLD_UNSPECIFIED",
+            "BLOCK_LOW_AND_ABOVE",
+            "BLOCK_MEDIUM_AND_ABOVE",
+            "BLOCK_ONLY_HIGH",
+            "BLOCK_NONE",
+            "OFF",
+        }
+    ),
+)
+
+BLOB = Message("Blob", {"mime_type": STRING, "data": BYTES})
+FILE_DATA = Message("FileData", {"mime_type": STRING, "file_uri": STRING})
+VIDEO_METADATA = Message("VideoMetadata", {"start_offset": STRING, "end_offset": STRING, "fps": FLOAT})
+FUNCTION_CALL = Message("FunctionCall", {"id": STRING, "name": STRING, "args": STRUCT})
+FUNCTION_RESPONSE = Message(
+    "FunctionResponse",
+    {
+        "id": STRING,
+        "name": STRING,
+        "response": STRUCT,
+        "parts": Repeated(STRUCT),
+        "will_continue": BOOL,
+        "scheduling": Enum(
+            "FunctionResponse.Scheduling", frozenset({"SCHEDULING_UNSPECIFIED", "SILENT", "WHEN_IDLE", "INTERRUPT"})
+        ),
+    },
+)
+EXECUTABLE_CODE = Message(
+    "ExecutableCode",
+    {"language": Enum("ExecutableCode.Language", frozenset({"LANGUAGE_UNSPECIFIED", "PYTHON"})), "code": STRING},
+)
+CODE_EXECUTION_RESULT = Message(
+    "CodeExecutionResult",
+    {
+        "outcome": Enum(
+            "CodeExecutionResult.Outcome",
+            frozenset({"OUTCOME_UNSPECIFIED", "OUTCOME_OK", "OUTCOME_FAILED", "OUTCOME_DEADLINE_EXCEEDED"}),
+        ),
+        "output": STRING,
+    },
+)
+PART_DATA = (
+    "text",
+    "inline_data",
+    "function_call",
+    "function_response",
+    "file_data",
+    "executable_code",
+    "code_execution_result",
+)
+PART = Message(
+    "Part",
+    {
+        "text": STRING,
+        "inline_data": BLOB,
+        "function_call": FUNCTION_CALL,
+        "function_response": FUNCTION_RESPONSE,
+        "file_data": FILE_DATA,
+        "executable_code": EXECUTABLE_CODE,
+        "code_execution_result": CODE_EXECUTION_RESULT,
+        "video_metadata": VIDEO_METADATA,
+        "thought": BOOL,
+        "thought_signature": BYTES,
+        "part_metadata": STRUCT,
+        "media_resolution": Message("Part.MediaResolution", {"level": MEDIA_RESOLUTION}),
+    },
+    oneofs={"data": PART_DATA},
+)
+CONTENT = Message("Content", {"parts": Repeated(PART), "role": STRING})
+THINKING_CONFIG = Message(
+    "ThinkingConfig", {"include_thoughts": BOOL, "thinking_budget": INT32, "thinking_level": THINKING_LEVEL}
+)
+IMAGE_CONFIG = Message("ImageConfig", {"aspect_ratio": STRING, "image_size": STRING})
+GENERATION_CONFIG = Message(
+    "GenerationConfig",
+    {
+        "stop_sequences": Repeated(STRING),
+        "response_mime_type": STRING,
+        "response_schema": STRUCT,
+        "response_json_schema": VALUE,
+        "response_modalities": Repeated(MODALITY),
+        "candidate_count": INT32,
+        "max_output_tokens": INT32,
+        "temperature": FLOAT,
+        "top_p": FLOAT,
+        "top_k": INT32,
+        "seed": INT32,
+        "presence_penalty": FLOAT,
+        "frequency_penalty": FLOAT,
+        "response_logprobs": BOOL,
+        "logprobs": INT32,
+        "enable_enhanced_civic_answers": BOOL,
+        "speech_config": STRUCT,
+        "thinking_config": THINKING_CONFIG,
+        "image_config": IMAGE_CONFIG,
+        "media_resolution": MEDIA_RESOLUTION,
+    },
+)
+SAFETY_SETTING = Message("SafetySetting", {"category": HARM_CATEGORY, "threshold": HARM_BLOCK_THRESHOLD})
+TOOL = Message(
+    "Tool",
+    dict.fromkeys(
+        (
+            "google_search_retrieval",
+            "code_execution",
+            "google_search",
+            "computer_use",
+            "url_context",
+            "file_search",
+            "google_maps",
+        ),
+        STRUCT,
+    )
+    | {"function_declarations": Repeated(STRUCT)},
+)
+TOOL_CONFIG = Message("ToolConfig", {"function_calling_config": STRUCT, "retrieval_config": STRUCT})
+GENERATE_CONTENT_REQUEST = Message(
+    "GenerateContentRequest",
+    {
+        "model": STRING,
+        "contents": Repeated(CONTENT),
+        "tools": Repeated(TOOL),
+        "tool_config": TOOL_CONFIG,
+        "safety_settings": Repeated(SAFETY_SETTING),
+        "system_instruction": CONTENT,
+        "generation_config": GENERATION_CONFIG,
+        "cached_content": STRING,
+    },
+)
+COUNT_TOKENS_REQUEST = Message(
+    "CountTokensRequest", {"contents": Repeated(CONTENT), "generate_content_request": GENERATE_CONTENT_REQUEST}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """One bad field: where (the proto path, "" at the root) and what Google says about it."""
+
+    field: str
+    description: str
+
+
+def json_name(proto_name: str) -> str:
+    """Return a proto field name's lowerCamelCase JSON name (protobuf.dev JSON mapping)."""
+    head, *rest = proto_name.split("_")
+    return head + "".join(word[:1].upper() + word[1:] for word in rest)
+
+
+def check(message: Message, value: object, *, version: str = "v1beta") -> list[Violation]:
+    """Return every violation in `value` read as `message` (an empty list when the parser would accept it)."""
+    checker = _Checker(version)
+    checker.message(message, value, "")
+    return checker.violations
+
+
+class _Checker:
+    def __init__(self, version: str) -> None:
+        self.version = "v1beta" if version == "v1alpha" else version
+        self.violations: list[Violation] = []
+
+    def type_url(self, name: str) -> str:
+        return TYPE_URL.format(version=self.version, name=name)
+
+    def invalid(self, path: str, type_name: str, value: object) -> None:
+        shown = json.dumps(value, ensure_ascii=False)
+        self.violations.append(Violation(path, f"Invalid value at '{path}' ({type_name}), {shown}"))
+
+    def unknown(self, path: str, name: str, why: str) -> None:
+        where = f" at '{path}'" if path else ""
+        self.violations.append(Violation(path, f'Invalid JSON payload received. Unknown name "{name}"{where}: {why}'))
+
+    def message(self, message: Message, value: object, path: str) -> None:
+        if not isinstance(value, dict):
+            self.invalid(path, self.type_url(message.name), value)
+            return
+        by_json = {json_name(name): name for name in message.fields}
+        seen: dict[str, str] = {}
+        for key, item in value.items():
+            name = key if key in message.fields else by_json.get(key)
+            if name is None:
+                self.unknown(path, key, "Cannot find field.")
+                continue
+            if name in seen:
+                self.unknown(path, key, f'Field "{name}" has already been set.')
+                continue
+            seen[name] = key
+            if item is not None:
+                self.field(message.fields[name], item, path, name, key)
+        for oneof, group in message.oneofs.items():
+            present = [seen[name] for name in group if name in seen and value[seen[name]] is not None]
+            if len(present) > 1:
+                self.unknown(path, present[1], f"Oneof field '{oneof}' is already set. Cannot set '{present[1]}'")
+
+    def field(self, kind: FieldType, item: object, parent: str, name: str, key: str) -> None:
+        path = f"{parent}.{name}" if parent else name
+        if isinstance(kind, Repeated):
+            if not isinstance(item, list):
+                self.invalid(path, self.type_name(kind.item), item)
+                return
+            for i, element in enumerate(item):
+                self.value(kind.item, element, f"{path}[{i}]", parent, name)
+            return
+        if isinstance(item, list) and not (isinstance(kind, AnyJson) and not kind.object_only):
+            self.unknown(parent, key, "Proto field is not repeating, cannot start list.")
+            return
+        self.value(kind, item, path, parent, name)
+
+    def type_name(self, kind: FieldType) -> str:
+        if isinstance(kind, Scalar):
+            return kind.kind
+        if isinstance(kind, Enum | Message):
+            return self.type_url(kind.name)
+        return "google.protobuf.Value"
+
+    def value(self, kind: FieldType, item: object, path: str, parent: str, name: str) -> None:
+        if isinstance(kind, Message):
+            self.message(kind, item, path)
+        elif isinstance(kind, AnyJson):
+            if kind.object_only and not isinstance(item, dict):
+                self.invalid(path, "google.protobuf.Struct", item)
+        elif isinstance(item, dict):
+            self.violations.append(
+                Violation(parent, f"Invalid value at '{parent}' ({name}), Starting an object on a scalar field")
+            )
+        elif isinstance(kind, Enum):
+            if not (isinstance(item, str) and item in kind.values):
+                self.invalid(path, self.type_url(kind.name), item)
+        elif isinstance(kind, Scalar) and not _scalar_ok(kind.kind, item):
+            self.invalid(path, kind.kind, item)
+
+
+def _scalar_ok(kind: str, item: object) -> bool:
+    if kind == "TYPE_STRING":
+        return isinstance(item, str)
+    if kind == "TYPE_BOOL":
+        return isinstance(item, bool)
+    if kind == "TYPE_BYTES":
+        return isinstance(item, str) and _is_base64(item)
+    if isinstance(item, bool) or not isinstance(item, int | float | str):
+        return False
+    if isinstance(item, str):
+        if kind == "TYPE_FLOAT" and item in ("NaN", "Infinity", "-Infinity"):
+            return True
+        if not _NUMBER.fullmatch(item):
+            return False
+        number = float(item)
+    else:
+        number = float(item)
+    if kind == "TYPE_FLOAT":
+        return not math.isinf(number) or isinstance(item, str)
+    return number.is_integer() and INT32_RANGE[0] <= number <= INT32_RANGE[1]
+
+
+def _is_base64(text: str) -> bool:
+    padded = text + "=" * (-len(text) % 4)
+    try:
+        if "-" in text or "_" in text:
+            base64.urlsafe_b64decode(padded)
+        else:
+            base64.b64decode(padded, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return True
