@@ -75,6 +75,15 @@ class CancelsMixin(OutageMixin):
                 cancelled.add(job_id)
         return cancelled
 
+    async def _cancelled_meanwhile(self, chunk: Chunk) -> bool:
+        """For a chunk RunPod reports final: tell whether its job is cancelled now (then it is settled later)."""
+        job = await self._ledger.get_job(chunk.job_id)
+        if job is None or job.status is not JobStatus.CANCELLED:
+            return False
+        assert chunk.runpod_id is not None
+        self._cancel_final.setdefault(chunk.runpod_id, self._clock.now())
+        return True
+
     async def _follow_cancelled(self, chunk: Chunk) -> bool:
         """Cancel a cancelled job's chunk on RunPod and settle it once stopped; False when RunPod is unreachable."""
         assert chunk.runpod_id is not None  # in flight means RunPod gave an id

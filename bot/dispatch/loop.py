@@ -208,6 +208,8 @@ class Dispatcher(AdmissionMixin, SchedulingMixin):
             if isinstance(remote.progress, dict) and done_of(remote.progress) > done_of(chunk.last_progress):
                 await self._record_progress(chunk, remote.progress)
             return True
+        if await self._cancelled_meanwhile(chunk):
+            return True  # the job was cancelled since this iteration began: the chunk is settled as a cancelled one
         result = parse_output(remote.result) if remote.status is RemoteStatus.COMPLETED else None
         if isinstance(result, ChunkResult):
             made = sum(1 for r in result.results if not (isinstance(r, ItemOk) and r.skipped))
