@@ -25,3 +25,6 @@ class DispatchPolicy:
     submit_retry_delay: timedelta = timedelta(seconds=5)
     # RunPod's lowPriority jobs do not make the endpoint scale up; off by default so a batch never stalls.
     batch_low_priority: bool = False
+    # A cancelled job's chunk is settled (what it made recorded from the store) this long after RunPod reported it
+    # final: a worker told to stop may still be finishing the write of an image it had made.
+    cancel_settle: timedelta = timedelta(seconds=5)

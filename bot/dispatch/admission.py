@@ -12,10 +12,9 @@ from bot.core.events import JobCancelled, JobPaused, JobResumed, Queued
 from bot.core.item_errors import item_error_message
 from bot.core.models import Job, JobId, JobRequest, JobStatus, NewItem, NewJob, Priority, UserId
 from bot.core.seeds import output_key
-from bot.dispatch.outage import OutageMixin
+from bot.dispatch.cancels import CancelsMixin
 from bot.dispatch.payloads import item_payload
 from bot.ledger import UnknownJobError, new_id
-from bot.runpod.errors import RunpodError
 from worker.contract import ChunkItem, ErrorCode
 
 log = logging.getLogger(__name__)
@@ -62,7 +61,7 @@ class InvalidRequestError(ValueError):
         self.user_message = user_message
 
 
-class AdmissionMixin(OutageMixin):
+class AdmissionMixin(CancelsMixin):
     """Requests from front ends (submit, cancel, pause, resume, retry), and promoting waiting jobs."""
 
     async def submit(self, request: JobRequest) -> SubmitResult:
@@ -120,7 +119,7 @@ class AdmissionMixin(OutageMixin):
         )
 
     async def cancel(self, job_id: JobId, by: UserId, *, is_admin: bool = False) -> CancelResult:
-        """Cancel a job for its owner (or an admin): its chunks are cancelled on RunPod, its items here."""
+        """Cancel a job for its owner (or an admin): its items here at once, its chunks on RunPod in the background."""
         job = await self._ledger.get_job(job_id)
         if job is None or (job.owner_id != by and not is_admin):
             # Someone else's job is answered as a missing one: the answer must not tell which ids exist.
@@ -128,14 +127,11 @@ class AdmissionMixin(OutageMixin):
         cancellation = await self._ledger.cancel_job(job_id, now=self._clock.now())
         if cancellation is None:
             return CancelResult(cancelled=False, job=job, message=f"The job is already {job.status}.")
+        # RunPod's cancels go in the background, paced under its limits: the user is answered now. A chunk still
+        # being submitted gets its cancel from the loop once RunPod has given it an id (`CancelsMixin`).
         for chunk in cancellation.chunks:
-            if chunk.runpod_id is None:
-                continue
-            try:
-                await self._gateway.cancel(chunk.runpod_id)
-            except RunpodError as exc:
-                # The chunk is forgotten here either way; the worker skips nothing it was not asked for again.
-                log.warning("could not cancel runpod job %s: %s", chunk.runpod_id, exc, extra={"action": "cancel"})
+            if chunk.runpod_id is not None:
+                self._request_cancel(chunk.runpod_id)
         self._positions.pop(job_id, None)
         self._events.publish(JobCancelled(job=cancellation.job, by=by))
         self.wake()

@@ -17,6 +17,8 @@ from bot.dispatch.bus import EventBus, Subscription
 from bot.ledger import Ledger
 from bot.runpod.types import RunpodGateway
 from storage.base import Store
+from storage.errors import StorageError
+from storage.imageformat import png_dimensions
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,11 @@ class DispatcherBase:
         # at a time through as its probe; it also remembers a refused key, so admins hear of it once.
         self._runpod = ServiceHealth(service="runpod", policy=self._policy.outage)
         self._gemini = ServiceHealth(service="gemini", policy=self._policy.outage)
+        # RunPod cancels of cancelled jobs' chunks, sent in the background (`CancelsMixin`), by RunPod job id: those
+        # being sent, those RunPod answered, and when RunPod reported each final.
+        self._cancel_tasks: dict[str, asyncio.Task[None]] = {}
+        self._cancel_sent: set[str] = set()
+        self._cancel_final: dict[str, datetime] = {}
 
     @property
     def budget(self) -> AimdBudget:
@@ -117,3 +124,15 @@ class DispatcherBase:
         # retried: without this it would sit unchanged through an upstream outage.
         if images or newly_failed or retrying:
             self._events.publish(Progress(job=job, done=job.ok, failed=job.failed, total=job.total))
+
+    async def _stored_dimensions(self, key: str) -> tuple[int, int] | None:
+        """Return an output's (width, height) if it exists ((0, 0) when its header is unreadable), else None."""
+        try:
+            info = await self._store.head(key)
+            if info is None:
+                return None
+            header = await self._store.read_range(key, 0, 24)
+        except StorageError as exc:
+            log.warning("storage check of %s failed: %s", key, exc)
+            return None
+        return png_dimensions(header) or (0, 0)

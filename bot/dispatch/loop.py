@@ -19,8 +19,6 @@ from bot.dispatch.payloads import failure_of, parse_output
 from bot.dispatch.scheduling import SchedulingMixin
 from bot.runpod.errors import RunpodError
 from bot.runpod.types import RemoteStatus
-from storage.errors import StorageError
-from storage.imageformat import png_dimensions
 from worker.contract import ChunkProgress, ChunkResult, ErrorCode, ItemError, ItemOk, ItemResult
 
 log = logging.getLogger(__name__)
@@ -106,6 +104,7 @@ class Dispatcher(AdmissionMixin, SchedulingMixin):
             log.exception("the dispatcher loop failed")
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        await self._stop_cancels()
 
     async def run_once(self) -> None:
         """Run one iteration: poll, record, finish, promote, schedule, report positions.
@@ -117,8 +116,11 @@ class Dispatcher(AdmissionMixin, SchedulingMixin):
         if not self._runpod.up:
             await self._probe_runpod()
         if self._runpod.up:
-            for chunk in await self._ledger.chunks(statuses=(ChunkStatus.IN_FLIGHT,)):
-                if not await self._poll(chunk):
+            in_flight = await self._ledger.chunks(statuses=(ChunkStatus.IN_FLIGHT,))
+            cancelled = await self._cancelled_jobs(in_flight)
+            for chunk in in_flight:
+                follow = self._follow_cancelled if chunk.job_id in cancelled else self._poll
+                if not await follow(chunk):
                     break  # RunPod stopped answering: the breaker is open, the other chunks wait for it
         await self._give_up_unsent()
         await self._finish_jobs()
@@ -206,6 +208,8 @@ class Dispatcher(AdmissionMixin, SchedulingMixin):
             if isinstance(remote.progress, dict) and done_of(remote.progress) > done_of(chunk.last_progress):
                 await self._record_progress(chunk, remote.progress)
             return True
+        if await self._cancelled_meanwhile(chunk):
+            return True  # the job was cancelled since this iteration began: the chunk is settled as a cancelled one
         result = parse_output(remote.result) if remote.status is RemoteStatus.COMPLETED else None
         if isinstance(result, ChunkResult):
             made = sum(1 for r in result.results if not (isinstance(r, ItemOk) and r.skipped))
@@ -372,18 +376,6 @@ class Dispatcher(AdmissionMixin, SchedulingMixin):
         )
         made = sum(1 for o in outcomes if o.status is ItemStatus.OK)
         return made, len(outcomes) - made
-
-    async def _stored_dimensions(self, key: str) -> tuple[int, int] | None:
-        """Return an output's (width, height) if it exists ((0, 0) when its header is unreadable), else None."""
-        try:
-            info = await self._store.head(key)
-            if info is None:
-                return None
-            header = await self._store.read_range(key, 0, 24)
-        except StorageError as exc:
-            log.warning("storage check of %s failed: %s", key, exc)
-            return None
-        return png_dimensions(header) or (0, 0)
 
     async def _finish_jobs(self) -> None:
         now = self._clock.now()

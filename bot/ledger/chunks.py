@@ -84,13 +84,16 @@ class ChunksMixin(LedgerConnection):
         progress: Mapping[str, object] | None = None,
         final: ChunkStatus | None = None,
         remote_status: str | None = None,
+        revive_cancelled: bool = False,
     ) -> Recorded:
         """Apply the dispatcher's verdicts on a chunk's items, and optionally close the chunk, in one transaction.
 
         Only items still `submitted` in this chunk change, so a progress report seen twice, or a result arriving
         after a cancel, changes nothing. An OK item gets its image row (once per job and index); an outcome with
-        `refund_attempt` takes back the attempt `start_chunk` counted.
+        `refund_attempt` takes back the attempt `start_chunk` counted. `revive_cancelled` settles a cancelled job's
+        chunk instead: its `cancelled` items change (an image the worker made before the cancel is made, and paid).
         """
+        expected = ItemStatus.CANCELLED if revive_cancelled else ItemStatus.SUBMITTED
         async with self._tx() as db:
             async with db.execute("SELECT * FROM chunks WHERE id = ?", (chunk_id,)) as cur:
                 row = await cur.fetchone()
@@ -105,7 +108,7 @@ class ChunksMixin(LedgerConnection):
                 async with db.execute(
                     "UPDATE items SET status = ?, width = ?, height = ?, error_code = ?, error_message = ?,"
                     " retry_at = ?, attempts = max(0, attempts - ?) WHERE job_id = ? AND idx = ? AND chunk_id = ?"
-                    " AND status = 'submitted' RETURNING output_key",
+                    " AND status = ? RETURNING output_key",
                     (
                         outcome.status.value,
                         outcome.width,
@@ -117,6 +120,7 @@ class ChunksMixin(LedgerConnection):
                         chunk.job_id,
                         outcome.index,
                         chunk_id,
+                        expected.value,
                     ),
                 ) as cur:
                     changed = await cur.fetchone()
@@ -198,6 +202,13 @@ class ChunksMixin(LedgerConnection):
                 " ORDER BY idx",
                 (chunk_id, *wanted),
             )
+        return [item_from(row) for row in rows]
+
+    async def cancelled_items(self, chunk_id: ChunkId) -> list[Item]:
+        """Return the items of a chunk that were cancelled with their job (to settle the chunk once RunPod stops)."""
+        rows = await self._all(
+            "SELECT * FROM items WHERE chunk_id = ? AND status = 'cancelled' ORDER BY idx", (chunk_id,)
+        )
         return [item_from(row) for row in rows]
 
     async def submitted_indices(self, chunk_id: ChunkId) -> set[int]:

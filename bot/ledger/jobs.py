@@ -216,7 +216,11 @@ class JobsMixin(LedgerConnection):
             return await self._job_in(db, job_id), False
 
     async def cancel_job(self, job_id: JobId, *, now: datetime) -> Cancellation | None:
-        """Cancel an unfinished job: unfinished items and chunks become cancelled; None if it was already final.
+        """Cancel an unfinished job: its unfinished items become cancelled; None if it was already final.
+
+        Its chunks being submitted or in flight are returned and stay as they are: they still run on RunPod until
+        the dispatcher's cancel there goes through, and what they made by then is recorded when they are settled
+        (`record_outcomes(..., revive_cancelled=True)`), so the ledger never loses track of a RunPod job.
 
         Raises:
             UnknownJobError: no such job.
@@ -226,9 +230,7 @@ class JobsMixin(LedgerConnection):
             if job.status.is_final:
                 return None
             async with db.execute(
-                "UPDATE chunks SET status = 'cancelled', finished_at = ? WHERE job_id = ? AND status IN"
-                " ('submitting', 'in_flight') RETURNING *",
-                (db_time(now), job_id),
+                "SELECT * FROM chunks WHERE job_id = ? AND status IN ('submitting', 'in_flight')", (job_id,)
             ) as cur:
                 chunks = tuple(chunk_from(row) for row in await cur.fetchall())
             await db.execute(

@@ -55,6 +55,7 @@ async def test_cancelling_a_2000_item_batch_in_200_chunks_meets_no_429_and_leave
 
         result = await d.cancel(submitted.job.id, UserId(1))
         await d.run_once()
+        await d.drain_cancels()  # RunPod's cancels go in the background, paced
         remote = [endpoint._jobs[c.runpod_id].status.value for c in in_flight if c.runpod_id in endpoint._jobs]
 
     assert result.cancelled
