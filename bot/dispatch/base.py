@@ -9,7 +9,7 @@ from bot.core.budget import AimdBudget
 from bot.core.chunking import RoundTime
 from bot.core.clock import Clock, SystemClock
 from bot.core.events import ImageReady, Progress
-from bot.core.models import Image, Job, JobId, JobStatus
+from bot.core.models import Image, Item, ItemOutcome, ItemStatus, Job, JobId, JobStatus
 from bot.core.outage import ServiceHealth
 from bot.core.policy import DispatchPolicy
 from bot.core.scheduling import Candidate, queue_positions
@@ -124,6 +124,16 @@ class DispatcherBase:
         # retried: without this it would sit unchanged through an upstream outage.
         if images or newly_failed or retrying:
             self._events.publish(Progress(job=job, done=job.ok, failed=job.failed, total=job.total))
+
+    async def _made_in_store(self, item: Item) -> ItemOutcome | None:
+        """Return an item's outcome as made when its output is in the store (a worker wrote it), else None."""
+        dims = await self._stored_dimensions(item.output_key)
+        if dims is None:
+            return None
+        width, height = dims
+        return ItemOutcome(
+            index=item.index, status=ItemStatus.OK, key=item.output_key, width=width or None, height=height or None
+        )
 
     async def _stored_dimensions(self, key: str) -> tuple[int, int] | None:
         """Return an output's (width, height) if it exists ((0, 0) when its header is unreadable), else None."""

@@ -15,7 +15,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
-from bot.core.models import Chunk, ChunkStatus, ItemOutcome, ItemStatus, JobId, JobStatus
+from bot.core.models import Chunk, ChunkStatus, ItemOutcome, JobId, JobStatus
 from bot.dispatch.outage import OutageMixin
 from bot.runpod.errors import RunpodError
 
@@ -110,18 +110,9 @@ class CancelsMixin(OutageMixin):
         now = self._clock.now()
         outcomes: list[ItemOutcome] = []
         for item in await self._ledger.cancelled_items(chunk.id):
-            dims = await self._stored_dimensions(item.output_key)
-            if dims is not None:
-                width, height = dims
-                outcomes.append(
-                    ItemOutcome(
-                        index=item.index,
-                        status=ItemStatus.OK,
-                        key=item.output_key,
-                        width=width or None,
-                        height=height or None,
-                    )
-                )
+            made = await self._made_in_store(item)
+            if made is not None:
+                outcomes.append(made)
         # No events: the job's messages already say it was cancelled; its archive and usage read the ledger.
         await self._ledger.record_outcomes(
             chunk.id, outcomes, now=now, final=ChunkStatus.CANCELLED, revive_cancelled=True

@@ -336,18 +336,9 @@ class Dispatcher(AdmissionMixin, SchedulingMixin):
         now = self._clock.now()
         outcomes: list[ItemOutcome] = []
         for item in await self._ledger.submitted_items(chunk.id):
-            dims = await self._stored_dimensions(item.output_key)
-            if dims is not None:
-                width, height = dims
-                outcomes.append(
-                    ItemOutcome(
-                        index=item.index,
-                        status=ItemStatus.OK,
-                        key=item.output_key,
-                        width=width or None,
-                        height=height or None,
-                    )
-                )
+            found = await self._made_in_store(item)
+            if found is not None:
+                outcomes.append(found)
             elif not backoff:
                 # The bot stopped (a crash, a restart): not the item's fault, so it goes again now, and an item
                 # whose attempts are used up is not failed for it.
