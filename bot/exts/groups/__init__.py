@@ -17,6 +17,7 @@ from discord.ext import commands
 from bot.app.groups import GroupError, GroupService
 from bot.app.runtime import Runtime
 from bot.core.models import Group
+from bot.core.renames import RenameWindow
 from bot.core.render import download_line, echo, one_line, truncate
 from bot.errors import UserFacingError
 from bot.exts._access import AccessPolicy, actor_of, check_owner
@@ -34,6 +35,7 @@ class GroupCog(commands.GroupCog, group_name="group", group_description="Threads
         self.bot = bot
         self._rt = runtime
         self.service = service
+        self._renames: dict[int, RenameWindow] = {}  # thread id → its renames in Discord's window
 
     async def _group_here(self, interaction: discord.Interaction[Any]) -> Group:
         channel = interaction.channel
@@ -172,11 +174,20 @@ class GroupCog(commands.GroupCog, group_name="group", group_description="Threads
             raise UserFacingError("Give the group a name with something visible in it.")
         group = await self._owned_group_here(interaction)
         await self.service.rename(group, name)
-        if isinstance(interaction.channel, discord.Thread):
-            await interaction.channel.edit(name=name)
-        await interaction.followup.send(
-            f"Renamed to **{echo(name)}**.", ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
-        )
+        said = f"Renamed to **{echo(name)}**."
+        thread = interaction.channel
+        if isinstance(thread, discord.Thread):
+            window = self._renames.setdefault(thread.id, RenameWindow())
+            now = asyncio.get_running_loop().time()
+            if window.try_rename(now):
+                await thread.edit(name=name)
+            else:
+                minutes = max(1, round(window.next_allowed_in(now) / 60))
+                said += (
+                    " Discord lets a thread change its name twice in 10 minutes, so the thread keeps its name for"
+                    f" now: rename it again in about {minutes} min to change the thread too."
+                )
+        await interaction.followup.send(said, ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
 
 
 async def setup(bot: commands.Bot) -> None:

@@ -674,6 +674,16 @@ async def test_group_new_list_and_rename_track_threads_when_used(stack: PeelStac
     listed = await ephemeral_answer(alice, "group list", {}, channel="general")
     assert "**mood board**" in listed.content
 
+    # Discord takes two thread renames in 10 minutes: the third renames the group only, and says so at once
+    # instead of waiting out a 429 of several minutes.
+    await ephemeral_answer(alice, "group rename", {"name": "mood board 2"}, channel=thread["id"])
+    await alice.wait_until(lambda: stack.pg.state.channels[thread["id"]]["name"] == "mood board 2")
+    third = await ephemeral_answer(alice, "group rename", {"name": "mood board 3"}, channel=thread["id"])
+    assert "Renamed to **mood board 3**" in third.content and "keeps its name" in third.content
+    assert stack.pg.state.channels[thread["id"]]["name"] == "mood board 2"
+    listed = await ephemeral_answer(alice, "group list", {}, channel="general")
+    assert "**mood board 3**" in listed.content
+
 
 @pytest.mark.timeout(60)
 async def test_attachment_is_streamed_to_disk_not_read_into_memory(
