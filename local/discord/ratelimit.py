@@ -236,3 +236,28 @@ def _resource(match_info: Mapping[str, str]) -> str:
         if name in match_info:
             return f"{name}:{match_info[name]}"
     return ""
+
+
+class NameChangeLimit:
+    """Two name changes per channel (a thread included) per 10 minutes, kept apart from the route's bucket.
+
+    Discord does not document it (discord/discord-api-docs#2760: "we do not typically document rate limits"); it is
+    reported in discord/discord-api-docs#1900 (the third rename in 10 minutes: 429, `retry_after` of minutes,
+    while the route's headers still show requests left) and by discord.py's maintainer in Rapptz/discord.py#9073.
+    """
+
+    def __init__(self, *, limit: int = 2, window_s: float = 600.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit = limit
+        self.window_s = window_s
+        self._clock = clock
+        self._changes: dict[str, list[float]] = {}
+
+    def retry_after(self, channel_id: str) -> float | None:
+        """Count a name change of `channel_id`; return None when it may go, else the seconds to wait."""
+        now = self._clock()
+        recent = [t for t in self._changes.get(channel_id, []) if now - t < self.window_s]
+        if len(recent) >= self.limit:
+            self._changes[channel_id] = recent
+            return round(self.window_s - (now - recent[0]), 3)
+        self._changes[channel_id] = [*recent, now]
+        return None

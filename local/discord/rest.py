@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from local.discord.ratelimit import EXTRA_DECISION
+from local.discord.ratelimit import EXTRA_DECISION, NameChangeLimit
 from local.discord.rules import JSON, ApiError
 from local.discord.state import THREAD_TYPES, PlaygroundState
 from local.discord.wire import Handler, RateLimitedError, json_response, no_content, read_body, read_json_list
@@ -25,10 +25,18 @@ if TYPE_CHECKING:
 class RestApi:
     """Discord's REST routes over the playground's world (mounted under ``/api/v{n}`` by the server)."""
 
-    def __init__(self, state: PlaygroundState, rate_limits: RateLimits, *, gateway_url: Callable[[], str]) -> None:
+    def __init__(
+        self,
+        state: PlaygroundState,
+        rate_limits: RateLimits,
+        *,
+        gateway_url: Callable[[], str],
+        name_changes: NameChangeLimit | None = None,
+    ) -> None:
         self.state = state
         self.rate_limits = rate_limits
         self._gateway_url = gateway_url
+        self.name_changes = name_changes or NameChangeLimit(clock=state.clock)
 
     def routes(self) -> list[tuple[str, str, Handler]]:
         """Return ``(method, path under the API prefix, handler)`` for every REST route."""
@@ -266,6 +274,17 @@ class RestApi:
         """``PATCH /channels/{id}``: rename a channel or thread, archive or lock a thread."""
         channel = self._channel(request)
         body, _ = await read_body(request, 0)
+        if isinstance(body.get("name"), str) and body["name"] != channel.get("name"):
+            retry_after = self.name_changes.retry_after(channel["id"])
+            if retry_after is not None:
+                return RateLimitedError(
+                    {"message": "You are being rate limited.", "retry_after": retry_after, "global": False},
+                    {
+                        "Retry-After": str(max(1, round(retry_after))),
+                        "X-RateLimit-Scope": "shared",
+                        "Via": "1.1 google",
+                    },
+                ).response()
         return json_response(self.state.edit_channel(channel, body))
 
     async def delete_channel(self, request: web.Request) -> web.Response:

@@ -182,6 +182,25 @@ async def test_thread_is_renamed_and_archived_when_patched(pg: Playground, http:
     assert (await call(http, "PATCH", f"channels/{general}", json={"topic": "t"}))["topic"] == "t"
 
 
+async def test_a_third_rename_within_ten_minutes_is_429_while_other_edits_go(
+    pg: Playground, http: aiohttp.ClientSession
+):
+    now = [1000.0]
+    pg.rest.name_changes._clock = lambda: now[0]  # the limit's own clock, moved by hand
+    general = pg.state.channel_named("general")["id"]
+    thread = pg.state.create_thread(general, "job", owner_id=pg.state.app_id)
+    path = f"channels/{thread['id']}"
+    assert (await call(http, "PATCH", path, json={"name": "one"}))["name"] == "one"
+    now[0] += 100
+    assert (await call(http, "PATCH", path, json={"name": "two"}))["name"] == "two"
+    body = await call(http, "PATCH", path, status=429, json={"name": "three"})
+    assert body == {"message": "You are being rate limited.", "retry_after": 500.0, "global": False}
+    assert (await call(http, "PATCH", path, json={"archived": True}))["name"] == "two"  # not a name change
+    assert (await call(http, "PATCH", path, json={"name": "two"}))["name"] == "two"  # the same name changes nothing
+    now[0] += 500  # ten minutes after the first rename
+    assert (await call(http, "PATCH", path, json={"name": "three"}))["name"] == "three"
+
+
 @pytest.mark.parametrize(
     ("allowed", "mentioned", "everyone"),
     [
