@@ -7,15 +7,16 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from bot.core.discord_limits import CUSTOM_ID, LINK_URL, fit_link_url, fit_text
+from bot.core.discord_limits import MAX_CONTENT as MAX_CONTENT  # re-exported: the line builders' default limit
 from bot.core.models import JobStatus
 from usertext.controls import strip_controls
 
 CUSTOM_ID_PREFIX = "peel"
-MAX_CUSTOM_ID = 100
-MAX_CONTENT = 2000
+MAX_CUSTOM_ID = CUSTOM_ID
 # A link button's url (https://discord.com/developers/docs/components/reference#button): a longer one makes Discord
 # refuse the whole message with 400/50035.
-MAX_LINK_URL = 512
+MAX_LINK_URL = LINK_URL
 _ID_PART = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
@@ -49,8 +50,8 @@ class CustomId:
 
 
 def truncate(text: str, limit: int, *, ellipsis: str = "…") -> str:
-    """Return `text` cut to at most `limit` characters, marking the cut."""
-    return text if len(text) <= limit else text[: max(0, limit - len(ellipsis))] + ellipsis
+    """Return `text` cut to at most `limit` characters, marking the cut; never inside a link, mention or escape."""
+    return fit_text(text, limit, ellipsis=ellipsis)
 
 
 def code(text: str, *, limit: int = 80) -> str:
@@ -286,7 +287,7 @@ def image_line(prompt: str, index: int, user_mention: str, *, limit: int = MAX_C
 
 def full_size_link(link: str) -> str | None:
     """Return the link for a "Full size" link button, or None when Discord would refuse it as too long."""
-    return link if len(link) <= MAX_LINK_URL else None
+    return fit_link_url(link)
 
 
 def with_full_size_line(content: str, link: str, *, limit: int = MAX_CONTENT) -> str:

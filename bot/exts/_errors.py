@@ -10,6 +10,8 @@ import secrets
 
 import discord
 
+from bot.exts._send import fit_embed
+
 log = logging.getLogger(__name__)
 
 ERROR_COLOUR = discord.Colour(0xED4245)
@@ -23,8 +25,9 @@ def user_message_of(exc: BaseException) -> str | None:
 
 
 def error_embed(title: str, description: str, *, warning: bool = False) -> discord.Embed:
-    """Return the embed Peel shows for an error (red) or a warning (yellow)."""
-    return discord.Embed(title=title, description=description, colour=WARNING_COLOUR if warning else ERROR_COLOUR)
+    """Return the embed Peel shows for an error (red) or a warning (yellow), cut to Discord's embed limits."""
+    colour = WARNING_COLOUR if warning else ERROR_COLOUR
+    return fit_embed(discord.Embed(title=title, description=description, colour=colour))
 
 
 def new_incident_id() -> str:

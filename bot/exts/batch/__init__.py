@@ -22,12 +22,14 @@ from bot.app.batches import BatchService
 from bot.app.batchplan import STATUS, SUMMARY, BatchError, BatchOptions, BatchPlan, BatchRequest
 from bot.app.imaging import grid_preview
 from bot.core.batch import plan_text, progress_message, summary_message
+from bot.core.discord_limits import LINK_URL as MAX_LINK_URL
 from bot.core.events import ServiceDown, ServiceRestored
 from bot.core.models import Job, JobId, JobKind, JobStatus, UserId
 from bot.core.render import CUSTOM_ID_PREFIX, CustomId, discord_time, echo, truncate
 from bot.errors import UserFacingError
 from bot.exts._access import NotOwnerError
 from bot.exts._errors import send_error
+from bot.exts._send import fit_content
 from worker.contract import IMAGE_SIZES, ErrorCode
 
 log = logging.getLogger(__name__)
@@ -35,7 +37,6 @@ log = logging.getLogger(__name__)
 ACTIONS = ("start", "drop", "pause", "resume", "stop", "retry", "link")
 TEMPLATE = rf"{CUSTOM_ID_PREFIX}:batch-(?P<action>{'|'.join(ACTIONS)}):(?P<job>[A-Za-z0-9_.-]+):(?P<index>[0-9]+)"
 SAMPLE_MAX_BYTES = 8 * 1024 * 1024  # the first-results grid fits any server's upload limit
-MAX_LINK_URL = 512  # Discord's limit for a link button's URL
 PLAN_SWEEP_S = 3600.0  # how often plans past batch_plan_ttl_s are forgotten
 THREAD_GONE_CODES = frozenset({10003, 50001})  # the thread was deleted, or the bot lost access to it
 MOVED_SUMMARY = "-# This batch's thread was deleted or is out of reach, so its summary is posted here."
@@ -186,7 +187,9 @@ class BatchCog(commands.Cog):
             message = self.bot.get_partial_messageable(channel_id).get_partial_message(message_id)
             view = None if job.status.is_final else _view(job_id, _pause_or_resume(job), "stop")
             try:
-                await message.edit(content=text, view=view, allowed_mentions=discord.AllowedMentions.none())
+                await message.edit(
+                    content=fit_content(text), view=view, allowed_mentions=discord.AllowedMentions.none()
+                )
             except (discord.NotFound, discord.Forbidden) as exc:
                 gone = await self._progress_gone(job_id, channel_id, exc)
             else:
@@ -226,7 +229,7 @@ class BatchCog(commands.Cog):
         )
         channel = self.bot.get_partial_messageable(channel_id)
         await channel.send(
-            content=text,
+            content=fit_content(text),
             file=discord.File(io.BytesIO(grid.data), grid.filename),
             allowed_mentions=discord.AllowedMentions.none(),
         )
@@ -274,7 +277,7 @@ class BatchCog(commands.Cog):
         if await self.service.progress_gone(job.id) not in THREAD_GONE_CODES:
             try:
                 return await self.bot.get_partial_messageable(thread_id).send(
-                    content=text, view=view, allowed_mentions=discord.AllowedMentions.none()
+                    content=fit_content(text), view=view, allowed_mentions=discord.AllowedMentions.none()
                 )
             except (discord.NotFound, discord.Forbidden) as exc:
                 await self._progress_gone(job.id, thread_id, exc)
@@ -283,7 +286,7 @@ class BatchCog(commands.Cog):
         if group is not None and group.channel_id is not None:
             try:
                 return await self.bot.get_partial_messageable(group.channel_id).send(
-                    content=moved, view=view, allowed_mentions=discord.AllowedMentions.none()
+                    content=fit_content(moved), view=view, allowed_mentions=discord.AllowedMentions.none()
                 )
             except (discord.NotFound, discord.Forbidden) as exc:
                 log.warning(
@@ -295,7 +298,9 @@ class BatchCog(commands.Cog):
                 )
         try:
             owner = self.bot.get_user(job.owner_id) or await self.bot.fetch_user(job.owner_id)
-            return await owner.send(content=moved, view=view, allowed_mentions=discord.AllowedMentions.none())
+            return await owner.send(
+                content=fit_content(moved), view=view, allowed_mentions=discord.AllowedMentions.none()
+            )
         except (discord.NotFound, discord.Forbidden) as exc:
             log.warning(
                 "batch %s: its summary could not be delivered anywhere (DM refused, code %d)",
@@ -359,7 +364,7 @@ class BatchCog(commands.Cog):
             notes=plan.notes,
         )
         await interaction.followup.send(
-            content=text,
+            content=fit_content(text),
             view=_view(plan.id, "start", "drop"),
             ephemeral=True,
             allowed_mentions=discord.AllowedMentions.none(),
@@ -449,7 +454,7 @@ class BatchCog(commands.Cog):
             prompt=plan.display_prompt, owner_mention=f"<@{job.owner_id}>", progress=snapshot.progress
         )
         progress = await thread.send(
-            content=text,
+            content=fit_content(text),
             view=_view(job.id, _pause_or_resume(job), "stop"),
             allowed_mentions=discord.AllowedMentions.none(),
         )
@@ -457,7 +462,7 @@ class BatchCog(commands.Cog):
         await self.service.record_message(job.id, STATUS, channel_id=thread.id, message_id=progress.id)
         self._mark(job.id)
         await interaction.edit_original_response(
-            content=f"Started: {len(plan.items):,} images in {thread.mention}. {result.message}", view=None
+            content=fit_content(f"Started: {len(plan.items):,} images in {thread.mention}. {result.message}"), view=None
         )
 
     async def _open_thread(self, plan: BatchPlan) -> discord.Thread:

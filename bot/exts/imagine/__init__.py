@@ -24,6 +24,7 @@ from bot.core.params import GEMINI_ASPECT_RATIOS
 from bot.discord_bot import PeelBot
 from bot.exts._access import check_owner, refusal_text
 from bot.exts._errors import error_embed, send_error
+from bot.exts._send import fit_embeds
 from bot.exts.imagine._components import (
     EDIT_MODAL,
     REMIX_MODAL,
@@ -315,7 +316,7 @@ class ImagineCog(commands.Cog):
             embeds.append(discord.Embed(description="\n".join(f"ℹ️ {n}" for n in notes)))
         if embeds:
             with contextlib.suppress(discord.HTTPException):
-                await interaction.followup.send(embeds=embeds, ephemeral=True)
+                await interaction.followup.send(embeds=fit_embeds(embeds), ephemeral=True)
 
     async def _fail_interaction(self, interaction: discord.Interaction[Any], exc: BaseException, *, where: str) -> None:
         """Replace the public loading message with an ephemeral error."""

@@ -18,6 +18,7 @@ from bot.core.models import Image, Job, JobId
 from bot.core.render import full_size_link, image_line, with_full_size_line
 from bot.discord_bot import PeelBot
 from bot.exts._errors import error_embed
+from bot.exts._send import fit_message
 from bot.exts.imagine._components import grid_view, tools_view
 from bot.exts.imagine._tracker import RESULT, JobTracker, Tracked
 
@@ -72,7 +73,7 @@ class JobMessages:
             file = kwargs.pop("file", None)
             return await self.tracker.edit(t, attachments=[file] if file else [], **kwargs)
         channel = self._bot.get_partial_messageable(t.channel_id)
-        message = await channel.send(**kwargs, allowed_mentions=t.pings)
+        message = await channel.send(**fit_message(kwargs), allowed_mentions=t.pings)
         if t.message_id is not None:
             with contextlib.suppress(discord.HTTPException):
                 await channel.get_partial_message(t.message_id).edit(
@@ -107,7 +108,7 @@ class JobMessages:
         kwargs = await self.single_message(image, line, interaction.filesize_limit)
         file = kwargs.pop("file", None)
         message = await interaction.edit_original_response(
-            attachments=[file] if file else [], **kwargs, allowed_mentions=discord.AllowedMentions.none()
+            attachments=[file] if file else [], **fit_message(kwargs), allowed_mentions=discord.AllowedMentions.none()
         )
         await self._service.record_image_message(image, message.id)
         if interaction.message is not None and job.total > 1:

@@ -39,6 +39,7 @@ from bot.core.render import (
     result_who,
     waiting_state,
 )
+from bot.exts._send import fit_message
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -318,6 +319,7 @@ class JobTracker:
     async def edit(self, t: Tracked, **fields: Any) -> discord.Message | discord.InteractionMessage | None:
         """Edit the job's message: through the interaction while its token is fresh, else as a channel message."""
         fields.setdefault("allowed_mentions", t.pings)  # the line echoes the prompt: only the owner may be pinged
+        fields = fit_message(fields)
         if self.token_fresh(t):
             assert t.interaction is not None
             return await t.interaction.edit_original_response(**fields)

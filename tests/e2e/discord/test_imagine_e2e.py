@@ -501,3 +501,16 @@ async def test_u_posts_a_short_full_size_button_that_opens_the_full_image_when_s
         async with http.get(url) as resp:
             assert resp.status == 200
             assert await resp.read() == await stack.rt.backends.store.get_bytes(image.key)
+
+
+async def test_a_maximal_prompt_with_mentions_and_markdown_posts_cut_with_an_ellipsis_when_imagined(stack: PeelStack):
+    d = stack.driver()
+    block = "**[a](https://e.x)** <@123> `c` @everyone ~~||x||~~ "
+    prompt = (block * (1500 // len(block) + 1))[:1500].rstrip()  # the longest /imagine accepts; escaping doubles it
+    await imagine(stack, prompt)
+    grid = await d.wait_for_message(lambda m: "…" in m.content and "U1" in labels(m), timeout=WAIT_S)
+    assert len(grid.content) <= 2000 and grid.content.endswith(f"…** - <@{d.user_id}> (fast)")
+    assert "\\…" not in grid.content  # no escape cut in half before the ellipsis
+    await d.click(grid, label="U1")
+    single = await d.wait_for_message(lambda m: "Image #1" in m.content and m.attachments, timeout=WAIT_S)
+    assert len(single.content) <= 2000 and single.content.endswith(f"…** - Image #1 <@{d.user_id}>")
