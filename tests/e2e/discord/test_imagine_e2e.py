@@ -512,5 +512,7 @@ async def test_a_maximal_prompt_with_mentions_and_markdown_posts_cut_with_an_ell
     assert len(grid.content) <= 2000 and grid.content.endswith(f"…** - <@{d.user_id}> (fast)")
     assert "\\…" not in grid.content  # no escape cut in half before the ellipsis
     await d.click(grid, label="U1")
-    single = await d.wait_for_message(lambda m: "Image #1" in m.content and m.attachments, timeout=WAIT_S)
+    single = await d.wait_for_message(
+        lambda m: "Image #1" in m.content and "…" in m.content and bool(m.attachments), timeout=WAIT_S
+    )
     assert len(single.content) <= 2000 and single.content.endswith(f"…** - Image #1 <@{d.user_id}>")
