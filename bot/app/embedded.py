@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import aiohttp
+from pydantic import SecretStr
 
 from bot.runpod.client import Backoff, RunpodHttpGateway
 from bot.settings import BotSettings
@@ -118,25 +119,23 @@ async def open_backends(
             endpoint = await stack.enter_async_context(
                 local_runpod.LocalEndpoint(workers=settings.local_workers, env=env)
             )
-            gateway = RunpodHttpGateway(
-                http,
-                endpoint_id=endpoint.endpoint_id,
-                api_key=endpoint.api_key,
-                base_url=endpoint.base_url,
-                request_timeout_s=DISPATCH_REQUEST_TIMEOUT_S,
-                backoff=DISPATCH_BACKOFF,
-            )
+            endpoint_id, api_key, base_url = endpoint.endpoint_id, SecretStr(endpoint.api_key), endpoint.base_url
         else:
             assert settings.runpod_endpoint_id is not None
             assert settings.runpod_api_key is not None
-            gateway = RunpodHttpGateway(
-                http,
-                endpoint_id=settings.runpod_endpoint_id,
-                api_key=settings.runpod_api_key,
-                base_url=settings.runpod_api_base,
-                request_timeout_s=DISPATCH_REQUEST_TIMEOUT_S,
-                backoff=DISPATCH_BACKOFF,
+            endpoint_id, api_key, base_url = (
+                settings.runpod_endpoint_id,
+                settings.runpod_api_key,
+                settings.runpod_api_base,
             )
+        gateway = RunpodHttpGateway(
+            http,
+            endpoint_id=endpoint_id,
+            api_key=api_key,
+            base_url=base_url,
+            request_timeout_s=DISPATCH_REQUEST_TIMEOUT_S,
+            backoff=DISPATCH_BACKOFF,
+        )
         yield Backends(
             gateway=gateway,
             store=store,
