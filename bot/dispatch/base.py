@@ -9,7 +9,7 @@ from bot.core.budget import AimdBudget
 from bot.core.chunking import RoundTime
 from bot.core.clock import Clock, SystemClock
 from bot.core.events import ImageReady, Progress
-from bot.core.models import Image, Item, ItemOutcome, ItemStatus, Job, JobId, JobStatus
+from bot.core.models import ChunkStatus, Image, Item, ItemOutcome, ItemStatus, Job, JobId, JobStatus
 from bot.core.outage import ServiceHealth
 from bot.core.policy import DispatchPolicy
 from bot.core.scheduling import Candidate, queue_positions
@@ -19,6 +19,7 @@ from bot.runpod.types import RunpodGateway
 from storage.base import Store
 from storage.errors import StorageError
 from storage.imageformat import png_dimensions
+from worker.contract import ErrorCode
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,16 @@ class DispatcherBase:
         # retried: without this it would sit unchanged through an upstream outage.
         if images or newly_failed or retrying:
             self._events.publish(Progress(job=job, done=job.ok, failed=job.failed, total=job.total))
+
+    async def _fail_items(self, job: Job, items: Sequence[Item], code: ErrorCode, message: str, now: datetime) -> None:
+        """Record items as failed without sending them: a chunk that never reached RunPod (it costs nothing)."""
+        chunk = await self._ledger.start_chunk(job.id, [i.index for i in items], concurrency=0, now=now)
+        outcomes = [
+            ItemOutcome(index=i.index, status=ItemStatus.ERROR, error_code=code.value, error_message=message)
+            for i in items
+        ]
+        recorded = await self._ledger.record_outcomes(chunk.id, outcomes, now=now, final=ChunkStatus.LOST)
+        self._after_record(recorded.job, (), recorded.newly_failed, False, now, final=True)
 
     async def _made_in_store(self, item: Item) -> ItemOutcome | None:
         """Return an item's outcome as made when its output is in the store (a worker wrote it), else None."""

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from bot.core.events import ConfigError, ServiceDown, ServiceEvent, ServiceRestored
 from bot.core.item_errors import item_error_message
-from bot.core.models import ChunkStatus, Item, ItemOutcome, ItemStatus, Job, JobKind, JobStatus
+from bot.core.models import Job, JobKind, JobStatus
 from bot.core.outage import Outage, Refusal, ServiceHealth, ServiceState, gemini_signal, outage_of
 from bot.core.render import format_duration, service_name
 from bot.dispatch.base import DispatcherBase
@@ -194,13 +194,3 @@ class OutageMixin(DispatcherBase):
                 extra={"job_id": job.id, "action": "give_up"},
             )
         return failed
-
-    async def _fail_items(self, job: Job, items: Sequence[Item], code: ErrorCode, message: str, now: datetime) -> None:
-        """Record items as failed without sending them: a chunk that never reached RunPod (it costs nothing)."""
-        chunk = await self._ledger.start_chunk(job.id, [i.index for i in items], concurrency=0, now=now)
-        outcomes = [
-            ItemOutcome(index=i.index, status=ItemStatus.ERROR, error_code=code.value, error_message=message)
-            for i in items
-        ]
-        recorded = await self._ledger.record_outcomes(chunk.id, outcomes, now=now, final=ChunkStatus.LOST)
-        self._after_record(recorded.job, (), recorded.newly_failed, False, now, final=True)

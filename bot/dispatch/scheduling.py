@@ -7,7 +7,7 @@ from datetime import datetime
 from pydantic import ValidationError
 
 from bot.core.events import PositionChanged, Started
-from bot.core.models import ChunkStatus, Item, ItemOutcome, ItemStatus, Job, JobId, JobStatus, Priority
+from bot.core.models import ChunkStatus, Item, Job, JobId, JobStatus, Priority
 from bot.core.scheduling import Candidate, calls_held, items_left_by_now, schedule_order
 from bot.dispatch.outage import OutageMixin
 from bot.dispatch.payloads import chunk_input
@@ -136,18 +136,7 @@ class SchedulingMixin(OutageMixin):
 
     async def _refuse_items(self, job: Job, items: Sequence[Item], exc: ValidationError, now: datetime) -> None:
         log.warning("job %s has items the worker would refuse: %s", job.id, exc.error_count())
-        chunk = await self._ledger.start_chunk(job.id, [i.index for i in items], concurrency=0, now=now)
-        outcomes = [
-            ItemOutcome(
-                index=i.index,
-                status=ItemStatus.ERROR,
-                error_code=ErrorCode.BAD_INPUT.value,
-                error_message="invalid request",
-            )
-            for i in items
-        ]
-        recorded = await self._ledger.record_outcomes(chunk.id, outcomes, now=now, final=ChunkStatus.LOST)
-        self._after_record(recorded.job, (), recorded.newly_failed, False, now, final=True)
+        await self._fail_items(job, items, ErrorCode.BAD_INPUT, "invalid request", now)
 
     async def _report_positions(self) -> None:
         positions = await self._current_positions()
