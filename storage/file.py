@@ -196,7 +196,17 @@ class FileStore:
             # One thread hop, not three: a worker stores every image it makes while holding a Gemini slot.
             stat = await _run_to_completion(self._put_bytes, key, body)
             return _info(key, stat, content_type)
-        target, temp, handle = await _threaded(self._open_temp, key)
+        opening = asyncio.ensure_future(_threaded(self._open_temp, key))
+        try:
+            target, temp, handle = await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            # The thread still creates the temp file: wait for it (a quick open) and remove it, or the handle and
+            # the file leak (a copy of many objects cancels its siblings when one read fails).
+            await asyncio.wait({opening})
+            if not opening.cancelled() and opening.exception() is None:
+                _, temp, handle = opening.result()
+                await asyncio.shield(asyncio.to_thread(self._discard, handle, temp))
+            raise
         committed = False
         try:
             await self._write_stream(handle, body)

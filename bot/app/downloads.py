@@ -21,6 +21,7 @@ from bot.core.manifest import (
     iter_csv,
     iter_json,
 )
+from bot.net.urlfetch import open_for_writing
 from bot.web.links import link_for
 from storage.base import Store
 from storage.errors import InvalidKeyError, ObjectNotFoundError
@@ -181,7 +182,7 @@ async def copy_out(store: Store, key: str, dest: Path) -> None:
             source = await store.local_path(key)
             await asyncio.to_thread(shutil.copyfile, source, temp)
         else:
-            handle = await asyncio.to_thread(temp.open, "wb")
+            handle = await open_for_writing(temp)
             try:
                 async for chunk in store.read(key, chunk_bytes=_COPY_CHUNK_BYTES):
                     await asyncio.to_thread(handle.write, chunk)

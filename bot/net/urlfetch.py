@@ -321,7 +321,7 @@ async def _stream(resp: aiohttp.ClientResponse, dest: Path, limits: _Limits, *, 
         hold(declared)
     loop = asyncio.get_running_loop()
     started = loop.time()
-    fh: Any = await asyncio.to_thread(dest.open, "wb")
+    fh: Any = await open_for_writing(dest)
     size = 0
     try:
         async for chunk in resp.content.iter_chunked(_CHUNK):
@@ -339,6 +339,21 @@ async def _stream(resp: aiohttp.ClientResponse, dest: Path, limits: _Limits, *, 
     finally:
         await asyncio.to_thread(fh.close)
     return size
+
+
+async def open_for_writing(path: Path) -> Any:
+    """Open `path` for writing in a thread; if cancelled meanwhile, close what the thread still opens.
+
+    A cancelled `to_thread` leaves its thread running: the file it opens would otherwise be dropped unclosed.
+    """
+    opening = asyncio.ensure_future(asyncio.to_thread(path.open, "wb"))
+    try:
+        return await asyncio.shield(opening)
+    except asyncio.CancelledError:
+        await asyncio.wait({opening})
+        if not opening.cancelled() and opening.exception() is None:
+            await asyncio.shield(asyncio.to_thread(opening.result().close))
+        raise
 
 
 def _failure(exc: BaseException) -> str:

@@ -3,6 +3,7 @@
 import asyncio
 import errno
 import os
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -174,3 +175,34 @@ async def test_put_raises_unavailable_when_the_disk_fails() -> None:
     with pytest.raises(StorageUnavailableError) as caught:
         await _threaded(broken_disk)
     assert isinstance(caught.value.__cause__, OSError)
+
+
+async def test_a_stream_put_cancelled_while_its_temp_file_opens_leaves_no_file_and_no_open_handle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = FileStore(tmp_path / "root")
+    entered, release = asyncio.Event(), threading.Event()
+    loop = asyncio.get_running_loop()
+    opened: list[object] = []
+    real_open_temp = store._open_temp
+
+    def slow_open_temp(key: str) -> tuple[str, str, object]:
+        loop.call_soon_threadsafe(entered.set)
+        release.wait(5)
+        result = real_open_temp(key)
+        opened.append(result[2])
+        return result
+
+    monkeypatch.setattr(store, "_open_temp", slow_open_temp)
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b"x"
+
+    task = asyncio.create_task(store.put("a/b.png", body()))
+    await entered.wait()
+    task.cancel()
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert opened and getattr(opened[0], "closed", False)
+    assert await asyncio.to_thread(tree, tmp_path / "root") == ["a"]  # the directory only: no temp file
