@@ -20,13 +20,14 @@ from bot.core.hosts import url_host
 from local.discord import actions
 from local.discord.discord_py import discord_py_pointed_at
 from local.discord.driver import Driver
-from local.discord.gateway import Gateway
+from local.discord.gateway import Gateway, GatewayLimits
 from local.discord.page import BrowserPage
 from local.discord.ratelimit import EXTRA_DECISION, Decision, Limit, RateLimits
 from local.discord.rest import RestApi
 from local.discord.rules import ApiError
 from local.discord.state import DEFAULT_UPLOAD_LIMIT, PlaygroundState, bot_token
 from local.discord.wire import Handler, json_response
+from local.discord.world import APPLICATION_FLAGS
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -58,6 +59,8 @@ class Playground:
         rate_window_scale: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         bot_name: str = "Peel",
+        gateway_limits: GatewayLimits | None = None,
+        app_flags: int = APPLICATION_FLAGS,
     ) -> None:
         self.host = host
         self.port = port
@@ -67,6 +70,7 @@ class Playground:
             token_lifetime_s=token_lifetime_s,
             clock=clock,
             bot_name=bot_name,
+            app_flags=app_flags,
         )
         overrides = dict(rate_limits or {})
         if edit_rate_limit is not None or edit_rate_window_s is not None:
@@ -74,7 +78,7 @@ class Playground:
         self.rate_limits = RateLimits(overrides=overrides, window_scale=rate_window_scale, clock=clock)
         # The default is Discord-shaped and carries the bot's id, as the developer portal's tokens do.
         self.token = token if token is not None else bot_token(self.state.app_id)
-        self.gateway = Gateway(self.state, self.token, url=lambda: self.gateway_url)
+        self.gateway = Gateway(self.state, self.token, url=lambda: self.gateway_url, limits=gateway_limits)
         self.rest = RestApi(self.state, self.rate_limits, gateway_url=lambda: self.gateway_url)
         self.page = BrowserPage(
             self.state, self.gateway, api_base=lambda: self.api_base, gateway_url=lambda: self.gateway_url

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
 GUILD_PRESENCES = 1 << 8
+GATEWAY_PRESENCE_LIMITED = 1 << 13  # the application flag that enables GUILD_PRESENCES for a bot in < 100 servers
 Z_SYNC_FLUSH = b"\x00\x00\xff\xff"
 
 
@@ -238,6 +239,7 @@ async def test_guild_create_lists_only_the_bot_as_member_when_it_lacks_guild_pre
 ):
     _, guild = await ready_and_guild(pg, http)
     assert [m["user"]["id"] for m in guild["d"]["members"]] == [pg.state.app_id]
+    pg.state.app_flags |= GATEWAY_PRESENCE_LIMITED  # a privileged intent the application must have enabled
     _, guild = await ready_and_guild(pg, http, intents=GUILD_PRESENCES)
     assert len(guild["d"]["members"]) == len(pg.state.member_roles)
 
