@@ -243,7 +243,7 @@ class AccountCog(commands.Cog):
         view = CancelView(self, interaction.user.id, is_admin)
         view.pick.options = [
             discord.SelectOption(
-                label=truncate(one_line(await self.service.display_of(j)) or j.id, 90),
+                label=one_line(await self.service.display_of(j)) or j.id,  # cut to 100 by fit_view
                 value=j.id,
                 description=f"{j.id} · {j.status.value}",
             )
