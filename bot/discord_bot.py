@@ -16,6 +16,7 @@ from bot.app.services import Services
 from bot.exts import EXTENSIONS
 from bot.exts._access import AccessPolicy, actor_of, refusal_text
 from bot.exts._errors import error_embed, send_error
+from bot.exts._send import fit_embed
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ class PeelTree(app_commands.CommandTree["PeelBot"]):
         refusal = refusal_text(bot.access, interaction.user, interaction.guild_id)
         if refusal is None:
             return True
-        await interaction.response.send_message(embed=error_embed("No access", refusal), ephemeral=True)
+        await interaction.response.send_message(embed=fit_embed(error_embed("No access", refusal)), ephemeral=True)
         return False
 
     async def on_error(self, interaction: discord.Interaction[Any], error: app_commands.AppCommandError) -> None:

@@ -61,8 +61,8 @@ async def send_error(interaction: discord.Interaction, exc: BaseException, *, wh
     embed = describe_error(exc, where=where)
     try:
         if interaction.response.is_done():
-            await interaction.followup.send(embed=embed, ephemeral=True)
+            await interaction.followup.send(embed=fit_embed(embed), ephemeral=True)
         else:
-            await interaction.response.send_message(embed=embed, ephemeral=True)
+            await interaction.response.send_message(embed=fit_embed(embed), ephemeral=True)
     except discord.HTTPException:
         log.warning("could not tell the user about an error in %s", where, exc_info=True)

@@ -16,6 +16,7 @@ from bot.core.params import GEMINI_ASPECT_RATIOS
 from bot.core.render import echo, one_line, truncate
 from bot.discord_bot import PeelBot
 from bot.exts._errors import error_embed, send_error
+from bot.exts._send import fit_content, fit_embed, fit_view
 from worker.contract import MODEL_ALIASES
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,9 @@ class ExpiringPanel(discord.ui.View):
         if self._latest is None:
             return
         try:
-            await self._latest.edit_original_response(content=f"{self.content}\n-# {self._expired_hint}", view=self)
+            await self._latest.edit_original_response(
+                content=fit_content(f"{self.content}\n-# {self._expired_hint}"), view=fit_view(self)
+            )
         except discord.HTTPException as exc:  # dismissed by the user, or the token is gone: nothing to grey out
             log.debug("expired panel not updated: %s", exc)
 
@@ -140,7 +143,7 @@ class SettingsView(ExpiringPanel):
         self.prefs = await self._service.set_preferences(UserId(self._owner_id), prefs)
         self._show_prefs()
         self.content = settings_text(self.prefs, self._service.default_model)
-        await interaction.response.edit_message(content=self.content, view=self)
+        await interaction.response.edit_message(content=fit_content(self.content), view=fit_view(self))
 
     async def _on_model(self, interaction: discord.Interaction[Any]) -> None:
         value = self.model.values[0]
@@ -198,7 +201,7 @@ class AccountCog(commands.Cog):
         await interaction.response.defer(ephemeral=True, thinking=True)
         prefs = await self.service.preferences(UserId(interaction.user.id))
         view = SettingsView(self.service, interaction.user.id, prefs)
-        await interaction.followup.send(view.content, view=view, ephemeral=True)
+        await interaction.followup.send(fit_content(view.content), view=fit_view(view), ephemeral=True)
         view.shown_by(interaction)
 
     @app_commands.command(name="queue", description="Your jobs that are waiting or running (admins: everyone's)")
@@ -214,7 +217,9 @@ class AccountCog(commands.Cog):
         description = "\n".join(lines) if lines else "Nothing waiting or running."
         if len(jobs) > 20:
             description += f"\n… and {len(jobs) - 20} more"
-        await interaction.followup.send(embed=discord.Embed(title=title, description=description), ephemeral=True)
+        await interaction.followup.send(
+            embed=fit_embed(discord.Embed(title=title, description=description)), ephemeral=True
+        )
 
     @app_commands.command(name="cancel", description="Cancel one of your waiting or running jobs")
     @app_commands.describe(job="The job id (from /queue); leave empty to pick from a list")
@@ -229,7 +234,7 @@ class AccountCog(commands.Cog):
                 if result.cancelled
                 else error_embed("Can't cancel", result.message)
             )
-            await interaction.followup.send(embed=embed, ephemeral=True)
+            await interaction.followup.send(embed=fit_embed(embed), ephemeral=True)
             return
         jobs = await self.account.open_jobs(UserId(interaction.user.id))
         if not jobs:
@@ -238,13 +243,13 @@ class AccountCog(commands.Cog):
         view = CancelView(self, interaction.user.id, is_admin)
         view.pick.options = [
             discord.SelectOption(
-                label=truncate(one_line(await self.service.display_of(j)) or j.id, 90),
+                label=one_line(await self.service.display_of(j)) or j.id,  # cut to 100 by fit_view
                 value=j.id,
                 description=f"{j.id} · {j.status.value}",
             )
             for j in jobs[:25]
         ]
-        await interaction.followup.send(view.content, view=view, ephemeral=True)
+        await interaction.followup.send(fit_content(view.content), view=fit_view(view), ephemeral=True)
         view.shown_by(interaction)
 
     @app_commands.command(name="info", description="Your usage and limits")
@@ -272,7 +277,7 @@ class AccountCog(commands.Cog):
             value="up to 10 per /imagine; Nano Banana takes 3, Pro and Nano Banana 2 take 14",
             inline=False,
         )
-        await interaction.followup.send(embed=embed, ephemeral=True)
+        await interaction.followup.send(embed=fit_embed(embed), ephemeral=True)
 
 
 class CancelView(ExpiringPanel):
@@ -302,7 +307,7 @@ class CancelView(ExpiringPanel):
         result = await self._cog.account.cancel(JobId(picked), UserId(self._owner_id), is_admin=self._is_admin)
         text = f"Job `{picked}` cancelled." if result.cancelled else result.message
         self.stop()  # the list is gone from the message: nothing to expire
-        await interaction.response.edit_message(content=text, view=None)
+        await interaction.response.edit_message(content=fit_content(text), view=None)
 
 
 async def setup(bot: commands.Bot) -> None:

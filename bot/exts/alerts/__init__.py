@@ -15,6 +15,7 @@ from discord.ext import commands
 from bot.app.account import AccountService
 from bot.core.events import ConfigError, Event, ServiceDown, ServiceRestored
 from bot.core.render import config_error_text, discord_time, service_down_text, service_restored_text
+from bot.exts._send import fit_content
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ class AlertsCog(commands.Cog):
     async def _post(self, text: str) -> None:
         channel = self.bot.get_partial_messageable(self._channel_id)
         try:
-            await channel.send(text, allowed_mentions=discord.AllowedMentions.none())
+            await channel.send(fit_content(text), allowed_mentions=discord.AllowedMentions.none())
         except discord.HTTPException as exc:  # the log already has the news; a wrong channel id must not stop Peel
             log.warning("could not post to ADMIN_CHANNEL_ID %s: %s", self._channel_id, exc)
 

@@ -29,7 +29,7 @@ from bot.core.render import CUSTOM_ID_PREFIX, CustomId, discord_time, echo, trun
 from bot.errors import UserFacingError
 from bot.exts._access import NotOwnerError
 from bot.exts._errors import send_error
-from bot.exts._send import fit_content
+from bot.exts._send import fit_content, fit_thread_name, fit_view
 from worker.contract import IMAGE_SIZES, ErrorCode
 
 log = logging.getLogger(__name__)
@@ -188,7 +188,9 @@ class BatchCog(commands.Cog):
             view = None if job.status.is_final else _view(job_id, _pause_or_resume(job), "stop")
             try:
                 await message.edit(
-                    content=fit_content(text), view=view, allowed_mentions=discord.AllowedMentions.none()
+                    content=fit_content(text),
+                    view=None if view is None else fit_view(view),
+                    allowed_mentions=discord.AllowedMentions.none(),
                 )
             except (discord.NotFound, discord.Forbidden) as exc:
                 gone = await self._progress_gone(job_id, channel_id, exc)
@@ -277,7 +279,7 @@ class BatchCog(commands.Cog):
         if await self.service.progress_gone(job.id) not in THREAD_GONE_CODES:
             try:
                 return await self.bot.get_partial_messageable(thread_id).send(
-                    content=fit_content(text), view=view, allowed_mentions=discord.AllowedMentions.none()
+                    content=fit_content(text), view=fit_view(view), allowed_mentions=discord.AllowedMentions.none()
                 )
             except (discord.NotFound, discord.Forbidden) as exc:
                 await self._progress_gone(job.id, thread_id, exc)
@@ -286,7 +288,7 @@ class BatchCog(commands.Cog):
         if group is not None and group.channel_id is not None:
             try:
                 return await self.bot.get_partial_messageable(group.channel_id).send(
-                    content=fit_content(moved), view=view, allowed_mentions=discord.AllowedMentions.none()
+                    content=fit_content(moved), view=fit_view(view), allowed_mentions=discord.AllowedMentions.none()
                 )
             except (discord.NotFound, discord.Forbidden) as exc:
                 log.warning(
@@ -299,7 +301,7 @@ class BatchCog(commands.Cog):
         try:
             owner = self.bot.get_user(job.owner_id) or await self.bot.fetch_user(job.owner_id)
             return await owner.send(
-                content=fit_content(moved), view=view, allowed_mentions=discord.AllowedMentions.none()
+                content=fit_content(moved), view=fit_view(view), allowed_mentions=discord.AllowedMentions.none()
             )
         except (discord.NotFound, discord.Forbidden) as exc:
             log.warning(
@@ -365,7 +367,7 @@ class BatchCog(commands.Cog):
         )
         await interaction.followup.send(
             content=fit_content(text),
-            view=_view(plan.id, "start", "drop"),
+            view=fit_view(_view(plan.id, "start", "drop")),
             ephemeral=True,
             allowed_mentions=discord.AllowedMentions.none(),
         )
@@ -392,7 +394,9 @@ class BatchCog(commands.Cog):
         if action == "link":
             url = await self.service.fresh_link(job)
             expires = self._rt.settings.link_expiry_s // 3600
-            await interaction.followup.send(f"📦 A fresh link to the ZIP (valid {expires} h): {url}", ephemeral=True)
+            await interaction.followup.send(
+                fit_content(f"📦 A fresh link to the ZIP (valid {expires} h): {url}"), ephemeral=True
+            )
             return
         if action == "pause":
             job = await self.service.pause(job_id)
@@ -418,7 +422,7 @@ class BatchCog(commands.Cog):
                 "cannot change."
             )
         self._mark(job_id)
-        await interaction.followup.send(message, ephemeral=True)
+        await interaction.followup.send(fit_content(message), ephemeral=True)
 
     async def _on_plan_button(self, interaction: discord.Interaction[Any], action: str, plan_id: str) -> None:
         await interaction.response.defer()
@@ -426,7 +430,7 @@ class BatchCog(commands.Cog):
         if existing is not None:
             where = await self.service.message_of(existing.id, STATUS)
             place = f" in <#{where[0]}>" if where else ""
-            await interaction.followup.send(f"This batch has already started{place}.", ephemeral=True)
+            await interaction.followup.send(fit_content(f"This batch has already started{place}."), ephemeral=True)
             return
         plan = await self.service.get_plan(plan_id)
         if plan is None:
@@ -444,7 +448,7 @@ class BatchCog(commands.Cog):
         try:
             result = await self.service.start(plan, group_id=group.id, is_admin=is_admin)
         except BatchError as exc:
-            await thread.send(f"This batch could not start: {exc.user_message}")
+            await thread.send(fit_content(f"This batch could not start: {exc.user_message}"))
             raise
         assert result.job is not None  # start raises when refused
         job = result.job
@@ -455,7 +459,7 @@ class BatchCog(commands.Cog):
         )
         progress = await thread.send(
             content=fit_content(text),
-            view=_view(job.id, _pause_or_resume(job), "stop"),
+            view=fit_view(_view(job.id, _pause_or_resume(job), "stop")),
             allowed_mentions=discord.AllowedMentions.none(),
         )
         self._last_text[job.id] = text
@@ -472,10 +476,12 @@ class BatchCog(commands.Cog):
         if not isinstance(channel, discord.TextChannel):
             raise UserFacingError("Batches need a text channel that can hold threads.")
         starter = await channel.send(
-            f"📦 Batch by <@{plan.owner_id}>: {len(plan.items):,} images. Progress and results in the thread.",
+            fit_content(
+                f"📦 Batch by <@{plan.owner_id}>: {len(plan.items):,} images. Progress and results in the thread."
+            ),
             allowed_mentions=discord.AllowedMentions.none(),
         )
-        return await starter.create_thread(name=plan.name)
+        return await starter.create_thread(name=fit_thread_name(plan.name))
 
 
 async def setup(bot: commands.Bot) -> None:

@@ -21,6 +21,7 @@ from bot.core.renames import RenameWindow
 from bot.core.render import download_line, echo, one_line, truncate
 from bot.errors import UserFacingError
 from bot.exts._access import AccessPolicy, actor_of, check_owner
+from bot.exts._send import fit_content, fit_thread_name
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ class GroupCog(commands.GroupCog, group_name="group", group_description="Threads
             channel = channel.parent
         if not isinstance(channel, discord.TextChannel):
             raise UserFacingError("Groups are threads: use this in a text channel.")
-        thread = await channel.create_thread(name=name, type=discord.ChannelType.public_thread)
+        thread = await channel.create_thread(name=fit_thread_name(name), type=discord.ChannelType.public_thread)
         await self.service.group_of(
             name=name,
             guild_id=interaction.guild_id,
@@ -89,11 +90,13 @@ class GroupCog(commands.GroupCog, group_name="group", group_description="Threads
             owner_id=interaction.user.id,  # the bot opened the thread, for this user
         )
         await thread.send(
-            f"🗂️ New group **{echo(name)}** by {interaction.user.mention}. "
-            "Everything made in this thread belongs to it.",
+            fit_content(
+                f"🗂️ New group **{echo(name)}** by {interaction.user.mention}. "
+                "Everything made in this thread belongs to it."
+            ),
             allowed_mentions=discord.AllowedMentions.none(),
         )
-        await interaction.followup.send(f"Opened {thread.mention}.", ephemeral=True)
+        await interaction.followup.send(fit_content(f"Opened {thread.mention}."), ephemeral=True)
 
     @app_commands.command(name="list", description="List this server's groups with their image counts")
     async def list_groups(self, interaction: discord.Interaction[Any]) -> None:
@@ -109,7 +112,7 @@ class GroupCog(commands.GroupCog, group_name="group", group_description="Threads
             name = truncate(echo(group.name), 80)
             lines.append(f"• **{name}** {where}: {count:,} image{'s' if count != 1 else ''}")
         await interaction.followup.send(
-            truncate("\n".join(lines), 2000), ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
+            fit_content("\n".join(lines)), ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
         )
 
     @app_commands.command(name="download", description="A ZIP link of this thread's group (manifest included)")
@@ -121,7 +124,7 @@ class GroupCog(commands.GroupCog, group_name="group", group_description="Threads
         name = echo(group.name)
         what = f"**{name}**: {zipped.images:,} images with manifest.csv and manifest.json"
         await interaction.followup.send(
-            download_line(zipped.url, what=what, expires_s=self._rt.settings.link_expiry_s),
+            fit_content(download_line(zipped.url, what=what, expires_s=self._rt.settings.link_expiry_s)),
             ephemeral=True,
             allowed_mentions=discord.AllowedMentions.none(),
         )
@@ -145,23 +148,25 @@ class GroupCog(commands.GroupCog, group_name="group", group_description="Threads
         task = asyncio.create_task(
             self.service.export(group, destination=bucket, prefix=prefix or "", progress=on_progress)
         )
-        status = await interaction.followup.send(f"Exporting to `{bucket}`…", ephemeral=True, wait=True)
+        status = await interaction.followup.send(fit_content(f"Exporting to `{bucket}`…"), ephemeral=True, wait=True)
         shown = (0, 0)
         while not task.done():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(task), EXPORT_PROGRESS_EVERY_S)
             if not task.done() and (counts[0], counts[1]) != shown:
                 shown = (counts[0], counts[1])
-                await status.edit(content=f"Exporting to `{bucket}`… {shown[0]:,}/{shown[1]:,} images")
+                await status.edit(content=fit_content(f"Exporting to `{bucket}`… {shown[0]:,}/{shown[1]:,} images"))
         try:
             result = task.result()
         except GroupError as exc:
-            await status.edit(content=f"Export failed: {exc.user_message}")
+            await status.edit(content=fit_content(f"Export failed: {exc.user_message}"))
             return
         size_mb = result.bytes / 1e6
         await status.edit(
-            content=f"✅ Exported {result.images:,} images ({size_mb:.1f} MB) and manifest.csv/manifest.json to "
-            f"`{bucket}` under `{result.prefix}`."
+            content=fit_content(
+                f"✅ Exported {result.images:,} images ({size_mb:.1f} MB) and manifest.csv/manifest.json to "
+                f"`{bucket}` under `{result.prefix}`."
+            )
         )
 
     @app_commands.command(name="rename", description="Rename this thread's group (and the thread)")
@@ -180,14 +185,16 @@ class GroupCog(commands.GroupCog, group_name="group", group_description="Threads
             window = self._renames.setdefault(thread.id, RenameWindow())
             now = asyncio.get_running_loop().time()
             if window.try_rename(now):
-                await thread.edit(name=name)
+                await thread.edit(name=fit_thread_name(name))
             else:
                 minutes = max(1, round(window.next_allowed_in(now) / 60))
                 said += (
                     " Discord lets a thread change its name twice in 10 minutes, so the thread keeps its name for"
                     f" now: rename it again in about {minutes} min to change the thread too."
                 )
-        await interaction.followup.send(said, ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
+        await interaction.followup.send(
+            fit_content(said), ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
+        )
 
 
 async def setup(bot: commands.Bot) -> None:

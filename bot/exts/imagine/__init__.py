@@ -24,7 +24,7 @@ from bot.core.params import GEMINI_ASPECT_RATIOS
 from bot.discord_bot import PeelBot
 from bot.exts._access import check_owner, refusal_text
 from bot.exts._errors import error_embed, send_error
-from bot.exts._send import fit_embeds
+from bot.exts._send import fit_content, fit_embed, fit_embeds, fit_modal
 from bot.exts.imagine._components import (
     EDIT_MODAL,
     REMIX_MODAL,
@@ -165,7 +165,7 @@ class ImagineCog(commands.Cog):
         try:
             if action == "ed":
                 await self._image(job_id, index)
-                await interaction.response.send_modal(EditModal(job_id=job_id, index=index))
+                await interaction.response.send_modal(fit_modal(EditModal(job_id=job_id, index=index)))
                 return
             if action in ("v", "vs", "vx", "r"):
                 prefs = await self.service.preferences(UserId(interaction.user.id))
@@ -174,7 +174,7 @@ class ImagineCog(commands.Cog):
                     title = "Remix: re-roll" if action == "r" else "Remix: vary"
                     text = await self.service.remix_text(job)
                     await interaction.response.send_modal(
-                        PromptModal(title=title, action=action, job_id=job_id, index=index, text=text)
+                        fit_modal(PromptModal(title=title, action=action, job_id=job_id, index=index, text=text))
                     )
                     return
             if action == "fav":
@@ -257,7 +257,7 @@ class ImagineCog(commands.Cog):
         check_owner(self.bot.access, interaction.user, interaction.guild_id, image.owner_id, "image")
         added = await self.service.toggle_favourite(image)
         text = "❤️ Added to your favourites." if added else "Removed from your favourites."
-        await interaction.response.send_message(text, ephemeral=True)
+        await interaction.response.send_message(fit_content(text), ephemeral=True)
 
     # ---- the lifecycle -----------------------------------------------------------------------------------------
 
@@ -290,7 +290,7 @@ class ImagineCog(commands.Cog):
         )
         try:
             message = await interaction.edit_original_response(
-                content=t.line(self.tracker.state_of(t)), allowed_mentions=discord.AllowedMentions.none()
+                content=fit_content(t.line(self.tracker.state_of(t))), allowed_mentions=discord.AllowedMentions.none()
             )
         except discord.HTTPException:
             log.warning("could not show job %s", job.id, exc_info=True)
@@ -336,7 +336,7 @@ class ImagineCog(commands.Cog):
         refusal = refusal_text(self.bot.access, interaction.user, interaction.guild_id)
         if refusal is None:
             return False
-        await interaction.response.send_message(embed=error_embed("No access", refusal), ephemeral=True)
+        await interaction.response.send_message(embed=fit_embed(error_embed("No access", refusal)), ephemeral=True)
         return True
 
     async def _job(self, job_id: JobId) -> Job:

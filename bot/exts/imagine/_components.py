@@ -119,7 +119,11 @@ class PromptModal(discord.ui.Modal):
     def __init__(self, *, title: str, action: str, job_id: JobId, index: int, text: str) -> None:
         super().__init__(title=title, custom_id=f"peel-remix:{action}:{job_id}:{index}", timeout=15 * 60)
         self.prompt: discord.ui.TextInput[PromptModal] = discord.ui.TextInput(
-            label="Prompt", style=discord.TextStyle.paragraph, default=text[:4000], max_length=4000, custom_id="prompt"
+            label="Prompt",
+            style=discord.TextStyle.paragraph,
+            default=text,  # cut to 4,000 where it is sent (`fit_modal`), never inside a mention or an escape
+            max_length=4000,
+            custom_id="prompt",
         )
         self.add_item(self.prompt)
 

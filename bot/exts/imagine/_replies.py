@@ -17,6 +17,7 @@ from bot.core.render import echo
 from bot.discord_bot import PeelBot
 from bot.exts._access import actor_of, refusal_text
 from bot.exts._errors import describe_error, error_embed
+from bot.exts._send import fit_content
 from bot.exts.imagine._inputs import origin_of, read_attachments
 from bot.exts.imagine._tracker import STATUS, JobTracker, Tracked
 
@@ -135,7 +136,7 @@ class ReplyEditCog(commands.Cog):
             data = await self.service.image_bytes(image)
             if len(data) <= 8 * 1024 * 1024:
                 files.append(discord.File(io.BytesIO(data), f"{job.id}-{image.index + 1}.png"))
-        await user.send("\n".join(lines), files=files, allowed_mentions=discord.AllowedMentions.none())
+        await user.send(fit_content("\n".join(lines)), files=files, allowed_mentions=discord.AllowedMentions.none())
 
     # ---- helpers -----------------------------------------------------------------------------------------------
 

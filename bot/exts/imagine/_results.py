@@ -18,7 +18,7 @@ from bot.core.models import Image, Job, JobId
 from bot.core.render import full_size_link, image_line, with_full_size_line
 from bot.discord_bot import PeelBot
 from bot.exts._errors import error_embed
-from bot.exts._send import fit_message
+from bot.exts._send import fit_content, fit_embed, fit_message, fit_view
 from bot.exts.imagine._components import grid_view, tools_view
 from bot.exts.imagine._tracker import RESULT, JobTracker, Tracked
 
@@ -77,7 +77,8 @@ class JobMessages:
         if t.message_id is not None:
             with contextlib.suppress(discord.HTTPException):
                 await channel.get_partial_message(t.message_id).edit(
-                    content=t.line("done · the result is below"), allowed_mentions=discord.AllowedMentions.none()
+                    content=fit_content(t.line("done · the result is below")),
+                    allowed_mentions=discord.AllowedMentions.none(),
                 )
         return message
 
@@ -96,7 +97,7 @@ class JobMessages:
             assert t.interaction is not None
             with contextlib.suppress(discord.HTTPException):
                 await t.interaction.delete_original_response()
-            await t.interaction.followup.send(embed=embed, ephemeral=True)
+            await t.interaction.followup.send(embed=fit_embed(embed), ephemeral=True)
             return
         await self.tracker.edit(t, content=t.line("failed"), embed=embed, view=None)
 
@@ -121,7 +122,7 @@ class JobMessages:
         separated = {im.index for im in images if im.message_id is not None}
         view = grid_view(job.id, [i in present for i in range(job.total)], separated=separated)
         try:
-            await grid.edit(view=view)
+            await grid.edit(view=fit_view(view))
         except discord.HTTPException as exc:  # the image is posted; an old or deleted grid just stays grey
             log.info("grid %s of %s not marked: %s", grid.id, job.id, exc, extra={"job_id": job.id})
 

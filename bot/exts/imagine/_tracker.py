@@ -319,11 +319,10 @@ class JobTracker:
     async def edit(self, t: Tracked, **fields: Any) -> discord.Message | discord.InteractionMessage | None:
         """Edit the job's message: through the interaction while its token is fresh, else as a channel message."""
         fields.setdefault("allowed_mentions", t.pings)  # the line echoes the prompt: only the owner may be pinged
-        fields = fit_message(fields)
         if self.token_fresh(t):
             assert t.interaction is not None
-            return await t.interaction.edit_original_response(**fields)
+            return await t.interaction.edit_original_response(**fit_message(fields))
         if t.message_id is None:
             return None
         channel = self._bot.get_partial_messageable(t.channel_id)
-        return await channel.get_partial_message(t.message_id).edit(**fields)
+        return await channel.get_partial_message(t.message_id).edit(**fit_message(fields))

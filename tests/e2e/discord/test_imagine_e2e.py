@@ -374,6 +374,25 @@ async def test_queue_and_cancel_list_and_cancel_waiting_jobs_when_asked(stack: P
         await set_faults(stack, {"latency": 0.05})
 
 
+async def test_cancel_picker_posts_a_long_prompt_cut_to_discords_option_label_when_asked(stack: PeelStack):
+    d = stack.driver("bob")
+    prompt = ("long prompt <@123456789012345678> " * 50)[:1500].strip()  # the longest /imagine takes
+    await set_faults(stack, {"latency": 20})
+    try:
+        await imagine(stack, prompt, user="bob")
+        await d.wait_for_message(lambda m: "long prompt" in m.content and "generating" in m.content, timeout=WAIT_S)
+        job = await latest_job(stack)
+        await d.slash("cancel")
+        picker = await d.wait_for_message(lambda m: m.is_ephemeral and "Which job" in m.content, timeout=WAIT_S)
+        (option,) = picker.components[0]["components"][0]["options"]
+        assert len(option["label"]) <= 100 and option["label"].endswith("…")  # Discord's option label limit
+        assert option["label"].startswith("long prompt <@123456789012345678> long prompt")
+        await d.select(picker, "peel-cancel:pick", [job.id])
+        await d.wait_for_message(lambda m: m.id == picker.id and "cancelled" in m.content)
+    finally:
+        await set_faults(stack, {"latency": 0.05})
+
+
 def _all_disabled(message: Any) -> bool:
     controls = [c for row in message.components for c in row.get("components", [])]
     return bool(controls) and all(c.get("disabled") for c in controls)
