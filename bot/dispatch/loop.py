@@ -292,6 +292,10 @@ class Dispatcher(AdmissionMixin, SchedulingMixin):
             return ItemOutcome(
                 index=item.index, status=ItemStatus.OK, key=result.key, width=result.width, height=result.height
             )
+        if result.code is ErrorCode.STOPPED:
+            # The job was paused before the worker called Gemini for it: nothing was spent and nothing failed, so
+            # it is simply not sent yet (a cancelled job's items are cancelled already and do not change).
+            return ItemOutcome(index=item.index, status=ItemStatus.PENDING, retry_at=now, refund_attempt=True)
         if held_by_outage(result.code, self._gemini):
             # Gemini is down: the item waits for it with its attempt given back, sent again as a probe or once
             # Gemini answers (no backoff of its own: the breaker's probes pace it).
