@@ -47,6 +47,7 @@ from bot.core.models import (
     JobKind,
     JobParams,
     JobRequest,
+    JobStatus,
     NewItem,
     UserId,
 )
@@ -326,7 +327,7 @@ class BatchService:
         return await self._rt.ledger.get_group(job.group_id) if job.group_id is not None else None
 
     async def pause(self, job_id: JobId) -> Job:
-        """Pause a batch: nothing new starts, what is in flight finishes."""
+        """Pause a batch: no new image starts; those being made now finish and are kept ("pausing" until then)."""
         return await self._rt.dispatcher.pause(job_id)
 
     async def resume(self, job_id: JobId) -> Job:
@@ -390,7 +391,8 @@ class BatchService:
             return None
         errors = await self._rt.ledger.error_counts(job_id)
         retrying = {} if job.status.is_final else await self._rt.ledger.retrying_counts(job_id)
-        return snapshot_of(job, errors=errors, retrying=retrying)
+        out = await self._rt.dispatcher.pausing(job_id) if job.status is JobStatus.PAUSED else 0
+        return snapshot_of(job, errors=errors, retrying=retrying, chunks_out=out)
 
     def outage(self) -> Outage | None:
         """The outage (RunPod's or Gemini's) every running batch is delayed by now, if there is one."""

@@ -225,7 +225,8 @@ class BatchCog(commands.Cog):
         )
         text = (
             f"🖼️ **First results** ({len(samples)} of {job.total:,}): {names}\n"
-            "-# Not what you wanted? **Pause** or **Cancel** the batch above before it makes the rest."
+            "-# Not what you wanted? **Pause** or **Cancel** the batch above: no new image starts after that, only "
+            "the ones being made at that moment are finished."
         )
         channel = self.bot.get_partial_messageable(channel_id)
         await channel.send(
@@ -398,7 +399,8 @@ class BatchCog(commands.Cog):
             job = await self.service.pause(job_id)
             paused = job.status is JobStatus.PAUSED
             message = (
-                "Batch paused: nothing new starts; images in flight finish."
+                "Batch pausing: no new image starts; the ones being made now finish and are kept. Its message "
+                "says paused once they have, and Resume makes exactly the rest."
                 if paused
                 else (f"The batch is {job.status.value}; it can't be paused.")
             )

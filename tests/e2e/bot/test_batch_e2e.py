@@ -487,7 +487,7 @@ async def test_batch_pauses_resumes_and_survives_a_restart_when_asked(
 
     await _until(some_done)
     await alice.click(progress, label="Pause")
-    await alice.wait_for_message(lambda m: "Batch paused" in m.content, channel=thread["id"])
+    await alice.wait_for_message(lambda m: "Batch pausing" in m.content, channel=thread["id"])
 
     async def settled() -> bool:  # chunks in flight finish; nothing new starts
         return not await ledger.items(job.id, statuses=(ItemStatus.SUBMITTED,))
