@@ -167,7 +167,7 @@ class AdmissionMixin(CancelsMixin):
         return len(out)
 
     async def resume(self, job_id: JobId) -> Job:
-        """Let a paused job submit chunks again.
+        """Let a paused job submit chunks again, its held items too (the rest of a trial: `bot.ledger.NOTE_HOLD_FROM`).
 
         Raises:
             UnknownJobError: no such job.
@@ -179,6 +179,7 @@ class AdmissionMixin(CancelsMixin):
         if current.status is JobStatus.PAUSED:
             # Before the status: a chunk submitted once it is running must not find the marker still there.
             await self._delete_stop_marker(job_id)
+            await self._ledger.release_hold(job_id)
         job, changed = await self._ledger.set_job_status(job_id, target, expect=(JobStatus.PAUSED,))
         if changed:
             log.info("job %s resumed", job_id, extra={"job_id": job_id, "action": "resume"})

@@ -6,6 +6,9 @@ Pause the workers start no new Gemini call (they find the job's stop marker befo
 request count grows by at most the calls in flight when Pause returned; the job says "pausing" while chunks are
 out and "paused" once none is, with every unmade item pending, none failed. Resume makes exactly the rest: in the
 end Gemini was called once per item, and every output exists once.
+
+A trial ("Try on 4") runs on the same stack: the job holds all but its first 4 items, pauses itself once those
+are made, and Resume ("Start the rest") makes the others: 4 + (n - 4) Gemini calls, not n + 4.
 """
 
 import asyncio
@@ -15,6 +18,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
@@ -23,7 +27,7 @@ import pytest
 from bot.core.models import ItemStatus, JobStatus
 from bot.core.policy import DispatchPolicy
 from bot.dispatch import Dispatcher
-from bot.ledger import Ledger
+from bot.ledger import NOTE_HOLD_FROM, Ledger
 from bot.runpod.client import RunpodHttpGateway
 from local.runpod import LocalEndpoint
 from storage import open_store
@@ -165,3 +169,59 @@ async def test_pause_starts_no_gemini_call_beyond_those_in_flight_and_resume_mak
     assert final["requests"] == items == len(outputs), (final, elapsed)
     assert len(set(seeds)) == len(seeds)
     print(f"{items} items: {grew} call(s) after Pause (in flight before: {before['in_flight']}), {elapsed:.1f} s")
+
+
+async def test_a_trial_of_4_then_the_rest_calls_gemini_4_plus_n_minus_4_times(tmp_path: Path) -> None:
+    items = 40
+    store_url = f"file://{tmp_path / 'store'}"
+    store = open_store(store_url)
+    ledger = await Ledger.open(tmp_path / "ledger.sqlite3")
+    async with (
+        local_gemini(0.05) as gemini_url,
+        LocalEndpoint(
+            workers=2,
+            env={"STORAGE_URL": store_url, "GEMINI_API_KEY": GEMINI_KEY, "GEMINI_BASE_URL": gemini_url},
+            worker_command=(sys.executable, "-m", "worker"),
+            stop_grace_s=2.0,
+            **MS_DEADLINES,
+        ) as endpoint,
+        aiohttp.ClientSession() as http,
+    ):
+        await endpoint.wait_ready(timeout_s=30)
+        gateway = RunpodHttpGateway(
+            http, endpoint_id=endpoint.endpoint_id, api_key=endpoint.api_key, base_url=endpoint.base_url
+        )
+        d = Dispatcher(ledger, gateway, store, policy=DispatchPolicy(gemini_concurrency=16), poll_interval_s=0.1)
+
+        async def gemini_requests() -> int:
+            async with http.get(f"{gemini_url}/stats") as resp:
+                return int((await resp.json())["requests"])
+
+        loop = asyncio.create_task(d.run_forever(resume=False))
+        try:
+            submitted = await d.submit(replace(batch(items), notes={NOTE_HOLD_FROM: 4}))
+            assert submitted.job is not None
+            job_id = submitted.job.id
+
+            async def status_is(status: JobStatus) -> bool:
+                job = await ledger.get_job(job_id)
+                return job is not None and job.status is status
+
+            await wait_until(lambda: status_is(JobStatus.PAUSED), timeout_s=30)
+            trial = await ledger.get_job(job_id)
+            await asyncio.sleep(0.5)  # nothing more of it runs
+            after_trial = await gemini_requests()
+
+            await d.resume(job_id)  # "Start the rest"
+            await wait_until(lambda: status_is(JobStatus.DONE), timeout_s=30)
+            final = await gemini_requests()
+            made = sorted(i.index for i in await ledger.items(job_id, statuses=(ItemStatus.OK,)))
+        finally:
+            await d.stop(loop)
+    await ledger.close()
+    await store.close()
+
+    assert trial is not None and trial.ok == 4 and trial.remaining == items - 4
+    assert after_trial == 4
+    assert final == items  # 4 + (n - 4): the trial's images are part of the batch, not made twice
+    assert made == list(range(items))
