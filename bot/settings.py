@@ -169,6 +169,12 @@ class BotSettings(BaseSettings):
     batch_progress_interval_s: float = Field(
         default=5.0, ge=1.0, description="a batch's progress message is edited at most this often"
     )
+    batch_sample_size: int = Field(
+        default=4,
+        ge=0,
+        le=100,
+        description='the plan\'s "Try on N" runs this many images first, then offers "Start the rest"; 0 hides it',
+    )
 
     # Group export: destination name → store URL (`s3://…`, `file://…`), and who may export.
     export_destinations: dict[str, str] = Field(

@@ -21,6 +21,15 @@ Error-code tree of a failed item (`ItemError.code`):
                   deployment; not retried (the "Retry failed" button runs it again once fixed)
     UNAVAILABLE   set by the bot, never by a worker: the item never reached RunPod because the endpoint stayed
                   unreachable too long; not retried by itself, nothing was charged
+    STOPPED       the worker found the job's stop marker (`stop_key`) before the item's Gemini call and did not make
+                  it: the job was paused or cancelled. Nothing was charged; the bot puts it back to pending without
+                  counting an attempt (paused) or leaves it cancelled
+
+The stop marker is a convention of this contract, not a field: the bot writes an object under `stop_key(job_id)`
+when it pauses or cancels a job and deletes it on resume, and the worker looks for it right before each Gemini
+call (one HEAD, then none once seen). Being no field, it changes nothing on the wire: a worker older than it
+accepts the same inputs and only stops later (when its chunk ends, or at RunPod's `/cancel`), and a bot older than
+it writes no marker, so no worker ever sends it `STOPPED`.
 """
 
 from enum import StrEnum
@@ -59,11 +68,18 @@ class ErrorCode(StrEnum):
     STORAGE = "STORAGE"
     CONFIG = "CONFIG"
     UNAVAILABLE = "UNAVAILABLE"
+    STOPPED = "STOPPED"
 
     @property
     def is_retryable(self) -> bool:
         """Tell whether a later attempt at the same item can succeed."""
-        return self in (ErrorCode.RATE_LIMITED, ErrorCode.UPSTREAM, ErrorCode.NO_IMAGE, ErrorCode.STORAGE)
+        return self in (
+            ErrorCode.RATE_LIMITED,
+            ErrorCode.UPSTREAM,
+            ErrorCode.NO_IMAGE,
+            ErrorCode.STORAGE,
+            ErrorCode.STOPPED,
+        )
 
 
 class _Model(BaseModel):
@@ -161,6 +177,14 @@ class ChunkResult(_Model):
 
 ChunkOutput = TypeAdapter(ChunkProgress | ChunkResult)
 
+STOP_PREFIX = "control/"
+
+
+def stop_key(job_id: str) -> str:
+    """Return the store key of a job's stop marker: while it exists, workers start no Gemini call for the job."""
+    return f"{STOP_PREFIX}{job_id}/stop"
+
+
 # -- The self-test job (`python -m bot doctor`) ---------------------------------------------------------------------
 
 SELFTEST_KIND: Literal["selftest"] = "selftest"
@@ -248,6 +272,7 @@ __all__ = [
     "MODEL_ALIASES",
     "SCHEMA_VERSION",
     "SELFTEST_KIND",
+    "STOP_PREFIX",
     "AspectRatio",
     "ChunkInput",
     "ChunkItem",
@@ -268,4 +293,5 @@ __all__ = [
     "SelfTestResult",
     "model_spec",
     "parse_top_level_error",
+    "stop_key",
 ]

@@ -25,6 +25,11 @@
 * A self-test input (`{"kind": "selftest", …}`, `SelfTestInput`) is answered by `run_selftest` instead: the
   worker reads the object the bot wrote, writes one for the bot to read back and looks up each model with its
   Gemini key, so `python -m bot doctor` proves the deployed image, its store and its key in one job.
+* Right before each Gemini call the worker looks for the job's stop marker (`worker.contract.stop_key`, one
+  HEAD: on S3 about $0.0004 per 1,000 calls, against cents per image). Once it is there (the bot paused or
+  cancelled the job) no call starts: the items not yet sent end `STOPPED` without a call, the calls in flight
+  finish and are stored, and the chunk returns at once. So a pause holds within the calls in flight at that
+  moment whatever the chunk sizes, and does not wait for RunPod's `/cancel` to reach a busy worker.
 * `asyncio.CancelledError` (RunPod's cancel and executionTimeout) propagates: the item tasks are cancelled and
   awaited, and stores write atomically, so nothing half-written is left behind.
 """
@@ -48,7 +53,7 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 
-from storage import InvalidKeyError, ObjectNotFoundError, StorageUnavailableError, Store
+from storage import InvalidKeyError, ObjectNotFoundError, StorageError, StorageUnavailableError, Store
 from worker.contract import (
     SELFTEST_KIND,
     ChunkInput,
@@ -63,6 +68,7 @@ from worker.contract import (
     ModelProblem,
     SelfTestInput,
     SelfTestResult,
+    stop_key,
 )
 from worker.errors import GenerationError, InputError, WorkerError
 from worker.generation import GenerationRequest, ImageGenerator, InputImage, ModelChecker
@@ -201,6 +207,7 @@ def make_handler(deps: WorkerDeps) -> Handler:
 
 
 _STORE_DOWN = "the store is unavailable; the chunk stopped before this item"
+_STOPPED = "the job was paused or cancelled before this item's Gemini call"
 
 
 class _StopWhen(stop_base):
@@ -273,6 +280,9 @@ class _ChunkRun:
         # The circuit breaker: set once a store operation has failed all its tries. Nothing clears it; a chunk is
         # short, and the bot retries what it returns later, with backoff.
         self._store_down = False
+        # Set once the job's stop marker was seen: the marker is only deleted on resume, which sends new chunks,
+        # so this chunk never needs to look again.
+        self._stopped = False
 
     async def run(self) -> ChunkResult:
         try:
@@ -303,7 +313,8 @@ class _ChunkRun:
                 finally:
                     self._slots.release()
         except WorkerError as exc:
-            log.warning(
+            log.log(
+                logging.DEBUG if exc.code is ErrorCode.STOPPED else logging.WARNING,  # one line per chunk says it
                 "item %d of %s failed: %s: %s",
                 item.index,
                 self._chunk.job_id,
@@ -334,6 +345,8 @@ class _ChunkRun:
     async def _make(self, item: ChunkItem, request: GenerationRequest) -> ItemOk:
         if self._store_down:
             raise GenerationError(ErrorCode.STORAGE, _STORE_DOWN)  # its image could not be written: don't pay
+        if await self._stop_requested():
+            raise GenerationError(ErrorCode.STOPPED, _STOPPED)
         log.debug("item %d: generating %r", item.index, item.prompt[:80])
         generated = await self._deps.generator.generate(request)
         try:
@@ -354,6 +367,23 @@ class _ChunkRun:
         except InvalidKeyError as exc:
             raise GenerationError(ErrorCode.BAD_INPUT, f"output key {item.output_key} is invalid") from exc
         return ItemOk(index=item.index, key=item.output_key, width=png.width, height=png.height, note=generated.note)
+
+    async def _stop_requested(self) -> bool:
+        """Tell whether the bot asked this job to stop (its stop marker exists); a store error says no."""
+        if not self._stopped:
+            try:
+                self._stopped = await self._deps.store.exists(stop_key(self._chunk.job_id))
+            except StorageError as exc:
+                # The marker is advisory: the bot still cancels or records what comes back, so a failed look only
+                # costs the call it did not prevent, while failing the item would cost a retry.
+                log.warning("job %s: looking for its stop marker failed: %s", self._chunk.job_id, exc)
+            if self._stopped:
+                log.info(
+                    "job %s: stop marker found; no more Gemini calls in this chunk",
+                    self._chunk.job_id,
+                    extra={"job_id": self._chunk.job_id, "action": "pause"},
+                )
+        return self._stopped
 
     async def _existing(self, item: ChunkItem) -> ItemOk | None:
         """Return the item as done when its output is already stored (a re-run chunk), else None."""

@@ -30,6 +30,7 @@ from bot.app.batchplan import (
     PlannedItem,
     estimate_plan,
     snapshot_of,
+    unit_price,
 )
 from bot.app.downloads import ZipDownload, build_zip, copy_out
 from bot.app.runtime import Runtime
@@ -47,6 +48,7 @@ from bot.core.models import (
     JobKind,
     JobParams,
     JobRequest,
+    JobStatus,
     NewItem,
     UserId,
 )
@@ -54,6 +56,7 @@ from bot.core.outage import Outage
 from bot.core.params import ParsedPrompt, parse_prompt, resolve_model
 from bot.core.render import code
 from bot.dispatch import CancelResult, SubmitResult, Subscription
+from bot.ledger import NOTE_HOLD_FROM
 from bot.ledger.store import new_id
 from bot.net.urlfetch import Downloads, FetchError, FetchOptions, FetchRefusedError, UrlPolicy, parse_networks
 from storage.errors import ObjectNotFoundError
@@ -270,14 +273,24 @@ class BatchService:
         """Return the job a plan was started as (by its plan id or idempotency key), if it was."""
         return await self._rt.ledger.find_job(key)
 
-    async def start(self, plan: BatchPlan, *, group_id: GroupId | None, is_admin: bool) -> SubmitResult:
+    async def start(
+        self, plan: BatchPlan, *, group_id: GroupId | None, is_admin: bool, trial: int | None = None
+    ) -> SubmitResult:
         """Queue the plan as one BATCH job in `group_id` (idempotent: `plan.key` is the key) and forget the plan.
+
+        With `trial` ("Try on N"), only the first `trial` items run: the job pauses itself once they are made or
+        failed, its samples are shown, and `resume` ("Start the rest") makes the others. The trial's images are
+        part of the batch, never made again.
 
         Raises:
             BatchError: a limit is now exceeded, or the dispatcher refused the job.
         """
         if await self.started_job(plan.key) is None:
             await self.check_limits(plan, is_admin=is_admin)
+        # With the job: a crash cannot leave a batch without its plan, nor a trial without its hold.
+        notes: dict[str, object] = {NOTE_PLAN: plan.to_json()}
+        if trial is not None and 0 < trial < len(plan.items):
+            notes[NOTE_HOLD_FROM] = trial
         request = JobRequest(
             kind=JobKind.BATCH,
             owner_id=UserId(plan.owner_id),
@@ -288,7 +301,7 @@ class BatchService:
             group_id=group_id,
             idempotency_key=plan.key,
             is_admin=is_admin,
-            notes={NOTE_PLAN: plan.to_json()},  # with the job: a crash cannot leave a batch without its plan
+            notes=notes,
         )
         result = await self._rt.dispatcher.submit(request)
         if result.job is None:
@@ -326,7 +339,7 @@ class BatchService:
         return await self._rt.ledger.get_group(job.group_id) if job.group_id is not None else None
 
     async def pause(self, job_id: JobId) -> Job:
-        """Pause a batch: nothing new starts, what is in flight finishes."""
+        """Pause a batch: no new image starts; those being made now finish and are kept ("pausing" until then)."""
         return await self._rt.dispatcher.pause(job_id)
 
     async def resume(self, job_id: JobId) -> Job:
@@ -369,8 +382,16 @@ class BatchService:
         None until that many are made (or when they were already taken). The note is set before the images are
         shown, so a thread that cannot take them is not asked again at every refresh.
         """
-        wanted = min(SAMPLES, job.total)
-        if job.status.is_final or job.ok < wanted or await self._rt.ledger.note(job.id, NOTE_SAMPLES):
+        trial = await self.trial_of(job)
+        if trial is not None:  # shown once the trial is over (it paused itself, nothing of it still out), all of it
+            wanted = trial
+            if job.status is not JobStatus.PAUSED or await self._rt.dispatcher.pausing(job.id):
+                return None
+        else:
+            wanted = min(SAMPLES, job.total)
+            if job.status.is_final or job.ok < wanted:
+                return None
+        if await self._rt.ledger.note(job.id, NOTE_SAMPLES):
             return None
         await self._rt.ledger.set_note(job.id, NOTE_SAMPLES, True)
         store = self._rt.backends.store
@@ -383,6 +404,15 @@ class BatchService:
             samples.append((item.inputs.source_name or f"#{item.index + 1}", data))
         return samples
 
+    async def trial_of(self, job: Job) -> int | None:
+        """Return N of a batch started with "Try on N" while its other items wait for "Start the rest", else None."""
+        held = await self._rt.ledger.note(job.id, NOTE_HOLD_FROM)
+        return held if isinstance(held, int) else None
+
+    def rest_cost(self, job: Job, trial: int) -> float:
+        """Return what "Start the rest" of a trial would cost (price table times the items held back)."""
+        return (job.total - trial) * (unit_price(job.params) or 0.0)
+
     async def snapshot(self, job_id: JobId) -> BatchSnapshot | None:
         """Return a batch's counts now (blocked = safety blocks, failed = other failures)."""
         job = await self._rt.ledger.get_job(job_id)
@@ -390,7 +420,8 @@ class BatchService:
             return None
         errors = await self._rt.ledger.error_counts(job_id)
         retrying = {} if job.status.is_final else await self._rt.ledger.retrying_counts(job_id)
-        return snapshot_of(job, errors=errors, retrying=retrying)
+        out = await self._rt.dispatcher.pausing(job_id) if job.status is JobStatus.PAUSED else 0
+        return snapshot_of(job, errors=errors, retrying=retrying, chunks_out=out)
 
     def outage(self) -> Outage | None:
         """The outage (RunPod's or Gemini's) every running batch is delayed by now, if there is one."""

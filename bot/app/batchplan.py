@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from bot.core.batch import BatchEstimate, estimate_batch, thread_name
-from bot.core.models import Job, JobParams, JobStatus
-from bot.core.render import BatchProgress
+from bot.core.models import Job, JobParams
+from bot.core.render import BatchProgress, batch_state
 from bot.errors import UserFacingError
 from storage.base import Store
 from storage.errors import ObjectNotFoundError
@@ -178,20 +178,31 @@ def estimate_plan(plan: BatchPlan, *, latency_s: float, concurrency: int) -> Bat
 
 
 def snapshot_of(
-    job: Job, *, errors: Mapping[str, int], retrying: Mapping[str, int], now: datetime | None = None
+    job: Job,
+    *,
+    errors: Mapping[str, int],
+    retrying: Mapping[str, int],
+    now: datetime | None = None,
+    chunks_out: int = 0,
 ) -> BatchSnapshot:
-    """Return a batch's counts (blocked = safety blocks, failed = other failures), elapsed time and cost so far."""
+    """Return a batch's counts (blocked = safety blocks, failed = other failures), elapsed time and cost so far.
+
+    A cancelled batch keeps its total: its bar shows how far it got, and the items the cancel left are counted
+    as such, not as remaining. `chunks_out` (its chunks still on RunPod) tells a pause still holding from a paused
+    batch.
+    """
     blocked = errors.get(ErrorCode.SAFETY.value, 0)
     started = job.started_at or job.created_at
     end = job.finished_at or now or datetime.now(UTC)
     progress = BatchProgress(
-        total=job.total - job.cancelled if job.status is JobStatus.CANCELLED else job.total,
+        total=job.total,
+        cancelled=job.cancelled,
         done=job.ok,
         failed=max(0, job.failed - blocked),
         blocked=blocked,
         elapsed_s=max(0.0, (end - started).total_seconds()),
         cost_usd=job.ok * (unit_price(job.params) or 0.0),
-        state=job.status.value,
+        state=batch_state(job.status, chunks_out=chunks_out),
         retrying=sum(retrying.values()),
         retry_code=max(retrying, key=retrying.__getitem__, default=None),
     )

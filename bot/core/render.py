@@ -223,6 +223,7 @@ class BatchProgress:
     retry_code: str | None = None  # why most of them failed (an `ErrorCode` value)
     delayed_since: str | None = None  # when an outage began, as the front end shows times
     delayed_service: str = "runpod"  # which service's outage (`DELAYED_BY`)
+    cancelled: int = 0  # items a cancel left unmade: they count in `total` but are neither finished nor remaining
 
     @property
     def finished(self) -> int:
@@ -232,7 +233,7 @@ class BatchProgress:
     @property
     def remaining(self) -> int:
         """Items still to make."""
-        return max(0, self.total - self.finished)
+        return max(0, self.total - self.finished - self.cancelled)
 
     @property
     def rate_per_min(self) -> float:
@@ -241,6 +242,15 @@ class BatchProgress:
 
 
 ENDED_STATES = frozenset(status.value for status in JobStatus if status.is_final)
+# A paused batch whose chunks are still out: the calls in flight finish, nothing new starts (then "paused").
+PAUSING = "pausing…"
+
+
+def batch_state(status: JobStatus, *, chunks_out: int) -> str:
+    """Return the state a batch's messages show: its status, or `PAUSING` while a pause waits for its chunks."""
+    return PAUSING if status is JobStatus.PAUSED and chunks_out > 0 else status.value
+
+
 # Why items are being retried, as a user reads it; the codes are `worker.contract.ErrorCode` values.
 RETRY_REASONS = {
     "UPSTREAM": "Gemini is not answering",
@@ -268,7 +278,8 @@ def batch_progress_text(p: BatchProgress) -> str:
         pace = f"⚡ {p.rate_per_min:.1f} images/min · ETA {eta_text} · 💵 ${p.cost_usd:.2f} so far"
     lines = [
         f"`{progress_bar(p.finished, p.total)}`",
-        f"✅ {p.done} done · ❌ {p.failed} failed · 🚫 {p.blocked} blocked · ⏳ {p.remaining} remaining",
+        f"✅ {p.done} done · ❌ {p.failed} failed · 🚫 {p.blocked} blocked · "
+        + (f"⏹️ {p.cancelled} not made (cancelled)" if p.cancelled else f"⏳ {p.remaining} remaining"),
         pace,
     ]
     if p.retrying and p.state not in ENDED_STATES:

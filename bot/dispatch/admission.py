@@ -10,12 +10,13 @@ from pydantic import ValidationError
 from bot.core.admission import Admission, refusal_message
 from bot.core.events import JobCancelled, JobPaused, JobResumed, Queued
 from bot.core.item_errors import item_error_message
-from bot.core.models import Job, JobId, JobRequest, JobStatus, NewItem, NewJob, Priority, UserId
+from bot.core.models import ChunkStatus, Job, JobId, JobRequest, JobStatus, NewItem, NewJob, Priority, UserId
 from bot.core.seeds import output_key
 from bot.dispatch.cancels import CancelsMixin
 from bot.dispatch.payloads import item_payload
 from bot.ledger import UnknownJobError, new_id
-from worker.contract import ChunkItem, ErrorCode
+from storage.errors import StorageError
+from worker.contract import ChunkItem, ErrorCode, stop_key
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,9 @@ class AdmissionMixin(CancelsMixin):
         cancellation = await self._ledger.cancel_job(job_id, now=self._clock.now())
         if cancellation is None:
             return CancelResult(cancelled=False, job=job, message=f"The job is already {job.status}.")
+        # Workers running its chunks start no more Gemini calls from now on, however late RunPod's cancel reaches
+        # them; the marker stays (a cancelled job never runs again).
+        await self._write_stop_marker(job_id, "cancelled")
         # RunPod's cancels go in the background, paced under its limits: the user is answered now. A chunk still
         # being submitted gets its cancel from the loop once RunPod has given it an id (`CancelsMixin`).
         for chunk in cancellation.chunks:
@@ -138,7 +142,12 @@ class AdmissionMixin(CancelsMixin):
         return CancelResult(cancelled=True, job=cancellation.job, message="Job cancelled.")
 
     async def pause(self, job_id: JobId) -> Job:
-        """Stop submitting new chunks for a job; chunks in flight finish and are recorded.
+        """Pause a job: no new chunk is submitted, and its chunks in flight start no new Gemini call.
+
+        The job's stop marker is written to the store, which the workers look for before each call
+        (`worker.contract.stop_key`): the calls in flight now finish and are recorded, the items not yet sent come
+        back `STOPPED` and go back to pending with their attempt given back. The job is "pausing" while any of its
+        chunks is still out, "paused" once none is (`pausing`); resume sends exactly the rest.
 
         Raises:
             UnknownJobError: no such job.
@@ -147,12 +156,18 @@ class AdmissionMixin(CancelsMixin):
             job_id, JobStatus.PAUSED, expect=(JobStatus.QUEUED, JobStatus.RUNNING)
         )
         if changed:
+            await self._write_stop_marker(job_id, "paused")
             log.info("job %s paused", job_id, extra={"job_id": job_id, "action": "pause"})
             self._events.publish(JobPaused(job=job))
         return job
 
+    async def pausing(self, job_id: JobId) -> int:
+        """Return how many chunks of a job are still out (a paused job with some is still "pausing")."""
+        out = await self._ledger.chunks(job_id=job_id, statuses=(ChunkStatus.SUBMITTING, ChunkStatus.IN_FLIGHT))
+        return len(out)
+
     async def resume(self, job_id: JobId) -> Job:
-        """Let a paused job submit chunks again.
+        """Let a paused job submit chunks again, its held items too (the rest of a trial: `bot.ledger.NOTE_HOLD_FROM`).
 
         Raises:
             UnknownJobError: no such job.
@@ -161,6 +176,10 @@ class AdmissionMixin(CancelsMixin):
         if current is None:
             raise UnknownJobError(job_id)
         target = JobStatus.RUNNING if current.started_at is not None else JobStatus.QUEUED
+        if current.status is JobStatus.PAUSED:
+            # Before the status: a chunk submitted once it is running must not find the marker still there.
+            await self._delete_stop_marker(job_id)
+            await self._ledger.release_hold(job_id)
         job, changed = await self._ledger.set_job_status(job_id, target, expect=(JobStatus.PAUSED,))
         if changed:
             log.info("job %s resumed", job_id, extra={"job_id": job_id, "action": "resume"})
@@ -177,6 +196,25 @@ class AdmissionMixin(CancelsMixin):
         job = await self._ledger.retry_failed(job_id, now=self._clock.now())
         self.wake()
         return job
+
+    async def _write_stop_marker(self, job_id: JobId, why: str) -> None:
+        """Ask the workers to start no more Gemini calls for a job (see `pause`); a store error is only logged.
+
+        Without the marker a pause still holds, later: its chunks run to their end (and a cancel's chunks until
+        RunPod's cancel reaches them), and what they make is recorded as before.
+        """
+        try:
+            await self._store.put(stop_key(job_id), why.encode(), content_type="text/plain")
+        except StorageError as exc:
+            log.warning("job %s: its stop marker could not be written: %s", job_id, exc, extra={"job_id": job_id})
+
+    async def _delete_stop_marker(self, job_id: JobId) -> None:
+        """Let workers call Gemini for a job again (resume).
+
+        Raises:
+            StorageError: the marker could not be deleted; the job stays paused (a chunk sent now would stop).
+        """
+        await self._store.delete(stop_key(job_id))
 
     async def _promote_waiting(self) -> None:
         # Admins' caps are not known here (the front end says who is an admin per request); waiting jobs only

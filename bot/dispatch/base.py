@@ -123,7 +123,8 @@ class DispatcherBase:
             self._events.publish(ImageReady(job=job, index=image.index, key=image.key, image_id=image.id))
         # Items sent back for a retry change nothing the counts show, but a batch's message says they are being
         # retried: without this it would sit unchanged through an upstream outage.
-        if images or newly_failed or retrying:
+        # A paused job's chunk that ends may be its last one out: its message goes from "pausing" to "paused".
+        if images or newly_failed or retrying or (final and job.status is JobStatus.PAUSED):
             self._events.publish(Progress(job=job, done=job.ok, failed=job.failed, total=job.total))
 
     async def _fail_items(self, job: Job, items: Sequence[Item], code: ErrorCode, message: str, now: datetime) -> None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from bot.core.chunking import ChunkPolicy
-from bot.core.events import JobFailed, JobFinished, JobSummary
+from bot.core.events import JobFailed, JobFinished, JobPaused, JobSummary
 from bot.core.item_errors import item_error_message
 from bot.core.models import Chunk, ChunkStatus, Item, ItemOutcome, ItemStatus, Job, JobStatus
 from bot.core.outage import OutagePolicy, held_by_outage
@@ -124,6 +124,7 @@ class Dispatcher(AdmissionMixin, SchedulingMixin):
                     break  # RunPod stopped answering: the breaker is open, the other chunks wait for it
         await self._give_up_unsent()
         await self._finish_jobs()
+        await self._pause_finished_trials()
         await self._promote_waiting()
         if self._runpod.up:
             await self._schedule()
@@ -292,6 +293,10 @@ class Dispatcher(AdmissionMixin, SchedulingMixin):
             return ItemOutcome(
                 index=item.index, status=ItemStatus.OK, key=result.key, width=result.width, height=result.height
             )
+        if result.code is ErrorCode.STOPPED:
+            # The job was paused before the worker called Gemini for it: nothing was spent and nothing failed, so
+            # it is simply not sent yet (a cancelled job's items are cancelled already and do not change).
+            return ItemOutcome(index=item.index, status=ItemStatus.PENDING, retry_at=now, refund_attempt=True)
         if held_by_outage(result.code, self._gemini):
             # Gemini is down: the item waits for it with its attempt given back, sent again as a probe or once
             # Gemini answers (no backoff of its own: the breaker's probes pace it).
@@ -367,6 +372,16 @@ class Dispatcher(AdmissionMixin, SchedulingMixin):
         )
         made = sum(1 for o in outcomes if o.status is ItemStatus.OK)
         return made, len(outcomes) - made
+
+    async def _pause_finished_trials(self) -> None:
+        """Pause each job whose trial has run (its items before the hold are final): the rest waits for Resume."""
+        for job in await self._ledger.trials_over():
+            paused, changed = await self._ledger.set_job_status(
+                job.id, JobStatus.PAUSED, expect=(JobStatus.QUEUED, JobStatus.RUNNING)
+            )
+            if changed:
+                log.info("job %s: its trial is over; paused", job.id, extra={"job_id": job.id, "action": "pause"})
+                self._events.publish(JobPaused(job=paused))
 
     async def _finish_jobs(self) -> None:
         now = self._clock.now()

@@ -1,5 +1,6 @@
 """The job ledger: SQLite via aiosqlite, numbered SQL migrations."""
 
+from bot.ledger._rows import NOTE_HOLD_FROM
 from bot.ledger.errors import (
     LedgerDamagedError,
     LedgerError,
@@ -10,6 +11,7 @@ from bot.ledger.errors import (
 from bot.ledger.store import Cancellation, JobCreation, Ledger, Recorded, Schedulable, backup_path, new_id
 
 __all__ = [
+    "NOTE_HOLD_FROM",
     "Cancellation",
     "JobCreation",
     "Ledger",

@@ -28,6 +28,15 @@ from bot.core.models import (
     UserId,
 )
 
+NOTE_HOLD_FROM = "hold_from"
+"""A job note: items of this index and above are held (a trial runs the ones below first); deleted to release them."""
+NO_HOLD = 2**63 - 1  # a bound no item index reaches
+# The index from which the items of the row `jobs` are held (`NO_HOLD` when none are), for scheduling queries.
+HOLD_FROM_SQL = (
+    "coalesce((SELECT CAST(value AS INTEGER) FROM job_notes WHERE job_notes.job_id = jobs.id"
+    " AND job_notes.name = 'hold_from'), 9223372036854775807)"
+)
+
 
 def db_time(value: datetime) -> str:
     if value.tzinfo is None:

@@ -4,7 +4,7 @@ from collections.abc import AsyncIterator, Collection
 from datetime import datetime
 
 from bot.core.models import Item, ItemStatus, Job, JobId
-from bot.ledger._rows import db_time, item_from, placeholders
+from bot.ledger._rows import HOLD_FROM_SQL, db_time, item_from, placeholders
 from bot.ledger.connection import LedgerConnection
 
 
@@ -46,9 +46,10 @@ class ItemsMixin(LedgerConnection):
         return None if row is None else item_from(row)
 
     async def ready_items(self, job_id: JobId, *, now: datetime, limit: int) -> list[Item]:
-        """Return up to `limit` pending items of a job that are due, in index order."""
+        """Return up to `limit` pending items of a job that are due and not held (`NOTE_HOLD_FROM`), in index order."""
         rows = await self._all(
-            "SELECT * FROM items WHERE job_id = ? AND status = 'pending' AND (retry_at IS NULL OR retry_at <= ?)"
+            "SELECT * FROM items WHERE job_id = ? AND status = 'pending' AND (retry_at IS NULL OR retry_at <= ?)"  # noqa: S608
+            f" AND idx < (SELECT {HOLD_FROM_SQL} FROM jobs WHERE jobs.id = items.job_id)"
             " ORDER BY idx LIMIT ?",
             (job_id, db_time(now), limit),
         )

@@ -9,7 +9,7 @@ from datetime import datetime
 from bot.core.admission import Admission
 from bot.core.models import Chunk, GroupId, ItemStatus, Job, JobId, JobStatus, NewItem, NewJob, UserId, UserLoad
 from bot.core.seeds import item_seed, output_key, seed_base
-from bot.ledger._rows import chunk_from, db_time, job_from, placeholders
+from bot.ledger._rows import HOLD_FROM_SQL, NO_HOLD, NOTE_HOLD_FROM, chunk_from, db_time, job_from, placeholders
 from bot.ledger.connection import LedgerConnection
 
 log = logging.getLogger(__name__)
@@ -267,12 +267,33 @@ class JobsMixin(LedgerConnection):
     async def schedulable(self, *, now: datetime) -> list[Schedulable]:
         """Return queued or running jobs that have items ready to submit (pending, and due if backing off)."""
         rows = await self._all(
-            "SELECT jobs.*, count(*) AS ready FROM jobs JOIN items ON items.job_id = jobs.id"
+            "SELECT jobs.*, count(*) AS ready FROM jobs JOIN items ON items.job_id = jobs.id"  # noqa: S608 (constants)
             " WHERE jobs.status IN ('queued', 'running') AND items.status = 'pending'"
-            " AND (items.retry_at IS NULL OR items.retry_at <= ?) GROUP BY jobs.id ORDER BY jobs.seq",
+            f" AND (items.retry_at IS NULL OR items.retry_at <= ?) AND items.idx < {HOLD_FROM_SQL}"
+            " GROUP BY jobs.id ORDER BY jobs.seq",
             (db_time(now),),
         )
         return [Schedulable(job=job_from(row), seq=int(row["seq"]), ready=int(row["ready"])) for row in rows]
+
+    async def trials_over(self) -> list[Job]:
+        """Return the queued or running jobs holding items (`NOTE_HOLD_FROM`) whose items before the hold are final.
+
+        Those are trials that have run: the dispatcher pauses them until the rest is released.
+        """
+        rows = await self._all(
+            "SELECT jobs.* FROM jobs WHERE jobs.status IN ('queued', 'running')"  # noqa: S608 (constants, no input)
+            f" AND {HOLD_FROM_SQL} < {NO_HOLD} AND NOT EXISTS (SELECT 1 FROM items WHERE items.job_id = jobs.id"
+            f" AND items.idx < {HOLD_FROM_SQL} AND items.status IN ('pending', 'submitted')) ORDER BY jobs.seq"
+        )
+        return [job_from(row) for row in rows]
+
+    async def release_hold(self, job_id: JobId) -> bool:
+        """Release a job's held items (the rest after a trial); return whether it held any."""
+        async with (
+            self._tx() as db,
+            db.execute("DELETE FROM job_notes WHERE job_id = ? AND name = ?", (job_id, NOTE_HOLD_FROM)) as cur,
+        ):
+            return cur.rowcount > 0
 
     async def unfinished_jobs(self) -> list[Job]:
         """Return every job that is not final, oldest first."""

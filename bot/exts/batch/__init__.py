@@ -1,6 +1,7 @@
 """`/batch`: one prompt over a ZIP of images, run as one job in its own thread with one live progress message.
 
-Flow: `/batch` → an ephemeral plan (accepted, skipped, estimated cost and time) with **Start** / **Cancel** → Start
+Flow: `/batch` → an ephemeral plan (accepted, skipped, estimated cost and time) with **Start** / **Try on N** /
+**Cancel** (Try on N runs the first N images, shows them and offers **Start the rest**, `BATCH_SAMPLE_SIZE`) → Start
 opens a thread (the batch's group) holding one progress message, edited at most every
 `batch_progress_interval_s`, with **Pause** / **Resume** / **Cancel** → at the end a summary message with the ZIP link,
 **Retry failed** and **New link**. Every button is a `DynamicItem` resolved from the store or the ledger, so all of
@@ -34,7 +35,7 @@ from worker.contract import IMAGE_SIZES, ErrorCode
 
 log = logging.getLogger(__name__)
 
-ACTIONS = ("start", "drop", "pause", "resume", "stop", "retry", "link")
+ACTIONS = ("start", "try", "drop", "pause", "resume", "rest", "stop", "retry", "link")
 TEMPLATE = rf"{CUSTOM_ID_PREFIX}:batch-(?P<action>{'|'.join(ACTIONS)}):(?P<job>[A-Za-z0-9_.-]+):(?P<index>[0-9]+)"
 SAMPLE_MAX_BYTES = 8 * 1024 * 1024  # the first-results grid fits any server's upload limit
 PLAN_SWEEP_S = 3600.0  # how often plans past batch_plan_ttl_s are forgotten
@@ -43,9 +44,11 @@ MOVED_SUMMARY = "-# This batch's thread was deleted or is out of reach, so its s
 
 _BUTTONS: dict[str, tuple[str, discord.ButtonStyle]] = {
     "start": ("Start", discord.ButtonStyle.success),
+    "try": ("Try on a few", discord.ButtonStyle.primary),  # labelled with its number where it is shown
     "drop": ("Cancel", discord.ButtonStyle.secondary),
     "pause": ("Pause", discord.ButtonStyle.secondary),
     "resume": ("Resume", discord.ButtonStyle.primary),
+    "rest": ("Start the rest", discord.ButtonStyle.success),
     "stop": ("Cancel", discord.ButtonStyle.danger),
     "retry": ("Retry failed", discord.ButtonStyle.primary),
     "link": ("New link", discord.ButtonStyle.secondary),
@@ -55,8 +58,9 @@ _BUTTONS: dict[str, tuple[str, discord.ButtonStyle]] = {
 class BatchButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=TEMPLATE):
     """Every batch button: `peel:batch-<action>:<plan or job id>:0`."""
 
-    def __init__(self, action: str, target: str) -> None:
-        label, style = _BUTTONS[action]
+    def __init__(self, action: str, target: str, *, label: str | None = None) -> None:
+        default_label, style = _BUTTONS[action]
+        label = label or default_label
         super().__init__(
             discord.ui.Button(
                 label=label, style=style, custom_id=CustomId(action=f"batch-{action}", job_id=target).encode()
@@ -88,10 +92,10 @@ def _pause_or_resume(job: Job) -> str:
     return "resume" if job.status is JobStatus.PAUSED else "pause"
 
 
-def _view(target: str, *actions: str) -> discord.ui.View:
+def _view(target: str, *actions: str, labels: dict[str, str] | None = None) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
     for action in actions:
-        view.add_item(BatchButton(action, target))
+        view.add_item(BatchButton(action, target, label=(labels or {}).get(action)))
     return view
 
 
@@ -225,15 +229,28 @@ class BatchCog(commands.Cog):
         names = " · ".join(
             f"{i}. {truncate(echo(name.rsplit('/', 1)[-1]), 40)}" for i, (name, _) in enumerate(samples, 1)
         )
-        text = (
-            f"🖼️ **First results** ({len(samples)} of {job.total:,}): {names}\n"
-            "-# Not what you wanted? **Pause** or **Cancel** the batch above before it makes the rest."
-        )
+        trial = await self.service.trial_of(job)
+        view: discord.ui.View | None = None
+        if trial is None:
+            text = (
+                f"🖼️ **First results** ({len(samples)} of {job.total:,}): {names}\n"
+                "-# Not what you wanted? **Pause** or **Cancel** the batch above: no new image starts after that, "
+                "only the ones being made at that moment are finished."
+            )
+        else:
+            rest = job.total - trial
+            text = (
+                f"🧪 **Trial** ({len(samples)} made of the first {trial}): {names}\n"
+                f"**Start the rest** makes the other {rest:,} images (≈ ${self.service.rest_cost(job, trial):.2f}); "
+                "the trial's images are part of the batch. Not what you wanted? **Cancel** the batch above."
+            )
+            view = _view(job.id, "rest", labels={"rest": f"Start the rest ({rest:,})"})
         channel = self.bot.get_partial_messageable(channel_id)
         await channel.send(
             content=fit_content(text),
             file=discord.File(io.BytesIO(grid.data), grid.filename),
             allowed_mentions=discord.AllowedMentions.none(),
+            view=fit_view(view) if view is not None else discord.utils.MISSING,
         )
 
     async def _post_summary(self, job_id: JobId, plan: BatchPlan | None) -> None:
@@ -365,9 +382,11 @@ class BatchCog(commands.Cog):
             estimate=self.service.estimate(plan),
             notes=plan.notes,
         )
+        trial = self._rt.settings.batch_sample_size
+        actions = ("start", "try", "drop") if 0 < trial < len(plan.items) else ("start", "drop")
         await interaction.followup.send(
             content=fit_content(text),
-            view=fit_view(_view(plan.id, "start", "drop")),
+            view=fit_view(_view(plan.id, *actions, labels={"try": f"Try on {trial}"})),
             ephemeral=True,
             allowed_mentions=discord.AllowedMentions.none(),
         )
@@ -380,7 +399,7 @@ class BatchCog(commands.Cog):
 
     async def on_button(self, interaction: discord.Interaction[Any], action: str, target: str) -> None:
         """Run one batch button."""
-        if action in ("start", "drop"):
+        if action in ("start", "try", "drop"):
             await self._on_plan_button(interaction, action, target)
             return
         job_id = JobId(target)
@@ -402,11 +421,12 @@ class BatchCog(commands.Cog):
             job = await self.service.pause(job_id)
             paused = job.status is JobStatus.PAUSED
             message = (
-                "Batch paused: nothing new starts; images in flight finish."
+                "Batch pausing: no new image starts; the ones being made now finish and are kept. Its message "
+                "says paused once they have, and Resume makes exactly the rest."
                 if paused
                 else (f"The batch is {job.status.value}; it can't be paused.")
             )
-        elif action == "resume":
+        elif action in ("resume", "rest"):  # "Start the rest" of a trial is its Resume
             job = await self.service.resume(job_id)
             resumed = job.status in (JobStatus.RUNNING, JobStatus.QUEUED)
             message = "Batch resumed." if resumed else f"The batch is {job.status.value}; nothing to resume."
@@ -446,7 +466,8 @@ class BatchCog(commands.Cog):
         thread = await self._open_thread(plan)
         group = await self.service.open_group(plan, channel_id=thread.parent_id, thread_id=thread.id)
         try:
-            result = await self.service.start(plan, group_id=group.id, is_admin=is_admin)
+            trial = self._rt.settings.batch_sample_size if action == "try" else None
+            result = await self.service.start(plan, group_id=group.id, is_admin=is_admin, trial=trial)
         except BatchError as exc:
             await thread.send(fit_content(f"This batch could not start: {exc.user_message}"))
             raise

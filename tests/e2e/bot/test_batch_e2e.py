@@ -243,7 +243,7 @@ async def test_batch_runs_in_one_thread_and_retry_makes_only_retryable_failures_
     assert "**200** images accepted" in plan.content and "1 skipped" in plan.content
     assert "1 not an image" in plan.content
     assert "Estimated cost about $7.80" in plan.content  # 200 at $0.039 (gemini-2.5-flash-image, 1K)
-    assert [b["label"] for b in plan.buttons()] == ["Start", "Cancel"]
+    assert [b["label"] for b in plan.buttons()] == ["Start", "Try on 4", "Cancel"]
     assert len(await stack.rt.ledger.list_jobs()) == jobs_before  # nothing queued before Start
 
     # Five reference images are blocked for safety; the first two Gemini answers are 503s. Calls take 0.15 s, so
@@ -487,7 +487,7 @@ async def test_batch_pauses_resumes_and_survives_a_restart_when_asked(
 
     await _until(some_done)
     await alice.click(progress, label="Pause")
-    await alice.wait_for_message(lambda m: "Batch paused" in m.content, channel=thread["id"])
+    await alice.wait_for_message(lambda m: "Batch pausing" in m.content, channel=thread["id"])
 
     async def settled() -> bool:  # chunks in flight finish; nothing new starts
         return not await ledger.items(job.id, statuses=(ItemStatus.SUBMITTED,))
@@ -803,3 +803,38 @@ async def test_cli_and_discord_write_the_same_manifest_when_given_the_same_zip_a
     assert rows == _rows(from_cli)
     assert [r["status"] for r in rows].count("ok") == 5 and any(r["status"] == "skipped" for r in rows), rows
     assert sorted(pngs(from_discord)) == sorted(pngs(from_cli))
+
+
+@pytest.mark.timeout(120)
+async def test_try_on_4_shows_the_trial_then_start_the_rest_makes_only_the_others(
+    stack: PeelStack, http: aiohttp.ClientSession
+) -> None:
+    alice = stack.driver("alice")
+
+    async def gemini_requests() -> int:
+        async with http.get(f"{stack.rt.backends.gemini_url}/stats") as resp:
+            return int((await resp.json())["requests"])
+
+    data = await asyncio.to_thread(make_zip, 30)
+    before = len(alice.messages())
+    await alice.slash("batch", {"prompt": "try me first", "zip": Upload("trial.zip", data)})
+    plan = await plan_message(alice, before)
+    known = {t["id"] for t in alice.threads()}
+    calls_before = await gemini_requests()
+    await alice.click(plan, label="Try on 4")
+    thread = await new_thread(alice, known)
+    trial = await alice.wait_for_message(lambda m: "Trial" in m.content, channel=thread["id"], timeout=30)
+    job = await _job_of_thread(stack, thread["id"])
+    held = await stack.rt.ledger.get_job(job.id)
+    calls_after_trial = await gemini_requests()
+
+    await alice.click(trial, label="Start the rest (26)")
+    summary = await summaries(alice, thread["id"], 1)
+    calls_in_all = await gemini_requests()
+
+    assert "4 made of the first 4" in trial.content and "other 26 images" in trial.content, trial.content
+    assert held is not None and held.status is JobStatus.PAUSED and held.ok == 4
+    assert calls_after_trial - calls_before == 4
+    assert calls_in_all - calls_before == 30  # 4 + (30 - 4), not 30 + 4
+    assert "✅ 30 made · ❌ 0 failed" in summary.content, summary.content
+    assert len(pngs(await fetch_zip(http, summary))) == 30

@@ -89,7 +89,7 @@ def test_output_is_told_apart_by_type_when_parsed() -> None:
 
 
 def test_retryable_codes_are_exactly_the_transient_ones() -> None:
-    retryable = {ErrorCode.RATE_LIMITED, ErrorCode.UPSTREAM, ErrorCode.NO_IMAGE, ErrorCode.STORAGE}
+    retryable = {ErrorCode.RATE_LIMITED, ErrorCode.UPSTREAM, ErrorCode.NO_IMAGE, ErrorCode.STORAGE, ErrorCode.STOPPED}
     assert {c for c in ErrorCode if c.is_retryable} == retryable
 
 

@@ -14,7 +14,7 @@ from PIL import Image
 from storage import ObjectInfo, StorageUnavailableError
 from storage.base import Body
 from storage.memory import MemoryStore
-from worker.contract import ChunkResult, ErrorCode, ItemError, ItemOk
+from worker.contract import ChunkResult, ErrorCode, ItemError, ItemOk, stop_key
 from worker.errors import GenerationError
 from worker.generation import GeneratedImage, GenerationRequest
 from worker.handler import WorkerDeps, make_handler
@@ -493,3 +493,38 @@ async def test_outage_costs_at_most_the_calls_in_flight_and_all_items_are_made_w
 
     assert (second.ok, second.failed) == (n, 0)
     assert len(rig.generator.requests) - n <= concurrency
+
+
+async def test_no_gemini_call_starts_after_the_stop_marker_and_the_calls_in_flight_are_kept(rig: Rig) -> None:
+    rig.generator.gate = asyncio.Event()
+    task = asyncio.create_task(rig.run(make_chunk(10, concurrency=3)))
+    for _ in range(50):
+        await asyncio.sleep(0)
+    assert rig.generator.in_flight == 3
+    await rig.store.put(stop_key("j_test"), b"paused")
+    rig.generator.gate.set()
+
+    result = parse(await task)
+
+    assert len(rig.generator.requests) == 3  # the three calls in flight at the pause, no more
+    made = [r for r in result.results if isinstance(r, ItemOk)]
+    stopped = [r for r in result.results if isinstance(r, ItemError)]
+    assert [r.index for r in made] == [0, 1, 2]
+    assert [await rig.store.exists(r.key) for r in made] == [True] * 3
+    assert [r.index for r in stopped] == list(range(3, 10))
+    assert {(r.code, r.retryable) for r in stopped} == {(ErrorCode.STOPPED, True)}
+
+
+async def test_a_chunk_that_starts_after_the_stop_marker_makes_nothing(rig: Rig) -> None:
+    await rig.store.put(stop_key("j_test"), b"paused")
+
+    result = parse(await rig.run(make_chunk(5)))
+
+    assert rig.generator.requests == []
+    assert (result.ok, result.failed) == (0, 5)
+
+
+async def test_another_jobs_stop_marker_stops_nothing(rig: Rig) -> None:
+    await rig.store.put(stop_key("j_other"), b"paused")
+
+    assert parse(await rig.run(make_chunk(3))).ok == 3

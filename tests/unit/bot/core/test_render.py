@@ -3,6 +3,7 @@
 import pytest
 
 from bot.core import render
+from bot.core.models import JobStatus
 from bot.core.render import (
     BatchProgress,
     CustomId,
@@ -146,6 +147,21 @@ def test_batch_progress_text_shows_state_when_paused() -> None:
         BatchProgress(total=10, done=1, failed=0, blocked=0, elapsed_s=5, cost_usd=0, state="paused")
     )
     assert "ETA paused" in text
+
+
+def test_a_batch_cancelled_at_5_of_40_shows_how_far_it_got_and_what_was_not_made() -> None:
+    text = batch_progress_text(
+        BatchProgress(total=40, done=5, failed=0, blocked=0, cancelled=35, elapsed_s=5, cost_usd=0.2, state="cancelled")
+    )
+    assert progress_bar(5, 40) in text  # 12 %, not a full bar
+    assert "✅ 5 done · ❌ 0 failed · 🚫 0 blocked · ⏹️ 35 not made (cancelled)" in text
+    assert "remaining" not in text
+
+
+@pytest.mark.parametrize(("chunks_out", "state"), [(2, "pausing…"), (0, "paused")])
+def test_a_paused_batch_is_pausing_while_its_chunks_are_out(chunks_out: int, state: str) -> None:
+    assert render.batch_state(JobStatus.PAUSED, chunks_out=chunks_out) == state
+    assert render.batch_state(JobStatus.RUNNING, chunks_out=chunks_out) == "running"
 
 
 @pytest.mark.parametrize(

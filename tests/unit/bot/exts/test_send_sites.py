@@ -32,9 +32,12 @@ def _called(node: ast.expr, name: str) -> bool:
 
 
 def _fitted(node: ast.expr, fitter: str) -> bool:
-    """A literal (a fixed short text, or None to remove a part) or the field's fitter's result, or a choice of them."""
+    """A literal (a fixed short text, None or discord.py's `MISSING`: no such part) or the field's fitter's result,
+    or a choice of them."""
     if isinstance(node, ast.IfExp):
         return _fitted(node.body, fitter) and _fitted(node.orelse, fitter)
+    if isinstance(node, ast.Attribute) and node.attr == "MISSING":
+        return True
     return (isinstance(node, ast.Constant) and isinstance(node.value, str | None)) or _called(node, fitter)
 
 
