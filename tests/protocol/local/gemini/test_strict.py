@@ -358,3 +358,29 @@ async def test_google_genai_lists_counts_and_is_refused_like_gemini_when_pointed
         )
     assert refused_audio.value.code == 400
     assert "response modalities" in str(refused_audio.value.message)
+
+
+def body_of_size(size: int) -> bytes:
+    """Return a valid generateContent body of exactly `size` bytes (its prompt padded)."""
+    empty = json.dumps(body(""), separators=(",", ":")).encode()
+    payload = json.dumps(body("k" * (size - len(empty))), separators=(",", ":")).encode()
+    assert len(payload) == size
+    return payload
+
+
+async def test_request_body_is_refused_one_byte_past_twenty_mib(
+    http: aiohttp.ClientSession, local_gemini: LocalGemini
+) -> None:
+    url = local_gemini.url + "/v1beta/models/gemini-2.5-flash-image:generateContent"
+    headers = {"x-goog-api-key": KEY, "Content-Type": "application/json"}
+    async with http.post(url, data=io.BytesIO(body_of_size(20 * 1024 * 1024)), headers=headers) as resp:
+        assert resp.status == 200, await resp.text()
+    async with http.post(url, data=io.BytesIO(body_of_size(20 * 1024 * 1024 + 1)), headers=headers) as resp:
+        assert resp.status == 400
+        assert await resp.json() == {
+            "error": {
+                "code": 400,
+                "message": "Request payload size exceeds the limit: 20971520 bytes.",
+                "status": "INVALID_ARGUMENT",
+            }
+        }
