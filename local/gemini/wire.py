@@ -1,4 +1,24 @@
-"""Gemini's REST JSON as the local server reads and answers it: validation, error bodies, base64, MIME sniffing."""
+"""Gemini's REST JSON as the local server reads and answers it: validation, error bodies, base64, MIME sniffing.
+
+Where each 400 INVALID_ARGUMENT message comes from. "Observed": Google's answer as clients quote it (searched in
+public code and issues); "assumed": no quote of Google's was found, so the wording is this server's, in Google's
+style and error JSON. A test asserting an assumed wording asserts this server, not Google.
+
+| message | provenance |
+|---|---|
+| `* GenerateContentRequest.contents: contents is not specified` | observed (google.api_core `InvalidArgument: 400 …`) |
+| `* GenerateContentRequest.contents[i].parts: contents.parts must not be empty.` | assumed, on the line above |
+| `Unsupported MIME type: …` | assumed |
+| `Inline image exceeds the maximum size of 7 MB.` | assumed (the 7 MB per inline file is documented) |
+| `Unable to process input image. Please retry or report in …troubleshooting` | observed (an image Gemini cannot read) |
+| `Too many images in the request: …`, `Unsupported aspect ratio: …` | assumed |
+| `Unsupported image size: …`, `imageSize is not supported by …` | assumed |
+| `Developer instruction is not enabled for models/…` | observed (gemma models) |
+| `Function calling is not enabled for models/…` | observed (an image model; `tools_error`) |
+| `Multiple candidates…`, other tools' `… is not enabled for models/…` | assumed, on the pattern above |
+| `The requested combination of response modalities …` | observed (`modalities_error`) |
+| `Request payload size exceeds the limit: 20971520 bytes.` | observed (`worker.catalogue.MAX_REQUEST_BYTES`) |
+"""
 
 import base64
 import binascii
@@ -216,7 +236,11 @@ def parse_request(spec: ModelSpec, body: JsonObject) -> ParsedRequest | web.Resp
                     "https://developers.generativeai.google/guide/troubleshooting"
                 )
             if sniffed != mime and not (sniffed == "image/heic" and mime == "image/heif"):
-                return invalid_argument(f"Unhandled generated data mime type: {sniffed}")
+                # Stricter than Google, which reads the bytes whatever the label; answered as an unreadable image.
+                return invalid_argument(
+                    "Unable to process input image. Please retry or report in "
+                    "https://developers.generativeai.google/guide/troubleshooting"
+                )
             if user:
                 images.append(raw)
     if len(images) > spec.max_input_images:
