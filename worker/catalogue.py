@@ -27,6 +27,12 @@ IMAGE_SIZES: tuple[ImageSize, ...] = get_args(ImageSize)
 MAX_SEED = 2**31 - 1
 SIZE_SCALE: Mapping[str, float] = {"512": 0.5, "1K": 1.0, "2K": 2.0, "4K": 4.0}
 DEFAULT_IMAGE_SIZE = "1K"
+# The largest generateContent request body Gemini takes, inline (base64) images included: "the total request size
+# limit is 20 MB" (https://ai.google.dev/gemini-api/docs/image-understanding, "Passing images inline"); Google's
+# front end counts it in bytes of 2^20 and refuses more with 400 INVALID_ARGUMENT "Request payload size exceeds the
+# limit: N bytes." (observed for Gemini's earlier 4 MB limit in google-gemini/deprecated-generative-ai-android#26,
+# and with this very number in https://cloud.google.com/dataflow/docs/guides/common-errors).
+MAX_REQUEST_BYTES = 20 * 1024 * 1024
 
 # Documented 1K pixel sizes of gemini-2.5-flash-image.
 PIXELS_25: Mapping[str, tuple[int, int]] = {

@@ -12,6 +12,8 @@ Error-code tree of a failed item (`ItemError.code`):
 
     SAFETY        blocked by Gemini (prompt or image); never retried, costs the user nothing
     BAD_INPUT     the request cannot succeed as asked (bad reference, unsupported option, 400/403/404); never retried
+    TOO_LARGE     the item's images together make a request over Gemini's 20 MB limit (`worker.catalogue.
+                  MAX_REQUEST_BYTES`): refused before any call; never retried (fewer or smaller images are needed)
     RATE_LIMITED  Gemini said 429 after the worker's own retries; retryable later, with a smaller budget
     UPSTREAM      5xx, timeout or connection failure after the worker's retries; retryable
     NO_IMAGE      Gemini answered without an image; retryable
@@ -62,6 +64,7 @@ class ErrorCode(StrEnum):
 
     SAFETY = "SAFETY"
     BAD_INPUT = "BAD_INPUT"
+    TOO_LARGE = "TOO_LARGE"
     RATE_LIMITED = "RATE_LIMITED"
     UPSTREAM = "UPSTREAM"
     NO_IMAGE = "NO_IMAGE"

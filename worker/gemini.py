@@ -17,7 +17,9 @@ Choices, with the evidence (google-genai's source and Google's API documentation
   works on every model, keeps the payload bounded and is what Google's edit samples do.
 * The answer's image is the last non-thought inline image (Gemini-3 may send draft images flagged `thought`),
   and its format is sniffed from the bytes (gemini-3-pro-image has sent JPEG labelled `image/png`).
-* Requests are checked against `worker.catalogue` before any call, so a refused option costs nothing.
+* Requests are checked against `worker.catalogue` before any call, so a refused option costs nothing; so is their
+  size: images travel inline (base64) and this worker has no Files API, so a request whose JSON would pass
+  Gemini's 20 MB limit (`worker.catalogue.MAX_REQUEST_BYTES`) is refused as TOO_LARGE without calling Google.
 """
 
 import asyncio
@@ -38,7 +40,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from storage.imageformat import sniff_image
-from worker.catalogue import model_spec
+from worker.catalogue import MAX_REQUEST_BYTES, model_spec
 from worker.contract import ErrorCode, ModelCheck, ModelProblem
 from worker.errors import GenerationError
 from worker.generation import GeneratedImage, GenerationRequest, InputImage
@@ -126,6 +128,25 @@ def build_contents(request: GenerationRequest) -> list[types.Content]:
         text = edit_instruction(request.history, request.prompt, references=len(refs))
         parts = [_part(request.edit_source), *refs, types.Part.from_text(text=text)]
     return [types.Content(role="user", parts=parts)]
+
+
+# What a request's JSON holds besides its text and images (the envelope, `generationConfig`, each part's keys and
+# MIME type): counted generously, so the estimate below is never under the real body.
+_REQUEST_OVERHEAD_BYTES = 4096
+_PART_OVERHEAD_BYTES = 128
+
+
+def request_bytes(request: GenerationRequest) -> int:
+    """Return an upper bound of the generateContent body's size for `request`, in bytes.
+
+    Each image is base64 in the JSON (4 bytes per 3) and each text a JSON string (escapes counted by encoding it).
+    """
+    images = [*request.references, *([request.edit_source] if request.edit_source is not None else [])]
+    text = request.prompt
+    if request.edit_source is not None:
+        text = edit_instruction(request.history, request.prompt, references=len(request.references))
+    size = _REQUEST_OVERHEAD_BYTES + len(json.dumps(text).encode())
+    return size + sum(4 * -(-len(image.data) // 3) + _PART_OVERHEAD_BYTES for image in images)
 
 
 def _part(image: InputImage) -> types.Part:
@@ -411,8 +432,9 @@ class GeminiImageGenerator:
         """Generate the image `request` asks for.
 
         Raises:
-            GenerationError: BAD_INPUT before any call when the model would refuse the request; SAFETY when
-                Gemini blocked it (never retried); RATE_LIMITED, UPSTREAM or NO_IMAGE once the retries are spent.
+            GenerationError: BAD_INPUT before any call when the model would refuse the request, TOO_LARGE when its
+                images would make it too large for Gemini; SAFETY when Gemini blocked it (never retried);
+                RATE_LIMITED, UPSTREAM or NO_IMAGE once the retries are spent.
         """
         spec = model_spec(request.model)
         problem = spec.check(
@@ -423,6 +445,12 @@ class GeminiImageGenerator:
         )
         if problem is not None:
             raise GenerationError(ErrorCode.BAD_INPUT, problem)
+        if (size := request_bytes(request)) > MAX_REQUEST_BYTES:
+            raise GenerationError(
+                ErrorCode.TOO_LARGE,
+                f"the request would be about {size:,} bytes with its images inline, over Gemini's "
+                f"{MAX_REQUEST_BYTES:,}-byte limit",
+            )
         contents = build_contents(request)
         config = build_config(request, with_text=self._with_text)
         log.debug("generate %s: %.80r", request.model, request.prompt)

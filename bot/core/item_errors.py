@@ -14,6 +14,8 @@ NOT_MADE = "NOT_MADE"  # the error code of an item that failed without one (or n
 ITEM_ERROR_MESSAGES: Mapping[str, str] = {
     ErrorCode.SAFETY.value: "Blocked by Gemini's safety filters.",
     ErrorCode.BAD_INPUT.value: "The request could not be made as asked.",
+    ErrorCode.TOO_LARGE.value: "The images given are too large together for Gemini (20 MB at most); use fewer or "
+    "smaller ones.",
     ErrorCode.RATE_LIMITED.value: "Gemini was too busy; try again later.",
     ErrorCode.UPSTREAM.value: "The image service failed; try again later.",
     ErrorCode.NO_IMAGE.value: "Gemini answered without an image.",

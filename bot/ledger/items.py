@@ -80,7 +80,8 @@ class ItemsMixin(LedgerConnection):
         async with self._tx() as db:
             async with db.execute(
                 "UPDATE items SET status = 'pending', attempts = 0, retry_at = NULL WHERE job_id = ? AND"
-                " status = 'error' AND coalesce(error_code, '') NOT IN ('SAFETY', 'BAD_INPUT') RETURNING idx",
+                " status = 'error' AND coalesce(error_code, '') NOT IN ('SAFETY', 'BAD_INPUT', 'TOO_LARGE')"
+                " RETURNING idx",
                 (job_id,),
             ) as cur:
                 changed = await cur.fetchall()

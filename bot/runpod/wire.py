@@ -96,6 +96,18 @@ RUNPOD_ROUTE_LIMITS: dict[str, RouteLimit] = {
 # reading, so the stand-in is never looser than RunPod.
 RUNPOD_BODY_LIMITS: dict[str, int] = {"run": 10_000_000, "runsync": 20_000_000}
 
+# Queue limit of `/run` and `/runsync`: "Requests will receive a 429 (Too Many Requests) status if: Queue size exceeds
+# 50 jobs AND Queue size exceeds endpoint.WorkersMax * 500" (https://docs.runpod.io/serverless/references/operations,
+# "Queue Limits"). Read the stricter way: a new job is refused once the queue holds this many.
+QUEUE_LIMIT_FLOOR = 50
+QUEUE_LIMIT_PER_MAX_WORKER = 500
+
+
+def queue_limit(workers_max: int) -> int:
+    """Return how many jobs an endpoint of `workers_max` workers may hold queued before RunPod answers 429."""
+    return max(QUEUE_LIMIT_FLOOR, QUEUE_LIMIT_PER_MAX_WORKER * workers_max)
+
+
 # `policy` ranges in ms: (lowest accepted, highest accepted).
 EXECUTION_TIMEOUT_RANGE_MS = (5001, 7 * 24 * 3600 * 1000)
 TTL_RANGE_MS = (10_000, 7 * 24 * 3600 * 1000)

@@ -101,13 +101,18 @@ def quota_exceeded(spec: ModelSpec, retry_delay_s: float) -> web.Response:
 
 
 def server_error(status: int) -> web.Response:
-    """Return a 5xx answer with the status and message Gemini gives for it."""
+    """Return a 5xx answer with the status and message Gemini gives for it.
+
+    The 500, 503 and 504 wordings are Google's as clients quote them (e.g. "504 DEADLINE_EXCEEDED. {'error':
+    {'code': 504, 'message': 'Deadline expired before operation could complete.', 'status': 'DEADLINE_EXCEEDED'}}"
+    in google-genai's `ServerError`); the 502 one is assumed.
+    """
     if status == 503:
         return error_response(503, "UNAVAILABLE", "The model is overloaded. Please try again later.")
     if status == 504:
-        return error_response(504, "DEADLINE_EXCEEDED", "The request timed out. Please try again.")
+        return error_response(504, "DEADLINE_EXCEEDED", "Deadline expired before operation could complete.")
     if status == 502:
-        return error_response(502, "UNAVAILABLE", "Bad Gateway")
+        return error_response(502, "UNAVAILABLE", "Bad Gateway")  # assumed: no 502 of Gemini's was found quoted
     return error_response(
         500,
         "INTERNAL",

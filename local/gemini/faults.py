@@ -197,4 +197,5 @@ class ReceivedRequest:
     seed: int | None
     response_modalities: tuple[str, ...] | None
     include_thoughts: bool
+    body_bytes: int = 0  # the request body's size as received
     at: float = field(default_factory=time.time)

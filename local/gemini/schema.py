@@ -32,10 +32,11 @@ FileData, VideoMetadata, FunctionCall, FunctionResponse, ExecutableCode, CodeExe
 (https://ai.google.dev/api/caching#Content), GenerationConfig, ThinkingConfig, ImageConfig
 (https://ai.google.dev/api/generate-content#generationconfig), SafetySetting
 (https://ai.google.dev/api/generate-content#safetysetting) and CountTokensRequest
-(https://ai.google.dev/api/tokens#request-body). Where a subtree is a `google.protobuf.Struct` or `Value`
-(FunctionCall.args, responseJsonSchema) any JSON is accepted, as the API does. The one looseness: the subtrees of
-Tool and ToolConfig (function declarations, search, code execution…), which the image models Peel uses do not
-take, are only checked to be objects.
+(https://ai.google.dev/api/tokens#request-body), Tool and ToolConfig with their messages
+(https://ai.google.dev/api/caching#Tool). Where a subtree is a `google.protobuf.Struct` or `Value`
+(FunctionCall.args, responseJsonSchema) any JSON is accepted, as the API does. The one looseness: a function
+declaration's `parameters` and `response` (the recursive `Schema` message) are only checked to be objects; the
+image models refuse function declarations anyway (`local.gemini.wire.tools_error`).
 """
 
 import base64
@@ -227,23 +228,79 @@ GENERATION_CONFIG = Message(
     },
 )
 SAFETY_SETTING = Message("SafetySetting", {"category": HARM_CATEGORY, "threshold": HARM_BLOCK_THRESHOLD})
+# Tool and ToolConfig (https://ai.google.dev/api/caching#Tool, #ToolConfig). A function declaration's `parameters`
+# and `response` are the API's recursive `Schema` message, read here as any JSON object (the image models refuse
+# function declarations whatever they hold: `wire.tools_error`).
+FUNCTION_DECLARATION = Message(
+    "FunctionDeclaration",
+    {
+        "name": STRING,
+        "description": STRING,
+        "behavior": Enum("FunctionDeclaration.Behavior", frozenset({"UNSPECIFIED", "BLOCKING", "NON_BLOCKING"})),
+        "parameters": STRUCT,
+        "parameters_json_schema": VALUE,
+        "response": STRUCT,
+        "response_json_schema": VALUE,
+    },
+)
+GOOGLE_SEARCH_RETRIEVAL = Message(
+    "GoogleSearchRetrieval",
+    {
+        "dynamic_retrieval_config": Message(
+            "DynamicRetrievalConfig",
+            {
+                "mode": Enum("DynamicRetrievalConfig.Mode", frozenset({"MODE_UNSPECIFIED", "MODE_DYNAMIC"})),
+                "dynamic_threshold": FLOAT,
+            },
+        )
+    },
+)
+GOOGLE_SEARCH = Message(
+    "Tool.GoogleSearch", {"time_range_filter": Message("Interval", {"start_time": STRING, "end_time": STRING})}
+)
+COMPUTER_USE = Message(
+    "Tool.ComputerUse",
+    {
+        "environment": Enum(
+            "Tool.ComputerUse.Environment", frozenset({"ENVIRONMENT_UNSPECIFIED", "ENVIRONMENT_BROWSER"})
+        ),
+        "excluded_predefined_functions": Repeated(STRING),
+    },
+)
+FILE_SEARCH = Message(
+    "FileSearch", {"file_search_store_names": Repeated(STRING), "metadata_filter": STRING, "top_k": INT32}
+)
 TOOL = Message(
     "Tool",
-    dict.fromkeys(
-        (
-            "google_search_retrieval",
-            "code_execution",
-            "google_search",
-            "computer_use",
-            "url_context",
-            "file_search",
-            "google_maps",
-        ),
-        STRUCT,
-    )
-    | {"function_declarations": Repeated(STRUCT)},
+    {
+        "function_declarations": Repeated(FUNCTION_DECLARATION),
+        "google_search_retrieval": GOOGLE_SEARCH_RETRIEVAL,
+        "code_execution": Message("CodeExecution", {}),
+        "google_search": GOOGLE_SEARCH,
+        "computer_use": COMPUTER_USE,
+        "url_context": Message("UrlContext", {}),
+        "file_search": FILE_SEARCH,
+        "google_maps": Message("GoogleMaps", {"enable_widget": BOOL}),
+    },
 )
-TOOL_CONFIG = Message("ToolConfig", {"function_calling_config": STRUCT, "retrieval_config": STRUCT})
+TOOL_CONFIG = Message(
+    "ToolConfig",
+    {
+        "function_calling_config": Message(
+            "FunctionCallingConfig",
+            {
+                "mode": Enum(
+                    "FunctionCallingConfig.Mode", frozenset({"MODE_UNSPECIFIED", "AUTO", "ANY", "NONE", "VALIDATED"})
+                ),
+                "allowed_function_names": Repeated(STRING),
+            },
+        ),
+        "retrieval_config": Message(
+            "RetrievalConfig",
+            {"lat_lng": Message("LatLng", {"latitude": FLOAT, "longitude": FLOAT}), "language_code": STRING},
+        ),
+    },
+)
 GENERATE_CONTENT_REQUEST = Message(
     "GenerateContentRequest",
     {

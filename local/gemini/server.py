@@ -60,6 +60,8 @@ As strict as the real API (a stand-in may be stricter, never looser):
 - a request body is read as Google's proto-JSON parser reads it (`local.gemini.schema`, its rules and sources):
   an unknown field anywhere, a value of the wrong type, a bad enum value answer 400 INVALID_ARGUMENT with a
   `google.rpc.BadRequest` naming each field;
+- a request body over 20 MiB answers 400 INVALID_ARGUMENT "Request payload size exceeds the limit: 20971520 bytes."
+  (`worker.catalogue.MAX_REQUEST_BYTES`, its sources);
 - responseModalities other than IMAGE or TEXT+IMAGE (AUDIO, for one) answer 400 (`wire.modalities_error`);
 - a key is taken from `x-goog-api-key` or `?key=`; an `Authorization: Bearer` header is read as an OAuth token, as
   Google does, and an API key there answers 401 UNAUTHENTICATED (`answers.key_error`);
@@ -114,11 +116,12 @@ from local.gemini.wire import (
     invalid_argument,
     parse_request,
 )
-from worker.catalogue import MODELS, PREVIEW_ALIASES, ModelSpec, model_spec
+from worker.catalogue import MAX_REQUEST_BYTES, MODELS, PREVIEW_ALIASES, ModelSpec, model_spec
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PAGE_SIZE = 50  # models.list: "If unspecified, 50 models will be returned per page" (ai.google.dev/api/models)
+BODY_BYTES = web.RequestKey("body_bytes", int)  # the size of the request body as read, for `received`
 MAX_PAGE_SIZE = 1000  # "This method returns at most 1000 models per page, even if you pass a larger pageSize."
 
 
@@ -393,8 +396,14 @@ class LocalGemini:
                 "NOT_FOUND",
                 f"models/{model} is not found for API version {version}, or is not supported for {method}.",
             )
+        payload = await request.read()
+        request[BODY_BYTES] = len(payload)
+        if len(payload) > MAX_REQUEST_BYTES:
+            # "The total request size limit is 20 MB" (`worker.catalogue.MAX_REQUEST_BYTES`, its sources).
+            self.stats.rejected += 1
+            return invalid_argument(f"Request payload size exceeds the limit: {MAX_REQUEST_BYTES} bytes.")
         try:
-            raw = await request.json()
+            raw = json.loads(payload)
         except (json.JSONDecodeError, UnicodeDecodeError):
             self.stats.rejected += 1
             return invalid_argument("Invalid JSON payload received. Unexpected token.")
@@ -442,6 +451,7 @@ class LocalGemini:
                 seed=parsed.seed,
                 response_modalities=parsed.modalities,
                 include_thoughts=parsed.include_thoughts,
+                body_bytes=request.get(BODY_BYTES, 0),
             )
         )
         low, high = self.faults.latency_s

@@ -1,4 +1,24 @@
-"""Gemini's REST JSON as the local server reads and answers it: validation, error bodies, base64, MIME sniffing."""
+"""Gemini's REST JSON as the local server reads and answers it: validation, error bodies, base64, MIME sniffing.
+
+Where each 400 INVALID_ARGUMENT message comes from. "Observed": Google's answer as clients quote it (searched in
+public code and issues); "assumed": no quote of Google's was found, so the wording is this server's, in Google's
+style and error JSON. A test asserting an assumed wording asserts this server, not Google.
+
+| message | provenance |
+|---|---|
+| `* GenerateContentRequest.contents: contents is not specified` | observed (google.api_core `InvalidArgument: 400 …`) |
+| `* GenerateContentRequest.contents[i].parts: contents.parts must not be empty.` | assumed, on the line above |
+| `Unsupported MIME type: …` | assumed |
+| `Inline image exceeds the maximum size of 7 MB.` | assumed (the 7 MB per inline file is documented) |
+| `Unable to process input image. Please retry or report in …troubleshooting` | observed (an image Gemini cannot read) |
+| `Too many images in the request: …`, `Unsupported aspect ratio: …` | assumed |
+| `Unsupported image size: …`, `imageSize is not supported by …` | assumed |
+| `Developer instruction is not enabled for models/…` | observed (gemma models) |
+| `Function calling is not enabled for models/…` | observed (an image model; `tools_error`) |
+| `Multiple candidates…`, other tools' `… is not enabled for models/…` | assumed, on the pattern above |
+| `The requested combination of response modalities …` | observed (`modalities_error`) |
+| `Request payload size exceeds the limit: 20971520 bytes.` | observed (`worker.catalogue.MAX_REQUEST_BYTES`) |
+"""
 
 import base64
 import binascii
@@ -71,6 +91,47 @@ def modalities_error(spec: ModelSpec, modalities: list[str]) -> web.Response | N
         f"The requested combination of response modalities ({', '.join(modalities)}) is not supported by the "
         f"model. models/{spec.name} accepts the following combination of response modalities:\n{accepted}"
     )
+
+
+# What each tool is called in the refusal of a model that does not take it. "Function calling is not enabled for
+# models/…" is Google's wording, observed on an image model ("Function calling is not enabled for
+# models/gemini-2.0-flash-preview-image-generation, Status: INVALID_ARGUMENT", as quoted in public clients' error
+# handling); the others are assumed on the pattern of "… as tool is not enabled for models/…", observed for image
+# search on a Gemini 3 model.
+TOOL_REFUSALS: dict[str, str] = {
+    "functionDeclarations": "Function calling",
+    "googleSearchRetrieval": "Search as tool",
+    "googleSearch": "Search as tool",
+    "codeExecution": "Code execution",
+    "computerUse": "Computer use as tool",
+    "urlContext": "Url context as tool",
+    "fileSearch": "File search as tool",
+    "googleMaps": "Google Maps as tool",
+}
+
+
+def accepted_tools(spec: ModelSpec) -> frozenset[str]:
+    """Return the tools an image model takes: Google Search grounding on the Gemini 3 image models, nothing else.
+
+    The model pages list, for Gemini 3 Pro Image and 3.1 Flash Image, "Search grounding: Supported" and function
+    calling, code execution, URL context and file search "Not supported"; Gemini 2.5 Flash Image supports none
+    of them (https://ai.google.dev/gemini-api/docs/models, the "Capabilities" rows;
+    https://ai.google.dev/gemini-api/docs/image-generation, "Grounding with Google Search"). Stricter than Google
+    where a page says nothing (Maps, computer use, the legacy `googleSearchRetrieval`): refused.
+    """
+    return frozenset({"googleSearch"}) if spec.name.startswith("gemini-3") else frozenset()
+
+
+def tools_error(spec: ModelSpec, tools: object) -> web.Response | None:
+    """Return the 400 for a tool the image model does not take, or None when every tool is accepted."""
+    if not isinstance(tools, list):
+        return None
+    accepted = accepted_tools(spec)
+    for tool in tools:
+        for name in tool if isinstance(tool, dict) else ():
+            if tool[name] not in (None, []) and name not in accepted:  # null or [] is "not set" in proto JSON
+                return invalid_argument(f"{TOOL_REFUSALS.get(name, name)} is not enabled for models/{spec.name}")
+    return None
 
 
 def b64decode_any(text: str) -> bytes:
@@ -175,13 +236,19 @@ def parse_request(spec: ModelSpec, body: JsonObject) -> ParsedRequest | web.Resp
                     "https://developers.generativeai.google/guide/troubleshooting"
                 )
             if sniffed != mime and not (sniffed == "image/heic" and mime == "image/heif"):
-                return invalid_argument(f"Unhandled generated data mime type: {sniffed}")
+                # Stricter than Google, which reads the bytes whatever the label; answered as an unreadable image.
+                return invalid_argument(
+                    "Unable to process input image. Please retry or report in "
+                    "https://developers.generativeai.google/guide/troubleshooting"
+                )
             if user:
                 images.append(raw)
     if len(images) > spec.max_input_images:
         return invalid_argument(
             f"Too many images in the request: {len(images)} > {spec.max_input_images} for models/{spec.name}."
         )
+    if (refused := tools_error(spec, body.get("tools"))) is not None:
+        return refused
     if body.get("systemInstruction") and not spec.thinking:
         return invalid_argument(f"Developer instruction is not enabled for models/{spec.name}")
     config = body.get("generationConfig") or {}

@@ -24,6 +24,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--api-key", default=os.environ.get("LOCAL_RUNPOD_API_KEY"))
     parser.add_argument("--worker-command", default=None, help="the worker's command line (default: python -m worker)")
     parser.add_argument("--retention-s", type=float, default=30 * 60)
+    parser.add_argument(
+        "--max-queue",
+        type=int,
+        default=None,
+        help="jobs the queue holds before /run answers 429 (default RunPod's rule: max(50, 500 x workers))",
+    )
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -38,6 +44,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 endpoint_id=args.endpoint_id,
                 api_key=args.api_key,
                 retention_s=args.retention_s,
+                max_queue=args.max_queue,
             )
         )
     )

@@ -6,6 +6,7 @@ RunPod's rules it enforces, each from the page cited in `bot.runpod.wire` (clien
 |---|---|
 | rate limits per route family (`local.runpod.limits`) | 429 `{"error": ...}`, no `Retry-After` |
 | request body over 10 MB on `/run`, 20 MB on `/runsync` | 413 `{"error": ...}` |
+| `/run` or `/runsync` while the queue holds max(50, 500 x WorkersMax) jobs (`queue_limit`) | 429 `{"error": ...}` |
 | `policy.executionTimeout` not an integer in (5000 ms, 7 days] | 400 `{"error": ...}` |
 | `policy.ttl` not an integer in [10 s, 7 days] | 400 `{"error": ...}` |
 | `/runsync?wait=` not an integer in [1000, 300000] ms | 400 `{"error": ...}` |
@@ -112,6 +113,10 @@ class ClientApi(JobQueue):
             if value is None or not low <= value <= high:
                 return _bad_request(f"policy.{name} must be an integer number of ms in [{low}, {high}]")
         assert execution_ms is not None and ttl_ms is not None
+        if (queued := self._queued()) >= self._max_queue:
+            # RunPod's queue limit (`bot.runpod.wire.queue_limit`, its source): 429, nothing queued.
+            log.warning("429 on /%s: the queue holds %d jobs", family, queued)
+            return web.json_response({"error": f"queue is full: {queued} jobs waiting"}, status=429)
         webhook = body.get("webhook")
         if webhook is not None:
             problem = webhook_problem(webhook)

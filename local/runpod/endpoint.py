@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Self
 from aiohttp import web
 
 from bot.runpod.types import RemoteStatus
-from bot.runpod.wire import EXECUTION_TIMEOUT_RANGE_MS, TTL_RANGE_MS, RouteLimit, route_family
+from bot.runpod.wire import EXECUTION_TIMEOUT_RANGE_MS, TTL_RANGE_MS, RouteLimit, queue_limit, route_family
 from local.runpod.client_api import ClientApi
 from local.runpod.limits import RouteGate
 from local.runpod.processes import (
@@ -72,6 +72,9 @@ class LocalEndpoint(ClientApi, WorkerApi, WorkerSupervisor):
         sync_retention_s: the same for `/runsync` jobs (RunPod: 1 min).
         route_limits: rate limits per route family (default RunPod's documented ones, `RUNPOD_ROUTE_LIMITS`); tests
             tighten them.
+        max_queue: how many jobs may wait in the queue before `/run` and `/runsync` answer 429 (default RunPod's
+            rule, `queue_limit`: max(50, 500 x WorkersMax), WorkersMax being `workers`, or 1 with only external
+            workers); tests tighten it.
         execution_timeout_range_ms, ttl_range_ms: the `policy` values accepted (default RunPod's documented ranges);
             tests of timeouts widen them to run in milliseconds.
         webhook_allow_private: deliver webhooks to loopback and private addresses, which RunPod never reaches (tests).
@@ -100,6 +103,7 @@ class LocalEndpoint(ClientApi, WorkerApi, WorkerSupervisor):
         retention_s: float = 30 * 60,
         sync_retention_s: float = 60.0,
         route_limits: Mapping[str, RouteLimit] | None = None,
+        max_queue: int | None = None,
         execution_timeout_range_ms: tuple[int, int] = EXECUTION_TIMEOUT_RANGE_MS,
         ttl_range_ms: tuple[int, int] = TTL_RANGE_MS,
         webhook_allow_private: bool = False,
@@ -129,6 +133,9 @@ class LocalEndpoint(ClientApi, WorkerApi, WorkerSupervisor):
         self._retention_s = retention_s
         self._sync_retention_s = sync_retention_s
         self._gate = RouteGate(route_limits)
+        self._max_queue = max_queue if max_queue is not None else queue_limit(max(workers, 1))
+        if self._max_queue < 0:
+            raise ValueError("max_queue must be >= 0")
         self._execution_timeout_range_ms = execution_timeout_range_ms
         self._ttl_range_ms = ttl_range_ms
         self._webhook_allow_private = webhook_allow_private

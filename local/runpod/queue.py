@@ -37,6 +37,7 @@ class JobQueue:
     _execution_timeout_range_ms: tuple[int, int]
     _ttl_range_ms: tuple[int, int]
     _gate: RouteGate
+    _max_queue: int
     _webhook_allow_private: bool
     _webhook_retry_delay_s: float
     _webhook_tasks: set[asyncio.Task[bool]]
@@ -87,6 +88,15 @@ class JobQueue:
             return 0
         equals = sum(1 for peer in peers if len(peer.jobs) == load)
         return min(wanted, math.ceil((len(self._queue) + len(self._low_queue)) / equals))
+
+    def _queued(self) -> int:
+        """Return how many jobs wait in the queues (a cancelled or purged one leaves its id behind until taken)."""
+        return sum(
+            1
+            for queue in (self._queue, self._low_queue)
+            for job_id in queue
+            if (job := self._jobs.get(job_id)) is not None and job.status is RemoteStatus.IN_QUEUE
+        )
 
     def _take(self, worker: WorkerInfo, wanted: int) -> list[Job]:
         taken: list[Job] = []

@@ -4,6 +4,7 @@ import asyncio
 import hashlib
 import io
 import logging
+import random
 import socket
 from collections.abc import Callable
 
@@ -14,10 +15,10 @@ from local.gemini.drawing import draw_image
 from local.gemini.server import LocalGemini
 from tests.fakes.clock import Sleeps
 from tests.protocol.worker.conftest import KEY
-from worker.catalogue import ASPECT_RATIOS_10, model_spec
+from worker.catalogue import ASPECT_RATIOS_10, MAX_REQUEST_BYTES, model_spec
 from worker.contract import ErrorCode
 from worker.errors import GenerationError
-from worker.gemini import GeminiImageGenerator, GeminiSettings
+from worker.gemini import GeminiImageGenerator, GeminiSettings, request_bytes
 from worker.generation import GenerationRequest, InputImage
 
 FLASH = "gemini-2.5-flash-image"
@@ -360,3 +361,38 @@ async def test_generate_raises_config_without_retrying_when_the_model_is_unknown
     assert error.code is ErrorCode.CONFIG  # Gemini's 404 NOT_FOUND "models/… is not found": GEMINI_MODEL is wrong
     assert "not found" in error.message
     assert sleeps.delays == []
+
+
+def noise_png(side: int, seed: int) -> InputImage:
+    """A PNG of random pixels, stored uncompressed: about 3 x side² bytes that no encoder can shrink."""
+    out = io.BytesIO()
+    Image.frombytes("RGB", (side, side), random.Random(seed).randbytes(3 * side * side)).save(
+        out, format="PNG", compress_level=0
+    )
+    return InputImage(data=out.getvalue(), mime_type="image/png")
+
+
+# google-genai hands aiohttp its JSON as one bytes object, which aiohttp warns about past 1 MiB: the SDK's choice.
+@pytest.mark.filterwarnings("ignore:Sending a large body directly with raw bytes:ResourceWarning")
+async def test_generate_sends_references_up_to_twenty_mib_and_the_estimate_bounds_the_body(
+    generator: GeminiImageGenerator, local_gemini: LocalGemini
+) -> None:
+    refs = (noise_png(1400, 1), noise_png(1400, 2))  # 2 x 5.9 MB: 15.7 MB as base64
+    req = request(model=PRO, references=refs)
+    await generator.generate(req)
+    sent = local_gemini.received[-1].body_bytes
+    assert sent <= request_bytes(req) < sent + 8192
+    assert request_bytes(req) < MAX_REQUEST_BYTES
+
+
+async def test_generate_refuses_as_too_large_before_calling_when_the_images_pass_twenty_mib(
+    generator: GeminiImageGenerator, local_gemini: LocalGemini
+) -> None:
+    refs = (noise_png(1400, 1), noise_png(1400, 2), noise_png(1400, 3))  # 3 x 5.9 MB: 23.5 MB as base64
+    req = request(model=PRO, references=refs)
+    assert request_bytes(req) > MAX_REQUEST_BYTES
+    error = await failure(generator, req)
+    assert error.code is ErrorCode.TOO_LARGE
+    assert not error.retryable
+    assert "20,971,520-byte limit" in error.message
+    assert local_gemini.stats.requests == 0

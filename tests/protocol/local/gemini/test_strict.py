@@ -358,3 +358,128 @@ async def test_google_genai_lists_counts_and_is_refused_like_gemini_when_pointed
         )
     assert refused_audio.value.code == 400
     assert "response modalities" in str(refused_audio.value.message)
+
+
+def body_of_size(size: int) -> bytes:
+    """Return a valid generateContent body of exactly `size` bytes (its prompt padded)."""
+    empty = json.dumps(body(""), separators=(",", ":")).encode()
+    payload = json.dumps(body("k" * (size - len(empty))), separators=(",", ":")).encode()
+    assert len(payload) == size
+    return payload
+
+
+async def test_request_body_is_refused_one_byte_past_twenty_mib(
+    http: aiohttp.ClientSession, local_gemini: LocalGemini
+) -> None:
+    url = local_gemini.url + "/v1beta/models/gemini-2.5-flash-image:generateContent"
+    headers = {"x-goog-api-key": KEY, "Content-Type": "application/json"}
+    async with http.post(url, data=io.BytesIO(body_of_size(20 * 1024 * 1024)), headers=headers) as resp:
+        assert resp.status == 200, await resp.text()
+    async with http.post(url, data=io.BytesIO(body_of_size(20 * 1024 * 1024 + 1)), headers=headers) as resp:
+        assert resp.status == 400
+        assert await resp.json() == {
+            "error": {
+                "code": 400,
+                "message": "Request payload size exceeds the limit: 20971520 bytes.",
+                "status": "INVALID_ARGUMENT",
+            }
+        }
+
+
+def with_tools(*tools: dict[str, Any]) -> dict[str, Any]:
+    return body() | {"tools": list(tools)}
+
+
+PRO_IMAGE = "gemini-3-pro-image-preview"
+
+
+async def test_a_tool_is_read_as_the_tool_message_and_an_unknown_member_or_field_is_refused(
+    http: aiohttp.ClientSession, local_gemini: LocalGemini
+) -> None:
+    search = {"googleSearch": {"timeRangeFilter": {"startTime": "2025-01-01T00:00:00Z"}}}
+    await accepted(http, local_gemini, with_tools(search), model=PRO_IMAGE)
+    assert await refused(http, local_gemini, with_tools({"webSearch": {}}), model=PRO_IMAGE) == [
+        {
+            "field": "tools[0]",
+            "description": "Invalid JSON payload received. Unknown name \"webSearch\" at 'tools[0]': "
+            "Cannot find field.",
+        }
+    ]
+    assert await refused(http, local_gemini, with_tools({"googleSearch": {"maxResults": 3}}), model=PRO_IMAGE) == [
+        {
+            "field": "tools[0].google_search",
+            "description": "Invalid JSON payload received. Unknown name \"maxResults\" at 'tools[0].google_search': "
+            "Cannot find field.",
+        }
+    ]
+    wrong = {"googleSearch": {"timeRangeFilter": {"startTime": 5}}}
+    assert await refused(http, local_gemini, with_tools(wrong), model=PRO_IMAGE) == [
+        {
+            "field": "tools[0].google_search.time_range_filter.start_time",
+            "description": "Invalid value at 'tools[0].google_search.time_range_filter.start_time' (TYPE_STRING), 5",
+        }
+    ]
+
+
+async def test_tool_config_is_read_as_its_message(http: aiohttp.ClientSession, local_gemini: LocalGemini) -> None:
+    config = {"functionCallingConfig": {"mode": "NONE"}}
+    await accepted(http, local_gemini, body() | {"toolConfig": config})
+    assert await refused(http, local_gemini, body() | {"toolConfig": {"functionCallingConfig": {"mode": "SOME"}}}) == [
+        {
+            "field": "tool_config.function_calling_config.mode",
+            "description": "Invalid value at 'tool_config.function_calling_config.mode' "
+            '(type.googleapis.com/google.ai.generativelanguage.v1beta.FunctionCallingConfig.Mode), "SOME"',
+        }
+    ]
+
+
+async def test_search_grounding_is_taken_by_gemini_3_image_models_only(
+    http: aiohttp.ClientSession, local_gemini: LocalGemini
+) -> None:
+    await accepted(http, local_gemini, with_tools({"googleSearch": {}}), model=PRO_IMAGE)
+    status, answer = await post(http, local_gemini, with_tools({"googleSearch": {}}))
+    assert (status, answer) == (
+        400,
+        {
+            "error": {
+                "code": 400,
+                "message": "Search as tool is not enabled for models/gemini-2.5-flash-image",
+                "status": "INVALID_ARGUMENT",
+            }
+        },
+    )
+
+
+@pytest.mark.parametrize(
+    ("tool", "refusal"),
+    [
+        ({"functionDeclarations": [{"name": "draw", "parameters": {"type": "OBJECT"}}]}, "Function calling"),
+        ({"codeExecution": {}}, "Code execution"),
+        ({"urlContext": {}}, "Url context as tool"),
+        ({"googleSearchRetrieval": {}}, "Search as tool"),
+    ],
+)
+async def test_tools_the_image_models_do_not_take_are_refused_even_by_gemini_3(
+    http: aiohttp.ClientSession, local_gemini: LocalGemini, tool: dict[str, Any], refusal: str
+) -> None:
+    await accepted(http, local_gemini, with_tools({"functionDeclarations": []}), model=PRO_IMAGE)  # [] is "not set"
+    status, answer = await post(http, local_gemini, with_tools(tool), model=PRO_IMAGE)
+    assert status == 400
+    assert answer["error"]["status"] == "INVALID_ARGUMENT"
+    assert answer["error"]["message"].startswith(f"{refusal} is not enabled for models/gemini-3-pro-image")
+
+
+async def test_count_tokens_reads_the_tools_of_its_generate_content_request(
+    http: aiohttp.ClientSession, local_gemini: LocalGemini
+) -> None:
+    inner = with_tools({"googleSearch": {}}) | {"model": "models/gemini-2.5-flash-image"}
+    status, answer = await count(http, local_gemini, {"generateContentRequest": inner}, "gemini-2.5-flash-image")
+    assert status == 400
+    assert answer["error"]["message"] == "Search as tool is not enabled for models/gemini-2.5-flash-image"
+    inner["tools"] = [{"googleSearch": {"x": 1}}]
+    status, answer = await count(http, local_gemini, {"generateContentRequest": inner}, "gemini-2.5-flash-image")
+    assert status == 400
+    assert (
+        answer["error"]["details"][0]["fieldViolations"][0]["field"]
+        == "generate_content_request.tools[0].google_search"
+    )

@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 
 from bot.runpod.types import RemoteStatus
-from bot.runpod.wire import RUNPOD_ROUTE_LIMITS, RouteLimit
+from bot.runpod.wire import RUNPOD_ROUTE_LIMITS, RouteLimit, queue_limit
 from local.runpod import LocalEndpoint
 from tests.fakes.runpod import running_endpoint, wait_until
 from tests.protocol.local.runpod.test_endpoint_rules import SdkLikeWorker
@@ -260,3 +260,25 @@ async def test_webhook_to_a_private_address_is_accepted_but_never_called_by_defa
     assert status == 200
     assert hook.bodies == []
     assert bad == (400, {"error": "'webhook' must be an absolute http or https URL"})
+
+
+def test_queue_limit_is_50_or_500_per_max_worker_whichever_is_more() -> None:
+    assert [queue_limit(n) for n in (0, 1, 2, 20)] == [50, 500, 1000, 10_000]
+    assert LocalEndpoint(workers=0)._max_queue == 500  # external workers only: counted as one
+    assert LocalEndpoint(workers=3)._max_queue == 1500
+
+
+@pytest.mark.parametrize("route", ["/run", "/runsync?wait=1000"])
+async def test_run_answers_429_while_the_queue_is_full_and_takes_a_job_once_one_leaves_it(route: str) -> None:
+    async with running_endpoint(workers=0, max_queue=3) as (ep, _), aiohttp.ClientSession() as h:
+        client = Client(h, ep)
+        ids = [(await client.call("POST", "/run", body={"input": {"n": n}}))[1]["id"] for n in range(3)]
+        full = await client.call("POST", route, body={"input": {"n": 3}})
+        await client.call("POST", f"/cancel/{ids[0]}")
+        after = await client.call("POST", "/run", body={"input": {"n": 4}})
+        again = await client.call("POST", "/run", body={"input": {"n": 5}})
+
+    assert full == (429, {"error": "queue is full: 3 jobs waiting"})
+    assert len(ep._jobs) == 4  # the refused job was never queued
+    assert after[0] == 200 and after[1]["status"] == "IN_QUEUE"
+    assert again[0] == 429

@@ -1,0 +1,96 @@
+"""A batch completes though RunPod's queue is full: the bot meets `/run`'s 429, backs off and loses no item.
+
+RunPod answers `/run` 429 while the endpoint's queue holds max(50, 500 x WorkersMax) jobs
+(`bot.runpod.wire.queue_limit`); the local endpoint here holds three at most, so a batch of six chunks or more
+fills it at once. The dispatcher drives real `python -m worker` subprocesses calling the local Gemini, as in
+production.
+"""
+
+import asyncio
+import logging
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from bot.core.chunking import ChunkPolicy
+from bot.core.models import JobStatus
+from bot.core.outage import OutagePolicy
+from bot.core.policy import DispatchPolicy
+from bot.dispatch import Dispatcher
+from bot.ledger import Ledger
+from bot.runpod.client import Backoff, RunpodHttpGateway
+from local.runpod import LocalEndpoint
+from storage import open_store
+from tests.e2e.runpod.test_cancel_e2e import GEMINI_KEY, gemini_url
+from tests.fakes.runpod import MS_DEADLINES, wait_until
+from tests.protocol.dispatcher.conftest import batch
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
+
+__all__ = ["gemini_url"]  # the fixture, used by name
+
+ITEMS = 12  # in chunks of at most 2: six or more, twice the queue
+MAX_QUEUE = 3
+
+
+async def test_a_batch_completes_when_its_runs_meet_a_full_queue(
+    gemini_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="local.runpod.client_api")
+    store_url = f"file://{tmp_path / 'store'}"
+    worker_env = {"STORAGE_URL": store_url, "GEMINI_API_KEY": GEMINI_KEY, "GEMINI_BASE_URL": gemini_url}
+    # A 429 after the client's retries opens the RunPod breaker like any other; probes come quickly here.
+    outage = OutagePolicy(first_probe=timedelta(seconds=0.2), probe_cap=timedelta(seconds=0.5))
+    policy = DispatchPolicy(
+        gemini_concurrency=ITEMS, max_chunk_concurrency=1, chunks=ChunkPolicy(max_batch_items=2), outage=outage
+    )
+    store = open_store(store_url)
+    ledger = await Ledger.open(tmp_path / "ledger.sqlite3")
+    async with (
+        LocalEndpoint(
+            workers=2,
+            env=worker_env,
+            worker_command=(sys.executable, "-m", "worker"),
+            max_queue=MAX_QUEUE,
+            stop_grace_s=2.0,
+            **MS_DEADLINES,
+        ) as endpoint,
+        aiohttp.ClientSession() as http,
+    ):
+        await endpoint.wait_ready(timeout_s=30)
+        gateway = RunpodHttpGateway(
+            http,
+            endpoint_id=endpoint.endpoint_id,
+            api_key=endpoint.api_key,
+            base_url=endpoint.base_url,
+            backoff=Backoff(max_attempts=3, base_delay_s=0.1, cap_s=0.5),
+        )
+        d = Dispatcher(ledger, gateway, store, policy=policy, poll_interval_s=0.2)
+        loop = asyncio.create_task(d.run_forever(resume=False))
+        try:
+            submitted = await d.submit(batch(ITEMS))
+            assert submitted.job is not None
+            job_id = submitted.job.id
+
+            async def finished() -> bool:
+                job = await ledger.get_job(job_id)
+                return job is not None and job.status.is_final
+
+            await wait_until(finished, timeout_s=50)
+        finally:
+            await d.stop(loop)
+        async with http.get(f"{gemini_url}/stats") as resp:
+            gemini = dict(await resp.json())
+    job = await ledger.get_job(job_id)
+    images = await ledger.images(job_id=job_id)
+    await ledger.close()
+    await store.close()
+    full = [r for r in caplog.records if "the queue holds" in r.getMessage()]
+
+    assert full, "the queue never filled: the test shows nothing"
+    assert job is not None and job.status is JobStatus.DONE
+    assert job.ok == len(images) == ITEMS
+    assert gemini["images"] == ITEMS  # no item generated twice, none lost
