@@ -28,6 +28,11 @@ _PAGE = 500  # unsent items failed per ledger call
 _EVER = timedelta(days=36500)  # "due by then" = every pending item, those in backoff included
 
 
+def runpod_busy(exc: RunpodError) -> bool:
+    """Tell whether a failed call met RunPod busy: 429 after the client's retries (a full queue, a rate limit)."""
+    return isinstance(exc, RunpodUnavailableError) and exc.status_code == 429
+
+
 class OutageMixin(DispatcherBase):
     """Keeps the RunPod and Gemini breakers, and fails what cannot run."""
 
@@ -60,12 +65,17 @@ class OutageMixin(DispatcherBase):
     def _runpod_failed(self, exc: RunpodError) -> bool:
         """Feed a failed RunPod call to the breaker; return True when the failure concerns the service (it is open).
 
-        Unreachable (connection refused, timeouts, 5xx or 429 after the client's retries) is an outage; 401/403
+        A 429 after the client's retries is RunPod busy (`runpod_busy`): held, but no outage. Unreachable
+        (connection refused, timeouts, 5xx after the client's retries) is an outage; 401/403
         (the key) and 404 on `/run` or `/health` (the endpoint id) are configuration errors. Other refusals concern
         one request only and leave the breaker as it is.
         """
         now = self._clock.now()
-        if isinstance(exc, RunpodUnavailableError):
+        if runpod_busy(exc):
+            # RunPod answers: its queue is full or a rate limit holds. That is no outage: opening the breaker would
+            # close it again at the next /health and flap, alerting each time. The caller backs off instead.
+            log.info("runpod is busy: %s", exc, extra={"action": "busy"})
+        elif isinstance(exc, RunpodUnavailableError):
             self._tell(self._runpod.unreachable(now, str(exc)))
         elif isinstance(exc, RunpodAuthError):
             self._tell(self._runpod.refused(now, self._auth_refusal(exc)))

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from bot.core.events import PositionChanged, Started
 from bot.core.models import ChunkStatus, Item, Job, JobId, JobStatus, Priority
 from bot.core.scheduling import Candidate, calls_held, items_left_by_now, schedule_order
-from bot.dispatch.outage import OutageMixin
+from bot.dispatch.outage import OutageMixin, runpod_busy
 from bot.dispatch.payloads import chunk_input
 from bot.ledger import Schedulable
 from bot.runpod.errors import RunpodError
@@ -113,8 +113,8 @@ class SchedulingMixin(OutageMixin):
         except RunpodError as exc:
             log.warning("submitting chunk %d of job %s failed: %s", chunk.seq, job.id, exc, extra={"action": "submit"})
             # RunPod down or refusing Peel: the breaker holds every submission until a probe succeeds, so the items
-            # are due again at once; any other refusal waits `submit_retry_delay`.
-            held = self._runpod_failed(exc)
+            # are due again at once; RunPod busy (a full queue) and any other refusal wait `submit_retry_delay`.
+            held = self._runpod_failed(exc) and not runpod_busy(exc)
             retry_at = now if held else now + self._policy.submit_retry_delay
             await self._ledger.abandon_chunk(chunk.id, retry_at=retry_at, now=now)
             return None

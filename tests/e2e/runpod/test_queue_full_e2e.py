@@ -40,9 +40,10 @@ async def test_a_batch_completes_when_its_runs_meet_a_full_queue(
     gemini_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="local.runpod.client_api")
+    caplog.set_level(logging.INFO, logger="bot.dispatch.outage")
     store_url = f"file://{tmp_path / 'store'}"
     worker_env = {"STORAGE_URL": store_url, "GEMINI_API_KEY": GEMINI_KEY, "GEMINI_BASE_URL": gemini_url}
-    # A 429 after the client's retries opens the RunPod breaker like any other; probes come quickly here.
+    # Should a 429 open the RunPod breaker (it must not), probes come quickly here.
     outage = OutagePolicy(first_probe=timedelta(seconds=0.2), probe_cap=timedelta(seconds=0.5))
     policy = DispatchPolicy(
         gemini_concurrency=ITEMS, max_chunk_concurrency=1, chunks=ChunkPolicy(max_batch_items=2), outage=outage
@@ -89,8 +90,12 @@ async def test_a_batch_completes_when_its_runs_meet_a_full_queue(
     await ledger.close()
     await store.close()
     full = [r for r in caplog.records if "the queue holds" in r.getMessage()]
+    busy = [r for r in caplog.records if r.name == "bot.dispatch.outage" and "busy" in r.getMessage()]
+    outages = [r for r in caplog.records if r.name == "bot.dispatch.outage" and r.levelno >= logging.ERROR]
 
     assert full, "the queue never filled: the test shows nothing"
+    assert busy, "the bot never met the full queue after its retries"
+    assert outages == []  # a full queue is RunPod busy, not down: no breaker, no alert
     assert job is not None and job.status is JobStatus.DONE
     assert job.ok == len(images) == ITEMS
     assert gemini["images"] == ITEMS  # no item generated twice, none lost
