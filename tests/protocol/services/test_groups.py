@@ -89,8 +89,8 @@ async def test_export_copies_images_and_manifests_under_the_group_s_folder(
     keys = sorted([info.key async for info in destination.list("")])
     assert result.images == 2 and result.prefix == f"team/a/watercolour-{group.id}/"
     assert keys == [
-        f"team/a/watercolour-{group.id}/00000-img-00000.png",
-        f"team/a/watercolour-{group.id}/00001-img-00001.png",
+        f"team/a/watercolour-{group.id}/00000-photos-img-00000.png",
+        f"team/a/watercolour-{group.id}/00001-photos-img-00001.png",
         f"team/a/watercolour-{group.id}/manifest.csv",
         f"team/a/watercolour-{group.id}/manifest.json",
     ]
