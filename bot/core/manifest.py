@@ -221,6 +221,25 @@ def prompt_name(prompt: str, tag: str) -> str:
     return f"{slug}-{tag}" if slug else f"image-{tag}"
 
 
+def short_id(job_id: str, index: int) -> str:
+    """Return a short, stable id of a job's image: its job id's first hex digits and its number (`3f9a0c-2`)."""
+    return f"{job_id.rpartition('_')[2][:6]}-{index + 1}"
+
+
+def group_member_stem(*, source_name: str | None, prompt: str, job_id: str, index: int) -> str:
+    """Return the file stem of an image in a group's ZIP: its input's name, else its prompt, and its short id.
+
+    A thread mixes images of many jobs, so the short id tells two `cat` or two `a-red-fox` apart and leads back to
+    the job (`cat-3f9a0c-17`, `a-red-fox-9b1e22-2`); the group's ZIP is flat, like the thread.
+    """
+    return f"{safe_stem(source_name) or prompt_slug(prompt) or 'image'}-{short_id(job_id, index)}"
+
+
+def image_origin(kind: str, job_id: str, index: int) -> str:
+    """Return where an image without an input came from, for a group manifest's `source`: `grid j_3f9a… #2`."""
+    return f"{kind} {job_id} #{index + 1}"
+
+
 class OutputNamer:
     """Names rows one at a time, as `assign_output_names` does for a whole sequence (rows streamed from a ledger)."""
 

@@ -278,6 +278,7 @@ class Image:
     is_favourite: bool
     message_id: int | None
     created_at: datetime
+    deleted_at: datetime | None = None  # its message was deleted with ❌: no longer part of its group
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -14,7 +14,9 @@ from bot.core.manifest import (
     ManifestRow,
     assign_output_names,
     count_statuses,
+    group_member_stem,
     guard_cell,
+    image_origin,
     item_row,
     prompt_name,
     prompt_slug,
@@ -344,3 +346,14 @@ def test_item_row_reports_the_items_own_options_when_it_has_them_else_the_jobs()
     assert (own.prompt, own.seed, own.aspect_ratio, own.image_size) == ("its own prompt", 5, "16:9", "2K")
     assert (inherited.aspect_ratio, inherited.image_size) == ("1:1", "1K")
     assert next(iter(skipped_rows(job, [("x.txt", "not_an_image")]))).aspect_ratio == "1:1"
+
+
+def test_group_member_stem_names_an_image_after_its_input_else_its_prompt_with_a_short_id() -> None:
+    assert group_member_stem(source_name="set/a/Cat.JPG", prompt="p", job_id="j_3f9a0c1d2e4b5a69", index=16) == (
+        "Cat-3f9a0c-17"
+    )
+    assert group_member_stem(source_name=None, prompt="A red fox!", job_id="j_9b1e22aa", index=1) == (
+        "a-red-fox-9b1e22-2"
+    )
+    assert group_member_stem(source_name="../", prompt="??", job_id="j_9b1e22aa", index=0) == "image-9b1e22-1"
+    assert image_origin("upscale", "j_9b1e22aa", 0) == "upscale j_9b1e22aa #1"
