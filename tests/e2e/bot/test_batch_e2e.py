@@ -242,6 +242,9 @@ async def test_batch_runs_in_one_thread_and_retry_makes_only_retryable_failures_
     assert plan.is_ephemeral
     assert "**200** images accepted" in plan.content and "1 skipped" in plan.content
     assert "1 not an image" in plan.content
+    assert "• `readme.txt`: not an image" in plan.content  # named, not only counted
+    assert "⚙️ Model `gemini-2.5-flash-image` · aspect ratio 1:1 · size 1K" in plan.content
+    assert "📝 Prompts: one prompt" in plan.content
     assert "Estimated cost about $7.80" in plan.content  # 200 at $0.039 (gemini-2.5-flash-image, 1K)
     assert [b["label"] for b in plan.buttons()] == ["Start", "Cancel"]
     assert len(await stack.rt.ledger.list_jobs()) == jobs_before  # nothing queued before Start
