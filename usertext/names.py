@@ -3,7 +3,8 @@
 A name comes from a user (an uploaded file's name, a prompt-derived title), so it is cleaned before it goes into
 an archive that someone will extract: backslashes become `/`, `.`/`..`/empty segments are dropped (so no name is
 absolute or climbs out of the extraction directory), bidirectional controls (U+202E and kin) are dropped, control
-characters and the characters Windows refuses (`<>:"|?*`) become `_`, and segments lose trailing dots and spaces.
+characters and the characters Windows refuses (`<>:"|?*`) become `_`, segments lose trailing dots and spaces, and a
+segment Windows reserves for a device (`CON`, `nul.txt`, `COM1.tar.gz`) gets a leading `_`.
 Names are then made unique, ignoring case (Windows and macOS extract `A.png` and `a.png` onto one file): the second
 `a.png` becomes `a (2).png`, the third `a (3).png`. A file never takes the name of a directory of other members, and
 a directory never takes the name of a file: the later one is renamed the same way.
@@ -15,6 +16,11 @@ from collections.abc import Iterable
 from usertext.controls import strip_controls
 
 _REPLACED = frozenset('<>:"|?*')
+# Windows refuses these names for files and folders, "followed immediately by an extension" too (`NUL.txt` and
+# `NUL.tar.gz` are both `NUL`): Microsoft, "Naming Files, Paths, and Namespaces" (learn.microsoft.com, Win32 File I/O).
+_DEVICE_NAMES = frozenset(
+    {"CON", "PRN", "AUX", "NUL"} | {f"{d}{n}" for d in ("COM", "LPT") for n in (*"0123456789", "¹", "²", "³")}
+)
 _MAX_SEGMENT_CHARS = 200
 FALLBACK_NAME = "file"
 
@@ -29,9 +35,14 @@ def sanitize_name(name: str) -> str:
         segment = segment.rstrip(" .").lstrip(" ")
         if segment in ("", ".", ".."):
             continue
-        segments.append(_shorten(segment))
+        segments.append(_shorten("_" + segment if is_device_name(segment) else segment))
     cleaned = "/".join(segments) or FALLBACK_NAME
     return given if cleaned == given else cleaned  # the caller's own string when it was safe: no copy to keep
+
+
+def is_device_name(segment: str) -> bool:
+    """Tell whether Windows reserves a path segment for a device: `con`, `NUL.txt`, `com1.tar.gz`."""
+    return segment.split(".", 1)[0].rstrip(" ").upper() in _DEVICE_NAMES
 
 
 def suffix(name: str) -> str:
@@ -118,4 +129,4 @@ class ArchiveNames:
         return folded in self._files or folded in self._dirs or folded in self._dir_alias
 
 
-__all__ = ["FALLBACK_NAME", "ArchiveNames", "numbered", "sanitize_name", "suffix"]
+__all__ = ["FALLBACK_NAME", "ArchiveNames", "is_device_name", "numbered", "sanitize_name", "suffix"]

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from bot.core.batch import BatchEstimate, estimate_batch, thread_name
+from bot.core.batch import BatchEstimate, estimate_batch, plan_text, thread_name
 from bot.core.models import Job, JobParams
 from bot.core.render import BatchProgress, batch_state
 from bot.errors import UserFacingError
@@ -65,6 +65,7 @@ class BatchPlan:
     skipped: tuple[tuple[str, str], ...]  # (entry name, reason code) of every skipped entry
     notes: tuple[str, ...] = ()
     source: str = "upload.zip"
+    prompt_source: str = "one prompt"  # where the items' prompts come from, as the plan shows it
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     idempotency_key: str | None = None  # None: the plan id (a second Start click never queues twice)
 
@@ -100,6 +101,7 @@ class BatchPlan:
             "skipped": [list(s) for s in self.skipped],
             "notes": list(self.notes),
             "source": self.source,
+            "prompt_source": self.prompt_source,
             "created_at": self.created_at.isoformat(),
             "idempotency_key": self.idempotency_key,
         }
@@ -124,6 +126,7 @@ class BatchPlan:
             skipped=tuple((str(n), str(r)) for n, r in skipped),
             notes=tuple(str(n) for n in notes),
             source=str(data.get("source", "upload.zip")),
+            prompt_source=str(data.get("prompt_source", "one prompt")),  # plans stored before it was kept
             created_at=datetime.fromisoformat(str(data["created_at"])),
             idempotency_key=None if key is None else str(key),
         )
@@ -168,6 +171,24 @@ class BatchRequest:
 def unit_price(params: JobParams) -> float | None:
     """Return the price of one image made with `params` (None: the price table does not know it)."""
     return model_spec(params.model).price(params.image_size)
+
+
+def plan_summary(plan: BatchPlan, estimate: BatchEstimate, *, markdown: bool = True) -> str:
+    """Return the text that shows a plan before Start (`bot.core.batch.plan_text`): `/batch` and the CLI alike."""
+    return plan_text(
+        prompt=plan.display_prompt,
+        model=plan.params.model,
+        image_size=plan.params.image_size,
+        aspect_ratio=plan.params.aspect_ratio,
+        seed=plan.params.seed,
+        prompt_source=plan.prompt_source,
+        accepted=len(plan.items),
+        skipped=plan.skip_counts,
+        skipped_entries=plan.skipped,
+        estimate=estimate,
+        notes=plan.notes,
+        markdown=markdown,
+    )
 
 
 def estimate_plan(plan: BatchPlan, *, latency_s: float, concurrency: int) -> BatchEstimate:
@@ -276,6 +297,7 @@ __all__ = [
     "PendingPlans",
     "PlannedItem",
     "estimate_plan",
+    "plan_summary",
     "snapshot_of",
     "unit_price",
 ]

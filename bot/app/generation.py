@@ -344,6 +344,10 @@ class GenerationService:
         """Remember the message that shows one image alone (replies to it edit that image)."""
         await self._ledger.set_image_message(image.id, message_id)
 
+    async def mark_deleted(self, shown: Shown) -> None:
+        """Record that the message showing these images was deleted (❌): they leave their group's ZIP and export."""
+        await self._ledger.mark_images_deleted([image.id for image in shown.images], now=datetime.now(UTC))
+
     async def shown_in(self, message_id: int) -> Shown | None:
         """Return what a message shows: one image (posted alone), or a job's images (its status or result)."""
         image = await self._ledger.image_of_message(message_id)

@@ -3,6 +3,9 @@
 An export copies every image of the group to `{prefix}/{group name}-{group id}/` of the destination store (any
 store URL: `s3://…`, `file://…`), named as in the group's ZIP, then writes `manifest.csv` and `manifest.json` next
 to them, so the destination is usable without Peel.
+
+A group's ZIP and export hold what its thread shows: an image whose message its owner deleted with ❌ (the ledger's
+`images.deleted_at`) is left out of both, files and manifest rows.
 """
 
 import logging
@@ -18,6 +21,8 @@ from bot.core.manifest import (
     ManifestHeader,
     ManifestRow,
     assign_output_names,
+    group_member_stem,
+    image_origin,
     render_csv,
     render_json,
 )
@@ -29,6 +34,7 @@ from storage.copy import CopyProgress, copy_object
 from storage.errors import InvalidKeyError
 from storage.keys import validate_prefix
 from storage.zipwriter import MANIFEST_CSV_NAME, MANIFEST_JSON_NAME
+from usertext.names import suffix
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +101,14 @@ class GroupService:
         await self._rt.ledger.rename_group(group.id, name)
 
     async def rows(self, group: Group) -> tuple[ManifestHeader, list[ManifestRow]]:
-        """Return the manifest of a group: one row per image, oldest first."""
+        """Return the manifest of a group: one row per image still in it (not deleted with ❌), oldest first.
+
+        Each file is named after its input (a batch image) or its prompt, with a short id of its job and number
+        (`bot.core.manifest.group_member_stem`); `source` is the input's name in its batch ZIP, or for an image
+        made without one where it came from (`grid j_… #2`), so every row can be traced back to its job. A deleted
+        image is left out of both the archive and the manifests: its owner took it out of the thread, and the group's
+        ZIP is what the thread holds.
+        """
         jobs: dict[JobId, Job | None] = {}
         rows: list[ManifestRow] = []
         for image in await self._rt.ledger.images(group_id=group.id):
@@ -103,15 +116,23 @@ class GroupService:
                 jobs[image.job_id] = await self._rt.ledger.get_job(image.job_id)
             job = jobs[image.job_id]
             item = await self._rt.ledger.get_item(image.job_id, image.index)
+            prompt = (item.prompt if item and item.prompt else None) or (job.prompt if job else "")
+            source = item.inputs.source_name if item else None
+            stem = group_member_stem(source_name=source, prompt=prompt, job_id=image.job_id, index=image.index)
             rows.append(
                 ManifestRow(
                     index=len(rows),
                     status=RowStatus.OK,
-                    prompt=(item.prompt if item and item.prompt else None) or (job.prompt if job else ""),
+                    prompt=prompt,
                     model=job.params.model if job else "",
-                    source_name=item.inputs.source_name if item else None,
+                    source_name=source or image_origin(job.kind.value if job else "job", image.job_id, image.index),
                     seed=item.seed if item else None,
+                    aspect_ratio=(
+                        (item.inputs.aspect_ratio if item else None) or (job.params.aspect_ratio if job else None)
+                    ),
+                    image_size=((item.inputs.image_size if item else None) or (job.params.image_size if job else None)),
                     output_key=image.key,
+                    output_name=stem + (suffix(image.key).lower() or ".png"),
                 )
             )
         header = ManifestHeader(job_id=group.id, prompt=group.name, model="", created_at=group.created_at)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bot.app import IntakeReport, InvalidRequestError
 from bot.app.batches import BatchService
-from bot.app.batchplan import BatchError, BatchOptions, BatchRequest
+from bot.app.batchplan import BatchError, BatchOptions, BatchRequest, plan_summary
 from bot.app.runtime import StopRequestedError, open_runtime
 from bot.cli.args import CLI_OWNER, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, Prompt, UsageError, parse_job_prompt
 from bot.cli.console import Console, ProgressMeter, interruptible, peak_rss_bytes
@@ -188,6 +188,8 @@ async def start_batch(
     try:
         request = cli_batch_request(args_prompt, prompt, key)
         plan = await service.plan_from_file(path, request, source=path.name, on_intake=on_intake)
+        for line in plan_summary(plan, service.estimate(plan), markdown=False).splitlines():
+            console.note(line)  # the plan as /batch shows it: options, prompt source, skipped names, cost, time
         result = await service.start(plan, group_id=None, is_admin=True)
     except InvalidRequestError as exc:
         raise UsageError(exc.user_message) from exc

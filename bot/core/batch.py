@@ -4,12 +4,13 @@ Pure: `bot.app.batches` gathers the numbers (the ledger's unfinished jobs, the i
 Discord layer shows the strings.
 """
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from bot.core.render import (
     BatchProgress,
     batch_progress_text,
+    code,
     download_line,
     echo,
     format_duration,
@@ -18,6 +19,8 @@ from bot.core.render import (
 )
 
 MAX_THREAD_NAME = 100
+SKIPPED_NAMED = 5  # how many skipped entries the plan names; the manifest lists them all
+DEFAULT_IMAGE_SIZE = "1K"
 
 SKIP_LABELS: Mapping[str, str] = {
     "unsafe_path": "unsafe path",
@@ -115,7 +118,55 @@ def thread_name(prompt: str, *, items: int) -> str:
 def skipped_lines(skipped: Mapping[str, int]) -> list[str]:
     """Return one line per skip reason, most frequent first: `• 3 not an image`."""
     ordered = sorted(skipped.items(), key=lambda kv: (-kv[1], kv[0]))
-    return [f"• {count} {SKIP_LABELS.get(reason, reason.replace('_', ' '))}" for reason, count in ordered if count]
+    return [f"• {count} {skip_label(reason)}" for reason, count in ordered if count]
+
+
+def skip_label(reason: str) -> str:
+    """Return what a skip reason code says to users: `not_an_image` → `not an image` (unknown codes read as words)."""
+    return SKIP_LABELS.get(reason, reason.replace("_", " "))
+
+
+def options_line(
+    *, model: str, aspect_ratio: str | None, image_size: str | None, seed: int | None, markdown: bool = True
+) -> str:
+    """Return the options a batch runs with: `⚙️ Model `m` · aspect ratio 16:9 · size 2K · seed 7`.
+
+    Unset, Gemini picks the aspect ratio from the reference images and makes 1K images (Gemini API reference,
+    `ImageConfig`: "If not specified, the model will choose a default aspect ratio based on any reference images
+    provided"; image size "If not specified, the model will use default value 1K"). The seed shows only when fixed.
+    """
+    parts = [
+        f"⚙️ Model `{model}`" if markdown else f"⚙️ Model {model}",
+        f"aspect ratio {aspect_ratio or 'auto (follows each input)'}",
+        f"size {image_size or DEFAULT_IMAGE_SIZE}",
+    ]
+    if seed is not None:
+        parts.append(f"seed {seed}")
+    return " · ".join(parts)
+
+
+def _entry_name(name: str, *, markdown: bool) -> str:
+    return code(name, limit=60) if markdown else truncate(one_line(name), 60)
+
+
+def skipped_entry_lines(
+    entries: Sequence[tuple[str, str]], *, shown: int = SKIPPED_NAMED, markdown: bool = True
+) -> list[str]:
+    """Return the first `shown` skipped entries by name with their reason, under a line saying the manifest has all.
+
+    The names are the uploader's: in a message each is an inline code span (`code`: no markdown, link or mention
+    can come out of it); on a terminal it is one line without controls.
+    """
+    if not entries:
+        return []
+    head = (
+        f"First {shown} skipped (all {len(entries):,} are in the manifest):"
+        if len(entries) > shown
+        else "Skipped (also in the manifest):"
+    )
+    return [head] + [
+        f"• {_entry_name(name, markdown=markdown)}: {skip_label(reason)}" for name, reason in entries[:shown]
+    ]
 
 
 def plan_text(
@@ -127,19 +178,47 @@ def plan_text(
     skipped: Mapping[str, int],
     estimate: BatchEstimate,
     notes: tuple[str, ...] = (),
+    aspect_ratio: str | None = None,
+    seed: int | None = None,
+    prompt_source: str = "one prompt",
+    skipped_entries: Sequence[tuple[str, str]] = (),
+    markdown: bool = True,
 ) -> str:
-    """Return the ephemeral summary shown before Start: what will run, what was skipped, cost and time."""
+    """Return the ephemeral summary shown before Start: what will run and how, what was skipped, cost and time.
+
+    Args:
+        prompt: the prompt as the user typed it.
+        model: the model the batch runs on.
+        image_size: the size chosen (None: Gemini's default).
+        accepted: how many images (items) Start would queue.
+        skipped: skipped entries by reason code.
+        estimate: the cost and time of the accepted items.
+        notes: what the prompt's parser noted.
+        aspect_ratio: the aspect ratio chosen (None: Gemini follows each input).
+        seed: the seed base, when the user fixed one.
+        prompt_source: where the prompts come from (one prompt, a prompt list, captions).
+        skipped_entries: the skipped entries as (name, reason code), in ZIP order; the first few are named.
+        markdown: False for a terminal (`python -m bot batch`): user text shown as typed on one line, no markup,
+            and no Start to press.
+    """
+    shown = echo if markdown else one_line
+    bold = "**" if markdown else ""
     lines = [
-        f"**Batch ready:** {truncate(echo(prompt), 300)}",
-        f"Model `{model}` · size {image_size or '1K'}",
-        f"🖼️ **{accepted:,}** images accepted · ⏭️ {sum(skipped.values()):,} skipped",
+        f"{bold}Batch ready:{bold} {truncate(shown(prompt), 300)}",
+        f"📝 Prompts: {truncate(shown(prompt_source), 200)}",
+        options_line(model=model, aspect_ratio=aspect_ratio, image_size=image_size, seed=seed, markdown=markdown),
+        f"🖼️ {bold}{accepted:,}{bold} images accepted · ⏭️ {sum(skipped.values()):,} skipped",
     ]
     lines += skipped_lines(skipped)
+    lines += skipped_entry_lines(skipped_entries, markdown=markdown)
     cost = estimate.cost_usd
     cost_text = "unknown (no price for this model and size)" if cost is None else f"about ${cost:,.2f}"
-    lines.append(f"💵 Estimated cost {cost_text} · ⏱️ about {format_duration(estimate.duration_s)}")
+    lines.append(
+        f"💵 Estimated cost {cost_text} for {estimate.items:,} images · ⏱️ about {format_duration(estimate.duration_s)}"
+    )
     lines += [f"Note: {note}" for note in notes]
-    lines.append("Nothing is queued until you press **Start**.")
+    if markdown:
+        lines.append("Nothing is queued until you press **Start**.")
     return "\n".join(lines)
 
 

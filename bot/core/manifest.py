@@ -1,9 +1,17 @@
 """The manifests of a download: one row per item of a job (or group), as `manifest.csv` and `manifest.json`.
 
 Pure: the dispatcher turns its ledger rows into `ManifestRow`s, `bot.app.downloads` writes the archive. Member names
-are chosen here, before the archive is written, so the manifest can say which file holds which item: flat
-(the leaf of an uploaded name, without its folders), then sanitized and made unique by the same
-`usertext.names.ArchiveNames` rules the ZIP writer applies, so the writer keeps them as they are.
+are chosen here, before the archive is written, so the manifest can say which file holds which item: a batch item
+keeps its input's folders and name with the output's extension (`set/part1/img_0001.jpg` → `set/part1/img_0001.png`),
+an item without an input (a prompt-list row) is named after its prompt with its number (`a-red-fox-00007.png`); both
+are sanitized and made unique by the same `usertext.names.ArchiveNames` rules the ZIP writer applies (`a.jpg` and
+`a.png` both made → `a.png`, `a (2).png`, in item order), so the writer keeps them as they are.
+
+Columns, in order (`CSV_COLUMNS`; `manifest.json` has the same keys per item): `index` (the item's number in its job,
+from 0), `source` (the input's name in the uploaded ZIP; for a group, where the image came from), `status` (`ok`,
+`error`, `cancelled`, `skipped`), `error_code`, `error_reason`, `file` (the member's name in the archive), `seed`,
+`model`, `prompt` (the one the item was made with), `aspect_ratio` and `image_size` (the item's own when it set them,
+else the job's; empty: the model's default). New columns are appended, so a reader by position keeps working.
 
 The CSV is opened in spreadsheets, so a text cell that a spreadsheet would run as a formula (starting with
 `=`, `+`, `-`, `@`, tab or carriage return) gets a leading `'` (OWASP "CSV injection"). The JSON keeps the exact text.
@@ -12,6 +20,7 @@ The CSV is opened in spreadsheets, so a text cell that a spreadsheet would run a
 import csv
 import io
 import json
+import re
 import textwrap
 import unicodedata
 from collections import Counter
@@ -24,16 +33,28 @@ from bot.core import models
 from bot.core.batch import SKIP_LABELS
 from bot.core.item_errors import NOT_MADE, item_error_message
 from usertext.controls import strip_controls
-from usertext.names import ArchiveNames, suffix
+from usertext.names import ArchiveNames, is_device_name, sanitize_name, suffix
 
 MANIFEST_SCHEMA = 1
-CSV_COLUMNS = ("index", "source", "status", "error_code", "error_reason", "file", "seed", "model", "prompt")
+CSV_COLUMNS = (
+    "index",
+    "source",
+    "status",
+    "error_code",
+    "error_reason",
+    "file",
+    "seed",
+    "model",
+    "prompt",
+    "aspect_ratio",
+    "image_size",
+)
 
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 _UNSAFE_NAME_CHARS = frozenset('<>:"|?*/\\')
 _MAX_STEM_CHARS = 120
-# Windows refuses these names whatever their extension.
-_DEVICE_NAMES = frozenset({"CON", "PRN", "AUX", "NUL"} | {f"{d}{n}" for d in ("COM", "LPT") for n in range(1, 10)})
+_MAX_SLUG_CHARS = 40
+_NOT_SLUG = re.compile(r"[\W_]+")
 _DEFAULT_EXTENSION = ".png"
 
 
@@ -57,6 +78,8 @@ class ManifestRow:
         model: the Gemini model that made (or would have made) it.
         source_name: the input's name inside the uploaded batch ZIP, if the job was a batch.
         seed: the seed, if one was used.
+        aspect_ratio: the aspect ratio it was made at (the item's own, else the job's; None: the model's default).
+        image_size: the image size it was made at (the item's own, else the job's; None: the model's default).
         output_key: the storage key of the image (`ok` items only).
         output_name: the member name in the archive; chosen by `assign_output_names` when None.
         error_code: why the item failed (a `worker.contract.ErrorCode` value, or a bot-side code).
@@ -70,6 +93,8 @@ class ManifestRow:
     model: str
     source_name: str | None = None
     seed: int | None = None
+    aspect_ratio: str | None = None
+    image_size: str | None = None
     output_key: str | None = None
     output_name: str | None = None
     error_code: str | None = None
@@ -110,6 +135,8 @@ def item_row(job: models.Job, item: models.Item) -> ManifestRow:
         model=job.params.model,
         source_name=item.inputs.source_name,
         seed=item.seed,
+        aspect_ratio=item.inputs.aspect_ratio or job.params.aspect_ratio,
+        image_size=item.inputs.image_size or job.params.image_size,
         output_key=item.output_key if status is ItemStatus.OK else None,
         error_code=(item.error_code or NOT_MADE) if failed else None,
         error_reason=(item_error_message(item.error_code) if item.status.is_final else "not finished")
@@ -130,6 +157,8 @@ def skipped_rows(job: models.Job, skipped: Iterable[tuple[str, str]]) -> Iterato
             prompt=job.prompt,
             model=job.params.model,
             source_name=name,
+            aspect_ratio=job.params.aspect_ratio,
+            image_size=job.params.image_size,
             error_code=reason,
             error_reason="skipped by intake: " + SKIP_LABELS.get(reason, reason.replace("_", " ")),
         )
@@ -156,7 +185,59 @@ def safe_stem(name: str | None) -> str:
     stem = leaf.rsplit(".", 1)[0] if "." in leaf.lstrip(".") else leaf
     cleaned = "".join("_" if c in _UNSAFE_NAME_CHARS else c for c in strip_controls(stem, replacement="_"))
     cleaned = cleaned[:_MAX_STEM_CHARS].strip(" .")
-    return "_" + cleaned if cleaned.upper() in _DEVICE_NAMES else cleaned
+    return "_" + cleaned if is_device_name(cleaned) else cleaned
+
+
+def source_path(name: str | None) -> str:
+    r"""Return an uploaded file's name as a safe relative path without its extension, or "" when no leaf is usable.
+
+    The folders are kept, cleaned by `usertext.names.sanitize_name` (no absolute path, no `..`, no control or
+    Windows-refused character or device name): `set/part1/img_0001.jpg` → `set/part1/img_0001`,
+    `../../etc/x.png` → `etc/x`, `C:\in\aux.png` → `C_/in/_aux`.
+    """
+    stem = safe_stem(name)
+    if not stem or name is None:
+        return ""
+    head, slash, _ = sanitize_name(name).rpartition("/")
+    return f"{head}{slash}{stem}"
+
+
+def prompt_slug(prompt: str) -> str:
+    """Return a prompt as a short file-name stem: lowercase words joined by `-`, cut at a word, or "" when none.
+
+    `A red fox, in snow!` → `a-red-fox-in-snow`. Letters of any script are kept (ZIP names are UTF-8).
+    """
+    text = unicodedata.normalize("NFC", strip_controls(prompt, replacement=" ")).casefold()
+    words = _NOT_SLUG.sub("-", text).strip("-")
+    if len(words) <= _MAX_SLUG_CHARS:
+        return words
+    cut = words[: _MAX_SLUG_CHARS + 1]
+    return (cut.rsplit("-", 1)[0] if "-" in cut else cut[:_MAX_SLUG_CHARS]).strip("-")
+
+
+def prompt_name(prompt: str, tag: str) -> str:
+    """Return a file stem for an image with no input of its own: its prompt's slug and a tag that tells it apart."""
+    slug = prompt_slug(prompt)
+    return f"{slug}-{tag}" if slug else f"image-{tag}"
+
+
+def short_id(job_id: str, index: int) -> str:
+    """Return a short, stable id of a job's image: its job id's first hex digits and its number (`3f9a0c-2`)."""
+    return f"{job_id.rpartition('_')[2][:6]}-{index + 1}"
+
+
+def group_member_stem(*, source_name: str | None, prompt: str, job_id: str, index: int) -> str:
+    """Return the file stem of an image in a group's ZIP: its input's name, else its prompt, and its short id.
+
+    A thread mixes images of many jobs, so the short id tells two `cat` or two `a-red-fox` apart and leads back to
+    the job (`cat-3f9a0c-17`, `a-red-fox-9b1e22-2`); the group's ZIP is flat, like the thread.
+    """
+    return f"{safe_stem(source_name) or prompt_slug(prompt) or 'image'}-{short_id(job_id, index)}"
+
+
+def image_origin(kind: str, job_id: str, index: int) -> str:
+    """Return where an image without an input came from, for a group manifest's `source`: `grid j_3f9a… #2`."""
+    return f"{kind} {job_id} #{index + 1}"
 
 
 class OutputNamer:
@@ -171,18 +252,20 @@ class OutputNamer:
             return row if row.output_name is None else replace(row, output_name=None)
         extension = suffix(row.output_key or "").lower() or _DEFAULT_EXTENSION
         if row.output_name:
-            stem, extension = safe_stem(row.output_name), (suffix(row.output_name).lower() or extension)
+            path, extension = source_path(row.output_name), (suffix(row.output_name).lower() or extension)
         else:
-            stem = safe_stem(row.source_name)
-        return replace(row, output_name=self._names.add(f"{stem or f'{row.index:05d}'}{extension}"))
+            path = source_path(row.source_name)
+        path = path or prompt_name(row.prompt, f"{row.index + 1:05d}")
+        return replace(row, output_name=self._names.add(path + extension))
 
 
 def assign_output_names(rows: Iterable[ManifestRow], *, reserved: Iterable[str] = ()) -> list[ManifestRow]:
     """Give every row that has a file a unique member name; other rows get none.
 
-    The name is the row's `output_name` if it has one, else its source name's stem, else `{index:05d}`, with
-    the output key's extension (`.png` by default). Names are unique ignoring case (`ArchiveNames`): the second
-    `cat.png` becomes `cat (2).png`. Rows keep their order.
+    The name is the row's `output_name` if it has one, else its source name with its folders (`source_path`), else
+    its prompt's slug and its number from 1 (`prompt_name`), with the output key's extension (`.png` by default).
+    Names are unique ignoring case (`ArchiveNames`): the second `cat.png` becomes `cat (2).png`. Rows keep their
+    order, so the same rows get the same names every time.
     """
     namer = OutputNamer(reserved=reserved)
     return [namer(row) for row in rows]
@@ -225,6 +308,8 @@ def iter_csv(rows: Iterable[ManifestRow]) -> Iterator[str]:
             "" if row.seed is None else row.seed,
             guard_cell(row.model),
             guard_cell(row.prompt),
+            guard_cell(row.aspect_ratio or ""),
+            guard_cell(row.image_size or ""),
         ]
         writer.writerow(cells)
         if n % _ROWS_PER_CHUNK == 0:
@@ -273,6 +358,8 @@ def iter_json(header: ManifestHeader, rows: Sequence[ManifestRow]) -> Iterator[s
             "seed": row.seed,
             "model": row.model,
             "prompt": row.prompt,
+            "aspect_ratio": row.aspect_ratio,
+            "image_size": row.image_size,
         }
         if i:
             out.write(",\n")

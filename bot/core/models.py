@@ -144,6 +144,8 @@ class ItemInputs:
     ref_keys: tuple[str, ...] = ()
     source_name: str | None = None  # a batch input's file name inside its ZIP, for the manifest
     edit: EditInput | None = None
+    aspect_ratio: str | None = None  # None: the job's
+    image_size: str | None = None  # None: the job's
 
     def to_json(self) -> dict[str, object]:
         """Return the JSON object stored in `items.inputs`."""
@@ -152,12 +154,17 @@ class ItemInputs:
             data["source_name"] = self.source_name
         if self.edit is not None:
             data["edit"] = {"source_key": self.edit.source_key, "history": list(self.edit.history)}
+        if self.aspect_ratio is not None:
+            data["aspect_ratio"] = self.aspect_ratio
+        if self.image_size is not None:
+            data["image_size"] = self.image_size
         return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, object]) -> "ItemInputs":
         """Rebuild inputs from their stored JSON object."""
         refs, name, edit = data.get("ref_keys", []), data.get("source_name"), data.get("edit")
+        aspect, size = data.get("aspect_ratio"), data.get("image_size")
         edit_input = None
         if isinstance(edit, Mapping):
             history = edit.get("history", [])
@@ -169,6 +176,8 @@ class ItemInputs:
             ref_keys=tuple(str(r) for r in refs) if isinstance(refs, list) else (),
             source_name=name if isinstance(name, str) else None,
             edit=edit_input,
+            aspect_ratio=aspect if isinstance(aspect, str) else None,
+            image_size=size if isinstance(size, str) else None,
         )
 
 
@@ -269,6 +278,7 @@ class Image:
     is_favourite: bool
     message_id: int | None
     created_at: datetime
+    deleted_at: datetime | None = None  # its message was deleted with ❌: no longer part of its group
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -149,6 +149,7 @@ def image_from(row: aiosqlite.Row) -> Image:
         is_favourite=bool(row["favourite"]),
         message_id=row["message_id"],
         created_at=req_time(row["created_at"]),
+        deleted_at=opt_time(row["deleted_at"]),
     )
 
 

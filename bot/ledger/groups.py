@@ -57,9 +57,10 @@ class GroupsMixin(LedgerConnection):
         return None if row is None else group_from(row)
 
     async def groups_with_counts(self, *, guild_id: int | None, limit: int = 25) -> list[tuple[Group, int]]:
-        """Return a guild's groups, newest first, each with how many images it holds."""
+        """Return a guild's groups, newest first, each with how many images it holds (deleted ones left out)."""
         rows = await self._all(
-            "SELECT g.*, (SELECT count(*) FROM images i WHERE i.group_id = g.id) AS n FROM groups g"
+            "SELECT g.*, (SELECT count(*) FROM images i WHERE i.group_id = g.id AND i.deleted_at IS NULL) AS n"
+            " FROM groups g"
             " WHERE g.guild_id IS ? ORDER BY g.created_at DESC LIMIT ?",
             (guild_id, limit),
         )
@@ -71,12 +72,13 @@ class GroupsMixin(LedgerConnection):
         return None if row is None else image_from(row)
 
     async def images(self, *, job_id: JobId | None = None, group_id: GroupId | None = None) -> list[Image]:
-        """Return the images of a job (index order) or of a group (creation order)."""
+        """Return the images of a job (index order, every one) or of a group (creation order, deleted ones left out)."""
         if job_id is not None:
             rows = await self._all("SELECT * FROM images WHERE job_id = ? ORDER BY idx", (job_id,))
         elif group_id is not None:
             rows = await self._all(
-                "SELECT * FROM images WHERE group_id = ? ORDER BY created_at, job_id, idx", (group_id,)
+                "SELECT * FROM images WHERE group_id = ? AND deleted_at IS NULL ORDER BY created_at, job_id, idx",
+                (group_id,),
             )
         else:
             raise ValueError("give a job_id or a group_id")
@@ -92,6 +94,18 @@ class GroupsMixin(LedgerConnection):
         ):
             row = await cur.fetchone()
         return None if row is None else image_from(row)
+
+    async def mark_images_deleted(self, image_ids: list[ImageId], *, now: datetime) -> int:
+        """Record that these images' message was deleted (❌): they leave their group; return how many were marked."""
+        if not image_ids:
+            return 0
+        marks = ",".join("?" * len(image_ids))
+        async with self._tx() as db:
+            cur = await db.execute(
+                f"UPDATE images SET deleted_at = ? WHERE deleted_at IS NULL AND id IN ({marks})",  # noqa: S608 (only ?s)
+                (db_time(now), *image_ids),
+            )
+            return cur.rowcount
 
     async def set_image_message(self, image_id: ImageId, message_id: int) -> Image | None:
         """Record the Discord message that shows an image."""

@@ -20,9 +20,9 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app.batches import BatchService
-from bot.app.batchplan import STATUS, SUMMARY, BatchError, BatchOptions, BatchPlan, BatchRequest
+from bot.app.batchplan import STATUS, SUMMARY, BatchError, BatchOptions, BatchPlan, BatchRequest, plan_summary
 from bot.app.imaging import grid_preview
-from bot.core.batch import plan_text, progress_message, summary_message
+from bot.core.batch import progress_message, summary_message
 from bot.core.discord_limits import LINK_URL as MAX_LINK_URL
 from bot.core.events import ServiceDown, ServiceRestored
 from bot.core.models import Job, JobId, JobKind, JobStatus, UserId
@@ -373,15 +373,7 @@ class BatchCog(commands.Cog):
         else:
             assert url is not None
             plan = await self.service.plan_from_url(url, request)
-        text = plan_text(
-            prompt=plan.display_prompt,
-            model=plan.params.model,
-            image_size=plan.params.image_size,
-            accepted=len(plan.items),
-            skipped=plan.skip_counts,
-            estimate=self.service.estimate(plan),
-            notes=plan.notes,
-        )
+        text = plan_summary(plan, self.service.estimate(plan))
         trial = self._rt.settings.batch_sample_size
         actions = ("start", "try", "drop") if 0 < trial < len(plan.items) else ("start", "drop")
         await interaction.followup.send(

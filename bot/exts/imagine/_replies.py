@@ -119,6 +119,7 @@ class ReplyEditCog(commands.Cog):
             else:
                 channel = self.bot.get_partial_messageable(payload.channel_id)
                 await channel.get_partial_message(payload.message_id).delete()
+                await self.service.mark_deleted(shown)  # once Discord took it down: the group ZIP leaves it out
         except discord.HTTPException:
             log.warning("reaction %s on %s could not be handled", emoji, payload.message_id, exc_info=True)
 

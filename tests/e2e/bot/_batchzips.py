@@ -25,6 +25,15 @@ def make_zip(count: int, *, extras: dict[str, bytes] | None = None) -> bytes:
     return out.getvalue()
 
 
+def make_named_zip(names: list[str]) -> bytes:
+    """Return a ZIP holding `tiny_png(i)` under the i-th of `names` (folders and all)."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for i, name in enumerate(names):
+            archive.writestr(name, tiny_png(i))
+    return out.getvalue()
+
+
 def sha256_of(index: int) -> str:
     """Return the SHA-256 of `tiny_png(index)`."""
     return hashlib.sha256(tiny_png(index)).hexdigest()

@@ -34,7 +34,7 @@ from PIL import Image
 from bot.core.models import ItemStatus, JobKind, JobStatus
 from local.discord.driver import Driver, Message
 from local.discord.state import Event, Upload
-from tests.e2e.bot._batchzips import make_zip, sha256_of, tiny_png
+from tests.e2e.bot._batchzips import make_named_zip, make_zip, sha256_of, tiny_png
 from tests.e2e.cli.conftest import base_env, run_cli
 from tests.fakes.hostile import many_entries_zip
 from tests.fakes.peel_stack import PeelStack, peel_stack
@@ -242,6 +242,9 @@ async def test_batch_runs_in_one_thread_and_retry_makes_only_retryable_failures_
     assert plan.is_ephemeral
     assert "**200** images accepted" in plan.content and "1 skipped" in plan.content
     assert "1 not an image" in plan.content
+    assert "• `readme.txt`: not an image" in plan.content  # named, not only counted
+    assert "⚙️ Model `gemini-2.5-flash-image` · aspect ratio 1:1 · size 1K" in plan.content
+    assert "📝 Prompts: one prompt" in plan.content
     assert "Estimated cost about $7.80" in plan.content  # 200 at $0.039 (gemini-2.5-flash-image, 1K)
     assert [b["label"] for b in plan.buttons()] == ["Start", "Try on 4", "Cancel"]
     assert len(await stack.rt.ledger.list_jobs()) == jobs_before  # nothing queued before Start
@@ -287,7 +290,7 @@ async def test_batch_runs_in_one_thread_and_retry_makes_only_retryable_failures_
     assert len(upstream) == INJECTED_503
     ok = [item for item in doc["items"] if item["status"] == "ok"]
     assert {item["file"] for item in ok} == set(pngs(archive))
-    assert all(item["file"] == item["source"].removeprefix("photos/") for item in ok)
+    assert all(item["file"] == item["source"] for item in ok)  # the input's folder and name
     assert by_source["readme.txt"]["status"] == "skipped"
     csv_lines = archive.read("manifest.csv").decode().splitlines()
     assert len(csv_lines) == 202 and csv_lines[0].startswith("index,source,status,error_code")
@@ -588,6 +591,27 @@ async def test_cancel_stops_the_batch_and_zips_what_was_made_when_pressed(
     assert len(pngs(archive)) == job.ok
     assert manifest(archive)["counts"]["cancelled"] == job.cancelled
     await set_faults(stack, http, latency=0)
+
+
+@pytest.mark.timeout(120)
+async def test_batch_zip_has_the_inputs_three_folders_and_names_when_the_input_had_three_folders(
+    stack: PeelStack, http: aiohttp.ClientSession
+) -> None:
+    alice = stack.driver("alice")
+    names = [f"{folder}/img_{i:04d}.png" for folder in ("set/part1", "set/part2", "extra") for i in range(3)]
+    data = await asyncio.to_thread(make_named_zip, names)
+    _, thread, _ = await start_batch(alice, {"prompt": "keep my folders", "zip": Upload("folders.zip", data)})
+    summary = await summaries(alice, thread["id"], 1)
+
+    archive = await fetch_zip(http, summary)
+    assert sorted(pngs(archive)) == sorted(names)
+    assert {name.rsplit("/", 1)[0] for name in pngs(archive)} == {"set/part1", "set/part2", "extra"}
+    assert {item["source"]: item["file"] for item in manifest(archive)["items"]} == {name: name for name in names}
+    job = await _job_of_thread(stack, thread["id"])
+    store = stack.rt.backends.store
+    async for item in stack.rt.ledger.iter_items(job.id):  # each output sits where its own input sat
+        assert item.inputs.source_name is not None
+        assert archive.read(item.inputs.source_name) == await store.get_bytes(item.output_key)
 
 
 # ---- groups ----------------------------------------------------------------------------------------------------

@@ -63,7 +63,7 @@ def _check_results(path: Path, n: int, skipped: tuple[tuple[str, str], ...] = ()
     names, manifest = read_results(path)
     images = [name for name in names if name.endswith(".png")]
     assert len(names) == len(set(names))
-    assert sorted(images) == [f"p{i:05d}.png" for i in range(n)]  # each input exactly once, under its own name
+    assert sorted(images) == [f"img/p{i:05d}.png" for i in range(n)]  # each input once, under its own folder and name
     assert {"manifest.csv", "manifest.json"} <= set(names)
     items = manifest["items"]
     assert isinstance(items, list)

@@ -73,7 +73,7 @@ def test_batch_makes_every_item_once_when_its_gemini_server_is_killed_mid_batch(
     summary = run.summary()
     assert (summary["ok"], summary["failed"], summary["total"]) == (n, 0, n)
     names, manifest = read_results(tmp_path / "results.zip")
-    assert sorted(name for name in names if name.endswith(".png")) == [f"p{i:05d}.png" for i in range(n)]
+    assert sorted(name for name in names if name.endswith(".png")) == [f"img/p{i:05d}.png" for i in range(n)]
     items = manifest["items"]
     assert isinstance(items, list)
     assert sorted(item["index"] for item in items) == list(range(n))

@@ -1,6 +1,7 @@
 """/imagine and everything under a grid, through the local Discord with the real discord.py and the embedded
 back ends (dispatcher → local RunPod endpoint → real worker subprocesses → local Gemini)."""
 
+import asyncio
 import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -10,7 +11,7 @@ import pytest
 import pytest_asyncio
 from aiohttp import ClientSession
 
-from bot.core.models import JobKind, JobStatus, UserId
+from bot.core.models import Image, JobKind, JobStatus, UserId
 from bot.exts._access import AccessPolicy
 from local.discord.actions import ActionError
 from local.discord.state import Upload
@@ -336,8 +337,18 @@ async def test_envelope_dms_the_image_with_prompt_seed_and_job_id_when_reacted(s
 async def test_cross_cancels_a_running_job_and_deletes_a_finished_one_when_reacted(stack: PeelStack):
     d = stack.driver()
     done = await grid_of(stack, "delete fox")
+    deleted = await latest_job(stack)
     await d.react(done, "❌")
     await d.wait_until(lambda: done.id not in stack.pg.state.messages, timeout=WAIT_S)
+
+    images: list[Image] = []
+    for _ in range(100):  # marked right after Discord took the message down: the group's ZIP leaves them out
+        images = await stack.rt.ledger.images(job_id=deleted.id)
+        if len(images) == 4 and all(image.deleted_at is not None for image in images):
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError(f"the deleted grid's images were not marked: {images}")
     await set_faults(stack, {"latency": 20})
     try:
         run = await imagine(stack, "slow fox")

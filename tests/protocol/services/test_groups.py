@@ -1,8 +1,11 @@
 """`GroupService` below Discord: a group's manifest, its ZIP and an export to a configured destination."""
 
 import asyncio
+import csv
 import io
+import json
 import zipfile
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -11,7 +14,7 @@ from bot.app.batches import BatchService
 from bot.app.batchplan import BatchRequest
 from bot.app.groups import GroupError, GroupService
 from bot.app.runtime import Runtime
-from bot.core.models import Group
+from bot.core.models import Group, JobId, JobKind, JobParams, JobRequest, UserId
 from bot.ledger import Ledger
 from storage import s3  # noqa: F401  # copy_object imports it lazily; importing reads files, which blocks a loop
 from storage.memory import MemoryStore
@@ -19,7 +22,7 @@ from tests.e2e.bot._batchzips import make_zip
 from tests.protocol.services.conftest import RunToEnd
 
 
-async def batch_into(runtime: Runtime, group: Group, run_to_end: RunToEnd, tmp_path: Path, count: int) -> None:
+async def batch_into(runtime: Runtime, group: Group, run_to_end: RunToEnd, tmp_path: Path, count: int) -> JobId:
     path = tmp_path / "in.zip"
     await asyncio.to_thread(path.write_bytes, await asyncio.to_thread(make_zip, count))
     service = BatchService(runtime)
@@ -28,19 +31,80 @@ async def batch_into(runtime: Runtime, group: Group, run_to_end: RunToEnd, tmp_p
     result = await service.start(plan, group_id=group.id, is_admin=False)
     assert result.job is not None
     await run_to_end(result.job.id)
+    return result.job.id
+
+
+async def grid_into(runtime: Runtime, group: Group, run_to_end: RunToEnd, prompt: str) -> JobId:
+    """Make a 4-image grid in the group, as `/imagine` in its thread does."""
+    request = JobRequest(
+        kind=JobKind.GRID,
+        owner_id=UserId(1),
+        prompt=prompt,
+        params=JobParams(model=runtime.settings.gemini_model, aspect_ratio="16:9", n=4),
+        guild_id=7,
+        group_id=group.id,
+    )
+    result = await runtime.dispatcher.submit(request)
+    assert result.job is not None
+    await run_to_end(result.job.id)
+    return result.job.id
+
+
+def hex6(job_id: str) -> str:
+    return job_id.removeprefix("j_")[:6]
 
 
 async def test_rows_list_every_image_of_the_group_with_its_source_name(
     runtime: Runtime, group: Group, run_to_end: RunToEnd, tmp_path: Path
 ) -> None:
-    await batch_into(runtime, group, run_to_end, tmp_path, 3)
+    job_id = await batch_into(runtime, group, run_to_end, tmp_path, 3)
 
     header, rows = await GroupService(runtime).rows(group)
 
     assert header.job_id == group.id
-    assert [(r.index, r.source_name, r.prompt) for r in rows] == [
-        (i, f"photos/img-{i:05d}.png", "watercolour") for i in range(3)
+    assert [(r.index, r.source_name, r.prompt, r.output_name) for r in rows] == [
+        (i, f"photos/img-{i:05d}.png", "watercolour", f"img-{i:05d}-{hex6(job_id)}-{i + 1}.png") for i in range(3)
     ]
+
+
+async def test_download_names_grid_images_after_their_prompt_and_says_where_they_came_from(
+    runtime: Runtime, store: MemoryStore, group: Group, run_to_end: RunToEnd
+) -> None:
+    first = await grid_into(runtime, group, run_to_end, "A red fox, in the snow")
+    second = await grid_into(runtime, group, run_to_end, "A red fox, in the snow")
+
+    download = await GroupService(runtime).download(group)
+
+    archive = zipfile.ZipFile(io.BytesIO(await store.get_bytes(download.key)))
+    table = list(csv.DictReader(io.StringIO(archive.read("manifest.csv").decode(), newline="")))
+    expected = [
+        (f"a-red-fox-in-the-snow-{hex6(job)}-{n}.png", f"grid {job} #{n}")
+        for job in (first, second)
+        for n in range(1, 5)
+    ]
+    assert sorted((row["file"], row["source"]) for row in table) == sorted(expected)  # both made at one fake time
+    assert sorted(n for n in archive.namelist() if n.endswith(".png")) == sorted(name for name, _ in expected)
+    assert {row["aspect_ratio"] for row in table} == {"16:9"}
+
+
+async def test_download_leaves_out_images_deleted_with_the_cross(
+    runtime: Runtime, ledger: Ledger, store: MemoryStore, group: Group, run_to_end: RunToEnd
+) -> None:
+    kept = await grid_into(runtime, group, run_to_end, "kept fox")
+    deleted = await grid_into(runtime, group, run_to_end, "deleted fox")
+    images = await ledger.images(job_id=deleted)  # what a ❌ on the grid's message deletes
+    assert await ledger.mark_images_deleted([i.id for i in images], now=datetime.now(UTC)) == 4
+    assert await ledger.mark_images_deleted([i.id for i in images], now=datetime.now(UTC)) == 0  # once
+
+    service = GroupService(runtime)
+    download = await service.download(group)
+
+    archive = zipfile.ZipFile(io.BytesIO(await store.get_bytes(download.key)))
+    document = json.loads(archive.read("manifest.json"))
+    assert [item["source"] for item in document["items"]] == [f"grid {kept} #{n}" for n in range(1, 5)]
+    assert not [name for name in archive.namelist() if "deleted" in name]
+    assert [n for _, n in await service.groups_with_counts(guild_id=7)] == [4]
+    assert len(await ledger.images(job_id=deleted)) == 4  # still the job's: only the group lets them go
 
 
 async def test_download_zips_every_image_and_both_manifests(
@@ -70,7 +134,7 @@ async def test_download_and_export_are_refused_when_the_group_has_no_image(
 async def test_export_copies_images_and_manifests_under_the_group_s_folder(
     runtime: Runtime, group: Group, run_to_end: RunToEnd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    await batch_into(runtime, group, run_to_end, tmp_path, 2)
+    job_id = await batch_into(runtime, group, run_to_end, tmp_path, 2)
     monkeypatch.setattr(runtime.settings, "export_destinations", {"archive": "memory://archive"})
     destination = MemoryStore("memory://archive")
     destination_close = destination.close
@@ -89,8 +153,8 @@ async def test_export_copies_images_and_manifests_under_the_group_s_folder(
     keys = sorted([info.key async for info in destination.list("")])
     assert result.images == 2 and result.prefix == f"team/a/watercolour-{group.id}/"
     assert keys == [
-        f"team/a/watercolour-{group.id}/00000-img-00000.png",
-        f"team/a/watercolour-{group.id}/00001-img-00001.png",
+        f"team/a/watercolour-{group.id}/00000-img-00000-{hex6(job_id)}-1.png",
+        f"team/a/watercolour-{group.id}/00001-img-00001-{hex6(job_id)}-2.png",
         f"team/a/watercolour-{group.id}/manifest.csv",
         f"team/a/watercolour-{group.id}/manifest.json",
     ]

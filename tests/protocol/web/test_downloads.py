@@ -92,10 +92,10 @@ async def test_build_zip_holds_images_and_manifests_when_some_items_failed(
         images = [name for name in names if name.endswith(".png")]
         assert len(images) == 17
         assert sorted(names) == sorted([*images, "manifest.csv", "manifest.json"])
-        assert "photo_03.png" in images
-        assert "photo_03 (2).png" in images  # index 7's source clashes with index 3's
-        assert archive.read("photo_03 (2).png") == png(7)
-        assert archive.read("photo_00.png") == png(0)
+        assert "uploads/photo_03.png" in images  # the input's folder and name, with the output's extension
+        assert "uploads/photo_03 (2).png" in images  # index 7's source clashes with index 3's
+        assert archive.read("uploads/photo_03 (2).png") == png(7)
+        assert archive.read("uploads/photo_00.png") == png(0)
         table = list(csv.DictReader(io.StringIO(archive.read("manifest.csv").decode(), newline="")))
         document = json.loads(archive.read("manifest.json"))
 
@@ -171,7 +171,7 @@ async def test_build_zip_links_through_given_signer_when_store_is_memory(served:
     assert download.key == "zips/g_1/thread.zip"
     assert download.filename == "My thread.zip"
     assert await store.exists(download.key)
-    assert [row.output_name for row in download.rows] == ["00000.png"]
+    assert [row.output_name for row in download.rows] == ["p-00001.png"]  # no input: named after its prompt
 
 
 @pytest.mark.parametrize(

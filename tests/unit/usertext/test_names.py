@@ -25,6 +25,12 @@ from usertext.names import ArchiveNames, numbered, sanitize_name, suffix
         ("invoice\u202egnp.exe", "invoicegnp.exe"),  # RIGHT-TO-LEFT OVERRIDE would show it as `invoiceexe.png`
         ("a\u2066b\u2067c\u2068d\u2069e\u202af\u202bg\u202ch\u202di\u200ej\u200fk\u061cl.png", "abcdefghijkl.png"),
         ("c1\u0085\u009b.png", "c1__.png"),  # C1 controls, like C0 ones
+        ("CON", "_CON"),  # Windows device names, with an extension too, as a folder too
+        ("set/nul.tar.gz", "set/_nul.tar.gz"),
+        ("Com1 .png", "_Com1 .png"),
+        ("lpt\u00b9/aux.png", "_lpt\u00b9/_aux.png"),
+        ("console.png", "console.png"),
+        ("com10.png", "com10.png"),
     ],
 )
 def test_sanitize_name_gives_a_safe_relative_path_when_name_is_hostile(raw: str, clean: str) -> None:

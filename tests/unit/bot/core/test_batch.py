@@ -4,6 +4,8 @@ import pytest
 
 from bot.core.batch import BatchLimits, BatchLoad, estimate_batch, limit_refusal, plan_text, thread_name
 
+ESTIMATE = estimate_batch(items=60, unit_price_usd=0.039, latency_s=12, concurrency=10)
+
 LIMITS = BatchLimits(max_items=1000, max_running_per_user=2, max_running_per_guild=5, max_items_per_guild=5000)
 IDLE = BatchLoad(user_running=0, guild_running=0, guild_items=0)
 
@@ -75,3 +77,71 @@ def test_plan_text_escapes_mentions_and_masked_links_when_the_prompt_holds_them(
     assert "<@42>" not in text
     assert "[free](" not in text
     assert "\u202e" not in text
+
+
+def test_plan_text_echoes_the_options_chosen_and_the_prompt_source_when_given() -> None:
+    text = plan_text(
+        prompt="p",
+        model="gemini-3-pro-image-preview",
+        image_size="2K",
+        aspect_ratio="16:9",
+        seed=7,
+        prompt_source="prompts.csv (60 rows)",
+        accepted=60,
+        skipped={},
+        estimate=ESTIMATE,
+    )
+    assert "⚙️ Model `gemini-3-pro-image-preview` · aspect ratio 16:9 · size 2K · seed 7" in text
+    assert "📝 Prompts: prompts.csv (60 rows)" in text
+    assert "about $2.34 for 60 images · ⏱️ about 1m 12s" in text
+
+
+def test_plan_text_says_what_gemini_picks_when_no_option_was_chosen() -> None:
+    text = plan_text(prompt="p", model="m", image_size=None, accepted=1, skipped={}, estimate=ESTIMATE)
+    assert "aspect ratio auto (follows each input) · size 1K" in text
+    assert "seed" not in text and "Prompts: one prompt" in text
+
+
+def test_plan_text_names_the_first_five_skipped_entries_when_more_were_skipped() -> None:
+    entries = [(f"dir/file{i}.txt", "not_an_image") for i in range(7)] + [("`x`[a](http://e) <@1>", "duplicate")]
+    text = plan_text(
+        prompt="p",
+        model="m",
+        image_size=None,
+        accepted=3,
+        skipped={"not_an_image": 7, "duplicate": 1},
+        skipped_entries=entries,
+        estimate=ESTIMATE,
+    )
+    assert "First 5 skipped (all 8 are in the manifest):" in text
+    assert [line for line in text.splitlines() if line.startswith("• `")] == [
+        f"• `dir/file{i}.txt`: not an image" for i in range(5)
+    ]
+    assert "file5" not in text
+
+    few = plan_text(
+        prompt="p",
+        model="m",
+        image_size=None,
+        accepted=3,
+        skipped={"duplicate": 1},
+        skipped_entries=entries[-1:],
+        estimate=ESTIMATE,
+    )
+    assert "Skipped (also in the manifest):" in few
+    assert "• `'x'[a](http://e) <@1>`: duplicate" in few  # a code span: no link, mention or markup comes out
+
+
+def test_plan_text_is_plain_when_shown_on_a_terminal() -> None:
+    text = plan_text(
+        prompt="a *bold*\nfox",
+        model="m",
+        image_size=None,
+        accepted=3,
+        skipped={"duplicate": 1},
+        skipped_entries=[("a\tb.png", "duplicate")],
+        estimate=ESTIMATE,
+        markdown=False,
+    )
+    assert text.splitlines()[0] == "Batch ready: a *bold* fox"
+    assert "• a b.png: duplicate" in text and "`" not in text and "Start" not in text

@@ -14,8 +14,12 @@ from bot.core.manifest import (
     ManifestRow,
     assign_output_names,
     count_statuses,
+    group_member_stem,
     guard_cell,
+    image_origin,
     item_row,
+    prompt_name,
+    prompt_slug,
     render_csv,
     render_json,
     safe_stem,
@@ -66,23 +70,75 @@ def test_safe_stem_cleans_name_when_it_comes_from_an_upload(name: str | None, st
     assert safe_stem(name) == stem
 
 
-def test_assign_output_names_uses_source_stem_when_rows_have_files() -> None:
+def test_assign_output_names_keeps_the_inputs_folders_and_names_when_rows_have_files() -> None:
     rows = [
-        make_row(0, source_name="batch/cat.jpg"),
-        make_row(1, source_name="other/CAT.webp"),
-        make_row(2, source_name="cat.png"),
-        make_row(3, source_name=None),
+        make_row(0, source_name="set/part1/img_0001.jpg"),
+        make_row(1, source_name="set/part2/img_0001.webp"),
+        make_row(2, source_name="set/part1/IMG_0001.png"),  # the same name as item 0 once both are .png
+        make_row(3, source_name=None, prompt="A red fox, in the snow!"),
         make_row(4, source_name="../"),
         make_row(5, status=ItemStatus.ERROR, error_code="SAFETY", output_key=None),
         make_row(6, output_name="chosen name.png"),
+        make_row(7, source_name="cat.png"),
+        make_row(8, source_name="cat.png"),  # one input made twice (--repeat, permutations)
     ]
     names = [row.output_name for row in assign_output_names(rows)]
-    assert names == ["cat.png", "CAT (2).png", "cat (3).png", "00003.png", "00004.png", None, "chosen name.png"]
+    assert names == [
+        "set/part1/img_0001.png",
+        "set/part2/img_0001.png",
+        "set/part1/IMG_0001 (2).png",
+        "a-red-fox-in-the-snow-00004.png",
+        "a-cat-watercolor-00005.png",
+        None,
+        "chosen name.png",
+        "cat.png",
+        "cat (2).png",
+    ]
+    assert names == [row.output_name for row in assign_output_names(rows)]  # deterministic
+
+
+@pytest.mark.parametrize(
+    ("source", "member"),
+    [
+        ("../../etc/passwd.jpg", "etc/passwd.png"),
+        ("/abs/x.jpg", "abs/x.png"),
+        ("C:\\in\\aux.jpg", "C_/in/_aux.png"),
+        ("con/nul.tar.jpg", "_con/_nul.tar.png"),
+        ("a<b>/c?.jpg", "a_b_/c_.png"),
+        ("tab\tdir/x\u0085.jpg", "tab_dir/x_.png"),
+        ("dots.../ end. .jpg", "dots/end.png"),
+        ("x/.hidden", "x/hidden.png"),
+    ],
+)
+def test_assign_output_names_makes_every_member_safe_to_extract_when_source_names_are_hostile(
+    source: str, member: str
+) -> None:
+    assert assign_output_names([make_row(0, source_name=source)])[0].output_name == member
+
+
+@pytest.mark.parametrize(
+    ("prompt", "slug"),
+    [
+        ("A red fox, in the snow!", "a-red-fox-in-the-snow"),
+        ("  __--!!  ", ""),
+        ("Ünïcode café 猫", "ünïcode-café-猫"),
+        ("../../x\u202e\ty", "x-y"),
+        ("word " * 20, "word-word-word-word-word-word-word-word"),
+        ("x" * 50, "x" * 40),
+    ],
+)
+def test_prompt_slug_gives_a_short_file_stem_when_prompts_vary(prompt: str, slug: str) -> None:
+    assert prompt_slug(prompt) == slug
+
+
+def test_prompt_name_tags_the_slug_and_falls_back_to_image_when_the_prompt_has_no_word() -> None:
+    assert prompt_name("A fox", "3f9a0c") == "a-fox-3f9a0c"
+    assert prompt_name("?!", "00001") == "image-00001"
 
 
 def test_assign_output_names_drops_bidi_controls_when_source_names_hold_them() -> None:
     rows = [make_row(0, source_name="x/invoice\u202egnp.exe"), make_row(1, output_name="cat\u2066\u200f.png")]
-    assert [row.output_name for row in assign_output_names(rows)] == ["invoicegnp.png", "cat.png"]
+    assert [row.output_name for row in assign_output_names(rows)] == ["x/invoicegnp.png", "cat.png"]
 
 
 def test_assign_output_names_avoids_reserved_names_when_given() -> None:
@@ -128,6 +184,8 @@ def test_render_csv_quotes_and_guards_cells_when_text_is_hostile() -> None:
                 error_code="SAFETY",
                 error_reason="-blocked: IMAGE_SAFETY",
                 prompt="@evil",
+                aspect_ratio="16:9",
+                image_size="2K",
             ),
         ]
     )
@@ -139,6 +197,7 @@ def test_render_csv_quotes_and_guards_cells_when_text_is_hostile() -> None:
     assert rows[0].output_name == "=cmd_calc.png"
     assert parsed[0]["file"] == "'=cmd_calc.png"  # the member keeps its name; only the cell is guarded
     assert parsed[0]["seed"] == "0"
+    assert (parsed[0]["aspect_ratio"], parsed[0]["image_size"]) == ("", "")
     assert parsed[1] == {
         "index": "1",
         "source": "in/1.jpg",
@@ -149,6 +208,8 @@ def test_render_csv_quotes_and_guards_cells_when_text_is_hostile() -> None:
         "seed": "",
         "model": "gemini-2.5-flash-image",
         "prompt": "'@evil",
+        "aspect_ratio": "16:9",
+        "image_size": "2K",
     }
 
 
@@ -156,7 +217,14 @@ def test_render_json_reports_summary_and_items_when_rows_mix_statuses() -> None:
     rows = assign_output_names(
         [
             make_row(0),
-            make_row(1, status=ItemStatus.ERROR, output_key=None, error_code="UPSTREAM", error_reason="503"),
+            make_row(
+                1,
+                status=ItemStatus.ERROR,
+                output_key=None,
+                error_code="UPSTREAM",
+                error_reason="503",
+                aspect_ratio="4:3",
+            ),
             make_row(2, status=ItemStatus.CANCELLED, output_key=None),
             make_row(3, status=ItemStatus.SKIPPED, output_key=None, prompt="=1+1 ☕"),
         ]
@@ -167,7 +235,8 @@ def test_render_json_reports_summary_and_items_when_rows_mix_statuses() -> None:
     assert document["model"] == "gemini-2.5-flash-image"
     assert document["created"] == "2025-06-01T12:00:00+00:00"
     assert document["counts"] == {"ok": 1, "error": 1, "cancelled": 1, "skipped": 1, "total": 4}
-    assert document["items"][0]["file"] == "0.png"
+    assert document["items"][0]["file"] == "in/0.png"
+    assert (document["items"][0]["aspect_ratio"], document["items"][0]["image_size"]) == (None, None)
     assert document["items"][1] == {
         "index": 1,
         "source": "in/1.jpg",
@@ -178,6 +247,8 @@ def test_render_json_reports_summary_and_items_when_rows_mix_statuses() -> None:
         "seed": 10,
         "model": "gemini-2.5-flash-image",
         "prompt": "a cat, watercolor",
+        "aspect_ratio": "4:3",
+        "image_size": None,
     }
     assert document["items"][3]["prompt"] == "=1+1 ☕"  # JSON keeps the exact text
 
@@ -246,3 +317,43 @@ def test_skipped_rows_follow_the_items_when_intake_skipped_entries() -> None:
     ]
     assert [r.error_reason for r in rows] == ["skipped by intake: not an image", "skipped by intake: odd new reason"]
     assert all(r.output_key is None and r.model == "gemini-2.5-flash-image" for r in rows)
+
+
+def test_item_row_reports_the_items_own_options_when_it_has_them_else_the_jobs() -> None:
+    job = batch_job(params=models.JobParams(model="gemini-2.5-flash-image", aspect_ratio="1:1", image_size="1K"))
+
+    def row(inputs: models.ItemInputs) -> ManifestRow:
+        item = models.Item(
+            job_id=job.id,
+            index=0,
+            inputs=inputs,
+            prompt="its own prompt",
+            seed=5,
+            output_key="outputs/j_1/00000.png",
+            status=models.ItemStatus.OK,
+            attempts=1,
+            error_code=None,
+            error_message=None,
+            retry_at=None,
+            chunk_id=None,
+            width=None,
+            height=None,
+        )
+        return item_row(job, item)
+
+    own = row(models.ItemInputs(source_name="a.png", aspect_ratio="16:9", image_size="2K"))
+    inherited = row(models.ItemInputs(source_name="a.png"))
+    assert (own.prompt, own.seed, own.aspect_ratio, own.image_size) == ("its own prompt", 5, "16:9", "2K")
+    assert (inherited.aspect_ratio, inherited.image_size) == ("1:1", "1K")
+    assert next(iter(skipped_rows(job, [("x.txt", "not_an_image")]))).aspect_ratio == "1:1"
+
+
+def test_group_member_stem_names_an_image_after_its_input_else_its_prompt_with_a_short_id() -> None:
+    assert group_member_stem(source_name="set/a/Cat.JPG", prompt="p", job_id="j_3f9a0c1d2e4b5a69", index=16) == (
+        "Cat-3f9a0c-17"
+    )
+    assert group_member_stem(source_name=None, prompt="A red fox!", job_id="j_9b1e22aa", index=1) == (
+        "a-red-fox-9b1e22-2"
+    )
+    assert group_member_stem(source_name="../", prompt="??", job_id="j_9b1e22aa", index=0) == "image-9b1e22-1"
+    assert image_origin("upscale", "j_9b1e22aa", 0) == "upscale j_9b1e22aa #1"

@@ -33,6 +33,14 @@ def test_inputs_round_trip_when_stored_as_json() -> None:
     assert ItemInputs.from_json(ItemInputs().to_json()) == ItemInputs()
 
 
+def test_inputs_store_their_own_options_only_when_set() -> None:
+    own = ItemInputs(source_name="cat.jpg", aspect_ratio="16:9", image_size="2K")
+
+    assert ItemInputs.from_json(own.to_json()) == own
+    assert "aspect_ratio" not in ItemInputs().to_json() and "image_size" not in ItemInputs().to_json()
+    assert ItemInputs.from_json({"aspect_ratio": 3, "image_size": None}) == ItemInputs()
+
+
 def test_inputs_tolerate_malformed_json_when_read() -> None:
     assert ItemInputs.from_json({"ref_keys": "x", "edit": {"source_key": "k", "history": "y"}}) == ItemInputs(
         edit=EditInput(source_key="k")
