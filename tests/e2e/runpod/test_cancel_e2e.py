@@ -11,9 +11,6 @@ the ledger's images are exactly the outputs in the store.
 
 import asyncio
 import logging
-import os
-import socket
-import sys
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -30,16 +27,14 @@ from bot.runpod.client import RunpodHttpGateway
 from bot.runpod.pacing import RoutePacer
 from bot.runpod.types import RemoteStatus
 from bot.runpod.wire import RUNPOD_ROUTE_LIMITS, RouteLimit
-from local.runpod import LocalEndpoint
 from storage import open_store
-from tests.fakes.runpod import MS_DEADLINES, wait_until
+from tests.e2e.runpod import stack
+from tests.e2e.runpod.stack import local_gemini, worker_endpoint
+from tests.fakes.runpod import wait_until
 from tests.protocol.dispatcher.conftest import batch
-
-ROOT = Path(__file__).resolve().parents[3]
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 
-GEMINI_KEY = "local-gemini-key"
 CHUNKS = 200  # 2,000 items in chunks of 10
 
 
@@ -51,33 +46,10 @@ def _tightened(limit: RouteLimit) -> RouteLimit:
 LIMITS = {family: _tightened(limit) for family, limit in RUNPOD_ROUTE_LIMITS.items()}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 async def gemini_url() -> AsyncIterator[str]:
-    port = await asyncio.to_thread(_free_port)
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "LOCAL_GEMINI_LATENCY": "0.1", "LOCAL_GEMINI_DRAW_PX": "64"}
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "local.gemini", "--port", str(port), env=env)
-    try:
-        async with aiohttp.ClientSession() as http:
-
-            async def up() -> bool:
-                try:
-                    async with http.get(f"{url}/stats") as resp:
-                        return resp.status == 200
-                except aiohttp.ClientError:
-                    return False
-
-            await wait_until(up, timeout_s=20)
+    async with local_gemini(latency_s=0.1, draw_px=64) as url:
         yield url
-    finally:
-        proc.terminate()
-        await proc.wait()
 
 
 async def test_cancelling_a_2000_item_batch_under_runpod_limits_answers_at_once_and_generates_nothing_more(
@@ -86,12 +58,6 @@ async def test_cancelling_a_2000_item_batch_under_runpod_limits_answers_at_once_
     caplog.set_level(logging.WARNING, logger="bot.runpod.client")
     store_root = tmp_path / "store"
     store_url = f"file://{store_root}"
-    worker_env = {
-        "STORAGE_URL": store_url,
-        "GEMINI_API_KEY": GEMINI_KEY,
-        "GEMINI_BASE_URL": gemini_url,
-        "LOCAL_GEMINI_DRAW_PX": "64",
-    }
     policy = DispatchPolicy(
         gemini_concurrency=CHUNKS,
         max_chunk_concurrency=1,
@@ -101,17 +67,11 @@ async def test_cancelling_a_2000_item_batch_under_runpod_limits_answers_at_once_
     store = open_store(store_url)
     ledger = await Ledger.open(tmp_path / "ledger.sqlite3")
     async with (
-        LocalEndpoint(
-            workers=2,
-            env=worker_env,
-            worker_command=(sys.executable, "-m", "worker"),
-            route_limits=LIMITS,
-            stop_grace_s=2.0,
-            **MS_DEADLINES,
+        worker_endpoint(
+            store_url=store_url, gemini_url=gemini_url, env={"LOCAL_GEMINI_DRAW_PX": "64"}, route_limits=LIMITS
         ) as endpoint,
         aiohttp.ClientSession() as http,
     ):
-        await endpoint.wait_ready(timeout_s=30)
         gateway = RunpodHttpGateway(
             http,
             endpoint_id=endpoint.endpoint_id,
@@ -122,8 +82,7 @@ async def test_cancelling_a_2000_item_batch_under_runpod_limits_answers_at_once_
         d = Dispatcher(ledger, gateway, store, policy=policy, poll_interval_s=0.2)
 
         async def gemini_stats() -> dict[str, int]:
-            async with http.get(f"{gemini_url}/stats") as resp:
-                return dict(await resp.json())
+            return await stack.gemini_stats(http, gemini_url)
 
         loop = asyncio.create_task(d.run_forever(resume=False))
         try:

@@ -12,12 +12,8 @@ are made, and Resume ("Start the rest") makes the others: 4 + (n - 4) Gemini cal
 """
 
 import asyncio
-import os
-import socket
-import sys
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -29,45 +25,14 @@ from bot.core.policy import DispatchPolicy
 from bot.dispatch import Dispatcher
 from bot.ledger import NOTE_HOLD_FROM, Ledger
 from bot.runpod.client import RunpodHttpGateway
-from local.runpod import LocalEndpoint
 from storage import open_store
-from tests.fakes.runpod import MS_DEADLINES, wait_until
+from tests.e2e.runpod import stack
+from tests.e2e.runpod.stack import local_gemini, worker_endpoint
+from tests.fakes.runpod import wait_until
 from tests.protocol.dispatcher.conftest import batch
 from worker.contract import stop_key
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
-
-GEMINI_KEY = "local-gemini-key"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@asynccontextmanager
-async def local_gemini(latency_s: float) -> AsyncIterator[str]:
-    """Run `python -m local.gemini` answering after `latency_s`, drawing small; yield its URL."""
-    port = await asyncio.to_thread(_free_port)
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "LOCAL_GEMINI_LATENCY": str(latency_s), "LOCAL_GEMINI_DRAW_PX": "16"}
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "local.gemini", "--port", str(port), env=env)
-    try:
-        async with aiohttp.ClientSession() as http:
-
-            async def up() -> bool:
-                try:
-                    async with http.get(f"{url}/stats") as resp:
-                        return resp.status == 200
-                except aiohttp.ClientError:
-                    return False
-
-            await wait_until(up, timeout_s=20)
-        yield url
-    finally:
-        proc.terminate()
-        await proc.wait()
 
 
 @pytest.mark.parametrize(
@@ -88,29 +53,17 @@ async def test_pause_starts_no_gemini_call_beyond_those_in_flight_and_resume_mak
     ledger = await Ledger.open(tmp_path / "ledger.sqlite3")
     started = time.monotonic()
     async with (
-        local_gemini(latency_s) as gemini_url,
-        LocalEndpoint(
-            workers=2,
-            env={
-                "STORAGE_URL": store_url,
-                "GEMINI_API_KEY": GEMINI_KEY,
-                "GEMINI_BASE_URL": gemini_url,
-            },
-            worker_command=(sys.executable, "-m", "worker"),
-            stop_grace_s=2.0,
-            **MS_DEADLINES,
-        ) as endpoint,
+        local_gemini(latency_s=latency_s, draw_px=16) as gemini_url,
+        worker_endpoint(store_url=store_url, gemini_url=gemini_url) as endpoint,
         aiohttp.ClientSession() as http,
     ):
-        await endpoint.wait_ready(timeout_s=30)
         gateway = RunpodHttpGateway(
             http, endpoint_id=endpoint.endpoint_id, api_key=endpoint.api_key, base_url=endpoint.base_url
         )
         d = Dispatcher(ledger, gateway, store, policy=DispatchPolicy(gemini_concurrency=16), poll_interval_s=0.1)
 
         async def gemini_stats() -> dict[str, int]:
-            async with http.get(f"{gemini_url}/stats") as resp:
-                return dict(await resp.json())
+            return await stack.gemini_stats(http, gemini_url)
 
         loop = asyncio.create_task(d.run_forever(resume=False))
         try:
@@ -177,25 +130,17 @@ async def test_a_trial_of_4_then_the_rest_calls_gemini_4_plus_n_minus_4_times(tm
     store = open_store(store_url)
     ledger = await Ledger.open(tmp_path / "ledger.sqlite3")
     async with (
-        local_gemini(0.05) as gemini_url,
-        LocalEndpoint(
-            workers=2,
-            env={"STORAGE_URL": store_url, "GEMINI_API_KEY": GEMINI_KEY, "GEMINI_BASE_URL": gemini_url},
-            worker_command=(sys.executable, "-m", "worker"),
-            stop_grace_s=2.0,
-            **MS_DEADLINES,
-        ) as endpoint,
+        local_gemini(latency_s=0.05, draw_px=16) as gemini_url,
+        worker_endpoint(store_url=store_url, gemini_url=gemini_url) as endpoint,
         aiohttp.ClientSession() as http,
     ):
-        await endpoint.wait_ready(timeout_s=30)
         gateway = RunpodHttpGateway(
             http, endpoint_id=endpoint.endpoint_id, api_key=endpoint.api_key, base_url=endpoint.base_url
         )
         d = Dispatcher(ledger, gateway, store, policy=DispatchPolicy(gemini_concurrency=16), poll_interval_s=0.1)
 
         async def gemini_requests() -> int:
-            async with http.get(f"{gemini_url}/stats") as resp:
-                return int((await resp.json())["requests"])
+            return (await stack.gemini_stats(http, gemini_url))["requests"]
 
         loop = asyncio.create_task(d.run_forever(resume=False))
         try:

@@ -8,7 +8,6 @@ production.
 
 import asyncio
 import logging
-import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -22,27 +21,23 @@ from bot.core.policy import DispatchPolicy
 from bot.dispatch import Dispatcher
 from bot.ledger import Ledger
 from bot.runpod.client import Backoff, RunpodHttpGateway
-from local.runpod import LocalEndpoint
 from storage import open_store
-from tests.e2e.runpod.test_cancel_e2e import GEMINI_KEY, gemini_url
-from tests.fakes.runpod import MS_DEADLINES, wait_until
+from tests.e2e.runpod.stack import local_gemini, worker_endpoint
+from tests.fakes.runpod import wait_until
 from tests.protocol.dispatcher.conftest import batch
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
-
-__all__ = ["gemini_url"]  # the fixture, used by name
 
 ITEMS = 12  # in chunks of at most 2: six or more, twice the queue
 MAX_QUEUE = 3
 
 
 async def test_a_batch_completes_when_its_runs_meet_a_full_queue(
-    gemini_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="local.runpod.client_api")
     caplog.set_level(logging.INFO, logger="bot.dispatch.outage")
     store_url = f"file://{tmp_path / 'store'}"
-    worker_env = {"STORAGE_URL": store_url, "GEMINI_API_KEY": GEMINI_KEY, "GEMINI_BASE_URL": gemini_url}
     # Should a 429 open the RunPod breaker (it must not), probes come quickly here.
     outage = OutagePolicy(first_probe=timedelta(seconds=0.2), probe_cap=timedelta(seconds=0.5))
     policy = DispatchPolicy(
@@ -51,17 +46,10 @@ async def test_a_batch_completes_when_its_runs_meet_a_full_queue(
     store = open_store(store_url)
     ledger = await Ledger.open(tmp_path / "ledger.sqlite3")
     async with (
-        LocalEndpoint(
-            workers=2,
-            env=worker_env,
-            worker_command=(sys.executable, "-m", "worker"),
-            max_queue=MAX_QUEUE,
-            stop_grace_s=2.0,
-            **MS_DEADLINES,
-        ) as endpoint,
+        local_gemini(latency_s=0.1, draw_px=64) as gemini_url,
+        worker_endpoint(store_url=store_url, gemini_url=gemini_url, max_queue=MAX_QUEUE) as endpoint,
         aiohttp.ClientSession() as http,
     ):
-        await endpoint.wait_ready(timeout_s=30)
         gateway = RunpodHttpGateway(
             http,
             endpoint_id=endpoint.endpoint_id,

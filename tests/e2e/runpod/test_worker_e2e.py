@@ -5,12 +5,9 @@ generateContent calls, which shows that a chunk run again after its worker was k
 """
 
 import asyncio
-import os
-import socket
 import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -21,14 +18,12 @@ from bot.runpod.client import RunpodHttpGateway
 from bot.runpod.types import RemoteJob, RemoteStatus
 from local.runpod import LocalEndpoint
 from storage import Store, open_store
-from tests.fakes.runpod import MS_DEADLINES, poll_until, running_endpoint, wait_until
-
-ROOT = Path(__file__).resolve().parents[3]
+from tests.e2e.runpod.stack import GEMINI_KEY, gemini_stats, local_gemini
+from tests.fakes.runpod import MS_DEADLINES, poll_until, running_endpoint
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
-GEMINI_KEY = "local-gemini-key"
-LATENCY_S = "0.3"
+LATENCY_S = 0.3
 
 
 @dataclass
@@ -40,58 +35,32 @@ class Stack:
     http: aiohttp.ClientSession
 
     async def gemini_requests(self) -> int:
-        async with self.http.get(f"{self.gemini_url}/stats") as resp:
-            return int((await resp.json())["requests"])
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        return (await gemini_stats(self.http, self.gemini_url))["requests"]
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
-    port = await asyncio.to_thread(_free_port)
-    gemini_url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "LOCAL_GEMINI_LATENCY": LATENCY_S, "LOCAL_GEMINI_DRAW_PX": "64"}
-    gemini = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "local.gemini", "--port", str(port), env=env, cwd=ROOT
-    )
     store_url = f"file://{tmp_path_factory.mktemp('store')}"
-    try:
-        async with aiohttp.ClientSession() as http:
-
-            async def gemini_up() -> bool:
-                try:
-                    async with http.get(f"{gemini_url}/stats") as resp:
-                        return resp.status == 200
-                except aiohttp.ClientError:
-                    return False
-
-            await wait_until(gemini_up, timeout_s=20)
-            worker_env = {
-                "STORAGE_URL": store_url,
-                "GEMINI_API_KEY": GEMINI_KEY,
-                "GEMINI_BASE_URL": gemini_url,
-                "LOCAL_GEMINI_DRAW_PX": "64",
-            }
-            async with running_endpoint(
-                workers=2,
-                env=worker_env,
-                worker_command=(sys.executable, "-m", "worker"),
-                retention_s=4.0,
-                take_wait_s=2.0,
-                **MS_DEADLINES,
-            ) as (endpoint, gateway):
-                store = open_store(store_url)
-                try:
-                    yield Stack(endpoint, gateway, store, gemini_url, http)
-                finally:
-                    await store.close()
-    finally:
-        gemini.terminate()
-        await gemini.wait()
+    async with local_gemini(latency_s=LATENCY_S, draw_px=64) as gemini_url, aiohttp.ClientSession() as http:
+        worker_env = {
+            "STORAGE_URL": store_url,
+            "GEMINI_API_KEY": GEMINI_KEY,
+            "GEMINI_BASE_URL": gemini_url,
+            "LOCAL_GEMINI_DRAW_PX": "64",
+        }
+        async with running_endpoint(
+            workers=2,
+            env=worker_env,
+            worker_command=(sys.executable, "-m", "worker"),
+            retention_s=4.0,
+            take_wait_s=2.0,
+            **MS_DEADLINES,
+        ) as (endpoint, gateway):
+            store = open_store(store_url)
+            try:
+                yield Stack(endpoint, gateway, store, gemini_url, http)
+            finally:
+                await store.close()
 
 
 @pytest_asyncio.fixture(loop_scope="module")
