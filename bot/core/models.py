@@ -144,12 +144,18 @@ class ItemInputs:
     ref_keys: tuple[str, ...] = ()
     source_name: str | None = None  # a batch input's file name inside its ZIP, for the manifest
     edit: EditInput | None = None
+    aspect_ratio: str | None = None  # None: the job's (a batch row may choose its own)
+    image_size: str | None = None  # None: the job's
 
     def to_json(self) -> dict[str, object]:
         """Return the JSON object stored in `items.inputs`."""
         data: dict[str, object] = {"ref_keys": list(self.ref_keys)}
         if self.source_name is not None:
             data["source_name"] = self.source_name
+        if self.aspect_ratio is not None:
+            data["aspect_ratio"] = self.aspect_ratio
+        if self.image_size is not None:
+            data["image_size"] = self.image_size
         if self.edit is not None:
             data["edit"] = {"source_key": self.edit.source_key, "history": list(self.edit.history)}
         return data
@@ -158,6 +164,7 @@ class ItemInputs:
     def from_json(cls, data: Mapping[str, object]) -> "ItemInputs":
         """Rebuild inputs from their stored JSON object."""
         refs, name, edit = data.get("ref_keys", []), data.get("source_name"), data.get("edit")
+        ratio, size = data.get("aspect_ratio"), data.get("image_size")
         edit_input = None
         if isinstance(edit, Mapping):
             history = edit.get("history", [])
@@ -169,6 +176,8 @@ class ItemInputs:
             ref_keys=tuple(str(r) for r in refs) if isinstance(refs, list) else (),
             source_name=name if isinstance(name, str) else None,
             edit=edit_input,
+            aspect_ratio=ratio if isinstance(ratio, str) else None,
+            image_size=size if isinstance(size, str) else None,
         )
 
 
