@@ -241,7 +241,7 @@ async def test_batch_runs_in_one_thread_and_retry_makes_only_retryable_failures_
     plan = await plan_message(alice, before)
     assert plan.is_ephemeral
     assert "**200** images accepted" in plan.content and "1 skipped" in plan.content
-    assert "1 not an image" in plan.content
+    assert "1 caption without image" in plan.content  # readme.txt: a text file beside no image of its name
     assert "Estimated cost about $7.80" in plan.content  # 200 at $0.039 (gemini-2.5-flash-image, 1K)
     assert [b["label"] for b in plan.buttons()] == ["Start", "Cancel"]
     assert len(await stack.rt.ledger.list_jobs()) == jobs_before  # nothing queued before Start
