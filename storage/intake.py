@@ -7,11 +7,14 @@ silently and only counted. A ZIP that cannot be processed safely at all (not a Z
 data, too large an upload) is refused as a whole with `IntakeRefusedError`, before anything is extracted.
 
 Entry names are only ever used as labels in the report: nothing is written to disk under a name taken from the
-upload. The only disk file intake makes is the anonymous spool of a streamed ZIP (`tempfile.TemporaryFile`,
-unlinked at once on POSIX). All blocking work (zipfile, hashing, Pillow) runs in worker threads, one entry at a
-time. A ZIP's accepted images are written to the store behind the checks, so the next entry is checked while the
-last ones are fsynced (`_BackgroundWrites`: at most 4 writes and 32 MiB at once, or one bigger image). Memory stays
-bounded by one image of at most `max_image_bytes` plus its decode, and those writes.
+upload. Text files a batch reads are handed back in the report instead (`TextFile`): the prompt table at the ZIP's
+root (`prompts.csv`, `prompts.jsonl`, at most `max_table_bytes`) and `.txt` captions (at most `max_caption_bytes`
+each, `max_text_bytes_total` in all), strict UTF-8; storage does not parse them. The only disk file intake makes
+is the anonymous spool of a streamed ZIP (`tempfile.TemporaryFile`, unlinked at once on POSIX). All blocking work
+(zipfile, hashing, Pillow) runs in worker threads, one entry at a time. A ZIP's accepted images are written to the
+store behind the checks, so the next entry is checked while the last ones are fsynced (`_BackgroundWrites`: at most
+4 writes and 32 MiB at once, or one bigger image). Memory stays bounded by one image of at most `max_image_bytes`
+plus its decode, those writes and the texts.
 
 IntakeError (a StorageError)
 └── IntakeRefusedError   the whole upload was refused; `reason` is a RefusalReason (permanent)
@@ -42,6 +45,7 @@ from storage.intakereport import (
     ReportBuilder,
     SkippedEntry,
     SkipReason,
+    TextFile,
     content_key,
 )
 from storage.zipread import is_clutter, unsafe_path_reason
@@ -134,7 +138,7 @@ async def _in_thread(func: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwa
 
 
 # An entry of a ZIP on its way into the report: its check running, or what `_screen` made of it without reading it.
-_Pending: TypeAlias = asyncio.Task[zipread.CheckedImage] | tuple[SkipReason | None, str]
+_Pending: TypeAlias = asyncio.Task[zipread.CheckedImage | TextFile] | tuple[SkipReason | None, str]
 
 
 class UploadIntake:
@@ -247,9 +251,11 @@ class UploadIntake:
         window: deque[tuple[zipfile.ZipInfo, _Pending]] = deque()
         try:
             report = ReportBuilder()
-            checking = 0
+            checking = text_bytes = 0
             for info in archive.infolist():
                 pending: _Pending | None = self._screen(info)
+                if pending is None:
+                    pending, text_bytes = self._text_budget(info, text_bytes)
                 if pending is None:
                     pending = asyncio.ensure_future(self._check_entry(archive, info))
                     checking += 1
@@ -298,8 +304,25 @@ class UploadIntake:
             return exc.reason, str(exc)
         return None
 
-    async def _check_entry(self, archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> zipread.CheckedImage:
+    def _text_budget(self, info: zipfile.ZipInfo, used: int) -> tuple[tuple[SkipReason, str] | None, int]:
+        """Return whether a text entry (the prompt table, a caption) is skipped for its size, and the bytes now used.
+
+        Texts are handed back in memory, so each is capped and all of a ZIP's together: 10,000 captions stay bounded.
+        """
+        limit = zipread.text_limit(info.filename, self._limits)
+        if limit is None:
+            return None, used
+        if info.file_size > limit:
+            return (SkipReason.TOO_LARGE, f"text file is {info.file_size:,} bytes, over the limit of {limit:,}"), used
+        if used + info.file_size > self._limits.max_text_bytes_total:
+            total = self._limits.max_text_bytes_total
+            return (SkipReason.TOO_LARGE, f"the ZIP's text files are over {total:,} bytes in all"), used
+        return None, used + info.file_size
+
+    async def _check_entry(self, archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> zipread.CheckedImage | TextFile:
         async with self._checks:
+            if zipread.text_limit(info.filename, self._limits) is not None:
+                return await _in_thread(zipread.load_text, archive, info, self._limits)
             return await _in_thread(zipread.load_entry, archive, info, self._limits)
 
     async def _record_entry(
@@ -320,6 +343,9 @@ class UploadIntake:
             checked = await pending
         except zipread.EntrySkippedError as exc:
             report.skip(name, exc.reason, exc.logged(name))
+            return 1
+        if isinstance(checked, TextFile):
+            report.texts.append(checked)
             return 1
         await self._store_image(report, name, checked, writes)
         return 1

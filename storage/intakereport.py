@@ -43,6 +43,9 @@ class IntakeLimits:
         max_upload_bytes: the compressed size of a ZIP streamed in; more stops the spooling and refuses it.
         max_central_directory_bytes_per_entry: bounds the central directory's size (zipfile parses all of it
             into memory) to what `max_entries` entries with long names could need.
+        max_table_bytes: the size of the prompt table at the ZIP's root (`prompts.csv`, `prompts.jsonl`).
+        max_caption_bytes: the size of one `.txt` caption.
+        max_text_bytes_total: the text files of one ZIP together, so 10,000 captions stay bounded in memory.
     """
 
     max_entries: int = 10_000
@@ -53,6 +56,9 @@ class IntakeLimits:
     ratio_check_min_bytes: int = 1 * MiB
     max_upload_bytes: int = 6 * GiB
     max_central_directory_bytes_per_entry: int = 1 * KiB
+    max_table_bytes: int = 16 * MiB
+    max_caption_bytes: int = 64 * KiB
+    max_text_bytes_total: int = 32 * MiB
 
 
 _DEFAULT_LIMITS = IntakeLimits()
@@ -113,6 +119,7 @@ class SkipReason(StrEnum):
     NOT_AN_IMAGE = "not_an_image"
     CORRUPT_IMAGE = "corrupt_image"
     TOO_MANY_PIXELS = "too_many_pixels"
+    NOT_UTF8 = "not_utf8"
 
 
 class RefusalReason(StrEnum):
@@ -174,6 +181,14 @@ class SkippedEntry:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class TextFile:
+    """A text file of a ZIP handed back as it is (a prompt table or a caption); the bot reads it, storage does not."""
+
+    name: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class IntakeReport:
     """The outcome of one upload: one line per entry in upload order, plus silent counts."""
 
@@ -181,6 +196,7 @@ class IntakeReport:
     skipped: tuple[SkippedEntry, ...]
     clutter_count: int = 0
     directory_count: int = 0
+    texts: tuple[TextFile, ...] = ()  # the ZIP's prompt table and captions, in ZIP order
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -205,6 +221,7 @@ class ReportBuilder:
     clutter_count: int = 0
     directory_count: int = 0
     first_name_by_sha: dict[str, str] = field(default_factory=dict)
+    texts: list[TextFile] = field(default_factory=list)
 
     def skip(self, name: str, reason: SkipReason, message: str) -> SkippedEntry:
         """Add a skipped entry and return it."""
@@ -219,4 +236,5 @@ class ReportBuilder:
             skipped=tuple(self.skipped),
             clutter_count=self.clutter_count,
             directory_count=self.directory_count,
+            texts=tuple(self.texts),
         )

@@ -13,13 +13,13 @@ import struct
 import tempfile
 import zipfile
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO
 
 from storage._imagecheck import ARCHIVE_SUFFIXES, ImageRejectedError, check_image
 from storage.imageformat import ImageFormat
-from storage.intakereport import IntakeLimits, IntakeRefusedError, MiB, RefusalReason, SkipReason
+from storage.intakereport import IntakeLimits, IntakeRefusedError, MiB, RefusalReason, SkipReason, TextFile
 from usertext.names import suffix
 
 log = logging.getLogger(__name__)
@@ -245,6 +245,33 @@ def check_bytes(data: bytes, limits: IntakeLimits) -> CheckedImage:
         width=facts.width,
         height=facts.height,
     )
+
+
+# The text files intake hands back rather than skips: the prompt table at the ZIP's root, and captions anywhere.
+TABLE_NAMES = frozenset({"prompts.csv", "prompts.jsonl"})
+CAPTION_SUFFIX = ".txt"
+
+
+def text_limit(name: str, limits: IntakeLimits) -> int | None:
+    """Return the size a text entry may have (the table's or a caption's), or None when `name` is not one."""
+    if name.lower() in TABLE_NAMES:  # at the root only: no "/" in the name
+        return limits.max_table_bytes
+    if suffix(name).lower() == CAPTION_SUFFIX:
+        return limits.max_caption_bytes
+    return None
+
+
+def load_text(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limits: IntakeLimits) -> TextFile:
+    """Read one text entry (at most its limit) and decode it as strict UTF-8; its name is only a label."""
+    cap = text_limit(info.filename, limits) or 0
+    if info.file_size > cap:
+        detail = f"text file is {info.file_size:,} bytes, over the limit of {cap:,}"
+        raise EntrySkippedError(SkipReason.TOO_LARGE, detail)
+    data = read_entry(archive, info, replace(limits, max_image_bytes=cap))
+    try:
+        return TextFile(name=info.filename, text=data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise EntrySkippedError(SkipReason.NOT_UTF8, "text file is not UTF-8") from exc
 
 
 def make_spool(spool_dir: Path | None) -> IO[bytes]:

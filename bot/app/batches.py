@@ -10,7 +10,7 @@ is the plan id: a second click (or a redelivered interaction) never queues twice
 """
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -54,6 +54,7 @@ from bot.core.models import (
 )
 from bot.core.outage import Outage
 from bot.core.params import ParsedPrompt, parse_prompt, resolve_model
+from bot.core.prompt_table import ItemPrompt, PromptPlan, TableError, assign_prompts, parse_table, table_name
 from bot.core.render import code
 from bot.dispatch import CancelResult, SubmitResult, Subscription
 from bot.ledger import NOTE_HOLD_FROM
@@ -167,11 +168,13 @@ class BatchService:
             on_intake: called with the intake's report before it is checked (the CLI lists what was skipped).
 
         Raises:
-            BatchError: the prompt has errors, the ZIP was refused or holds no image, or a limit is exceeded.
+            BatchError: the prompt has errors, the ZIP was refused, its prompt table cannot be read, nothing in it
+                can be made, or a limit is exceeded.
         """
         parsed = parse_prompt(request.prompt)
-        if not parsed.ok:
-            raise BatchError("Fix the prompt first: " + "; ".join(parsed.errors) + ".", title="Invalid prompt")
+        errors = [e for e in parsed.errors if not e.startswith(_EMPTY_PROMPT)]  # the ZIP may carry the prompts
+        if errors:
+            raise BatchError("Fix the prompt first: " + "; ".join(errors) + ".", title="Invalid prompt")
         params = await self._params(request, parsed)
         try:
             report = await self._intake.zip_file(path)
@@ -179,21 +182,27 @@ class BatchService:
             raise BatchError(f"The ZIP was refused ({exc.reason.value}): {exc.user_message}.") from exc
         if on_intake is not None:
             on_intake(report)
-        if not report.accepted:
-            raise BatchError(self._nothing_accepted(report))
+        prompts = self._prompts(report, parsed, params.model)
+        keys = {image.name: image.key for image in report.accepted}
+        label = parsed.model_prompt() if parsed.text else prompts.source
         plan = BatchPlan(
             id=new_id("p"),
             owner_id=request.owner_id,
             guild_id=request.guild_id,
             channel_id=request.channel_id,
-            prompt=parsed.model_prompt(),
-            display_prompt=parsed.display(),
+            prompt=label,
+            display_prompt=parsed.display() if parsed.text else f"{label} {parsed.display()}".strip(),
             params=params,
-            items=tuple(PlannedItem(key=a.key, name=a.name) for a in report.accepted),
-            skipped=tuple((e.name, e.reason.value) for e in report.skipped),
+            items=tuple(_planned(item, keys, label) for item in prompts.items),
+            skipped=(
+                *((e.name, e.reason.value) for e in report.skipped),
+                *((p.where(prompts.table), p.code) for p in prompts.problems),
+            ),
             notes=parsed.notes,
             source=source,
             idempotency_key=request.idempotency_key,
+            prompt_source=prompts.source,
+            problems=tuple((p.where(prompts.table), p.detail) for p in prompts.problems),
         )
         await self.check_limits(plan, is_admin=request.is_admin)
         await self._plans.put(plan)
@@ -205,6 +214,34 @@ class BatchService:
             extra={"action": "plan", "plan_id": plan.id},
         )
         return plan
+
+    def _prompts(self, report: IntakeReport, parsed: ParsedPrompt, model: str) -> PromptPlan:
+        """Decide each item's prompt from the ZIP's table, its captions and the command's prompt.
+
+        Raises:
+            BatchError: the table cannot be read, nothing gives a prompt, or no item is left.
+        """
+        tables = [t for t in report.texts if table_name(t.name)]
+        if len(tables) > 1:
+            raise BatchError("The ZIP holds both prompts.csv and prompts.jsonl: keep one of them.")
+        try:
+            table = parse_table(tables[0].name, tables[0].text) if tables else None
+        except TableError as exc:
+            raise BatchError(f"{exc}.", title="Can't read the prompts") from exc
+        captions = {t.name: t.text for t in report.texts if not table_name(t.name)}
+        if not parsed.text and table is None and not captions:
+            raise BatchError("Fix the prompt first: the prompt is empty, and the ZIP has no prompts.csv or captions.")
+        prompts = assign_prompts(
+            command=parsed, model=model, images=[a.name for a in report.accepted], table=table, captions=captions
+        )
+        if not prompts.items:
+            if not report.accepted and table is None:
+                raise BatchError(self._nothing_accepted(report))
+            first = "; ".join(f"{p.where(prompts.table)}: {p.detail}" for p in prompts.problems[:3])
+            raise BatchError(
+                "Nothing to make: no image or row has a usable prompt" + (f" ({first})." if first else ".")
+            )
+        return prompts
 
     @staticmethod
     def _nothing_accepted(report: IntakeReport) -> str:
@@ -296,7 +333,7 @@ class BatchService:
             owner_id=UserId(plan.owner_id),
             prompt=plan.prompt,
             params=plan.params,
-            items=tuple(NewItem(inputs=ItemInputs(ref_keys=(i.key,), source_name=i.name)) for i in plan.items),
+            items=tuple(_new_item(i) for i in plan.items),
             guild_id=plan.guild_id,
             group_id=group_id,
             idempotency_key=plan.key,
@@ -483,6 +520,37 @@ class BatchService:
         requeued = 0 if before is None else max(0, before.failed - job.failed)
         log.info("batch %s: %d failed items requeued", job_id, requeued, extra={"job_id": job_id, "action": "retry"})
         return job, requeued
+
+
+_EMPTY_PROMPT = "the prompt is empty"  # `parse_prompt`'s error for a prompt with no text
+
+
+def _planned(item: ItemPrompt, keys: Mapping[str, str], job_prompt: str) -> PlannedItem:
+    """Return the plan's item for an item's prompt; only what differs from the job is kept."""
+    model_prompt = item.model_prompt()
+    own = model_prompt != job_prompt
+    return PlannedItem(
+        key=keys[item.image] if item.image else "",
+        name=item.image or "",
+        prompt=model_prompt if own else None,
+        display=item.display() if own else None,
+        aspect_ratio=item.aspect_ratio,
+        image_size=item.image_size,
+        seed=item.seed,
+        ref_keys=tuple(keys[r] for r in item.refs),
+        line=item.line,
+    )
+
+
+def _new_item(item: PlannedItem) -> NewItem:
+    """Return the ledger's item for a planned one: its prompt, seed, images and options."""
+    inputs = ItemInputs(
+        ref_keys=item.input_keys,
+        source_name=item.name or None,
+        aspect_ratio=item.aspect_ratio,
+        image_size=item.image_size,
+    )
+    return NewItem(prompt=item.prompt, seed=item.seed, inputs=inputs)
 
 
 def _str(value: object) -> str | None:

@@ -7,7 +7,7 @@ and `PendingPlans`, which keeps a plan in the store under `batches/pending/{plan
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -44,10 +44,65 @@ class BatchError(UserFacingError):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PlannedItem:
-    """One accepted image of the ZIP: its stored key and its name inside the ZIP."""
+    """One item Start would queue: its image's stored key and name inside the ZIP ("" for text to image).
+
+    The rest is set only where the item differs from the plan: its prompt (the model's text, and as Peel shows it)
+    from a row, a caption or the template; options and further reference images from its row; the row's line.
+    """
 
     key: str
     name: str
+    prompt: str | None = None  # None: the plan's prompt
+    display: str | None = None
+    aspect_ratio: str | None = None  # None: the plan's
+    image_size: str | None = None
+    seed: int | None = None  # None: derived from the plan's seed base
+    ref_keys: tuple[str, ...] = ()
+    line: int | None = None
+
+    def to_json(self) -> list[object]:
+        """Return the item as stored: `[key, name]`, with an object of what is set when there is more."""
+        extra: dict[str, object] = {
+            k: v
+            for k, v in (
+                ("prompt", self.prompt),
+                ("display", self.display),
+                ("aspect_ratio", self.aspect_ratio),
+                ("image_size", self.image_size),
+                ("seed", self.seed),
+                ("line", self.line),
+            )
+            if v is not None
+        }
+        if self.ref_keys:
+            extra["ref_keys"] = list(self.ref_keys)
+        return [self.key, self.name, extra] if extra else [self.key, self.name]
+
+    @classmethod
+    def from_json(cls, data: Sequence[object]) -> "PlannedItem":
+        """Rebuild a stored item (a plan stored before items had prompts holds `[key, name]` only)."""
+        extra = data[2] if len(data) > 2 and isinstance(data[2], Mapping) else {}
+        refs, seed, line = extra.get("ref_keys", []), extra.get("seed"), extra.get("line")
+        return cls(
+            key=str(data[0]),
+            name=str(data[1]),
+            prompt=_opt_str(extra.get("prompt")),
+            display=_opt_str(extra.get("display")),
+            aspect_ratio=_opt_str(extra.get("aspect_ratio")),
+            image_size=_opt_str(extra.get("image_size")),
+            seed=seed if isinstance(seed, int) else None,
+            ref_keys=tuple(str(r) for r in refs) if isinstance(refs, list) else (),
+            line=line if isinstance(line, int) else None,
+        )
+
+    @property
+    def input_keys(self) -> tuple[str, ...]:
+        """The item's reference images: its own image (if any), then its row's."""
+        return ((self.key,) if self.key else ()) + self.ref_keys
+
+
+def _opt_str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -62,10 +117,11 @@ class BatchPlan:
     display_prompt: str  # as the user typed it, parameters included
     params: JobParams
     items: tuple[PlannedItem, ...]
-    skipped: tuple[tuple[str, str], ...]  # (entry name, reason code) of every skipped entry
+    skipped: tuple[tuple[str, str], ...]  # (entry name, reason code) of every skipped entry and row problem
     notes: tuple[str, ...] = ()
+    prompt_source: str = "one prompt"  # "one prompt", "prompts.csv: 60 rows", "captions: 12", "… + template"
+    problems: tuple[tuple[str, str], ...] = ()  # (where, what is wrong) of each row that gives no item, in line order
     source: str = "upload.zip"
-    prompt_source: str = "one prompt"  # where the items' prompts come from, as the plan shows it
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     idempotency_key: str | None = None  # None: the plan id (a second Start click never queues twice)
 
@@ -82,6 +138,13 @@ class BatchPlan:
             counts[reason] = counts.get(reason, 0) + 1
         return counts
 
+    def problem_lines(self, *, limit: int = 5) -> tuple[str, ...]:
+        """Return the first `limit` row problems as `where: what` (every one is in the manifest)."""
+        lines = [f"{where}: {what}" for where, what in self.problems[:limit]]
+        if len(self.problems) > limit:
+            lines.append(f"… and {len(self.problems) - limit} more row problems (every one is in the manifest)")
+        return tuple(lines)
+
     @property
     def name(self) -> str:
         """The batch's thread (group) name."""
@@ -97,11 +160,12 @@ class BatchPlan:
             "prompt": self.prompt,
             "display_prompt": self.display_prompt,
             "params": self.params.to_json(),
-            "items": [[i.key, i.name] for i in self.items],
+            "items": [i.to_json() for i in self.items],
             "skipped": [list(s) for s in self.skipped],
             "notes": list(self.notes),
-            "source": self.source,
             "prompt_source": self.prompt_source,
+            "problems": [list(p) for p in self.problems],
+            "source": self.source,
             "created_at": self.created_at.isoformat(),
             "idempotency_key": self.idempotency_key,
         }
@@ -110,8 +174,9 @@ class BatchPlan:
     def from_json(cls, data: Mapping[str, object]) -> "BatchPlan":
         """Rebuild a stored plan."""
         items, skipped, notes = data["items"], data.get("skipped", []), data.get("notes", [])
-        params = data["params"]
+        params, problems = data["params"], data.get("problems", [])
         assert isinstance(items, list) and isinstance(skipped, list) and isinstance(notes, list)
+        assert isinstance(problems, list)
         assert isinstance(params, dict)
         guild_id, key = data.get("guild_id"), data.get("idempotency_key")
         return cls(
@@ -122,11 +187,12 @@ class BatchPlan:
             prompt=str(data["prompt"]),
             display_prompt=str(data["display_prompt"]),
             params=JobParams.from_json(params),
-            items=tuple(PlannedItem(key=str(k), name=str(n)) for k, n in items),
+            items=tuple(PlannedItem.from_json(i) for i in items),
             skipped=tuple((str(n), str(r)) for n, r in skipped),
             notes=tuple(str(n) for n in notes),
-            source=str(data.get("source", "upload.zip")),
             prompt_source=str(data.get("prompt_source", "one prompt")),  # plans stored before it was kept
+            problems=tuple((str(w), str(d)) for w, d in problems),
+            source=str(data.get("source", "upload.zip")),
             created_at=datetime.fromisoformat(str(data["created_at"])),
             idempotency_key=None if key is None else str(key),
         )
@@ -184,18 +250,35 @@ def plan_summary(plan: BatchPlan, estimate: BatchEstimate, *, markdown: bool = T
         prompt_source=plan.prompt_source,
         accepted=len(plan.items),
         skipped=plan.skip_counts,
-        skipped_entries=plan.skipped,
+        # Row problems are named with what is wrong (below), the other skipped entries by their reason code.
+        skipped_entries=[s for s in plan.skipped if s[0] not in {where for where, _ in plan.problems}],
         estimate=estimate,
-        notes=plan.notes,
+        notes=(*plan.notes, *plan.problem_lines()),
         markdown=markdown,
     )
 
 
+def plan_price(plan: BatchPlan) -> float | None:
+    """Return the price of every item of a plan, each at its own image size (None: some price is unknown)."""
+    spec = model_spec(plan.params.model)
+    prices: dict[str | None, float | None] = {}
+    total = 0.0
+    for item in plan.items:
+        size = item.image_size or plan.params.image_size
+        if size not in prices:
+            prices[size] = spec.price(size)
+        price = prices[size]
+        if price is None:
+            return None
+        total += price
+    return total
+
+
 def estimate_plan(plan: BatchPlan, *, latency_s: float, concurrency: int) -> BatchEstimate:
-    """Estimate a plan's cost (price table times images) and time (latency over the Gemini budget)."""
-    return estimate_batch(
-        items=len(plan.items), unit_price_usd=unit_price(plan.params), latency_s=latency_s, concurrency=concurrency
-    )
+    """Estimate a plan's cost (the sum of its items' prices) and time (latency over the Gemini budget)."""
+    total = plan_price(plan)
+    mean = None if total is None else total / max(1, len(plan.items))
+    return estimate_batch(items=len(plan.items), unit_price_usd=mean, latency_s=latency_s, concurrency=concurrency)
 
 
 def snapshot_of(
@@ -297,6 +380,7 @@ __all__ = [
     "PendingPlans",
     "PlannedItem",
     "estimate_plan",
+    "plan_price",
     "plan_summary",
     "snapshot_of",
     "unit_price",

@@ -63,9 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--json", action="store_true", help="end with a JSON summary line on stdout")
         p.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)")
 
-    batch = sub.add_parser("batch", help="run one prompt over every image of a ZIP")
+    batch = sub.add_parser("batch", help="run a prompt, or a prompts.csv or captions, over a ZIP")
     batch.add_argument("input", type=Path, help="the ZIP of input images")
-    batch.add_argument("--prompt", required=True, help="the prompt; may carry --ar/--seed/--no/--model/--size")
+    batch.add_argument(
+        "--prompt",
+        default="",
+        help="the prompt, or a template with {prompt} {name} {folder}; may carry --ar/--seed/--no/--model/--size; "
+        "optional when the ZIP has a prompts.csv / prompts.jsonl or .txt captions",
+    )
     batch.add_argument("--out", type=Path, default=Path("results.zip"), help="where the results ZIP goes")
     batch.add_argument("--progress-every", type=float, default=5.0, help="seconds between progress lines (no TTY)")
     common(batch)
@@ -102,8 +107,10 @@ class Prompt:
         )
 
 
-def parse_job_prompt(prompt: str, args: argparse.Namespace) -> Prompt:
+def parse_job_prompt(prompt: str, args: argparse.Namespace, *, allow_empty: bool = False) -> Prompt:
     """Parse the prompt's inline parameters, then the flags (which win), with every problem reported at once.
+
+    `allow_empty`: a prompt with no text is no error (a batch whose ZIP carries its prompts; the plan checks it).
 
     Raises:
         UsageError: the prompt or a flag is malformed.
@@ -113,7 +120,7 @@ def parse_job_prompt(prompt: str, args: argparse.Namespace) -> Prompt:
     if getattr(args, "n", None) is not None:
         flags.append(f"--n {args.n}")
     flag_params = PromptParams()
-    errors = list(parsed.errors)
+    errors = [e for e in parsed.errors if not (allow_empty and "prompt is empty" in e)]
     if flags:
         # The flags go through the same parser, so they are checked (and ratios snapped) exactly like inline ones.
         parsed_flags = parse_prompt("flags " + " ".join(flags))

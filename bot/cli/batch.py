@@ -31,7 +31,8 @@ _HASH_BLOCK_BYTES = 1024 * 1024
 
 
 def _intake_summary(report: IntakeReport) -> list[str]:
-    lines = [f"intake: {len(report.accepted)} image(s) accepted, {len(report.skipped)} skipped"]
+    texts = f", {len(report.texts)} text file(s)" if report.texts else ""
+    lines = [f"intake: {len(report.accepted)} image(s) accepted, {len(report.skipped)} skipped{texts}"]
     if report.skipped:
         counts = ", ".join(f"{reason.value} {n}" for reason, n in report.skip_counts().items())
         lines.append(f"  skipped by reason: {counts}")
@@ -64,7 +65,7 @@ async def run_batch(args: argparse.Namespace, settings: BotSettings, console: Co
     path: Path = args.input
     if not await asyncio.to_thread(path.is_file):
         raise UsageError(f"{path}: no such file")
-    prompt = parse_job_prompt(args.prompt, args)
+    prompt = parse_job_prompt(args.prompt, args, allow_empty=True)
     params = prompt.job_params(settings.gemini_model)
     for note in prompt.parsed.notes:
         console.note(f"note: {note}")

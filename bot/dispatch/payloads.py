@@ -20,8 +20,8 @@ def item_payload(
         "index": index,
         "prompt": prompt,
         "ref_keys": list(inputs.ref_keys),
-        "aspect_ratio": params.aspect_ratio,
-        "image_size": params.image_size,
+        "aspect_ratio": inputs.aspect_ratio or params.aspect_ratio,  # an item's own options win over the job's
+        "image_size": inputs.image_size or params.image_size,
         "seed": seed,
         "output_key": key,
     }

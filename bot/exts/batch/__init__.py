@@ -331,10 +331,13 @@ class BatchCog(commands.Cog):
 
     # ---- /batch ------------------------------------------------------------------------------------------------
 
-    @app_commands.command(name="batch", description="Run one prompt over every image of a ZIP (attachment or URL)")
+    @app_commands.command(
+        name="batch", description="A prompt, or the ZIP's prompts.csv or captions, over a ZIP (attachment or URL)"
+    )
     @app_commands.rename(zip_file="zip")
     @app_commands.describe(
-        prompt="What to do with each image; inline parameters like --ar 16:9 work too",
+        prompt="What to do with each image (--ar 16:9 works too); a template with {prompt} {name} {folder}; "
+        "optional when the ZIP has a prompts.csv or captions",
         zip_file="A ZIP of images (Discord caps attachments; use url for big ones)",
         url="A link to a ZIP of images",
         model="Gemini model (flash, pro, flash3 or a model id)",
@@ -345,7 +348,10 @@ class BatchCog(commands.Cog):
     async def batch(
         self,
         interaction: discord.Interaction[Any],
-        prompt: app_commands.Range[str, 1, 1000],
+        # Optional: a ZIP with a prompts.csv / .jsonl or captions carries its own prompts (the plan refuses a ZIP
+        # without any). Every option is then optional, which Discord allows: only a required option may not follow
+        # an optional one (https://discord.com/developers/docs/interactions/application-commands).
+        prompt: app_commands.Range[str, 1, 1000] | None = None,
         zip_file: discord.Attachment | None = None,
         url: str | None = None,
         model: str | None = None,
@@ -362,7 +368,7 @@ class BatchCog(commands.Cog):
             owner_id=interaction.user.id,
             guild_id=interaction.guild_id,
             channel_id=channel_id,
-            prompt=prompt,
+            prompt=prompt or "",
             options=BatchOptions(model=model, aspect_ratio=aspect_ratio, image_size=size),
             is_admin=self._is_admin(interaction.user, interaction.guild_id),
         )

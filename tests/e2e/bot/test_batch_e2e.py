@@ -241,8 +241,7 @@ async def test_batch_runs_in_one_thread_and_retry_makes_only_retryable_failures_
     plan = await plan_message(alice, before)
     assert plan.is_ephemeral
     assert "**200** images accepted" in plan.content and "1 skipped" in plan.content
-    assert "1 not an image" in plan.content
-    assert "• `readme.txt`: not an image" in plan.content  # named, not only counted
+    assert "1 caption without image" in plan.content  # readme.txt: a text file beside no image of its name
     assert "⚙️ Model `gemini-2.5-flash-image` · aspect ratio 1:1 · size 1K" in plan.content
     assert "📝 Prompts: one prompt" in plan.content
     assert "Estimated cost about $7.80" in plan.content  # 200 at $0.039 (gemini-2.5-flash-image, 1K)
@@ -862,3 +861,70 @@ async def test_try_on_4_shows_the_trial_then_start_the_rest_makes_only_the_other
     assert calls_in_all - calls_before == 30  # 4 + (30 - 4), not 30 + 4
     assert "✅ 30 made · ❌ 0 failed" in summary.content, summary.content
     assert len(pngs(await fetch_zip(http, summary))) == 30
+
+
+# ---- a prompt per image: prompts.csv through /batch and the CLI ---------------------------------------------------
+
+ROW_COUNT = 60
+BAD_ROWS = {  # line → (where the plan and manifest say it is, its code)
+    12: ("prompts.csv line 12 (photos/absent.png)", "row_missing_file"),
+    23: ("prompts.csv line 23 (photos/img-00004.png)", "row_bad_value"),
+    34: ("prompts.csv line 34 (photos/img-00007.png)", "row_duplicate"),
+}
+
+
+def _row_prompt(i: int) -> str:
+    return f"row {i}: a paper lantern, é {i * 7}"
+
+
+def _prompts_csv() -> bytes:
+    rows = [[f"photos/img-{i:05d}.png", _row_prompt(i), ""] for i in range(ROW_COUNT)]
+    rows.insert(10, ["photos/absent.png", "no such image", ""])
+    rows.insert(21, ["photos/img-00004.png", "an impossible shape", "7:3"])
+    rows.insert(32, ["photos/img-00007.png", "a second row for one image", ""])
+    out = io.StringIO()
+    csv.writer(out).writerows([["file", "prompt", "aspect_ratio"], *rows])  # quotes the prompts' commas
+    return out.getvalue().encode()
+
+
+def _embedded_prompts(archive: zipfile.ZipFile) -> dict[str, str]:
+    """Return each output's embedded prompt (its PNG text chunk) by the source image the manifest names."""
+    rows = list(csv.DictReader(io.StringIO(archive.read("manifest.csv").decode("utf-8-sig"))))
+    found = {}
+    for row in rows:
+        if row["status"] == "ok":
+            with Image.open(io.BytesIO(archive.read(row["file"]))) as image:
+                found[row["source"]] = image.text["prompt"]  # type: ignore[attr-defined]  # PngImageFile.text
+    return found
+
+
+def _skipped(archive: zipfile.ZipFile) -> dict[str, str]:
+    rows = csv.DictReader(io.StringIO(archive.read("manifest.csv").decode("utf-8-sig")))
+    return {row["source"]: row["error_code"] for row in rows if row["status"] == "skipped"}
+
+
+@pytest.mark.timeout(240)
+async def test_a_prompts_csv_gives_each_of_60_images_its_rows_prompt_through_discord_and_the_cli(
+    stack: PeelStack, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    data = await asyncio.to_thread(make_zip, ROW_COUNT, extras={"prompts.csv": _prompts_csv()})
+    expected = {f"photos/img-{i:05d}.png": _row_prompt(i) for i in range(ROW_COUNT)}
+    bad = dict(BAD_ROWS.values())
+    alice = stack.driver("alice")
+
+    plan, thread, _ = await start_batch(alice, {"zip": Upload("rows.zip", data)})  # no prompt: the rows give them
+    assert "Prompts: prompts.csv: 63 rows" in plan.content, plan.content
+    assert all(where in plan.content for where in bad), plan.content
+    from_discord = await fetch_zip(http, await summaries(alice, thread["id"], 1))
+    assert _embedded_prompts(from_discord) == expected
+    assert _skipped(from_discord) == bad
+
+    source, out = tmp_path / "rows.zip", tmp_path / "out.zip"
+    await asyncio.to_thread(source.write_bytes, data)
+    args = ["batch", str(source), "--data", str(tmp_path / "cli-data"), "--out", str(out)]
+    run = await asyncio.to_thread(run_cli, args, cwd=tmp_path, env=base_env(), timeout_s=200)
+    assert run.returncode == 0, run.stderr
+    assert all(where in run.stderr for where in bad), run.stderr
+    from_cli = zipfile.ZipFile(io.BytesIO(await asyncio.to_thread(out.read_bytes)))
+    assert _embedded_prompts(from_cli) == expected
+    assert _skipped(from_cli) == bad

@@ -166,12 +166,12 @@ def test_batch_can_be_resumed_when_interrupted_with_ctrl_c(
     first = finish_cli(proc, cwd=tmp_path, log_name="first", timeout_s=60)
 
     assert first.returncode == 130
-    assert "1 skipped" in first.stderr and "not_an_image" in first.stderr
+    assert "notes.txt: a .txt caption with no image of the same name beside it" in first.stderr
     assert "resume with: python -m bot batch in.zip --prompt 'oil painting'" in first.stderr
     second = run_cli(args, cwd=tmp_path, env=env)
     assert second.returncode == 0, second.stderr[-3000:]
     assert "resuming job" in second.stderr
-    _check_results(tmp_path / "out" / "r.zip", n, skipped=(("notes.txt", "not_an_image"),))
+    _check_results(tmp_path / "out" / "r.zip", n, skipped=(("notes.txt", "caption_without_image"),))
     assert gemini.stats()["requests"] <= n + 4  # at most the calls in flight at Ctrl-C again
 
 

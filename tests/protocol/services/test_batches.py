@@ -81,13 +81,13 @@ async def test_cli_and_slash_batch_write_the_same_manifest_when_given_the_same_z
     assert cli_rows == slash_rows  # rows, codes and file names (no job id or time is in the CSV)
     assert [r["status"] for r in cli_rows].count("skipped") == 2
     assert await asyncio.to_thread((tmp_path / "results.zip").read_bytes) == await store.get_bytes(cli_zip.key)
-    assert "intake: 5 image(s) accepted, 2 skipped" in err.getvalue()
+    assert "intake: 5 image(s) accepted, 1 skipped, 1 text file(s)" in err.getvalue()
     # The CLI prints the plan as /batch shows it, without Discord's markup.
     printed = err.getvalue()
     assert "Batch ready: make it watercolour --ar 3:2 --seed 7" in printed
     assert "⚙️ Model gemini-2.5-flash-image · aspect ratio 3:2 · size 1K · seed 7" in printed
     assert "📝 Prompts: one prompt" in printed
-    assert "• notes.txt: not an image" in printed and "**" not in printed
+    assert "notes.txt: a .txt caption with no image of the same name beside it" in printed and "**" not in printed
 
 
 async def test_started_batch_keeps_its_plan_as_a_note_of_the_job_and_forgets_the_pending_one(

@@ -616,3 +616,34 @@ async def test_corpus_lands_only_under_inputs_when_taken_into_any_backend(corpus
     for name, data in corpus.good.items():
         assert await store.get_bytes(by_name[name].key) == data
     assert {info.content_type for info in listed} == {"image/png", "image/jpeg", "image/webp"}
+
+
+async def test_prompt_table_and_captions_come_back_as_texts_within_their_limits(
+    memory_store: MemoryStore, tmp_path: Path
+) -> None:
+    builder = ZipBuilder()
+    builder.add("prompts.csv", "\ufefffile,prompt\nset/a.png,é\n".encode())
+    builder.add("set/a.png", make_png(8, 8))
+    builder.add("set/a.txt", b"a caption")
+    builder.add("set/big.txt", b"x" * 65)
+    builder.add("latin1.txt", "café".encode("latin-1"))
+    builder.add("set/prompts.csv", b"file,prompt\n")  # a table counts at the root only
+    builder.add("c.txt", b"y" * 40)
+    builder.add("d.txt", b"z" * 40)
+    limits = IntakeLimits(max_caption_bytes=64, max_text_bytes_total=120)
+    upload = await write(tmp_path / "upload.zip", builder.build())
+
+    report = await UploadIntake(memory_store, limits=limits).zip_file(upload)
+
+    assert [(t.name, t.text) for t in report.texts] == [
+        ("prompts.csv", "\ufefffile,prompt\nset/a.png,é\n"),
+        ("set/a.txt", "a caption"),
+        ("c.txt", "y" * 40),
+    ]
+    assert [image.name for image in report.accepted] == ["set/a.png"]
+    assert {e.name: e.reason for e in report.skipped} == {
+        "set/big.txt": SkipReason.TOO_LARGE,
+        "latin1.txt": SkipReason.NOT_UTF8,
+        "set/prompts.csv": SkipReason.NOT_AN_IMAGE,
+        "d.txt": SkipReason.TOO_LARGE,  # over the texts' budget in all
+    }
