@@ -379,9 +379,9 @@ class BatchService:
         """Pause a batch: no new image starts; those being made now finish and are kept ("pausing" until then)."""
         return await self._rt.dispatcher.pause(job_id)
 
-    async def resume(self, job_id: JobId) -> Job:
-        """Resume a paused batch."""
-        return await self._rt.dispatcher.resume(job_id)
+    async def resume(self, job_id: JobId, *, rest: bool = False) -> Job:
+        """Resume a paused batch; a trial's held items run only with `rest` ("Start the rest"), not on Resume."""
+        return await self._rt.dispatcher.resume(job_id, release_hold=rest)
 
     async def cancel(self, job_id: JobId, by: UserId, *, is_admin: bool) -> CancelResult:
         """Cancel a batch for its owner (or an admin)."""

@@ -424,10 +424,16 @@ class BatchCog(commands.Cog):
                 if paused
                 else (f"The batch is {job.status.value}; it can't be paused.")
             )
-        elif action in ("resume", "rest"):  # "Start the rest" of a trial is its Resume
-            job = await self.service.resume(job_id)
+        elif action in ("resume", "rest"):  # "Start the rest" of a trial is the one Resume that releases the rest
+            job = await self.service.resume(job_id, rest=action == "rest")
             resumed = job.status in (JobStatus.RUNNING, JobStatus.QUEUED)
+            trial = await self.service.trial_of(job)
             message = "Batch resumed." if resumed else f"The batch is {job.status.value}; nothing to resume."
+            if resumed and trial is not None:
+                message = (
+                    f"Trial resumed: only its first {trial:,} images run; the other {job.total - trial:,} wait for "
+                    "**Start the rest**."
+                )
         elif action == "stop":
             result = await self.service.cancel(job_id, UserId(interaction.user.id), is_admin=is_admin)
             message = "Batch cancelled; the ZIP of what was made follows." if result.cancelled else result.message
