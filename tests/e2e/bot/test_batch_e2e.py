@@ -11,6 +11,7 @@ failures would get their attempt back and wait, which `tests/e2e/discord/test_ou
 
 import asyncio
 import csv
+import hashlib
 import io
 import itertools
 import json
@@ -910,6 +911,27 @@ async def test_retry_failed_changed_makes_only_the_failed_images_with_the_new_pr
     assert unchanged is not None and unchanged.failed == 2  # the original batch's manifest still says failed
     archive = await fetch_zip(http, second)
     assert sorted(pngs(archive)) == [f"photos/img-{i:05d}.png" for i in blocked]  # the same names as the inputs
+
+
+async def test_shared_references_attached_to_batch_go_with_every_image(
+    stack: PeelStack, http: aiohttp.ClientSession
+) -> None:
+    alice = stack.driver("alice")
+    style = tiny_png(950)
+    zipped = await asyncio.to_thread(make_zip, 3)
+    seen = (await stack.gemini_stats())["requests"]
+
+    _plan, thread, _progress = await start_batch(
+        alice, {"prompt": "in this style", "zip": Upload("s.zip", zipped), "ref1": Upload("style.png", style)}
+    )
+    summary = await summaries(alice, thread["id"], 1)
+    made = (await stack.gemini_stats())["requests"] - seen
+    async with http.get(f"{stack.rt.backends.gemini_url}/admin/requests") as resp:
+        sent = (await resp.json())[-made:]
+
+    assert "✅ 3 made" in summary.content, summary.content
+    assert made == 3 and all(r["images"] == 2 for r in sent)  # each image's own input, then the shared one
+    assert all(r["image_sha256"][1] == hashlib.sha256(style).hexdigest() for r in sent)
 
 
 # ---- a prompt per image: prompts.csv through /batch and the CLI ---------------------------------------------------
