@@ -464,6 +464,9 @@ class BatchService:
             wanted = trial
             if job.status is not JobStatus.PAUSED or await self._rt.dispatcher.pausing(job.id):
                 return None
+            # Paused by its owner in the middle of the trial: Resume goes on with the trial, shown when it is over.
+            if not all(i.status.is_final for i in await self._rt.ledger.items(job.id, limit=trial)):
+                return None
         else:
             wanted = min(SAMPLES, job.total)
             if job.status.is_final or job.ok < wanted:

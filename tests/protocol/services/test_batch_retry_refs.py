@@ -154,3 +154,34 @@ async def test_shared_references_over_the_models_input_limit_or_unreadable_are_r
         await service.plan_from_file(path, request("x", refs=(("notes.png", b"not an image"),)), source="in.zip")
     with pytest.raises(BatchError, match="at most 3 shared"):
         await service.plan_from_file(path, request("x --model pro", refs=(*three, three[0])), source="in.zip")
+
+
+async def test_a_trial_paused_by_its_owner_midway_shows_its_samples_only_once_it_is_over(
+    group: Group, runtime: Runtime, runpod: MemoryRunpod, tmp_path: Path
+) -> None:
+    service = BatchService(runtime)
+    plan = await service.plan_from_file(await zip_of(tmp_path / "in.zip", 10), request(), source="in.zip")
+    result = await service.start(plan, group_id=group.id, is_admin=False, trial=4)
+    assert result.job is not None
+    job_id = result.job.id
+    await runtime.dispatcher.run_once()
+    [chunk] = runpod.active()
+    await service.pause(job_id)
+    await runpod.finish(chunk.id, errors=dict.fromkeys(chunk.indices[2:], ErrorCode.STOPPED))  # 2 made, 2 stopped
+    await runtime.dispatcher.run_once()
+    midway = await runtime.ledger.get_job(job_id)
+    assert midway is not None and midway.status is JobStatus.PAUSED and midway.ok == 2
+
+    early = await service.take_samples(midway)
+    await service.resume(job_id)  # Resume, not "Start the rest": the trial's last two run, the rest stays held
+    for _ in range(3):
+        await runtime.dispatcher.run_once()
+        await runpod.finish_all()
+    await runtime.dispatcher.run_once()
+    over = await runtime.ledger.get_job(job_id)
+    assert over is not None
+
+    assert early is None
+    assert over.status is JobStatus.PAUSED and over.ok == 4 and over.remaining == 6
+    samples = await service.take_samples(over)
+    assert samples is not None and len(samples) == 4
