@@ -10,7 +10,7 @@ is the plan id: a second click (or a redelivered interaction) never queues twice
 """
 
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -41,6 +41,7 @@ from bot.core.manifest import ManifestHeader, ManifestRow, batch_rows
 from bot.core.models import (
     Group,
     GroupId,
+    Item,
     ItemInputs,
     ItemStatus,
     Job,
@@ -54,14 +55,31 @@ from bot.core.models import (
 )
 from bot.core.outage import Outage
 from bot.core.params import ParsedPrompt, parse_prompt, resolve_model
-from bot.core.prompt_table import ItemPrompt, PromptPlan, TableError, assign_prompts, parse_table, table_name
+from bot.core.prompt_table import (
+    ItemPrompt,
+    PromptPlan,
+    TableError,
+    assign_prompts,
+    fill,
+    is_template,
+    parse_table,
+    table_name,
+)
 from bot.core.render import code
 from bot.dispatch import CancelResult, SubmitResult, Subscription
 from bot.ledger import NOTE_HOLD_FROM
 from bot.ledger.store import new_id
 from bot.net.urlfetch import Downloads, FetchError, FetchOptions, FetchRefusedError, UrlPolicy, parse_networks
 from storage.errors import ObjectNotFoundError
-from storage.intake import IntakeLimits, IntakeRefusedError, IntakeReport, IntakeSettings, UploadIntake
+from storage.intake import (
+    AcceptedImage,
+    IntakeLimits,
+    IntakeRefusedError,
+    IntakeReport,
+    IntakeSettings,
+    UploadIntake,
+)
+from worker.contract import ErrorCode, model_spec
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +194,7 @@ class BatchService:
         if errors:
             raise BatchError("Fix the prompt first: " + "; ".join(errors) + ".", title="Invalid prompt")
         params = await self._params(request, parsed)
+        shared = await self._take_refs(request.refs)
         try:
             report = await self._intake.zip_file(path)
         except IntakeRefusedError as exc:
@@ -203,7 +222,9 @@ class BatchService:
             idempotency_key=request.idempotency_key,
             prompt_source=prompts.source,
             problems=tuple((p.where(prompts.table), p.detail) for p in prompts.problems),
+            shared_refs=shared,
         )
+        check_input_images(plan)
         await self.check_limits(plan, is_admin=request.is_admin)
         await self._plans.put(plan)
         log.info(
@@ -214,6 +235,22 @@ class BatchService:
             extra={"action": "plan", "plan_id": plan.id},
         )
         return plan
+
+    async def _take_refs(self, refs: Sequence[tuple[str, bytes]]) -> tuple[tuple[str, str], ...]:
+        """Check and store the shared reference images through the intake (never trusted as they come).
+
+        Raises:
+            BatchError: too many, or one that is not an acceptable image (its name and why).
+        """
+        if len(refs) > MAX_SHARED_REFS:
+            raise BatchError(f"Give at most {MAX_SHARED_REFS} shared reference images; {len(refs)} given.")
+        taken: list[tuple[str, str]] = []
+        for name, data in refs:
+            image = await self._intake.image(data, name=name)
+            if not isinstance(image, AcceptedImage):
+                raise BatchError(f"{code(name)} can't be used as a reference: {image.message}.")
+            taken.append((name, image.key))
+        return tuple(taken)
 
     def _prompts(self, report: IntakeReport, parsed: ParsedPrompt, model: str) -> PromptPlan:
         """Decide each item's prompt from the ZIP's table, its captions and the command's prompt.
@@ -328,12 +365,15 @@ class BatchService:
         notes: dict[str, object] = {NOTE_PLAN: plan.to_json()}
         if trial is not None and 0 < trial < len(plan.items):
             notes[NOTE_HOLD_FROM] = trial
+        if plan.retry_of is not None:
+            notes[NOTE_RETRY_OF] = plan.retry_of
+        shared = tuple(key for _, key in plan.shared_refs)
         request = JobRequest(
             kind=JobKind.BATCH,
             owner_id=UserId(plan.owner_id),
             prompt=plan.prompt,
             params=plan.params,
-            items=tuple(_new_item(i) for i in plan.items),
+            items=tuple(_new_item(i, shared) for i in plan.items),
             guild_id=plan.guild_id,
             group_id=group_id,
             idempotency_key=plan.key,
@@ -379,9 +419,9 @@ class BatchService:
         """Pause a batch: no new image starts; those being made now finish and are kept ("pausing" until then)."""
         return await self._rt.dispatcher.pause(job_id)
 
-    async def resume(self, job_id: JobId) -> Job:
-        """Resume a paused batch."""
-        return await self._rt.dispatcher.resume(job_id)
+    async def resume(self, job_id: JobId, *, rest: bool = False) -> Job:
+        """Resume a paused batch; a trial's held items run only with `rest` ("Start the rest"), not on Resume."""
+        return await self._rt.dispatcher.resume(job_id, release_hold=rest)
 
     async def cancel(self, job_id: JobId, by: UserId, *, is_admin: bool) -> CancelResult:
         """Cancel a batch for its owner (or an admin)."""
@@ -423,6 +463,9 @@ class BatchService:
         if trial is not None:  # shown once the trial is over (it paused itself, nothing of it still out), all of it
             wanted = trial
             if job.status is not JobStatus.PAUSED or await self._rt.dispatcher.pausing(job.id):
+                return None
+            # Paused by its owner in the middle of the trial: Resume goes on with the trial, shown when it is over.
+            if not all(i.status.is_final for i in await self._rt.ledger.items(job.id, limit=trial)):
                 return None
         else:
             wanted = min(SAMPLES, job.total)
@@ -521,8 +564,142 @@ class BatchService:
         log.info("batch %s: %d failed items requeued", job_id, requeued, extra={"job_id": job_id, "action": "retry"})
         return job, requeued
 
+    async def retry_prompt(self, job: Job) -> str:
+        """Return the prompt "Retry failed, changed…" starts from: the batch's prompt as the user gave it."""
+        plan = await self.plan_of(job.id)
+        return plan.display_prompt if plan is not None else job.prompt
 
+    async def plan_retry(
+        self, job_id: JobId, *, prompt: str | None, model: str | None, channel_id: int, is_admin: bool
+    ) -> BatchPlan:
+        """Plan "Retry failed, changed…": copies of a batch's failed items as a new batch, with a new prompt or model.
+
+        The plan is started like any other (Start), in the same thread. The copies keep their source names, images,
+        references, seeds and options. An edited `prompt` replaces the job's prompt and every item's own prompt
+        (`{prompt}` `{name}` `{folder}` fill in the item's own, as a template does); its inline parameters override
+        the batch's options. `model` (or the prompt's `--model`) replaces the model. The original job is left as it
+        is: its manifest still says failed. Every failed item is copied (a safety block may pass with another
+        prompt) except `TOO_LARGE`, whose input no prompt shrinks.
+
+        Raises:
+            BatchError: no such batch, nothing changed, the prompt or model is invalid, no failed item to copy, or
+                a limit is exceeded.
+        """
+        job = await self._rt.ledger.get_job(job_id)
+        if job is None or job.kind is not JobKind.BATCH:
+            raise BatchError("This batch no longer exists.")
+        before = await self.retry_prompt(job)
+        edited = prompt is not None and prompt.strip() != before.strip()
+        parsed = parse_prompt(prompt.strip() if prompt is not None and edited else before)
+        if edited and not parsed.ok:
+            raise BatchError("Fix the prompt first: " + "; ".join(parsed.errors) + ".", title="Invalid prompt")
+        chosen = (model or "").strip() or (parsed.params.model if edited else None) or job.params.model
+        resolved = resolve_model(chosen)
+        if resolved is None:
+            raise BatchError(f"{code(chosen)} is not a Gemini image model Peel knows.", title="Invalid model")
+        if not edited and resolved == job.params.model:
+            raise BatchError(
+                "Nothing changed: edit the prompt or choose another model, or use **Retry failed** to run the "
+                "failed images again as they were.",
+                title="Nothing to retry",
+            )
+        failed = [
+            i
+            for i in await self._rt.ledger.items(job_id, statuses=(ItemStatus.ERROR,))
+            if i.error_code != ErrorCode.TOO_LARGE.value
+        ]
+        if not failed:
+            raise BatchError("Nothing to retry: no failed image that a changed prompt or model can help.")
+        params = _retry_params(job.params, resolved, parsed if edited else None)
+        job_prompt = parsed.model_prompt() if edited else job.prompt
+        original = await self.plan_of(job_id)
+        plan = BatchPlan(
+            id=new_id("p"),
+            owner_id=job.owner_id,
+            guild_id=job.guild_id,
+            channel_id=channel_id,
+            prompt=job_prompt,
+            display_prompt=parsed.display() if edited else before,
+            params=params,
+            items=tuple(_retry_item(i, job, parsed if edited else None) for i in failed),
+            skipped=(),
+            notes=(f"↩️ Retry of the {len(failed):,} failed image(s) of batch {job.id}, as a new batch",),
+            prompt_source="the failed images of the batch" + (", new prompt" if edited else ""),
+            source=original.source if original is not None else "retry",
+            retry_of=job.id,
+        )
+        check_input_images(plan)
+        await self.check_limits(plan, is_admin=is_admin)
+        await self._plans.put(plan)
+        log.info(
+            "batch retry plan %s: %d failed items of %s, model %s, prompt %s",
+            plan.id,
+            len(plan.items),
+            job_id,
+            resolved,
+            "edited" if edited else "kept",
+            extra={"action": "plan", "plan_id": plan.id, "job_id": job_id},
+        )
+        return plan
+
+
+MAX_SHARED_REFS = 3  # shared references of a batch: a style or a logo, not a second input set
+NOTE_RETRY_OF = "batch_retry_of"  # a "Retry failed, changed" batch: the job whose failed items it copies
 _EMPTY_PROMPT = "the prompt is empty"  # `parse_prompt`'s error for a prompt with no text
+
+
+def check_input_images(plan: BatchPlan) -> None:
+    """Refuse a plan whose item would send the model more images than it takes (its own, its row's, shared).
+
+    Raises:
+        BatchError: naming the model's limit and the first item over it.
+    """
+    spec = model_spec(plan.params.model)
+    shared = len(plan.shared_refs)
+    for item in plan.items:
+        count = len(item.input_keys) + shared
+        if count > spec.max_input_images:
+            what = item.name or (f"line {item.line}" if item.line is not None else "an item")
+            raise BatchError(
+                f"{code(spec.name)} takes at most {spec.max_input_images} input images; {code(what)} would send "
+                f"{count} ({len(item.input_keys)} of its own, {shared} shared reference(s)). Give fewer references "
+                "or choose a model that takes more.",
+                title="Too many input images",
+            )
+
+
+def _retry_params(params: JobParams, model: str, edited: ParsedPrompt | None) -> JobParams:
+    """Return the retry's options: the batch's, with the new model and the edited prompt's inline parameters."""
+    inline = edited.params if edited is not None else None
+    return JobParams(
+        model=model,
+        aspect_ratio=(inline.aspect_ratio if inline else None) or params.aspect_ratio,
+        image_size=(inline.image_size if inline else None) or params.image_size,
+        seed=inline.seed if inline is not None and inline.seed is not None else params.seed,
+    )
+
+
+def _retry_item(item: Item, job: Job, edited: ParsedPrompt | None) -> PlannedItem:
+    """Return a copy of a failed item for its retry: its images, name, seed and options; its prompt as decided."""
+    prompt: str | None = item.prompt
+    if edited is not None:
+        text = edited.model_prompt()
+        if is_template(text):
+            folder, _, leaf = (item.inputs.source_name or "").rpartition("/")
+            stem = leaf.rsplit(".", 1)[0] if "." in leaf[1:] else leaf
+            prompt = fill(text, prompt=item.prompt or job.prompt, name=stem, folder=folder)
+        else:
+            prompt = None  # the new job prompt
+    keys = item.inputs.ref_keys
+    return PlannedItem(
+        key=keys[0] if keys else "",
+        name=item.inputs.source_name or "",
+        prompt=prompt,
+        aspect_ratio=item.inputs.aspect_ratio,
+        image_size=item.inputs.image_size,
+        seed=item.seed,
+        ref_keys=keys[1:],
+    )
 
 
 def _planned(item: ItemPrompt, keys: Mapping[str, str], job_prompt: str) -> PlannedItem:
@@ -542,10 +719,10 @@ def _planned(item: ItemPrompt, keys: Mapping[str, str], job_prompt: str) -> Plan
     )
 
 
-def _new_item(item: PlannedItem) -> NewItem:
-    """Return the ledger's item for a planned one: its prompt, seed, images and options."""
+def _new_item(item: PlannedItem, shared: tuple[str, ...] = ()) -> NewItem:
+    """Return the ledger's item for a planned one: its prompt, seed, images (the shared references last), options."""
     inputs = ItemInputs(
-        ref_keys=item.input_keys,
+        ref_keys=item.input_keys + shared,
         source_name=item.name or None,
         aspect_ratio=item.aspect_ratio,
         image_size=item.image_size,
@@ -557,4 +734,4 @@ def _str(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-__all__ = ["BatchService"]
+__all__ = ["MAX_SHARED_REFS", "NOTE_RETRY_OF", "BatchService", "check_input_images"]

@@ -124,6 +124,8 @@ class BatchPlan:
     source: str = "upload.zip"
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     idempotency_key: str | None = None  # None: the plan id (a second Start click never queues twice)
+    shared_refs: tuple[tuple[str, str], ...] = ()  # (name, stored key) of the references every item gets
+    retry_of: str | None = None  # "Retry failed, changed": the job whose failed items this plan copies
 
     @property
     def key(self) -> str:
@@ -168,6 +170,8 @@ class BatchPlan:
             "source": self.source,
             "created_at": self.created_at.isoformat(),
             "idempotency_key": self.idempotency_key,
+            "shared_refs": [list(r) for r in self.shared_refs],
+            "retry_of": self.retry_of,
         }
 
     @classmethod
@@ -179,6 +183,8 @@ class BatchPlan:
         assert isinstance(problems, list)
         assert isinstance(params, dict)
         guild_id, key = data.get("guild_id"), data.get("idempotency_key")
+        shared, retry_of = data.get("shared_refs", []), data.get("retry_of")  # plans stored before them: none
+        assert isinstance(shared, list)
         return cls(
             id=str(data["id"]),
             owner_id=int(str(data["owner_id"])),
@@ -195,6 +201,8 @@ class BatchPlan:
             source=str(data.get("source", "upload.zip")),
             created_at=datetime.fromisoformat(str(data["created_at"])),
             idempotency_key=None if key is None else str(key),
+            shared_refs=tuple((str(n), str(k)) for n, k in shared),
+            retry_of=None if retry_of is None else str(retry_of),
         )
 
 
@@ -232,6 +240,7 @@ class BatchRequest:
     options: BatchOptions = BatchOptions()
     is_admin: bool = False
     idempotency_key: str | None = None
+    refs: tuple[tuple[str, bytes], ...] = ()  # (name, bytes) of the shared reference images, as given
 
 
 def unit_price(params: JobParams) -> float | None:
@@ -253,8 +262,23 @@ def plan_summary(plan: BatchPlan, estimate: BatchEstimate, *, markdown: bool = T
         # Row problems are named with what is wrong (below), the other skipped entries by their reason code.
         skipped_entries=[s for s in plan.skipped if s[0] not in {where for where, _ in plan.problems}],
         estimate=estimate,
-        notes=(*plan.notes, *plan.problem_lines()),
+        notes=(*plan.notes, *_shared_ref_lines(plan), *plan.problem_lines()),
         markdown=markdown,
+    )
+
+
+def _shared_ref_lines(plan: BatchPlan) -> tuple[str, ...]:
+    """Name the shared references and say honestly what the cost leaves out.
+
+    Peel's price table prices the image made (`ModelSpec.price_usd`), not the images sent: Gemini bills input images
+    as input tokens (https://ai.google.dev/gemini-api/docs/pricing), so the estimate does not include them.
+    """
+    if not plan.shared_refs:
+        return ()
+    names = ", ".join(name for name, _ in plan.shared_refs)
+    return (
+        f"🖼️ {len(plan.shared_refs)} shared reference(s) for every image: {names} "
+        "(billed by Gemini as input tokens, not included in the cost)",
     )
 
 

@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
         "optional when the ZIP has a prompts.csv / prompts.jsonl or .txt captions",
     )
     batch.add_argument("--out", type=Path, default=Path("results.zip"), help="where the results ZIP goes")
+    batch.add_argument(
+        "--ref", type=Path, action="append", default=[], help="a reference image given to every item (repeatable)"
+    )
     batch.add_argument("--progress-every", type=float, default=5.0, help="seconds between progress lines (no TTY)")
     common(batch)
 

@@ -54,9 +54,15 @@ async def _file_sha256(path: Path) -> str:
     return await asyncio.to_thread(digest)
 
 
-def batch_key(zip_sha256: str, prompt: str, params: JobParams) -> str:
-    """Return the batch's idempotency key: a hash of the input's content, the prompt and the parameters."""
-    material = json.dumps({"zip": zip_sha256, "prompt": prompt, "params": params.to_json()}, sort_keys=True)
+def batch_key(zip_sha256: str, prompt: str, params: JobParams, refs: Sequence[str] = ()) -> str:
+    """Return the batch's idempotency key: a hash of the input, the prompt, the parameters and the references.
+
+    `refs` are the SHA-256s of the shared references; without any, the key is that of a batch before they existed.
+    """
+    fields: dict[str, object] = {"zip": zip_sha256, "prompt": prompt, "params": params.to_json()}
+    if refs:
+        fields["refs"] = list(refs)
+    material = json.dumps(fields, sort_keys=True)
     return "cli:batch:" + hashlib.sha256(material.encode()).hexdigest()[:40]
 
 
@@ -69,7 +75,9 @@ async def run_batch(args: argparse.Namespace, settings: BotSettings, console: Co
     params = prompt.job_params(settings.gemini_model)
     for note in prompt.parsed.notes:
         console.note(f"note: {note}")
-    key = batch_key(await _file_sha256(path), prompt.text, params)
+    refs = await _read_refs(args.ref)
+    ref_hashes = [hashlib.sha256(data).hexdigest() for _, data in refs]
+    key = batch_key(await _file_sha256(path), prompt.text, params, ref_hashes)
     tty = console.err.isatty()
     resume_hint = "resume with: python -m bot " + shlex.join(args.argv)
     started = time.monotonic()
@@ -80,7 +88,7 @@ async def run_batch(args: argparse.Namespace, settings: BotSettings, console: Co
         if job is not None:
             console.note(f"resuming job {job.id}: {job.ok} done, {job.failed} failed of {job.total}")
         else:
-            job = await start_batch(service, path, args.prompt, prompt, key, settings, console)
+            job = await start_batch(service, path, args.prompt, prompt, key, settings, console, refs=refs)
         meter = ProgressMeter(total=job.total, started_at=time.monotonic(), done_at_start=job.ok + job.failed)
         last_line = 0.0
 
@@ -153,7 +161,17 @@ def _error_summary(rows: Sequence[ManifestRow]) -> str:
     return ", ".join(f"{code} {n}" for code, n in sorted(counts.items()))
 
 
-def cli_batch_request(text: str, prompt: Prompt, key: str) -> BatchRequest:
+async def _read_refs(paths: Sequence[Path]) -> tuple[tuple[str, bytes], ...]:
+    """Read the `--ref` images as (name, bytes); the plan checks them through the intake."""
+    refs = []
+    for ref in paths:
+        if not await asyncio.to_thread(ref.is_file):
+            raise UsageError(f"{ref}: no such file")
+        refs.append((ref.name, await asyncio.to_thread(ref.read_bytes)))
+    return tuple(refs)
+
+
+def cli_batch_request(text: str, prompt: Prompt, key: str, refs: tuple[tuple[str, bytes], ...] = ()) -> BatchRequest:
     """Return the `BatchRequest` the CLI plans: the CLI's owner, no guild, the flags as the command's options."""
     flags = prompt.params
     return BatchRequest(
@@ -166,6 +184,7 @@ def cli_batch_request(text: str, prompt: Prompt, key: str) -> BatchRequest:
         ),
         is_admin=True,  # the CLI's user runs the whole machine: no per-user caps
         idempotency_key=key,
+        refs=refs,
     )
 
 
@@ -177,6 +196,8 @@ async def start_batch(
     key: str,
     settings: BotSettings,
     console: Console,
+    *,
+    refs: tuple[tuple[str, bytes], ...] = (),
 ) -> Job:
     """Plan the input ZIP (intake, limits) and start it as one batch job, as `/batch` does on Start."""
 
@@ -187,7 +208,7 @@ async def start_batch(
             raise UsageError(f"{path}: {len(report.accepted)} images, over the limit of {settings.batch_max_items}")
 
     try:
-        request = cli_batch_request(args_prompt, prompt, key)
+        request = cli_batch_request(args_prompt, prompt, key, refs)
         plan = await service.plan_from_file(path, request, source=path.name, on_intake=on_intake)
         for line in plan_summary(plan, service.estimate(plan), markdown=False).splitlines():
             console.note(line)  # the plan as /batch shows it: options, prompt source, skipped names, cost, time

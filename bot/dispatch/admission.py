@@ -166,8 +166,12 @@ class AdmissionMixin(CancelsMixin):
         out = await self._ledger.chunks(job_id=job_id, statuses=(ChunkStatus.SUBMITTING, ChunkStatus.IN_FLIGHT))
         return len(out)
 
-    async def resume(self, job_id: JobId) -> Job:
-        """Let a paused job submit chunks again, its held items too (the rest of a trial: `bot.ledger.NOTE_HOLD_FROM`).
+    async def resume(self, job_id: JobId, *, release_hold: bool = False) -> Job:
+        """Let a paused job submit chunks again.
+
+        A trial's held items (`bot.ledger.NOTE_HOLD_FROM`) stay held unless `release_hold` ("Start the rest"): a
+        Pause and Resume in the middle of a trial resumes the trial, not the whole batch. A trial that is over and
+        resumed without releasing pauses itself again at once, having nothing to run.
 
         Raises:
             UnknownJobError: no such job.
@@ -179,7 +183,8 @@ class AdmissionMixin(CancelsMixin):
         if current.status is JobStatus.PAUSED:
             # Before the status: a chunk submitted once it is running must not find the marker still there.
             await self._delete_stop_marker(job_id)
-            await self._ledger.release_hold(job_id)
+            if release_hold:
+                await self._ledger.release_hold(job_id)
         job, changed = await self._ledger.set_job_status(job_id, target, expect=(JobStatus.PAUSED,))
         if changed:
             log.info("job %s resumed", job_id, extra={"job_id": job_id, "action": "resume"})

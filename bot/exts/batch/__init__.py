@@ -4,8 +4,10 @@ Flow: `/batch` → an ephemeral plan (accepted, skipped, estimated cost and time
 **Cancel** (Try on N runs the first N images, shows them and offers **Start the rest**, `BATCH_SAMPLE_SIZE`) → Start
 opens a thread (the batch's group) holding one progress message, edited at most every
 `batch_progress_interval_s`, with **Pause** / **Resume** / **Cancel** → at the end a summary message with the ZIP link,
-**Retry failed** and **New link**. Every button is a `DynamicItem` resolved from the store or the ledger, so all of
-them keep working after a restart; the progress message is found again through the ledger's job messages.
+**Retry failed**, **Retry failed, changed…** (a modal: an edited prompt or another model for the failed images, run
+as a new batch in the same thread after its own plan and Start) and **New link**. Every button is a `DynamicItem`
+resolved from the store or the ledger, so all of them keep working after a restart; the progress message is found
+again through the ledger's job messages.
 """
 
 import asyncio
@@ -13,6 +15,7 @@ import contextlib
 import dataclasses
 import io
 import logging
+import re
 from typing import Any
 
 import discord
@@ -25,17 +28,19 @@ from bot.app.imaging import grid_preview
 from bot.core.batch import progress_message, summary_message
 from bot.core.discord_limits import LINK_URL as MAX_LINK_URL
 from bot.core.events import ServiceDown, ServiceRestored
-from bot.core.models import Job, JobId, JobKind, JobStatus, UserId
+from bot.core.models import Group, Job, JobId, JobKind, JobStatus, UserId
 from bot.core.render import CUSTOM_ID_PREFIX, CustomId, discord_time, echo, truncate
 from bot.errors import UserFacingError
 from bot.exts._access import NotOwnerError
 from bot.exts._errors import send_error
-from bot.exts._send import fit_content, fit_thread_name, fit_view
+from bot.exts._send import fit_content, fit_modal, fit_thread_name, fit_view
+from bot.exts.imagine._components import modal_values
+from bot.exts.imagine._inputs import read_attachments
 from worker.contract import IMAGE_SIZES, ErrorCode
 
 log = logging.getLogger(__name__)
 
-ACTIONS = ("start", "try", "drop", "pause", "resume", "rest", "stop", "retry", "link")
+ACTIONS = ("start", "try", "drop", "pause", "resume", "rest", "stop", "retry", "again", "link")
 TEMPLATE = rf"{CUSTOM_ID_PREFIX}:batch-(?P<action>{'|'.join(ACTIONS)}):(?P<job>[A-Za-z0-9_.-]+):(?P<index>[0-9]+)"
 SAMPLE_MAX_BYTES = 8 * 1024 * 1024  # the first-results grid fits any server's upload limit
 PLAN_SWEEP_S = 3600.0  # how often plans past batch_plan_ttl_s are forgotten
@@ -51,6 +56,7 @@ _BUTTONS: dict[str, tuple[str, discord.ButtonStyle]] = {
     "rest": ("Start the rest", discord.ButtonStyle.success),
     "stop": ("Cancel", discord.ButtonStyle.danger),
     "retry": ("Retry failed", discord.ButtonStyle.primary),
+    "again": ("Retry failed, changed…", discord.ButtonStyle.secondary),
     "link": ("New link", discord.ButtonStyle.secondary),
 }
 
@@ -85,6 +91,36 @@ class BatchButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=TEMPL
             await cog.on_button(interaction, self.action, self.target)
         except Exception as exc:  # noqa: BLE001 - a button is a boundary; send_error logs it
             await send_error(interaction, exc, where=f"batch button {self.action}")
+
+
+RETRY_MODAL = re.compile(r"peel-batch-retry:(?P<job>[A-Za-z0-9_.-]+)")
+
+
+class RetryModal(discord.ui.Modal):
+    """The "Retry failed, changed…" modal: the batch's prompt to edit and its model to change, for its failed images.
+
+    Its submission is handled by `BatchCog.on_interaction` from the custom id and the values (a modal lives in
+    discord.py's memory; one opened before a restart would otherwise fail on submit). Modals hold text inputs, so
+    the model is typed (`flash`, `pro`, `flash3` or an id), as `/batch`'s own `model` option is.
+    """
+
+    def __init__(self, *, job_id: JobId, prompt: str, model: str) -> None:
+        super().__init__(title="Retry failed, changed", custom_id=f"peel-batch-retry:{job_id}", timeout=15 * 60)
+        self.prompt: discord.ui.TextInput[RetryModal] = discord.ui.TextInput(
+            label="Prompt ({prompt} {name} {folder} work)",
+            style=discord.TextStyle.paragraph,
+            default=prompt,  # cut to 4,000 where it is sent (`fit_modal`)
+            max_length=4000,
+            custom_id="prompt",
+        )
+        self.model: discord.ui.TextInput[RetryModal] = discord.ui.TextInput(
+            label="Model", default=model, required=False, max_length=100, custom_id="model"
+        )
+        self.add_item(self.prompt)
+        self.add_item(self.model)
+
+    async def on_submit(self, interaction: discord.Interaction[Any]) -> None:
+        """Leave the submission to the cog (see the class)."""
 
 
 def _pause_or_resume(job: Job) -> str:
@@ -283,7 +319,9 @@ class BatchCog(commands.Cog):
         retryable = sum(
             n for code, n in snapshot.errors.items() if code in ErrorCode.__members__ and ErrorCode(code).is_retryable
         )
-        view = _view(job_id, *(("retry", "link") if retryable else ("link",)))
+        changeable = sum(n for code, n in snapshot.errors.items() if code != ErrorCode.TOO_LARGE.value)
+        actions = (*(("retry",) if retryable else ()), *(("again",) if changeable else ()), "link")
+        view = _view(job_id, *actions)
         if len(download.url) <= MAX_LINK_URL:
             view.add_item(discord.ui.Button(label="Download ZIP", style=discord.ButtonStyle.link, url=download.url))
         message = await self._send_summary(job, where[0], text, view)
@@ -343,6 +381,9 @@ class BatchCog(commands.Cog):
         model="Gemini model (flash, pro, flash3 or a model id)",
         aspect_ratio="Aspect ratio of the outputs, e.g. 1:1 or 16:9",
         size="Output size",
+        ref1="A reference image given to every item (a style, a logo)",
+        ref2="A second shared reference image",
+        ref3="A third shared reference image",
     )
     @app_commands.choices(size=[app_commands.Choice(name=s, value=s) for s in IMAGE_SIZES])
     async def batch(
@@ -357,6 +398,9 @@ class BatchCog(commands.Cog):
         model: str | None = None,
         aspect_ratio: str | None = None,
         size: str | None = None,
+        ref1: discord.Attachment | None = None,
+        ref2: discord.Attachment | None = None,
+        ref3: discord.Attachment | None = None,
     ) -> None:
         """Plan a batch and show its summary with Start and Cancel (nothing is queued yet)."""
         await interaction.response.defer(ephemeral=True, thinking=True)
@@ -371,6 +415,7 @@ class BatchCog(commands.Cog):
             prompt=prompt or "",
             options=BatchOptions(model=model, aspect_ratio=aspect_ratio, image_size=size),
             is_admin=self._is_admin(interaction.user, interaction.guild_id),
+            refs=tuple(await read_attachments([a for a in (ref1, ref2, ref3) if a is not None])),
         )
         if zip_file is not None:
             plan = await self.service.plan_from_attachment(
@@ -407,6 +452,11 @@ class BatchCog(commands.Cog):
         is_admin = self._is_admin(interaction.user, interaction.guild_id)
         if job.owner_id != interaction.user.id and not is_admin:  # every action on a batch, "New link" too
             raise NotOwnerError("batch")
+        if action == "again":  # a modal is the interaction's first answer: no defer before it
+            model = job.params.model
+            modal = RetryModal(job_id=job_id, prompt=await self.service.retry_prompt(job), model=model)
+            await interaction.response.send_modal(fit_modal(modal))
+            return
         await interaction.response.defer(ephemeral=True, thinking=True)
         if action == "link":
             url = await self.service.fresh_link(job)
@@ -424,10 +474,16 @@ class BatchCog(commands.Cog):
                 if paused
                 else (f"The batch is {job.status.value}; it can't be paused.")
             )
-        elif action in ("resume", "rest"):  # "Start the rest" of a trial is its Resume
-            job = await self.service.resume(job_id)
+        elif action in ("resume", "rest"):  # "Start the rest" of a trial is the one Resume that releases the rest
+            job = await self.service.resume(job_id, rest=action == "rest")
             resumed = job.status in (JobStatus.RUNNING, JobStatus.QUEUED)
+            trial = await self.service.trial_of(job)
             message = "Batch resumed." if resumed else f"The batch is {job.status.value}; nothing to resume."
+            if resumed and trial is not None:
+                message = (
+                    f"Trial resumed: only its first {trial:,} images run; the other {job.total - trial:,} wait for "
+                    "**Start the rest**."
+                )
         elif action == "stop":
             result = await self.service.cancel(job_id, UserId(interaction.user.id), is_admin=is_admin)
             message = "Batch cancelled; the ZIP of what was made follows." if result.cancelled else result.message
@@ -441,6 +497,48 @@ class BatchCog(commands.Cog):
             )
         self._mark(job_id)
         await interaction.followup.send(fit_content(message), ephemeral=True)
+
+    @commands.Cog.listener()
+    async def on_interaction(self, interaction: discord.Interaction[Any]) -> None:
+        """Plan a submitted "Retry failed, changed…" modal, whenever it was opened (see `RetryModal`)."""
+        if interaction.type is not discord.InteractionType.modal_submit or not isinstance(interaction.data, dict):
+            return
+        match = RETRY_MODAL.fullmatch(str(interaction.data.get("custom_id", "")))
+        if match is None:
+            return
+        try:
+            values = modal_values(interaction.data)
+            await self.on_retry_changed(
+                interaction, JobId(match["job"]), prompt=values.get("prompt"), model=values.get("model")
+            )
+        except Exception as exc:  # noqa: BLE001 - a modal is a boundary; send_error logs it
+            await send_error(interaction, exc, where="batch retry modal")
+
+    async def on_retry_changed(
+        self, interaction: discord.Interaction[Any], job_id: JobId, *, prompt: str | None, model: str | None
+    ) -> None:
+        """Show the plan of a changed retry (count, cost, time) with Start and Cancel; nothing is queued yet."""
+        job = await self.service.job(job_id)
+        if job is None:
+            raise UserFacingError("This batch no longer exists.")
+        if job.owner_id != interaction.user.id:  # the retry is a new batch of the owner's, started by them
+            raise UserFacingError("Only the person who ran this batch can retry it changed.", title="Not your batch")
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        channel_id = interaction.channel_id
+        assert channel_id is not None  # a modal opened from a message in a channel or thread
+        plan = await self.service.plan_retry(
+            job_id,
+            prompt=prompt,
+            model=model,
+            channel_id=channel_id,
+            is_admin=self._is_admin(interaction.user, interaction.guild_id),
+        )
+        await interaction.followup.send(
+            content=fit_content(plan_summary(plan, self.service.estimate(plan))),
+            view=fit_view(_view(plan.id, "start", "drop")),
+            ephemeral=True,
+            allowed_mentions=discord.AllowedMentions.none(),
+        )
 
     async def _on_plan_button(self, interaction: discord.Interaction[Any], action: str, plan_id: str) -> None:
         await interaction.response.defer()
@@ -461,8 +559,7 @@ class BatchCog(commands.Cog):
             return
         is_admin = self._is_admin(interaction.user, interaction.guild_id)
         await self.service.check_limits(plan, is_admin=is_admin)
-        thread = await self._open_thread(plan)
-        group = await self.service.open_group(plan, channel_id=thread.parent_id, thread_id=thread.id)
+        thread, group = await self._thread_of(plan)
         try:
             trial = self._rt.settings.batch_sample_size if action == "try" else None
             result = await self.service.start(plan, group_id=group.id, is_admin=is_admin, trial=trial)
@@ -487,6 +584,21 @@ class BatchCog(commands.Cog):
         await interaction.edit_original_response(
             content=fit_content(f"Started: {len(plan.items):,} images in {thread.mention}. {result.message}"), view=None
         )
+
+    async def _thread_of(self, plan: BatchPlan) -> tuple[discord.Thread, Group]:
+        """Return where a plan runs: the retried batch's thread for a changed retry, else a new thread."""
+        if plan.retry_of is not None:
+            original = await self.service.job(JobId(plan.retry_of))
+            group = await self.service.group_of(original) if original is not None else None
+            if group is not None and group.thread_id is not None:
+                try:
+                    thread = self.bot.get_channel(group.thread_id) or await self.bot.fetch_channel(group.thread_id)
+                except (discord.NotFound, discord.Forbidden):
+                    thread = None  # the thread is gone: the retry gets a thread of its own
+                if isinstance(thread, discord.Thread):
+                    return thread, group
+        thread = await self._open_thread(plan)
+        return thread, await self.service.open_group(plan, channel_id=thread.parent_id, thread_id=thread.id)
 
     async def _open_thread(self, plan: BatchPlan) -> discord.Thread:
         channel = self.bot.get_channel(plan.channel_id) or await self.bot.fetch_channel(plan.channel_id)

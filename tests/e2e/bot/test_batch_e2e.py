@@ -11,6 +11,7 @@ failures would get their attempt back and wait, which `tests/e2e/discord/test_ou
 
 import asyncio
 import csv
+import hashlib
 import io
 import itertools
 import json
@@ -270,7 +271,12 @@ async def test_batch_runs_in_one_thread_and_retry_makes_only_retryable_failures_
     first = await summaries(alice, thread["id"], 1)
     assert "✅ 193 made · ❌ 2 failed · 🚫 5 blocked" in first.content, first.content
     assert "⏭️ 1 skipped in the ZIP" in first.content
-    assert [b["label"] for b in first.buttons()] == ["Retry failed", "New link", "Download ZIP"]
+    assert [b["label"] for b in first.buttons()] == [
+        "Retry failed",
+        "Retry failed, changed…",
+        "New link",
+        "Download ZIP",
+    ]
     bot_messages = [m for m in alice.messages(thread["id"]) if not m.is_ephemeral]
     # one progress message, the first results and one summary: the thread is not flooded
     assert [("remaining" in m.content, "First results" in m.content, m.id == first.id) for m in bot_messages] == [
@@ -861,6 +867,71 @@ async def test_try_on_4_shows_the_trial_then_start_the_rest_makes_only_the_other
     assert calls_in_all - calls_before == 30  # 4 + (30 - 4), not 30 + 4
     assert "✅ 30 made · ❌ 0 failed" in summary.content, summary.content
     assert len(pngs(await fetch_zip(http, summary))) == 30
+
+
+async def test_retry_failed_changed_makes_only_the_failed_images_with_the_new_prompt_and_model_in_the_same_thread(
+    stack: PeelStack, http: aiohttp.ClientSession
+) -> None:
+    alice = stack.driver("alice")
+    blocked = (1, 4)
+    await set_faults(stack, http, block_image_sha256=[sha256_of(i) for i in blocked])
+    try:
+        _plan, thread, _progress = await start_batch(
+            alice, {"prompt": "paint a fox", "zip": Upload("fox.zip", await asyncio.to_thread(make_zip, 6))}
+        )
+        first = await summaries(alice, thread["id"], 1)
+        original = await _job_of_thread(stack, thread["id"])
+    finally:
+        await set_faults(stack, http, block_image_sha256=[])  # what the new prompt and model changed
+    threads = {t["id"] for t in alice.threads()}
+    seen = (await stack.gemini_stats())["requests"]
+
+    opened = await alice.click(first, label="Retry failed, changed…")
+    await opened.wait_ack()
+    modal = opened.modal
+    before = len(alice.messages(thread["id"]))
+    await alice.submit_modal(opened, {"prompt": "paint a friendly fox", "model": "pro"})
+    plan = await plan_message(alice, before, channel=thread["id"])
+    planned = plan.content  # Start replaces it with "Started: …"
+    await alice.click(plan, label="Start")
+    second = await summaries(alice, thread["id"], 2)
+    made = (await stack.gemini_stats())["requests"] - seen
+    async with http.get(f"{stack.rt.backends.gemini_url}/admin/requests") as resp:
+        sent = (await resp.json())[-made:]  # the log keeps the last requests only
+    unchanged = await stack.rt.ledger.get_job(original.id)
+
+    assert "✅ 4 made · ❌ 0 failed · 🚫 2 blocked" in first.content, first.content
+    assert modal is not None and "paint a fox" in json.dumps(modal)
+    assert "↩️ Retry of the 2 failed image(s)" in planned and "**2** images" in planned, planned
+    assert {t["id"] for t in alice.threads()} == threads  # no new thread: the retry runs in the batch's
+    assert "✅ 2 made · ❌ 0 failed · 🚫 0 blocked" in second.content, second.content
+    assert (
+        sorted((r["model"], r["prompt"]) for r in sent) == [("gemini-3-pro-image-preview", "paint a friendly fox")] * 2
+    )
+    assert unchanged is not None and unchanged.failed == 2  # the original batch's manifest still says failed
+    archive = await fetch_zip(http, second)
+    assert sorted(pngs(archive)) == [f"photos/img-{i:05d}.png" for i in blocked]  # the same names as the inputs
+
+
+async def test_shared_references_attached_to_batch_go_with_every_image(
+    stack: PeelStack, http: aiohttp.ClientSession
+) -> None:
+    alice = stack.driver("alice")
+    style = tiny_png(950)
+    zipped = await asyncio.to_thread(make_zip, 3)
+    seen = (await stack.gemini_stats())["requests"]
+
+    _plan, thread, _progress = await start_batch(
+        alice, {"prompt": "in this style", "zip": Upload("s.zip", zipped), "ref1": Upload("style.png", style)}
+    )
+    summary = await summaries(alice, thread["id"], 1)
+    made = (await stack.gemini_stats())["requests"] - seen
+    async with http.get(f"{stack.rt.backends.gemini_url}/admin/requests") as resp:
+        sent = (await resp.json())[-made:]
+
+    assert "✅ 3 made" in summary.content, summary.content
+    assert made == 3 and all(r["images"] == 2 for r in sent)  # each image's own input, then the shared one
+    assert all(r["image_sha256"][1] == hashlib.sha256(style).hexdigest() for r in sent)
 
 
 # ---- a prompt per image: prompts.csv through /batch and the CLI ---------------------------------------------------

@@ -1,9 +1,12 @@
 """`python -m bot batch` and `imagine` as real processes: embedded endpoint, real workers, local Gemini."""
 
+import hashlib
+import json
 import os
 import random
 import signal
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -192,6 +195,33 @@ def test_imagine_writes_four_images_and_a_grid_when_run_with_embedded_defaults(t
     assert sizes == {(32, 32)}  # drawn small: the embedded server got LOCAL_GEMINI_DRAW_PX=32
     assert _size(grids[0]) == (2 * 32 + 8, 2 * 32 + 8)  # 2x2 with the gap
     assert len({f.read_bytes() for f in singles}) == 4  # four different images
+
+
+@pytest.mark.timeout(120)
+def test_batch_sends_the_shared_references_with_every_item_when_given_ref(
+    tmp_path: Path, start_gemini: Callable[..., GeminiServer]
+) -> None:
+    gemini = start_gemini()
+    make_zip(tmp_path / "in.zip", 3)
+    for i, name in enumerate(("style.png", "logo.png")):
+        Image.new("RGB", (8, 8), (200, 40 * i, 90)).save(tmp_path / name)
+    args = ["batch", "in.zip", "--prompt", "in this style --model pro", "--ref", "style.png", "--ref", "logo.png"]
+
+    run = run_cli([*args, "--data", "data"], cwd=tmp_path, env=gemini.cli_env())
+    too_many = run_cli(
+        ["batch", "in.zip", "--prompt", "x --model flash", *[f"--ref={n}" for n in ("style.png", "logo.png") * 2]],
+        cwd=tmp_path,
+        env=gemini.cli_env(),
+    )
+
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "2 shared reference(s) for every image: style.png, logo.png" in run.stderr
+    with urllib.request.urlopen(f"{gemini.url}/admin/requests", timeout=5) as resp:
+        requests = json.loads(resp.read())
+    shared = {hashlib.sha256((tmp_path / n).read_bytes()).hexdigest() for n in ("style.png", "logo.png")}
+    assert len(requests) == 3 and all(r["images"] == 3 for r in requests)  # its own image and both references
+    assert all(set(r["image_sha256"][1:]) == shared for r in requests)
+    assert too_many.returncode == 2 and "at most 3 shared reference images" in too_many.stderr
 
 
 def test_batch_exits_2_when_input_or_prompt_is_bad(tmp_path: Path) -> None:

@@ -157,7 +157,7 @@ async def test_a_trial_of_4_then_the_rest_calls_gemini_4_plus_n_minus_4_times(tm
             await asyncio.sleep(0.5)  # nothing more of it runs
             after_trial = await gemini_requests()
 
-            await d.resume(job_id)  # "Start the rest"
+            await d.resume(job_id, release_hold=True)  # "Start the rest"
             await wait_until(lambda: status_is(JobStatus.DONE), timeout_s=30)
             final = await gemini_requests()
             made = sorted(i.index for i in await ledger.items(job_id, statuses=(ItemStatus.OK,)))

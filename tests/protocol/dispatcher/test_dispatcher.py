@@ -1,5 +1,6 @@
 """The dispatcher over a real SQLite ledger, an in-memory RunPod and a memory store, driven by run_once()."""
 
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from bot.core.models import ChunkStatus, ItemStatus, JobId, JobStatus, UserId
 from bot.core.policy import DispatchPolicy
 from bot.core.retry import RetryPolicy
 from bot.dispatch import Dispatcher, InvalidRequestError, SubmitStatus
-from bot.ledger import Ledger
+from bot.ledger import NOTE_HOLD_FROM, Ledger
 from bot.runpod.errors import RunpodUnavailableError
 from storage.memory import MemoryStore
 from tests.fakes.clock import FakeClock
@@ -167,6 +168,37 @@ async def test_pause_holds_new_chunks_when_batch_is_paused(
 
     assert resumed.status is JobStatus.RUNNING
     assert len(runpod.jobs) == 2
+
+
+async def test_pause_and_resume_during_a_trial_keep_its_hold_until_the_rest_is_started(
+    make_dispatcher: MakeDispatcher, runpod: MemoryRunpod, ledger: Ledger
+) -> None:
+    dispatcher = make_dispatcher(DispatchPolicy(gemini_concurrency=2, max_chunk_concurrency=2))
+    job_id = await job_id_of((await dispatcher.submit(replace(batch(40), notes={NOTE_HOLD_FROM: 4}))).job)
+    await dispatcher.run_once()
+    [first] = runpod.active()
+    await dispatcher.pause(job_id)
+    await runpod.finish(first.id)
+    await dispatcher.run_once()
+
+    await dispatcher.resume(job_id)  # Resume, not "Start the rest": the trial goes on, the rest stays held
+    for _ in range(5):
+        await dispatcher.run_once()
+        for chunk in runpod.active():
+            await runpod.finish(chunk.id)
+    await dispatcher.run_once()
+
+    sent = sorted(i for chunk in runpod.jobs.values() for i in chunk.indices)
+    trial = await ledger.get_job(job_id)
+    assert sent == [0, 1, 2, 3]  # only the trial's items went out
+    assert trial is not None and trial.ok == 4 and trial.status is JobStatus.PAUSED  # the trial is over: it paused
+    assert await ledger.note(job_id, NOTE_HOLD_FROM) == 4
+
+    await dispatcher.resume(job_id, release_hold=True)  # "Start the rest"
+    await dispatcher.run_once()
+
+    assert await ledger.note(job_id, NOTE_HOLD_FROM) is None
+    assert min(i for chunk in runpod.active() for i in chunk.indices) == 4
 
 
 async def test_safety_block_is_final_when_item_is_blocked(
