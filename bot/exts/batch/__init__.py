@@ -479,7 +479,12 @@ class BatchCog(commands.Cog):
             resumed = job.status in (JobStatus.RUNNING, JobStatus.QUEUED)
             trial = await self.service.trial_of(job)
             message = "Batch resumed." if resumed else f"The batch is {job.status.value}; nothing to resume."
-            if resumed and trial is not None:
+            if resumed and action == "rest":
+                message = f"Starting the other {job.remaining:,} images of the batch."
+                if interaction.message is not None:  # the trial's offer is taken: its button goes
+                    with contextlib.suppress(discord.HTTPException):
+                        await interaction.message.edit(view=None)
+            elif resumed and trial is not None:
                 message = (
                     f"Trial resumed: only its first {trial:,} images run; the other {job.total - trial:,} wait for "
                     "**Start the rest**."

@@ -860,7 +860,9 @@ async def test_try_on_4_shows_the_trial_then_start_the_rest_makes_only_the_other
     await alice.click(trial, label="Start the rest (26)")
     summary = await summaries(alice, thread["id"], 1)
     calls_in_all = await gemini_requests()
+    trial_after = next(m for m in alice.messages(thread["id"]) if m.id == trial.id)
 
+    assert trial_after.buttons() == []  # the offer is taken: Start the rest cannot be pressed twice
     assert "4 made of the first 4" in trial.content and "other 26 images" in trial.content, trial.content
     assert held is not None and held.status is JobStatus.PAUSED and held.ok == 4
     assert calls_after_trial - calls_before == 4
