@@ -521,7 +521,8 @@ class BatchService:
         if plan is None:  # a CLI batch started before the CLI shared this flow
             legacy = await self._rt.ledger.note(job.id, NOTE_SKIPPED)
             skipped = tuple((str(n), str(r)) for n, r in legacy) if isinstance(legacy, list) else ()
-        async for row in batch_rows(job, self._rt.ledger.iter_items(job.id), skipped):
+        details = dict(plan.problems) if plan else {}
+        async for row in batch_rows(job, self._rt.ledger.iter_items(job.id), skipped, details):
             yield row
 
     async def build_download(self, job: Job) -> ZipDownload:

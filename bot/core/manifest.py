@@ -24,7 +24,7 @@ import re
 import textwrap
 import unicodedata
 from collections import Counter
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
@@ -145,32 +145,41 @@ def item_row(job: models.Job, item: models.Item) -> ManifestRow:
     )
 
 
-def skipped_rows(job: models.Job, skipped: Iterable[tuple[str, str]]) -> Iterator[ManifestRow]:
+def skipped_rows(
+    job: models.Job, skipped: Iterable[tuple[str, str]], details: Mapping[str, str] | None = None
+) -> Iterator[ManifestRow]:
     """Yield a manifest row for each ZIP entry intake skipped, as `(entry name, reason code)`, after the items.
 
-    The rows are numbered on from the job's items, so every entry of the uploaded ZIP has one row.
+    The rows are numbered on from the job's items, so every entry of the uploaded ZIP has one row. An entry named in
+    `details` (a prompt table's row problem: what is wrong with it) gives that as its reason. No prompt is shown:
+    nothing was made from the entry.
     """
+    details = details or {}
     for offset, (name, reason) in enumerate(skipped):
+        label = SKIP_LABELS.get(reason, reason.replace("_", " "))
         yield ManifestRow(
             index=job.total + offset,
             status=ItemStatus.SKIPPED,
-            prompt=job.prompt,
+            prompt="",
             model=job.params.model,
             source_name=name,
             aspect_ratio=job.params.aspect_ratio,
             image_size=job.params.image_size,
             error_code=reason,
-            error_reason="skipped by intake: " + SKIP_LABELS.get(reason, reason.replace("_", " ")),
+            error_reason=f"skipped: {details[name]}" if name in details else f"skipped by intake: {label}",
         )
 
 
 async def batch_rows(
-    job: models.Job, items: AsyncIterable[models.Item], skipped: Iterable[tuple[str, str]]
+    job: models.Job,
+    items: AsyncIterable[models.Item],
+    skipped: Iterable[tuple[str, str]],
+    details: Mapping[str, str] | None = None,
 ) -> AsyncIterator[ManifestRow]:
     """Yield a batch's manifest rows: one per item as the ledger streams them, then one per entry intake skipped."""
     async for item in items:
         yield item_row(job, item)
-    for row in skipped_rows(job, skipped):
+    for row in skipped_rows(job, skipped, details):
         yield row
 
 

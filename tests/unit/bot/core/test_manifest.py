@@ -317,6 +317,18 @@ def test_skipped_rows_follow_the_items_when_intake_skipped_entries() -> None:
     ]
     assert [r.error_reason for r in rows] == ["skipped by intake: not an image", "skipped by intake: odd new reason"]
     assert all(r.output_key is None and r.model == "gemini-2.5-flash-image" for r in rows)
+    assert all(r.prompt == "" for r in rows)  # nothing was made from a skipped entry
+
+
+def test_a_prompt_rows_problem_is_its_skipped_rows_reason() -> None:
+    where = "prompts.csv line 12 (set/missing.png)"
+    skipped = [(where, "row_missing_file"), ("notes.txt", "not_an_image")]
+    rows = list(skipped_rows(BATCH_JOB, skipped, {where: "set/missing.png is not an image Peel took from the ZIP"}))
+
+    assert [r.error_reason for r in rows] == [
+        "skipped: set/missing.png is not an image Peel took from the ZIP",
+        "skipped by intake: not an image",
+    ]
 
 
 def test_item_row_reports_the_items_own_options_when_it_has_them_else_the_jobs() -> None:
