@@ -215,7 +215,7 @@ class BatchService:
             notes=tuple(dict.fromkeys(n for p, _ in variants for n in p.notes)),
             source=source,
             idempotency_key=request.idempotency_key,
-            prompt_source=_source_line(prompts.source, variants, expanded=expanded),
+            prompt_source=_source_line(prompts.source, variants, expanded=expanded, repeat=request.options.repeat),
             problems=tuple((p.where(prompts.table), p.detail) for p in problems),
         )
         await self.check_limits(plan, is_admin=request.is_admin)
@@ -279,7 +279,7 @@ class BatchService:
         chosen: list[tuple[tuple[int, int, int], ItemPrompt, int]] = []
         total, expanded = 0, False
         for v, ((parsed, params), plan) in enumerate(zip(variants, plans, strict=True)):
-            repeat = parsed.params.repeat or 1
+            repeat = request.options.repeat or parsed.params.repeat or 1
             for item in plan.items:
                 try:
                     n = count(item.text)
@@ -644,14 +644,16 @@ def _with_options(item: ItemPrompt, params: JobParams, job: JobParams) -> ItemPr
     )
 
 
-def _source_line(source: str, variants: Sequence[tuple[ParsedPrompt, JobParams]], *, expanded: bool) -> str:
+def _source_line(
+    source: str, variants: Sequence[tuple[ParsedPrompt, JobParams]], *, expanded: bool, repeat: int | None
+) -> str:
     """Return where the prompts come from, with what multiplies them: `one prompt × 3 permutations × 2 repeats`."""
     parts = [source]
     if len(variants) > 1:
         parts.append(f"{len(variants)} permutations")
     if expanded:
         parts.append("their own {…} permutations")
-    repeats = {p.params.repeat or 1 for p, _ in variants}
+    repeats = {repeat or p.params.repeat or 1 for p, _ in variants}
     if repeats != {1}:
         parts.append(f"{repeats.pop()} repeats" if len(repeats) == 1 else "repeats")
     return " × ".join(parts)

@@ -54,9 +54,15 @@ async def _file_sha256(path: Path) -> str:
     return await asyncio.to_thread(digest)
 
 
-def batch_key(zip_sha256: str, prompt: str, params: JobParams) -> str:
-    """Return the batch's idempotency key: a hash of the input's content, the prompt and the parameters."""
-    material = json.dumps({"zip": zip_sha256, "prompt": prompt, "params": params.to_json()}, sort_keys=True)
+def batch_key(zip_sha256: str, prompt: str, params: JobParams, *, repeat: int | None = None) -> str:
+    """Return the batch's idempotency key: a hash of the input's content, the prompt and the parameters.
+
+    `repeat` counts only when given, so the keys of batches started without it stay what they were.
+    """
+    fields: dict[str, object] = {"zip": zip_sha256, "prompt": prompt, "params": params.to_json()}
+    if repeat is not None:
+        fields["repeat"] = repeat
+    material = json.dumps(fields, sort_keys=True)
     return "cli:batch:" + hashlib.sha256(material.encode()).hexdigest()[:40]
 
 
@@ -69,7 +75,9 @@ async def run_batch(args: argparse.Namespace, settings: BotSettings, console: Co
     params = prompt.job_params(settings.gemini_model)
     for note in prompt.parsed.notes:
         console.note(f"note: {note}")
-    key = batch_key(await _file_sha256(path), prompt.text, params)
+    # A permutation prompt is keyed as typed: its first expansion alone would not tell it from its neighbours.
+    text = prompt.text if prompt.expansions == 1 else " ".join(args.prompt.split())
+    key = batch_key(await _file_sha256(path), text, params, repeat=prompt.params.repeat)
     tty = console.err.isatty()
     resume_hint = "resume with: python -m bot " + shlex.join(args.argv)
     started = time.monotonic()
@@ -155,14 +163,18 @@ def _error_summary(rows: Sequence[ManifestRow]) -> str:
 
 def cli_batch_request(text: str, prompt: Prompt, key: str) -> BatchRequest:
     """Return the `BatchRequest` the CLI plans: the CLI's owner, no guild, the flags as the command's options."""
-    flags = prompt.params
+    flags = prompt.flags  # the inline parameters are the service's to read, per `{a, b}` expansion
     return BatchRequest(
         owner_id=CLI_OWNER,
         guild_id=None,
         channel_id=0,
         prompt=text,
         options=BatchOptions(
-            model=flags.model, aspect_ratio=flags.aspect_ratio, image_size=flags.image_size, seed=flags.seed
+            model=flags.model,
+            aspect_ratio=flags.aspect_ratio,
+            image_size=flags.image_size,
+            seed=flags.seed,
+            repeat=flags.repeat,
         ),
         is_admin=True,  # the CLI's user runs the whole machine: no per-user caps
         idempotency_key=key,
