@@ -85,6 +85,13 @@ class BotSettings(BaseSettings):
     # Scheduling.
     max_running_per_user: int = Field(default=3, ge=1, description="a user's jobs running at once")
     max_waiting_per_user: int = Field(default=10, ge=0, description="a user's jobs waiting behind those")
+    # Midjourney caps a permutation prompt at 40 jobs (https://docs.midjourney.com/docs/permutations).
+    max_prompts_per_request: int = Field(
+        default=40,
+        ge=1,
+        le=1000,
+        description="the most prompts {a, b} permutations times --repeat may make of one /imagine (one /batch prompt)",
+    )
     # /status of each chunk in flight; 7 chunks: 14 calls/s.
     poll_interval_s: float = Field(default=0.5, gt=0, description="how often each RunPod job in flight is polled")
     # On top of the worker's own retries.

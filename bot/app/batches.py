@@ -11,8 +11,10 @@ is the plan id: a second click (or a redelivered interaction) never queues twice
 
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 from bot.app.batchplan import (
     NOTE_PLAN,
@@ -54,10 +56,13 @@ from bot.core.models import (
     UserId,
 )
 from bot.core.outage import Outage
-from bot.core.params import ParsedPrompt, parse_prompt, resolve_model
+from bot.core.params import ParsedPrompt, parse_prompt, repeat_seeds, resolve_model
+from bot.core.permute import PermutationError, count, expand
 from bot.core.prompt_table import (
+    BAD_VALUE,
     ItemPrompt,
     PromptPlan,
+    RowProblem,
     TableError,
     assign_prompts,
     fill,
@@ -82,6 +87,7 @@ from storage.intake import (
 from worker.contract import ErrorCode, model_spec
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 class BatchService:
@@ -189,11 +195,8 @@ class BatchService:
             BatchError: the prompt has errors, the ZIP was refused, its prompt table cannot be read, nothing in it
                 can be made, or a limit is exceeded.
         """
-        parsed = parse_prompt(request.prompt)
-        errors = [e for e in parsed.errors if not e.startswith(_EMPTY_PROMPT)]  # the ZIP may carry the prompts
-        if errors:
-            raise BatchError("Fix the prompt first: " + "; ".join(errors) + ".", title="Invalid prompt")
-        params = await self._params(request, parsed)
+        variants = await self._variants(request)
+        parsed, params = variants[0]
         shared = await self._take_refs(request.refs)
         try:
             report = await self._intake.zip_file(path)
@@ -201,27 +204,31 @@ class BatchService:
             raise BatchError(f"The ZIP was refused ({exc.reason.value}): {exc.user_message}.") from exc
         if on_intake is not None:
             on_intake(report)
-        prompts = self._prompts(report, parsed, params.model)
         keys = {image.name: image.key for image in report.accepted}
-        label = parsed.model_prompt() if parsed.text else prompts.source
+        plans = [self._prompts(report, p, params.model) for p, _ in variants]
+        prompts = plans[0]
+        label = _unescaped(parsed.model_prompt()) if parsed.text else prompts.source
+        items, problems, expanded = self._expanded(variants, plans, [a.name for a in report.accepted], request)
+        typed = " ".join(request.prompt.split())
+        display = typed if len(variants) > 1 else parsed.display() if parsed.text else ""
         plan = BatchPlan(
             id=new_id("p"),
             owner_id=request.owner_id,
             guild_id=request.guild_id,
             channel_id=request.channel_id,
             prompt=label,
-            display_prompt=parsed.display() if parsed.text else f"{label} {parsed.display()}".strip(),
+            display_prompt=display if parsed.text else f"{label} {parsed.display()}".strip(),
             params=params,
-            items=tuple(_planned(item, keys, label) for item in prompts.items),
+            items=tuple(_planned(item, keys, label) for item in items),
             skipped=(
                 *((e.name, e.reason.value) for e in report.skipped),
-                *((p.where(prompts.table), p.code) for p in prompts.problems),
+                *((p.where(prompts.table), p.code) for p in problems),
             ),
-            notes=parsed.notes,
+            notes=tuple(dict.fromkeys(n for p, _ in variants for n in p.notes)),
             source=source,
             idempotency_key=request.idempotency_key,
-            prompt_source=prompts.source,
-            problems=tuple((p.where(prompts.table), p.detail) for p in prompts.problems),
+            prompt_source=_source_line(prompts.source, variants, expanded=expanded, repeat=request.options.repeat),
+            problems=tuple((p.where(prompts.table), p.detail) for p in problems),
             shared_refs=shared,
         )
         check_input_images(plan)
@@ -251,6 +258,89 @@ class BatchService:
                 raise BatchError(f"{code(name)} can't be used as a reference: {image.message}.")
             taken.append((name, image.key))
         return tuple(taken)
+
+    async def _variants(self, request: BatchRequest) -> list[tuple[ParsedPrompt, JobParams]]:
+        """Return the command's prompt once per `{a, b}` permutation, each parsed, with its job parameters.
+
+        The permutations are expanded before parsing, so `--ar {1:1, 16:9}` works; escapes stay escaped until each
+        item's own prompt (a row's or caption's filled in) is expanded in turn (`_expanded`).
+
+        Raises:
+            BatchError: too many permutations, a parameter is wrong, or the permutations ask for different models.
+        """
+        try:
+            texts = expand(request.prompt, cap=self._rt.settings.max_prompts_per_request, keep_escapes=True)
+        except PermutationError as exc:
+            raise BatchError(f"Fix the prompt first: {exc}.", title="Invalid prompt") from exc
+        parsed = [parse_prompt(t) for t in texts]
+        # The ZIP may carry the prompts, so an empty command prompt is no error here.
+        errors = [e for p in parsed for e in p.errors if not e.startswith(_EMPTY_PROMPT)]
+        if errors:
+            raise BatchError("Fix the prompt first: " + "; ".join(dict.fromkeys(errors)) + ".", title="Invalid prompt")
+        variants = [(p, await self._params(request, p)) for p in parsed]
+        models = sorted({params.model for _, params in variants})
+        if len(models) > 1:
+            raise BatchError(
+                f"A batch runs on one model; the permutations ask for {', '.join(models)}. Run one batch per model.",
+                title="Invalid prompt",
+            )
+        return variants
+
+    def _expanded(
+        self,
+        variants: Sequence[tuple[ParsedPrompt, JobParams]],
+        plans: Sequence[PromptPlan],
+        images: Sequence[str],
+        request: BatchRequest,
+    ) -> tuple[list[ItemPrompt], list[RowProblem], bool]:
+        """Return every item: each image's (or text row's) prompt per command permutation, expanded, repeated.
+
+        Items stay in ZIP order (then text rows); an image's items follow each other: command permutation, then
+        its own prompt's permutations, then repeats. Also returns the row problems (once each, in line order) and
+        whether any item's own prompt held permutations.
+
+        Raises:
+            BatchError: the items would be more than a batch may hold (counted before they are made).
+        """
+        cap = self._rt.settings.max_prompts_per_request
+        job = variants[0][1]
+        position = {name: i for i, name in enumerate(images)}
+        problems: dict[RowProblem, None] = dict.fromkeys(p for plan in plans for p in plan.problems)
+        chosen: list[tuple[tuple[int, int, int], ItemPrompt, int]] = []
+        total, expanded = 0, False
+        for v, ((parsed, params), plan) in enumerate(zip(variants, plans, strict=True)):
+            repeat = request.options.repeat or parsed.params.repeat or 1
+            for item in plan.items:
+                try:
+                    n = count(item.text)
+                except PermutationError as exc:
+                    problems[RowProblem(line=item.line, file=item.image or "", code=BAD_VALUE, detail=str(exc))] = None
+                    continue
+                if n > cap:
+                    detail = f"the {{…}} permutations make {n:,} prompts; at most {cap:,} per prompt"
+                    problems[RowProblem(line=item.line, file=item.image or "", code=BAD_VALUE, detail=detail)] = None
+                    continue
+                expanded |= n > 1
+                total += n * repeat
+                order = (position[item.image] if item.image else len(images), item.line or 0, v)
+                chosen.append((order, _with_options(item, params, job), repeat))
+        ceiling = self.limits.max_items_per_guild
+        if total > ceiling:  # refused before millions of items are made in memory
+            refusal = limit_refusal(
+                self.limits,
+                BatchLoad(user_running=0, guild_running=0, guild_items=0),
+                items=total,
+                is_admin=request.is_admin,
+            )
+            raise BatchError(refusal or f"This batch makes {total:,} images.", title="Batch limit reached")
+        chosen.sort(key=lambda c: c[0])
+        items = [
+            replace(item, text=text, seed=seed)
+            for _, item, repeat in chosen
+            for text in expand(item.text, cap=cap)
+            for seed in repeat_seeds(item.seed, repeat)
+        ]
+        return items, sorted(problems, key=lambda p: (p.line is None, p.line or 0)), expanded
 
     def _prompts(self, report: IntakeReport, parsed: ParsedPrompt, model: str) -> PromptPlan:
         """Decide each item's prompt from the ZIP's table, its captions and the command's prompt.
@@ -658,12 +748,12 @@ def check_input_images(plan: BatchPlan) -> None:
     spec = model_spec(plan.params.model)
     shared = len(plan.shared_refs)
     for item in plan.items:
-        count = len(item.input_keys) + shared
-        if count > spec.max_input_images:
+        sent = len(item.input_keys) + shared
+        if sent > spec.max_input_images:
             what = item.name or (f"line {item.line}" if item.line is not None else "an item")
             raise BatchError(
                 f"{code(spec.name)} takes at most {spec.max_input_images} input images; {code(what)} would send "
-                f"{count} ({len(item.input_keys)} of its own, {shared} shared reference(s)). Give fewer references "
+                f"{sent} ({len(item.input_keys)} of its own, {shared} shared reference(s)). Give fewer references "
                 "or choose a model that takes more.",
                 title="Too many input images",
             )
@@ -701,6 +791,43 @@ def _retry_item(item: Item, job: Job, edited: ParsedPrompt | None) -> PlannedIte
         seed=item.seed,
         ref_keys=keys[1:],
     )
+
+
+def _unescaped(text: str) -> str:
+    r"""Return a text expanded with `keep_escapes` as the model gets it: `\{` written `{` (it holds no group)."""
+    return expand(text, cap=1)[0]
+
+
+def _own(mine: _T | None, permutation: _T | None, base: _T | None) -> _T | None:
+    return mine if mine is not None else permutation if permutation != base else None
+
+
+def _with_options(item: ItemPrompt, params: JobParams, job: JobParams) -> ItemPrompt:
+    """Return the item with the options its command permutation sets apart from the job's (`--ar {1:1, 16:9}`).
+
+    The item's own values (its row's) win: these fill only what the item leaves to the job.
+    """
+    return replace(
+        item,
+        aspect_ratio=_own(item.aspect_ratio, params.aspect_ratio, job.aspect_ratio),
+        image_size=_own(item.image_size, params.image_size, job.image_size),
+        seed=_own(item.seed, params.seed, job.seed),
+    )
+
+
+def _source_line(
+    source: str, variants: Sequence[tuple[ParsedPrompt, JobParams]], *, expanded: bool, repeat: int | None
+) -> str:
+    """Return where the prompts come from, with what multiplies them: `one prompt × 3 permutations × 2 repeats`."""
+    parts = [source]
+    if len(variants) > 1:
+        parts.append(f"{len(variants)} permutations")
+    if expanded:
+        parts.append("their own {…} permutations")
+    repeats = {repeat or p.params.repeat or 1 for p, _ in variants}
+    if repeats != {1}:
+        parts.append(f"{repeats.pop()} repeats" if len(repeats) == 1 else "repeats")
+    return " × ".join(parts)
 
 
 def _planned(item: ItemPrompt, keys: Mapping[str, str], job_prompt: str) -> PlannedItem:

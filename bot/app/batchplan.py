@@ -223,6 +223,7 @@ class BatchOptions:
     aspect_ratio: str | None = None
     image_size: str | None = None
     seed: int | None = None
+    repeat: int | None = None  # --repeat N: every item N times, each with its own seed
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -30,6 +30,7 @@ from bot.app.generation_types import (
     VARY_WORDING,
     ZOOM_FACTORS,
     GenerationError,
+    ImaginePlan,
     Origin,
     Prepared,
     Shown,
@@ -41,6 +42,7 @@ from bot.app.generation_types import (
     takes_size,
 )
 from bot.app.imaging import Direction, image_size, pan_canvas, zoom_out_canvas
+from bot.core.admission import REFUSAL_TITLE
 from bot.core.models import (
     EditInput,
     Image,
@@ -59,9 +61,11 @@ from bot.core.params import (
     ParsedPrompt,
     PromptParams,
     parse_prompt,
+    repeat_seeds,
     resolve_model,
     snap_aspect_ratio,
 )
+from bot.core.permute import PermutationError, expand
 from bot.core.render import code
 from bot.dispatch import Dispatcher
 from bot.ledger import Ledger
@@ -176,6 +180,83 @@ class GenerationService:
             label=label,
             notes=tuple(notes),
         )
+
+    async def imagine_all(
+        self,
+        prompt: str,
+        origin: Origin,
+        *,
+        max_prompts: int,
+        ref_keys: Sequence[str] = (),
+        model: str | None = None,
+        aspect_ratio: str | None = None,
+        image_size: str | None = None,
+        overrides: PromptParams | None = None,
+    ) -> ImaginePlan:
+        """Build one grid job per `{a, b}` permutation of `prompt` and per `--repeat` run; nothing is submitted.
+
+        Each expansion is parsed on its own, so `--ar {1:1, 16:9}` works. With `--repeat N` and `--seed S` the runs
+        take seeds S, S+1, …; without a seed each its own. The first job keeps the origin's idempotency key, the
+        others add `#2`, `#3`, … to it, so a redelivered interaction queues none twice.
+
+        Raises:
+            GenerationError: more than `max_prompts` jobs, a bad parameter in any expansion, or the owner's queue
+                could not take them all (said before any is queued).
+        """
+        try:
+            texts = expand(prompt, cap=max_prompts)
+        except PermutationError as exc:
+            raise GenerationError(f"{exc}.", title="Too many prompts") from exc
+        parsed = [self.parse(t) for t in texts]
+        runs: list[tuple[str, int | None]] = []
+        for text, p in zip(texts, parsed, strict=True):
+            wanted = (overrides or PromptParams()).merged_over(p.params)  # the CLI's --repeat and --seed win
+            runs.extend((text, seed) for seed in repeat_seeds(wanted.seed, wanted.repeat or 1))
+        if len(runs) > max_prompts:
+            raise GenerationError(
+                f"The permutations and --repeat make {len(runs)} grids; at most {max_prompts} at once.",
+                title="Too many prompts",
+            )
+        jobs: list[Prepared] = []
+        for n, (text, seed) in enumerate(runs):
+            key = origin.idempotency_key
+            run_origin = origin if n == 0 or key is None else replace(origin, idempotency_key=f"{key}#{n + 1}")
+            run_overrides = overrides if seed is None else replace(overrides or PromptParams(), seed=seed)
+            jobs.append(
+                await self.imagine(
+                    text,
+                    run_origin,
+                    ref_keys=ref_keys,
+                    model=model,
+                    aspect_ratio=aspect_ratio,
+                    image_size=image_size,
+                    overrides=run_overrides,
+                )
+            )
+        plan = ImaginePlan(jobs=tuple(jobs))
+        await self._check_room(origin, len(plan.jobs))
+        return plan
+
+    async def _check_room(self, origin: Origin, jobs: int) -> None:
+        """Refuse `jobs` new jobs the owner's queue could not all take, before any is submitted."""
+        if jobs <= 1:
+            return  # a single job is admitted or refused by the dispatcher, as always
+        caps = self._dispatcher.caps_for(is_admin=origin.is_admin)
+        if not caps.admits_all(await self._ledger.user_load(origin.user_id), jobs):
+            raise GenerationError(
+                f"That makes {jobs} grids, more than your queue can take now (at most {caps.max_running} running "
+                f"and {caps.max_waiting} waiting). Wait for some to finish, or use fewer permutations.",
+                title=REFUSAL_TITLE,
+            )
+
+    async def submit_all(self, plan: ImaginePlan, origin: Origin) -> list[Submitted]:
+        """Submit every job of a plan, after checking again that the owner's queue takes them all.
+
+        Raises:
+            GenerationError: the queue filled up since the plan was shown; nothing was submitted.
+        """
+        await self._check_room(origin, len(plan.jobs))
+        return [await self.submit(p) for p in plan.jobs]
 
     async def reroll(self, job: Job, origin: Origin, *, prompt: str | None = None) -> Prepared:
         """Run a job's prompt again with new seeds (a Remix prompt replaces it); its references go along."""

@@ -124,6 +124,32 @@ class Submitted:
     prepared: Prepared
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ImaginePlan:
+    """What one `/imagine` makes once its `{a, b}` permutations and `--repeat` are expanded: one grid job each.
+
+    Shown before anything is queued when it is more than one grid.
+    """
+
+    jobs: tuple[Prepared, ...]
+
+    @property
+    def images(self) -> int:
+        """How many images the jobs make together."""
+        return sum(p.request.params.n for p in self.jobs)
+
+    @property
+    def cost_usd(self) -> float | None:
+        """The price of every image (None: the price table does not know one of them)."""
+        total = 0.0
+        for p in self.jobs:
+            price = model_spec(p.request.params.model).price(p.request.params.image_size)
+            if price is None:
+                return None
+            total += price * p.request.params.n
+        return total
+
+
 def takes_size(model: str, size: str) -> bool:
     """Return whether `model` makes images of `size`."""
     sizes = model_spec(model).image_sizes

@@ -8,6 +8,7 @@ from pydantic import ValidationError
 
 from bot.core.models import JobParams, UserId
 from bot.core.params import ParsedPrompt, PromptParams, parse_prompt
+from bot.core.permute import PermutationError, expand
 from bot.settings import BotSettings
 
 EXIT_OK = 0
@@ -49,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--ar", help="aspect ratio, e.g. 16:9")
         p.add_argument("--size", help="image size: 512, 1K, 2K or 4K")
         p.add_argument("--seed", help="seed base")
+        p.add_argument("--repeat", help="run each prompt N times, each with its own seed (1 to 40)")
         p.add_argument("--data", type=Path, default=None, help="data directory (ledger, store; default ./data)")
         p.add_argument("--concurrency", type=int, default=None, help="Gemini calls in flight (GEMINI_CONCURRENCY)")
         p.add_argument("--workers", type=int, default=None, help="embedded RunPod workers (LOCAL_WORKERS)")
@@ -91,8 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
 class Prompt:
     """The prompt as the job gets it: the model's text and the parameters, CLI flags over inline ones."""
 
-    parsed: ParsedPrompt
+    parsed: ParsedPrompt  # the first `{a, b}` expansion's, when the prompt holds permutations
     params: PromptParams
+    # The flags alone: they win over every expansion's inline parameters.
+    flags: PromptParams = dataclasses.field(default_factory=PromptParams)
+    expansions: int = 1  # how many prompts the `{a, b}` permutations make
 
     @property
     def text(self) -> str:
@@ -110,6 +115,9 @@ class Prompt:
         )
 
 
+MAX_CHECKED_EXPANSIONS = 1000  # the most `max_prompts_per_request` may be: past it no setting would take the prompt
+
+
 def parse_job_prompt(prompt: str, args: argparse.Namespace, *, allow_empty: bool = False) -> Prompt:
     """Parse the prompt's inline parameters, then the flags (which win), with every problem reported at once.
 
@@ -118,12 +126,18 @@ def parse_job_prompt(prompt: str, args: argparse.Namespace, *, allow_empty: bool
     Raises:
         UsageError: the prompt or a flag is malformed.
     """
-    parsed = parse_prompt(prompt)
-    flags = [f"--{name} {value}" for name in ("model", "ar", "size", "seed") if (value := getattr(args, name))]
+    try:  # every expansion is checked (each parsed on its own, `--ar {1:1, 16:9}` too); the service caps them
+        texts = expand(prompt, cap=MAX_CHECKED_EXPANSIONS, keep_escapes=True)
+    except PermutationError as exc:
+        raise UsageError(str(exc)) from exc
+    parsed = parse_prompt(prompt) if len(texts) == 1 else parse_prompt(texts[0])
+    inline_errors = parsed.errors if len(texts) == 1 else tuple(e for t in texts for e in parse_prompt(t).errors)
+    names = ("model", "ar", "size", "seed", "repeat")
+    flags = [f"--{name} {value}" for name in names if (value := getattr(args, name, None))]
     if getattr(args, "n", None) is not None:
         flags.append(f"--n {args.n}")
     flag_params = PromptParams()
-    errors = [e for e in parsed.errors if not (allow_empty and "prompt is empty" in e)]
+    errors = list(dict.fromkeys(e for e in inline_errors if not (allow_empty and "prompt is empty" in e)))
     if flags:
         # The flags go through the same parser, so they are checked (and ratios snapped) exactly like inline ones.
         parsed_flags = parse_prompt("flags " + " ".join(flags))
@@ -131,7 +145,9 @@ def parse_job_prompt(prompt: str, args: argparse.Namespace, *, allow_empty: bool
         flag_params = parsed_flags.params
     if errors:
         raise UsageError("; ".join(errors))
-    return Prompt(parsed=parsed, params=flag_params.merged_over(parsed.params))
+    return Prompt(
+        parsed=parsed, params=flag_params.merged_over(parsed.params), flags=flag_params, expansions=len(texts)
+    )
 
 
 def make_settings(args: argparse.Namespace) -> BotSettings:

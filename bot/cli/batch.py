@@ -54,14 +54,19 @@ async def _file_sha256(path: Path) -> str:
     return await asyncio.to_thread(digest)
 
 
-def batch_key(zip_sha256: str, prompt: str, params: JobParams, refs: Sequence[str] = ()) -> str:
+def batch_key(
+    zip_sha256: str, prompt: str, params: JobParams, refs: Sequence[str] = (), *, repeat: int | None = None
+) -> str:
     """Return the batch's idempotency key: a hash of the input, the prompt, the parameters and the references.
 
-    `refs` are the SHA-256s of the shared references; without any, the key is that of a batch before they existed.
+    `refs` are the SHA-256s of the shared references and `repeat` the `--repeat` count; each counts only when
+    given, so the keys of batches started without them stay what they were.
     """
     fields: dict[str, object] = {"zip": zip_sha256, "prompt": prompt, "params": params.to_json()}
     if refs:
         fields["refs"] = list(refs)
+    if repeat is not None:
+        fields["repeat"] = repeat
     material = json.dumps(fields, sort_keys=True)
     return "cli:batch:" + hashlib.sha256(material.encode()).hexdigest()[:40]
 
@@ -77,7 +82,9 @@ async def run_batch(args: argparse.Namespace, settings: BotSettings, console: Co
         console.note(f"note: {note}")
     refs = await _read_refs(args.ref)
     ref_hashes = [hashlib.sha256(data).hexdigest() for _, data in refs]
-    key = batch_key(await _file_sha256(path), prompt.text, params, ref_hashes)
+    # A permutation prompt is keyed as typed: its first expansion alone would not tell it from its neighbours.
+    text = prompt.text if prompt.expansions == 1 else " ".join(args.prompt.split())
+    key = batch_key(await _file_sha256(path), text, params, ref_hashes, repeat=prompt.params.repeat)
     tty = console.err.isatty()
     resume_hint = "resume with: python -m bot " + shlex.join(args.argv)
     started = time.monotonic()
@@ -173,14 +180,18 @@ async def _read_refs(paths: Sequence[Path]) -> tuple[tuple[str, bytes], ...]:
 
 def cli_batch_request(text: str, prompt: Prompt, key: str, refs: tuple[tuple[str, bytes], ...] = ()) -> BatchRequest:
     """Return the `BatchRequest` the CLI plans: the CLI's owner, no guild, the flags as the command's options."""
-    flags = prompt.params
+    flags = prompt.flags  # the inline parameters are the service's to read, per `{a, b}` expansion
     return BatchRequest(
         owner_id=CLI_OWNER,
         guild_id=None,
         channel_id=0,
         prompt=text,
         options=BatchOptions(
-            model=flags.model, aspect_ratio=flags.aspect_ratio, image_size=flags.image_size, seed=flags.seed
+            model=flags.model,
+            aspect_ratio=flags.aspect_ratio,
+            image_size=flags.image_size,
+            seed=flags.seed,
+            repeat=flags.repeat,
         ),
         is_admin=True,  # the CLI's user runs the whole machine: no per-user caps
         idempotency_key=key,

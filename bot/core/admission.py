@@ -31,6 +31,16 @@ class Caps:
             return Admission.WAITING
         return Admission.REFUSED
 
+    def admits_all(self, load: UserLoad, jobs: int) -> bool:
+        """Tell whether `jobs` new jobs, submitted one after another, would all be admitted (none refused)."""
+        for _ in range(jobs):
+            admission = self.admit(load)
+            if admission is Admission.REFUSED:
+                return False
+            queued = admission is Admission.QUEUED
+            load = UserLoad(running=load.running + int(queued), waiting=load.waiting + int(not queued))
+        return True
+
     def promotable(self, load: UserLoad) -> int:
         """Return how many of the user's waiting jobs may start now."""
         if self.max_running is None:

@@ -1,5 +1,8 @@
 """Midjourney-style inline parameters in a prompt: `a fox --ar 16:9 --seed 7 --no trees --model pro --size 2K --n 4`.
 
+`--repeat N` runs the prompt N times (1 to `MAX_REPEAT`), as Midjourney's `--repeat` does; with `--seed S` the runs
+take seeds S, S+1, … (`repeat_seeds`), without it each its own random seed.
+
 Pure: the Discord layer, `/batch` and the CLI parse prompts with `parse_prompt`; every problem is collected and
 reported together, naming the parameter, so a user can fix them all at once.
 """
@@ -16,6 +19,7 @@ from worker.contract import ASPECT_RATIOS_10, IMAGE_SIZES, MAX_SEED, MODEL_ALIAS
 # The model catalogue (`worker.contract`) is the one source of ratios, sizes, seeds and model names.
 GEMINI_ASPECT_RATIOS: tuple[str, ...] = ASPECT_RATIOS_10
 GRID_SIZES: tuple[int, ...] = (1, 2, 4)
+MAX_REPEAT = 40  # Midjourney allows 40 on its top plans ("Repeat" parameter); the front ends cap totals on their own
 
 _MODEL_NAME = re.compile(r"^(models/)?gemini-[a-z0-9.-]+$")
 _PARAM = re.compile(r"(?:^|\s)(--|—)([A-Za-z][A-Za-z0-9_-]*)")
@@ -32,6 +36,7 @@ class PromptParams:
     seed: int | None = None
     grid_size: int | None = None
     negative: tuple[str, ...] = ()
+    repeat: int | None = None
 
     def merged_over(self, defaults: "PromptParams") -> "PromptParams":
         """Return these parameters with every unset one taken from `defaults`."""
@@ -42,6 +47,7 @@ class PromptParams:
             seed=self.seed if self.seed is not None else defaults.seed,
             grid_size=self.grid_size or defaults.grid_size,
             negative=self.negative or defaults.negative,
+            repeat=self.repeat or defaults.repeat,
         )
 
 
@@ -81,6 +87,8 @@ class ParsedPrompt:
             parts.append(f"--n {p.grid_size}")
         if p.negative:
             parts.append(f"--no {', '.join(p.negative)}")
+        if p.repeat:
+            parts.append(f"--repeat {p.repeat}")
         return " ".join(parts)
 
 
@@ -167,6 +175,23 @@ def _set_negative(b: _Builder, value: str) -> None:
     b.params = replace(b.params, negative=b.params.negative + words)
 
 
+def _set_repeat(b: _Builder, value: str) -> None:
+    if not value.isdigit() or not 1 <= int(value) <= MAX_REPEAT:
+        b.errors.append(f"{code('--repeat ' + value)}: run the prompt 1 to {MAX_REPEAT} times")
+        return
+    b.params = replace(b.params, repeat=int(value))
+
+
+def repeat_seeds(seed: int | None, repeat: int) -> tuple[int | None, ...]:
+    """Return the seed of each of `repeat` runs: `seed`, `seed + 1`, … (wrapping past `MAX_SEED`), or all None.
+
+    None leaves the seed to the job (a random base), so every run differs.
+    """
+    if seed is None:
+        return (None,) * repeat
+    return tuple((seed + i) % (MAX_SEED + 1) for i in range(repeat))
+
+
 _NAMES = {
     "ar": "ar",
     "aspect": "ar",
@@ -177,6 +202,8 @@ _NAMES = {
     "m": "model",
     "size": "size",
     "n": "n",
+    "repeat": "repeat",
+    "r": "repeat",
 }
 
 
@@ -195,7 +222,9 @@ def parse_prompt(prompt: str, *, aspect_ratios: Sequence[str] = GEMINI_ASPECT_RA
         name, value = m.group(2).lower(), prompt[m.end() : end].strip()
         canonical = _NAMES.get(name)
         if canonical is None:
-            b.errors.append(f"`--{name}` is not a parameter Peel knows (use --ar, --seed, --no, --model, --size, --n)")
+            b.errors.append(
+                f"`--{name}` is not a parameter Peel knows (use --ar, --seed, --no, --model, --size, --n, --repeat)"
+            )
             continue
         if not value:
             b.errors.append(f"`--{name}` needs a value")
@@ -214,6 +243,8 @@ def parse_prompt(prompt: str, *, aspect_ratios: Sequence[str] = GEMINI_ASPECT_RA
             _set_model(b, value)
         elif canonical == "size":
             _set_size(b, value)
+        elif canonical == "repeat":
+            _set_repeat(b, value)
         else:
             _set_grid(b, value)
     text = " ".join(text.split())

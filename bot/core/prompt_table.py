@@ -374,8 +374,8 @@ class _Assigner:
         if "--" in text or "\u2014" in text:  # the prompt may carry parameters of its own (`--ar 16:9`)
             parsed = parse_prompt(text)
             errors = list(parsed.errors)
-            if parsed.params.model or parsed.params.grid_size:
-                errors.append("--model and --n apply to the whole batch, not to one row")
+            if parsed.params.model or parsed.params.grid_size or parsed.params.repeat:
+                errors.append("--model, --n and --repeat apply to the whole batch, not to one row")
             if errors:
                 self._problem(row.line, row.file, BAD_VALUE, "; ".join(errors))
                 return None

@@ -354,3 +354,9 @@ class WindowLimiter:
     def record(self, now_s: float) -> None:
         """Record an action at `now_s`."""
         self.sent.append(now_s)
+
+
+def many_grids_text(*, grids: int, images: int, cost_usd: float | None) -> str:
+    """Return what `/imagine` asks before queuing the grids of a permutation or `--repeat` prompt."""
+    cost = "price unknown" if cost_usd is None else f"about ${cost_usd:.2f}"
+    return f"This makes {grids} grids ({images} images), {cost}. Queue them all?"

@@ -7,7 +7,7 @@ from enum import StrEnum
 
 from pydantic import ValidationError
 
-from bot.core.admission import Admission, refusal_message
+from bot.core.admission import Admission, Caps, refusal_message
 from bot.core.events import JobCancelled, JobPaused, JobResumed, Queued
 from bot.core.item_errors import item_error_message
 from bot.core.models import ChunkStatus, Job, JobId, JobRequest, JobStatus, NewItem, NewJob, Priority, UserId
@@ -64,6 +64,10 @@ class InvalidRequestError(ValueError):
 
 class AdmissionMixin(CancelsMixin):
     """Requests from front ends (submit, cancel, pause, resume, retry), and promoting waiting jobs."""
+
+    def caps_for(self, *, is_admin: bool) -> Caps:
+        """Return the per-user caps a request of a user (an admin or not) is admitted under."""
+        return self._policy.caps.caps_for(is_admin=is_admin)
 
     async def submit(self, request: JobRequest) -> SubmitResult:
         """Create a job for the request (idempotently), or refuse it when the owner's queue is full.

@@ -16,15 +16,16 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app import SubmitStatus
-from bot.app.generation_types import GenerationError, Origin, Prepared, Submitted
+from bot.app.generation_types import GenerationError, ImaginePlan, Origin, Prepared, Submitted
 from bot.app.imaging import Direction
 from bot.core.admission import REFUSAL_TITLE
 from bot.core.models import Image, Job, JobId, JobKind, JobStatus, UserId
 from bot.core.params import GEMINI_ASPECT_RATIOS
+from bot.core.render import many_grids_text
 from bot.discord_bot import PeelBot
 from bot.exts._access import check_owner, refusal_text
 from bot.exts._errors import error_embed, send_error
-from bot.exts._send import fit_content, fit_embed, fit_embeds, fit_modal
+from bot.exts._send import fit_content, fit_embed, fit_embeds, fit_modal, fit_view
 from bot.exts.imagine._components import (
     EDIT_MODAL,
     REMIX_MODAL,
@@ -34,6 +35,7 @@ from bot.exts.imagine._components import (
     modal_values,
 )
 from bot.exts.imagine._inputs import origin_of, read_attachments
+from bot.exts.imagine._many import ManyGridsView
 from bot.exts.imagine._replies import ReplyEditCog
 from bot.exts.imagine._results import JobMessages
 from bot.exts.imagine._tracker import STATUS, Tracked
@@ -119,7 +121,7 @@ class ImagineCog(commands.Cog):
 
     @app_commands.command(name="imagine", description="Make images from a prompt (and reference images)")
     @app_commands.describe(
-        prompt="What to draw; inline --ar W:H --seed N --no words --model flash|pro --size 1K|2K|4K --n 1|2|4",
+        prompt="What to draw; {a, b}: a grid each; inline --ar W:H --seed N --no x --model --size --n --repeat N",
         model="The Gemini image model",
         aspect_ratio="The picture's shape",
         size="The output size (2K and 4K on Pro / Nano Banana 2)",
@@ -144,17 +146,82 @@ class ImagineCog(commands.Cog):
         image9: discord.Attachment | None = None,
         image10: discord.Attachment | None = None,
     ) -> None:
-        """Make a grid."""
+        """Make a grid, or one grid per `{a, b}` permutation and `--repeat` run once the user says Go."""
         await interaction.response.defer(thinking=True)
         attachments = [a for a in (image, image2, image3, image4, image5, image6, image7, image8, image9, image10) if a]
-
-        async def make(origin: Origin) -> Prepared:
+        try:
+            origin = await self._origin(interaction)
             refs = await self.service.take_references(await read_attachments(attachments))
-            return await self.service.imagine(
-                prompt, origin, ref_keys=refs, model=model, aspect_ratio=aspect_ratio, image_size=size
+            plan = await self.service.imagine_all(
+                prompt,
+                origin,
+                max_prompts=self.bot.runtime.settings.max_prompts_per_request,
+                ref_keys=refs,
+                model=model,
+                aspect_ratio=aspect_ratio,
+                image_size=size,
             )
+        except Exception as exc:  # the Discord boundary: one mapper  # noqa: BLE001
+            await self._fail_interaction(interaction, exc, where="/imagine")
+            return
+        if len(plan.jobs) > 1:
+            await self._ask_many(interaction, plan, origin)
+            return
 
-        await self._launch(interaction, make, where="/imagine")
+        async def make(_origin: Origin) -> Prepared:
+            return plan.jobs[0]
+
+        await self._launch(interaction, make, where="/imagine", origin=origin)
+
+    async def _ask_many(self, interaction: discord.Interaction[Any], plan: ImaginePlan, origin: Origin) -> None:
+        """Show the count and cost of many grids with Go / Cancel; Go queues them, each with its own message."""
+
+        async def go(clicked: discord.Interaction[Any]) -> None:
+            try:
+                submitted = await self.service.submit_all(plan, origin)
+            except Exception as exc:  # the Discord boundary: one mapper  # noqa: BLE001
+                await send_error(clicked, exc, where="/imagine permutations")
+                return
+            shown = [s for s in submitted if await self._post_job(interaction, s)]
+            with contextlib.suppress(discord.HTTPException):
+                await clicked.edit_original_response(content=fit_content(f"Queued {len(shown)} grids."))
+
+        text = many_grids_text(grids=len(plan.jobs), images=plan.images, cost_usd=plan.cost_usd)
+        with contextlib.suppress(discord.HTTPException):
+            await interaction.delete_original_response()
+        view = ManyGridsView(plan, go)
+        await interaction.followup.send(content=fit_content(text), view=fit_view(view), ephemeral=True)
+
+    async def _post_job(self, interaction: discord.Interaction[Any], submitted: Submitted) -> bool:
+        """Post one of many jobs in its own channel message and track it; False when it was not queued."""
+        result = submitted.result
+        if result.status is SubmitStatus.REFUSED or result.job is None:
+            return False
+        job = result.job
+        t = Tracked(
+            job_id=job.id,
+            channel_id=interaction.channel_id or 0,
+            message_id=None,
+            owner_id=job.owner_id,
+            display=submitted.prepared.display,
+            label=submitted.prepared.label,
+            interaction=None,  # a channel message of its own: edited as such
+            token_at=0.0,
+            upload_limit=interaction.filesize_limit,
+            position=result.position,
+        )
+        try:
+            message = await self.bot.get_partial_messageable(t.channel_id).send(
+                content=fit_content(t.line(self.tracker.state_of(t))), allowed_mentions=discord.AllowedMentions.none()
+            )
+        except discord.HTTPException:
+            log.warning("could not show job %s", job.id, exc_info=True)
+            return False
+        t.message_id = message.id
+        t.pacer.edited(self.tracker.now())
+        await self.account.record_message(job.id, STATUS, channel_id=t.channel_id, message_id=message.id)
+        await self.tracker.track(t)
+        return True
 
     # ---- buttons and modals ------------------------------------------------------------------------------------
 
@@ -261,12 +328,17 @@ class ImagineCog(commands.Cog):
 
     # ---- the lifecycle -----------------------------------------------------------------------------------------
 
-    async def _launch(self, interaction: discord.Interaction[Any], make: Maker, *, where: str) -> None:
+    async def _origin(self, interaction: discord.Interaction[Any]) -> Origin:
+        return await origin_of(
+            self.bot, interaction.user, interaction.channel, interaction.guild_id, key=f"i:{interaction.id}"
+        )
+
+    async def _launch(
+        self, interaction: discord.Interaction[Any], make: Maker, *, where: str, origin: Origin | None = None
+    ) -> None:
         """Build, submit and track a job for a deferred interaction; errors replace the loading message."""
         try:
-            origin = await origin_of(
-                self.bot, interaction.user, interaction.channel, interaction.guild_id, key=f"i:{interaction.id}"
-            )
+            origin = origin or await self._origin(interaction)
             submitted = await self.service.submit(await make(origin))
         except Exception as exc:  # the Discord boundary: one mapper  # noqa: BLE001
             await self._fail_interaction(interaction, exc, where=where)

@@ -59,3 +59,12 @@ def test_caps_for_returns_raised_caps_when_admin() -> None:
 def test_refusal_message_names_the_cap_when_refused() -> None:
     assert "10 jobs waiting" in refusal_message(Caps(max_waiting=10))
     assert REFUSAL_TITLE.lower() not in refusal_message(Caps()).lower()  # shown under the title, not repeating it
+
+
+def test_admits_all_counts_running_slots_then_waiting_ones() -> None:
+    caps = Caps(max_running=3, max_waiting=10)
+    assert caps.admits_all(UserLoad(running=0, waiting=0), 13)
+    assert not caps.admits_all(UserLoad(running=0, waiting=0), 14)
+    assert caps.admits_all(UserLoad(running=3, waiting=9), 1)
+    assert not caps.admits_all(UserLoad(running=3, waiting=9), 2)
+    assert Caps(max_running=None, max_waiting=None).admits_all(UserLoad(running=50, waiting=50), 1000)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from bot.core.params import PromptParams, parse_prompt, resolve_model, snap_aspect_ratio
+from bot.core.params import MAX_REPEAT, PromptParams, parse_prompt, repeat_seeds, resolve_model, snap_aspect_ratio
 
 
 def test_plain_prompt_has_no_params_when_none_given() -> None:
@@ -129,3 +129,13 @@ def test_error_quotes_the_value_as_typed_when_it_holds_a_backtick_and_a_masked_l
     [error] = parsed.errors
     span = error[: error.index("`:") + 1]  # the quoted input is one code span, closed only by Peel's backtick
     assert span.count("`") == 2 and span.startswith(f"`--{flag} x'") and "[free nitro](https://evil.example)" in span
+
+
+def test_repeat_is_parsed_and_capped() -> None:
+    parsed = parse_prompt("a fox --repeat 3 --seed 7")
+    assert parsed.ok and parsed.params.repeat == 3 and parsed.display() == "a fox --seed 7 --repeat 3"
+    assert parse_prompt("a fox --r 2").params.repeat == 2
+    for bad in ("0", str(MAX_REPEAT + 1), "x"):
+        assert parse_prompt(f"a fox --repeat {bad}").errors == (f"`--repeat {bad}`: run the prompt 1 to 40 times",)
+    assert repeat_seeds(7, 3) == (7, 8, 9)
+    assert repeat_seeds(None, 2) == (None, None)
