@@ -35,6 +35,9 @@ from worker.contract import stop_key
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 
 
+GEMINI_CONCURRENCY = 16
+
+
 @pytest.mark.parametrize(
     ("items", "latency_s", "pause_at"),
     [
@@ -60,7 +63,9 @@ async def test_pause_starts_no_gemini_call_beyond_those_in_flight_and_resume_mak
         gateway = RunpodHttpGateway(
             http, endpoint_id=endpoint.endpoint_id, api_key=endpoint.api_key, base_url=endpoint.base_url
         )
-        d = Dispatcher(ledger, gateway, store, policy=DispatchPolicy(gemini_concurrency=16), poll_interval_s=0.1)
+        d = Dispatcher(
+            ledger, gateway, store, policy=DispatchPolicy(gemini_concurrency=GEMINI_CONCURRENCY), poll_interval_s=0.1
+        )
 
         async def gemini_stats() -> dict[str, int]:
             return await stack.gemini_stats(http, gemini_url)
@@ -111,9 +116,11 @@ async def test_pause_starts_no_gemini_call_beyond_those_in_flight_and_resume_mak
     assert pausing > 0  # chunks were out when Pause returned: "pausing" first
     assert held is not None and held.status is JobStatus.PAUSED and 0 < held.ok < items
     grew = after_pause["requests"] - at_pause["requests"]
-    # No call starts after Pause returned beyond those in flight just before it (the moment is a span: a worker
-    # that looked for the marker just before it was written may still send that one call).
-    assert grew <= before["in_flight"], (grew, before, at_pause, after_pause, elapsed)
+    # No call starts after Pause returned beyond those the workers had begun: an item that found no marker just
+    # before it was written is in flight even if its request reaches Gemini a moment later (on a loaded machine
+    # the worker's event loop may hold it that long, so Gemini's own in-flight count is no bound). At most one
+    # call per Gemini slot, GEMINI_CONCURRENCY in all; a worker ignoring the marker would make thousands.
+    assert grew <= GEMINI_CONCURRENCY, (grew, before, at_pause, after_pause, elapsed)
     assert statuses.count(ItemStatus.OK) == held.ok
     assert statuses.count(ItemStatus.PENDING) == items - held.ok  # the rest waits, nothing failed
     assert not marker_after_resume
