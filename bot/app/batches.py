@@ -207,7 +207,9 @@ class BatchService:
         keys = {image.name: image.key for image in report.accepted}
         plans = [self._prompts(report, p, params.model) for p, _ in variants]
         prompts = plans[0]
-        label = _unescaped(parsed.model_prompt()) if parsed.text else prompts.source
+        # With no command prompt every item carries its own; the job (its thread, progress and summary) is named
+        # after the ZIP, not after where the prompts came from (the plan says that).
+        label = _unescaped(parsed.model_prompt()) if parsed.text else source
         items, problems, expanded = self._expanded(variants, plans, [a.name for a in report.accepted], request)
         typed = " ".join(request.prompt.split())
         display = typed if len(variants) > 1 else parsed.display() if parsed.text else ""

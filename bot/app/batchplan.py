@@ -263,23 +263,10 @@ def plan_summary(plan: BatchPlan, estimate: BatchEstimate, *, markdown: bool = T
         # Row problems are named with what is wrong (below), the other skipped entries by their reason code.
         skipped_entries=[s for s in plan.skipped if s[0] not in {where for where, _ in plan.problems}],
         estimate=estimate,
-        notes=(*plan.notes, *_shared_ref_lines(plan), *plan.problem_lines()),
+        problems=plan.problem_lines(),
+        references=[name for name, _ in plan.shared_refs],
+        notes=plan.notes,
         markdown=markdown,
-    )
-
-
-def _shared_ref_lines(plan: BatchPlan) -> tuple[str, ...]:
-    """Name the shared references and say honestly what the cost leaves out.
-
-    Peel's price table prices the image made (`ModelSpec.price_usd`), not the images sent: Gemini bills input images
-    as input tokens (https://ai.google.dev/gemini-api/docs/pricing), so the estimate does not include them.
-    """
-    if not plan.shared_refs:
-        return ()
-    names = ", ".join(name for name, _ in plan.shared_refs)
-    return (
-        f"🖼️ {len(plan.shared_refs)} shared reference(s) for every image: {names} "
-        "(billed by Gemini as input tokens, not included in the cost)",
     )
 
 

@@ -182,6 +182,8 @@ def plan_text(
     seed: int | None = None,
     prompt_source: str = "one prompt",
     skipped_entries: Sequence[tuple[str, str]] = (),
+    problems: Sequence[str] = (),
+    references: Sequence[str] = (),
     markdown: bool = True,
 ) -> str:
     """Return the ephemeral summary shown before Start: what will run and how, what was skipped, cost and time.
@@ -198,6 +200,10 @@ def plan_text(
         seed: the seed base, when the user fixed one.
         prompt_source: where the prompts come from (one prompt, a prompt list, captions).
         skipped_entries: the skipped entries as (name, reason code), in ZIP order; the first few are named.
+        problems: the first few prompt rows that give no item, as `where: what is wrong` (user text: shown escaped).
+        references: the names of the shared reference images sent with every item. Peel's price table prices the
+            image made, not the images sent: Gemini bills those as input tokens
+            (https://ai.google.dev/gemini-api/docs/pricing), so the estimate leaves them out and says so.
         markdown: False for a terminal (`python -m bot batch`): user text shown as typed on one line, no markup,
             and no Start to press.
     """
@@ -209,14 +215,21 @@ def plan_text(
         options_line(model=model, aspect_ratio=aspect_ratio, image_size=image_size, seed=seed, markdown=markdown),
         f"🖼️ {bold}{accepted:,}{bold} images accepted · ⏭️ {sum(skipped.values()):,} skipped",
     ]
+    if references:
+        names = ", ".join(shown(name) for name in references)
+        lines.append(
+            f"🖼️ {len(references)} shared reference(s) for every image: {truncate(names, 300)} "
+            "(billed by Gemini as input tokens, not included in the cost)"
+        )
     lines += skipped_lines(skipped)
     lines += skipped_entry_lines(skipped_entries, markdown=markdown)
+    lines += [f"⚠️ {truncate(shown(problem), 300)}" for problem in problems]
     cost = estimate.cost_usd
     cost_text = "unknown (no price for this model and size)" if cost is None else f"about ${cost:,.2f}"
     lines.append(
         f"💵 Estimated cost {cost_text} for {estimate.items:,} images · ⏱️ about {format_duration(estimate.duration_s)}"
     )
-    lines += [f"Note: {note}" for note in notes]
+    lines += [f"Note: {shown(note)}" for note in notes]
     if markdown:
         lines.append("Nothing is queued until you press **Start**.")
     return "\n".join(lines)

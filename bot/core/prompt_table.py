@@ -487,7 +487,8 @@ def _refs_known(item: ItemPrompt, known: set[str], a: _Assigner) -> bool:
 def _source(command: ParsedPrompt, table: PromptTable | None, captions: int) -> str:
     parts = []
     if table is not None:
-        parts.append(f"{table.name}: {len(table.rows) + len(table.problems)} rows")
+        rows = len(table.rows) + len(table.problems)
+        parts.append(f"{table.name}: {rows} row{'' if rows == 1 else 's'}")
     if captions:
         parts.append(f"captions: {captions}")
     if is_template(command.text):

@@ -145,3 +145,21 @@ def test_plan_text_is_plain_when_shown_on_a_terminal() -> None:
     )
     assert text.splitlines()[0] == "Batch ready: a *bold* fox"
     assert "• a b.png: duplicate" in text and "`" not in text and "Start" not in text
+
+
+def test_plan_text_names_row_problems_and_shared_references_escaped_when_they_hold_markup() -> None:
+    text = plan_text(
+        prompt="p",
+        model="m",
+        image_size=None,
+        accepted=3,
+        skipped={"row_missing_file": 1},
+        estimate=ESTIMATE,
+        problems=["prompts.csv line 4 ([x](https://evil.example)): it is not in the ZIP"],
+        references=["@everyone.png", "style.png"],
+    )
+
+    assert "⚠️ prompts.csv line 4 (" in text and "[x](https://evil.example)" not in text
+    assert "🖼️ 2 shared reference(s) for every image: " in text and "style.png" in text
+    assert "@everyone" not in text  # escaped: it pings nobody even where mentions were allowed
+    assert "Note:" not in text

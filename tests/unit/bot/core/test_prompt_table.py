@@ -98,7 +98,7 @@ def test_a_row_wins_over_a_caption_which_wins_over_the_command_prompt() -> None:
         ("set/b.png", "caption of b"),
         ("c.png", "the default"),
     ]
-    assert plan.source == "prompts.csv: 1 rows + captions: 2"
+    assert plan.source == "prompts.csv: 1 row + captions: 2"
     assert plan.problems == ()
 
 
