@@ -458,7 +458,8 @@ class BatchService:
         errors = await self._rt.ledger.error_counts(job_id)
         retrying = {} if job.status.is_final else await self._rt.ledger.retrying_counts(job_id)
         out = await self._rt.dispatcher.pausing(job_id) if job.status is JobStatus.PAUSED else 0
-        return snapshot_of(job, errors=errors, retrying=retrying, chunks_out=out)
+        made = await self._rt.ledger.made_by_size(job_id)
+        return snapshot_of(job, errors=errors, retrying=retrying, chunks_out=out, made_by_size=made)
 
     def outage(self) -> Outage | None:
         """The outage (RunPod's or Gemini's) every running batch is delayed by now, if there is one."""
