@@ -203,11 +203,18 @@ def run_peel(gemini: Gemini, n: int, args: argparse.Namespace, workdir: Path) ->
         "--progress-every",
         "30",
         "--json",
+        "--yes",
     ]
     window = CallWindow(gemini, n)
     start = time.monotonic()
     with subprocess.Popen(
-        command, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        command,
+        cwd=workdir,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     ) as proc:
         window.bot_pid = proc.pid
         window.start()

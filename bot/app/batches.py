@@ -431,6 +431,10 @@ class BatchService:
         if await self._rt.ledger.note(job.id, NOTE_SAMPLES):
             return None
         await self._rt.ledger.set_note(job.id, NOTE_SAMPLES, True)
+        return await self.first_made(job, wanted)
+
+    async def first_made(self, job: Job, wanted: int) -> list[tuple[str, bytes]]:
+        """Return (source name, image) of a batch's first `wanted` items made, in item order."""
         store = self._rt.backends.store
         samples = []
         for item in await self._rt.ledger.items(job.id, statuses=(ItemStatus.OK,), limit=wanted):
@@ -445,6 +449,13 @@ class BatchService:
         """Return N of a batch started with "Try on N" while its other items wait for "Start the rest", else None."""
         held = await self._rt.ledger.note(job.id, NOTE_HOLD_FROM)
         return held if isinstance(held, int) else None
+
+    async def trial_over(self, job: Job) -> int | None:
+        """Return N when a batch's "Try on N" has run and holds (paused, nothing of it still out), else None."""
+        trial = await self.trial_of(job)
+        if trial is None or job.status is not JobStatus.PAUSED or await self._rt.dispatcher.pausing(job.id):
+            return None
+        return trial
 
     def rest_cost(self, job: Job, trial: int) -> float:
         """Return what "Start the rest" of a trial would cost (price table times the items held back)."""
