@@ -85,14 +85,23 @@ async def run_batch(args: argparse.Namespace, settings: BotSettings, console: Co
     async with interruptible() as stop, open_runtime(settings, serve_links=False) as runtime:
         service = BatchService(runtime, limits=_cli_limits(settings))
         job = await service.started_job(key)
+        plan_s: float | None = None  # from reading the ZIP to the job queued (the question's wait left out)
         if job is not None:
             console.note(f"resuming job {job.id}: {job.ok} done, {job.failed} failed of {job.total}")
         else:
             trial = _trial_size(args, settings)
 
-            async def confirm(question: str) -> bool:
-                return await ask(console, args, question, stop)
+            waited = 0.0
 
+            async def confirm(question: str) -> bool:
+                nonlocal waited
+                asked_at = time.monotonic()
+                try:
+                    return await ask(console, args, question, stop)
+                finally:
+                    waited = time.monotonic() - asked_at
+
+            planning_at = time.monotonic()
             try:
                 job = await start_batch(
                     service, path, args.prompt, prompt, key, settings, console, confirm=confirm, trial=trial
@@ -100,6 +109,7 @@ async def run_batch(args: argparse.Namespace, settings: BotSettings, console: Co
             except NotStartedError:
                 console.note("not started: nothing was queued or charged")
                 return EXIT_OK
+            plan_s = time.monotonic() - planning_at - waited
         runner = BatchRunner(service, console, args, stop, done_at_start=job.ok + job.failed)
         try:
             await runtime.workers_ready(stop)
@@ -143,6 +153,8 @@ async def run_batch(args: argparse.Namespace, settings: BotSettings, console: Co
             "out": str(args.out),
             "peak_rss_bytes": peak_rss_bytes(),
         }
+        if plan_s is not None:
+            summary["plan_s"] = round(plan_s, 3)
         console.say(json.dumps(summary))
     return EXIT_OK if job.ok == job.total else EXIT_SOME_FAILED
 
