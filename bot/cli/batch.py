@@ -109,6 +109,9 @@ async def run_batch(args: argparse.Namespace, settings: BotSettings, console: Co
             except NotStartedError:
                 console.note("not started: nothing was queued or charged")
                 return EXIT_OK
+            except StopRequestedError:  # Ctrl-C at the question
+                console.note("interrupted; nothing was started")
+                return EXIT_INTERRUPTED
             plan_s = time.monotonic() - planning_at - waited
         runner = BatchRunner(service, console, args, stop, done_at_start=job.ok + job.failed)
         try:

@@ -31,6 +31,7 @@ class Console:
         self.err = err
         self.inp = inp
         self._progress_open = False
+        self._progress_width = 0
 
     @property
     def can_ask(self) -> bool:
@@ -65,7 +66,9 @@ class Console:
     def progress(self, text: str, *, tty: bool) -> None:
         """Show a progress line: rewritten in place on a terminal, one line per call otherwise."""
         if tty:
-            self.err.write("\r" + text.ljust(78))  # one line, redrawn in place
+            # One line, redrawn in place: padded over what the longer line before it left.
+            self.err.write("\r" + text.ljust(self._progress_width))
+            self._progress_width = max(self._progress_width, len(text))
             self._progress_open = True
         else:
             self.err.write(text + "\n")
@@ -81,6 +84,7 @@ class Console:
             self.err.write("\n")
             self.err.flush()
             self._progress_open = False
+            self._progress_width = 0
 
 
 async def read_line(inp: TextIO, stop: asyncio.Event) -> str:

@@ -3,6 +3,7 @@
 
 import os
 import pty
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -71,15 +72,38 @@ def test_batch_asks_on_a_terminal_and_starts_only_on_yes(
     master, proc = _with_terminal(args, tmp_path, gemini.cli_env(), "no")
     _answer(master, tmp_path, "no", question, "n")
     said_no = finish_cli(proc, cwd=tmp_path, log_name="no", timeout_s=60)
+    os.close(master)
     assert said_no.returncode == 0 and "not started: nothing was queued or charged" in said_no.stderr
     assert gemini.stats()["requests"] == 0
 
     master, proc = _with_terminal(args, tmp_path, gemini.cli_env(), "yes")
     _answer(master, tmp_path, "yes", question, "y")
     said_yes = finish_cli(proc, cwd=tmp_path, log_name="yes", timeout_s=120)
+    os.close(master)
     assert said_yes.returncode == 0, said_yes.stderr[-2000:]
     assert "3/3 (100%)  done 3  failed 0" in said_yes.stderr and "$0.12" in said_yes.stderr  # 3 x $0.039
     assert gemini.stats()["requests"] == 3
+
+
+@pytest.mark.timeout(120)
+def test_ctrl_c_at_the_question_starts_nothing(tmp_path: Path, start_gemini: Callable[..., GeminiServer]) -> None:
+    gemini = start_gemini()
+    make_zip(tmp_path / "in.zip", 3)
+    args = ["batch", "in.zip", "--prompt", "ink", "--data", "data"]
+    master, proc = _with_terminal(args, tmp_path, gemini.cli_env(), "c")
+    err = tmp_path / "c.err"
+    deadline = time.monotonic() + 90
+    while "[y/N]" not in err.read_text():
+        assert time.monotonic() < deadline, err.read_text()[-2000:]
+        time.sleep(0.05)
+
+    os.kill(proc.pid, signal.SIGINT)
+    run = finish_cli(proc, cwd=tmp_path, log_name="c", timeout_s=30)
+
+    os.close(master)
+    assert run.returncode == 130, run.stderr[-2000:]
+    assert "interrupted; nothing was started" in run.stderr
+    assert gemini.stats()["requests"] == 0
 
 
 @pytest.mark.timeout(240)
@@ -95,6 +119,7 @@ def test_sample_makes_n_first_then_the_rest_only_when_told_and_nothing_twice(
     at = _answer(master, tmp_path, "trial", "Try 2 of 6 images first", "y")
     _answer(master, tmp_path, "trial", "Start the rest (4 image(s), about $", "n", after=at)
     held = finish_cli(proc, cwd=tmp_path, log_name="trial", timeout_s=120)
+    os.close(master)
 
     assert held.returncode == 0, held.stderr[-2000:]
     samples = sorted((tmp_path / "results-sample").iterdir())

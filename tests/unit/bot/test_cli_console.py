@@ -57,3 +57,14 @@ def test_yes_answers_without_reading_stdin() -> None:
 
 def test_a_trial_is_written_beside_the_results() -> None:
     assert sample_dir(Path("out/results.zip")) == Path("out/results-sample")
+
+
+def test_a_progress_line_on_a_terminal_is_redrawn_over_a_longer_one() -> None:
+    err = _Terminal()
+    console = Console(io.StringIO(), err)
+
+    console.progress("9/10 (90%)  ETA 10s", tty=True)
+    console.progress("10/10 (100%)", tty=True)
+    console.end_progress()
+
+    assert err.getvalue() == "\r9/10 (90%)  ETA 10s\r10/10 (100%)       \n"
