@@ -204,6 +204,7 @@ class BatchService:
             prompt_source=prompts.source,
             problems=tuple((p.where(prompts.table), p.detail) for p in prompts.problems),
         )
+        del report, prompts, keys  # a 10,000-row table's rows and prompts are not held while the plan is stored
         await self.check_limits(plan, is_admin=request.is_admin)
         await self._plans.put(plan)
         log.info(
@@ -490,6 +491,7 @@ class BatchService:
         if plan is None:  # a CLI batch started before the CLI shared this flow
             legacy = await self._rt.ledger.note(job.id, NOTE_SKIPPED)
             skipped = tuple((str(n), str(r)) for n, r in legacy) if isinstance(legacy, list) else ()
+        del plan  # its items (a prompt each, 10,000 of them) are not held while the rows stream
         async for row in batch_rows(job, self._rt.ledger.iter_items(job.id), skipped):
             yield row
 

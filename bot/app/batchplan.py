@@ -61,12 +61,16 @@ class PlannedItem:
     line: int | None = None
 
     def to_json(self) -> list[object]:
-        """Return the item as stored: `[key, name]`, with an object of what is set when there is more."""
+        """Return the item as stored: `[key, name]`, with an object of what is set when there is more.
+
+        `display` is left out when it is the prompt (most rows): a 10,000-row plan is stored twice (pending, then
+        in its job's note), and the copy would be a third of it.
+        """
         extra: dict[str, object] = {
             k: v
             for k, v in (
                 ("prompt", self.prompt),
-                ("display", self.display),
+                ("display", self.display if self.display != self.prompt else None),
                 ("aspect_ratio", self.aspect_ratio),
                 ("image_size", self.image_size),
                 ("seed", self.seed),
@@ -87,7 +91,7 @@ class PlannedItem:
             key=str(data[0]),
             name=str(data[1]),
             prompt=_opt_str(extra.get("prompt")),
-            display=_opt_str(extra.get("display")),
+            display=_opt_str(extra.get("display", extra.get("prompt"))),  # left out: the prompt
             aspect_ratio=_opt_str(extra.get("aspect_ratio")),
             image_size=_opt_str(extra.get("image_size")),
             seed=seed if isinstance(seed, int) else None,
