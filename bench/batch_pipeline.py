@@ -12,6 +12,10 @@ On Linux it also prints the CPU time each part spent per image within that windo
 subprocesses, the Gemini server), and how busy the machine's cores were: on a small machine the whole pipeline
 shares a few cores, so `cpu_busy` near 1 says the ratio is bounded by CPU, not by the pipeline's waits.
 
+Each size runs again with a `prompts.csv` giving every image its own prompt (`--per-image-sizes`): its ratio and
+RSS growth should match one prompt's, and `table_n{n}_plan_s` is how long the CLI took from reading the ZIP to the
+job queued (intake, the table, the plan); `table_parse_{n}_rows_s` is the table's own part (read, assign), in process.
+
 The baseline is what a user without Peel would write: a plain sequential loop of google-genai calls (one input
 image and the prompt each) against the same server, over `--baseline-items` items, extrapolated per image.
 
@@ -19,6 +23,7 @@ The last line holds the figures as key=value pairs.
 """
 
 import argparse
+import csv
 import io
 import json
 import os
@@ -64,10 +69,26 @@ def small_png(i: int) -> bytes:
     return buf.getvalue()
 
 
-def make_zip(path: Path, n: int) -> None:
+def make_zip(path: Path, n: int, *, per_image: bool = False) -> None:
+    """Write `n` small PNGs under `in/`; with `per_image`, a `prompts.csv` giving each its own prompt."""
     with zipfile.ZipFile(path, "w") as archive:
         for i in range(n):
             archive.writestr(f"in/{i:05d}.png", small_png(i))
+        if per_image:
+            archive.writestr("prompts.csv", prompts_csv(n))
+
+
+def prompts_csv(n: int) -> str:
+    """Return a `prompts.csv` of `n` rows, a different prompt for each image of `make_zip`."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["file", "prompt"])
+    for i in range(n):
+        writer.writerow([f"in/{i:05d}.png", f"{PROMPT}, number {i}, in the colours of a {WEATHER[i % 4]} day"])
+    return out.getvalue()
+
+
+WEATHER = ("sunny", "rainy", "foggy", "snowy")
 
 
 class Gemini:
@@ -175,8 +196,11 @@ class CallWindow(threading.Thread):
             time.sleep(0.05)
 
 
-def run_peel(gemini: Gemini, n: int, args: argparse.Namespace, workdir: Path) -> dict[str, float]:
-    make_zip(workdir / "in.zip", n)
+def run_peel(
+    gemini: Gemini, n: int, args: argparse.Namespace, workdir: Path, *, per_image: bool = False
+) -> dict[str, float]:
+    """Run a batch of `n` through the CLI: one prompt, or (`per_image`) the ZIP's `prompts.csv`, one per image."""
+    make_zip(workdir / "in.zip", n, per_image=per_image)
     gemini.reset()
     env = clean_env(
         GEMINI_API_KEY=GEMINI_KEY,
@@ -191,7 +215,7 @@ def run_peel(gemini: Gemini, n: int, args: argparse.Namespace, workdir: Path) ->
         "batch",
         "in.zip",
         "--prompt",
-        PROMPT,
+        "" if per_image else PROMPT,  # per image: the prompts come from the table
         "--data",
         "data",
         "--concurrency",
@@ -203,11 +227,18 @@ def run_peel(gemini: Gemini, n: int, args: argparse.Namespace, workdir: Path) ->
         "--progress-every",
         "30",
         "--json",
+        "--yes",
     ]
     window = CallWindow(gemini, n)
     start = time.monotonic()
     with subprocess.Popen(
-        command, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        command,
+        cwd=workdir,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     ) as proc:
         window.bot_pid = proc.pid
         window.start()
@@ -219,6 +250,7 @@ def run_peel(gemini: Gemini, n: int, args: argparse.Namespace, workdir: Path) ->
         sys.stderr.write(stderr[-4000:])
         raise SystemExit(f"the batch of {n} failed with status {proc.returncode}")
     summary = json.loads(stdout.strip().splitlines()[-1])
+    assert summary["ok"] == n, summary  # every row's image made (a row problem would leave one out)
     assert window.first is not None and window.last is not None
     stats = gemini.stats()
     seconds = window.last - window.first
@@ -228,6 +260,7 @@ def run_peel(gemini: Gemini, n: int, args: argparse.Namespace, workdir: Path) ->
         "rss_mb": summary["peak_rss_bytes"] / 2**20,
         "max_in_flight": stats["max_in_flight"],
         "requests": stats["requests"],
+        "plan_s": summary["plan_s"],
     }
     if len(window.cpu) == 2:
         used = {part: window.cpu[1][part] - window.cpu[0][part] for part in window.cpu[0]}
@@ -235,6 +268,25 @@ def run_peel(gemini: Gemini, n: int, args: argparse.Namespace, workdir: Path) ->
             figures[f"cpu_ms_{part}"] = 1000 * cpu_s / n
         figures["cpu_busy"] = sum(used.values()) / (seconds * (os.cpu_count() or 1))
     return figures
+
+
+def plan_table_s(n: int) -> float:
+    """Return the seconds the table's part of planning takes for an `n`-row `prompts.csv`, in this process.
+
+    That is reading it and giving each image its prompt and options (`bot.core.prompt_table`).
+    """
+    # `make bench` runs `python bench/<name>.py`, which puts bench/ rather than the repository on sys.path.
+    sys.path.insert(0, str(ROOT))
+    from bot.core.params import parse_prompt  # only this figure needs the bot's modules
+    from bot.core.prompt_table import assign_prompts, parse_table
+
+    text, images = prompts_csv(n), [f"in/{i:05d}.png" for i in range(n)]
+    start = time.monotonic()
+    table = parse_table("prompts.csv", text)
+    plan = assign_prompts(command=parse_prompt(""), model=MODEL, images=images, table=table, captions={})
+    elapsed = time.monotonic() - start
+    assert len(plan.items) == n and not plan.problems
+    return elapsed
 
 
 def run_sequential(gemini: Gemini, n: int) -> float:
@@ -272,6 +324,11 @@ def main() -> None:
     parser.add_argument("--progress-interval", type=float, default=0.5, help="worker progress interval, seconds")
     parser.add_argument("--draw-px", type=int, default=64, help="the local Gemini server's image size")
     parser.add_argument("--baseline-items", type=int, default=20, help="items of the sequential google-genai loop")
+    parser.add_argument(
+        "--per-image-sizes",
+        default="1000,10000",
+        help="batch sizes run again with a prompts.csv of a different prompt per image (empty: none)",
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     ideal = args.budget / args.latency
@@ -283,6 +340,7 @@ def main() -> None:
             with tempfile.TemporaryDirectory(dir=ROOT) as tmp:
                 results[n] = run_peel(gemini, n, args, Path(tmp))
             r = results[n]
+            figures[f"n{n}_plan_s"] = f"{r['plan_s']:.1f}"
             figures[f"n{n}_img_s"] = f"{r['rate']:.1f}"
             figures[f"n{n}_ratio"] = f"{r['rate'] / ideal:.2f}"
             figures[f"n{n}_rss_mb"] = f"{r['rss_mb']:.0f}"
@@ -294,6 +352,22 @@ def main() -> None:
             if "cpu_busy" in r:
                 figures[f"n{n}_cpu_busy"] = f"{r['cpu_busy']:.2f}"
             sys.stderr.write(f"{n} items: {r}\n")
+        per_image_sizes = [int(s) for s in args.per_image_sizes.split(",") if s]
+        table_results = {}
+        for n in per_image_sizes:
+            with tempfile.TemporaryDirectory(dir=ROOT) as tmp:
+                table_results[n] = run_peel(gemini, n, args, Path(tmp), per_image=True)
+            r = table_results[n]
+            figures[f"table_n{n}_img_s"] = f"{r['rate']:.1f}"
+            figures[f"table_n{n}_ratio"] = f"{r['rate'] / ideal:.2f}"
+            figures[f"table_n{n}_rss_mb"] = f"{r['rss_mb']:.0f}"
+            figures[f"table_n{n}_plan_s"] = f"{r['plan_s']:.1f}"  # intake, the table, the plan, the job queued
+            sys.stderr.write(f"{n} items, a prompt each: {r}\n")
+        if len(per_image_sizes) > 1:
+            first, last = table_results[per_image_sizes[0]], table_results[per_image_sizes[-1]]
+            figures["table_rss_growth"] = f"{last['rss_mb'] / first['rss_mb']:.2f}"
+        if per_image_sizes:
+            figures[f"table_parse_{per_image_sizes[-1]}_rows_s"] = f"{plan_table_s(per_image_sizes[-1]):.2f}"
         gemini.reset()
         sequential = run_sequential(gemini, args.baseline_items)
         figures["sequential_img_s"] = f"{sequential:.2f}"

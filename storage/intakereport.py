@@ -31,7 +31,11 @@ class IntakeLimits:
     """Limits on what one upload may contain.
 
     Attributes:
-        max_entries: entries in a ZIP's central directory; more refuses the whole ZIP.
+        max_entries: entries in a ZIP's central directory other than its text files (images, folders, anything
+            else); more refuses the whole ZIP.
+        max_text_entries: the text files intake reads (the prompt table and `.txt` captions), counted apart from
+            `max_entries` so that a caption beside each of 10,000 images, plus `prompts.csv`, never push a full batch
+            over; more refuses the whole ZIP.
         max_total_uncompressed_bytes: the sum of the entries' uncompressed sizes; more refuses the whole ZIP.
         max_image_bytes: the size of one image file; a bigger entry or image is skipped.
         max_pixels: width x height of one image (decompression bombs), checked from the header before decoding.
@@ -49,6 +53,7 @@ class IntakeLimits:
     """
 
     max_entries: int = 10_000
+    max_text_entries: int = 10_001
     max_total_uncompressed_bytes: int = 5 * GiB
     max_image_bytes: int = 50 * MiB
     max_pixels: int = 40_000_000
@@ -70,7 +75,14 @@ class IntakeSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="STORAGE_INTAKE_", extra="ignore")
 
     max_entries: int = Field(
-        default=_DEFAULT_LIMITS.max_entries, ge=1, description="entries in a batch ZIP; more refuses the whole ZIP"
+        default=_DEFAULT_LIMITS.max_entries,
+        ge=1,
+        description="entries in a batch ZIP other than its text files; more refuses the whole ZIP",
+    )
+    max_text_entries: int = Field(
+        default=_DEFAULT_LIMITS.max_text_entries,
+        ge=0,
+        description="text files in a batch ZIP (prompts.csv/.jsonl, .txt captions), counted apart from max_entries",
     )
     max_total_uncompressed_bytes: int = Field(
         default=_DEFAULT_LIMITS.max_total_uncompressed_bytes,

@@ -163,17 +163,22 @@ def central_directory_summary(fp: IO[bytes]) -> tuple[int, int]:
 
 
 def open_zip(fp: IO[bytes], limits: IntakeLimits) -> zipfile.ZipFile:
-    """Open a ZIP after checking its end records, then check its central directory against the limits."""
+    """Open a ZIP after checking its end records, then check its central directory against the limits.
+
+    Text files (the prompt table, captions) count against `max_text_entries`, everything else against
+    `max_entries`; the end records cannot tell them apart, so before parsing only their sum is bounded.
+    """
     entries, cd_size = central_directory_summary(fp)
-    if entries > limits.max_entries:
+    most = limits.max_entries + limits.max_text_entries
+    if entries > most:
         raise IntakeRefusedError(
-            RefusalReason.TOO_MANY_ENTRIES, f"the ZIP has {entries:,} entries, over the limit of {limits.max_entries:,}"
+            RefusalReason.TOO_MANY_ENTRIES, f"the ZIP has {entries:,} entries, over the limit of {most:,}"
         )
-    max_cd_bytes = max(limits.max_entries, 1) * limits.max_central_directory_bytes_per_entry
+    max_cd_bytes = max(most, 1) * limits.max_central_directory_bytes_per_entry
     if cd_size > max_cd_bytes:
         raise IntakeRefusedError(
             RefusalReason.TOO_MANY_ENTRIES,
-            f"the ZIP's central directory is {cd_size:,} bytes, more than {limits.max_entries:,} entries need",
+            f"the ZIP's central directory is {cd_size:,} bytes, more than {most:,} entries need",
         )
     fp.seek(0)
     try:
@@ -182,12 +187,7 @@ def open_zip(fp: IO[bytes], limits: IntakeLimits) -> zipfile.ZipFile:
         raise IntakeRefusedError(RefusalReason.NOT_A_ZIP, "the ZIP archive is malformed") from exc
     try:
         infos = archive.infolist()
-        # The end record's count can lie; the parsed directory cannot.
-        if len(infos) > limits.max_entries:
-            raise IntakeRefusedError(
-                RefusalReason.TOO_MANY_ENTRIES,
-                f"the ZIP has {len(infos):,} entries, over the limit of {limits.max_entries:,}",
-            )
+        _check_entry_counts(infos, limits)  # the end record's count can lie; the parsed directory cannot
         total = sum(info.file_size for info in infos)
         if total > limits.max_total_uncompressed_bytes:
             raise IntakeRefusedError(
@@ -199,6 +199,20 @@ def open_zip(fp: IO[bytes], limits: IntakeLimits) -> zipfile.ZipFile:
         archive.close()
         raise
     return archive
+
+
+def _check_entry_counts(infos: list[zipfile.ZipInfo], limits: IntakeLimits) -> None:
+    texts = sum(1 for info in infos if text_limit(info.filename, limits) is not None)
+    others = len(infos) - texts
+    if others > limits.max_entries:
+        raise IntakeRefusedError(
+            RefusalReason.TOO_MANY_ENTRIES,
+            f"the ZIP has {others:,} entries besides its text files, over the limit of {limits.max_entries:,}",
+        )
+    if texts > limits.max_text_entries:
+        limit = limits.max_text_entries
+        detail = f"the ZIP has {texts:,} text files (prompt table, captions), over the limit of {limit:,}"
+        raise IntakeRefusedError(RefusalReason.TOO_MANY_ENTRIES, detail)
 
 
 def read_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limits: IntakeLimits) -> bytes:

@@ -234,6 +234,7 @@ class BatchService:
             shared_refs=shared,
         )
         check_input_images(plan)
+        del report, prompts, keys  # a 10,000-row table's rows and prompts are not held while the plan is stored
         await self.check_limits(plan, is_admin=request.is_admin)
         await self._plans.put(plan)
         log.info(
@@ -566,6 +567,10 @@ class BatchService:
         if await self._rt.ledger.note(job.id, NOTE_SAMPLES):
             return None
         await self._rt.ledger.set_note(job.id, NOTE_SAMPLES, True)
+        return await self.first_made(job, wanted)
+
+    async def first_made(self, job: Job, wanted: int) -> list[tuple[str, bytes]]:
+        """Return (source name, image) of a batch's first `wanted` items made, in item order."""
         store = self._rt.backends.store
         samples = []
         for item in await self._rt.ledger.items(job.id, statuses=(ItemStatus.OK,), limit=wanted):
@@ -581,6 +586,13 @@ class BatchService:
         held = await self._rt.ledger.note(job.id, NOTE_HOLD_FROM)
         return held if isinstance(held, int) else None
 
+    async def trial_over(self, job: Job) -> int | None:
+        """Return N when a batch's "Try on N" has run and holds (paused, nothing of it still out), else None."""
+        trial = await self.trial_of(job)
+        if trial is None or job.status is not JobStatus.PAUSED or await self._rt.dispatcher.pausing(job.id):
+            return None
+        return trial
+
     def rest_cost(self, job: Job, trial: int) -> float:
         """Return what "Start the rest" of a trial would cost (price table times the items held back)."""
         return (job.total - trial) * (unit_price(job.params) or 0.0)
@@ -593,7 +605,8 @@ class BatchService:
         errors = await self._rt.ledger.error_counts(job_id)
         retrying = {} if job.status.is_final else await self._rt.ledger.retrying_counts(job_id)
         out = await self._rt.dispatcher.pausing(job_id) if job.status is JobStatus.PAUSED else 0
-        return snapshot_of(job, errors=errors, retrying=retrying, chunks_out=out)
+        made = await self._rt.ledger.made_by_size(job_id)
+        return snapshot_of(job, errors=errors, retrying=retrying, chunks_out=out, made_by_size=made)
 
     def outage(self) -> Outage | None:
         """The outage (RunPod's or Gemini's) every running batch is delayed by now, if there is one."""
@@ -614,6 +627,7 @@ class BatchService:
             legacy = await self._rt.ledger.note(job.id, NOTE_SKIPPED)
             skipped = tuple((str(n), str(r)) for n, r in legacy) if isinstance(legacy, list) else ()
         details = dict(plan.problems) if plan else {}
+        del plan  # its items (a prompt each, 10,000 of them) are not held while the rows stream
         async for row in batch_rows(job, self._rt.ledger.iter_items(job.id), skipped, details):
             yield row
 

@@ -61,12 +61,16 @@ class PlannedItem:
     line: int | None = None
 
     def to_json(self) -> list[object]:
-        """Return the item as stored: `[key, name]`, with an object of what is set when there is more."""
+        """Return the item as stored: `[key, name]`, with an object of what is set when there is more.
+
+        `display` is left out when it is the prompt (most rows): a 10,000-row plan is stored twice (pending, then
+        in its job's note), and the copy would be a third of it.
+        """
         extra: dict[str, object] = {
             k: v
             for k, v in (
                 ("prompt", self.prompt),
-                ("display", self.display),
+                ("display", self.display if self.display != self.prompt else None),
                 ("aspect_ratio", self.aspect_ratio),
                 ("image_size", self.image_size),
                 ("seed", self.seed),
@@ -87,7 +91,7 @@ class PlannedItem:
             key=str(data[0]),
             name=str(data[1]),
             prompt=_opt_str(extra.get("prompt")),
-            display=_opt_str(extra.get("display")),
+            display=_opt_str(extra.get("display", extra.get("prompt"))),  # left out: the prompt
             aspect_ratio=_opt_str(extra.get("aspect_ratio")),
             image_size=_opt_str(extra.get("image_size")),
             seed=seed if isinstance(seed, int) else None,
@@ -270,6 +274,12 @@ def plan_summary(plan: BatchPlan, estimate: BatchEstimate, *, markdown: bool = T
     )
 
 
+def made_cost(params: JobParams, made_by_size: Mapping[str | None, int]) -> float:
+    """Return what the images made cost: each size's count at its price (None: the job's size; unknown: free)."""
+    spec = model_spec(params.model)
+    return sum(n * (spec.price(size or params.image_size) or 0.0) for size, n in made_by_size.items())
+
+
 def plan_price(plan: BatchPlan) -> float | None:
     """Return the price of every item of a plan, each at its own image size (None: some price is unknown)."""
     spec = model_spec(plan.params.model)
@@ -300,12 +310,14 @@ def snapshot_of(
     retrying: Mapping[str, int],
     now: datetime | None = None,
     chunks_out: int = 0,
+    made_by_size: Mapping[str | None, int] | None = None,
 ) -> BatchSnapshot:
     """Return a batch's counts (blocked = safety blocks, failed = other failures), elapsed time and cost so far.
 
     A cancelled batch keeps its total: its bar shows how far it got, and the items the cancel left are counted
     as such, not as remaining. `chunks_out` (its chunks still on RunPod) tells a pause still holding from a paused
-    batch.
+    batch. `made_by_size` (items made by their own image size, None for the job's) prices each made item at its
+    own size; without it every item is priced at the job's.
     """
     blocked = errors.get(ErrorCode.SAFETY.value, 0)
     started = job.started_at or job.created_at
@@ -317,7 +329,7 @@ def snapshot_of(
         failed=max(0, job.failed - blocked),
         blocked=blocked,
         elapsed_s=max(0.0, (end - started).total_seconds()),
-        cost_usd=job.ok * (unit_price(job.params) or 0.0),
+        cost_usd=made_cost(job.params, made_by_size if made_by_size is not None else {None: job.ok}),
         state=batch_state(job.status, chunks_out=chunks_out),
         retrying=sum(retrying.values()),
         retry_code=max(retrying, key=retrying.__getitem__, default=None),
@@ -392,6 +404,7 @@ __all__ = [
     "PendingPlans",
     "PlannedItem",
     "estimate_plan",
+    "made_cost",
     "plan_price",
     "plan_summary",
     "snapshot_of",

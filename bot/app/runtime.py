@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -102,7 +102,7 @@ class Runtime:
         job_id: JobId,
         stop: asyncio.Event,
         *,
-        on_tick: Callable[[Job], None] | None = None,
+        on_tick: Callable[[Job], Awaitable[None]] | None = None,
         tick_s: float = 0.5,
         give_up_after_s: float | None = None,
         on_delayed: Callable[[Outage], None] | None = None,
@@ -114,7 +114,8 @@ class Runtime:
         Args:
             job_id: the job to see to its end.
             stop: set by SIGINT/SIGTERM.
-            on_tick: called with the job about every `tick_s`.
+            on_tick: awaited with the job about every `tick_s` (the dispatcher runs on meanwhile, so it may ask
+                its user something); what it raises ends the wait, the dispatcher stopped as on any exit.
             tick_s: how often the job is looked at.
             give_up_after_s: how long to wait through an outage of RunPod or Gemini before giving up (None: as the
                 bot does).
@@ -136,7 +137,7 @@ class Runtime:
                 if job is None:
                     raise RuntimeError(f"job {job_id} vanished from the ledger")
                 if on_tick is not None:
-                    on_tick(job)
+                    await on_tick(job)
                 if (refusal := dispatcher.runpod_refusal) is not None:  # before a job failed by it is returned
                     raise WorkersMisconfiguredError(refusal.detail, refusal.fix)
                 if job.status.is_final:

@@ -3,13 +3,16 @@
 Both run through the same `Runtime` as the Discord bot (ledger under `--data`, file store under `--data/store`,
 embedded back ends unless RunPod/Gemini/storage settings are in the environment); only the front end differs.
 
-`batch` plans and starts the ZIP through the same `BatchService` as `/batch` (so both write the same notes and the
-same manifest), runs the dispatcher until the job is finished and writes the batch's ZIP with both manifests. The
+`batch` plans the ZIP through the same `BatchService` as `/batch` (so both write the same notes and the same
+manifest), prints the plan and asks before spending (`--yes` answers; with stdin not a terminal and no `--yes` it
+starts nothing and exits 2), optionally runs a trial first (`--sample N`, then "Start the rest?"), runs the dispatcher
+until the job is finished and writes the batch's ZIP with both manifests. The
 job's idempotency key is a hash of the input ZIP's content, the prompt and the parameters, so the same command
 started again after Ctrl-C, a crash or SIGKILL finds the same job in the ledger and goes on with it: nothing that
-was made is made again. Exit status: 0 when every item was made, 1 when some failed (the ZIP is still written), 2
-for bad usage or input, 3 when the ledger is damaged (the message says how to restore it), 4 when RunPod stayed
-unreachable, or Gemini did not answer the workers, for `--give-up-after` seconds (30 by default: the CLI gives up
+was made is made again. Exit status: 0 when every item was made (or, as answered, nothing was started or the rest
+of a trial is held), 1 when some failed (the ZIP is still written), 2 for bad usage or input (stdin not a
+terminal and no `--yes` included), 3 when the ledger is damaged (the message says how to restore it), 4 when RunPod
+stayed unreachable, or Gemini did not answer the workers, for `--give-up-after` seconds (30 by default: the CLI gives up
 sooner than the bot; the job is kept and the same command resumes it), 5 when RunPod refuses the key or endpoint
 id (the message names the fix), 130 when interrupted. Meanwhile a `delayed: image workers unreachable since HH:MM`
 (or `delayed: Gemini not answering since HH:MM`) line says so.
@@ -68,7 +71,7 @@ def unreachable_message(exc: WorkersUnreachableError, give_up_after_s: float) ->
 
 def main(argv: list[str]) -> int:
     """Run a headless command (`batch` or `imagine`); return the process's exit status."""
-    console = Console(sys.stdout, sys.stderr)
+    console = Console(sys.stdout, sys.stderr, sys.stdin)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

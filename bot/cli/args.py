@@ -23,8 +23,10 @@ CLI_OWNER = UserId(0)  # the CLI's jobs belong to no Discord user
 
 
 EXIT_STATUSES = """exit status:
-  0  every image was made        1  some failed (the results are still written)
-  2  bad usage or input          3  the ledger is damaged or newer than this Peel
+  0  every image was made, or, as answered, nothing started or the rest of a trial held
+  1  some failed (the results are still written)
+  2  bad usage or input (stdin not a terminal and no --yes: nothing is started)
+  3  the ledger is damaged or newer than this Peel
   4  RunPod unreachable, or Gemini not answering, for --give-up-after seconds (the job is kept: run the same
      command again)
   5  RunPod refused RUNPOD_API_KEY or RUNPOD_ENDPOINT_ID (the message names the fix)
@@ -78,6 +80,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--ref", type=Path, action="append", default=[], help="a reference image given to every item (repeatable)"
     )
     batch.add_argument("--progress-every", type=float, default=5.0, help="seconds between progress lines (no TTY)")
+    batch.add_argument(
+        "-y",
+        "--yes",
+        action="store_true",
+        help="start without asking (needed when stdin is not a terminal: a script never spends unasked)",
+    )
+    batch.add_argument(
+        "--sample",
+        type=int,
+        nargs="?",
+        const=0,
+        default=None,
+        metavar="N",
+        help="make N images first (alone: BATCH_SAMPLE_SIZE), write them beside --out, then ask before the rest",
+    )
     common(batch)
 
     imagine = sub.add_parser("imagine", help="make a grid of images from a prompt")

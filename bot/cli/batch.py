@@ -12,7 +12,7 @@ import json
 import shlex
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from bot.app import IntakeReport, InvalidRequestError
@@ -28,6 +28,7 @@ from bot.core.models import Job, JobParams
 from bot.settings import BotSettings
 
 _HASH_BLOCK_BYTES = 1024 * 1024
+_SAMPLE_FROM_SETTINGS = 0  # `--sample` without a number: BATCH_SAMPLE_SIZE
 
 
 def _intake_summary(report: IntakeReport) -> list[str]:
@@ -71,6 +72,14 @@ def batch_key(
     return "cli:batch:" + hashlib.sha256(material.encode()).hexdigest()[:40]
 
 
+class NotStartedError(Exception):
+    """The user said no to the plan: nothing was queued or charged."""
+
+
+class RestHeldError(Exception):
+    """The user said no to "Start the rest" after a trial: the job is kept, its other items held."""
+
+
 async def run_batch(args: argparse.Namespace, settings: BotSettings, console: Console) -> int:
     """Run `python -m bot batch` through the same `BatchService` as `/batch`; return the exit status."""
     path: Path = args.input
@@ -85,34 +94,48 @@ async def run_batch(args: argparse.Namespace, settings: BotSettings, console: Co
     # A permutation prompt is keyed as typed: its first expansion alone would not tell it from its neighbours.
     text = prompt.text if prompt.expansions == 1 else " ".join(args.prompt.split())
     key = batch_key(await _file_sha256(path), text, params, ref_hashes, repeat=prompt.params.repeat)
-    tty = console.err.isatty()
     resume_hint = "resume with: python -m bot " + shlex.join(args.argv)
     started = time.monotonic()
 
     async with interruptible() as stop, open_runtime(settings, serve_links=False) as runtime:
         service = BatchService(runtime, limits=_cli_limits(settings))
         job = await service.started_job(key)
+        plan_s: float | None = None  # from reading the ZIP to the job queued (the question's wait left out)
         if job is not None:
             console.note(f"resuming job {job.id}: {job.ok} done, {job.failed} failed of {job.total}")
         else:
-            job = await start_batch(service, path, args.prompt, prompt, key, settings, console, refs=refs)
-        meter = ProgressMeter(total=job.total, started_at=time.monotonic(), done_at_start=job.ok + job.failed)
-        last_line = 0.0
+            trial = _trial_size(args, settings)
 
-        def tick(current: Job) -> None:
-            nonlocal last_line
-            now = time.monotonic()
-            if tty or now - last_line >= args.progress_every or current.status.is_final:
-                last_line = now
-                console.progress(meter.line(current), tty=tty)
+            waited = 0.0
 
+            async def confirm(question: str) -> bool:
+                nonlocal waited
+                asked_at = time.monotonic()
+                try:
+                    return await ask(console, args, question, stop)
+                finally:
+                    waited = time.monotonic() - asked_at
+
+            planning_at = time.monotonic()
+            try:
+                job = await start_batch(
+                    service, path, args.prompt, prompt, key, settings, console, refs=refs, confirm=confirm, trial=trial
+                )
+            except NotStartedError:
+                console.note("not started: nothing was queued or charged")
+                return EXIT_OK
+            except StopRequestedError:  # Ctrl-C at the question
+                console.note("interrupted; nothing was started")
+                return EXIT_INTERRUPTED
+            plan_s = time.monotonic() - planning_at - waited
+        runner = BatchRunner(service, console, args, stop, done_at_start=job.ok + job.failed)
         try:
             await runtime.workers_ready(stop)
             job = await runtime.run_until_final(
                 job.id,
                 stop,
-                on_tick=tick,
-                tick_s=0.25 if tty else 0.5,
+                on_tick=runner.tick,
+                tick_s=0.5,
                 give_up_after_s=args.give_up_after,
                 on_delayed=console.delayed,
             )
@@ -120,11 +143,15 @@ async def run_batch(args: argparse.Namespace, settings: BotSettings, console: Co
             console.note(f"interrupted; job {job.id} is kept in {settings.data_dir}.")
             console.note(resume_hint)
             return EXIT_INTERRUPTED
+        except RestHeldError:
+            console.note(f"the rest of job {job.id} is held, kept in {settings.data_dir}; {resume_hint}")
+            return EXIT_OK
+        await runner.show(job, final=True)
         console.end_progress()
         download = await service.save_zip(job, args.out)
 
     elapsed = time.monotonic() - started
-    made_now = max(0, job.ok + job.failed - meter.done_at_start)
+    made_now = max(0, job.ok + job.failed - runner.meter.done_at_start)
     console.say(
         f"job {job.id} {job.status.value}: {job.ok} made, {job.failed} failed, {job.cancelled} cancelled "
         f"of {job.total} in {elapsed:.1f}s; results: {args.out} ({download.size:,} bytes)"
@@ -144,8 +171,103 @@ async def run_batch(args: argparse.Namespace, settings: BotSettings, console: Co
             "out": str(args.out),
             "peak_rss_bytes": peak_rss_bytes(),
         }
+        if plan_s is not None:
+            summary["plan_s"] = round(plan_s, 3)
         console.say(json.dumps(summary))
     return EXIT_OK if job.ok == job.total else EXIT_SOME_FAILED
+
+
+async def ask(console: Console, args: argparse.Namespace, question: str, stop: asyncio.Event) -> bool:
+    """Ask before spending: `--yes` answers yes; without it only a terminal may answer.
+
+    Raises:
+        UsageError: stdin is not a terminal and `--yes` was not given (a script never spends unasked).
+    """
+    if args.yes:
+        console.note(f"{question} yes (--yes)")
+        return True
+    if not console.can_ask:
+        raise UsageError(
+            "nothing was started: stdin is not a terminal, so there is no one to ask before spending. "
+            "Add --yes to start without asking."
+        )
+    return await console.ask(question, stop)
+
+
+def _trial_size(args: argparse.Namespace, settings: BotSettings) -> int | None:
+    """Return N of `--sample N` (`--sample` alone: BATCH_SAMPLE_SIZE), or None for no trial."""
+    if args.sample is None:
+        return None
+    size = settings.batch_sample_size if args.sample == _SAMPLE_FROM_SETTINGS else args.sample
+    if size < 1:
+        raise UsageError("--sample takes a number of images, 1 or more")
+    return int(size)
+
+
+def sample_dir(out: Path) -> Path:
+    """Return the folder a trial's images are written to: beside `--out`, named after it (`results-sample/`)."""
+    return out.with_name(out.stem + "-sample")
+
+
+class BatchRunner:
+    """What the CLI does while a batch runs: the progress line, and after a trial its images and "Start the rest"."""
+
+    def __init__(
+        self,
+        service: BatchService,
+        console: Console,
+        args: argparse.Namespace,
+        stop: asyncio.Event,
+        *,
+        done_at_start: int,
+    ) -> None:
+        self._service, self._console, self._args, self._stop = service, console, args, stop
+        self._tty = console.err.isatty()
+        self._last_line = float("-inf")
+        self.meter = ProgressMeter(started_at=time.monotonic(), done_at_start=done_at_start)
+
+    async def tick(self, job: Job) -> None:
+        """Show progress (redrawn on a terminal, every `--progress-every` s otherwise), or end a trial.
+
+        Once a trial holds, its images are written and listed and the rest starts only when the user says so.
+        """
+        if (trial := await self._service.trial_over(job)) is not None:
+            await self._show_trial(job, trial)
+            return
+        await self.show(job)
+
+    async def show(self, job: Job, *, final: bool = False) -> None:
+        """Write the progress line when it is due (always when `final`)."""
+        now = time.monotonic()
+        if not (self._tty or final or now - self._last_line >= self._args.progress_every):
+            return
+        self._last_line = now
+        snapshot = await self._service.snapshot(job.id)
+        progress = snapshot.progress if snapshot is not None else None
+        failed = progress.failed + progress.blocked if progress is not None else job.failed
+        cost = progress.cost_usd if progress is not None else 0.0
+        self._console.progress(self.meter.line(job, failed=failed, cost_usd=cost, bar=self._tty), tty=self._tty)
+
+    async def _show_trial(self, job: Job, trial: int) -> None:
+        """Write the trial's images beside `--out`, list them, and ask before making the rest.
+
+        Raises:
+            RestHeldError: the answer was no; the job stays paused with its other items held.
+        """
+        await self.show(job, final=True)
+        folder = sample_dir(self._args.out)
+        await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+        self._console.note(f"the first {trial} image(s), as a trial:")
+        for index, (name, data) in enumerate(await self._service.first_made(job, trial)):
+            target = folder / f"{index + 1:02d}_{Path(name).stem}.png"
+            await asyncio.to_thread(target.write_bytes, data)
+            self._console.say(str(target))
+        rest = job.total - trial
+        question = f"Start the rest ({rest:,} image(s), about ${self._service.rest_cost(job, trial):.2f})?"
+        if not await ask(self._console, self._args, question, self._stop):
+            raise RestHeldError
+        await self._service.resume(job.id)
+        self._console.note(f"starting the other {rest:,} image(s)")
 
 
 def _cli_limits(settings: BotSettings) -> BatchLimits:
@@ -209,8 +331,27 @@ async def start_batch(
     console: Console,
     *,
     refs: tuple[tuple[str, bytes], ...] = (),
+    confirm: Callable[[str], Awaitable[bool]] | None = None,
+    trial: int | None = None,
 ) -> Job:
-    """Plan the input ZIP (intake, limits) and start it as one batch job, as `/batch` does on Start."""
+    """Plan the input ZIP (intake, limits), show the plan, and start it as one batch job, as `/batch` does on Start.
+
+    Args:
+        service: the batch service.
+        path: the input ZIP.
+        args_prompt: the command's prompt as typed (the default, or a template).
+        prompt: the prompt parsed, with the flags.
+        key: the job's idempotency key (`batch_key`).
+        settings: the settings (the batch size cap).
+        console: where the intake report and the plan are written.
+        refs: the shared reference images (`--ref`), as (file name, bytes), sent with every item.
+        confirm: asked "Start N images for about $X?" after the plan is shown (None: start without asking).
+        trial: run only this many items first ("Try on N"); the rest waits for `BatchService.resume`.
+
+    Raises:
+        NotStartedError: `confirm` said no; the plan is forgotten.
+        UsageError: the input or the prompt is refused, or `confirm` could not ask.
+    """
 
     def on_intake(report: IntakeReport) -> None:
         for line in _intake_summary(report):
@@ -221,9 +362,19 @@ async def start_batch(
     try:
         request = cli_batch_request(args_prompt, prompt, key, refs)
         plan = await service.plan_from_file(path, request, source=path.name, on_intake=on_intake)
-        for line in plan_summary(plan, service.estimate(plan), markdown=False).splitlines():
+        estimate = service.estimate(plan)
+        for line in plan_summary(plan, estimate, markdown=False).splitlines():
             console.note(line)  # the plan as /batch shows it: options, prompt source, skipped names, cost, time
-        result = await service.start(plan, group_id=None, is_admin=True)
+        if confirm is not None:
+            agreed = False
+            try:
+                agreed = await confirm(_start_question(len(plan.items), estimate.cost_usd, trial))
+            finally:
+                if not agreed:  # no, no one to ask, or interrupted: the plan is not left pending
+                    await service.discard_plan(plan.id)
+            if not agreed:
+                raise NotStartedError
+        result = await service.start(plan, group_id=None, is_admin=True, trial=trial)
     except InvalidRequestError as exc:
         raise UsageError(exc.user_message) from exc
     except BatchError as exc:
@@ -233,4 +384,25 @@ async def start_batch(
     return result.job
 
 
-__all__ = ["batch_key", "cli_batch_request", "run_batch", "start_batch"]
+def _start_question(items: int, cost_usd: float | None, trial: int | None) -> str:
+    """Return the question asked before spending: the whole batch, or its trial first."""
+
+    def about(share: float) -> str:
+        return "" if cost_usd is None else f" for about ${cost_usd * share:.2f}"
+
+    if trial is not None and 0 < trial < items:
+        return f"Try {trial} of {items:,} images first{about(trial / items)}, then ask before the rest?"
+    return f"Start {items:,} images{about(1.0)}?"
+
+
+__all__ = [
+    "BatchRunner",
+    "NotStartedError",
+    "RestHeldError",
+    "ask",
+    "batch_key",
+    "cli_batch_request",
+    "run_batch",
+    "sample_dir",
+    "start_batch",
+]

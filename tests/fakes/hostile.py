@@ -11,6 +11,7 @@ import struct
 import tarfile
 import zipfile
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from PIL import Image
@@ -203,14 +204,18 @@ def _patch_entry(
         struct.pack_into("<H", data, local + 8, method)
 
 
-def many_entries_zip(count: int) -> bytes:
-    """Return a ZIP of `count` one-byte stored entries, written directly (zipfile is ~10x slower for 60,000)."""
+def many_entries_zip(count: int, *, extra: Sequence[str] = ()) -> bytes:
+    """Return a ZIP of `count` one-byte stored entries, written directly (zipfile is ~10x slower for 60,000).
+
+    The entries are named `img000000.png`…, then one per name of `extra` (text files, say).
+    """
     local_parts: list[bytes] = []
     central_parts: list[bytes] = []
     offset = 0
     crc = zlib.crc32(b"x")
-    for i in range(count):
-        name = f"img{i:06d}.png".encode()
+    names = [f"img{i:06d}.png" for i in range(count)] + list(extra)
+    for text_name in names:
+        name = text_name.encode()
         local = struct.pack("<4s5H3L2H", b"PK\x03\x04", 10, 0, 0, 0, 0x21, crc, 1, 1, len(name), 0) + name + b"x"
         central_parts.append(
             struct.pack(
@@ -221,9 +226,9 @@ def many_entries_zip(count: int) -> bytes:
         local_parts.append(local)
         offset += len(local)
     central = b"".join(central_parts)
-    entries = min(count, 0xFFFF)
+    entries = min(len(names), 0xFFFF)
     eocd = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, entries, entries, len(central), offset, 0)
-    if count > 0xFFFF:  # pragma: no cover - ZIP64 end records are not needed for the corpus sizes used
+    if len(names) > 0xFFFF:  # pragma: no cover - ZIP64 end records are not needed for the corpus sizes used
         raise ValueError("use at most 65,535 entries")
     return b"".join(local_parts) + central + eocd
 

@@ -823,7 +823,8 @@ async def test_cli_and_discord_write_the_same_manifest_when_given_the_same_zip_a
 
     source, out = tmp_path / "same.zip", tmp_path / "out.zip"
     await asyncio.to_thread(source.write_bytes, data)
-    args = ["batch", str(source), "--prompt", "one flow", "--data", str(tmp_path / "cli-data"), "--out", str(out)]
+    data_dir = str(tmp_path / "cli-data")
+    args = ["batch", str(source), "--prompt", "one flow", "--data", data_dir, "--out", str(out), "--yes"]
     run = await asyncio.to_thread(run_cli, args, cwd=tmp_path, env=base_env(), timeout_s=150)
     assert run.returncode == 0, run.stderr
     from_cli = zipfile.ZipFile(io.BytesIO(await asyncio.to_thread(out.read_bytes)))
@@ -994,7 +995,7 @@ async def test_a_prompts_csv_gives_each_of_60_images_its_rows_prompt_through_dis
 
     source, out = tmp_path / "rows.zip", tmp_path / "out.zip"
     await asyncio.to_thread(source.write_bytes, data)
-    args = ["batch", str(source), "--data", str(tmp_path / "cli-data"), "--out", str(out)]
+    args = ["batch", str(source), "--data", str(tmp_path / "cli-data"), "--out", str(out), "--yes"]
     run = await asyncio.to_thread(run_cli, args, cwd=tmp_path, env=base_env(), timeout_s=200)
     assert run.returncode == 0, run.stderr
     assert all(where in run.stderr for where in bad), run.stderr

@@ -147,13 +147,20 @@ def _no_cli_left_behind() -> Iterator[None]:
             proc.wait()
 
 
-def start_cli(args: list[str], *, cwd: Path, env: Mapping[str, str], log_name: str = "cli") -> subprocess.Popen[str]:
-    """Start `python -m bot …` in `cwd` (its stdout and stderr go to files there)."""
+def start_cli(
+    args: list[str], *, cwd: Path, env: Mapping[str, str], log_name: str = "cli", stdin: int = subprocess.DEVNULL
+) -> subprocess.Popen[str]:
+    """Start `python -m bot …` in `cwd` (its stdout and stderr go to files there).
+
+    Its stdin is empty, not the terminal pytest may run in (a question would wait forever), unless `stdin` is
+    given (a pseudo-terminal's descriptor, to answer).
+    """
     with (cwd / f"{log_name}.out").open("w") as out, (cwd / f"{log_name}.err").open("w") as err:
         proc = subprocess.Popen(
             [sys.executable, "-m", "bot", *args],
             cwd=cwd,
             env=dict(env),
+            stdin=stdin,
             stdout=out,
             stderr=err,
             text=True,

@@ -84,7 +84,7 @@ def test_batch_makes_every_item_once_when_killed_three_times_and_restarted(
     n = 300
     gemini = start_gemini(latency="0.1")
     make_zip(tmp_path / "in.zip", n)
-    args = ["batch", "in.zip", "--prompt", "make it a watercolour --ar 1:1", "--data", "data", "--json"]
+    args = ["batch", "in.zip", "--prompt", "make it a watercolour --ar 1:1", "--data", "data", "--json", "--yes"]
     env = gemini.cli_env(GEMINI_CONCURRENCY=str(CONCURRENCY))
     rng = random.Random(1234)
     in_flight_at_kills: list[int] = []
@@ -138,7 +138,7 @@ def test_batch_loses_no_item_and_keeps_the_budget_when_gemini_injects_429s_and_5
     env = gemini.cli_env(GEMINI_CONCURRENCY=str(CONCURRENCY), GEMINI_MAX_ATTEMPTS="6", GEMINI_BACKOFF_BASE_S="0.05")
 
     run = run_cli(
-        ["batch", "in.zip", "--prompt", "pencil sketch", "--data", "data", "--json"],
+        ["batch", "in.zip", "--prompt", "pencil sketch", "--data", "data", "--json", "--yes"],
         cwd=tmp_path,
         env=env,
         timeout_s=400,
@@ -160,7 +160,7 @@ def test_batch_can_be_resumed_when_interrupted_with_ctrl_c(
     n = 60
     gemini = start_gemini(latency="0.3")
     make_zip(tmp_path / "in.zip", n, extra={"notes.txt": b"not an image"})
-    args = ["batch", "in.zip", "--prompt", "oil painting", "--data", "data", "--out", "out/r.zip"]
+    args = ["batch", "in.zip", "--prompt", "oil painting", "--data", "data", "--out", "out/r.zip", "--yes"]
     env = gemini.cli_env(GEMINI_CONCURRENCY="4")
 
     proc = start_cli(args, cwd=tmp_path, env=env, log_name="first")

@@ -48,7 +48,7 @@ async def test_bot_exits_with_restore_advice_and_no_traceback_when_ledger_is_dam
 async def test_batch_cli_exits_with_restore_advice_and_no_traceback_when_ledger_is_damaged(tmp_path: Path) -> None:
     ledger = await damaged_data_dir(tmp_path, "middle_page")
     source = await asyncio.to_thread(make_zip, tmp_path / "in.zip", 2)
-    args = ["batch", str(source), "--prompt", "make it blue", "--data", str(ledger.parent), "--out", "out.zip"]
+    args = ["batch", str(source), "--prompt", "make it blue", "--data", str(ledger.parent), "--out", "out.zip", "--yes"]
 
     run = await asyncio.to_thread(run_cli, args, cwd=tmp_path, env=base_env(), timeout_s=60)
 

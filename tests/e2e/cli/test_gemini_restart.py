@@ -42,7 +42,7 @@ def test_batch_makes_every_item_once_when_its_gemini_server_is_killed_mid_batch(
     make_zip(tmp_path / "in.zip", n)
     # No Gemini settings: the CLI starts the embedded server, which inherits the latency (a batch of ~5 s).
     env = base_env(LOCAL_GEMINI_LATENCY="0.3", GEMINI_CONCURRENCY="4")
-    args = ["batch", "in.zip", "--prompt", "charcoal drawing", "--data", "data", "--json"]
+    args = ["batch", "in.zip", "--prompt", "charcoal drawing", "--data", "data", "--json", "--yes"]
     proc = start_cli(args, cwd=tmp_path, env=env)
 
     servers: list[tuple[int, list[str]]] = []

@@ -349,3 +349,20 @@ async def test_preferences_round_trip_when_set(ledger: Ledger, clock: FakeClock)
     await ledger.set_preferences(UserId(9), {"aspect_ratio": "1:1", "model": "m"}, now=clock.now())
 
     assert await ledger.get_preferences(UserId(9)) == {"aspect_ratio": "1:1", "model": "m"}
+
+
+async def test_made_by_size_counts_made_items_by_their_own_size(
+    ledger: Ledger, make_job: MakeJob, clock: FakeClock
+) -> None:
+    new = make_job(kind=JobKind.BATCH)
+    sizes = ["4K", None, "4K", "512"]
+    own = [NewItem(prompt=None, inputs=ItemInputs(image_size=size)) for size in sizes]
+    await ledger.create_job(new, own, now=clock.now())
+    chunk = await ledger.start_chunk(new.id, [0, 1, 2, 3], concurrency=4, now=clock.now())
+    outcomes = [
+        ItemOutcome(index=i, status=ItemStatus.OK, key=f"outputs/{new.id}/{i}.png", width=8, height=8)
+        for i in (0, 1, 2)
+    ] + [ItemOutcome(index=3, status=ItemStatus.ERROR, error_code="SAFETY", error_message="blocked")]
+    await ledger.record_outcomes(chunk.id, outcomes, now=clock.now())
+
+    assert await ledger.made_by_size(new.id) == {"4K": 2, None: 1}  # the failed 512 is not charged

@@ -2,6 +2,7 @@
 
 import asyncio
 import hashlib
+import io
 import os
 import re
 import struct
@@ -270,11 +271,43 @@ async def test_zip_refused_when_end_record_understates_entry_count(memory_store:
 
 
 async def test_zip_refused_when_central_directory_too_big_for_entry_limit(memory_store: MemoryStore) -> None:
-    limits = IntakeLimits(max_entries=2, max_central_directory_bytes_per_entry=10)
+    limits = IntakeLimits(max_entries=2, max_text_entries=0, max_central_directory_bytes_per_entry=10)
     data = ZipBuilder().add("a.png", make_png()).add("b.png", make_png(seed=1)).build()
     with pytest.raises(IntakeRefusedError) as caught:
         await UploadIntake(memory_store, limits=limits).zip_stream(chunks(data))
     assert caught.value.reason is RefusalReason.TOO_MANY_ENTRIES
+
+
+def test_zip_opened_when_10000_images_come_with_prompts_csv_and_a_caption_each() -> None:
+    captions = [f"img{i:06d}.txt" for i in range(10_000)]
+    data = many_entries_zip(10_000, extra=["prompts.csv", *captions])  # 20,001 entries
+
+    with zipread_module.open_zip(io.BytesIO(data), IntakeLimits()) as archive:  # the defaults
+        assert len(archive.infolist()) == 20_001
+
+
+@pytest.mark.parametrize(
+    ("images", "texts", "refused"),
+    [
+        pytest.param(5, ["prompts.csv", *(f"img{i:06d}.txt" for i in range(4))], None, id="at-both-limits"),
+        pytest.param(6, ["prompts.csv"], "6 entries besides its text files", id="one-image-over"),
+        pytest.param(4, ["prompts.csv", *(f"c{i}.txt" for i in range(5))], "6 text files", id="one-text-over"),
+        pytest.param(5, ["sub/prompts.csv"], "6 entries besides", id="a-table-below-the-root-is-no-text"),
+    ],
+)
+def test_images_and_text_files_count_against_their_own_entry_limits(
+    images: int, texts: list[str], refused: str | None
+) -> None:
+    limits = IntakeLimits(max_entries=5, max_text_entries=5)
+    data = many_entries_zip(images, extra=texts)
+
+    if refused is None:
+        zipread_module.open_zip(io.BytesIO(data), limits).close()
+        return
+    with pytest.raises(IntakeRefusedError) as caught:
+        zipread_module.open_zip(io.BytesIO(data), limits)
+    assert caught.value.reason is RefusalReason.TOO_MANY_ENTRIES
+    assert refused in caught.value.user_message
 
 
 async def test_zip_refused_when_total_uncompressed_over_limit(memory_store: MemoryStore) -> None:

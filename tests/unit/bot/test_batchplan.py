@@ -36,3 +36,12 @@ def test_plan_summary_shows_the_plans_options_source_and_skipped_names() -> None
     assert "📝 Prompts: captions beside the images" in text
     assert "aspect ratio 4:3 · size 1K" in text
     assert "• `set/notes.txt`: not an image" in text
+
+
+def test_a_planned_item_stores_its_display_only_when_it_differs_from_its_prompt() -> None:
+    same = PlannedItem(key="k", name="a.png", prompt="a cat", display="a cat", line=2)
+    other = PlannedItem(key="k", name="b.png", prompt="a cat, no dog", display="a cat --no dog", line=3)
+
+    assert same.to_json() == ["k", "a.png", {"prompt": "a cat", "line": 2}]  # a 10,000-row plan stored lighter
+    assert PlannedItem.from_json(same.to_json()) == same
+    assert PlannedItem.from_json(other.to_json()) == other
