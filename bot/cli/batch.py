@@ -266,7 +266,7 @@ class BatchRunner:
         question = f"Start the rest ({rest:,} image(s), about ${self._service.rest_cost(job, trial):.2f})?"
         if not await ask(self._console, self._args, question, self._stop):
             raise RestHeldError
-        await self._service.resume(job.id)
+        await self._service.resume(job.id, rest=True)
         self._console.note(f"starting the other {rest:,} image(s)")
 
 

@@ -205,7 +205,17 @@ def test_batch_sends_the_shared_references_with_every_item_when_given_ref(
     make_zip(tmp_path / "in.zip", 3)
     for i, name in enumerate(("style.png", "logo.png")):
         Image.new("RGB", (8, 8), (200, 40 * i, 90)).save(tmp_path / name)
-    args = ["batch", "in.zip", "--prompt", "in this style --model pro", "--ref", "style.png", "--ref", "logo.png"]
+    args = [
+        "batch",
+        "in.zip",
+        "--prompt",
+        "in this style --model pro",
+        "--ref",
+        "style.png",
+        "--ref",
+        "logo.png",
+        "--yes",
+    ]
 
     run = run_cli([*args, "--data", "data"], cwd=tmp_path, env=gemini.cli_env())
     too_many = run_cli(

@@ -26,7 +26,19 @@ def test_imagine_prints_the_count_and_makes_one_grid_per_expansion_and_repeat(tm
 def test_batch_makes_each_image_once_per_permutation_and_repeat(tmp_path: Path) -> None:
     make_zip(tmp_path / "in.zip", 2)
     run = run_cli(
-        ["batch", "in.zip", "--prompt", "a {fox, owl} of this", "--repeat", "2", "--out", "r.zip", "--data", "data"],
+        [
+            "batch",
+            "in.zip",
+            "--prompt",
+            "a {fox, owl} of this",
+            "--repeat",
+            "2",
+            "--out",
+            "r.zip",
+            "--data",
+            "data",
+            "--yes",
+        ],
         cwd=tmp_path,
         env=base_env(),
     )
