@@ -8,7 +8,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(shell $(PYTHON) -c 'import sys; print(sys.executable)')
 BIN := .venv/bin
 
-.PHONY: setup run doctor test lint types unit unit-fast e2e-discord e2e-cli e2e-bot e2e-rest bench env-example worker-requirements clean
+.PHONY: setup run doctor test lint types unit unit-fast e2e-discord e2e-cli e2e-cli-batch e2e-bot e2e-rest bench env-example worker-requirements clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -47,7 +47,10 @@ e2e-discord: setup
 	$(BIN)/pytest -q tests/e2e/discord
 
 e2e-cli: setup
-	$(BIN)/pytest -q tests/e2e/cli
+	$(BIN)/pytest -q tests/e2e/cli --ignore=tests/e2e/cli/test_batch_cli.py
+
+e2e-cli-batch: setup
+	$(BIN)/pytest -q tests/e2e/cli/test_batch_cli.py
 
 e2e-bot: setup
 	$(BIN)/pytest -q tests/e2e/bot
@@ -57,7 +60,7 @@ e2e-rest: setup
 
 # Lint, types and the four parts of the suite side by side, each target's output printed whole when it ends.
 test: setup
-	@$(MAKE) --no-print-directory -j7 --output-sync=target lint types unit-fast e2e-discord e2e-cli e2e-bot e2e-rest
+	@$(MAKE) --no-print-directory -j8 --output-sync=target lint types unit-fast e2e-discord e2e-cli e2e-cli-batch e2e-bot e2e-rest
 
 bench: setup
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
