@@ -455,7 +455,7 @@ class BatchService:
         if await self.started_job(plan.key) is None:
             await self.check_limits(plan, is_admin=is_admin)
         # With the job: a crash cannot leave a batch without its plan, nor a trial without its hold.
-        notes: dict[str, object] = {NOTE_PLAN: plan.to_json()}
+        notes: dict[str, object] = {NOTE_PLAN: plan.note_json()}
         if trial is not None and 0 < trial < len(plan.items):
             notes[NOTE_HOLD_FROM] = trial
         if plan.retry_of is not None:
@@ -613,7 +613,7 @@ class BatchService:
         return self._rt.dispatcher.outage
 
     async def plan_of(self, job_id: JobId) -> BatchPlan | None:
-        """Return the plan a batch was started from."""
+        """Return the plan a batch was started from, without its items (they are the job's items in the ledger)."""
         data = await self._rt.ledger.note(job_id, NOTE_PLAN)
         return BatchPlan.from_json(data) if isinstance(data, dict) else None
 

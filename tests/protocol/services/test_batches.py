@@ -2,6 +2,7 @@
 
 import argparse
 import asyncio
+import dataclasses
 import csv
 import io
 import zipfile
@@ -100,8 +101,11 @@ async def test_started_batch_keeps_its_plan_as_a_note_of_the_job_and_forgets_the
     result = await service.start(plan, group_id=group.id, is_admin=False)
 
     assert result.job is not None and result.job.total == 3
-    assert await ledger.note(result.job.id, NOTE_PLAN) == plan.to_json()
-    assert await service.plan_of(result.job.id) == plan
+    # The job keeps the plan without its items: those are the job's items in the ledger.
+    assert await ledger.note(result.job.id, NOTE_PLAN) == {**plan.to_json(), "items": []}
+    assert await service.plan_of(result.job.id) == dataclasses.replace(plan, items=())
+    items = await ledger.items(result.job.id)
+    assert [(i.inputs.ref_keys[0], i.inputs.source_name) for i in items] == [(p.key, p.name) for p in plan.items]
     assert await service.get_plan(plan.id) is None
     assert [k async for k in store.list("batches/pending/")] == []
 
