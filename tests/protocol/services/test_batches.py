@@ -2,8 +2,8 @@
 
 import argparse
 import asyncio
-import dataclasses
 import csv
+import dataclasses
 import io
 import zipfile
 from pathlib import Path
