@@ -31,8 +31,8 @@ from bot.app.batchplan import (
     PendingPlans,
     PlannedItem,
     estimate_plan,
+    made_cost,
     snapshot_of,
-    unit_price,
 )
 from bot.app.downloads import ZipDownload, build_zip, copy_out
 from bot.app.runtime import Runtime
@@ -593,9 +593,10 @@ class BatchService:
             return None
         return trial
 
-    def rest_cost(self, job: Job, trial: int) -> float:
-        """Return what "Start the rest" of a trial would cost (price table times the items held back)."""
-        return (job.total - trial) * (unit_price(job.params) or 0.0)
+    async def rest_cost(self, job: Job, trial: int) -> float:
+        """Return what "Start the rest" of a trial would cost: the items held back, each at its own image size."""
+        held = await self._rt.ledger.count_by_size(job.id, status=ItemStatus.PENDING.value, from_index=trial)
+        return made_cost(job.params, held)
 
     async def snapshot(self, job_id: JobId) -> BatchSnapshot | None:
         """Return a batch's counts now (blocked = safety blocks, failed = other failures)."""

@@ -263,7 +263,7 @@ class BatchRunner:
             await asyncio.to_thread(target.write_bytes, data)
             self._console.say(str(target))
         rest = job.total - trial
-        question = f"Start the rest ({rest:,} image(s), about ${self._service.rest_cost(job, trial):.2f})?"
+        question = f"Start the rest ({rest:,} image(s), about ${await self._service.rest_cost(job, trial):.2f})?"
         if not await ask(self._console, self._args, question, self._stop):
             raise RestHeldError
         await self._service.resume(job.id, rest=True)

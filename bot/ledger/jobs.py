@@ -314,10 +314,17 @@ class JobsMixin(LedgerConnection):
         One grouped query over the job's `ok` items (the `items_by_status` index), so a batch's running cost
         prices each item at its own size without reading 10,000 rows into Python at every refresh.
         """
+        return await self.count_by_size(job_id, status="ok")
+
+    async def count_by_size(self, job_id: JobId, *, status: str, from_index: int = 0) -> dict[str | None, int]:
+        """Return how many items of a job in `status` (from item `from_index` on) there are, by their own size.
+
+        None stands for the job's size. One grouped query: e.g. the items a trial holds back, to price them.
+        """
         rows = await self._all(
             "SELECT json_extract(inputs, '$.image_size') AS size, count(*) AS n FROM items"
-            " WHERE job_id = ? AND status = 'ok' GROUP BY size",
-            (job_id,),
+            " WHERE job_id = ? AND status = ? AND idx >= ? GROUP BY size",
+            (job_id, status, from_index),
         )
         return {None if row["size"] is None else str(row["size"]): int(row["n"]) for row in rows}
 

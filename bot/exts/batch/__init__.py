@@ -275,9 +275,10 @@ class BatchCog(commands.Cog):
             )
         else:
             rest = job.total - trial
+            cost = await self.service.rest_cost(job, trial)
             text = (
                 f"🧪 **Trial** ({len(samples)} made of the first {trial}): {names}\n"
-                f"**Start the rest** makes the other {rest:,} images (≈ ${self.service.rest_cost(job, trial):.2f}); "
+                f"**Start the rest** makes the other {rest:,} images (≈ ${cost:.2f}); "
                 "the trial's images are part of the batch. Not what you wanted? **Cancel** the batch above."
             )
             view = _view(job.id, "rest", labels={"rest": f"Start the rest ({rest:,})"})

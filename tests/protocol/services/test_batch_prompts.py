@@ -177,3 +177,19 @@ def test_a_plan_stored_before_items_had_prompts_is_still_read() -> None:
     assert plan.items == (PlannedItem(key="inputs/a.png", name="a.png"),)
     assert plan.prompt_source == "one prompt" and plan.problems == ()
     assert BatchPlan.from_json(plan.to_json()) == plan
+
+
+async def test_start_the_rest_of_a_trial_is_priced_at_each_held_items_own_size(
+    runtime: Runtime, group: Group, tmp_path: Path
+) -> None:
+    sizes = ["1K", "1K", "4K", "2K", "4K", ""]  # the first 2 are the trial; "" leaves the job's (1K)
+    table = "file,prompt,image_size\n" + "".join(f"set/img_{i:04d}.png,p {i},{s}\n" for i, s in enumerate(sizes))
+    path = await write_zip(tmp_path / "in.zip", {**images(6), "prompts.csv": table.encode()})
+    service = BatchService(runtime)
+    plan = await service.plan_from_file(path, request("x --model gemini-3.1-flash-image"), source="in.zip")
+
+    started = await service.start(plan, group_id=group.id, is_admin=False, trial=2)
+
+    assert started.job is not None
+    # 4K + 2K + 4K + 1K of gemini-3.1-flash-image, not 4 x the job's 1K price
+    assert await service.rest_cost(started.job, 2) == pytest.approx(0.151 + 0.101 + 0.151 + 0.067)
