@@ -192,24 +192,35 @@ class ImagineCog(commands.Cog):
         view = ManyGridsView(plan, go)
         await interaction.followup.send(content=fit_content(text), view=fit_view(view), ephemeral=True)
 
-    async def _post_job(self, interaction: discord.Interaction[Any], submitted: Submitted) -> bool:
-        """Post one of many jobs in its own channel message and track it; False when it was not queued."""
-        result = submitted.result
-        if result.status is SubmitStatus.REFUSED or result.job is None:
-            return False
-        job = result.job
-        t = Tracked(
+    def _tracked(
+        self, interaction: discord.Interaction[Any], submitted: Submitted, job: Job, *, own_message: bool
+    ) -> Tracked:
+        """Return how a submitted job is followed: in the interaction's response, or in a message of its own.
+
+        One of many grids gets a channel message of its own, edited as a plain message: no interaction token to keep.
+        """
+        return Tracked(
             job_id=job.id,
             channel_id=interaction.channel_id or 0,
             message_id=None,
             owner_id=job.owner_id,
             display=submitted.prepared.display,
             label=submitted.prepared.label,
-            interaction=None,  # a channel message of its own: edited as such
-            token_at=0.0,
+            interaction=None if own_message else interaction,
+            token_at=0.0
+            if own_message
+            else self.tracker.now() - (discord.utils.utcnow() - interaction.created_at).total_seconds(),
             upload_limit=interaction.filesize_limit,
-            position=result.position,
+            position=submitted.result.position,
         )
+
+    async def _post_job(self, interaction: discord.Interaction[Any], submitted: Submitted) -> bool:
+        """Post one of many jobs in its own channel message and track it; False when it was not queued."""
+        result = submitted.result
+        if result.status is SubmitStatus.REFUSED or result.job is None:
+            return False
+        job = result.job
+        t = self._tracked(interaction, submitted, job, own_message=True)
         try:
             message = await self.bot.get_partial_messageable(t.channel_id).send(
                 content=fit_content(t.line(self.tracker.state_of(t))), allowed_mentions=discord.AllowedMentions.none()
@@ -348,18 +359,7 @@ class ImagineCog(commands.Cog):
             await self._fail_interaction(interaction, GenerationError(result.message, title=REFUSAL_TITLE), where=where)
             return
         job = result.job
-        t = Tracked(
-            job_id=job.id,
-            channel_id=interaction.channel_id or 0,
-            message_id=None,
-            owner_id=job.owner_id,
-            display=submitted.prepared.display,
-            label=submitted.prepared.label,
-            interaction=interaction,
-            token_at=self.tracker.now() - (discord.utils.utcnow() - interaction.created_at).total_seconds(),
-            upload_limit=interaction.filesize_limit,
-            position=result.position,
-        )
+        t = self._tracked(interaction, submitted, job, own_message=False)
         try:
             message = await interaction.edit_original_response(
                 content=fit_content(t.line(self.tracker.state_of(t))), allowed_mentions=discord.AllowedMentions.none()
