@@ -31,7 +31,7 @@ from storage.errors import (
     StorageUnavailableError,
     StoreConfigError,
 )
-from storage.keys import validate_key, validate_prefix
+from storage.keys import is_valid_key, validate_key, validate_prefix
 from storage.links import LinkSigner
 from storage.memory import guess_content_type
 
@@ -335,7 +335,7 @@ class FileStore:
                 if entry.is_dir(follow_symlinks=False):
                     if (key + "/").startswith(prefix) or prefix.startswith(key + "/"):
                         stack.append(Path(entry.path))
-                elif entry.is_file(follow_symlinks=False) and key.startswith(prefix) and _is_key(key):
+                elif entry.is_file(follow_symlinks=False) and key.startswith(prefix) and is_valid_key(key):
                     found.append(_info(key, entry.stat(follow_symlinks=False)))
         found.sort(key=lambda info: info.key)
         return found
@@ -449,14 +449,6 @@ def _fsync_dir(directory: str) -> None:
 
 def _is_regular(stat: os.stat_result) -> bool:
     return S_ISREG(stat.st_mode)
-
-
-def _is_key(key: str) -> bool:
-    try:
-        validate_key(key)
-    except InvalidKeyError:
-        return False
-    return True
 
 
 def _info(key: str, stat: os.stat_result, content_type: str | None = None) -> ObjectInfo:

@@ -32,6 +32,15 @@ def validate_key(key: str) -> str:
     return key
 
 
+def is_valid_key(key: str) -> bool:
+    """Tell whether `key` passes `validate_key`."""
+    try:
+        validate_key(key)
+    except InvalidKeyError:
+        return False
+    return True
+
+
 def validate_prefix(prefix: str) -> str:
     """Validate a listing prefix: empty, or a key, optionally ending with `/`."""
     if prefix == "":

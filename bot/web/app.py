@@ -41,7 +41,7 @@ from bot.web.readiness import Readiness
 from bot.web.stable import ROUTE, StableLinks
 from storage.base import ObjectInfo, Store
 from storage.errors import InvalidKeyError, ObjectNotFoundError, StorageUnavailableError
-from storage.keys import validate_key
+from storage.keys import is_valid_key, validate_key
 from storage.links import LinkSigner, content_disposition
 
 log = logging.getLogger(__name__)
@@ -228,7 +228,7 @@ class _StableHandler:
 
     async def _redirect(self, request: web.Request) -> web.Response:
         target = self._links.resolve(request.match_info["token"])
-        if target is None or not _is_key(target.key):
+        if target is None or not is_valid_key(target.key):
             raise _RefusedError(404, "Not found.")  # no detail: a prober learns nothing from a forged token
         try:
             if not await self._store.exists(target.key):
@@ -244,14 +244,6 @@ class _StableHandler:
         # sent on as a Referer from the page it opens.
         headers = {"Location": url, "Cache-Control": "no-store", "Referrer-Policy": "no-referrer", **_SAFETY_HEADERS}
         return web.Response(status=302, headers=headers)
-
-
-def _is_key(key: str) -> bool:
-    try:
-        validate_key(key)
-    except InvalidKeyError:
-        return False
-    return True
 
 
 def _not_modified(request: web.Request, etag: str | None, modified_at: datetime | None) -> bool:
