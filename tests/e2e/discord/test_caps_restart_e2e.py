@@ -7,6 +7,7 @@ import pytest
 import pytest_asyncio
 
 from bot.core.models import JobKind, JobStatus
+from local.discord.driver import Message
 from tests.e2e.discord.conftest import WAIT_S, ephemeral_embed, imagine, labels, result_of, set_faults
 from tests.fakes.peel_stack import PeelStack, peel_stack
 
@@ -72,9 +73,13 @@ async def test_a_running_job_finishes_in_a_channel_message_when_the_bot_restarte
     finally:
         await set_faults(stack, {"latency": 0.05})
     final = await d.wait_for_message(result_of("survivor fox"), timeout=60)
-    status = run.response()
+
+    def status_says_done() -> Message | None:  # the status is edited just after the result is posted
+        status = run.response()
+        return status if status is not None and "result is below" in status.content else None
+
+    status = await d.wait_until(status_says_done, timeout=WAIT_S)
     assert status is not None and final.id != status.id  # a new channel message, the old token is not trusted
-    assert "result is below" in status.content
     jobs = [j for j in await stack.rt.ledger.list_jobs() if j.kind is JobKind.GRID]
     assert jobs[-1].status is JobStatus.DONE
 
