@@ -607,7 +607,8 @@ class BatchService:
         retrying = {} if job.status.is_final else await self._rt.ledger.retrying_counts(job_id)
         out = await self._rt.dispatcher.pausing(job_id) if job.status is JobStatus.PAUSED else 0
         made = await self._rt.ledger.made_by_size(job_id)
-        return snapshot_of(job, errors=errors, retrying=retrying, chunks_out=out, made_by_size=made)
+        trial = await self.trial_of(job) if job.status is JobStatus.PAUSED else None
+        return snapshot_of(job, errors=errors, retrying=retrying, chunks_out=out, made_by_size=made, trial=trial)
 
     def outage(self) -> Outage | None:
         """The outage (RunPod's or Gemini's) every running batch is delayed by now, if there is one."""

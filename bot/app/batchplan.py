@@ -319,13 +319,15 @@ def snapshot_of(
     now: datetime | None = None,
     chunks_out: int = 0,
     made_by_size: Mapping[str | None, int] | None = None,
+    trial: int | None = None,
 ) -> BatchSnapshot:
     """Return a batch's counts (blocked = safety blocks, failed = other failures), elapsed time and cost so far.
 
     A cancelled batch keeps its total: its bar shows how far it got, and the items the cancel left are counted
     as such, not as remaining. `chunks_out` (its chunks still on RunPod) tells a pause still holding from a paused
     batch. `made_by_size` (items made by their own image size, None for the job's) prices each made item at its
-    own size; without it every item is priced at the job's.
+    own size; without it every item is priced at the job's. `trial` (N of a "Try on N" whose rest is held) tells
+    a trial that has made its N from a pause.
     """
     blocked = errors.get(ErrorCode.SAFETY.value, 0)
     started = job.started_at or job.created_at
@@ -338,7 +340,9 @@ def snapshot_of(
         blocked=blocked,
         elapsed_s=max(0.0, (end - started).total_seconds()),
         cost_usd=made_cost(job.params, made_by_size if made_by_size is not None else {None: job.ok}),
-        state=batch_state(job.status, chunks_out=chunks_out),
+        state=batch_state(
+            job.status, chunks_out=chunks_out, trial_held=trial is not None and job.ok + job.failed >= trial
+        ),
         retrying=sum(retrying.values()),
         retry_code=max(retrying, key=retrying.__getitem__, default=None),
     )

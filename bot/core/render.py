@@ -246,9 +246,18 @@ ENDED_STATES = frozenset(status.value for status in JobStatus if status.is_final
 PAUSING = "pausing…"
 
 
-def batch_state(status: JobStatus, *, chunks_out: int) -> str:
-    """Return the state a batch's messages show: its status, or `PAUSING` while a pause waits for its chunks."""
-    return PAUSING if status is JobStatus.PAUSED and chunks_out > 0 else status.value
+TRIAL_HELD = "trial done · waiting for Start the rest"
+
+
+def batch_state(status: JobStatus, *, chunks_out: int, trial_held: bool = False) -> str:
+    """Return the state a batch's messages show: its status, or what a pause is waiting for.
+
+    `PAUSING` while a pause waits for its chunks; `TRIAL_HELD` once a "Try on N" has made its N and the rest waits
+    for the owner's Start the rest.
+    """
+    if status is JobStatus.PAUSED and chunks_out > 0:
+        return PAUSING
+    return TRIAL_HELD if status is JobStatus.PAUSED and trial_held else status.value
 
 
 # Why items are being retried, as a user reads it; the codes are `worker.contract.ErrorCode` values.

@@ -857,6 +857,9 @@ async def test_try_on_4_shows_the_trial_then_start_the_rest_makes_only_the_other
     job = await _job_of_thread(stack, thread["id"])
     held = await stack.rt.ledger.get_job(job.id)
     calls_after_trial = await gemini_requests()
+    await alice.wait_for_message(  # the progress message says what it waits for, not just "paused"
+        lambda m: "(trial done · waiting for Start the rest)" in m.content, channel=thread["id"], timeout=10
+    )
 
     await alice.click(trial, label="Start the rest (26)")
     summary = await summaries(alice, thread["id"], 1)

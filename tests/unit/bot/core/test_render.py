@@ -224,3 +224,9 @@ def test_full_size_line_is_added_when_it_fits_the_message_and_left_out_when_not(
     assert render.with_full_size_line("**a fox** - Image #1", link) == f"**a fox** - Image #1\nFull size: <{link}>"
     long_content = "x" * (render.MAX_CONTENT - len(link))
     assert render.with_full_size_line(long_content, link) == long_content
+
+
+def test_a_trial_that_made_its_n_says_it_waits_for_start_the_rest() -> None:
+    assert render.batch_state(JobStatus.PAUSED, chunks_out=0, trial_held=True) == render.TRIAL_HELD
+    assert render.batch_state(JobStatus.PAUSED, chunks_out=1, trial_held=True) == "pausing…"  # still finishing
+    assert render.batch_state(JobStatus.RUNNING, chunks_out=0, trial_held=True) == "running"
