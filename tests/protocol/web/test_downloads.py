@@ -180,3 +180,21 @@ async def test_build_zip_links_through_given_signer_when_store_is_memory(served:
 def test_zip_key_raises_when_id_or_name_is_malformed(owner: str, name: str) -> None:
     with pytest.raises(InvalidKeyError):
         zip_key(owner, name)
+
+
+async def test_build_zip_marks_exactly_the_missing_images_when_a_big_batch_lost_some(served: Served) -> None:
+    store = MemoryStore()
+    n, lost = 300, {0, 127, 128, 299}  # across the checking slices
+    rows = []
+    for i in range(n):
+        key = f"outputs/j_big/{i:05d}.png"
+        if i not in lost:
+            await store.put(key, png(i % 8))
+        rows.append(ManifestRow(index=i, status=ItemStatus.OK, prompt="p", model="m", output_key=key))
+    header = ManifestHeader(job_id="j_big", prompt="p", model="m", created_at=CREATED)
+
+    download = await build_zip(store, store, header=header, rows=rows, signer=served.signer)
+
+    assert download.images == n - len(lost)
+    assert [r.index for r in download.rows] == list(range(n))  # every row, in order
+    assert {r.index for r in download.rows if r.error_code == "MISSING"} == lost
