@@ -6,10 +6,8 @@ https://discord.com/developers/docs/topics/opcodes-and-status-codes)."""
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import discord
 import pytest
 
@@ -19,9 +17,12 @@ from local.discord.gateway import GatewayLimits
 from local.discord.ratelimit import Limit
 from local.discord.world import APPLICATION_FLAGS
 from tests.fakes.playground_bot import FakeClock
+from tests.protocol.local.discord.ws import closed_with, text_frame
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+
+    import aiohttp
 
 GUILD_MEMBERS = 1 << 1
 GUILD_PRESENCES = 1 << 8
@@ -48,36 +49,23 @@ def url(pg: Playground) -> str:
     return pg.gateway_url + "/?v=10&encoding=json"
 
 
-async def frame(ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:
-    msg = await ws.receive(timeout=5)
-    assert msg.type == aiohttp.WSMsgType.TEXT, msg
-    out: dict[str, Any] = json.loads(msg.data)
-    return out
-
-
-async def closed_with(ws: aiohttp.ClientWebSocketResponse) -> int | None:
-    while (await ws.receive(timeout=5)).type not in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
-        pass
-    return ws.close_code
-
-
 def identify(pg: Playground, intents: Any = 0) -> dict[str, Any]:
     return {"op": 2, "d": {"token": pg.token, "intents": intents, "properties": {}}}
 
 
 async def identified(pg: Playground, ws: aiohttp.ClientWebSocketResponse, intents: int = 0) -> dict[str, Any]:
     """Read HELLO, identify, read READY and GUILD_CREATE; return READY."""
-    await frame(ws)
+    await text_frame(ws)
     await ws.send_json(identify(pg, intents))
-    ready = await frame(ws)
+    ready = await text_frame(ws)
     assert ready["t"] == "READY", ready
-    assert (await frame(ws))["t"] == "GUILD_CREATE"
+    assert (await text_frame(ws))["t"] == "GUILD_CREATE"
     return ready
 
 
 async def heartbeat(ws: aiohttp.ClientWebSocketResponse) -> None:
     await ws.send_json({"op": 1, "d": None})
-    assert (await frame(ws))["op"] == 11
+    assert (await text_frame(ws))["op"] == 11
 
 
 # ------------------------------------------------------------------ 120 events per 60 s per connection
@@ -97,7 +85,7 @@ async def test_120_events_in_the_window_are_served_and_the_121st_is_closed_with_
 async def test_the_send_limit_starts_again_when_its_window_has_passed(clock: FakeClock, http: aiohttp.ClientSession):
     limits = GatewayLimits(sends=Limit(3, 60.0))
     async with Playground(clock=clock, gateway_limits=limits) as pg, http.ws_connect(url(pg)) as ws:
-        await frame(ws)
+        await text_frame(ws)
         for _ in range(3):
             await heartbeat(ws)
         clock.now += 60
@@ -111,11 +99,11 @@ async def test_the_send_limit_is_kept_per_connection(clock: FakeClock, http: aio
     limits = GatewayLimits(sends=Limit(2, 60.0))
     async with Playground(clock=clock, gateway_limits=limits) as pg:
         async with http.ws_connect(url(pg)) as ws:
-            await frame(ws)
+            await text_frame(ws)
             await heartbeat(ws)
             await heartbeat(ws)
         async with http.ws_connect(url(pg)) as ws:
-            await frame(ws)
+            await text_frame(ws)
             await heartbeat(ws)
             await heartbeat(ws)
 
@@ -131,7 +119,7 @@ async def test_hello_says_the_interval_and_a_client_heartbeating_on_time_stays_c
     clock: FakeClock, http: aiohttp.ClientSession
 ):
     async with fast_heartbeats(clock) as pg, http.ws_connect(url(pg)) as ws:
-        assert await frame(ws) == {"op": 10, "d": {"heartbeat_interval": 400}, "s": None, "t": None}
+        assert await text_frame(ws) == {"op": 10, "d": {"heartbeat_interval": 400}, "s": None, "t": None}
         for _ in range(6):  # 1.2 s: three intervals, more than the 0.6 s the gateway waits for one heartbeat
             await asyncio.sleep(0.2)
             await heartbeat(ws)
@@ -145,9 +133,9 @@ async def test_a_client_that_stops_heartbeating_is_closed_with_4009_and_its_sess
             ready = await identified(pg, ws)
             assert await closed_with(ws) == 4009
         async with http.ws_connect(url(pg)) as ws:
-            await frame(ws)
+            await text_frame(ws)
             await ws.send_json({"op": 6, "d": {"token": pg.token, "session_id": ready["d"]["session_id"], "seq": 2}})
-            assert await frame(ws) == {"op": 9, "d": False, "s": None, "t": None}
+            assert await text_frame(ws) == {"op": 9, "d": False, "s": None, "t": None}
 
 
 async def test_the_default_interval_is_discords_and_the_gateway_waits_one_and_a_half_of_it():
@@ -160,7 +148,7 @@ async def test_a_heartbeat_asked_by_the_gateway_is_answered_by_a_client(pg: Play
     async with http.ws_connect(url(pg)) as ws:
         await identified(pg, ws)
         pg.gateway.request_heartbeat()
-        asked = await frame(ws)
+        asked = await text_frame(ws)
         assert (asked["op"], asked["d"]) == (1, 2)  # the session's last sequence number
         await heartbeat(ws)
 
@@ -192,15 +180,15 @@ async def test_heartbeat_identify_and_resume_are_served_before_identify(
 ):
     payloads = {1: {"op": 1, "d": None}, 2: identify(pg), 6: {"op": 6, "d": {"token": pg.token, "session_id": "x"}}}
     async with http.ws_connect(url(pg)) as ws:
-        await frame(ws)
+        await text_frame(ws)
         await ws.send_json(payloads[op])
-        assert (await frame(ws))["op"] in (0, 9, 11)  # READY, Invalid Session (unknown session), ACK
+        assert (await text_frame(ws))["op"] in (0, 9, 11)  # READY, Invalid Session (unknown session), ACK
 
 
 @pytest.mark.parametrize("op", [3, 4, 8])
 async def test_other_opcodes_before_identify_are_closed_with_4003(pg: Playground, http: aiohttp.ClientSession, op: int):
     async with http.ws_connect(url(pg)) as ws:
-        await frame(ws)
+        await text_frame(ws)
         await ws.send_json({"op": op, "d": {"guild_id": pg.state.guild_id, "query": "", "limit": 0}})
         assert await closed_with(ws) == 4003
 
@@ -222,7 +210,7 @@ async def test_missing_or_invalid_intents_are_closed_with_4013(
     pg: Playground, http: aiohttp.ClientSession, intents: Any
 ):
     async with http.ws_connect(url(pg)) as ws:
-        await frame(ws)
+        await text_frame(ws)
         payload = identify(pg, intents)
         if intents is None:
             del payload["d"]["intents"]
@@ -239,7 +227,7 @@ async def test_a_privileged_intent_is_accepted_only_when_the_application_enables
     async with Playground(app_flags=flag) as pg, http.ws_connect(url(pg)) as ws:
         await identified(pg, ws, intent)
     async with Playground(app_flags=0) as pg, http.ws_connect(url(pg)) as ws:
-        await frame(ws)
+        await text_frame(ws)
         await ws.send_json(identify(pg, intent))
         assert await closed_with(ws) == 4014
 
@@ -264,7 +252,7 @@ def request(pg: Playground, **fields: Any) -> dict[str, Any]:
 
 
 async def chunk(ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:
-    out = await frame(ws)
+    out = await text_frame(ws)
     assert out["t"] == "GUILD_MEMBERS_CHUNK", out
     data: dict[str, Any] = out["d"]
     return data
@@ -374,7 +362,7 @@ async def test_the_whole_list_asked_again_within_30_s_is_answered_rate_limited(
         await chunk(ws)
         clock.now += 29
         await ws.send_json(request(pg, query="", limit=0, nonce="again"))
-        limited = await frame(ws)
+        limited = await text_frame(ws)
         assert limited["t"] == "RATE_LIMITED"
         meta = {"guild_id": pg.state.guild_id, "nonce": "again"}
         assert limited["d"] == {"opcode": 8, "retry_after": 1.0, "meta": meta}

@@ -15,6 +15,7 @@ import pytest
 from backports import zstd
 
 from local.discord import Playground
+from tests.protocol.local.discord.ws import closed_with, text_frame
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -32,19 +33,6 @@ async def pg() -> AsyncIterator[Playground]:
 
 def url(pg: Playground, query: str) -> str:
     return f"{pg.gateway_url}/?{query}"
-
-
-async def text_frame(ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:
-    msg = await ws.receive(timeout=5)
-    assert msg.type == aiohttp.WSMsgType.TEXT, msg
-    frame: dict[str, Any] = json.loads(msg.data)
-    return frame
-
-
-async def closed_with(ws: aiohttp.ClientWebSocketResponse) -> int | None:
-    while (await ws.receive(timeout=5)).type not in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
-        pass
-    return ws.close_code
 
 
 def identify(pg: Playground, intents: int = 0, **extra: Any) -> dict[str, Any]:
