@@ -15,10 +15,17 @@ Routes:
                                                 does not know (the worker's self-test looks its models up)
     GET  /{v1|v1beta|v1alpha}/models            models.list: the catalogue's models, `pageSize` (default 50, at
                                                 most 1000) and `pageToken` / `nextPageToken`
+    POST /upload/{version}/files                the Files API's resumable upload: `start`, then `upload[, finalize]`
+    GET  /{version}/files                       files.list (`pageSize` default 10, at most 100; `pageToken`)
+    GET  /{version}/files/{id}                  files.get: the File resource (403 when missing or expired)
+    GET  /{version}/files/{id}:download?alt=media   a generated file's bytes (uploaded files are refused)
+    DELETE /{version}/files/{id}                files.delete
+                                                (all of it: `local.gemini.files`, its protocol and sources)
     GET  /stats                 {"requests", "in_flight", "max_in_flight", "errors_injected", "blocked",
                                  "images", "rejected", "unauthorized"}
     GET  /admin/faults          the current faults (the JSON below)
     POST /admin/faults          merge a JSON object of faults into the current ones; answers the result
+    POST /admin/clock           {"advance_s": N}: move the Files API's clock on (files expire after 48 hours)
     POST /admin/reset           zero /stats, forget scripted faults, restore the faults the server started with
     GET  /admin/requests        the last requests received (model, prompt excerpt, images, options; no bytes)
 
@@ -54,6 +61,7 @@ Environment (the standalone server and `LocalGemini.from_env`):
     LOCAL_GEMINI_RETRY_DELAY  the retryDelay of 429 answers, seconds (default 1)
     LOCAL_GEMINI_BLOCK_WORD   prompts containing it are safety-blocked
     LOCAL_GEMINI_FAULT_SEED   seeds the random fault draws and the latency range
+    LOCAL_GEMINI_MAX_FILE_BYTES   the Files API's size limit per file (default Google's 2 GB, 2000000000)
 
 As strict as the real API (a stand-in may be stricter, never looser):
 
@@ -67,7 +75,7 @@ As strict as the real API (a stand-in may be stricter, never looser):
   Google does, and an API key there answers 401 UNAUTHENTICATED (`answers.key_error`);
 - every error, an unknown path or method included, is Google's error JSON, never plain text or HTML.
 
-Not implemented: streamGenerateContent, batchGenerateContent, the Files API and thought-signature checks on
+Not implemented: streamGenerateContent, batchGenerateContent (the Batch API) and thought-signature checks on
 replayed model turns (the worker sends single-turn requests only); they answer 404 NOT_FOUND.
 
 Run standalone: `python -m local.gemini --port 8765 [--host 127.0.0.1] [--api-key K]`, then point the
@@ -85,7 +93,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import asdict
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 from aiohttp import web
 
@@ -104,6 +112,7 @@ from local.gemini.faults import (
     ReceivedRequest,
     Stats,
 )
+from local.gemini.files import DEFAULT_FILES_PAGE, MAX_FILE_BYTES, MAX_FILES_PAGE, FileError, FileStore
 from local.gemini.schema import COUNT_TOKENS_REQUEST, GENERATE_CONTENT_REQUEST, Message, check
 from local.gemini.tokens import count_response
 from local.gemini.wire import (
@@ -119,6 +128,7 @@ from local.gemini.wire import (
 from worker.catalogue import MAX_REQUEST_BYTES, MODELS, PREVIEW_ALIASES, ModelSpec, model_spec
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DEFAULT_PAGE_SIZE = 50  # models.list: "If unspecified, 50 models will be returned per page" (ai.google.dev/api/models)
 BODY_BYTES = web.RequestKey("body_bytes", int)  # the size of the request body as read, for `received`
@@ -170,6 +180,7 @@ class LocalGemini:
         faults: the faults to start with (and to restore on reset); None for none.
         draw_px: draw images with this longest side instead of the real size (same aspect), for benchmarks.
         fault_seed: seeds the random fault draws and latency ranges, for repeatable benchmarks.
+        max_file_bytes: the largest file the Files API accepts (Google's 2 GB unless a test wants less).
     """
 
     def __init__(
@@ -181,6 +192,7 @@ class LocalGemini:
         faults: Faults | None = None,
         draw_px: int | None = None,
         fault_seed: int | None = None,
+        max_file_bytes: int = MAX_FILE_BYTES,
     ) -> None:
         self.host = host
         self.port = port
@@ -194,6 +206,7 @@ class LocalGemini:
         self._rng = random.Random(fault_seed)  # noqa: S311 - fault draws, not secrets
         self._next_5xx_is_503 = False
         self._runner: web.AppRunner | None = None
+        self.files = FileStore(max_file_bytes=max_file_bytes)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], **overrides: Any) -> Self:
@@ -211,6 +224,10 @@ class LocalGemini:
                 raise ValueError(f"LOCAL_GEMINI_DRAW_PX must be a positive integer, got {px!r}")
         if seed := env.get("LOCAL_GEMINI_FAULT_SEED", "").strip():
             kwargs["fault_seed"] = int(seed)
+        if limit := env.get("LOCAL_GEMINI_MAX_FILE_BYTES", "").strip():
+            kwargs["max_file_bytes"] = int(limit)
+            if kwargs["max_file_bytes"] < 1:
+                raise ValueError(f"LOCAL_GEMINI_MAX_FILE_BYTES must be a positive integer, got {limit!r}")
         kwargs.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**kwargs)
 
@@ -222,7 +239,12 @@ class LocalGemini:
         app.router.add_post("/{version}/models/{call}", self._handle_model_call)
         app.router.add_get("/{version}/models/{model}", self._handle_get_model)
         app.router.add_get("/{version}/models", self._handle_list_models)
+        app.router.add_post("/upload/{version}/files", self._handle_upload)
+        app.router.add_get("/{version}/files", self._handle_list_files)
+        app.router.add_get("/{version}/files/{file}", self._handle_get_file)
+        app.router.add_delete("/{version}/files/{file}", self._handle_delete_file)
         app.router.add_get("/stats", self._handle_stats)
+        app.router.add_post("/admin/clock", self._handle_clock)
         app.router.add_get("/admin/faults", self._handle_get_faults)
         app.router.add_post("/admin/faults", self._handle_set_faults)
         app.router.add_post("/admin/reset", self._handle_reset)
@@ -247,6 +269,7 @@ class LocalGemini:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        self.files.close()
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -306,6 +329,174 @@ class LocalGemini:
 
     async def _handle_requests(self, request: web.Request) -> web.Response:
         return web.json_response([asdict(r) for r in self.received])
+
+    async def _handle_clock(self, request: web.Request) -> web.Response:
+        """Move the Files API's clock on by `{"advance_s": N}` seconds (to expire files without waiting 48 h)."""
+        try:
+            changes = await request.json()
+            seconds = float(changes["advance_s"])
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            return web.json_response({"error": 'body must be {"advance_s": seconds}'}, status=400)
+        if seconds < 0:
+            return web.json_response({"error": "the clock only moves on"}, status=400)
+        self.files.advance(seconds)
+        return web.json_response({"now": self.files.now()})
+
+    # -- the Files API (`local.gemini.files`: the protocol and its sources) ---------------------------------
+
+    async def _handle_upload(self, request: web.Request) -> web.StreamResponse:
+        """Answer the resumable upload protocol: `start` opens a session, `upload[, finalize]` adds its bytes."""
+        version = request.match_info["version"]
+        if version not in API_VERSIONS:
+            return error_response(404, "NOT_FOUND", f"Method not found: POST {request.path}.")
+        commands = {c.strip().lower() for c in request.headers.get("X-Goog-Upload-Command", "").split(",")}
+        try:
+            if "upload_id" not in request.query:
+                if (denied := key_error(request, self.api_key)) is not None:
+                    self.stats.unauthorized += 1
+                    return denied
+                return await self._start_upload(request, version, commands)
+            # The chunks carry no key (google-genai sends only the upload headers): the session id in the upload
+            # URL is the credential, as in Google's resumable protocol.
+            return await self._continue_upload(request, version, commands)
+        except FileError as exc:
+            return error_response(exc.code, exc.status, exc.message)
+
+    async def _start_upload(self, request: web.Request, version: str, commands: set[str]) -> web.Response:
+        if request.headers.get("X-Goog-Upload-Protocol", "").lower() != "resumable" or commands != {"start"}:
+            # Stricter than Google, which also takes multipart and raw media uploads: the SDK uses only this one.
+            return invalid_argument("Only the resumable upload protocol is served: X-Goog-Upload-Command: start.")
+        try:
+            body = camelize(await request.json()) if await request.read() else {}
+        except json.JSONDecodeError:
+            return invalid_argument("Invalid JSON payload received. Unexpected token.")
+        meta = body.get("file") if isinstance(body, dict) else None
+        if meta is not None and not isinstance(meta, dict):
+            return invalid_argument("Invalid value at 'file': not an object")
+        size_text = request.headers.get("X-Goog-Upload-Header-Content-Length", "")
+        try:
+            size = int(size_text)
+        except ValueError:
+            return invalid_argument("X-Goog-Upload-Header-Content-Length must be a size in bytes.")
+        mime = request.headers.get("X-Goog-Upload-Header-Content-Type", "")
+        upload_id = self.files.start_upload(meta or {}, size, mime)
+        upload_url = f"{self.url}/upload/{version}/files?upload_id={upload_id}&upload_protocol=resumable"
+        return web.Response(
+            status=200,
+            headers={"X-Goog-Upload-URL": upload_url, "X-Goog-Upload-Status": "active"},
+        )
+
+    async def _continue_upload(self, request: web.Request, version: str, commands: set[str]) -> web.Response:
+        upload_id = request.query["upload_id"]
+        if not commands <= {"upload", "finalize"} or not commands:
+            return invalid_argument("X-Goog-Upload-Command must be upload, finalize or both.")
+        if "upload" in commands:
+            try:
+                offset = int(request.headers.get("X-Goog-Upload-Offset", ""))
+            except ValueError:
+                return invalid_argument("X-Goog-Upload-Offset must be a byte offset.")
+            self.files.append(upload_id, offset, await request.read())
+        if "finalize" not in commands:
+            return web.Response(status=200, headers={"X-Goog-Upload-Status": "active"})
+        stored = self.files.finalize(upload_id)
+        log.info("file %s uploaded (%d bytes)", stored.file_id, stored.size)
+        return web.json_response(
+            {"file": stored.resource(self.url, version)}, headers={"X-Goog-Upload-Status": "final"}
+        )
+
+    async def _handle_get_file(self, request: web.Request) -> web.StreamResponse:
+        """Answer files.get (https://ai.google.dev/api/files#method:-files.get) and `{id}:download?alt=media`."""
+        version, file_id = request.match_info["version"], request.match_info["file"]
+        if version not in API_VERSIONS:
+            return error_response(404, "NOT_FOUND", f"Method not found: GET {request.path}.")
+        if (denied := key_error(request, self.api_key)) is not None:
+            self.stats.unauthorized += 1
+            return denied
+        file_id, _, method = file_id.partition(":")
+        try:
+            if method == "download":
+                return await self._download(request, file_id)
+            if method:
+                return error_response(404, "NOT_FOUND", f"Method not found: GET {request.path}.")
+            return web.json_response(self.files.get(file_id).resource(self.url, version))
+        except FileError as exc:
+            return error_response(exc.code, exc.status, exc.message)
+
+    async def _download(self, request: web.Request, file_id: str) -> web.StreamResponse:
+        if request.query.get("alt") != "media":
+            return invalid_argument("Downloads are served with alt=media.")
+        stored = self.files.get(file_id)
+        chunks = self.files.read(file_id)
+        first = await anext(chunks, b"")  # raises FileError before any byte is sent
+        response = web.StreamResponse(headers={"Content-Type": stored.mime_type})
+        response.content_length = stored.size
+        await response.prepare(request)
+        await response.write(first)
+        async for chunk in chunks:
+            await response.write(chunk)
+        await response.write_eof()
+        return response
+
+    async def _handle_delete_file(self, request: web.Request) -> web.Response:
+        """Answer files.delete (https://ai.google.dev/api/files#method:-files.delete): `{}` once deleted."""
+        version, file_id = request.match_info["version"], request.match_info["file"]
+        if version not in API_VERSIONS:
+            return error_response(404, "NOT_FOUND", f"Method not found: DELETE {request.path}.")
+        if (denied := key_error(request, self.api_key)) is not None:
+            self.stats.unauthorized += 1
+            return denied
+        try:
+            self.files.delete(file_id)
+        except FileError as exc:
+            return error_response(exc.code, exc.status, exc.message)
+        return web.json_response({})
+
+    async def _handle_list_files(self, request: web.Request) -> web.Response:
+        """Answer files.list (https://ai.google.dev/api/files#method:-files.list): a page and the next token."""
+        version = request.match_info["version"]
+        if version not in API_VERSIONS:
+            return error_response(404, "NOT_FOUND", f"Method not found: GET {request.path}.")
+        if (denied := key_error(request, self.api_key)) is not None:
+            self.stats.unauthorized += 1
+            return denied
+        page = self._page(request, self.files.listed(), DEFAULT_FILES_PAGE, MAX_FILES_PAGE)
+        if isinstance(page, web.Response):
+            return page
+        files, token = page
+        answer: JsonObject = {"files": [f.resource(self.url, version) for f in files]} if files else {}
+        if token:
+            answer["nextPageToken"] = token
+        return web.json_response(answer)
+
+    @staticmethod
+    def _page(
+        request: web.Request, items: list[T], default_size: int, max_size: int
+    ) -> tuple[list[T], str | None] | web.Response:
+        """Cut `items` at `pageSize` from the offset in `pageToken` (this server's tokens, opaque to callers).
+
+        Returns:
+            The page and the next page's token (None on the last page), or the 400 for a bad size or token.
+        """
+        size_text = request.query.get("pageSize", request.query.get("page_size", "0"))
+        try:
+            size = int(size_text)
+        except ValueError:
+            size = -1
+        if size < 0:
+            return invalid_argument(f"Invalid value at 'page_size' (TYPE_INT32), \"{size_text}\"")
+        size = min(size or default_size, max_size)
+        token = request.query.get("pageToken", request.query.get("page_token", ""))
+        start = 0
+        if token:
+            try:
+                start = int(b64decode_any(token).decode())
+            except (ValueError, UnicodeDecodeError):
+                start = -1
+            if not 0 < start < len(items):
+                return invalid_argument("Invalid page token.")
+        following = start + size < len(items)
+        next_token = base64.urlsafe_b64encode(str(start + size).encode()).decode() if following else None
+        return items[start : start + size], next_token
 
     # -- the API --------------------------------------------------------------------------------------------
 

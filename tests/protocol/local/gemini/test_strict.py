@@ -225,7 +225,7 @@ async def test_bearer_token_is_refused_as_oauth_when_an_api_key_is_sent_there(
 @pytest.mark.parametrize(
     ("method", "path"),
     [
-        ("GET", "/v1beta/files"),
+        ("PATCH", "/v1beta/files"),
         ("GET", "/v1beta/models/gemini-2.5-flash-image:generateContent"),
         ("POST", "/v1beta/models/gemini-2.5-flash-image:streamGenerateContent"),
         ("POST", "/v9/models/gemini-2.5-flash-image:generateContent"),
