@@ -23,6 +23,9 @@ Error-code tree of a failed item (`ItemError.code`):
                   deployment; not retried (the "Retry failed" button runs it again once fixed)
     UNAVAILABLE   set by the bot, never by a worker: the item never reached RunPod because the endpoint stayed
                   unreachable too long; not retried by itself, nothing was charged
+    EXPIRED       set by the bot, never by a worker: a relax item whose Gemini batch ended `JOB_STATE_EXPIRED` (not done
+                  within Gemini's 48 hours) or `JOB_STATE_FAILED`; not retried by itself (another batch may wait as
+                  long), nothing was charged; "Retry failed" runs it again in either mode
     STOPPED       the worker found the job's stop marker (`stop_key`) before the item's Gemini call and did not make
                   it: the job was paused or cancelled. Nothing was charged; the bot puts it back to pending without
                   counting an attempt (paused) or leaves it cancelled
@@ -71,6 +74,7 @@ class ErrorCode(StrEnum):
     STORAGE = "STORAGE"
     CONFIG = "CONFIG"
     UNAVAILABLE = "UNAVAILABLE"
+    EXPIRED = "EXPIRED"
     STOPPED = "STOPPED"
 
     @property
@@ -256,6 +260,102 @@ class SelfTestResult(_Model):
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
+# -- Relax mode: Gemini's Batch API ------------------------------------------------------------------------------
+#
+# A relax batch's items go to Gemini in parts: one part is one Gemini batch job. The heavy bytes are the worker's
+# (two RunPod job kinds); the cheap calls (create, get, list, cancel, delete) are the bot's.
+#
+#   relax_prepare  the worker writes the part's requests as JSONL (one line per item, `key` = the item's index),
+#                  uploads each reference used by two or more items once through the Files API (lines name it by
+#                  URI) and inlines the others, uploads the JSONL through the Files API and answers the file's name.
+#                  Items it refuses (a missing reference, too large) come back as errors; items that did not fit
+#                  `max_file_bytes` come back in neither list and go in a later part. It creates no batch: the bot
+#                  does, after looking for one with the part's display name (`relax_display_name`), so a batch is
+#                  never created twice for a part whatever dies when.
+#   relax_collect  the worker streams the batch's result file line by line (never whole in memory), writes each
+#                  image to its item's output key (an output already stored is skipped) and answers a `ChunkResult`
+#                  (with `ChunkProgress` updates), each error mapped to the codes above as for a chunk.
+
+RELAX_PREPARE_KIND: Literal["relax_prepare"] = "relax_prepare"
+RELAX_COLLECT_KIND: Literal["relax_collect"] = "relax_collect"
+MAX_RELAX_ITEMS = 2000  # items in one part (one Gemini batch job)
+# Gemini's Batch API takes an input file up to 2 GB (ai.google.dev/gemini-api/docs/batch-mode, "Input file size
+# limit"); the worker keeps a margin under it.
+MAX_RELAX_FILE_BYTES = 1_900_000_000
+FileName = Annotated[str, StringConstraints(min_length=7, max_length=200, pattern=r"^files/[a-z0-9-]+$")]
+
+
+def relax_display_name(job_id: str, part: int) -> str:
+    """Return the display name of a part's Gemini batch: Peel's job id and part, so it can be found again."""
+    return f"peel-{job_id}-{part}"
+
+
+class RelaxPrepareInput(_Model):
+    """`input` of a relax_prepare job: write and upload one part's requests."""
+
+    kind: Literal["relax_prepare"] = RELAX_PREPARE_KIND
+    schema_: Literal[1] = Field(default=SCHEMA_VERSION, alias="schema")
+    job_id: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+    part: int = Field(ge=0)
+    model: ModelName
+    items: list[ChunkItem] = Field(min_length=1, max_length=MAX_RELAX_ITEMS)
+    max_file_bytes: int = Field(default=MAX_RELAX_FILE_BYTES, ge=1, le=MAX_RELAX_FILE_BYTES)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    def to_payload(self) -> dict[str, object]:
+        """Return the JSON-able dict sent as RunPod's `input`."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class RelaxPrepareResult(_Model):
+    """The worker's answer to relax_prepare.
+
+    `file_name` is the uploaded JSONL (None when no item was written), `included` the items whose line it holds,
+    `ref_files` the references uploaded once for the part (the bot deletes them with the file once collected),
+    `results` the items refused before any call. An item in neither list did not fit: it goes in a later part.
+    """
+
+    schema_: int = Field(default=SCHEMA_VERSION, alias="schema")
+    type: Literal["relax_prepared"] = "relax_prepared"
+    file_name: FileName | None = None
+    included: list[int] = Field(default_factory=list)
+    ref_files: list[FileName] = Field(default_factory=list)
+    file_bytes: int = Field(default=0, ge=0)
+    results: list[ItemError] = Field(default_factory=list)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    def to_payload(self) -> dict[str, object]:
+        """Return the JSON-able dict the handler returns to RunPod."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class RelaxCollectItem(_Model):
+    """One item of a part to collect: its line's key is `str(index)`, its image goes to `output_key`."""
+
+    index: int = Field(ge=0)
+    output_key: Key
+
+
+class RelaxCollectInput(_Model):
+    """`input` of a relax_collect job: stream a finished batch's result file into the store."""
+
+    kind: Literal["relax_collect"] = RELAX_COLLECT_KIND
+    schema_: Literal[1] = Field(default=SCHEMA_VERSION, alias="schema")
+    job_id: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+    part: int = Field(ge=0)
+    model: ModelName
+    result_file: FileName
+    items: list[RelaxCollectItem] = Field(min_length=1, max_length=MAX_RELAX_ITEMS)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    def to_payload(self) -> dict[str, object]:
+        """Return the JSON-able dict sent as RunPod's `input`."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
 def parse_top_level_error(error: str) -> tuple[ErrorCode | None, str]:
     """Split a worker's top-level `"CODE: message"` error into its code (None when unknown) and message."""
     code, sep, message = error.partition(":")
@@ -270,9 +370,13 @@ __all__ = [
     "IMAGE_SIZES",
     "MAX_ITEMS_PER_CHUNK",
     "MAX_PROMPT_CHARS",
+    "MAX_RELAX_FILE_BYTES",
+    "MAX_RELAX_ITEMS",
     "MAX_SEED",
     "MAX_SELFTEST_MODELS",
     "MODEL_ALIASES",
+    "RELAX_COLLECT_KIND",
+    "RELAX_PREPARE_KIND",
     "SCHEMA_VERSION",
     "SELFTEST_KIND",
     "STOP_PREFIX",
@@ -284,6 +388,7 @@ __all__ = [
     "ChunkResult",
     "EditSpec",
     "ErrorCode",
+    "FileName",
     "ImageSize",
     "ItemError",
     "ItemOk",
@@ -292,9 +397,14 @@ __all__ = [
     "ModelCheck",
     "ModelProblem",
     "ModelSpec",
+    "RelaxCollectInput",
+    "RelaxCollectItem",
+    "RelaxPrepareInput",
+    "RelaxPrepareResult",
     "SelfTestInput",
     "SelfTestResult",
     "model_spec",
     "parse_top_level_error",
+    "relax_display_name",
     "stop_key",
 ]

@@ -22,6 +22,8 @@ ITEM_ERROR_MESSAGES: Mapping[str, str] = {
     ErrorCode.STORAGE.value: "The image could not be stored; try again later.",
     ErrorCode.CONFIG.value: "Peel's image service is misconfigured; the admins have been told.",
     ErrorCode.UNAVAILABLE.value: "The image service could not be reached; nothing was charged.",
+    ErrorCode.EXPIRED.value: "Gemini's batch did not finish it in time; nothing was charged. Retry failed runs it "
+    "again.",
     ErrorCode.STOPPED.value: "Stopped before it was made (the batch was paused or cancelled); nothing was charged.",
     NOT_MADE: "The image was not made.",
 }
