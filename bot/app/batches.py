@@ -70,6 +70,7 @@ from bot.core.prompt_table import (
     parse_table,
     table_name,
 )
+from bot.core.relax import RelaxStatus
 from bot.core.render import code
 from bot.dispatch import CancelResult, SubmitResult, Subscription
 from bot.ledger import NOTE_HOLD_FROM
@@ -609,6 +610,10 @@ class BatchService:
         made = await self._rt.ledger.made_by_size(job_id)
         trial = await self.trial_of(job) if job.status is JobStatus.PAUSED else None
         return snapshot_of(job, errors=errors, retrying=retrying, chunks_out=out, made_by_size=made, trial=trial)
+
+    async def relax_status(self, job_id: JobId) -> RelaxStatus | None:
+        """Return where a relax batch's open parts are (None for a fast batch, or one with no part open)."""
+        return await self._rt.dispatcher.relax_status(job_id)
 
     def outage(self) -> Outage | None:
         """The outage (RunPod's or Gemini's) every running batch is delayed by now, if there is one."""

@@ -104,16 +104,20 @@ class JobParams:
     image_size: str | None = None
     seed: int | None = None  # seed base; item i gets a seed derived from it (`bot.core.seeds`)
     n: int = 1
+    relax: bool = False  # relax mode: the items go through Gemini's Batch API at its price (`bot.core.relax`)
 
     def to_json(self) -> dict[str, object]:
-        """Return the JSON object stored in `jobs.params`."""
-        return {
+        """Return the JSON object stored in `jobs.params` (`relax` only when set, as older rows have it)."""
+        data: dict[str, object] = {
             "model": self.model,
             "aspect_ratio": self.aspect_ratio,
             "image_size": self.image_size,
             "seed": self.seed,
             "n": self.n,
         }
+        if self.relax:
+            data["relax"] = True
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, object]) -> "JobParams":
@@ -126,6 +130,7 @@ class JobParams:
             image_size=size if isinstance(size, str) else None,
             seed=seed if isinstance(seed, int) else None,
             n=n if isinstance(n, int) else 1,
+            relax=data.get("relax") is True,
         )
 
 

@@ -12,6 +12,7 @@ from bot.core.events import ImageReady, Progress
 from bot.core.models import ChunkStatus, Image, Item, ItemOutcome, ItemStatus, Job, JobId, JobStatus
 from bot.core.outage import ServiceHealth
 from bot.core.policy import DispatchPolicy
+from bot.core.relax import RelaxStatus
 from bot.core.scheduling import Candidate, queue_positions
 from bot.dispatch.bus import EventBus, Subscription
 from bot.ledger import Ledger
@@ -86,6 +87,10 @@ class DispatcherBase:
     def wake(self) -> None:
         """Make `run_forever` run its next iteration now."""
         self._wake.set()
+
+    async def relax_status(self, job_id: JobId) -> RelaxStatus | None:
+        """Return where a relax batch's open parts are, or None (a fast batch, or no part open)."""
+        return None  # until relax parts are dispatched (`bot.dispatch.relax`)
 
     async def queue_positions(self) -> dict[JobId, int]:
         """Return every queued, not yet started job's 1-based place in line."""
