@@ -101,6 +101,18 @@ class BotSettings(BaseSettings):
     # bot.core.chunking.ChunkPolicy.target_chunk_s: longer wastes less on hand-overs, shorter lets a pause, a cancel
     # or a grid behind a batch take effect sooner.
     batch_chunk_s: float = Field(default=60.0, gt=0, description="how long one batch chunk (RunPod job) should run")
+    # Relax mode (bot.core.relax.RelaxPolicy): batches through Gemini's Batch API, in parts of one batch job each.
+    relax_part_items: int = Field(
+        default=500, ge=1, le=2000, description="items per relax part (one Gemini batch job, one file under 2 GB)"
+    )
+    relax_parts_per_job: int = Field(default=4, ge=1, le=100, description="relax parts one batch has open at once")
+    # Gemini runs at most 100 batch jobs at once per project (ai.google.dev/gemini-api/docs/rate-limits#batch-mode).
+    relax_max_parts: int = Field(
+        default=50, ge=1, le=100, description="relax parts open at once over all batches (Gemini allows 100 jobs)"
+    )
+    relax_poll_s: float = Field(
+        default=30.0, gt=0, description="how often Gemini is asked about each batch job it holds (one cheap GET)"
+    )
     expected_latency_s: float = Field(
         default=12.0, gt=0, description="one Gemini call's time, for ETAs and RunPod timeouts until one is measured"
     )

@@ -48,6 +48,8 @@ class Backends:
     store: Store
     http: aiohttp.ClientSession
     store_url: str
+    gemini_key: SecretStr = field(default_factory=lambda: SecretStr(""))  # the key workers get (relax uses it too)
+    gemini_base_url: str | None = None  # where Gemini is: the local server's URL, GEMINI_BASE_URL, or None (Google)
     gemini_url: str | None = None  # the local Gemini server's base URL, when it runs
     gemini_server: "LocalGeminiServer | None" = None
     endpoint: "LocalEndpoint | None" = None
@@ -141,6 +143,8 @@ async def open_backends(
             store=store,
             http=http,
             store_url=store_url,
+            gemini_key=SecretStr(gemini_key),
+            gemini_base_url=gemini_url or settings.gemini_base_url,
             gemini_url=gemini_url,
             gemini_server=gemini_server,
             endpoint=endpoint,

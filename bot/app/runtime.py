@@ -11,7 +11,7 @@ import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bot.app.embedded import Backends, open_backends
@@ -20,7 +20,9 @@ from bot.core.deployment import web_server_reaches_users
 from bot.core.hosts import url_host
 from bot.core.models import Job, JobId
 from bot.core.outage import Outage
+from bot.core.relax import RelaxPolicy
 from bot.dispatch import Dispatcher, policy_from_settings
+from bot.gemini.client import GenaiBatches
 from bot.ledger import Ledger, backup_path
 from bot.settings import BotSettings
 from bot.web import LinkServer, StableLinks, link_for, make_app
@@ -264,8 +266,15 @@ async def open_runtime(
                 batch_chunk_s=settings.batch_chunk_s,
                 outage_fail_after_s=settings.outage_fail_after_s,
                 outage_fail_batch_after_s=settings.outage_fail_batch_after_s,
+                relax=RelaxPolicy(
+                    part_items=settings.relax_part_items,
+                    parts_per_job=settings.relax_parts_per_job,
+                    max_parts=settings.relax_max_parts,
+                    poll=timedelta(seconds=settings.relax_poll_s),
+                ),
             ),
             poll_interval_s=settings.poll_interval_s,
+            batches=GenaiBatches(backends.http, api_key=backends.gemini_key, base_url=backends.gemini_base_url),
         )
         yield Runtime(
             settings=settings,

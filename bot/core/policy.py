@@ -6,6 +6,7 @@ from datetime import timedelta
 from bot.core.admission import CapPolicy
 from bot.core.chunking import ChunkPolicy
 from bot.core.outage import OutagePolicy
+from bot.core.relax import RelaxPolicy
 from bot.core.retry import RetryPolicy
 
 
@@ -28,3 +29,5 @@ class DispatchPolicy:
     # A cancelled job's chunk is settled (what it made recorded from the store) this long after RunPod reported it
     # final: a worker told to stop may still be finishing the write of an image it had made.
     cancel_settle: timedelta = timedelta(seconds=5)
+    # Relax batches: parts (Gemini batch jobs), how many at once, how often they are looked at.
+    relax: RelaxPolicy = field(default_factory=RelaxPolicy)

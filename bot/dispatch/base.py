@@ -12,9 +12,9 @@ from bot.core.events import ImageReady, Progress
 from bot.core.models import ChunkStatus, Image, Item, ItemOutcome, ItemStatus, Job, JobId, JobStatus
 from bot.core.outage import ServiceHealth
 from bot.core.policy import DispatchPolicy
-from bot.core.relax import RelaxStatus
 from bot.core.scheduling import Candidate, queue_positions
 from bot.dispatch.bus import EventBus, Subscription
+from bot.gemini.types import GeminiBatches
 from bot.ledger import Ledger
 from bot.runpod.types import RunpodGateway
 from storage.base import Store
@@ -37,6 +37,7 @@ class DispatcherBase:
         policy: DispatchPolicy | None = None,
         clock: Clock | None = None,
         poll_interval_s: float = 1.0,
+        batches: GeminiBatches | None = None,
     ) -> None:
         self._ledger = ledger
         self._gateway = gateway
@@ -44,6 +45,9 @@ class DispatcherBase:
         self._policy = policy or DispatchPolicy()
         self._clock = clock or SystemClock()
         self._poll_interval_s = poll_interval_s
+        # Gemini's Batch API for relax jobs (`bot.dispatch.relax`); None: relax jobs wait, nothing runs them.
+        self._batches = batches
+        self._relax_tasks: set[asyncio.Task[None]] = set()  # deletes of closed parts' files, in the background
         self._budget = AimdBudget(
             limit=self._policy.gemini_concurrency,
             decrease_cooldown=self._policy.rate_limit_cooldown,
@@ -87,10 +91,6 @@ class DispatcherBase:
     def wake(self) -> None:
         """Make `run_forever` run its next iteration now."""
         self._wake.set()
-
-    async def relax_status(self, job_id: JobId) -> RelaxStatus | None:
-        """Return where a relax batch's open parts are, or None (a fast batch, or no part open)."""
-        return None  # until relax parts are dispatched (`bot.dispatch.relax`)
 
     async def queue_positions(self) -> dict[JobId, int]:
         """Return every queued, not yet started job's 1-based place in line."""

@@ -13,10 +13,11 @@ from bot.core.item_errors import item_error_message
 from bot.core.models import Chunk, ChunkStatus, Item, ItemOutcome, ItemStatus, Job, JobStatus
 from bot.core.outage import OutagePolicy, held_by_outage
 from bot.core.policy import DispatchPolicy
+from bot.core.relax import RelaxPolicy
 from bot.core.scheduling import done_of
 from bot.dispatch.admission import AdmissionMixin
 from bot.dispatch.payloads import failure_of, parse_output
-from bot.dispatch.scheduling import SchedulingMixin
+from bot.dispatch.relax import RelaxMixin
 from bot.runpod.errors import RunpodError
 from bot.runpod.types import RemoteStatus
 from worker.contract import ChunkProgress, ChunkResult, ErrorCode, ItemError, ItemOk, ItemResult
@@ -47,6 +48,7 @@ def policy_from_settings(
     batch_chunk_s: float | None = None,
     outage_fail_after_s: float | None = None,
     outage_fail_batch_after_s: float | None = None,
+    relax: RelaxPolicy | None = None,
 ) -> DispatchPolicy:
     """Build the dispatcher policy from the settings that configure it (`BotSettings` fields of the same names)."""
     from bot.core.admission import CapPolicy, Caps
@@ -66,10 +68,11 @@ def policy_from_settings(
         caps=CapPolicy(user=Caps(max_running=max_running_per_user, max_waiting=max_waiting_per_user)),
         retry=retry,
         outage=outage,
+        relax=relax or RelaxPolicy(),
     )
 
 
-class Dispatcher(AdmissionMixin, SchedulingMixin):
+class Dispatcher(AdmissionMixin, RelaxMixin):
     """Schedules ledger jobs onto a RunPod endpoint and keeps the ledger in step with it."""
 
     async def run_forever(self, *, resume: bool = True) -> None:
@@ -122,6 +125,7 @@ class Dispatcher(AdmissionMixin, SchedulingMixin):
                 follow = self._follow_cancelled if chunk.job_id in cancelled else self._poll
                 if not await follow(chunk):
                     break  # RunPod stopped answering: the breaker is open, the other chunks wait for it
+            await self._run_relax()
         await self._give_up_unsent()
         await self._finish_jobs()
         await self._pause_finished_trials()

@@ -7,7 +7,15 @@ from pydantic import ValidationError
 
 from bot.core.models import Item, ItemInputs, Job, JobParams
 from bot.runpod.types import RemoteJob, RemoteStatus
-from worker.contract import ChunkInput, ChunkOutput, ChunkProgress, ChunkResult, ErrorCode, parse_top_level_error
+from worker.contract import (
+    ChunkInput,
+    ChunkItem,
+    ChunkOutput,
+    ChunkProgress,
+    ChunkResult,
+    ErrorCode,
+    parse_top_level_error,
+)
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +36,27 @@ def item_payload(
     if inputs.edit is not None:
         payload["edit"] = {"source_key": inputs.edit.source_key, "history": list(inputs.edit.history)}
     return payload
+
+
+def chunk_items(job: Job, items: Sequence[Item]) -> list[ChunkItem]:
+    """Build the contract's entries of a job's items (a chunk's, or a relax part's of up to `MAX_RELAX_ITEMS`).
+
+    Raises:
+        ValidationError: an item the worker would refuse.
+    """
+    return [
+        ChunkItem.model_validate(
+            item_payload(
+                item.prompt or job.prompt,
+                item.inputs,
+                job.params,
+                index=item.index,
+                seed=item.seed,
+                key=item.output_key,
+            )
+        )
+        for item in items
+    ]
 
 
 def chunk_input(job: Job, items: Sequence[Item], concurrency: int, *, seq: int) -> ChunkInput:

@@ -23,7 +23,8 @@ class SchedulingMixin(OutageMixin):
 
     async def _schedule(self) -> None:
         now = self._clock.now()
-        schedulable = {s.job.id: s for s in await self._ledger.schedulable(now=now)}
+        # Relax jobs' items go to Gemini's Batch API in parts (`bot.dispatch.relax`), never in chunks.
+        schedulable = {s.job.id: s for s in await self._ledger.schedulable(now=now) if not s.job.params.relax}
         if not schedulable:
             return
         ready = {job_id: s.ready for job_id, s in schedulable.items()}

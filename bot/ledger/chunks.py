@@ -176,8 +176,8 @@ class ChunksMixin(LedgerConnection):
     async def chunks(
         self, *, job_id: JobId | None = None, statuses: Collection[ChunkStatus] | None = None
     ) -> list[Chunk]:
-        """Return chunks matching the filters, oldest first."""
-        where, params = ["1 = 1"], list[object]()
+        """Return chunks matching the filters, oldest first (not relax parts' chunks: they are no RunPod jobs)."""
+        where, params = ["id NOT IN (SELECT chunk_id FROM relax_parts)"], list[object]()
         if job_id is not None:
             where.append("job_id = ?")
             params.append(job_id)

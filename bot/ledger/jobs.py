@@ -230,7 +230,9 @@ class JobsMixin(LedgerConnection):
             if job.status.is_final:
                 return None
             async with db.execute(
-                "SELECT * FROM chunks WHERE job_id = ? AND status IN ('submitting', 'in_flight')", (job_id,)
+                "SELECT * FROM chunks WHERE job_id = ? AND status IN ('submitting', 'in_flight')"
+                " AND id NOT IN (SELECT chunk_id FROM relax_parts)",  # a relax part is settled by its own loop
+                (job_id,),
             ) as cur:
                 chunks = tuple(chunk_from(row) for row in await cur.fetchall())
             await db.execute(

@@ -1,6 +1,6 @@
 """`Ledger`: the SQLite job ledger (aiosqlite), one class composed of one mixin per aggregate.
 
-Each aggregate keeps its queries in its own module (`jobs`, `items`, `chunks`, `groups`, `messages`, `prefs`);
+Each aggregate keeps its queries in its own module (`jobs`, `items`, `chunks`, `groups`, `messages`, `prefs`, `relax`);
 all of them run on the one connection, lock and transaction helper of `LedgerConnection` (`connection`), so a
 method that touches several tables (creating a job with its items and notes, recording a chunk's outcomes with
 their images) is still one transaction, and callers see one `Ledger` with every method.
@@ -14,9 +14,10 @@ from bot.ledger.items import ItemsMixin
 from bot.ledger.jobs import Cancellation, JobCreation, JobsMixin, Schedulable
 from bot.ledger.messages import MessagesMixin
 from bot.ledger.prefs import PreferencesMixin
+from bot.ledger.relax import RelaxMixin
 
 
-class Ledger(JobsMixin, ItemsMixin, ChunksMixin, GroupsMixin, MessagesMixin, PreferencesMixin):
+class Ledger(JobsMixin, ItemsMixin, ChunksMixin, GroupsMixin, MessagesMixin, PreferencesMixin, RelaxMixin):
     """The job ledger over one SQLite file; open with `await Ledger.open(path)`, close with `close()`."""
 
 
