@@ -25,6 +25,7 @@ import aiohttp
 from pydantic import ValidationError
 
 from bot.app.runtime import Runtime, open_runtime
+from bot.gemini.types import GeminiBatchError, GeminiProblem
 from bot.ledger import LedgerDamagedError, LedgerTooNewError
 from bot.runpod.errors import RunpodAuthError, RunpodError, RunpodRejectedError, RunpodUnavailableError
 from bot.runpod.types import RemoteJob, RemoteStatus
@@ -104,6 +105,7 @@ async def run_doctor(
                 groups = await asyncio.gather(
                     _bounded("ledger", ledger_checks(runtime), check_timeout_s),
                     _bounded("store", store_checks(runtime), check_timeout_s),
+                    _bounded("Gemini Batch API", relax_checks(runtime), check_timeout_s),
                     _bounded(
                         "RunPod",
                         runpod_checks(runtime, selftest_timeout_s=selftest_timeout_s),
@@ -218,6 +220,27 @@ async def _link_check(runtime: Runtime, key: str, body: bytes) -> Check:
     if served != body:
         return failed("store links", f"a link under {base} answered HTTP {status}", fix)
     return passed("store links", f"a link under {base} serves the object")
+
+
+async def relax_checks(runtime: Runtime) -> list[Check]:
+    """The bot's own Gemini key reaches the Batch API: relax mode creates and watches batches from the bot."""
+    name = "Gemini Batch API (relax mode)"
+    if runtime.batches is None:
+        return []
+    try:
+        await runtime.batches.check()
+    except GeminiBatchError as exc:
+        if exc.problem is GeminiProblem.REFUSED:
+            return [
+                failed(
+                    name,
+                    f"Gemini refused the bot's key (HTTP {exc.status})",
+                    "set GEMINI_API_KEY in the bot's environment too (the workers' key): relax batches are created "
+                    "and watched by the bot",
+                )
+            ]
+        return [failed(name, f"no answer from the Batch API ({exc.problem})", "check GEMINI_BASE_URL and the network")]
+    return [passed(name, "the bot's key can list batch jobs: relax batches can be created and watched")]
 
 
 async def runpod_checks(runtime: Runtime, *, selftest_timeout_s: float) -> list[Check]:

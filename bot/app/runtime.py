@@ -77,6 +77,7 @@ class Runtime:
     readiness: Readiness = field(default_factory=Readiness)
     link_server: LinkServer | None = None
     stable_links: StableLinks | None = None
+    batches: GenaiBatches | None = None  # Gemini's Batch API with the bot's key (relax mode; the dispatcher's own)
     _delayed_told: Outage | None = None  # the outage a headless run has already said it is delayed by
 
     async def link(self, key: str, *, filename: str | None = None, expires_s: int | None = None) -> str:
@@ -254,6 +255,7 @@ async def open_runtime(
             base_url = settings.public_base_url or link_server.base_url
         # Stable links only where users can open the web server (else an S3 store's presigned URLs stay).
         reached = web_server_reaches_users(settings.deployment_facts())
+        batches = GenaiBatches(backends.http, api_key=backends.gemini_key, base_url=backends.gemini_base_url)
         dispatcher = Dispatcher(
             ledger,
             backends.gateway,
@@ -274,13 +276,14 @@ async def open_runtime(
                 ),
             ),
             poll_interval_s=settings.poll_interval_s,
-            batches=GenaiBatches(backends.http, api_key=backends.gemini_key, base_url=backends.gemini_base_url),
+            batches=batches,
         )
         yield Runtime(
             settings=settings,
             backends=backends,
             ledger=ledger,
             dispatcher=dispatcher,
+            batches=batches,
             signer=LinkSigner(secret, base_url),
             readiness=readiness,
             link_server=link_server,

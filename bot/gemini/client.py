@@ -147,6 +147,16 @@ class GenaiBatches:
                     return _batch_from_sdk(job)
         return None
 
+    async def check(self) -> None:
+        """List one page of batch jobs: the bot's key reaches the Batch API (`python -m bot doctor`).
+
+        Raises:
+            GeminiBatchError: it does not.
+        """
+        client = await self._genai()
+        async with _translated("list"):
+            await client.aio.batches.list(config=types.ListBatchJobsConfig(page_size=1))
+
     async def create(self, *, model: str, file_name: str, display_name: str) -> BatchInfo:
         """Create a batch job of the requests in an uploaded JSONL file."""
         client = await self._genai()
