@@ -249,7 +249,17 @@ class LocalGemini:
         app.router.add_post("/admin/faults", self._handle_set_faults)
         app.router.add_post("/admin/reset", self._handle_reset)
         app.router.add_get("/admin/requests", self._handle_requests)
+        app.on_startup.append(self._open_stores)
+        app.on_cleanup.append(self._close_stores)
         return app
+
+    async def _open_stores(self, app: web.Application) -> None:
+        """Make the Files API's directory (on start-up, so `python -m local.gemini`'s `run_app` gets it too)."""
+        await asyncio.to_thread(self.files.open)
+
+    async def _close_stores(self, app: web.Application) -> None:
+        """Remove the Files API's directory and every byte in it."""
+        await asyncio.to_thread(self.files.close)
 
     async def start(self) -> None:
         """Start listening; `url` then says where."""
@@ -269,7 +279,6 @@ class LocalGemini:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        self.files.close()
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -395,10 +404,10 @@ class LocalGemini:
                 offset = int(request.headers.get("X-Goog-Upload-Offset", ""))
             except ValueError:
                 return invalid_argument("X-Goog-Upload-Offset must be a byte offset.")
-            self.files.append(upload_id, offset, await request.read())
+            await asyncio.to_thread(self.files.append, upload_id, offset, await request.read())
         if "finalize" not in commands:
             return web.Response(status=200, headers={"X-Goog-Upload-Status": "active"})
-        stored = self.files.finalize(upload_id)
+        stored = await asyncio.to_thread(self.files.finalize, upload_id)
         log.info("file %s uploaded (%d bytes)", stored.file_id, stored.size)
         return web.json_response(
             {"file": stored.resource(self.url, version)}, headers={"X-Goog-Upload-Status": "final"}
