@@ -9,6 +9,9 @@ from typing import Literal, Self, cast
 from local.gemini.wire import JsonObject
 
 DEFAULT_RETRY_DELAY_S = 1.0
+DEFAULT_BATCH_WAIT_S = 0.5  # how long a new batch stays pending: short, so tests and local runs see it move
+DEFAULT_BATCH_CONCURRENCY = 4  # a batch's requests drawn at once
+BATCH_FATES = ("FAILED", "EXPIRED")
 REQUEST_LOG_SIZE = 200
 
 BlockAs = Literal["auto", "prompt", "image"]
@@ -58,6 +61,21 @@ def _count(value: object, name: str) -> int:
     return value
 
 
+def _seconds(value: object, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"{name} must be seconds, got {value!r}")
+    seconds = float(value)
+    if not seconds >= 0:
+        raise ValueError(f"{name} must be 0 or more seconds, got {value!r}")
+    return seconds
+
+
+def _positive(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
 def _hashes(value: object, name: str) -> tuple[str, ...]:
     if value is None:
         return ()
@@ -94,6 +112,10 @@ class Faults:
     no_image_reason: NoImageReason = "NO_IMAGE"
     next_mislabel: int = 0
     thoughts: bool = False
+    batch_wait_s: float = DEFAULT_BATCH_WAIT_S
+    batch_concurrency: int = DEFAULT_BATCH_CONCURRENCY
+    batch_fail_rate: float = 0.0
+    next_batch_state: str | None = None  # "FAILED" or "EXPIRED": how the next batch created ends
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Self:
@@ -113,6 +135,12 @@ class Faults:
             faults.retry_delay_s = parse_latency(delay)[0]
         if word := env.get("LOCAL_GEMINI_BLOCK_WORD", "").strip():
             faults.block_word = word
+        if wait := env.get("LOCAL_GEMINI_BATCH_WAIT_S", "").strip():
+            faults.batch_wait_s = _seconds(wait, "LOCAL_GEMINI_BATCH_WAIT_S")
+        if at_once := env.get("LOCAL_GEMINI_BATCH_CONCURRENCY", "").strip():
+            faults.batch_concurrency = _positive(int(at_once), "LOCAL_GEMINI_BATCH_CONCURRENCY")
+        if rate := env.get("LOCAL_GEMINI_BATCH_FAIL_RATE", "").strip():
+            faults.batch_fail_rate = _share(rate, "LOCAL_GEMINI_BATCH_FAIL_RATE")
         return faults
 
     def update(self, changes: Mapping[str, object]) -> None:
@@ -148,6 +176,15 @@ class Faults:
                     new.malformed = cast("MalformedKind", _choice(value, name, ("json", "structure")))
                 case "no_image_reason":
                     new.no_image_reason = cast("NoImageReason", _choice(value, name, ("NO_IMAGE", "STOP")))
+                case "batch_wait_s":
+                    new.batch_wait_s = _seconds(value, name)
+                case "batch_concurrency":
+                    new.batch_concurrency = _positive(value, name)
+                case "batch_fail_rate":
+                    new.batch_fail_rate = _share(value, name)
+                case "next_batch_state":
+                    fate = value.removeprefix("BATCH_STATE_") if isinstance(value, str) else value
+                    new.next_batch_state = None if fate is None else _choice(fate, name, BATCH_FATES)
                 case "thoughts":
                     if not isinstance(value, bool):
                         raise ValueError(f"thoughts must be true or false, got {value!r}")
@@ -177,6 +214,9 @@ class Stats:
     images: int = 0
     rejected: int = 0
     unauthorized: int = 0
+    batches_created: int = 0  # the Batch API's, counted apart: `requests` and `images` are generateContent's
+    batch_requests: int = 0
+    batch_images: int = 0
 
     def to_json(self) -> dict[str, int]:
         """Return the counters as `GET /stats` shows them."""
@@ -198,4 +238,5 @@ class ReceivedRequest:
     response_modalities: tuple[str, ...] | None
     include_thoughts: bool
     body_bytes: int = 0  # the request body's size as received
+    batch: bool = False  # one request of a batch (not a generateContent call)
     at: float = field(default_factory=time.time)

@@ -29,18 +29,25 @@ The wire, each rule from its source:
   can't be downloaded"; this server refuses an uploaded file's download too, 400 INVALID_ARGUMENT (the wording
   assumed), so only files the server generated (batch results) can be downloaded.
 
-The bytes are kept in memory (a stand-in for tests and local runs; the 2 GB limit is the API's, not a promise
-that this process can hold that much).
+The bytes are kept on disk, one file per stored file in a temporary directory of the store that `close` removes:
+an upload appends each chunk to its file, and a batch's result file (gigabytes for 1,000 images, every image
+base64-encoded) is written there and streamed on download, so no file is ever whole in memory. The blocking file
+calls are meant to run off the event loop (the server calls them through `asyncio.to_thread`).
 """
 
+import asyncio
 import base64
+import functools
 import hashlib
 import re
 import secrets
+import shutil
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 from local.gemini.wire import JsonObject
 
@@ -75,15 +82,25 @@ def timestamp(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def discard(path: Path) -> None:
+    """Remove a file's bytes: in a worker thread when called on the event loop, so it never blocks the loop."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        path.unlink(missing_ok=True)
+        return
+    _ = loop.run_in_executor(None, functools.partial(path.unlink, missing_ok=True))  # the executor holds it
+
+
 @dataclass(slots=True, kw_only=True)
 class StoredFile:
-    """One file: its metadata and its bytes."""
+    """One file: its metadata and where its bytes are on disk."""
 
     file_id: str
     display_name: str | None
     mime_type: str
     size: int
-    data: bytearray
+    path: Path
     created: float
     expires: float
     source: str  # "UPLOADED" or "GENERATED"
@@ -122,7 +139,7 @@ class UploadSession:
 
 
 class FileStore:
-    """The files of the local Files API, in memory, with a settable clock.
+    """The files of the local Files API, on disk in a temporary directory, with a settable clock.
 
     Args:
         max_file_bytes: the largest file accepted (Google's 2 GB unless a test wants less).
@@ -143,6 +160,12 @@ class FileStore:
         self._skew_s = 0.0
         self._files: dict[str, StoredFile] = {}
         self._uploads: dict[str, UploadSession] = {}
+        self._directory: Path | None = None
+
+    def open(self) -> None:
+        """Make the store's temporary directory (blocking: the server calls it off the event loop at start)."""
+        if self._directory is None:
+            self._directory = Path(tempfile.mkdtemp(prefix="local-gemini-files-"))
 
     def now(self) -> float:
         """Return the store's time: the clock plus whatever `advance` added."""
@@ -153,9 +176,22 @@ class FileStore:
         self._skew_s += seconds
 
     def close(self) -> None:
-        """Forget every file and upload."""
+        """Forget every file and upload and remove their bytes from disk (blocking)."""
         self._files.clear()
         self._uploads.clear()
+        if self._directory is not None:
+            shutil.rmtree(self._directory, ignore_errors=True)
+            self._directory = None
+
+    def new_path(self) -> Path:
+        """Return a fresh path in the store's directory (for a file the server is about to write).
+
+        Raises:
+            RuntimeError: the store is not open.
+        """
+        if self._directory is None:
+            raise RuntimeError("the file store is not open")
+        return self._directory / secrets.token_hex(12)
 
     # -- uploads --------------------------------------------------------------------------------------------
 
@@ -187,7 +223,7 @@ class FileStore:
             display_name=display,
             mime_type=mime,
             size=0,
-            data=bytearray(),
+            path=self.new_path(),
             created=self.now(),
             expires=self.now() + self.ttl_s,
             source="UPLOADED",
@@ -209,7 +245,7 @@ class FileStore:
         return text
 
     def append(self, upload_id: str, offset: int, chunk: bytes) -> None:
-        """Add a chunk at `offset` to an upload.
+        """Add a chunk at `offset` to an upload (blocking: it writes to disk).
 
         Raises:
             FileError: an unknown upload, a chunk not at the end of what was received, or bytes past the size.
@@ -221,7 +257,8 @@ class FileStore:
             )
         if session.received + len(chunk) > session.declared_size:
             raise FileError(400, "INVALID_ARGUMENT", "The upload has more bytes than its declared size.")
-        session.file.data += chunk
+        with session.file.path.open("ab") as out:  # "ab" makes the file at the first chunk
+            out.write(chunk)
         session.hasher.update(chunk)
         session.received += len(chunk)
 
@@ -232,6 +269,7 @@ class FileStore:
             FileError: an unknown upload, or fewer bytes than its declared size.
         """
         session = self._session(upload_id)
+        session.file.path.touch()  # an empty upload has had no chunk to make its file
         if session.received != session.declared_size:
             raise FileError(
                 400,
@@ -254,20 +292,41 @@ class FileStore:
     # -- files ----------------------------------------------------------------------------------------------
 
     def add_generated(self, chunks: list[bytes], mime_type: str, display_name: str | None = None) -> StoredFile:
-        """Store a file the server made itself (a batch's results): source GENERATED, so it can be downloaded."""
+        """Store a file the server made itself from `chunks` (blocking: it writes them to disk)."""
+        path = self.new_path()
+        hasher = hashlib.sha256()
+        size = 0
+        with path.open("wb") as out:
+            for chunk in chunks:
+                out.write(chunk)
+                hasher.update(chunk)
+                size += len(chunk)
+        return self.adopt_generated(path, mime_type, display_name, sha256=hasher.digest(), size=size)
+
+    def adopt_generated(
+        self, path: Path, mime_type: str, display_name: str | None = None, *, sha256: bytes, size: int
+    ) -> StoredFile:
+        """Make a file the server wrote at `path` (from `new_path`) a stored file: source GENERATED, downloadable.
+
+        Args:
+            path: the written file; the store owns it from now on.
+            mime_type: its MIME type.
+            display_name: its display name, if any.
+            sha256: the SHA-256 of its bytes, computed while writing them (a result file can be gigabytes).
+            size: its size in bytes, counted while writing them.
+        """
         file_id = secrets.token_hex(6)
         stored = StoredFile(
             file_id=file_id,
             display_name=display_name,
             mime_type=mime_type,
-            size=0,
-            data=bytearray(b"".join(chunks)),
+            size=size,
+            path=path,
             created=self.now(),
             expires=self.now() + self.ttl_s,
             source="GENERATED",
+            sha256=sha256,
         )
-        stored.size = len(stored.data)
-        stored.sha256 = hashlib.sha256(stored.data).digest()
         self._files[file_id] = stored
         return stored
 
@@ -289,8 +348,9 @@ class FileStore:
         Raises:
             FileError: the file does not exist (or expired).
         """
-        self.get(file_id)
+        stored = self.get(file_id)
         del self._files[file_id]
+        discard(stored.path)  # a batch reading it keeps its open handle (POSIX)
 
     def listed(self) -> list[StoredFile]:
         """Return the live files, newest first (the order Google's listing shows)."""
@@ -306,12 +366,23 @@ class FileStore:
         stored = self.get(file_id)
         if stored.source != "GENERATED":
             raise FileError(400, "INVALID_ARGUMENT", f"Only generated files can be downloaded: files/{file_id}.")
-        view = memoryview(stored.data)
-        for start in range(0, stored.size, DOWNLOAD_CHUNK):
-            yield bytes(view[start : start + DOWNLOAD_CHUNK])
+        source = await asyncio.to_thread(stored.path.open, "rb")
+        try:
+            while chunk := await asyncio.to_thread(source.read, DOWNLOAD_CHUNK):
+                yield chunk
+        finally:
+            source.close()
+
+    def read_bytes(self, file_id: str) -> bytes:
+        """Return a live file's bytes (blocking; for the small reference images a request points to).
+
+        Raises:
+            FileError: the file does not exist or expired.
+        """
+        return self.get(file_id).path.read_bytes()
 
     def _expire(self) -> None:
         """Forget the files older than the time to live, as Google deletes them after 48 hours."""
         now = self.now()
         for file_id in [f.file_id for f in self._files.values() if f.expires <= now]:
-            del self._files[file_id]
+            discard(self._files.pop(file_id).path)

@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 
 TYPE_URL = "type.googleapis.com/google.ai.generativelanguage.{version}.{name}"
 INT32_RANGE = (-(2**31), 2**31 - 1)
+INT64_RANGE = (-(2**63), 2**63 - 1)
 _NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
 
 
@@ -56,7 +57,7 @@ _NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
 class Scalar:
     """A scalar proto type: string, bytes, bool, int32, float."""
 
-    kind: str  # "TYPE_STRING", "TYPE_BYTES", "TYPE_BOOL", "TYPE_INT32", "TYPE_FLOAT"
+    kind: str  # "TYPE_STRING", "TYPE_BYTES", "TYPE_BOOL", "TYPE_INT32", "TYPE_INT64", "TYPE_FLOAT"
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +94,7 @@ class Message:
 FieldType = Scalar | Enum | AnyJson | Repeated | Message
 
 STRING, BYTES, BOOL = Scalar("TYPE_STRING"), Scalar("TYPE_BYTES"), Scalar("TYPE_BOOL")
-INT32, FLOAT = Scalar("TYPE_INT32"), Scalar("TYPE_FLOAT")
+INT32, INT64, FLOAT = Scalar("TYPE_INT32"), Scalar("TYPE_INT64"), Scalar("TYPE_FLOAT")
 STRUCT, VALUE = AnyJson(object_only=True), AnyJson()
 
 MODALITY = Enum("GenerationConfig.Modality", frozenset({"MODALITY_UNSPECIFIED", "TEXT", "IMAGE", "AUDIO"}))
@@ -314,6 +315,37 @@ GENERATE_CONTENT_REQUEST = Message(
         "cached_content": STRING,
     },
 )
+# The Batch API (https://ai.google.dev/api/batch-mode): `models.batchGenerateContent`'s body is
+# `{"batch": GenerateContentBatch}`; its output-only fields are known (so accepted) and ignored, as Google's parser
+# reads a message whole. `InputConfig.source` is a oneof of `file_name` and `requests`.
+INLINED_REQUEST = Message("InlinedRequest", {"request": GENERATE_CONTENT_REQUEST, "metadata": STRUCT})
+INPUT_CONFIG = Message(
+    "InputConfig",
+    {"file_name": STRING, "requests": Message("InlinedRequests", {"requests": Repeated(INLINED_REQUEST)})},
+    oneofs={"source": ("file_name", "requests")},
+)
+GENERATE_CONTENT_BATCH = Message(
+    "GenerateContentBatch",
+    {
+        "model": STRING,
+        "name": STRING,
+        "display_name": STRING,
+        "input_config": INPUT_CONFIG,
+        "output": STRUCT,
+        "create_time": STRING,
+        "end_time": STRING,
+        "update_time": STRING,
+        "batch_stats": STRUCT,
+        "state": STRING,
+        "priority": INT64,
+        "webhook_config": STRUCT,
+    },
+)
+BATCH_GENERATE_CONTENT_REQUEST = Message("BatchGenerateContentRequest", {"batch": GENERATE_CONTENT_BATCH})
+# One line of a batch's input file: "a JSON object containing a user-defined key and a request object, where the
+# request is a valid GenerateContentRequest" (https://ai.google.dev/gemini-api/docs/batch-api#input-file).
+# Stricter than Google where its docs say nothing: no other field is taken.
+BATCH_FILE_LINE = Message("BatchFileLine", {"key": STRING, "request": GENERATE_CONTENT_REQUEST})
 COUNT_TOKENS_REQUEST = Message(
     "CountTokensRequest", {"contents": Repeated(CONTENT), "generate_content_request": GENERATE_CONTENT_REQUEST}
 )
@@ -435,7 +467,8 @@ def _scalar_ok(kind: str, item: object) -> bool:
         number = float(item)
     if kind == "TYPE_FLOAT":
         return not math.isinf(number) or isinstance(item, str)
-    return number.is_integer() and INT32_RANGE[0] <= number <= INT32_RANGE[1]
+    low, high = INT64_RANGE if kind == "TYPE_INT64" else INT32_RANGE
+    return number.is_integer() and low <= number <= high
 
 
 def _is_base64(text: str) -> bool:

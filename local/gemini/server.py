@@ -21,13 +21,29 @@ Routes:
     GET  /{version}/files/{id}:download?alt=media   a generated file's bytes (uploaded files are refused)
     DELETE /{version}/files/{id}                files.delete
                                                 (all of it: `local.gemini.files`, its protocol and sources)
+    POST /{version}/models/{model}:batchGenerateContent   batches.create: inlined requests or an input file;
+                                                answers the batch's Operation (`name` "batches/{id}", `metadata`)
+    GET  /{version}/batches/{id}                batches.get: the Operation (state, batchStats, output)
+    GET  /{version}/batches                     batches.list: `operations`, `pageSize` (default 10, at most 100),
+                                                `pageToken` / `nextPageToken`, newest first
+    POST /{version}/batches/{id}:cancel         batches.cancel: `{}`; it stops and ends CANCELLED, no results
+    DELETE /{version}/batches/{id}              batches.delete: `{}`; it stops and is no longer found
+                                                (all of it: `local.gemini.batches`, its protocol and sources)
     GET  /stats                 {"requests", "in_flight", "max_in_flight", "errors_injected", "blocked",
-                                 "images", "rejected", "unauthorized"}
+                                 "images", "rejected", "unauthorized",           generateContent's (online) calls
+                                 "batches_created", "batch_requests", "batch_images"}   the Batch API's, apart
     GET  /admin/faults          the current faults (the JSON below)
     POST /admin/faults          merge a JSON object of faults into the current ones; answers the result
     POST /admin/clock           {"advance_s": N}: move the Files API's clock on (files expire after 48 hours)
     POST /admin/reset           zero /stats, forget scripted faults, restore the faults the server started with
-    GET  /admin/requests        the last requests received (model, prompt excerpt, images, options; no bytes)
+    GET  /admin/requests        the last requests received (model, prompt excerpt, images, options; no bytes),
+                                batch requests too (`"batch": true`)
+    GET  /admin/batches         every batch ever created, deleted ones too ({"batches": [{"name", "displayName",
+                                "model", "state", "requestCount", "successfulRequestCount", "failedRequestCount",
+                                "createTime", "deleted", "images"}], "images_by_display_name": {name: n},
+                                "keys_drawn_twice": {name: [key, …]}}: a request key drawn in more than one batch
+                                of that display name)
+    POST /admin/batches/{id}    {"state": "FAILED" | "EXPIRED" | "CANCELLED"}: end a pending or running batch now
 
 `POST /admin/faults` body (every field optional):
 
@@ -44,8 +60,14 @@ Routes:
      "next_malformed": 1, "malformed": "json" | "structure",   invalid JSON, or a 200 of the wrong shape
      "next_no_image": 1, "no_image_reason": "NO_IMAGE" | "STOP",   a text-only answer
      "next_mislabel": 1,                         JPEG bytes labelled image/png (seen live, python-genai#1824)
-     "thoughts": true}                           gemini-3* models always add thought parts and a draft image
+     "thoughts": true,                           gemini-3* models always add thought parts and a draft image
                                                  (otherwise only when thinkingConfig.includeThoughts)
+     "batch_wait_s": 0.5,                        how long a new batch stays PENDING before it runs
+     "batch_concurrency": 4,                     a running batch's requests drawn at once (each through the
+                                                 generate path: its latency, scripted and random faults, blocks)
+     "batch_fail_rate": 0.1,                     share of a batch's requests that fail (500 INTERNAL status in
+                                                 the results) without being drawn
+     "next_batch_state": "FAILED" | "EXPIRED"}   the next batch created ends so when it would start, no results
 
 Scripted faults ("next N") apply in this order: 429, 5xx, malformed, no image; then the random shares, then
 the blocks (word, then reference hashes). Injected 429/5xx/malformed/no-image answers count in
@@ -62,6 +84,9 @@ Environment (the standalone server and `LocalGemini.from_env`):
     LOCAL_GEMINI_BLOCK_WORD   prompts containing it are safety-blocked
     LOCAL_GEMINI_FAULT_SEED   seeds the random fault draws and the latency range
     LOCAL_GEMINI_MAX_FILE_BYTES   the Files API's size limit per file (default Google's 2 GB, 2000000000)
+    LOCAL_GEMINI_BATCH_WAIT_S     seconds a new batch stays pending (default 0.5)
+    LOCAL_GEMINI_BATCH_CONCURRENCY    a batch's requests drawn at once (default 4)
+    LOCAL_GEMINI_BATCH_FAIL_RATE  share 0-1 of a batch's requests that fail
 
 As strict as the real API (a stand-in may be stricter, never looser):
 
@@ -75,8 +100,12 @@ As strict as the real API (a stand-in may be stricter, never looser):
   Google does, and an API key there answers 401 UNAUTHENTICATED (`answers.key_error`);
 - every error, an unknown path or method included, is Google's error JSON, never plain text or HTML.
 
-Not implemented: streamGenerateContent, batchGenerateContent (the Batch API) and thought-signature checks on
-replayed model turns (the worker sends single-turn requests only); they answer 404 NOT_FOUND.
+A request part may point to a file uploaded through the Files API (`fileData.fileUri`): it is read as the file's
+bytes inline (a missing or expired file answers 403 PERMISSION_DENIED), online and in batches alike.
+
+Not implemented: streamGenerateContent, asyncBatchEmbedContent and thought-signature checks on replayed model
+turns (the worker sends single-turn requests only); they answer 404 NOT_FOUND. Batch priorities and webhooks are
+accepted and ignored.
 
 Run standalone: `python -m local.gemini --port 8765 [--host 127.0.0.1] [--api-key K]`, then point the
 worker at it with `GEMINI_BASE_URL=http://127.0.0.1:8765`. Embedded: `async with LocalGemini(port=0) as g:`
@@ -106,6 +135,15 @@ from local.gemini.answers import (
     server_error,
     success_body,
 )
+from local.gemini.batches import (
+    DEFAULT_BATCHES_PAGE,
+    MAX_BATCHES_PAGE,
+    BatchError,
+    BatchSettings,
+    BatchState,
+    BatchStore,
+    Outcome,
+)
 from local.gemini.faults import (
     REQUEST_LOG_SIZE,
     Faults,
@@ -113,11 +151,18 @@ from local.gemini.faults import (
     Stats,
 )
 from local.gemini.files import DEFAULT_FILES_PAGE, MAX_FILE_BYTES, MAX_FILES_PAGE, FileError, FileStore
-from local.gemini.schema import COUNT_TOKENS_REQUEST, GENERATE_CONTENT_REQUEST, Message, check
+from local.gemini.schema import (
+    BATCH_GENERATE_CONTENT_REQUEST,
+    COUNT_TOKENS_REQUEST,
+    GENERATE_CONTENT_REQUEST,
+    Message,
+    check,
+)
 from local.gemini.tokens import count_response
 from local.gemini.wire import (
     API_VERSIONS,
     JsonObject,
+    ParsedRequest,
     b64decode_any,
     bad_request,
     camelize,
@@ -207,6 +252,7 @@ class LocalGemini:
         self._next_5xx_is_503 = False
         self._runner: web.AppRunner | None = None
         self.files = FileStore(max_file_bytes=max_file_bytes)
+        self.batches = BatchStore(self.files, self._draw_batch_request, self._batch_settings, self._rng)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], **overrides: Any) -> Self:
@@ -243,13 +289,30 @@ class LocalGemini:
         app.router.add_get("/{version}/files", self._handle_list_files)
         app.router.add_get("/{version}/files/{file}", self._handle_get_file)
         app.router.add_delete("/{version}/files/{file}", self._handle_delete_file)
+        app.router.add_get("/{version}/batches", self._handle_list_batches)
+        app.router.add_get("/{version}/batches/{batch}", self._handle_get_batch)
+        app.router.add_post("/{version}/batches/{batch}", self._handle_cancel_batch)
+        app.router.add_delete("/{version}/batches/{batch}", self._handle_delete_batch)
+        app.router.add_get("/admin/batches", self._handle_admin_batches)
+        app.router.add_post("/admin/batches/{batch}", self._handle_force_batch)
         app.router.add_get("/stats", self._handle_stats)
         app.router.add_post("/admin/clock", self._handle_clock)
         app.router.add_get("/admin/faults", self._handle_get_faults)
         app.router.add_post("/admin/faults", self._handle_set_faults)
         app.router.add_post("/admin/reset", self._handle_reset)
         app.router.add_get("/admin/requests", self._handle_requests)
+        app.on_startup.append(self._open_stores)
+        app.on_cleanup.append(self._close_stores)
         return app
+
+    async def _open_stores(self, app: web.Application) -> None:
+        """Make the Files API's directory (on start-up, so `python -m local.gemini`'s `run_app` gets it too)."""
+        await asyncio.to_thread(self.files.open)
+
+    async def _close_stores(self, app: web.Application) -> None:
+        """Stop every batch, then remove the Files API's directory and every byte in it."""
+        await self.batches.close()
+        await asyncio.to_thread(self.files.close)
 
     async def start(self) -> None:
         """Start listening; `url` then says where."""
@@ -269,7 +332,6 @@ class LocalGemini:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        self.files.close()
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -291,6 +353,7 @@ class LocalGemini:
         self.faults = Faults(**asdict(self._initial_faults))
         self.received.clear()
         self._rng = random.Random(self._fault_seed)  # noqa: S311 - fault draws, not secrets
+        self.batches.rng = self._rng
         self._next_5xx_is_503 = False
 
     def set_faults(self, **changes: object) -> None:
@@ -395,10 +458,10 @@ class LocalGemini:
                 offset = int(request.headers.get("X-Goog-Upload-Offset", ""))
             except ValueError:
                 return invalid_argument("X-Goog-Upload-Offset must be a byte offset.")
-            self.files.append(upload_id, offset, await request.read())
+            await asyncio.to_thread(self.files.append, upload_id, offset, await request.read())
         if "finalize" not in commands:
             return web.Response(status=200, headers={"X-Goog-Upload-Status": "active"})
-        stored = self.files.finalize(upload_id)
+        stored = await asyncio.to_thread(self.files.finalize, upload_id)
         log.info("file %s uploaded (%d bytes)", stored.file_id, stored.size)
         return web.json_response(
             {"file": stored.resource(self.url, version)}, headers={"X-Goog-Upload-Status": "final"}
@@ -498,6 +561,186 @@ class LocalGemini:
         next_token = base64.urlsafe_b64encode(str(start + size).encode()).decode() if following else None
         return items[start : start + size], next_token
 
+    # -- the Batch API (`local.gemini.batches`: the protocol and its sources) ----------------------------------
+
+    def _batch_settings(self) -> BatchSettings:
+        fate = self.faults.next_batch_state
+        return BatchSettings(
+            wait_s=self.faults.batch_wait_s,
+            concurrency=self.faults.batch_concurrency,
+            fail_rate=self.faults.batch_fail_rate,
+            next_state=BatchState(f"BATCH_STATE_{fate}") if fate else None,
+        )
+
+    async def _batch_generate_content(self, request: web.Request, version: str, model: str) -> web.Response:
+        """Answer `models.batchGenerateContent` (https://ai.google.dev/api/batch-mode): the new batch's Operation.
+
+        The key, then the model (only the catalogue's image models take batches here), then the body as Google's
+        proto-JSON parser reads it (an inlined request is part of it, so a bad one refuses the batch).
+        """
+        if (denied := key_error(request, self.api_key)) is not None:
+            self.stats.unauthorized += 1
+            return denied
+        if not model_spec(model).known:
+            return error_response(
+                404,
+                "NOT_FOUND",
+                f"models/{model} is not found for API version {version}, or is not supported for batchGenerateContent.",
+            )
+        payload = await request.read()
+        if len(payload) > MAX_REQUEST_BYTES:
+            # Inlined requests: "keep the total request size under 20MB" (ai.google.dev/gemini-api/docs/batch-api).
+            return invalid_argument(f"Request payload size exceeds the limit: {MAX_REQUEST_BYTES} bytes.")
+        try:
+            raw = json.loads(payload)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return invalid_argument("Invalid JSON payload received. Unexpected token.")
+        if violations := check(BATCH_GENERATE_CONTENT_REQUEST, raw, version=version):
+            return bad_request(violations)
+        batch = _member(raw, "batch") or {}
+        display_name = _member(batch, "display_name")
+        if not isinstance(display_name, str) or not display_name:
+            # "batch.displayName: Required. The user-defined name of this batch." (the wording assumed)
+            return invalid_argument("* BatchGenerateContentRequest.batch.display_name: display_name is required.")
+        source = _member(batch, "input_config") or {}
+        file_name = _member(source, "file_name")
+        inline = _member(_member(source, "requests") or {}, "requests")
+        if not file_name and not inline:
+            return invalid_argument("* BatchGenerateContentRequest.batch.input_config: input_config is required.")
+        try:
+            made = await self.batches.create(
+                model=model_spec(model).name,
+                version=version,
+                display_name=display_name,
+                inline=list(inline) if inline else None,
+                file_name=str(file_name) if not inline else None,
+            )
+        except BatchError as exc:
+            return error_response(exc.code, exc.status, exc.message)
+        self.stats.batches_created += 1
+        if made.fate is not None:
+            self.faults.next_batch_state = None  # "the next batch": this one
+        log.info("batch %s created (%d requests, %s)", made.name, made.request_count, display_name)
+        return web.json_response(made.operation(version))
+
+    async def _draw_batch_request(self, model: str, version: str, raw: object, cache: dict[str, bytes]) -> Outcome:
+        """Draw one request of a batch with generateContent's own code; its error answers become its status."""
+        self.stats.batch_requests += 1
+        spec = model_spec(model)
+        if violations := check(GENERATE_CONTENT_REQUEST, raw, version=version):
+            return _outcome(bad_request(violations))
+        assert isinstance(raw, dict)  # `check` refuses anything but an object
+        resolved = await self._resolve_files(camelize(raw), cache)
+        if isinstance(resolved, web.Response):
+            return _outcome(resolved)
+        parsed = parse_request(spec, resolved)
+        if isinstance(parsed, web.Response):
+            return _outcome(parsed)
+        answer, image = await self._answer(spec, model, version, parsed, body_bytes=0, batch=True)
+        return _outcome(answer, image=image)
+
+    def _batch_route(self, request: web.Request) -> tuple[str, str, str] | web.Response:
+        """Return (version, batch id, method after ':') of a batches/{id} route, or the key's or path's refusal."""
+        version = request.match_info["version"]
+        batch_id, _, method = request.match_info["batch"].partition(":")
+        if version not in API_VERSIONS:
+            return error_response(404, "NOT_FOUND", f"Method not found: {request.method} {request.path}.")
+        if (denied := key_error(request, self.api_key)) is not None:
+            self.stats.unauthorized += 1
+            return denied
+        return version, batch_id, method
+
+    async def _handle_get_batch(self, request: web.Request) -> web.Response:
+        """Answer batches.get (https://ai.google.dev/api/batch-mode#method:-batches.get): the batch's Operation."""
+        route = self._batch_route(request)
+        if isinstance(route, web.Response):
+            return route
+        version, batch_id, method = route
+        if method:
+            return error_response(404, "NOT_FOUND", f"Method not found: GET {request.path}.")
+        try:
+            return web.json_response(self.batches.get(batch_id).operation(version))
+        except BatchError as exc:
+            return error_response(exc.code, exc.status, exc.message)
+
+    async def _handle_cancel_batch(self, request: web.Request) -> web.Response:
+        """Answer batches.cancel (`POST batches/{id}:cancel`): `{}` (google.protobuf.Empty) once cancelled."""
+        route = self._batch_route(request)
+        if isinstance(route, web.Response):
+            return route
+        _, batch_id, method = route
+        if method != "cancel":
+            return error_response(404, "NOT_FOUND", f"Method not found: POST {request.path}.")
+        try:
+            self.batches.cancel(batch_id)
+        except BatchError as exc:
+            return error_response(exc.code, exc.status, exc.message)
+        return web.json_response({})
+
+    async def _handle_delete_batch(self, request: web.Request) -> web.Response:
+        """Answer batches.delete (https://ai.google.dev/api/batch-mode#method:-batches.delete): `{}` once deleted."""
+        route = self._batch_route(request)
+        if isinstance(route, web.Response):
+            return route
+        _, batch_id, method = route
+        if method:
+            return error_response(404, "NOT_FOUND", f"Method not found: DELETE {request.path}.")
+        try:
+            self.batches.delete(batch_id)
+        except BatchError as exc:
+            return error_response(exc.code, exc.status, exc.message)
+        return web.json_response({})
+
+    async def _handle_list_batches(self, request: web.Request) -> web.Response:
+        """Answer batches.list (https://ai.google.dev/api/batch-mode#method:-batches.list): `operations`, a page."""
+        version = request.match_info["version"]
+        if version not in API_VERSIONS:
+            return error_response(404, "NOT_FOUND", f"Method not found: GET {request.path}.")
+        if (denied := key_error(request, self.api_key)) is not None:
+            self.stats.unauthorized += 1
+            return denied
+        page = self._page(request, self.batches.listed(), DEFAULT_BATCHES_PAGE, MAX_BATCHES_PAGE)
+        if isinstance(page, web.Response):
+            return page
+        batches, token = page
+        answer: JsonObject = {"operations": [b.operation(version) for b in batches]} if batches else {}
+        if token:
+            answer["nextPageToken"] = token
+        return web.json_response(answer)
+
+    async def _handle_admin_batches(self, request: web.Request) -> web.Response:
+        """Show every batch ever created (deleted ones too) and the images drawn per display name and key."""
+        batches = self.batches.every()
+        by_name: dict[str, int] = {}
+        keys: dict[str, dict[str, int]] = {}
+        for batch in batches:
+            by_name[batch.display_name] = by_name.get(batch.display_name, 0) + sum(batch.drawn.values())
+            drawn = keys.setdefault(batch.display_name, {})
+            for key, count in batch.drawn.items():
+                drawn[key] = drawn.get(key, 0) + count
+        twice = {name: sorted(k for k, n in drawn.items() if n > 1) for name, drawn in keys.items()}
+        return web.json_response(
+            {
+                "batches": [b.summary() for b in batches],
+                "images_by_display_name": by_name,
+                "keys_drawn_twice": {name: found for name, found in twice.items() if found},
+            }
+        )
+
+    async def _handle_force_batch(self, request: web.Request) -> web.Response:
+        """End a pending or running batch at once: `{"state": "FAILED" | "EXPIRED" | "CANCELLED"}`."""
+        try:
+            body = await request.json()
+            state = BatchState("BATCH_STATE_" + str(body["state"]).removeprefix("BATCH_STATE_"))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            usage = 'body must be {"state": "FAILED" | "EXPIRED" | "CANCELLED"}'
+            return web.json_response({"error": usage}, status=400)
+        try:
+            batch = self.batches.force(request.match_info["batch"].removeprefix("batches/"), state)
+        except BatchError as exc:
+            return web.json_response({"error": exc.message}, status=exc.code)
+        return web.json_response(batch.summary())
+
     # -- the API --------------------------------------------------------------------------------------------
 
     async def _handle_get_model(self, request: web.Request) -> web.Response:
@@ -556,10 +799,12 @@ class LocalGemini:
     async def _handle_model_call(self, request: web.Request) -> web.Response:
         version = request.match_info["version"]
         model, _, method = request.match_info["call"].partition(":")
-        if version not in API_VERSIONS or method not in ("generateContent", "countTokens"):
+        if version not in API_VERSIONS or method not in ("generateContent", "countTokens", "batchGenerateContent"):
             return error_response(404, "NOT_FOUND", f"Method not found: POST {request.path}.")
         if method == "countTokens":
             return await self._count_tokens(request, version, model)
+        if method == "batchGenerateContent":
+            return await self._batch_generate_content(request, version, model)
         self.stats.requests += 1
         self.stats.in_flight += 1
         self.stats.max_in_flight = max(self.stats.max_in_flight, self.stats.in_flight)
@@ -626,10 +871,26 @@ class LocalGemini:
         if isinstance(read, web.Response):
             return read
         spec, body = read
-        parsed = parse_request(spec, body)
+        resolved = await self._resolve_files(body, {})
+        if isinstance(resolved, web.Response):
+            self.stats.rejected += 1
+            return resolved
+        parsed = parse_request(spec, resolved)
         if isinstance(parsed, web.Response):
             self.stats.rejected += 1
             return parsed
+        answer, _ = await self._answer(spec, model, version, parsed, body_bytes=request.get(BODY_BYTES, 0))
+        return answer
+
+    async def _answer(
+        self, spec: ModelSpec, model: str, version: str, parsed: ParsedRequest, *, body_bytes: int, batch: bool = False
+    ) -> tuple[web.Response, bool]:
+        """Answer a valid request as generateContent does: its latency, faults, blocks, or the drawn image.
+
+        Returns:
+            The answer and whether it holds a drawn image. A batch's requests (`batch`) count in `batch_images`,
+            not in the online `images`, `errors_injected` and `blocked`.
+        """
         self.received.append(
             ReceivedRequest(
                 model=model,
@@ -642,26 +903,72 @@ class LocalGemini:
                 seed=parsed.seed,
                 response_modalities=parsed.modalities,
                 include_thoughts=parsed.include_thoughts,
-                body_bytes=request.get(BODY_BYTES, 0),
+                body_bytes=body_bytes,
+                batch=batch,
             )
         )
         low, high = self.faults.latency_s
         if high > 0:
             await asyncio.sleep(low if low == high else self._rng.uniform(low, high))
         if (injected := self._injected_fault(spec)) is not None:
-            self.stats.errors_injected += 1
-            return injected
+            if not batch:
+                self.stats.errors_injected += 1
+            return injected, False
         if self._is_blocked(parsed.prompt) or self._has_blocked_image(parsed.images):
-            self.stats.blocked += 1
-            return web.json_response(blocked_body(spec, parsed, self.faults.block_as))
+            if not batch:
+                self.stats.blocked += 1
+            return web.json_response(blocked_body(spec, parsed, self.faults.block_as)), False
         mislabel = self.faults.next_mislabel > 0
         if mislabel:
             self.faults.next_mislabel -= 1
         body_out = await success_body(
             spec, parsed, draw_px=self.draw_px, mislabel=mislabel, thoughts=self.faults.thoughts
         )
-        self.stats.images += 1
-        return web.json_response(body_out)
+        if batch:
+            self.stats.batch_images += 1
+        else:
+            self.stats.images += 1
+        return web.json_response(body_out), True
+
+    async def _resolve_files(self, body: JsonObject, cache: dict[str, bytes]) -> JsonObject | web.Response:
+        """Return the body with each `fileData` part replaced by the file's bytes inline, as Gemini reads them.
+
+        A part may point to a file uploaded through the Files API ("you can reference other uploaded files within
+        your JSONL file", https://ai.google.dev/gemini-api/docs/batch-api#input-file) by its `fileUri` (the File's
+        `uri`, or "files/{id}"). A file that does not exist or expired answers 403 PERMISSION_DENIED, the Files API's
+        answer for it. `cache` keeps the bytes read, so a batch reads each shared reference once.
+        """
+        contents = body.get("contents")
+        if not isinstance(contents, list) or not any(
+            isinstance(p, dict) and "fileData" in p
+            for c in contents
+            if isinstance(c, dict)
+            for p in (c.get("parts") or [])
+        ):
+            return body
+        resolved: list[object] = []
+        for content in contents:
+            if not isinstance(content, dict) or not isinstance(content.get("parts"), list):
+                resolved.append(content)
+                continue
+            parts: list[object] = []
+            for part in content["parts"]:
+                file_data = part.get("fileData") if isinstance(part, dict) else None
+                if not isinstance(file_data, dict):
+                    parts.append(part)
+                    continue
+                file_id = str(file_data.get("fileUri", "")).rpartition("files/")[2]
+                try:
+                    stored = self.files.get(file_id)
+                    if file_id not in cache:
+                        cache[file_id] = await asyncio.to_thread(self.files.read_bytes, file_id)
+                except FileError as exc:
+                    return error_response(exc.code, exc.status, exc.message)
+                mime = file_data.get("mimeType") or stored.mime_type
+                inline = {"mimeType": mime, "data": base64.b64encode(cache[file_id]).decode()}
+                parts.append({k: v for k, v in part.items() if k != "fileData"} | {"inlineData": inline})
+            resolved.append(content | {"parts": parts})
+        return body | {"contents": resolved}
 
     def _injected_fault(self, spec: ModelSpec) -> web.Response | None:
         faults = self.faults
@@ -697,3 +1004,26 @@ class LocalGemini:
     def _has_blocked_image(self, images: list[bytes]) -> bool:
         blocked = self.faults.block_image_sha256
         return bool(blocked) and any(hashlib.sha256(i).hexdigest() in blocked for i in images)
+
+
+def _member(message: object, proto_name: str) -> Any:
+    """Return a field of a JSON message by its proto name or its lowerCamelCase JSON name (both are accepted)."""
+    if not isinstance(message, dict):
+        return None
+    if proto_name in message:
+        return message[proto_name]
+    head, *rest = proto_name.split("_")
+    return message.get(head + "".join(word.capitalize() for word in rest))
+
+
+def _outcome(answer: web.Response, *, image: bool = False) -> Outcome:
+    """Read an answer of the generate path as a batch request's outcome: its body, or its error's Status."""
+    try:
+        body = json.loads(answer.body) if isinstance(answer.body, bytes) else None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        body = None
+    if answer.status == 200 and isinstance(body, dict):
+        return Outcome(response=body, image=image)
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        return Outcome(error=body["error"])
+    return Outcome(error={"code": 500, "message": "An internal error has occurred.", "status": "INTERNAL"})

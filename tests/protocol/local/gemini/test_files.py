@@ -61,7 +61,7 @@ async def test_sdk_upload_of_several_chunks_keeps_every_byte(
     assert made.size_bytes == len(data)
     assert made.name is not None
     stored = local_gemini.files.get(made.name.removeprefix("files/"))
-    assert stored.data == data
+    assert await asyncio.to_thread(stored.path.read_bytes) == data
 
 
 async def test_sdk_lists_files_in_pages(http: aiohttp.ClientSession, local_gemini: LocalGemini) -> None:
@@ -99,7 +99,8 @@ async def test_sdk_downloads_a_generated_file_but_not_an_uploaded_one(
 ) -> None:
     client = await sdk_client(http, local_gemini)
     data = b'{"key": "a", "response": {}}\n' * 50_000
-    generated = local_gemini.files.add_generated([data[:1000], data[1000:]], "application/jsonl")
+    chunks = [data[:1000], data[1000:]]
+    generated = await asyncio.to_thread(local_gemini.files.add_generated, chunks, "application/jsonl")
     listed = await client.aio.files.get(name=f"files/{generated.file_id}")
     assert listed.source == "GENERATED" and listed.download_uri is not None
     assert await client.aio.files.download(file=listed) == data

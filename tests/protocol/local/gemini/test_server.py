@@ -224,6 +224,9 @@ async def test_reset_zeroes_stats_and_scripted_faults_when_posted(
         "images": 0,
         "rejected": 0,
         "unauthorized": 0,
+        "batches_created": 0,
+        "batch_requests": 0,
+        "batch_images": 0,
     }
     assert (await post(http, local_gemini, body()))[0] == 200
 
