@@ -1,0 +1,97 @@
+"""Choosing relax mode below Discord and the CLI: the option, the guild's default, the plan's prices, the job's params,
+and "Retry failed" in the other mode as a new batch of the failed items."""
+
+import asyncio
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from bot.app.batches import BatchService
+from bot.app.batchplan import NOTE_PLAN, BatchError, BatchOptions, BatchRequest, plan_summary
+from bot.app.runtime import Runtime
+from bot.core.batch import Speed
+from bot.core.models import Group
+from bot.ledger import Ledger
+from tests.e2e.bot._batchzips import make_zip
+from tests.fakes.gateway import MemoryRunpod
+from tests.protocol.services.test_batch_retry_refs import batch_with_failures
+from worker.contract import ErrorCode
+
+ALICE = 42
+
+
+def request(*, relax: bool | None = None, guild_id: int | None = 7) -> BatchRequest:
+    return BatchRequest(
+        owner_id=ALICE, guild_id=guild_id, channel_id=70, prompt="make it blue", options=BatchOptions(relax=relax)
+    )
+
+
+async def zip_of(path: Path, count: int) -> Path:
+    await asyncio.to_thread(path.write_bytes, await asyncio.to_thread(make_zip, count))
+    return path
+
+
+def with_settings(runtime: Runtime, **changes: object) -> BatchService:
+    return BatchService(dataclasses.replace(runtime, settings=runtime.settings.model_copy(update=changes)))
+
+
+async def test_a_relax_batch_is_planned_at_the_batch_price_and_started_as_a_relax_job(
+    group: Group, runtime: Runtime, ledger: Ledger, tmp_path: Path
+) -> None:
+    service = BatchService(runtime)
+    path = await zip_of(tmp_path / "in.zip", 4)
+
+    plan = await service.plan_from_file(path, request(relax=True), source="in.zip")
+    result = await service.start(plan, group_id=group.id, is_admin=False)
+
+    text = plan_summary(plan, service.estimate(plan))
+    assert "🐢 Relax: about $0.08 for 4 images (fast would be $0.16)" in text  # 4 x $0.0195, 4 x $0.039
+    assert result.job is not None and result.job.params.relax
+    note = await ledger.note(result.job.id, NOTE_PLAN)
+    assert isinstance(note, dict) and note["params"]["relax"] is True
+
+
+async def test_a_batch_runs_fast_unless_chosen_or_its_server_defaults_to_relax(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    path = await zip_of(tmp_path / "in.zip", 2)
+    plain, relax_here = BatchService(runtime), with_settings(runtime, relax_guilds=[7])
+    relax_default = with_settings(runtime, batch_default_speed=Speed.RELAX)
+
+    assert not (await plain.plan_from_file(path, request(), source="in.zip")).relax
+    assert (await relax_here.plan_from_file(path, request(), source="in.zip")).relax
+    assert not (await relax_here.plan_from_file(path, request(guild_id=8), source="in.zip")).relax
+    assert not (await relax_here.plan_from_file(path, request(relax=False), source="in.zip")).relax  # chosen wins
+    assert (await relax_default.plan_from_file(path, request(guild_id=None), source="in.zip")).relax
+
+
+async def test_retry_failed_in_relax_is_a_new_relax_batch_of_what_retry_failed_would_run(
+    group: Group, runtime: Runtime, runpod: MemoryRunpod, tmp_path: Path
+) -> None:
+    service = BatchService(runtime)
+    failed = {1: ErrorCode.SAFETY, 3: ErrorCode.UNAVAILABLE, 4: ErrorCode.EXPIRED, 5: ErrorCode.TOO_LARGE}
+    job = await batch_with_failures(service, group, runtime, runpod, tmp_path / "in.zip", failed=failed)
+
+    plan = await service.plan_retry(job.id, prompt=None, model=None, channel_id=70, is_admin=False, relax=True)
+
+    assert plan.relax and plan.retry_of == job.id
+    assert [i.name for i in plan.items] == ["photos/img-00003.png", "photos/img-00004.png"]  # not SAFETY, TOO_LARGE
+    assert "the failed images of the batch, relax" in plan_summary(plan, service.estimate(plan))
+    with pytest.raises(BatchError, match="Nothing changed"):  # the same speed, prompt and model: Retry failed
+        await service.plan_retry(job.id, prompt=None, model=None, channel_id=70, is_admin=False, relax=False)
+
+
+async def test_a_changed_retry_keeps_the_batchs_speed_unless_another_is_chosen(
+    group: Group, runtime: Runtime, runpod: MemoryRunpod, tmp_path: Path
+) -> None:
+    # A fast batch: a relax one's items are the dispatcher's to send through Gemini's Batch API, not RunPod chunks.
+    service = BatchService(runtime)
+    job = await batch_with_failures(service, group, runtime, runpod, tmp_path / "in.zip", failed={2: ErrorCode.SAFETY})
+
+    kept = await service.plan_retry(job.id, prompt=None, model="pro", channel_id=70, is_admin=False)
+    relax = await service.plan_retry(
+        job.id, prompt="make it red", model=None, channel_id=70, is_admin=False, relax=True
+    )
+
+    assert not kept.relax and relax.relax
