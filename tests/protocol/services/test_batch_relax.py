@@ -1,8 +1,10 @@
 """Choosing relax mode below Discord and the CLI: the option, the guild's default, the plan's prices, the job's params,
 and "Retry failed" in the other mode as a new batch of the failed items."""
 
+import argparse
 import asyncio
 import dataclasses
+import io
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,9 @@ import pytest
 from bot.app.batches import BatchService
 from bot.app.batchplan import NOTE_PLAN, BatchError, BatchOptions, BatchRequest, plan_summary
 from bot.app.runtime import Runtime
+from bot.cli.args import parse_job_prompt
+from bot.cli.batch import start_batch
+from bot.cli.console import Console
 from bot.core.batch import Speed
 from bot.core.models import Group
 from bot.ledger import Ledger
@@ -95,3 +100,23 @@ async def test_a_changed_retry_keeps_the_batchs_speed_unless_another_is_chosen(
     )
 
     assert not kept.relax and relax.relax
+
+
+async def test_the_cli_starts_a_relax_job_with_relax_and_says_both_prices(runtime: Runtime, tmp_path: Path) -> None:
+    path = await zip_of(tmp_path / "in.zip", 2)
+    prompt = parse_job_prompt("make it blue", argparse.Namespace(model=None, ar=None, size=None, seed=None))
+    err = io.StringIO()
+    questions: list[str] = []
+
+    async def yes(question: str) -> bool:
+        questions.append(question)
+        return True
+
+    job = await start_batch(
+        BatchService(runtime), path, "make it blue", prompt, "cli:k", runtime.settings, Console(io.StringIO(), err),
+        confirm=yes, relax=True,
+    )  # fmt: skip
+
+    assert job.params.relax
+    assert "🐢 Relax: about $0.04 for 2 images (fast would be $0.08)" in err.getvalue()
+    assert questions == ["Start 2 images for about $0.04 in relax?"]
