@@ -296,11 +296,14 @@ class BatchCog(commands.Cog):
         trial = await self.service.trial_of(job)
         view: discord.ui.View | None = None
         if trial is None:
-            text = (
-                f"🖼️ **First results** ({len(samples)} of {job.total:,}): {names}\n"
-                "-# Not what you wanted? **Pause** or **Cancel** the batch above: no new image starts after that, "
-                "only the ones being made at that moment are finished."
+            stops = (
+                "**Cancel** the batch above: Gemini's batch is cancelled too and nothing unmade is charged "
+                "(**Pause** sends nothing new, but Gemini cannot pause what it holds)."
+                if job.params.relax
+                else "**Pause** or **Cancel** the batch above: no new image starts after that, only the ones being "
+                "made at that moment are finished."
             )
+            text = f"🖼️ **First results** ({len(samples)} of {job.total:,}): {names}\n-# Not what you wanted? {stops}"
         else:
             rest = job.total - trial
             cost = await self.service.rest_cost(job, trial)
