@@ -16,7 +16,9 @@ from bot.cli.args import parse_job_prompt
 from bot.cli.batch import start_batch
 from bot.cli.console import Console
 from bot.core.batch import Speed
-from bot.core.models import Group
+from bot.core.models import Group, JobId
+from bot.core.relax import RelaxPhase, RelaxStatus
+from bot.core.render import batch_progress_text
 from bot.ledger import Ledger
 from tests.e2e.bot._batchzips import make_zip
 from tests.fakes.gateway import MemoryRunpod
@@ -120,3 +122,31 @@ async def test_the_cli_starts_a_relax_job_with_relax_and_says_both_prices(runtim
     assert job.params.relax
     assert "🐢 Relax: about $0.04 for 2 images (fast would be $0.08)" in err.getvalue()
     assert questions == ["Start 2 images for about $0.04 in relax?"]
+
+
+async def test_a_relax_batchs_snapshot_shows_where_gemini_is_and_a_fast_ones_does_not_ask(
+    group: Group, runtime: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = BatchService(runtime)
+    path = await zip_of(tmp_path / "in.zip", 3)
+    held = RelaxStatus(phase=RelaxPhase.RUNNING, parts=1, sent=3, gemini_done=1, gemini_failed=0)
+    asked: list[JobId] = []
+
+    async def relax_status(job_id: JobId) -> RelaxStatus:
+        asked.append(job_id)
+        return held
+
+    monkeypatch.setattr(runtime.dispatcher, "relax_status", relax_status)
+    relax = await service.start(
+        await service.plan_from_file(path, request(relax=True), source="in.zip"), group_id=group.id, is_admin=False
+    )
+    fast = await service.start(
+        await service.plan_from_file(path, request(), source="in.zip"), group_id=group.id, is_admin=False
+    )
+    assert relax.job is not None and fast.job is not None
+
+    relax_snapshot, fast_snapshot = await service.snapshot(relax.job.id), await service.snapshot(fast.job.id)
+
+    assert relax_snapshot is not None and relax_snapshot.progress.relax_status == held
+    assert "🐢 relax · Gemini running: 1/3 done" in batch_progress_text(relax_snapshot.progress)
+    assert fast_snapshot is not None and not fast_snapshot.progress.relax and asked == [relax.job.id]
