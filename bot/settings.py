@@ -11,6 +11,7 @@ from dotenv import dotenv_values
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot.core.batch import Speed
 from bot.core.deployment import ConfigProblem, DeploymentFacts, impossible_configurations
 
 DEFAULT_MODEL = "gemini-2.5-flash-image"
@@ -187,6 +188,13 @@ class BotSettings(BaseSettings):
     # Discord allows 5 edits per 5 s per channel.
     batch_progress_interval_s: float = Field(
         default=5.0, ge=1.0, description="a batch's progress message is edited at most this often"
+    )
+    # Relax mode: Gemini's Batch API at half the price, usually within hours, at most 24 h (bot.core.batch.Speed).
+    batch_default_speed: Speed = Field(
+        default=Speed.FAST, description="how /batch runs when no speed is chosen: fast, or relax (half price, slower)"
+    )
+    relax_guilds: list[int] = Field(
+        default_factory=list, description="servers whose /batch runs in relax unless fast is chosen, e.g. [123]"
     )
     batch_sample_size: int = Field(
         default=4,

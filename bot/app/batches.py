@@ -37,7 +37,7 @@ from bot.app.batchplan import (
 from bot.app.downloads import ZipDownload, build_zip, copy_out
 from bot.app.runtime import Runtime
 from bot.core.admission import REFUSAL_TITLE
-from bot.core.batch import BatchEstimate, BatchLimits, BatchLoad, limit_refusal
+from bot.core.batch import BatchEstimate, BatchLimits, BatchLoad, Speed, default_speed, limit_refusal
 from bot.core.fetchquota import DownloadLimits, DownloadQuota
 from bot.core.manifest import ManifestHeader, ManifestRow, batch_rows
 from bot.core.models import (
@@ -391,7 +391,16 @@ class BatchService:
             aspect_ratio=options.aspect_ratio or inline.aspect_ratio or _str(prefs.get("aspect_ratio")),
             image_size=options.image_size or inline.image_size or _str(prefs.get("image_size")),
             seed=options.seed if options.seed is not None else inline.seed,
+            relax=options.relax if options.relax is not None else self.default_relax(request.guild_id),
         )
+
+    def default_relax(self, guild_id: int | None) -> bool:
+        """Tell whether a batch in `guild_id` runs in relax when no speed was chosen.
+
+        `RELAX_GUILDS` name the servers that default to relax; elsewhere (and in the CLI) `BATCH_DEFAULT_SPEED`.
+        """
+        s = self._rt.settings
+        return default_speed(guild_id, default=s.batch_default_speed, relax_guilds=s.relax_guilds) is Speed.RELAX
 
     def estimate(self, plan: BatchPlan) -> BatchEstimate:
         """Estimate the plan's cost (price table times images) and time (latency over the Gemini budget)."""
@@ -609,7 +618,10 @@ class BatchService:
         out = await self._rt.dispatcher.pausing(job_id) if job.status is JobStatus.PAUSED else 0
         made = await self._rt.ledger.made_by_size(job_id)
         trial = await self.trial_of(job) if job.status is JobStatus.PAUSED else None
-        return snapshot_of(job, errors=errors, retrying=retrying, chunks_out=out, made_by_size=made, trial=trial)
+        relax = await self.relax_status(job_id) if job.params.relax and not job.status.is_final else None
+        return snapshot_of(
+            job, errors=errors, retrying=retrying, chunks_out=out, made_by_size=made, trial=trial, relax=relax
+        )
 
     async def relax_status(self, job_id: JobId) -> RelaxStatus | None:
         """Return where a relax batch's open parts are (None for a fast batch, or one with no part open)."""
@@ -684,16 +696,24 @@ class BatchService:
         return plan.display_prompt if plan is not None else job.prompt
 
     async def plan_retry(
-        self, job_id: JobId, *, prompt: str | None, model: str | None, channel_id: int, is_admin: bool
+        self,
+        job_id: JobId,
+        *,
+        prompt: str | None,
+        model: str | None,
+        channel_id: int,
+        is_admin: bool,
+        relax: bool | None = None,
     ) -> BatchPlan:
-        """Plan "Retry failed, changed…": copies of a batch's failed items as a new batch, with a new prompt or model.
+        """Plan "Retry failed, changed…": copies of a batch's failed items as a new batch: new prompt, model or speed.
 
         The plan is started like any other (Start), in the same thread. The copies keep their source names, images,
         references, seeds and options. An edited `prompt` replaces the job's prompt and every item's own prompt
         (`{prompt}` `{name}` `{folder}` fill in the item's own, as a template does); its inline parameters override
-        the batch's options. `model` (or the prompt's `--model`) replaces the model. The original job is left as it
-        is: its manifest still says failed. Every failed item is copied (a safety block may pass with another
-        prompt) except `TOO_LARGE`, whose input no prompt shrinks.
+        the batch's options. `model` (or the prompt's `--model`) replaces the model; `relax` the speed (None: the
+        batch's). The original job is left as it is: its manifest still says failed. Every failed item is copied (a
+        safety block may pass with another prompt) except `TOO_LARGE`, whose input no prompt shrinks; with only the
+        speed changed, what "Retry failed" would not run again (`SAFETY`, `BAD_INPUT`) is not copied either.
 
         Raises:
             BatchError: no such batch, nothing changed, the prompt or model is invalid, no failed item to copy, or
@@ -711,20 +731,22 @@ class BatchService:
         resolved = resolve_model(chosen)
         if resolved is None:
             raise BatchError(f"{code(chosen)} is not a Gemini image model Peel knows.", title="Invalid model")
-        if not edited and resolved == job.params.model:
+        speed = job.params.relax if relax is None else relax
+        if not edited and resolved == job.params.model and speed == job.params.relax:
             raise BatchError(
-                "Nothing changed: edit the prompt or choose another model, or use **Retry failed** to run the "
-                "failed images again as they were.",
+                "Nothing changed: edit the prompt or choose another model or speed, or use **Retry failed** to run "
+                "the failed images again as they were.",
                 title="Nothing to retry",
             )
+        left_out = _NOT_COPIED if edited or resolved != job.params.model else _NOT_RERUN
         failed = [
             i
             for i in await self._rt.ledger.items(job_id, statuses=(ItemStatus.ERROR,))
-            if i.error_code != ErrorCode.TOO_LARGE.value
+            if (i.error_code or "") not in left_out
         ]
         if not failed:
-            raise BatchError("Nothing to retry: no failed image that a changed prompt or model can help.")
-        params = _retry_params(job.params, resolved, parsed if edited else None)
+            raise BatchError("Nothing to retry: no failed image that a changed prompt, model or speed can help.")
+        params = replace(_retry_params(job.params, resolved, parsed if edited else None), relax=speed)
         job_prompt = parsed.model_prompt() if edited else job.prompt
         original = await self.plan_of(job_id)
         plan = BatchPlan(
@@ -738,7 +760,9 @@ class BatchService:
             items=tuple(_retry_item(i, job, parsed if edited else None) for i in failed),
             skipped=(),
             notes=(f"↩️ Retry of the {len(failed):,} failed image(s) of batch {job.id}, as a new batch",),
-            prompt_source="the failed images of the batch" + (", new prompt" if edited else ""),
+            prompt_source="the failed images of the batch"
+            + (", new prompt" if edited else "")
+            + (f", {Speed.RELAX if speed else Speed.FAST}" if speed != job.params.relax else ""),
             source=original.source if original is not None else "retry",
             retry_of=job.id,
         )
@@ -760,6 +784,10 @@ class BatchService:
 MAX_SHARED_REFS = 3  # shared references of a batch: a style or a logo, not a second input set
 NOTE_RETRY_OF = "batch_retry_of"  # a "Retry failed, changed" batch: the job whose failed items it copies
 _EMPTY_PROMPT = "the prompt is empty"  # `parse_prompt`'s error for a prompt with no text
+# The failed items a changed retry leaves out: no prompt shrinks a TOO_LARGE input; and when only the speed changes,
+# the ones "Retry failed" leaves too (`Ledger.retry_failed`): the same request is blocked or refused again.
+_NOT_COPIED = frozenset({ErrorCode.TOO_LARGE.value})
+_NOT_RERUN = frozenset({ErrorCode.TOO_LARGE.value, ErrorCode.SAFETY.value, ErrorCode.BAD_INPUT.value})
 
 
 def check_input_images(plan: BatchPlan) -> None:

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 from bot.core.batch import BatchEstimate, estimate_batch, plan_text, thread_name
 from bot.core.models import Job, JobParams
+from bot.core.relax import RelaxStatus
 from bot.core.render import BatchProgress, batch_state
 from bot.errors import UserFacingError
 from storage.base import Store
@@ -132,6 +133,11 @@ class BatchPlan:
     retry_of: str | None = None  # "Retry failed, changed": the job whose failed items this plan copies
 
     @property
+    def relax(self) -> bool:
+        """Whether the batch runs in relax mode (kept in its params, so in its stored plan and its job's note)."""
+        return self.params.relax
+
+    @property
     def key(self) -> str:
         """The idempotency key the batch job is started under."""
         return self.idempotency_key or self.id
@@ -236,6 +242,7 @@ class BatchOptions:
     image_size: str | None = None
     seed: int | None = None
     repeat: int | None = None  # --repeat N: every item N times, each with its own seed
+    relax: bool | None = None  # speed:relax / --relax (None: the guild's or the bot's default speed)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -257,8 +264,8 @@ class BatchRequest:
 
 
 def unit_price(params: JobParams) -> float | None:
-    """Return the price of one image made with `params` (None: the price table does not know it)."""
-    return model_spec(params.model).price(params.image_size)
+    """Return the price of one image made with `params`, at the batch price in relax (None: unknown)."""
+    return model_spec(params.model).price(params.image_size, batch=params.relax)
 
 
 def plan_summary(plan: BatchPlan, estimate: BatchEstimate, *, markdown: bool = True) -> str:
@@ -283,20 +290,29 @@ def plan_summary(plan: BatchPlan, estimate: BatchEstimate, *, markdown: bool = T
 
 
 def made_cost(params: JobParams, made_by_size: Mapping[str | None, int]) -> float:
-    """Return what the images made cost: each size's count at its price (None: the job's size; unknown: free)."""
+    """Return what the images made cost: each size's count at its price (None: the job's size; unknown: free).
+
+    A relax job's images cost Gemini's batch price (half the standard one).
+    """
     spec = model_spec(params.model)
-    return sum(n * (spec.price(size or params.image_size) or 0.0) for size, n in made_by_size.items())
+    return sum(
+        n * (spec.price(size or params.image_size, batch=params.relax) or 0.0) for size, n in made_by_size.items()
+    )
 
 
-def plan_price(plan: BatchPlan) -> float | None:
-    """Return the price of every item of a plan, each at its own image size (None: some price is unknown)."""
+def plan_price(plan: BatchPlan, *, relax: bool | None = None) -> float | None:
+    """Return the price of every item of a plan, each at its own image size (None: some price is unknown).
+
+    `relax` prices it in that mode (None: the plan's own), so the plan can show what the other mode would cost.
+    """
+    batch = plan.relax if relax is None else relax
     spec = model_spec(plan.params.model)
     prices: dict[str | None, float | None] = {}
     total = 0.0
     for item in plan.items:
         size = item.image_size or plan.params.image_size
         if size not in prices:
-            prices[size] = spec.price(size)
+            prices[size] = spec.price(size, batch=batch)
         price = prices[size]
         if price is None:
             return None
@@ -305,10 +321,17 @@ def plan_price(plan: BatchPlan) -> float | None:
 
 
 def estimate_plan(plan: BatchPlan, *, latency_s: float, concurrency: int) -> BatchEstimate:
-    """Estimate a plan's cost (the sum of its items' prices) and time (latency over the Gemini budget)."""
-    total = plan_price(plan)
-    mean = None if total is None else total / max(1, len(plan.items))
-    return estimate_batch(items=len(plan.items), unit_price_usd=mean, latency_s=latency_s, concurrency=concurrency)
+    """Estimate a plan's cost (the sum of its items' prices, and in the other mode) and time (fast mode's)."""
+    count = max(1, len(plan.items))
+    total, other = plan_price(plan), plan_price(plan, relax=not plan.relax)
+    return estimate_batch(
+        items=len(plan.items),
+        unit_price_usd=None if total is None else total / count,
+        latency_s=latency_s,
+        concurrency=concurrency,
+        relax=plan.relax,
+        other_unit_price_usd=None if other is None else other / count,
+    )
 
 
 def snapshot_of(
@@ -320,6 +343,7 @@ def snapshot_of(
     chunks_out: int = 0,
     made_by_size: Mapping[str | None, int] | None = None,
     trial: int | None = None,
+    relax: RelaxStatus | None = None,
 ) -> BatchSnapshot:
     """Return a batch's counts (blocked = safety blocks, failed = other failures), elapsed time and cost so far.
 
@@ -327,7 +351,7 @@ def snapshot_of(
     as such, not as remaining. `chunks_out` (its chunks still on RunPod) tells a pause still holding from a paused
     batch. `made_by_size` (items made by their own image size, None for the job's) prices each made item at its
     own size; without it every item is priced at the job's. `trial` (N of a "Try on N" whose rest is held) tells
-    a trial that has made its N from a pause.
+    a trial that has made its N from a pause. `relax` is where a relax batch's open parts are.
     """
     blocked = errors.get(ErrorCode.SAFETY.value, 0)
     started = job.started_at or job.created_at
@@ -345,6 +369,11 @@ def snapshot_of(
         ),
         retrying=sum(retrying.values()),
         retry_code=max(retrying, key=retrying.__getitem__, default=None),
+        relax=job.params.relax,
+        relax_status=relax,
+        relax_waiting_s=None
+        if relax is None or relax.waiting_since is None
+        else max(0.0, (end - relax.waiting_since).total_seconds()),
     )
     return BatchSnapshot(job=job, progress=progress, errors=errors)
 

@@ -23,6 +23,7 @@ from bot.core.manifest import (
     assign_output_names,
     group_member_stem,
     image_origin,
+    job_mode,
     render_csv,
     render_json,
 )
@@ -133,6 +134,7 @@ class GroupService:
                     image_size=((item.inputs.image_size if item else None) or (job.params.image_size if job else None)),
                     output_key=image.key,
                     output_name=stem + (suffix(image.key).lower() or ".png"),
+                    mode=job_mode(job) if job else "fast",
                 )
             )
         header = ManifestHeader(job_id=group.id, prompt=group.name, model="", created_at=group.created_at)

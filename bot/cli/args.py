@@ -79,6 +79,17 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument(
         "--ref", type=Path, action="append", default=[], help="a reference image given to every item (repeatable)"
     )
+    speed = batch.add_mutually_exclusive_group()
+    speed.add_argument(
+        "--relax",
+        dest="relax",
+        action="store_true",
+        default=None,
+        help="relax mode: Gemini's Batch API at half the price, usually within hours, at most 24 h",
+    )
+    speed.add_argument(
+        "--fast", dest="relax", action="store_false", help="fast mode (the default unless BATCH_DEFAULT_SPEED=relax)"
+    )
     batch.add_argument("--progress-every", type=float, default=5.0, help="seconds between progress lines (no TTY)")
     batch.add_argument(
         "-y",

@@ -13,6 +13,7 @@ import shlex
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from bot.app import IntakeReport, InvalidRequestError
@@ -21,10 +22,11 @@ from bot.app.batchplan import BatchError, BatchOptions, BatchRequest, plan_summa
 from bot.app.runtime import StopRequestedError, open_runtime
 from bot.cli.args import CLI_OWNER, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, Prompt, UsageError, parse_job_prompt
 from bot.cli.console import Console, ProgressMeter, interruptible, peak_rss_bytes
-from bot.core.batch import BatchLimits
+from bot.core.batch import BatchLimits, Speed
 from bot.core.manifest import ItemStatus as RowStatus
 from bot.core.manifest import ManifestRow
 from bot.core.models import Job, JobParams
+from bot.core.render import RELAX_ETA, relax_line
 from bot.settings import BotSettings
 
 _HASH_BLOCK_BYTES = 1024 * 1024
@@ -86,7 +88,10 @@ async def run_batch(args: argparse.Namespace, settings: BotSettings, console: Co
     if not await asyncio.to_thread(path.is_file):
         raise UsageError(f"{path}: no such file")
     prompt = parse_job_prompt(args.prompt, args, allow_empty=True)
-    params = prompt.job_params(settings.gemini_model)
+    # A relax batch is another job than a fast one of the same input (its key holds the speed only when relax, so
+    # the keys of fast batches stay what they were).
+    relax = args.relax if args.relax is not None else settings.batch_default_speed is Speed.RELAX
+    params = replace(prompt.job_params(settings.gemini_model), relax=relax)
     for note in prompt.parsed.notes:
         console.note(f"note: {note}")
     refs = await _read_refs(args.ref)
@@ -119,7 +124,17 @@ async def run_batch(args: argparse.Namespace, settings: BotSettings, console: Co
             planning_at = time.monotonic()
             try:
                 job = await start_batch(
-                    service, path, args.prompt, prompt, key, settings, console, refs=refs, confirm=confirm, trial=trial
+                    service,
+                    path,
+                    args.prompt,
+                    prompt,
+                    key,
+                    settings,
+                    console,
+                    refs=refs,
+                    confirm=confirm,
+                    trial=trial,
+                    relax=relax,
                 )
             except NotStartedError:
                 console.note("not started: nothing was queued or charged")
@@ -149,12 +164,15 @@ async def run_batch(args: argparse.Namespace, settings: BotSettings, console: Co
         await runner.show(job, final=True)
         console.end_progress()
         download = await service.save_zip(job, args.out)
+        snapshot = await service.snapshot(job.id)
+        cost = snapshot.progress.cost_usd if snapshot is not None else 0.0
 
     elapsed = time.monotonic() - started
     made_now = max(0, job.ok + job.failed - runner.meter.done_at_start)
+    mode = "relax, at Gemini's batch price" if job.params.relax else "fast"
     console.say(
         f"job {job.id} {job.status.value}: {job.ok} made, {job.failed} failed, {job.cancelled} cancelled "
-        f"of {job.total} in {elapsed:.1f}s; results: {args.out} ({download.size:,} bytes)"
+        f"of {job.total} in {elapsed:.1f}s; ${cost:.2f} ({mode}); results: {args.out} ({download.size:,} bytes)"
     )
     errors = _error_summary(download.rows)
     if errors:
@@ -167,6 +185,8 @@ async def run_batch(args: argparse.Namespace, settings: BotSettings, console: Co
             "ok": job.ok,
             "failed": job.failed,
             "made_this_run": made_now,
+            "mode": Speed.RELAX.value if job.params.relax else Speed.FAST.value,
+            "cost_usd": round(cost, 4),
             "elapsed_s": round(elapsed, 3),
             "out": str(args.out),
             "peak_rss_bytes": peak_rss_bytes(),
@@ -246,7 +266,12 @@ class BatchRunner:
         progress = snapshot.progress if snapshot is not None else None
         failed = progress.failed + progress.blocked if progress is not None else job.failed
         cost = progress.cost_usd if progress is not None else 0.0
-        self._console.progress(self.meter.line(job, failed=failed, cost_usd=cost, bar=self._tty), tty=self._tty)
+        # Gemini's Batch API sets a relax batch's pace: where Gemini is replaces a rate and an ETA of Peel's own.
+        relax = None
+        if progress is not None and progress.relax and not job.status.is_final:
+            relax = f"{relax_line(progress.relax_status, waiting_s=progress.relax_waiting_s)} · ETA: {RELAX_ETA}"
+        line = self.meter.line(job, failed=failed, cost_usd=cost, bar=self._tty, relax=relax)
+        self._console.progress(line, tty=self._tty)
 
     async def _show_trial(self, job: Job, trial: int) -> None:
         """Write the trial's images beside `--out`, list them, and ask before making the rest.
@@ -300,7 +325,9 @@ async def _read_refs(paths: Sequence[Path]) -> tuple[tuple[str, bytes], ...]:
     return tuple(refs)
 
 
-def cli_batch_request(text: str, prompt: Prompt, key: str, refs: tuple[tuple[str, bytes], ...] = ()) -> BatchRequest:
+def cli_batch_request(
+    text: str, prompt: Prompt, key: str, refs: tuple[tuple[str, bytes], ...] = (), *, relax: bool | None = None
+) -> BatchRequest:
     """Return the `BatchRequest` the CLI plans: the CLI's owner, no guild, the flags as the command's options."""
     flags = prompt.flags  # the inline parameters are the service's to read, per `{a, b}` expansion
     return BatchRequest(
@@ -314,6 +341,7 @@ def cli_batch_request(text: str, prompt: Prompt, key: str, refs: tuple[tuple[str
             image_size=flags.image_size,
             seed=flags.seed,
             repeat=flags.repeat,
+            relax=relax,
         ),
         is_admin=True,  # the CLI's user runs the whole machine: no per-user caps
         idempotency_key=key,
@@ -333,6 +361,7 @@ async def start_batch(
     refs: tuple[tuple[str, bytes], ...] = (),
     confirm: Callable[[str], Awaitable[bool]] | None = None,
     trial: int | None = None,
+    relax: bool | None = None,
 ) -> Job:
     """Plan the input ZIP (intake, limits), show the plan, and start it as one batch job, as `/batch` does on Start.
 
@@ -347,6 +376,7 @@ async def start_batch(
         refs: the shared reference images (`--ref`), as (file name, bytes), sent with every item.
         confirm: asked "Start N images for about $X?" after the plan is shown (None: start without asking).
         trial: run only this many items first ("Try on N"); the rest waits for `BatchService.resume`.
+        relax: `--relax` / `--fast` (None: `BATCH_DEFAULT_SPEED`).
 
     Raises:
         NotStartedError: `confirm` said no; the plan is forgotten.
@@ -360,7 +390,7 @@ async def start_batch(
             raise UsageError(f"{path}: {len(report.accepted)} images, over the limit of {settings.batch_max_items}")
 
     try:
-        request = cli_batch_request(args_prompt, prompt, key, refs)
+        request = cli_batch_request(args_prompt, prompt, key, refs, relax=relax)
         plan = await service.plan_from_file(path, request, source=path.name, on_intake=on_intake)
         estimate = service.estimate(plan)
         for line in plan_summary(plan, estimate, markdown=False).splitlines():
@@ -368,7 +398,7 @@ async def start_batch(
         if confirm is not None:
             agreed = False
             try:
-                agreed = await confirm(_start_question(len(plan.items), estimate.cost_usd, trial))
+                agreed = await confirm(_start_question(len(plan.items), estimate.cost_usd, trial, relax=plan.relax))
             finally:
                 if not agreed:  # no, no one to ask, or interrupted: the plan is not left pending
                     await service.discard_plan(plan.id)
@@ -384,11 +414,12 @@ async def start_batch(
     return result.job
 
 
-def _start_question(items: int, cost_usd: float | None, trial: int | None) -> str:
-    """Return the question asked before spending: the whole batch, or its trial first."""
+def _start_question(items: int, cost_usd: float | None, trial: int | None, *, relax: bool = False) -> str:
+    """Return the question asked before spending: the whole batch, or its trial first (in relax: saying so)."""
 
     def about(share: float) -> str:
-        return "" if cost_usd is None else f" for about ${cost_usd * share:.2f}"
+        mode = " in relax" if relax else ""
+        return "" if cost_usd is None else f" for about ${cost_usd * share:.2f}{mode}"
 
     if trial is not None and 0 < trial < items:
         return f"Try {trial} of {items:,} images first{about(trial / items)}, then ask before the rest?"

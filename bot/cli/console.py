@@ -124,10 +124,11 @@ class ProgressMeter:
     done_at_start: int
     clock: Callable[[], float] = time.monotonic
 
-    def line(self, job: Job, *, failed: int, cost_usd: float, bar: bool = False) -> str:
+    def line(self, job: Job, *, failed: int, cost_usd: float, bar: bool = False, relax: str | None = None) -> str:
         """Return the progress line: finished/total, a bar (on a terminal), made, failed, rate, ETA and cost.
 
-        `failed` counts safety blocks too; `cost_usd` is what the images made so far cost.
+        `failed` counts safety blocks too; `cost_usd` is what the images made so far cost. `relax` (where Gemini's
+        Batch API is with a relax batch) replaces the rate and the ETA, which Gemini sets, not Peel.
         """
         elapsed = max(1e-6, self.clock() - self.started_at)
         finished = job.ok + job.failed
@@ -135,10 +136,9 @@ class ProgressMeter:
         eta = "--" if rate <= 0 else _duration(job.remaining / rate)
         share = finished / max(1, job.total)
         drawn = f"[{_bar(share)}] " if bar else ""
-        return (
-            f"{drawn}{finished}/{job.total} ({100 * share:.0f}%)  done {job.ok}  failed {failed}  "
-            f"{rate:.1f} img/s  ETA {eta}  ${cost_usd:.2f}"
-        )
+        pace = relax if relax is not None else f"{rate:.1f} img/s  ETA {eta}"
+        counts = f"{finished}/{job.total} ({100 * share:.0f}%)  done {job.ok}  failed {failed}"
+        return f"{drawn}{counts}  {pace}  ${cost_usd:.2f}"
 
 
 _BAR_WIDTH = 20

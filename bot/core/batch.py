@@ -4,8 +4,9 @@ Pure: `bot.app.batches` gathers the numbers (the ledger's unfinished jobs, the i
 Discord layer shows the strings.
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 
 from bot.core.render import (
     BatchProgress,
@@ -89,24 +90,71 @@ def limit_refusal(limits: BatchLimits, load: BatchLoad, *, items: int, is_admin:
     return None
 
 
+class Speed(StrEnum):
+    """How a batch runs: `fast` (RunPod chunks calling Gemini directly) or `relax` (Gemini's Batch API, half price)."""
+
+    FAST = "fast"
+    RELAX = "relax"
+
+
+def default_speed(guild_id: int | None, *, default: Speed, relax_guilds: Collection[int]) -> Speed:
+    """Return the speed a `/batch` runs at when its owner chose none: relax in `relax_guilds`, else `default`."""
+    return Speed.RELAX if guild_id is not None and guild_id in relax_guilds else default
+
+
+# Gemini's Batch API "is designed to process large volumes of requests asynchronously ... at 50% of the standard
+# cost. The target turnaround time is 24 hours, but in majority of cases, it is much quicker."
+# (https://ai.google.dev/gemini-api/docs/batch-mode)
+RELAX_WAIT = "usually within a few hours, at most 24 h (Gemini's target)"
+RELAX_OFFER_MIN_ITEMS = 100  # a fast plan this large mentions what relax would cost: below it the saving is cents
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BatchEstimate:
-    """What a batch is expected to cost and take before it starts."""
+    """What a batch is expected to cost and take before it starts.
+
+    `relax` says the batch runs through Gemini's Batch API (`unit_price_usd` is then the batch price);
+    `other_unit_price_usd` is the mean price of one image in the other mode, so the plan can show both.
+    """
 
     items: int
     unit_price_usd: float | None
     duration_s: float
+    relax: bool = False
+    other_unit_price_usd: float | None = None
 
     @property
     def cost_usd(self) -> float | None:
         """The whole batch's expected price (every image made), or None when the price is unknown."""
         return None if self.unit_price_usd is None else self.unit_price_usd * self.items
 
+    @property
+    def other_cost_usd(self) -> float | None:
+        """What the whole batch would cost in the other mode, or None when unknown."""
+        return None if self.other_unit_price_usd is None else self.other_unit_price_usd * self.items
 
-def estimate_batch(*, items: int, unit_price_usd: float | None, latency_s: float, concurrency: int) -> BatchEstimate:
-    """Estimate a batch: `items` images at `concurrency` calls in flight, each `latency_s` long."""
+
+def estimate_batch(
+    *,
+    items: int,
+    unit_price_usd: float | None,
+    latency_s: float,
+    concurrency: int,
+    relax: bool = False,
+    other_unit_price_usd: float | None = None,
+) -> BatchEstimate:
+    """Estimate a batch: `items` images at `concurrency` calls in flight, each `latency_s` long.
+
+    The duration is fast mode's; a relax batch's wait is Gemini's (`RELAX_WAIT`), which the plan says instead.
+    """
     duration = items * latency_s / max(1, concurrency)
-    return BatchEstimate(items=items, unit_price_usd=unit_price_usd, duration_s=duration)
+    return BatchEstimate(
+        items=items,
+        unit_price_usd=unit_price_usd,
+        duration_s=duration,
+        relax=relax,
+        other_unit_price_usd=other_unit_price_usd,
+    )
 
 
 def thread_name(prompt: str, *, items: int) -> str:
@@ -224,15 +272,27 @@ def plan_text(
     lines += skipped_lines(skipped)
     lines += skipped_entry_lines(skipped_entries, markdown=markdown)
     lines += [f"⚠️ {truncate(shown(problem), 300)}" for problem in problems]
-    cost = estimate.cost_usd
-    cost_text = "unknown (no price for this model and size)" if cost is None else f"about ${cost:,.2f}"
-    lines.append(
-        f"💵 Estimated cost {cost_text} for {estimate.items:,} images · ⏱️ about {format_duration(estimate.duration_s)}"
-    )
+    lines += cost_lines(estimate, markdown=markdown)
     lines += [f"Note: {shown(note)}" for note in notes]
     if markdown:
         lines.append("Nothing is queued until you press **Start**.")
     return "\n".join(lines)
+
+
+def cost_lines(estimate: BatchEstimate, *, markdown: bool = True) -> list[str]:
+    """Return the plan's cost and time: in relax, both prices and Gemini's wait; a large fast plan offers relax."""
+    cost, other = estimate.cost_usd, estimate.other_cost_usd
+    cost_text = "unknown (no price for this model and size)" if cost is None else f"about ${cost:,.2f}"
+    if estimate.relax:
+        fast = "" if other is None else f" (fast would be ${other:,.2f})"
+        return [f"💵 🐢 Relax: {cost_text} for {estimate.items:,} images{fast} · ⏱️ {RELAX_WAIT}"]
+    lines = [
+        f"💵 Estimated cost {cost_text} for {estimate.items:,} images · ⏱️ about {format_duration(estimate.duration_s)}"
+    ]
+    if other is not None and estimate.items >= RELAX_OFFER_MIN_ITEMS:
+        how = "`speed:relax`" if markdown else "--relax"
+        lines.append(f"🐢 Relax ({how}) would cost about ${other:,.2f}, {RELAX_WAIT}")
+    return lines
 
 
 def progress_message(*, prompt: str, owner_mention: str, progress: BatchProgress) -> str:
@@ -255,12 +315,14 @@ def summary_message(
     errors: Mapping[str, int],
     link: str | None,
     expires_s: int,
+    relax: bool = False,
 ) -> str:
-    """Return the message posted when a batch ends: counts, reasons, cost and the ZIP link."""
+    """Return the message posted when a batch ends: counts, reasons, cost (in relax: at the batch price), the ZIP."""
+    mode = " · 🐢 relax, at Gemini's batch price (half)" if relax else " · ⚡ fast"
     lines = [
         f"**{truncate(echo(prompt), 200)}** - {owner_mention} ({state})",
         f"✅ {ok:,} made · ❌ {failed:,} failed · 🚫 {blocked:,} blocked · ⏹️ {cancelled:,} cancelled"
-        f" · ⏭️ {skipped:,} skipped in the ZIP · 💵 ${cost_usd:.2f}",
+        f" · ⏭️ {skipped:,} skipped in the ZIP · 💵 ${cost_usd:.2f}{mode}",
     ]
     if errors:
         lines.append("Failures: " + ", ".join(f"{code}: {n}" for code, n in sorted(errors.items())))

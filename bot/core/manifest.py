@@ -11,7 +11,8 @@ Columns, in order (`CSV_COLUMNS`; `manifest.json` has the same keys per item): `
 from 0), `source` (the input's name in the uploaded ZIP; for a group, where the image came from), `status` (`ok`,
 `error`, `cancelled`, `skipped`), `error_code`, `error_reason`, `file` (the member's name in the archive), `seed`,
 `model`, `prompt` (the one the item was made with), `aspect_ratio` and `image_size` (the item's own when it set them,
-else the job's; empty: the model's default). New columns are appended, so a reader by position keeps working.
+else the job's; empty: the model's default), `mode` (`fast`, or `relax`: made through Gemini's Batch API at its batch
+price; per row, as a group's ZIP mixes jobs). New columns are appended, so a reader by position keeps working.
 
 The CSV is opened in spreadsheets, so a text cell that a spreadsheet would run as a formula (starting with
 `=`, `+`, `-`, `@`, tab or carriage return) gets a leading `'` (OWASP "CSV injection"). The JSON keeps the exact text.
@@ -48,6 +49,7 @@ CSV_COLUMNS = (
     "prompt",
     "aspect_ratio",
     "image_size",
+    "mode",
 )
 
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -85,6 +87,7 @@ class ManifestRow:
         error_code: why the item failed (a `worker.contract.ErrorCode` value, or a bot-side code).
         error_reason: what the user reads about the failure: the fixed message of `error_code`, never the
             worker's or an exception's text.
+        mode: `fast`, or `relax` for an item of a relax job (Gemini's Batch API, its batch price).
     """
 
     index: int
@@ -99,6 +102,7 @@ class ManifestRow:
     output_name: str | None = None
     error_code: str | None = None
     error_reason: str | None = None
+    mode: str = "fast"
 
     @property
     def has_file(self) -> bool:
@@ -142,7 +146,13 @@ def item_row(job: models.Job, item: models.Item) -> ManifestRow:
         error_reason=(item_error_message(item.error_code) if item.status.is_final else "not finished")
         if failed
         else None,
+        mode=job_mode(job),
     )
+
+
+def job_mode(job: models.Job) -> str:
+    """Return how a job's items are made, as the manifest says it: `relax` (Gemini's Batch API) or `fast`."""
+    return "relax" if job.params.relax else "fast"
 
 
 def skipped_rows(
@@ -167,6 +177,7 @@ def skipped_rows(
             image_size=job.params.image_size,
             error_code=reason,
             error_reason=f"skipped: {details[name]}" if name in details else f"skipped by intake: {label}",
+            mode=job_mode(job),
         )
 
 
@@ -319,6 +330,7 @@ def iter_csv(rows: Iterable[ManifestRow]) -> Iterator[str]:
             guard_cell(row.prompt),
             guard_cell(row.aspect_ratio or ""),
             guard_cell(row.image_size or ""),
+            row.mode,
         ]
         writer.writerow(cells)
         if n % _ROWS_PER_CHUNK == 0:
@@ -369,6 +381,7 @@ def iter_json(header: ManifestHeader, rows: Sequence[ManifestRow]) -> Iterator[s
             "prompt": row.prompt,
             "aspect_ratio": row.aspect_ratio,
             "image_size": row.image_size,
+            "mode": row.mode,
         }
         if i:
             out.write(",\n")

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from bot.core.discord_limits import CUSTOM_ID, LINK_URL, fit_link_url, fit_text
 from bot.core.discord_limits import MAX_CONTENT as MAX_CONTENT  # re-exported: the line builders' default limit
 from bot.core.models import JobStatus
+from bot.core.relax import RelaxPhase, RelaxStatus
 from usertext.controls import strip_controls
 
 CUSTOM_ID_PREFIX = "peel"
@@ -224,6 +225,9 @@ class BatchProgress:
     delayed_since: str | None = None  # when an outage began, as the front end shows times
     delayed_service: str = "runpod"  # which service's outage (`DELAYED_BY`)
     cancelled: int = 0  # items a cancel left unmade: they count in `total` but are neither finished nor remaining
+    relax: bool = False  # a relax batch: Gemini's Batch API makes its images, at its own pace (no images/min ETA)
+    relax_status: RelaxStatus | None = None  # its parts still open (None: fast, or no part open now)
+    relax_waiting_s: float | None = None  # how long Gemini has held the oldest open part
 
     @property
     def finished(self) -> int:
@@ -275,10 +279,50 @@ def retrying_line(retrying: int, code: str | None) -> str:
     return f"🔁 {retrying} retrying · {reason}; Peel tries again by itself"
 
 
+# Gemini's Batch API targets 24 hours and is usually much quicker (https://ai.google.dev/gemini-api/docs/batch-mode):
+# no rate of Peel's own predicts it, so a relax batch shows this instead of an ETA.
+RELAX_ETA = "Gemini's batch, usually within hours, at most 24 h"
+
+
+def relax_line(status: RelaxStatus | None, *, waiting_s: float | None = None) -> str:
+    """Return what a relax batch's progress says of Gemini: `🐢 relax · Gemini running: 640/1,000 done · …`.
+
+    `status` None: no part is open (its items wait to be sent, or all were collected).
+    """
+    if status is None:
+        return "🐢 relax · Gemini's Batch API, half price"
+    waited = "" if waiting_s is None else f" · waiting {format_duration(waiting_s)}"
+    if status.phase is RelaxPhase.PREPARING:
+        return f"🐢 relax · preparing {status.sent:,} requests for Gemini"
+    if status.phase is RelaxPhase.SUBMITTED:
+        return f"🐢 relax · {status.sent:,} sent, waiting for Gemini to start{waited}"
+    if status.phase is RelaxPhase.RUNNING:
+        return (
+            f"🐢 relax · Gemini running: {status.gemini_done:,}/{status.sent:,} done · "
+            f"{status.gemini_failed:,} failed{waited}"
+        )
+    return f"🐢 relax · collecting results ({status.gemini_done:,} made by Gemini)"
+
+
+def relax_paused_text(held: int) -> str:
+    """Return what a pause of a relax batch does: Gemini's Batch API has cancel but no pause (the docs list none)."""
+    if held <= 0:
+        return "Paused: nothing new is sent to Gemini. Resume sends exactly the rest."
+    return (
+        f"Paused: nothing new is sent; the {held:,} images Gemini already holds will still be made and collected "
+        "(Gemini cannot pause a batch). Resume sends exactly the rest."
+    )
+
+
 def batch_progress_text(p: BatchProgress) -> str:
     """Return the body of a batch's one progress message."""
     if p.state in ENDED_STATES:  # nothing is coming: how long it took and what it cost
         pace = f"⚡ {p.rate_per_min:.1f} images/min · ⏱️ took {format_duration(p.elapsed_s)} · 💵 ${p.cost_usd:.2f}"
+        if p.relax:
+            pace = f"🐢 relax · ⏱️ took {format_duration(p.elapsed_s)} · 💵 ${p.cost_usd:.2f} at the batch price"
+    elif p.relax:
+        eta_text = RELAX_ETA if p.state == "running" else p.state
+        pace = f"ETA: {eta_text} · 💵 ${p.cost_usd:.2f} so far (batch price)"
     else:
         eta_text = p.state  # paused, queued, waiting: no ETA while nothing is made
         if p.state == "running":
@@ -291,6 +335,10 @@ def batch_progress_text(p: BatchProgress) -> str:
         + (f"⏹️ {p.cancelled} not made (cancelled)" if p.cancelled else f"⏳ {p.remaining} remaining"),
         pace,
     ]
+    if p.relax and p.state not in ENDED_STATES:
+        lines.append(relax_line(p.relax_status, waiting_s=p.relax_waiting_s))
+        if p.state == JobStatus.PAUSED.value and p.relax_status is not None:
+            lines.append(relax_paused_text(p.relax_status.sent))
     if p.retrying and p.state not in ENDED_STATES:
         lines.append(retrying_line(p.retrying, p.retry_code))
     if p.delayed_since is not None and p.state not in ENDED_STATES:

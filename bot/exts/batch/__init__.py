@@ -25,11 +25,11 @@ from discord.ext import commands
 from bot.app.batches import BatchService
 from bot.app.batchplan import STATUS, SUMMARY, BatchError, BatchOptions, BatchPlan, BatchRequest, plan_summary
 from bot.app.imaging import grid_preview
-from bot.core.batch import progress_message, summary_message
+from bot.core.batch import Speed, progress_message, summary_message
 from bot.core.discord_limits import LINK_URL as MAX_LINK_URL
 from bot.core.events import ServiceDown, ServiceRestored
 from bot.core.models import Group, Job, JobId, JobKind, JobStatus, UserId
-from bot.core.render import CUSTOM_ID_PREFIX, CustomId, discord_time, echo, truncate
+from bot.core.render import CUSTOM_ID_PREFIX, CustomId, discord_time, echo, relax_paused_text, truncate
 from bot.errors import UserFacingError
 from bot.exts._access import NotOwnerError
 from bot.exts._errors import send_error
@@ -40,7 +40,7 @@ from worker.contract import IMAGE_SIZES, ErrorCode
 
 log = logging.getLogger(__name__)
 
-ACTIONS = ("start", "try", "drop", "pause", "resume", "rest", "stop", "retry", "again", "link")
+ACTIONS = ("start", "try", "drop", "pause", "resume", "rest", "stop", "retry", "other", "again", "link")
 TEMPLATE = rf"{CUSTOM_ID_PREFIX}:batch-(?P<action>{'|'.join(ACTIONS)}):(?P<job>[A-Za-z0-9_.-]+):(?P<index>[0-9]+)"
 SAMPLE_MAX_BYTES = 8 * 1024 * 1024  # the first-results grid fits any server's upload limit
 PLAN_SWEEP_S = 3600.0  # how often plans past batch_plan_ttl_s are forgotten
@@ -56,6 +56,7 @@ _BUTTONS: dict[str, tuple[str, discord.ButtonStyle]] = {
     "rest": ("Start the rest", discord.ButtonStyle.success),
     "stop": ("Cancel", discord.ButtonStyle.danger),
     "retry": ("Retry failed", discord.ButtonStyle.primary),
+    "other": ("Retry failed (other speed)", discord.ButtonStyle.secondary),  # labelled with the speed where shown
     "again": ("Retry failed, changed…", discord.ButtonStyle.secondary),
     "link": ("New link", discord.ButtonStyle.secondary),
 }
@@ -101,10 +102,10 @@ class RetryModal(discord.ui.Modal):
 
     Its submission is handled by `BatchCog.on_interaction` from the custom id and the values (a modal lives in
     discord.py's memory; one opened before a restart would otherwise fail on submit). Modals hold text inputs, so
-    the model is typed (`flash`, `pro`, `flash3` or an id), as `/batch`'s own `model` option is.
+    the model is typed (`flash`, `pro`, `flash3` or an id), as `/batch`'s own `model` option is, and so is the speed.
     """
 
-    def __init__(self, *, job_id: JobId, prompt: str, model: str) -> None:
+    def __init__(self, *, job_id: JobId, prompt: str, model: str, speed: Speed = Speed.FAST) -> None:
         super().__init__(title="Retry failed, changed", custom_id=f"peel-batch-retry:{job_id}", timeout=15 * 60)
         self.prompt: discord.ui.TextInput[RetryModal] = discord.ui.TextInput(
             label="Prompt ({prompt} {name} {folder} work)",
@@ -116,11 +117,38 @@ class RetryModal(discord.ui.Modal):
         self.model: discord.ui.TextInput[RetryModal] = discord.ui.TextInput(
             label="Model", default=model, required=False, max_length=100, custom_id="model"
         )
+        self.speed: discord.ui.TextInput[RetryModal] = discord.ui.TextInput(
+            label="Speed: fast or relax (half price)",
+            default=speed.value,
+            required=False,
+            max_length=10,
+            custom_id="speed",
+        )
         self.add_item(self.prompt)
         self.add_item(self.model)
+        self.add_item(self.speed)
 
     async def on_submit(self, interaction: discord.Interaction[Any]) -> None:
         """Leave the submission to the cog (see the class)."""
+
+
+def typed_speed(text: str | None) -> bool | None:
+    """Return the relax flag a typed speed asks for (`fast` / `relax`; empty: unchanged).
+
+    Raises:
+        UserFacingError: anything else.
+    """
+    word = (text or "").strip().lower()
+    if not word:
+        return None
+    if word not in {s.value for s in Speed}:
+        raise UserFacingError(f"Speed is `fast` or `relax`, not {word!r}.", title="Invalid speed")
+    return word == Speed.RELAX
+
+
+def _other_speed(job: Job) -> str:
+    """The label of the button that retries a batch's failed images at the speed it did not run at."""
+    return "Retry failed (fast)" if job.params.relax else "Retry failed (relax, half price)"
 
 
 def _pause_or_resume(job: Job) -> str:
@@ -268,11 +296,14 @@ class BatchCog(commands.Cog):
         trial = await self.service.trial_of(job)
         view: discord.ui.View | None = None
         if trial is None:
-            text = (
-                f"🖼️ **First results** ({len(samples)} of {job.total:,}): {names}\n"
-                "-# Not what you wanted? **Pause** or **Cancel** the batch above: no new image starts after that, "
-                "only the ones being made at that moment are finished."
+            stops = (
+                "**Cancel** the batch above: Gemini's batch is cancelled too and nothing unmade is charged "
+                "(**Pause** sends nothing new, but Gemini cannot pause what it holds)."
+                if job.params.relax
+                else "**Pause** or **Cancel** the batch above: no new image starts after that, only the ones being "
+                "made at that moment are finished."
             )
+            text = f"🖼️ **First results** ({len(samples)} of {job.total:,}): {names}\n-# Not what you wanted? {stops}"
         else:
             rest = job.total - trial
             cost = await self.service.rest_cost(job, trial)
@@ -316,13 +347,17 @@ class BatchCog(commands.Cog):
             errors=snapshot.errors,
             link=download.url,
             expires_s=self._rt.settings.link_expiry_s,
+            relax=job.params.relax,
         )
+        # EXPIRED (a Gemini batch that expired or failed) is never retried by itself, but "Retry failed" runs it.
         retryable = sum(
-            n for code, n in snapshot.errors.items() if code in ErrorCode.__members__ and ErrorCode(code).is_retryable
+            n
+            for code, n in snapshot.errors.items()
+            if code == ErrorCode.EXPIRED.value or (code in ErrorCode.__members__ and ErrorCode(code).is_retryable)
         )
         changeable = sum(n for code, n in snapshot.errors.items() if code != ErrorCode.TOO_LARGE.value)
-        actions = (*(("retry",) if retryable else ()), *(("again",) if changeable else ()), "link")
-        view = _view(job_id, *actions)
+        actions = (*(("retry", "other") if retryable else ()), *(("again",) if changeable else ()), "link")
+        view = _view(job_id, *actions, labels={"other": _other_speed(job)})
         if len(download.url) <= MAX_LINK_URL:
             view.add_item(discord.ui.Button(label="Download ZIP", style=discord.ButtonStyle.link, url=download.url))
         message = await self._send_summary(job, where[0], text, view)
@@ -382,11 +417,15 @@ class BatchCog(commands.Cog):
         model="Gemini model (flash, pro, flash3 or a model id)",
         aspect_ratio="Aspect ratio of the outputs, e.g. 1:1 or 16:9",
         size="Output size",
+        speed="fast, or relax: Gemini's Batch API at half the price, usually within hours, at most 24 h",
         ref1="A reference image given to every item (a style, a logo)",
         ref2="A second shared reference image",
         ref3="A third shared reference image",
     )
-    @app_commands.choices(size=[app_commands.Choice(name=s, value=s) for s in IMAGE_SIZES])
+    @app_commands.choices(
+        size=[app_commands.Choice(name=s, value=s) for s in IMAGE_SIZES],
+        speed=[app_commands.Choice(name=s.value, value=s.value) for s in Speed],
+    )
     async def batch(
         self,
         interaction: discord.Interaction[Any],
@@ -399,6 +438,7 @@ class BatchCog(commands.Cog):
         model: str | None = None,
         aspect_ratio: str | None = None,
         size: str | None = None,
+        speed: str | None = None,
         ref1: discord.Attachment | None = None,
         ref2: discord.Attachment | None = None,
         ref3: discord.Attachment | None = None,
@@ -414,7 +454,7 @@ class BatchCog(commands.Cog):
             guild_id=interaction.guild_id,
             channel_id=channel_id,
             prompt=prompt or "",
-            options=BatchOptions(model=model, aspect_ratio=aspect_ratio, image_size=size),
+            options=BatchOptions(model=model, aspect_ratio=aspect_ratio, image_size=size, relax=typed_speed(speed)),
             is_admin=self._is_admin(interaction.user, interaction.guild_id),
             refs=tuple(await read_attachments([a for a in (ref1, ref2, ref3) if a is not None])),
         )
@@ -454,9 +494,12 @@ class BatchCog(commands.Cog):
         if job.owner_id != interaction.user.id and not is_admin:  # every action on a batch, "New link" too
             raise NotOwnerError("batch")
         if action == "again":  # a modal is the interaction's first answer: no defer before it
-            model = job.params.model
-            modal = RetryModal(job_id=job_id, prompt=await self.service.retry_prompt(job), model=model)
+            model, speed = job.params.model, Speed.RELAX if job.params.relax else Speed.FAST
+            modal = RetryModal(job_id=job_id, prompt=await self.service.retry_prompt(job), model=model, speed=speed)
             await interaction.response.send_modal(fit_modal(modal))
+            return
+        if action == "other":  # the failed images at the other speed: a new batch, planned and priced before Start
+            await self._plan_retry(interaction, job_id, prompt=None, model=None, relax=not job.params.relax)
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
         if action == "link":
@@ -475,6 +518,9 @@ class BatchCog(commands.Cog):
                 if paused
                 else (f"The batch is {job.status.value}; it can't be paused.")
             )
+            if paused and job.params.relax:  # Gemini's Batch API cancels a batch but cannot pause one
+                held = await self.service.relax_status(job_id)
+                message = relax_paused_text(0 if held is None else held.sent)
         elif action in ("resume", "rest"):  # "Start the rest" of a trial is the one Resume that releases the rest
             job = await self.service.resume(job_id, rest=action == "rest")
             resumed = job.status in (JobStatus.RUNNING, JobStatus.QUEUED)
@@ -493,6 +539,11 @@ class BatchCog(commands.Cog):
         elif action == "stop":
             result = await self.service.cancel(job_id, UserId(interaction.user.id), is_admin=is_admin)
             message = "Batch cancelled; the ZIP of what was made follows." if result.cancelled else result.message
+            if result.cancelled and job.params.relax:
+                message = (
+                    "Batch cancelled, and its Gemini batches with it: images not made are not charged. "
+                    "The ZIP of what was made follows."
+                )
         else:  # retry
             job, requeued = await self.service.retry_failed(job_id)
             message = (
@@ -515,15 +566,37 @@ class BatchCog(commands.Cog):
         try:
             values = modal_values(interaction.data)
             await self.on_retry_changed(
-                interaction, JobId(match["job"]), prompt=values.get("prompt"), model=values.get("model")
+                interaction,
+                JobId(match["job"]),
+                prompt=values.get("prompt"),
+                model=values.get("model"),
+                relax=typed_speed(values.get("speed")),
             )
         except Exception as exc:  # noqa: BLE001 - a modal is a boundary; send_error logs it
             await send_error(interaction, exc, where="batch retry modal")
 
     async def on_retry_changed(
-        self, interaction: discord.Interaction[Any], job_id: JobId, *, prompt: str | None, model: str | None
+        self,
+        interaction: discord.Interaction[Any],
+        job_id: JobId,
+        *,
+        prompt: str | None,
+        model: str | None,
+        relax: bool | None = None,
     ) -> None:
         """Show the plan of a changed retry (count, cost, time) with Start and Cancel; nothing is queued yet."""
+        await self._plan_retry(interaction, job_id, prompt=prompt, model=model, relax=relax)
+
+    async def _plan_retry(
+        self,
+        interaction: discord.Interaction[Any],
+        job_id: JobId,
+        *,
+        prompt: str | None,
+        model: str | None,
+        relax: bool | None,
+    ) -> None:
+        """Plan a retry of a batch's failed images as a new batch, and show it with Start and Cancel."""
         job = await self.service.job(job_id)
         if job is None:
             raise UserFacingError("This batch no longer exists.")
@@ -538,6 +611,7 @@ class BatchCog(commands.Cog):
             model=model,
             channel_id=channel_id,
             is_admin=self._is_admin(interaction.user, interaction.guild_id),
+            relax=relax,
         )
         await interaction.followup.send(
             content=fit_content(plan_summary(plan, self.service.estimate(plan))),

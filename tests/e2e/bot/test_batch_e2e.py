@@ -273,6 +273,7 @@ async def test_batch_runs_in_one_thread_and_retry_makes_only_retryable_failures_
     assert "⏭️ 1 skipped in the ZIP" in first.content
     assert [b["label"] for b in first.buttons()] == [
         "Retry failed",
+        "Retry failed (relax, half price)",
         "Retry failed, changed…",
         "New link",
         "Download ZIP",

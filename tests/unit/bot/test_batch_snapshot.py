@@ -1,11 +1,12 @@
 """A batch's snapshot: the counts its progress message shows (cancelled, pausing) and its running cost."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from bot.app.batchplan import snapshot_of
 from bot.core.models import JobParams, JobStatus
+from bot.core.relax import RelaxPhase, RelaxStatus
 from tests.fakes.models import batch_job
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -39,3 +40,20 @@ def test_without_sizes_every_made_item_is_priced_at_the_jobs_size() -> None:
     job = batch_job(params=JobParams(model="gemini-3.1-flash-image", image_size="2K"), ok=3, cancelled=0)
 
     assert snapshot_of(job, errors={}, retrying={}, now=NOW).progress.cost_usd == pytest.approx(3 * 0.101)
+
+
+def test_a_relax_batch_is_priced_at_the_batch_price_and_shows_how_long_gemini_has_held_it() -> None:
+    job = batch_job(params=JobParams(model="gemini-2.5-flash-image", relax=True), total=10, ok=4, cancelled=0)
+    held = RelaxStatus(
+        phase=RelaxPhase.RUNNING,
+        parts=1,
+        sent=6,
+        gemini_done=2,
+        gemini_failed=0,
+        waiting_since=NOW - timedelta(hours=2),
+    )
+
+    progress = snapshot_of(job, errors={}, retrying={}, now=NOW, relax=held).progress
+
+    assert progress.cost_usd == pytest.approx(4 * 0.0195)
+    assert (progress.relax, progress.relax_status, progress.relax_waiting_s) == (True, held, 7200.0)

@@ -2,7 +2,9 @@
 
 from datetime import UTC, datetime
 
-from bot.app.batchplan import BatchPlan, PlannedItem, plan_summary
+import pytest
+
+from bot.app.batchplan import BatchPlan, PlannedItem, estimate_plan, made_cost, plan_price, plan_summary, unit_price
 from bot.core.batch import estimate_batch
 from bot.core.models import JobParams
 
@@ -45,3 +47,26 @@ def test_a_planned_item_stores_its_display_only_when_it_differs_from_its_prompt(
     assert same.to_json() == ["k", "a.png", {"prompt": "a cat", "line": 2}]  # a 10,000-row plan stored lighter
     assert PlannedItem.from_json(same.to_json()) == same
     assert PlannedItem.from_json(other.to_json()) == other
+
+
+RELAX = BatchPlan.from_json({**PLAN.to_json(), "params": {**PLAN.params.to_json(), "relax": True}})
+
+
+def test_a_relax_plan_keeps_its_speed_when_stored_and_a_plan_stored_before_speeds_is_fast() -> None:
+    assert RELAX.relax and BatchPlan.from_json(RELAX.note_json()).relax
+    assert not BatchPlan.from_json(PLAN.to_json()).relax
+
+
+def test_a_relax_plan_costs_the_batch_price_and_knows_what_fast_would_cost() -> None:
+    assert plan_price(RELAX) == pytest.approx(0.0195) and plan_price(PLAN) == pytest.approx(0.039)
+    assert plan_price(RELAX, relax=False) == pytest.approx(0.039)
+    estimate = estimate_plan(RELAX, latency_s=10, concurrency=1)
+    assert estimate.relax
+    assert estimate.cost_usd == pytest.approx(0.0195) and estimate.other_cost_usd == pytest.approx(0.039)
+
+
+def test_what_a_relax_job_made_costs_half_of_fasts() -> None:
+    fast, relax = PLAN.params, RELAX.params
+    assert made_cost(relax, {None: 1000}) == pytest.approx(19.5)
+    assert made_cost(fast, {None: 1000}) == pytest.approx(39.0)
+    assert unit_price(relax) == pytest.approx(0.0195)

@@ -210,6 +210,7 @@ def test_render_csv_quotes_and_guards_cells_when_text_is_hostile() -> None:
         "prompt": "'@evil",
         "aspect_ratio": "16:9",
         "image_size": "2K",
+        "mode": "fast",
     }
 
 
@@ -249,6 +250,7 @@ def test_render_json_reports_summary_and_items_when_rows_mix_statuses() -> None:
         "prompt": "a cat, watercolor",
         "aspect_ratio": "4:3",
         "image_size": None,
+        "mode": "fast",
     }
     assert document["items"][3]["prompt"] == "=1+1 ☕"  # JSON keeps the exact text
 
@@ -358,6 +360,21 @@ def test_item_row_reports_the_items_own_options_when_it_has_them_else_the_jobs()
     assert (own.prompt, own.seed, own.aspect_ratio, own.image_size) == ("its own prompt", 5, "16:9", "2K")
     assert (inherited.aspect_ratio, inherited.image_size) == ("1:1", "1K")
     assert next(iter(skipped_rows(job, [("x.txt", "not_an_image")]))).aspect_ratio == "1:1"
+
+
+def test_every_row_of_a_relax_job_says_relax_and_a_fast_jobs_say_fast() -> None:
+    relax = batch_job(params=models.JobParams(model="gemini-2.5-flash-image", relax=True))
+    fast = batch_job(params=models.JobParams(model="gemini-2.5-flash-image"))
+    item = models.Item(
+        job_id=relax.id, index=0, inputs=models.ItemInputs(source_name="a.png"), prompt=None, seed=5,
+        output_key="outputs/j_1/00000.png", status=models.ItemStatus.OK, attempts=1, error_code=None,
+        error_message=None, retry_at=None, chunk_id=None, width=None, height=None,
+    )  # fmt: skip
+
+    assert item_row(relax, item).mode == "relax" and item_row(fast, item).mode == "fast"
+    assert next(iter(skipped_rows(relax, [("x.txt", "not_an_image")]))).mode == "relax"
+    assert parse_csv(render_csv([item_row(relax, item)]))[0]["mode"] == "relax"
+    assert json.loads(render_json(HEADER, [item_row(relax, item)]))["items"][0]["mode"] == "relax"
 
 
 def test_group_member_stem_names_an_image_after_its_input_else_its_prompt_with_a_short_id() -> None:
