@@ -213,6 +213,8 @@ async def _translated(what: str) -> AsyncIterator[None]:
     except genai_errors.APIError as exc:
         code = int(exc.code or 0)
         detail = f"{what}: {code} {exc.status or ''} {exc.message or ''}".strip()
-        raise GeminiBatchError(_problem_of_status(code, detail), detail, status=code) from exc
+        # A wrong key is a 400 whose details name the reason API_KEY_INVALID (gemini-api/docs/troubleshooting).
+        reasons = json.dumps(exc.details, default=str)[:2000]
+        raise GeminiBatchError(_problem_of_status(code, f"{detail} {reasons}"), detail, status=code) from exc
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         raise GeminiBatchError(GeminiProblem.UNREACHABLE, f"{what}: {type(exc).__name__}") from exc
