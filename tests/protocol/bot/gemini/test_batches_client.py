@@ -53,6 +53,7 @@ async def test_create_find_watch_and_delete_the_files(server: LocalGemini, http:
     found = await batches.find("peel-j_1-1")
     assert found is not None and found.name == created.name
 
+    info = await batches.get(created.name)
     for _ in range(200):
         info = await batches.get(created.name)
         if info.state == "JOB_STATE_SUCCEEDED":
