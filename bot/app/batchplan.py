@@ -374,6 +374,9 @@ def snapshot_of(
         relax_waiting_s=None
         if relax is None or relax.waiting_since is None
         else max(0.0, (end - relax.waiting_since).total_seconds()),
+        relax_trouble_s=None
+        if relax is None or relax.trouble_since is None
+        else max(0.0, (end - relax.trouble_since).total_seconds()),
     )
     return BatchSnapshot(job=job, progress=progress, errors=errors)
 

@@ -26,7 +26,7 @@ from bot.core.batch import BatchLimits, Speed
 from bot.core.manifest import ItemStatus as RowStatus
 from bot.core.manifest import ManifestRow
 from bot.core.models import Job, JobParams
-from bot.core.render import RELAX_ETA, relax_line
+from bot.core.render import RELAX_ETA, relax_line, relax_trouble_line
 from bot.settings import BotSettings
 
 _HASH_BLOCK_BYTES = 1024 * 1024
@@ -270,6 +270,8 @@ class BatchRunner:
         relax = None
         if progress is not None and progress.relax and not job.status.is_final:
             relax = f"{relax_line(progress.relax_status, waiting_s=progress.relax_waiting_s)} · ETA: {RELAX_ETA}"
+            if progress.relax_trouble_s is not None:
+                relax += f" · {relax_trouble_line(progress.relax_trouble_s)}"
         line = self.meter.line(job, failed=failed, cost_usd=cost, bar=self._tty, relax=relax)
         self._console.progress(line, tty=self._tty)
 

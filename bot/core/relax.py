@@ -69,6 +69,9 @@ class RelaxStatus:
     gemini_done: int  # requests Gemini reports succeeded, not collected yet
     gemini_failed: int  # requests Gemini reports failed, not collected yet
     waiting_since: datetime | None = None
+    # Since when Gemini's Batch API has not answered the bot's calls (None: it answers). Peel keeps asking; the
+    # batches themselves run on at Gemini meanwhile.
+    trouble_since: datetime | None = None
 
 
 # Gemini's batch states (google.genai.types.JobState; the REST API says BATCH_STATE_…, the SDK JOB_STATE_…).
@@ -86,7 +89,7 @@ def phase_of_state(state: str) -> RelaxPhase:
     return RelaxPhase.SUBMITTED
 
 
-def status_of(parts: Sequence[RelaxPart]) -> RelaxStatus | None:
+def status_of(parts: Sequence[RelaxPart], *, trouble_since: datetime | None = None) -> RelaxStatus | None:
     """Return what a batch's progress shows of its open parts, or None when none is open."""
     open_parts = [p for p in parts if p.phase is not RelaxPhase.DONE]
     if not open_parts:
@@ -102,6 +105,7 @@ def status_of(parts: Sequence[RelaxPart]) -> RelaxStatus | None:
         gemini_done=sum(p.counts.succeeded for p in held),
         gemini_failed=sum(p.counts.failed for p in held),
         waiting_since=min(since) if since else None,
+        trouble_since=trouble_since,
     )
 
 

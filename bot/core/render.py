@@ -228,6 +228,7 @@ class BatchProgress:
     relax: bool = False  # a relax batch: Gemini's Batch API makes its images, at its own pace (no images/min ETA)
     relax_status: RelaxStatus | None = None  # its parts still open (None: fast, or no part open now)
     relax_waiting_s: float | None = None  # how long Gemini has held the oldest open part
+    relax_trouble_s: float | None = None  # how long Gemini's Batch API has not answered (None: it answers)
 
     @property
     def finished(self) -> int:
@@ -284,6 +285,14 @@ def retrying_line(retrying: int, code: str | None) -> str:
 RELAX_ETA = "Gemini's batch, usually within hours, at most 24 h"
 
 
+def relax_trouble_line(trouble_s: float) -> str:
+    """Return the line that says Gemini's Batch API has not answered Peel for a while (the batches run on)."""
+    return (
+        f"⚠️ Gemini's Batch API has not answered Peel for {format_duration(trouble_s)}; Peel keeps asking "
+        "(the batch itself runs on at Gemini)"
+    )
+
+
 def relax_line(status: RelaxStatus | None, *, waiting_s: float | None = None) -> str:
     """Return what a relax batch's progress says of Gemini: `🐢 relax · Gemini running: 640/1,000 done · …`.
 
@@ -337,6 +346,8 @@ def batch_progress_text(p: BatchProgress) -> str:
     ]
     if p.relax and p.state not in ENDED_STATES:
         lines.append(relax_line(p.relax_status, waiting_s=p.relax_waiting_s))
+        if p.relax_trouble_s is not None:
+            lines.append(relax_trouble_line(p.relax_trouble_s))
         if p.state == JobStatus.PAUSED.value and p.relax_status is not None:
             lines.append(relax_paused_text(p.relax_status.sent))
     if p.retrying and p.state not in ENDED_STATES:

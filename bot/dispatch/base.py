@@ -47,6 +47,7 @@ class DispatcherBase:
         self._poll_interval_s = poll_interval_s
         # Gemini's Batch API for relax jobs (`bot.dispatch.relax`); None: relax jobs wait, nothing runs them.
         self._batches = batches
+        self._relax_trouble: datetime | None = None  # since when the Batch API has not answered (None: it does)
         self._relax_tasks: set[asyncio.Task[None]] = set()  # deletes of closed parts' files, in the background
         self._budget = AimdBudget(
             limit=self._policy.gemini_concurrency,

@@ -89,7 +89,8 @@ class RelaxMixin(SchedulingMixin, CancelsMixin):
 
     async def relax_status(self, job_id: JobId) -> RelaxStatus | None:
         """Return where a relax batch's open parts are, or None (a fast batch, or no part open)."""
-        return status_of(await self._ledger.relax_parts(job_id=job_id, phases=OPEN_PHASES))
+        parts = await self._ledger.relax_parts(job_id=job_id, phases=OPEN_PHASES)
+        return status_of(parts, trouble_since=self._relax_trouble)
 
     async def drain_relax(self) -> None:
         """Wait for the background deletes of closed parts' files."""
@@ -111,6 +112,7 @@ class RelaxMixin(SchedulingMixin, CancelsMixin):
                     await self._close_cancelled(part)
                 else:
                     await self._advance(part, job)
+                self._relax_trouble = None  # every call of the step was answered
             except GeminiBatchError as exc:
                 await self._batch_call_failed(part, job, exc)
             except RunpodError as exc:
@@ -394,7 +396,10 @@ class RelaxMixin(SchedulingMixin, CancelsMixin):
         now = self._clock.now()
         log.warning("relax part %d: %s", part.chunk_id, exc, extra={"job_id": job.id, "action": "relax_gemini"})
         if exc.problem in (GeminiProblem.UNREACHABLE, GeminiProblem.BUSY):
-            # Asked again after one poll interval; the batch (if any) runs on at Gemini meanwhile.
+            # Asked again after one poll interval; the batch (if any) runs on at Gemini meanwhile. The progress
+            # messages say since when Gemini has not answered, so a long silence is seen, not waited out.
+            if exc.problem is GeminiProblem.UNREACHABLE and self._relax_trouble is None:
+                self._relax_trouble = now
             await self._ledger.update_relax_part(part.chunk_id, checked_at=now)
             return
         if exc.problem is GeminiProblem.REFUSED:

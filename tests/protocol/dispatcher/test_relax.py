@@ -311,8 +311,12 @@ async def test_gemini_unreachable_is_asked_again_and_a_refused_key_fails_the_par
     assert gemini.created == {}
     [part] = await ledger.relax_parts(job_id=job_id)
     assert part.phase is RelaxPhase.PREPARING and part.input_file is not None
+    status = await dispatcher.relax_status(job_id)
+    assert status is not None and status.trouble_since is not None  # the progress message says so
     await dispatcher.run_once()  # asked again
     assert sum(gemini.created.values()) == 1
+    status = await dispatcher.relax_status(job_id)
+    assert status is not None and status.trouble_since is None
 
     other = await submit_relax(dispatcher, 2)
     await dispatcher.run_once()

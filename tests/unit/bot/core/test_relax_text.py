@@ -1,5 +1,6 @@
 """Relax mode as users read it: the plan's two prices and Gemini's wait, the progress line per phase, a pause."""
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -118,3 +119,12 @@ def test_the_summary_states_the_mode_and_the_batch_price() -> None:
 
     assert "🐢 relax, at Gemini's batch price (half)" in summary(True)
     assert "⚡ fast" in summary(False) and "relax" not in summary(False)
+
+
+def test_a_batch_api_that_does_not_answer_is_said_in_the_progress_message() -> None:
+    from bot.core.render import BatchProgress, batch_progress_text
+
+    quiet = BatchProgress(total=10, done=0, failed=0, blocked=0, elapsed_s=60, cost_usd=0, relax=True)
+    text = batch_progress_text(replace(quiet, relax_trouble_s=300))
+    assert "Gemini's Batch API has not answered Peel for 5m" in text, text
+    assert "not answered" not in batch_progress_text(quiet)
