@@ -41,19 +41,11 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
 from pydantic import ValidationError
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
-from tenacity.stop import stop_base
 
-from storage import InvalidKeyError, ObjectNotFoundError, StorageError, StorageUnavailableError, Store
+from storage import InvalidKeyError, ObjectNotFoundError, StorageError, Store
 from worker.contract import (
     SELFTEST_KIND,
     ChunkInput,
@@ -72,14 +64,8 @@ from worker.contract import (
 )
 from worker.errors import GenerationError, InputError, WorkerError
 from worker.generation import GenerationRequest, ImageGenerator, InputImage, ModelChecker
-from worker.images import (
-    PNG_HEADER_BYTES,
-    ImageDecodeError,
-    ImageRejectedError,
-    finish_png,
-    load_reference,
-    png_dimensions,
-)
+from worker.images import ImageDecodeError, finish_png
+from worker.storecalls import STORE_DOWN, StoreCalls
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +77,6 @@ ProgressSink = Callable[[RunpodJob, dict[str, object]], None]
 
 Handler = Callable[[RunpodJob], Awaitable[dict[str, object]]]
 
-T = TypeVar("T")
 
 MAX_REPORTED_ERRORS = 5
 
@@ -172,6 +157,20 @@ def parse_chunk(job: RunpodJob) -> ChunkInput:
     return chunk
 
 
+def store_calls(deps: WorkerDeps, job_id: str) -> StoreCalls:
+    """Return the store as one job of `job_id` uses it, with `deps`' retry settings and limits."""
+    return StoreCalls(
+        store=deps.store,
+        job_id=job_id,
+        attempts=deps.store_attempts,
+        backoff_s=deps.store_backoff_s,
+        backoff_cap_s=deps.store_backoff_cap_s,
+        sleep=deps.sleep,
+        max_reference_bytes=deps.max_reference_bytes,
+        max_reference_pixels=deps.max_reference_pixels,
+    )
+
+
 def make_handler(deps: WorkerDeps) -> Handler:
     """Return the async RunPod handler that runs one chunk with `deps`."""
 
@@ -206,18 +205,7 @@ def make_handler(deps: WorkerDeps) -> Handler:
     return handler
 
 
-_STORE_DOWN = "the store is unavailable; the chunk stopped before this item"
 _STOPPED = "the job was paused or cancelled before this item's Gemini call"
-
-
-class _StopWhen(stop_base):
-    """Stop retrying as soon as `condition()` holds (the breaker opened during another item's tries)."""
-
-    def __init__(self, condition: Callable[[], bool]) -> None:
-        self._condition = condition
-
-    def __call__(self, retry_state: RetryCallState) -> bool:
-        return self._condition()
 
 
 async def run_selftest(deps: WorkerDeps, job: RunpodJob) -> dict[str, object]:
@@ -277,9 +265,8 @@ class _ChunkRun:
         self._images: dict[str, InputImage | str] = {}
         self._image_locks: dict[str, asyncio.Lock] = {}
         self._last_progress_at: float | None = None
-        # The circuit breaker: set once a store operation has failed all its tries. Nothing clears it; a chunk is
-        # short, and the bot retries what it returns later, with backoff.
-        self._store_down = False
+        # The store's circuit breaker lives in `StoreCalls`: once open, items not yet called end STORAGE.
+        self._calls = store_calls(deps, chunk.job_id)
         # Set once the job's stop marker was seen: the marker is only deleted on resume, which sends new chunks,
         # so this chunk never needs to look again.
         self._stopped = False
@@ -343,8 +330,8 @@ class _ChunkRun:
         )
 
     async def _make(self, item: ChunkItem, request: GenerationRequest) -> ItemOk:
-        if self._store_down:
-            raise GenerationError(ErrorCode.STORAGE, _STORE_DOWN)  # its image could not be written: don't pay
+        if self._calls.down:
+            raise GenerationError(ErrorCode.STORAGE, STORE_DOWN)  # its image could not be written: don't pay
         if await self._stop_requested():
             raise GenerationError(ErrorCode.STOPPED, _STOPPED)
         log.debug("item %d: generating %r", item.index, item.prompt[:80])
@@ -359,7 +346,7 @@ class _ChunkRun:
         store = self._deps.store
         try:
             # Every try writes the same bytes: the image is paid for, so it is never generated again for a write.
-            await self._stored(
+            await self._calls.run(
                 partial(store.put, item.output_key, png.data, content_type="image/png"),
                 f"writing {item.output_key}",
                 while_down=True,
@@ -387,19 +374,8 @@ class _ChunkRun:
 
     async def _existing(self, item: ChunkItem) -> ItemOk | None:
         """Return the item as done when its output is already stored (a re-run chunk), else None."""
-        store = self._deps.store
-        what = f"checking {item.output_key}"
-        try:
-            if await self._stored(partial(store.head, item.output_key), what) is None:
-                return None
-            head = await self._stored(partial(store.read_range, item.output_key, 0, PNG_HEADER_BYTES), what)
-        except ObjectNotFoundError:
-            return None  # deleted between the two calls
-        except InvalidKeyError as exc:
-            raise GenerationError(ErrorCode.BAD_INPUT, f"output key {item.output_key} is invalid") from exc
-        size = png_dimensions(head)
+        size = await self._calls.stored_png_size(item.output_key)
         if size is None:
-            log.warning("item %d: %s exists but is not a PNG; making it again", item.index, item.output_key)
             return None
         log.debug("item %d: %s already stored, skipped", item.index, item.output_key)
         return ItemOk(index=item.index, key=item.output_key, width=size[0], height=size[1], skipped=True)
@@ -410,78 +386,11 @@ class _ChunkRun:
             cached = self._images.get(key)
             if cached is None:
                 # Transient storage failures raise without being cached, so a later item tries again.
-                cached = await self._load_image(key, role)
+                cached = await self._calls.load_image(key, role)
                 self._images[key] = cached
         if isinstance(cached, str):
             raise GenerationError(ErrorCode.BAD_INPUT, cached)
         return cached
-
-    async def _load_image(self, key: str, role: str) -> InputImage | str:
-        store = self._deps.store
-        limit = self._deps.max_reference_bytes
-        what = f"reading {role} {key}"
-        try:
-            info = await self._stored(partial(store.head, key), what)
-            if info is None:
-                return f"{role} {key} is not in the store"
-            if info.size > limit:
-                return f"{role} {key} is {info.size:,} bytes, over the limit of {limit:,}"
-            data = await self._stored(partial(store.get_bytes, key), what)
-        except ObjectNotFoundError:
-            return f"{role} {key} is not in the store"
-        except InvalidKeyError:
-            return f"{role} key is invalid"
-        try:
-            return await asyncio.to_thread(load_reference, data, max_pixels=self._deps.max_reference_pixels)
-        except ImageRejectedError as exc:
-            return f"{role} {key} is unusable: {exc}"
-
-    async def _stored(self, operation: Callable[[], Awaitable[T]], what: str, *, while_down: bool = False) -> T:
-        """Run a store operation, retrying it with backoff while the store is unavailable.
-
-        Gives up at once when the breaker is open, unless `while_down` (a write of an image already made, whose
-        own tries are its only chance). Other storage errors (not found, invalid key) propagate unchanged.
-
-        Raises:
-            GenerationError: STORAGE once the tries are spent (which opens the breaker) or the breaker is open.
-        """
-        if self._store_down and not while_down:
-            raise GenerationError(ErrorCode.STORAGE, _STORE_DOWN)
-        deps = self._deps
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(deps.store_attempts) | _StopWhen(lambda: self._store_down and not while_down),
-            wait=wait_exponential_jitter(
-                initial=deps.store_backoff_s, max=deps.store_backoff_cap_s, jitter=deps.store_backoff_s
-            ),
-            retry=retry_if_exception_type(StorageUnavailableError),
-            sleep=deps.sleep,
-            before_sleep=lambda state: self._log_store_retry(state, what),
-            reraise=True,
-        )
-        try:
-            # tenacity awaits what it calls only when it is a coroutine function: hence partials, not lambdas.
-            return await retrying(operation)
-        except StorageUnavailableError as exc:
-            if not self._store_down:
-                self._store_down = True
-                log.warning(
-                    "job %s: store unavailable while %s (%s); the chunk stops calling Gemini",
-                    self._chunk.job_id,
-                    what,
-                    exc,
-                    extra={"job_id": self._chunk.job_id, "action": "fail"},
-                )
-            raise GenerationError(ErrorCode.STORAGE, f"the store was unavailable while {what}") from exc
-
-    def _log_store_retry(self, state: RetryCallState, what: str) -> None:
-        log.warning(
-            "job %s: store unavailable while %s (try %d), retrying in %.2fs",
-            self._chunk.job_id,
-            what,
-            state.attempt_number,
-            state.upcoming_sleep,
-            extra={"job_id": self._chunk.job_id, "action": "retry"},
-        )
 
     def _metadata(self, item: ChunkItem) -> dict[str, str]:
         chunk = self._chunk
