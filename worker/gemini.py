@@ -614,6 +614,8 @@ class GeminiImageGenerator:
         )
         try:
             client = await self._genai()
+            # Given a path, the SDK reads it in 8 MiB chunks through anyio (in threads), after one os.stat for
+            # its size: the loop never waits on the disk for more than that.
             made = await client.aio.files.upload(file=path, config=config)
         except _FAILURES as exc:
             raise classify(exc) from exc
@@ -628,7 +630,7 @@ class GeminiImageGenerator:
         its chunks awaited one by one), so the next chunk is read only once `sink` has taken this one.
 
         Raises:
-            GenerationError: the download failed; what `sink` raises propagates.
+            GenerationError: the download failed (UPSTREAM when the file is gone); what `sink` raises propagates.
         """
         config = types.DownloadFileConfig(
             http_options=types.HttpOptions(timeout=max(1, round(self._transfer_timeout_s * 1000)))
@@ -636,6 +638,14 @@ class GeminiImageGenerator:
         try:
             client = await self._genai()
             await client.aio.files.download(file=name, destination=_AsyncSink(sink), config=config)
+        except genai_errors.APIError as exc:
+            if exc.code in (403, 404):
+                # Google answers 403 for a file that does not exist or expired (ai.google.dev/api/files): the
+                # results are gone, which says nothing of the key, unlike a refused call (`refuses_configuration`).
+                raise GenerationError(
+                    ErrorCode.UPSTREAM, f"{name} is not there (deleted, or past its 48 hours)"
+                ) from exc
+            raise classify(exc) from exc
         except _FAILURES as exc:
             raise classify(exc) from exc
 

@@ -36,17 +36,16 @@
 
 import asyncio
 import logging
-import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import Any
 
 from pydantic import ValidationError
 
-from storage import InvalidKeyError, ObjectNotFoundError, StorageError, Store
+from storage import InvalidKeyError, ObjectNotFoundError, StorageError
 from worker.contract import (
+    RELAX_COLLECT_KIND,
+    RELAX_PREPARE_KIND,
     SELFTEST_KIND,
     ChunkInput,
     ChunkItem,
@@ -62,76 +61,23 @@ from worker.contract import (
     SelfTestResult,
     stop_key,
 )
+from worker.deps import (
+    MAX_REPORTED_ERRORS,
+    RunpodJob,
+    WorkerDeps,
+    describe_validation_error,
+    discard_progress,
+    store_calls,
+)
 from worker.errors import GenerationError, InputError, WorkerError
-from worker.generation import GenerationRequest, ImageGenerator, InputImage, ModelChecker
+from worker.generation import GenerationRequest, InputImage
 from worker.images import ImageDecodeError, finish_png
-from worker.storecalls import STORE_DOWN, StoreCalls
+from worker.relax import run_relax_collect, run_relax_prepare
+from worker.storecalls import STORE_DOWN
 
 log = logging.getLogger(__name__)
 
-RunpodJob = Mapping[str, Any]
-"""The job dict the runpod SDK hands the handler: `{"id": …, "input": {…}, …}`."""
-
-ProgressSink = Callable[[RunpodJob, dict[str, object]], None]
-"""Sends one progress payload for a job (in production `runpod.serverless.progress_update`)."""
-
 Handler = Callable[[RunpodJob], Awaitable[dict[str, object]]]
-
-
-MAX_REPORTED_ERRORS = 5
-
-
-def discard_progress(job: RunpodJob, payload: dict[str, object]) -> None:
-    """Drop a progress payload (no platform to send it to, e.g. under `--test_input`)."""
-    log.debug("progress of %s not sent (no platform): %s/%s", job.get("id"), payload.get("done"), payload.get("total"))
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WorkerDeps:
-    """What the handler needs, built once per worker process by `worker.__main__`.
-
-    Attributes:
-        store: where inputs are read and outputs written.
-        generator: makes one image (the Gemini adapter in production).
-        progress: sends a progress payload; `runpod.serverless.progress_update` in production.
-        progress_interval_s: the minimum time between two progress updates of one job.
-        progress_settle_s: how long after a progress update the handler waits before returning.
-        max_reference_bytes: the largest reference image (or edit source) the worker reads.
-        max_reference_pixels: the most pixels a reference image may have.
-        clock: monotonic seconds, for throttling.
-        sleep: awaits a number of seconds (injectable so unit tests do not sleep).
-        store_attempts: tries of one store operation, the first included, while the store is unavailable.
-        store_backoff_s: the first wait between two tries; it doubles per try (plus up to as much jitter).
-        store_backoff_cap_s: the longest wait between two tries.
-        model_checker: looks the self-test's models up with the worker's Gemini key; None reports each as OTHER.
-    """
-
-    store: Store
-    generator: ImageGenerator
-    progress: ProgressSink = discard_progress
-    progress_interval_s: float = 1.0
-    progress_settle_s: float = 0.25
-    max_reference_bytes: int = 20 * 1024 * 1024
-    max_reference_pixels: int = 50_000_000
-    clock: Callable[[], float] = time.monotonic
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
-    # 0.5 + 1 + 2 + 4 s (plus jitter): a blip or a restarting store is ridden out with the image kept; a longer
-    # outage trips the chunk's breaker after ~8 s instead of holding every slot for it.
-    store_attempts: int = 5
-    store_backoff_s: float = 0.5
-    store_backoff_cap_s: float = 5.0
-    model_checker: ModelChecker | None = None  # answers the self-test's model checks (the Gemini adapter)
-
-
-def describe_validation_error(exc: ValidationError, *, limit: int = MAX_REPORTED_ERRORS) -> str:
-    """Summarize a pydantic error by field path and reason, never echoing the input values (prompts, keys)."""
-    parts = []
-    for error in exc.errors()[:limit]:
-        where = ".".join(str(part) for part in error["loc"]) or "input"
-        parts.append(f"{where}: {error['msg']}")
-    if exc.error_count() > limit:
-        parts.append(f"and {exc.error_count() - limit} more")
-    return f"{exc.error_count()} invalid field(s): " + "; ".join(parts)
 
 
 def parse_chunk(job: RunpodJob) -> ChunkInput:
@@ -157,28 +103,19 @@ def parse_chunk(job: RunpodJob) -> ChunkInput:
     return chunk
 
 
-def store_calls(deps: WorkerDeps, job_id: str) -> StoreCalls:
-    """Return the store as one job of `job_id` uses it, with `deps`' retry settings and limits."""
-    return StoreCalls(
-        store=deps.store,
-        job_id=job_id,
-        attempts=deps.store_attempts,
-        backoff_s=deps.store_backoff_s,
-        backoff_cap_s=deps.store_backoff_cap_s,
-        sleep=deps.sleep,
-        max_reference_bytes=deps.max_reference_bytes,
-        max_reference_pixels=deps.max_reference_pixels,
-    )
-
-
 def make_handler(deps: WorkerDeps) -> Handler:
     """Return the async RunPod handler that runs one chunk with `deps`."""
 
     async def handler(job: RunpodJob) -> dict[str, object]:
         job_id = str(job.get("id", "?"))
         raw = job.get("input")
-        if isinstance(raw, dict) and raw.get("kind") == SELFTEST_KIND:
+        kind = raw.get("kind") if isinstance(raw, dict) else None
+        if kind == SELFTEST_KIND:
             return await run_selftest(deps, job)
+        if kind == RELAX_PREPARE_KIND:
+            return await run_relax_prepare(deps, job)
+        if kind == RELAX_COLLECT_KIND:
+            return await run_relax_collect(deps, job)
         try:
             chunk = parse_chunk(job)
             log.info(
@@ -442,3 +379,16 @@ class _ChunkRun:
         wait_s = self._last_progress_at + self._deps.progress_settle_s - self._deps.clock()
         if wait_s > 0:
             await self._deps.sleep(wait_s)
+
+
+# What the worker's entry point and tests take from here; they live in `worker.deps` so every job kind can use them.
+__all__ = [
+    "Handler",
+    "RunpodJob",
+    "WorkerDeps",
+    "describe_validation_error",
+    "discard_progress",
+    "make_handler",
+    "parse_chunk",
+    "run_selftest",
+]
