@@ -198,6 +198,7 @@ async def test_collect_maps_each_line_to_its_item_and_writes_the_images(rig: Rig
                 "response": {"candidates": [{"content": {"parts": [{"text": "no"}]}, "finishReason": "STOP"}]},
             },
             {"key": "0", "response": answer(blue)},  # a duplicate key: the first line counts
+            {"key": "1", "response": answer(blue)},  # even when the first was no image
             {"key": "5", "error": {"code": 13, "message": "internal"}},
             {"key": "99", "response": answer(blue)},  # not an item of the part
             b"",
