@@ -18,8 +18,10 @@ Choices, with the evidence (google-genai's source and Google's API documentation
 * The answer's image is the last non-thought inline image (Gemini-3 may send draft images flagged `thought`),
   and its format is sniffed from the bytes (gemini-3-pro-image has sent JPEG labelled `image/png`).
 * Requests are checked against `worker.catalogue` before any call, so a refused option costs nothing; so is their
-  size: images travel inline (base64) and this worker has no Files API, so a request whose JSON would pass
+  size: online, images travel inline (base64), never through the Files API, so a request whose JSON would pass
   Gemini's 20 MB limit (`worker.catalogue.MAX_REQUEST_BYTES`) is refused as TOO_LARGE without calling Google.
+* Relax mode (`worker.relax`) uses the same builder, check and answer reader (`request_json`, `check_request`,
+  `parse_response_json`) and Gemini's Files API for the bytes of a batch (`upload_file`, `download_file`).
 """
 
 import asyncio
@@ -276,7 +278,7 @@ def refuses_configuration(exc: genai_errors.APIError) -> bool:
     Gemini's documented errors (ai.google.dev/gemini-api/docs/troubleshooting): 400 INVALID_ARGUMENT whose
     ErrorInfo reason is `API_KEY_INVALID` ("API key not valid"), 400 FAILED_PRECONDITION (the free tier is not
     available here: billing must be enabled), 401, 403 PERMISSION_DENIED (the key lacks access), and 404 NOT_FOUND
-    (`models/… is not found`: the worker sends images inline and uses no Files API, so a 404 names the model). Only
+    (`models/… is not found`: an online call sends its images inline, so a 404 names the model). Only
     an operator can fix these; every item would fail alike, so they are not the request's fault (BAD_INPUT).
     """
     if exc.code in (401, 403, 404):

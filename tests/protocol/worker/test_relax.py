@@ -219,6 +219,7 @@ async def test_collect_maps_each_line_to_its_item_and_writes_the_images(rig: Rig
     }
     assert "missing from the batch's results" in by_index[4].message  # type: ignore[union-attr]
     assert (result.ok, result.failed) == (1, 5)
+    assert sent and sent[0]["type"] == "progress" and sent[0]["total"] == 6  # the first result goes out at once
     stored = await rig.store.get_bytes("out/j_relax/0.png")
     with Image.open(io.BytesIO(stored)) as image:
         assert image.getpixel((0, 0)) == (255, 0, 0)  # the first line's image, not the duplicate's
