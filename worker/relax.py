@@ -66,7 +66,8 @@ _Part = TypeVar("_Part", RelaxPrepareInput, RelaxCollectInput)
 # Google's batch samples upload the input file with `mime_type='jsonl'`
 # (https://ai.google.dev/gemini-api/docs/batch-mode, "Input file").
 JSONL_MIME_TYPE = "jsonl"
-_KEY_IN_LINE = re.compile(rb'"key"\s*:\s*"([^"\\]{1,64})"')
+# A result line's head, `{"key": "<index>"` (Google's output lines start with the request's key).
+_KEY_IN_LINE = re.compile(rb'\s*\{\s*"key"\s*:\s*"([^"\\]{1,64})"')
 _MISSING = "missing from the batch's results"
 
 
@@ -382,32 +383,46 @@ class _Collection:
 
     async def _line(self, line: bytes) -> None:
         try:
-            try:
-                parsed = await asyncio.to_thread(json.loads, line)
-            except (ValueError, RecursionError):
-                log.warning("job %s: a result line is not JSON; ignored", self._part.job_id)
-                return
-            key = parsed.get("key") if isinstance(parsed, dict) else None
-            del line  # parsed: the raw bytes are no longer needed
-            item = self._claim(str(key) if key is not None else None)
+            # A re-run finds most outputs stored: the key at the line's head is enough to skip one without parsing
+            # megabytes of JSON. Google writes `key` first; a line that does not is parsed whole to find it.
+            peeked = _KEY_IN_LINE.match(line[:512])
+            key = peeked.group(1).decode() if peeked else None
+            parsed: dict[str, Any] | None = None
+            if key is None:
+                parsed = await self._parse(line)
+                key = str(parsed["key"]) if parsed is not None and "key" in parsed else None
+            item = self._claim(key)
             if item is None:
                 return
             try:
-                result: ItemResult = await self._collect(item, parsed)
+                result: ItemResult = await self._collect(item, parsed if parsed is not None else line)
             except WorkerError as exc:
                 result = _error(item.index, exc)
             self._set(item.index, result)
         finally:
             self._slots.release()
 
-    async def _collect(self, item: RelaxCollectItem, line: dict[str, Any]) -> ItemOk:
+    async def _parse(self, line: bytes) -> dict[str, Any] | None:
+        try:
+            parsed = await asyncio.to_thread(json.loads, line)
+        except (ValueError, RecursionError):
+            parsed = None
+        if not isinstance(parsed, dict):
+            log.warning("job %s: a result line is not a JSON object; ignored", self._part.job_id)
+            return None
+        return parsed
+
+    async def _collect(self, item: RelaxCollectItem, line: bytes | dict[str, Any]) -> ItemOk:
         size = await self._calls.stored_png_size(item.output_key)
         if size is not None:
             return ItemOk(index=item.index, key=item.output_key, width=size[0], height=size[1], skipped=True)
-        if "response" not in line:
-            raise classify_status(line.get("error") or line.get("status"))
-        image = await asyncio.to_thread(parse_response_json, line["response"])
-        del line["response"]  # the base64 text is the bulk of the line: let it go before the PNG is made
+        parsed = await self._parse(line) if isinstance(line, bytes) else line
+        del line  # parsed: the raw bytes are no longer needed
+        if parsed is None:
+            raise GenerationError(ErrorCode.UPSTREAM, "its result line is not a JSON object")
+        if "response" not in parsed:
+            raise classify_status(parsed.get("error") or parsed.get("status"))
+        image = await asyncio.to_thread(parse_response_json, parsed.pop("response"))
         try:
             png = await asyncio.to_thread(finish_png, image.data, image.mime_type, self._metadata(item))
         except ImageDecodeError as exc:

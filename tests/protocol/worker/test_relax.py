@@ -199,7 +199,8 @@ async def test_collect_maps_each_line_to_its_item_and_writes_the_images(rig: Rig
             },
             {"key": "0", "response": answer(blue)},  # a duplicate key: the first line counts
             {"key": "1", "response": answer(blue)},  # even when the first was no image
-            {"key": "5", "error": {"code": 13, "message": "internal"}},
+            {"error": {"code": 13, "message": "internal"}, "key": "5"},  # the key last: found by parsing the line
+            b"not JSON at all",
             {"key": "99", "response": answer(blue)},  # not an item of the part
             b"",
         ]
@@ -237,6 +238,18 @@ async def test_collect_again_writes_nothing_twice(rig: Rig) -> None:
     again = ChunkResult.model_validate(await rig.run(collect_input(name, 3)))
     assert again.ok == 3 and all(isinstance(r, ItemOk) and r.skipped for r in again.results)
     assert (await asyncio.to_thread(path.stat)).st_mtime_ns == written_at
+
+
+async def test_collect_skips_a_stored_output_by_its_line_key_without_reading_the_rest(rig: Rig) -> None:
+    await rig.store.put("out/j_relax/0.png", png((5, 5, 5)))
+    name = rig.plant([b'{"key":"0","response":{"candidates": [cut', b'{"key":"1","response":{"candidates": [cut'])
+    result = ChunkResult.model_validate(await rig.run(collect_input(name, 2)))
+    assert isinstance(result.results[0], ItemOk) and result.results[0].skipped
+    failed = result.results[1]
+    assert isinstance(failed, ItemError) and (failed.code, failed.message) == (
+        ErrorCode.UPSTREAM,
+        "its result line is not a JSON object",
+    )
 
 
 async def test_collect_fails_only_the_item_of_an_overlong_line(rig: Rig) -> None:
