@@ -51,12 +51,20 @@ class Rig:
         deps = WorkerDeps(**{**{f: getattr(self.deps, f) for f in self.deps.__dataclass_fields__}, **overrides})
         return await make_handler(deps)({"id": "rp-relax", "input": payload})
 
-    def file(self, name: str) -> bytes:
-        return bytes(self.gemini.files.get(name.removeprefix("files/")).data)
+    async def file(self, name: str) -> bytes:
+        """Return the bytes of a file the server holds (uploaded files cannot be downloaded through the API)."""
+        stored = self.gemini.files.get(name.removeprefix("files/"))
+        # Read by name, not attribute: the server keeps the bytes in memory (`data`) or on disk (`path`).
+        path: Path | None = getattr(stored, "path", None)
+        if path is not None:
+            return await asyncio.to_thread(path.read_bytes)
+        return bytes(getattr(stored, "data"))  # noqa: B009
 
-    def plant(self, lines: list[dict[str, Any] | bytes]) -> str:
+    async def plant(self, lines: list[dict[str, Any] | bytes]) -> str:
+        """Store a result file as the server's Batch API leaves one, and return its name."""
         raw = [line if isinstance(line, bytes) else json.dumps(line).encode() for line in lines]
-        return "files/" + self.gemini.files.add_generated([b"\n".join(raw) + b"\n"], "application/jsonl").file_id
+        add = self.gemini.files.add_generated
+        return "files/" + (await asyncio.to_thread(add, [b"\n".join(raw) + b"\n"], "application/jsonl")).file_id
 
 
 @pytest.fixture
@@ -104,9 +112,9 @@ async def test_prepare_uploads_one_line_per_item_and_each_shared_reference_once(
     # The server holds exactly the JSONL and the one shared reference.
     listed = {f"files/{f.file_id}": f for f in rig.gemini.files.listed()}
     assert set(listed) == {out.file_name, *out.ref_files}
-    assert bytes(listed[out.ref_files[0]].data) == shared
+    assert await rig.file(out.ref_files[0]) == shared
     assert listed[out.file_name].mime_type == "jsonl" and listed[out.file_name].display_name == "peel-j_relax-0"
-    body = rig.file(out.file_name)
+    body = await rig.file(out.file_name)
     assert out.file_bytes == len(body)
     lines = [json.loads(line) for line in body.splitlines()]
     assert [line["key"] for line in lines] == ["0", "1", "2"]
@@ -129,7 +137,7 @@ async def test_prepare_leaves_out_the_lines_that_do_not_fit(rig: Rig) -> None:
     one_line = first.file_bytes // 3 + 5
     out = RelaxPrepareResult.model_validate(await rig.run(prepare_input(items, max_file_bytes=one_line)))
     assert (out.included, out.results) == ([0], [])
-    assert out.file_name is not None and len(rig.file(out.file_name).splitlines()) == 1
+    assert out.file_name is not None and len((await rig.file(out.file_name)).splitlines()) == 1
 
 
 async def test_prepare_refuses_too_large_requests_as_the_online_call_does(rig: Rig) -> None:
@@ -188,7 +196,7 @@ def collect_input(file_name: str, n: int) -> dict[str, Any]:
 
 async def test_collect_maps_each_line_to_its_item_and_writes_the_images(rig: Rig) -> None:
     red, blue = png((255, 0, 0), 24), png((0, 0, 255), 24)
-    name = rig.plant(
+    name = await rig.plant(
         [
             {"key": "0", "response": answer(red, "here it is")},
             {"key": "1", "response": {"promptFeedback": {"blockReason": "PROHIBITED_CONTENT"}}},
@@ -230,7 +238,7 @@ async def test_collect_maps_each_line_to_its_item_and_writes_the_images(rig: Rig
 
 
 async def test_collect_again_writes_nothing_twice(rig: Rig) -> None:
-    name = rig.plant([{"key": str(i), "response": answer(png((i, 0, 0)))} for i in range(3)])
+    name = await rig.plant([{"key": str(i), "response": answer(png((i, 0, 0)))} for i in range(3)])
     first = ChunkResult.model_validate(await rig.run(collect_input(name, 3)))
     assert first.ok == 3 and not any(r.skipped for r in first.results if isinstance(r, ItemOk))
     path = rig.root / "out/j_relax/1.png"
@@ -242,7 +250,7 @@ async def test_collect_again_writes_nothing_twice(rig: Rig) -> None:
 
 async def test_collect_skips_a_stored_output_by_its_line_key_without_reading_the_rest(rig: Rig) -> None:
     await rig.store.put("out/j_relax/0.png", png((5, 5, 5)))
-    name = rig.plant([b'{"key":"0","response":{"candidates": [cut', b'{"key":"1","response":{"candidates": [cut'])
+    name = await rig.plant([b'{"key":"0","response":{"candidates": [cut', b'{"key":"1","response":{"candidates": [cut'])
     result = ChunkResult.model_validate(await rig.run(collect_input(name, 2)))
     assert isinstance(result.results[0], ItemOk) and result.results[0].skipped
     failed = result.results[1]
@@ -254,7 +262,7 @@ async def test_collect_skips_a_stored_output_by_its_line_key_without_reading_the
 
 async def test_collect_fails_only_the_item_of_an_overlong_line(rig: Rig) -> None:
     big, small = png((0, 0, 0), 256), png((1, 1, 1), 8)
-    name = rig.plant([{"key": "0", "response": answer(big)}, {"key": "1", "response": answer(small)}])
+    name = await rig.plant([{"key": "0", "response": answer(big)}, {"key": "1", "response": answer(small)}])
     limit = len(json.dumps({"key": "1", "response": answer(small)})) + 10
     result = ChunkResult.model_validate(await rig.run(collect_input(name, 2), max_result_line_bytes=limit))
     assert isinstance(result.results[1], ItemOk)
