@@ -196,6 +196,18 @@ class _Preparation:
             raise GenerationError(ErrorCode.BAD_INPUT, loaded)
         return loaded
 
+    def fail_all_if_store_down(self) -> None:
+        """Answer the whole part STORAGE once the store failed (the bot sends it again later, in one piece).
+
+        Items refused for good (BAD_INPUT, TOO_LARGE) keep their answer.
+        """
+        if not self._calls.down:
+            return
+        storage = GenerationError(ErrorCode.STORAGE, "the store was unavailable while the part was prepared")
+        refused = {r.index: r for r in self.results if r.code is not ErrorCode.STORAGE}
+        self.results = [refused.get(item.index) or _error(item.index, storage) for item in self._part.items]
+        self.included, self.file_bytes = [], 0
+
     async def upload_file(self, path: Path) -> str | None:
         """Upload the written JSONL; None when no line was written. A failure fails every included item."""
         if not self.included:
@@ -248,6 +260,7 @@ async def run_relax_prepare(deps: WorkerDeps, job: RunpodJob) -> dict[str, objec
             await prep.write_lines(out)
         finally:
             await asyncio.to_thread(out.close)
+        prep.fail_all_if_store_down()
         if not prep.included:
             await prep.forget_refs()
         file_name = await prep.upload_file(path)

@@ -159,13 +159,14 @@ async def test_prepare_answers_a_store_outage_as_retryable_storage_errors(rig: R
     async def no_sleep(_: float) -> None:
         return None
 
-    items = [item(0, "refs/a.png"), item(1, "refs/a.png"), item(2, "refs/b.png")]
+    items = [item(0, "refs/a.png"), item(1, "refs/a.png"), item(2, "refs/b.png"), item(3)]
     out = RelaxPrepareResult.model_validate(await rig.run(prepare_input(items), store=DownStore(), sleep=no_sleep))
     assert out.file_name is None and out.included == []
     assert [(r.index, r.code, r.retryable) for r in out.results] == [
         (0, ErrorCode.STORAGE, True),
         (1, ErrorCode.STORAGE, True),
         (2, ErrorCode.STORAGE, True),
+        (3, ErrorCode.STORAGE, True),  # needs no reference, but the part goes again in one piece
     ]
     assert rig.gemini.files.listed() == []
 
