@@ -302,7 +302,7 @@ class _LineSplitter:
         dropped: list[str | None] = []
         start = 0
         while (end := chunk.find(b"\n", start)) != -1:
-            self._take(chunk[start:end], dropped)
+            self._take(chunk[start:end])
             if not self.overflowing:
                 lines.append(bytes(self.buffer))
             else:
@@ -310,10 +310,10 @@ class _LineSplitter:
             self.buffer.clear()
             self.overflowing, self.overflow_key = False, None
             start = end + 1
-        self._take(chunk[start:], dropped)
+        self._take(chunk[start:])
         return [line for line in lines if line.strip()], dropped
 
-    def _take(self, piece: bytes, dropped: list[str | None]) -> None:
+    def _take(self, piece: bytes) -> None:
         if self.overflowing:
             return
         self.buffer += piece
@@ -352,9 +352,14 @@ class _Collection:
         except GenerationError as exc:
             failure = exc
             log.warning("job %s: reading %s failed: %s", self._part.job_id, self._part.result_file, exc.message)
-        finally:
-            if self._tasks:
-                await asyncio.gather(*self._tasks)
+        except BaseException:
+            # RunPod's cancel or timeout (or a bug): stop the lines in flight too; stores write atomically.
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            raise
+        if self._tasks:
+            await asyncio.gather(*self._tasks)
         for item in self._part.items:
             if item.index not in self._results:
                 error = GenerationError(
@@ -377,7 +382,7 @@ class _Collection:
                 self._set(item.index, _error(item.index, error))
         for line in lines:
             await self._slots.acquire()  # the download waits here: a few lines in memory, never the file
-            task = asyncio.create_task(self._line(line))
+            task = asyncio.create_task(self._line(line), name=f"relax-line-{self._part.job_id}")
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 

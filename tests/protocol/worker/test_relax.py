@@ -286,3 +286,31 @@ async def test_an_unusable_relax_input_is_refused_naming_the_fields(rig: Rig) ->
     assert str(output["error"]).startswith("BAD_INPUT: ")
     output = await rig.run(prepare_input([item(0), item(0)]))
     assert "duplicate" in str(output["error"])
+
+
+class StuckStore(MemoryStore):
+    """A store whose writes never finish until cancelled."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writing = asyncio.Event()
+        self.cancelled = 0
+
+    async def put(self, key: str, body: Any, *, content_type: str | None = None) -> Any:
+        self.writing.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+
+
+async def test_a_cancelled_collect_stops_its_lines_in_flight(rig: Rig) -> None:
+    name = await rig.plant([{"key": str(i), "response": answer(png((i, 0, 0)))} for i in range(3)])
+    store = StuckStore()
+    run = asyncio.create_task(rig.run(collect_input(name, 3), store=store, relax_concurrency=1))
+    await asyncio.wait_for(store.writing.wait(), 10)
+    run.cancel()
+    await asyncio.wait({run}, timeout=10)  # the download waits for a slot: the line holding it must be stopped
+    assert run.cancelled() and store.cancelled >= 1
+    assert [t for t in asyncio.all_tasks() if t.get_name().startswith("relax-line")] == []
