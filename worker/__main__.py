@@ -25,8 +25,9 @@ import runpod
 from pydantic import ValidationError
 
 from storage import StorageError, Store, open_store
+from worker.deps import RunpodJob, WorkerDeps, discard_progress
 from worker.gemini import GeminiImageGenerator, GeminiSettings
-from worker.handler import Handler, RunpodJob, WorkerDeps, discard_progress, make_handler
+from worker.handler import Handler, make_handler
 from worker.settings import WorkerSettings, describe_settings_error
 
 log = logging.getLogger("worker")
@@ -135,6 +136,7 @@ def build_deps(settings: WorkerSettings, gemini: GeminiSettings) -> WorkerDeps:
         store=store,
         generator=generator,
         model_checker=generator,
+        files=generator,
         progress=runpod.serverless.progress_update if on_platform else discard_progress,
         progress_interval_s=settings.progress_interval_s,
         progress_settle_s=settings.progress_settle_s,

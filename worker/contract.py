@@ -332,10 +332,20 @@ class RelaxPrepareResult(_Model):
 
 
 class RelaxCollectItem(_Model):
-    """One item of a part to collect: its line's key is `str(index)`, its image goes to `output_key`."""
+    """One item of a part to collect: its line's key is `str(index)`, its image goes to `output_key`.
+
+    The rest is optional and only written into the PNG's text chunks, as a chunk's worker writes them (prompt, seed,
+    options, references), so a relax image carries the same metadata as a fast one when the bot sends them.
+    """
 
     index: int = Field(ge=0)
     output_key: Key
+    prompt: Annotated[str, StringConstraints(max_length=MAX_PROMPT_CHARS)] | None = None
+    seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
+    aspect_ratio: AspectRatio | None = None
+    image_size: ImageSize | None = None
+    ref_keys: list[Key] = Field(default_factory=list, max_length=14)
+    edit_source: Key | None = None
 
 
 class RelaxCollectInput(_Model):

@@ -18,16 +18,20 @@ Choices, with the evidence (google-genai's source and Google's API documentation
 * The answer's image is the last non-thought inline image (Gemini-3 may send draft images flagged `thought`),
   and its format is sniffed from the bytes (gemini-3-pro-image has sent JPEG labelled `image/png`).
 * Requests are checked against `worker.catalogue` before any call, so a refused option costs nothing; so is their
-  size: images travel inline (base64) and this worker has no Files API, so a request whose JSON would pass
+  size: online, images travel inline (base64), never through the Files API, so a request whose JSON would pass
   Gemini's 20 MB limit (`worker.catalogue.MAX_REQUEST_BYTES`) is refused as TOO_LARGE without calling Google.
+* Relax mode (`worker.relax`) uses the same builder, check and answer reader (`request_json`, `check_request`,
+  `parse_response_json`) and Gemini's Files API for the bytes of a batch (`upload_file`, `download_file`).
 """
 
 import asyncio
+import io
 import json
 import logging
 import random
 import re
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
@@ -43,7 +47,7 @@ from storage.imageformat import sniff_image
 from worker.catalogue import MAX_REQUEST_BYTES, model_spec
 from worker.contract import ErrorCode, ModelCheck, ModelProblem
 from worker.errors import GenerationError
-from worker.generation import GeneratedImage, GenerationRequest, InputImage
+from worker.generation import ChunkSink, GeneratedImage, GenerationRequest, InputImage, UploadedFile
 
 log = logging.getLogger(__name__)
 
@@ -146,11 +150,49 @@ def request_bytes(request: GenerationRequest) -> int:
     if request.edit_source is not None:
         text = edit_instruction(request.history, request.prompt, references=len(request.references))
     size = _REQUEST_OVERHEAD_BYTES + len(json.dumps(text).encode())
-    return size + sum(4 * -(-len(image.data) // 3) + _PART_OVERHEAD_BYTES for image in images)
+    return size + sum(4 * -(-image.inline_bytes // 3) + _PART_OVERHEAD_BYTES for image in images)
 
 
 def _part(image: InputImage) -> types.Part:
+    if image.file_uri is not None:
+        return types.Part.from_uri(file_uri=image.file_uri, mime_type=image.mime_type)
     return types.Part.from_bytes(data=image.data, mime_type=image.mime_type)
+
+
+def check_request(request: GenerationRequest) -> GenerationError | None:
+    """Return why Gemini would refuse `request` before any call (BAD_INPUT, TOO_LARGE), or None when it would not.
+
+    Both modes decide alike: the size is the request's with every image inline (the online call's form), so an item
+    refused in one mode is refused in the other and "Retry failed" in either mode sees the same items.
+    """
+    spec = model_spec(request.model)
+    problem = spec.check(
+        references=len(request.references),
+        aspect_ratio=request.aspect_ratio,
+        image_size=request.image_size,
+        edit=request.edit_source is not None,
+    )
+    if problem is not None:
+        return GenerationError(ErrorCode.BAD_INPUT, problem)
+    if (size := request_bytes(request)) > MAX_REQUEST_BYTES:
+        return GenerationError(
+            ErrorCode.TOO_LARGE,
+            f"the request would be about {size:,} bytes with its images inline, over Gemini's "
+            f"{MAX_REQUEST_BYTES:,}-byte limit",
+        )
+    return None
+
+
+def request_json(request: GenerationRequest, *, with_text: bool = False) -> dict[str, Any]:
+    """Return `request` as the REST `GenerateContentRequest` a Batch API input line holds (camelCase, base64 images).
+
+    The same `contents` and config the online call sends (`build_contents`, `build_config`), dumped in the API's JSON
+    form: `{"contents": [...], "generationConfig": {...}}` (https://ai.google.dev/api/generate-content#request-body,
+    https://ai.google.dev/gemini-api/docs/batch-mode#input-file). The model is the batch's, not the line's.
+    """
+    contents = [c.model_dump(mode="json", by_alias=True, exclude_none=True) for c in build_contents(request)]
+    config = build_config(request, with_text=with_text).model_dump(mode="json", by_alias=True, exclude_none=True)
+    return {"contents": contents, "generationConfig": config}
 
 
 def build_config(request: GenerationRequest, *, with_text: bool) -> types.GenerateContentConfig:
@@ -236,7 +278,7 @@ def refuses_configuration(exc: genai_errors.APIError) -> bool:
     Gemini's documented errors (ai.google.dev/gemini-api/docs/troubleshooting): 400 INVALID_ARGUMENT whose
     ErrorInfo reason is `API_KEY_INVALID` ("API key not valid"), 400 FAILED_PRECONDITION (the free tier is not
     available here: billing must be enabled), 401, 403 PERMISSION_DENIED (the key lacks access), and 404 NOT_FOUND
-    (`models/… is not found`: the worker sends images inline and uses no Files API, so a 404 names the model). Only
+    (`models/… is not found`: an online call sends its images inline, so a 404 names the model). Only
     an operator can fix these; every item would fail alike, so they are not the request's fault (BAD_INPUT).
     """
     if exc.code in (401, 403, 404):
@@ -280,6 +322,74 @@ def classify(exc: BaseException) -> GenerationError:
     return GenerationError(ErrorCode.UPSTREAM, f"Gemini call failed: {type(exc).__name__}")
 
 
+# google.rpc.Code: the number and name of each status, and the HTTP status the API answers it with online
+# (https://cloud.google.com/apis/design/errors#handling_errors, "Error codes"). A batch result line's `error` is such
+# a Status (https://ai.google.dev/gemini-api/docs/batch-mode#retrieving-results: "each line is either a
+# GenerateContentResponse or a status object").
+_RPC_CODES: dict[int, tuple[str, int]] = {
+    1: ("CANCELLED", 499),
+    2: ("UNKNOWN", 500),
+    3: ("INVALID_ARGUMENT", 400),
+    4: ("DEADLINE_EXCEEDED", 504),
+    5: ("NOT_FOUND", 404),
+    6: ("ALREADY_EXISTS", 409),
+    7: ("PERMISSION_DENIED", 403),
+    8: ("RESOURCE_EXHAUSTED", 429),
+    9: ("FAILED_PRECONDITION", 400),
+    10: ("ABORTED", 409),
+    11: ("OUT_OF_RANGE", 400),
+    12: ("UNIMPLEMENTED", 501),
+    13: ("INTERNAL", 500),
+    14: ("UNAVAILABLE", 503),
+    15: ("DATA_LOSS", 500),
+    16: ("UNAUTHENTICATED", 401),
+}
+_RPC_HTTP = dict(_RPC_CODES.values())
+
+
+def classify_status(status: object) -> GenerationError:
+    """Translate a batch result line's `error` (a google.rpc.Status) into the contract's error, as `classify` does.
+
+    The Status is read as the online call's error answer with the same status (its gRPC code given as HTTP), so both
+    modes map alike. One exception: a line's 401/403/404 is no deployment fault, as it is online, since the batch
+    that ran it was created with the same key and model; it names something the line refers to (an uploaded
+    reference that expired), and is UPSTREAM: the item can succeed in a new batch.
+    """
+    body = status if isinstance(status, dict) else {}
+    code, name = body.get("code"), body.get("status")
+    if not isinstance(name, str) and isinstance(code, int) and code in _RPC_CODES:
+        name = _RPC_CODES[code][0]
+    http = _RPC_HTTP.get(name, 500) if isinstance(name, str) else 500
+    message = str(body.get("message") or "")
+    if http in (401, 403, 404):
+        return GenerationError(ErrorCode.UPSTREAM, f"Gemini's batch answered {name} for this item: {message}".strip())
+    error = genai_errors.APIError(http, {"error": {"code": http, "status": name, "message": message, **_details(body)}})
+    return classify(error)
+
+
+def _details(status: dict[str, Any]) -> dict[str, Any]:
+    details = status.get("details")
+    return {"details": details} if isinstance(details, list) else {}
+
+
+def parse_response_json(response: object) -> GeneratedImage:
+    """Take the final image out of an answer in the API's JSON form (a batch result line's `response`).
+
+    The SDK's own reading of an online answer (`GenerateContentResponse._from_response`: fields it does not know
+    dropped, base64 decoded), then `parse_response`, so both modes judge an answer alike.
+
+    Raises:
+        GenerationError: as `parse_response`; UPSTREAM when the answer is not a GenerateContentResponse.
+    """
+    if not isinstance(response, dict):
+        raise GenerationError(ErrorCode.UPSTREAM, "Gemini's batch answer is malformed: not an object")
+    try:
+        parsed = types.GenerateContentResponse._from_response(response=response, kwargs={})
+    except (pydantic.ValidationError, ValueError) as exc:
+        raise GenerationError(ErrorCode.UPSTREAM, f"Gemini's batch answer is malformed: {type(exc).__name__}") from exc
+    return parse_response(parsed)
+
+
 def _model_problem(exc: BaseException) -> ModelProblem:
     """Name what a failed `models.get` says about the settings."""
     if isinstance(exc, genai_errors.APIError):
@@ -293,6 +403,20 @@ def _model_problem(exc: BaseException) -> ModelProblem:
     if isinstance(exc, TimeoutError | aiohttp.ClientError):
         return ModelProblem.UNREACHABLE
     return ModelProblem.OTHER
+
+
+class _AsyncSink(io.IOBase):
+    """A writable the SDK's download awaits (`_api_client.async_download_file` awaits what `write` returns)."""
+
+    def __init__(self, sink: ChunkSink) -> None:
+        super().__init__()
+        self._sink = sink
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, chunk: bytes) -> Awaitable[None]:
+        return self._sink(chunk)
 
 
 class GeminiImageGenerator:
@@ -310,6 +434,8 @@ class GeminiImageGenerator:
         with_text: ask for TEXT as well as IMAGE; the text becomes `GeneratedImage.note`.
         sleep: awaited for each backoff (tests pass a recorder).
         rng: the jitter's source.
+        transfer_timeout_s: the deadline of one Files API upload or download (a relax part's JSONL or results
+            can be gigabytes, far longer than a call).
         http: the aiohttp session the SDK sends through (the caller closes it); None makes one on first use,
             closed by `aclose`. Passing a session also keeps the SDK from subclassing `aiohttp.ClientSession`,
             which aiohttp deprecates (a DeprecationWarning per client).
@@ -329,6 +455,7 @@ class GeminiImageGenerator:
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
         http: aiohttp.ClientSession | None = None,
+        transfer_timeout_s: float = 3600.0,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
@@ -343,6 +470,7 @@ class GeminiImageGenerator:
         self._sleep = sleep
         self._rng = rng or random.Random()  # noqa: S311 - backoff jitter, not a secret
         self._http = http
+        self._transfer_timeout_s = transfer_timeout_s
         self._owned_http: aiohttp.ClientSession | None = None
         self._client: genai.Client | None = None
         self._client_lock = asyncio.Lock()
@@ -436,21 +564,9 @@ class GeminiImageGenerator:
                 images would make it too large for Gemini; SAFETY when Gemini blocked it (never retried);
                 RATE_LIMITED, UPSTREAM or NO_IMAGE once the retries are spent.
         """
-        spec = model_spec(request.model)
-        problem = spec.check(
-            references=len(request.references),
-            aspect_ratio=request.aspect_ratio,
-            image_size=request.image_size,
-            edit=request.edit_source is not None,
-        )
-        if problem is not None:
-            raise GenerationError(ErrorCode.BAD_INPUT, problem)
-        if (size := request_bytes(request)) > MAX_REQUEST_BYTES:
-            raise GenerationError(
-                ErrorCode.TOO_LARGE,
-                f"the request would be about {size:,} bytes with its images inline, over Gemini's "
-                f"{MAX_REQUEST_BYTES:,}-byte limit",
-            )
+        refused = check_request(request)
+        if refused is not None:
+            raise refused
         contents = build_contents(request)
         config = build_config(request, with_text=self._with_text)
         log.debug("generate %s: %.80r", request.model, request.prompt)
@@ -486,6 +602,62 @@ class GeminiImageGenerator:
                 await self._sleep(delay)
                 continue
             return GeneratedImage(data=image.data, mime_type=image.mime_type, note=image.note, attempts=attempt)
+
+    async def upload_file(self, path: Path, *, mime_type: str, display_name: str) -> UploadedFile:
+        """Upload a file from disk through the Files API (the SDK's resumable upload, read from disk in chunks).
+
+        Raises:
+            GenerationError: the upload failed (classified as a call is: 429, 5xx, timeout, a refused key).
+        """
+        config = types.UploadFileConfig(
+            mime_type=mime_type,
+            display_name=display_name,
+            http_options=types.HttpOptions(timeout=max(1, round(self._transfer_timeout_s * 1000))),
+        )
+        try:
+            client = await self._genai()
+            # Given a path, the SDK reads it in 8 MiB chunks through anyio (in threads), after one os.stat for
+            # its size: the loop never waits on the disk for more than that.
+            made = await client.aio.files.upload(file=path, config=config)
+        except _FAILURES as exc:
+            raise classify(exc) from exc
+        if not made.name or not made.uri:
+            raise GenerationError(ErrorCode.UPSTREAM, "Gemini's Files API answered an upload without a name or URI")
+        return UploadedFile(name=made.name, uri=made.uri)
+
+    async def download_file(self, name: str, sink: ChunkSink) -> None:
+        """Stream a generated file (a batch's results) into `sink`, 1 MiB at a time, never whole in memory.
+
+        The SDK's own download (`files.download` with a destination: `GET {version}/files/{id}:download?alt=media`,
+        its chunks awaited one by one), so the next chunk is read only once `sink` has taken this one.
+
+        Raises:
+            GenerationError: the download failed (UPSTREAM when the file is gone); what `sink` raises propagates.
+        """
+        config = types.DownloadFileConfig(
+            http_options=types.HttpOptions(timeout=max(1, round(self._transfer_timeout_s * 1000)))
+        )
+        try:
+            client = await self._genai()
+            await client.aio.files.download(file=name, destination=_AsyncSink(sink), config=config)
+        except genai_errors.APIError as exc:
+            if exc.code in (403, 404):
+                # Google answers 403 for a file that does not exist or expired (ai.google.dev/api/files): the
+                # results are gone, which says nothing of the key, unlike a refused call (`refuses_configuration`).
+                raise GenerationError(
+                    ErrorCode.UPSTREAM, f"{name} is not there (deleted, or past its 48 hours)"
+                ) from exc
+            raise classify(exc) from exc
+        except _FAILURES as exc:
+            raise classify(exc) from exc
+
+    async def delete_file(self, name: str) -> None:
+        """Delete an uploaded file (best effort: Gemini deletes it after 48 hours anyway)."""
+        try:
+            client = await self._genai()
+            await client.aio.files.delete(name=name)
+        except _FAILURES as exc:
+            log.info("deleting %s failed: %s", name, classify(exc).message)
 
     async def check_model(self, model: str, *, timeout_s: float = 10.0) -> ModelCheck:
         """Look `model` up with this key (`models.get`, no image made, nothing billed), once, without retries.

@@ -1,6 +1,8 @@
 """The `ImageGenerator` and `ModelChecker` ports the handler calls, and the values they trade in (pure: no I/O)."""
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from worker.contract import ModelCheck
@@ -8,10 +10,21 @@ from worker.contract import ModelCheck
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class InputImage:
-    """An image sent to the model: its bytes and their real MIME type (sniffed, not trusted from a name)."""
+    """An image sent to the model: its bytes and their real MIME type (sniffed, not trusted from a name).
+
+    An image uploaded through the Files API (a relax part's shared reference) is named by `file_uri` instead of
+    being inlined; its `data` may then be left empty, with `file_bytes` its size.
+    """
 
     data: bytes
     mime_type: str
+    file_uri: str | None = None
+    file_bytes: int = 0
+
+    @property
+    def inline_bytes(self) -> int:
+        """Return the image's size in bytes, as it would weigh inlined in a request."""
+        return self.file_bytes if self.file_uri is not None else len(self.data)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -40,6 +53,34 @@ class GeneratedImage:
     mime_type: str
     note: str | None = None
     attempts: int = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UploadedFile:
+    """A file uploaded through Gemini's Files API: its resource name (`files/…`) and the URI requests name it by."""
+
+    name: str
+    uri: str
+
+
+ChunkSink = Callable[[bytes], Awaitable[None]]
+"""Takes the next chunk of a download; the next is read only once it returns."""
+
+
+class GeminiFiles(Protocol):
+    """Gemini's Files API as relax mode uses it: the heavy bytes of a batch (its input file, its results)."""
+
+    async def upload_file(self, path: Path, *, mime_type: str, display_name: str) -> UploadedFile:
+        """Upload the file at `path`; raises `GenerationError` with the contract's code when it fails."""
+        ...
+
+    async def download_file(self, name: str, sink: ChunkSink) -> None:
+        """Stream the generated file `name` into `sink`; raises `GenerationError` when the download fails."""
+        ...
+
+    async def delete_file(self, name: str) -> None:
+        """Delete the file `name`, best effort."""
+        ...
 
 
 class ImageGenerator(Protocol):

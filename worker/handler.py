@@ -36,25 +36,16 @@
 
 import asyncio
 import logging
-import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import Any, TypeVar
 
 from pydantic import ValidationError
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
-from tenacity.stop import stop_base
 
-from storage import InvalidKeyError, ObjectNotFoundError, StorageError, StorageUnavailableError, Store
+from storage import InvalidKeyError, ObjectNotFoundError, StorageError
 from worker.contract import (
+    RELAX_COLLECT_KIND,
+    RELAX_PREPARE_KIND,
     SELFTEST_KIND,
     ChunkInput,
     ChunkItem,
@@ -70,83 +61,23 @@ from worker.contract import (
     SelfTestResult,
     stop_key,
 )
-from worker.errors import GenerationError, InputError, WorkerError
-from worker.generation import GenerationRequest, ImageGenerator, InputImage, ModelChecker
-from worker.images import (
-    PNG_HEADER_BYTES,
-    ImageDecodeError,
-    ImageRejectedError,
-    finish_png,
-    load_reference,
-    png_dimensions,
+from worker.deps import (
+    MAX_REPORTED_ERRORS,
+    RunpodJob,
+    WorkerDeps,
+    describe_validation_error,
+    discard_progress,
+    store_calls,
 )
+from worker.errors import GenerationError, InputError, WorkerError
+from worker.generation import GenerationRequest, InputImage
+from worker.images import ImageDecodeError, finish_png
+from worker.relax import run_relax_collect, run_relax_prepare
+from worker.storecalls import STORE_DOWN
 
 log = logging.getLogger(__name__)
 
-RunpodJob = Mapping[str, Any]
-"""The job dict the runpod SDK hands the handler: `{"id": …, "input": {…}, …}`."""
-
-ProgressSink = Callable[[RunpodJob, dict[str, object]], None]
-"""Sends one progress payload for a job (in production `runpod.serverless.progress_update`)."""
-
 Handler = Callable[[RunpodJob], Awaitable[dict[str, object]]]
-
-T = TypeVar("T")
-
-MAX_REPORTED_ERRORS = 5
-
-
-def discard_progress(job: RunpodJob, payload: dict[str, object]) -> None:
-    """Drop a progress payload (no platform to send it to, e.g. under `--test_input`)."""
-    log.debug("progress of %s not sent (no platform): %s/%s", job.get("id"), payload.get("done"), payload.get("total"))
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WorkerDeps:
-    """What the handler needs, built once per worker process by `worker.__main__`.
-
-    Attributes:
-        store: where inputs are read and outputs written.
-        generator: makes one image (the Gemini adapter in production).
-        progress: sends a progress payload; `runpod.serverless.progress_update` in production.
-        progress_interval_s: the minimum time between two progress updates of one job.
-        progress_settle_s: how long after a progress update the handler waits before returning.
-        max_reference_bytes: the largest reference image (or edit source) the worker reads.
-        max_reference_pixels: the most pixels a reference image may have.
-        clock: monotonic seconds, for throttling.
-        sleep: awaits a number of seconds (injectable so unit tests do not sleep).
-        store_attempts: tries of one store operation, the first included, while the store is unavailable.
-        store_backoff_s: the first wait between two tries; it doubles per try (plus up to as much jitter).
-        store_backoff_cap_s: the longest wait between two tries.
-        model_checker: looks the self-test's models up with the worker's Gemini key; None reports each as OTHER.
-    """
-
-    store: Store
-    generator: ImageGenerator
-    progress: ProgressSink = discard_progress
-    progress_interval_s: float = 1.0
-    progress_settle_s: float = 0.25
-    max_reference_bytes: int = 20 * 1024 * 1024
-    max_reference_pixels: int = 50_000_000
-    clock: Callable[[], float] = time.monotonic
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
-    # 0.5 + 1 + 2 + 4 s (plus jitter): a blip or a restarting store is ridden out with the image kept; a longer
-    # outage trips the chunk's breaker after ~8 s instead of holding every slot for it.
-    store_attempts: int = 5
-    store_backoff_s: float = 0.5
-    store_backoff_cap_s: float = 5.0
-    model_checker: ModelChecker | None = None  # answers the self-test's model checks (the Gemini adapter)
-
-
-def describe_validation_error(exc: ValidationError, *, limit: int = MAX_REPORTED_ERRORS) -> str:
-    """Summarize a pydantic error by field path and reason, never echoing the input values (prompts, keys)."""
-    parts = []
-    for error in exc.errors()[:limit]:
-        where = ".".join(str(part) for part in error["loc"]) or "input"
-        parts.append(f"{where}: {error['msg']}")
-    if exc.error_count() > limit:
-        parts.append(f"and {exc.error_count() - limit} more")
-    return f"{exc.error_count()} invalid field(s): " + "; ".join(parts)
 
 
 def parse_chunk(job: RunpodJob) -> ChunkInput:
@@ -178,8 +109,13 @@ def make_handler(deps: WorkerDeps) -> Handler:
     async def handler(job: RunpodJob) -> dict[str, object]:
         job_id = str(job.get("id", "?"))
         raw = job.get("input")
-        if isinstance(raw, dict) and raw.get("kind") == SELFTEST_KIND:
+        kind = raw.get("kind") if isinstance(raw, dict) else None
+        if kind == SELFTEST_KIND:
             return await run_selftest(deps, job)
+        if kind == RELAX_PREPARE_KIND:
+            return await run_relax_prepare(deps, job)
+        if kind == RELAX_COLLECT_KIND:
+            return await run_relax_collect(deps, job)
         try:
             chunk = parse_chunk(job)
             log.info(
@@ -206,18 +142,7 @@ def make_handler(deps: WorkerDeps) -> Handler:
     return handler
 
 
-_STORE_DOWN = "the store is unavailable; the chunk stopped before this item"
 _STOPPED = "the job was paused or cancelled before this item's Gemini call"
-
-
-class _StopWhen(stop_base):
-    """Stop retrying as soon as `condition()` holds (the breaker opened during another item's tries)."""
-
-    def __init__(self, condition: Callable[[], bool]) -> None:
-        self._condition = condition
-
-    def __call__(self, retry_state: RetryCallState) -> bool:
-        return self._condition()
 
 
 async def run_selftest(deps: WorkerDeps, job: RunpodJob) -> dict[str, object]:
@@ -277,9 +202,8 @@ class _ChunkRun:
         self._images: dict[str, InputImage | str] = {}
         self._image_locks: dict[str, asyncio.Lock] = {}
         self._last_progress_at: float | None = None
-        # The circuit breaker: set once a store operation has failed all its tries. Nothing clears it; a chunk is
-        # short, and the bot retries what it returns later, with backoff.
-        self._store_down = False
+        # The store's circuit breaker lives in `StoreCalls`: once open, items not yet called end STORAGE.
+        self._calls = store_calls(deps, chunk.job_id)
         # Set once the job's stop marker was seen: the marker is only deleted on resume, which sends new chunks,
         # so this chunk never needs to look again.
         self._stopped = False
@@ -343,8 +267,8 @@ class _ChunkRun:
         )
 
     async def _make(self, item: ChunkItem, request: GenerationRequest) -> ItemOk:
-        if self._store_down:
-            raise GenerationError(ErrorCode.STORAGE, _STORE_DOWN)  # its image could not be written: don't pay
+        if self._calls.down:
+            raise GenerationError(ErrorCode.STORAGE, STORE_DOWN)  # its image could not be written: don't pay
         if await self._stop_requested():
             raise GenerationError(ErrorCode.STOPPED, _STOPPED)
         log.debug("item %d: generating %r", item.index, item.prompt[:80])
@@ -359,7 +283,7 @@ class _ChunkRun:
         store = self._deps.store
         try:
             # Every try writes the same bytes: the image is paid for, so it is never generated again for a write.
-            await self._stored(
+            await self._calls.run(
                 partial(store.put, item.output_key, png.data, content_type="image/png"),
                 f"writing {item.output_key}",
                 while_down=True,
@@ -387,19 +311,8 @@ class _ChunkRun:
 
     async def _existing(self, item: ChunkItem) -> ItemOk | None:
         """Return the item as done when its output is already stored (a re-run chunk), else None."""
-        store = self._deps.store
-        what = f"checking {item.output_key}"
-        try:
-            if await self._stored(partial(store.head, item.output_key), what) is None:
-                return None
-            head = await self._stored(partial(store.read_range, item.output_key, 0, PNG_HEADER_BYTES), what)
-        except ObjectNotFoundError:
-            return None  # deleted between the two calls
-        except InvalidKeyError as exc:
-            raise GenerationError(ErrorCode.BAD_INPUT, f"output key {item.output_key} is invalid") from exc
-        size = png_dimensions(head)
+        size = await self._calls.stored_png_size(item.output_key)
         if size is None:
-            log.warning("item %d: %s exists but is not a PNG; making it again", item.index, item.output_key)
             return None
         log.debug("item %d: %s already stored, skipped", item.index, item.output_key)
         return ItemOk(index=item.index, key=item.output_key, width=size[0], height=size[1], skipped=True)
@@ -410,78 +323,11 @@ class _ChunkRun:
             cached = self._images.get(key)
             if cached is None:
                 # Transient storage failures raise without being cached, so a later item tries again.
-                cached = await self._load_image(key, role)
+                cached = await self._calls.load_image(key, role)
                 self._images[key] = cached
         if isinstance(cached, str):
             raise GenerationError(ErrorCode.BAD_INPUT, cached)
         return cached
-
-    async def _load_image(self, key: str, role: str) -> InputImage | str:
-        store = self._deps.store
-        limit = self._deps.max_reference_bytes
-        what = f"reading {role} {key}"
-        try:
-            info = await self._stored(partial(store.head, key), what)
-            if info is None:
-                return f"{role} {key} is not in the store"
-            if info.size > limit:
-                return f"{role} {key} is {info.size:,} bytes, over the limit of {limit:,}"
-            data = await self._stored(partial(store.get_bytes, key), what)
-        except ObjectNotFoundError:
-            return f"{role} {key} is not in the store"
-        except InvalidKeyError:
-            return f"{role} key is invalid"
-        try:
-            return await asyncio.to_thread(load_reference, data, max_pixels=self._deps.max_reference_pixels)
-        except ImageRejectedError as exc:
-            return f"{role} {key} is unusable: {exc}"
-
-    async def _stored(self, operation: Callable[[], Awaitable[T]], what: str, *, while_down: bool = False) -> T:
-        """Run a store operation, retrying it with backoff while the store is unavailable.
-
-        Gives up at once when the breaker is open, unless `while_down` (a write of an image already made, whose
-        own tries are its only chance). Other storage errors (not found, invalid key) propagate unchanged.
-
-        Raises:
-            GenerationError: STORAGE once the tries are spent (which opens the breaker) or the breaker is open.
-        """
-        if self._store_down and not while_down:
-            raise GenerationError(ErrorCode.STORAGE, _STORE_DOWN)
-        deps = self._deps
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(deps.store_attempts) | _StopWhen(lambda: self._store_down and not while_down),
-            wait=wait_exponential_jitter(
-                initial=deps.store_backoff_s, max=deps.store_backoff_cap_s, jitter=deps.store_backoff_s
-            ),
-            retry=retry_if_exception_type(StorageUnavailableError),
-            sleep=deps.sleep,
-            before_sleep=lambda state: self._log_store_retry(state, what),
-            reraise=True,
-        )
-        try:
-            # tenacity awaits what it calls only when it is a coroutine function: hence partials, not lambdas.
-            return await retrying(operation)
-        except StorageUnavailableError as exc:
-            if not self._store_down:
-                self._store_down = True
-                log.warning(
-                    "job %s: store unavailable while %s (%s); the chunk stops calling Gemini",
-                    self._chunk.job_id,
-                    what,
-                    exc,
-                    extra={"job_id": self._chunk.job_id, "action": "fail"},
-                )
-            raise GenerationError(ErrorCode.STORAGE, f"the store was unavailable while {what}") from exc
-
-    def _log_store_retry(self, state: RetryCallState, what: str) -> None:
-        log.warning(
-            "job %s: store unavailable while %s (try %d), retrying in %.2fs",
-            self._chunk.job_id,
-            what,
-            state.attempt_number,
-            state.upcoming_sleep,
-            extra={"job_id": self._chunk.job_id, "action": "retry"},
-        )
 
     def _metadata(self, item: ChunkItem) -> dict[str, str]:
         chunk = self._chunk
@@ -533,3 +379,16 @@ class _ChunkRun:
         wait_s = self._last_progress_at + self._deps.progress_settle_s - self._deps.clock()
         if wait_s > 0:
             await self._deps.sleep(wait_s)
+
+
+# What the worker's entry point and tests take from here; they live in `worker.deps` so every job kind can use them.
+__all__ = [
+    "Handler",
+    "RunpodJob",
+    "WorkerDeps",
+    "describe_validation_error",
+    "discard_progress",
+    "make_handler",
+    "parse_chunk",
+    "run_selftest",
+]
