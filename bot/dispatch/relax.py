@@ -329,7 +329,20 @@ class RelaxMixin(SchedulingMixin, CancelsMixin):
                 part=part.chunk_id,
                 model=job.params.model,
                 result_file=part.result_file,
-                items=[RelaxCollectItem(index=i.index, output_key=i.output_key) for i in items],
+                # The items' prompt and options go along for the PNG's metadata, as a chunk's worker writes it.
+                items=[
+                    RelaxCollectItem(
+                        index=c.index,
+                        output_key=c.output_key,
+                        prompt=c.prompt,
+                        seed=c.seed,
+                        aspect_ratio=c.aspect_ratio,
+                        image_size=c.image_size,
+                        ref_keys=c.ref_keys,
+                        edit_source=None if c.edit is None else c.edit.source_key,
+                    )
+                    for c in chunk_items(job, items)
+                ],
             )
             await self._send(part, payload.to_payload(), "collect")
             return

@@ -54,7 +54,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any
 
-from local.gemini.files import FileError, FileStore, discard, timestamp
+from local.gemini.files import FileError, FileStore, discard, open_off_loop, timestamp
 from local.gemini.schema import BATCH_FILE_LINE, check
 from local.gemini.wire import JsonObject
 
@@ -295,7 +295,7 @@ class BatchStore:
             raise BatchError(exc.code, exc.status, exc.message) from None
         if stored.source != "UPLOADED":
             raise BatchError(400, "INVALID_ARGUMENT", f"{file_name} is not an uploaded input file.")
-        source = await asyncio.to_thread(stored.path.open, "rb")
+        source = await open_off_loop(stored.path, "rb")
         try:
             lines = await asyncio.to_thread(_index_lines, source)
         except BaseException:
@@ -443,7 +443,7 @@ class BatchStore:
         random.Random(batch.batch_id).shuffle(order)  # noqa: S311 - the order results come in, not a secret
         hasher = hashlib.sha256()
         written = 0
-        out = await asyncio.to_thread(result_path.open, "wb")
+        out = await open_off_loop(result_path, "wb")
         lock = asyncio.Lock()
 
         async def write(key: str | None, outcome: Outcome) -> None:

@@ -48,8 +48,22 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO
 
 from local.gemini.wire import JsonObject
+
+
+async def open_off_loop(path: Path, mode: str) -> IO[bytes]:
+    """Open a file in a thread; a cancel while it opens still closes it (the thread opens it regardless)."""
+    opening = asyncio.ensure_future(asyncio.to_thread(path.open, mode))
+    try:
+        return await asyncio.shield(opening)
+    except asyncio.CancelledError:
+        await asyncio.wait({opening})
+        if not opening.cancelled() and opening.exception() is None:
+            opening.result().close()
+        raise
+
 
 FILE_TTL_S = 48 * 3600  # "Files are stored for 48 hours" (ai.google.dev/gemini-api/docs/files)
 MAX_FILE_BYTES = 2_000_000_000  # "2 GB per file" (same page); decimal GB, stricter than GiB
@@ -366,7 +380,7 @@ class FileStore:
         stored = self.get(file_id)
         if stored.source != "GENERATED":
             raise FileError(400, "INVALID_ARGUMENT", f"Only generated files can be downloaded: files/{file_id}.")
-        source = await asyncio.to_thread(stored.path.open, "rb")
+        source = await open_off_loop(stored.path, "rb")
         try:
             while chunk := await asyncio.to_thread(source.read, DOWNLOAD_CHUNK):
                 yield chunk
