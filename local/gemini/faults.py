@@ -116,6 +116,7 @@ class Faults:
     batch_concurrency: int = DEFAULT_BATCH_CONCURRENCY
     batch_fail_rate: float = 0.0
     next_batch_state: str | None = None  # "FAILED" or "EXPIRED": how the next batch created ends
+    files_latency_s: float = 0.0  # seconds before a finished upload or a download answers (slow transfers)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Self:
@@ -139,6 +140,8 @@ class Faults:
             faults.batch_wait_s = _seconds(wait, "LOCAL_GEMINI_BATCH_WAIT_S")
         if at_once := env.get("LOCAL_GEMINI_BATCH_CONCURRENCY", "").strip():
             faults.batch_concurrency = _positive(int(at_once), "LOCAL_GEMINI_BATCH_CONCURRENCY")
+        if wait := env.get("LOCAL_GEMINI_FILES_LATENCY", "").strip():
+            faults.files_latency_s = _seconds(wait, "LOCAL_GEMINI_FILES_LATENCY")
         if rate := env.get("LOCAL_GEMINI_BATCH_FAIL_RATE", "").strip():
             faults.batch_fail_rate = _share(rate, "LOCAL_GEMINI_BATCH_FAIL_RATE")
         return faults
@@ -180,6 +183,8 @@ class Faults:
                     new.batch_wait_s = _seconds(value, name)
                 case "batch_concurrency":
                     new.batch_concurrency = _positive(value, name)
+                case "files_latency_s":
+                    new.files_latency_s = _seconds(value, name)
                 case "batch_fail_rate":
                     new.batch_fail_rate = _share(value, name)
                 case "next_batch_state":

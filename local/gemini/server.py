@@ -67,7 +67,8 @@ Routes:
                                                  generate path: its latency, scripted and random faults, blocks)
      "batch_fail_rate": 0.1,                     share of a batch's requests that fail (500 INTERNAL status in
                                                  the results) without being drawn
-     "next_batch_state": "FAILED" | "EXPIRED"}   the next batch created ends so when it would start, no results
+     "next_batch_state": "FAILED" | "EXPIRED",   the next batch created ends so when it would start, no results
+     "files_latency_s": 2}                       seconds before a finished upload or a download answers
 
 Scripted faults ("next N") apply in this order: 429, 5xx, malformed, no image; then the random shares, then
 the blocks (word, then reference hashes). Injected 429/5xx/malformed/no-image answers count in
@@ -87,6 +88,7 @@ Environment (the standalone server and `LocalGemini.from_env`):
     LOCAL_GEMINI_BATCH_WAIT_S     seconds a new batch stays pending (default 0.5)
     LOCAL_GEMINI_BATCH_CONCURRENCY    a batch's requests drawn at once (default 4)
     LOCAL_GEMINI_BATCH_FAIL_RATE  share 0-1 of a batch's requests that fail
+    LOCAL_GEMINI_FILES_LATENCY    seconds before a finished upload or a download answers (slow transfers)
 
 As strict as the real API (a stand-in may be stricter, never looser):
 
@@ -461,6 +463,7 @@ class LocalGemini:
             await asyncio.to_thread(self.files.append, upload_id, offset, await request.read())
         if "finalize" not in commands:
             return web.Response(status=200, headers={"X-Goog-Upload-Status": "active"})
+        await asyncio.sleep(self.faults.files_latency_s)
         stored = await asyncio.to_thread(self.files.finalize, upload_id)
         log.info("file %s uploaded (%d bytes)", stored.file_id, stored.size)
         return web.json_response(
@@ -489,6 +492,7 @@ class LocalGemini:
         if request.query.get("alt") != "media":
             return invalid_argument("Downloads are served with alt=media.")
         stored = self.files.get(file_id)
+        await asyncio.sleep(self.faults.files_latency_s)
         chunks = self.files.read(file_id)
         first = await anext(chunks, b"")  # raises FileError before any byte is sent
         response = web.StreamResponse(headers={"Content-Type": stored.mime_type})
