@@ -47,10 +47,10 @@ e2e-discord: setup
 	$(BIN)/pytest -q tests/e2e/discord
 
 e2e-cli: setup
-	$(BIN)/pytest -q tests/e2e/cli --ignore=tests/e2e/cli/test_batch_cli.py
+	$(BIN)/pytest -q tests/e2e/cli --ignore=tests/e2e/cli/test_batch_cli.py --ignore=tests/e2e/cli/test_relax_cli.py
 
 e2e-cli-batch: setup
-	$(BIN)/pytest -q tests/e2e/cli/test_batch_cli.py
+	$(BIN)/pytest -q tests/e2e/cli/test_batch_cli.py tests/e2e/cli/test_relax_cli.py
 
 e2e-bot: setup
 	$(BIN)/pytest -q tests/e2e/bot
