@@ -255,6 +255,8 @@ class BotSettings(BaseSettings):
             gemini_base_url=self.gemini_base_url,
             export_destinations=self.export_destinations,
             serves_users=serves_users,
+            gemini_configured=not self.uses_local_gemini,
+            relax_by_default=self.batch_default_speed is Speed.RELAX or bool(self.relax_guilds),
         )
 
     @property

@@ -38,6 +38,7 @@ from bot.app.downloads import ZipDownload, build_zip, copy_out
 from bot.app.runtime import Runtime
 from bot.core.admission import REFUSAL_TITLE
 from bot.core.batch import BatchEstimate, BatchLimits, BatchLoad, Speed, default_speed, limit_refusal
+from bot.core.deployment import relax_available
 from bot.core.fetchquota import DownloadLimits, DownloadQuota
 from bot.core.manifest import ManifestHeader, ManifestRow, batch_rows
 from bot.core.models import (
@@ -386,13 +387,24 @@ class BatchService:
         resolved = resolve_model(chosen_model)
         if resolved is None:
             raise BatchError(f"{code(chosen_model)} is not a Gemini image model Peel knows.", title="Invalid model")
+        relax = options.relax if options.relax is not None else self.default_relax(request.guild_id)
+        self._check_relax(relax)
         return JobParams(
             model=resolved,
             aspect_ratio=options.aspect_ratio or inline.aspect_ratio or _str(prefs.get("aspect_ratio")),
             image_size=options.image_size or inline.image_size or _str(prefs.get("image_size")),
             seed=options.seed if options.seed is not None else inline.seed,
-            relax=options.relax if options.relax is not None else self.default_relax(request.guild_id),
+            relax=relax,
         )
+
+    def _check_relax(self, relax: bool) -> None:
+        """Refuse relax where it cannot run: the bot has no Gemini key of its own beside a RunPod endpoint."""
+        if relax and not relax_available(self._rt.settings.deployment_facts()):
+            raise BatchError(
+                "Relax mode isn't set up on this bot (it needs the bot's own Gemini key); run it fast with "
+                "`speed:fast`, and an admin can run `python -m bot doctor` to see the fix.",
+                title="Relax unavailable",
+            )
 
     def default_relax(self, guild_id: int | None) -> bool:
         """Tell whether a batch in `guild_id` runs in relax when no speed was chosen.
@@ -732,6 +744,7 @@ class BatchService:
         if resolved is None:
             raise BatchError(f"{code(chosen)} is not a Gemini image model Peel knows.", title="Invalid model")
         speed = job.params.relax if relax is None else relax
+        self._check_relax(speed)
         if not edited and resolved == job.params.model and speed == job.params.relax:
             raise BatchError(
                 "Nothing changed: edit the prompt or choose another model or speed, or use **Retry failed** to run "

@@ -25,6 +25,7 @@ import aiohttp
 from pydantic import ValidationError
 
 from bot.app.runtime import Runtime, open_runtime
+from bot.core.deployment import RELAX_KEY_FIX, RELAX_NEEDS_KEY
 from bot.gemini.types import GeminiBatchError, GeminiProblem
 from bot.ledger import LedgerDamagedError, LedgerTooNewError
 from bot.runpod.errors import RunpodAuthError, RunpodError, RunpodRejectedError, RunpodUnavailableError
@@ -226,7 +227,15 @@ async def relax_checks(runtime: Runtime) -> list[Check]:
     """The bot's own Gemini key reaches the Batch API: relax mode creates and watches batches from the bot."""
     name = "Gemini Batch API (relax mode)"
     if runtime.batches is None:
-        return []
+        return [
+            Check(
+                name=name,
+                ok=True,
+                warning=True,
+                detail=f"relax mode is off: {RELAX_NEEDS_KEY}",
+                fix=f"{RELAX_KEY_FIX} to offer relax batches (half price)",
+            )
+        ]
     try:
         await runtime.batches.check()
     except GeminiBatchError as exc:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from bot.app.embedded import Backends, open_backends
 from bot.app.probes import ledger_check, runpod_check, store_check
-from bot.core.deployment import web_server_reaches_users
+from bot.core.deployment import relax_available, web_server_reaches_users
 from bot.core.hosts import url_host
 from bot.core.models import Job, JobId
 from bot.core.outage import Outage
@@ -255,7 +255,12 @@ async def open_runtime(
             base_url = settings.public_base_url or link_server.base_url
         # Stable links only where users can open the web server (else an S3 store's presigned URLs stay).
         reached = web_server_reaches_users(settings.deployment_facts())
-        batches = GenaiBatches(backends.http, api_key=backends.gemini_key, base_url=backends.gemini_base_url)
+        # Relax batches need the bot's own key to the workers' Gemini (`relax_available`); without it none is made.
+        batches = (
+            GenaiBatches(backends.http, api_key=backends.gemini_key, base_url=backends.gemini_base_url)
+            if relax_available(settings.deployment_facts())
+            else None
+        )
         dispatcher = Dispatcher(
             ledger,
             backends.gateway,

@@ -30,6 +30,8 @@ class DeploymentFacts:
         export_destinations: `EXPORT_DESTINATIONS`, name → store URL.
         serves_users: the process answers Discord users (the bot), whose links must open from their browsers;
             the headless CLI writes files instead.
+        gemini_configured: the bot has its own `GEMINI_API_KEY` (else the embedded Gemini server answers it).
+        relax_by_default: `BATCH_DEFAULT_SPEED=relax` or `RELAX_GUILDS` names a server.
     """
 
     discord_configured: bool
@@ -41,6 +43,8 @@ class DeploymentFacts:
     gemini_base_url: str | None = None
     export_destinations: Mapping[str, str] = field(default_factory=dict)
     serves_users: bool = True
+    gemini_configured: bool = False
+    relax_by_default: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -70,7 +74,36 @@ def impossible_configurations(facts: DeploymentFacts) -> list[ConfigProblem]:
     problems += _url_problems(facts)
     problems += _store_problems(facts)
     problems += _link_problems(facts)
+    problems += _relax_problems(facts)
     return problems
+
+
+RELAX_NEEDS_KEY = (
+    "relax batches are created and watched by the bot with its own Gemini key (the workers only move the bytes), "
+    "and with a RunPod endpoint the bot has none"
+)
+RELAX_KEY_FIX = "set GEMINI_API_KEY in the bot's environment too (the key the workers use)"
+
+
+def relax_available(facts: DeploymentFacts) -> bool:
+    """Tell whether relax batches can run: the bot reaches the same Gemini as the workers with its own key.
+
+    With the embedded endpoint both use the embedded (or configured) Gemini; with a RunPod endpoint the workers
+    use their own `GEMINI_API_KEY`, and the bot needs one too to create, watch and cancel their batches.
+    """
+    return facts.gemini_configured or not facts.runpod_configured
+
+
+def _relax_problems(facts: DeploymentFacts) -> list[ConfigProblem]:
+    if relax_available(facts) or not facts.relax_by_default:
+        return []
+    return [
+        ConfigProblem(
+            setting="BATCH_DEFAULT_SPEED / RELAX_GUILDS",
+            problem=f"batches default to relax, but {RELAX_NEEDS_KEY}",
+            fix=f"{RELAX_KEY_FIX}, or leave BATCH_DEFAULT_SPEED=fast and RELAX_GUILDS empty",
+        )
+    ]
 
 
 def _url_problems(facts: DeploymentFacts) -> list[ConfigProblem]:

@@ -73,6 +73,17 @@ async def test_a_batch_runs_fast_unless_chosen_or_its_server_defaults_to_relax(
     assert (await relax_default.plan_from_file(path, request(guild_id=None), source="in.zip")).relax
 
 
+async def test_relax_is_refused_with_the_fix_where_the_bot_has_no_gemini_key_beside_a_runpod_endpoint(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    path = await zip_of(tmp_path / "in.zip", 2)
+    deployed = with_settings(runtime, runpod_endpoint_id="abc123", gemini_api_key=None)
+    with pytest.raises(BatchError) as refused:
+        await deployed.plan_from_file(path, request(relax=True), source="in.zip")
+    assert refused.value.title == "Relax unavailable" and "speed:fast" in str(refused.value)
+    assert not (await deployed.plan_from_file(path, request(), source="in.zip")).relax  # fast still plans
+
+
 async def test_retry_failed_in_relax_is_a_new_relax_batch_of_what_retry_failed_would_run(
     group: Group, runtime: Runtime, runpod: MemoryRunpod, tmp_path: Path
 ) -> None:

@@ -93,3 +93,16 @@ def test_stable_links_are_handed_out_only_where_users_can_open_the_web_server(
     change: dict[str, object], reached: bool
 ) -> None:
     assert web_server_reaches_users(dataclasses.replace(DEPLOYED, **change)) is reached  # type: ignore[arg-type]
+
+
+def test_relax_needs_the_bots_own_gemini_key_beside_a_runpod_endpoint() -> None:
+    from bot.core.deployment import relax_available
+
+    assert relax_available(EMBEDDED)  # the embedded endpoint and the bot share one Gemini
+    assert not relax_available(DEPLOYED)
+    assert relax_available(dataclasses.replace(DEPLOYED, gemini_configured=True))
+    # Only a default of relax is refused at start-up; otherwise relax is refused when chosen, with the fix.
+    assert impossible_configurations(DEPLOYED) == []
+    [problem] = impossible_configurations(dataclasses.replace(DEPLOYED, relax_by_default=True))
+    assert problem.setting == "BATCH_DEFAULT_SPEED / RELAX_GUILDS" and "GEMINI_API_KEY" in problem.fix
+    assert impossible_configurations(dataclasses.replace(DEPLOYED, relax_by_default=True, gemini_configured=True)) == []
