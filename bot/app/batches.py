@@ -397,9 +397,13 @@ class BatchService:
             relax=relax,
         )
 
+    def relax_available(self) -> bool:
+        """Tell whether relax batches can run here (`bot.core.deployment.relax_available`)."""
+        return relax_available(self._rt.settings.deployment_facts())
+
     def _check_relax(self, relax: bool) -> None:
         """Refuse relax where it cannot run: the bot has no Gemini key of its own beside a RunPod endpoint."""
-        if relax and not relax_available(self._rt.settings.deployment_facts()):
+        if relax and not self.relax_available():
             raise BatchError(
                 "Relax mode isn't set up on this bot (it needs the bot's own Gemini key); run it fast with "
                 "`speed:fast`, and an admin can run `python -m bot doctor` to see the fix.",
@@ -417,7 +421,11 @@ class BatchService:
     def estimate(self, plan: BatchPlan) -> BatchEstimate:
         """Estimate the plan's cost (price table times images) and time (latency over the Gemini budget)."""
         s = self._rt.settings
-        return estimate_plan(plan, latency_s=s.expected_latency_s, concurrency=s.gemini_concurrency)
+        estimate = estimate_plan(plan, latency_s=s.expected_latency_s, concurrency=s.gemini_concurrency)
+        if not plan.relax and not self.relax_available():
+            # No relax offer where relax cannot run (the bot has no Gemini key of its own beside RunPod).
+            return replace(estimate, other_unit_price_usd=None)
+        return estimate
 
     async def get_plan(self, plan_id: str) -> BatchPlan | None:
         """Return a pending plan, or None when it was started, cancelled, has expired or never existed.

@@ -356,7 +356,9 @@ class BatchCog(commands.Cog):
             if code == ErrorCode.EXPIRED.value or (code in ErrorCode.__members__ and ErrorCode(code).is_retryable)
         )
         changeable = sum(n for code, n in snapshot.errors.items() if code != ErrorCode.TOO_LARGE.value)
-        actions = (*(("retry", "other") if retryable else ()), *(("again",) if changeable else ()), "link")
+        # The other speed is offered where it can run: relax needs the bot's own Gemini key beside RunPod.
+        other = ("other",) if job.params.relax or self.service.relax_available() else ()
+        actions = (*(("retry", *other) if retryable else ()), *(("again",) if changeable else ()), "link")
         view = _view(job_id, *actions, labels={"other": _other_speed(job)})
         if len(download.url) <= MAX_LINK_URL:
             view.add_item(discord.ui.Button(label="Download ZIP", style=discord.ButtonStyle.link, url=download.url))

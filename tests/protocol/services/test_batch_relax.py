@@ -81,7 +81,8 @@ async def test_relax_is_refused_with_the_fix_where_the_bot_has_no_gemini_key_bes
     with pytest.raises(BatchError) as refused:
         await deployed.plan_from_file(path, request(relax=True), source="in.zip")
     assert refused.value.title == "Relax unavailable" and "speed:fast" in str(refused.value)
-    assert not (await deployed.plan_from_file(path, request(), source="in.zip")).relax  # fast still plans
+    fast = await deployed.plan_from_file(path, request(), source="in.zip")  # fast still plans
+    assert not fast.relax and deployed.estimate(fast).other_cost_usd is None  # and offers no relax
 
 
 async def test_retry_failed_in_relax_is_a_new_relax_batch_of_what_retry_failed_would_run(
