@@ -123,6 +123,7 @@ async def test_cancel_while_gemini_runs_cancels_the_batch_and_charges_nothing_mo
         await alice.wait_for_message(lambda m: "Batch cancelled" in m.content, channel=thread["id"])
         job = await _job_of_thread(stack, thread["id"])
         names = [f"peel-{job.id}-"]
+        mine: list[dict[str, Any]] = []
         for _ in range(100):
             batches = (await gemini(stack, http, "/admin/batches"))["batches"]
             mine = [b for b in batches if b["displayName"].startswith(names[0])]

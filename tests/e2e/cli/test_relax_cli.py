@@ -69,7 +69,7 @@ def test_a_relax_batch_gives_fast_modes_outputs_at_half_the_price(
     assert (relax_summary["ok"], relax_summary["failed"], relax_summary["mode"]) == (n, 0, "relax")
     assert fast_summary["mode"] == "fast"
     # Half the price, in the summary and the ledger it is computed from.
-    assert relax_summary["cost_usd"] == pytest.approx(float(fast_summary["cost_usd"]) / 2, abs=0.011)
+    assert relax_summary["cost_usd"] == pytest.approx(float(str(fast_summary["cost_usd"])) / 2, abs=0.011)
     # Every image went through Gemini's Batch API, in parts of `part`, each made once; nothing online.
     assert after["requests"] == before["requests"]
     assert after["batch_requests"] - before["batch_requests"] == n
