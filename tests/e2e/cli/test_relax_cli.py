@@ -128,12 +128,13 @@ def test_kill_9_in_each_phase_finishes_with_one_gemini_batch_per_part_and_no_ima
     tmp_path: Path, start_gemini: Callable[..., GeminiServer]
 ) -> None:
     n, part = 40, 20
-    # Slow enough to be caught in each phase: uploads and downloads take 1.5 s, a batch waits 1.5 s and runs
-    # 20 requests two at a time at 0.15 s each.
-    gemini = start_gemini(batch_wait_s="1.5", batch_concurrency="2", latency="0.15", files_latency="1.5")
+    # Slow enough to be caught in each phase even on a loaded machine, where the CLI takes seconds to start again:
+    # uploads and downloads take 1.5 s, a batch waits 3 s and runs its 20 requests one at a time at 0.4 s each, and
+    # one part is open at a time, so the second part goes through every phase after the first.
+    gemini = start_gemini(batch_wait_s="3", batch_concurrency="1", latency="0.4", files_latency="1.5")
     make_zip(tmp_path / "in.zip", n)
     args = ["batch", "in.zip", "--prompt", PROMPT, "--data", "data", "--json", "--yes", "--relax"]
-    env = relax_env(gemini, RELAX_PART_ITEMS=str(part))
+    env = relax_env(gemini, RELAX_PART_ITEMS=str(part), RELAX_PARTS_PER_JOB="1")
     db = tmp_path / "data" / "peel.sqlite3"
 
     for number, phase in enumerate(("preparing", "submitted", "running", "collecting")):

@@ -143,8 +143,10 @@ async def test_a_bad_gemini_key_is_named(tmp_path: Path) -> None:
     async with LocalGemini(port=0, api_key="the-right-key") as gemini:
         run = await doctor(tmp_path, {"GEMINI_API_KEY": "a-wrong-key", "GEMINI_BASE_URL": gemini.url})
     assert run.status == 1, run.out + run.err
-    [line] = run.lines("✗")
-    assert line.startswith("✗ Gemini gemini-2.5-flash-image: GEMINI_API_KEY refused")
+    # The workers' model check and the bot's own Batch API check (relax mode) both use the key.
+    model_line, batch_line = sorted(run.lines("✗"), reverse=True)
+    assert model_line.startswith("✗ Gemini gemini-2.5-flash-image: GEMINI_API_KEY refused")
+    assert batch_line.startswith("✗ Gemini Batch API (relax mode): Gemini refused the bot's key (HTTP 400)")
     assert "a-wrong-key" not in run.out + run.err
 
 
