@@ -38,11 +38,10 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from functools import partial
 
 from pydantic import ValidationError
 
-from storage import InvalidKeyError, ObjectNotFoundError, StorageError
+from storage import ObjectNotFoundError, StorageError
 from worker.contract import (
     RELAX_COLLECT_KIND,
     RELAX_PREPARE_KIND,
@@ -280,16 +279,7 @@ class _ChunkRun:
             raise GenerationError(ErrorCode.NO_IMAGE, "the model's image could not be decoded") from exc
         if png.converted_from:
             log.debug("item %d: converted %s to PNG", item.index, png.converted_from)
-        store = self._deps.store
-        try:
-            # Every try writes the same bytes: the image is paid for, so it is never generated again for a write.
-            await self._calls.run(
-                partial(store.put, item.output_key, png.data, content_type="image/png"),
-                f"writing {item.output_key}",
-                while_down=True,
-            )
-        except InvalidKeyError as exc:
-            raise GenerationError(ErrorCode.BAD_INPUT, f"output key {item.output_key} is invalid") from exc
+        await self._calls.put_output(item.output_key, png.data)
         return ItemOk(index=item.index, key=item.output_key, width=png.width, height=png.height, note=generated.note)
 
     async def _stop_requested(self) -> bool:

@@ -31,13 +31,11 @@ import tempfile
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
 from pydantic import ValidationError
 
-from storage import InvalidKeyError
 from worker.contract import (
     ChunkItem,
     ChunkProgress,
@@ -445,15 +443,7 @@ class _Collection:
             png = await asyncio.to_thread(finish_png, image.data, image.mime_type, self._metadata(item))
         except ImageDecodeError as exc:
             raise GenerationError(ErrorCode.NO_IMAGE, "the model's image could not be decoded") from exc
-        store = self._calls.store
-        try:
-            await self._calls.run(
-                partial(store.put, item.output_key, png.data, content_type="image/png"),
-                f"writing {item.output_key}",
-                while_down=True,
-            )
-        except InvalidKeyError as exc:
-            raise GenerationError(ErrorCode.BAD_INPUT, f"output key {item.output_key} is invalid") from exc
+        await self._calls.put_output(item.output_key, png.data)
         return ItemOk(index=item.index, key=item.output_key, width=png.width, height=png.height, note=image.note)
 
     def _metadata(self, item: RelaxCollectItem) -> dict[str, str]:

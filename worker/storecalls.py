@@ -119,6 +119,21 @@ class StoreCalls:
             extra={"job_id": self._job_id, "action": "retry"},
         )
 
+    async def put_output(self, key: str, png: bytes) -> None:
+        """Write a made image to its output key, tried even while the store is down (the image is paid for).
+
+        Every try writes the same bytes: an image is never generated again for a write.
+
+        Raises:
+            GenerationError: BAD_INPUT for an invalid key; STORAGE when every try failed.
+        """
+        try:
+            await self.run(
+                partial(self.store.put, key, png, content_type="image/png"), f"writing {key}", while_down=True
+            )
+        except InvalidKeyError as exc:
+            raise GenerationError(ErrorCode.BAD_INPUT, f"output key {key} is invalid") from exc
+
     async def stored_png_size(self, key: str) -> tuple[int, int] | None:
         """Return the width and height of the PNG stored under `key`, or None when there is none (or not a PNG).
 

@@ -5,6 +5,8 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+import aiosqlite
+
 from bot.core.models import Chunk, ChunkId, ChunkStatus, Image, Item, ItemOutcome, ItemStatus, Job, JobId
 from bot.ledger._rows import chunk_from, db_time, image_from, item_from, new_id, placeholders
 from bot.ledger.connection import LedgerConnection
@@ -26,26 +28,50 @@ class ChunksMixin(LedgerConnection):
     async def start_chunk(self, job_id: JobId, indices: Sequence[int], *, concurrency: int, now: datetime) -> Chunk:
         """Record a chunk about to be sent to RunPod: its items become submitted (one attempt each)."""
         async with self._tx() as db:
-            async with db.execute(
-                "INSERT INTO chunks (job_id, seq, indices, status, concurrency, attempt, created_at) VALUES"
-                " (?1, (SELECT coalesce(max(seq), -1) + 1 FROM chunks WHERE job_id = ?1), ?2, 'submitting', ?3,"
-                " 1 + coalesce((SELECT max(attempts) FROM items WHERE job_id = ?1 AND idx IN"
-                " (SELECT value FROM json_each(?2))), 0), ?4) RETURNING *",
-                (job_id, json.dumps(list(indices)), concurrency, db_time(now)),
-            ) as cur:
-                row = await cur.fetchone()
-            assert row is not None
-            chunk = chunk_from(row)
-            await db.execute(
-                "UPDATE items SET status = 'submitted', attempts = attempts + 1, retry_at = NULL, chunk_id = ?"
-                " WHERE job_id = ? AND status = 'pending' AND idx IN (SELECT value FROM json_each(?))",
-                (chunk.id, job_id, json.dumps(list(indices))),
-            )
-            await db.execute(
-                "UPDATE jobs SET status = CASE WHEN status = 'queued' THEN 'running' ELSE status END,"
-                " started_at = coalesce(started_at, ?) WHERE id = ?",
-                (db_time(now), job_id),
-            )
+            return await self._open_chunk(db, job_id, indices, concurrency=concurrency, now=now)
+
+    async def _open_chunk(
+        self,
+        db: aiosqlite.Connection,
+        job_id: JobId,
+        indices: Sequence[int],
+        *,
+        concurrency: int,
+        now: datetime,
+        in_flight: bool = False,
+    ) -> Chunk:
+        """Insert a chunk of `indices` in the transaction `db`: its items submitted, its job running.
+
+        A chunk starts `submitting` (before RunPod's /run) unless `in_flight` (a relax part, which has no RunPod
+        id of its own).
+        """
+        async with db.execute(
+            "INSERT INTO chunks (job_id, seq, indices, status, concurrency, attempt, created_at, submitted_at) VALUES"
+            " (?1, (SELECT coalesce(max(seq), -1) + 1 FROM chunks WHERE job_id = ?1), ?2, ?3, ?4,"
+            " 1 + coalesce((SELECT max(attempts) FROM items WHERE job_id = ?1 AND idx IN"
+            " (SELECT value FROM json_each(?2))), 0), ?5, ?6) RETURNING *",
+            (
+                job_id,
+                json.dumps(list(indices)),
+                ChunkStatus.IN_FLIGHT.value if in_flight else ChunkStatus.SUBMITTING.value,
+                concurrency,
+                db_time(now),
+                db_time(now) if in_flight else None,
+            ),
+        ) as cur:
+            row = await cur.fetchone()
+        assert row is not None
+        chunk = chunk_from(row)
+        await db.execute(
+            "UPDATE items SET status = 'submitted', attempts = attempts + 1, retry_at = NULL, chunk_id = ?"
+            " WHERE job_id = ? AND status = 'pending' AND idx IN (SELECT value FROM json_each(?))",
+            (chunk.id, job_id, json.dumps(list(indices))),
+        )
+        await db.execute(
+            "UPDATE jobs SET status = CASE WHEN status = 'queued' THEN 'running' ELSE status END,"
+            " started_at = coalesce(started_at, ?) WHERE id = ?",
+            (db_time(now), job_id),
+        )
         return chunk
 
     async def mark_chunk_submitted(self, chunk_id: ChunkId, runpod_id: str, *, now: datetime) -> Chunk:

@@ -8,8 +8,8 @@ import aiosqlite
 
 from bot.core.models import Chunk, ChunkId, JobId
 from bot.core.relax import BatchCounts, RelaxPart, RelaxPhase
-from bot.ledger._rows import chunk_from, db_time, opt_time, req_time
-from bot.ledger.connection import LedgerConnection
+from bot.ledger._rows import db_time, opt_time, req_time
+from bot.ledger.chunks import ChunksMixin
 
 _UPDATABLE = frozenset(
     {
@@ -63,7 +63,7 @@ _SELECT = (
 )
 
 
-class RelaxMixin(LedgerConnection):
+class RelaxMixin(ChunksMixin):
     """Relax parts: started with their items, moved through their phases, closed with the chunk."""
 
     async def start_relax_part(
@@ -75,26 +75,7 @@ class RelaxMixin(LedgerConnection):
         collect) and its Gemini batch are the part's own, so the fast dispatcher's polling never sees it.
         """
         async with self._tx() as db:
-            async with db.execute(
-                "INSERT INTO chunks (job_id, seq, indices, status, concurrency, attempt, created_at, submitted_at)"
-                " VALUES (?1, (SELECT coalesce(max(seq), -1) + 1 FROM chunks WHERE job_id = ?1), ?2, 'in_flight', 0,"
-                " 1 + coalesce((SELECT max(attempts) FROM items WHERE job_id = ?1 AND idx IN"
-                " (SELECT value FROM json_each(?2))), 0), ?3, ?3) RETURNING *",
-                (job_id, json.dumps(list(indices)), db_time(now)),
-            ) as cur:
-                row = await cur.fetchone()
-            assert row is not None
-            chunk = chunk_from(row)
-            await db.execute(
-                "UPDATE items SET status = 'submitted', attempts = attempts + 1, retry_at = NULL, chunk_id = ?"
-                " WHERE job_id = ? AND status = 'pending' AND idx IN (SELECT value FROM json_each(?))",
-                (chunk.id, job_id, json.dumps(list(indices))),
-            )
-            await db.execute(
-                "UPDATE jobs SET status = CASE WHEN status = 'queued' THEN 'running' ELSE status END,"
-                " started_at = coalesce(started_at, ?) WHERE id = ?",
-                (db_time(now), job_id),
-            )
+            chunk = await self._open_chunk(db, job_id, indices, concurrency=0, now=now, in_flight=True)
             await db.execute(
                 "INSERT INTO relax_parts (chunk_id, job_id, phase, created_at) VALUES (?, ?, 'preparing', ?)",
                 (chunk.id, job_id, db_time(now)),

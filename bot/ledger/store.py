@@ -17,7 +17,7 @@ from bot.ledger.prefs import PreferencesMixin
 from bot.ledger.relax import RelaxMixin
 
 
-class Ledger(JobsMixin, ItemsMixin, ChunksMixin, GroupsMixin, MessagesMixin, PreferencesMixin, RelaxMixin):
+class Ledger(JobsMixin, ItemsMixin, RelaxMixin, ChunksMixin, GroupsMixin, MessagesMixin, PreferencesMixin):
     """The job ledger over one SQLite file; open with `await Ledger.open(path)`, close with `close()`."""
 
 

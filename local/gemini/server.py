@@ -473,11 +473,8 @@ class LocalGemini:
     async def _handle_get_file(self, request: web.Request) -> web.StreamResponse:
         """Answer files.get (https://ai.google.dev/api/files#method:-files.get) and `{id}:download?alt=media`."""
         version, file_id = request.match_info["version"], request.match_info["file"]
-        if version not in API_VERSIONS:
-            return error_response(404, "NOT_FOUND", f"Method not found: GET {request.path}.")
-        if (denied := key_error(request, self.api_key)) is not None:
-            self.stats.unauthorized += 1
-            return denied
+        if (refused := self._refused(request, version, f"Method not found: GET {request.path}.")) is not None:
+            return refused
         file_id, _, method = file_id.partition(":")
         try:
             if method == "download":
@@ -507,11 +504,8 @@ class LocalGemini:
     async def _handle_delete_file(self, request: web.Request) -> web.Response:
         """Answer files.delete (https://ai.google.dev/api/files#method:-files.delete): `{}` once deleted."""
         version, file_id = request.match_info["version"], request.match_info["file"]
-        if version not in API_VERSIONS:
-            return error_response(404, "NOT_FOUND", f"Method not found: DELETE {request.path}.")
-        if (denied := key_error(request, self.api_key)) is not None:
-            self.stats.unauthorized += 1
-            return denied
+        if (refused := self._refused(request, version, f"Method not found: DELETE {request.path}.")) is not None:
+            return refused
         try:
             self.files.delete(file_id)
         except FileError as exc:
@@ -521,11 +515,8 @@ class LocalGemini:
     async def _handle_list_files(self, request: web.Request) -> web.Response:
         """Answer files.list (https://ai.google.dev/api/files#method:-files.list): a page and the next token."""
         version = request.match_info["version"]
-        if version not in API_VERSIONS:
-            return error_response(404, "NOT_FOUND", f"Method not found: GET {request.path}.")
-        if (denied := key_error(request, self.api_key)) is not None:
-            self.stats.unauthorized += 1
-            return denied
+        if (refused := self._refused(request, version, f"Method not found: GET {request.path}.")) is not None:
+            return refused
         page = self._page(request, self.files.listed(), DEFAULT_FILES_PAGE, MAX_FILES_PAGE)
         if isinstance(page, web.Response):
             return page
@@ -643,15 +634,22 @@ class LocalGemini:
         answer, image = await self._answer(spec, model, version, parsed, body_bytes=0, batch=True)
         return _outcome(answer, image=image)
 
+    def _refused(self, request: web.Request, version: str, unknown: str) -> web.Response | None:
+        """Return the refusal of a request to an unknown API version (404 `unknown`) or with a wrong key, or None."""
+        if version not in API_VERSIONS:
+            return error_response(404, "NOT_FOUND", unknown)
+        if (denied := key_error(request, self.api_key)) is not None:
+            self.stats.unauthorized += 1
+            return denied
+        return None
+
     def _batch_route(self, request: web.Request) -> tuple[str, str, str] | web.Response:
         """Return (version, batch id, method after ':') of a batches/{id} route, or the key's or path's refusal."""
         version = request.match_info["version"]
         batch_id, _, method = request.match_info["batch"].partition(":")
-        if version not in API_VERSIONS:
-            return error_response(404, "NOT_FOUND", f"Method not found: {request.method} {request.path}.")
-        if (denied := key_error(request, self.api_key)) is not None:
-            self.stats.unauthorized += 1
-            return denied
+        unknown = f"Method not found: {request.method} {request.path}."
+        if (refused := self._refused(request, version, unknown)) is not None:
+            return refused
         return version, batch_id, method
 
     async def _handle_get_batch(self, request: web.Request) -> web.Response:
@@ -698,11 +696,8 @@ class LocalGemini:
     async def _handle_list_batches(self, request: web.Request) -> web.Response:
         """Answer batches.list (https://ai.google.dev/api/batch-mode#method:-batches.list): `operations`, a page."""
         version = request.match_info["version"]
-        if version not in API_VERSIONS:
-            return error_response(404, "NOT_FOUND", f"Method not found: GET {request.path}.")
-        if (denied := key_error(request, self.api_key)) is not None:
-            self.stats.unauthorized += 1
-            return denied
+        if (refused := self._refused(request, version, f"Method not found: GET {request.path}.")) is not None:
+            return refused
         page = self._page(request, self.batches.listed(), DEFAULT_BATCHES_PAGE, MAX_BATCHES_PAGE)
         if isinstance(page, web.Response):
             return page
@@ -754,11 +749,8 @@ class LocalGemini:
         Google, which also has text models).
         """
         version, model = request.match_info["version"], request.match_info["model"]
-        if version not in API_VERSIONS:
-            return error_response(404, "NOT_FOUND", f"Method is not found for {request.path}.")
-        if (denied := key_error(request, self.api_key)) is not None:
-            self.stats.unauthorized += 1
-            return denied
+        if (refused := self._refused(request, version, f"Method is not found for {request.path}.")) is not None:
+            return refused
         spec = model_spec(model)
         if not spec.known:
             return error_response(404, "NOT_FOUND", f"models/{model} is not found for API version {version}.")
@@ -771,11 +763,8 @@ class LocalGemini:
         `pageToken` must be one this server gave, as Google's tokens are opaque.
         """
         version = request.match_info["version"]
-        if version not in API_VERSIONS:
-            return error_response(404, "NOT_FOUND", f"Method not found: GET {request.path}.")
-        if (denied := key_error(request, self.api_key)) is not None:
-            self.stats.unauthorized += 1
-            return denied
+        if (refused := self._refused(request, version, f"Method not found: GET {request.path}.")) is not None:
+            return refused
         size_text = request.query.get("pageSize", request.query.get("page_size", "0"))
         try:
             size = int(size_text)

@@ -72,6 +72,26 @@ async def advance_to_collect(
     return collect.id
 
 
+async def play_to_the_end(
+    dispatcher: Dispatcher, runpod: RelaxRunpod, gemini: MemoryBatches, clock: FakeClock, *, requests: int
+) -> int:
+    """Play the worker and Gemini for a few rounds: answer every prepare, succeed every batch still held, answer
+    every collect; return how many collect jobs were answered."""
+    collected = 0
+    for _ in range(6):
+        await dispatcher.run_once()
+        for prep in runpod.open_relax("relax_prepare"):
+            runpod.prepare(prep.id)
+        for batch_job in gemini.batches.values():
+            if batch_job.info.state in ("JOB_STATE_PENDING", "JOB_STATE_RUNNING"):
+                gemini.succeed(batch_job.info.name, requests=requests)
+        for collect in runpod.open_relax("relax_collect"):
+            await runpod.collect(collect.id)
+            collected += 1
+        clock.advance(POLL)
+    return collected
+
+
 async def test_a_relax_batch_is_prepared_created_once_watched_and_collected(
     make, runpod: RelaxRunpod, gemini: MemoryBatches, ledger: Ledger, clock: FakeClock
 ) -> None:
@@ -191,16 +211,7 @@ async def test_a_restart_in_any_phase_finishes_without_a_second_batch_or_image(
 
     second = make()  # a new process on the same ledger
     await second.resume_after_restart()
-    for _ in range(6):
-        await second.run_once()
-        for prep in runpod.open_relax("relax_prepare"):
-            runpod.prepare(prep.id)
-        for batch_job in gemini.batches.values():
-            if batch_job.info.state != "JOB_STATE_SUCCEEDED":
-                gemini.succeed(batch_job.info.name, requests=6)
-        for collect in runpod.open_relax("relax_collect"):
-            await runpod.collect(collect.id)
-        clock.advance(POLL)
+    await play_to_the_end(second, runpod, gemini, clock, requests=6)
     job = await ledger.get_job(job_id)
     assert job is not None and job.status is JobStatus.DONE and job.ok == 6
     assert gemini.created == {display: 1}
@@ -252,19 +263,7 @@ async def test_an_expired_batch_fails_its_items_and_retry_failed_runs_them_in_a_
     assert await ledger.error_counts(job_id) == {"EXPIRED": 4}
 
     await dispatcher.retry_failed(job_id)
-    collect_id = None
-    for _ in range(4):
-        await dispatcher.run_once()
-        for p in runpod.open_relax("relax_prepare"):
-            runpod.prepare(p.id)
-        for b in gemini.batches.values():
-            if b.info.state == "JOB_STATE_PENDING":
-                gemini.succeed(b.info.name, requests=4)
-        for c in runpod.open_relax("relax_collect"):
-            collect_id = c.id
-            await runpod.collect(c.id)
-        clock.advance(POLL)
-    assert collect_id is not None
+    assert await play_to_the_end(dispatcher, runpod, gemini, clock, requests=4) == 1  # one collect: the new part
     job = await ledger.get_job(job_id)
     assert job is not None and job.status is JobStatus.DONE and job.ok == 4
     assert len(gemini.created) == 2  # a second part, its own batch
