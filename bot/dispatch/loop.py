@@ -108,6 +108,10 @@ class Dispatcher(AdmissionMixin, RelaxMixin):
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await self._stop_cancels()
+        # Deletes of closed relax parts' files are a courtesy (Gemini deletes them after 48 hours): not waited for.
+        for delete in list(self._relax_tasks):
+            delete.cancel()
+        await asyncio.gather(*self._relax_tasks, return_exceptions=True)
 
     async def run_once(self) -> None:
         """Run one iteration: poll, record, finish, promote, schedule, report positions.
