@@ -464,15 +464,19 @@ class RelaxMixin(SchedulingMixin, CancelsMixin):
             await self._ledger.record_outcomes(chunk.id, [], now=now, final=ChunkStatus.DONE)
         await self._ledger.update_relax_part(part.chunk_id, phase=RelaxPhase.DONE, runpod_id=None, finished_at=now)
         names = [*files, *part.ref_files, part.input_file, part.result_file]
-        self._delete_files([n for n in names if n])
+        self._delete_files([n for n in names if n], batch=part.batch_name)
         job = await self._ledger.get_job(JobId(part.job_id))
         if job is not None:
             self._publish_progress(job)
         self.wake()
 
-    def _delete_files(self, names: Sequence[str]) -> None:
-        """Delete a closed part's files from Gemini (its 20 GB of storage is shared); a failure is only logged."""
-        if not names or self._batches is None:
+    def _delete_files(self, names: Sequence[str], *, batch: str | None = None) -> None:
+        """Delete a closed part's files and its batch's record from Gemini; a failure is only logged.
+
+        Files share the project's 20 GB of storage; a batch's record would lengthen the list each new part's batch
+        is looked for in (by display name) before it is created.
+        """
+        if not (names or batch) or self._batches is None:
             return
         batches = self._batches
 
@@ -482,6 +486,11 @@ class RelaxMixin(SchedulingMixin, CancelsMixin):
                     await batches.delete_file(name)
                 except GeminiBatchError as exc:
                     log.info("deleting %s from Gemini failed (it expires in 48 h anyway): %s", name, exc)
+            if batch is not None:
+                try:
+                    await batches.delete(batch)
+                except GeminiBatchError as exc:
+                    log.info("deleting %s from Gemini failed: %s", batch, exc)
 
         task = asyncio.create_task(delete_all(), name="relax file deletes")
         self._relax_tasks.add(task)

@@ -1,6 +1,7 @@
 """Gemini's Batch API for relax mode, through google-genai (create, list, cancel, file delete) and its REST get.
 
-The bot makes the cheap calls of a relax batch; the worker the heavy ones (uploading requests, streaming results).
+The bot makes the cheap calls of a relax batch (create, list, get, cancel, and deleting a collected part's batch
+record and files); the worker the heavy ones (uploading requests, streaming results).
 Every call is one HTTP request with a timeout; the SDK's own retries are off, as the dispatcher's loop is the
 retry (it asks again on its next iteration).
 
@@ -190,6 +191,16 @@ class GenaiBatches:
         client = await self._genai()
         async with _translated("cancel"):
             await client.aio.batches.cancel(name=name)
+
+    async def delete(self, name: str) -> None:
+        """Delete an ended batch job's record, so listing for a display name stays short; one gone is no error."""
+        client = await self._genai()
+        try:
+            async with _translated("delete"):
+                await client.aio.batches.delete(name=name)
+        except GeminiBatchError as exc:
+            if exc.problem is not GeminiProblem.NOT_FOUND:
+                raise
 
     async def delete_file(self, name: str) -> None:
         """Delete an uploaded or result file; one already gone (or expired) is no error."""

@@ -62,3 +62,7 @@ class GeminiBatches(Protocol):
     async def delete_file(self, name: str) -> None:
         """Delete an uploaded or result file (one already gone is no error)."""
         ...
+
+    async def delete(self, name: str) -> None:
+        """Delete an ended batch job's record (one already gone is no error)."""
+        ...

@@ -161,6 +161,7 @@ class MemoryBatches:
     batches: dict[str, FakeBatch] = field(default_factory=dict)
     created: Counter[str] = field(default_factory=Counter)  # display name -> batches created with it
     deleted_files: list[str] = field(default_factory=list)
+    deleted_batches: list[str] = field(default_factory=list)
     calls: Counter[str] = field(default_factory=Counter)
     fail_next: list[GeminiBatchError] = field(default_factory=list)
     _ids: "itertools.count[int]" = field(default_factory=lambda: itertools.count(1))
@@ -198,6 +199,10 @@ class MemoryBatches:
     async def delete_file(self, name: str) -> None:
         self.calls["delete_file"] += 1
         self.deleted_files.append(name)
+
+    async def delete(self, name: str) -> None:
+        self.calls["delete"] += 1
+        self.deleted_batches.append(name)
 
     # ---- playing Gemini ----
 

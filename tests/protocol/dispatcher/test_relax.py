@@ -140,6 +140,7 @@ async def test_a_relax_batch_is_prepared_created_once_watched_and_collected(
     assert job is not None and job.status is JobStatus.DONE and (job.ok, job.failed) == (9, 1)
     assert await dispatcher.relax_status(job_id) is None
     assert set(gemini.deleted_files) == {file_name, result_file}
+    assert gemini.deleted_batches == [created.info.name]  # its record too, so listings stay short
     chunk = await ledger.get_chunk(part.chunk_id)
     assert chunk is not None and chunk.status is ChunkStatus.DONE
 

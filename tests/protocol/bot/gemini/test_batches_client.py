@@ -67,6 +67,9 @@ async def test_create_find_watch_and_delete_the_files(server: LocalGemini, http:
     await batches.delete_file(file_name)
     await batches.delete_file(info.result_file)
     await batches.delete_file(info.result_file)  # already gone: no error
+    await batches.delete(created.name)
+    assert await batches.find("peel-j_1-1") is None
+    await batches.delete(created.name)  # already gone: no error
 
 
 async def test_cancel_ends_the_batch_cancelled(server: LocalGemini, http: aiohttp.ClientSession) -> None:
