@@ -47,3 +47,18 @@ def validate_prefix(prefix: str) -> str:
         return prefix
     validate_key(prefix.removesuffix("/"))
     return prefix
+
+
+THUMB_SUFFIX = ".thumb.webp"
+THUMB_MAX_PX = 320  # a thumbnail's longest side: a gallery grid cell on a wide screen at 2x density
+
+
+def thumb_key(key: str) -> str:
+    """Return where the thumbnail of the image at `key` is stored: beside it, its extension replaced.
+
+    `outputs/j_1/00002.png` → `outputs/j_1/00002.thumb.webp`. The worker writes it with the image; the gallery makes
+    it once on first view for an image that has none (made before thumbnails existed).
+    """
+    stem, dot, ext = key.rpartition(".")
+    base = stem if dot and "/" not in ext else key
+    return validate_key(base + THUMB_SUFFIX)

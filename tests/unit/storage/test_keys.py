@@ -64,3 +64,11 @@ def test_validate_prefix_accepts_prefix_when_empty_or_key_like(prefix: str) -> N
 def test_validate_prefix_raises_when_prefix_is_unsafe(prefix: str) -> None:
     with pytest.raises(InvalidKeyError):
         validate_prefix(prefix)
+
+
+def test_a_thumbnail_sits_beside_its_image() -> None:
+    from storage.keys import thumb_key
+
+    assert thumb_key("outputs/j_1/00002.png") == "outputs/j_1/00002.thumb.webp"
+    assert thumb_key("outputs/j_1/noext") == "outputs/j_1/noext.thumb.webp"
+    assert thumb_key("a.b/c") == "a.b/c.thumb.webp"
