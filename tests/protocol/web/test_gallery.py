@@ -35,7 +35,7 @@ from storage import (
 from storage.keys import THUMB_MAX_PX, thumb_key
 from storage.memory import MemoryStore
 from tests.fakes.clock import FakeClock
-from tests.fakes.gallery import OK, add_job
+from tests.fakes.gallery import OK, add_job, png
 
 if TYPE_CHECKING:
     from bot.dispatch import Dispatcher
@@ -348,3 +348,33 @@ async def test_links_are_refused_where_users_cannot_reach_the_web_server(site: S
     assert not site.service.available()
     with pytest.raises(GalleryError):
         await site.service.link(site.group, issued_by=1)
+
+
+async def test_the_same_link_is_shown_again_and_a_job_link_narrows_it(site: Site) -> None:
+    first = await site.service.link(site.group, issued_by=1)
+    again = await site.service.link(site.group, issued_by=2, can_export=True)
+    assert again == first
+    job = await add_job(site.ledger, site.group, ["fox"], now=site.clock.now())
+    narrowed = await site.service.link(site.group, issued_by=1, job_id=job)
+    assert narrowed.url == f"{first.url}?job={job}"
+    record = await site.ledger.gallery_link(site.group.id)
+    assert record is not None and not record.can_export  # what it was issued with
+    assert urlsplit(first.url).path.rsplit("/", 1)[1] not in repr(record)  # the token is not stored
+
+
+async def test_a_failed_item_shows_its_reason_and_references_show_as_thumbnails(site: Site) -> None:
+    ref = "refs/u_1/ref.png"
+    await site.store.put(ref, png(), content_type="image/png")
+    job = await add_job(
+        site.ledger, site.group, ["fox", "owl"], outcomes=[OK, "NO_IMAGE"], refs=[ref], now=site.clock.now()
+    )
+    base = await site.path()
+    status, html, _ = await site.get(f"{base}/item/{job}/1")
+    assert status == 200 and "Gemini answered without an image." in html and "operator detail" not in html
+    assert f'src="{base}/ref/{job}/1/0"' in html
+    resp = await site.client.get(f"{base}/ref/{job}/1/0")
+    assert resp.status == 200 and resp.content_type == "image/webp"
+    status, _, _ = await site.get(f"{base}/ref/{job}/1/1")
+    assert status == 404
+    status, _, _ = await site.get(f"{base}/thumb/{job}/1")  # a failed item has no image
+    assert status == 404
