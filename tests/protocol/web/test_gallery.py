@@ -378,3 +378,13 @@ async def test_a_failed_item_shows_its_reason_and_references_show_as_thumbnails(
     assert status == 404
     status, _, _ = await site.get(f"{base}/thumb/{job}/1")  # a failed item has no image
     assert status == 404
+
+
+async def test_a_thumbnail_of_bytes_that_are_no_image_is_a_404_not_an_error(site: Site) -> None:
+    job = await add_job(site.ledger, site.group, ["fox"], now=site.clock.now(), store=site.store)
+    item = await site.ledger.get_item(job, 0)
+    assert item is not None
+    await site.store.put(item.output_key, b"not a png", content_type="image/png")
+    resp = await site.client.get(f"{await site.path()}/thumb/{job}/0")
+    assert resp.status == 404
+    assert not await site.store.exists(thumb_key(item.output_key))
