@@ -10,7 +10,8 @@ A group's ZIP and export hold what its thread shows: an image whose message its 
 
 import logging
 import re
-from collections.abc import Callable
+import secrets
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -101,8 +102,12 @@ class GroupService:
         """Rename a group."""
         await self._rt.ledger.rename_group(group.id, name)
 
-    async def rows(self, group: Group) -> tuple[ManifestHeader, list[ManifestRow]]:
+    async def rows(
+        self, group: Group, *, selection: Collection[tuple[JobId, int]] | None = None
+    ) -> tuple[ManifestHeader, list[ManifestRow]]:
         """Return the manifest of a group: one row per image still in it (not deleted with ❌), oldest first.
+
+        With `selection` (job id, index pairs: a gallery's checked cells), only those images of the group.
 
         Each file is named after its input (a batch image) or its prompt, with a short id of its job and number
         (`bot.core.manifest.group_member_stem`); `source` is the input's name in its batch ZIP, or for an image
@@ -112,7 +117,10 @@ class GroupService:
         """
         jobs: dict[JobId, Job | None] = {}
         rows: list[ManifestRow] = []
+        wanted = None if selection is None else set(selection)
         for image in await self._rt.ledger.images(group_id=group.id):
+            if wanted is not None and (image.job_id, image.index) not in wanted:
+                continue
             if image.job_id not in jobs:
                 jobs[image.job_id] = await self._rt.ledger.get_job(image.job_id)
             job = jobs[image.job_id]
@@ -140,23 +148,25 @@ class GroupService:
         header = ManifestHeader(job_id=group.id, prompt=group.name, model="", created_at=group.created_at)
         return header, rows
 
-    async def download(self, group: Group) -> ZipDownload:
-        """Write a ZIP of every image of the group with both manifests, and return its link.
+    async def download(self, group: Group, *, selection: Collection[tuple[JobId, int]] | None = None) -> ZipDownload:
+        """Write a ZIP of every image of the group (or of `selection`, see `rows`) with both manifests; return its link.
 
         Raises:
-            GroupError: the group has no image yet.
+            GroupError: the group (or the selection) has no image.
         """
-        header, rows = await self.rows(group)
+        header, rows = await self.rows(group, selection=selection)
         if not rows:
             raise GroupError("This group has no images yet.", title="Nothing to download")
         store = self._rt.backends.store
+        # A selection's archive gets a name of its own: two selections of the same size must not overwrite each other.
+        name = f"group-{len(rows)}" if selection is None else f"selection-{len(rows)}-{secrets.token_hex(4)}"
         return await build_zip(
             store,
             store,
             header=header,
             rows=rows,
-            name=f"group-{len(rows)}",
-            filename=f"{slug(group.name)}.zip",
+            name=name,
+            filename=f"{slug(group.name)}.zip" if selection is None else f"{slug(group.name)}-{len(rows)}.zip",
             expires_s=self._rt.settings.link_expiry_s,
             signer=self._rt.signer,
         )
@@ -181,6 +191,7 @@ class GroupService:
         destination: str,
         prefix: str = "",
         progress: Callable[[int, int], object] | None = None,
+        selection: Collection[tuple[JobId, int]] | None = None,
     ) -> ExportResult:
         """Copy the group's images and both manifests to a configured destination.
 
@@ -189,6 +200,7 @@ class GroupService:
             destination: the destination's name in `settings.export_destinations`.
             prefix: a folder inside the destination (`a/b`); the group's own folder goes under it.
             progress: called with (images copied, images in all) after each image.
+            selection: only these images of the group (job id, index pairs), as `rows` takes them.
 
         Raises:
             GroupError: unknown destination, a malformed prefix, or no image in the group.
@@ -199,7 +211,7 @@ class GroupService:
             validate_prefix(folder)
         except InvalidKeyError as exc:
             raise GroupError(f"{code(prefix)} is not a usable folder name (use a-z, 0-9, `-`, `_`, `.`, `/`).") from exc
-        header, rows = await self.rows(group)
+        header, rows = await self.rows(group, selection=selection)
         if not rows:
             raise GroupError("This group has no images yet.", title="Nothing to export")
         named = assign_output_names(rows, reserved=(MANIFEST_CSV_NAME, MANIFEST_JSON_NAME))

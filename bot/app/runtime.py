@@ -26,6 +26,7 @@ from bot.gemini.client import GenaiBatches
 from bot.ledger import Ledger, backup_path
 from bot.settings import BotSettings
 from bot.web import LinkServer, StableLinks, link_for, make_app
+from bot.web.gallery import GalleryMount
 from bot.web.links import is_presigning
 from bot.web.readiness import Readiness
 from storage import LinkSigner
@@ -78,6 +79,8 @@ class Runtime:
     link_server: LinkServer | None = None
     stable_links: StableLinks | None = None
     batches: GenaiBatches | None = None  # Gemini's Batch API with the bot's key (relax mode; the dispatcher's own)
+    # The web server's gallery pages answer once `bot.app.gallery.GalleryService` attaches its port here.
+    gallery_mount: GalleryMount = field(default_factory=GalleryMount)
     _delayed_told: Outage | None = None  # the outage a headless run has already said it is delayed by
 
     async def link(self, key: str, *, filename: str | None = None, expires_s: int | None = None) -> str:
@@ -241,6 +244,7 @@ async def open_runtime(
         readiness.add("runpod", runpod_check(backends.gateway))
         base_url = settings.public_base_url or f"http://{url_host(settings.web_host)}:{settings.web_port}"
         link_server: LinkServer | None = None
+        gallery_mount = GalleryMount()
         if serve_links:
             # Verifying a link needs only the secret; the base URL is known once the server has bound its port.
             app = make_app(
@@ -248,6 +252,7 @@ async def open_runtime(
                 LinkSigner(secret, base_url),
                 readiness=readiness,
                 serve_files=not is_presigning(backends.store),
+                gallery=gallery_mount,
             )
             link_server = await stack.enter_async_context(
                 LinkServer(app, host=settings.web_host, port=settings.web_port)
@@ -292,5 +297,6 @@ async def open_runtime(
             signer=LinkSigner(secret, base_url),
             readiness=readiness,
             link_server=link_server,
+            gallery_mount=gallery_mount,
             stable_links=StableLinks(secret, base_url) if link_server is not None and reached else None,
         )

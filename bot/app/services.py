@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from bot.app.account import AccountService
 from bot.app.batches import BatchService
+from bot.app.gallery import GalleryService
 from bot.app.generation import GenerationService
 from bot.app.groups import GroupService
 from bot.app.runtime import Runtime
@@ -22,20 +23,23 @@ def generation_service(runtime: Runtime) -> GenerationService:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Services:
-    """One service per use case: interactive generation, batches, groups, and the account and its queue."""
+    """One service per use case: interactive generation, batches, groups and their galleries, the account and queue."""
 
     generation: GenerationService
     batches: BatchService
     groups: GroupService
+    gallery: GalleryService
     account: AccountService
 
     @classmethod
     def of(cls, runtime: Runtime) -> "Services":
         """Build every service over an opened runtime."""
+        groups = GroupService(runtime)
         return cls(
             generation=generation_service(runtime),
             batches=BatchService(runtime),
-            groups=GroupService(runtime),
+            groups=groups,
+            gallery=GalleryService(runtime, groups=groups),
             account=AccountService(runtime.ledger, runtime.dispatcher),
         )
 

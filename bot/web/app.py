@@ -11,6 +11,8 @@ S3 stores need none of this: their links are presigned URLs that S3 serves (see 
 short-lived store URL (a presigned S3 URL, or a `/files/…` link of this server) for as long as the object exists;
 410 once it is gone, 404 with no detail for a token the bot did not make.
 
+`/g/{token}…` are a group's gallery pages (`bot.web.gallery`), served when the runtime passes its `GalleryMount`.
+
 The same server answers the container's probes: `/healthz` (the process lives, no I/O) and `/readyz` (every
 registered readiness check answers, see `bot.web.readiness`).
 
@@ -27,6 +29,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from bot.core.hosts import url_host
+from bot.web.gallery import GalleryMount, add_gallery_routes
 from bot.web.headers import (
     ByteRange,
     UnsatisfiableRangeError,
@@ -289,8 +292,11 @@ def make_app(
     readiness: Readiness | None = None,
     serve_files: bool = True,
     redirect_expires_s: int = REDIRECT_EXPIRES_S,
+    gallery: GalleryMount | None = None,
 ) -> web.Application:
     """Build the bot's web app: `/files/{key}`, `/l/{token}` (links to `store`), `/healthz` and `/readyz` probes.
+
+    With `gallery`, also the gallery pages `/g/{token}…` and their assets (`bot.web.gallery`).
 
     Args:
         store: the store links point into (file or memory; any store works).
@@ -298,7 +304,8 @@ def make_app(
         clock: the current Unix time, for link expiry.
         readiness: the checks `/readyz` runs (none given: no `/readyz`).
         serve_files: serve `/files/…` (off for stores that serve their own links, e.g. S3's presigned URLs).
-        redirect_expires_s: how long the store URL a stable link redirects to works.
+        redirect_expires_s: how long the store URL a stable link (or a gallery image or ZIP) redirects to works.
+        gallery: where the gallery's port is attached (the runtime's; none given: no gallery routes).
     """
     app = web.Application()
     if serve_files:
@@ -308,6 +315,8 @@ def make_app(
     app.router.add_get("/healthz", _healthz, name="healthz")
     if readiness is not None:
         app.router.add_get("/readyz", _readyz(readiness), name="readyz")
+    if gallery is not None:
+        add_gallery_routes(app, gallery, store, signer.secret, expires_s=redirect_expires_s)
     return app
 
 
