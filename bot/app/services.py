@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from bot.app.account import AccountService
 from bot.app.batches import BatchService
+from bot.app.gallery import GalleryService
 from bot.app.generation import GenerationService
 from bot.app.groups import GroupService
 from bot.app.runtime import Runtime
@@ -22,12 +23,13 @@ def generation_service(runtime: Runtime) -> GenerationService:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Services:
-    """One service per use case: interactive generation, batches, groups, and the account and its queue."""
+    """One service per use case: interactive generation, batches, groups, galleries, the account and its queue."""
 
     generation: GenerationService
     batches: BatchService
     groups: GroupService
     account: AccountService
+    gallery: GalleryService
 
     @classmethod
     def of(cls, runtime: Runtime) -> "Services":
@@ -37,6 +39,7 @@ class Services:
             batches=BatchService(runtime),
             groups=GroupService(runtime),
             account=AccountService(runtime.ledger, runtime.dispatcher),
+            gallery=GalleryService(runtime),
         )
 
 
