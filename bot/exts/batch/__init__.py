@@ -24,6 +24,7 @@ from discord.ext import commands
 
 from bot.app.batches import BatchService
 from bot.app.batchplan import STATUS, SUMMARY, BatchError, BatchOptions, BatchPlan, BatchRequest, plan_summary
+from bot.app.gallery import GalleryService
 from bot.app.imaging import grid_preview
 from bot.core.batch import Speed, progress_message, summary_message
 from bot.core.discord_limits import LINK_URL as MAX_LINK_URL
@@ -166,9 +167,11 @@ def _view(target: str, *actions: str, labels: dict[str, str] | None = None) -> d
 class BatchCog(commands.Cog):
     """`/batch`, its buttons, and the task that keeps progress messages up to date."""
 
-    def __init__(self, bot: commands.Bot, service: BatchService) -> None:
+    def __init__(self, bot: commands.Bot, service: BatchService, gallery: GalleryService | None = None) -> None:
         self.bot = bot
         self.service = service
+        self.gallery = gallery
+        self._gallery_urls: dict[JobId, str | None] = {}  # each batch's gallery page, asked once per process
         self._rt = service.runtime
         self._dirty: set[JobId] = set()
         self._last_text: dict[JobId, str] = {}
@@ -254,6 +257,8 @@ class BatchCog(commands.Cog):
             channel_id, message_id = where
             message = self.bot.get_partial_messageable(channel_id).get_partial_message(message_id)
             view = None if job.status.is_final else _view(job_id, _pause_or_resume(job), "stop")
+            if view is not None:
+                await self._add_gallery(view, job)
             try:
                 await message.edit(
                     content=fit_content(text),
@@ -362,6 +367,7 @@ class BatchCog(commands.Cog):
         view = _view(job_id, *actions, labels={"other": _other_speed(job)})
         if len(download.url) <= MAX_LINK_URL:
             view.add_item(discord.ui.Button(label="Download ZIP", style=discord.ButtonStyle.link, url=download.url))
+        await self._add_gallery(view, job)
         message = await self._send_summary(job, where[0], text, view)
         if message is not None:
             await self.service.record_message(job_id, SUMMARY, channel_id=message.channel.id, message_id=message.id)
@@ -655,10 +661,10 @@ class BatchCog(commands.Cog):
         text = progress_message(
             prompt=plan.display_prompt, owner_mention=f"<@{job.owner_id}>", progress=snapshot.progress
         )
+        view = _view(job.id, _pause_or_resume(job), "stop")
+        await self._add_gallery(view, job)
         progress = await thread.send(
-            content=fit_content(text),
-            view=fit_view(_view(job.id, _pause_or_resume(job), "stop")),
-            allowed_mentions=discord.AllowedMentions.none(),
+            content=fit_content(text), view=fit_view(view), allowed_mentions=discord.AllowedMentions.none()
         )
         self._last_text[job.id] = text
         await self.service.record_message(job.id, STATUS, channel_id=thread.id, message_id=progress.id)
@@ -666,6 +672,23 @@ class BatchCog(commands.Cog):
         await interaction.edit_original_response(
             content=fit_content(f"Started: {len(plan.items):,} images in {thread.mention}. {result.message}"), view=None
         )
+
+    async def _add_gallery(self, view: discord.ui.View, job: Job) -> None:
+        """Add the batch's "Gallery" link button (its thread's gallery page, showing this batch) when there is one."""
+        if job.id not in self._gallery_urls:
+            self._gallery_urls[job.id] = await self._gallery_url(job)
+        url = self._gallery_urls[job.id]
+        if url is not None:
+            view.add_item(discord.ui.Button(label="Gallery", emoji="🖼️", style=discord.ButtonStyle.link, url=url))
+
+    async def _gallery_url(self, job: Job) -> str | None:
+        if self.gallery is None or not self.gallery.available():
+            return None
+        group = await self.service.group_of(job)
+        if group is None:
+            return None
+        link = await self.gallery.link(group, issued_by=job.owner_id, job_id=job.id)
+        return link.url
 
     async def _thread_of(self, plan: BatchPlan) -> tuple[discord.Thread, Group]:
         """Return where a plan runs: the retried batch's thread for a changed retry, else a new thread."""
@@ -701,4 +724,4 @@ async def setup(bot: commands.Bot) -> None:
     """Load the cog (the extension entry point); the bot must carry a `runtime`."""
     services = getattr(bot, "services")  # noqa: B009 - PeelBot's attribute, without importing PeelBot (a cycle)
     bot.add_dynamic_items(BatchButton)
-    await bot.add_cog(BatchCog(bot, services.batches))
+    await bot.add_cog(BatchCog(bot, services.batches, services.gallery))

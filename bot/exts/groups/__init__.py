@@ -1,8 +1,9 @@
-"""`/group`: threads are groups. New, list, download (a ZIP with manifests), export to a bucket, rename.
+"""`/group`: threads are groups. New, list, gallery, download (a ZIP with manifests), export to a bucket, rename.
 
-The group of a thread is the thread's; in a channel it is the channel's default group. Download, export and
-rename act on a group: only its owner (who opened the thread) and Peel admins may use them; a channel's default
-group has no owner.
+The group of a thread is the thread's; in a channel it is the channel's default group. Download, export, rename
+and revoking a gallery link act on a group: only its owner (who opened the thread) and Peel admins may use them; a
+channel's default group has no owner. `gallery` answers with the link of the group's gallery page, a capability
+URL: whoever has it sees the group; `revoke:True` replaces it.
 """
 
 import asyncio
@@ -14,6 +15,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.app.gallery import GalleryService
 from bot.app.groups import GroupError, GroupService
 from bot.app.runtime import Runtime
 from bot.core.models import Group
@@ -21,7 +23,7 @@ from bot.core.renames import RenameWindow
 from bot.core.render import download_line, echo, one_line, truncate
 from bot.errors import UserFacingError
 from bot.exts._access import AccessPolicy, actor_of, check_owner
-from bot.exts._send import fit_content, fit_thread_name
+from bot.exts._send import fit_content, fit_thread_name, fit_view
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +33,14 @@ EXPORT_PROGRESS_EVERY_S = 2.0  # the ephemeral export message is edited at most 
 class GroupCog(commands.GroupCog, group_name="group", group_description="Threads are groups of images"):
     """The `/group` commands."""
 
-    def __init__(self, bot: commands.Bot, runtime: Runtime, service: GroupService) -> None:
+    def __init__(
+        self, bot: commands.Bot, runtime: Runtime, service: GroupService, gallery: GalleryService | None = None
+    ) -> None:
         super().__init__()
         self.bot = bot
         self._rt = runtime
         self.service = service
+        self.gallery = gallery
         self._renames: dict[int, RenameWindow] = {}  # thread id → its renames in Discord's window
 
     async def _group_here(self, interaction: discord.Interaction[Any]) -> Group:
@@ -82,21 +87,65 @@ class GroupCog(commands.GroupCog, group_name="group", group_description="Threads
         if not isinstance(channel, discord.TextChannel):
             raise UserFacingError("Groups are threads: use this in a text channel.")
         thread = await channel.create_thread(name=fit_thread_name(name), type=discord.ChannelType.public_thread)
-        await self.service.group_of(
+        group = await self.service.group_of(
             name=name,
             guild_id=interaction.guild_id,
             channel_id=channel.id,
             thread_id=thread.id,
             owner_id=interaction.user.id,  # the bot opened the thread, for this user
         )
+        view = await self._gallery_view(group, interaction.user, interaction.guild_id)
         await thread.send(
             fit_content(
                 f"🗂️ New group **{echo(name)}** by {interaction.user.mention}. "
                 "Everything made in this thread belongs to it."
+                + ("" if view is None else " Browse, select and download it on its gallery page.")
             ),
+            view=fit_view(view) if view is not None else discord.utils.MISSING,
             allowed_mentions=discord.AllowedMentions.none(),
         )
         await interaction.followup.send(fit_content(f"Opened {thread.mention}."), ephemeral=True)
+
+    async def _gallery_view(self, group: Group, user: discord.abc.User, guild_id: int | None) -> discord.ui.View | None:
+        """Return a view with the group's "Gallery" link button, or None where galleries are not offered."""
+        if self.gallery is None or not self.gallery.available():
+            return None
+        link = await self.gallery.link(
+            group, issued_by=user.id, can_export=self._access.may_export(actor_of(user, guild_id))
+        )
+        return gallery_view(link.url)
+
+    @app_commands.command(name="gallery", description="This thread's gallery page: browse, select, download")
+    @app_commands.describe(revoke="Stop the current link working and make a new one (the group's owner or an admin)")
+    async def gallery_link(self, interaction: discord.Interaction[Any], revoke: bool = False) -> None:
+        """Answer (only to the asker) with the link of this thread's gallery page; `revoke` replaces the link."""
+        if self.gallery is None or not self.gallery.available():
+            raise UserFacingError(
+                "Gallery pages need Peel's web server to be reachable: an admin sets PUBLIC_BASE_URL.",
+                title="No gallery here",
+            )
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        actor = actor_of(interaction.user, interaction.guild_id)
+        can_export = self._access.may_export(actor)
+        if revoke:
+            group = await self._owned_group_here(interaction)
+            link = await self.gallery.revoke(
+                group, by=interaction.user.id, is_admin=self._access.is_admin(actor), can_export=can_export
+            )
+            said = "🔒 The old gallery link no longer works. The new one, for whoever should have it:"
+        else:
+            group = await self._group_here(interaction)
+            link = await self.gallery.link(group, issued_by=interaction.user.id, can_export=can_export)
+            said = (
+                f"🖼️ The gallery of **{echo(group.name)}**. Anyone with this link can see the group's images; "
+                "its owner or an admin can replace it with `/group gallery revoke:True`."
+            )
+        await interaction.followup.send(
+            fit_content(f"{said}\n<{link.url}>"),
+            view=fit_view(gallery_view(link.url)),
+            ephemeral=True,
+            allowed_mentions=discord.AllowedMentions.none(),
+        )
 
     @app_commands.command(name="list", description="List this server's groups with their image counts")
     async def list_groups(self, interaction: discord.Interaction[Any]) -> None:
@@ -197,8 +246,15 @@ class GroupCog(commands.GroupCog, group_name="group", group_description="Threads
         )
 
 
+def gallery_view(url: str) -> discord.ui.View:
+    """Return a view holding one "Gallery" link button to `url`."""
+    view = discord.ui.View(timeout=None)
+    view.add_item(discord.ui.Button(label="Gallery", emoji="🖼️", style=discord.ButtonStyle.link, url=url))
+    return view
+
+
 async def setup(bot: commands.Bot) -> None:
     """Load the cog (the extension entry point); the bot must carry a `runtime`."""
     runtime = getattr(bot, "runtime")  # noqa: B009 - PeelBot's attribute, without importing PeelBot (a cycle)
     services = getattr(bot, "services")  # noqa: B009 - as above
-    await bot.add_cog(GroupCog(bot, runtime, services.groups))
+    await bot.add_cog(GroupCog(bot, runtime, services.groups, services.gallery))
