@@ -11,7 +11,7 @@ A group's ZIP and export hold what its thread shows: an image whose message its 
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from bot.app.downloads import ZipDownload, build_zip
@@ -150,7 +150,7 @@ class GroupService:
         if not rows:
             raise GroupError("This group has no images yet.", title="Nothing to download")
         store = self._rt.backends.store
-        return await build_zip(
+        download = await build_zip(
             store,
             store,
             header=header,
@@ -160,6 +160,8 @@ class GroupService:
             expires_s=self._rt.settings.link_expiry_s,
             signer=self._rt.signer,
         )
+        # Posted in Discord: a stable link, working for as long as the ZIP is kept (`Runtime.lasting_link`).
+        return replace(download, url=await self._rt.lasting_link(download.key, filename=download.filename))
 
     def destination_url(self, name: str) -> str:
         """Return the store URL of an export destination named in settings.
