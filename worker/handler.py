@@ -305,6 +305,7 @@ class _ChunkRun:
         if size is None:
             return None
         log.debug("item %d: %s already stored, skipped", item.index, item.output_key)
+        await self._calls.ensure_thumbnail(item.output_key)  # an output made before the worker wrote thumbnails
         return ItemOk(index=item.index, key=item.output_key, width=size[0], height=size[1], skipped=True)
 
     async def _image(self, key: str, role: str) -> InputImage:

@@ -431,6 +431,7 @@ class _Collection:
     async def _collect(self, item: RelaxCollectItem, line: bytes | dict[str, Any]) -> ItemOk:
         size = await self._calls.stored_png_size(item.output_key)
         if size is not None:
+            await self._calls.ensure_thumbnail(item.output_key)  # an output made before the worker wrote thumbnails
             return ItemOk(index=item.index, key=item.output_key, width=size[0], height=size[1], skipped=True)
         parsed = await self._parse(line) if isinstance(line, bytes) else line
         del line  # parsed: the raw bytes are no longer needed

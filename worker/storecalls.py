@@ -16,7 +16,9 @@ from typing import TypeVar
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 from tenacity.stop import stop_base
 
-from storage import InvalidKeyError, ObjectNotFoundError, StorageUnavailableError, Store
+from storage import InvalidKeyError, ObjectNotFoundError, StorageError, StorageUnavailableError, Store
+from storage.keys import thumb_key
+from storage.thumbnails import THUMB_CONTENT_TYPE, ThumbnailError, make_thumbnail
 from worker.contract import ErrorCode
 from worker.errors import GenerationError
 from worker.generation import InputImage
@@ -27,6 +29,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 STORE_DOWN = "the store is unavailable; the job stopped before this item"
+
+# Thumbnails decoded at once per job: a 4K image decodes to 48 MB of pixels, and a chunk runs 8 items at once.
+THUMBNAILS_AT_ONCE = 2
 
 
 class _StopWhen(stop_base):
@@ -74,6 +79,7 @@ class StoreCalls:
         self._max_reference_bytes = max_reference_bytes
         self._max_reference_pixels = max_reference_pixels
         self.down = False
+        self._thumbnails = asyncio.Semaphore(THUMBNAILS_AT_ONCE)
 
     async def run(self, operation: Callable[[], Awaitable[T]], what: str, *, while_down: bool = False) -> T:
         """Run a store operation, retrying it with backoff while the store is unavailable.
@@ -133,6 +139,39 @@ class StoreCalls:
             )
         except InvalidKeyError as exc:
             raise GenerationError(ErrorCode.BAD_INPUT, f"output key {key} is invalid") from exc
+        await self.put_thumbnail(key, png)
+
+    async def put_thumbnail(self, key: str, image: bytes) -> bool:
+        """Write the gallery thumbnail of the image `key` holds (`image`) under `thumb_key(key)`; best effort.
+
+        One try, outside the breaker: a thumbnail is a convenience the gallery makes itself when it is missing, so a
+        failure (an undecodable image, a store error) is logged and never fails the item or stops the job.
+
+        Returns:
+            Whether the thumbnail was written.
+        """
+        try:
+            async with self._thumbnails:
+                thumb = await asyncio.to_thread(make_thumbnail, image)
+            await self.store.put(thumb_key(key), thumb, content_type=THUMB_CONTENT_TYPE)
+        except (ThumbnailError, StorageError) as exc:
+            log.warning("job %s: no thumbnail for %s: %s", self._job_id, key, exc, extra={"job_id": self._job_id})
+            return False
+        return True
+
+    async def ensure_thumbnail(self, key: str) -> None:
+        """Write the thumbnail of the stored image `key` when it has none (a re-run skipping an output made before).
+
+        One HEAD when it exists; otherwise the image is read and `put_thumbnail` writes it. Best effort, as there.
+        """
+        try:
+            if await self.store.head(thumb_key(key)) is not None:
+                return
+            image = await self.store.get_bytes(key)
+        except StorageError as exc:
+            log.warning("job %s: no thumbnail for %s: %s", self._job_id, key, exc, extra={"job_id": self._job_id})
+            return
+        await self.put_thumbnail(key, image)
 
     async def stored_png_size(self, key: str) -> tuple[int, int] | None:
         """Return the width and height of the PNG stored under `key`, or None when there is none (or not a PNG).

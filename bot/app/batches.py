@@ -671,7 +671,10 @@ class BatchService:
             yield row
 
     async def build_download(self, job: Job) -> ZipDownload:
-        """Write the batch's ZIP (outputs + manifests) and return its link; the archive is remembered for New link."""
+        """Write the batch's ZIP (outputs + manifests) and return its link; the archive is remembered for New link.
+
+        The link is `Runtime.lasting_link`'s: posted in the batch's summary, it works for as long as the ZIP is kept.
+        """
         rows = self.rows(job)
         header = ManifestHeader(job_id=job.id, prompt=job.prompt, model=job.params.model, created_at=job.created_at)
         store = self._rt.backends.store
@@ -687,7 +690,7 @@ class BatchService:
             signer=self._rt.signer,
         )
         await self._rt.ledger.set_note(job.id, NOTE_ZIP, {"key": download.key, "filename": download.filename})
-        return download
+        return replace(download, url=await self._rt.lasting_link(download.key, filename=download.filename))
 
     async def save_zip(self, job: Job, dest: Path) -> ZipDownload:
         """Write the batch's ZIP (as `build_download` does) and copy it to the local file `dest`."""
@@ -699,7 +702,7 @@ class BatchService:
         """Return a new link to the batch's latest ZIP, rebuilding the ZIP when it is gone."""
         note = await self._rt.ledger.note(job.id, NOTE_ZIP)
         if isinstance(note, dict) and await self._rt.backends.store.exists(str(note["key"])):
-            return await self._rt.link(str(note["key"]), filename=str(note["filename"]))
+            return await self._rt.lasting_link(str(note["key"]), filename=str(note["filename"]))
         return (await self.build_download(job)).url
 
     async def retry_failed(self, job_id: JobId) -> tuple[Job, int]:

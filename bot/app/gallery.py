@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from bot.app.groups import GroupError, GroupService
-from bot.app.imaging import thumbnail_webp
 from bot.app.runtime import Runtime
 from bot.core.gallery import (
     MAX_SELECTION,
@@ -39,7 +38,8 @@ from bot.web.gallery import (
     TakenZip,
 )
 from storage.errors import InvalidKeyError, ObjectNotFoundError
-from storage.keys import THUMB_MAX_PX, thumb_key
+from storage.keys import thumb_key
+from storage.thumbnails import THUMB_CONTENT_TYPE, ThumbnailError, make_thumbnail
 
 log = logging.getLogger(__name__)
 
@@ -192,11 +192,11 @@ class GalleryPages:
                 if await store.exists(thumb):
                     return thumb
                 data = await store.get_bytes(key)
-                small = await asyncio.to_thread(thumbnail_webp, data, THUMB_MAX_PX)
-                await store.put(thumb, small, content_type="image/webp")
+                small = await asyncio.to_thread(make_thumbnail, data)
+                await store.put(thumb, small, content_type=THUMB_CONTENT_TYPE)
                 log.debug("thumbnail %s made (%d bytes)", thumb, len(small))
                 return thumb
-            except (ObjectNotFoundError, InvalidKeyError, OSError, ValueError):
+            except (ObjectNotFoundError, InvalidKeyError, OSError, ThumbnailError):
                 return None  # the image is gone, or is no image Pillow reads
             finally:
                 self._making.pop(thumb, None)

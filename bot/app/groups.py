@@ -12,7 +12,7 @@ import logging
 import re
 import secrets
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from bot.app.downloads import ZipDownload, build_zip
@@ -160,7 +160,7 @@ class GroupService:
         store = self._rt.backends.store
         # A selection's archive gets a name of its own: two selections of the same size must not overwrite each other.
         name = f"group-{len(rows)}" if selection is None else f"selection-{len(rows)}-{secrets.token_hex(4)}"
-        return await build_zip(
+        download = await build_zip(
             store,
             store,
             header=header,
@@ -170,6 +170,8 @@ class GroupService:
             expires_s=self._rt.settings.link_expiry_s,
             signer=self._rt.signer,
         )
+        # Posted in Discord: a stable link, working for as long as the ZIP is kept (`Runtime.lasting_link`).
+        return replace(download, url=await self._rt.lasting_link(download.key, filename=download.filename))
 
     def destination_url(self, name: str) -> str:
         """Return the store URL of an export destination named in settings.

@@ -146,19 +146,3 @@ def image_size(data: bytes) -> tuple[int, int]:
     """Return an image's (width, height) from its header."""
     with Image.open(io.BytesIO(data)) as image:
         return image.size
-
-
-def thumbnail_webp(data: bytes, max_px: int, *, quality: int = 75) -> bytes:
-    """Return a WebP of the image in `data` whose longest side is at most `max_px` (a gallery thumbnail).
-
-    Raises:
-        ValueError: `data` is no image Pillow reads, or one past Pillow's decompression-bomb limit (a user's reference).
-    """
-    try:
-        image = _open(data)
-    except (OSError, Image.DecompressionBombError) as exc:
-        raise ValueError(f"not a readable image: {exc}") from exc
-    image.thumbnail((max_px, max_px), Image.Resampling.LANCZOS)
-    out = io.BytesIO()
-    image.save(out, format="WEBP", quality=quality, method=4)
-    return out.getvalue()

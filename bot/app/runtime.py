@@ -103,6 +103,11 @@ class Runtime:
             return await self.link(key, filename=filename)
         return self.stable_links.url(key, filename=filename)
 
+    @property
+    def link_lifetime_s(self) -> int | None:
+        """How long a `lasting_link` works: None (as long as its object exists) with stable links, else the expiry."""
+        return None if self.stable_links is not None else self.settings.link_expiry_s
+
     async def run_until_final(
         self,
         job_id: JobId,

@@ -314,10 +314,13 @@ def summary_message(
     cost_usd: float,
     errors: Mapping[str, int],
     link: str | None,
-    expires_s: int,
+    expires_s: int | None,
     relax: bool = False,
 ) -> str:
-    """Return the message posted when a batch ends: counts, reasons, cost (in relax: at the batch price), the ZIP."""
+    """Return the message posted when a batch ends: counts, reasons, cost (in relax: at the batch price), the ZIP.
+
+    `expires_s` is how long `link` works; None for a stable link, which works as long as the ZIP is kept.
+    """
     mode = " · 🐢 relax, at Gemini's batch price (half)" if relax else " · ⚡ fast"
     lines = [
         f"**{truncate(echo(prompt), 200)}** - {owner_mention} ({state})",

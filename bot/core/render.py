@@ -112,9 +112,21 @@ def format_duration(seconds: float) -> str:
     return f"{days} days" if hours == 0 else f"{days}d {hours:02d}h"
 
 
-def download_line(url: str, *, what: str, expires_s: float) -> str:
-    """Return a line with a masked download link: `📦 [Download the ZIP](url) — what; expires in 7 days`."""
-    return f"📦 [Download the ZIP](<{url}>) — {what}; the link expires in {format_duration(expires_s)}"
+def link_lifetime(expires_s: float | None) -> str:
+    """Say how long a ZIP link works: until it expires, or (a stable link, `expires_s` None) while the ZIP is kept."""
+    if expires_s is None:
+        return "the link works as long as the ZIP is kept"
+    return f"the link expires in {format_duration(expires_s)}"
+
+
+def download_line(url: str, *, what: str, expires_s: float | None) -> str:
+    """Return a line with a masked download link: `📦 [Download the ZIP](url) — what; <link_lifetime>`."""
+    return f"📦 [Download the ZIP](<{url}>) — {what}; {link_lifetime(expires_s)}"
+
+
+def fresh_zip_line(url: str, *, expires_s: float | None) -> str:
+    """Return the answer to "New link": the ZIP's link and how long it works (`link_lifetime`)."""
+    return f"📦 A fresh link to the ZIP ({link_lifetime(expires_s)}): {url}"
 
 
 def lifecycle_line(prompt: str, user_mention: str, state: str, *, limit: int = MAX_CONTENT) -> str:

@@ -9,7 +9,7 @@ S3 stores need none of this: their links are presigned URLs that S3 serves (see 
 
 `GET`/`HEAD /l/{token}` is a stable link (`bot.web.stable`): it never expires, and answers 302 to a fresh,
 short-lived store URL (a presigned S3 URL, or a `/files/…` link of this server) for as long as the object exists;
-410 once it is gone, 404 with no detail for a token the bot did not make.
+410 once it is gone (for a ZIP, saying how to get a fresh one), 404 with no detail for a token the bot did not make.
 
 `/g/{token}…` are a group's gallery pages (`bot.web.gallery`), served when the runtime passes its `GalleryMount`.
 
@@ -52,6 +52,14 @@ log = logging.getLogger(__name__)
 # How long the store URL a stable link redirects to works: the browser follows it at once, and an hour lets a slow
 # download be resumed (Range) from the same URL, while a URL copied out of the address bar soon stops working.
 REDIRECT_EXPIRES_S = 3600
+
+# What a stable link to a ZIP answers once the ZIP is gone (the bucket's lifecycle rule deletes ZIPs, docs/deploy.md):
+# the images are still there, and Peel writes a new ZIP of them on request.
+ZIP_GONE = (
+    "This ZIP is no longer kept (ZIPs are deleted after a while; the images are not). "
+    'For a fresh one, press "New link" under the batch\'s summary in Discord, '
+    "or run /group download again in the group's thread."
+)
 
 # Bytes per read from the store while streaming a body: big enough for few thread hops, small enough that
 # serving many downloads at once stays in bounded memory.
@@ -240,7 +248,7 @@ class _StableHandler:
                 self._store, target.key, expires_s=self._expires_s, filename=target.filename, signer=self._signer
             )
         except (ObjectNotFoundError, InvalidKeyError):
-            raise _RefusedError(410, "This file was deleted.") from None
+            raise _RefusedError(410, ZIP_GONE if target.key.endswith(".zip") else "This file was deleted.") from None
         except StorageUnavailableError:
             raise _RefusedError(503, "Storage is unavailable; try again in a moment.") from None
         # The target expires soon: no cache may keep the redirect, and the target's query (a signature) is not

@@ -30,7 +30,15 @@ from bot.core.batch import Speed, progress_message, summary_message
 from bot.core.discord_limits import LINK_URL as MAX_LINK_URL
 from bot.core.events import ServiceDown, ServiceRestored
 from bot.core.models import Group, Job, JobId, JobKind, JobStatus, UserId
-from bot.core.render import CUSTOM_ID_PREFIX, CustomId, discord_time, echo, relax_paused_text, truncate
+from bot.core.render import (
+    CUSTOM_ID_PREFIX,
+    CustomId,
+    discord_time,
+    echo,
+    fresh_zip_line,
+    relax_paused_text,
+    truncate,
+)
 from bot.errors import UserFacingError
 from bot.exts._access import NotOwnerError
 from bot.exts._errors import send_error
@@ -351,7 +359,7 @@ class BatchCog(commands.Cog):
             cost_usd=p.cost_usd,
             errors=snapshot.errors,
             link=download.url,
-            expires_s=self._rt.settings.link_expiry_s,
+            expires_s=self._rt.link_lifetime_s,
             relax=job.params.relax,
         )
         # EXPIRED (a Gemini batch that expired or failed) is never retried by itself, but "Retry failed" runs it.
@@ -512,9 +520,8 @@ class BatchCog(commands.Cog):
         await interaction.response.defer(ephemeral=True, thinking=True)
         if action == "link":
             url = await self.service.fresh_link(job)
-            expires = self._rt.settings.link_expiry_s // 3600
             await interaction.followup.send(
-                fit_content(f"📦 A fresh link to the ZIP (valid {expires} h): {url}"), ephemeral=True
+                fit_content(fresh_zip_line(url, expires_s=self._rt.link_lifetime_s)), ephemeral=True
             )
             return
         if action == "pause":

@@ -173,7 +173,7 @@ class GroupCog(commands.GroupCog, group_name="group", group_description="Threads
         name = echo(group.name)
         what = f"**{name}**: {zipped.images:,} images with manifest.csv and manifest.json"
         await interaction.followup.send(
-            fit_content(download_line(zipped.url, what=what, expires_s=self._rt.settings.link_expiry_s)),
+            fit_content(download_line(zipped.url, what=what, expires_s=self._rt.link_lifetime_s)),
             ephemeral=True,
             allowed_mentions=discord.AllowedMentions.none(),
         )

@@ -47,7 +47,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
 PROGRESS_INTERVAL_S = 2.0
 FETCH_MAX_BYTES = 4_000_000
-LINK = re.compile(r"(http://127\.0\.0\.1:\d+/files/[^\s<>]+)")
+# Every ZIP link Peel posts is a stable link of its web server (`/l/{token}`), never an expiring store URL.
+LINK = re.compile(r"(http://127\.0\.0\.1:\d+/l/[^\s<>]+)")
 BLOCKED = (195, 196, 197, 198, 199)
 INJECTED_503 = 2
 
@@ -157,10 +158,14 @@ async def set_faults(stack: PeelStack, http: aiohttp.ClientSession, **faults: An
 
 
 async def fetch_zip(http: aiohttp.ClientSession, message: Message) -> zipfile.ZipFile:
+    """Follow the message's ZIP link as a browser does: a stable link answers 302 to a fresh store URL."""
     match = LINK.search(message.content)
     assert match is not None, message.content
+    assert "the link works as long as the ZIP is kept" in message.content, message.content
     async with http.get(match.group(1)) as resp:
         assert resp.status == 200
+        assert [hop.status for hop in resp.history] == [302]
+        assert "/files/zips/" in str(resp.url)  # the short-lived store URL it was sent to
         data = await resp.read()
     return zipfile.ZipFile(io.BytesIO(data))
 

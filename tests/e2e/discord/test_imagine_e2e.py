@@ -3,9 +3,11 @@ back ends (dispatcher → local RunPod endpoint → real worker subprocesses →
 
 import asyncio
 import sys
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qs, urljoin, urlsplit
 
 import pytest
 import pytest_asyncio
@@ -531,6 +533,44 @@ async def test_u_posts_a_short_full_size_button_that_opens_the_full_image_when_s
         async with http.get(url) as resp:
             assert resp.status == 200
             assert await resp.read() == await stack.rt.backends.store.get_bytes(image.key)
+
+
+async def test_a_full_size_link_still_opens_the_image_after_the_store_url_it_first_led_to_has_expired(
+    stack: PeelStack, monkeypatch: pytest.MonkeyPatch
+):
+    # Every store URL the web server signs here lives two seconds instead of REDIRECT_EXPIRES_S (an hour), so the
+    # first one expires within the test; the stable link itself is not signed with an expiry at all.
+    real_sign = LinkSigner.sign
+
+    def short_sign(self: LinkSigner, key: str, *, expires_s: int, **kw: Any) -> str:
+        return real_sign(self, key, expires_s=min(expires_s, 2), **kw)  # 2: at least a whole second
+
+    monkeypatch.setattr(LinkSigner, "sign", short_sign)  # a slotted dataclass: patched on its class
+    single = await u1(stack, "lasting fox")
+    url = str(single.button(label="Full size")["url"])
+    assert url.startswith(stack.rt.signer.base_url + "/l/")
+    image = await stack.rt.ledger.image_at((await latest_job(stack)).id, 0)
+    assert image is not None
+    expected = await stack.rt.backends.store.get_bytes(image.key)
+
+    async with ClientSession() as http:
+        async with http.get(url, allow_redirects=False) as resp:
+            assert resp.status == 302
+            first = urljoin(url, resp.headers["Location"])
+        async with http.get(first) as resp:
+            assert resp.status == 200 and await resp.read() == expected
+        # Wait for the clock to pass the first URL's expiry (seconds away), not for anything to be fast.
+        await asyncio.sleep(int(parse_qs(urlsplit(first).query)["exp"][0]) - time.time() + 0.2)
+        async with http.get(first) as resp:
+            assert resp.status == 403 and "expired" in await resp.text()
+
+        async with http.get(url, allow_redirects=False) as resp:
+            assert resp.status == 302
+            second = urljoin(url, resp.headers["Location"])
+        assert second != first
+        async with http.get(url) as resp:  # followed as a browser does: a fresh store URL, the image again
+            assert resp.status == 200 and [hop.status for hop in resp.history] == [302]
+            assert await resp.read() == expected
 
 
 async def test_a_maximal_prompt_with_mentions_and_markdown_posts_cut_with_an_ellipsis_when_imagined(stack: PeelStack):

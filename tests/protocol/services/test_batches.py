@@ -21,6 +21,7 @@ from bot.core.models import Group, ItemInputs, JobKind, JobParams, JobRequest, N
 from bot.dispatch import SubmitStatus
 from bot.ledger import Ledger
 from bot.settings import BotSettings
+from bot.web import StableLinks
 from storage.memory import MemoryStore
 from tests.e2e.bot._batchzips import make_zip
 from tests.fakes.gateway import MemoryRunpod
@@ -224,6 +225,28 @@ async def test_fresh_link_rebuilds_the_zip_when_the_archive_is_gone(
     await service.fresh_link(job)
 
     assert [info.key async for info in store.list("zips/")] != []
+
+
+async def test_the_zip_link_and_new_link_are_stable_links_to_the_archive_when_users_reach_the_web_server(
+    group: Group, runtime: Runtime, store: MemoryStore, run_to_end: RunToEnd, tmp_path: Path
+) -> None:
+    stable = StableLinks(b"test-secret", "https://peel.example.com")
+    service = BatchService(dataclasses.replace(runtime, stable_links=stable))
+    plan = await service.plan_from_file(await write_zip(tmp_path / "in.zip", 2), slash_request(), source="in.zip")
+    result = await service.start(plan, group_id=group.id, is_admin=False)
+    assert result.job is not None
+    job = await run_to_end(result.job.id)
+
+    download = await service.build_download(job)
+    fresh = await service.fresh_link(job)
+
+    for url in (download.url, fresh):
+        assert url.startswith("https://peel.example.com/l/")
+        target = stable.resolve(url.rpartition("/")[2])
+        assert target is not None and (target.key, target.filename) == (download.key, f"peel-{job.id}.zip")
+    await store.delete(download.key)  # the lifecycle rule removed it: New link writes it again, same name
+    rebuilt = stable.resolve((await service.fresh_link(job)).rpartition("/")[2])
+    assert rebuilt is not None and await store.exists(rebuilt.key)
 
 
 async def test_intake_limits_set_in_the_environment_bound_the_zips_the_services_plan(

@@ -2,6 +2,7 @@
 
 import asyncio
 import csv
+import dataclasses
 import io
 import json
 import zipfile
@@ -16,6 +17,7 @@ from bot.app.groups import GroupError, GroupService
 from bot.app.runtime import Runtime
 from bot.core.models import Group, JobId, JobKind, JobParams, JobRequest, UserId
 from bot.ledger import Ledger
+from bot.web import StableLinks
 from storage import s3  # noqa: F401  # copy_object imports it lazily; importing reads files, which blocks a loop
 from storage.memory import MemoryStore
 from tests.e2e.bot._batchzips import make_zip
@@ -105,6 +107,20 @@ async def test_download_leaves_out_images_deleted_with_the_cross(
     assert not [name for name in archive.namelist() if "deleted" in name]
     assert [n for _, n in await service.groups_with_counts(guild_id=7)] == [4]
     assert len(await ledger.images(job_id=deleted)) == 4  # still the job's: only the group lets them go
+
+
+async def test_download_answers_a_stable_link_when_users_reach_the_web_server(
+    runtime: Runtime, store: MemoryStore, group: Group, run_to_end: RunToEnd, tmp_path: Path
+) -> None:
+    await batch_into(runtime, group, run_to_end, tmp_path, 2)
+    stable = StableLinks(b"test-secret", "https://peel.example.com")
+
+    download = await GroupService(dataclasses.replace(runtime, stable_links=stable)).download(group)
+
+    assert download.url.startswith("https://peel.example.com/l/")
+    target = stable.resolve(download.url.rpartition("/")[2])
+    assert target is not None and (target.key, target.filename) == (download.key, download.filename)
+    assert await store.exists(target.key)
 
 
 async def test_download_zips_every_image_and_both_manifests(

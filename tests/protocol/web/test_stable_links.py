@@ -6,7 +6,7 @@ from urllib.parse import parse_qs, urlsplit
 from aiohttp import ClientSession
 
 from bot.web import LinkServer, StableLinks, make_app
-from bot.web.app import REDIRECT_EXPIRES_S
+from bot.web.app import REDIRECT_EXPIRES_S, ZIP_GONE
 from storage.links import LinkSigner
 from tests.fakes.s3 import MotoS3
 from tests.protocol.web.conftest import SECRET, SECRET_FILE_TEXT, Served
@@ -68,6 +68,23 @@ async def test_stable_link_to_a_deleted_object_is_410(served: Served, http: Clie
     async with http.get(url, allow_redirects=False) as resp:
         assert resp.status == 410
         assert "Location" not in resp.headers
+
+
+async def test_stable_link_to_a_deleted_zip_is_410_saying_how_to_get_a_fresh_one(
+    served: Served, http: ClientSession
+) -> None:
+    key = "zips/j_1/batch-3of3-20261205.zip"
+    await served.store.put(key, b"PK zip bytes")
+    url = StableLinks(SECRET, served.base_url).url(key, filename="peel-j_1.zip")
+    async with http.get(url) as resp:
+        assert resp.status == 200 and await resp.read() == b"PK zip bytes"
+    await served.store.delete(key)  # as the bucket's lifecycle rule does
+    async with http.get(url, allow_redirects=False) as resp:
+        assert resp.status == 410
+        assert "Location" not in resp.headers
+        text = await resp.text()
+    assert text == ZIP_GONE + "\n"
+    assert "New link" in text and "/group download" in text
 
 
 async def test_stable_link_redirects_to_a_presigned_url_when_the_store_is_s3(

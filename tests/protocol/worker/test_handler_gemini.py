@@ -10,19 +10,22 @@ import io
 import json
 import socket
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from PIL import Image
 
 from bot.core import models
 from bot.core.item_errors import item_error_message
 from bot.core.manifest import ManifestHeader, item_row, render_csv, render_json
 from local.gemini.faults import Faults
 from local.gemini.server import LocalGemini
+from storage import Body, ObjectInfo, StorageUnavailableError
 from storage.file import FileStore
+from storage.keys import THUMB_SUFFIX, thumb_key
 from tests.fakes.models import batch_job
 from worker.contract import ChunkResult, ErrorCode, ItemError, ItemOk
 from worker.gemini import GeminiImageGenerator
@@ -95,7 +98,7 @@ async def test_blocked_prompts_fail_alone_and_a_rerun_asks_gemini_only_for_them_
         error = first.results[index]
         assert isinstance(error, ItemError)
         assert (error.code, error.retryable) == (ErrorCode.SAFETY, False)
-    stored = [info.key async for info in rig.store.list("outputs/j_proto/")]
+    stored = [info.key async for info in rig.store.list("outputs/j_proto/") if info.key.endswith(".png")]
     assert len(stored) == 18
     assert "outputs/j_proto/00004.png" not in stored
     before = await rig.stats()
@@ -128,6 +131,58 @@ async def test_stored_outputs_are_pngs_of_the_reported_size_when_generated(rig: 
         head = await rig.store.read_range(item.key, 0, 24)
         assert head.startswith(b"\x89PNG\r\n\x1a\n")
         assert (int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")) == (item.width, item.height)
+
+
+async def test_each_made_image_has_a_webp_thumbnail_beside_it_of_its_size_or_smaller(rig: Rig) -> None:
+    result = await rig.run(make_chunk(3, concurrency=3))
+
+    assert result.ok == 3
+    for item in result.results:
+        assert isinstance(item, ItemOk)
+        thumb = await rig.store.get_bytes(thumb_key(item.key))
+        with Image.open(io.BytesIO(thumb)) as image:
+            assert image.format == "WEBP"
+            assert image.size == (item.width, item.height)  # 64 px drawn: never enlarged to THUMB_MAX_PX
+
+
+class _ThumbnailsRefusedStore(FileStore):
+    """A file store that is unavailable for thumbnails only."""
+
+    refused = 0
+
+    async def put(self, key: str, body: Body, *, content_type: str | None = None) -> ObjectInfo:
+        if key.endswith(THUMB_SUFFIX):
+            self.refused += 1
+            raise StorageUnavailableError("thumbnails refused")
+        return await super().put(key, body, content_type=content_type)
+
+
+async def test_a_thumbnail_that_cannot_be_written_leaves_every_item_ok(rig: Rig, tmp_path: Path) -> None:
+    store = _ThumbnailsRefusedStore(tmp_path / "refusing")
+    rig.deps = replace(rig.deps, store=store)
+
+    result = await rig.run(make_chunk(4, concurrency=2))
+
+    assert (result.ok, result.failed) == (4, 0)
+    assert store.refused == 4  # one try each, no retry
+    assert [info.key async for info in store.list("outputs/j_proto/")] == [
+        f"outputs/j_proto/{i:05d}.png" for i in range(4)
+    ]
+
+
+async def test_a_rerun_writes_a_missing_thumbnail_and_leaves_an_existing_one_alone(rig: Rig, tmp_path: Path) -> None:
+    chunk = make_chunk(2, concurrency=2)
+    await rig.run(chunk)
+    kept = tmp_path / "store" / "outputs/j_proto/00000.thumb.webp"
+    kept_at = (await asyncio.to_thread(kept.stat)).st_mtime_ns
+    await rig.store.delete("outputs/j_proto/00001.thumb.webp")  # as for an output made before thumbnails
+
+    again = await rig.run(chunk)
+
+    assert all(isinstance(r, ItemOk) and r.skipped for r in again.results)
+    assert (await asyncio.to_thread(kept.stat)).st_mtime_ns == kept_at
+    with Image.open(io.BytesIO(await rig.store.get_bytes("outputs/j_proto/00001.thumb.webp"))) as image:
+        assert image.format == "WEBP"
 
 
 def closed_port() -> int:

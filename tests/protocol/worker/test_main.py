@@ -53,7 +53,7 @@ async def test_test_input_runs_one_job_and_prints_its_manifest_when_gemini_is_up
         assert "Job result: {'output': {'schema': 1, 'type': 'result', 'ok': 3, 'failed': 0" in ran.stdout
         assert gemini.stats.requests == 3
     outputs = sorted(await asyncio.to_thread(os.listdir, store / "outputs" / "j_local_test"))
-    assert outputs == ["00000.png", "00001.png", "00002.png"]
+    assert outputs == [f"0000{i}.{kind}" for i in range(3) for kind in ("png", "thumb.webp")]
     assert KEY not in ran.stdout + ran.stderr
     assert "Unclosed" not in ran.stdout + ran.stderr  # the Gemini session is closed before the SDK exits
 

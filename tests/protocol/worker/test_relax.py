@@ -20,6 +20,7 @@ from PIL import Image
 from local.gemini.server import LocalGemini
 from storage import StorageUnavailableError
 from storage.file import FileStore
+from storage.keys import THUMB_MAX_PX, thumb_key
 from storage.memory import MemoryStore
 from tests.protocol.worker.test_gemini_generator import noise_png as noise_image
 from worker.contract import ChunkResult, ErrorCode, ItemError, ItemOk, RelaxPrepareResult
@@ -236,17 +237,33 @@ async def test_collect_maps_each_line_to_its_item_and_writes_the_images(rig: Rig
         assert image.text["prompt"] == "a lighthouse, take 0" and image.text["mode"] == "relax"  # type: ignore[attr-defined]
         assert image.text["seed"] == "0" and image.text["job_id"] == "j_relax"  # type: ignore[attr-defined]
     assert not await rig.store.exists("out/j_relax/1.png")
+    with Image.open(io.BytesIO(await rig.store.get_bytes(thumb_key("out/j_relax/0.png")))) as thumb:
+        assert (thumb.format, thumb.size) == ("WEBP", (24, 24))  # beside the image, of its size (never enlarged)
+    assert not await rig.store.exists(thumb_key("out/j_relax/1.png"))
+
+
+async def test_collect_writes_the_thumbnail_an_output_stored_before_lacks(rig: Rig) -> None:
+    await rig.store.put("out/j_relax/0.png", png((5, 5, 5), 400))  # made before the worker wrote thumbnails
+    name = await rig.plant([{"key": "0", "response": answer(png((5, 5, 5)))}])
+
+    result = ChunkResult.model_validate(await rig.run(collect_input(name, 1)))
+
+    assert isinstance(ok := result.results[0], ItemOk) and ok.skipped
+    with Image.open(io.BytesIO(await rig.store.get_bytes(thumb_key("out/j_relax/0.png")))) as thumb:
+        assert (thumb.format, thumb.size) == ("WEBP", (THUMB_MAX_PX, THUMB_MAX_PX))
 
 
 async def test_collect_again_writes_nothing_twice(rig: Rig) -> None:
     name = await rig.plant([{"key": str(i), "response": answer(png((i, 0, 0)))} for i in range(3)])
     first = ChunkResult.model_validate(await rig.run(collect_input(name, 3)))
     assert first.ok == 3 and not any(r.skipped for r in first.results if isinstance(r, ItemOk))
-    path = rig.root / "out/j_relax/1.png"
+    path, thumb = rig.root / "out/j_relax/1.png", rig.root / "out/j_relax/1.thumb.webp"
     written_at = (await asyncio.to_thread(path.stat)).st_mtime_ns
+    thumb_at = (await asyncio.to_thread(thumb.stat)).st_mtime_ns
     again = ChunkResult.model_validate(await rig.run(collect_input(name, 3)))
     assert again.ok == 3 and all(isinstance(r, ItemOk) and r.skipped for r in again.results)
     assert (await asyncio.to_thread(path.stat)).st_mtime_ns == written_at
+    assert (await asyncio.to_thread(thumb.stat)).st_mtime_ns == thumb_at  # an existing thumbnail is left alone
 
 
 async def test_collect_skips_a_stored_output_by_its_line_key_without_reading_the_rest(rig: Rig) -> None:

@@ -14,6 +14,7 @@ from bot.core.render import (
     escape_markdown,
     eta_s,
     format_duration,
+    fresh_zip_line,
     generating_state,
     image_line,
     lifecycle_line,
@@ -195,6 +196,15 @@ def test_truncate_marks_the_cut() -> None:
 def test_download_line_masks_the_link_and_says_when_it_expires() -> None:
     line = download_line("http://x/files/a.zip?sig=1", what="12 images", expires_s=7 * 86400)
     assert line == "📦 [Download the ZIP](<http://x/files/a.zip?sig=1>) — 12 images; the link expires in 7 days"
+
+
+def test_a_stable_download_link_says_it_works_as_long_as_the_zip_is_kept() -> None:
+    line = download_line("http://x/l/abc.def", what="12 images", expires_s=None)
+    assert line == "📦 [Download the ZIP](<http://x/l/abc.def>) — 12 images; the link works as long as the ZIP is kept"
+    assert "expires" not in fresh_zip_line("http://x/l/abc.def", expires_s=None)
+    assert fresh_zip_line("http://x/files/a.zip", expires_s=3 * 3600) == (
+        "📦 A fresh link to the ZIP (the link expires in 3h 00m): http://x/files/a.zip"
+    )
 
 
 @pytest.mark.parametrize(
