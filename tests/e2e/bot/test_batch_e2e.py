@@ -271,7 +271,8 @@ async def test_batch_runs_in_one_thread_and_retry_makes_only_retryable_failures_
     assert thread["name"].startswith("make it blue --ar 1:1") and thread["name"].endswith("200 images")
     shared["thread"] = thread["id"]
     progress = await alice.wait_for_message(lambda m: "remaining" in m.content, channel=thread["id"], timeout=10)
-    assert [b["label"] for b in progress.buttons()] == ["Pause", "Cancel"]  # Resume replaces Pause once paused
+    # Resume replaces Pause once paused; Gallery opens the thread's gallery page at this batch
+    assert [b["label"] for b in progress.buttons()] == ["Pause", "Cancel", "Gallery"]
 
     first = await summaries(alice, thread["id"], 1)
     assert "✅ 193 made · ❌ 2 failed · 🚫 5 blocked" in first.content, first.content
@@ -282,6 +283,7 @@ async def test_batch_runs_in_one_thread_and_retry_makes_only_retryable_failures_
         "Retry failed, changed…",
         "New link",
         "Download ZIP",
+        "Gallery",
     ]
     bot_messages = [m for m in alice.messages(thread["id"]) if not m.is_ephemeral]
     # one progress message, the first results and one summary: the thread is not flooded
@@ -510,7 +512,7 @@ async def test_batch_pauses_resumes_and_survives_a_restart_when_asked(
     paused = await ledger.get_job(job.id)
     assert paused is not None and paused.status is JobStatus.PAUSED and paused.remaining > 0
     await alice.wait_until(lambda: "(paused)" in alice._message(progress.id).content, timeout=10)
-    assert [b["label"] for b in alice._message(progress.id).buttons()] == ["Resume", "Cancel"]
+    assert [b["label"] for b in alice._message(progress.id).buttons()] == ["Resume", "Cancel", "Gallery"]
     assert "Not your batch" in await refusal_of(stack.driver("bob"), progress, "Resume", thread["id"])
     await asyncio.sleep(1.0)
     still = await ledger.get_job(job.id)
@@ -761,7 +763,11 @@ async def test_summary_goes_to_the_channel_and_edits_stop_when_the_thread_is_del
     assert "thread was deleted or is out of reach" in summary.content
     assert "✅ 100 made" in summary.content, summary.content
     assert len(pngs(await fetch_zip(http, summary))) == 100
-    assert [b["label"] for b in summary.buttons()] == ["New link", "Download ZIP"]
+    assert [b["label"] for b in summary.buttons()] == [
+        "New link",
+        "Download ZIP",
+        "Gallery",
+    ]  # the gallery outlives its thread
     # One edit found the thread gone (404, 10003 Unknown Channel); none after it.
     edits = [r for r in stack.pg.state.requests if r.startswith("PATCH") and edit_path in r]
     assert len(edits) - edits_before == 1 and edits[-1].endswith("-> 404"), edits

@@ -246,3 +246,66 @@ async def test_hostile_prompts_and_file_names_render_as_text_and_run_nothing(
     await page.wait_for_timeout(300)
     assert dialogs == []
     assert await page.locator("img[src='x']").count() == 0
+
+
+async def ephemeral_answer(driver: Any, name: str, options: dict[str, object], *, channel: str) -> Any:
+    before = len(driver.messages(channel))
+    await driver.slash(name, options, channel=channel)
+    found = await driver.wait_for(
+        lambda ms: [m for m in ms[before:] if m.is_ephemeral and not m.is_loading and (m.content or m.embeds)],
+        channel=channel,
+        timeout=20,
+    )
+    return found[0]
+
+
+def link_in(message: Any) -> str:
+    buttons = [c for row in message.components for c in row.get("components", [])]
+    [url] = [c["url"] for c in buttons if c.get("label") == "Gallery"]
+    return str(url)
+
+
+async def status_of(http: aiohttp.ClientSession, url: str) -> tuple[int, str]:
+    async with http.get(url, allow_redirects=False) as resp:
+        return resp.status, (await resp.read()).decode(errors="replace")
+
+
+@pytest.mark.timeout(120)
+async def test_group_gallery_gives_the_link_and_revoke_replaces_it_for_the_owner_only(
+    gallery: dict[str, Any], stack: PeelStack
+) -> None:
+    alice, bob = stack.driver("alice"), stack.driver("bob")
+    thread = gallery["thread"]
+    answer = await ephemeral_answer(bob, "group gallery", {}, channel=thread)
+    group_link = link_in(answer)
+    assert group_link == gallery["url"].split("?")[0]  # the group's one link; the batch's adds ?job=
+    async with aiohttp.ClientSession() as http:
+        assert (await status_of(http, group_link))[0] == 200
+
+        refused = await ephemeral_answer(bob, "group gallery", {"revoke": True}, channel=thread)
+        assert "owner" in json.dumps(refused.embeds) + refused.content
+        assert (await status_of(http, group_link))[0] == 200  # bob changed nothing
+
+        new_link = link_in(await ephemeral_answer(alice, "group gallery", {"revoke": True}, channel=thread))
+        assert new_link != group_link
+        status, body = await status_of(http, group_link)
+        assert status == 403 and "revoked" in body and "watercolour" not in body and gallery["job"].id not in body
+        assert (await status_of(http, gallery["url"]))[0] == 403  # the posted batch link went with it
+        assert (await status_of(http, new_link))[0] == 200
+
+        token = new_link.rsplit("/", 1)[1]
+        tampered = new_link[: -len(token)] + token[:-1] + ("A" if token[-1] != "A" else "B")
+        for bad in (tampered, new_link[: -len(token)] + "nope", new_link + "x"):
+            status, body = await status_of(http, bad)
+            assert status == 404 and "watercolour" not in body, bad
+
+        # Another group's link reaches nothing of this one.
+        known = {t["id"] for t in alice.threads()}
+        await ephemeral_answer(alice, "group new", {"name": "empty group"}, channel="general")
+        other_thread = next(t for t in alice.threads() if t["id"] not in known)["id"]
+        first = await alice.wait_for_message(lambda m: "New group" in m.content, channel=other_thread, timeout=20)
+        other = link_in(first)
+        assert other.split("/g/")[1] != token
+        for path in (f"/item/{gallery['job'].id}/0", f"/thumb/{gallery['job'].id}/0", f"/image/{gallery['job'].id}/0"):
+            assert (await status_of(http, other + path))[0] == 404, path
+            assert (await status_of(http, new_link + path))[0] in (200, 302), path
