@@ -155,7 +155,7 @@ async def test_the_first_screen_of_a_1000_image_gallery_is_small_and_quick(
     transferred = sum(sizes)
     print(f"gallery first screen: {first_screen_s:.2f} s, {transferred / 1e6:.2f} MB")
     assert transferred < 2_000_000, transferred
-    assert first_screen_s < 10  # the 1 s figure is bench/gallery_first_screen.py's, on an idle machine
+    assert first_screen_s < 10  # a bound for a loaded CI machine; bench/gallery_page.py measures the 1 s target
     summary = await page.locator("#summary").inner_text()
     assert f"{N:,}" in summary or str(N) in summary
     assert await page.locator("#filter-made .count").inner_text() == f"({N - 5})"
