@@ -40,7 +40,7 @@ from storage import LinkSigner
 from storage.keys import thumb_key
 from storage.memory import MemoryStore
 from storage.thumbnails import make_thumbnail
-from tests.e2e.conftest import CHROMIUM, FLAGS
+from tests.e2e.conftest import CHROMIUM, VISIBLE_IMAGES_LOADED, chromium
 from tests.fakes.clock import FakeClock
 from tests.fakes.gallery import OK, add_job
 
@@ -80,38 +80,23 @@ async def write_thumbnails(store: MemoryStore) -> None:
             await store.put(thumb_key(info.key), small, content_type="image/webp")
 
 
-VISIBLE_IMAGES_LOADED = """() => {
-  const shown = Array.from(document.querySelectorAll('#grid img')).filter((img) => {
-    const r = img.getBoundingClientRect();
-    return r.top < window.innerHeight && r.bottom > 0;
-  });
-  return shown.length > 0 && shown.every((img) => img.complete && img.naturalWidth > 0);
-}"""
-
-
 async def first_screen(url: str) -> dict[str, str]:
     """Open `url` in headless Chromium; return its first screen's time and bytes (nothing without Chromium)."""
     if not CHROMIUM.exists():
         return {}
-    from playwright.async_api import async_playwright
+    sizes: list[int] = []
 
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS, headless=True)
-        try:
-            page = await browser.new_page(viewport={"width": 1280, "height": 900})
-            sizes: list[int] = []
+    async def on_response(response: object) -> None:
+        sizes.append(len(await response.body()))  # type: ignore[attr-defined]
 
-            async def on_response(response: object) -> None:
-                sizes.append(len(await response.body()))  # type: ignore[attr-defined]
-
-            page.on("response", on_response)
-            start = time.perf_counter()
-            await page.goto(url)
-            await page.wait_for_function(VISIBLE_IMAGES_LOADED, timeout=30_000)
-            seconds = time.perf_counter() - start
-            await page.wait_for_load_state("networkidle")
-        finally:
-            await browser.close()
+    async with chromium() as browser:
+        page = await browser.new_page(viewport={"width": 1280, "height": 900})
+        page.on("response", on_response)
+        start = time.perf_counter()
+        await page.goto(url)
+        await page.wait_for_function(VISIBLE_IMAGES_LOADED, timeout=30_000)
+        seconds = time.perf_counter() - start
+        await page.wait_for_load_state("networkidle")
     return {"first_screen_s": f"{seconds:.2f}", "first_screen_bytes": str(sum(sizes))}
 
 

@@ -1,6 +1,7 @@
 """Fixtures of the end-to-end tests: headless Debian Chromium for the browser tests (nothing downloads a browser)."""
 
 import asyncio
+import contextlib
 import os
 import subprocess
 from collections.abc import AsyncIterator
@@ -36,8 +37,19 @@ def ensure_chromium() -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
+# True once every image of a gallery grid within the viewport has loaded: a page's first screen, as a user sees it.
+VISIBLE_IMAGES_LOADED = """() => {
+  const shown = Array.from(document.querySelectorAll('#grid img')).filter((img) => {
+    const r = img.getBoundingClientRect();
+    return r.top < window.innerHeight && r.bottom > 0;
+  });
+  return shown.length > 0 && shown.every((img) => img.complete && img.naturalWidth > 0);
+}"""
+
+
+@contextlib.asynccontextmanager
+async def chromium() -> AsyncIterator[Browser]:
+    """Launch the headless Chromium the browser tests use (installed first if missing) and close it after."""
     await asyncio.to_thread(ensure_chromium)
     async with async_playwright() as p:
         launched = await p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS, headless=True)
@@ -45,3 +57,9 @@ async def browser() -> AsyncIterator[Browser]:
             yield launched
         finally:
             await launched.close()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with chromium() as launched:
+        yield launched

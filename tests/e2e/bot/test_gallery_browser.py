@@ -19,13 +19,13 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 
 from bot.core.models import JobStatus
 from local.discord.state import Upload
 from tests.e2e.bot._batchzips import tiny_png
 from tests.e2e.bot.test_batch_e2e import _job_of_thread, new_thread, plan_message, summaries
-from tests.e2e.conftest import CHROMIUM, FLAGS, ensure_chromium
+from tests.e2e.conftest import VISIBLE_IMAGES_LOADED, chromium
 from tests.fakes.peel_stack import PeelStack, peel_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
@@ -78,13 +78,8 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[PeelS
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def browser() -> AsyncIterator[Browser]:
     """One headless Chromium for the module, on the module's loop (the stack's)."""
-    await asyncio.to_thread(ensure_chromium)
-    async with async_playwright() as p:
-        launched = await p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS, headless=True)
-        try:
-            yield launched
-        finally:
-            await launched.close()
+    async with chromium() as launched:
+        yield launched
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -130,15 +125,6 @@ async def open_page(browser: Browser, url: str) -> tuple[Page, list[str], list[i
     page.on("dialog", on_dialog)
     page.on("response", on_response)
     return page, dialogs, sizes
-
-
-VISIBLE_IMAGES_LOADED = """() => {
-  const shown = Array.from(document.querySelectorAll('#grid img')).filter((img) => {
-    const r = img.getBoundingClientRect();
-    return r.top < window.innerHeight && r.bottom > 0;
-  });
-  return shown.length > 0 && shown.every((img) => img.complete && img.naturalWidth > 0);
-}"""
 
 
 @pytest.mark.timeout(400)
