@@ -40,7 +40,7 @@ from bot.core.render import (
     truncate,
 )
 from bot.errors import UserFacingError
-from bot.exts._access import NotOwnerError
+from bot.exts._access import AccessPolicy, NotOwnerError, actor_of
 from bot.exts._errors import send_error
 from bot.exts._send import fit_content, fit_modal, fit_thread_name, fit_view
 from bot.exts.imagine._components import modal_values
@@ -668,6 +668,11 @@ class BatchCog(commands.Cog):
         text = progress_message(
             prompt=plan.display_prompt, owner_mention=f"<@{job.owner_id}>", progress=snapshot.progress
         )
+        # The thread's gallery link is issued now, by its owner: it may export when they may (their roles are known
+        # here, in their interaction, and not later).
+        self._gallery_urls[job.id] = await self._gallery_url(
+            job, can_export=self._may_export(interaction.user, interaction.guild_id)
+        )
         view = _view(job.id, _pause_or_resume(job), "stop")
         await self._add_gallery(view, job)
         progress = await thread.send(
@@ -688,14 +693,18 @@ class BatchCog(commands.Cog):
         if url is not None:
             view.add_item(discord.ui.Button(label="Gallery", emoji="🖼️", style=discord.ButtonStyle.link, url=url))
 
-    async def _gallery_url(self, job: Job) -> str | None:
+    async def _gallery_url(self, job: Job, *, can_export: bool = False) -> str | None:
         if self.gallery is None or not self.gallery.available():
             return None
         group = await self.service.group_of(job)
         if group is None:
             return None
-        link = await self.gallery.link(group, issued_by=job.owner_id, job_id=job.id)
+        link = await self.gallery.link(group, issued_by=job.owner_id, can_export=can_export, job_id=job.id)
         return link.url
+
+    def _may_export(self, user: discord.abc.User, guild_id: int | None) -> bool:
+        access = getattr(self.bot, "access", None)  # PeelBot's policy, without importing PeelBot (a cycle)
+        return isinstance(access, AccessPolicy) and access.may_export(actor_of(user, guild_id))
 
     async def _thread_of(self, plan: BatchPlan) -> tuple[discord.Thread, Group]:
         """Return where a plan runs: the retried batch's thread for a changed retry, else a new thread."""
