@@ -112,7 +112,6 @@ class RelaxMixin(SchedulingMixin, CancelsMixin):
                     await self._close_cancelled(part)
                 else:
                     await self._advance(part, job)
-                self._relax_trouble = None  # every call of the step was answered
             except GeminiBatchError as exc:
                 await self._batch_call_failed(part, job, exc)
             except RunpodError as exc:
@@ -172,7 +171,12 @@ class RelaxMixin(SchedulingMixin, CancelsMixin):
                     self._positions.pop(job.id, None)
                     job = started or job
                     self._events.publish(Started(job=job))
-                await self._prepare(part, job)
+                try:
+                    await self._prepare(part, job)
+                except RunpodError as exc:  # the part waits in the ledger; its prepare is sent on a later round
+                    log.warning("relax part %d: RunPod failed: %s", part.chunk_id, exc, extra={"job_id": job.id})
+                    if self._runpod_failed(exc):
+                        return
 
     # ---- preparing -----------------------------------------------------------------------------------------------
 
@@ -245,6 +249,7 @@ class RelaxMixin(SchedulingMixin, CancelsMixin):
         assert part.input_file is not None
         name = relax_display_name(job.id, part.chunk_id)
         batch = await self._batches.find(name)
+        self._relax_trouble = None  # the Batch API answered
         if batch is None:
             batch = await self._batches.create(model=job.params.model, file_name=part.input_file, display_name=name)
             log.info("relax part %d: Gemini batch %s created", part.chunk_id, batch.name, extra={"job_id": job.id})
@@ -271,6 +276,7 @@ class RelaxMixin(SchedulingMixin, CancelsMixin):
         if part.checked_at is not None and now - part.checked_at < self._policy.relax.poll:
             return
         batch = await self._batches.get(part.batch_name)
+        self._relax_trouble = None  # the Batch API answered
         changed = batch.state != part.batch_state or batch.counts != part.counts
         if batch.state in ENDED_UNMADE:
             await self._batch_ended_unmade(part, batch)

@@ -53,6 +53,8 @@ class RelaxRunpod(MemoryRunpod):
         kind = payload.get("kind")
         if kind not in ("relax_prepare", "relax_collect"):
             return await super().run(payload, **kwargs)  # type: ignore[arg-type]
+        if self.run_errors:
+            raise self.run_errors.popleft()
         self._next += 1
         parsed = (RelaxPrepareInput if kind == "relax_prepare" else RelaxCollectInput).model_validate(payload)
         job = RelaxJob(id=f"rx-{self._next}", input=parsed)

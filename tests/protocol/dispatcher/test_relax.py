@@ -14,6 +14,7 @@ from bot.core.relax import RelaxPhase, RelaxPolicy
 from bot.dispatch import Dispatcher
 from bot.gemini.types import GeminiBatchError, GeminiProblem
 from bot.ledger import Ledger
+from bot.runpod.errors import RunpodUnavailableError
 from storage.memory import MemoryStore
 from tests.fakes.clock import FakeClock
 from tests.fakes.relax import MemoryBatches, RelaxRunpod
@@ -333,3 +334,20 @@ async def test_fast_batches_never_go_through_relax(make, runpod: RelaxRunpod, ge
     assert result.job is not None
     await dispatcher.run_once()
     assert len(runpod.active()) == 1 and runpod.relax == {} and gemini.calls == {}
+
+
+async def test_a_part_whose_prepare_runpod_refused_waits_in_the_ledger_and_goes_once_runpod_answers(
+    make: Callable[..., Dispatcher], runpod: RelaxRunpod, ledger: Ledger, clock: FakeClock
+) -> None:
+    dispatcher = make()
+    job_id = await submit_relax(dispatcher, 3)
+    runpod.run_errors.append(RunpodUnavailableError("connection refused"))
+    await dispatcher.run_once()  # no exception out of the round: the part waits
+    [part] = await ledger.relax_parts(job_id=job_id)
+    assert part.phase is RelaxPhase.PREPARING and part.runpod_id is None
+    assert runpod.open_relax("relax_prepare") == []
+    for _ in range(3):  # RunPod's breaker probes /health on its backoff, and closes
+        clock.advance(2)
+        await dispatcher.run_once()
+    [prep] = runpod.open_relax("relax_prepare")
+    assert [i.index for i in prep.input.items] == [0, 1, 2]
