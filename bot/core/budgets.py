@@ -231,3 +231,38 @@ def gate_refusal(rule: RoleRule | None, *, batch: bool, model: str, image_size: 
     if batch and rule.max_batch_items is not None and items > rule.max_batch_items:
         return f"Your roles allow batches of at most {rule.max_batch_items:,} images; this one has {items:,}."
     return None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BudgetHold:
+    """What a new job asks of the budgets: its estimated cost, reserved with it, and the caps it must fit under.
+
+    The ledger decides it inside the transaction that creates the job, so two jobs of one user or guild submitted
+    at once cannot both take the last of a cap.
+    """
+
+    cost: int
+    limits: tuple[Limit, ...]
+    tz: ZoneInfo
+
+    def to_json(self) -> dict[str, object]:
+        """Return the caps and time zone as stored with the reservation (the dispatcher checks them again)."""
+        return {
+            "tz": self.tz.key,
+            "limits": [{"scope": lim.scope.value, "period": lim.period.value, "cap": lim.cap} for lim in self.limits],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object], *, cost: int = 0) -> "BudgetHold":
+        """Rebuild the stored caps (`cost` is what is asked now)."""
+        raw = data.get("limits", [])
+        limits = tuple(
+            Limit(scope=ScopeKind(str(e["scope"])), period=Period(str(e["period"])), cap=int(e["cap"]))
+            for e in (raw if isinstance(raw, list) else [])
+            if isinstance(e, dict)
+        )
+        return cls(cost=cost, limits=limits, tz=ZoneInfo(str(data.get("tz", "UTC"))))
+
+    def resets(self, now: datetime) -> dict[Period, datetime]:
+        """Return when each period holding `now` resets."""
+        return {p: next_reset(now, p, self.tz) for p in Period}
