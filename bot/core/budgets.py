@@ -217,6 +217,12 @@ def check(cost: int, limits: Sequence[Limit], used: Usage, resets: Mapping[Perio
     )
 
 
+def room(limits: Sequence[Limit], used: Usage) -> int | None:
+    """Return what may still be spent under every limit (negative when past one; None: no limit applies)."""
+    rooms = [limit.cap - used.get((limit.counts, limit.period), 0) for limit in limits]
+    return min(rooms) if rooms else None
+
+
 def gate_refusal(rule: RoleRule | None, *, batch: bool, model: str, image_size: str | None, items: int) -> str | None:
     """Return why a user with `rule` may not make this request (None: they may, as anyone without a rule may)."""
     if rule is None:

@@ -251,6 +251,11 @@ class BudgetsMixin(LedgerConnection):
             found = await reservations_in(self._db, open_only=False, job_ids=[job_id])
         return found[0], BudgetHold.from_json(json_object(rows[0]["limits"]))
 
+    async def items_in_flight(self, job_id: JobId) -> int:
+        """Return how many of a job's items are out with a worker (sent, no verdict yet)."""
+        row = await self._one("SELECT count(*) FROM items WHERE job_id = ? AND status = 'submitted'", (job_id,))
+        return 0 if row is None else int(row[0])
+
     async def open_reservations(self) -> list[Reservation]:
         """Return every reservation not settled yet."""
         async with self._lock:
