@@ -57,8 +57,8 @@ class BudgetsMixin(AdmissionMixin, RelaxMixin):
     async def budget_refusal(self, job: Job) -> Refused | None:
         """Return the cap a job's next image would take over (under the caps it was admitted with), or None."""
         found = await self._ledger.reservation(job.id)
-        if found is None:
-            return None
+        if found is None or not found[1].limits:
+            return None  # no cap applied to it when it was admitted: nothing to read
         _, hold = found
         now = self._clock.now()
         used = await self._ledger.budget_usage(

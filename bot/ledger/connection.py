@@ -3,7 +3,8 @@
 One aiosqlite connection runs on one thread and its users share one transaction, so every transaction holds
 `self._lock`; writes use `BEGIN IMMEDIATE` so that a second process waits for the write lock (`busy_timeout`)
 instead of failing halfway. WAL lets readers run while a writer writes. Every state change is one transaction.
-The schema comes from numbered `migrations/NNNN_*.sql` files tracked by `PRAGMA user_version`.
+The schema comes from numbered `migrations/NNNN_*.sql` files tracked by `PRAGMA user_version` (the number of the
+last one applied; a number may be skipped, so two branches can each reserve one).
 """
 
 import asyncio
