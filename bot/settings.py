@@ -5,16 +5,46 @@ Every external service is optional: a setting left unset selects the embedded de
 """
 
 import os
+from decimal import Decimal
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import dotenv_values
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.core.batch import Speed
+from bot.core.budgets import BudgetConfig, Caps, RoleRule, micros
 from bot.core.deployment import ConfigProblem, DeploymentFacts, impossible_configurations
 
 DEFAULT_MODEL = "gemini-2.5-flash-image"
+
+
+def _caps(daily: Decimal | None, monthly: Decimal | None) -> Caps:
+    return Caps(day=None if daily is None else micros(daily), month=None if monthly is None else micros(monthly))
+
+
+class RoleBudget(BaseModel):
+    """One role's entry of `BUDGET_ROLES`: its members' caps in USD and gates (unset: no limit)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    daily: Decimal | None = Field(default=None, ge=0)
+    monthly: Decimal | None = Field(default=None, ge=0)
+    batch: bool = True
+    models: list[str] | None = None
+    allow_4k: bool = True
+    max_batch_items: int | None = Field(default=None, ge=1)
+
+    def rule(self) -> RoleRule:
+        """Return the pure rule (bot.core.budgets)."""
+        return RoleRule(
+            caps=_caps(self.daily, self.monthly),
+            batch=self.batch,
+            models=None if self.models is None else frozenset(self.models),
+            allow_4k=self.allow_4k,
+            max_batch_items=self.max_batch_items,
+        )
 
 
 class BotSettings(BaseSettings):
@@ -203,6 +233,27 @@ class BotSettings(BaseSettings):
         description='the plan\'s "Try on N" runs this many images first, then offers "Start the rest"; 0 hides it',
     )
 
+    # Budgets (bot.core.budgets): money caps in USD per day and month, and per-role gates; unset: no cap.
+    # Admins change the caps per user, role or server (stored in the ledger over these defaults).
+    budget_timezone: str = Field(
+        default="UTC", description="where a budget day starts at midnight, an IANA zone: America/Los_Angeles"
+    )
+    budget_user_daily_usd: Decimal | None = Field(default=None, ge=0, description="what one user may spend a day")
+    budget_user_monthly_usd: Decimal | None = Field(
+        default=None, ge=0, description="what one user may spend a calendar month"
+    )
+    budget_guild_daily_usd: Decimal | None = Field(
+        default=None, ge=0, description="what everyone in one server may spend together a day"
+    )
+    budget_guild_monthly_usd: Decimal | None = Field(
+        default=None, ge=0, description="what everyone in one server may spend together a calendar month"
+    )
+    budget_roles: dict[int, RoleBudget] = Field(
+        default_factory=dict,
+        description='per role: {"123": {"daily": 5, "monthly": 50, "batch": true, "models": ["gemini-2.5-flash-image"],'
+        ' "allow_4k": false, "max_batch_items": 500}}; a member of several gets the most generous',
+    )
+
     # Group export: destination name → store URL (`s3://…`, `file://…`), and who may export.
     export_destinations: dict[str, str] = Field(
         default_factory=dict, description='group export targets, name → store URL: {"archive": "s3://bucket/x"}'
@@ -232,6 +283,24 @@ class BotSettings(BaseSettings):
         default=None,
         description="Discord channel where admins are told, once per incident, of outages and configuration errors",
     )
+
+    @field_validator("budget_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}: use an IANA name such as Europe/Paris") from exc
+        return value
+
+    def budget_config(self) -> BudgetConfig:
+        """Return the budget caps and role rules of these settings (admins' overrides come from the ledger)."""
+        return BudgetConfig(
+            tz=ZoneInfo(self.budget_timezone),
+            user=_caps(self.budget_user_daily_usd, self.budget_user_monthly_usd),
+            guild=_caps(self.budget_guild_daily_usd, self.budget_guild_monthly_usd),
+            roles={role: rule.rule() for role, rule in self.budget_roles.items()},
+        )
 
     @model_validator(mode="after")
     def _runpod_is_all_or_nothing(self) -> "BotSettings":

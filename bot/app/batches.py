@@ -10,7 +10,7 @@ is the plan id: a second click (or a redelivered interaction) never queues twice
 """
 
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +34,7 @@ from bot.app.batchplan import (
     made_cost,
     snapshot_of,
 )
+from bot.app.budgets import BUDGET_TITLE, BudgetError, BudgetService, plan_cost
 from bot.app.downloads import ZipDownload, build_zip, copy_out
 from bot.app.runtime import Runtime
 from bot.core.admission import REFUSAL_TITLE
@@ -96,10 +97,19 @@ class BatchService:
     """What `/batch` does, over the runtime's store, ledger and dispatcher."""
 
     def __init__(
-        self, runtime: Runtime, *, intake_limits: IntakeLimits | None = None, limits: BatchLimits | None = None
+        self,
+        runtime: Runtime,
+        *,
+        intake_limits: IntakeLimits | None = None,
+        limits: BatchLimits | None = None,
+        budgets: BudgetService | None = None,
     ) -> None:
-        """Build the service; `intake_limits` unset: the `STORAGE_INTAKE_*` settings (defaults where unset)."""
+        """Build the service; `intake_limits` unset: the `STORAGE_INTAKE_*` settings (defaults where unset).
+
+        `budgets` checks a plan's cost against the money caps and role gates, and reserves it at Start (None: none).
+        """
         self._rt = runtime
+        self._budgets = budgets
         self._limits = limits
         self._plans = PendingPlans(runtime.backends.store, ttl_s=runtime.settings.batch_plan_ttl_s)
         self._intake = UploadIntake(
@@ -237,7 +247,7 @@ class BatchService:
         )
         check_input_images(plan)
         del report, prompts, keys  # a 10,000-row table's rows and prompts are not held while the plan is stored
-        await self.check_limits(plan, is_admin=request.is_admin)
+        await self.check_limits(plan, is_admin=request.is_admin, role_ids=request.role_ids)
         await self._plans.put(plan)
         log.info(
             "batch plan %s: %d images, %d skipped",
@@ -455,23 +465,45 @@ class BatchService:
             guild_items=sum(j.remaining for j in guild),
         )
 
-    async def check_limits(self, plan: BatchPlan, *, is_admin: bool) -> None:
-        """Refuse a plan that would exceed a cap now.
+    async def check_limits(self, plan: BatchPlan, *, is_admin: bool, role_ids: Collection[int] = ()) -> None:
+        """Refuse a plan that would exceed a cap now: batch counts, then role gates and money caps.
 
         Raises:
-            BatchError: naming the limit and by how much.
+            BatchError: naming the limit and by how much (a money cap: its spend so far, the plan's cost and when
+                it resets).
         """
         load = await self.load(owner_id=plan.owner_id, guild_id=plan.guild_id)
         refusal = limit_refusal(self.limits, load, items=len(plan.items), is_admin=is_admin)
         if refusal is not None:
             raise BatchError(refusal, title="Batch limit reached")
+        if self._budgets is not None:
+            try:
+                await self._budgets.check_plan(
+                    owner_id=plan.owner_id,
+                    guild_id=plan.guild_id,
+                    role_ids=role_ids,
+                    is_admin=is_admin,
+                    cost=plan_cost(plan),
+                    model=plan.params.model,
+                    image_sizes={item.image_size or plan.params.image_size for item in plan.items},
+                    items=len(plan.items),
+                    batch=True,
+                )
+            except BudgetError as exc:
+                raise BatchError(exc.user_message, title=exc.title) from exc
 
     async def started_job(self, key: str) -> Job | None:
         """Return the job a plan was started as (by its plan id or idempotency key), if it was."""
         return await self._rt.ledger.find_job(key)
 
     async def start(
-        self, plan: BatchPlan, *, group_id: GroupId | None, is_admin: bool, trial: int | None = None
+        self,
+        plan: BatchPlan,
+        *,
+        group_id: GroupId | None,
+        is_admin: bool,
+        trial: int | None = None,
+        role_ids: frozenset[int] = frozenset(),
     ) -> SubmitResult:
         """Queue the plan as one BATCH job in `group_id` (idempotent: `plan.key` is the key) and forget the plan.
 
@@ -483,7 +515,7 @@ class BatchService:
             BatchError: a limit is now exceeded, or the dispatcher refused the job.
         """
         if await self.started_job(plan.key) is None:
-            await self.check_limits(plan, is_admin=is_admin)
+            await self.check_limits(plan, is_admin=is_admin, role_ids=role_ids)
         # With the job: a crash cannot leave a batch without its plan, nor a trial without its hold.
         notes: dict[str, object] = {NOTE_PLAN: plan.note_json()}
         if trial is not None and 0 < trial < len(plan.items):
@@ -502,10 +534,16 @@ class BatchService:
             idempotency_key=plan.key,
             is_admin=is_admin,
             notes=notes,
+            role_ids=role_ids,
         )
+        if self._budgets is not None:  # the whole plan is reserved with the job, a trial's held items included
+            try:
+                request = await self._budgets.hold_for(request)
+            except BudgetError as exc:
+                raise BatchError(exc.user_message, title=exc.title) from exc
         result = await self._rt.dispatcher.submit(request)
         if result.job is None:
-            raise BatchError(result.message, title=REFUSAL_TITLE)
+            raise BatchError(result.message, title=BUDGET_TITLE if result.budget is not None else REFUSAL_TITLE)
         await self.discard_plan(plan.id)
         return result
 

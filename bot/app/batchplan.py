@@ -261,6 +261,7 @@ class BatchRequest:
     is_admin: bool = False
     idempotency_key: str | None = None
     refs: tuple[tuple[str, bytes], ...] = ()  # (name, bytes) of the shared reference images, as given
+    role_ids: frozenset[int] = frozenset()  # the owner's roles where they asked (budget gates and caps)
 
 
 def unit_price(params: JobParams) -> float | None:

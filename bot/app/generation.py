@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 
+from bot.app.budgets import BudgetError, BudgetService
 from bot.app.generation_types import (
     FILL_WORDING,
     MAX_REFERENCES,
@@ -79,7 +80,17 @@ log = logging.getLogger(__name__)
 class GenerationService:
     """Builds and submits interactive jobs; Discord-independent (unit-tested with the memory store)."""
 
-    def __init__(self, ledger: Ledger, dispatcher: Dispatcher, store: Store, *, default_model: str) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        dispatcher: Dispatcher,
+        store: Store,
+        *,
+        default_model: str,
+        budgets: BudgetService | None = None,
+    ) -> None:
+        """Build the service; `budgets` checks and reserves each request's cost (None: no budgets)."""
+        self._budgets = budgets
         self._ledger = ledger
         self._dispatcher = dispatcher
         self._store = store
@@ -256,6 +267,11 @@ class GenerationService:
             GenerationError: the queue filled up since the plan was shown; nothing was submitted.
         """
         await self._check_room(origin, len(plan.jobs))
+        if self._budgets is not None and len(plan.jobs) > 1:
+            try:  # all of them against the caps at once, so none is queued when the last would be refused
+                await self._budgets.check_total([p.request for p in plan.jobs])
+            except BudgetError as exc:
+                raise GenerationError(exc.user_message, title=exc.title) from exc
         return [await self.submit(p) for p in plan.jobs]
 
     async def reroll(self, job: Job, origin: Origin, *, prompt: str | None = None) -> Prepared:
@@ -364,7 +380,13 @@ class GenerationService:
         The notes travel with the request, so the ledger writes them in the transaction that creates the job: a
         crash cannot leave a job without its display prompt or break an edit chain.
         """
-        result = await self._dispatcher.submit(replace(prepared.request, notes=self.notes_of(prepared)))
+        request = replace(prepared.request, notes=self.notes_of(prepared))
+        if self._budgets is not None:
+            try:
+                request = await self._budgets.hold_for(request)
+            except BudgetError as exc:
+                raise GenerationError(exc.user_message, title=exc.title) from exc
+        result = await self._dispatcher.submit(request)
         if result.job is not None and result.status.value != "duplicate":
             log.debug("job %s prompt %.80s", result.job.id, prepared.display)
         return Submitted(result=result, prepared=prepared)

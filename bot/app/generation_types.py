@@ -94,6 +94,7 @@ class Origin:
     group_id: GroupId | None = None
     idempotency_key: str | None = None
     is_admin: bool = False
+    role_ids: frozenset[int] = frozenset()  # their roles where they ask (budget gates and caps)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -205,6 +206,7 @@ def job_request(
         parent_image_id=parent.id if parent is not None else None,
         idempotency_key=origin.idempotency_key,
         is_admin=origin.is_admin,
+        role_ids=origin.role_ids,
     )
 
 

@@ -8,40 +8,53 @@ from dataclasses import dataclass
 
 from bot.app.account import AccountService
 from bot.app.batches import BatchService
+from bot.app.budgets import BudgetService
 from bot.app.gallery import GalleryService
 from bot.app.generation import GenerationService
 from bot.app.groups import GroupService
 from bot.app.runtime import Runtime
 
 
-def generation_service(runtime: Runtime) -> GenerationService:
-    """Return the interactive-generation service over a runtime."""
+def budget_service(runtime: Runtime) -> BudgetService:
+    """Return the budgets service over a runtime (the settings' caps and role rules, admins' caps from the ledger)."""
+    return BudgetService(runtime.ledger, runtime.settings.budget_config())
+
+
+def generation_service(runtime: Runtime, budgets: BudgetService | None = None) -> GenerationService:
+    """Return the interactive-generation service over a runtime (`budgets` unset: the runtime's settings')."""
     return GenerationService(
-        runtime.ledger, runtime.dispatcher, runtime.backends.store, default_model=runtime.settings.gemini_model
+        runtime.ledger,
+        runtime.dispatcher,
+        runtime.backends.store,
+        default_model=runtime.settings.gemini_model,
+        budgets=budgets or budget_service(runtime),
     )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Services:
-    """One service per use case: interactive generation, batches, groups and their galleries, the account and queue."""
+    """One service per use case: generation, batches, groups and their galleries, the account and queue, budgets."""
 
     generation: GenerationService
     batches: BatchService
     groups: GroupService
     gallery: GalleryService
     account: AccountService
+    budgets: BudgetService
 
     @classmethod
     def of(cls, runtime: Runtime) -> "Services":
         """Build every service over an opened runtime."""
         groups = GroupService(runtime)
+        budgets = budget_service(runtime)
         return cls(
-            generation=generation_service(runtime),
-            batches=BatchService(runtime),
+            generation=generation_service(runtime, budgets),
+            batches=BatchService(runtime, budgets=budgets),
             groups=groups,
             gallery=GalleryService(runtime, groups=groups),
             account=AccountService(runtime.ledger, runtime.dispatcher),
+            budgets=budgets,
         )
 
 
-__all__ = ["Services", "generation_service"]
+__all__ = ["Services", "budget_service", "generation_service"]

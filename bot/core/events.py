@@ -4,6 +4,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from bot.core.budgets import Refused
 from bot.core.models import ImageId, Job, UserId
 
 
@@ -88,9 +89,10 @@ class JobCancelled:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class JobPaused:
-    """A batch was paused: no new chunks until resumed."""
+    """A batch was paused: no new chunks until resumed; `budget` names the money cap it reached, if that was why."""
 
     job: Job
+    budget: Refused | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

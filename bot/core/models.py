@@ -16,6 +16,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import NewType
 
+from bot.core.budgets import BudgetHold
+
 GroupId = NewType("GroupId", str)
 JobId = NewType("JobId", str)
 ImageId = NewType("ImageId", str)
@@ -360,3 +362,5 @@ class JobRequest:
     priority: Priority | None = None  # None: from the kind
     is_admin: bool = False
     notes: Mapping[str, object] = field(default_factory=dict)  # JSON notes, in the job's own transaction
+    role_ids: frozenset[int] = frozenset()  # the owner's roles where they asked (budget rules)
+    budget: BudgetHold | None = None  # its estimate, checked against its money caps and reserved with the job

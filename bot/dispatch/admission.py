@@ -8,6 +8,7 @@ from enum import StrEnum
 from pydantic import ValidationError
 
 from bot.core.admission import Admission, Caps, refusal_message
+from bot.core.budgets import Refused
 from bot.core.events import JobCancelled, JobPaused, JobResumed, Queued
 from bot.core.item_errors import item_error_message
 from bot.core.models import ChunkStatus, Job, JobId, JobRequest, JobStatus, NewItem, NewJob, Priority, UserId
@@ -38,6 +39,7 @@ class SubmitResult:
     job: Job | None
     position: int | None
     message: str
+    budget: Refused | None = None  # the money cap that refused it (status REFUSED)
 
     @property
     def accepted(self) -> bool:
@@ -97,8 +99,18 @@ class AdmissionMixin(CancelsMixin):
             idempotency_key=request.idempotency_key,
             notes=request.notes,
         )
-        creation = await self._ledger.create_job(new, items, now=self._clock.now(), admit=caps.admit)
+        creation = await self._ledger.create_job(
+            new, items, now=self._clock.now(), admit=caps.admit, hold=request.budget
+        )
         job = creation.job
+        if job is None and creation.budget is not None and request.budget is not None:
+            return SubmitResult(
+                status=SubmitStatus.REFUSED,
+                job=None,
+                position=None,
+                message=creation.budget.message(request.budget.tz),
+                budget=creation.budget,
+            )
         if job is None:
             return SubmitResult(status=SubmitStatus.REFUSED, job=None, position=None, message=refusal_message(caps))
         position = (await self._current_positions()).get(job.id)

@@ -15,9 +15,8 @@ from bot.core.outage import OutagePolicy, held_by_outage
 from bot.core.policy import DispatchPolicy
 from bot.core.relax import RelaxPolicy
 from bot.core.scheduling import done_of
-from bot.dispatch.admission import AdmissionMixin
+from bot.dispatch.budgets import BudgetsMixin
 from bot.dispatch.payloads import failure_of, parse_output
-from bot.dispatch.relax import RelaxMixin
 from bot.runpod.errors import RunpodError
 from bot.runpod.types import RemoteStatus
 from worker.contract import ChunkProgress, ChunkResult, ErrorCode, ItemError, ItemOk, ItemResult
@@ -72,7 +71,7 @@ def policy_from_settings(
     )
 
 
-class Dispatcher(AdmissionMixin, RelaxMixin):
+class Dispatcher(BudgetsMixin):
     """Schedules ledger jobs onto a RunPod endpoint and keeps the ledger in step with it."""
 
     async def run_forever(self, *, resume: bool = True) -> None:
@@ -133,6 +132,7 @@ class Dispatcher(AdmissionMixin, RelaxMixin):
         await self._give_up_unsent()
         await self._finish_jobs()
         await self._pause_finished_trials()
+        await self._enforce_budgets()
         await self._promote_waiting()
         if self._runpod.up:
             await self._schedule()

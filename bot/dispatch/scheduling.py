@@ -63,6 +63,11 @@ class SchedulingMixin(OutageMixin):
                     window=self._budget.allowed,
                 )
                 concurrency = min(concurrency, size)
+            size = await self._affordable(entry.job, size)
+            if size == 0:  # its money cap has no room beside what it has in flight (`bot.dispatch.budgets`)
+                ready[entry.job.id] = 0
+                continue
+            concurrency = min(concurrency, size)
             submitted = await self._submit_chunk(entry.job, size, concurrency, now)
             if submitted is None:
                 return
@@ -71,6 +76,10 @@ class SchedulingMixin(OutageMixin):
             running[entry.job.id] = running.get(entry.job.id, 0) + submitted
             if entry.job.priority is Priority.BATCH:
                 self._last_batch_seq = entry.seq
+
+    async def _affordable(self, job: Job, size: int) -> int:
+        """Return how many of `size` items the job's money caps allow now (`bot.dispatch.budgets` decides)."""
+        return size
 
     async def _probe_gemini(self, schedulable: Mapping[JobId, Schedulable], *, busy: bool, now: datetime) -> None:
         """While Gemini is down, send the first item in line alone, when no chunk is out and the backoff allows.

@@ -3,7 +3,8 @@
 One aiosqlite connection runs on one thread and its users share one transaction, so every transaction holds
 `self._lock`; writes use `BEGIN IMMEDIATE` so that a second process waits for the write lock (`busy_timeout`)
 instead of failing halfway. WAL lets readers run while a writer writes. Every state change is one transaction.
-The schema comes from numbered `migrations/NNNN_*.sql` files tracked by `PRAGMA user_version`.
+The schema comes from numbered `migrations/NNNN_*.sql` files tracked by `PRAGMA user_version` (the number of the
+last one applied; a number may be skipped, so two branches can each reserve one).
 """
 
 import asyncio
@@ -39,8 +40,9 @@ def _read_migrations() -> list[tuple[int, str]]:
             raise LedgerMigrationError(f"migration file {path.name!r} is not named NNNN_name.sql")
         found.append((int(match.group(1)), path.read_text(encoding="utf-8")))
     numbers = [n for n, _ in found]
-    if numbers != list(range(1, len(numbers) + 1)):
-        raise LedgerMigrationError(f"migrations must be numbered 1..n without gaps, found {numbers}")
+    # A number may be skipped (two branches reserve theirs before either is merged); each is applied once, in order.
+    if len(set(numbers)) != len(numbers) or any(n < 1 for n in numbers):
+        raise LedgerMigrationError(f"migrations must have distinct numbers from 1 up, found {numbers}")
     return found
 
 
@@ -138,8 +140,8 @@ class LedgerConnection:
         return int(row[0]) if row else 0
 
     async def known_schema_version(self) -> int:
-        """Return the schema version this code migrates to (the number of its migrations)."""
-        return len(await asyncio.to_thread(_read_migrations))
+        """Return the schema version this code migrates to (the number of its last migration)."""
+        return max((n for n, _ in await asyncio.to_thread(_read_migrations)), default=0)
 
     async def probe_write(self) -> None:
         """Make a change SQLite must journal, then roll it back; raises when the file or its folder is read-only."""
@@ -153,10 +155,10 @@ class LedgerConnection:
     async def _migrate(self, path: Path) -> None:
         migrations = await asyncio.to_thread(_read_migrations)
         current = await self.schema_version()
-        latest = len(migrations)
+        latest = max((n for n, _ in migrations), default=0)
         if current > latest:
             raise LedgerTooNewError(path, schema=current, known=latest)
-        for number, sql in migrations[current:]:
+        for number, sql in (m for m in migrations if m[0] > current):
             # executescript commits first and runs the script as is, so the migration and its version bump
             # are one transaction of their own.
             async with self._lock:

@@ -7,9 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from bot.core.admission import Admission
+from bot.core.budgets import BudgetHold, Refused
 from bot.core.models import Chunk, GroupId, ItemStatus, Job, JobId, JobStatus, NewItem, NewJob, UserId, UserLoad
 from bot.core.seeds import item_seed, output_key, seed_base
 from bot.ledger._rows import HOLD_FROM_SQL, NO_HOLD, NOTE_HOLD_FROM, chunk_from, db_time, job_from, placeholders
+from bot.ledger.budgets import refusal_in, reserve_in
 from bot.ledger.connection import LedgerConnection
 
 log = logging.getLogger(__name__)
@@ -24,6 +26,7 @@ class JobCreation:
     job: Job | None
     created: bool
     admission: Admission
+    budget: Refused | None = None  # why a budget cap refused it (`admission` is REFUSED then)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -53,6 +56,7 @@ class JobsMixin(LedgerConnection):
         *,
         now: datetime,
         admit: Callable[[UserLoad], Admission] | None = None,
+        hold: BudgetHold | None = None,
     ) -> JobCreation:
         """Create a job, its items and its notes in one transaction, unless its idempotency key already names a job.
 
@@ -63,6 +67,8 @@ class JobsMixin(LedgerConnection):
             admit: decides from the owner's current load whether the job is queued, waits, or is refused;
                 None queues it unconditionally. It runs inside the transaction, so two concurrent submissions
                 of one user cannot both take the last slot.
+            hold: the job's estimated cost and the money caps it must fit under (`bot.ledger.budgets.reserve_in`):
+                checked and reserved inside the same transaction, for the same reason; None reserves nothing.
 
         Returns:
             The existing job (`created` False) when the key was used before, else the new job, or no job when
@@ -78,6 +84,10 @@ class JobsMixin(LedgerConnection):
             admission = Admission.QUEUED if admit is None else admit(await self._load(db, job.owner_id))
             if admission is Admission.REFUSED:
                 return JobCreation(job=None, created=False, admission=admission)
+            if hold is not None:
+                refused = await refusal_in(db, owner_id=job.owner_id, guild_id=job.guild_id, hold=hold, now=now)
+                if refused is not None:
+                    return JobCreation(job=None, created=False, admission=Admission.REFUSED, budget=refused)
             status = JobStatus.QUEUED if admission is Admission.QUEUED else JobStatus.WAITING
             async with db.execute(
                 "INSERT INTO jobs (id, seq, kind, owner_id, guild_id, group_id, prompt, params, parent_image_id,"
@@ -124,6 +134,8 @@ class JobsMixin(LedgerConnection):
                 "INSERT INTO job_notes (job_id, name, value) VALUES (?, ?, ?)",
                 [(job.id, name, json.dumps(value)) for name, value in job.notes.items()],
             )
+            if hold is not None:
+                await reserve_in(db, job.id, owner_id=job.owner_id, guild_id=job.guild_id, hold=hold, now=now)
             created = await self._job_in(db, job.id)
         log.info(
             "job %s created (%s, %d items)", job.id, status, len(items), extra={"job_id": job.id, "action": "enqueue"}

@@ -1,12 +1,13 @@
 """`Ledger`: the SQLite job ledger (aiosqlite), one class composed of one mixin per aggregate.
 
 Each aggregate keeps its queries in its own module (`jobs`, `items`, `chunks`, `groups`, `gallery`, `messages`,
-`prefs`, `relax`); all of them run on the one connection, lock and transaction helper of `LedgerConnection`
+`prefs`, `relax`, `budgets`); all of them run on the one connection, lock and transaction helper of `LedgerConnection`
 (`connection`), so a method that touches several tables (creating a job with its items and notes, recording a
 chunk's outcomes with their images) is still one transaction, and callers see one `Ledger` with every method.
 """
 
 from bot.ledger._rows import new_id
+from bot.ledger.budgets import BudgetsMixin
 from bot.ledger.chunks import ChunksMixin, Recorded
 from bot.ledger.connection import BUSY_TIMEOUT_MS, MIGRATIONS_DIR, backup_path
 from bot.ledger.gallery import GalleryMixin
@@ -19,7 +20,15 @@ from bot.ledger.relax import RelaxMixin
 
 
 class Ledger(
-    JobsMixin, ItemsMixin, RelaxMixin, ChunksMixin, GroupsMixin, GalleryMixin, MessagesMixin, PreferencesMixin
+    JobsMixin,
+    ItemsMixin,
+    RelaxMixin,
+    ChunksMixin,
+    GroupsMixin,
+    GalleryMixin,
+    MessagesMixin,
+    PreferencesMixin,
+    BudgetsMixin,
 ):
     """The job ledger over one SQLite file; open with `await Ledger.open(path)`, close with `close()`."""
 

@@ -1,8 +1,11 @@
 """Settings: embedded defaults when nothing is set, secrets never shown."""
 
+from zoneinfo import ZoneInfo
+
 import pytest
 from pydantic import ValidationError
 
+from bot.core.budgets import Caps, RoleRule
 from bot.settings import BotSettings
 
 
@@ -46,3 +49,28 @@ def test_guild_administrators_are_no_peel_admins_unless_the_setting_says_so(monk
     monkeypatch.setenv("ALLOWED_GUILD_IDS", "[123]")
     settings = make_settings()
     assert settings.guild_admins_are_peel_admins is True and settings.allowed_guild_ids == [123]
+
+
+def test_budget_settings_become_caps_in_micro_dollars_and_role_rules(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BUDGET_TIMEZONE", "America/Los_Angeles")
+    monkeypatch.setenv("BUDGET_USER_DAILY_USD", "0.10")
+    monkeypatch.setenv("BUDGET_GUILD_MONTHLY_USD", "250")
+    monkeypatch.setenv("BUDGET_ROLES", '{"7": {"daily": 5, "batch": false, "models": ["m"], "max_batch_items": 50}}')
+    config = make_settings().budget_config()
+    assert config.tz == ZoneInfo("America/Los_Angeles")
+    assert config.user == Caps(day=100_000, month=None)
+    assert config.guild == Caps(day=None, month=250_000_000)
+    assert config.roles == {
+        7: RoleRule(caps=Caps(day=5_000_000), batch=False, models=frozenset({"m"}), max_batch_items=50)
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [("BUDGET_TIMEZONE", "Mars/Olympus"), ("BUDGET_ROLES", '{"7": {"dayly": 5}}')]
+)
+def test_budget_settings_that_cannot_mean_anything_are_refused(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError):
+        make_settings()

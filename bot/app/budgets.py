@@ -1,0 +1,254 @@
+"""Budgets as a service: the gates and caps a request must pass, admins' caps, and what everyone spent.
+
+The rules are `bot.core.budgets`'s; the settings give the defaults (`BotSettings.budget_config`) and admins' caps
+stored in the ledger override them per user, role or guild. A request is checked here before anything is queued
+(`check_plan`: gates, then the caps against spend and reservations now, for a message naming the cap), and the
+`BudgetHold` it returns travels with the job to the ledger, which checks it again and reserves it in the job's own
+transaction, so two requests at once cannot both take the last of a cap.
+"""
+
+import csv
+import io
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from decimal import Decimal
+
+from bot.app.batchplan import BatchPlan
+from bot.core.budgets import (
+    BudgetConfig,
+    BudgetHold,
+    Period,
+    Refused,
+    RoleRule,
+    ScopeKind,
+    check,
+    gate_refusal,
+    micros,
+    next_reset,
+    period_start,
+    room,
+)
+from bot.core.clock import Clock, SystemClock
+from bot.core.models import JobKind, JobRequest, NewItem
+from bot.errors import UserFacingError
+from bot.ledger import Ledger
+from bot.ledger.budgets import CapChange, SpendRow, overrides
+from worker.contract import model_spec
+
+BUDGET_TITLE = "Budget reached"
+GATE_TITLE = "Not allowed here"
+CSV_HEADER = ("user_id", "guild_id", "images", "usd")
+
+
+class BudgetError(UserFacingError):
+    """A request a budget refuses: a cap it would exceed (`refused`), or a role gate (`refused` None)."""
+
+    def __init__(self, user_message: str, *, title: str = BUDGET_TITLE, refused: Refused | None = None) -> None:
+        super().__init__(user_message, title=title)
+        self.refused = refused
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CapStatus:
+    """One cap that applies to someone, what counts against it now (spent and reserved), and when it resets."""
+
+    scope: ScopeKind
+    period: Period
+    cap: int
+    used: int
+    resets_at: datetime
+
+    @property
+    def remaining(self) -> int:
+        """What may still be spent under this cap (never below zero)."""
+        return max(0, self.cap - self.used)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BudgetView:
+    """What `/info` shows of a user's budgets: their spend today and this month, and every cap that applies."""
+
+    spent_today: int
+    spent_month: int
+    caps: tuple[CapStatus, ...]
+    remaining: int | None  # what the tightest cap leaves (None: no cap applies)
+
+
+def request_cost(request: JobRequest) -> int:
+    """Return the price table's cost of everything a request would make, each item at its own size and mode."""
+    spec = model_spec(request.params.model)
+    items: Iterable[NewItem] = request.items or [NewItem() for _ in range(request.params.n)]
+    total = 0
+    for item in items:
+        price = spec.price(item.inputs.image_size or request.params.image_size, batch=request.params.relax)
+        total += 0 if price is None else micros(price)
+    return total
+
+
+def plan_cost(plan: BatchPlan) -> int:
+    """Return the price table's cost of a batch plan's every item (its own size; relax: the batch price)."""
+    spec = model_spec(plan.params.model)
+    prices = (spec.price(item.image_size or plan.params.image_size, batch=plan.relax) for item in plan.items)
+    return sum(0 if price is None else micros(price) for price in prices)
+
+
+class BudgetService:
+    """Checks requests against the budgets, and lets admins set caps and read what was spent."""
+
+    def __init__(self, ledger: Ledger, defaults: BudgetConfig, *, clock: Clock | None = None) -> None:
+        """Build the service over the ledger, with the settings' caps and role rules as the defaults."""
+        self._ledger = ledger
+        self._defaults = defaults
+        self._clock = clock or SystemClock()
+
+    async def config(self) -> BudgetConfig:
+        """Return the caps in force: the settings' defaults with every cap admins have set over them."""
+        rows = await self._ledger.budget_caps()
+        base = self._defaults
+        roles: dict[int, RoleRule] = dict(base.roles)
+        for role_id, caps in overrides(rows, ScopeKind.ROLE, lambda r: base.roles.get(r, RoleRule()).caps).items():
+            roles[role_id] = replace(roles.get(role_id, RoleRule()), caps=caps)
+        return replace(
+            base,
+            roles=roles,
+            user_overrides=overrides(rows, ScopeKind.USER, lambda _: base.user),
+            guild_overrides=overrides(rows, ScopeKind.GUILD, lambda _: base.guild),
+        )
+
+    async def check_plan(
+        self,
+        *,
+        owner_id: int,
+        guild_id: int | None,
+        role_ids: Collection[int],
+        is_admin: bool,
+        cost: int,
+        model: str,
+        image_sizes: Collection[str | None],
+        items: int,
+        batch: bool,
+    ) -> BudgetHold:
+        """Check a request's gates and caps now; return the hold its job is created with.
+
+        Raises:
+            BudgetError: a role gate refuses it (which and why), or its cost would take a cap over (which cap,
+                the spend so far, the cost and when the cap resets).
+        """
+        config = await self.config()
+        if not is_admin:
+            rule = config.role_rule(role_ids)
+            for size in sorted(set(image_sizes), key=str) or [None]:
+                refusal = gate_refusal(rule, batch=batch, model=model, image_size=size, items=items)
+                if refusal is not None:
+                    raise BudgetError(refusal, title=GATE_TITLE)
+        limits = config.limits(user_id=owner_id, guild_id=guild_id, role_ids=role_ids, is_admin=is_admin)
+        hold = BudgetHold(cost=cost, limits=limits, tz=config.tz)
+        if limits:
+            now = self._clock.now()
+            used = await self._ledger.budget_usage(owner_id=owner_id, guild_id=guild_id, now=now, hold=hold)
+            decision = check(cost, limits, used, hold.resets(now))
+            if isinstance(decision, Refused):
+                raise BudgetError(decision.message(config.tz), refused=decision)
+        return hold
+
+    async def hold_for(self, request: JobRequest) -> JobRequest:
+        """Return `request` with its budget hold, checked now (its cost from the price table).
+
+        Raises:
+            BudgetError: as `check_plan`.
+        """
+        if request.idempotency_key is not None and await self._ledger.find_job(request.idempotency_key) is not None:
+            return request  # a redelivered request: the ledger answers with the job it made the first time
+        return replace(request, budget=await self._check_request(request, cost=request_cost(request)))
+
+    async def check_total(self, requests: Collection[JobRequest]) -> None:
+        """Check several requests of one user together (an /imagine's permutations): gates each, caps on the sum.
+
+        Raises:
+            BudgetError: as `check_plan`, for the first gate refused or for the total cost.
+        """
+        for request in requests:
+            await self._check_request(request, cost=0)
+        first = next(iter(requests), None)
+        if first is not None:
+            await self._check_request(first, cost=sum(request_cost(r) for r in requests))
+
+    async def _check_request(self, request: JobRequest, *, cost: int) -> BudgetHold:
+        items = list(request.items) or [NewItem() for _ in range(request.params.n)]
+        return await self.check_plan(
+            owner_id=request.owner_id,
+            guild_id=request.guild_id,
+            role_ids=request.role_ids,
+            is_admin=request.is_admin,
+            cost=cost,
+            model=request.params.model,
+            image_sizes={item.inputs.image_size or request.params.image_size for item in items},
+            items=len(items),
+            batch=request.kind is JobKind.BATCH,
+        )
+
+    async def view(
+        self, *, user_id: int, guild_id: int | None, role_ids: Collection[int], is_admin: bool = False
+    ) -> BudgetView:
+        """Return a user's spend today and this month, and every cap that applies with what remains of it."""
+        config = await self.config()
+        limits = config.limits(user_id=user_id, guild_id=guild_id, role_ids=role_ids, is_admin=is_admin)
+        now = self._clock.now()
+        hold = BudgetHold(cost=0, limits=limits, tz=config.tz)
+        used = await self._ledger.budget_usage(owner_id=user_id, guild_id=guild_id, now=now, hold=hold)
+        resets = hold.resets(now)
+        spent = {
+            period: await self._ledger.spent(
+                owner_id=user_id, since=period_start(now, period, config.tz), until=next_reset(now, period, config.tz)
+            )
+            for period in Period
+        }
+        return BudgetView(
+            spent_today=spent[Period.DAY],
+            spent_month=spent[Period.MONTH],
+            caps=tuple(
+                CapStatus(
+                    scope=lim.scope,
+                    period=lim.period,
+                    cap=lim.cap,
+                    used=used.get((lim.counts, lim.period), 0),
+                    resets_at=resets[lim.period],
+                )
+                for lim in limits
+            ),
+            remaining=None if (left := room(limits, used)) is None else max(0, left),
+        )
+
+    async def set_cap(
+        self, scope: ScopeKind, scope_id: int, period: Period, usd: Decimal | None, *, by: int, is_admin: bool
+    ) -> CapChange:
+        """Set one cap in USD (None: no cap, over the settings' default), recorded with who and when.
+
+        Raises:
+            BudgetError: `by` is no Peel admin, or the amount is negative.
+        """
+        if not is_admin:
+            raise BudgetError("Only Peel admins can change budgets.", title=GATE_TITLE)
+        if usd is not None and usd < 0:
+            raise BudgetError("A budget can't be negative; give 0 to stop all spending.", title="Invalid budget")
+        amount = None if usd is None else micros(usd)
+        return await self._ledger.set_budget_cap(scope, scope_id, period, amount, by=by, now=self._clock.now())
+
+    async def changes(self, *, limit: int = 20) -> list[CapChange]:
+        """Return the latest cap changes, newest first (who, when, before and after)."""
+        return await self._ledger.budget_changes(limit=limit)
+
+    async def spend_report(self, *, since: datetime, until: datetime) -> list[SpendRow]:
+        """Return what each user spent in each guild in [since, until), with their images."""
+        return await self._ledger.spend_rows(since=since, until=until)
+
+    async def usage_csv(self, *, since: datetime, until: datetime) -> str:
+        """Return `spend_report` as CSV (`user_id,guild_id,images,usd`; usd to the micro-dollar, a DM's guild empty)."""
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(CSV_HEADER)
+        for row in await self.spend_report(since=since, until=until):
+            usd = Decimal(row.usd_micros) / 1_000_000
+            writer.writerow((row.owner_id, "" if row.guild_id is None else row.guild_id, row.images, f"{usd:.6f}"))
+        return out.getvalue()

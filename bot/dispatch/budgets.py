@@ -1,0 +1,92 @@
+"""Budgets while jobs run: chunks sized to the money left, a job paused at its cap, reservations settled.
+
+A job reserved its estimate when it was created, so with the price table's costs it never reaches a cap by itself.
+What it actually costs may differ from the estimate (and other jobs spend too), so each job with a reservation is
+asked again, under the caps it was admitted with, against everything spent and every other job's outstanding
+reservation (its own left out, as that is what it is spending now):
+- before a chunk is submitted, the chunk holds at most the images that fit beside the job's images in flight;
+- before each pass of scheduling, a job without room for one more image pauses: its stop marker is written, so
+  its chunks in flight start no new Gemini call, and `JobPaused` names the cap and when it resets.
+Spend past a cap is then at most the calls that were in flight when it was reached.
+"""
+
+import logging
+
+from bot.core.budgets import Refused, check, micros, room
+from bot.core.events import JobPaused
+from bot.core.models import Job, JobStatus
+from bot.dispatch.admission import AdmissionMixin
+from bot.dispatch.relax import RelaxMixin
+from worker.contract import model_spec
+
+log = logging.getLogger(__name__)
+
+
+def image_cost(job: Job) -> int:
+    """Return the price table's cost of one more image of a job (its size and mode), in micro-dollars."""
+    price = model_spec(job.params.model).price(job.params.image_size, batch=job.params.relax)
+    return 0 if price is None else micros(price)
+
+
+class BudgetsMixin(AdmissionMixin, RelaxMixin):
+    """Sizes chunks to the money left, pauses jobs at their caps and settles reservations."""
+
+    async def _enforce_budgets(self) -> None:
+        """Settle the reservations of ended jobs, then pause each running job that has no room for one more image."""
+        now = self._clock.now()
+        await self._ledger.settle_reservations(now=now)
+        for reservation in await self._ledger.open_reservations():
+            job = await self._ledger.get_job(reservation.job_id)
+            if job is None or job.status not in (JobStatus.QUEUED, JobStatus.RUNNING) or job.remaining <= 0:
+                continue
+            refused = await self.budget_refusal(job)
+            if refused is not None:
+                await self._pause_for_budget(job, refused)
+
+    async def _room(self, job: Job) -> int | None:
+        """Return what the job may still spend under the caps it was admitted with (None: no cap or no reservation)."""
+        found = await self._ledger.reservation(job.id)
+        if found is None or not found[1].limits:
+            return None
+        _, hold = found
+        used = await self._ledger.budget_usage(
+            owner_id=job.owner_id, guild_id=job.guild_id, now=self._clock.now(), hold=hold, except_job=job.id
+        )
+        return room(hold.limits, used)
+
+    async def budget_refusal(self, job: Job) -> Refused | None:
+        """Return the cap a job's next image would take over (under the caps it was admitted with), or None."""
+        found = await self._ledger.reservation(job.id)
+        if found is None or not found[1].limits:
+            return None  # no cap applied to it when it was admitted: nothing to read
+        _, hold = found
+        now = self._clock.now()
+        used = await self._ledger.budget_usage(
+            owner_id=job.owner_id, guild_id=job.guild_id, now=now, hold=hold, except_job=job.id
+        )
+        decision = check(image_cost(job), hold.limits, used, hold.resets(now))
+        return decision if isinstance(decision, Refused) else None
+
+    async def _affordable(self, job: Job, size: int) -> int:
+        """Return how many of `size` items fit the job's money caps beside its images in flight."""
+        left, cost = await self._room(job), image_cost(job)
+        if left is None or cost == 0:
+            return size
+        fits = left // cost - await self._ledger.items_in_flight(job.id)
+        return max(0, min(size, fits))
+
+    async def _pause_for_budget(self, job: Job, refused: Refused) -> None:
+        paused, changed = await self._ledger.set_job_status(
+            job.id, JobStatus.PAUSED, expect=(JobStatus.QUEUED, JobStatus.RUNNING)
+        )
+        if not changed:
+            return
+        await self._write_stop_marker(job.id, "budget")
+        log.info(
+            "job %s paused at its %s %s cap",
+            job.id,
+            refused.scope,
+            refused.period,
+            extra={"job_id": job.id, "action": "pause"},
+        )
+        self._events.publish(JobPaused(job=paused, budget=refused))

@@ -1,0 +1,81 @@
+"""Money caps in the dispatcher: a job refused at submit, a running batch paused at its cap, reservations settled."""
+
+from dataclasses import replace
+from zoneinfo import ZoneInfo
+
+from bot.core.budgets import BudgetHold, Limit, Period, ScopeKind, micros
+from bot.core.events import JobPaused
+from bot.core.models import JobStatus
+from bot.core.policy import DispatchPolicy
+from bot.dispatch import SubmitStatus
+from bot.ledger import Ledger
+from storage.memory import MemoryStore
+from tests.fakes.gateway import MemoryRunpod
+from tests.protocol.dispatcher.conftest import MakeDispatcher, batch
+from worker.contract import stop_key
+
+IMAGE = micros("0.039")  # the model of `batch`, 1K
+GUILD = 7
+UTC_TZ = ZoneInfo("UTC")  # loaded here, not inside the event loop (it reads the zone file)
+
+
+def hold(cost_images: int, cap_images: int) -> BudgetHold:
+    limits = (Limit(scope=ScopeKind.GUILD, period=Period.DAY, cap=cap_images * IMAGE),)
+    return BudgetHold(cost=cost_images * IMAGE, limits=limits, tz=UTC_TZ)
+
+
+async def test_a_second_users_batch_over_the_guilds_cap_is_refused_naming_the_cap(
+    make_dispatcher: MakeDispatcher,
+) -> None:
+    dispatcher = make_dispatcher()
+    first = await dispatcher.submit(replace(batch(6, owner=1), guild_id=GUILD, budget=hold(6, 10)))
+    second = await dispatcher.submit(replace(batch(6, owner=2), guild_id=GUILD, budget=hold(6, 10)))
+
+    assert first.status is SubmitStatus.QUEUED
+    assert second.status is SubmitStatus.REFUSED and second.job is None
+    assert second.budget is not None and second.budget.scope is ScopeKind.GUILD
+    assert "This server's daily budget is $0.39" in second.message and "$0.234 is spent or reserved" in second.message
+
+
+async def test_a_running_batch_pauses_at_the_cap_when_it_costs_more_than_its_estimate(
+    make_dispatcher: MakeDispatcher, runpod: MemoryRunpod, ledger: Ledger, store: MemoryStore
+) -> None:
+    dispatcher = make_dispatcher(DispatchPolicy(gemini_concurrency=2, max_chunk_concurrency=2))
+    events = dispatcher.subscribe()
+    # Its estimate (2 images) fit under the cap of 3; it holds 10, so the third image takes the cap.
+    result = await dispatcher.submit(replace(batch(10, owner=1), guild_id=GUILD, budget=hold(2, 3)))
+    assert result.job is not None
+    job_id = result.job.id
+    for _ in range(4):
+        await dispatcher.run_once()
+        for chunk in runpod.active():
+            await runpod.finish(chunk.id)
+    await dispatcher.run_once()
+
+    job = await ledger.get_job(job_id)
+    assert job is not None and job.status is JobStatus.PAUSED
+    spent = await ledger.spent(
+        guild_id=GUILD, since=job.created_at.replace(hour=0), until=job.created_at.replace(hour=23)
+    )
+    # Never past the cap: the fake workers make every image they are sent, so this is the chunk sizing.
+    assert spent == 3 * IMAGE  # each chunk held only what fitted beside the images in flight
+    [paused] = [e for e in events.drain() if isinstance(e, JobPaused)]
+    assert paused.budget is not None and paused.budget.cap == 3 * IMAGE
+    assert await store.exists(stop_key(job_id))
+
+
+async def test_a_job_within_its_estimate_runs_to_the_end_and_its_reservation_settles(
+    make_dispatcher: MakeDispatcher, runpod: MemoryRunpod, ledger: Ledger
+) -> None:
+    dispatcher = make_dispatcher(DispatchPolicy(gemini_concurrency=4, max_chunk_concurrency=4))
+    result = await dispatcher.submit(replace(batch(4, owner=1), guild_id=GUILD, budget=hold(4, 4)))
+    assert result.job is not None
+    for _ in range(3):
+        await dispatcher.run_once()
+        for chunk in runpod.active():
+            await runpod.finish(chunk.id)
+    await dispatcher.run_once()
+
+    job = await ledger.get_job(result.job.id)
+    assert job is not None and job.status is JobStatus.DONE and job.ok == 4
+    assert await ledger.open_reservations() == []
