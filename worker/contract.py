@@ -51,6 +51,7 @@ from worker.catalogue import (
     MODEL_ALIASES,
     ImageSize,
     ModelSpec,
+    TokenPrices,
     model_spec,
 )
 
@@ -461,6 +462,7 @@ __all__ = [
     "RelaxPrepareResult",
     "SelfTestInput",
     "SelfTestResult",
+    "TokenPrices",
     "TokenUsage",
     "add_usage",
     "model_spec",
