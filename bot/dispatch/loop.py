@@ -13,6 +13,7 @@ from bot.core.item_errors import item_error_message
 from bot.core.models import Chunk, ChunkStatus, Item, ItemOutcome, ItemStatus, Job, JobStatus
 from bot.core.outage import OutagePolicy, held_by_outage
 from bot.core.policy import DispatchPolicy
+from bot.core.pricing import cost_of
 from bot.core.relax import RelaxPolicy
 from bot.core.scheduling import done_of
 from bot.dispatch.admission import AdmissionMixin
@@ -20,7 +21,16 @@ from bot.dispatch.payloads import failure_of, parse_output
 from bot.dispatch.relax import RelaxMixin
 from bot.runpod.errors import RunpodError
 from bot.runpod.types import RemoteStatus
-from worker.contract import ChunkProgress, ChunkResult, ErrorCode, ItemError, ItemOk, ItemResult
+from worker.contract import (
+    ChunkProgress,
+    ChunkResult,
+    ErrorCode,
+    ItemError,
+    ItemOk,
+    ItemResult,
+    TokenUsage,
+    add_usage,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +59,7 @@ def policy_from_settings(
     outage_fail_after_s: float | None = None,
     outage_fail_batch_after_s: float | None = None,
     relax: RelaxPolicy | None = None,
+    runpod_price_per_s: float | None = None,
 ) -> DispatchPolicy:
     """Build the dispatcher policy from the settings that configure it (`BotSettings` fields of the same names)."""
     from bot.core.admission import CapPolicy, Caps
@@ -62,7 +73,7 @@ def policy_from_settings(
 
     retry = RetryPolicy() if item_max_attempts is None else RetryPolicy(max_attempts=item_max_attempts)
     chunks = ChunkPolicy() if batch_chunk_s is None else ChunkPolicy(target_chunk_s=batch_chunk_s)
-    return DispatchPolicy(
+    policy = DispatchPolicy(
         chunks=chunks,
         gemini_concurrency=gemini_concurrency,
         caps=CapPolicy(user=Caps(max_running=max_running_per_user, max_waiting=max_waiting_per_user)),
@@ -70,6 +81,7 @@ def policy_from_settings(
         outage=outage,
         relax=relax or RelaxPolicy(),
     )
+    return policy if runpod_price_per_s is None else replace(policy, runpod_price_per_s=runpod_price_per_s)
 
 
 class Dispatcher(AdmissionMixin, RelaxMixin):
@@ -223,7 +235,13 @@ class Dispatcher(AdmissionMixin, RelaxMixin):
         if isinstance(result, ChunkResult):
             made = sum(1 for r in result.results if not (isinstance(r, ItemOk) and r.skipped))
             self._round_time.observe(execution_ms=remote.execution_ms, made=made, concurrency=chunk.concurrency)
-            await self._record(chunk, result.results, final=ChunkStatus.DONE, remote_status=remote.status)
+            await self._record(
+                chunk,
+                result.results,
+                final=ChunkStatus.DONE,
+                remote_status=remote.status,
+                execution_ms=remote.execution_ms,
+            )
             # Items the manifest does not mention (it should mention all) are reconciled like a lost chunk.
             await self._reconcile(chunk, code=None, message="missing from the result manifest")
             return True
@@ -235,7 +253,9 @@ class Dispatcher(AdmissionMixin, RelaxMixin):
             message,
             extra={"action": "retry", "job_id": chunk.job_id},
         )
-        await self._reconcile(chunk, code=code, message=message, remote_status=remote.status)
+        await self._reconcile(
+            chunk, code=code, message=message, remote_status=remote.status, execution_ms=remote.execution_ms
+        )
         return True
 
     async def _record_progress(self, chunk: Chunk, progress: Mapping[str, object]) -> None:
@@ -261,6 +281,7 @@ class Dispatcher(AdmissionMixin, RelaxMixin):
         progress: object = None,
         final: ChunkStatus | None = None,
         remote_status: RemoteStatus | None = None,
+        execution_ms: int | None = None,
     ) -> None:
         now = self._clock.now()
         submitted = await self._ledger.submitted_items(chunk.id, indices=[result.index for result in results])
@@ -268,7 +289,20 @@ class Dispatcher(AdmissionMixin, RelaxMixin):
         # Only results not recorded yet tell of Gemini (a final manifest repeats what progress reports said), and
         # before the outcomes: the failure that opens Gemini's breaker is already the outage's, not its item's.
         await self._watch_gemini([result for result in results if result.index in waiting])
-        outcomes = [self._outcome(result, waiting[result.index], now) for result in results if result.index in waiting]
+        job = await self._ledger.get_job(chunk.job_id) if waiting else None
+        runpod_s, runpod_cost = self._runpod_time(execution_ms)
+        outcomes = [
+            self._priced(
+                self._outcome(result, item, now),
+                item,
+                job,
+                usage=result.usage,
+                made=isinstance(result, ItemOk),
+                new=not (isinstance(result, ItemOk) and result.skipped),
+            )
+            for result in results
+            if (item := waiting.get(result.index)) is not None
+        ]
         recorded = await self._ledger.record_outcomes(
             chunk.id,
             outcomes,
@@ -276,6 +310,8 @@ class Dispatcher(AdmissionMixin, RelaxMixin):
             progress=progress if isinstance(progress, dict) else None,
             final=final,
             remote_status=None if remote_status is None else remote_status.value,
+            runpod_s=runpod_s,
+            runpod_cost_usd=runpod_cost,
         )
         self._after_record(
             recorded.job,
@@ -295,6 +331,31 @@ class Dispatcher(AdmissionMixin, RelaxMixin):
             return
         self._gemini_refused(refused.message)
         await self._fail_unsent(job, ErrorCode.CONFIG, refused.message, now)
+
+    def _priced(
+        self, outcome: ItemOutcome, item: Item, job: Job | None, *, usage: TokenUsage | None, made: bool, new: bool
+    ) -> ItemOutcome:
+        """Add what this attempt cost to the item's recorded cost and usage (`bot.core.pricing.cost_of`).
+
+        `usage` (what the worker reported) is priced at the job's model, a relax job's at the Batch API's half
+        price. An image made (`made`) without usage (a worker older than usage reports, or an image found in the
+        store after its chunk's answer was lost) costs its size's catalogue price; one that was not made `new` (a
+        stored image found again) costs nothing more, unless no cost was ever recorded for it (the attempt that
+        made it was lost). A failure without usage cost nothing: no answer came.
+        """
+        if job is None or (usage is None and not made) or (made and not new and item.cost_usd is not None):
+            return outcome
+        size = item.inputs.image_size or job.params.image_size
+        cost = cost_of(job.params.model, usage, batch=job.params.relax, image_size=size, made=made)
+        total = cost if item.cost_usd is None or cost is None else item.cost_usd + cost
+        return replace(outcome, cost_usd=total, usage=add_usage(item.usage, usage))
+
+    def _runpod_time(self, execution_ms: int | None) -> tuple[float | None, float | None]:
+        """Return the seconds and the USD of a RunPod job that ran `execution_ms` (None, None when unknown)."""
+        if execution_ms is None:
+            return None, None
+        seconds = execution_ms / 1000
+        return seconds, seconds * self._policy.runpod_price_per_s
 
     def _outcome(self, result: ItemResult, item: Item, now: datetime) -> ItemOutcome:
         if isinstance(result, ItemOk):
@@ -344,14 +405,21 @@ class Dispatcher(AdmissionMixin, RelaxMixin):
         message: str,
         remote_status: RemoteStatus | None = None,
         backoff: bool = True,
+        execution_ms: int | None = None,
     ) -> tuple[int, int]:
-        """Settle a chunk's undecided items from storage; return (items found made, items to retry or failed)."""
+        """Settle a chunk's undecided items from storage; return (items found made, items to retry or failed).
+
+        `execution_ms` is the RunPod time of the chunk's job when it ended without a manifest (billed all the same).
+        """
         now = self._clock.now()
         outcomes: list[ItemOutcome] = []
+        job: Job | None = None
         for item in await self._ledger.submitted_items(chunk.id):
             found = await self._made_in_store(item)
             if found is not None:
-                outcomes.append(found)
+                # Made, but its usage was lost with the manifest: priced at the catalogue's price for its size.
+                job = job or await self._ledger.get_job(chunk.job_id)
+                outcomes.append(self._priced(found, item, job, usage=None, made=True, new=False))
             elif not backoff:
                 # The bot stopped (a crash, a restart): not the item's fault, so it goes again now, and an item
                 # whose attempts are used up is not failed for it.
@@ -362,12 +430,15 @@ class Dispatcher(AdmissionMixin, RelaxMixin):
                 outcomes.append(self._failure(item, code, message, now))
         current = await self._ledger.get_chunk(chunk.id)
         final = ChunkStatus.LOST if current is not None and current.status.holds_budget else None
+        runpod_s, runpod_cost = self._runpod_time(execution_ms)
         recorded = await self._ledger.record_outcomes(
             chunk.id,
             outcomes,
             now=now,
             final=final,
             remote_status=None if remote_status is None else remote_status.value,
+            runpod_s=runpod_s,
+            runpod_cost_usd=runpod_cost,
         )
         self._after_record(
             recorded.job,

@@ -1,7 +1,7 @@
 """`Ledger`: the SQLite job ledger (aiosqlite), one class composed of one mixin per aggregate.
 
 Each aggregate keeps its queries in its own module (`jobs`, `items`, `chunks`, `groups`, `gallery`, `messages`,
-`prefs`, `relax`); all of them run on the one connection, lock and transaction helper of `LedgerConnection`
+`prefs`, `relax`, `spend`); all of them run on the one connection, lock and transaction helper of `LedgerConnection`
 (`connection`), so a method that touches several tables (creating a job with its items and notes, recording a
 chunk's outcomes with their images) is still one transaction, and callers see one `Ledger` with every method.
 """
@@ -16,10 +16,19 @@ from bot.ledger.jobs import Cancellation, JobCreation, JobsMixin, Schedulable
 from bot.ledger.messages import MessagesMixin
 from bot.ledger.prefs import PreferencesMixin
 from bot.ledger.relax import RelaxMixin
+from bot.ledger.spend import SpendMixin
 
 
 class Ledger(
-    JobsMixin, ItemsMixin, RelaxMixin, ChunksMixin, GroupsMixin, GalleryMixin, MessagesMixin, PreferencesMixin
+    JobsMixin,
+    ItemsMixin,
+    RelaxMixin,
+    ChunksMixin,
+    GroupsMixin,
+    GalleryMixin,
+    MessagesMixin,
+    PreferencesMixin,
+    SpendMixin,
 ):
     """The job ledger over one SQLite file; open with `await Ledger.open(path)`, close with `close()`."""
 
