@@ -55,6 +55,19 @@ class SpendMixin(LedgerConnection):
             return None
         return float(row[0] or 0.0) + float(row[1] or 0.0)
 
+    async def unpriced_made_by_size(self, job_id: JobId) -> dict[str | None, int]:
+        """Return how many of a job's made items have no recorded cost, by their own image size (None: the job's).
+
+        Those are made before costs were recorded (a ledger older than migration 0007) or on a model the price
+        table does not know: a running cost adds them at the estimate to what `job_cost` recorded.
+        """
+        rows = await self._all(
+            "SELECT json_extract(inputs, '$.image_size') AS size, count(*) AS n FROM items"
+            " WHERE job_id = ? AND status = 'ok' AND cost_usd IS NULL GROUP BY size",
+            (job_id,),
+        )
+        return {row["size"]: int(row["n"]) for row in rows}
+
 
 def _job_filter(owner_id: int | None, guild_id: int | None) -> tuple[str, tuple[object, ...]]:
     """Return the condition (" AND …") keeping rows of the jobs of `owner_id` and `guild_id`, and its parameters."""
