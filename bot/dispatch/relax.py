@@ -395,6 +395,11 @@ class RelaxMixin(SchedulingMixin, CancelsMixin):
         One RunPod forgot (404: an embedded endpoint that died with the bot) is not the part's fault and is sent again
         without counting.
         """
+        runpod_s, runpod_cost = self._runpod_time(remote.execution_ms)
+        if runpod_s is not None:  # the failed job's RunPod time was billed all the same
+            chunk = await self._chunk(part)
+            now = self._clock.now()
+            await self._ledger.record_outcomes(chunk.id, [], now=now, runpod_s=runpod_s, runpod_cost_usd=runpod_cost)
         attempts = part.runpod_attempts + (remote.status is not RemoteStatus.NOT_FOUND)
         if attempts < self._policy.relax.runpod_attempts:
             await self._ledger.update_relax_part(part.chunk_id, runpod_id=None, runpod_attempts=attempts)

@@ -152,10 +152,12 @@ class RelaxRunpod(MemoryRunpod):
         job.output = ChunkResult(ok=ok, failed=len(results) - ok, results=results).to_payload()
         job.status = RemoteStatus.COMPLETED
 
-    def fail(self, job_id: str, error: str = "UPSTREAM: worker crashed") -> None:  # type: ignore[override]
+    def fail(  # type: ignore[override]
+        self, job_id: str, error: str = "UPSTREAM: worker crashed", *, execution_ms: int | None = None
+    ) -> None:
         """End a relax job FAILED without an answer (a chunk's `fail` is the parent's, async)."""
         job = self.relax[job_id]
-        job.status, job.error = RemoteStatus.FAILED, error
+        job.status, job.error, job.execution_ms = RemoteStatus.FAILED, error, execution_ms
 
     def forget_relax(self, job_id: str) -> None:
         """Answer 404 for a relax job from now on (an embedded endpoint that died with the bot)."""

@@ -359,3 +359,17 @@ async def test_a_relax_items_usage_is_recorded_at_the_batch_price_with_its_runpo
     half = (10 * 0.30 + 1290 * 30) / 1e6 / 2  # gemini-2.5-flash-image through the Batch API: half of each price
     assert [i.cost_usd for i in items] == [pytest.approx(half)] * 2
     assert await ledger.job_cost(job_id) == pytest.approx(2 * half + 5 * 0.001)  # prepare's 2 s and collect's 3 s
+
+
+async def test_a_failed_prepare_jobs_runpod_time_is_recorded_too(
+    make: Callable[..., Dispatcher], runpod: RelaxRunpod, ledger: Ledger
+) -> None:
+    dispatcher = make(replace(relax_policy(), runpod_price_per_s=0.001))
+    job_id = await submit_relax(dispatcher, 2)
+    await dispatcher.run_once()
+    [prep] = runpod.open_relax("relax_prepare")
+    runpod.fail(prep.id, execution_ms=1_500)
+
+    await dispatcher.run_once()
+
+    assert await ledger.job_cost(job_id) == pytest.approx(1.5 * 0.001)
