@@ -13,7 +13,6 @@ from bot.core.item_errors import item_error_message
 from bot.core.models import Chunk, ChunkStatus, Item, ItemOutcome, ItemStatus, Job, JobStatus
 from bot.core.outage import OutagePolicy, held_by_outage
 from bot.core.policy import DispatchPolicy
-from bot.core.pricing import cost_of
 from bot.core.relax import RelaxPolicy
 from bot.core.scheduling import done_of
 from bot.dispatch.admission import AdmissionMixin
@@ -21,16 +20,7 @@ from bot.dispatch.payloads import failure_of, parse_output
 from bot.dispatch.relax import RelaxMixin
 from bot.runpod.errors import RunpodError
 from bot.runpod.types import RemoteStatus
-from worker.contract import (
-    ChunkProgress,
-    ChunkResult,
-    ErrorCode,
-    ItemError,
-    ItemOk,
-    ItemResult,
-    TokenUsage,
-    add_usage,
-)
+from worker.contract import ChunkProgress, ChunkResult, ErrorCode, ItemError, ItemOk, ItemResult
 
 log = logging.getLogger(__name__)
 
@@ -331,31 +321,6 @@ class Dispatcher(AdmissionMixin, RelaxMixin):
             return
         self._gemini_refused(refused.message)
         await self._fail_unsent(job, ErrorCode.CONFIG, refused.message, now)
-
-    def _priced(
-        self, outcome: ItemOutcome, item: Item, job: Job | None, *, usage: TokenUsage | None, made: bool, new: bool
-    ) -> ItemOutcome:
-        """Add what this attempt cost to the item's recorded cost and usage (`bot.core.pricing.cost_of`).
-
-        `usage` (what the worker reported) is priced at the job's model, a relax job's at the Batch API's half
-        price. An image made (`made`) without usage (a worker older than usage reports, or an image found in the
-        store after its chunk's answer was lost) costs its size's catalogue price; one that was not made `new` (a
-        stored image found again) costs nothing more, unless no cost was ever recorded for it (the attempt that
-        made it was lost). A failure without usage cost nothing: no answer came.
-        """
-        if job is None or (usage is None and not made) or (made and not new and item.cost_usd is not None):
-            return outcome
-        size = item.inputs.image_size or job.params.image_size
-        cost = cost_of(job.params.model, usage, batch=job.params.relax, image_size=size, made=made)
-        total = cost if item.cost_usd is None or cost is None else item.cost_usd + cost
-        return replace(outcome, cost_usd=total, usage=add_usage(item.usage, usage))
-
-    def _runpod_time(self, execution_ms: int | None) -> tuple[float | None, float | None]:
-        """Return the seconds and the USD of a RunPod job that ran `execution_ms` (None, None when unknown)."""
-        if execution_ms is None:
-            return None, None
-        seconds = execution_ms / 1000
-        return seconds, seconds * self._policy.runpod_price_per_s
 
     def _outcome(self, result: ItemResult, item: Item, now: datetime) -> ItemOutcome:
         if isinstance(result, ItemOk):
