@@ -76,6 +76,11 @@ class BotSettings(BaseSettings):
         validation_alias=AliasChoices("runpod_base_url", "runpod_api_base"),
         description="the RunPod Serverless API (RUNPOD_API_BASE is accepted too)",
     )
+    # The upper bound docs/deploy.md ("What it costs") uses: RunPod's cheapest flex GPU worker per second
+    # (https://docs.runpod.io/serverless/pricing), which a CPU worker does not exceed. Prices change: set yours.
+    runpod_price_per_s: float = Field(
+        default=0.00016, ge=0, description="USD per second of RunPod worker time, to record what each chunk cost"
+    )
     local_workers: int = Field(
         default=2, ge=1, le=32, description="worker subprocesses of the local RunPod endpoint (no RunPod account)"
     )

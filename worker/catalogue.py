@@ -67,6 +67,19 @@ PIXELS_3: Mapping[str, tuple[int, int]] = {
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class TokenPrices:
+    """A model's standard-tier prices in USD per million tokens (https://ai.google.dev/gemini-api/docs/pricing).
+
+    Input is text and images alike; output is priced by what was made: text and thinking at one rate, images at
+    another (an image's price per size is its output tokens at `image_output`). The Batch API charges half of each.
+    """
+
+    input: float
+    text_output: float
+    image_output: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ModelSpec:
     """One model's limits, sizes and prices.
 
@@ -84,6 +97,7 @@ class ModelSpec:
     input_image_tokens: int
     thinking: bool
     output_mime: str
+    token_prices: TokenPrices | None = None  # None: not priced (a model the table does not know)
     known: bool = True
 
     @property
@@ -160,6 +174,9 @@ MODELS: Mapping[str, ModelSpec] = {
             input_image_tokens=258,
             thinking=False,
             output_mime="image/png",
+            # $0.30 input (text/image), $30 per 1M image tokens: $0.039 an image of 1290. The page names no text
+            # output price for this model; Gemini 2.5 Flash's $2.50 is used for the little text it may send.
+            token_prices=TokenPrices(input=0.30, text_output=2.50, image_output=30.0),
         ),
         ModelSpec(
             name="gemini-3-pro-image",
@@ -172,6 +189,8 @@ MODELS: Mapping[str, ModelSpec] = {
             input_image_tokens=560,
             thinking=True,
             output_mime="image/jpeg",
+            # $2 input (text/image), $12 text and thinking, $120 per 1M image tokens: $0.134 (1120), $0.24 (2000).
+            token_prices=TokenPrices(input=2.0, text_output=12.0, image_output=120.0),
         ),
         ModelSpec(
             name="gemini-3.1-flash-image",
@@ -184,6 +203,8 @@ MODELS: Mapping[str, ModelSpec] = {
             input_image_tokens=1120,
             thinking=True,
             output_mime="image/jpeg",
+            # $0.50 input (text/image), $3 text and thinking, $60 per 1M image tokens: $0.067 a 1K image (1120).
+            token_prices=TokenPrices(input=0.50, text_output=3.0, image_output=60.0),
         ),
     )
 }

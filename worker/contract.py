@@ -10,7 +10,8 @@ keys, never as image bytes (RunPod caps `/run` input at 10 MB and drops oversize
 
 Error-code tree of a failed item (`ItemError.code`):
 
-    SAFETY        blocked by Gemini (prompt or image); never retried, costs the user nothing
+    SAFETY        blocked by Gemini (prompt or image); never retried; Gemini still bills the prompt's input tokens
+                  (and an image's output tokens when it blocks the image made), reported in `usage`
     BAD_INPUT     the request cannot succeed as asked (bad reference, unsupported option, 400/403/404); never retried
     TOO_LARGE     the item's images together make a request over Gemini's 20 MB limit (`worker.catalogue.
                   MAX_REQUEST_BYTES`): refused before any call; never retried (fewer or smaller images are needed)
@@ -50,6 +51,7 @@ from worker.catalogue import (
     MODEL_ALIASES,
     ImageSize,
     ModelSpec,
+    TokenPrices,
     model_spec,
 )
 
@@ -132,8 +134,49 @@ class ChunkInput(_Model):
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
+class TokenUsage(_Model):
+    """What Gemini reported billing for one item: the `usageMetadata` of its answers, summed over its attempts.
+
+    Gemini bills tokens (https://ai.google.dev/gemini-api/docs/pricing): the prompt's (text and images), the
+    answer's (`candidatesTokenCount`: the image and any text) and, for thinking models, the thoughts'
+    (`thoughtsTokenCount`, outside the candidates' count). Images are priced apart from text, so the answer's image
+    tokens are kept when Gemini gives them by modality (`candidatesTokensDetails`); None when it did not.
+    (https://ai.google.dev/api/generate-content#UsageMetadata)
+    """
+
+    prompt_tokens: int = Field(default=0, ge=0)
+    output_tokens: int = Field(default=0, ge=0)
+    thoughts_tokens: int = Field(default=0, ge=0)
+    image_output_tokens: int | None = Field(default=None, ge=0)
+
+    def __add__(self, other: "TokenUsage") -> "TokenUsage":
+        """Return the usage of both answers (an item's attempts are billed each)."""
+        images = (
+            None
+            if self.image_output_tokens is None and other.image_output_tokens is None
+            else (self.image_output_tokens or 0) + (other.image_output_tokens or 0)
+        )
+        return TokenUsage(
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            thoughts_tokens=self.thoughts_tokens + other.thoughts_tokens,
+            image_output_tokens=images,
+        )
+
+
+def add_usage(first: TokenUsage | None, second: TokenUsage | None) -> TokenUsage | None:
+    """Return the sum of two usages either of which may be unknown (None when both are)."""
+    if first is None:
+        return second
+    return first if second is None else first + second
+
+
 class ItemOk(_Model):
-    """An item whose image is in the store under `key` (made now, or found there already: `skipped`)."""
+    """An item whose image is in the store under `key` (made now, or found there already: `skipped`).
+
+    `usage` is what Gemini reported for the item's calls in this chunk (None for a skipped item, and from a worker
+    older than the field).
+    """
 
     index: int
     status: Literal["ok"] = "ok"
@@ -142,16 +185,22 @@ class ItemOk(_Model):
     height: int
     skipped: bool = False
     note: str | None = None  # text Gemini sent along with the image
+    usage: TokenUsage | None = None
 
 
 class ItemError(_Model):
-    """An item that failed; `retryable` is the worker's judgement from `code`."""
+    """An item that failed; `retryable` is the worker's judgement from `code`.
+
+    `usage` is what Gemini still billed for it: a blocked prompt's input tokens, an answer without an image, an
+    image made but not stored. None when no answer came (an HTTP error, a refusal before any call).
+    """
 
     index: int
     status: Literal["error"] = "error"
     code: ErrorCode
     message: str
     retryable: bool
+    usage: TokenUsage | None = None
 
 
 ItemResult = Annotated[ItemOk | ItemError, Field(discriminator="status")]
@@ -413,6 +462,9 @@ __all__ = [
     "RelaxPrepareResult",
     "SelfTestInput",
     "SelfTestResult",
+    "TokenPrices",
+    "TokenUsage",
+    "add_usage",
     "model_spec",
     "parse_top_level_error",
     "relax_display_name",

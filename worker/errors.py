@@ -5,7 +5,7 @@ WorkerError                 base; `code` is a contract ErrorCode
 └── InputError              the whole chunk's input is unusable (BAD_INPUT at top level)
 """
 
-from worker.contract import ErrorCode
+from worker.contract import ErrorCode, TokenUsage
 
 
 class WorkerError(Exception):
@@ -23,11 +23,17 @@ class WorkerError(Exception):
 
 
 class GenerationError(WorkerError):
-    """One image could not be made; `retry_after_s` is the upstream's own retry hint, when it gave one."""
+    """One image could not be made; `retry_after_s` is the upstream's own retry hint, when it gave one.
 
-    def __init__(self, code: ErrorCode, message: str, *, retry_after_s: float | None = None) -> None:
+    `usage` is what Gemini billed for the item's calls before it failed (None when no answer came).
+    """
+
+    def __init__(
+        self, code: ErrorCode, message: str, *, retry_after_s: float | None = None, usage: TokenUsage | None = None
+    ) -> None:
         super().__init__(code, message)
         self.retry_after_s = retry_after_s
+        self.usage = usage
 
 
 class InputError(WorkerError):

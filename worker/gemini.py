@@ -45,7 +45,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from storage.imageformat import sniff_image
 from worker.catalogue import MAX_REQUEST_BYTES, model_spec
-from worker.contract import ErrorCode, ModelCheck, ModelProblem
+from worker.contract import ErrorCode, ModelCheck, ModelProblem, TokenUsage, add_usage
 from worker.errors import GenerationError
 from worker.generation import ChunkSink, GeneratedImage, GenerationRequest, InputImage, UploadedFile
 
@@ -208,13 +208,48 @@ def build_config(request: GenerationRequest, *, with_text: bool) -> types.Genera
     )
 
 
+def usage_of(response: types.GenerateContentResponse) -> TokenUsage | None:
+    """Return what an answer's `usageMetadata` says Gemini bills for it, or None when it has none.
+
+    The fields are the API's (https://ai.google.dev/api/generate-content#UsageMetadata): `promptTokenCount` (text and
+    images sent), `candidatesTokenCount` (the answer), `thoughtsTokenCount` (a thinking model's thoughts, counted
+    apart) and `candidatesTokensDetails`, the answer's tokens by modality, whose IMAGE entry is priced as image output
+    (https://ai.google.dev/gemini-api/docs/pricing). A blocked prompt's answer has usage too: its input is billed.
+    """
+    meta = response.usage_metadata
+    if meta is None:
+        return None
+    details = meta.candidates_tokens_details
+    images = (
+        None
+        if details is None
+        else sum(d.token_count or 0 for d in details if _enum_name(d.modality) == types.MediaModality.IMAGE.value)
+    )
+    return TokenUsage(
+        prompt_tokens=max(0, meta.prompt_token_count or 0),
+        output_tokens=max(0, meta.candidates_token_count or 0),
+        thoughts_tokens=max(0, meta.thoughts_token_count or 0),
+        image_output_tokens=None if images is None else max(0, images),
+    )
+
+
 def parse_response(response: types.GenerateContentResponse) -> GeneratedImage:
-    """Take the final image out of an answer.
+    """Take the final image out of an answer, with the usage it reports.
 
     Raises:
         GenerationError: SAFETY when the prompt or image was blocked, NO_IMAGE when there is no image,
-            UPSTREAM when the image bytes are not an image.
+            UPSTREAM when the image bytes are not an image; each with the answer's usage (Gemini billed it).
     """
+    usage = usage_of(response)
+    try:
+        image = _image_of(response)
+    except GenerationError as exc:
+        exc.usage = add_usage(exc.usage, usage)
+        raise
+    return GeneratedImage(data=image.data, mime_type=image.mime_type, note=image.note, usage=usage)
+
+
+def _image_of(response: types.GenerateContentResponse) -> GeneratedImage:
     feedback = response.prompt_feedback
     if feedback is not None and feedback.block_reason is not None:
         reason = _enum_name(feedback.block_reason)
@@ -572,6 +607,7 @@ class GeminiImageGenerator:
         log.debug("generate %s: %.80r", request.model, request.prompt)
         no_image_left = self._no_image_retries
         attempt = 0
+        billed: TokenUsage | None = None  # every answer is billed, the attempts that failed too
         while True:
             attempt += 1
             try:
@@ -580,6 +616,8 @@ class GeminiImageGenerator:
             except _FAILURES as exc:
                 error = classify(exc)
                 cause = None if error is exc else exc
+                billed = add_usage(billed, error.usage)
+                error.usage = billed
                 if cause is not None:
                     log.info("gemini %s attempt %d: %s: %s", request.model, attempt, type(exc).__name__, exc)
                 if error.code is ErrorCode.NO_IMAGE:
@@ -601,7 +639,13 @@ class GeminiImageGenerator:
                 )
                 await self._sleep(delay)
                 continue
-            return GeneratedImage(data=image.data, mime_type=image.mime_type, note=image.note, attempts=attempt)
+            return GeneratedImage(
+                data=image.data,
+                mime_type=image.mime_type,
+                note=image.note,
+                attempts=attempt,
+                usage=add_usage(billed, image.usage),
+            )
 
     async def upload_file(self, path: Path, *, mime_type: str, display_name: str) -> UploadedFile:
         """Upload a file from disk through the Files API (the SDK's resumable upload, read from disk in chunks).

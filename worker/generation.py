@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from worker.contract import ModelCheck
+from worker.contract import ModelCheck, TokenUsage
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -47,12 +47,16 @@ class GenerationRequest:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class GeneratedImage:
-    """What the model made: the final (non-draft) image, its sniffed MIME type, and any text it sent along."""
+    """What the model made: the final (non-draft) image, its sniffed MIME type, and any text it sent along.
+
+    `usage` is what Gemini reported billing for it, over all the attempts that got an answer.
+    """
 
     data: bytes
     mime_type: str
     note: str | None = None
     attempts: int = 1
+    usage: TokenUsage | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

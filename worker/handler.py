@@ -58,6 +58,7 @@ from worker.contract import (
     ModelProblem,
     SelfTestInput,
     SelfTestResult,
+    add_usage,
     stop_key,
 )
 from worker.deps import (
@@ -245,7 +246,13 @@ class _ChunkRun:
                 exc.message,
                 extra={"job_id": self._chunk.job_id, "action": "fail"},
             )
-            result = ItemError(index=item.index, code=exc.code, message=exc.message, retryable=exc.retryable)
+            result = ItemError(
+                index=item.index,
+                code=exc.code,
+                message=exc.message,
+                retryable=exc.retryable,
+                usage=exc.usage if isinstance(exc, GenerationError) else None,
+            )
         self._results[item.index] = result
         self._maybe_send_progress()
 
@@ -273,14 +280,25 @@ class _ChunkRun:
         log.debug("item %d: generating %r", item.index, item.prompt[:80])
         generated = await self._deps.generator.generate(request)
         try:
-            png = await asyncio.to_thread(finish_png, generated.data, generated.mime_type, self._metadata(item))
-        except ImageDecodeError as exc:
-            log.warning("item %d: the model's image could not be decoded: %s", item.index, exc)
-            raise GenerationError(ErrorCode.NO_IMAGE, "the model's image could not be decoded") from exc
-        if png.converted_from:
-            log.debug("item %d: converted %s to PNG", item.index, png.converted_from)
-        await self._calls.put_output(item.output_key, png.data)
-        return ItemOk(index=item.index, key=item.output_key, width=png.width, height=png.height, note=generated.note)
+            try:
+                png = await asyncio.to_thread(finish_png, generated.data, generated.mime_type, self._metadata(item))
+            except ImageDecodeError as exc:
+                log.warning("item %d: the model's image could not be decoded: %s", item.index, exc)
+                raise GenerationError(ErrorCode.NO_IMAGE, "the model's image could not be decoded") from exc
+            if png.converted_from:
+                log.debug("item %d: converted %s to PNG", item.index, png.converted_from)
+            await self._calls.put_output(item.output_key, png.data)
+        except GenerationError as exc:
+            exc.usage = add_usage(exc.usage, generated.usage)  # Gemini made (and billed) the image all the same
+            raise
+        return ItemOk(
+            index=item.index,
+            key=item.output_key,
+            width=png.width,
+            height=png.height,
+            note=generated.note,
+            usage=generated.usage,
+        )
 
     async def _stop_requested(self) -> bool:
         """Tell whether the bot asked this job to stop (its stop marker exists); a store error says no."""

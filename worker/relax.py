@@ -48,6 +48,7 @@ from worker.contract import (
     RelaxCollectItem,
     RelaxPrepareInput,
     RelaxPrepareResult,
+    add_usage,
     relax_display_name,
 )
 from worker.deps import RunpodJob, WorkerDeps, describe_validation_error, store_calls
@@ -70,7 +71,8 @@ _MISSING = "missing from the batch's results"
 
 
 def _error(index: int, exc: WorkerError) -> ItemError:
-    return ItemError(index=index, code=exc.code, message=exc.message, retryable=exc.retryable)
+    usage = exc.usage if isinstance(exc, GenerationError) else None
+    return ItemError(index=index, code=exc.code, message=exc.message, retryable=exc.retryable, usage=usage)
 
 
 def _parse(job: RunpodJob, model: type[_Part]) -> _Part:
@@ -441,11 +443,22 @@ class _Collection:
             raise classify_status(parsed.get("error") or parsed.get("status"))
         image = await asyncio.to_thread(parse_response_json, parsed.pop("response"))
         try:
-            png = await asyncio.to_thread(finish_png, image.data, image.mime_type, self._metadata(item))
-        except ImageDecodeError as exc:
-            raise GenerationError(ErrorCode.NO_IMAGE, "the model's image could not be decoded") from exc
-        await self._calls.put_output(item.output_key, png.data)
-        return ItemOk(index=item.index, key=item.output_key, width=png.width, height=png.height, note=image.note)
+            try:
+                png = await asyncio.to_thread(finish_png, image.data, image.mime_type, self._metadata(item))
+            except ImageDecodeError as exc:
+                raise GenerationError(ErrorCode.NO_IMAGE, "the model's image could not be decoded") from exc
+            await self._calls.put_output(item.output_key, png.data)
+        except GenerationError as exc:
+            exc.usage = add_usage(exc.usage, image.usage)  # the batch made (and billed) the image all the same
+            raise
+        return ItemOk(
+            index=item.index,
+            key=item.output_key,
+            width=png.width,
+            height=png.height,
+            note=image.note,
+            usage=image.usage,
+        )
 
     def _metadata(self, item: RelaxCollectItem) -> dict[str, str]:
         """Return the PNG text chunks a chunk's worker writes, with the part in place of the chunk."""

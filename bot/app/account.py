@@ -33,7 +33,7 @@ class Usage:
     running: int
     waiting: int
     made: int  # images made
-    not_made: int  # images that failed (not charged)
+    not_made: int  # images that failed (not billed as images; a blocked prompt's input tokens are)
 
 
 class AccountService:

@@ -674,11 +674,21 @@ class BatchService:
         errors = await self._rt.ledger.error_counts(job_id)
         retrying = {} if job.status.is_final else await self._rt.ledger.retrying_counts(job_id)
         out = await self._rt.dispatcher.pausing(job_id) if job.status is JobStatus.PAUSED else 0
-        made = await self._rt.ledger.made_by_size(job_id)
+        # The cost is what was recorded (actual), plus the estimate of made items that have none recorded.
+        recorded = await self._rt.ledger.job_cost(job_id)
+        ledger = self._rt.ledger
+        made = await (ledger.made_by_size(job_id) if recorded is None else ledger.unpriced_made_by_size(job_id))
         trial = await self.trial_of(job) if job.status is JobStatus.PAUSED else None
         relax = await self.relax_status(job_id) if job.params.relax and not job.status.is_final else None
         return snapshot_of(
-            job, errors=errors, retrying=retrying, chunks_out=out, made_by_size=made, trial=trial, relax=relax
+            job,
+            errors=errors,
+            retrying=retrying,
+            chunks_out=out,
+            made_by_size=made,
+            trial=trial,
+            relax=relax,
+            recorded_usd=recorded,
         )
 
     async def relax_status(self, job_id: JobId) -> RelaxStatus | None:

@@ -345,6 +345,7 @@ def snapshot_of(
     made_by_size: Mapping[str | None, int] | None = None,
     trial: int | None = None,
     relax: RelaxStatus | None = None,
+    recorded_usd: float | None = None,
 ) -> BatchSnapshot:
     """Return a batch's counts (blocked = safety blocks, failed = other failures), elapsed time and cost so far.
 
@@ -352,7 +353,9 @@ def snapshot_of(
     as such, not as remaining. `chunks_out` (its chunks still on RunPod) tells a pause still holding from a paused
     batch. `made_by_size` (items made by their own image size, None for the job's) prices each made item at its
     own size; without it every item is priced at the job's. `trial` (N of a "Try on N" whose rest is held) tells
-    a trial that has made its N from a pause. `relax` is where a relax batch's open parts are.
+    a trial that has made its N from a pause. `relax` is where a relax batch's open parts are. `recorded_usd` is
+    what the ledger recorded the job really cost (`Ledger.job_cost`: Gemini's reported usage priced, RunPod time);
+    with it, `made_by_size` counts only the made items without a recorded cost, added at the estimate.
     """
     blocked = errors.get(ErrorCode.SAFETY.value, 0)
     started = job.started_at or job.created_at
@@ -364,7 +367,8 @@ def snapshot_of(
         failed=max(0, job.failed - blocked),
         blocked=blocked,
         elapsed_s=max(0.0, (end - started).total_seconds()),
-        cost_usd=made_cost(job.params, made_by_size if made_by_size is not None else {None: job.ok}),
+        cost_usd=(recorded_usd or 0.0)
+        + made_cost(job.params, made_by_size if made_by_size is not None else {None: job.ok}),
         state=batch_state(
             job.status, chunks_out=chunks_out, trial_held=trial is not None and job.ok + job.failed >= trial
         ),

@@ -199,7 +199,7 @@ class BudgetService:
         used = await self._ledger.budget_usage(owner_id=user_id, guild_id=guild_id, now=now, hold=hold)
         resets = hold.resets(now)
         spent = {
-            period: await self._ledger.spent(
+            period: await self._ledger.budget_spent(
                 owner_id=user_id, since=period_start(now, period, config.tz), until=next_reset(now, period, config.tz)
             )
             for period in Period

@@ -426,6 +426,10 @@ class GenerationService:
         """Return the images a job made, by index."""
         return await self._ledger.images(job_id=job_id)
 
+    async def job_cost(self, job_id: JobId) -> float | None:
+        """Return what a job was recorded to have cost in USD (Gemini's reported usage priced, RunPod time)."""
+        return await self._ledger.job_cost(job_id)
+
     async def items(self, job_id: JobId) -> list[Item]:
         """Return a job's items, by index."""
         return await self._ledger.items(job_id)

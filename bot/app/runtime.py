@@ -289,6 +289,7 @@ async def open_runtime(
                     max_parts=settings.relax_max_parts,
                     poll=timedelta(seconds=settings.relax_poll_s),
                 ),
+                runpod_price_per_s=settings.runpod_price_per_s,
             ),
             poll_interval_s=settings.poll_interval_s,
             batches=batches,

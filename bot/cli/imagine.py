@@ -73,6 +73,13 @@ async def run_imagine(args: argparse.Namespace, settings: BotSettings, console: 
                 console.note(f"interrupted; job {result.job.id} was not finished")
                 return EXIT_INTERRUPTED
             await _save(service, job, out, console)
+            recorded = await service.job_cost(job.id)
+            spent = (
+                "no cost recorded"
+                if recorded is None
+                else f"${recorded:.4f} spent (Gemini's reported usage, RunPod time)"
+            )
+            console.note(f"job {job.id} {job.status.value}: {job.ok} made, {job.failed} failed; {spent}")
             all_made = all_made and job.ok == job.total
     return EXIT_OK if all_made else EXIT_SOME_FAILED
 

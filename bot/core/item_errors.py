@@ -11,6 +11,15 @@ from worker.contract import ErrorCode
 
 NOT_MADE = "NOT_MADE"  # the error code of an item that failed without one (or never ran)
 
+# What a block or a failure cost. Gemini bills by token count, and only a request that fails with a 400 or 500 error
+# is not charged (https://ai.google.dev/gemini-api/docs/billing, "Am I charged for failed requests?"): a blocked
+# prompt is a 200 answer whose usageMetadata reports its input tokens, which the ledger records (`bot.core.pricing`),
+# so no message says "nothing was charged" for it; an answer without an image is billed alike.
+BLOCKED_COST = "Gemini still bills the prompt's input tokens when it blocks one (a fraction of a cent)."
+NOT_MADE_COST = (
+    "Images that were not made are not billed as images; Gemini bills the input tokens of any answer it gave."
+)
+
 ITEM_ERROR_MESSAGES: Mapping[str, str] = {
     ErrorCode.SAFETY.value: "Blocked by Gemini's safety filters.",
     ErrorCode.BAD_INPUT.value: "The request could not be made as asked.",

@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import NewType
 
 from bot.core.budgets import BudgetHold
+from worker.contract import TokenUsage
 
 GroupId = NewType("GroupId", str)
 JobId = NewType("JobId", str)
@@ -249,6 +250,8 @@ class Item:
     chunk_id: ChunkId | None
     width: int | None
     height: int | None
+    cost_usd: float | None = None  # what Gemini charged for its attempts so far (None: nothing recorded)
+    usage: TokenUsage | None = None  # the usage Gemini reported for them, summed
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -320,7 +323,8 @@ class ItemOutcome:
 
     `status` OK needs `key`; ERROR is final; PENDING means "try again at `retry_at`" and keeps the error fields as
     the last failure seen. `refund_attempt` gives back the attempt the failed try used (the failure was an
-    outage's, not the item's).
+    outage's, not the item's). `cost_usd` and `usage`, when set, are the item's new totals over all its attempts
+    (this one's added); None leaves what the ledger holds.
     """
 
     index: int
@@ -332,6 +336,8 @@ class ItemOutcome:
     error_message: str | None = None
     retry_at: datetime | None = None
     refund_attempt: bool = False
+    cost_usd: float | None = None
+    usage: TokenUsage | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

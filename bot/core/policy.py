@@ -31,3 +31,5 @@ class DispatchPolicy:
     cancel_settle: timedelta = timedelta(seconds=5)
     # Relax batches: parts (Gemini batch jobs), how many at once, how often they are looked at.
     relax: RelaxPolicy = field(default_factory=RelaxPolicy)
+    # What one second of RunPod worker time costs, in USD (RUNPOD_PRICE_PER_S): a chunk's `executionTime` at it.
+    runpod_price_per_s: float = 0.00016

@@ -3,6 +3,7 @@
 import asyncio
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 
 from bot.core.budget import AimdBudget
@@ -12,6 +13,7 @@ from bot.core.events import ImageReady, Progress
 from bot.core.models import ChunkStatus, Image, Item, ItemOutcome, ItemStatus, Job, JobId, JobStatus
 from bot.core.outage import ServiceHealth
 from bot.core.policy import DispatchPolicy
+from bot.core.pricing import cost_of
 from bot.core.scheduling import Candidate, queue_positions
 from bot.dispatch.bus import EventBus, Subscription
 from bot.gemini.types import GeminiBatches
@@ -20,7 +22,7 @@ from bot.runpod.types import RunpodGateway
 from storage.base import Store
 from storage.errors import StorageError
 from storage.imageformat import png_dimensions
-from worker.contract import ErrorCode
+from worker.contract import ErrorCode, TokenUsage, add_usage
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +144,31 @@ class DispatcherBase:
         ]
         recorded = await self._ledger.record_outcomes(chunk.id, outcomes, now=now, final=ChunkStatus.LOST)
         self._after_record(recorded.job, (), recorded.newly_failed, False, now, final=True)
+
+    def _priced(
+        self, outcome: ItemOutcome, item: Item, job: Job | None, *, usage: TokenUsage | None, made: bool, new: bool
+    ) -> ItemOutcome:
+        """Add what this attempt cost to the item's recorded cost and usage (`bot.core.pricing.cost_of`).
+
+        `usage` (what the worker reported) is priced at the job's model, a relax job's at the Batch API's half
+        price. An image made (`made`) without usage (a worker older than usage reports, or an image found in the
+        store after its chunk's answer was lost) costs its size's catalogue price; one that was not made `new` (a
+        stored image found again) costs nothing more, unless no cost was ever recorded for it (the attempt that
+        made it was lost). A failure without usage cost nothing: no answer came.
+        """
+        if job is None or (usage is None and not made) or (made and not new and item.cost_usd is not None):
+            return outcome
+        size = item.inputs.image_size or job.params.image_size
+        cost = cost_of(job.params.model, usage, batch=job.params.relax, image_size=size, made=made)
+        total = cost if item.cost_usd is None or cost is None else item.cost_usd + cost
+        return replace(outcome, cost_usd=total, usage=add_usage(item.usage, usage))
+
+    def _runpod_time(self, execution_ms: int | None) -> tuple[float | None, float | None]:
+        """Return the seconds and the USD of a RunPod job that ran `execution_ms` (None, None when unknown)."""
+        if execution_ms is None:
+            return None, None
+        seconds = execution_ms / 1000
+        return seconds, seconds * self._policy.runpod_price_per_s
 
     async def _made_in_store(self, item: Item) -> ItemOutcome | None:
         """Return an item's outcome as made when its output is in the store (a worker wrote it), else None."""

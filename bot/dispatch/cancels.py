@@ -109,10 +109,13 @@ class CancelsMixin(OutageMixin):
         assert chunk.runpod_id is not None
         now = self._clock.now()
         outcomes: list[ItemOutcome] = []
+        job = None
         for item in await self._ledger.cancelled_items(chunk.id):
             made = await self._made_in_store(item)
             if made is not None:
-                outcomes.append(made)
+                # Made and paid before the cancel; its usage went with the answer nobody reads: the estimate.
+                job = job or await self._ledger.get_job(chunk.job_id)
+                outcomes.append(self._priced(made, item, job, usage=None, made=True, new=False))
         # No events: the job's messages already say it was cancelled; its archive and usage read the ledger.
         await self._ledger.record_outcomes(
             chunk.id, outcomes, now=now, final=ChunkStatus.CANCELLED, revive_cancelled=True

@@ -48,6 +48,7 @@ def policy_from_settings(
     outage_fail_after_s: float | None = None,
     outage_fail_batch_after_s: float | None = None,
     relax: RelaxPolicy | None = None,
+    runpod_price_per_s: float | None = None,
 ) -> DispatchPolicy:
     """Build the dispatcher policy from the settings that configure it (`BotSettings` fields of the same names)."""
     from bot.core.admission import CapPolicy, Caps
@@ -61,7 +62,7 @@ def policy_from_settings(
 
     retry = RetryPolicy() if item_max_attempts is None else RetryPolicy(max_attempts=item_max_attempts)
     chunks = ChunkPolicy() if batch_chunk_s is None else ChunkPolicy(target_chunk_s=batch_chunk_s)
-    return DispatchPolicy(
+    policy = DispatchPolicy(
         chunks=chunks,
         gemini_concurrency=gemini_concurrency,
         caps=CapPolicy(user=Caps(max_running=max_running_per_user, max_waiting=max_waiting_per_user)),
@@ -69,6 +70,7 @@ def policy_from_settings(
         outage=outage,
         relax=relax or RelaxPolicy(),
     )
+    return policy if runpod_price_per_s is None else replace(policy, runpod_price_per_s=runpod_price_per_s)
 
 
 class Dispatcher(BudgetsMixin):
@@ -223,7 +225,13 @@ class Dispatcher(BudgetsMixin):
         if isinstance(result, ChunkResult):
             made = sum(1 for r in result.results if not (isinstance(r, ItemOk) and r.skipped))
             self._round_time.observe(execution_ms=remote.execution_ms, made=made, concurrency=chunk.concurrency)
-            await self._record(chunk, result.results, final=ChunkStatus.DONE, remote_status=remote.status)
+            await self._record(
+                chunk,
+                result.results,
+                final=ChunkStatus.DONE,
+                remote_status=remote.status,
+                execution_ms=remote.execution_ms,
+            )
             # Items the manifest does not mention (it should mention all) are reconciled like a lost chunk.
             await self._reconcile(chunk, code=None, message="missing from the result manifest")
             return True
@@ -235,7 +243,9 @@ class Dispatcher(BudgetsMixin):
             message,
             extra={"action": "retry", "job_id": chunk.job_id},
         )
-        await self._reconcile(chunk, code=code, message=message, remote_status=remote.status)
+        await self._reconcile(
+            chunk, code=code, message=message, remote_status=remote.status, execution_ms=remote.execution_ms
+        )
         return True
 
     async def _record_progress(self, chunk: Chunk, progress: Mapping[str, object]) -> None:
@@ -261,6 +271,7 @@ class Dispatcher(BudgetsMixin):
         progress: object = None,
         final: ChunkStatus | None = None,
         remote_status: RemoteStatus | None = None,
+        execution_ms: int | None = None,
     ) -> None:
         now = self._clock.now()
         submitted = await self._ledger.submitted_items(chunk.id, indices=[result.index for result in results])
@@ -268,7 +279,20 @@ class Dispatcher(BudgetsMixin):
         # Only results not recorded yet tell of Gemini (a final manifest repeats what progress reports said), and
         # before the outcomes: the failure that opens Gemini's breaker is already the outage's, not its item's.
         await self._watch_gemini([result for result in results if result.index in waiting])
-        outcomes = [self._outcome(result, waiting[result.index], now) for result in results if result.index in waiting]
+        job = await self._ledger.get_job(chunk.job_id) if waiting else None
+        runpod_s, runpod_cost = self._runpod_time(execution_ms)
+        outcomes = [
+            self._priced(
+                self._outcome(result, item, now),
+                item,
+                job,
+                usage=result.usage,
+                made=isinstance(result, ItemOk),
+                new=not (isinstance(result, ItemOk) and result.skipped),
+            )
+            for result in results
+            if (item := waiting.get(result.index)) is not None
+        ]
         recorded = await self._ledger.record_outcomes(
             chunk.id,
             outcomes,
@@ -276,6 +300,8 @@ class Dispatcher(BudgetsMixin):
             progress=progress if isinstance(progress, dict) else None,
             final=final,
             remote_status=None if remote_status is None else remote_status.value,
+            runpod_s=runpod_s,
+            runpod_cost_usd=runpod_cost,
         )
         self._after_record(
             recorded.job,
@@ -344,14 +370,21 @@ class Dispatcher(BudgetsMixin):
         message: str,
         remote_status: RemoteStatus | None = None,
         backoff: bool = True,
+        execution_ms: int | None = None,
     ) -> tuple[int, int]:
-        """Settle a chunk's undecided items from storage; return (items found made, items to retry or failed)."""
+        """Settle a chunk's undecided items from storage; return (items found made, items to retry or failed).
+
+        `execution_ms` is the RunPod time of the chunk's job when it ended without a manifest (billed all the same).
+        """
         now = self._clock.now()
         outcomes: list[ItemOutcome] = []
+        job: Job | None = None
         for item in await self._ledger.submitted_items(chunk.id):
             found = await self._made_in_store(item)
             if found is not None:
-                outcomes.append(found)
+                # Made, but its usage was lost with the manifest: priced at the catalogue's price for its size.
+                job = job or await self._ledger.get_job(chunk.job_id)
+                outcomes.append(self._priced(found, item, job, usage=None, made=True, new=False))
             elif not backoff:
                 # The bot stopped (a crash, a restart): not the item's fault, so it goes again now, and an item
                 # whose attempts are used up is not failed for it.
@@ -362,12 +395,15 @@ class Dispatcher(BudgetsMixin):
                 outcomes.append(self._failure(item, code, message, now))
         current = await self._ledger.get_chunk(chunk.id)
         final = ChunkStatus.LOST if current is not None and current.status.holds_budget else None
+        runpod_s, runpod_cost = self._runpod_time(execution_ms)
         recorded = await self._ledger.record_outcomes(
             chunk.id,
             outcomes,
             now=now,
             final=final,
             remote_status=None if remote_status is None else remote_status.value,
+            runpod_s=runpod_s,
+            runpod_cost_usd=runpod_cost,
         )
         self._after_record(
             recorded.job,

@@ -71,6 +71,7 @@ class RelaxMixin(SchedulingMixin, CancelsMixin):
             progress: object = None,
             final: ChunkStatus | None = None,
             remote_status: RemoteStatus | None = None,
+            execution_ms: int | None = None,
         ) -> None: ...
 
         async def _record_progress(self, chunk: Chunk, progress: "Mapping[str, object]") -> None: ...
@@ -83,6 +84,7 @@ class RelaxMixin(SchedulingMixin, CancelsMixin):
             message: str,
             remote_status: RemoteStatus | None = None,
             backoff: bool = True,
+            execution_ms: int | None = None,
         ) -> tuple[int, int]: ...
 
         def _failure(self, item: Item, code: ErrorCode | None, message: str, now: datetime) -> ItemOutcome: ...
@@ -206,6 +208,11 @@ class RelaxMixin(SchedulingMixin, CancelsMixin):
         if prepared is None:
             await self._runpod_job_failed(part, remote, "prepare")
             return
+        runpod_s, runpod_cost = self._runpod_time(remote.execution_ms)
+        if runpod_s is not None:  # the prepare job's RunPod time, added to the part's chunk
+            chunk = await self._chunk(part)
+            now = self._clock.now()
+            await self._ledger.record_outcomes(chunk.id, [], now=now, runpod_s=runpod_s, runpod_cost_usd=runpod_cost)
         await self._record_prepared(part, prepared)
 
     async def _record_prepared(self, part: RelaxPart, prepared: RelaxPrepareResult) -> None:
@@ -365,7 +372,9 @@ class RelaxMixin(SchedulingMixin, CancelsMixin):
                 log.warning("relax part %d: collect ended %s", part.chunk_id, remote.status, extra={"job_id": job.id})
             await self._runpod_job_failed(part, remote, "collect")
             return
-        await self._record(chunk, result.results, final=ChunkStatus.DONE, remote_status=remote.status)
+        await self._record(
+            chunk, result.results, final=ChunkStatus.DONE, remote_status=remote.status, execution_ms=remote.execution_ms
+        )
         # Items the manifest does not mention (it should mention all) are settled from the store.
         await self._reconcile(chunk, code=ErrorCode.UPSTREAM, message="missing from the batch's collected results")
         await self._close(part)
@@ -390,6 +399,11 @@ class RelaxMixin(SchedulingMixin, CancelsMixin):
         One RunPod forgot (404: an embedded endpoint that died with the bot) is not the part's fault and is sent again
         without counting.
         """
+        runpod_s, runpod_cost = self._runpod_time(remote.execution_ms)
+        if runpod_s is not None:  # the failed job's RunPod time was billed all the same
+            chunk = await self._chunk(part)
+            now = self._clock.now()
+            await self._ledger.record_outcomes(chunk.id, [], now=now, runpod_s=runpod_s, runpod_cost_usd=runpod_cost)
         attempts = part.runpod_attempts + (remote.status is not RemoteStatus.NOT_FOUND)
         if attempts < self._policy.relax.runpod_attempts:
             await self._ledger.update_relax_part(part.chunk_id, runpod_id=None, runpod_attempts=attempts)

@@ -27,6 +27,7 @@ from bot.core.models import (
     Priority,
     UserId,
 )
+from worker.contract import TokenUsage
 
 NOTE_HOLD_FROM = "hold_from"
 """A job note: items of this index and above are held (a trial runs the ones below first); deleted to release them."""
@@ -115,6 +116,8 @@ def item_from(row: aiosqlite.Row) -> Item:
         chunk_id=None if row["chunk_id"] is None else ChunkId(row["chunk_id"]),
         width=row["width"],
         height=row["height"],
+        cost_usd=row["cost_usd"],
+        usage=None if row["usage"] is None else TokenUsage.model_validate_json(row["usage"]),
     )
 
 

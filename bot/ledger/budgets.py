@@ -223,12 +223,14 @@ async def reserve_in(
 class BudgetsMixin(LedgerConnection):
     """Spend, reservations and caps."""
 
-    async def spent(
+    async def budget_spent(
         self, *, owner_id: int | None = None, guild_id: int | None = None, since: datetime, until: datetime
     ) -> int:
         """Return the micro-dollars spent by a user and/or in a guild (None: everyone, every guild) in [since, until).
 
-        The one "spent so far" every cap reads; recording each item's actual cost changes only this query's body.
+        The one "spent so far" every cap reads: for now the price table's cost of the images made (`_MADE_SQL`).
+        The recorded costs (`SpendMixin.spent`: each item's billed usage and RunPod seconds) are to replace this
+        body, `spent_in` and `spend_rows` next, without changing their callers.
         """
         async with self._lock:
             return await spent_in(self._db, owner_id=owner_id, guild_id=guild_id, since=since, until=until)

@@ -111,6 +111,8 @@ class ChunksMixin(LedgerConnection):
         final: ChunkStatus | None = None,
         remote_status: str | None = None,
         revive_cancelled: bool = False,
+        runpod_s: float | None = None,
+        runpod_cost_usd: float | None = None,
     ) -> Recorded:
         """Apply the dispatcher's verdicts on a chunk's items, and optionally close the chunk, in one transaction.
 
@@ -118,6 +120,8 @@ class ChunksMixin(LedgerConnection):
         after a cancel, changes nothing. An OK item gets its image row (once per job and index); an outcome with
         `refund_attempt` takes back the attempt `start_chunk` counted. `revive_cancelled` settles a cancelled job's
         chunk instead: its `cancelled` items change (an image the worker made before the cancel is made, and paid).
+        An outcome's `cost_usd` and `usage` replace the item's (they are its totals), stamped `spent_at` = `now`;
+        `runpod_s` and `runpod_cost_usd` (a RunPod job of the chunk that ended) are added to the chunk's.
         """
         expected = ItemStatus.CANCELLED if revive_cancelled else ItemStatus.SUBMITTED
         async with self._tx() as db:
@@ -131,10 +135,12 @@ class ChunksMixin(LedgerConnection):
             failed = 0
             rate_limited = False
             for outcome in outcomes:
+                spent = outcome.cost_usd is not None or outcome.usage is not None
                 async with db.execute(
                     "UPDATE items SET status = ?, width = ?, height = ?, error_code = ?, error_message = ?,"
-                    " retry_at = ?, attempts = max(0, attempts - ?) WHERE job_id = ? AND idx = ? AND chunk_id = ?"
-                    " AND status = ? RETURNING output_key",
+                    " retry_at = ?, attempts = max(0, attempts - ?), cost_usd = coalesce(?, cost_usd),"
+                    " usage = coalesce(?, usage), spent_at = coalesce(?, spent_at)"
+                    " WHERE job_id = ? AND idx = ? AND chunk_id = ? AND status = ? RETURNING output_key",
                     (
                         outcome.status.value,
                         outcome.width,
@@ -143,6 +149,9 @@ class ChunksMixin(LedgerConnection):
                         outcome.error_message,
                         None if outcome.retry_at is None else db_time(outcome.retry_at),
                         1 if outcome.refund_attempt else 0,
+                        outcome.cost_usd,
+                        None if outcome.usage is None else outcome.usage.model_dump_json(),
+                        db_time(now) if spent else None,
                         chunk.job_id,
                         outcome.index,
                         chunk_id,
@@ -185,6 +194,9 @@ class ChunksMixin(LedgerConnection):
             if final is not None:
                 sets += ["status = ?", "finished_at = ?"]
                 params += [final.value, db_time(now)]
+            if runpod_s is not None:
+                sets += ["runpod_s = coalesce(runpod_s, 0) + ?", "runpod_cost_usd = coalesce(runpod_cost_usd, 0) + ?"]
+                params += [runpod_s, runpod_cost_usd or 0.0]
             if sets:
                 await db.execute(
                     f"UPDATE chunks SET {', '.join(sets)} WHERE id = ?",  # noqa: S608 (fixed column names)

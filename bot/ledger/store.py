@@ -1,8 +1,8 @@
 """`Ledger`: the SQLite job ledger (aiosqlite), one class composed of one mixin per aggregate.
 
 Each aggregate keeps its queries in its own module (`jobs`, `items`, `chunks`, `groups`, `gallery`, `messages`,
-`prefs`, `relax`, `budgets`); all of them run on the one connection, lock and transaction helper of `LedgerConnection`
-(`connection`), so a method that touches several tables (creating a job with its items and notes, recording a
+`prefs`, `relax`, `budgets`, `spend`); all of them run on the one connection, lock and transaction helper of
+`LedgerConnection` (`connection`), so a method that touches several tables (creating a job with its items and notes, recording a
 chunk's outcomes with their images) is still one transaction, and callers see one `Ledger` with every method.
 """
 
@@ -17,6 +17,7 @@ from bot.ledger.jobs import Cancellation, JobCreation, JobsMixin, Schedulable
 from bot.ledger.messages import MessagesMixin
 from bot.ledger.prefs import PreferencesMixin
 from bot.ledger.relax import RelaxMixin
+from bot.ledger.spend import SpendMixin
 
 
 class Ledger(
@@ -29,6 +30,7 @@ class Ledger(
     MessagesMixin,
     PreferencesMixin,
     BudgetsMixin,
+    SpendMixin,
 ):
     """The job ledger over one SQLite file; open with `await Ledger.open(path)`, close with `close()`."""
 

@@ -15,8 +15,12 @@ from aiohttp import web
 
 from local.gemini.drawing import draw_image, draw_size
 from local.gemini.faults import BlockAs, MalformedKind, NoImageReason
+from local.gemini.tokens import count_response, image_size
 from local.gemini.wire import JsonObject, ParsedRequest, error_response, new_response_id
 from worker.catalogue import ModelSpec
+
+# The thinking tokens a Gemini-3 image answer reports; the real ones vary with the prompt, a few hundred is usual.
+THOUGHT_TOKENS = 180
 
 
 def key_error(request: web.Request, api_key: str | None) -> web.Response | None:
@@ -129,17 +133,29 @@ def malformed(kind: MalformedKind) -> web.Response:
 
 
 def usage(spec: ModelSpec, parsed: ParsedRequest, *, images_out: int, text_tokens: int) -> JsonObject:
-    """Return the usageMetadata of an answer with `images_out` images and `text_tokens` of text."""
-    prompt_text = max(1, len(parsed.prompt.split()))
-    prompt_images = spec.input_image_tokens * len(parsed.images)
+    """Return the usageMetadata of an answer with `images_out` images and `text_tokens` of text.
+
+    Shaped as Google's (https://ai.google.dev/api/generate-content#UsageMetadata): `promptTokenCount` is what
+    `countTokens` says of the same prompt (`local.gemini.tokens`: text by length, each image by its size), by
+    modality in `promptTokensDetails`; `candidatesTokenCount` is the answer's image (the catalogue's output tokens
+    per image size, https://ai.google.dev/gemini-api/docs/pricing) and text, by modality in
+    `candidatesTokensDetails`; a thinking model's thoughts are counted apart, in `thoughtsTokenCount`, and all of it
+    in `totalTokenCount`. A blocked prompt still reports its prompt: Gemini bills the input.
+    """
+    readable = _readable(parsed.images)
+    counted = count_response(spec, parsed.texts or [parsed.prompt], readable)
+    prompt_details: list[JsonObject] = list(counted["promptTokensDetails"])
+    prompt_tokens = int(counted["totalTokens"])
+    unreadable = len(parsed.images) - len(readable)
+    if unreadable:  # the schema let it through; Google counts what it receives, so count it at the model's rate
+        prompt_tokens += spec.input_image_tokens * unreadable
     image_tokens = spec.output_tokens.get(parsed.image_size or "1K", 1290) * images_out
-    thoughts = 180 if spec.thinking and images_out else 0
+    thoughts = THOUGHT_TOKENS if spec.thinking and images_out else 0
     usage: JsonObject = {
-        "promptTokenCount": prompt_text + prompt_images,
+        "promptTokenCount": prompt_tokens,
         "candidatesTokenCount": image_tokens + text_tokens,
-        "totalTokenCount": prompt_text + prompt_images + image_tokens + text_tokens + thoughts,
-        "promptTokensDetails": [{"modality": "TEXT", "tokenCount": prompt_text}]
-        + ([{"modality": "IMAGE", "tokenCount": prompt_images}] if prompt_images else []),
+        "totalTokenCount": prompt_tokens + image_tokens + text_tokens + thoughts,
+        "promptTokensDetails": prompt_details,
     }
     if image_tokens or text_tokens:
         usage["candidatesTokensDetails"] = (
@@ -148,6 +164,18 @@ def usage(spec: ModelSpec, parsed: ParsedRequest, *, images_out: int, text_token
     if thoughts:
         usage["thoughtsTokenCount"] = thoughts
     return usage
+
+
+def _readable(images: list[bytes]) -> list[bytes]:
+    """Return the images PIL can size (every one a request validated by `local.gemini.schema` normally holds)."""
+    readable = []
+    for data in images:
+        try:
+            image_size(data)
+        except ValueError:
+            continue
+        readable.append(data)
+    return readable
 
 
 def envelope(spec: ModelSpec, usage: JsonObject) -> JsonObject:

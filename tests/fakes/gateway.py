@@ -14,7 +14,16 @@ from typing import TYPE_CHECKING
 
 from bot.runpod.types import EndpointHealth, RemoteJob, RemoteStatus
 from storage.memory import MemoryStore
-from worker.contract import ChunkInput, ChunkProgress, ChunkResult, ErrorCode, ItemError, ItemOk, ItemResult
+from worker.contract import (
+    ChunkInput,
+    ChunkProgress,
+    ChunkResult,
+    ErrorCode,
+    ItemError,
+    ItemOk,
+    ItemResult,
+    TokenUsage,
+)
 
 if TYPE_CHECKING:
     from bot.runpod.errors import RunpodError
@@ -154,8 +163,12 @@ class MemoryRunpod:
         skip: Collection[int] = (),
         manifest: bool = True,
         execution_ms: int | None = None,
+        usage: TokenUsage | None = None,
     ) -> None:
-        """Complete the job: items not in `errors` or `skip` are made; `skip` ones are neither made nor reported."""
+        """Complete the job: items not in `errors` or `skip` are made; `skip` ones are neither made nor reported.
+
+        `usage`, when given, is reported for each item made, as a worker reports what Gemini billed.
+        """
         job = self.jobs[job_id]
         job.execution_ms = execution_ms
         errors = errors or {}
@@ -163,7 +176,10 @@ class MemoryRunpod:
         for index in job.indices:
             if index in seen or index in skip:
                 continue
-            job.results.append(self._error(index, errors[index]) if index in errors else await self._make(job, index))
+            if index in errors:
+                job.results.append(self._error(index, errors[index]))
+            else:
+                job.results.append((await self._make(job, index)).model_copy(update={"usage": usage}))
         job.status = RemoteStatus.COMPLETED
         if manifest:
             ok = sum(1 for r in job.results if isinstance(r, ItemOk))

@@ -25,6 +25,7 @@ from worker.contract import (
     RelaxCollectInput,
     RelaxPrepareInput,
     RelaxPrepareResult,
+    TokenUsage,
 )
 
 
@@ -38,6 +39,7 @@ class RelaxJob:
     output: dict[str, object] | None = None
     error: str | None = None
     forgotten: bool = False
+    execution_ms: int | None = None  # what /status reports as executionTime once the job ran
 
 
 class RelaxRunpod(MemoryRunpod):
@@ -84,7 +86,9 @@ class RelaxRunpod(MemoryRunpod):
         raw: dict[str, object] = {"id": job.id, "status": job.status.value}
         if job.output is not None:
             raw["output"] = job.output
-        return RemoteJob(id=job.id, status=job.status, result=result, error=job.error, raw=raw)
+        return RemoteJob(
+            id=job.id, status=job.status, result=result, error=job.error, raw=raw, execution_ms=job.execution_ms
+        )
 
     # ---- inspection ----
 
@@ -100,9 +104,11 @@ class RelaxRunpod(MemoryRunpod):
         *,
         errors: Mapping[int, ErrorCode] | None = None,
         left_out: Collection[int] = (),
+        execution_ms: int | None = None,
     ) -> str:
         """Answer a prepare job: every item but `errors` and `left_out` goes in a new file; return its name."""
         job = self.relax[job_id]
+        job.execution_ms = execution_ms
         assert isinstance(job.input, RelaxPrepareInput)
         errors = errors or {}
         included = [i.index for i in job.input.items if i.index not in errors and i.index not in left_out]
@@ -116,9 +122,18 @@ class RelaxRunpod(MemoryRunpod):
         job.status = RemoteStatus.COMPLETED
         return name
 
-    async def collect(self, job_id: str, *, errors: Mapping[int, ErrorCode] | None = None) -> None:
-        """Answer a collect job: every item not in `errors` is written to its output key and reported made."""
+    async def collect(
+        self,
+        job_id: str,
+        *,
+        errors: Mapping[int, ErrorCode] | None = None,
+        usage: TokenUsage | None = None,
+        execution_ms: int | None = None,
+    ) -> None:
+        """Answer a collect job: every item not in `errors` is written to its output key and reported made (with
+        `usage` when given, as a worker reports Gemini's)."""
         job = self.relax[job_id]
+        job.execution_ms = execution_ms
         assert isinstance(job.input, RelaxCollectInput)
         errors = errors or {}
         results: list[ItemResult] = []
@@ -131,15 +146,20 @@ class RelaxRunpod(MemoryRunpod):
             if not skipped:
                 await self.store.put(item.output_key, png_bytes(), content_type="image/png")
                 self.made[item.output_key] += 1
-            results.append(ItemOk(index=item.index, key=item.output_key, width=64, height=48, skipped=skipped))
+            billed = None if skipped else usage
+            results.append(
+                ItemOk(index=item.index, key=item.output_key, width=64, height=48, skipped=skipped, usage=billed)
+            )
         ok = sum(1 for r in results if isinstance(r, ItemOk))
         job.output = ChunkResult(ok=ok, failed=len(results) - ok, results=results).to_payload()
         job.status = RemoteStatus.COMPLETED
 
-    def fail(self, job_id: str, error: str = "UPSTREAM: worker crashed") -> None:  # type: ignore[override]
+    def fail(  # type: ignore[override]
+        self, job_id: str, error: str = "UPSTREAM: worker crashed", *, execution_ms: int | None = None
+    ) -> None:
         """End a relax job FAILED without an answer (a chunk's `fail` is the parent's, async)."""
         job = self.relax[job_id]
-        job.status, job.error = RemoteStatus.FAILED, error
+        job.status, job.error, job.execution_ms = RemoteStatus.FAILED, error, execution_ms
 
     def forget_relax(self, job_id: str) -> None:
         """Answer 404 for a relax job from now on (an embedded endpoint that died with the bot)."""

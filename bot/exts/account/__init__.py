@@ -268,7 +268,7 @@ class AccountCog(commands.Cog):
         )
         embed = discord.Embed(title="Your Peel info")
         embed.add_field(name="Jobs", value=f"{usage.jobs} in all · {usage.running} running · {usage.waiting} waiting")
-        embed.add_field(name="Images", value=f"{usage.made} made · {usage.not_made} not made (not charged)")
+        embed.add_field(name="Images", value=f"{usage.made} made · {usage.not_made} not made")
         embed.add_field(name="Limits", value=limits, inline=False)
         embed.add_field(name="Model", value=prefs.model or settings.gemini_model)
         embed.add_field(name="Remix", value="on" if prefs.remix else "off")

@@ -14,6 +14,7 @@ import discord
 
 from bot.app.generation_types import safety_reason
 from bot.app.imaging import fit_for_upload, grid_preview
+from bot.core.item_errors import BLOCKED_COST, NOT_MADE_COST
 from bot.core.models import Image, Job, JobId
 from bot.core.render import full_size_link, image_line, with_full_size_line
 from bot.discord_bot import PeelBot
@@ -83,16 +84,16 @@ class JobMessages:
         return message
 
     async def fail(self, t: Tracked, job: Job, reason: str) -> None:
-        """Show why a job failed: Gemini's safety reason when it was blocked (and that it cost nothing)."""
+        """Show why a job failed: Gemini's safety reason when it was blocked (and what a block costs)."""
         items = await self._service.items(job.id)
         blocked = safety_reason([(i.status, i.error_code, i.error_message) for i in items])
         if blocked is not None:
             embed = error_embed(
                 "Request blocked by safety filters",
-                f"{blocked}\nNothing was charged. Rephrase the prompt and try again.",
+                f"{blocked}\n{BLOCKED_COST} Rephrase the prompt and try again.",
             )
         else:
-            embed = error_embed("Job failed", f"{reason} Nothing was charged for the images that were not made.")
+            embed = error_embed("Job failed", f"{reason} {NOT_MADE_COST}")
         if self.tracker.token_fresh(t):
             assert t.interaction is not None
             with contextlib.suppress(discord.HTTPException):

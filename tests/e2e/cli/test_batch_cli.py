@@ -5,6 +5,7 @@ import json
 import os
 import random
 import signal
+import sqlite3
 import time
 import urllib.request
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING
 import pytest
 from PIL import Image
 
+from bot.core.pricing import cost_of
 from tests.e2e.cli.conftest import (
     GeminiServer,
     base_env,
@@ -23,6 +25,7 @@ from tests.e2e.cli.conftest import (
     run_cli,
     start_cli,
 )
+from worker.contract import TokenUsage
 
 if TYPE_CHECKING:
     import subprocess
@@ -195,6 +198,17 @@ def test_imagine_writes_four_images_and_a_grid_when_run_with_embedded_defaults(t
     assert sizes == {(32, 32)}  # drawn small: the embedded server got LOCAL_GEMINI_DRAW_PX=32
     assert _size(grids[0]) == (2 * 32 + 8, 2 * 32 + 8)  # 2x2 with the gap
     assert len({f.read_bytes() for f in singles}) == 4  # four different images
+    # Each item's recorded cost is the price table applied to the usage the local Gemini reported for it.
+    with sqlite3.connect(tmp_path / "data" / "peel.sqlite3") as db:
+        rows = db.execute("SELECT j.params, i.cost_usd, i.usage FROM items i JOIN jobs j ON j.id = i.job_id").fetchall()
+        runpod = db.execute("SELECT coalesce(sum(runpod_cost_usd), 0) FROM chunks").fetchone()[0]
+    assert len(rows) == 4
+    for params, cost, usage in rows:
+        reported = TokenUsage.model_validate_json(usage)
+        assert reported.image_output_tokens == 1290 and reported.prompt_tokens > 0
+        assert cost == pytest.approx(cost_of(json.loads(params)["model"], reported, batch=False))
+    assert runpod > 0  # the chunk's executionTime, priced
+    assert f"${sum(r[1] for r in rows) + runpod:.4f} spent" in run.stderr
 
 
 @pytest.mark.timeout(120)

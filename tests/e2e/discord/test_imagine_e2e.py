@@ -455,11 +455,12 @@ async def test_info_shows_usage_and_limits_when_asked(stack: PeelStack):
     assert "3 running at once" in fields["Limits"] and "made" in fields["Images"]
 
 
-async def test_a_safety_block_shows_geminis_reason_and_costs_nothing_when_the_prompt_is_blocked(stack: PeelStack):
+async def test_a_safety_block_shows_geminis_reason_and_what_it_costs_when_the_prompt_is_blocked(stack: PeelStack):
     d = stack.driver()
     await imagine(stack, "a forbidden fruit")
     error = await d.wait_for_message(lambda m: "blocked by safety filters" in ephemeral_embed(m), timeout=WAIT_S)
-    assert "Nothing was charged" in ephemeral_embed(error)
+    assert "bills the prompt's input tokens" in ephemeral_embed(error)
+    assert "Nothing was charged" not in ephemeral_embed(error)
     job = await latest_job(stack)
     assert job.status is JobStatus.FAILED and job.ok == 0
     assert not any(m.content.startswith("**a forbidden fruit**") for m in d.messages())

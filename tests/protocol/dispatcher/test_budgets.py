@@ -54,7 +54,7 @@ async def test_a_running_batch_pauses_at_the_cap_when_it_costs_more_than_its_est
 
     job = await ledger.get_job(job_id)
     assert job is not None and job.status is JobStatus.PAUSED
-    spent = await ledger.spent(
+    spent = await ledger.budget_spent(
         guild_id=GUILD, since=job.created_at.replace(hour=0), until=job.created_at.replace(hour=23)
     )
     # Never past the cap: the fake workers make every image they are sent, so this is the chunk sizing.

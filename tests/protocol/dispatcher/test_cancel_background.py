@@ -3,6 +3,8 @@
 import asyncio
 from datetime import timedelta
 
+import pytest
+
 from bot.core.models import ChunkStatus, ItemStatus, JobId, JobStatus, UserId
 from bot.core.policy import DispatchPolicy
 from bot.dispatch import Dispatcher
@@ -107,6 +109,8 @@ async def test_images_made_before_runpod_stopped_the_chunk_are_recorded_and_noth
     assert [i.index for i in await ledger.images(job_id=job_id)] == first.indices[:3]
     assert {i.index for i in await ledger.items(job_id) if i.status is ItemStatus.OK} == set(first.indices[:3])
     assert len(runpod.jobs) == 2
+    # Gemini billed them; their usage went with the answers the cancel dropped, so each costs the estimate.
+    assert await ledger.job_cost(job_id) == pytest.approx(3 * 0.039)
 
 
 async def test_a_chunk_that_completes_before_its_cancel_is_recorded_in_full(

@@ -19,7 +19,7 @@ from storage.memory import MemoryStore
 from tests.fakes.clock import FakeClock
 from tests.fakes.relax import MemoryBatches, RelaxRunpod
 from tests.protocol.dispatcher.conftest import batch
-from worker.contract import ErrorCode, RelaxCollectInput, relax_display_name
+from worker.contract import ErrorCode, RelaxCollectInput, TokenUsage, relax_display_name
 
 POLL = timedelta(seconds=30)
 
@@ -351,3 +351,43 @@ async def test_a_part_whose_prepare_runpod_refused_waits_in_the_ledger_and_goes_
         await dispatcher.run_once()
     [prep] = runpod.open_relax("relax_prepare")
     assert [i.index for i in prep.input.items] == [0, 1, 2]
+
+
+async def test_a_relax_items_usage_is_recorded_at_the_batch_price_with_its_runpod_jobs_time(
+    make: Callable[..., Dispatcher], runpod: RelaxRunpod, gemini: MemoryBatches, clock: FakeClock, ledger: Ledger
+) -> None:
+    dispatcher = make(replace(relax_policy(), runpod_price_per_s=0.001))
+    job_id = await submit_relax(dispatcher, 2)
+    await dispatcher.run_once()
+    [prep] = runpod.open_relax("relax_prepare")
+    runpod.prepare(prep.id, execution_ms=2_000)
+    await dispatcher.run_once()
+    [part] = await ledger.relax_parts(job_id=job_id)
+    assert part.batch_name is not None
+    gemini.succeed(part.batch_name, requests=part.items)
+    clock.advance(POLL)
+    await dispatcher.run_once()
+    [collect] = runpod.open_relax("relax_collect")
+    usage = TokenUsage(prompt_tokens=10, output_tokens=1290, image_output_tokens=1290)
+    await runpod.collect(collect.id, usage=usage, execution_ms=3_000)
+    await dispatcher.run_once()
+
+    items = await ledger.items(job_id)
+    assert [i.status for i in items] == [ItemStatus.OK, ItemStatus.OK]
+    half = (10 * 0.30 + 1290 * 30) / 1e6 / 2  # gemini-2.5-flash-image through the Batch API: half of each price
+    assert [i.cost_usd for i in items] == [pytest.approx(half)] * 2
+    assert await ledger.job_cost(job_id) == pytest.approx(2 * half + 5 * 0.001)  # prepare's 2 s and collect's 3 s
+
+
+async def test_a_failed_prepare_jobs_runpod_time_is_recorded_too(
+    make: Callable[..., Dispatcher], runpod: RelaxRunpod, ledger: Ledger
+) -> None:
+    dispatcher = make(replace(relax_policy(), runpod_price_per_s=0.001))
+    job_id = await submit_relax(dispatcher, 2)
+    await dispatcher.run_once()
+    [prep] = runpod.open_relax("relax_prepare")
+    runpod.fail(prep.id, execution_ms=1_500)
+
+    await dispatcher.run_once()
+
+    assert await ledger.job_cost(job_id) == pytest.approx(1.5 * 0.001)

@@ -2,7 +2,6 @@
 
 import asyncio
 import dataclasses
-import sqlite3
 from datetime import timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -12,6 +11,7 @@ from bot.core.models import ChunkStatus, ItemOutcome, ItemStatus, JobId, JobStat
 from bot.ledger import Ledger
 from tests.fakes.clock import FakeClock
 from tests.protocol.ledger.conftest import MakeJob, items
+from tests.protocol.ledger.downgrade import to_schema_6
 
 IMAGE = micros("0.039")  # gemini-2.5-flash-image's price table, 1K
 UTC_TZ = ZoneInfo("UTC")
@@ -38,10 +38,10 @@ async def test_spent_prices_each_made_image_in_its_period(ledger: Ledger, make_j
     await make(ledger, job.id, [0, 1, 2], clock)
     day = clock.now().replace(hour=0)
 
-    assert await ledger.spent(owner_id=1, since=day, until=day + timedelta(days=1)) == 3 * IMAGE
-    assert await ledger.spent(guild_id=GUILD, since=day, until=day + timedelta(days=1)) == 3 * IMAGE
-    assert await ledger.spent(owner_id=2, since=day, until=day + timedelta(days=1)) == 0
-    assert await ledger.spent(owner_id=1, since=day + timedelta(days=1), until=day + timedelta(days=2)) == 0
+    assert await ledger.budget_spent(owner_id=1, since=day, until=day + timedelta(days=1)) == 3 * IMAGE
+    assert await ledger.budget_spent(guild_id=GUILD, since=day, until=day + timedelta(days=1)) == 3 * IMAGE
+    assert await ledger.budget_spent(owner_id=2, since=day, until=day + timedelta(days=1)) == 0
+    assert await ledger.budget_spent(owner_id=1, since=day + timedelta(days=1), until=day + timedelta(days=2)) == 0
     rows = await ledger.spend_rows(since=day, until=day + timedelta(days=1))
     assert [(r.owner_id, r.guild_id, r.usd_micros, r.images) for r in rows] == [(1, GUILD, 3 * IMAGE, 3)]
 
@@ -125,14 +125,7 @@ async def test_a_ledger_of_an_older_schema_gains_the_budget_tables_and_keeps_its
     async with await Ledger.open(db_path) as ledger:
         old = await ledger.create_job(make_job(owner=1), items(1), now=clock.now())
 
-    def downgrade() -> None:  # as a ledger written before budgets existed (schema 6) is
-        with sqlite3.connect(db_path) as db:
-            for table in ("budget_reservations", "budget_changes", "budget_caps"):
-                db.execute(f"DROP TABLE {table}")
-            db.execute("DROP INDEX images_by_time")
-            db.execute("PRAGMA user_version = 6")
-
-    await asyncio.to_thread(downgrade)
+    await asyncio.to_thread(to_schema_6, db_path)  # as a ledger written before budgets existed
     async with await Ledger.open(db_path) as ledger:
         assert await ledger.schema_version() == await ledger.known_schema_version()
         assert old.job is not None and await ledger.get_job(old.job.id) == old.job

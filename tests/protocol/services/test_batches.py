@@ -18,6 +18,7 @@ from bot.cli.batch import batch_key, start_batch
 from bot.cli.console import Console
 from bot.core.batch import BatchLimits
 from bot.core.models import Group, ItemInputs, JobKind, JobParams, JobRequest, NewItem, UserId
+from bot.core.pricing import cost_of
 from bot.dispatch import SubmitStatus
 from bot.ledger import Ledger
 from bot.settings import BotSettings
@@ -26,7 +27,7 @@ from storage.memory import MemoryStore
 from tests.e2e.bot._batchzips import make_zip
 from tests.fakes.gateway import MemoryRunpod
 from tests.protocol.services.conftest import RunToEnd
-from worker.contract import ErrorCode
+from worker.contract import ErrorCode, TokenUsage
 
 PROMPT = "make it watercolour --ar 3:2 --seed 7"
 ALICE = 42
@@ -166,6 +167,29 @@ async def test_snapshot_counts_blocks_apart_from_failures_and_retry_requeues_the
     assert (snapshot.progress.done, snapshot.progress.blocked, snapshot.progress.failed) == (3, 1, 0)
     _job, requeued = await service.retry_failed(result.job.id)
     assert requeued == 0  # a safety block is not retried
+
+
+async def test_snapshot_cost_is_the_recorded_cost_of_the_usage_reported_and_the_runpod_time(
+    group: Group, runtime: Runtime, runpod: MemoryRunpod, tmp_path: Path
+) -> None:
+    service = BatchService(runtime)
+    plan = await service.plan_from_file(await write_zip(tmp_path / "in.zip", 3), slash_request(), source="in.zip")
+    result = await service.start(plan, group_id=group.id, is_admin=False)
+    assert result.job is not None
+    await runtime.dispatcher.run_once()
+    usage = TokenUsage(prompt_tokens=300, output_tokens=1290, image_output_tokens=1290)  # a reference at 258 tokens
+    for job in runpod.active():
+        await runpod.finish(job.id, usage=usage, execution_ms=2_000)
+    await runtime.dispatcher.run_once()
+
+    snapshot = await service.snapshot(result.job.id)
+
+    assert snapshot is not None and snapshot.progress.done == 3
+    unit = cost_of(plan.params.model, usage, batch=False)
+    assert unit is not None
+    runpod_s = 2.0 * len(runpod.jobs)
+    assert snapshot.progress.cost_usd == pytest.approx(3 * unit + runpod_s * runtime.settings.runpod_price_per_s)
+    assert snapshot.progress.cost_usd != pytest.approx(3 * 0.039)  # not the estimate: $0.039 is 1290 tokens rounded
 
 
 async def test_samples_are_taken_once_when_enough_images_are_made(

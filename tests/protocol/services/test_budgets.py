@@ -140,6 +140,6 @@ async def test_the_usage_csv_totals_equal_the_images_in_the_ledger(
     ]
     made = sum([len(await ledger.images(job_id=job.id)) for job in await ledger.list_jobs()])
     assert sum(int(r["images"]) for r in rows) == made
-    assert sum(Decimal(r["usd"]) for r in rows) * 1_000_000 == await ledger.spent(since=since, until=until)
+    assert sum(Decimal(r["usd"]) for r in rows) * 1_000_000 == await ledger.budget_spent(since=since, until=until)
     view = await service.view(user_id=1, guild_id=GUILD, role_ids=())
     assert view.spent_today == view.spent_month == 8 * IMAGE and view.remaining is None

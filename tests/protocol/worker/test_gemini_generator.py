@@ -4,6 +4,7 @@ import asyncio
 import hashlib
 import io
 import logging
+import math
 import random
 import socket
 from collections.abc import Callable
@@ -11,12 +12,13 @@ from collections.abc import Callable
 import pytest
 from PIL import Image
 
+from local.gemini.answers import THOUGHT_TOKENS
 from local.gemini.drawing import draw_image
 from local.gemini.server import LocalGemini
 from tests.fakes.clock import Sleeps
 from tests.protocol.worker.conftest import KEY
 from worker.catalogue import ASPECT_RATIOS_10, MAX_REQUEST_BYTES, model_spec
-from worker.contract import ErrorCode
+from worker.contract import ErrorCode, TokenUsage
 from worker.errors import GenerationError
 from worker.gemini import GeminiImageGenerator, GeminiSettings, request_bytes
 from worker.generation import GenerationRequest, InputImage
@@ -396,3 +398,37 @@ async def test_generate_refuses_as_too_large_before_calling_when_the_images_pass
     assert not error.retryable
     assert "20,971,520-byte limit" in error.message
     assert local_gemini.stats.requests == 0
+
+
+async def test_generate_reports_the_usage_of_every_answer_it_got_when_one_lacked_an_image(
+    generator: GeminiImageGenerator, local_gemini: LocalGemini
+) -> None:
+    local_gemini.set_faults(next_no_image=1)  # the local server's text-only answer reports 8 prompt, 9 answer tokens
+
+    image = await generator.generate(request())
+
+    prompt = math.ceil(len("a lighthouse at dusk") / 4)  # ~4 characters a token (ai.google.dev/gemini-api/docs/tokens)
+    assert image.usage == TokenUsage(prompt_tokens=8 + prompt, output_tokens=9 + 1290, image_output_tokens=1290)
+
+
+async def test_generate_reports_a_thinking_models_thoughts_and_its_images_tokens_by_size(
+    generator: GeminiImageGenerator,
+) -> None:
+    image = await generator.generate(request(model=NB2, image_size="2K", references=(png((1, 2, 3)),)))
+
+    # 3.1 Flash Image: 1120 tokens per input image, 1680 per 2K image made (the catalogue, from the pricing page).
+    prompt = math.ceil(len("a lighthouse at dusk") / 4) + 1120
+    assert image.usage == TokenUsage(
+        prompt_tokens=prompt, output_tokens=1680, thoughts_tokens=THOUGHT_TOKENS, image_output_tokens=1680
+    )
+
+
+async def test_generate_reports_the_blocked_prompts_input_tokens_with_the_safety_error(
+    generator: GeminiImageGenerator, local_gemini: LocalGemini
+) -> None:
+    local_gemini.set_faults(block_word="forbidden", block_as="prompt")
+
+    error = await failure(generator, request("a forbidden lighthouse"))
+
+    assert error.code is ErrorCode.SAFETY
+    assert error.usage == TokenUsage(prompt_tokens=math.ceil(len("a forbidden lighthouse") / 4))

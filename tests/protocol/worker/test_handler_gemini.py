@@ -8,6 +8,7 @@ import asyncio
 import csv
 import io
 import json
+import math
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
@@ -27,7 +28,7 @@ from storage import Body, ObjectInfo, StorageUnavailableError
 from storage.file import FileStore
 from storage.keys import THUMB_SUFFIX, thumb_key
 from tests.fakes.models import batch_job
-from worker.contract import ChunkResult, ErrorCode, ItemError, ItemOk
+from worker.contract import ChunkResult, ErrorCode, ItemError, ItemOk, TokenUsage
 from worker.gemini import GeminiImageGenerator
 from worker.handler import WorkerDeps, make_handler
 
@@ -231,3 +232,40 @@ async def test_manifest_shows_the_code_and_its_message_not_the_exception_when_ge
         assert (shown["error_code"], shown["error_reason"]) == ("UPSTREAM", item_error_message("UPSTREAM"))
         text = json.dumps(shown)
         assert "127.0.0.1" not in text and "0x" not in text and "<" not in text
+
+
+async def test_each_item_carries_the_usage_the_local_gemini_reported_and_a_blocked_one_its_prompt_tokens(
+    rig: Rig,
+) -> None:
+    # gemini-2.5-flash-image: the prompt's text at ~4 characters a token (https://ai.google.dev/gemini-api/docs/tokens),
+    # a 1K image of 1290 output tokens (https://ai.google.dev/gemini-api/docs/pricing), no text asked, no thinking.
+    chunk = make_chunk(3, concurrency=3, blocked=frozenset({1}))
+
+    result = await rig.run(chunk)
+
+    made, blocked = result.results[0], result.results[1]
+    assert isinstance(made, ItemOk) and isinstance(blocked, ItemError)
+    prompt_tokens = math.ceil(len("a harbour at night, take 0") / 4)
+    assert made.usage == TokenUsage(prompt_tokens=prompt_tokens, output_tokens=1290, image_output_tokens=1290)
+    assert blocked.code is ErrorCode.SAFETY
+    assert blocked.usage is not None
+    assert blocked.usage.prompt_tokens == math.ceil(len(f"a {BLOCK_WORD} thing, take 1") / 4)
+    assert blocked.usage.output_tokens == 0 and not blocked.usage.image_output_tokens
+
+    again = await rig.run(chunk)
+
+    skipped = again.results[0]
+    assert isinstance(skipped, ItemOk) and skipped.skipped and skipped.usage is None  # no call, nothing billed
+
+
+async def test_an_image_made_but_not_stored_still_reports_what_gemini_billed(rig: Rig, tmp_path: Path) -> None:
+    class NoWrites(FileStore):
+        async def put(self, key: str, body: Body, *, content_type: str | None = None) -> ObjectInfo:
+            raise StorageUnavailableError("down")
+
+    deps = replace(rig.deps, store=NoWrites(tmp_path / "store"))
+    output = await make_handler(deps)({"id": "rp-proto", "input": make_chunk(1, concurrency=1)})
+
+    error = ChunkResult.model_validate(output).results[0]
+    assert isinstance(error, ItemError) and error.code is ErrorCode.STORAGE
+    assert error.usage is not None and error.usage.image_output_tokens == 1290

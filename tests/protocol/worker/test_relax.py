@@ -23,7 +23,7 @@ from storage.file import FileStore
 from storage.keys import THUMB_MAX_PX, thumb_key
 from storage.memory import MemoryStore
 from tests.protocol.worker.test_gemini_generator import noise_png as noise_image
-from worker.contract import ChunkResult, ErrorCode, ItemError, ItemOk, RelaxPrepareResult
+from worker.contract import ChunkResult, ErrorCode, ItemError, ItemOk, RelaxPrepareResult, TokenUsage
 from worker.gemini import GeminiImageGenerator
 from worker.handler import WorkerDeps, make_handler
 
@@ -331,3 +331,29 @@ async def test_a_cancelled_collect_stops_its_lines_in_flight(rig: Rig) -> None:
     await asyncio.wait({run}, timeout=10)  # the download waits for a slot: the line holding it must be stopped
     assert run.cancelled() and store.cancelled >= 1
     assert [t for t in asyncio.all_tasks() if t.get_name().startswith("relax-line")] == []
+
+
+async def test_collect_reports_each_lines_usage_and_none_for_an_error_line(rig: Rig) -> None:
+    made = {
+        **answer(png((9, 9, 9))),
+        "usageMetadata": {
+            "promptTokenCount": 11,
+            "candidatesTokenCount": 1290,
+            "candidatesTokensDetails": [{"modality": "IMAGE", "tokenCount": 1290}],
+        },
+    }
+    blocked = {"promptFeedback": {"blockReason": "PROHIBITED_CONTENT"}, "usageMetadata": {"promptTokenCount": 7}}
+    name = await rig.plant(
+        [
+            {"key": "0", "response": made},
+            {"key": "1", "response": blocked},
+            {"key": "2", "error": {"code": 13, "message": "internal"}},
+        ]
+    )
+
+    result = ChunkResult.model_validate(await rig.run(collect_input(name, 3)))
+
+    by_index = {r.index: r for r in result.results}
+    assert by_index[0].usage == TokenUsage(prompt_tokens=11, output_tokens=1290, image_output_tokens=1290)
+    assert by_index[1].usage == TokenUsage(prompt_tokens=7)  # a blocked prompt's input is billed
+    assert by_index[2].usage is None  # no answer, nothing billed

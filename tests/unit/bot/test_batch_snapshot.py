@@ -42,6 +42,14 @@ def test_without_sizes_every_made_item_is_priced_at_the_jobs_size() -> None:
     assert snapshot_of(job, errors={}, retrying={}, now=NOW).progress.cost_usd == pytest.approx(3 * 0.101)
 
 
+def test_the_running_cost_is_what_was_recorded_plus_the_estimate_of_made_items_recorded_without_one() -> None:
+    job = batch_job(params=JobParams(model="gemini-3.1-flash-image", image_size="2K"), ok=4, cancelled=0)
+
+    progress = snapshot_of(job, errors={}, retrying={}, now=NOW, made_by_size={None: 1}, recorded_usd=0.3).progress
+
+    assert progress.cost_usd == pytest.approx(0.3 + 0.101)  # not 4 x the estimate
+
+
 def test_a_relax_batch_is_priced_at_the_batch_price_and_shows_how_long_gemini_has_held_it() -> None:
     job = batch_job(params=JobParams(model="gemini-2.5-flash-image", relax=True), total=10, ok=4, cancelled=0)
     held = RelaxStatus(
