@@ -2,8 +2,9 @@
 
 Each aggregate keeps its queries in its own module (`jobs`, `items`, `chunks`, `groups`, `gallery`, `messages`,
 `prefs`, `relax`, `budgets`, `spend`); all of them run on the one connection, lock and transaction helper of
-`LedgerConnection` (`connection`), so a method that touches several tables (creating a job with its items and notes, recording a
-chunk's outcomes with their images) is still one transaction, and callers see one `Ledger` with every method.
+`LedgerConnection` (`connection`), so a method that touches several tables (creating a job with its items and
+notes, recording a chunk's outcomes with their images) is still one transaction, and callers see one `Ledger`
+with every method.
 """
 
 from bot.ledger._rows import new_id
