@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from storage import Store
+from worker.contract import ChunkProgress, ItemResult
 from worker.generation import GeminiFiles, ImageGenerator, ModelChecker
 from worker.storecalls import StoreCalls
 
@@ -103,3 +104,37 @@ def store_calls(deps: WorkerDeps, job_id: str) -> StoreCalls:
         max_reference_bytes=deps.max_reference_bytes,
         max_reference_pixels=deps.max_reference_pixels,
     )
+
+
+class ProgressPacer:
+    """Sends one job's progress updates at most once per `progress_interval_s`, and lets the last one land.
+
+    Each job kind decides when an update would say nothing (the last item, a chunk's last round); this keeps the
+    pace, builds the `ChunkProgress` payload and never lets a failed update fail the job.
+    """
+
+    def __init__(self, deps: WorkerDeps, job: RunpodJob) -> None:
+        self._deps = deps
+        self._job = job
+        self._last_at: float | None = None
+
+    def send(self, done: int, total: int, results: Callable[[], list[ItemResult]]) -> None:
+        """Send `results()` as progress unless one went out less than `progress_interval_s` ago."""
+        now = self._deps.clock()
+        if self._last_at is not None and now - self._last_at < self._deps.progress_interval_s:
+            return
+        self._last_at = now
+        payload = ChunkProgress(done=done, total=total, results=results()).model_dump(mode="json", exclude_none=True)
+        try:
+            self._deps.progress(self._job, payload)
+        except Exception:
+            # Progress is advisory; losing one update must not fail the job.
+            log.exception("progress update of job %s failed", self._job.get("id"))
+
+    async def settle(self) -> None:
+        """Wait until a recent update has had time to land before the result (runpod-python#250)."""
+        if self._last_at is None:
+            return
+        wait_s = self._last_at + self._deps.progress_settle_s - self._deps.clock()
+        if wait_s > 0:
+            await self._deps.sleep(wait_s)

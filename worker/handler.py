@@ -48,7 +48,6 @@ from worker.contract import (
     SELFTEST_KIND,
     ChunkInput,
     ChunkItem,
-    ChunkProgress,
     ChunkResult,
     ErrorCode,
     ItemError,
@@ -63,6 +62,7 @@ from worker.contract import (
 )
 from worker.deps import (
     MAX_REPORTED_ERRORS,
+    ProgressPacer,
     RunpodJob,
     WorkerDeps,
     describe_validation_error,
@@ -201,7 +201,7 @@ class _ChunkRun:
         # Per chunk, a reference is read once however many items share it: a loaded image, or why it is unusable.
         self._images: dict[str, InputImage | str] = {}
         self._image_locks: dict[str, asyncio.Lock] = {}
-        self._last_progress_at: float | None = None
+        self._progress = ProgressPacer(deps, job)
         # The store's circuit breaker lives in `StoreCalls`: once open, items not yet called end STORAGE.
         self._calls = store_calls(deps, chunk.job_id)
         # Set once the job's stop marker was seen: the marker is only deleted on resume, which sends new chunks,
@@ -370,24 +370,14 @@ class _ChunkRun:
             # The last round of a multi-round chunk: every item left is in flight, so an update tells the bot
             # nothing it can schedule with, and sent now it would make the result wait `progress_settle_s`.
             return
-        now = self._deps.clock()
-        if self._last_progress_at is not None and now - self._last_progress_at < self._deps.progress_interval_s:
-            return
-        self._last_progress_at = now
-        ordered = [self._results[item.index] for item in self._chunk.items if item.index in self._results]
-        payload = ChunkProgress(done=done, total=total, results=ordered).model_dump(mode="json", exclude_none=True)
-        try:
-            self._deps.progress(self._job, payload)
-        except Exception:
-            # Progress is advisory; losing one update must not fail the chunk.
-            log.exception("progress update of job %s failed", self._job.get("id"))
+        self._progress.send(
+            done,
+            total,
+            lambda: [self._results[item.index] for item in self._chunk.items if item.index in self._results],
+        )
 
     async def _let_progress_settle(self) -> None:
-        if self._last_progress_at is None:
-            return
-        wait_s = self._last_progress_at + self._deps.progress_settle_s - self._deps.clock()
-        if wait_s > 0:
-            await self._deps.sleep(wait_s)
+        await self._progress.settle()
 
 
 # What the worker's entry point and tests take from here; they live in `worker.deps` so every job kind can use them.

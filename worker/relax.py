@@ -38,7 +38,6 @@ from pydantic import ValidationError
 
 from worker.contract import (
     ChunkItem,
-    ChunkProgress,
     ChunkResult,
     ErrorCode,
     ItemError,
@@ -51,7 +50,7 @@ from worker.contract import (
     add_usage,
     relax_display_name,
 )
-from worker.deps import RunpodJob, WorkerDeps, describe_validation_error, store_calls
+from worker.deps import ProgressPacer, RunpodJob, WorkerDeps, describe_validation_error, store_calls
 from worker.errors import GenerationError, InputError, WorkerError
 from worker.gemini import check_request, classify_status, parse_response_json, request_json
 from worker.generation import GeminiFiles, GenerationRequest, InputImage
@@ -342,7 +341,7 @@ class _Collection:
         self._slots = asyncio.Semaphore(deps.relax_concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self._splitter = _LineSplitter(max_bytes=deps.max_result_line_bytes, buffer=bytearray())
-        self._last_progress_at: float | None = None
+        self._progress = ProgressPacer(deps, job)
 
     async def run(self, files: GeminiFiles) -> ChunkResult:
         failure: GenerationError | None = None
@@ -487,24 +486,13 @@ class _Collection:
         done, total = len(self._results), len(self._part.items)
         if done >= total:
             return  # the final result follows at once; a progress update now could overtake it
-        now = self._deps.clock()
-        if self._last_progress_at is not None and now - self._last_progress_at < self._deps.progress_interval_s:
-            return
-        self._last_progress_at = now
-        ordered = [self._results[i.index] for i in self._part.items if i.index in self._results]
-        payload = ChunkProgress(done=done, total=total, results=ordered).model_dump(mode="json", exclude_none=True)
-        try:
-            self._deps.progress(self._job, payload)
-        except Exception:
-            log.exception("progress update of job %s failed", self._job.get("id"))  # advisory only
+        self._progress.send(
+            done, total, lambda: [self._results[i.index] for i in self._part.items if i.index in self._results]
+        )
 
     async def let_progress_settle(self) -> None:
         """Wait until a recent progress update has had time to land before the result (runpod-python#250)."""
-        if self._last_progress_at is None:
-            return
-        wait_s = self._last_progress_at + self._deps.progress_settle_s - self._deps.clock()
-        if wait_s > 0:
-            await self._deps.sleep(wait_s)
+        await self._progress.settle()
 
 
 async def run_relax_collect(deps: WorkerDeps, job: RunpodJob) -> dict[str, object]:
