@@ -473,6 +473,7 @@ class BatchCog(commands.Cog):
             options=BatchOptions(model=model, aspect_ratio=aspect_ratio, image_size=size, relax=typed_speed(speed)),
             is_admin=self._is_admin(interaction.user, interaction.guild_id),
             refs=tuple(await read_attachments([a for a in (ref1, ref2, ref3) if a is not None])),
+            role_ids=actor_of(interaction.user, interaction.guild_id).role_ids,  # their roles' budget gates and caps
         )
         if zip_file is not None:
             plan = await self.service.plan_from_attachment(
@@ -657,7 +658,8 @@ class BatchCog(commands.Cog):
         thread, group = await self._thread_of(plan)
         try:
             trial = self._rt.settings.batch_sample_size if action == "try" else None
-            result = await self.service.start(plan, group_id=group.id, is_admin=is_admin, trial=trial)
+            roles = actor_of(interaction.user, interaction.guild_id).role_ids
+            result = await self.service.start(plan, group_id=group.id, is_admin=is_admin, trial=trial, role_ids=roles)
         except BatchError as exc:
             await thread.send(fit_content(f"This batch could not start: {exc.user_message}"))
             raise

@@ -8,6 +8,7 @@ from bot.app.generation_types import GenerationError, Origin
 from bot.core.models import GroupId, UserId
 from bot.core.render import code
 from bot.discord_bot import PeelBot
+from bot.exts._access import actor_of
 
 
 async def origin_of(bot: PeelBot, user: discord.abc.User, channel: Any, guild_id: int | None, *, key: str) -> Origin:
@@ -31,6 +32,7 @@ async def origin_of(bot: PeelBot, user: discord.abc.User, channel: Any, guild_id
         group_id=GroupId(group.id),
         idempotency_key=key,
         is_admin=bot.is_admin(user, guild_id),
+        role_ids=actor_of(user, guild_id).role_ids,  # their roles' budget gates and caps apply
     )
 
 
