@@ -227,6 +227,17 @@ class _Preparation:
         self.ref_files = []
 
 
+def _accepted(deps: WorkerDeps, job: RunpodJob, model: type[_Part]) -> tuple[_Part, GeminiFiles] | dict[str, object]:
+    """Return a relax job's input and the Files API client, or the answer refusing the job (bad input, no client)."""
+    try:
+        part = _parse(job, model)
+    except InputError as exc:
+        return {"error": f"{exc.code}: {exc.message}"}
+    if deps.files is None:
+        return {"error": f"{ErrorCode.CONFIG}: this worker has no Gemini Files API client"}
+    return part, deps.files
+
+
 def _line(index: int, request: GenerationRequest) -> bytes:
     """Return one input line, `{"key": …, "request": …}` and a newline; blocking (base64 of the images)."""
     return json.dumps({"key": str(index), "request": request_json(request)}, separators=(",", ":")).encode() + b"\n"
@@ -234,12 +245,10 @@ def _line(index: int, request: GenerationRequest) -> bytes:
 
 async def run_relax_prepare(deps: WorkerDeps, job: RunpodJob) -> dict[str, object]:
     """Answer a relax_prepare job: write the part's requests as JSONL and upload it (see the module docstring)."""
-    try:
-        part: RelaxPrepareInput = _parse(job, RelaxPrepareInput)
-    except InputError as exc:
-        return {"error": f"{exc.code}: {exc.message}"}
-    if deps.files is None:
-        return {"error": f"{ErrorCode.CONFIG}: this worker has no Gemini Files API client"}
+    accepted = _accepted(deps, job, RelaxPrepareInput)
+    if isinstance(accepted, dict):
+        return accepted
+    part, files = accepted
     log.info(
         "job %s: relax_prepare of %s part %d, %d item(s)",
         job.get("id", "?"),
@@ -248,7 +257,7 @@ async def run_relax_prepare(deps: WorkerDeps, job: RunpodJob) -> dict[str, objec
         len(part.items),
         extra={"job_id": part.job_id, "action": "claim"},
     )
-    prep = _Preparation(deps, deps.files, part, store_calls(deps, part.job_id))
+    prep = _Preparation(deps, files, part, store_calls(deps, part.job_id))
     # Disk work runs in threads: the loop also carries RunPod's heartbeat and progress.
     workdir = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="peel-relax-", dir=deps.relax_dir))
     try:
@@ -497,12 +506,10 @@ class _Collection:
 
 async def run_relax_collect(deps: WorkerDeps, job: RunpodJob) -> dict[str, object]:
     """Answer a relax_collect job: stream the batch's results into the store (see the module docstring)."""
-    try:
-        part: RelaxCollectInput = _parse(job, RelaxCollectInput)
-    except InputError as exc:
-        return {"error": f"{exc.code}: {exc.message}"}
-    if deps.files is None:
-        return {"error": f"{ErrorCode.CONFIG}: this worker has no Gemini Files API client"}
+    accepted = _accepted(deps, job, RelaxCollectInput)
+    if isinstance(accepted, dict):
+        return accepted
+    part, files = accepted
     log.info(
         "job %s: relax_collect of %s part %d from %s, %d item(s)",
         job.get("id", "?"),
@@ -513,7 +520,7 @@ async def run_relax_collect(deps: WorkerDeps, job: RunpodJob) -> dict[str, objec
         extra={"job_id": part.job_id, "action": "claim"},
     )
     collection = _Collection(deps, job, part, store_calls(deps, part.job_id))
-    result = await collection.run(deps.files)
+    result = await collection.run(files)
     await collection.let_progress_settle()
     log.info("job %s: %d ok, %d failed", job.get("id", "?"), result.ok, result.failed, extra={"action": "succeed"})
     return result.to_payload()

@@ -121,7 +121,7 @@ import json
 import logging
 import random
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -515,13 +515,33 @@ class LocalGemini:
     async def _handle_list_files(self, request: web.Request) -> web.Response:
         """Answer files.list (https://ai.google.dev/api/files#method:-files.list): a page and the next token."""
         version = request.match_info["version"]
+        return self._listing(
+            request,
+            version,
+            field="files",
+            items=self.files.listed,
+            sizes=(DEFAULT_FILES_PAGE, MAX_FILES_PAGE),
+            render=lambda f: f.resource(self.url, version),
+        )
+
+    def _listing(
+        self,
+        request: web.Request,
+        version: str,
+        *,
+        field: str,
+        items: Callable[[], list[T]],
+        sizes: tuple[int, int],
+        render: Callable[[T], JsonObject],
+    ) -> web.Response:
+        """Answer a list method: the key's or path's refusal, or one page of `items()` under `field` and its token."""
         if (refused := self._refused(request, version, f"Method not found: GET {request.path}.")) is not None:
             return refused
-        page = self._page(request, self.files.listed(), DEFAULT_FILES_PAGE, MAX_FILES_PAGE)
+        page = self._page(request, items(), *sizes)
         if isinstance(page, web.Response):
             return page
-        files, token = page
-        answer: JsonObject = {"files": [f.resource(self.url, version) for f in files]} if files else {}
+        listed, token = page
+        answer: JsonObject = {field: [render(item) for item in listed]} if listed else {}
         if token:
             answer["nextPageToken"] = token
         return web.json_response(answer)
@@ -696,16 +716,14 @@ class LocalGemini:
     async def _handle_list_batches(self, request: web.Request) -> web.Response:
         """Answer batches.list (https://ai.google.dev/api/batch-mode#method:-batches.list): `operations`, a page."""
         version = request.match_info["version"]
-        if (refused := self._refused(request, version, f"Method not found: GET {request.path}.")) is not None:
-            return refused
-        page = self._page(request, self.batches.listed(), DEFAULT_BATCHES_PAGE, MAX_BATCHES_PAGE)
-        if isinstance(page, web.Response):
-            return page
-        batches, token = page
-        answer: JsonObject = {"operations": [b.operation(version) for b in batches]} if batches else {}
-        if token:
-            answer["nextPageToken"] = token
-        return web.json_response(answer)
+        return self._listing(
+            request,
+            version,
+            field="operations",
+            items=self.batches.listed,
+            sizes=(DEFAULT_BATCHES_PAGE, MAX_BATCHES_PAGE),
+            render=lambda b: b.operation(version),
+        )
 
     async def _handle_admin_batches(self, request: web.Request) -> web.Response:
         """Show every batch ever created (deleted ones too) and the images drawn per display name and key."""
