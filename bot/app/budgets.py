@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Literal
+from zoneinfo import ZoneInfo
 
 from bot.app.batchplan import BatchPlan
 from bot.core.budget_rules import AuditEntry, RoleGates
@@ -154,6 +155,11 @@ class BudgetService:
         self._defaults = defaults
         self._clock = clock or SystemClock()
 
+    @property
+    def tz(self) -> ZoneInfo:
+        """Return the zone budget days and months begin in (`BUDGET_TIMEZONE`)."""
+        return self._defaults.tz
+
     async def config(self) -> BudgetConfig:
         """Return the caps in force: the settings' defaults with every cap admins have set over them."""
         rows = await self._ledger.budget_caps()
@@ -293,7 +299,12 @@ class BudgetService:
         """Return the latest cap changes, newest first (who, when, before and after)."""
         return await self._ledger.budget_changes(limit=limit)
 
-    def _require_admin(self, is_admin: bool) -> None:
+    def require_admin(self, is_admin: bool) -> None:
+        """Refuse a user who is no Peel admin.
+
+        Raises:
+            BudgetError: they are not.
+        """
         if not is_admin:
             raise BudgetError("Only Peel admins can change budgets.", title=GATE_TITLE)
 
@@ -312,7 +323,7 @@ class BudgetService:
         Raises:
             BudgetError: `by` is no Peel admin, or the amount is negative.
         """
-        self._require_admin(is_admin)
+        self.require_admin(is_admin)
         if isinstance(amount, int) and amount < 0:
             raise BudgetError("A budget can't be negative; give 0 to stop all spending.", title="Invalid budget")
         value = amount if isinstance(amount, int) else (None if amount == NO_CAP else DEFAULT_CAP)
@@ -324,7 +335,7 @@ class BudgetService:
         Raises:
             BudgetError: `by` is no Peel admin, or a batch size is negative.
         """
-        self._require_admin(is_admin)
+        self.require_admin(is_admin)
         if gates.max_batch_items is not None and gates.max_batch_items < 0:
             raise BudgetError("A batch size can't be negative; give 0 for no limit.", title="Invalid budget")
         return await self._ledger.set_role_gates(role_id, gates, by=by, now=self._clock.now())

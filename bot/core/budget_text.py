@@ -5,8 +5,9 @@ their own time zone; https://discord.com/developers/docs/reference#message-forma
 """
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
+from zoneinfo import ZoneInfo
 
 from bot.core.budget_rules import ALL_MODELS, AuditEntry, Gate
 from bot.core.budgets import Period, RoleRule, ScopeKind, usd_text
@@ -131,3 +132,15 @@ def gates_text(rule: RoleRule) -> str:
 def changes_text(entries: Sequence[AuditEntry], *, with_target: bool = False) -> str:
     """Return the latest changes, one a line ("none yet" when there are none)."""
     return "\n".join(audit_line(e, with_target=with_target) for e in entries) or "none yet"
+
+
+def window_dates(since: datetime, until: datetime, tz: ZoneInfo) -> tuple[str, str]:
+    """Return the first and the last day a [since, until) window of whole days holds, as `YYYY-MM-DD` in `tz`."""
+    last = until.astimezone(tz) - timedelta(days=1)
+    return since.astimezone(tz).date().isoformat(), last.date().isoformat()
+
+
+def usage_csv_name(since: datetime, until: datetime, tz: ZoneInfo) -> str:
+    """Return the file name of a `/usage` CSV: `peel-usage-<first day>-<last day>.csv`."""
+    first, last = window_dates(since, until, tz)
+    return f"peel-usage-{first}-{last}.csv"
