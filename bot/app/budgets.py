@@ -188,8 +188,11 @@ class BudgetService:
         image_sizes: Collection[str | None],
         items: int,
         batch: bool,
+        caps: bool = True,
     ) -> BudgetHold:
-        """Check a request's gates and caps now; return the hold its job is created with.
+        """Check a request's gates and (unless `caps` is False: a plan shows them instead) caps now.
+
+        Returns the hold its job is created with.
 
         Raises:
             BudgetError: a role gate refuses it (which and why), or its cost would take a cap over (which cap,
@@ -204,7 +207,7 @@ class BudgetService:
                     raise BudgetError(refusal, title=GATE_TITLE)
         limits = config.limits(user_id=owner_id, guild_id=guild_id, role_ids=role_ids, is_admin=is_admin)
         hold = BudgetHold(cost=cost, limits=limits, tz=config.tz)
-        if limits:
+        if limits and caps:
             now = self._clock.now()
             used = await self._ledger.budget_usage(owner_id=owner_id, guild_id=guild_id, now=now, hold=hold)
             decision = check(cost, limits, used, hold.resets(now))

@@ -4,6 +4,7 @@ One Peel stack for the module (the playground, the runtime on its embedded back 
 "admin" is the Peel admin, "alice" and "bob" are members with the role "Member".
 """
 
+import asyncio
 import csv
 import io
 from collections.abc import AsyncIterator
@@ -13,6 +14,8 @@ import pytest_asyncio
 
 from bot.core.budgets import Period, ScopeKind, micros, usd_text
 from local.discord.driver import Driver, InteractionHandle, Message
+from local.discord.state import Upload
+from tests.e2e.bot._batchzips import make_zip
 from tests.fakes.peel_stack import PeelStack, peel_stack
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(90)]
@@ -141,3 +144,11 @@ async def test_info_shows_spend_and_usage_attaches_a_csv_of_what_the_ledger_coun
     assert [int(r["user_id"]) for r in rows] == [user_id(stack, "alice")]
     shown = text_of(answer)
     assert f"<@{user_id(stack, 'alice')}>" in shown and "Peel Playground" in shown
+
+
+async def test_the_batch_plan_shows_its_cost_against_what_remains(stack: PeelStack) -> None:
+    data = await asyncio.to_thread(make_zip, 3)
+    answer = await ask(stack, "bob", "batch", {"prompt": "make it blue", "zip": Upload("set.zip", data)})
+    assert "Batch ready" in answer.content
+    assert "💵 about $0.117 · $5.00 left of your daily cap" in answer.content  # 3 × $0.039 of bob's $5 a day
+    assert "Start" in [str(b.get("label")) for b in answer.buttons()]
