@@ -707,6 +707,13 @@ class BatchService:
             recorded_usd=recorded,
         )
 
+    async def job_cost(self, job_id: JobId) -> float | None:
+        """Return what a batch was recorded to have cost in USD (Gemini's reported usage priced, RunPod time).
+
+        None when nothing was recorded (no answer came, or every item was made by a worker older than `usage`).
+        """
+        return await self._rt.ledger.job_cost(job_id)
+
     async def relax_status(self, job_id: JobId) -> RelaxStatus | None:
         """Return where a relax batch's open parts are (None for a fast batch, or one with no part open)."""
         return await self._rt.dispatcher.relax_status(job_id)

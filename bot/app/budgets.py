@@ -7,9 +7,11 @@ stored in the ledger override them per user, role or guild. A request is checked
 transaction, so two requests at once cannot both take the last of a cap.
 """
 
+import asyncio
+import contextlib
 import csv
 import io
-from collections.abc import Collection, Iterable
+from collections.abc import AsyncIterator, Collection, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
@@ -41,6 +43,7 @@ from bot.core.models import JobKind, JobRequest, NewItem
 from bot.errors import UserFacingError
 from bot.ledger import Ledger
 from bot.ledger.budgets import CapChange, CapRow, SpendRow, overrides
+from bot.settings import BotSettings
 from worker.contract import model_spec
 
 BUDGET_TITLE = "Budget reached"
@@ -423,3 +426,23 @@ class BudgetService:
             usd = Decimal(row.usd_micros) / 1_000_000
             writer.writerow((row.owner_id, "" if row.guild_id is None else row.guild_id, row.images, f"{usd:.6f}"))
         return out.getvalue()
+
+
+@contextlib.asynccontextmanager
+async def open_budget_reports(settings: BotSettings) -> AsyncIterator[BudgetService]:
+    """Open the ledger alone and yield its budgets service, for reading what was spent (`python -m bot usage`).
+
+    No back end, worker or web server starts: the report reads the ledger and nothing else.
+
+    Raises:
+        UserFacingError: there is no ledger at the settings' path (nothing was ever recorded there).
+        LedgerDamagedError: the ledger fails its check.
+    """
+    path = settings.resolved_ledger_path
+    if not await asyncio.to_thread(path.exists):
+        raise UserFacingError(f"no ledger at {path}: give --data (or DATA_DIR, LEDGER_PATH) of the bot's data")
+    ledger = await Ledger.open(path)
+    try:
+        yield BudgetService(ledger, settings.budget_config())
+    finally:
+        await ledger.close()

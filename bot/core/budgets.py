@@ -51,10 +51,14 @@ def micros(usd: float | str | Decimal) -> int:
 
 
 def usd_text(amount: int) -> str:
-    """Return micro-dollars as a dollar amount for people: `$1.25`, `$0.0391` (cents, or four places under $1)."""
+    """Return micro-dollars as a dollar amount for people: `$1.25`, `$0.50`, `$0.0391` (cents, up to four under $1)."""
     value = Decimal(amount) / MICROS_PER_USD
     if value != 0 and abs(value) < 1:
-        return f"${value.quantize(Decimal('0.0001'), rounding=ROUND_HALF_UP).normalize():f}"
+        small = value.quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP).normalize()
+        exponent = small.as_tuple().exponent
+        if isinstance(exponent, int) and exponent > -2:  # never fewer than cents: $0.50, not $0.5
+            small = small.quantize(Decimal("0.01"))
+        return f"${small:f}"
     return f"${value.quantize(Decimal('0.01'), rounding=ROUND_HALF_UP):,}"
 
 
@@ -311,6 +315,17 @@ def usage_window(name: UsagePeriod | str, now: datetime, tz: ZoneInfo) -> tuple[
     }
     start, end = days[period]
     return _midnight(start, tz), _midnight(end, tz)
+
+
+def day_window(first: date, last: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    """Return the window [since, until) from midnight of `first` to the midnight after `last`, in `tz`, as UTC.
+
+    Raises:
+        ValueError: `last` is before `first`.
+    """
+    if last < first:
+        raise ValueError(f"the last day ({last}) is before the first ({first})")
+    return _midnight(first, tz), _midnight(last + timedelta(days=1), tz)
 
 
 class AmountError(ValueError):

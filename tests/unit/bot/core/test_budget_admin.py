@@ -15,6 +15,7 @@ from bot.core.budgets import (
     UsagePeriod,
     parse_amount,
     usage_window,
+    usd_text,
 )
 from worker.contract import MODEL_ALIASES
 
@@ -156,3 +157,13 @@ def test_audit_values() -> None:
     assert audit_value_text("max_batch_items", "0") == "no limit"
     assert audit_value_text("allow_4k", "false") == "not allowed"
     assert audit_value_text("models", "a,b") == "a, b"
+
+
+def test_amounts_under_a_dollar_keep_their_cents() -> None:
+    assert [usd_text(m) for m in (500_000, 10_000, 39_000, 39_100, 1)] == [
+        "$0.50",
+        "$0.01",
+        "$0.039",
+        "$0.0391",
+        "$0.00",
+    ]
