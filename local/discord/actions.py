@@ -78,7 +78,9 @@ def _coerce(state: PlaygroundState, spec: JSON | None, name: str, value: object)
         if otype == BOOLEAN:
             return otype, value if isinstance(value, bool) else str(value).lower() in ("true", "1", "yes", "on")
         if otype == MENTIONABLE and (role := _role_named(state, str(value))) is not None:
-            return otype, role["id"]  # a mentionable option takes a user or a role (Discord's option type 9)
+            # A mentionable option takes a user or a role (option type 9, MENTIONABLE:
+            # https://discord.com/developers/docs/interactions/application-commands#application-command-object-application-command-option-type).
+            return otype, role["id"]
         if otype in (USER, MENTIONABLE):
             return otype, state.user_named(str(value))["id"]
         if otype == CHANNEL:
