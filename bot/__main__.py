@@ -33,7 +33,11 @@ EXIT_MISCONFIGURED = 5  # Discord refused the token or the Message Content inten
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     """Parse `python -m bot`'s own flags."""
-    parser = argparse.ArgumentParser(prog="python -m bot", description="Run Peel, the Discord image bot.")
+    parser = argparse.ArgumentParser(
+        prog="python -m bot",
+        description="Run Peel, the Discord image bot.",
+        epilog="commands without Discord: batch, imagine, usage, doctor (python -m bot COMMAND --help)",
+    )
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
     return parser.parse_args(argv)
 
@@ -132,11 +136,11 @@ async def doctor_discord_checks(settings: BotSettings) -> "list[Check]":
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of `python -m bot`; `batch|imagine …` (headless) and `doctor` (preflight) are in bot/cli/."""
+    """Entry point of `python -m bot`; `batch|imagine|usage …` (headless) and `doctor` (preflight): bot/cli/."""
     argv = sys.argv[1:] if argv is None else argv
     limit_malloc_arenas()
     export_storage_env()
-    if argv[:1] in (["batch"], ["imagine"]):
+    if argv[:1] in (["batch"], ["imagine"], ["usage"]):
         import bot.cli
 
         return bot.cli.main(argv)

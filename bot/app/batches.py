@@ -39,6 +39,7 @@ from bot.app.downloads import ZipDownload, build_zip, copy_out
 from bot.app.runtime import Runtime
 from bot.core.admission import REFUSAL_TITLE
 from bot.core.batch import BatchEstimate, BatchLimits, BatchLoad, Speed, default_speed, limit_refusal
+from bot.core.budget_text import plan_budget_line
 from bot.core.deployment import relax_available
 from bot.core.fetchquota import DownloadLimits, DownloadQuota
 from bot.core.manifest import ManifestHeader, ManifestRow, batch_rows
@@ -247,7 +248,7 @@ class BatchService:
         )
         check_input_images(plan)
         del report, prompts, keys  # a 10,000-row table's rows and prompts are not held while the plan is stored
-        await self.check_limits(plan, is_admin=request.is_admin, role_ids=request.role_ids)
+        await self.check_limits(plan, is_admin=request.is_admin, role_ids=request.role_ids, caps=False)
         await self._plans.put(plan)
         log.info(
             "batch plan %s: %d images, %d skipped",
@@ -465,8 +466,13 @@ class BatchService:
             guild_items=sum(j.remaining for j in guild),
         )
 
-    async def check_limits(self, plan: BatchPlan, *, is_admin: bool, role_ids: Collection[int] = ()) -> None:
-        """Refuse a plan that would exceed a cap now: batch counts, then role gates and money caps.
+    async def check_limits(
+        self, plan: BatchPlan, *, is_admin: bool, role_ids: Collection[int] = (), caps: bool = True
+    ) -> None:
+        """Refuse a plan that would exceed a cap now: batch counts, role gates, then (`caps`) money caps.
+
+        A plan being shown passes `caps=False`: its text says how it stands against the money caps
+        (`budget_line`), and Start checks them.
 
         Raises:
             BatchError: naming the limit and by how much (a money cap: its spend so far, the plan's cost and when
@@ -488,9 +494,19 @@ class BatchService:
                     image_sizes={item.image_size or plan.params.image_size for item in plan.items},
                     items=len(plan.items),
                     batch=True,
+                    caps=caps,
                 )
             except BudgetError as exc:
                 raise BatchError(exc.user_message, title=exc.title) from exc
+
+    async def budget_line(self, plan: BatchPlan, *, is_admin: bool, role_ids: Collection[int] = ()) -> str | None:
+        """Return the plan's cost against what the tightest money cap leaves its owner now (None: no cap applies)."""
+        if self._budgets is None:
+            return None
+        room = await self._budgets.room_for(
+            owner_id=plan.owner_id, guild_id=plan.guild_id, role_ids=role_ids, is_admin=is_admin
+        )
+        return plan_budget_line(plan_cost(plan), room)
 
     async def started_job(self, key: str) -> Job | None:
         """Return the job a plan was started as (by its plan id or idempotency key), if it was."""
@@ -691,6 +707,13 @@ class BatchService:
             recorded_usd=recorded,
         )
 
+    async def job_cost(self, job_id: JobId) -> float | None:
+        """Return what a batch was recorded to have cost in USD (Gemini's reported usage priced, RunPod time).
+
+        None when nothing was recorded (no answer came, or every item was made by a worker older than `usage`).
+        """
+        return await self._rt.ledger.job_cost(job_id)
+
     async def relax_status(self, job_id: JobId) -> RelaxStatus | None:
         """Return where a relax batch's open parts are (None for a fast batch, or one with no part open)."""
         return await self._rt.dispatcher.relax_status(job_id)
@@ -839,7 +862,7 @@ class BatchService:
             retry_of=job.id,
         )
         check_input_images(plan)
-        await self.check_limits(plan, is_admin=is_admin)
+        await self.check_limits(plan, is_admin=is_admin, caps=False)
         await self._plans.put(plan)
         log.info(
             "batch retry plan %s: %d failed items of %s, model %s, prompt %s",

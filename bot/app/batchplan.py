@@ -269,8 +269,11 @@ def unit_price(params: JobParams) -> float | None:
     return model_spec(params.model).price(params.image_size, batch=params.relax)
 
 
-def plan_summary(plan: BatchPlan, estimate: BatchEstimate, *, markdown: bool = True) -> str:
-    """Return the text that shows a plan before Start (`bot.core.batch.plan_text`): `/batch` and the CLI alike."""
+def plan_summary(plan: BatchPlan, estimate: BatchEstimate, *, markdown: bool = True, budget: str | None = None) -> str:
+    """Return the text that shows a plan before Start (`bot.core.batch.plan_text`): `/batch` and the CLI alike.
+
+    `budget` is the plan's cost against what its owner's money caps leave (`BatchService.budget_line`).
+    """
     return plan_text(
         prompt=plan.display_prompt,
         model=plan.params.model,
@@ -287,6 +290,7 @@ def plan_summary(plan: BatchPlan, estimate: BatchEstimate, *, markdown: bool = T
         references=[name for name, _ in plan.shared_refs],
         notes=plan.notes,
         markdown=markdown,
+        budget=budget,
     )
 
 

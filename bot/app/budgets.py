@@ -7,17 +7,25 @@ stored in the ledger override them per user, role or guild. A request is checked
 transaction, so two requests at once cannot both take the last of a cap.
 """
 
+import asyncio
+import contextlib
 import csv
 import io
-from collections.abc import Collection, Iterable
+from collections.abc import AsyncIterator, Collection, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
+from typing import Literal
+from zoneinfo import ZoneInfo
 
 from bot.app.batchplan import BatchPlan
+from bot.core.budget_rules import AuditEntry, RoleGates
 from bot.core.budgets import (
+    DEFAULT_CAP,
+    NO_CAP,
     BudgetConfig,
     BudgetHold,
+    Caps,
     Period,
     Refused,
     RoleRule,
@@ -28,12 +36,14 @@ from bot.core.budgets import (
     next_reset,
     period_start,
     room,
+    usage_window,
 )
 from bot.core.clock import Clock, SystemClock
 from bot.core.models import JobKind, JobRequest, NewItem
 from bot.errors import UserFacingError
 from bot.ledger import Ledger
-from bot.ledger.budgets import CapChange, SpendRow, overrides
+from bot.ledger.budgets import CapChange, CapRow, SpendRow, overrides
+from bot.settings import BotSettings
 from worker.contract import model_spec
 
 BUDGET_TITLE = "Budget reached"
@@ -74,6 +84,46 @@ class BudgetView:
     caps: tuple[CapStatus, ...]
     remaining: int | None  # what the tightest cap leaves (None: no cap applies)
 
+    def tightest(self, period: Period | None = None) -> CapStatus | None:
+        """Return the cap (of `period`, or of any) that leaves the least, the daily one on a tie; None: no cap."""
+        caps = [c for c in self.caps if period is None or c.period is period]
+        return min(caps, key=lambda c: (c.cap - c.used, c.period is not Period.DAY), default=None)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CapSetting:
+    """One cap of a scope as in force: its amount (None: no cap) and who set it when (None: the settings)."""
+
+    period: Period
+    cap: int | None
+    set_by: int | None = None
+    set_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BudgetShow:
+    """What `/budget show` tells of a user, role or guild: its caps, a user's spend, a role's gates, the changes."""
+
+    scope: ScopeKind
+    scope_id: int
+    caps: tuple[CapSetting, ...]
+    view: BudgetView | None = None  # a user's spend and what remains under every cap that applies to them
+    rule: RoleRule | None = None  # a role's gates as in force
+    changes: tuple[AuditEntry, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UsageReport:
+    """What was spent in a window: in all, per guild (None: DMs and the CLI), per user, and as CSV."""
+
+    since: datetime
+    until: datetime
+    total: int
+    images: int
+    by_guild: tuple[tuple[int | None, int], ...]  # (guild, micro-dollars), most first
+    by_user: tuple[tuple[int, int], ...]  # (user, micro-dollars), most first
+    csv: str
+
 
 def request_cost(request: JobRequest) -> int:
     """Return the price table's cost of everything a request would make, each item at its own size and mode."""
@@ -93,6 +143,12 @@ def plan_cost(plan: BatchPlan) -> int:
     return sum(0 if price is None else micros(price) for price in prices)
 
 
+def _setting(period: Period, row: CapRow | None, defaults: Caps) -> CapSetting:
+    if row is None:
+        return CapSetting(period=period, cap=defaults.of(period))
+    return CapSetting(period=period, cap=row.usd_micros, set_by=row.set_by, set_at=row.set_at)
+
+
 class BudgetService:
     """Checks requests against the budgets, and lets admins set caps and read what was spent."""
 
@@ -102,6 +158,11 @@ class BudgetService:
         self._defaults = defaults
         self._clock = clock or SystemClock()
 
+    @property
+    def tz(self) -> ZoneInfo:
+        """Return the zone budget days and months begin in (`BUDGET_TIMEZONE`)."""
+        return self._defaults.tz
+
     async def config(self) -> BudgetConfig:
         """Return the caps in force: the settings' defaults with every cap admins have set over them."""
         rows = await self._ledger.budget_caps()
@@ -109,6 +170,8 @@ class BudgetService:
         roles: dict[int, RoleRule] = dict(base.roles)
         for role_id, caps in overrides(rows, ScopeKind.ROLE, lambda r: base.roles.get(r, RoleRule()).caps).items():
             roles[role_id] = replace(roles.get(role_id, RoleRule()), caps=caps)
+        for role_id, gates in (await self._ledger.role_gates()).items():
+            roles[role_id] = gates.apply(roles.get(role_id, RoleRule()))
         return replace(
             base,
             roles=roles,
@@ -128,8 +191,11 @@ class BudgetService:
         image_sizes: Collection[str | None],
         items: int,
         batch: bool,
+        caps: bool = True,
     ) -> BudgetHold:
-        """Check a request's gates and caps now; return the hold its job is created with.
+        """Check a request's gates and (unless `caps` is False: a plan shows them instead) caps now.
+
+        Returns the hold its job is created with.
 
         Raises:
             BudgetError: a role gate refuses it (which and why), or its cost would take a cap over (which cap,
@@ -144,7 +210,7 @@ class BudgetService:
                     raise BudgetError(refusal, title=GATE_TITLE)
         limits = config.limits(user_id=owner_id, guild_id=guild_id, role_ids=role_ids, is_admin=is_admin)
         hold = BudgetHold(cost=cost, limits=limits, tz=config.tz)
-        if limits:
+        if limits and caps:
             now = self._clock.now()
             used = await self._ledger.budget_usage(owner_id=owner_id, guild_id=guild_id, now=now, hold=hold)
             decision = check(cost, limits, used, hold.resets(now))
@@ -239,6 +305,114 @@ class BudgetService:
         """Return the latest cap changes, newest first (who, when, before and after)."""
         return await self._ledger.budget_changes(limit=limit)
 
+    def require_admin(self, is_admin: bool) -> None:
+        """Refuse a user who is no Peel admin.
+
+        Raises:
+            BudgetError: they are not.
+        """
+        if not is_admin:
+            raise BudgetError("Only Peel admins can change budgets.", title=GATE_TITLE)
+
+    async def change_cap(
+        self,
+        scope: ScopeKind,
+        scope_id: int,
+        period: Period,
+        amount: int | Literal["none", "default"],
+        *,
+        by: int,
+        is_admin: bool,
+    ) -> AuditEntry:
+        """Set one cap: micro-dollars, `none` (no cap) or `default` (the settings'), recorded with who and when.
+
+        Raises:
+            BudgetError: `by` is no Peel admin, or the amount is negative.
+        """
+        self.require_admin(is_admin)
+        if isinstance(amount, int) and amount < 0:
+            raise BudgetError("A budget can't be negative; give 0 to stop all spending.", title="Invalid budget")
+        value = amount if isinstance(amount, int) else (None if amount == NO_CAP else DEFAULT_CAP)
+        return await self._ledger.change_budget_cap(scope, scope_id, period, value, by=by, now=self._clock.now())
+
+    async def set_gates(self, role_id: int, gates: RoleGates, *, by: int, is_admin: bool) -> list[AuditEntry]:
+        """Set a role's gates (those `gates` sets) over `BUDGET_ROLES`, recorded; return what changed.
+
+        Raises:
+            BudgetError: `by` is no Peel admin, or a batch size is negative.
+        """
+        self.require_admin(is_admin)
+        if gates.max_batch_items is not None and gates.max_batch_items < 0:
+            raise BudgetError("A batch size can't be negative; give 0 for no limit.", title="Invalid budget")
+        return await self._ledger.set_role_gates(role_id, gates, by=by, now=self._clock.now())
+
+    async def show(
+        self,
+        scope: ScopeKind,
+        scope_id: int,
+        *,
+        guild_id: int | None = None,
+        role_ids: Collection[int] = (),
+        is_admin: bool = False,
+        changes: int = 5,
+    ) -> BudgetShow:
+        """Return a scope's caps in force and where each comes from, and its latest `changes`.
+
+        For a user also their spend and what remains (in `guild_id`, with their roles and admin standing); for a role
+        its gates as in force.
+        """
+        config = await self.config()
+        rows = {
+            row.period: row
+            for row in await self._ledger.budget_caps()
+            if (row.scope, row.scope_id) == (scope, scope_id)
+        }
+        defaults = {
+            ScopeKind.USER: config.user,
+            ScopeKind.GUILD: config.guild,
+            ScopeKind.ROLE: self._defaults.roles.get(scope_id, RoleRule()).caps,
+        }[scope]
+        caps = tuple(_setting(period, rows.get(period), defaults) for period in Period)
+        view = None
+        if scope is ScopeKind.USER:
+            view = await self.view(user_id=scope_id, guild_id=guild_id, role_ids=role_ids, is_admin=is_admin)
+        rule = config.roles.get(scope_id, RoleRule()) if scope is ScopeKind.ROLE else None
+        audit = await self._ledger.budget_audit(scope=scope, scope_id=scope_id, limit=changes)
+        return BudgetShow(scope=scope, scope_id=scope_id, caps=caps, view=view, rule=rule, changes=tuple(audit))
+
+    async def room_for(
+        self, *, owner_id: int, guild_id: int | None, role_ids: Collection[int], is_admin: bool
+    ) -> CapStatus | None:
+        """Return the cap that leaves a user the least now (spent and reserved counted); None: no cap applies."""
+        view = await self.view(user_id=owner_id, guild_id=guild_id, role_ids=role_ids, is_admin=is_admin)
+        return view.tightest()
+
+    def window(self, period: str) -> tuple[datetime, datetime]:
+        """Return the [since, until) of a `/usage` period (`bot.core.budgets.UsagePeriod`) now, in the budget zone.
+
+        Raises:
+            ValueError: an unknown period.
+        """
+        return usage_window(period, self._clock.now(), self._defaults.tz)
+
+    async def usage(self, *, since: datetime, until: datetime) -> UsageReport:
+        """Return what was spent in [since, until): the total, per guild and per user (most first), and the CSV."""
+        rows = await self.spend_report(since=since, until=until)
+        guilds: dict[int | None, int] = {}
+        users: dict[int, int] = {}
+        for row in rows:
+            guilds[row.guild_id] = guilds.get(row.guild_id, 0) + row.usd_micros
+            users[row.owner_id] = users.get(row.owner_id, 0) + row.usd_micros
+        return UsageReport(
+            since=since,
+            until=until,
+            total=sum(row.usd_micros for row in rows),
+            images=sum(row.images for row in rows),
+            by_guild=tuple(sorted(guilds.items(), key=lambda kv: (-kv[1], kv[0] or 0))),
+            by_user=tuple(sorted(users.items(), key=lambda kv: (-kv[1], kv[0]))),
+            csv=await self.usage_csv(since=since, until=until),
+        )
+
     async def spend_report(self, *, since: datetime, until: datetime) -> list[SpendRow]:
         """Return what each user spent in each guild in [since, until), with their images."""
         return await self._ledger.spend_rows(since=since, until=until)
@@ -252,3 +426,23 @@ class BudgetService:
             usd = Decimal(row.usd_micros) / 1_000_000
             writer.writerow((row.owner_id, "" if row.guild_id is None else row.guild_id, row.images, f"{usd:.6f}"))
         return out.getvalue()
+
+
+@contextlib.asynccontextmanager
+async def open_budget_reports(settings: BotSettings) -> AsyncIterator[BudgetService]:
+    """Open the ledger alone and yield its budgets service, for reading what was spent (`python -m bot usage`).
+
+    No back end, worker or web server starts: the report reads the ledger and nothing else.
+
+    Raises:
+        UserFacingError: there is no ledger at the settings' path (nothing was ever recorded there).
+        LedgerDamagedError: the ledger fails its check.
+    """
+    path = settings.resolved_ledger_path
+    if not await asyncio.to_thread(path.exists):
+        raise UserFacingError(f"no ledger at {path}: give --data (or DATA_DIR, LEDGER_PATH) of the bot's data")
+    ledger = await Ledger.open(path)
+    try:
+        yield BudgetService(ledger, settings.budget_config())
+    finally:
+        await ledger.close()

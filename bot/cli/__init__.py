@@ -1,4 +1,4 @@
-"""Headless use of Peel: `python -m bot batch INPUT.zip --prompt "…"` and `python -m bot imagine "prompt"`.
+"""Headless use of Peel: `python -m bot batch INPUT.zip --prompt "…"`, `imagine "prompt"` and `usage`.
 
 Both run through the same `Runtime` as the Discord bot (ledger under `--data`, file store under `--data/store`,
 embedded back ends unless RunPod/Gemini/storage settings are in the environment); only the front end differs.
@@ -20,8 +20,11 @@ id (the message names the fix), 130 when interrupted. Meanwhile a `delayed: imag
 `imagine` goes through `GenerationService`, as `/imagine` does: it makes a grid job (4 images unless `--n`) and
 writes the images and a 2x2 grid into a directory.
 
+`usage` prints what was spent per server and per user over whole days (`--since`, `--until`, in
+`BUDGET_TIMEZONE`), as `/usage` does, and writes its CSV with `--csv PATH`; it opens the ledger alone.
+
 The package: `args` (the parser, the prompt with its flags, the settings, the exit statuses), `console` (output,
-progress, Ctrl-C), `batch` and `imagine` (the runners); `main` here ties them together.
+progress, Ctrl-C), `batch`, `imagine` and `usage` (the runners); `main` here ties them together.
 """
 
 import asyncio
@@ -43,6 +46,7 @@ from bot.cli.args import (
 from bot.cli.batch import run_batch
 from bot.cli.console import Console, local_hhmm
 from bot.cli.imagine import run_imagine
+from bot.cli.usage import run_usage
 
 
 def configure_logging(verbosity: int) -> None:
@@ -70,7 +74,7 @@ def unreachable_message(exc: WorkersUnreachableError, give_up_after_s: float) ->
 
 
 def main(argv: list[str]) -> int:
-    """Run a headless command (`batch` or `imagine`); return the process's exit status."""
+    """Run a headless command (`batch`, `imagine` or `usage`); return the process's exit status."""
     console = Console(sys.stdout, sys.stderr, sys.stdin)
     parser = build_parser()
     try:
@@ -81,7 +85,7 @@ def main(argv: list[str]) -> int:
     configure_logging(args.verbose)
     try:
         settings = make_settings(args)
-        command = run_batch if args.command == "batch" else run_imagine
+        command = {"batch": run_batch, "imagine": run_imagine, "usage": run_usage}[args.command]
         return asyncio.run(command(args, settings, console))
     except UsageError as exc:
         console.note(f"error: {exc}")

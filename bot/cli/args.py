@@ -38,7 +38,7 @@ class UsageError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Return the argument parser of `python -m bot batch|imagine`."""
+    """Return the argument parser of `python -m bot batch|imagine|usage`."""
     parser = argparse.ArgumentParser(
         prog="python -m bot",
         description="Peel without Discord.",
@@ -114,6 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
     imagine.add_argument("--n", type=int, default=None, help="how many images: 1, 2 or 4 (default 4)")
     imagine.add_argument("--out", type=Path, default=Path("peel-imagine"), help="the directory for the images")
     common(imagine)
+
+    usage = sub.add_parser("usage", help="what Peel cost per server and per user (days in BUDGET_TIMEZONE)")
+    usage.add_argument("--since", metavar="YYYY-MM-DD", help="the first day (default: the 1st of --until's month)")
+    usage.add_argument("--until", metavar="YYYY-MM-DD", help="the last day, included (default: today)")
+    usage.add_argument("--csv", type=Path, default=None, metavar="PATH", help="also write every row as CSV")
+    usage.add_argument("--data", type=Path, default=None, help="data directory (the ledger; default ./data)")
+    usage.add_argument("--json", action="store_true", help="end with a JSON summary line on stdout")
+    usage.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)")
     return parser
 
 
@@ -187,11 +195,11 @@ def make_settings(args: argparse.Namespace) -> BotSettings:
     overrides: dict[str, object] = {}
     if args.data is not None:
         overrides["data_dir"] = args.data
-    if args.concurrency is not None:
+    if getattr(args, "concurrency", None) is not None:  # `usage` runs no job: it has none of these flags
         overrides["gemini_concurrency"] = args.concurrency
-    if args.workers is not None:
+    if getattr(args, "workers", None) is not None:
         overrides["local_workers"] = args.workers
-    if args.poll_interval is not None:
+    if getattr(args, "poll_interval", None) is not None:
         overrides["poll_interval_s"] = args.poll_interval
     try:
         settings = BotSettings(**overrides)  # type: ignore[arg-type]  # pydantic validates the values

@@ -166,13 +166,15 @@ async def run_batch(args: argparse.Namespace, settings: BotSettings, console: Co
         download = await service.save_zip(job, args.out)
         snapshot = await service.snapshot(job.id)
         cost = snapshot.progress.cost_usd if snapshot is not None else 0.0
+        recorded = await service.job_cost(job.id)
 
     elapsed = time.monotonic() - started
     made_now = max(0, job.ok + job.failed - runner.meter.done_at_start)
     mode = "relax, at Gemini's batch price" if job.params.relax else "fast"
     console.say(
         f"job {job.id} {job.status.value}: {job.ok} made, {job.failed} failed, {job.cancelled} cancelled "
-        f"of {job.total} in {elapsed:.1f}s; ${cost:.2f} ({mode}); results: {args.out} ({download.size:,} bytes)"
+        f"of {job.total} in {elapsed:.1f}s; {spent_text(recorded, cost, mode)}; results: {args.out} "
+        f"({download.size:,} bytes)"
     )
     errors = _error_summary(download.rows)
     if errors:
@@ -187,6 +189,7 @@ async def run_batch(args: argparse.Namespace, settings: BotSettings, console: Co
             "made_this_run": made_now,
             "mode": Speed.RELAX.value if job.params.relax else Speed.FAST.value,
             "cost_usd": round(cost, 4),
+            "recorded_cost_usd": None if recorded is None else round(recorded, 6),
             "elapsed_s": round(elapsed, 3),
             "out": str(args.out),
             "peak_rss_bytes": peak_rss_bytes(),
@@ -195,6 +198,16 @@ async def run_batch(args: argparse.Namespace, settings: BotSettings, console: Co
             summary["plan_s"] = round(plan_s, 3)
         console.say(json.dumps(summary))
     return EXIT_OK if job.ok == job.total else EXIT_SOME_FAILED
+
+
+def spent_text(recorded: float | None, cost: float, mode: str) -> str:
+    """Return what the batch cost: what the ledger recorded, else the price table's estimate, said as such.
+
+    Recorded is Gemini's reported usage priced and RunPod time (`Ledger.job_cost`).
+    """
+    if recorded is None:
+        return f"about ${cost:.2f} by the price table, no cost recorded ({mode})"
+    return f"${recorded:.4f} spent, as recorded: Gemini's reported usage and RunPod time ({mode})"
 
 
 async def ask(console: Console, args: argparse.Namespace, question: str, stop: asyncio.Event) -> bool:

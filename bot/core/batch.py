@@ -233,6 +233,7 @@ def plan_text(
     problems: Sequence[str] = (),
     references: Sequence[str] = (),
     markdown: bool = True,
+    budget: str | None = None,
 ) -> str:
     """Return the ephemeral summary shown before Start: what will run and how, what was skipped, cost and time.
 
@@ -254,6 +255,8 @@ def plan_text(
             (https://ai.google.dev/gemini-api/docs/pricing), so the estimate leaves them out and says so.
         markdown: False for a terminal (`python -m bot batch`): user text shown as typed on one line, no markup,
             and no Start to press.
+        budget: the cost against what the owner's tightest money cap leaves (`bot.core.budget_text`), if one
+            applies.
     """
     shown = echo if markdown else one_line
     bold = "**" if markdown else ""
@@ -273,6 +276,7 @@ def plan_text(
     lines += skipped_entry_lines(skipped_entries, markdown=markdown)
     lines += [f"⚠️ {truncate(shown(problem), 300)}" for problem in problems]
     lines += cost_lines(estimate, markdown=markdown)
+    lines += [budget] if budget else []
     lines += [f"Note: {shown(note)}" for note in notes]
     if markdown:
         lines.append("Nothing is queued until you press **Start**.")

@@ -16,11 +16,13 @@ The rules:
 - What counts against a cap is what was spent in the period plus what open jobs have reserved and not yet spent.
 """
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 MICROS_PER_USD = 1_000_000
@@ -49,10 +51,14 @@ def micros(usd: float | str | Decimal) -> int:
 
 
 def usd_text(amount: int) -> str:
-    """Return micro-dollars as a dollar amount for people: `$1.25`, `$0.0391` (cents, or four places under $1)."""
+    """Return micro-dollars as a dollar amount for people: `$1.25`, `$0.50`, `$0.0391` (cents, up to four under $1)."""
     value = Decimal(amount) / MICROS_PER_USD
     if value != 0 and abs(value) < 1:
-        return f"${value.quantize(Decimal('0.0001'), rounding=ROUND_HALF_UP).normalize():f}"
+        small = value.quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP).normalize()
+        exponent = small.as_tuple().exponent
+        if isinstance(exponent, int) and exponent > -2:  # never fewer than cents: $0.50, not $0.5
+            small = small.quantize(Decimal("0.01"))
+        return f"${small:f}"
     return f"${value.quantize(Decimal('0.01'), rounding=ROUND_HALF_UP):,}"
 
 
@@ -272,3 +278,85 @@ class BudgetHold:
     def resets(self, now: datetime) -> dict[Period, datetime]:
         """Return when each period holding `now` resets."""
         return {p: next_reset(now, p, self.tz) for p in Period}
+
+
+class UsagePeriod(StrEnum):
+    """The windows `/usage` reports over, each in the budget time zone."""
+
+    TODAY = "today"
+    YESTERDAY = "yesterday"
+    THIS_MONTH = "this_month"
+    LAST_MONTH = "last_month"
+    LAST_7_DAYS = "last_7_days"
+
+
+def _midnight(day: date, tz: ZoneInfo) -> datetime:
+    return datetime.combine(day, time(), tzinfo=tz).astimezone(UTC)
+
+
+def usage_window(name: UsagePeriod | str, now: datetime, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    """Return the window [since, until) of a `/usage` period holding `now`, as aware UTC times.
+
+    Days and months begin at midnight in `tz` (as the caps' periods do), so a window across a DST change is an hour
+    shorter or longer than its count of days. `last_7_days` is today and the six days before it.
+
+    Raises:
+        ValueError: `name` is no `UsagePeriod`.
+    """
+    period = UsagePeriod(name)
+    today = now.astimezone(tz).date()
+    first = today.replace(day=1)
+    days: dict[UsagePeriod, tuple[date, date]] = {
+        UsagePeriod.TODAY: (today, today + timedelta(days=1)),
+        UsagePeriod.YESTERDAY: (today - timedelta(days=1), today),
+        UsagePeriod.THIS_MONTH: (first, (first + timedelta(days=32)).replace(day=1)),
+        UsagePeriod.LAST_MONTH: ((first - timedelta(days=1)).replace(day=1), first),
+        UsagePeriod.LAST_7_DAYS: (today - timedelta(days=6), today + timedelta(days=1)),
+    }
+    start, end = days[period]
+    return _midnight(start, tz), _midnight(end, tz)
+
+
+def day_window(first: date, last: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    """Return the window [since, until) from midnight of `first` to the midnight after `last`, in `tz`, as UTC.
+
+    Raises:
+        ValueError: `last` is before `first`.
+    """
+    if last < first:
+        raise ValueError(f"the last day ({last}) is before the first ({first})")
+    return _midnight(first, tz), _midnight(last + timedelta(days=1), tz)
+
+
+class AmountError(ValueError):
+    """A budget amount that cannot be read; its text says what is accepted."""
+
+
+NO_CAP: Literal["none"] = "none"
+DEFAULT_CAP: Literal["default"] = "default"
+MAX_CAP_USD = Decimal(1_000_000)  # a cap above this is a typo, not a budget
+_AMOUNT = re.compile(r"\$?(\d+)(?:\.(\d{1,6}))?")
+
+
+def parse_amount(text: str) -> int | Literal["none", "default"]:
+    """Read a cap as an admin types it: `5`, `$5`, `2.50` (micro-dollars), `none` (no cap) or `default`.
+
+    Raises:
+        AmountError: anything else (negative, words, exponents, thousands separators, more than six decimals, or
+            more than `MAX_CAP_USD`).
+    """
+    cleaned = text.strip().lower().replace(" ", "")
+    if cleaned == NO_CAP:
+        return NO_CAP
+    if cleaned == DEFAULT_CAP:
+        return DEFAULT_CAP
+    match = _AMOUNT.fullmatch(cleaned)
+    if match is None:
+        raise AmountError(
+            f"`{text.strip()[:40]}` isn't an amount. Give dollars like `5`, `$5` or `2.50`, `none` for no cap, "
+            "or `default` for the settings' default."
+        )
+    value = Decimal(f"{match.group(1)}.{match.group(2) or '0'}")
+    if value > MAX_CAP_USD:
+        raise AmountError(f"A budget is at most {usd_text(micros(MAX_CAP_USD))}.")
+    return micros(value)

@@ -6,4 +6,5 @@ EXTENSIONS: tuple[str, ...] = (
     "bot.exts.batch",
     "bot.exts.groups",
     "bot.exts.alerts",
+    "bot.exts.budget",
 )

@@ -58,6 +58,11 @@ def _infer_type(value: object) -> int:
     return STRING
 
 
+def _role_named(state: PlaygroundState, name: str) -> JSON | None:
+    """Return a role of the guild by name or id (None: no such role)."""
+    return next((r for r in state.roles.values() if name in (r["name"], r["id"])), None)
+
+
 def _coerce(state: PlaygroundState, spec: JSON | None, name: str, value: object) -> tuple[int, Any]:
     """Return (option type, wire value) for one option, converting browser strings to the declared type."""
     otype = int(spec["type"]) if spec else _infer_type(value)
@@ -72,6 +77,10 @@ def _coerce(state: PlaygroundState, spec: JSON | None, name: str, value: object)
             return otype, float(str(value))
         if otype == BOOLEAN:
             return otype, value if isinstance(value, bool) else str(value).lower() in ("true", "1", "yes", "on")
+        if otype == MENTIONABLE and (role := _role_named(state, str(value))) is not None:
+            # A mentionable option takes a user or a role (option type 9, MENTIONABLE:
+            # https://discord.com/developers/docs/interactions/application-commands#application-command-object-application-command-option-type).
+            return otype, role["id"]
         if otype in (USER, MENTIONABLE):
             return otype, state.user_named(str(value))["id"]
         if otype == CHANNEL:
@@ -112,6 +121,8 @@ def _build_options(
             attachment = state.store_file(channel_id, value, ephemeral=True)
             resolved.setdefault("attachments", {})[attachment["id"]] = attachment
             value = attachment["id"]
+        elif otype == MENTIONABLE and value not in state.users:  # a role: resolved as roles are
+            resolved.setdefault("roles", {})[value] = _role_named(state, str(value))
         elif otype in (USER, MENTIONABLE):
             resolved.setdefault("users", {})[value] = state.users[value]
             resolved.setdefault("members", {})[value] = {

@@ -11,10 +11,13 @@ from discord.ext import commands
 
 from bot.app.generation import GenerationService
 from bot.app.generation_types import UserPrefs
+from bot.core.budget_text import spend_line
+from bot.core.budgets import Period
 from bot.core.models import Job, JobId, JobStatus, UserId
 from bot.core.params import GEMINI_ASPECT_RATIOS
 from bot.core.render import echo, one_line, truncate
 from bot.discord_bot import PeelBot
+from bot.exts._access import actor_of
 from bot.exts._errors import error_embed, send_error
 from bot.exts._send import fit_content, fit_embed, fit_view
 from worker.contract import MODEL_ALIASES
@@ -252,7 +255,7 @@ class AccountCog(commands.Cog):
         await interaction.followup.send(fit_content(view.content), view=fit_view(view), ephemeral=True)
         view.shown_by(interaction)
 
-    @app_commands.command(name="info", description="Your usage and limits")
+    @app_commands.command(name="info", description="Your usage, spend and limits")
     async def info(self, interaction: discord.Interaction[Any]) -> None:
         """Show the user's usage and limits."""
         await interaction.response.defer(ephemeral=True, thinking=True)
@@ -270,6 +273,20 @@ class AccountCog(commands.Cog):
         embed.add_field(name="Jobs", value=f"{usage.jobs} in all · {usage.running} running · {usage.waiting} waiting")
         embed.add_field(name="Images", value=f"{usage.made} made · {usage.not_made} not made")
         embed.add_field(name="Limits", value=limits, inline=False)
+        spend = await self.bot.services.budgets.view(
+            user_id=user,
+            guild_id=interaction.guild_id,
+            role_ids=actor_of(interaction.user, interaction.guild_id).role_ids,
+            is_admin=admin,
+        )
+        embed.add_field(
+            name="Spend",
+            value="\n".join(
+                spend_line(period, spent, spend.tightest(period))
+                for period, spent in ((Period.DAY, spend.spent_today), (Period.MONTH, spend.spent_month))
+            ),
+            inline=False,
+        )
         embed.add_field(name="Model", value=prefs.model or settings.gemini_model)
         embed.add_field(name="Remix", value="on" if prefs.remix else "off")
         embed.add_field(

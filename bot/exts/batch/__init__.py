@@ -482,7 +482,8 @@ class BatchCog(commands.Cog):
         else:
             assert url is not None
             plan = await self.service.plan_from_url(url, request)
-        text = plan_summary(plan, self.service.estimate(plan))
+        budget = await self.service.budget_line(plan, is_admin=request.is_admin, role_ids=request.role_ids)
+        text = plan_summary(plan, self.service.estimate(plan), budget=budget)
         trial = self._rt.settings.batch_sample_size
         actions = ("start", "try", "drop") if 0 < trial < len(plan.items) else ("start", "drop")
         await interaction.followup.send(
@@ -629,8 +630,13 @@ class BatchCog(commands.Cog):
             is_admin=self._is_admin(interaction.user, interaction.guild_id),
             relax=relax,
         )
+        budget = await self.service.budget_line(
+            plan,
+            is_admin=self._is_admin(interaction.user, interaction.guild_id),
+            role_ids=actor_of(interaction.user, interaction.guild_id).role_ids,
+        )
         await interaction.followup.send(
-            content=fit_content(plan_summary(plan, self.service.estimate(plan))),
+            content=fit_content(plan_summary(plan, self.service.estimate(plan), budget=budget)),
             view=fit_view(_view(plan.id, "start", "drop")),
             ephemeral=True,
             allowed_mentions=discord.AllowedMentions.none(),

@@ -246,6 +246,11 @@ def test_batch_sends_the_shared_references_with_every_item_when_given_ref(
     assert len(requests) == 3 and all(r["images"] == 3 for r in requests)  # its own image and both references
     assert all(set(r["image_sha256"][1:]) == shared for r in requests)
     assert too_many.returncode == 2 and "at most 3 shared reference images" in too_many.stderr
+    # The last line says what the batch was recorded to cost (Gemini's reported usage priced, RunPod time).
+    with sqlite3.connect(tmp_path / "data" / "peel.sqlite3") as db:
+        items = db.execute("SELECT coalesce(sum(cost_usd), 0) FROM items").fetchone()[0]
+        runpod = db.execute("SELECT coalesce(sum(runpod_cost_usd), 0) FROM chunks").fetchone()[0]
+    assert items > 0 and f"${items + runpod:.4f} spent, as recorded" in run.stdout
 
 
 def test_batch_exits_2_when_input_or_prompt_is_bad(tmp_path: Path) -> None:

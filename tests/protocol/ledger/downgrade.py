@@ -5,9 +5,15 @@ from pathlib import Path
 
 
 def to_schema_6(db_path: Path) -> None:
-    """Undo 0008 (budgets) and 0007 (spend) on a ledger file; blocking."""
+    """Undo 0010 (budget rules), 0008 (budgets) and 0007 (spend) on a ledger file; blocking."""
     with sqlite3.connect(db_path) as db:
-        for table in ("budget_reservations", "budget_changes", "budget_caps"):
+        for table in (
+            "budget_rule_changes",
+            "budget_role_rules",
+            "budget_reservations",
+            "budget_changes",
+            "budget_caps",
+        ):
             db.execute(f"DROP TABLE {table}")
         for index in ("images_by_time", "items_by_spent_at", "chunks_by_finished_at"):
             db.execute(f"DROP INDEX {index}")

@@ -64,19 +64,24 @@ async def test_a_grid_over_the_users_daily_cap_is_refused_before_anything_is_que
     assert other.result.job is not None
 
 
-async def test_two_users_batches_together_over_the_guilds_cap_the_second_is_refused_at_plan_and_at_start(
+async def test_two_users_batches_together_over_the_guilds_cap_the_second_is_refused_at_start(
     runtime: Runtime, ledger: Ledger, clock: FakeClock, tmp_path: Path
 ) -> None:
     service = BatchService(runtime, budgets=budgets(ledger, clock, guild=Caps(day=10 * IMAGE)))
     zip_path = await write_zip(tmp_path / "in.zip", 6)
     alice = await service.plan_from_file(zip_path, request(1), source="in.zip")
     bob = await service.plan_from_file(zip_path, request(2), source="in.zip")  # fits: nothing is reserved yet
+    assert await service.budget_line(bob, is_admin=False) == "💵 about $0.234 · $0.39 left of this server's daily cap"
 
     await service.start(alice, group_id=None, is_admin=False)
     with pytest.raises(BatchError, match=r"This server's daily budget is \$0\.39; \$0\.234 is spent or reserved"):
         await service.start(bob, group_id=None, is_admin=False)
+    # A plan over a cap is still shown, saying which cap and by how much; its Start is refused.
+    carol = await service.plan_from_file(zip_path, request(3), source="in.zip")
+    line = await service.budget_line(carol, is_admin=False)
+    assert line is not None and line.startswith("⛔ about $0.234: $0.078 over this server's daily cap ($0.156 left")
     with pytest.raises(BatchError, match="This server's daily budget"):
-        await service.plan_from_file(zip_path, request(3), source="in.zip")
+        await service.start(carol, group_id=None, is_admin=False)
     assert len(await ledger.list_jobs()) == 1
 
 

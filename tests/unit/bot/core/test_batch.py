@@ -1,5 +1,7 @@
 """Batch decisions: the limits a new batch must fit (naming the limit and by how much), estimates and texts."""
 
+from typing import Any
+
 import pytest
 
 from bot.core.batch import BatchLimits, BatchLoad, estimate_batch, limit_refusal, plan_text, thread_name
@@ -163,3 +165,18 @@ def test_plan_text_names_row_problems_and_shared_references_escaped_when_they_ho
     assert "🖼️ 2 shared reference(s) for every image: " in text and "style.png" in text
     assert "@everyone" not in text  # escaped: it pings nobody even where mentions were allowed
     assert "Note:" not in text
+
+
+def test_plan_text_shows_the_budget_line_after_the_cost_when_a_cap_applies() -> None:
+    common: dict[str, Any] = {
+        "prompt": "a fox",
+        "model": "gemini-2.5-flash-image",
+        "image_size": None,
+        "accepted": 10,
+        "skipped": {},
+        "estimate": estimate_batch(items=10, unit_price_usd=0.039, latency_s=12, concurrency=10),
+    }
+    line = "💵 about $0.39 · $6.10 left of your daily cap"
+    text = plan_text(**common, budget=line)
+    assert text.index("about $0.39") < text.index(line) < text.index("Nothing is queued")
+    assert "left of your" not in plan_text(**common)
