@@ -248,7 +248,7 @@ class BatchService:
         )
         check_input_images(plan)
         del report, prompts, keys  # a 10,000-row table's rows and prompts are not held while the plan is stored
-        await self.check_limits(plan, is_admin=request.is_admin, role_ids=request.role_ids, caps=False)
+        await self.check_limits(plan, is_admin=request.is_admin, role_ids=request.role_ids)
         await self._plans.put(plan)
         log.info(
             "batch plan %s: %d images, %d skipped",
@@ -471,8 +471,8 @@ class BatchService:
     ) -> None:
         """Refuse a plan that would exceed a cap now: batch counts, role gates, then (`caps`) money caps.
 
-        A plan being shown passes `caps=False`: its text says how it stands against the money caps
-        (`budget_line`), and Start checks them.
+        A plan is checked when it is made and again at Start (spend and other jobs' reservations change in
+        between); `caps=False` checks only the counts and gates.
 
         Raises:
             BatchError: naming the limit and by how much (a money cap: its spend so far, the plan's cost and when
@@ -798,6 +798,7 @@ class BatchService:
         channel_id: int,
         is_admin: bool,
         relax: bool | None = None,
+        role_ids: frozenset[int] = frozenset(),
     ) -> BatchPlan:
         """Plan "Retry failed, changed…": copies of a batch's failed items as a new batch: new prompt, model or speed.
 
@@ -862,7 +863,7 @@ class BatchService:
             retry_of=job.id,
         )
         check_input_images(plan)
-        await self.check_limits(plan, is_admin=is_admin, caps=False)
+        await self.check_limits(plan, is_admin=is_admin, role_ids=role_ids)
         await self._plans.put(plan)
         log.info(
             "batch retry plan %s: %d failed items of %s, model %s, prompt %s",

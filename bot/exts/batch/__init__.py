@@ -629,6 +629,7 @@ class BatchCog(commands.Cog):
             channel_id=channel_id,
             is_admin=self._is_admin(interaction.user, interaction.guild_id),
             relax=relax,
+            role_ids=actor_of(interaction.user, interaction.guild_id).role_ids,
         )
         budget = await self.service.budget_line(
             plan,
@@ -660,11 +661,11 @@ class BatchCog(commands.Cog):
             await interaction.edit_original_response(content="Batch cancelled. Nothing was queued.", view=None)
             return
         is_admin = self._is_admin(interaction.user, interaction.guild_id)
-        await self.service.check_limits(plan, is_admin=is_admin)
+        roles = actor_of(interaction.user, interaction.guild_id).role_ids
+        await self.service.check_limits(plan, is_admin=is_admin, role_ids=roles)  # before a thread is opened for it
         thread, group = await self._thread_of(plan)
         try:
             trial = self._rt.settings.batch_sample_size if action == "try" else None
-            roles = actor_of(interaction.user, interaction.guild_id).role_ids
             result = await self.service.start(plan, group_id=group.id, is_admin=is_admin, trial=trial, role_ids=roles)
         except BatchError as exc:
             await thread.send(fit_content(f"This batch could not start: {exc.user_message}"))

@@ -64,7 +64,7 @@ async def test_a_grid_over_the_users_daily_cap_is_refused_before_anything_is_que
     assert other.result.job is not None
 
 
-async def test_two_users_batches_together_over_the_guilds_cap_the_second_is_refused_at_start(
+async def test_two_users_batches_together_over_the_guilds_cap_the_second_is_refused_at_plan_and_at_start(
     runtime: Runtime, ledger: Ledger, clock: FakeClock, tmp_path: Path
 ) -> None:
     service = BatchService(runtime, budgets=budgets(ledger, clock, guild=Caps(day=10 * IMAGE)))
@@ -76,12 +76,11 @@ async def test_two_users_batches_together_over_the_guilds_cap_the_second_is_refu
     await service.start(alice, group_id=None, is_admin=False)
     with pytest.raises(BatchError, match=r"This server's daily budget is \$0\.39; \$0\.234 is spent or reserved"):
         await service.start(bob, group_id=None, is_admin=False)
-    # A plan over a cap is still shown, saying which cap and by how much; its Start is refused.
-    carol = await service.plan_from_file(zip_path, request(3), source="in.zip")
-    line = await service.budget_line(carol, is_admin=False)
-    assert line is not None and line.startswith("⛔ about $0.234: $0.078 over this server's daily cap ($0.156 left")
+    # A plan made over a cap is refused at once; one made before, now over it, says so in its line.
     with pytest.raises(BatchError, match="This server's daily budget"):
-        await service.start(carol, group_id=None, is_admin=False)
+        await service.plan_from_file(zip_path, request(3), source="in.zip")
+    line = await service.budget_line(bob, is_admin=False)
+    assert line is not None and line.startswith("⛔ about $0.234: $0.078 over this server's daily cap ($0.156 left")
     assert len(await ledger.list_jobs()) == 1
 
 
