@@ -213,6 +213,7 @@ class AdmissionMixin(CancelsMixin):
 
         Raises:
             UnknownJobError: no such job.
+            BudgetRefusedError: the job had ended and its retried items would take a money cap over.
         """
         job = await self._ledger.retry_failed(job_id, now=self._clock.now())
         self.wake()

@@ -27,9 +27,10 @@ from bot.core.budgets import (
     next_reset,
     period_start,
 )
-from bot.core.models import JobId
+from bot.core.models import JobId, JobParams
 from bot.ledger._rows import db_time, json_object, opt_time, placeholders, req_time
 from bot.ledger.connection import LedgerConnection
+from bot.ledger.errors import BudgetRefusedError
 from worker.contract import model_spec
 
 # What was recorded as spent, per row in whole micro-dollars (rounded per row, so every sum of sums is exact): an
@@ -324,6 +325,43 @@ async def reserve_in(
         "INSERT INTO budget_reservations (job_id, owner_id, guild_id, amount, limits, created_at)"
         " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (job_id) DO NOTHING",
         (job_id, owner_id, guild_id, hold.cost, json.dumps(hold.to_json()), db_time(now)),
+    )
+
+
+async def reserve_again_in(
+    db: aiosqlite.Connection, job_id: str, sizes: Sequence[str | None], *, now: datetime
+) -> None:
+    """Reserve again for items of an ended job put back to run ("Retry failed"), in the transaction reopening them.
+
+    A job whose reservation settled (it had ended) reserves nothing any more, so its retried items would spend
+    beside the caps: their price-table cost (each at its own size, None: the job's) is checked under the caps the
+    job was admitted with, against what is spent and reserved now, and the reservation opens again at what the job
+    has spent plus that cost. A job with an open reservation (still running) keeps it: its unspent estimate still
+    counts, and the budget pass sizes its chunks to the money left.
+
+    Raises:
+        BudgetRefusedError: the retried items do not fit under a cap (the transaction rolls back).
+    """
+    rows = await _rows(
+        db,
+        "SELECT r.owner_id, r.guild_id, r.limits, r.settled, j.params FROM budget_reservations r"
+        " JOIN jobs j ON j.id = r.job_id WHERE r.job_id = ? AND r.settled_at IS NOT NULL",
+        (job_id,),
+    )
+    if not rows or not sizes:
+        return
+    row = rows[0]
+    params = JobParams.from_json(json_object(row["params"]))
+    spec = model_spec(params.model)
+    prices = (spec.price(size or params.image_size, batch=params.relax) for size in sizes)
+    hold = BudgetHold.from_json(json_object(row["limits"]), cost=sum(0 if p is None else micros(p) for p in prices))
+    owner_id, guild_id = int(row["owner_id"]), None if row["guild_id"] is None else int(row["guild_id"])
+    refused = await refusal_in(db, owner_id=owner_id, guild_id=guild_id, hold=hold, now=now)
+    if refused is not None:
+        raise BudgetRefusedError(refused, tz=hold.tz)
+    await db.execute(
+        "UPDATE budget_reservations SET amount = ?, settled_at = NULL, settled = NULL WHERE job_id = ?",
+        (int(row["settled"] or 0) + hold.cost, job_id),
     )
 
 
