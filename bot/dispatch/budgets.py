@@ -32,8 +32,16 @@ class BudgetsMixin(AdmissionMixin, RelaxMixin):
     """Sizes chunks to the money left, pauses jobs at their caps and settles reservations."""
 
     async def _enforce_budgets(self) -> None:
-        """Settle the reservations of ended jobs, then pause each running job that has no room for one more image."""
+        """Settle the reservations of ended jobs, then pause each running job that has no room for one more image.
+
+        Only when something may have changed since the last pass (`_spend_changed`) or `budget_pass_every` after it:
+        nothing else moves spend or reservations, so a round with nothing new would find what the last pass found.
+        """
         now = self._clock.now()
+        last = self._budget_pass_at
+        if not self._budget_due and last is not None and now - last < self._policy.budget_pass_every:
+            return
+        self._budget_due, self._budget_pass_at = False, now
         await self._ledger.settle_reservations(now=now)
         for reservation in await self._ledger.open_reservations():
             job = await self._ledger.get_job(reservation.job_id)

@@ -120,6 +120,7 @@ class CancelsMixin(OutageMixin):
         await self._ledger.record_outcomes(
             chunk.id, outcomes, now=now, final=ChunkStatus.CANCELLED, revive_cancelled=True
         )
+        self._spend_changed()  # its made images, its RunPod time, and its job's reservation to settle
         self._cancel_sent.discard(chunk.runpod_id)
         self._cancel_final.pop(chunk.runpod_id, None)
         log.info(

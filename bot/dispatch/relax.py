@@ -217,6 +217,7 @@ class RelaxMixin(SchedulingMixin, CancelsMixin):
             chunk = await self._chunk(part)
             now = self._clock.now()
             await self._ledger.record_outcomes(chunk.id, [], now=now, runpod_s=runpod_s, runpod_cost_usd=runpod_cost)
+            self._spend_changed()
         await self._record_prepared(part, prepared)
 
     async def _record_prepared(self, part: RelaxPart, prepared: RelaxPrepareResult) -> None:
@@ -408,6 +409,7 @@ class RelaxMixin(SchedulingMixin, CancelsMixin):
             chunk = await self._chunk(part)
             now = self._clock.now()
             await self._ledger.record_outcomes(chunk.id, [], now=now, runpod_s=runpod_s, runpod_cost_usd=runpod_cost)
+            self._spend_changed()
         attempts = part.runpod_attempts + (remote.status is not RemoteStatus.NOT_FOUND)
         if attempts < self._policy.relax.runpod_attempts:
             await self._ledger.update_relax_part(part.chunk_id, runpod_id=None, runpod_attempts=attempts)

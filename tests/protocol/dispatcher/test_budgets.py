@@ -1,6 +1,7 @@
 """Money caps in the dispatcher: a job refused at submit, a running batch paused at its cap, reservations settled."""
 
 from dataclasses import replace
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -11,8 +12,10 @@ from bot.core.models import JobId, JobStatus
 from bot.core.policy import DispatchPolicy
 from bot.dispatch import Dispatcher, SubmitStatus
 from bot.ledger import Ledger
+from bot.ledger.budgets import Reservation
 from bot.ledger.errors import BudgetRefusedError
 from storage.memory import MemoryStore
+from tests.fakes.clock import FakeClock
 from tests.fakes.gateway import MemoryRunpod
 from tests.protocol.dispatcher.conftest import MakeDispatcher, batch
 from worker.contract import ErrorCode, stop_key
@@ -133,3 +136,32 @@ async def test_retry_failed_of_an_ended_batch_is_refused_when_its_items_no_longe
     job = await ledger.get_job(job_id)
     assert job is not None and job.status.is_final and job.failed == 2  # nothing changed
     assert await ledger.open_reservations() == []
+
+
+async def test_the_budget_pass_runs_when_something_was_recorded_or_started_not_every_round(
+    make_dispatcher: MakeDispatcher, runpod: MemoryRunpod, ledger: Ledger, clock: FakeClock
+) -> None:
+    dispatcher = make_dispatcher(DispatchPolicy(gemini_concurrency=2, max_chunk_concurrency=2))
+    passes = 0
+    settle = ledger.settle_reservations
+
+    async def counted(*, now: datetime) -> list[Reservation]:
+        nonlocal passes
+        passes += 1
+        return await settle(now=now)
+
+    ledger.settle_reservations = counted  # type: ignore[method-assign]  # each budget pass settles first
+    result = await dispatcher.submit(replace(batch(4, owner=1), guild_id=GUILD, budget=hold(4, 10)))
+    assert result.job is not None
+
+    await dispatcher.run_once()  # a job was submitted: the pass runs
+    for _ in range(3):
+        await dispatcher.run_once()  # its chunk is out, nothing comes back: nothing to look at again
+    assert passes == 1
+    clock.advance(DispatchPolicy().budget_pass_every)
+    await dispatcher.run_once()  # at least every few seconds all the same
+    assert passes == 2
+    for chunk in runpod.active():
+        await runpod.finish(chunk.id)
+    await dispatcher.run_once()  # outcomes were recorded: the pass runs
+    assert passes == 3
