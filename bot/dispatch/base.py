@@ -71,6 +71,7 @@ class DispatcherBase:
         self._cancel_tasks: dict[str, asyncio.Task[None]] = {}
         self._cancel_sent: set[str] = set()
         self._cancel_final: dict[str, datetime] = {}
+        self._cancel_ran_ms: dict[str, int] = {}  # the RunPod time a final /status reported for a cancelled job
         # The budget pass (`BudgetsMixin._enforce_budgets`) runs when spend or reservations may have changed since
         # the last one (`_spend_changed`), or `DispatchPolicy.budget_pass_every` after it, not every iteration.
         self._budget_due = True
