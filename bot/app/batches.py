@@ -77,6 +77,7 @@ from bot.core.relax import RelaxStatus
 from bot.core.render import code
 from bot.dispatch import CancelResult, SubmitResult, Subscription
 from bot.ledger import NOTE_HOLD_FROM
+from bot.ledger.errors import BudgetRefusedError
 from bot.ledger.store import new_id
 from bot.net.urlfetch import Downloads, FetchError, FetchOptions, FetchRefusedError, UrlPolicy, parse_networks
 from storage.errors import ObjectNotFoundError
@@ -777,9 +778,16 @@ class BatchService:
         return (await self.build_download(job)).url
 
     async def retry_failed(self, job_id: JobId) -> tuple[Job, int]:
-        """Requeue the batch's failed items that can succeed on a retry; return the job and how many went back."""
+        """Requeue the batch's failed items that can succeed on a retry; return the job and how many went back.
+
+        Raises:
+            BudgetError: the batch had ended and its retried items would take a money cap over.
+        """
         before = await self._rt.ledger.get_job(job_id)
-        job = await self._rt.dispatcher.retry_failed(job_id)
+        try:
+            job = await self._rt.dispatcher.retry_failed(job_id)
+        except BudgetRefusedError as exc:  # an ended batch's retry must fit its money caps again
+            raise BudgetError(exc.user_message, refused=exc.refused) from exc
         requeued = 0 if before is None else max(0, before.failed - job.failed)
         log.info("batch %s: %d failed items requeued", job_id, requeued, extra={"job_id": job_id, "action": "retry"})
         return job, requeued

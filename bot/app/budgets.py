@@ -48,7 +48,7 @@ from worker.contract import model_spec
 
 BUDGET_TITLE = "Budget reached"
 GATE_TITLE = "Not allowed here"
-CSV_HEADER = ("user_id", "guild_id", "images", "usd")
+CSV_HEADER = ("user_id", "guild_id", "images", "not_made", "gemini_usd", "runpod_usd", "usd")
 
 
 class BudgetError(UserFacingError):
@@ -414,18 +414,39 @@ class BudgetService:
         )
 
     async def spend_report(self, *, since: datetime, until: datetime) -> list[SpendRow]:
-        """Return what each user spent in each guild in [since, until), with their images."""
+        """Return what each user spent in each guild in [since, until), as the caps count it (`Ledger.spend_rows`).
+
+        Per row: images made, items billed without one, Gemini's and RunPod's micro-dollars and their sum.
+        """
         return await self._ledger.spend_rows(since=since, until=until)
 
     async def usage_csv(self, *, since: datetime, until: datetime) -> str:
-        """Return `spend_report` as CSV (`user_id,guild_id,images,usd`; usd to the micro-dollar, a DM's guild empty)."""
+        """Return `spend_report` as CSV: `user_id,guild_id,images,not_made,gemini_usd,runpod_usd,usd`.
+
+        Amounts in USD to the micro-dollar (6 places, exact: the ledger sums whole micro-dollars); a direct
+        message's or the CLI's guild is empty.
+        """
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(CSV_HEADER)
         for row in await self.spend_report(since=since, until=until):
-            usd = Decimal(row.usd_micros) / 1_000_000
-            writer.writerow((row.owner_id, "" if row.guild_id is None else row.guild_id, row.images, f"{usd:.6f}"))
+            writer.writerow(
+                (
+                    row.owner_id,
+                    "" if row.guild_id is None else row.guild_id,
+                    row.images,
+                    row.not_made,
+                    _usd(row.gemini_micros),
+                    _usd(row.runpod_micros),
+                    _usd(row.usd_micros),
+                )
+            )
         return out.getvalue()
+
+
+def _usd(amount: int) -> str:
+    """Return micro-dollars as USD with 6 places, exactly."""
+    return f"{Decimal(amount) / 1_000_000:.6f}"
 
 
 @contextlib.asynccontextmanager

@@ -33,3 +33,7 @@ class DispatchPolicy:
     relax: RelaxPolicy = field(default_factory=RelaxPolicy)
     # What one second of RunPod worker time costs, in USD (RUNPOD_PRICE_PER_S): a chunk's `executionTime` at it.
     runpod_price_per_s: float = 0.00016
+    # The budget pass (pausing jobs at their money caps, settling reservations) runs when outcomes were recorded or
+    # a job was submitted, resumed or retried since the last one, and at least this often otherwise; a round with
+    # nothing new skips it, so a large ledger does not pay for its queries every iteration.
+    budget_pass_every: timedelta = timedelta(seconds=5)

@@ -127,6 +127,7 @@ class AdmissionMixin(CancelsMixin):
         if position is not None:
             self._positions[job.id] = position
         self._events.publish(Queued(job=job, position=position))
+        self._spend_changed()  # a job, a reservation or items to run again: the budget pass looks again
         self.wake()
         return SubmitResult(
             status=SubmitStatus.QUEUED,
@@ -154,6 +155,7 @@ class AdmissionMixin(CancelsMixin):
                 self._request_cancel(chunk.runpod_id)
         self._positions.pop(job_id, None)
         self._events.publish(JobCancelled(job=cancellation.job, by=by))
+        self._spend_changed()  # a job, a reservation or items to run again: the budget pass looks again
         self.wake()
         return CancelResult(cancelled=True, job=cancellation.job, message="Job cancelled.")
 
@@ -205,7 +207,8 @@ class AdmissionMixin(CancelsMixin):
         if changed:
             log.info("job %s resumed", job_id, extra={"job_id": job_id, "action": "resume"})
             self._events.publish(JobResumed(job=job))
-            self.wake()
+            self._spend_changed()  # a job, a reservation or items to run again: the budget pass looks again
+        self.wake()
         return job
 
     async def retry_failed(self, job_id: JobId) -> Job:
@@ -213,8 +216,10 @@ class AdmissionMixin(CancelsMixin):
 
         Raises:
             UnknownJobError: no such job.
+            BudgetRefusedError: the job had ended and its retried items would take a money cap over.
         """
         job = await self._ledger.retry_failed(job_id, now=self._clock.now())
+        self._spend_changed()  # a job, a reservation or items to run again: the budget pass looks again
         self.wake()
         return job
 

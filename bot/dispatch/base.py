@@ -71,6 +71,11 @@ class DispatcherBase:
         self._cancel_tasks: dict[str, asyncio.Task[None]] = {}
         self._cancel_sent: set[str] = set()
         self._cancel_final: dict[str, datetime] = {}
+        self._cancel_ran_ms: dict[str, int] = {}  # the RunPod time a final /status reported for a cancelled job
+        # The budget pass (`BudgetsMixin._enforce_budgets`) runs when spend or reservations may have changed since
+        # the last one (`_spend_changed`), or `DispatchPolicy.budget_pass_every` after it, not every iteration.
+        self._budget_due = True
+        self._budget_pass_at: datetime | None = None
 
     @property
     def budget(self) -> AimdBudget:
@@ -106,6 +111,10 @@ class DispatcherBase:
             [Candidate(job_id=j.id, priority=j.priority, seq=seqs[j.id]) for j in queued if j.started_at is None]
         )
 
+    def _spend_changed(self) -> None:
+        """Note that spend or reservations may have changed: the next iteration runs the budget pass."""
+        self._budget_due = True
+
     def _after_record(
         self,
         job: Job,
@@ -117,6 +126,7 @@ class DispatcherBase:
         final: bool,
         retrying: int = 0,
     ) -> None:
+        self._spend_changed()  # outcomes were recorded, with what they cost
         if rate_limited:
             if self._budget.on_rate_limited(now):
                 log.warning(

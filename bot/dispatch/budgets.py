@@ -1,13 +1,17 @@
 """Budgets while jobs run: chunks sized to the money left, a job paused at its cap, reservations settled.
 
-A job reserved its estimate when it was created, so with the price table's costs it never reaches a cap by itself.
-What it actually costs may differ from the estimate (and other jobs spend too), so each job with a reservation is
-asked again, under the caps it was admitted with, against everything spent and every other job's outstanding
-reservation (its own left out, as that is what it is spending now):
-- before a chunk is submitted, the chunk holds at most the images that fit beside the job's images in flight;
-- before each pass of scheduling, a job without room for one more image pauses: its stop marker is written, so
-  its chunks in flight start no new Gemini call, and `JobPaused` names the cap and when it resets.
-Spend past a cap is then at most the calls that were in flight when it was reached.
+A job reserved its estimate when it was created. What it actually costs is what the ledger records (Gemini's
+reported usage priced, its chunks' RunPod seconds: `bot.ledger.budgets.spend_by`), which may exceed the estimate
+(and other jobs spend too), so each job with a reservation is asked again, under the caps it was admitted with,
+against everything spent and every other job's outstanding reservation (its own left out, as that is what it is
+spending now):
+- before a chunk (or a relax part) is submitted, it holds at most the images that fit beside the job's images in
+  flight;
+- in the budget pass (when something was recorded or submitted since the last, or every `budget_pass_every`), a
+  job without room for one more image pauses: its stop marker is written, so its chunks in flight start no new
+  Gemini call, and `JobPaused` names the cap and when it resets.
+Spend past a cap is then at most the calls that were in flight when it was reached, plus the RunPod seconds of
+their chunks until the workers stop. A relax part is sized the same way (`RelaxMixin._schedule_relax`).
 """
 
 import logging
@@ -32,8 +36,16 @@ class BudgetsMixin(AdmissionMixin, RelaxMixin):
     """Sizes chunks to the money left, pauses jobs at their caps and settles reservations."""
 
     async def _enforce_budgets(self) -> None:
-        """Settle the reservations of ended jobs, then pause each running job that has no room for one more image."""
+        """Settle the reservations of ended jobs, then pause each running job that has no room for one more image.
+
+        Only when something may have changed since the last pass (`_spend_changed`) or `budget_pass_every` after it:
+        nothing else moves spend or reservations, so a round with nothing new would find what the last pass found.
+        """
         now = self._clock.now()
+        last = self._budget_pass_at
+        if not self._budget_due and last is not None and now - last < self._policy.budget_pass_every:
+            return
+        self._budget_due, self._budget_pass_at = False, now
         await self._ledger.settle_reservations(now=now)
         for reservation in await self._ledger.open_reservations():
             job = await self._ledger.get_job(reservation.job_id)

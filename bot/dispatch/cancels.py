@@ -6,8 +6,9 @@ under RunPod's `/cancel` limits (`bot.runpod.pacing`), so a 400-chunk batch take
 Until a chunk is settled it stays in flight in the ledger (it still holds Gemini calls on RunPod) and each
 iteration follows it: a cancel that failed is sent again, and its status is polled. Once RunPod reports it final
 (the cancel went through, it finished first, or RunPod forgot it) and `DispatchPolicy.cancel_settle` has passed,
-the items whose output is in the store are recorded as made (the worker made them: they are paid for), the rest
-stay cancelled, and the chunk closes as cancelled. Nothing is retried or submitted again for a cancelled job.
+the items whose output is in the store are recorded as made (the worker made them: they are paid for) with the
+RunPod time the job ran (`executionTime`, billed all the same), the rest stay cancelled, and the chunk closes as
+cancelled. Nothing is retried or submitted again for a cancelled job.
 A process that stops with cancels unsent leaves the chunks in flight; the next one sends them.
 """
 
@@ -99,13 +100,33 @@ class CancelsMixin(OutageMixin):
                 return not self._runpod_failed(exc)
             if not remote.status.is_final:
                 return True
+            if remote.execution_ms is not None:
+                self._cancel_ran_ms[runpod_id] = remote.execution_ms
             final_at = self._cancel_final.setdefault(runpod_id, now)
         if now - final_at >= self._policy.cancel_settle:
             await self._settle_cancelled(chunk)
         return True
 
+    async def _cancelled_ran_ms(self, runpod_id: str) -> int | None:
+        """Return how long RunPod ran a cancelled job (`executionTime`), billed like any other (None: unknown).
+
+        RunPod bills a worker's execution time whatever ends the job (https://docs.runpod.io/serverless/pricing), and
+        `/status` of a cancelled job still reports `executionTime`, while `/cancel` answers only its id and status
+        (https://docs.runpod.io/serverless/endpoints/operation-reference). Unless a poll already saw it final, one
+        `/status` asks; a job never started, forgotten, or RunPod not answering leaves it unknown.
+        """
+        known = self._cancel_ran_ms.pop(runpod_id, None)
+        if known is not None:
+            return known
+        try:
+            remote = await self._gateway.status(runpod_id)
+        except RunpodError as exc:
+            log.warning("runpod job %s: its time is unknown: %s", runpod_id, exc, extra={"action": "cancel"})
+            return None
+        return remote.execution_ms
+
     async def _settle_cancelled(self, chunk: Chunk) -> None:
-        """Record as made the cancelled items whose output exists, and close the chunk as cancelled."""
+        """Record as made the cancelled items whose output exists and the RunPod time, and close the chunk cancelled."""
         assert chunk.runpod_id is not None
         now = self._clock.now()
         outcomes: list[ItemOutcome] = []
@@ -116,10 +137,18 @@ class CancelsMixin(OutageMixin):
                 # Made and paid before the cancel; its usage went with the answer nobody reads: the estimate.
                 job = job or await self._ledger.get_job(chunk.job_id)
                 outcomes.append(self._priced(made, item, job, usage=None, made=True, new=False))
+        runpod_s, runpod_cost = self._runpod_time(await self._cancelled_ran_ms(chunk.runpod_id))
         # No events: the job's messages already say it was cancelled; its archive and usage read the ledger.
         await self._ledger.record_outcomes(
-            chunk.id, outcomes, now=now, final=ChunkStatus.CANCELLED, revive_cancelled=True
+            chunk.id,
+            outcomes,
+            now=now,
+            final=ChunkStatus.CANCELLED,
+            revive_cancelled=True,
+            runpod_s=runpod_s,
+            runpod_cost_usd=runpod_cost,
         )
+        self._spend_changed()  # its made images, its RunPod time, and its job's reservation to settle
         self._cancel_sent.discard(chunk.runpod_id)
         self._cancel_final.pop(chunk.runpod_id, None)
         log.info(

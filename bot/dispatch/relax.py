@@ -13,7 +13,8 @@ calls, `relax_parts` beside it). Each dispatcher iteration advances every open p
 
 Everything a step needs is in the ledger before the step's call, so a process killed at any point carries on:
 a prepare or collect job RunPod forgot is sent again (the worker skips outputs already stored), and a batch the
-bot created but did not record is found again by its display name, never created twice. An expired or failed
+bot created but did not record is found again by its display name, never created twice. A part holds only the items
+its job's money caps leave room for (`BudgetsMixin._affordable`), as a fast chunk does. An expired or failed
 batch fails its items `EXPIRED` (nothing made, nothing charged; "Retry failed" runs them in either mode). Pause
 sends no new part; Gemini cannot pause a batch it holds, so parts already sent finish and are collected. Cancel
 cancels the Gemini batches and the RunPod jobs of its open parts, and nothing more is collected.
@@ -150,7 +151,10 @@ class RelaxMixin(SchedulingMixin, CancelsMixin):
             if not job.params.relax:
                 continue
             while total < policy.max_parts and per_job.get(job.id, 0) < policy.parts_per_job:
-                items = await self._ledger.ready_items(job.id, now=now, limit=policy.part_items)
+                # Cut to the money left, like a fast chunk: Gemini cannot pause a part it holds, so a part of 500
+                # could otherwise overspend a cap by 500 images. None fitting, the budget pass pauses the job.
+                size = await self._affordable(job, policy.part_items)
+                items = await self._ledger.ready_items(job.id, now=now, limit=size) if size else []
                 if not items:
                     break
                 try:
@@ -213,6 +217,7 @@ class RelaxMixin(SchedulingMixin, CancelsMixin):
             chunk = await self._chunk(part)
             now = self._clock.now()
             await self._ledger.record_outcomes(chunk.id, [], now=now, runpod_s=runpod_s, runpod_cost_usd=runpod_cost)
+            self._spend_changed()
         await self._record_prepared(part, prepared)
 
     async def _record_prepared(self, part: RelaxPart, prepared: RelaxPrepareResult) -> None:
@@ -404,6 +409,7 @@ class RelaxMixin(SchedulingMixin, CancelsMixin):
             chunk = await self._chunk(part)
             now = self._clock.now()
             await self._ledger.record_outcomes(chunk.id, [], now=now, runpod_s=runpod_s, runpod_cost_usd=runpod_cost)
+            self._spend_changed()
         attempts = part.runpod_attempts + (remote.status is not RemoteStatus.NOT_FOUND)
         if attempts < self._policy.relax.runpod_attempts:
             await self._ledger.update_relax_part(part.chunk_id, runpod_id=None, runpod_attempts=attempts)

@@ -1,9 +1,10 @@
 """Budgets in the ledger: what was spent, what open jobs have reserved, the admins' caps and their audit trail.
 
-`spent` is the one query every cap reads "spent so far" through. Until items record what Gemini charged for them,
-an item's cost is the price table's (`worker.contract.model_spec(...).price`) for what was made: each made image
-(a row of `images`, at its `created_at`) at its model, its own size and its job's mode (relax: the batch price).
-A reservation counts for what of it its job has not spent yet, so a job's images are never counted twice.
+`spend_by` is the one definition of "spent" every cap, reservation, report and `Ledger.spent` reads: what was
+recorded (an item's `cost_usd`, made or not, at its `spent_at`; a chunk's `runpod_cost_usd` at its `finished_at`;
+each rounded to a whole micro-dollar), plus, for a made image with no recorded cost (a ledger older than migration
+0007, or a model without token prices), the price table's estimate for its model, size and mode at its image's
+`created_at`. A reservation counts for what of it its job has not spent yet, so nothing is counted twice.
 """
 
 import dataclasses
@@ -26,27 +27,121 @@ from bot.core.budgets import (
     next_reset,
     period_start,
 )
-from bot.core.models import JobId
+from bot.core.models import JobId, JobParams
 from bot.ledger._rows import db_time, json_object, opt_time, placeholders, req_time
 from bot.ledger.connection import LedgerConnection
+from bot.ledger.errors import BudgetRefusedError
 from worker.contract import model_spec
 
-# Made images grouped by what decides their price; `{where}` filters images (alias im) and jobs (alias j).
-_MADE_SQL = (
+# What was recorded as spent, per row in whole micro-dollars (rounded per row, so every sum of sums is exact): an
+# item's `cost_usd` (its attempts' total, made or not: a blocked prompt's input tokens count) at its `spent_at`, a
+# chunk's `runpod_cost_usd` at its `finished_at`. `{keys}` are the grouping columns (of `jobs`, alias j) followed by
+# a comma, or nothing; `{items}` and `{chunks}` filter each side (" AND …").
+_RECORDED_SQL = (
+    "SELECT {keys} sum(CAST(round(i.cost_usd * 1000000) AS INTEGER)) AS gemini, 0 AS runpod,"
+    " sum(i.status = 'ok') AS made, sum(i.status <> 'ok') AS not_made"
+    " FROM items i JOIN jobs j ON j.id = i.job_id WHERE i.cost_usd IS NOT NULL{items}{group}"
+    " UNION ALL SELECT {keys} 0, sum(CAST(round(c.runpod_cost_usd * 1000000) AS INTEGER)), 0, 0"
+    " FROM chunks c JOIN jobs j ON j.id = c.job_id WHERE c.runpod_cost_usd IS NOT NULL{chunks}{group}"
+)
+
+# Made images with no recorded cost (a ledger older than migration 0007, or a model whose token prices the table
+# does not know), grouped by what decides their estimate; each counts at its image's `created_at`.
+_UNPRICED_SQL = (
     "SELECT {keys} json_extract(j.params, '$.model') AS model,"
     " coalesce(json_extract(i.inputs, '$.image_size'), json_extract(j.params, '$.image_size')) AS size,"
     " coalesce(json_extract(j.params, '$.relax'), 0) AS relax, count(*) AS n"
-    " FROM images im JOIN jobs j ON j.id = im.job_id JOIN items i ON i.job_id = im.job_id AND i.idx = im.idx"
-    " WHERE {where} GROUP BY {keys} model, size, relax"
+    " FROM items i JOIN jobs j ON j.id = i.job_id JOIN images im ON im.job_id = i.job_id AND im.idx = i.idx"
+    " WHERE i.status = 'ok' AND i.cost_usd IS NULL{images} GROUP BY {keys} model, size, relax"
 )
 
 
-def _price(row: aiosqlite.Row) -> int:
-    """Return the price-table cost of a group of made images (an unknown price counts as free, as the plan does)."""
+def _estimate(row: aiosqlite.Row) -> int:
+    """Return the price table's cost of a group of made images (an unknown price counts as free, as the plan does)."""
     usd = model_spec(str(row["model"])).price(
         None if row["size"] is None else str(row["size"]), batch=bool(row["relax"])
     )
     return int(row["n"]) * (0 if usd is None else micros(usd))
+
+
+@dataclass(slots=True)
+class SpendTotals:
+    """What one key (a user in a guild, a job, everything) spent: Gemini and RunPod micro-dollars, items counted."""
+
+    gemini: int = 0
+    runpod: int = 0
+    made: int = 0
+    not_made: int = 0
+
+    @property
+    def total(self) -> int:
+        """Gemini and RunPod together, in micro-dollars."""
+        return self.gemini + self.runpod
+
+
+@dataclass(frozen=True, slots=True)
+class SpendFilter:
+    """Which spend to sum: one user's, one guild's, some jobs' (None: any), recorded in [since, until)."""
+
+    owner_id: int | None = None
+    guild_id: int | None = None
+    job_ids: Sequence[str] | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def jobs(self) -> tuple[str, list[object]]:
+        """Return the condition on `jobs` (alias j) as " AND …", and its parameters."""
+        where, params = _scope_where(self.owner_id, self.guild_id)
+        if self.job_ids is not None:
+            where.append(f"j.id IN ({placeholders(self.job_ids)})")
+            params += list(self.job_ids)
+        return "".join(f" AND {w}" for w in where), params
+
+    def times(self, column: str) -> tuple[str, list[object]]:
+        """Return the condition keeping rows whose `column` time is in [since, until), as " AND …", and parameters."""
+        where, params = "", list[object]()
+        if self.since is not None:
+            where += f" AND {column} >= ?"
+            params.append(db_time(self.since))
+        if self.until is not None:
+            where += f" AND {column} < ?"
+            params.append(db_time(self.until))
+        return where, params
+
+
+async def spend_by(
+    db: aiosqlite.Connection, scope: SpendFilter, keys: Sequence[str] = ()
+) -> dict[tuple[object, ...], SpendTotals]:
+    """Return what was spent under `scope`, by the values of `keys` (columns of `jobs`, alias j; none: one total).
+
+    The one definition of "spent" that the caps, reservations, reports and `SpendMixin.spent` read: every recorded
+    cost (`_RECORDED_SQL`) and, for made images that have none, the price table's estimate (`_UNPRICED_SQL`), so
+    an upgrade from a ledger that recorded no costs keeps everyone's spend.
+    """
+    key_sql = "".join(f"{k}, " for k in keys)
+    group = f" GROUP BY {', '.join(keys)}" if keys else ""
+    jobs, job_params = scope.jobs()
+    item_times, item_params = scope.times("i.spent_at")
+    chunk_times, chunk_params = scope.times("c.finished_at")
+    image_times, image_params = scope.times("im.created_at")
+    recorded = _RECORDED_SQL.format(keys=key_sql, items=jobs + item_times, chunks=jobs + chunk_times, group=group)
+    unpriced = _UNPRICED_SQL.format(keys=key_sql, images=jobs + image_times)
+    totals: dict[tuple[object, ...], SpendTotals] = {}
+
+    def of(row: aiosqlite.Row) -> SpendTotals:
+        return totals.setdefault(tuple(row[k] for k in range(len(keys))), SpendTotals())
+
+    for row in await _rows(db, recorded, [*job_params, *item_params, *job_params, *chunk_params]):
+        found = of(row)
+        found.gemini += int(row["gemini"] or 0)
+        found.runpod += int(row["runpod"] or 0)
+        found.made += int(row["made"] or 0)
+        found.not_made += int(row["not_made"] or 0)
+    for row in await _rows(db, unpriced, [*job_params, *image_params]):
+        found = of(row)
+        found.gemini += _estimate(row)
+        found.made += int(row["n"])
+    return totals
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -76,12 +171,19 @@ class CapChange:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SpendRow:
-    """What one user spent in one guild (None: direct messages or the CLI) over a period, and how many images."""
+    """What one user spent in one guild (None: direct messages or the CLI) over a period, in micro-dollars.
+
+    `images` are the items made, `not_made` those billed without an image (a blocked prompt's input tokens, an
+    attempt that failed after Gemini answered); `usd_micros` is `gemini_micros` plus `runpod_micros`.
+    """
 
     owner_id: int
     guild_id: int | None
-    usd_micros: int
     images: int
+    not_made: int
+    gemini_micros: int
+    runpod_micros: int
+    usd_micros: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -101,6 +203,12 @@ class Reservation:
         return 0 if self.settled_at is not None else max(0, self.amount - self.spent)
 
 
+def _int(value: object) -> int:
+    """Return an INTEGER column's value read back from SQLite as the int it is."""
+    assert isinstance(value, int)
+    return value
+
+
 def _scope_where(owner_id: int | None, guild_id: int | None) -> tuple[list[str], list[object]]:
     where, params = list[str](), list[object]()
     if owner_id is not None:
@@ -118,24 +226,24 @@ async def _rows(db: aiosqlite.Connection, sql: str, params: Sequence[object]) ->
 
 
 async def spent_in(
-    db: aiosqlite.Connection, *, owner_id: int | None, guild_id: int | None, since: datetime, until: datetime
+    db: aiosqlite.Connection,
+    *,
+    owner_id: int | None,
+    guild_id: int | None,
+    since: datetime | None,
+    until: datetime | None,
 ) -> int:
-    """Return the micro-dollars spent by a user and/or in a guild (None: any) in [since, until)."""
-    where, params = _scope_where(owner_id, guild_id)
-    where += ["im.created_at >= ?", "im.created_at < ?"]
-    params += [db_time(since), db_time(until)]
-    sql = _MADE_SQL.format(keys="", where=" AND ".join(where))
-    return sum(_price(row) for row in await _rows(db, sql, params))
+    """Return the micro-dollars spent by a user and/or in a guild (None: any) in [since, until) (`spend_by`)."""
+    scope = SpendFilter(owner_id=owner_id, guild_id=guild_id, since=since, until=until)
+    return sum(t.total for t in (await spend_by(db, scope)).values())
 
 
 async def _job_spent(db: aiosqlite.Connection, job_ids: Sequence[str]) -> dict[str, int]:
+    """Return what each job has spent so far, whenever (what of its reservation it has used)."""
     if not job_ids:
         return {}
-    sql = _MADE_SQL.format(keys="im.job_id,", where=f"im.job_id IN ({placeholders(job_ids)})")
-    spent: dict[str, int] = {}
-    for row in await _rows(db, sql, job_ids):
-        spent[str(row["job_id"])] = spent.get(str(row["job_id"]), 0) + _price(row)
-    return spent
+    totals = await spend_by(db, SpendFilter(job_ids=job_ids), keys=("j.id",))
+    return {str(key[0]): t.total for key, t in totals.items()}
 
 
 async def reservations_in(
@@ -220,6 +328,43 @@ async def reserve_in(
     )
 
 
+async def reserve_again_in(
+    db: aiosqlite.Connection, job_id: str, sizes: Sequence[str | None], *, now: datetime
+) -> None:
+    """Reserve again for items of an ended job put back to run ("Retry failed"), in the transaction reopening them.
+
+    A job whose reservation settled (it had ended) reserves nothing any more, so its retried items would spend
+    beside the caps: their price-table cost (each at its own size, None: the job's) is checked under the caps the
+    job was admitted with, against what is spent and reserved now, and the reservation opens again at what the job
+    has spent plus that cost. A job with an open reservation (still running) keeps it: its unspent estimate still
+    counts, and the budget pass sizes its chunks to the money left.
+
+    Raises:
+        BudgetRefusedError: the retried items do not fit under a cap (the transaction rolls back).
+    """
+    rows = await _rows(
+        db,
+        "SELECT r.owner_id, r.guild_id, r.limits, r.settled, j.params FROM budget_reservations r"
+        " JOIN jobs j ON j.id = r.job_id WHERE r.job_id = ? AND r.settled_at IS NOT NULL",
+        (job_id,),
+    )
+    if not rows or not sizes:
+        return
+    row = rows[0]
+    params = JobParams.from_json(json_object(row["params"]))
+    spec = model_spec(params.model)
+    prices = (spec.price(size or params.image_size, batch=params.relax) for size in sizes)
+    hold = BudgetHold.from_json(json_object(row["limits"]), cost=sum(0 if p is None else micros(p) for p in prices))
+    owner_id, guild_id = int(row["owner_id"]), None if row["guild_id"] is None else int(row["guild_id"])
+    refused = await refusal_in(db, owner_id=owner_id, guild_id=guild_id, hold=hold, now=now)
+    if refused is not None:
+        raise BudgetRefusedError(refused, tz=hold.tz)
+    await db.execute(
+        "UPDATE budget_reservations SET amount = ?, settled_at = NULL, settled = NULL WHERE job_id = ?",
+        (int(row["settled"] or 0) + hold.cost, job_id),
+    )
+
+
 class BudgetsMixin(LedgerConnection):
     """Spend, reservations and caps."""
 
@@ -228,9 +373,9 @@ class BudgetsMixin(LedgerConnection):
     ) -> int:
         """Return the micro-dollars spent by a user and/or in a guild (None: everyone, every guild) in [since, until).
 
-        The one "spent so far" every cap reads: for now the price table's cost of the images made (`_MADE_SQL`).
-        The recorded costs (`SpendMixin.spent`: each item's billed usage and RunPod seconds) are to replace this
-        body, `spent_in` and `spend_rows` next, without changing their callers.
+        The one "spent so far" every cap reads (`spend_by`): what was recorded (items' Gemini costs at their
+        `spent_at`, chunks' RunPod costs at their `finished_at`), and made images with no recorded cost at the
+        price table's estimate.
         """
         async with self._lock:
             return await spent_in(self._db, owner_id=owner_id, guild_id=guild_id, since=since, until=until)
@@ -336,17 +481,22 @@ class BudgetsMixin(LedgerConnection):
         ]
 
     async def spend_rows(self, *, since: datetime, until: datetime) -> list[SpendRow]:
-        """Return what each user spent in each guild in [since, until), with their images, by guild then user."""
-        sql = _MADE_SQL.format(keys="j.owner_id, j.guild_id,", where="im.created_at >= ? AND im.created_at < ?")
-        totals: dict[tuple[int, int | None], tuple[int, int]] = {}
-        for row in await self._all(sql, (db_time(since), db_time(until))):
-            key = (int(row["owner_id"]), None if row["guild_id"] is None else int(row["guild_id"]))
-            usd, images = totals.get(key, (0, 0))
-            totals[key] = (usd + _price(row), images + int(row["n"]))
-        return [
-            SpendRow(owner_id=owner, guild_id=guild, usd_micros=usd, images=images)
-            for (owner, guild), (usd, images) in sorted(totals.items(), key=lambda kv: (kv[0][1] or 0, kv[0][0]))
+        """Return what each user spent in each guild in [since, until) (`spend_by`), by guild then user."""
+        async with self._lock:
+            totals = await spend_by(self._db, SpendFilter(since=since, until=until), keys=("j.owner_id", "j.guild_id"))
+        rows = [
+            SpendRow(
+                owner_id=_int(owner),
+                guild_id=None if guild is None else _int(guild),
+                images=t.made,
+                not_made=t.not_made,
+                gemini_micros=t.gemini,
+                runpod_micros=t.runpod,
+                usd_micros=t.total,
+            )
+            for (owner, guild), t in totals.items()
         ]
+        return sorted(rows, key=lambda r: (r.guild_id or 0, r.owner_id))
 
 
 def overrides(rows: Sequence[CapRow], kind: ScopeKind, default: Callable[[int], Caps]) -> dict[int, Caps]:

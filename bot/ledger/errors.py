@@ -5,12 +5,19 @@ LedgerError
 ├── LedgerDamagedError     the SQLite file is damaged: not a database, malformed, or it fails `PRAGMA quick_check`
 ├── LedgerMigrationError   the database is newer than this code, or a migration file is malformed
 │   └── LedgerTooNewError  the database was written by a newer Peel: the operator's message says what to do
-└── UnknownJobError        no job with that id
+├── UnknownJobError        no job with that id
+└── BudgetRefusedError    what was asked would take a money cap over (`refused` says which)
 ```
 """
 
 import shlex
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
+
+    from bot.core.budgets import Refused
 
 _REASONS = {
     "not_a_database": "it is not an SQLite database any more: its header is damaged",
@@ -79,3 +86,16 @@ class LedgerTooNewError(LedgerMigrationError):
 
 class UnknownJobError(LedgerError, KeyError):
     """No job has the given id."""
+
+
+class BudgetRefusedError(LedgerError):
+    """What was asked of a job (e.g. "Retry failed") would take one of its money caps over; nothing changed.
+
+    `refused` names the cap, what is spent or reserved, the cost and the reset; `user_message` says it in the
+    budgets' time zone.
+    """
+
+    def __init__(self, refused: "Refused", *, tz: "ZoneInfo") -> None:
+        super().__init__(f"over the {refused.scope} {refused.period} cap")
+        self.refused = refused
+        self.user_message = refused.message(tz)

@@ -5,6 +5,7 @@ from datetime import datetime
 
 from bot.core.models import Item, ItemStatus, Job, JobId
 from bot.ledger._rows import HOLD_FROM_SQL, db_time, item_from, placeholders
+from bot.ledger.budgets import reserve_again_in
 from bot.ledger.connection import LedgerConnection
 
 
@@ -74,17 +75,21 @@ class ItemsMixin(LedgerConnection):
 
         Safety blocks stay failed: retrying them costs money and cannot succeed. A finished job runs again.
 
+        An ended job's settled reservation opens again for the retried items (`reserve_again_in`).
+
         Raises:
             UnknownJobError: no such job.
+            BudgetRefusedError: the retried items would take one of the job's money caps over; nothing changed.
         """
         async with self._tx() as db:
             async with db.execute(
                 "UPDATE items SET status = 'pending', attempts = 0, retry_at = NULL WHERE job_id = ? AND"
                 " status = 'error' AND coalesce(error_code, '') NOT IN ('SAFETY', 'BAD_INPUT', 'TOO_LARGE')"
-                " RETURNING idx",
+                " RETURNING idx, json_extract(inputs, '$.image_size') AS size",
                 (job_id,),
             ) as cur:
                 changed = await cur.fetchall()
+            await reserve_again_in(db, job_id, [row["size"] for row in changed], now=now)
             if changed:
                 await self._recount(db, job_id)
                 await db.execute(

@@ -3,13 +3,14 @@
 The costs are written with each item's outcome (`ChunksMixin.record_outcomes`): an item's `cost_usd` (its attempts'
 total, stamped `spent_at`) and a chunk's `runpod_cost_usd` (stamped by its `finished_at`). A period's spend is what
 was recorded within it, so an item counts in the day and month of its last billed attempt, and a chunk's RunPod
-time in those it ended in.
+time in those it ended in. `spent` reads the same sum as the budgets (`bot.ledger.budgets.spend_by`).
 """
 
 from datetime import datetime
 
+from bot.core.budgets import MICROS_PER_USD
 from bot.core.models import JobId
-from bot.ledger._rows import db_time
+from bot.ledger.budgets import spent_in
 from bot.ledger.connection import LedgerConnection
 
 
@@ -23,7 +24,10 @@ class SpendMixin(LedgerConnection):
         since: datetime | None = None,
         until: datetime | None = None,
     ) -> float:
-        """Return the USD recorded as spent: items' Gemini costs plus their chunks' RunPod costs.
+        """Return the USD spent: items' Gemini costs plus their chunks' RunPod costs, as the caps count it.
+
+        The budgets' own sum (`bot.ledger.budgets.spend_by`) in dollars: each cost rounded to the micro-dollar, and
+        a made image with no recorded cost at the price table's estimate.
 
         Args:
             owner_id: only the jobs of this user.
@@ -31,18 +35,9 @@ class SpendMixin(LedgerConnection):
             since: only what was recorded at or after this moment.
             until: only what was recorded before this moment.
         """
-        job_where, job_params = _job_filter(owner_id, guild_id)
-        items_sql = f"SELECT coalesce(sum(cost_usd), 0) FROM items WHERE cost_usd IS NOT NULL{job_where}"  # noqa: S608
-        chunks_sql = (
-            f"SELECT coalesce(sum(runpod_cost_usd), 0) FROM chunks WHERE runpod_cost_usd IS NOT NULL{job_where}"  # noqa: S608
-        )
-        item_times, item_params = _period("spent_at", since, until)
-        chunk_times, chunk_params = _period("finished_at", since, until)
-        row = await self._one(
-            f"SELECT ({items_sql}{item_times}) + ({chunks_sql}{chunk_times})",
-            (*job_params, *item_params, *job_params, *chunk_params),
-        )
-        return float(row[0]) if row is not None else 0.0
+        async with self._lock:
+            micros = await spent_in(self._db, owner_id=owner_id, guild_id=guild_id, since=since, until=until)
+        return micros / MICROS_PER_USD
 
     async def job_cost(self, job_id: JobId) -> float | None:
         """Return what a job was recorded to have cost in USD (items and RunPod), None when nothing was recorded."""
@@ -67,29 +62,3 @@ class SpendMixin(LedgerConnection):
             (job_id,),
         )
         return {row["size"]: int(row["n"]) for row in rows}
-
-
-def _job_filter(owner_id: int | None, guild_id: int | None) -> tuple[str, tuple[object, ...]]:
-    """Return the condition (" AND …") keeping rows of the jobs of `owner_id` and `guild_id`, and its parameters."""
-    where, params = [], list[object]()
-    if owner_id is not None:
-        where.append("owner_id = ?")
-        params.append(owner_id)
-    if guild_id is not None:
-        where.append("guild_id = ?")
-        params.append(guild_id)
-    if not where:
-        return "", ()
-    return f" AND job_id IN (SELECT id FROM jobs WHERE {' AND '.join(where)})", tuple(params)  # noqa: S608
-
-
-def _period(column: str, since: datetime | None, until: datetime | None) -> tuple[str, tuple[object, ...]]:
-    """Return the condition (" AND …") keeping rows whose `column` time is in [since, until), and its parameters."""
-    where, params = "", list[object]()
-    if since is not None:
-        where += f" AND {column} >= ?"
-        params.append(db_time(since))
-    if until is not None:
-        where += f" AND {column} < ?"
-        params.append(db_time(until))
-    return where, tuple(params)

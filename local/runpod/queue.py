@@ -140,6 +140,9 @@ class JobQueue:
     def _finish(self, job: Job, status: RemoteStatus, *, stop: bool = False) -> None:
         now = time.monotonic()
         was_running = job.status is RemoteStatus.IN_PROGRESS
+        # A job that ran reports the time it ran however it ended, a cancelled one too: RunPod bills that time
+        # (https://docs.runpod.io/serverless/pricing) and /status reports it as `executionTime`
+        # (https://docs.runpod.io/serverless/endpoints/operation-reference); /cancel answers the id and status only.
         if was_running and job.started_at is not None:
             elapsed_ms = round((now - job.started_at) * 1000)
             if status is RemoteStatus.TIMED_OUT:

@@ -110,7 +110,9 @@ class MemoryRunpod:
         job = self.jobs[job_id]
         if not job.is_final:
             job.status = RemoteStatus.CANCELLED
-        return self._remote(job)
+        # RunPod's /cancel answers the id and status only; /status tells the rest, executionTime included
+        # (https://docs.runpod.io/serverless/endpoints/operation-reference).
+        return RemoteJob(id=job.id, status=job.status)
 
     async def health(self, *, once: bool = False) -> EndpointHealth:
         return EndpointHealth(jobs={"inQueue": len(self.active())}, workers={})

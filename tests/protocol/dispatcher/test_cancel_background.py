@@ -135,3 +135,24 @@ async def test_a_chunk_that_completes_before_its_cancel_is_recorded_in_full(
     assert job is not None and job.ok == len(first.indices) and job.cancelled == 100 - len(first.indices)
     runpod.gate.set()
     await d.drain_cancels()
+
+
+async def test_a_cancelled_chunks_runpod_time_is_recorded_from_its_status(
+    ledger: Ledger, store: MemoryStore, clock: FakeClock
+) -> None:
+    runpod = MemoryRunpod(store)
+    d = Dispatcher(ledger, runpod, store, clock=clock, policy=POLICY)
+    job_id = await started(d, 100)
+    first, second = runpod.active()
+    first.execution_ms = 7_000  # it ran 7 s before the cancel stopped it: /status says so, /cancel does not
+
+    await d.cancel(job_id, UserId(1))
+    await d.drain_cancels()
+    await runpod.forget(second.id)  # RunPod forgot the other: its time is unknown
+    clock.advance(SETTLE)
+    await d.run_once()
+
+    chunks = {c.runpod_id: c for c in await ledger.chunks(job_id=job_id)}
+    assert {c.status for c in chunks.values()} == {ChunkStatus.CANCELLED}
+    assert await ledger.job_cost(job_id) == pytest.approx(7.0 * POLICY.runpod_price_per_s)
+    assert await ledger.spent(owner_id=1) == pytest.approx(7.0 * POLICY.runpod_price_per_s)

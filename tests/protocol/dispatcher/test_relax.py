@@ -5,9 +5,12 @@ every phase, cancel, pause, expiry and retry. A real SQLite ledger; RunPod and G
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
+from bot.core.budgets import BudgetHold, Limit, Period, ScopeKind, micros
+from bot.core.events import JobPaused
 from bot.core.models import ChunkStatus, ItemStatus, JobId, JobStatus, UserId
 from bot.core.policy import DispatchPolicy
 from bot.core.relax import RelaxPhase, RelaxPolicy
@@ -22,6 +25,7 @@ from tests.protocol.dispatcher.conftest import batch
 from worker.contract import ErrorCode, RelaxCollectInput, TokenUsage, relax_display_name
 
 POLL = timedelta(seconds=30)
+UTC_TZ = ZoneInfo("UTC")  # loaded here, not inside the event loop (it reads the zone file)
 
 
 @pytest.fixture
@@ -391,3 +395,26 @@ async def test_a_failed_prepare_jobs_runpod_time_is_recorded_too(
     await dispatcher.run_once()
 
     assert await ledger.job_cost(job_id) == pytest.approx(1.5 * 0.001)
+
+
+async def test_a_relax_part_holds_only_what_the_money_cap_leaves_and_the_job_then_pauses(
+    make, runpod: RelaxRunpod, gemini: MemoryBatches, ledger: Ledger, clock: FakeClock
+) -> None:
+    half = micros("0.0195")  # the model's batch price of a 1K image
+    limits = (Limit(scope=ScopeKind.GUILD, period=Period.DAY, cap=3 * half),)
+    dispatcher = make()
+    events = dispatcher.subscribe()
+    request = replace(batch(10), guild_id=7, budget=BudgetHold(cost=2 * half, limits=limits, tz=UTC_TZ))
+    result = await dispatcher.submit(replace(request, params=replace(request.params, relax=True)))
+    assert result.job is not None
+
+    await dispatcher.run_once()
+    [prep] = runpod.open_relax("relax_prepare")
+    assert len(prep.input.items) == 3  # not the part's 500, nor the job's 10: a part cannot be paused at Gemini
+    await play_to_the_end(dispatcher, runpod, gemini, clock, requests=3)
+
+    job = await ledger.get_job(result.job.id)
+    assert job is not None and job.status is JobStatus.PAUSED and job.ok == 3
+    assert len(await ledger.relax_parts(job_id=result.job.id)) == 1
+    [paused] = [e for e in events.drain() if isinstance(e, JobPaused)]
+    assert paused.budget is not None and paused.budget.cap == 3 * half

@@ -130,3 +130,54 @@ async def test_a_ledger_of_an_older_schema_gains_the_budget_tables_and_keeps_its
         assert await ledger.schema_version() == await ledger.known_schema_version()
         assert old.job is not None and await ledger.get_job(old.job.id) == old.job
         assert await ledger.budget_caps() == []
+
+
+async def test_the_caps_count_recorded_costs_when_recorded_and_the_estimate_for_made_items_without_one(
+    ledger: Ledger, make_job: MakeJob, clock: FakeClock
+) -> None:
+    job = in_guild(make_job(owner=1))
+    hold = BudgetHold(cost=4 * IMAGE, limits=guild_daily(100 * IMAGE), tz=UTC_TZ)
+    await ledger.create_job(job, items(4), now=clock.now(), hold=hold)
+    chunk = await ledger.start_chunk(job.id, [0, 1, 2, 3], concurrency=4, now=clock.now())
+    outcomes = [
+        ItemOutcome(index=0, status=ItemStatus.OK, key="k/0.png", cost_usd=0.0412345),  # Gemini's usage, priced
+        ItemOutcome(index=1, status=ItemStatus.OK, key="k/1.png"),  # no recorded cost: the price table's $0.039
+        ItemOutcome(index=2, status=ItemStatus.ERROR, error_code="SAFETY", cost_usd=0.0000052),  # input billed
+        ItemOutcome(index=3, status=ItemStatus.ERROR, error_code="UPSTREAM"),  # no answer: nothing billed
+    ]
+    await ledger.record_outcomes(
+        chunk.id, outcomes, now=clock.now(), final=ChunkStatus.DONE, runpod_s=10.0, runpod_cost_usd=0.0016
+    )
+    day = clock.now().replace(hour=0)
+    # Each cost rounded to the micro-dollar: 41,235 + 39,000 + 5 + RunPod's 1,600.
+    spent = 41_235 + IMAGE + 5 + 1_600
+
+    assert await ledger.budget_spent(guild_id=GUILD, since=day, until=day + timedelta(days=1)) == spent
+    assert await ledger.spent(owner_id=1) == spent / 1_000_000  # one definition of spent, in dollars
+    [row] = await ledger.spend_rows(since=day, until=day + timedelta(days=1))
+    assert (row.images, row.not_made, row.gemini_micros, row.runpod_micros, row.usd_micros) == (
+        2,
+        1,
+        41_235 + IMAGE + 5,
+        1_600,
+        spent,
+    )
+    # The reservation counts what its job spent (recorded) and settles at it.
+    [reservation] = await ledger.open_reservations()
+    assert (reservation.spent, reservation.outstanding) == (spent, 4 * IMAGE - spent)
+    # A chunk's RunPod time counts in the day its chunk ended, an item's cost in the day it was recorded.
+    assert await ledger.budget_spent(guild_id=GUILD, since=day + timedelta(days=1), until=day + timedelta(2)) == 0
+
+
+async def test_an_upgraded_ledger_keeps_the_spend_of_images_made_before_costs_were_recorded(
+    db_path: Path, make_job: MakeJob, clock: FakeClock
+) -> None:
+    async with await Ledger.open(db_path) as ledger:
+        job = in_guild(make_job(owner=1))
+        await ledger.create_job(job, items(2), now=clock.now())
+        await make(ledger, job.id, [0, 1], clock)
+
+    await asyncio.to_thread(to_schema_6, db_path)  # as a bot before #25 left it: images, no costs
+    async with await Ledger.open(db_path) as ledger:
+        day = clock.now().replace(hour=0)
+        assert await ledger.budget_spent(guild_id=GUILD, since=day, until=day + timedelta(days=1)) == 2 * IMAGE

@@ -66,14 +66,15 @@ async def test_spent_sums_item_costs_and_runpod_costs_by_owner_guild_and_period(
     bob = dataclasses.replace(make_job(owner=2), guild_id=100)
     await run_chunk(ledger, bob, [0.134], clock, runpod_s=5.0, runpod_cost_usd=0.0008)
     alice_b = dataclasses.replace(make_job(owner=1), guild_id=200)
-    await run_chunk(ledger, alice_b, [0.067, None], clock)  # an unpriced item adds nothing
+    # A made item with no recorded cost (a model without token prices) counts at the price table's estimate.
+    await run_chunk(ledger, alice_b, [0.067, None], clock)
 
-    assert await ledger.spent() == pytest.approx(0.078 + 0.0016 + 0.134 + 0.0008 + 0.067)
-    assert await ledger.spent(owner_id=1) == pytest.approx(0.078 + 0.0016 + 0.067)
+    assert await ledger.spent() == pytest.approx(0.078 + 0.0016 + 0.134 + 0.0008 + 0.067 + 0.039)
+    assert await ledger.spent(owner_id=1) == pytest.approx(0.078 + 0.0016 + 0.067 + 0.039)
     assert await ledger.spent(guild_id=100) == pytest.approx(0.078 + 0.0016 + 0.134 + 0.0008)
-    assert await ledger.spent(owner_id=1, guild_id=200) == pytest.approx(0.067)
+    assert await ledger.spent(owner_id=1, guild_id=200) == pytest.approx(0.067 + 0.039)
     day_two = day_one + timedelta(days=1)
-    assert await ledger.spent(since=day_two) == pytest.approx(0.134 + 0.0008 + 0.067)
+    assert await ledger.spent(since=day_two) == pytest.approx(0.134 + 0.0008 + 0.067 + 0.039)
     assert await ledger.spent(until=day_two) == pytest.approx(0.078 + 0.0016)
     assert await ledger.spent(owner_id=3) == 0.0
     assert await ledger.job_cost(alice_a.id) == pytest.approx(0.078 + 0.0016)

@@ -11,7 +11,7 @@ import pytest
 
 from bot.app.batches import BatchService
 from bot.app.batchplan import BatchError, BatchRequest
-from bot.app.budgets import BudgetService
+from bot.app.budgets import BudgetError, BudgetService
 from bot.app.generation import GenerationService
 from bot.app.generation_types import GenerationError, Origin
 from bot.app.runtime import Runtime
@@ -20,8 +20,10 @@ from bot.core.models import UserId
 from bot.errors import UserFacingError
 from bot.ledger import Ledger
 from tests.fakes.clock import FakeClock
+from tests.fakes.gateway import MemoryRunpod
 from tests.protocol.services.conftest import RunToEnd
 from tests.protocol.services.test_batches import write_zip
+from worker.contract import ErrorCode
 
 IMAGE = micros("0.039")  # gemini-2.5-flash-image, 1K
 GUILD = 7
@@ -147,3 +149,33 @@ async def test_the_usage_csv_totals_equal_the_images_in_the_ledger(
     assert sum(Decimal(r["usd"]) for r in rows) * 1_000_000 == await ledger.budget_spent(since=since, until=until)
     view = await service.view(user_id=1, guild_id=GUILD, role_ids=())
     assert view.spent_today == view.spent_month == 8 * IMAGE and view.remaining is None
+
+
+async def test_retry_failed_of_an_ended_batch_over_the_guilds_cap_is_refused_naming_the_cap(
+    runtime: Runtime, ledger: Ledger, clock: FakeClock, runpod: MemoryRunpod, run_to_end: RunToEnd, tmp_path: Path
+) -> None:
+    service = BatchService(runtime, budgets=budgets(ledger, clock, guild=Caps(day=5 * IMAGE)))
+    alice = await service.start(
+        await service.plan_from_file(await write_zip(tmp_path / "a.zip", 4), request(1), source="a.zip"),
+        group_id=None,
+        is_admin=False,
+    )
+    assert alice.job is not None
+    await runtime.dispatcher.run_once()
+    for chunk in runpod.active():
+        await runpod.finish(chunk.id, errors=dict.fromkeys(chunk.indices[:2], ErrorCode.CONFIG))
+    assert (await run_to_end(alice.job.id)).failed == 2  # ended: its reservation settles at its 2 images
+    bob = await service.start(
+        await service.plan_from_file(await write_zip(tmp_path / "b.zip", 2), request(2), source="b.zip"),
+        group_id=None,
+        is_admin=False,
+    )
+    assert bob.job is not None
+    await run_to_end(bob.job.id)  # the guild has spent 4 of its 5
+
+    with pytest.raises(BudgetError, match=r"This server's daily budget is \$0\.195; \$0\.156 is spent") as refused:
+        await service.retry_failed(alice.job.id)
+
+    assert refused.value.refused is not None and refused.value.refused.cost == 2 * IMAGE
+    job = await ledger.get_job(alice.job.id)
+    assert job is not None and job.status.is_final and job.failed == 2

@@ -240,7 +240,7 @@ async def test_cancel_of_a_running_job_tells_its_worker_to_stop(
     waiting = asyncio.create_task(worker.stop_signals())
     await asyncio.sleep(0.05)
 
-    await gw.cancel(submitted.id)
+    cancelled = await gw.cancel(submitted.id)
 
     assert await asyncio.wait_for(waiting, 1.0) == [submitted.id]
     assert await worker.done(submitted.id, {"output": {"type": "result"}}) == 200  # late result ignored
@@ -248,6 +248,9 @@ async def test_cancel_of_a_running_job_tells_its_worker_to_stop(
     assert final.status is RemoteStatus.CANCELLED
     assert final.result is None
     assert final.progress == {"type": "progress", "done": 1}
+    # The time it ran is billed: /status reports it, /cancel answers only the id and status, as RunPod does.
+    assert final.execution_ms is not None and final.execution_ms > 0
+    assert cancelled.execution_ms is None
 
 
 async def test_execution_timeout_gives_timed_out_and_a_stop_signal(
