@@ -19,12 +19,13 @@ import pytest
 import pytest_asyncio
 
 from bot.core.budgets import Period, ScopeKind, micros, next_reset, period_start, usd_text
-from bot.core.models import ItemStatus, JobId, JobKind
+from bot.core.models import ItemStatus, Job, JobId, JobKind, JobStatus
 from bot.core.pricing import cost_of
+from bot.settings import RoleBudget
 from local.discord.driver import Driver, InteractionHandle, Message
 from local.discord.state import Upload
 from tests.e2e.bot._batchzips import make_zip
-from tests.e2e.discord.conftest import WAIT_S, ephemeral_embed
+from tests.e2e.discord.conftest import WAIT_S, ephemeral_embed, set_faults
 from tests.fakes.peel_stack import PeelStack, peel_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(120)]
@@ -49,6 +50,7 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[PeelS
         tmp_path_factory.mktemp("budgets"),
         worker_env={"LOCAL_GEMINI_DRAW_PX": "32"},
         budget_guild_daily_usd=GUILD_DAILY,
+        gemini_concurrency=2,  # chunks of a few calls, so that a cap can be met between them
         batch_progress_interval_s=1.0,
         progress_edit_interval_s=0.5,
     ) as s:
@@ -154,6 +156,22 @@ async def most_one_item_cost(stack: PeelStack) -> float:
         if item.cost_usd is not None
     ]
     return max(costs, default=0.0)
+
+
+async def watch(stack: PeelStack, job_id: JobId) -> tuple[Job, int]:
+    """Follow a batch until it ends or is paused with nothing out; return it and the most items it had in flight.
+
+    The most in flight at once is at least what was in flight when a cap was reached.
+    """
+    in_flight = 0
+    for _ in range(int(WAIT_S / 0.05)):
+        in_flight = max(in_flight, await stack.rt.ledger.items_in_flight(job_id))
+        job = await stack.rt.ledger.get_job(job_id)
+        assert job is not None
+        if job.status.is_final or (job.status is JobStatus.PAUSED and await stack.rt.dispatcher.pausing(job_id) == 0):
+            return job, in_flight
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"job {job_id} neither ended nor paused")
 
 
 def refusal(text: str) -> dict[str, Any]:
@@ -279,3 +297,73 @@ async def test_restart_keeps_spend_reservations_and_caps_and_refuses_the_same_re
     assert refusal(await answer_of(imagine, await imagine.slash("imagine", {"prompt": "a costly fox"})))["cap"] == (
         "$0.05"
     )
+
+
+# ---- a batch that costs more than estimated pauses at its cap -------------------------------------------------
+
+PRO_IMAGES = 8  # estimated at $1.072; Gemini reports more (thoughts, the reference image), about $0.137 each
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the caps count the price table's estimate of what was made, which this batch never exceeds, until they "
+    "read the recorded costs (branch i25-recorded); remove this mark when that is merged",
+)
+async def test_a_batch_costing_more_than_estimated_pauses_at_its_cap_saying_which_and_when_it_resets(stack: PeelStack):
+    assert stack.bot is not None
+    budgets, admin, alice_id = stack.bot.services.budgets, user_id(stack, "admin"), user_id(stack, "alice")
+    await budgets.set_cap(ScopeKind.GUILD, guild_id(stack), Period.DAY, Decimal(100), by=admin, is_admin=True)
+    cap = PRO_IMAGES * PRO_1K  # alice's whole day: exactly her batch's estimate, so it is admitted
+    await budgets.set_cap(ScopeKind.USER, alice_id, Period.DAY, Decimal(cap) / 1_000_000, by=admin, is_admin=True)
+    alice = stack.driver("alice")
+    await set_faults(stack, {"latency": 0.3})  # chunks of a few calls, so the cap is met between them
+    try:
+        planned = await plan(stack, "alice", "make it grand --model pro", PRO_IMAGES)
+        assert "Batch ready" in planned.content, text_of(planned)
+        _, progress = await start(alice, planned)
+        job_id = await batch_of(stack, "alice")
+        job, in_flight = await watch(stack, job_id)
+    finally:
+        await set_faults(stack, {"latency": 0.05})
+    assert job.status is JobStatus.PAUSED and job.remaining > 0, job
+
+    line = f"⛔ Paused at your daily budget of {usd_text(cap)}"
+
+    def paused_text() -> str | None:
+        content = alice._message(progress.id).content
+        return content if line in content else None
+
+    said = await alice.wait_until(paused_text, timeout=WAIT_S)
+    assert f"It resets at {resets_text()}" in str(said)
+    items = await stack.rt.ledger.items(job_id)
+    runpod = (await stack.rt.ledger.job_cost(job_id) or 0.0) - sum(i.cost_usd or 0.0 for i in items)
+    spent = await stack.rt.ledger.spent(owner_id=alice_id, since=today())
+    assert spent > cap / 1_000_000 - PRO_1K / 1_000_000  # it went as far as the cap allowed
+    assert spent <= cap / 1_000_000 + in_flight * await most_one_item_cost(stack) + runpod
+
+
+# ---- role gates -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.allow_blocking  # restart_bot starts worker subprocesses (path lookups on the loop)
+async def test_a_roles_batch_and_4k_gates_refuse_its_members_but_not_others_nor_a_peel_admin(stack: PeelStack):
+    state = stack.pg.state
+    member = str(state.roles["Member"]["id"])
+    gates = RoleBudget(batch=False, allow_4k=False)
+    stack.settings = stack.settings.model_copy(update={"budget_roles": {int(member): gates}})  # BUDGET_ROLES
+    await stack.restart_bot()
+    bob, admin = str(user_id(stack, "bob")), state.owner_id
+    saved = {uid: list(state.member_roles[uid]) for uid in (bob, admin)}
+    state.member_roles[bob] = []  # bob without the role; the admin (a Peel admin) with it
+    state.member_roles[admin] = [*saved[admin], member]
+    try:
+        gated = await plan(stack, "alice", "not for members", 1)
+        assert "Not allowed here" in text_of(gated) and "Your roles don't allow /batch here" in text_of(gated)
+        alice = stack.driver("alice")
+        big = await answer_of(alice, await alice.slash("imagine", {"prompt": "a vast fox --model pro --size 4K"}))
+        assert "Your roles don't allow 4K images here" in big
+        for user in ("bob", "admin"):
+            passed = await plan(stack, user, "for everyone else", 1)
+            assert "Batch ready" in passed.content, (user, text_of(passed))
+    finally:
+        state.member_roles.update(saved)
