@@ -304,6 +304,7 @@ async def test_restart_keeps_spend_reservations_and_caps_and_refuses_the_same_re
 PRO_IMAGES = 8  # estimated at $1.072; Gemini reports more (thoughts, the reference image), about $0.137 each
 
 
+@pytest.mark.allow_blocking  # restart_bot starts worker subprocesses (path lookups on the loop)
 @pytest.mark.xfail(
     strict=True,
     reason="the caps count the price table's estimate of what was made, which this batch never exceeds, until they "
@@ -340,6 +341,14 @@ async def test_a_batch_costing_more_than_estimated_pauses_at_its_cap_saying_whic
     spent = await stack.rt.ledger.spent(owner_id=alice_id, since=today())
     assert spent > cap / 1_000_000 - PRO_1K / 1_000_000  # it went as far as the cap allowed
     assert spent <= cap / 1_000_000 + in_flight * await most_one_item_cost(stack) + runpod
+
+    # A restart keeps the pause, its reason and the spend.
+    await stack.restart_bot()
+    assert stack.bot is not None
+    snapshot = await stack.bot.services.batches.snapshot(job_id)
+    assert snapshot is not None and snapshot.job.status is JobStatus.PAUSED
+    assert snapshot.progress.budget_line is not None and line in snapshot.progress.budget_line
+    assert await stack.rt.ledger.spent(owner_id=alice_id, since=today()) == spent
 
 
 # ---- role gates -------------------------------------------------------------------------------------------------
