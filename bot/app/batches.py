@@ -683,7 +683,6 @@ class BatchService:
         # A paused batch that could not afford its next image says which cap holds it (the dispatcher paused it
         # there, or a pause of its owner's would meet it on Resume), read again now so a restart keeps it.
         refused = await self._rt.dispatcher.budget_refusal(job) if job.status is JobStatus.PAUSED else None
-        tz = self._rt.settings.budget_config().tz
         return snapshot_of(
             job,
             errors=errors,
@@ -693,7 +692,7 @@ class BatchService:
             trial=trial,
             relax=relax,
             recorded_usd=recorded,
-            budget_line=None if refused is None else budget_paused_line(refused, tz),
+            budget_line=None if refused is None else budget_paused_line(refused, self._rt.settings.budget_config().tz),
         )
 
     async def relax_status(self, job_id: JobId) -> RelaxStatus | None:
