@@ -74,7 +74,7 @@ from bot.core.prompt_table import (
     table_name,
 )
 from bot.core.relax import RelaxStatus
-from bot.core.render import code
+from bot.core.render import budget_paused_line, code
 from bot.dispatch import CancelResult, SubmitResult, Subscription
 from bot.ledger import NOTE_HOLD_FROM
 from bot.ledger.errors import BudgetRefusedError
@@ -697,6 +697,9 @@ class BatchService:
         made = await (ledger.made_by_size(job_id) if recorded is None else ledger.unpriced_made_by_size(job_id))
         trial = await self.trial_of(job) if job.status is JobStatus.PAUSED else None
         relax = await self.relax_status(job_id) if job.params.relax and not job.status.is_final else None
+        # A paused batch that could not afford its next image says which cap holds it (the dispatcher paused it
+        # there, or a pause of its owner's would meet it on Resume), read again now so a restart keeps it.
+        refused = await self._rt.dispatcher.budget_refusal(job) if job.status is JobStatus.PAUSED else None
         return snapshot_of(
             job,
             errors=errors,
@@ -706,6 +709,7 @@ class BatchService:
             trial=trial,
             relax=relax,
             recorded_usd=recorded,
+            budget_line=None if refused is None else budget_paused_line(refused, self._rt.settings.budget_config().tz),
         )
 
     async def job_cost(self, job_id: JobId) -> float | None:

@@ -350,6 +350,7 @@ def snapshot_of(
     trial: int | None = None,
     relax: RelaxStatus | None = None,
     recorded_usd: float | None = None,
+    budget_line: str | None = None,
 ) -> BatchSnapshot:
     """Return a batch's counts (blocked = safety blocks, failed = other failures), elapsed time and cost so far.
 
@@ -360,6 +361,7 @@ def snapshot_of(
     a trial that has made its N from a pause. `relax` is where a relax batch's open parts are. `recorded_usd` is
     what the ledger recorded the job really cost (`Ledger.job_cost`: Gemini's reported usage priced, RunPod time);
     with it, `made_by_size` counts only the made items without a recorded cost, added at the estimate.
+    `budget_line` says which money cap a paused batch waits for (`render.budget_paused_line`).
     """
     blocked = errors.get(ErrorCode.SAFETY.value, 0)
     started = job.started_at or job.created_at
@@ -386,6 +388,7 @@ def snapshot_of(
         relax_trouble_s=None
         if relax is None or relax.trouble_since is None
         else max(0.0, (end - relax.trouble_since).total_seconds()),
+        budget_line=budget_line,
     )
     return BatchSnapshot(job=job, progress=progress, errors=errors)
 

@@ -6,7 +6,9 @@ Pure: the Discord layer turns these strings and values into messages and compone
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
+from bot.core.budgets import Period, Refused, ScopeKind, usd_text
 from bot.core.discord_limits import CUSTOM_ID, LINK_URL, fit_link_url, fit_text
 from bot.core.discord_limits import MAX_CONTENT as MAX_CONTENT  # re-exported: the line builders' default limit
 from bot.core.models import JobStatus
@@ -241,6 +243,7 @@ class BatchProgress:
     relax_status: RelaxStatus | None = None  # its parts still open (None: fast, or no part open now)
     relax_waiting_s: float | None = None  # how long Gemini has held the oldest open part
     relax_trouble_s: float | None = None  # how long Gemini's Batch API has not answered (None: it answers)
+    budget_line: str | None = None  # why a paused batch waits: the money cap it reached (`budget_paused_line`)
 
     @property
     def finished(self) -> int:
@@ -335,6 +338,17 @@ def relax_paused_text(held: int) -> str:
     )
 
 
+def budget_paused_line(refused: Refused, tz: ZoneInfo) -> str:
+    """Return what a batch paused at a money cap says: which cap, what counts against it, and when it resets."""
+    whose = {ScopeKind.USER: "your", ScopeKind.ROLE: "your role's", ScopeKind.GUILD: "this server's"}[refused.scope]
+    when = "daily" if refused.period is Period.DAY else "monthly"
+    resets = refused.resets_at.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z")
+    return (
+        f"⛔ Paused at {whose} {when} budget of {usd_text(refused.cap)}: {usd_text(refused.spent)} is spent or "
+        f"reserved. It resets at {resets}; press Resume then, or ask an admin to raise it."
+    )
+
+
 def batch_progress_text(p: BatchProgress) -> str:
     """Return the body of a batch's one progress message."""
     if p.state in ENDED_STATES:  # nothing is coming: how long it took and what it cost
@@ -362,6 +376,8 @@ def batch_progress_text(p: BatchProgress) -> str:
             lines.append(relax_trouble_line(p.relax_trouble_s))
         if p.state == JobStatus.PAUSED.value and p.relax_status is not None:
             lines.append(relax_paused_text(p.relax_status.sent))
+    if p.budget_line is not None and p.state not in ENDED_STATES:
+        lines.append(p.budget_line)
     if p.retrying and p.state not in ENDED_STATES:
         lines.append(retrying_line(p.retrying, p.retry_code))
     if p.delayed_since is not None and p.state not in ENDED_STATES:

@@ -7,6 +7,7 @@ import dataclasses
 import io
 import zipfile
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -17,15 +18,19 @@ from bot.cli.args import parse_job_prompt
 from bot.cli.batch import batch_key, start_batch
 from bot.cli.console import Console
 from bot.core.batch import BatchLimits
-from bot.core.models import Group, ItemInputs, JobKind, JobParams, JobRequest, NewItem, UserId
+from bot.core.budgets import BudgetHold, Limit, Period, ScopeKind, micros, next_reset
+from bot.core.models import Group, ItemInputs, JobKind, JobParams, JobRequest, JobStatus, NewItem, UserId
 from bot.core.pricing import cost_of
+from bot.core.render import batch_progress_text
 from bot.dispatch import SubmitStatus
 from bot.ledger import Ledger
 from bot.settings import BotSettings
 from bot.web import StableLinks
 from storage.memory import MemoryStore
 from tests.e2e.bot._batchzips import make_zip
+from tests.fakes.clock import FakeClock
 from tests.fakes.gateway import MemoryRunpod
+from tests.protocol.dispatcher.conftest import batch
 from tests.protocol.services.conftest import RunToEnd
 from worker.contract import ErrorCode, TokenUsage
 
@@ -285,3 +290,31 @@ async def test_intake_limits_set_in_the_environment_bound_the_zips_the_services_
     monkeypatch.delenv("STORAGE_INTAKE_MAX_ENTRIES")
     plan = await Services.of(runtime).batches.plan_from_file(tmp_path / "three.zip", slash_request(), source="three")
     assert len(plan.items) == 3
+
+
+async def test_snapshot_of_a_batch_paused_at_its_cap_names_the_cap_and_when_it_resets(
+    runtime: Runtime, runpod: MemoryRunpod, clock: FakeClock
+) -> None:
+    service = BatchService(runtime)
+    image = micros("0.039")  # one image of `batch`'s model at 1K
+    tz = ZoneInfo("UTC")
+    limits = (Limit(scope=ScopeKind.GUILD, period=Period.DAY, cap=3 * image),)
+    # Its estimate (2 images) fitted the cap of 3; it holds 10, so it costs more than estimated and meets the cap.
+    hold = BudgetHold(cost=2 * image, limits=limits, tz=tz)
+    capped = await runtime.dispatcher.submit(dataclasses.replace(batch(10, owner=ALICE), guild_id=7, budget=hold))
+    free = await runtime.dispatcher.submit(dataclasses.replace(batch(4, owner=ALICE + 1), guild_id=8))
+    assert capped.job is not None and free.job is not None
+    await runtime.dispatcher.pause(free.job.id)  # paused by its owner, under no cap
+    for _ in range(5):
+        await runtime.dispatcher.run_once()
+        await runpod.finish_all()
+
+    snapshot = await service.snapshot(capped.job.id)
+
+    assert snapshot is not None and snapshot.job.status is JobStatus.PAUSED and snapshot.progress.done == 3
+    resets = next_reset(clock.now(), Period.DAY, tz).strftime("%Y-%m-%d %H:%M UTC")
+    line = snapshot.progress.budget_line
+    assert line is not None and line.startswith("⛔ Paused at this server's daily budget of $0.117: $0.117 is spent")
+    assert f"It resets at {resets}" in line and line in batch_progress_text(snapshot.progress)
+    paused_by_owner = await service.snapshot(free.job.id)
+    assert paused_by_owner is not None and paused_by_owner.progress.budget_line is None

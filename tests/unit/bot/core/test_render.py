@@ -1,13 +1,19 @@
 """Message text and custom ids, decided without Discord."""
 
+from dataclasses import replace
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
 import pytest
 
 from bot.core import render
+from bot.core.budgets import Period, Refused, ScopeKind
 from bot.core.models import JobStatus
 from bot.core.render import (
     BatchProgress,
     CustomId,
     batch_progress_text,
+    budget_paused_line,
     code,
     download_line,
     echo,
@@ -148,6 +154,25 @@ def test_batch_progress_text_shows_state_when_paused() -> None:
         BatchProgress(total=10, done=1, failed=0, blocked=0, elapsed_s=5, cost_usd=0, state="paused")
     )
     assert "ETA paused" in text
+
+
+def test_a_batch_paused_at_a_money_cap_says_which_what_counts_and_when_it_resets_in_the_budget_zone() -> None:
+    refused = Refused(
+        scope=ScopeKind.GUILD,
+        period=Period.DAY,
+        cap=1_340_000,
+        spent=1_240_500,
+        cost=134_000,
+        resets_at=datetime(2026, 3, 9, 7, 0, tzinfo=UTC),  # midnight in Los Angeles (PDT from March 8)
+    )
+    line = budget_paused_line(refused, ZoneInfo("America/Los_Angeles"))
+    assert line == (
+        "⛔ Paused at this server's daily budget of $1.34: $1.24 is spent or reserved. It resets at "
+        "2026-03-09 00:00 PDT; press Resume then, or ask an admin to raise it."
+    )
+    paused = BatchProgress(total=10, done=9, failed=0, blocked=0, elapsed_s=5, cost_usd=1.2, state="paused")
+    assert line in batch_progress_text(replace(paused, budget_line=line))
+    assert line not in batch_progress_text(replace(paused, budget_line=line, state="cancelled"))
 
 
 def test_a_batch_cancelled_at_5_of_40_shows_how_far_it_got_and_what_was_not_made() -> None:
