@@ -8,12 +8,20 @@ const S = {
   data: null,
   channel: null,
   thread: null,
-  pendingByMessage: {}, // message id -> custom id being clicked
+  pendingByMessage: {}, // message id -> {custom_id, interaction} being clicked (greyed until the bot answers)
   failedMessages: new Set(),
-  interactionMessage: {}, // interaction id -> message id it came from
+  // interaction id -> {message, outcome}: the message it came from (known once the page's request returns) and how
+  // it ended ("acked" or "failed", known when its event arrives). Either may come first: the bot can acknowledge
+  // before the page's own request has returned, so each side records what it knows and settle() acts once both are.
+  lifecycle: {},
 };
 const COLORS = ["#5865f2", "#757e8a", "#3ba55c", "#faa61a", "#ed4245", "#eb459f"];
-const QUICK_REACTIONS = ["👍", "✅", "❤️", "🍌", "🔥"];
+// The hover bar's reactions: three common ones, and the two Peel acts on (❌ cancels a running job or deletes your
+// finished result, ✉️ DMs you the full image: bot/exts/imagine/_replies.py).
+const QUICK_REACTIONS = [
+  ["👍", "React 👍"], ["✅", "React ✅"], ["❤️", "React ❤️"],
+  ["❌", "React ❌ (Peel: cancel your job, or delete your result)"], ["✉️", "React ✉️ (Peel: DM me the image)"],
+];
 const THREAD_TYPES = [10, 11, 12];
 
 function h(tag, attrs, ...children) {
@@ -129,21 +137,14 @@ function connect() {
     const mine = S.data && ev.visible_to === me().id;
     if (ev.t === "PLAYGROUND_MODAL" && mine) openModal(ev.d);
     if (ev.t === "PLAYGROUND_INTERACTION_FAILED" && mine) {
-      const mid = S.interactionMessage[ev.d.id];
-      if (mid) {
-        S.failedMessages.add(mid);
-        delete S.pendingByMessage[mid];
-      }
+      settle(ev.d.id, { outcome: "failed" });
       toast("This interaction failed", "error");
     }
     if (ev.t === "TYPING_START") {
       composerFor(ev.d.channel_id).showTyping(displayName(userById(ev.d.user_id)));
       return;
     }
-    if (ev.t === "PLAYGROUND_INTERACTION_ACK") {
-      const mid = S.interactionMessage[ev.d.id];
-      if (mid) delete S.pendingByMessage[mid];
-    }
+    if (ev.t === "PLAYGROUND_INTERACTION_ACK") settle(ev.d.id, { outcome: "acked" });
     scheduleRefresh();
   };
   ws.onclose = () => setTimeout(connect, 1000);
@@ -319,8 +320,8 @@ function renderMessage(m, prev) {
 
 function hoverActions(m) {
   const box = h("div", { class: "hover-actions" });
-  for (const emoji of QUICK_REACTIONS.slice(0, 3)) {
-    box.append(h("button", { title: `React ${emoji}`, onclick: () => react(m, emoji, true) }, emoji));
+  for (const [emoji, title] of QUICK_REACTIONS) {
+    box.append(h("button", { title, "data-react": emoji, onclick: () => react(m, emoji, true) }, emoji));
   }
   box.append(h("button", { title: "Reply", onclick: () => composerFor(m.channel_id).replyTo(m) }, "↩"));
   const apps = S.data.commands.filter((c) => c.type === 3);
@@ -330,7 +331,7 @@ function hoverActions(m) {
       menu.value = "";
       try {
         const { interaction_id } = await api("context", { user: S.user, name, message_id: m.id });
-        S.interactionMessage[interaction_id] = m.id;
+        settle(interaction_id, { message: m.id });
       } catch (err) { toast(err.message, "error"); }
     } }, h("option", { value: "" }, "Apps ▾"), apps.map((c) => h("option", { value: c.name }, c.name)));
     box.append(menu);
@@ -425,7 +426,7 @@ function renderButton(m, c) {
   if (c.style === 5) {
     return h("a", { class: "btn s5", href: c.url, target: "_blank", rel: "noreferrer" }, label, " ↗");
   }
-  const pending = S.pendingByMessage[m.id] === c.custom_id;
+  const pending = (S.pendingByMessage[m.id] || {}).custom_id === c.custom_id;
   return h("button", {
     class: `btn s${c.style || 2} ${pending ? "pending" : ""}`, disabled: c.disabled || pending, "data-custom-id": c.custom_id,
     onclick: () => interact(m, "click", { custom_id: c.custom_id }),
@@ -438,9 +439,12 @@ function renderSelect(m, c) {
   if (c.type === 8) options = S.data.channels.filter((x) => x.type === 0).map((x) => ({ label: `#${x.name}`, value: x.id }));
   if (c.type === 6) options = S.data.roles.map((r) => ({ label: r.name, value: r.id }));
   const multiple = (c.max_values || 1) > 1;
+  // An option with `default: true` shows as chosen, as Discord's client shows it; the placeholder only when none
+  // is (https://discord.com/developers/docs/components/reference#string-select-select-option-structure).
+  const chosen = options.some((o) => o.default);
   const sel = h("select", { class: "select-menu", disabled: c.disabled, multiple, "data-custom-id": c.custom_id },
-    multiple ? null : h("option", { value: "", disabled: true, selected: true }, c.placeholder || "Make a selection"),
-    options.map((o) => h("option", { value: o.value, selected: !!o.default && multiple }, [o.emoji ? `${o.emoji.name} ` : "", o.label].join(""))));
+    multiple ? null : h("option", { value: "", disabled: true, selected: !chosen }, c.placeholder || "Make a selection"),
+    options.map((o) => h("option", { value: o.value, selected: !!o.default }, [o.emoji ? `${o.emoji.name} ` : "", o.label].join(""))));
   const send = () => {
     const values = Array.from(sel.selectedOptions).map((o) => o.value).filter(Boolean);
     if (values.length) interact(m, "select", { custom_id: c.custom_id, values });
@@ -450,17 +454,31 @@ function renderSelect(m, c) {
 }
 
 async function interact(m, action, body) {
-  S.pendingByMessage[m.id] = body.custom_id;
+  const pending = { custom_id: body.custom_id, interaction: null };
+  S.pendingByMessage[m.id] = pending;
   S.failedMessages.delete(m.id);
   render();
   try {
     const { interaction_id } = await api(action, { user: S.user, message_id: m.id, ...body });
-    S.interactionMessage[interaction_id] = m.id;
+    pending.interaction = interaction_id;
+    settle(interaction_id, { message: m.id });
   } catch (err) {
-    delete S.pendingByMessage[m.id];
+    if (S.pendingByMessage[m.id] === pending) delete S.pendingByMessage[m.id];
     toast(err.message, "error");
     render();
   }
+}
+
+// Record what is known of an interaction (the message it came from, or how it ended) and, once both are known,
+// release the message's pending button (a later click on the same message keeps its own) and mark a failure.
+function settle(interactionId, known) {
+  const life = (S.lifecycle[interactionId] = { ...S.lifecycle[interactionId], ...known });
+  if (!life.message || !life.outcome) return;
+  delete S.lifecycle[interactionId];
+  const pending = S.pendingByMessage[life.message];
+  if (pending && pending.interaction === interactionId) delete S.pendingByMessage[life.message];
+  if (life.outcome === "failed") S.failedMessages.add(life.message);
+  render();
 }
 
 function renderReactions(m) {
