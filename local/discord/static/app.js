@@ -202,21 +202,38 @@ function isNearBottom(el) {
   return el.scrollHeight - el.scrollTop - el.clientHeight < 80;
 }
 
+// Whether a message list follows the newest message is the user's choice, made by scrolling: at the bottom it
+// follows, scrolled up it stays put. It is decided on the user's scrolls, not at each render, because a render's
+// images load (and grow the list) after it: measured then, a list that was at the bottom looked scrolled up.
+function followNewest(el) {
+  if (el.dataset.follow) return;
+  el.dataset.follow = "yes";
+  el.addEventListener("scroll", () => { el.dataset.follow = isNearBottom(el) ? "yes" : "no"; });
+  // Image loads do not bubble; caught on the way down, they keep a following list at its bottom.
+  el.addEventListener("load", () => { if (el.dataset.follow === "yes") el.scrollTop = el.scrollHeight; }, true);
+}
+
+function welcome(channel, empty) {
+  const title = channel.type === 1 ? displayName(S.data.bot)
+    : THREAD_TYPES.includes(channel.type) ? channel.name : `Welcome to #${channel.name}!`;
+  const intro = channel.type === 1 ? `This is the beginning of your direct message history with @${displayName(S.data.bot)}.` : "";
+  return h("div", { class: "welcome" }, h("h2", {}, title), intro ? h("div", { class: "intro" }, intro) : null,
+    h("div", { class: "empty" }, empty ? "No messages yet. Try a slash command: type / in the box below." : ""));
+}
+
 function renderMessagesInto(el, channelId) {
-  const stick = isNearBottom(el) || el.dataset.channel !== channelId;
+  followNewest(el);
+  if (el.dataset.channel !== channelId) el.dataset.follow = "yes"; // a channel opens at its newest message
   el.dataset.channel = channelId;
   const msgs = S.data.messages[channelId] || [];
-  el.replaceChildren();
-  const channel = channelById(channelId);
-  el.append(h("div", { class: "welcome" },
-    h("h2", {}, THREAD_TYPES.includes(channel.type) ? channel.name : `Welcome to #${channel.name || "dm"}!`),
-    h("div", { class: "empty" }, msgs.length ? "" : "No messages yet. Try a slash command: type / in the box below.")));
+  const top = el.scrollTop;
+  el.replaceChildren(welcome(channelById(channelId), !msgs.length));
   let prev = null;
   for (const m of msgs) {
     el.append(renderMessage(m, prev));
     prev = m;
   }
-  if (stick) el.scrollTop = el.scrollHeight;
+  el.scrollTop = el.dataset.follow === "yes" ? el.scrollHeight : top;
 }
 
 function renderMain() {
@@ -274,7 +291,9 @@ function renderMessage(m, prev) {
   const el = h("div", { class: `message ${grouped ? "grouped" : ""} ${ephemeral ? "ephemeral" : ""}`, "data-message": m.id });
   if (m.referenced_message) {
     const r = m.referenced_message;
-    el.append(h("div", { class: "reply-ref" }, h("b", {}, `@${displayName(r.author)}`), " ", (r.content || "📎 attachment").slice(0, 80)));
+    // As Discord's client: the replied-to message's first line, formatted like message content, cut by CSS.
+    const preview = r.content ? markdown(r.content.split("\n")[0]) : "📎 attachment";
+    el.append(h("div", { class: "reply-ref" }, h("b", {}, `@${displayName(r.author)}`), h("span", { class: "reply-content", html: preview })));
   } else if (m.interaction_metadata) {
     const who = userById(m.interaction_metadata.user.id) || m.interaction_metadata.user;
     const name = m.interaction ? m.interaction.name : null;

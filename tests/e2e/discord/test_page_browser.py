@@ -4,12 +4,15 @@ One browser and one stack for the module; each test opens its own page as alice.
 """
 
 import asyncio
+import io
 from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
+from PIL import Image
 from playwright.async_api import Browser, Locator, Page, Route, expect
 
+from local.discord import Upload
 from local.discord.driver import Message
 from tests.e2e.conftest import chromium
 from tests.e2e.discord.conftest import WAIT_S, imagine, result_of
@@ -127,3 +130,88 @@ async def test_settings_selects_show_the_current_values_after_a_change(stack: Pe
     await expect(panel.locator("select[data-custom-id='peel-settings:size']")).to_have_value("2K")
     await expect(panel.locator("select[data-custom-id='peel-settings:ratio']")).to_have_value("1:1")
     await expect(size).to_have_value("2K")  # the edited panel too
+
+
+@pytest.mark.allow_blocking  # peel_stack starts worker subprocesses (path lookups on the loop)
+async def test_history_and_threads_survive_a_restart_of_the_playground_and_the_bot(
+    browser: Browser, tmp_path_factory: pytest.TempPathFactory
+):
+    data = tmp_path_factory.mktemp("restart")
+    playground = {"data_dir": data / "playground"}  # where `make run` keeps it: under the bot's data dir
+    async with peel_stack(data, playground=playground) as first:
+        alice = first.driver()
+        grid = await grid_of(first, "kept across restarts")
+        await alice.slash("group new", {"name": "kept group"})  # a group is a thread the bot opens
+        threads = await alice.wait_until(lambda: alice.threads("general"), timeout=WAIT_S)
+        thread = threads[0]
+
+    async with peel_stack(data, playground=playground) as again:
+        opened = await browser.new_page(viewport={"width": 1280, "height": 900})
+        await opened.goto(again.pg.url)
+        old = shown(opened, grid)
+        await expect(old.locator("img").first).to_be_visible(timeout=WAIT_S * 1000)
+        await expect(opened.locator(f"#channel-list [data-channel='{thread['id']}']")).to_be_visible()
+        await old.locator("button", has_text="V2").click()  # and the bot still knows the old grid
+        await again.driver().wait_for_message(
+            lambda m: m.content.startswith("**kept across restarts** - Variations"), timeout=WAIT_S
+        )
+        await opened.close()
+
+
+@pytest.mark.allow_blocking
+async def test_a_reply_preview_renders_markdown_and_mentions_like_message_content(stack: PeelStack, page: Page):
+    alice, bob = stack.driver("alice"), stack.driver("bob")
+    quoted = await bob.send("batch", f"**bold words** for <@{alice.user_id}>\nsecond line")
+    reply = await alice.send("batch", "a reply", reply_to=quoted)
+    await page.locator("#channel-list .channel", has_text="batch").click()
+    preview = shown(page, reply).locator(".reply-ref")
+    await expect(preview.locator("b", has_text="bold words")).to_be_visible()
+    await expect(preview.locator(".mention", has_text="@Alice")).to_be_visible()
+    assert "**" not in await preview.inner_text() and "<@" not in await preview.inner_text()
+    assert "second line" not in await preview.inner_text()
+
+
+@pytest.mark.allow_blocking
+async def test_a_dm_says_it_is_a_direct_message_with_the_bot(stack: PeelStack, page: Page):
+    state = stack.pg.state
+    dm = state.open_dm(stack.driver().user_id)
+    state.create_message(dm["id"], state.bot_user, {"content": "hello from the bot"}, {})
+    await page.locator(f"#channel-list [data-channel='{dm['id']}']").click()
+    heading = page.locator("#messages .welcome")
+    await expect(heading.locator("h2")).to_have_text("Peel")
+    await expect(heading).to_contain_text("beginning of your direct message history with @Peel")
+    await expect(heading).not_to_contain_text("#dm")
+
+
+def png_of(width: int, height: int) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), (40, 120, 200)).save(out, "PNG")
+    return out.getvalue()
+
+
+AT_BOTTOM = (
+    "() => { const el = document.getElementById('messages'); return el.scrollHeight - el.scrollTop - el.clientHeight; }"
+)
+
+
+@pytest.mark.allow_blocking
+async def test_the_list_follows_the_newest_message_at_the_bottom_and_stays_put_when_scrolled_up(
+    stack: PeelStack, page: Page
+):
+    bob = stack.driver("bob")
+    channel = "images"
+    for n in range(25):
+        await bob.send(channel, f"filler {n}")
+    await page.locator("#channel-list .channel", has_text=channel).click()
+    tall = await bob.send(channel, "a tall image", files=[Upload("tall.png", png_of(300, 340))])
+    await expect(shown(page, tall).locator("img")).to_be_visible()
+    after = await bob.send(channel, "the newest line")  # after the image had loaded and grown the list
+    await expect(shown(page, after)).to_be_in_viewport()
+    assert await page.evaluate(AT_BOTTOM) < 5
+
+    await page.evaluate("() => { document.getElementById('messages').scrollTop = 0; }")
+    await page.wait_for_function("() => document.getElementById('messages').dataset.follow === 'no'")
+    later = await bob.send(channel, "while scrolled up")
+    await expect(shown(page, later)).to_have_count(1)
+    assert await page.evaluate("() => document.getElementById('messages').scrollTop") == 0
+    assert await page.evaluate(AT_BOTTOM) > 100  # not yanked down
