@@ -69,3 +69,17 @@ async def test_the_saved_world_keeps_only_the_newest_messages_of_each_channel_an
     async with Playground(data_dir=tmp_path) as again:
         assert [m.content for m in again.driver("alice").messages("general")] == ["message 2", "message 3"]
         assert len(await asyncio.to_thread(lambda: list((tmp_path / "files").iterdir()))) == 2
+
+
+async def test_a_message_changed_after_a_save_is_saved_changed(tmp_path: Path):
+    async with Playground(data_dir=tmp_path) as pg:
+        alice = pg.driver("alice")
+        sent = await alice.send("general", "first words")
+        assert pg.world_file is not None
+        await pg.world_file.save()  # encodes the message once
+        pg.state.edit_message(pg.state.messages[sent.id], {"content": "edited words"}, {})
+        await alice.react(sent, "👍")
+
+    async with Playground(data_dir=tmp_path) as again:
+        kept = again.driver("alice").messages("general")[0]
+        assert (kept.content, kept.reactions) == ("edited words", {"👍": 1})
