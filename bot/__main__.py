@@ -67,7 +67,11 @@ async def run(settings: BotSettings) -> None:
             from local.discord import Playground
 
             pg = await stack.enter_async_context(
-                Playground(host=settings.playground_host, port=settings.playground_port)
+                Playground(
+                    host=settings.playground_host,
+                    port=settings.playground_port,
+                    data_dir=settings.data_dir / "playground",  # the page's history survives a restart
+                )
             )
             stack.enter_context(pg.discord_py())
             token = pg.token

@@ -134,6 +134,10 @@ class PeelBot(commands.Bot):
         sync_guild_id: int | None = None,
         run_dispatcher: bool = True,
     ) -> None:
+        # Peel never joins voice: discord.py's "PyNaCl/davey is not installed, voice will NOT be supported" would
+        # greet every start for nothing. Client.__init__ logs them only while these VoiceClient flags are set
+        # (discord/client.py), so they are cleared here, before it runs; the rest of its logging is untouched.
+        discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=peel_intents(),

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import sys
+from pathlib import Path
 
 from local.discord.server import Playground
 from local.discord.state import DEFAULT_UPLOAD_LIMIT
@@ -24,12 +25,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--token", default=None, help="the bot token the server accepts (default: a fresh Discord-shaped one, printed)"
     )
     parser.add_argument("--upload-limit", type=int, default=DEFAULT_UPLOAD_LIMIT, help="bytes per message")
+    parser.add_argument(
+        "--data-dir", type=Path, default=None, help="keep the world (history, threads, files) here across restarts"
+    )
     return parser.parse_args(argv)
 
 
 async def serve(args: argparse.Namespace) -> None:
     """Run until cancelled."""
-    async with Playground(host=args.host, port=args.port, token=args.token, upload_limit=args.upload_limit) as pg:
+    async with Playground(
+        host=args.host, port=args.port, token=args.token, upload_limit=args.upload_limit, data_dir=args.data_dir
+    ) as pg:
         sys.stdout.write(
             f"Playground:  {pg.url}\n"
             f"REST base:   {pg.api_base}\n"

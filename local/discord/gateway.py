@@ -453,6 +453,10 @@ class Gateway:
             if session.outbox is not None:
                 session.outbox.put_nowait(json.dumps({"op": 7, "d": None, "s": None, "t": None}))
 
+    def accept_token(self, token: str) -> None:
+        """Accept ``token`` from now on (a playground that loaded its bot's id from disk derives a new one)."""
+        self._token = token
+
     async def close(self) -> None:
         """Close every socket and drop every session."""
         for ws in list(self._sockets):

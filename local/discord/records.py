@@ -76,6 +76,10 @@ class Snowflakes:
         self._last = max(value, self._last + 1)
         return str(self._last)
 
+    def at_least(self, taken: int) -> None:
+        """Make every later id greater than ``taken`` (an id of a world loaded from disk), whatever the clock says."""
+        self._last = max(self._last, taken)
+
 
 @dataclass(frozen=True, slots=True)
 class Event:

@@ -22,6 +22,7 @@ from local.discord.discord_py import discord_py_pointed_at
 from local.discord.driver import Driver
 from local.discord.gateway import Gateway, GatewayLimits
 from local.discord.page import BrowserPage
+from local.discord.persist import WorldFile
 from local.discord.ratelimit import EXTRA_DECISION, Decision, Limit, RateLimits
 from local.discord.rest import RestApi
 from local.discord.rules import ApiError
@@ -32,6 +33,7 @@ from local.discord.world import APPLICATION_FLAGS
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from contextlib import AbstractContextManager
+    from pathlib import Path
     from types import TracebackType
 
 
@@ -61,6 +63,7 @@ class Playground:
         bot_name: str = "Peel",
         gateway_limits: GatewayLimits | None = None,
         app_flags: int = APPLICATION_FLAGS,
+        data_dir: Path | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -77,7 +80,10 @@ class Playground:
             overrides["message-edit"] = Limit(edit_rate_limit or 5, edit_rate_window_s or 5.0 * rate_window_scale)
         self.rate_limits = RateLimits(overrides=overrides, window_scale=rate_window_scale, clock=clock)
         # The default is Discord-shaped and carries the bot's id, as the developer portal's tokens do.
+        self._token_given = token is not None
         self.token = token if token is not None else bot_token(self.state.app_id)
+        # With a data directory the world outlives the process (see :mod:`.persist`); without, it lives in memory.
+        self.world_file = WorldFile(data_dir) if data_dir is not None else None
         self.gateway = Gateway(self.state, self.token, url=lambda: self.gateway_url, limits=gateway_limits)
         self.rest = RestApi(self.state, self.rate_limits, gateway_url=lambda: self.gateway_url)
         self.page = BrowserPage(
@@ -109,12 +115,20 @@ class Playground:
     async def start(self) -> Self:
         """Bind the server (port 0 picks a free port) and start serving."""
         await self.page.load()
+        saved = await asyncio.to_thread(self.world_file.read) if self.world_file is not None else None
         self._runner = web.AppRunner(self.make_app(), access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
         self.port = int(self._runner.addresses[0][1])
         self.state.base_url = f"http://{self._url_host}:{self.port}"
+        if saved is not None:  # before the first request: nothing in between awaits
+            WorldFile.restore(self.state, saved)
+            if not self._token_given:  # the default token carries the bot's id, which the saved world holds
+                self.token = bot_token(self.state.app_id)
+                self.gateway.accept_token(self.token)
+        if self.world_file is not None:
+            self.world_file.watch(self.state)
         log.info("playground listening on %s", self.url)
         return self
 
@@ -122,6 +136,8 @@ class Playground:
         """Close every socket and stop the server."""
         await self.gateway.close()
         await self.page.close()
+        if self.world_file is not None:
+            await self.world_file.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

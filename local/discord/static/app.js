@@ -8,12 +8,20 @@ const S = {
   data: null,
   channel: null,
   thread: null,
-  pendingByMessage: {}, // message id -> custom id being clicked
+  pendingByMessage: {}, // message id -> {custom_id, interaction} being clicked (greyed until the bot answers)
   failedMessages: new Set(),
-  interactionMessage: {}, // interaction id -> message id it came from
+  // interaction id -> {message, outcome}: the message it came from (known once the page's request returns) and how
+  // it ended ("acked" or "failed", known when its event arrives). Either may come first: the bot can acknowledge
+  // before the page's own request has returned, so each side records what it knows and settle() acts once both are.
+  lifecycle: {},
 };
 const COLORS = ["#5865f2", "#757e8a", "#3ba55c", "#faa61a", "#ed4245", "#eb459f"];
-const QUICK_REACTIONS = ["👍", "✅", "❤️", "🍌", "🔥"];
+// The hover bar's reactions: three common ones, and the two Peel acts on (❌ cancels a running job or deletes your
+// finished result, ✉️ DMs you the full image: bot/exts/imagine/_replies.py).
+const QUICK_REACTIONS = [
+  ["👍", "React 👍"], ["✅", "React ✅"], ["❤️", "React ❤️"],
+  ["❌", "React ❌ (Peel: cancel your job, or delete your result)"], ["✉️", "React ✉️ (Peel: DM me the image)"],
+];
 const THREAD_TYPES = [10, 11, 12];
 
 function h(tag, attrs, ...children) {
@@ -129,21 +137,14 @@ function connect() {
     const mine = S.data && ev.visible_to === me().id;
     if (ev.t === "PLAYGROUND_MODAL" && mine) openModal(ev.d);
     if (ev.t === "PLAYGROUND_INTERACTION_FAILED" && mine) {
-      const mid = S.interactionMessage[ev.d.id];
-      if (mid) {
-        S.failedMessages.add(mid);
-        delete S.pendingByMessage[mid];
-      }
+      settle(ev.d.id, { outcome: "failed" });
       toast("This interaction failed", "error");
     }
     if (ev.t === "TYPING_START") {
       composerFor(ev.d.channel_id).showTyping(displayName(userById(ev.d.user_id)));
       return;
     }
-    if (ev.t === "PLAYGROUND_INTERACTION_ACK") {
-      const mid = S.interactionMessage[ev.d.id];
-      if (mid) delete S.pendingByMessage[mid];
-    }
+    if (ev.t === "PLAYGROUND_INTERACTION_ACK") settle(ev.d.id, { outcome: "acked" });
     scheduleRefresh();
   };
   ws.onclose = () => setTimeout(connect, 1000);
@@ -201,21 +202,38 @@ function isNearBottom(el) {
   return el.scrollHeight - el.scrollTop - el.clientHeight < 80;
 }
 
+// Whether a message list follows the newest message is the user's choice, made by scrolling: at the bottom it
+// follows, scrolled up it stays put. It is decided on the user's scrolls, not at each render, because a render's
+// images load (and grow the list) after it: measured then, a list that was at the bottom looked scrolled up.
+function followNewest(el) {
+  if (el.dataset.follow) return;
+  el.dataset.follow = "yes";
+  el.addEventListener("scroll", () => { el.dataset.follow = isNearBottom(el) ? "yes" : "no"; });
+  // Image loads do not bubble; caught on the way down, they keep a following list at its bottom.
+  el.addEventListener("load", () => { if (el.dataset.follow === "yes") el.scrollTop = el.scrollHeight; }, true);
+}
+
+function welcome(channel, empty) {
+  const title = channel.type === 1 ? displayName(S.data.bot)
+    : THREAD_TYPES.includes(channel.type) ? channel.name : `Welcome to #${channel.name}!`;
+  const intro = channel.type === 1 ? `This is the beginning of your direct message history with @${displayName(S.data.bot)}.` : "";
+  return h("div", { class: "welcome" }, h("h2", {}, title), intro ? h("div", { class: "intro" }, intro) : null,
+    h("div", { class: "empty" }, empty ? "No messages yet. Try a slash command: type / in the box below." : ""));
+}
+
 function renderMessagesInto(el, channelId) {
-  const stick = isNearBottom(el) || el.dataset.channel !== channelId;
+  followNewest(el);
+  if (el.dataset.channel !== channelId) el.dataset.follow = "yes"; // a channel opens at its newest message
   el.dataset.channel = channelId;
   const msgs = S.data.messages[channelId] || [];
-  el.replaceChildren();
-  const channel = channelById(channelId);
-  el.append(h("div", { class: "welcome" },
-    h("h2", {}, THREAD_TYPES.includes(channel.type) ? channel.name : `Welcome to #${channel.name || "dm"}!`),
-    h("div", { class: "empty" }, msgs.length ? "" : "No messages yet. Try a slash command: type / in the box below.")));
+  const top = el.scrollTop;
+  el.replaceChildren(welcome(channelById(channelId), !msgs.length));
   let prev = null;
   for (const m of msgs) {
     el.append(renderMessage(m, prev));
     prev = m;
   }
-  if (stick) el.scrollTop = el.scrollHeight;
+  el.scrollTop = el.dataset.follow === "yes" ? el.scrollHeight : top;
 }
 
 function renderMain() {
@@ -273,7 +291,9 @@ function renderMessage(m, prev) {
   const el = h("div", { class: `message ${grouped ? "grouped" : ""} ${ephemeral ? "ephemeral" : ""}`, "data-message": m.id });
   if (m.referenced_message) {
     const r = m.referenced_message;
-    el.append(h("div", { class: "reply-ref" }, h("b", {}, `@${displayName(r.author)}`), " ", (r.content || "📎 attachment").slice(0, 80)));
+    // As Discord's client: the replied-to message's first line, formatted like message content, cut by CSS.
+    const preview = r.content ? markdown(r.content.split("\n")[0]) : "📎 attachment";
+    el.append(h("div", { class: "reply-ref" }, h("b", {}, `@${displayName(r.author)}`), h("span", { class: "reply-content", html: preview })));
   } else if (m.interaction_metadata) {
     const who = userById(m.interaction_metadata.user.id) || m.interaction_metadata.user;
     const name = m.interaction ? m.interaction.name : null;
@@ -319,8 +339,8 @@ function renderMessage(m, prev) {
 
 function hoverActions(m) {
   const box = h("div", { class: "hover-actions" });
-  for (const emoji of QUICK_REACTIONS.slice(0, 3)) {
-    box.append(h("button", { title: `React ${emoji}`, onclick: () => react(m, emoji, true) }, emoji));
+  for (const [emoji, title] of QUICK_REACTIONS) {
+    box.append(h("button", { title, "data-react": emoji, onclick: () => react(m, emoji, true) }, emoji));
   }
   box.append(h("button", { title: "Reply", onclick: () => composerFor(m.channel_id).replyTo(m) }, "↩"));
   const apps = S.data.commands.filter((c) => c.type === 3);
@@ -330,7 +350,7 @@ function hoverActions(m) {
       menu.value = "";
       try {
         const { interaction_id } = await api("context", { user: S.user, name, message_id: m.id });
-        S.interactionMessage[interaction_id] = m.id;
+        settle(interaction_id, { message: m.id });
       } catch (err) { toast(err.message, "error"); }
     } }, h("option", { value: "" }, "Apps ▾"), apps.map((c) => h("option", { value: c.name }, c.name)));
     box.append(menu);
@@ -425,7 +445,7 @@ function renderButton(m, c) {
   if (c.style === 5) {
     return h("a", { class: "btn s5", href: c.url, target: "_blank", rel: "noreferrer" }, label, " ↗");
   }
-  const pending = S.pendingByMessage[m.id] === c.custom_id;
+  const pending = (S.pendingByMessage[m.id] || {}).custom_id === c.custom_id;
   return h("button", {
     class: `btn s${c.style || 2} ${pending ? "pending" : ""}`, disabled: c.disabled || pending, "data-custom-id": c.custom_id,
     onclick: () => interact(m, "click", { custom_id: c.custom_id }),
@@ -438,9 +458,12 @@ function renderSelect(m, c) {
   if (c.type === 8) options = S.data.channels.filter((x) => x.type === 0).map((x) => ({ label: `#${x.name}`, value: x.id }));
   if (c.type === 6) options = S.data.roles.map((r) => ({ label: r.name, value: r.id }));
   const multiple = (c.max_values || 1) > 1;
+  // An option with `default: true` shows as chosen, as Discord's client shows it; the placeholder only when none
+  // is (https://discord.com/developers/docs/components/reference#string-select-select-option-structure).
+  const chosen = options.some((o) => o.default);
   const sel = h("select", { class: "select-menu", disabled: c.disabled, multiple, "data-custom-id": c.custom_id },
-    multiple ? null : h("option", { value: "", disabled: true, selected: true }, c.placeholder || "Make a selection"),
-    options.map((o) => h("option", { value: o.value, selected: !!o.default && multiple }, [o.emoji ? `${o.emoji.name} ` : "", o.label].join(""))));
+    multiple ? null : h("option", { value: "", disabled: true, selected: !chosen }, c.placeholder || "Make a selection"),
+    options.map((o) => h("option", { value: o.value, selected: !!o.default }, [o.emoji ? `${o.emoji.name} ` : "", o.label].join(""))));
   const send = () => {
     const values = Array.from(sel.selectedOptions).map((o) => o.value).filter(Boolean);
     if (values.length) interact(m, "select", { custom_id: c.custom_id, values });
@@ -450,17 +473,31 @@ function renderSelect(m, c) {
 }
 
 async function interact(m, action, body) {
-  S.pendingByMessage[m.id] = body.custom_id;
+  const pending = { custom_id: body.custom_id, interaction: null };
+  S.pendingByMessage[m.id] = pending;
   S.failedMessages.delete(m.id);
   render();
   try {
     const { interaction_id } = await api(action, { user: S.user, message_id: m.id, ...body });
-    S.interactionMessage[interaction_id] = m.id;
+    pending.interaction = interaction_id;
+    settle(interaction_id, { message: m.id });
   } catch (err) {
-    delete S.pendingByMessage[m.id];
+    if (S.pendingByMessage[m.id] === pending) delete S.pendingByMessage[m.id];
     toast(err.message, "error");
     render();
   }
+}
+
+// Record what is known of an interaction (the message it came from, or how it ended) and, once both are known,
+// release the message's pending button (a later click on the same message keeps its own) and mark a failure.
+function settle(interactionId, known) {
+  const life = (S.lifecycle[interactionId] = { ...S.lifecycle[interactionId], ...known });
+  if (!life.message || !life.outcome) return;
+  delete S.lifecycle[interactionId];
+  const pending = S.pendingByMessage[life.message];
+  if (pending && pending.interaction === interactionId) delete S.pendingByMessage[life.message];
+  if (life.outcome === "failed") S.failedMessages.add(life.message);
+  render();
 }
 
 function renderReactions(m) {
