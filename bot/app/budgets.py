@@ -26,6 +26,7 @@ from bot.core.budgets import (
     BudgetConfig,
     BudgetHold,
     Caps,
+    Limit,
     Period,
     Refused,
     RoleRule,
@@ -209,7 +210,7 @@ class BudgetService:
                 if refusal is not None:
                     raise BudgetError(refusal, title=GATE_TITLE)
         limits = config.limits(user_id=owner_id, guild_id=guild_id, role_ids=role_ids, is_admin=is_admin)
-        hold = BudgetHold(cost=cost, limits=limits, tz=config.tz)
+        hold = BudgetHold(cost=cost, limits=limits, tz=config.tz, role_ids=frozenset(role_ids), is_admin=is_admin)
         if limits and caps:
             now = self._clock.now()
             used = await self._ledger.budget_usage(owner_id=owner_id, guild_id=guild_id, now=now, hold=hold)
@@ -217,6 +218,16 @@ class BudgetService:
             if isinstance(decision, Refused):
                 raise BudgetError(decision.message(config.tz), refused=decision)
         return hold
+
+    async def limits_now(
+        self, *, owner_id: int, guild_id: int | None, role_ids: frozenset[int], is_admin: bool
+    ) -> tuple[tuple[Limit, ...], ZoneInfo]:
+        """Return the caps in force now for a running job's owner (the dispatcher's `CapsInForce`), and the zone.
+
+        Admins' changes since the job was admitted count: a cap lowered while a batch runs pauses it at the new cap.
+        """
+        config = await self.config()
+        return config.limits(user_id=owner_id, guild_id=guild_id, role_ids=role_ids, is_admin=is_admin), config.tz
 
     async def hold_for(self, request: JobRequest) -> JobRequest:
         """Return `request` with its budget hold, checked now (its cost from the price table).

@@ -16,8 +16,13 @@ from bot.app.runtime import Runtime
 
 
 def budget_service(runtime: Runtime) -> BudgetService:
-    """Return the budgets service over a runtime (the settings' caps and role rules, admins' caps from the ledger)."""
-    return BudgetService(runtime.ledger, runtime.settings.budget_config())
+    """Return the budgets service over a runtime (the settings' caps and role rules, admins' caps from the ledger).
+
+    The runtime's dispatcher reads running jobs' caps from it, so an admin's change reaches jobs already running.
+    """
+    budgets = BudgetService(runtime.ledger, runtime.settings.budget_config())
+    runtime.dispatcher.use_caps(budgets)
+    return budgets
 
 
 def generation_service(runtime: Runtime, budgets: BudgetService | None = None) -> GenerationService:

@@ -256,12 +256,16 @@ class BudgetHold:
     cost: int
     limits: tuple[Limit, ...]
     tz: ZoneInfo
+    role_ids: frozenset[int] = frozenset()  # the owner's roles when it was asked (role caps apply by them later)
+    is_admin: bool = False
 
     def to_json(self) -> dict[str, object]:
-        """Return the caps and time zone as stored with the reservation (the dispatcher checks them again)."""
+        """Return the caps, time zone and who asked, as stored with the reservation (the dispatcher reads them)."""
         return {
             "tz": self.tz.key,
             "limits": [{"scope": lim.scope.value, "period": lim.period.value, "cap": lim.cap} for lim in self.limits],
+            "role_ids": sorted(self.role_ids),
+            "is_admin": self.is_admin,
         }
 
     @classmethod
@@ -273,7 +277,14 @@ class BudgetHold:
             for e in (raw if isinstance(raw, list) else [])
             if isinstance(e, dict)
         )
-        return cls(cost=cost, limits=limits, tz=ZoneInfo(str(data.get("tz", "UTC"))))
+        roles = data.get("role_ids", [])
+        return cls(
+            cost=cost,
+            limits=limits,
+            tz=ZoneInfo(str(data.get("tz", "UTC"))),
+            role_ids=frozenset(int(r) for r in (roles if isinstance(roles, list) else []) if isinstance(r, int)),
+            is_admin=data.get("is_admin") is True,
+        )
 
     def resets(self, now: datetime) -> dict[Period, datetime]:
         """Return when each period holding `now` resets."""

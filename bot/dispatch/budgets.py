@@ -2,9 +2,9 @@
 
 A job reserved its estimate when it was created. What it actually costs is what the ledger records (Gemini's
 reported usage priced, its chunks' RunPod seconds: `bot.ledger.budgets.spend_by`), which may exceed the estimate
-(and other jobs spend too), so each job with a reservation is asked again, under the caps it was admitted with,
-against everything spent and every other job's outstanding reservation (its own left out, as that is what it is
-spending now):
+(and other jobs spend too), so each job with a reservation is asked again, under the caps in force now (admins'
+changes since it was admitted count, with the roles its owner had then: `use_caps`), against everything spent and
+every other job's outstanding reservation (its own left out, as that is what it is spending now):
 - before a chunk (or a relax part) is submitted, it holds at most the images that fit beside the job's images in
   flight;
 - in the budget pass (when something was recorded or submitted since the last, or every `budget_pass_every`), a
@@ -15,8 +15,11 @@ their chunks until the workers stop. A relax part is sized the same way (`RelaxM
 """
 
 import logging
+from dataclasses import replace
+from typing import Protocol
+from zoneinfo import ZoneInfo
 
-from bot.core.budgets import Refused, check, micros, room
+from bot.core.budgets import BudgetHold, Limit, Refused, check, micros, room
 from bot.core.events import JobPaused
 from bot.core.models import Job, JobStatus
 from bot.dispatch.admission import AdmissionMixin
@@ -32,8 +35,40 @@ def image_cost(job: Job) -> int:
     return 0 if price is None else micros(price)
 
 
+class CapsInForce(Protocol):
+    """Where the caps in force now come from (`bot.app.budgets.BudgetService`: the settings and admins' changes)."""
+
+    async def limits_now(
+        self, *, owner_id: int, guild_id: int | None, role_ids: frozenset[int], is_admin: bool
+    ) -> tuple[tuple[Limit, ...], ZoneInfo]:
+        """Return the caps that apply now to a user (with the roles they had when their job was admitted)."""
+        ...
+
+
 class BudgetsMixin(AdmissionMixin, RelaxMixin):
     """Sizes chunks to the money left, pauses jobs at their caps and settles reservations."""
+
+    _caps_in_force: CapsInForce | None = None
+
+    def use_caps(self, caps: CapsInForce) -> None:
+        """Read running jobs' caps from `caps` from now on, so an admin's change reaches jobs already running.
+
+        Without it (a dispatcher alone, in tests) a job runs under the caps it was admitted with.
+        """
+        self._caps_in_force = caps
+
+    async def _hold_now(self, job: Job) -> BudgetHold | None:
+        """Return the caps a running job answers to now (None: no reservation, or no cap applies)."""
+        found = await self._ledger.reservation(job.id)
+        if found is None:
+            return None
+        _, hold = found
+        if self._caps_in_force is not None:
+            limits, tz = await self._caps_in_force.limits_now(
+                owner_id=job.owner_id, guild_id=job.guild_id, role_ids=hold.role_ids, is_admin=hold.is_admin
+            )
+            hold = replace(hold, limits=limits, tz=tz)
+        return hold if hold.limits else None
 
     async def _enforce_budgets(self) -> None:
         """Settle the reservations of ended jobs, then pause each running job that has no room for one more image.
@@ -56,22 +91,20 @@ class BudgetsMixin(AdmissionMixin, RelaxMixin):
                 await self._pause_for_budget(job, refused)
 
     async def _room(self, job: Job) -> int | None:
-        """Return what the job may still spend under the caps it was admitted with (None: no cap or no reservation)."""
-        found = await self._ledger.reservation(job.id)
-        if found is None or not found[1].limits:
+        """Return what the job may still spend under the caps in force (None: no cap or no reservation)."""
+        hold = await self._hold_now(job)
+        if hold is None:
             return None
-        _, hold = found
         used = await self._ledger.budget_usage(
             owner_id=job.owner_id, guild_id=job.guild_id, now=self._clock.now(), hold=hold, except_job=job.id
         )
         return room(hold.limits, used)
 
     async def budget_refusal(self, job: Job) -> Refused | None:
-        """Return the cap a job's next image would take over (under the caps it was admitted with), or None."""
-        found = await self._ledger.reservation(job.id)
-        if found is None or not found[1].limits:
-            return None  # no cap applied to it when it was admitted: nothing to read
-        _, hold = found
+        """Return the cap a job's next image would take over (under the caps in force now), or None."""
+        hold = await self._hold_now(job)
+        if hold is None:
+            return None  # no cap applies to it: nothing to read
         now = self._clock.now()
         used = await self._ledger.budget_usage(
             owner_id=job.owner_id, guild_id=job.guild_id, now=now, hold=hold, except_job=job.id

@@ -4,6 +4,8 @@ import asyncio
 import csv
 import dataclasses
 import json
+import logging
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,6 +20,16 @@ from tests.protocol.ledger.test_spend import run_chunk
 
 DAY = datetime(2025, 1, 1, tzinfo=UTC)  # the fake clock's day
 GUILD = 77
+
+
+@pytest.fixture(autouse=True)
+def cli_logging_undone() -> Iterator[None]:
+    """Put back the log levels `main` sets for the process (it quiets aiohttp's access log), for the tests after."""
+    loggers = [logging.getLogger(name) for name in ("", "aiohttp.access", "local.runpod.worker")]
+    levels = [logger.level for logger in loggers]
+    yield
+    for logger, level in zip(loggers, levels, strict=True):
+        logger.setLevel(level)
 
 
 def job(owner: int, guild: int | None) -> NewJob:

@@ -165,3 +165,47 @@ async def test_the_budget_pass_runs_when_something_was_recorded_or_started_not_e
         await runpod.finish(chunk.id)
     await dispatcher.run_once()  # outcomes were recorded: the pass runs
     assert passes == 3
+
+
+class AdminCaps:
+    """The caps in force now, as an admin changes them while jobs run (`BudgetService.limits_now`'s part)."""
+
+    def __init__(self, cap_images: int) -> None:
+        self.cap_images = cap_images
+        self.asked: list[tuple[int, frozenset[int], bool]] = []
+
+    async def limits_now(
+        self, *, owner_id: int, guild_id: int | None, role_ids: frozenset[int], is_admin: bool
+    ) -> tuple[tuple[Limit, ...], ZoneInfo]:
+        self.asked.append((owner_id, role_ids, is_admin))
+        return (Limit(scope=ScopeKind.GUILD, period=Period.DAY, cap=self.cap_images * IMAGE),), UTC_TZ
+
+
+async def test_a_cap_lowered_while_a_batch_runs_pauses_it_at_the_new_cap(
+    make_dispatcher: MakeDispatcher, runpod: MemoryRunpod, ledger: Ledger
+) -> None:
+    dispatcher = make_dispatcher(DispatchPolicy(gemini_concurrency=2, max_chunk_concurrency=2))
+    caps = AdminCaps(cap_images=100)
+    dispatcher.use_caps(caps)
+    admitted = replace(hold(40, 100), role_ids=frozenset({55}))
+    result = await dispatcher.submit(replace(batch(40, owner=1), guild_id=GUILD, budget=admitted))
+    assert result.job is not None
+    await dispatcher.run_once()
+    for chunk in runpod.active():
+        await runpod.finish(chunk.id)
+    await dispatcher.run_once()  # the finished chunk's outcomes are recorded
+    running = await ledger.get_job(result.job.id)
+    assert running is not None and 0 < running.ok < 40 and running.status is JobStatus.RUNNING
+    in_flight = await ledger.items_in_flight(running.id)
+    caps.cap_images = running.ok  # an admin lowers the guild's cap to what is spent already
+    for _ in range(2):
+        await dispatcher.run_once()
+        for chunk in runpod.active():
+            await runpod.finish(chunk.id)
+
+    job = await ledger.get_job(result.job.id)
+    assert job is not None and job.status is JobStatus.PAUSED
+    assert job.ok <= running.ok + in_flight < 40  # only what was out already was made: nothing more was sent
+    refused = await dispatcher.budget_refusal(job)
+    assert refused is not None and refused.cap == running.ok * IMAGE
+    assert (1, frozenset({55}), False) in caps.asked  # asked with the roles the owner had when it was admitted

@@ -1,5 +1,6 @@
 """The money caps' arithmetic at their exact boundaries, periods in a configured time zone, and the role rule."""
 
+import json
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -8,6 +9,7 @@ import pytest
 from bot.core.budgets import (
     Allowed,
     BudgetConfig,
+    BudgetHold,
     Caps,
     Limit,
     Period,
@@ -150,3 +152,17 @@ def test_role_gates() -> None:
     sized = RoleRule(max_batch_items=5)
     assert gate_refusal(sized, batch=True, model="m", image_size=None, items=5) is None
     assert "at most 5" in (gate_refusal(sized, batch=True, model="m", image_size=None, items=6) or "")
+
+
+def test_a_hold_keeps_its_caps_zone_roles_and_admin_standing_through_the_ledger_json() -> None:
+    held = BudgetHold(
+        cost=5,
+        limits=(Limit(scope=ScopeKind.ROLE, period=Period.MONTH, cap=7),),
+        tz=LA,
+        role_ids=frozenset({3, 1}),
+        is_admin=True,
+    )
+    back = BudgetHold.from_json(json.loads(json.dumps(held.to_json())), cost=5)
+    assert back == held
+    # A reservation written before roles were kept reads as no roles, no admin.
+    assert BudgetHold.from_json({"tz": "UTC", "limits": []}).role_ids == frozenset()
