@@ -27,12 +27,14 @@ from bot.app.batchplan import STATUS, SUMMARY, BatchError, BatchOptions, BatchPl
 from bot.app.gallery import GalleryService
 from bot.app.imaging import grid_preview
 from bot.core.batch import Speed, progress_message, summary_message
+from bot.core.budgets import Refused
 from bot.core.discord_limits import LINK_URL as MAX_LINK_URL
-from bot.core.events import ServiceDown, ServiceRestored
+from bot.core.events import JobPaused, ServiceDown, ServiceRestored
 from bot.core.models import Group, Job, JobId, JobKind, JobStatus, UserId
 from bot.core.render import (
     CUSTOM_ID_PREFIX,
     CustomId,
+    budget_paused_line,
     discord_time,
     echo,
     fresh_zip_line,
@@ -222,6 +224,26 @@ class BatchCog(commands.Cog):
                 job = getattr(event, "job", None)
                 if job is not None and job.kind is JobKind.BATCH:
                     self._mark(job.id)
+                    if isinstance(event, JobPaused) and event.budget is not None:
+                        await self._tell_budget_pause(event.job, event.budget)
+
+    async def _tell_budget_pause(self, job: Job, refused: Refused) -> None:
+        """Ping a batch's owner in its thread when it pauses at a money cap: the progress edit alone notifies nobody."""
+        where = await self.service.message_of(job.id, STATUS)
+        if where is None:
+            return
+        text = f"<@{job.owner_id}> {budget_paused_line(refused, self._rt.settings.budget_config().tz)}"
+        try:
+            await self.bot.get_partial_messageable(where[0]).send(
+                content=fit_content(text),
+                allowed_mentions=discord.AllowedMentions(
+                    users=[discord.Object(job.owner_id)], roles=False, everyone=False
+                ),
+            )
+        except discord.HTTPException as exc:  # the thread is gone or closed: the progress message still says it
+            log.warning(
+                "batch %s: the budget pause notice was refused (%s)", job.id, exc.status, extra={"job_id": job.id}
+            )
 
     async def _progress_loop(self) -> None:
         """Refresh changed batches, each at most once per interval (Discord rate-limits edits; edits coalesce)."""

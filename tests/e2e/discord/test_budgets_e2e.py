@@ -333,6 +333,10 @@ async def test_a_batch_costing_more_than_estimated_pauses_at_its_cap_saying_whic
 
     said = await alice.wait_until(paused_text, timeout=WAIT_S)
     assert f"It resets at {resets_text()}" in str(said)
+    # An edit notifies nobody: the owner is pinged once in the batch's thread.
+    thread = alice._message(progress.id).channel_id
+    pings = [m for m in alice.messages(thread) if m.content.startswith(f"<@{alice_id}> {line}")]
+    assert len(pings) == 1
     items = await stack.rt.ledger.items(job_id)
     runpod = (await stack.rt.ledger.job_cost(job_id) or 0.0) - sum(i.cost_usd or 0.0 for i in items)
     spent = await stack.rt.ledger.spent(owner_id=alice_id, since=today())
