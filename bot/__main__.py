@@ -8,6 +8,7 @@ account at all.
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 import sys
@@ -74,6 +75,11 @@ async def run(settings: BotSettings) -> None:
                 )
             )
             stack.enter_context(pg.discord_py())
+            if not (settings.admin_user_ids or settings.admin_role_ids):
+                # The person at the page plays the playground's "admin" (its guild owner): make them a Peel admin, so
+                # /budget, /usage and everyone's /queue can be tried without configuring anything. Only here: on
+                # Discord nobody is a Peel admin unless ADMIN_USER_IDS or ADMIN_ROLE_IDS say so.
+                access = dataclasses.replace(access, admin_user_ids=frozenset({int(pg.state.owner_id)}))
             token = pg.token
             page_url: str | None = pg.url
             sync_guild_id: int | None = int(pg.state.guild_id)

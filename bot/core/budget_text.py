@@ -73,7 +73,7 @@ def plan_budget_line(cost: int, cap: CapState | None) -> str | None:
     left = max(0, cap.cap - cap.used)
     name = cap_name(cap.scope, cap.period)
     if cost <= left:
-        return f"💵 about {usd_text(cost)} · {usd_text(left)} left of {name}"
+        return f"🧾 {usd_text(left)} left of {name} · {usd_text(left - cost)} after this batch"
     return (
         f"⛔ about {usd_text(cost)}: {usd_text(cost - left)} over {name} ({usd_text(left)} left of "
         f"{usd_text(cap.cap)}); Start will be refused until it resets {relative(cap.resets_at)}."

@@ -150,5 +150,5 @@ async def test_the_batch_plan_shows_its_cost_against_what_remains(stack: PeelSta
     data = await asyncio.to_thread(make_zip, 3)
     answer = await ask(stack, "bob", "batch", {"prompt": "make it blue", "zip": Upload("set.zip", data)})
     assert "Batch ready" in answer.content
-    assert "💵 about $0.117 · $5.00 left of your daily cap" in answer.content  # 3 × $0.039 of bob's $5 a day
+    assert "🧾 $5.00 left of your daily cap · $4.88 after this batch" in answer.content  # 3 × $0.039 of bob's $5 a day
     assert "Start" in [str(b.get("label")) for b in answer.buttons()]

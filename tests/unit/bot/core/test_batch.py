@@ -176,7 +176,7 @@ def test_plan_text_shows_the_budget_line_after_the_cost_when_a_cap_applies() -> 
         "skipped": {},
         "estimate": estimate_batch(items=10, unit_price_usd=0.039, latency_s=12, concurrency=10),
     }
-    line = "💵 about $0.39 · $6.10 left of your daily cap"
+    line = "🧾 $6.10 left of your daily cap · $5.71 after this batch"
     text = plan_text(**common, budget=line)
     assert text.index("about $0.39") < text.index(line) < text.index("Nothing is queued")
     assert "left of your" not in plan_text(**common)

@@ -134,8 +134,9 @@ class Cap:
 
 def test_the_plan_line_shows_what_remains_or_by_how_much_it_is_over() -> None:
     cap = Cap(ScopeKind.USER, Period.DAY, 10_000_000, 3_900_000)
-    assert plan_budget_line(3_900_000, cap) == "💵 about $3.90 · $6.10 left of your daily cap"
-    assert plan_budget_line(6_100_000, cap) == "💵 about $6.10 · $6.10 left of your daily cap"  # exactly all of it
+    assert plan_budget_line(3_900_000, cap) == "🧾 $6.10 left of your daily cap · $2.20 after this batch"
+    # Exactly all of it:
+    assert plan_budget_line(6_100_000, cap) == "🧾 $6.10 left of your daily cap · $0.00 after this batch"
     over = plan_budget_line(6_110_000, Cap(ScopeKind.GUILD, Period.MONTH, 10_000_000, 3_900_000))
     assert over is not None and over.startswith("⛔ about $6.11: $0.01 over this server's monthly cap ($6.10 left")
     assert "<t:1767312000:R>" in over
