@@ -174,3 +174,22 @@ async def test_help_lists_every_command_when_asked(stack: PeelStack):
                 name = " ".join(part for part in (f"/{command['name']}", sub["name"], leaf) if part)
                 assert name in text, name
     assert "For Midjourney users" in text and "--stylize" in text
+
+
+async def test_settings_and_info_show_the_suffix_when_one_is_saved(stack: PeelStack):
+    d = stack.driver("admin")
+    await answer(stack, "prefer suffix", {"value": "at golden hour"}, user="admin")
+    await answer(stack, "prefer option set", {"name": "tall", "value": "--ar 9:16"}, user="admin")
+    try:
+        await d.slash("settings")
+        await d.wait_for_message(
+            lambda m: m.is_ephemeral and "Your Peel settings" in m.content and "Suffix: `at golden hour`" in m.content,
+            timeout=WAIT_S,
+        )
+        await d.slash("info")
+        info = await d.wait_for_message(lambda m: "Your Peel info" in ephemeral_embed(m), timeout=WAIT_S)
+        fields = {f["name"]: f["value"] for f in info.embeds[0]["fields"]}
+        assert fields["Suffix"].startswith("`at golden hour`") and "1 option set" in fields["Suffix"]
+    finally:
+        await answer(stack, "prefer suffix", {}, user="admin")
+        await answer(stack, "prefer option set", {"name": "tall"}, user="admin")
