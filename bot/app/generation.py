@@ -67,6 +67,7 @@ from bot.core.params import (
     snap_aspect_ratio,
 )
 from bot.core.permute import PermutationError, expand
+from bot.core.prefer import personalize
 from bot.core.render import code
 from bot.dispatch import Dispatcher
 from bot.ledger import Ledger
@@ -134,6 +135,15 @@ class GenerationService:
 
     # ---- requests ----------------------------------------------------------------------------------------------
 
+    async def personalized(self, prompt: str, user_id: UserId) -> str:
+        """Return a prompt as it runs for its user: their `/prefer option` sets expanded, their suffix added.
+
+        Applied wherever a user's typed prompt is parsed (/imagine, the Remix box); idempotent, so a prompt that
+        already went through it (a Remix of a shown prompt) is unchanged. Edit instructions and batch prompts are
+        not prompts of this kind and go as given.
+        """
+        return personalize(prompt, await self._ledger.prompt_prefs(user_id))
+
     def parse(self, prompt: str) -> ParsedPrompt:
         """Parse a prompt's inline parameters, raising one error that names every bad parameter."""
         parsed = parse_prompt(prompt)
@@ -157,8 +167,9 @@ class GenerationService:
         """Build a grid job from a prompt, the command's options and the user's settings.
 
         Inline parameters win over the command's options, which win over the user's settings; `overrides` (the
-        CLI's flags, already checked) win over them all.
+        CLI's flags, already checked) win over them all. The user's suffix and option sets apply first.
         """
+        prompt = await self.personalized(prompt, origin.user_id)
         parsed = self.parse(prompt)
         notes = list(parsed.notes)
         options = PromptParams(aspect_ratio=aspect_ratio, image_size=image_size)
@@ -214,6 +225,7 @@ class GenerationService:
             GenerationError: more than `max_prompts` jobs, a bad parameter in any expansion, or the owner's queue
                 could not take them all (said before any is queued).
         """
+        prompt = await self.personalized(prompt, origin.user_id)
         try:
             texts = expand(prompt, cap=max_prompts)
         except PermutationError as exc:
@@ -295,6 +307,7 @@ class GenerationService:
         base, display, params = job.prompt, await self.display_of(job), job.params
         notes: list[str] = []
         if prompt is not None:
+            prompt = await self.personalized(prompt, origin.user_id)
             parsed = self.parse(prompt)
             notes.extend(parsed.notes)
             p = parsed.params

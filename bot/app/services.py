@@ -12,6 +12,7 @@ from bot.app.budgets import BudgetService
 from bot.app.gallery import GalleryService
 from bot.app.generation import GenerationService
 from bot.app.groups import GroupService
+from bot.app.prefer import PreferService
 from bot.app.runtime import Runtime
 
 
@@ -38,7 +39,7 @@ def generation_service(runtime: Runtime, budgets: BudgetService | None = None) -
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Services:
-    """One service per use case: generation, batches, groups and their galleries, the account and queue, budgets."""
+    """One service per use case: generation, batches, groups, galleries, account, budgets, prompt preferences."""
 
     generation: GenerationService
     batches: BatchService
@@ -46,6 +47,7 @@ class Services:
     gallery: GalleryService
     account: AccountService
     budgets: BudgetService
+    prefer: PreferService
 
     @classmethod
     def of(cls, runtime: Runtime) -> "Services":
@@ -59,6 +61,7 @@ class Services:
             gallery=GalleryService(runtime, groups=groups),
             account=AccountService(runtime.ledger, runtime.dispatcher),
             budgets=budgets,
+            prefer=PreferService(runtime.ledger),
         )
 
 

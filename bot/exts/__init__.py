@@ -7,4 +7,7 @@ EXTENSIONS: tuple[str, ...] = (
     "bot.exts.groups",
     "bot.exts.alerts",
     "bot.exts.budget",
+    "bot.exts.prefer",
+    "bot.exts.show",
+    "bot.exts.help",
 )
