@@ -2,7 +2,7 @@
 (dispatcher → local RunPod endpoint → real worker subprocesses → local Gemini, its text model included)."""
 
 import io
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -170,3 +170,28 @@ async def test_blend_with_a_single_image_is_refused(stack: PeelStack):
     # image2 is a required option: Discord refuses the command before Peel sees it (the local Discord as well).
     with pytest.raises(ActionError, match="option 'image2' is required"):
         await stack.driver().slash("blend", {"image1": Upload("one.png", png())})
+
+
+async def test_imagine_all_queues_the_four_prompts_each_a_grid_of_its_own(stack: PeelStack):
+    d = stack.driver()
+    message = await describe(stack, image=Upload("blue4.png", wide_png()))
+    described = await latest_job(stack)
+    before = len(await stack.rt.ledger.list_jobs())
+    clicked = await d.click(message, label="Imagine all")
+    await d.wait_until(lambda: any("Queued 4 grids" in m.content for m in [clicked.response()] if m), timeout=WAIT_S)
+    jobs = (await stack.rt.ledger.list_jobs())[before:]
+    assert [j.kind for j in jobs] == [JobKind.GRID] * 4
+    item = await stack.rt.ledger.get_item(described.id, 0)
+    assert item is not None
+    answer = DescribeAnswer.model_validate_json(await stack.rt.backends.store.get_bytes(describe_key(item.output_key)))
+    displays = [await stack.rt.ledger.note(j.id, "display") for j in jobs]
+    assert displays == list(answer.prompts)
+    for prompt in answer.prompts:
+        await d.wait_for_message(grid_of(prompt), timeout=WAIT_S)
+
+
+def grid_of(prompt: str) -> Callable[[Message], bool]:
+    def check(m: Message) -> bool:
+        return m.content.startswith(f"**{prompt}**") and bool(m.attachments)
+
+    return check
