@@ -29,7 +29,9 @@ from bot.ledger import Ledger
 from bot.net.urlfetch import Downloads, FetchError, FetchOptions, UrlPolicy, parse_networks
 from bot.settings import BotSettings
 from storage.base import Store
+from storage.errors import StorageError
 from storage.intake import AcceptedImage, UploadIntake
+from storage.thumbnails import ThumbnailError, make_thumbnail
 from worker.contract import DESCRIBE_PROMPTS, DescribeAnswer, describe_key
 
 # What the text model is asked (the worker adds the JSON schema of exactly four prompts).
@@ -178,6 +180,17 @@ class DescribeService:
             height=answer.height,
             aspect_ratio=answer.aspect_ratio,
         )
+
+    async def preview(self, job_id: JobId) -> bytes | None:
+        """Return a small WebP of the image a describe job read, shown beside its prompts (None when unreadable)."""
+        item = await self._ledger.get_item(job_id, 0)
+        if item is None or not item.inputs.ref_keys:
+            return None
+        try:
+            data = await self._store.get_bytes(item.inputs.ref_keys[0])
+            return await asyncio.to_thread(make_thumbnail, data)
+        except (StorageError, ThumbnailError):
+            return None
 
     async def prompt(self, job_id: JobId, number: int) -> str:
         """Return described prompt `number` (1–4) of a job."""

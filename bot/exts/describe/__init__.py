@@ -7,6 +7,7 @@ The describe message's buttons are persistent `DynamicItem`s, `peel-d:<action>:<
 """
 
 import contextlib
+import io
 import logging
 import re
 from dataclasses import replace
@@ -37,6 +38,7 @@ NUMBERS = ("1️⃣", "2️⃣", "3️⃣", "4️⃣")
 TEMPLATE = r"peel-d:(?P<action>[1-4]|r|all):(?P<job>[A-Za-z0-9_.-]+)"
 # How long a /describe waits for its answer: well inside the 15 minutes an interaction token lives.
 WAIT_S = 600.0
+PREVIEW_NAME = "described.webp"
 SHAPE_CHOICES = [app_commands.Choice(name=f"{shape} ({ratio})", value=shape) for shape, ratio in BLEND_SHAPES.items()]
 
 
@@ -149,10 +151,17 @@ class DescribeCog(commands.Cog):
         except Exception as exc:  # the Discord boundary: one mapper  # noqa: BLE001
             await self._fail(interaction, exc, where="/describe")
             return
+        embed = describe_embed(described, name)
+        preview = await self.service.preview(job_id)
+        files = []
+        if preview is not None:  # the image beside its prompts, as Midjourney shows it
+            files.append(discord.File(io.BytesIO(preview), filename=PREVIEW_NAME))
+            embed.set_thumbnail(url=f"attachment://{PREVIEW_NAME}")
         try:
             await interaction.edit_original_response(
                 content=None,
-                embed=fit_embed(describe_embed(described, name)),
+                embed=fit_embed(embed),
+                attachments=files,
                 view=fit_view(describe_view(job_id)),
                 allowed_mentions=discord.AllowedMentions.none(),
             )

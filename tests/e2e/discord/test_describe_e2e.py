@@ -68,6 +68,8 @@ async def test_describe_shows_four_numbered_prompts_with_the_images_ratio_and_it
         assert number in text
     assert text.count("--ar 3:2") == 4 and "blue" in text
     assert labels(message) == ["1", "2", "3", "4", "🔄", "Imagine all"]
+    assert [a["filename"] for a in message.attachments] == ["described.webp"]  # the image beside its prompts
+    assert message.embeds[0]["thumbnail"]["url"] == message.attachments[0]["url"]  # Discord resolves attachment://
     job = await latest_job(stack)
     assert job.kind is JobKind.DESCRIBE and job.status is JobStatus.DONE
     assert job.params.model == stack.rt.settings.gemini_describe_model
