@@ -37,6 +37,7 @@ class JobKind(StrEnum):
     ZOOM = "zoom"
     PAN = "pan"
     BATCH = "batch"
+    DESCRIBE = "describe"  # an image described as prompts (`/describe`): its item's answer is JSON, not an image
 
 
 class Priority(StrEnum):

@@ -2,6 +2,7 @@
 
 EXTENSIONS: tuple[str, ...] = (
     "bot.exts.imagine",
+    "bot.exts.describe",
     "bot.exts.account",
     "bot.exts.batch",
     "bot.exts.groups",
