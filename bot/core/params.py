@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from math import log
 
-from bot.core.render import code
+from bot.core.render import code, echo
 from worker.contract import ASPECT_RATIOS_10, IMAGE_SIZES, MAX_SEED, MODEL_ALIASES
 
 # The model catalogue (`worker.contract`) is the one source of ratios, sizes, seeds and model names.
@@ -206,11 +206,12 @@ MIDJOURNEY_IGNORED: Mapping[str, str] = {
 def ignored_note(ignored: Sequence[tuple[str, str]]) -> str:
     """Return the one-line note naming the Midjourney parameters a prompt's run left out, grouped by reason.
 
-    `ignored` holds each parameter as typed (`--v 6`) with why it was left out.
+    `ignored` holds each parameter as typed (`--v 6`) with why it was left out; what the user typed is echoed
+    safely, as the note is shown in Discord under the job's line.
     """
     by_reason: dict[str, list[str]] = {}
-    for shown, reason in ignored:
-        by_reason.setdefault(reason, []).append(shown)
+    for typed, reason in ignored:
+        by_reason.setdefault(reason, []).append(echo(typed, mid_line=True))
     parts = [f"{', '.join(shown)} ({reason})" for reason, shown in by_reason.items()]
     return f"Ignored Midjourney parameters: {'; '.join(parts)}"
 
