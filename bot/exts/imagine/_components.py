@@ -152,7 +152,7 @@ EDIT_MODAL = re.compile(r"peel-edit:(?P<job>[A-Za-z0-9_.-]+):(?P<index>[0-9]+)")
 
 
 class PromptModal(discord.ui.Modal):
-    """Remix: a prompt box pre-filled with the prompt and its parameters, before V, Vary or 🔄 run.
+    """Remix: a prompt box pre-filled with the prompt exactly as the user typed it, before V, Vary or 🔄 run.
 
     Its submission is handled by `ImagineCog.on_interaction` from the custom id and the submitted values, not
     here: a modal lives in discord.py's memory, and one opened before a restart would otherwise fail on submit.
