@@ -26,6 +26,8 @@ from bot.app.generation_types import (
     NOTE_DISPLAY,
     NOTE_EDIT_HISTORY,
     NOTE_LABEL,
+    NOTE_REFERENCES,
+    NOTE_SHOWN,
     UPSCALE_FALLBACK_MODEL,
     UPSCALE_WORDING,
     VARY_WORDING,
@@ -37,7 +39,6 @@ from bot.app.generation_types import (
     Shown,
     Submitted,
     UserPrefs,
-    alias_of,
     check_params,
     job_request,
     takes_size,
@@ -68,7 +69,7 @@ from bot.core.params import (
 )
 from bot.core.permute import PermutationError, expand
 from bot.core.prefer import personalize
-from bot.core.render import code
+from bot.core.render import code, edit_display, job_note_lines
 from bot.dispatch import Dispatcher
 from bot.ledger import Ledger
 from storage.base import Store
@@ -163,11 +164,13 @@ class GenerationService:
         kind: JobKind = JobKind.GRID,
         label: str = "",
         overrides: PromptParams | None = None,
+        ref_names: Sequence[str] = (),
     ) -> Prepared:
         """Build a grid job from a prompt, the command's options and the user's settings.
 
         Inline parameters win over the command's options, which win over the user's settings; `overrides` (the
-        CLI's flags, already checked) win over them all. The user's suffix and option sets apply first.
+        CLI's flags, already checked) win over them all. The user's suffix and option sets apply first. `ref_names`
+        are the references' file names, which the job's message shows.
         """
         prompt = await self.personalized(prompt, origin.user_id)
         parsed = self.parse(prompt)
@@ -201,6 +204,7 @@ class GenerationService:
             display=" ".join(prompt.split()),
             label=label,
             notes=tuple(notes),
+            references=tuple(ref_names),
         )
 
     async def imagine_all(
@@ -214,6 +218,7 @@ class GenerationService:
         aspect_ratio: str | None = None,
         image_size: str | None = None,
         overrides: PromptParams | None = None,
+        ref_names: Sequence[str] = (),
     ) -> ImaginePlan:
         """Build one grid job per `{a, b}` permutation of `prompt` and per `--repeat` run; nothing is submitted.
 
@@ -254,6 +259,7 @@ class GenerationService:
                     aspect_ratio=aspect_ratio,
                     image_size=image_size,
                     overrides=run_overrides,
+                    ref_names=ref_names,
                 )
             )
         plan = ImaginePlan(jobs=tuple(jobs))
@@ -287,14 +293,28 @@ class GenerationService:
         return [await self.submit(p) for p in plan.jobs]
 
     async def reroll(self, job: Job, origin: Origin, *, prompt: str | None = None) -> Prepared:
-        """Run a job's prompt again with new seeds (a Remix prompt replaces it); its references go along."""
-        refs = await self._refs_of(job)
+        """Run a job's prompt again with new seeds (a Remix prompt replaces it); its references go along.
+
+        A Remix prompt's own parameters win; the job's model, ratio and size stay for what it leaves unsaid (the
+        Remix box holds what the user typed, not the options or settings the job was made with).
+        """
+        refs, names = await self._refs_of(job), await self.reference_names(job)
         if prompt is not None:
-            return await self.imagine(prompt, origin, ref_keys=refs, model=job.params.model, kind=JobKind.REROLL)
+            return await self.imagine(
+                prompt,
+                origin,
+                ref_keys=refs,
+                model=job.params.model,
+                aspect_ratio=job.params.aspect_ratio,
+                image_size=job.params.image_size,
+                kind=JobKind.REROLL,
+                ref_names=names,
+            )
         display = await self.display_of(job)
         params = replace(job.params, seed=None, n=max(job.params.n, 1) if job.kind is JobKind.GRID else 4)
         items = tuple(NewItem(inputs=ItemInputs(ref_keys=refs)) for _ in range(params.n))
-        return Prepared(request=job_request(JobKind.REROLL, origin, job.prompt, params, items), display=display)
+        request = job_request(JobKind.REROLL, origin, job.prompt, params, items)
+        return Prepared(request=request, display=display, notes=await self.shown_notes(job), references=names)
 
     async def vary(
         self, image: Image, origin: Origin, *, strength: str, prompt: str | None = None, n: int = 4
@@ -364,8 +384,19 @@ class GenerationService:
             image, origin, canvas, label=f"Pan {direction.value.capitalize()}", kind=JobKind.PAN
         )
 
-    async def edit(self, image: Image, origin: Origin, *, instruction: str, ref_keys: Sequence[str] = ()) -> Prepared:
-        """Edit an image: the next turn of its chain, carrying the chain's earlier instructions."""
+    async def edit(
+        self,
+        image: Image,
+        origin: Origin,
+        *,
+        instruction: str,
+        ref_keys: Sequence[str] = (),
+        ref_names: Sequence[str] = (),
+    ) -> Prepared:
+        """Edit an image: the next turn of its chain, carrying the chain's earlier instructions.
+
+        Its message shows the prompt of the image it edits, then the instruction (`edit_display`).
+        """
         instruction = " ".join(instruction.split())
         if not instruction:
             raise GenerationError("Say how to change the image, e.g. “make the sky stormy”.")
@@ -382,9 +413,10 @@ class GenerationService:
         inputs = ItemInputs(ref_keys=tuple(ref_keys), edit=EditInput(source_key=image.key, history=history))
         return Prepared(
             request=job_request(JobKind.EDIT, origin, instruction, params, (NewItem(inputs=inputs),), parent=image),
-            display=instruction,
+            display=edit_display(await self.display_of(job), instruction),
             label="Edited",
             edit_history=(*history, instruction),
+            references=tuple(ref_names),
         )
 
     async def submit(self, prepared: Prepared) -> Submitted:
@@ -412,7 +444,30 @@ class GenerationService:
             notes[NOTE_LABEL] = prepared.label
         if prepared.edit_history is not None:
             notes[NOTE_EDIT_HISTORY] = list(prepared.edit_history)
+        if prepared.notes:
+            notes[NOTE_SHOWN] = list(prepared.notes)
+        if prepared.references:
+            notes[NOTE_REFERENCES] = list(prepared.references)
         return notes
+
+    @staticmethod
+    def message_lines(prepared: Prepared) -> tuple[str, ...]:
+        """Return the lines a prepared job's message shows under its own: its notes and its references."""
+        return job_note_lines(prepared.notes, prepared.references)
+
+    async def message_lines_of(self, job: Job) -> tuple[str, ...]:
+        """Return the lines a job's message shows under its own, from its notes (after a restart too)."""
+        return job_note_lines(await self.shown_notes(job), await self.reference_names(job))
+
+    async def shown_notes(self, job: Job) -> tuple[str, ...]:
+        """Return the notes a job's message shows (ignored parameters, a snapped ratio, …)."""
+        shown = await self._ledger.note(job.id, NOTE_SHOWN)
+        return tuple(str(n) for n in shown) if isinstance(shown, list) else ()
+
+    async def reference_names(self, job: Job) -> tuple[str, ...]:
+        """Return the file names of the reference images the user gave a job (empty for none, or an older job)."""
+        names = await self._ledger.note(job.id, NOTE_REFERENCES)
+        return tuple(str(n) for n in names) if isinstance(names, list) else ()
 
     # ---- reading back ------------------------------------------------------------------------------------------
 
@@ -504,18 +559,12 @@ class GenerationService:
         return tuple(str(h) for h in history) if isinstance(history, list) else ()
 
     async def remix_text(self, job: Job) -> str:
-        """Return the text a Remix modal starts with: the prompt and its parameters, as typed."""
-        display = await self.display_of(job)
-        parsed = parse_prompt(display)
-        p = parsed.params
-        params = PromptParams(
-            model=p.model or alias_of(job.params.model),
-            aspect_ratio=p.aspect_ratio or job.params.aspect_ratio,
-            image_size=p.image_size or job.params.image_size,
-            grid_size=p.grid_size,
-            negative=p.negative,
-        )
-        return ParsedPrompt(text=parsed.text, params=params).display() if parsed.ok else display
+        """Return the text a Remix modal starts with: the prompt exactly as the user typed it.
+
+        Nothing the user did not type is added (no `--model flash` from their settings): the job's model, ratio
+        and size still hold for what the submitted text leaves unsaid (`reroll`, `vary`).
+        """
+        return await self.display_of(job)
 
     # ---- helpers -----------------------------------------------------------------------------------------------
 

@@ -42,6 +42,8 @@ FILL_WORDING = (
 NOTE_DISPLAY = "display"  # the prompt as the user typed it (text and parameters), shown on messages and in Remix
 NOTE_LABEL = "label"  # what kind of result a job is ("Variations (Strong)", "Upscaled (2K)", ...)
 NOTE_EDIT_HISTORY = "edit_history"  # the instructions of an edit chain up to and including this job's
+NOTE_SHOWN = "shown_notes"  # the notes shown under the job's message (ignored parameters, a snapped ratio, …)
+NOTE_REFERENCES = "reference_names"  # the file names of the reference images the user gave, as the message names them
 
 
 class GenerationError(UserFacingError):
@@ -106,6 +108,7 @@ class Prepared:
     label: str = ""
     notes: tuple[str, ...] = ()
     edit_history: tuple[str, ...] | None = None
+    references: tuple[str, ...] = ()  # the names of the user's reference images, shown on the job's message
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -216,6 +219,8 @@ __all__ = [
     "NOTE_DISPLAY",
     "NOTE_EDIT_HISTORY",
     "NOTE_LABEL",
+    "NOTE_REFERENCES",
+    "NOTE_SHOWN",
     "UPSCALE_FALLBACK_MODEL",
     "UPSCALE_WORDING",
     "VARY_WORDING",

@@ -65,6 +65,8 @@ async def run_imagine(args: argparse.Namespace, settings: BotSettings, console: 
             if result.job is None:
                 raise UsageError(f"{REFUSAL_TITLE}: {result.message}")
             console.note(f"job {result.job.id}: making {result.job.total} image(s) of {one.prepared.display}")
+            for note in one.prepared.notes:  # ignored Midjourney parameters, a snapped ratio: as under a Discord result
+                console.note(note)
             try:
                 job = await runtime.run_until_final(
                     result.job.id, stop, tick_s=0.1, give_up_after_s=args.give_up_after, on_delayed=console.delayed

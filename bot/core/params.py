@@ -3,17 +3,22 @@
 `--repeat N` runs the prompt N times (1 to `MAX_REPEAT`), as Midjourney's `--repeat` does; with `--seed S` the runs
 take seeds S, S+1, … (`repeat_seeds`), without it each its own random seed.
 
+Midjourney's own parameters that Gemini has no equivalent for (`--v 6`, `--stylize 250`, `--tile`, …,
+`MIDJOURNEY_IGNORED`) are removed with their values and named in one note (`ignored_note`), so a prompt pasted from
+Midjourney runs. A name that is neither Peel's nor Midjourney's (`--sed 5`) is still an error: it is most likely a
+typo of one of Peel's, and running without it would silently drop what the user asked for.
+
 Pure: the Discord layer, `/batch` and the CLI parse prompts with `parse_prompt`; every problem is collected and
 reported together, naming the parameter, so a user can fix them all at once.
 """
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from math import log
 
-from bot.core.render import code
+from bot.core.render import code, echo
 from worker.contract import ASPECT_RATIOS_10, IMAGE_SIZES, MAX_SEED, MODEL_ALIASES
 
 # The model catalogue (`worker.contract`) is the one source of ratios, sizes, seeds and model names.
@@ -182,6 +187,35 @@ def _set_repeat(b: _Builder, value: str) -> None:
     b.params = replace(b.params, repeat=int(value))
 
 
+# Midjourney's parameters Peel has no equivalent for, from its Parameter List
+# (https://docs.midjourney.com/hc/en-us/articles/32859204029709-Parameter-List): each name (aliases included) with
+# what Peel says about it. The value after one (`--v 6`, `--stylize 250`) goes with it; flags take none.
+_NO_EQUIVALENT = "Gemini has no equivalent"
+_SPEED = "interactive images always run fast; a batch's speed is `/batch speed:`"
+MIDJOURNEY_IGNORED: Mapping[str, str] = {
+    **dict.fromkeys(("v", "version", "niji"), _NO_EQUIVALENT),
+    **dict.fromkeys(("stylize", "s", "chaos", "c", "weird", "w", "q", "quality", "style", "raw"), _NO_EQUIVALENT),
+    **dict.fromkeys(("tile", "iw", "cw", "sw", "sv", "ow", "stop", "exp", "draft", "video", "motion"), _NO_EQUIVALENT),
+    **dict.fromkeys(("loop", "end", "bs", "hd", "test", "testp", "uplight", "upbeta", "upanime"), _NO_EQUIVALENT),
+    **dict.fromkeys(("personalize", "p", "profile", "public", "stealth"), _NO_EQUIVALENT),
+    **dict.fromkeys(("sref", "cref", "oref"), "attach the image as a reference instead"),
+    **dict.fromkeys(("relax", "fast", "turbo"), _SPEED),
+}
+
+
+def ignored_note(ignored: Sequence[tuple[str, str]]) -> str:
+    """Return the one-line note naming the Midjourney parameters a prompt's run left out, grouped by reason.
+
+    `ignored` holds each parameter as typed (`--v 6`) with why it was left out; what the user typed is echoed
+    safely, as the note is shown in Discord under the job's line.
+    """
+    by_reason: dict[str, list[str]] = {}
+    for typed, reason in ignored:
+        by_reason.setdefault(reason, []).append(echo(typed, mid_line=True))
+    parts = [f"{', '.join(shown)} ({reason})" for reason, shown in by_reason.items()]
+    return f"Ignored Midjourney parameters: {'; '.join(parts)}"
+
+
 def repeat_seeds(seed: int | None, repeat: int) -> tuple[int | None, ...]:
     """Return the seed of each of `repeat` runs: `seed`, `seed + 1`, … (wrapping past `MAX_SEED`), or all None.
 
@@ -210,10 +244,12 @@ _NAMES = {
 def parse_prompt(prompt: str, *, aspect_ratios: Sequence[str] = GEMINI_ASPECT_RATIOS) -> ParsedPrompt:
     """Split `prompt` into its text and its `--name value` parameters.
 
-    A parameter's value runs up to the next parameter (so `--no red trees, cars` works). Unknown names, missing
-    values and malformed values are errors, each naming the parameter.
+    A parameter's value runs up to the next parameter (so `--no red trees, cars` works). Midjourney's parameters
+    Peel has no equivalent for are left out and named in one note; other unknown names, missing values and
+    malformed values are errors, each naming the parameter.
     """
     b = _Builder()
+    ignored: list[tuple[str, str]] = []
     matches = list(_PARAM.finditer(prompt))
     text = prompt[: matches[0].start()] if matches else prompt
     seen: set[str] = set()
@@ -221,6 +257,9 @@ def parse_prompt(prompt: str, *, aspect_ratios: Sequence[str] = GEMINI_ASPECT_RA
         end = matches[i + 1].start() if i + 1 < len(matches) else len(prompt)
         name, value = m.group(2).lower(), prompt[m.end() : end].strip()
         canonical = _NAMES.get(name)
+        if canonical is None and name in MIDJOURNEY_IGNORED:
+            ignored.append((" ".join(f"--{name} {value}".split()), MIDJOURNEY_IGNORED[name]))
+            continue
         if canonical is None:
             b.errors.append(
                 f"`--{name}` is not a parameter Peel knows (use --ar, --seed, --no, --model, --size, --n, --repeat)"
@@ -247,6 +286,8 @@ def parse_prompt(prompt: str, *, aspect_ratios: Sequence[str] = GEMINI_ASPECT_RA
             _set_repeat(b, value)
         else:
             _set_grid(b, value)
+    if ignored:
+        b.notes.append(ignored_note(ignored))
     text = " ".join(text.split())
     if not text:
         b.errors.append("the prompt is empty: describe the image before the parameters")

@@ -4,6 +4,7 @@ Pure: the Discord layer turns these strings and values into messages and compone
 """
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -78,20 +79,26 @@ _LINE_START_MARKDOWN = re.compile(r"^(\s*)([#>+-])", re.MULTILINE)
 _MENTION = re.compile(r"@(everyone|here|[!&]?[0-9])")
 
 
-def escape_markdown(text: str) -> str:
-    """Escape Discord markdown so a prompt shows as typed (and cannot break the bold around it)."""
-    return _LINE_START_MARKDOWN.sub(r"\1\\\2", _INLINE_MARKDOWN.sub(r"\\\1", text))
+def escape_markdown(text: str, *, mid_line: bool = False) -> str:
+    """Escape Discord markdown so a prompt shows as typed (and cannot break the bold around it).
+
+    `mid_line`: the text goes after something on its line (`• **name**`), where a heading or quote cannot start,
+    so its first character is left alone (a client showing escapes as typed would show a backslash before `#`).
+    """
+    inline = _INLINE_MARKDOWN.sub(r"\\\1", text)
+    return inline if mid_line else _LINE_START_MARKDOWN.sub(r"\1\\\2", inline)
 
 
-def echo(text: str) -> str:
+def echo(text: str, *, mid_line: bool = False) -> str:
     """Return user text (a prompt, a file or group name) made safe to show inside one of Peel's messages.
 
     Bidirectional controls are dropped and other control characters (line breaks too, so the text stays on its
     line) become spaces; markdown and masked links are escaped and mentions are broken up. Messages are also sent
     with no allowed mentions, so a mention could not ping anyway; breaking it up keeps it from looking like one.
     Pure, unlike `discord.utils`: core renders whole lines that mix user text with Peel's own markdown.
+    `mid_line` as for `escape_markdown`.
     """
-    return _MENTION.sub("@\u200b\\1", escape_markdown(strip_controls(text, replacement=" ")))
+    return _MENTION.sub("@\u200b\\1", escape_markdown(strip_controls(text, replacement=" "), mid_line=mid_line))
 
 
 def one_line(text: str) -> str:
@@ -135,7 +142,7 @@ def lifecycle_line(prompt: str, user_mention: str, state: str, *, limit: int = M
     """Return Midjourney's message line: `**prompt** - @user (state)`, the prompt cut to fit Discord's limit."""
     suffix = f"** - {user_mention} ({state})"
     room = limit - len(suffix) - 2
-    return f"**{truncate(echo(prompt), room)}{suffix}"
+    return f"**{truncate(echo(prompt, mid_line=True), room)}{suffix}"
 
 
 def waiting_state(position: int | None) -> str:
@@ -199,10 +206,20 @@ def config_error_text(service: str, detail: str, fix: str) -> str:
     )
 
 
-def generating_state(done: int, total: int, elapsed_s: float) -> str:
-    """Return the state shown while a job runs."""
-    part = f"{done}/{total} · " if total > 1 else ""
-    return f"generating… {part}{format_duration(elapsed_s)}"
+def generating_state(done: int, total: int, elapsed_s: float, expected_s: float | None = None) -> str:
+    """Return the state shown while a job runs: images ready so far, the time taken and the time it should take.
+
+    `expected_s` is the usual time for the job's model and size (`bot.core.eta.CallTimes`); past it the line says
+    so rather than counting down below zero. `generating… 2/4 ready · 5s of about 12s`.
+    """
+    part = f"{done}/{total} ready · " if total > 1 else ""
+    elapsed = format_duration(elapsed_s)
+    if expected_s is None:
+        return f"generating… {part}{elapsed}"
+    usual = format_duration(max(1.0, expected_s))
+    if elapsed_s > expected_s:
+        return f"generating… {part}{elapsed}, longer than the usual {usual}"
+    return f"generating… {part}{elapsed} of about {usual}"
 
 
 def progress_bar(done: int, total: int, *, width: int = 20) -> str:
@@ -389,7 +406,7 @@ def image_line(prompt: str, index: int, user_mention: str, *, limit: int = MAX_C
     """Return Midjourney's line above a separated image: `**prompt** - Image #2 @user`."""
     suffix = f"** - Image #{index} {user_mention}"
     room = limit - len(suffix) - 2
-    return f"**{truncate(echo(prompt), room)}{suffix}"
+    return f"**{truncate(echo(prompt, mid_line=True), room)}{suffix}"
 
 
 def full_size_link(link: str) -> str | None:
@@ -405,6 +422,48 @@ def with_full_size_line(content: str, link: str, *, limit: int = MAX_CONTENT) ->
     """
     line = f"\nFull size: <{link}>"
     return content + line if len(content) + len(line) <= limit else content
+
+
+def with_notes(content: str, lines: Sequence[str]) -> str:
+    """Return a job's message with the lines of `job_note_lines` under it."""
+    return "\n".join([content, *lines])
+
+
+def references_line(names: Sequence[str]) -> str:
+    """Return the line naming a job's reference images: `📎 with 2 references: cat.png, style.jpg`."""
+    shown = ", ".join(truncate(echo(name, mid_line=True), 40) for name in names)
+    return f"📎 with {len(names)} reference{'s' if len(names) != 1 else ''}: {shown}"
+
+
+def job_note_lines(notes: Sequence[str], references: Sequence[str]) -> tuple[str, ...]:
+    """Return the lines under a job's line: which references it used, then its notes (`ℹ️ Ignored …`)."""
+    lines = [references_line(references)] if references else []
+    return (*lines, *(f"ℹ️ {note}" for note in notes))
+
+
+def edit_display(prompt: str, instruction: str) -> str:
+    """Return what an edit's message shows as its prompt: the edited image's prompt, then the instruction."""
+    return f"{prompt} ✏️ {instruction}"
+
+
+def images_line(made: int, not_made: int) -> str:
+    """Return `/info`'s images: how many were made and, when some were not, that Spend counts what they cost.
+
+    A blocked or failed image is not billed as an image, but Gemini bills the input tokens of any answer it gave
+    (`bot.core.item_errors`), so "not charged" would be untrue; the Spend field holds what was recorded.
+    """
+    line = f"{made:,} made"
+    if not_made:
+        line += f" · {not_made:,} not made (blocked or failed; Spend includes what Gemini billed for them)"
+    return line
+
+
+def blocked_title(reason: str) -> str:
+    """Return the title of a blocked job's message: the code's one sentence (`Blocked by Gemini's safety filters`).
+
+    Said once: Gemini's own wording ("Gemini blocked the prompt: PROHIBITED_CONTENT") is the operator's detail.
+    """
+    return reason.rstrip(".")
 
 
 def result_who(label: str, user_mention: str) -> str:

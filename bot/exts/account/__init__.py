@@ -15,7 +15,7 @@ from bot.core.budget_text import spend_line
 from bot.core.budgets import Period
 from bot.core.models import Job, JobId, JobStatus, UserId
 from bot.core.params import GEMINI_ASPECT_RATIOS
-from bot.core.render import code, echo, one_line, truncate
+from bot.core.render import code, echo, images_line, one_line, truncate
 from bot.discord_bot import PeelBot
 from bot.exts._access import actor_of
 from bot.exts._errors import error_embed, send_error
@@ -188,7 +188,7 @@ def job_line(job: Job, position: int | None, prompt: str, *, show_owner: bool) -
     if job.status is JobStatus.RUNNING:
         state += f" · {job.ok + job.failed}/{job.total}"
     owner = f" <@{job.owner_id}>" if show_owner else ""
-    return f"`{job.id}` **{state}** · {job.kind.value}{owner} · {truncate(echo(prompt), 60)}"
+    return f"`{job.id}` **{state}** · {job.kind.value}{owner} · {truncate(echo(prompt, mid_line=True), 60)}"
 
 
 class AccountCog(commands.Cog):
@@ -273,7 +273,7 @@ class AccountCog(commands.Cog):
         )
         embed = discord.Embed(title="Your Peel info")
         embed.add_field(name="Jobs", value=f"{usage.jobs} in all · {usage.running} running · {usage.waiting} waiting")
-        embed.add_field(name="Images", value=f"{usage.made} made · {usage.not_made} not made")
+        embed.add_field(name="Images", value=images_line(usage.made, usage.not_made))
         embed.add_field(name="Limits", value=limits, inline=False)
         spend = await self.bot.services.budgets.view(
             user_id=user,

@@ -483,7 +483,9 @@ class BatchCog(commands.Cog):
     ) -> None:
         """Plan a batch and show its summary with Start and Cancel (nothing is queued yet)."""
         await interaction.response.defer(ephemeral=True, thinking=True)
-        if (zip_file is None) == (url is None):
+        if zip_file is None and url is None:
+            raise UserFacingError("A batch needs its images: attach a ZIP (`zip`) or give a link to one (`url`).")
+        if zip_file is not None and url is not None:
             raise UserFacingError("Give either a ZIP attachment (`zip`) or a link to one (`url`), not both.")
         channel_id = interaction.channel_id
         assert channel_id is not None  # slash commands always come from a channel

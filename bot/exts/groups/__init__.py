@@ -97,7 +97,7 @@ class GroupCog(commands.GroupCog, group_name="group", group_description="Threads
         view = await self._gallery_view(group, interaction.user, interaction.guild_id)
         await thread.send(
             fit_content(
-                f"🗂️ New group **{echo(name)}** by {interaction.user.mention}. "
+                f"🗂️ New group **{echo(name, mid_line=True)}** by {interaction.user.mention}. "
                 "Everything made in this thread belongs to it."
                 + ("" if view is None else " Browse, select and download it on its gallery page.")
             ),
@@ -137,7 +137,8 @@ class GroupCog(commands.GroupCog, group_name="group", group_description="Threads
             group = await self._group_here(interaction)
             link = await self.gallery.link(group, issued_by=interaction.user.id, can_export=can_export)
             said = (
-                f"🖼️ The gallery of **{echo(group.name)}**. Anyone with this link can see the group's images; "
+                f"🖼️ The gallery of **{echo(group.name, mid_line=True)}**. Anyone with this link can see the group's"
+                " images; "
                 "its owner or an admin can replace it with `/group gallery revoke:True`."
             )
         await interaction.followup.send(
@@ -158,7 +159,7 @@ class GroupCog(commands.GroupCog, group_name="group", group_description="Threads
         lines = []
         for group, count in groups:
             where = f"<#{group.thread_id}>" if group.thread_id else f"<#{group.channel_id}> (channel)"
-            name = truncate(echo(group.name), 80)
+            name = truncate(echo(group.name, mid_line=True), 80)
             lines.append(f"• **{name}** {where}: {count:,} image{'s' if count != 1 else ''}")
         await interaction.followup.send(
             fit_content("\n".join(lines)), ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
@@ -170,7 +171,7 @@ class GroupCog(commands.GroupCog, group_name="group", group_description="Threads
         await interaction.response.defer(ephemeral=True, thinking=True)
         group = await self._owned_group_here(interaction)
         zipped = await self.service.download(group)
-        name = echo(group.name)
+        name = echo(group.name, mid_line=True)
         what = f"**{name}**: {zipped.images:,} images with manifest.csv and manifest.json"
         await interaction.followup.send(
             fit_content(download_line(zipped.url, what=what, expires_s=self._rt.link_lifetime_s)),
@@ -228,7 +229,7 @@ class GroupCog(commands.GroupCog, group_name="group", group_description="Threads
             raise UserFacingError("Give the group a name with something visible in it.")
         group = await self._owned_group_here(interaction)
         await self.service.rename(group, name)
-        said = f"Renamed to **{echo(name)}**."
+        said = f"Renamed to **{echo(name, mid_line=True)}**."
         thread = interaction.channel
         if isinstance(thread, discord.Thread):
             window = self._renames.setdefault(thread.id, RenameWindow())

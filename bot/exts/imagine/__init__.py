@@ -69,6 +69,7 @@ class ImagineCog(commands.Cog):
             interval_s=rt.settings.progress_edit_interval_s,
             token_max_age_s=rt.settings.interaction_token_max_age_s,
             channel_edit_window_s=rt.settings.channel_edit_window_s,
+            expected_s=rt.settings.expected_latency_s,
         )
         self.tracker = self.messages.tracker
         self._events: asyncio.Task[None] | None = None
@@ -101,6 +102,7 @@ class ImagineCog(commands.Cog):
                     owner_id=job.owner_id,
                     display=await self.service.display_of(job),
                     label=await self.service.label_of(job),
+                    notes=await self.service.message_lines_of(job),
                     interaction=None,
                     token_at=0.0,
                     post_new=True,
@@ -151,7 +153,8 @@ class ImagineCog(commands.Cog):
         attachments = [a for a in (image, image2, image3, image4, image5, image6, image7, image8, image9, image10) if a]
         try:
             origin = await self._origin(interaction)
-            refs = await self.service.take_references(await read_attachments(attachments))
+            files = await read_attachments(attachments)
+            refs = await self.service.take_references(files)
             plan = await self.service.imagine_all(
                 prompt,
                 origin,
@@ -160,6 +163,7 @@ class ImagineCog(commands.Cog):
                 model=model,
                 aspect_ratio=aspect_ratio,
                 image_size=size,
+                ref_names=[name for name, _data in files],
             )
         except Exception as exc:  # the Discord boundary: one mapper  # noqa: BLE001
             await self._fail_interaction(interaction, exc, where="/imagine")
@@ -206,6 +210,7 @@ class ImagineCog(commands.Cog):
             owner_id=job.owner_id,
             display=submitted.prepared.display,
             label=submitted.prepared.label,
+            notes=self.service.message_lines(submitted.prepared),
             interaction=None if own_message else interaction,
             token_at=0.0
             if own_message
@@ -384,10 +389,15 @@ class ImagineCog(commands.Cog):
         t.pacer.edited(self.tracker.now())
         await self.account.record_message(job.id, STATUS, channel_id=t.channel_id, message_id=message.id)
         await self.tracker.track(t)
+        await self.messages.mark_clicked(interaction)  # the button that made it turns blue, as U does
         await self._tell(interaction, submitted)
 
     async def _tell(self, interaction: discord.Interaction[Any], submitted: Submitted) -> None:
-        result, notes = submitted.result, list(submitted.prepared.notes)
+        """Tell the user alone what the job's message does not: that it waits behind their other jobs.
+
+        The request's notes (ignored parameters, a snapped ratio) are under the job's own line (`Tracked.notes`).
+        """
+        result = submitted.result
         embeds: list[discord.Embed] = []
         if result.status is SubmitStatus.WAITING:
             embeds.append(
@@ -397,8 +407,6 @@ class ImagineCog(commands.Cog):
                     warning=True,
                 )
             )
-        if notes:
-            embeds.append(discord.Embed(description="\n".join(f"ℹ️ {n}" for n in notes)))
         if embeds:
             with contextlib.suppress(discord.HTTPException):
                 await interaction.followup.send(embeds=fit_embeds(embeds), ephemeral=True)

@@ -46,7 +46,7 @@ class PeelButton(discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], tem
         index: int,
         *,
         label: str | None = None,
-        emoji: str | None = None,
+        emoji: str | discord.PartialEmoji | None = None,
         style: discord.ButtonStyle = discord.ButtonStyle.secondary,
         disabled: bool = False,
         row: int | None = None,
@@ -105,12 +105,54 @@ def tools_view(job_id: str, index: int, *, link: str | None, favourite: bool = F
     return view
 
 
+# Buttons that keep a state of their own instead of turning blue once used: ❤️ is green while a favourite.
+NOT_MARKED = frozenset({"fav"})
+
+
+def used_view(message: discord.Message, used: Collection[str]) -> discord.ui.View | None:
+    """Return the message's buttons with every Peel button in `used` (custom ids) blue, as Midjourney marks them.
+
+    Generic over the actions: the message's own components are rebuilt as they are (labels, emoji, rows, link
+    buttons, other marks), so any `PeelButton` a message carries gets it, the tools' new ones included. None when
+    nothing changes (already blue, or not on this message): no edit is needed.
+    """
+    view = discord.ui.View.from_message(message, timeout=None)
+    marked = discord.ui.View(timeout=None)
+    changed = False
+    for item in view.children:
+        match = re.fullmatch(TEMPLATE, getattr(item, "custom_id", None) or "")
+        if not isinstance(item, discord.ui.Button) or match is None:
+            marked.add_item(item)
+            continue
+        style = item.style
+        if item.custom_id in used and match["action"] not in NOT_MARKED and style is discord.ButtonStyle.secondary:
+            style, changed = discord.ButtonStyle.primary, True
+        button = PeelButton(match["action"], match["job"], int(match["index"]), label=item.label, emoji=item.emoji)
+        button.item.style, button.item.disabled, button.item.row = style, item.disabled, item.row
+        marked.add_item(button)
+    return marked if changed else None
+
+
+def clicked_button(interaction: discord.Interaction[Any]) -> str | None:
+    """Return the custom id of the Peel button that led to this interaction: clicked, or that opened its modal."""
+    data: Any = interaction.data or {}
+    custom_id = str(data.get("custom_id", ""))
+    if interaction.type is discord.InteractionType.component:
+        return custom_id if re.fullmatch(TEMPLATE, custom_id) else None
+    remix, edit = REMIX_MODAL.fullmatch(custom_id), EDIT_MODAL.fullmatch(custom_id)
+    if remix is not None:
+        return CustomId(action=remix["action"], job_id=remix["job"], index=int(remix["index"])).encode()
+    if edit is not None:
+        return CustomId(action="ed", job_id=edit["job"], index=int(edit["index"])).encode()
+    return None
+
+
 REMIX_MODAL = re.compile(r"peel-remix:(?P<action>[a-z0-9]+):(?P<job>[A-Za-z0-9_.-]+):(?P<index>[0-9]+)")
 EDIT_MODAL = re.compile(r"peel-edit:(?P<job>[A-Za-z0-9_.-]+):(?P<index>[0-9]+)")
 
 
 class PromptModal(discord.ui.Modal):
-    """Remix: a prompt box pre-filled with the prompt and its parameters, before V, Vary or 🔄 run.
+    """Remix: a prompt box pre-filled with the prompt exactly as the user typed it, before V, Vary or 🔄 run.
 
     Its submission is handled by `ImagineCog.on_interaction` from the custom id and the submitted values, not
     here: a modal lives in discord.py's memory, and one opened before a restart would otherwise fail on submit.

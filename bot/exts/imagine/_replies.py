@@ -60,9 +60,11 @@ class ReplyEditCog(commands.Cog):
                 message.guild.id if message.guild else None,
                 key=f"m:{message.id}",
             )
-            refs = await self.service.take_references(await read_attachments(list(message.attachments)))
+            files = await read_attachments(list(message.attachments))
+            refs = await self.service.take_references(files)
+            names = [name for name, _data in files]
             submitted = await self.service.submit(
-                await self.service.edit(image, origin, instruction=message.content, ref_keys=refs)
+                await self.service.edit(image, origin, instruction=message.content, ref_keys=refs, ref_names=names)
             )
         except Exception as exc:  # the Discord boundary  # noqa: BLE001
             embed = _describe(exc)
@@ -81,6 +83,7 @@ class ReplyEditCog(commands.Cog):
             owner_id=message.author.id,
             display=submitted.prepared.display,
             label="Edited",
+            notes=self.service.message_lines(submitted.prepared),
             interaction=None,
             token_at=0.0,
             upload_limit=message.guild.filesize_limit if message.guild else 10 * 1024 * 1024,

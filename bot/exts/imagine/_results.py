@@ -16,11 +16,11 @@ from bot.app.generation_types import safety_reason
 from bot.app.imaging import fit_for_upload, grid_preview
 from bot.core.item_errors import BLOCKED_COST, NOT_MADE_COST
 from bot.core.models import Image, Job, JobId
-from bot.core.render import full_size_link, image_line, with_full_size_line
+from bot.core.render import CustomId, blocked_title, full_size_link, image_line, with_full_size_line
 from bot.discord_bot import PeelBot
 from bot.exts._errors import error_embed
 from bot.exts._send import fit_content, fit_embed, fit_message, fit_view
-from bot.exts.imagine._components import grid_view, tools_view
+from bot.exts.imagine._components import clicked_button, grid_view, tools_view, used_view
 from bot.exts.imagine._tracker import RESULT, JobTracker, Tracked
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,13 @@ class JobMessages:
     """Tracks jobs' messages and shows how each job ended."""
 
     def __init__(
-        self, bot: PeelBot, *, interval_s: float, token_max_age_s: float, channel_edit_window_s: float = 5.0
+        self,
+        bot: PeelBot,
+        *,
+        interval_s: float,
+        token_max_age_s: float,
+        channel_edit_window_s: float = 5.0,
+        expected_s: float = 12.0,
     ) -> None:
         self._bot = bot
         self._service = bot.services.generation
@@ -42,6 +48,7 @@ class JobMessages:
             interval_s=interval_s,
             token_max_age_s=token_max_age_s,
             channel_edit_window_s=channel_edit_window_s,
+            expected_s=expected_s,
         )
 
     async def finish(self, t: Tracked, job: Job) -> None:
@@ -88,10 +95,7 @@ class JobMessages:
         items = await self._service.items(job.id)
         blocked = safety_reason([(i.status, i.error_code, i.error_message) for i in items])
         if blocked is not None:
-            embed = error_embed(
-                "Request blocked by safety filters",
-                f"{blocked}\n{BLOCKED_COST} Rephrase the prompt and try again.",
-            )
+            embed = error_embed(blocked_title(blocked), f"Rephrase the prompt and try again. {BLOCKED_COST}")
         else:
             embed = error_embed("Job failed", f"{reason} {NOT_MADE_COST}")
         if self.tracker.token_fresh(t):
@@ -119,13 +123,24 @@ class JobMessages:
     async def _mark_separated(self, grid: discord.Message, job: Job) -> None:
         """Turn the U of every image of the grid separated so far blue; the grid itself is left as it is."""
         images = await self._service.images(job.id)
-        present = {im.index for im in images}
-        separated = {im.index for im in images if im.message_id is not None}
-        view = grid_view(job.id, [i in present for i in range(job.total)], separated=separated)
+        separated = {CustomId(action="u", job_id=job.id, index=im.index).encode() for im in images if im.message_id}
+        await self.mark_used(grid, separated)
+
+    async def mark_used(self, message: discord.Message, used: set[str]) -> None:
+        """Turn the buttons in `used` (custom ids) of a message blue, keeping every other button as it is."""
+        view = used_view(message, used)
+        if view is None:
+            return
         try:
-            await grid.edit(view=fit_view(view))
-        except discord.HTTPException as exc:  # the image is posted; an old or deleted grid just stays grey
-            log.info("grid %s of %s not marked: %s", grid.id, job.id, exc, extra={"job_id": job.id})
+            await message.edit(view=fit_view(view))
+        except discord.HTTPException as exc:  # the job runs; an old or deleted message just stays grey
+            log.info("buttons of %s not marked: %s", message.id, exc)
+
+    async def mark_clicked(self, interaction: discord.Interaction[Any]) -> None:
+        """Turn the button that started this interaction's job blue (V, 🔄, a tool; through its modal too)."""
+        clicked = clicked_button(interaction)
+        if clicked is not None and interaction.message is not None:
+            await self.mark_used(interaction.message, {clicked})
 
     async def single_message(self, image: Image, content: str, upload_limit: int) -> dict[str, Any]:
         data = await self._service.image_bytes(image)

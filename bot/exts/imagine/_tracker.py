@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
+from bot.core.eta import CallTimes
 from bot.core.events import (
     Event,
     JobCancelled,
@@ -38,6 +39,7 @@ from bot.core.render import (
     lifecycle_line,
     result_who,
     waiting_state,
+    with_notes,
 )
 from bot.exts._send import fit_message
 
@@ -148,6 +150,11 @@ class Tracked:
     started_at: float | None = None
     done: int = 0
     total: int = 0
+    model: str | None = None  # the job's model and size, from its first event: its expected time is theirs
+    image_size: str | None = None
+    timed: bool = False  # started_at is when its first chunk went out (not a restart's guess): its end is timed
+    expected_s: float | None = None  # how long it should take, fixed when it starts (its own images do not move it)
+    notes: tuple[str, ...] = ()  # lines shown under the job's line (ignored parameters, a snapped ratio, …)
     final: bool = False
     post_new: bool = False  # adopted after a restart: the result goes in a new channel message
     pacer: EditPacer = field(default_factory=EditPacer)
@@ -166,8 +173,8 @@ class Tracked:
         return discord.AllowedMentions.none().merge(discord.AllowedMentions(users=[discord.Object(self.owner_id)]))
 
     def line(self, state: str) -> str:
-        """Return the message line for a state."""
-        return lifecycle_line(self.display, result_who(self.label, self.mention), state)
+        """Return the message for a state: the job's line, then its notes, one a line."""
+        return with_notes(lifecycle_line(self.display, result_who(self.label, self.mention), state), self.notes)
 
 
 Finisher = Callable[[Tracked, Job], Awaitable[None]]
@@ -184,6 +191,7 @@ class JobTracker:
         interval_s: the least time between two progress edits of one message.
         token_max_age_s: how long an interaction token is trusted for edits (Discord's last 15 minutes).
         channel_edit_window_s: the window in which at most 4 edits go to one channel (Discord allows 5 per 5 s).
+        expected_s: how long a job should take before any of its model and size was timed (`EXPECTED_LATENCY_S`).
     """
 
     def __init__(
@@ -195,8 +203,10 @@ class JobTracker:
         interval_s: float,
         token_max_age_s: float,
         channel_edit_window_s: float = 5.0,
+        expected_s: float = 12.0,
     ) -> None:
         self._bot = bot
+        self.call_times = CallTimes(default_s=expected_s)
         self._finish, self._fail = finish, fail
         self._interval_s = interval_s
         self._token_max_age_s = token_max_age_s
@@ -258,10 +268,12 @@ class JobTracker:
             return
         if t.final:
             return
+        t.model, t.image_size = job.params.model, job.params.image_size
         if isinstance(event, Queued | PositionChanged):
             t.position = event.position
             self._update(t)
         elif isinstance(event, Started):
+            t.timed = t.started_at is None
             t.started_at = t.started_at or self.now()
             t.total = job.total
             self._update(t)
@@ -270,6 +282,8 @@ class JobTracker:
             t.done, t.total = event.done + event.failed, event.total
             self._update(t)
         elif isinstance(event, JobFinished):
+            if t.timed and t.started_at is not None:  # the wait for the whole result: its slowest image
+                self.call_times.observe(job.params.model, job.params.image_size, self.now() - t.started_at)
             self._close(t)
             self.lanes.submit(t.channel_id, t.job_id, lambda: self._finish(t, event.job))
         elif isinstance(event, JobFailed):
@@ -295,7 +309,9 @@ class JobTracker:
             return delayed_state(discord_time(self._down[service]), service)
         if t.started_at is None:
             return waiting_state(t.position)
-        return generating_state(t.done, t.total, self.now() - t.started_at)
+        if t.expected_s is None and t.model is not None:
+            t.expected_s = self.call_times.expected_s(t.model, t.image_size)
+        return generating_state(t.done, t.total, self.now() - t.started_at, t.expected_s)
 
     def _update(self, t: Tracked, *, force: bool = False) -> None:
         now = self.now()

@@ -186,10 +186,11 @@ def test_imagine_writes_four_images_and_a_grid_when_run_with_embedded_defaults(t
     # No Gemini settings: the CLI starts the embedded local Gemini server, which inherits LOCAL_GEMINI_DRAW_PX.
     env = base_env()
     run = run_cli(
-        ["imagine", "a red fox in the snow --ar 1:1", "--out", "fox", "--data", "data"], cwd=tmp_path, env=env
+        ["imagine", "a red fox in the snow --ar 1:1 --v 6", "--out", "fox", "--data", "data"], cwd=tmp_path, env=env
     )
 
     assert run.returncode == 0, run.stderr[-3000:]
+    assert "Ignored Midjourney parameters: --v 6 (Gemini has no equivalent)" in run.stderr  # a pasted prompt runs
     files = sorted((tmp_path / "fox").iterdir())
     singles = [f for f in files if not f.name.endswith("_grid.png")]
     grids = [f for f in files if f.name.endswith("_grid.png")]

@@ -119,8 +119,7 @@ async def test_imagine_applies_every_inline_parameter_when_given_in_the_prompt(s
     assert job.params.model == "gemini-3-pro-image-preview"
     assert (job.params.aspect_ratio, job.params.image_size, job.params.seed, job.params.n) == ("16:9", "2K", 7, 2)
     assert "Do not include: trees, fog" in job.prompt
-    note = await d.wait_for_message(lambda m: m.is_ephemeral and "nearest, 16:9" in ephemeral_embed(m))
-    assert "--ar 5:3" in ephemeral_embed(note)
+    assert "ℹ️ --ar 5:3 is not a ratio Gemini makes; using the nearest, 16:9" in grid.content  # under its line
 
 
 async def test_imagine_takes_model_ratio_and_size_options_when_chosen(stack: PeelStack):
@@ -204,7 +203,7 @@ async def test_upscale_uses_a_model_that_takes_the_size_when_the_grids_model_doe
     assert labels(up) == TOOLS
     job = await latest_job(stack)
     assert (job.kind, job.params.image_size, job.params.model) == (JobKind.UPSCALE, "2K", "gemini-3-pro-image-preview")
-    await d.wait_for_message(lambda m: "upscaled with gemini-3-pro-image-preview" in ephemeral_embed(m))
+    assert "\nℹ️ gemini-2.5-flash-image makes 1K images only; upscaled with gemini-3-pro-image-preview." in up.content
 
 
 async def test_vary_subtle_makes_four_variations_when_clicked(stack: PeelStack):
@@ -223,7 +222,7 @@ async def test_edit_modal_edits_the_image_when_submitted(stack: PeelStack):
     assert await opened.wait_ack() == 9
     await d.submit_modal(opened, {"instruction": "give it a hat"})
     edited = await d.wait_for_message(
-        lambda m: m.content.startswith("**give it a hat** - Edited by") and m.attachments, timeout=WAIT_S
+        lambda m: m.content.startswith("**edit fox ✏️ give it a hat** - Edited by") and m.attachments, timeout=WAIT_S
     )
     assert labels(edited) == TOOLS
     job = await latest_job(stack)
@@ -270,7 +269,7 @@ async def test_remix_opens_a_prefilled_modal_when_remix_mode_is_on(stack: PeelSt
     assert opened.modal is not None
     text_input = opened.modal["components"][0]
     inner = text_input.get("component") or text_input["components"][0]
-    assert inner["value"].startswith("remix fox --ar 3:2")
+    assert inner["value"] == "remix fox --ar 3:2"  # exactly as typed: no --model the user never wrote
     await d.submit_modal(opened, {"prompt": "remix wolf --ar 3:2"})
     await d.wait_for_message(lambda m: m.content.startswith("**remix wolf --ar 3:2** - Variations"), timeout=WAIT_S)
     opened = await d.click(grid, action_id(grid, "r"))
@@ -306,14 +305,18 @@ async def test_a_reply_in_a_thread_edits_the_image_and_chains_earlier_instructio
     single = await d.wait_for_message(lambda m: "Image #1" in m.content, channel=thread["id"], timeout=WAIT_S)
     await d.send(thread["id"], "make it blue", reply_to=single)
     first = await d.wait_for_message(
-        lambda m: m.content.startswith("**make it blue** - Edited by") and m.attachments,
+        lambda m: m.content.startswith("**thread fox ✏️ make it blue** - Edited by") and m.attachments,
         channel=thread["id"],
         timeout=WAIT_S,
     )
     assert labels(first) == TOOLS
     await d.send(thread["id"], "now add snow", reply_to=first, files=[Upload("snow.png", png(colour=(250, 250, 250)))])
     await d.wait_for_message(
-        lambda m: m.content.startswith("**now add snow** - Edited by") and m.attachments,
+        lambda m: (
+            m.content.startswith("**thread fox ✏️ make it blue ✏️ now add snow** - Edited by")
+            and "📎 with 1 reference: snow.png" in m.content
+            and bool(m.attachments)
+        ),
         channel=thread["id"],
         timeout=WAIT_S,
     )
@@ -458,7 +461,10 @@ async def test_info_shows_usage_and_limits_when_asked(stack: PeelStack):
 async def test_a_safety_block_shows_geminis_reason_and_what_it_costs_when_the_prompt_is_blocked(stack: PeelStack):
     d = stack.driver()
     await imagine(stack, "a forbidden fruit")
-    error = await d.wait_for_message(lambda m: "blocked by safety filters" in ephemeral_embed(m), timeout=WAIT_S)
+    blocked = "Blocked by Gemini's safety filters"
+    error = await d.wait_for_message(lambda m: blocked in ephemeral_embed(m), timeout=WAIT_S)
+    assert ephemeral_embed(error).lower().count("blocked") == 1  # said once, plainly
+    assert "Rephrase the prompt" in ephemeral_embed(error) and "PROHIBITED" not in ephemeral_embed(error)
     assert "bills the prompt's input tokens" in ephemeral_embed(error)
     assert "Nothing was charged" not in ephemeral_embed(error)
     job = await latest_job(stack)
@@ -500,7 +506,9 @@ async def test_edit_and_remix_modals_opened_before_a_restart_work_when_submitted
         await stack.restart_bot()  # the modals are open on the user's screen; the new process never saw them
 
         await d.submit_modal(edit, {"instruction": "give it a scarf"})
-        await d.wait_for_message(lambda m: m.content.startswith("**give it a scarf** - Edited by"), timeout=WAIT_S)
+        await d.wait_for_message(
+            lambda m: m.content.startswith("**restart fox ✏️ give it a scarf** - Edited by"), timeout=WAIT_S
+        )
         await d.submit_modal(remix, {"prompt": "restart bear"})
         await d.wait_for_message(lambda m: m.content.startswith("**restart bear** - Variations"), timeout=WAIT_S)
     finally:

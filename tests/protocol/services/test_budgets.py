@@ -82,8 +82,8 @@ async def test_two_users_batches_together_over_the_guilds_cap_the_second_is_refu
     # A plan made over a cap is refused at once; one made before, now over it, says so in its line.
     with pytest.raises(BatchError, match="This server's daily budget"):
         await service.plan_from_file(zip_path, request(3), source="in.zip")
-    line = await service.budget_line(bob, is_admin=False)
-    assert line is not None and line.startswith("⛔ about $0.234: $0.078 over this server's daily cap ($0.156 left")
+    over = await service.budget_line(bob, is_admin=False)
+    assert over is not None and over.startswith("⛔ about $0.234: $0.078 over this server's daily cap ($0.156 left")
     assert len(await ledger.list_jobs()) == 1
 
 

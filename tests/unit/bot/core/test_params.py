@@ -80,7 +80,7 @@ def test_snap_is_symmetric_when_ratio_is_inverted() -> None:
         ("a fox --model dalle", "--model dalle"),
         ("a fox --size 8K", "--size 8K"),
         ("a fox --n 3", "--n 3"),
-        ("a fox --stylize 100", "--stylize"),
+        ("a fox --stylish 100", "--stylish"),
         ("a fox --seed", "--seed` needs a value"),
         ("a fox --seed 1 --seed 2", "given twice"),
         ("--ar 1:1", "prompt is empty"),
@@ -94,7 +94,7 @@ def test_error_names_the_parameter_when_malformed(prompt: str, needle: str) -> N
 
 
 def test_all_errors_are_reported_when_several_are_wrong() -> None:
-    parsed = parse_prompt("a fox --ar x --chaos 5 --n 9")
+    parsed = parse_prompt("a fox --ar x --kaos 5 --n 9")
     assert len(parsed.errors) == 3
 
 
@@ -139,3 +139,69 @@ def test_repeat_is_parsed_and_capped() -> None:
         assert parse_prompt(f"a fox --repeat {bad}").errors == (f"`--repeat {bad}`: run the prompt 1 to 40 times",)
     assert repeat_seeds(7, 3) == (7, 8, 9)
     assert repeat_seeds(None, 2) == (None, None)
+
+
+def test_midjourney_parameters_are_left_out_and_named_when_gemini_has_no_equivalent() -> None:
+    parsed = parse_prompt("a cat --v 6 --stylize 250 --ar 3:2")
+    assert parsed.ok, parsed.errors
+    assert parsed.text == "a cat"
+    assert parsed.params == PromptParams(aspect_ratio="3:2")
+    assert parsed.notes == ("Ignored Midjourney parameters: --v 6, --stylize 250 (Gemini has no equivalent)",)
+    assert parsed.model_prompt() == "a cat"
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "--chaos 40",
+        "--c 40",
+        "--weird 100",
+        "--w 5",
+        "--q 2",
+        "--quality 1",
+        "--style raw",
+        "--tile",
+        "--niji 6",
+        "--iw 1.5",
+        "--cw 50",
+        "--sw 200",
+        "--sv 4",
+        "--stop 80",
+        "--video",
+        "--draft",
+        "--personalize",
+        "--p",
+        "--raw",
+        "--public",
+        "--stealth",
+        "--version 7",
+        "--s 750",
+    ],
+)
+def test_each_midjourney_parameter_is_ignored_with_its_value_when_typed(typed: str) -> None:
+    parsed = parse_prompt(f"a fox {typed} --seed 3")
+    assert parsed.ok, parsed.errors
+    assert (parsed.text, parsed.params.seed) == ("a fox", 3)
+    assert parsed.notes == (f"Ignored Midjourney parameters: {typed} (Gemini has no equivalent)",)
+
+
+def test_speed_parameters_say_where_speed_is_chosen_when_typed_in_a_prompt() -> None:
+    parsed = parse_prompt("a fox --relax --tile")
+    assert parsed.ok
+    assert parsed.notes == (
+        "Ignored Midjourney parameters: --relax (interactive images always run fast; a batch's speed is"
+        " `/batch speed:`); --tile (Gemini has no equivalent)",
+    )
+
+
+def test_a_parameter_neither_peel_nor_midjourney_has_is_still_refused_when_typed() -> None:
+    parsed = parse_prompt("a fox --sed 5 --v 6")
+    assert not parsed.ok
+    assert parsed.errors == (
+        "`--sed` is not a parameter Peel knows (use --ar, --seed, --no, --model, --size, --n, --repeat)",
+    )
+
+
+def test_peel_s_own_parameters_keep_their_meaning_beside_ignored_ones() -> None:
+    parsed = parse_prompt("a fox --no trees --stylize 100 --repeat 2 --seed 9")
+    assert parsed.params == PromptParams(negative=("trees",), repeat=2, seed=9)

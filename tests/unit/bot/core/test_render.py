@@ -13,21 +13,26 @@ from bot.core.render import (
     BatchProgress,
     CustomId,
     batch_progress_text,
+    blocked_title,
     budget_paused_line,
     code,
     download_line,
     echo,
+    edit_display,
     escape_markdown,
     eta_s,
     format_duration,
     fresh_zip_line,
     generating_state,
     image_line,
+    images_line,
+    job_note_lines,
     lifecycle_line,
     one_line,
     progress_bar,
     truncate,
     waiting_state,
+    with_notes,
 )
 
 
@@ -114,8 +119,14 @@ def test_duration_is_short_when_formatted(seconds: float, text: str) -> None:
 def test_states_show_position_and_progress() -> None:
     assert waiting_state(None) == "Waiting to start"
     assert waiting_state(3) == "Waiting to start · #3 in queue"
-    assert generating_state(2, 4, 12) == "generating… 2/4 · 12s"
+    assert generating_state(2, 4, 12) == "generating… 2/4 ready · 12s"
     assert generating_state(0, 1, 5) == "generating… 5s"
+
+
+def test_a_running_job_shows_the_time_it_should_take_when_one_is_expected() -> None:
+    assert generating_state(0, 4, 3, 12) == "generating… 0/4 ready · 3s of about 12s"
+    assert generating_state(1, 1, 4, 9.6) == "generating… 4s of about 10s"
+    assert generating_state(3, 4, 20, 12) == "generating… 3/4 ready · 20s, longer than the usual 12s"
 
 
 @pytest.mark.parametrize(
@@ -265,3 +276,33 @@ def test_a_trial_that_made_its_n_says_it_waits_for_start_the_rest() -> None:
     assert render.batch_state(JobStatus.PAUSED, chunks_out=0, trial_held=True) == render.TRIAL_HELD
     assert render.batch_state(JobStatus.PAUSED, chunks_out=1, trial_held=True) == "pausing…"  # still finishing
     assert render.batch_state(JobStatus.RUNNING, chunks_out=0, trial_held=True) == "running"
+
+
+def test_text_placed_mid_line_keeps_its_first_character_when_it_cannot_start_markdown() -> None:
+    assert echo("#general", mid_line=True) == "#general"  # `• **#general**`: no heading can start there
+    assert echo("#general") == "\\#general"  # alone on a line it could
+    assert echo("*x* <@1>", mid_line=True) == "\\*x\\* \\<@\u200b1>"  # inline markdown and mentions still are
+    assert lifecycle_line("# big", "<@1>", "fast") == "**# big** - <@1> (fast)"
+
+
+def test_notes_and_references_go_under_a_job_s_line_one_a_line() -> None:
+    lines = job_note_lines(["one", "two"], ["cat.png", "*style*.jpg"])
+    assert lines == ("📎 with 2 references: cat.png, \\*style\\*.jpg", "ℹ️ one", "ℹ️ two")
+    assert with_notes("**a** - <@1> (fast)", lines[1:]) == "**a** - <@1> (fast)\nℹ️ one\nℹ️ two"
+    assert job_note_lines([], ["a.png"]) == ("📎 with 1 reference: a.png",)
+    assert with_notes("line", job_note_lines([], [])) == "line"
+
+
+def test_an_edit_shows_the_prompt_it_edits_then_its_instruction() -> None:
+    assert edit_display("a cat --ar 3:2", "make the sky stormy") == "a cat --ar 3:2 ✏️ make the sky stormy"
+
+
+def test_info_counts_images_and_says_spend_holds_what_failures_cost_when_some_were_not_made() -> None:
+    assert images_line(12, 0) == "12 made"
+    assert images_line(1200, 2) == (
+        "1,200 made · 2 not made (blocked or failed; Spend includes what Gemini billed for them)"
+    )
+
+
+def test_a_blocked_job_s_title_is_the_code_s_sentence_said_once() -> None:
+    assert blocked_title("Blocked by Gemini's safety filters.") == "Blocked by Gemini's safety filters"

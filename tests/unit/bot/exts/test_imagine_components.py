@@ -1,6 +1,11 @@
 """The pieces of Peel's modals that the cog reads back on submit."""
 
-from bot.exts.imagine._components import EDIT_MODAL, REMIX_MODAL, modal_values
+from types import SimpleNamespace
+from typing import Any
+
+import discord
+
+from bot.exts.imagine._components import EDIT_MODAL, REMIX_MODAL, clicked_button, modal_values
 
 
 def test_modal_values_reads_inputs_when_wrapped_in_action_rows_or_labels() -> None:
@@ -24,3 +29,15 @@ def test_modal_custom_ids_match_only_what_peel_opens() -> None:
     assert edit is not None and (edit["job"], edit["index"]) == ("j_ab12", "0")
     assert EDIT_MODAL.fullmatch("peel-edit:../x:0") is None
     assert REMIX_MODAL.fullmatch("peel-remix:v:j_1") is None
+
+
+def test_the_button_behind_an_interaction_is_the_one_clicked_or_the_one_that_opened_its_modal() -> None:
+    def interaction(kind: discord.InteractionType, custom_id: str) -> Any:
+        return SimpleNamespace(type=kind, data={"custom_id": custom_id})
+
+    component, modal = discord.InteractionType.component, discord.InteractionType.modal_submit
+    assert clicked_button(interaction(component, "peel:r:j_1:0")) == "peel:r:j_1:0"
+    assert clicked_button(interaction(component, "peel-settings:grid")) is None  # not a Peel job button
+    assert clicked_button(interaction(modal, "peel-remix:v:j_1:2")) == "peel:v:j_1:2"
+    assert clicked_button(interaction(modal, "peel-edit:j_1:0")) == "peel:ed:j_1:0"
+    assert clicked_button(interaction(modal, "peel-batch:retry")) is None
