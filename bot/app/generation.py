@@ -21,7 +21,9 @@ from datetime import UTC, datetime
 
 from bot.app.budgets import BudgetError, BudgetService
 from bot.app.generation_types import (
+    CUSTOM_ZOOM_RANGE,
     FILL_WORDING,
+    KEEP_FRAME_WORDING,
     MAX_REFERENCES,
     NOTE_DISPLAY,
     NOTE_EDIT_HISTORY,
@@ -42,7 +44,8 @@ from bot.app.generation_types import (
     job_request,
     takes_size,
 )
-from bot.app.imaging import Direction, image_size, pan_canvas, zoom_out_canvas
+from bot.app.imaging import Direction, pan_canvas, zoom_canvas, zoom_out_canvas
+from bot.app.imaging import image_size as _image_size  # `image_size` is also a parameter name here
 from bot.core.admission import REFUSAL_TITLE
 from bot.core.models import (
     EditInput,
@@ -67,6 +70,7 @@ from bot.core.params import (
     snap_aspect_ratio,
 )
 from bot.core.permute import PermutationError, expand
+from bot.core.regions import RegionError, parse_region, region_label
 from bot.core.render import code
 from bot.dispatch import Dispatcher
 from bot.ledger import Ledger
@@ -343,6 +347,85 @@ class GenerationService:
         canvas = await asyncio.to_thread(zoom_out_canvas, data, factor)
         return await self._outpaint(image, origin, canvas, label=f"Zoom Out {factor:g}×", kind=JobKind.ZOOM)
 
+    async def make_square(self, image: Image, origin: Origin) -> Prepared:
+        """Make Square: the image on the smallest square canvas holding it, the two new bands filled by the model."""
+        data = await self._store.get_bytes(image.key)
+        width, height = await asyncio.to_thread(_image_size, data)
+        if width == height:
+            raise GenerationError("This image is already square.")
+        canvas = await asyncio.to_thread(zoom_canvas, data, 1.0, square=True)
+        return await self._outpaint(image, origin, canvas, label="Make Square", kind=JobKind.SQUARE)
+
+    async def custom_zoom(self, image: Image, origin: Origin, *, factor: str, prompt: str) -> Prepared:
+        """Custom Zoom: zoom out by `factor` (1.0–2.0, Midjourney's `--zoom`) with an edited prompt.
+
+        The prompt's own parameters (`--model`, `--size`) apply; the aspect ratio is the enlarged canvas's.
+        """
+        zoom = self.zoom_factor(factor)
+        parsed = self.parse(prompt)
+        data = await self._store.get_bytes(image.key)
+        canvas = await asyncio.to_thread(zoom_canvas, data, zoom)
+        wording = FILL_WORDING if zoom > 1.0 else KEEP_FRAME_WORDING
+        return await self._outpaint(
+            image,
+            origin,
+            canvas,
+            label=f"Custom Zoom {zoom:g}×",
+            kind=JobKind.ZOOM,
+            prompt=f"{parsed.model_prompt()}\n\n{wording}",
+            display=" ".join(prompt.split()),
+            model=parsed.params.model,
+            image_size=parsed.params.image_size,
+            notes=parsed.notes,
+        )
+
+    @staticmethod
+    def zoom_factor(text: str) -> float:
+        """Read a Custom Zoom factor as typed ("1.5", "1,5", "2x").
+
+        Raises:
+            GenerationError: not a number between 1.0 and 2.0.
+        """
+        low, high = CUSTOM_ZOOM_RANGE
+        try:
+            value = float(text.strip().lower().removesuffix("x").removesuffix("×").replace(",", "."))
+        except ValueError:
+            value = float("nan")
+        if not low <= value <= high:  # NaN fails both
+            raise GenerationError(f"The zoom must be a number from {low:g} to {high:g}, like 1.5; {text!r} given.")
+        return value
+
+    async def vary_region(self, image: Image, origin: Origin, *, region: str, prompt: str) -> Prepared:
+        """Vary (Region): change one region of an image (`bot.core.regions` names it) to what `prompt` says.
+
+        The worker sends the image, a copy with the region outlined and the region in words, then keeps only the
+        region of the answer (`worker.region`), so the rest of the image is unchanged.
+        """
+        try:
+            box = parse_region(region)
+        except RegionError as exc:
+            raise GenerationError(str(exc), title="Unknown region") from exc
+        text = " ".join(prompt.split())
+        if not text:
+            raise GenerationError("Say what should be in the region, e.g. “a small red kite”.")
+        job = await self._job(image.job_id)
+        ratio = job.params.aspect_ratio
+        if image.width and image.height:
+            spec = model_spec(job.params.model)
+            ratio = snap_aspect_ratio(image.width, image.height, spec.aspect_ratios or GEMINI_ASPECT_RATIOS)
+        params = JobParams(model=job.params.model, aspect_ratio=ratio, image_size=job.params.image_size, n=1)
+        refusal = model_spec(params.model).check(
+            references=1, aspect_ratio=params.aspect_ratio, image_size=params.image_size, edit=True
+        )  # the outlined copy is one more image beside the source
+        if refusal is not None:
+            raise GenerationError(refusal + ".")
+        inputs = ItemInputs(edit=EditInput(source_key=image.key), region=box)
+        return Prepared(
+            request=job_request(JobKind.REGION, origin, text, params, (NewItem(inputs=inputs),), parent=image),
+            display=text,
+            label=f"Vary (Region: {region_label(box)})",
+        )
+
     async def pan(self, image: Image, origin: Origin, *, direction: Direction) -> Prepared:
         """Pan: the canvas extended towards `direction`, the new area filled by the model."""
         data = await self._store.get_bytes(image.key)
@@ -516,22 +599,38 @@ class GenerationService:
         item = await self._ledger.get_item(job.id, 0)
         return item.inputs.ref_keys if item is not None else ()
 
-    async def _outpaint(self, image: Image, origin: Origin, canvas: bytes, *, label: str, kind: JobKind) -> Prepared:
+    async def _outpaint(
+        self,
+        image: Image,
+        origin: Origin,
+        canvas: bytes,
+        *,
+        label: str,
+        kind: JobKind,
+        prompt: str | None = None,
+        display: str | None = None,
+        model: str | None = None,
+        image_size: str | None = None,
+        notes: Sequence[str] = (),
+    ) -> Prepared:
+        """Return the job filling `canvas` (the image on a larger canvas); `prompt` unset: the job's, with the fill."""
         job = await self._job(image.job_id)
         taken = await self._intake.image(canvas, name=f"{kind.value}.png")
         if not isinstance(taken, AcceptedImage):
             raise GenerationError(f"The enlarged canvas could not be stored: {taken.message}.")
-        spec = model_spec(job.params.model)
-        width, height = await asyncio.to_thread(image_size, canvas)
+        model = model or job.params.model
+        spec = model_spec(model)
+        width, height = await asyncio.to_thread(_image_size, canvas)
         ratio = snap_aspect_ratio(width, height, spec.aspect_ratios or GEMINI_ASPECT_RATIOS)
-        params = JobParams(model=job.params.model, aspect_ratio=ratio, image_size=job.params.image_size, n=1)
+        params = JobParams(model=model, aspect_ratio=ratio, image_size=image_size or job.params.image_size, n=1)
+        params = self._fit_size(params, [])
         check_params(params, references=1)
         items = (NewItem(inputs=ItemInputs(ref_keys=(taken.key,))),)
-        prompt = f"{job.prompt}\n\n{FILL_WORDING}"
         return Prepared(
-            request=job_request(kind, origin, prompt, params, items, parent=image),
-            display=await self.display_of(job),
+            request=job_request(kind, origin, prompt or f"{job.prompt}\n\n{FILL_WORDING}", params, items, parent=image),
+            display=display or await self.display_of(job),
             label=label,
+            notes=tuple(notes),
         )
 
     def _fit_size(self, params: JobParams, notes: list[str]) -> JobParams:

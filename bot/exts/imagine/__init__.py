@@ -28,10 +28,14 @@ from bot.exts._errors import error_embed, send_error
 from bot.exts._send import fit_content, fit_embed, fit_embeds, fit_modal, fit_view
 from bot.exts.imagine._components import (
     EDIT_MODAL,
+    REGION_MODAL,
     REMIX_MODAL,
+    ZOOM_MODAL,
+    CustomZoomModal,
     EditModal,
     PeelButton,
     PromptModal,
+    RegionModal,
     modal_values,
 )
 from bot.exts.imagine._inputs import origin_of, read_attachments
@@ -245,6 +249,15 @@ class ImagineCog(commands.Cog):
                 await self._image(job_id, index)
                 await interaction.response.send_modal(fit_modal(EditModal(job_id=job_id, index=index)))
                 return
+            if action == "vr":
+                await self._image(job_id, index)
+                await interaction.response.send_modal(fit_modal(RegionModal(job_id=job_id, index=index)))
+                return
+            if action == "zc":
+                await self._image(job_id, index)
+                text = await self.service.remix_text(await self._job(job_id))
+                await interaction.response.send_modal(fit_modal(CustomZoomModal(job_id=job_id, index=index, text=text)))
+                return
             if action in ("v", "vs", "vx", "r"):
                 prefs = await self.service.preferences(UserId(interaction.user.id))
                 if prefs.remix:
@@ -278,11 +291,15 @@ class ImagineCog(commands.Cog):
             return
         custom_id = str(interaction.data.get("custom_id", ""))
         remix, edit = REMIX_MODAL.fullmatch(custom_id), EDIT_MODAL.fullmatch(custom_id)
-        if remix is None and edit is None:
+        tool = ZOOM_MODAL.fullmatch(custom_id) or REGION_MODAL.fullmatch(custom_id)
+        if remix is None and edit is None and tool is None:
             return
         if await self._refused(interaction):
             return
         values = modal_values(interaction.data)
+        if tool is not None:
+            await self.on_tool_modal(interaction, custom_id, JobId(tool["job"]), int(tool["index"]), values)
+            return
         if remix is not None:
             job_id, index = JobId(remix["job"]), int(remix["index"])
             prompt = values.get("prompt", "").strip() or None  # an emptied box keeps the job's own prompt
@@ -297,6 +314,22 @@ class ImagineCog(commands.Cog):
         """Run V, Vary or 🔄 with the prompt from the Remix modal."""
         await interaction.response.defer(thinking=True)
         await self._launch(interaction, self._maker(interaction, action, job_id, index, prompt), where="remix")
+
+    async def on_tool_modal(
+        self, interaction: discord.Interaction[Any], custom_id: str, job_id: JobId, index: int, values: dict[str, str]
+    ) -> None:
+        """Run Custom Zoom or Vary (Region) from its modal."""
+        await interaction.response.defer(thinking=True)
+        prompt = values.get("prompt", "")
+
+        async def make(origin: Origin) -> Prepared:
+            image = await self._image(job_id, index)
+            if custom_id.startswith("peel-zoom:"):
+                job_prompt = prompt.strip() or await self.service.remix_text(await self._job(job_id))
+                return await self.service.custom_zoom(image, origin, factor=values.get("zoom", ""), prompt=job_prompt)
+            return await self.service.vary_region(image, origin, region=values.get("region", ""), prompt=prompt)
+
+        await self._launch(interaction, make, where="custom zoom" if custom_id.startswith("peel-zoom:") else "region")
 
     async def on_edit(self, interaction: discord.Interaction[Any], job_id: JobId, index: int, instruction: str) -> None:
         """Run an edit from the Edit modal."""
@@ -324,6 +357,8 @@ class ImagineCog(commands.Cog):
                 return await s.upscale(image, origin, size="2K" if action == "up2" else "4K")
             if action in ZOOMS:
                 return await s.zoom(image, origin, factor=ZOOMS[action])
+            if action == "sq":
+                return await s.make_square(image, origin)
             if action in PANS:
                 return await s.pan(image, origin, direction=PANS[action])
             raise GenerationError(f"Peel doesn't know the button {action!r}.")
