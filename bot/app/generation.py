@@ -46,6 +46,7 @@ from bot.app.generation_types import (
 )
 from bot.app.imaging import Direction, pan_canvas, zoom_canvas, zoom_out_canvas
 from bot.app.imaging import image_size as _image_size  # `image_size` is also a parameter name here
+from bot.app.references import LinkError, ReferenceLinks
 from bot.core.admission import REFUSAL_TITLE
 from bot.core.models import (
     EditInput,
@@ -70,6 +71,7 @@ from bot.core.params import (
     snap_aspect_ratio,
 )
 from bot.core.permute import PermutationError, expand
+from bot.core.references import RefParseError, RefRole, parse_labels, take_links, with_roles
 from bot.core.regions import RegionError, parse_region, region_label
 from bot.core.render import code
 from bot.dispatch import Dispatcher
@@ -92,9 +94,14 @@ class GenerationService:
         *,
         default_model: str,
         budgets: BudgetService | None = None,
+        links: ReferenceLinks | None = None,
     ) -> None:
-        """Build the service; `budgets` checks and reserves each request's cost (None: no budgets)."""
+        """Build the service; `budgets` checks and reserves each request's cost (None: no budgets).
+
+        `links` fetches the image links of prompts (`--sref`, `--cref`, `--oref`, bare links); None refuses them.
+        """
         self._budgets = budgets
+        self._links = links
         self._ledger = ledger
         self._dispatcher = dispatcher
         self._store = store
@@ -136,6 +143,20 @@ class GenerationService:
             keys.append(taken.key)
         return tuple(keys)
 
+    async def _fetch_link(self, url: str, origin: Origin) -> str:
+        """Fetch an image link of a prompt by `/batch`'s URL rules and store it as a reference; return its key."""
+        shown = code(url if len(url) <= 80 else url[:77] + "…")
+        if self._links is None:
+            raise GenerationError(f"{shown}: Peel doesn't fetch links here; attach the image instead.")
+        try:
+            data = await self._links.fetch(url, user_id=origin.user_id)
+        except LinkError as exc:
+            raise GenerationError(f"{shown} can't be used as a reference: {exc.user_message}.") from exc
+        taken = await self._intake.image(data, name="link")
+        if not isinstance(taken, AcceptedImage):
+            raise GenerationError(f"{shown} can't be used as a reference: {taken.message}.")
+        return taken.key
+
     # ---- requests ----------------------------------------------------------------------------------------------
 
     def parse(self, prompt: str) -> ParsedPrompt:
@@ -157,11 +178,13 @@ class GenerationService:
         kind: JobKind = JobKind.GRID,
         label: str = "",
         overrides: PromptParams | None = None,
+        ref_roles: Sequence[RefRole | None] = (),
     ) -> Prepared:
         """Build a grid job from a prompt, the command's options and the user's settings.
 
         Inline parameters win over the command's options, which win over the user's settings; `overrides` (the
-        CLI's flags, already checked) win over them all.
+        CLI's flags, already checked) win over them all. `ref_roles` says what each reference is for (by position;
+        `bot.core.references`), and the model prompt says so.
         """
         parsed = self.parse(prompt)
         notes = list(parsed.notes)
@@ -190,7 +213,7 @@ class GenerationService:
         check_params(params, references=len(ref_keys))
         items = tuple(NewItem(inputs=ItemInputs(ref_keys=tuple(ref_keys))) for _ in range(params.n))
         return Prepared(
-            request=job_request(kind, origin, parsed.model_prompt(), params, items),
+            request=job_request(kind, origin, with_roles(parsed.model_prompt(), ref_roles), params, items),
             display=" ".join(prompt.split()),
             label=label,
             notes=tuple(notes),
@@ -207,6 +230,7 @@ class GenerationService:
         aspect_ratio: str | None = None,
         image_size: str | None = None,
         overrides: PromptParams | None = None,
+        ref_labels: str | None = None,
     ) -> ImaginePlan:
         """Build one grid job per `{a, b}` permutation of `prompt` and per `--repeat` run; nothing is submitted.
 
@@ -214,10 +238,27 @@ class GenerationService:
         take seeds S, S+1, …; without a seed each its own. The first job keeps the origin's idempotency key, the
         others add `#2`, `#3`, … to it, so a redelivered interaction queues none twice.
 
+        Image links in the prompt (`--sref`/`--cref`/`--oref` links, bare links) are fetched and stored as
+        references after the attached ones (`ref_keys`), which `ref_labels` (`1=style 2=character`) marks.
+
         Raises:
-            GenerationError: more than `max_prompts` jobs, a bad parameter in any expansion, or the owner's queue
-                could not take them all (said before any is queued).
+            GenerationError: more than `max_prompts` jobs, a bad parameter in any expansion, a link that cannot be
+                a reference, more references than the model takes, or the owner's queue could not take them all
+                (said before any is queued).
         """
+        try:
+            roles = parse_labels(ref_labels, len(ref_keys))
+            linked = take_links(prompt)
+        except RefParseError as exc:
+            raise GenerationError(str(exc), title="Invalid reference") from exc
+        if linked.links:
+            if len(ref_keys) + len(linked.links) > MAX_REFERENCES:
+                raise GenerationError(
+                    f"At most {MAX_REFERENCES} reference images; {len(ref_keys) + len(linked.links)} given."
+                )
+            ref_keys = (*ref_keys, *[await self._fetch_link(link.url, origin) for link in linked.links])
+            roles = (*roles, *(link.role for link in linked.links))
+            prompt = linked.text
         try:
             texts = expand(prompt, cap=max_prompts)
         except PermutationError as exc:
@@ -246,6 +287,7 @@ class GenerationService:
                     aspect_ratio=aspect_ratio,
                     image_size=image_size,
                     overrides=run_overrides,
+                    ref_roles=roles,
                 )
             )
         plan = ImaginePlan(jobs=tuple(jobs))

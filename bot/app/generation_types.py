@@ -16,7 +16,7 @@ from bot.dispatch import SubmitResult
 from bot.errors import UserFacingError
 from worker.contract import IMAGE_SIZES, MODEL_ALIASES, ErrorCode, model_spec
 
-MAX_REFERENCES = 10
+MAX_REFERENCES = 14  # the most any model takes (worker.catalogue); each model's own cap is checked after
 UPSCALE_FALLBACK_MODEL = MODEL_ALIASES["pro"]
 ZOOM_FACTORS: tuple[float, ...] = (1.5, 2.0)
 CUSTOM_ZOOM_RANGE = (1.0, 2.0)  # Midjourney's --zoom takes 1 to 2

@@ -12,6 +12,7 @@ from bot.app.budgets import BudgetService
 from bot.app.gallery import GalleryService
 from bot.app.generation import GenerationService
 from bot.app.groups import GroupService
+from bot.app.references import ReferenceLinks
 from bot.app.runtime import Runtime
 
 
@@ -33,6 +34,7 @@ def generation_service(runtime: Runtime, budgets: BudgetService | None = None) -
         runtime.backends.store,
         default_model=runtime.settings.gemini_model,
         budgets=budgets or budget_service(runtime),
+        links=ReferenceLinks.from_settings(runtime.settings),
     )
 
 

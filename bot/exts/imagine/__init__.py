@@ -125,11 +125,12 @@ class ImagineCog(commands.Cog):
 
     @app_commands.command(name="imagine", description="Make images from a prompt (and reference images)")
     @app_commands.describe(
-        prompt="What to draw; {a, b}: a grid each; inline --ar W:H --seed N --no x --model --size --n --repeat N",
+        prompt="What to draw; {a, b}: a grid each; --ar W:H --seed N --no x --model --size --n --repeat N --sref URL",
         model="The Gemini image model",
         aspect_ratio="The picture's shape",
         size="The output size (2K and 4K on Pro / Nano Banana 2)",
         image="A reference image",
+        refs="What the attached images are for, e.g. 1=style 2=character 3=object",
     )
     @app_commands.choices(model=MODEL_CHOICES, aspect_ratio=RATIO_CHOICES, size=SIZE_CHOICES)
     async def imagine(
@@ -139,6 +140,7 @@ class ImagineCog(commands.Cog):
         model: str | None = None,
         aspect_ratio: str | None = None,
         size: str | None = None,
+        refs: app_commands.Range[str, 1, 200] | None = None,
         image: discord.Attachment | None = None,
         image2: discord.Attachment | None = None,
         image3: discord.Attachment | None = None,
@@ -155,15 +157,16 @@ class ImagineCog(commands.Cog):
         attachments = [a for a in (image, image2, image3, image4, image5, image6, image7, image8, image9, image10) if a]
         try:
             origin = await self._origin(interaction)
-            refs = await self.service.take_references(await read_attachments(attachments))
+            ref_keys = await self.service.take_references(await read_attachments(attachments))
             plan = await self.service.imagine_all(
                 prompt,
                 origin,
                 max_prompts=self.bot.runtime.settings.max_prompts_per_request,
-                ref_keys=refs,
+                ref_keys=ref_keys,
                 model=model,
                 aspect_ratio=aspect_ratio,
                 image_size=size,
+                ref_labels=refs,
             )
         except Exception as exc:  # the Discord boundary: one mapper  # noqa: BLE001
             await self._fail_interaction(interaction, exc, where="/imagine")

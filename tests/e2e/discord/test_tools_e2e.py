@@ -8,10 +8,12 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
+from aiohttp import web
 from PIL import Image, ImageChops
 
 from bot.core.models import JobKind, JobStatus
-from tests.e2e.discord.conftest import WAIT_S, ephemeral_embed, imagine, labels, result_of
+from local.discord.state import Upload
+from tests.e2e.discord.conftest import WAIT_S, ephemeral_embed, imagine, labels, png, result_of
 from tests.fakes.peel_stack import PeelStack, peel_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(90)]
@@ -135,3 +137,73 @@ async def test_vary_region_refuses_an_unknown_region_naming_the_accepted_ones(st
     assert await opened.wait_ack() == 9
     await d.submit_modal(opened, {"region": "somewhere nice", "prompt": "a hat"})
     await d.wait_for_message(lambda m: "bottom-right" in ephemeral_embed(m), timeout=WAIT_S)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def images_site() -> AsyncIterator[str]:
+    """A web server on 127.0.0.1 serving reference images (allowed by the stack's BATCH_FETCH_ALLOWED_NETWORKS)."""
+
+    async def serve(request: web.Request) -> web.Response:
+        if request.match_info["name"] == "page.html":
+            return web.Response(text="<html>not an image</html>", content_type="text/html")
+        shade = sum(request.match_info["name"].encode()) % 200
+        return web.Response(body=png(colour=(shade, 40, 90)), content_type="image/png")
+
+    app = web.Application()
+    app.router.add_get("/{name}", serve)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    yield f"http://127.0.0.1:{port}"
+    await runner.cleanup()
+
+
+async def test_sref_and_cref_links_become_references_marked_in_the_prompt_gemini_receives(
+    stack: PeelStack, images_site: str
+):
+    prompt = f"a knight --sref {images_site}/style.png --cref {images_site}/hero.png"
+    await imagine(stack, prompt, refs="1=object", image=Upload("a.png", png()))
+    await stack.driver().wait_for_message(lambda m: "a knight" in m.content and "U1" in labels(m), timeout=WAIT_S)
+    job = await latest_job(stack)
+    item = await stack.rt.ledger.get_item(job.id, 0)
+    assert item is not None and len(item.inputs.ref_keys) == 3  # the attachment, then the links in order
+    sent = (await received(stack))[-1]
+    assert sent["images"] == 3
+    assert sent["prompt"].startswith("a knight")
+    assert "Image 1 shows an object" in sent["prompt"]
+    assert "Use image 2 only for its style" in sent["prompt"]
+    assert "Image 3 shows a character" in sent["prompt"]
+
+
+@pytest.mark.parametrize(
+    "link",
+    ["http://10.1.2.3/a.png", "http://0xa010203/a.png", "http://169.254.169.254/latest", "http://[::ffff:10.0.0.1]/"],
+)
+async def test_a_link_to_a_private_address_is_refused_before_anything_is_fetched(stack: PeelStack, link: str):
+    before = len(await stack.rt.ledger.list_jobs())
+    await imagine(stack, f"a knight --sref {link}")
+    await stack.driver().wait_for_message(
+        lambda m: "private or local address" in ephemeral_embed(m) and link[:20] in ephemeral_embed(m), timeout=WAIT_S
+    )
+    assert len(await stack.rt.ledger.list_jobs()) == before
+
+
+async def test_a_link_that_is_not_an_image_is_refused_naming_it(stack: PeelStack, images_site: str):
+    await imagine(stack, f"a knight {images_site}/page.html")
+    await stack.driver().wait_for_message(
+        lambda m: "page.html" in ephemeral_embed(m) and "can't be used as a reference" in ephemeral_embed(m),
+        timeout=WAIT_S,
+    )
+
+
+async def test_a_fourth_reference_on_flash_is_refused_naming_the_models_cap(stack: PeelStack, images_site: str):
+    links = " ".join(f"{images_site}/{n}.png" for n in range(2))
+    await imagine(
+        stack, f"a crowd --oref {links}", model="flash", image=Upload("a.png", png()), image2=Upload("b.png", png())
+    )
+    error = await stack.driver().wait_for_message(
+        lambda m: "at most 3 reference images" in ephemeral_embed(m), timeout=WAIT_S
+    )
+    assert "gemini-2.5-flash-image" in ephemeral_embed(error) and "4 given" in ephemeral_embed(error)
