@@ -8,7 +8,9 @@ Single-image tools, as Midjourney users know them, on Gemini:
 
 * upscale: the image as the reference at 2K/4K on a model that takes the size;
 * vary (subtle/strong): the image as the reference with a wording that says how far to stray;
-* zoom out / pan: the image on a larger grey canvas (stored through the intake) and an instruction to fill it;
+* zoom out / pan / Make Square / Custom Zoom: the image on a larger grey canvas (stored through the intake) and an
+  instruction to fill it (Custom Zoom: with the edited prompt);
+* Vary (Region): the image, the region and its prompt; the worker outlines, asks and composites (`worker.region`);
 * reroll: the same prompt and references with new seeds;
 * edit: an edit of the image, carrying the earlier instructions of its chain (a job note, `edit_history`).
 """
