@@ -73,7 +73,7 @@ from bot.core.params import (
     snap_aspect_ratio,
 )
 from bot.core.permute import PermutationError, expand
-from bot.core.references import RefParseError, RefRole, parse_labels, take_links, with_roles
+from bot.core.references import RefParseError, RefRole, parse_labels, take_links, with_roles, without_roles
 from bot.core.regions import RegionError, parse_region, region_label
 from bot.core.render import code
 from bot.dispatch import Dispatcher
@@ -340,7 +340,7 @@ class GenerationService:
         wording = VARY_WORDING.get(strength)
         if wording is None:
             raise GenerationError(f"Variation strength must be subtle or strong, not {strength!r}.")
-        base, display, params = job.prompt, await self.display_of(job), job.params
+        base, display, params = without_roles(job.prompt), await self.display_of(job), job.params
         notes: list[str] = []
         if prompt is not None:
             parsed = self.parse(prompt)
@@ -375,7 +375,7 @@ class GenerationService:
         params = JobParams(model=model, aspect_ratio=job.params.aspect_ratio, image_size=size, n=1)
         check_params(params, references=1)
         items = (NewItem(inputs=ItemInputs(ref_keys=(image.key,))),)
-        prompt = f"{job.prompt}\n\n{UPSCALE_WORDING}"
+        prompt = f"{without_roles(job.prompt)}\n\n{UPSCALE_WORDING}"
         return Prepared(
             request=job_request(JobKind.UPSCALE, origin, prompt, params, items, parent=image),
             display=await self.display_of(job),
@@ -670,8 +670,9 @@ class GenerationService:
         params = self._fit_size(params, [])
         check_params(params, references=1)
         items = (NewItem(inputs=ItemInputs(ref_keys=(taken.key,))),)
+        prompt = prompt or f"{without_roles(job.prompt)}\n\n{FILL_WORDING}"  # the canvas is the only image sent
         return Prepared(
-            request=job_request(kind, origin, prompt or f"{job.prompt}\n\n{FILL_WORDING}", params, items, parent=image),
+            request=job_request(kind, origin, prompt, params, items, parent=image),
             display=display or await self.display_of(job),
             label=label,
             notes=tuple(notes),

@@ -117,6 +117,17 @@ def with_roles(prompt: str, roles: Sequence[RefRole | None]) -> str:
     return f"{prompt}\n\n{lines}" if lines else prompt
 
 
+_ROLE_LINE = re.compile("|".join(re.escape(words).replace(re.escape("{n}"), r"\d+") for words in ROLE_WORDS.values()))
+
+
+def without_roles(prompt: str) -> str:
+    """Return a model prompt without the roles `with_roles` added (for a tool that sends other images)."""
+    head, sep, tail = prompt.rpartition("\n\n")
+    if sep and tail and all(_ROLE_LINE.fullmatch(line) for line in tail.split("\n")):
+        return head
+    return prompt
+
+
 __all__ = [
     "PARAMETERS",
     "LinkedReference",
@@ -127,4 +138,5 @@ __all__ = [
     "role_lines",
     "take_links",
     "with_roles",
+    "without_roles",
 ]

@@ -165,7 +165,9 @@ async def test_sref_and_cref_links_become_references_marked_in_the_prompt_gemini
 ):
     prompt = f"a knight --sref {images_site}/style.png --cref {images_site}/hero.png"
     await imagine(stack, prompt, refs="1=object", image=Upload("a.png", png()))
-    await stack.driver().wait_for_message(lambda m: "a knight" in m.content and "U1" in labels(m), timeout=WAIT_S)
+    grid = await stack.driver().wait_for_message(
+        lambda m: "a knight" in m.content and "U1" in labels(m), timeout=WAIT_S
+    )
     job = await latest_job(stack)
     item = await stack.rt.ledger.get_item(job.id, 0)
     assert item is not None and len(item.inputs.ref_keys) == 3  # the attachment, then the links in order
@@ -175,6 +177,12 @@ async def test_sref_and_cref_links_become_references_marked_in_the_prompt_gemini
     assert "Image 1 shows an object" in sent["prompt"]
     assert "Use image 2 only for its style" in sent["prompt"]
     assert "Image 3 shows a character" in sent["prompt"]
+    # A variation sends only the chosen image: the roles, which name the references, stay behind.
+    await stack.driver().click(grid, label="V1")
+    await stack.driver().wait_for_message(lambda m: "Variations" in m.content and bool(m.attachments), timeout=WAIT_S)
+    varied = await latest_job(stack)
+    assert varied.kind is JobKind.VARIATION and varied.prompt.startswith("a knight")
+    assert "image 2" not in varied.prompt.lower() and "Image 3" not in varied.prompt
 
 
 @pytest.mark.parametrize(

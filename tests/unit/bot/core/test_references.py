@@ -2,7 +2,7 @@
 
 import pytest
 
-from bot.core.references import RefParseError, RefRole, parse_labels, take_links, with_roles
+from bot.core.references import RefParseError, RefRole, parse_labels, take_links, with_roles, without_roles
 
 
 def test_take_links_takes_each_parameters_links_and_bare_links_out_of_the_prompt() -> None:
@@ -41,3 +41,9 @@ def test_with_roles_tells_the_model_what_each_marked_image_is_for() -> None:
     assert "Use image 2 only for its style" in text and "Image 3 shows a character" in text
     assert "image 1" not in text.lower()
     assert with_roles("a knight", (None,)) == "a knight"
+
+
+def test_without_roles_gives_back_the_prompt_a_tool_sends_with_other_images() -> None:
+    prompt = "a knight\n\nwith a lance"
+    assert without_roles(with_roles(prompt, (RefRole.OBJECT, None, RefRole.STYLE))) == prompt
+    assert without_roles(prompt) == prompt  # a prompt's own paragraphs stay
