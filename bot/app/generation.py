@@ -397,18 +397,21 @@ class GenerationService:
         width, height = await asyncio.to_thread(_image_size, data)
         if width == height:
             raise GenerationError("This image is already square.")
-        canvas = await asyncio.to_thread(zoom_canvas, data, 1.0, square=True)
+        canvas = await asyncio.to_thread(zoom_canvas, data, 1.0, ratio=(1, 1))
         return await self._outpaint(image, origin, canvas, label="Make Square", kind=JobKind.SQUARE)
 
     async def custom_zoom(self, image: Image, origin: Origin, *, factor: str, prompt: str) -> Prepared:
         """Custom Zoom: zoom out by `factor` (1.0–2.0, Midjourney's `--zoom`) with an edited prompt.
 
-        The prompt's own parameters (`--model`, `--size`) apply; the aspect ratio is the enlarged canvas's.
+        The prompt's own parameters (`--model`, `--size`) apply; its `--ar`, as in Midjourney, widens or heightens
+        the canvas to that shape (the image is never cut), else the shape is the image's.
         """
         zoom = self.zoom_factor(factor)
         parsed = self.parse(prompt)
+        ratio = parsed.params.aspect_ratio
+        shape = (int(ratio.split(":")[0]), int(ratio.split(":")[1])) if ratio else None
         data = await self._store.get_bytes(image.key)
-        canvas = await asyncio.to_thread(zoom_canvas, data, zoom)
+        canvas = await asyncio.to_thread(zoom_canvas, data, zoom, ratio=shape)
         wording = FILL_WORDING if zoom > 1.0 else KEEP_FRAME_WORDING
         return await self._outpaint(
             image,

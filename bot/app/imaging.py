@@ -124,20 +124,24 @@ def zoom_out_canvas(data: bytes, factor: float) -> bytes:
     return _png(canvas)
 
 
-def zoom_canvas(data: bytes, factor: float, *, square: bool = False) -> bytes:
-    """Return the image centred on a canvas `factor` times larger, made square when `square` (PNG).
+def zoom_canvas(data: bytes, factor: float, *, ratio: tuple[int, int] | None = None) -> bytes:
+    """Return the image centred on a canvas `factor` times larger, widened or heightened to `ratio` (W, H) (PNG).
 
-    Midjourney's Custom Zoom takes 1.0–2.0 (https://docs.midjourney.com/hc/en-us/articles/32683616989197-Zoom-Out):
-    1.0 keeps the frame (only the prompt changes the picture); Make Square is a zoom of 1.0 to the smallest square
-    holding the image, the two new bands left for the model to fill.
+    Midjourney's Custom Zoom takes 1.0–2.0 and may change the aspect ratio
+    (https://docs.midjourney.com/hc/en-us/articles/32683616989197-Zoom-Out): 1.0 keeps the frame (only the prompt
+    changes the picture). Make Square is a zoom of 1.0 to 1:1. The canvas only grows, so the image is never cut.
     """
     if not 1.0 <= factor <= 4.0:
         raise ValueError("zoom factor must be in [1, 4]")
     image = _open(data)
     w, h = image.size
     cw, ch = round(w * factor), round(h * factor)
-    if square:
-        cw = ch = max(cw, ch)
+    if ratio is not None:
+        rw, rh = ratio
+        if cw * rh > ch * rw:  # wider than the ratio: add height
+            ch = round(cw * rh / rw)
+        else:
+            cw = round(ch * rw / rh)
     canvas = Image.new("RGB", (cw, ch), (128, 128, 128))
     canvas.paste(image, ((cw - w) // 2, (ch - h) // 2))
     return _png(canvas)

@@ -90,6 +90,17 @@ async def test_custom_zoom_uses_the_edited_prompt_and_factor_when_the_modal_is_s
     assert canvas.width == round(parent.width * 1.5)
 
 
+async def test_custom_zoom_takes_the_shape_of_the_prompts_ar_when_given(stack: PeelStack):
+    d = stack.driver()
+    image = await single(stack, "wide cat")
+    opened = await d.click(image, label="Custom Zoom")
+    assert await opened.wait_ack() == 9
+    await d.submit_modal(opened, {"prompt": "wide cat on a beach --ar 16:9", "zoom": "1"})
+    await d.wait_for_message(lambda m: "Custom Zoom 1×" in m.content and bool(m.attachments), timeout=WAIT_S)
+    job = await latest_job(stack)
+    assert (job.kind, job.params.aspect_ratio) == (JobKind.ZOOM, "16:9")
+
+
 async def test_custom_zoom_refuses_a_factor_outside_one_to_two(stack: PeelStack):
     d = stack.driver()
     image = await single(stack, "far cat")

@@ -60,7 +60,7 @@ def _sha(data: bytes) -> str:
 
 
 async def test_make_square_sends_the_square_canvas_and_the_fill_instruction(rig: Rig) -> None:
-    canvas = zoom_canvas(_png((96, 64), (200, 30, 30)), 1.0, square=True)
+    canvas = zoom_canvas(_png((96, 64), (200, 30, 30)), 1.0, ratio=(1, 1))
     await rig.store.put("inputs/canvas.png", canvas)
     prompt = f"a fox\n\n{FILL_WORDING}"
     item = {"index": 0, "prompt": prompt, "ref_keys": ["inputs/canvas.png"], "aspect_ratio": "1:1"}
