@@ -94,6 +94,11 @@ class BotSettings(BaseSettings):
         default=None, description="a Gemini API proxy for the local endpoint's workers; unset: Google's API"
     )
     gemini_model: str = Field(default=DEFAULT_MODEL, description="the model used when a user has not chosen one")
+    gemini_describe_model: str = Field(
+        default="gemini-2.5-flash",
+        pattern=r"^[A-Za-z0-9._/-]+$",
+        description="the text model /describe asks for prompts (priced in the catalogue's text models)",
+    )
     gemini_concurrency: int = Field(
         default=10, ge=1, le=1000, description="Gemini calls in flight over all workers: your quota allows this many"
     )

@@ -137,6 +137,7 @@ def build_deps(settings: WorkerSettings, gemini: GeminiSettings) -> WorkerDeps:
         generator=generator,
         model_checker=generator,
         files=generator,
+        text=generator,
         progress=runpod.serverless.progress_update if on_platform else discard_progress,
         progress_interval_s=settings.progress_interval_s,
         progress_settle_s=settings.progress_settle_s,

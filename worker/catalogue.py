@@ -208,6 +208,27 @@ MODELS: Mapping[str, ModelSpec] = {
         ),
     )
 }
+# Text models Peel calls besides the image models: `/describe` reads an image with one (`GEMINI_DESCRIBE_MODEL`).
+# Standard-tier prices per 1M tokens from https://ai.google.dev/gemini-api/docs/pricing: Gemini 2.5 Flash $0.30
+# input (text, image, video), $2.50 output "including thinking tokens"; 2.5 Flash-Lite $0.10 and $0.40; 2.5 Pro
+# $1.25 and $10 (prompts up to 200k tokens). A text model makes no image, so `image_output` is its output price:
+# output Gemini did not break down by modality is then priced as the text it is.
+TEXT_MODEL_PRICES: Mapping[str, TokenPrices] = {
+    "gemini-2.5-flash": TokenPrices(input=0.30, text_output=2.50, image_output=2.50),
+    "gemini-2.5-flash-lite": TokenPrices(input=0.10, text_output=0.40, image_output=0.40),
+    "gemini-2.5-pro": TokenPrices(input=1.25, text_output=10.0, image_output=10.0),
+}
+
+# About 600 tokens in (an image of up to ~258 per tile, the instruction) and up to ~1,500 out with thinking, at
+# Gemini 2.5 Flash's prices: $0.004 (rounded up). Only the estimate; what is recorded is the usage Gemini reports.
+TEXT_ANSWER_ESTIMATE_USD = 0.004
+
+
+def is_text_model(name: str) -> bool:
+    """Tell whether `name` (a bare id or "models/<id>") is a text model of the price table (not an image model)."""
+    return name.removeprefix("models/") in TEXT_MODEL_PRICES
+
+
 # Older and preview API names of the same models.
 PREVIEW_ALIASES: Mapping[str, str] = {
     "gemini-2.5-flash-image-preview": "gemini-2.5-flash-image",
@@ -247,10 +268,13 @@ def model_spec(name: str) -> ModelSpec:
         aspect_ratios=None,
         image_sizes=None,
         pixels_1k=PIXELS_3 if thinking else PIXELS_25,
-        price_usd={},
         output_tokens={},
         input_image_tokens=560,
         thinking=thinking,
         output_mime="image/jpeg" if thinking else "image/png",
+        # A text model's answer is priced by its tokens; its "image" price is the estimate of one describe answer
+        # (an image and an instruction in, four prompts and thoughts out), what a plan or a budget hold counts.
+        price_usd={DEFAULT_IMAGE_SIZE: TEXT_ANSWER_ESTIMATE_USD} if bare in TEXT_MODEL_PRICES else {},
+        token_prices=TEXT_MODEL_PRICES.get(bare),  # a text model is priced; its image limits are no one's
         known=False,
     )

@@ -156,6 +156,9 @@ class ChunkInput(_Model):
     model: Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._/-]+$")]
     concurrency: int = Field(default=4, ge=1, le=256)
     items: list[ChunkItem] = Field(min_length=1, max_length=MAX_ITEMS_PER_CHUNK)
+    # None: images (left out of the payload, so a worker older than the field takes every image chunk);
+    # "describe": each item's one reference is described in prompts (`DescribeAnswer`), see below.
+    kind: Literal["describe"] | None = None
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -445,6 +448,36 @@ class RelaxCollectInput(_Model):
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
+# -- Describe: an image in, prompts out (`/describe`) ------------------------------------------------------------
+#
+# A describe chunk is a `ChunkInput` with `kind="describe"` and `model` a text model (the bot's
+# `GEMINI_DESCRIBE_MODEL`): each item's one reference key is the image to describe, its prompt the instruction.
+# The worker asks the model for `DESCRIBE_PROMPTS` prompts as JSON, cleans them and writes a `DescribeAnswer` as
+# JSON under `describe_key(output_key)`, answering `ItemOk` with that key and the image's size. It goes through the
+# same queue, caps and budgets as an image; a worker older than the kind refuses the chunk (BAD_INPUT).
+
+DESCRIBE_KIND: Literal["describe"] = "describe"
+DESCRIBE_PROMPTS = 4
+# A described prompt must fit /imagine's prompt option (1,500 characters) with its ` --ar W:H`, and Discord.
+MAX_DESCRIBED_PROMPT_CHARS = 1400
+DescribedPrompt = Annotated[str, StringConstraints(min_length=1, max_length=MAX_DESCRIBED_PROMPT_CHARS)]
+
+
+class DescribeAnswer(_Model):
+    """What a describe item writes to the store: the prompts and the described image's size and aspect ratio."""
+
+    prompts: list[DescribedPrompt] = Field(min_length=DESCRIBE_PROMPTS, max_length=DESCRIBE_PROMPTS)
+    width: int = Field(ge=1)
+    height: int = Field(ge=1)
+    aspect_ratio: AspectRatio
+
+
+def describe_key(output_key: str) -> str:
+    """Return where a describe item's answer is written: its output key with `.describe.json` for the extension."""
+    stem, dot, _ = output_key.rpartition(".")
+    return f"{stem if dot else output_key}.describe.json"
+
+
 def parse_top_level_error(error: str) -> tuple[ErrorCode | None, str]:
     """Split a worker's top-level `"CODE: message"` error into its code (None when unknown) and message."""
     code, sep, message = error.partition(":")
@@ -455,8 +488,11 @@ def parse_top_level_error(error: str) -> tuple[ErrorCode | None, str]:
 
 __all__ = [
     "ASPECT_RATIOS_10",
+    "DESCRIBE_KIND",
+    "DESCRIBE_PROMPTS",
     "EXTREME_ASPECT_RATIOS",
     "IMAGE_SIZES",
+    "MAX_DESCRIBED_PROMPT_CHARS",
     "MAX_ITEMS_PER_CHUNK",
     "MAX_PROMPT_CHARS",
     "MAX_RELAX_FILE_BYTES",
@@ -475,6 +511,8 @@ __all__ = [
     "ChunkOutput",
     "ChunkProgress",
     "ChunkResult",
+    "DescribeAnswer",
+    "DescribedPrompt",
     "EditSpec",
     "ErrorCode",
     "FileName",
@@ -496,6 +534,7 @@ __all__ = [
     "TokenPrices",
     "TokenUsage",
     "add_usage",
+    "describe_key",
     "model_spec",
     "parse_top_level_error",
     "relax_display_name",

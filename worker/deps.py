@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from storage import Store
 from worker.contract import ChunkProgress, ItemResult
-from worker.generation import GeminiFiles, ImageGenerator, ModelChecker
+from worker.generation import GeminiFiles, ImageGenerator, ModelChecker, TextCaller
 from worker.storecalls import StoreCalls
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,7 @@ class WorkerDeps:
         store_backoff_cap_s: the longest wait between two tries.
         model_checker: looks the self-test's models up with the worker's Gemini key; None reports each as OTHER.
         files: Gemini's Files API, for the relax job kinds (the Gemini adapter); None refuses them as CONFIG.
+        text: one call of a text model, for the describe job kind (the Gemini adapter); None refuses it as CONFIG.
         relax_dir: where relax_prepare writes a part's JSONL before uploading it; None: the system's temp dir.
         relax_concurrency: result lines of a relax_collect held and written at once.
         max_result_line_bytes: the longest result line relax_collect reads; a longer one fails its item.
@@ -75,6 +76,7 @@ class WorkerDeps:
     store_backoff_cap_s: float = 5.0
     model_checker: ModelChecker | None = None  # answers the self-test's model checks (the Gemini adapter)
     files: GeminiFiles | None = None
+    text: TextCaller | None = None
     relax_dir: str | None = None
     relax_concurrency: int = 4
     # A 4K PNG is ~20 MB, ~27 MB in base64: room for it and its answer's JSON, not for a runaway line.

@@ -727,6 +727,19 @@ class GeminiImageGenerator:
             return ModelCheck(model=model, problem=_model_problem(exc), detail=classify(exc).message[:200])
         return ModelCheck(model=model, problem=ModelProblem.OK)
 
+    async def call_model(
+        self, model: str, contents: list[types.Content], config: types.GenerateContentConfig
+    ) -> types.GenerateContentResponse:
+        """Make one generateContent call of any model (a text model, for the describe job kind), without retries.
+
+        Raises:
+            GenerationError: the call failed, classified as an image call's failure is.
+        """
+        try:
+            return await self._call(model, contents, config)
+        except _FAILURES as exc:
+            raise (exc if isinstance(exc, GenerationError) else classify(exc)) from exc
+
     async def _call(
         self, model: str, contents: list[types.Content], config: types.GenerateContentConfig
     ) -> types.GenerateContentResponse:

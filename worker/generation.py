@@ -3,7 +3,7 @@
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from worker.contract import ModelCheck, RegionSpec, TokenUsage
 
@@ -97,6 +97,14 @@ class ImageGenerator(Protocol):
 
     async def generate(self, request: GenerationRequest) -> GeneratedImage:
         """Generate the image `request` asks for."""
+        ...
+
+
+class TextCaller(Protocol):
+    """Makes one generateContent call of any model, once (the describe job kind asks a text model with it)."""
+
+    async def call_model(self, model: str, contents: Any, config: Any) -> Any:
+        """Return google-genai's `GenerateContentResponse`; raises `GenerationError` with the contract's code."""
         ...
 
 

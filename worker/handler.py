@@ -43,6 +43,7 @@ from pydantic import ValidationError
 
 from storage import ObjectNotFoundError, StorageError
 from worker.contract import (
+    DESCRIBE_KIND,
     RELAX_COLLECT_KIND,
     RELAX_PREPARE_KIND,
     SELFTEST_KIND,
@@ -69,6 +70,7 @@ from worker.deps import (
     discard_progress,
     store_calls,
 )
+from worker.describe import run_describe
 from worker.errors import GenerationError, InputError, WorkerError
 from worker.generation import GenerationRequest, InputImage
 from worker.images import ImageDecodeError, finish_png
@@ -128,7 +130,10 @@ def make_handler(deps: WorkerDeps) -> Handler:
                 chunk.concurrency,
                 extra={"job_id": chunk.job_id, "action": "claim"},
             )
-            result = await _ChunkRun(deps, job, chunk).run()
+            if chunk.kind == DESCRIBE_KIND:
+                result = await run_describe(deps, job, chunk)
+            else:
+                result = await _ChunkRun(deps, job, chunk).run()
         except WorkerError as exc:
             log.warning("job %s failed: %s: %s", job_id, exc.code, exc.message, extra={"action": "fail"})
             return {"error": f"{exc.code}: {exc.message}"}

@@ -73,6 +73,7 @@ from bot.core.params import (
     snap_aspect_ratio,
 )
 from bot.core.permute import PermutationError, expand
+from bot.core.prefer import personalize
 from bot.core.references import RefParseError, RefRole, parse_labels, take_links, with_roles, without_roles
 from bot.core.regions import RegionError, parse_region, region_label
 from bot.core.render import code
@@ -161,6 +162,15 @@ class GenerationService:
 
     # ---- requests ----------------------------------------------------------------------------------------------
 
+    async def personalized(self, prompt: str, user_id: UserId) -> str:
+        """Return a prompt as it runs for its user: their `/prefer option` sets expanded, their suffix added.
+
+        Applied wherever a user's typed prompt is parsed (/imagine, the Remix box); idempotent, so a prompt that
+        already went through it (a Remix of a shown prompt) is unchanged. Edit instructions and batch prompts are
+        not prompts of this kind and go as given.
+        """
+        return personalize(prompt, await self._ledger.prompt_prefs(user_id))
+
     def parse(self, prompt: str) -> ParsedPrompt:
         """Parse a prompt's inline parameters, raising one error that names every bad parameter."""
         parsed = parse_prompt(prompt)
@@ -185,9 +195,16 @@ class GenerationService:
         """Build a grid job from a prompt, the command's options and the user's settings.
 
         Inline parameters win over the command's options, which win over the user's settings; `overrides` (the
-        CLI's flags, already checked) win over them all. `ref_roles` says what each reference is for (by position;
-        `bot.core.references`), and the model prompt says so.
+        CLI's flags, already checked) win over them all. The user's suffix and option sets apply first.
+        `ref_roles` says what each reference is for (by position; `bot.core.references`), and the model prompt says
+        so. Image links are fetched by `imagine_all`; any left here (a suffix's, already fetched there, or a Remix
+        prompt's) are taken out of the text, never sent to Gemini as words.
         """
+        prompt = await self.personalized(prompt, origin.user_id)
+        try:
+            prompt = take_links(prompt).text if "://" in prompt else prompt
+        except RefParseError as exc:
+            raise GenerationError(str(exc), title="Invalid reference") from exc
         parsed = self.parse(prompt)
         notes = list(parsed.notes)
         options = PromptParams(aspect_ratio=aspect_ratio, image_size=image_size)
@@ -248,6 +265,7 @@ class GenerationService:
                 a reference, more references than the model takes, or the owner's queue could not take them all
                 (said before any is queued).
         """
+        prompt = await self.personalized(prompt, origin.user_id)
         try:
             roles = parse_labels(ref_labels, len(ref_keys))
             linked = take_links(prompt)
@@ -343,6 +361,7 @@ class GenerationService:
         base, display, params = without_roles(job.prompt), await self.display_of(job), job.params
         notes: list[str] = []
         if prompt is not None:
+            prompt = await self.personalized(prompt, origin.user_id)
             parsed = self.parse(prompt)
             notes.extend(parsed.notes)
             p = parsed.params

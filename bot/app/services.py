@@ -9,9 +9,11 @@ from dataclasses import dataclass
 from bot.app.account import AccountService
 from bot.app.batches import BatchService
 from bot.app.budgets import BudgetService
+from bot.app.describe import DescribeService
 from bot.app.gallery import GalleryService
 from bot.app.generation import GenerationService
 from bot.app.groups import GroupService
+from bot.app.prefer import PreferService
 from bot.app.references import ReferenceLinks
 from bot.app.runtime import Runtime
 
@@ -40,7 +42,7 @@ def generation_service(runtime: Runtime, budgets: BudgetService | None = None) -
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Services:
-    """One service per use case: generation, batches, groups and their galleries, the account and queue, budgets."""
+    """One service per use case: generation, describe, batches, groups, galleries, account, budgets, preferences."""
 
     generation: GenerationService
     batches: BatchService
@@ -48,19 +50,26 @@ class Services:
     gallery: GalleryService
     account: AccountService
     budgets: BudgetService
+    prefer: PreferService
+    describe: DescribeService
 
     @classmethod
     def of(cls, runtime: Runtime) -> "Services":
         """Build every service over an opened runtime."""
         groups = GroupService(runtime)
         budgets = budget_service(runtime)
+        generation = generation_service(runtime, budgets)
         return cls(
-            generation=generation_service(runtime, budgets),
+            generation=generation,
             batches=BatchService(runtime, budgets=budgets),
             groups=groups,
             gallery=GalleryService(runtime, groups=groups),
             account=AccountService(runtime.ledger, runtime.dispatcher),
             budgets=budgets,
+            prefer=PreferService(runtime.ledger),
+            describe=DescribeService(
+                runtime.ledger, runtime.dispatcher, runtime.backends.store, generation, runtime.settings
+            ),
         )
 
 

@@ -37,6 +37,7 @@ class JobKind(StrEnum):
     ZOOM = "zoom"
     PAN = "pan"
     BATCH = "batch"
+    DESCRIBE = "describe"  # an image described as prompts (`/describe`): its item's answer is JSON, not an image
     SQUARE = "square"  # Make Square: the image outpainted to 1:1
     REGION = "region"  # Vary (Region): one region of the image changed, the rest composited back unchanged
 

@@ -5,9 +5,10 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from bot.core.models import Item, ItemInputs, Job, JobParams
+from bot.core.models import Item, ItemInputs, Job, JobKind, JobParams
 from bot.runpod.types import RemoteJob, RemoteStatus
 from worker.contract import (
+    DESCRIBE_KIND,
     ChunkInput,
     ChunkItem,
     ChunkOutput,
@@ -74,15 +75,16 @@ def chunk_input(job: Job, items: Sequence[Item], concurrency: int, *, seq: int) 
         )
         for item in items
     ]
-    return ChunkInput.model_validate(
-        {
-            "job_id": job.id,
-            "chunk": seq,
-            "model": job.params.model,
-            "concurrency": max(1, concurrency),
-            "items": entries,
-        }
-    )
+    payload: dict[str, object] = {
+        "job_id": job.id,
+        "chunk": seq,
+        "model": job.params.model,
+        "concurrency": max(1, concurrency),
+        "items": entries,
+    }
+    if job.kind is JobKind.DESCRIBE:
+        payload["kind"] = DESCRIBE_KIND  # the worker describes each item's image instead of making one
+    return ChunkInput.model_validate(payload)
 
 
 def parse_output(data: object) -> ChunkProgress | ChunkResult | None:

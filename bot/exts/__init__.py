@@ -2,9 +2,13 @@
 
 EXTENSIONS: tuple[str, ...] = (
     "bot.exts.imagine",
+    "bot.exts.describe",
     "bot.exts.account",
     "bot.exts.batch",
     "bot.exts.groups",
     "bot.exts.alerts",
     "bot.exts.budget",
+    "bot.exts.prefer",
+    "bot.exts.show",
+    "bot.exts.help",
 )

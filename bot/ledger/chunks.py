@@ -7,7 +7,7 @@ from datetime import datetime
 
 import aiosqlite
 
-from bot.core.models import Chunk, ChunkId, ChunkStatus, Image, Item, ItemOutcome, ItemStatus, Job, JobId
+from bot.core.models import Chunk, ChunkId, ChunkStatus, Image, Item, ItemOutcome, ItemStatus, Job, JobId, JobKind
 from bot.ledger._rows import chunk_from, db_time, image_from, item_from, new_id, placeholders
 from bot.ledger.connection import LedgerConnection
 
@@ -164,7 +164,7 @@ class ChunksMixin(LedgerConnection):
                 rate_limited = rate_limited or outcome.error_code == "RATE_LIMITED"
                 if outcome.status is ItemStatus.ERROR:
                     failed += 1
-                if outcome.status is ItemStatus.OK:
+                if outcome.status is ItemStatus.OK and job.kind is not JobKind.DESCRIBE:  # a description is no image
                     async with db.execute(
                         "INSERT INTO images (id, job_id, idx, key, group_id, owner_id, width, height, created_at)"
                         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (job_id, idx) DO UPDATE SET"

@@ -17,6 +17,7 @@ from bot.ledger.groups import GroupsMixin
 from bot.ledger.items import ItemsMixin
 from bot.ledger.jobs import Cancellation, JobCreation, JobsMixin, Schedulable
 from bot.ledger.messages import MessagesMixin
+from bot.ledger.prefer import PromptPrefsMixin
 from bot.ledger.prefs import PreferencesMixin
 from bot.ledger.relax import RelaxMixin
 from bot.ledger.spend import SpendMixin
@@ -31,6 +32,7 @@ class Ledger(
     GalleryMixin,
     MessagesMixin,
     PreferencesMixin,
+    PromptPrefsMixin,
     BudgetsMixin,
     BudgetRulesMixin,
     SpendMixin,

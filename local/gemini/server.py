@@ -146,6 +146,8 @@ from local.gemini.batches import (
     BatchStore,
     Outcome,
 )
+from local.gemini.describe import refusal as text_refusal
+from local.gemini.describe import text_body
 from local.gemini.faults import (
     REQUEST_LOG_SIZE,
     Faults,
@@ -172,7 +174,7 @@ from local.gemini.wire import (
     invalid_argument,
     parse_request,
 )
-from worker.catalogue import MAX_REQUEST_BYTES, MODELS, PREVIEW_ALIASES, ModelSpec, model_spec
+from worker.catalogue import MAX_REQUEST_BYTES, MODELS, PREVIEW_ALIASES, ModelSpec, is_text_model, model_spec
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -836,7 +838,7 @@ class LocalGemini:
             self.stats.unauthorized += 1
             return denied
         spec = model_spec(model)
-        if not spec.known and "image" not in model:
+        if not spec.known and "image" not in model and not is_text_model(model):
             self.stats.rejected += 1
             return error_response(
                 404,
@@ -886,12 +888,48 @@ class LocalGemini:
         if isinstance(resolved, web.Response):
             self.stats.rejected += 1
             return resolved
+        if is_text_model(model):
+            return await self._text_answer(spec, model, version, resolved, body_bytes=request.get(BODY_BYTES, 0))
         parsed = parse_request(spec, resolved)
         if isinstance(parsed, web.Response):
             self.stats.rejected += 1
             return parsed
         answer, _ = await self._answer(spec, model, version, parsed, body_bytes=request.get(BODY_BYTES, 0))
         return answer
+
+    async def _text_answer(
+        self, spec: ModelSpec, model: str, version: str, body: JsonObject, *, body_bytes: int
+    ) -> web.Response:
+        """Answer a text model's generateContent (`local.gemini.describe`): its refusals, faults, blocks or text."""
+        config = body.get("generationConfig") or {}
+        refused = text_refusal(spec, config) if isinstance(config, dict) else None
+        parsed = refused or parse_request(spec, body)
+        if isinstance(parsed, web.Response):
+            self.stats.rejected += 1
+            return parsed
+        self.received.append(
+            ReceivedRequest(
+                model=model,
+                api_version=version,
+                prompt=parsed.prompt[:500],
+                images=len(parsed.images),
+                image_sha256=tuple(hashlib.sha256(i).hexdigest() for i in parsed.images),
+                aspect_ratio=None,
+                image_size=None,
+                seed=parsed.seed,
+                response_modalities=parsed.modalities,
+                include_thoughts=parsed.include_thoughts,
+                body_bytes=body_bytes,
+                batch=False,
+            )
+        )
+        if (injected := self._injected_fault(spec)) is not None:
+            self.stats.errors_injected += 1
+            return injected
+        if self._is_blocked(parsed.prompt) or self._has_blocked_image(parsed.images):
+            self.stats.blocked += 1
+            return web.json_response(blocked_body(spec, parsed, "prompt"))
+        return web.json_response(text_body(spec, parsed, config if isinstance(config, dict) else {}))
 
     async def _answer(
         self, spec: ModelSpec, model: str, version: str, parsed: ParsedRequest, *, body_bytes: int, batch: bool = False

@@ -15,7 +15,7 @@ from bot.core.budget_text import spend_line
 from bot.core.budgets import Period
 from bot.core.models import Job, JobId, JobStatus, UserId
 from bot.core.params import GEMINI_ASPECT_RATIOS
-from bot.core.render import echo, one_line, truncate
+from bot.core.render import code, echo, one_line, truncate
 from bot.discord_bot import PeelBot
 from bot.exts._access import actor_of
 from bot.exts._errors import error_embed, send_error
@@ -30,14 +30,15 @@ CANCEL_PANEL_S = 5 * 60.0  # how long /cancel's list of jobs works
 MODELS = (("flash", "Nano Banana (2.5 Flash Image)"), ("pro", "Nano Banana Pro"), ("flash3", "Nano Banana 2"))
 
 
-def settings_text(prefs: UserPrefs, default_model: str) -> str:
-    """Return the summary shown above the settings controls."""
+def settings_text(prefs: UserPrefs, default_model: str, *, suffix: str = "") -> str:
+    """Return the summary shown above the settings controls (`suffix`: the user's `/prefer suffix`)."""
     return "\n".join(
         [
             "**Your Peel settings** (prompt parameters still win)",
             f"Model: `{prefs.model or default_model}` · Aspect ratio: `{prefs.aspect_ratio or '1:1'}` · "
             f"Size: `{prefs.image_size or '1K'}` · Grid: `{prefs.grid_size}` images",
             f"Remix mode: **{'on' if prefs.remix else 'off'}** · Variations: **{prefs.variation}**",
+            f"Suffix: {code(suffix, limit=200) if suffix else 'none'} (`/prefer suffix`)",
         ]
     )
 
@@ -77,13 +78,13 @@ class ExpiringPanel(discord.ui.View):
 class SettingsView(ExpiringPanel):
     """Selects and buttons that change one user's preferences."""
 
-    def __init__(self, service: GenerationService, owner_id: int, prefs: UserPrefs) -> None:
+    def __init__(self, service: GenerationService, owner_id: int, prefs: UserPrefs, *, suffix: str = "") -> None:
         super().__init__(
             timeout=SETTINGS_PANEL_S,
-            content=settings_text(prefs, service.default_model),
+            content=settings_text(prefs, service.default_model, suffix=suffix),
             expired_hint="These controls have expired: run `/settings` to change your settings again.",
         )
-        self._service, self._owner_id, self.prefs = service, owner_id, prefs
+        self._service, self._owner_id, self.prefs, self._suffix = service, owner_id, prefs, suffix
         self.model = self._select("model", "Model", 0, self._on_model)
         self.ratio = self._select("ratio", "Aspect ratio", 1, self._on_ratio)
         self.size = self._select("size", "Size", 2, self._on_size)
@@ -145,7 +146,7 @@ class SettingsView(ExpiringPanel):
     async def _save(self, interaction: discord.Interaction[Any], prefs: UserPrefs) -> None:
         self.prefs = await self._service.set_preferences(UserId(self._owner_id), prefs)
         self._show_prefs()
-        self.content = settings_text(self.prefs, self._service.default_model)
+        self.content = settings_text(self.prefs, self._service.default_model, suffix=self._suffix)
         await interaction.response.edit_message(content=fit_content(self.content), view=fit_view(self))
 
     async def _on_model(self, interaction: discord.Interaction[Any]) -> None:
@@ -203,7 +204,8 @@ class AccountCog(commands.Cog):
         """Show the settings controls."""
         await interaction.response.defer(ephemeral=True, thinking=True)
         prefs = await self.service.preferences(UserId(interaction.user.id))
-        view = SettingsView(self.service, interaction.user.id, prefs)
+        saved = await self.bot.services.prefer.prefs(UserId(interaction.user.id))
+        view = SettingsView(self.service, interaction.user.id, prefs, suffix=saved.suffix)
         await interaction.followup.send(fit_content(view.content), view=fit_view(view), ephemeral=True)
         view.shown_by(interaction)
 
@@ -289,6 +291,13 @@ class AccountCog(commands.Cog):
         )
         embed.add_field(name="Model", value=prefs.model or settings.gemini_model)
         embed.add_field(name="Remix", value="on" if prefs.remix else "off")
+        saved = await self.bot.services.prefer.prefs(user)
+        embed.add_field(
+            name="Suffix",
+            value=f"{code(saved.suffix, limit=200) if saved.suffix else 'none'} · "
+            f"{len(saved.option_sets or {})} option set(s) (`/prefer option list`)",
+            inline=False,
+        )
         embed.add_field(
             name="References",
             value="up to 10 per /imagine; Nano Banana takes 3, Pro and Nano Banana 2 take 14",

@@ -382,6 +382,19 @@ class ImagineCog(commands.Cog):
             self.bot, interaction.user, interaction.channel, interaction.guild_id, key=f"i:{interaction.id}"
         )
 
+    async def launch(self, interaction: discord.Interaction[Any], make: Maker, *, where: str) -> None:
+        """Build, submit and follow a grid for another cog's deferred interaction (`/blend`, `/describe`'s buttons)."""
+        await self._launch(interaction, make, where=where)
+
+    async def post_all(self, interaction: discord.Interaction[Any], plan: ImaginePlan, origin: Origin) -> int:
+        """Submit every grid of a plan, each followed in a channel message of its own; return how many were queued.
+
+        Raises:
+            GenerationError: the queue or a budget cannot take them all; nothing was submitted.
+        """
+        submitted = await self.service.submit_all(plan, origin)
+        return sum([await self._post_job(interaction, s) for s in submitted])
+
     async def _launch(
         self, interaction: discord.Interaction[Any], make: Maker, *, where: str, origin: Origin | None = None
     ) -> None:

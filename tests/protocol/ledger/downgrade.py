@@ -5,8 +5,10 @@ from pathlib import Path
 
 
 def to_schema_6(db_path: Path) -> None:
-    """Undo 0010 (budget rules), 0009 (spend indexes), 0008 (budgets) and 0007 (spend) on a ledger file; blocking."""
+    """Undo 0011 (prompt prefs), 0010 (budget rules), 0009, 0008 (budgets) and 0007 (spend) on a file; blocking."""
     with sqlite3.connect(db_path) as db:
+        for table in ("option_sets", "prompt_suffixes"):
+            db.execute(f"DROP TABLE IF EXISTS {table}")
         for index in ("items_spent_by_job", "jobs_by_guild"):
             db.execute(f"DROP INDEX IF EXISTS {index}")
         for table in (

@@ -73,8 +73,8 @@ async def test_two_users_batches_together_over_the_guilds_cap_the_second_is_refu
     zip_path = await write_zip(tmp_path / "in.zip", 6)
     alice = await service.plan_from_file(zip_path, request(1), source="in.zip")
     bob = await service.plan_from_file(zip_path, request(2), source="in.zip")  # fits: nothing is reserved yet
-    line = "🧾 $0.39 left of this server's daily cap · $0.156 after this batch"
-    assert await service.budget_line(bob, is_admin=False) == line
+    fits = "🧾 $0.39 left of this server's daily cap · $0.156 after this batch"
+    assert await service.budget_line(bob, is_admin=False) == fits
 
     await service.start(alice, group_id=None, is_admin=False)
     with pytest.raises(BatchError, match=r"This server's daily budget is \$0\.39; \$0\.234 is spent or reserved"):
