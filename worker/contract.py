@@ -41,7 +41,7 @@ it writes no marker, so no worker ever sends it `STOPPED`.
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, model_validator
 
 from worker.catalogue import (
     ASPECT_RATIOS_10,
@@ -104,8 +104,31 @@ class EditSpec(_Model):
     )
 
 
+class RegionSpec(_Model):
+    """Vary (Region): the part of the edit's source that may change, as fractions of its width and height.
+
+    The worker sends the source, a copy with the region outlined and the region in words (Gemini has no mask
+    parameter), then takes only the region, feathered inward, from the answer onto the source (`worker.region`).
+    """
+
+    left: float = Field(ge=0.0, le=1.0)
+    top: float = Field(ge=0.0, le=1.0)
+    right: float = Field(ge=0.0, le=1.0)
+    bottom: float = Field(ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> "RegionSpec":
+        if self.right <= self.left or self.bottom <= self.top:
+            raise ValueError("a region's right and bottom must be past its left and top")
+        return self
+
+
 class ChunkItem(_Model):
-    """One image to make: prompt, references, options and where to write it."""
+    """One image to make: prompt, references, options and where to write it.
+
+    `region` (Vary (Region)) needs `edit`: the source is the image whose region changes. A worker older than the
+    field refuses an item carrying it (the models forbid unknown fields), so the bot sends it only for that tool.
+    """
 
     index: int = Field(ge=0)
     prompt: Annotated[str, StringConstraints(min_length=1, max_length=MAX_PROMPT_CHARS)]
@@ -115,6 +138,13 @@ class ChunkItem(_Model):
     seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
     output_key: Key
     edit: EditSpec | None = None
+    region: RegionSpec | None = None
+
+    @model_validator(mode="after")
+    def _region_needs_source(self) -> "ChunkItem":
+        if self.region is not None and self.edit is None:
+            raise ValueError("a region needs the edit's source image")
+        return self
 
 
 class ChunkInput(_Model):
@@ -494,6 +524,7 @@ __all__ = [
     "ModelCheck",
     "ModelProblem",
     "ModelSpec",
+    "RegionSpec",
     "RelaxCollectInput",
     "RelaxCollectItem",
     "RelaxPrepareInput",

@@ -48,6 +48,7 @@ from worker.catalogue import MAX_REQUEST_BYTES, model_spec
 from worker.contract import ErrorCode, ModelCheck, ModelProblem, TokenUsage, add_usage
 from worker.errors import GenerationError
 from worker.generation import ChunkSink, GeneratedImage, GenerationRequest, InputImage, UploadedFile
+from worker.region import region_instruction
 
 log = logging.getLogger(__name__)
 
@@ -123,14 +124,24 @@ def edit_instruction(history: Sequence[str], prompt: str, *, references: int) ->
     return "\n".join(lines)
 
 
-def build_contents(request: GenerationRequest) -> list[types.Content]:
-    """Return the request's `contents`: one user turn of text and inline images."""
-    refs = [_part(image) for image in request.references]
+def instruction_of(request: GenerationRequest) -> str:
+    """Return the text part of a request: the prompt, or the edit's (or region edit's) composed instruction."""
     if request.edit_source is None:
-        parts = [types.Part.from_text(text=request.prompt), *refs]
-    else:
-        text = edit_instruction(request.history, request.prompt, references=len(refs))
-        parts = [_part(request.edit_source), *refs, types.Part.from_text(text=text)]
+        return request.prompt
+    if request.region is not None:  # references[0] is the outlined copy, the others the user's references
+        return region_instruction(request.prompt, request.region, references=len(request.references) - 1)
+    return edit_instruction(request.history, request.prompt, references=len(request.references))
+
+
+def build_contents(request: GenerationRequest) -> list[types.Content]:
+    """Return the request's `contents`: one user turn of text and inline images.
+
+    A prompt goes before its references; an edit's source goes first and its instruction last (Google's edit
+    samples), a region edit's outlined copy second (`worker.region`).
+    """
+    refs = [_part(image) for image in request.references]
+    text = types.Part.from_text(text=instruction_of(request))
+    parts = [text, *refs] if request.edit_source is None else [_part(request.edit_source), *refs, text]
     return [types.Content(role="user", parts=parts)]
 
 
@@ -146,9 +157,7 @@ def request_bytes(request: GenerationRequest) -> int:
     Each image is base64 in the JSON (4 bytes per 3) and each text a JSON string (escapes counted by encoding it).
     """
     images = [*request.references, *([request.edit_source] if request.edit_source is not None else [])]
-    text = request.prompt
-    if request.edit_source is not None:
-        text = edit_instruction(request.history, request.prompt, references=len(request.references))
+    text = instruction_of(request)
     size = _REQUEST_OVERHEAD_BYTES + len(json.dumps(text).encode())
     return size + sum(4 * -(-image.inline_bytes // 3) + _PART_OVERHEAD_BYTES for image in images)
 

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from worker.contract import ModelCheck, TokenUsage
+from worker.contract import ModelCheck, RegionSpec, TokenUsage
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -43,6 +43,8 @@ class GenerationRequest:
     seed: int | None = None
     edit_source: InputImage | None = None
     history: tuple[str, ...] = field(default_factory=tuple)
+    # Vary (Region): the part of `edit_source` to change; `references[0]` is then the source with it outlined
+    region: RegionSpec | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

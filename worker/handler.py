@@ -74,6 +74,7 @@ from worker.describe import run_describe
 from worker.errors import GenerationError, InputError, WorkerError
 from worker.generation import GenerationRequest, InputImage
 from worker.images import ImageDecodeError, finish_png
+from worker.region import composite_region, mark_region
 from worker.relax import run_relax_collect, run_relax_prepare
 from worker.storecalls import STORE_DOWN
 
@@ -266,15 +267,21 @@ class _ChunkRun:
         existing = await self._existing(item)
         if existing is not None:
             return existing
+        references = tuple([await self._image(key, "reference image") for key in item.ref_keys])
+        source = await self._image(item.edit.source_key, "edit source") if item.edit else None
+        if item.region is not None and source is not None:
+            marked = await asyncio.to_thread(mark_region, source.data, item.region)
+            references = (InputImage(data=marked, mime_type="image/png"), *references)
         return GenerationRequest(
             model=self._chunk.model,
             prompt=item.prompt,
-            references=tuple([await self._image(key, "reference image") for key in item.ref_keys]),
+            references=references,
             aspect_ratio=item.aspect_ratio,
             image_size=item.image_size,
             seed=item.seed,
-            edit_source=await self._image(item.edit.source_key, "edit source") if item.edit else None,
+            edit_source=source,
             history=tuple(item.edit.history) if item.edit else (),
+            region=item.region,
         )
 
     async def _make(self, item: ChunkItem, request: GenerationRequest) -> ItemOk:
@@ -286,7 +293,12 @@ class _ChunkRun:
         generated = await self._deps.generator.generate(request)
         try:
             try:
-                png = await asyncio.to_thread(finish_png, generated.data, generated.mime_type, self._metadata(item))
+                data, mime = generated.data, generated.mime_type
+                if request.region is not None and request.edit_source is not None:
+                    # Only the region comes from the answer: nothing outside it may change (`worker.region`).
+                    data = await asyncio.to_thread(composite_region, request.edit_source.data, data, request.region)
+                    mime = "image/png"
+                png = await asyncio.to_thread(finish_png, data, mime, self._metadata(item))
             except ImageDecodeError as exc:
                 log.warning("item %d: the model's image could not be decoded: %s", item.index, exc)
                 raise GenerationError(ErrorCode.NO_IMAGE, "the model's image could not be decoded") from exc
@@ -364,6 +376,9 @@ class _ChunkRun:
             meta["ref_keys"] = " ".join(item.ref_keys)
         if item.edit:
             meta["edit_source"] = item.edit.source_key
+        if item.region:
+            r = item.region
+            meta["region"] = ",".join(f"{v:.4f}" for v in (r.left, r.top, r.right, r.bottom))
         return meta
 
     def _maybe_send_progress(self) -> None:

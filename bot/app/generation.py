@@ -8,7 +8,9 @@ Single-image tools, as Midjourney users know them, on Gemini:
 
 * upscale: the image as the reference at 2K/4K on a model that takes the size;
 * vary (subtle/strong): the image as the reference with a wording that says how far to stray;
-* zoom out / pan: the image on a larger grey canvas (stored through the intake) and an instruction to fill it;
+* zoom out / pan / Make Square / Custom Zoom: the image on a larger grey canvas (stored through the intake) and an
+  instruction to fill it (Custom Zoom: with the edited prompt);
+* Vary (Region): the image, the region and its prompt; the worker outlines, asks and composites (`worker.region`);
 * reroll: the same prompt and references with new seeds;
 * edit: an edit of the image, carrying the earlier instructions of its chain (a job note, `edit_history`).
 """
@@ -18,10 +20,13 @@ import logging
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 from bot.app.budgets import BudgetError, BudgetService
 from bot.app.generation_types import (
+    CUSTOM_ZOOM_RANGE,
     FILL_WORDING,
+    KEEP_FRAME_WORDING,
     MAX_REFERENCES,
     NOTE_DISPLAY,
     NOTE_EDIT_HISTORY,
@@ -43,7 +48,9 @@ from bot.app.generation_types import (
     job_request,
     takes_size,
 )
-from bot.app.imaging import Direction, image_size, pan_canvas, zoom_out_canvas
+from bot.app.imaging import Direction, pan_canvas, zoom_canvas, zoom_out_canvas
+from bot.app.imaging import image_size as _image_size  # `image_size` is also a parameter name here
+from bot.app.references import LinkError, ReferenceLinks
 from bot.core.admission import REFUSAL_TITLE
 from bot.core.models import (
     EditInput,
@@ -69,6 +76,8 @@ from bot.core.params import (
 )
 from bot.core.permute import PermutationError, expand
 from bot.core.prefer import personalize
+from bot.core.references import RefParseError, RefRole, parse_labels, take_links, with_roles, without_roles
+from bot.core.regions import RegionError, parse_region, region_label
 from bot.core.render import code, edit_display, job_note_lines
 from bot.dispatch import Dispatcher
 from bot.ledger import Ledger
@@ -90,9 +99,14 @@ class GenerationService:
         *,
         default_model: str,
         budgets: BudgetService | None = None,
+        links: ReferenceLinks | None = None,
     ) -> None:
-        """Build the service; `budgets` checks and reserves each request's cost (None: no budgets)."""
+        """Build the service; `budgets` checks and reserves each request's cost (None: no budgets).
+
+        `links` fetches the image links of prompts (`--sref`, `--cref`, `--oref`, bare links); None refuses them.
+        """
         self._budgets = budgets
+        self._links = links
         self._ledger = ledger
         self._dispatcher = dispatcher
         self._store = store
@@ -134,6 +148,20 @@ class GenerationService:
             keys.append(taken.key)
         return tuple(keys)
 
+    async def _fetch_link(self, url: str, origin: Origin) -> str:
+        """Fetch an image link of a prompt by `/batch`'s URL rules and store it as a reference; return its key."""
+        shown = code(url if len(url) <= 80 else url[:77] + "…")
+        if self._links is None:
+            raise GenerationError(f"{shown}: Peel doesn't fetch links here; attach the image instead.")
+        try:
+            data = await self._links.fetch(url, user_id=origin.user_id)
+        except LinkError as exc:
+            raise GenerationError(f"{shown} can't be used as a reference: {exc.user_message}.") from exc
+        taken = await self._intake.image(data, name="link")
+        if not isinstance(taken, AcceptedImage):
+            raise GenerationError(f"{shown} can't be used as a reference: {taken.message}.")
+        return taken.key
+
     # ---- requests ----------------------------------------------------------------------------------------------
 
     async def personalized(self, prompt: str, user_id: UserId) -> str:
@@ -165,14 +193,22 @@ class GenerationService:
         label: str = "",
         overrides: PromptParams | None = None,
         ref_names: Sequence[str] = (),
+        ref_roles: Sequence[RefRole | None] = (),
     ) -> Prepared:
         """Build a grid job from a prompt, the command's options and the user's settings.
 
         Inline parameters win over the command's options, which win over the user's settings; `overrides` (the
         CLI's flags, already checked) win over them all. The user's suffix and option sets apply first. `ref_names`
         are the references' file names, which the job's message shows.
+        `ref_roles` says what each reference is for (by position; `bot.core.references`), and the model prompt says
+        so. Image links are fetched by `imagine_all`; any left here (a suffix's, already fetched there, or a Remix
+        prompt's) are taken out of the text, never sent to Gemini as words.
         """
         prompt = await self.personalized(prompt, origin.user_id)
+        try:
+            prompt = take_links(prompt).text if "://" in prompt else prompt
+        except RefParseError as exc:
+            raise GenerationError(str(exc), title="Invalid reference") from exc
         parsed = self.parse(prompt)
         notes = list(parsed.notes)
         options = PromptParams(aspect_ratio=aspect_ratio, image_size=image_size)
@@ -200,7 +236,7 @@ class GenerationService:
         check_params(params, references=len(ref_keys))
         items = tuple(NewItem(inputs=ItemInputs(ref_keys=tuple(ref_keys))) for _ in range(params.n))
         return Prepared(
-            request=job_request(kind, origin, parsed.model_prompt(), params, items),
+            request=job_request(kind, origin, with_roles(parsed.model_prompt(), ref_roles), params, items),
             display=" ".join(prompt.split()),
             label=label,
             notes=tuple(notes),
@@ -219,6 +255,7 @@ class GenerationService:
         image_size: str | None = None,
         overrides: PromptParams | None = None,
         ref_names: Sequence[str] = (),
+        ref_labels: str | None = None,
     ) -> ImaginePlan:
         """Build one grid job per `{a, b}` permutation of `prompt` and per `--repeat` run; nothing is submitted.
 
@@ -226,11 +263,29 @@ class GenerationService:
         take seeds S, S+1, …; without a seed each its own. The first job keeps the origin's idempotency key, the
         others add `#2`, `#3`, … to it, so a redelivered interaction queues none twice.
 
+        Image links in the prompt (`--sref`/`--cref`/`--oref` links, bare links) are fetched and stored as
+        references after the attached ones (`ref_keys`), which `ref_labels` (`1=style 2=character`) marks.
+
         Raises:
-            GenerationError: more than `max_prompts` jobs, a bad parameter in any expansion, or the owner's queue
-                could not take them all (said before any is queued).
+            GenerationError: more than `max_prompts` jobs, a bad parameter in any expansion, a link that cannot be
+                a reference, more references than the model takes, or the owner's queue could not take them all
+                (said before any is queued).
         """
         prompt = await self.personalized(prompt, origin.user_id)
+        try:
+            roles = parse_labels(ref_labels, len(ref_keys))
+            linked = take_links(prompt)
+        except RefParseError as exc:
+            raise GenerationError(str(exc), title="Invalid reference") from exc
+        if linked.links:
+            if len(ref_keys) + len(linked.links) > MAX_REFERENCES:
+                raise GenerationError(
+                    f"At most {MAX_REFERENCES} reference images; {len(ref_keys) + len(linked.links)} given."
+                )
+            ref_keys = (*ref_keys, *[await self._fetch_link(link.url, origin) for link in linked.links])
+            roles = (*roles, *(link.role for link in linked.links))
+            ref_names = (*ref_names, *(link_name(link.url) for link in linked.links))
+            prompt = linked.text
         try:
             texts = expand(prompt, cap=max_prompts)
         except PermutationError as exc:
@@ -260,6 +315,7 @@ class GenerationService:
                     image_size=image_size,
                     overrides=run_overrides,
                     ref_names=ref_names,
+                    ref_roles=roles,
                 )
             )
         plan = ImaginePlan(jobs=tuple(jobs))
@@ -324,7 +380,7 @@ class GenerationService:
         wording = VARY_WORDING.get(strength)
         if wording is None:
             raise GenerationError(f"Variation strength must be subtle or strong, not {strength!r}.")
-        base, display, params = job.prompt, await self.display_of(job), job.params
+        base, display, params = without_roles(job.prompt), await self.display_of(job), job.params
         notes: list[str] = []
         if prompt is not None:
             prompt = await self.personalized(prompt, origin.user_id)
@@ -360,7 +416,7 @@ class GenerationService:
         params = JobParams(model=model, aspect_ratio=job.params.aspect_ratio, image_size=size, n=1)
         check_params(params, references=1)
         items = (NewItem(inputs=ItemInputs(ref_keys=(image.key,))),)
-        prompt = f"{job.prompt}\n\n{UPSCALE_WORDING}"
+        prompt = f"{without_roles(job.prompt)}\n\n{UPSCALE_WORDING}"
         return Prepared(
             request=job_request(JobKind.UPSCALE, origin, prompt, params, items, parent=image),
             display=await self.display_of(job),
@@ -375,6 +431,88 @@ class GenerationService:
         data = await self._store.get_bytes(image.key)
         canvas = await asyncio.to_thread(zoom_out_canvas, data, factor)
         return await self._outpaint(image, origin, canvas, label=f"Zoom Out {factor:g}×", kind=JobKind.ZOOM)
+
+    async def make_square(self, image: Image, origin: Origin) -> Prepared:
+        """Make Square: the image on the smallest square canvas holding it, the two new bands filled by the model."""
+        data = await self._store.get_bytes(image.key)
+        width, height = await asyncio.to_thread(_image_size, data)
+        if width == height:
+            raise GenerationError("This image is already square.")
+        canvas = await asyncio.to_thread(zoom_canvas, data, 1.0, ratio=(1, 1))
+        return await self._outpaint(image, origin, canvas, label="Make Square", kind=JobKind.SQUARE)
+
+    async def custom_zoom(self, image: Image, origin: Origin, *, factor: str, prompt: str) -> Prepared:
+        """Custom Zoom: zoom out by `factor` (1.0–2.0, Midjourney's `--zoom`) with an edited prompt.
+
+        The prompt's own parameters (`--model`, `--size`) apply; its `--ar`, as in Midjourney, widens or heightens
+        the canvas to that shape (the image is never cut), else the shape is the image's.
+        """
+        zoom = self.zoom_factor(factor)
+        parsed = self.parse(prompt)
+        ratio = parsed.params.aspect_ratio
+        shape = (int(ratio.split(":")[0]), int(ratio.split(":")[1])) if ratio else None
+        data = await self._store.get_bytes(image.key)
+        canvas = await asyncio.to_thread(zoom_canvas, data, zoom, ratio=shape)
+        wording = FILL_WORDING if zoom > 1.0 else KEEP_FRAME_WORDING
+        return await self._outpaint(
+            image,
+            origin,
+            canvas,
+            label=f"Custom Zoom {zoom:g}×",
+            kind=JobKind.ZOOM,
+            prompt=f"{parsed.model_prompt()}\n\n{wording}",
+            display=" ".join(prompt.split()),
+            model=parsed.params.model,
+            image_size=parsed.params.image_size,
+            notes=parsed.notes,
+        )
+
+    @staticmethod
+    def zoom_factor(text: str) -> float:
+        """Read a Custom Zoom factor as typed ("1.5", "1,5", "2x").
+
+        Raises:
+            GenerationError: not a number between 1.0 and 2.0.
+        """
+        low, high = CUSTOM_ZOOM_RANGE
+        try:
+            value = float(text.strip().lower().removesuffix("x").removesuffix("×").replace(",", "."))
+        except ValueError:
+            value = float("nan")
+        if not low <= value <= high:  # NaN fails both
+            raise GenerationError(f"The zoom must be a number from {low:g} to {high:g}, like 1.5; {text!r} given.")
+        return value
+
+    async def vary_region(self, image: Image, origin: Origin, *, region: str, prompt: str) -> Prepared:
+        """Vary (Region): change one region of an image (`bot.core.regions` names it) to what `prompt` says.
+
+        The worker sends the image, a copy with the region outlined and the region in words, then keeps only the
+        region of the answer (`worker.region`), so the rest of the image is unchanged.
+        """
+        try:
+            box = parse_region(region)
+        except RegionError as exc:
+            raise GenerationError(str(exc), title="Unknown region") from exc
+        text = " ".join(prompt.split())
+        if not text:
+            raise GenerationError("Say what should be in the region, e.g. “a small red kite”.")
+        job = await self._job(image.job_id)
+        ratio = job.params.aspect_ratio
+        if image.width and image.height:
+            spec = model_spec(job.params.model)
+            ratio = snap_aspect_ratio(image.width, image.height, spec.aspect_ratios or GEMINI_ASPECT_RATIOS)
+        params = JobParams(model=job.params.model, aspect_ratio=ratio, image_size=job.params.image_size, n=1)
+        refusal = model_spec(params.model).check(
+            references=1, aspect_ratio=params.aspect_ratio, image_size=params.image_size, edit=True
+        )  # the outlined copy is one more image beside the source
+        if refusal is not None:
+            raise GenerationError(refusal + ".")
+        inputs = ItemInputs(edit=EditInput(source_key=image.key), region=box)
+        return Prepared(
+            request=job_request(JobKind.REGION, origin, text, params, (NewItem(inputs=inputs),), parent=image),
+            display=text,
+            label=f"Vary (Region: {region_label(box)})",
+        )
 
     async def pan(self, image: Image, origin: Origin, *, direction: Direction) -> Prepared:
         """Pan: the canvas extended towards `direction`, the new area filled by the model."""
@@ -578,22 +716,39 @@ class GenerationService:
         item = await self._ledger.get_item(job.id, 0)
         return item.inputs.ref_keys if item is not None else ()
 
-    async def _outpaint(self, image: Image, origin: Origin, canvas: bytes, *, label: str, kind: JobKind) -> Prepared:
+    async def _outpaint(
+        self,
+        image: Image,
+        origin: Origin,
+        canvas: bytes,
+        *,
+        label: str,
+        kind: JobKind,
+        prompt: str | None = None,
+        display: str | None = None,
+        model: str | None = None,
+        image_size: str | None = None,
+        notes: Sequence[str] = (),
+    ) -> Prepared:
+        """Return the job filling `canvas` (the image on a larger canvas); `prompt` unset: the job's, with the fill."""
         job = await self._job(image.job_id)
         taken = await self._intake.image(canvas, name=f"{kind.value}.png")
         if not isinstance(taken, AcceptedImage):
             raise GenerationError(f"The enlarged canvas could not be stored: {taken.message}.")
-        spec = model_spec(job.params.model)
-        width, height = await asyncio.to_thread(image_size, canvas)
+        model = model or job.params.model
+        spec = model_spec(model)
+        width, height = await asyncio.to_thread(_image_size, canvas)
         ratio = snap_aspect_ratio(width, height, spec.aspect_ratios or GEMINI_ASPECT_RATIOS)
-        params = JobParams(model=job.params.model, aspect_ratio=ratio, image_size=job.params.image_size, n=1)
+        params = JobParams(model=model, aspect_ratio=ratio, image_size=image_size or job.params.image_size, n=1)
+        params = self._fit_size(params, [])
         check_params(params, references=1)
         items = (NewItem(inputs=ItemInputs(ref_keys=(taken.key,))),)
-        prompt = f"{job.prompt}\n\n{FILL_WORDING}"
+        prompt = prompt or f"{without_roles(job.prompt)}\n\n{FILL_WORDING}"  # the canvas is the only image sent
         return Prepared(
             request=job_request(kind, origin, prompt, params, items, parent=image),
-            display=await self.display_of(job),
+            display=display or await self.display_of(job),
             label=label,
+            notes=tuple(notes),
         )
 
     def _fit_size(self, params: JobParams, notes: list[str]) -> JobParams:
@@ -605,3 +760,9 @@ class GenerationService:
 
 
 __all__ = ["GenerationService"]
+
+
+def link_name(url: str) -> str:
+    """Return what a linked reference is called in the job's message: the link's last path segment, else its host."""
+    parts = urlsplit(url)
+    return parts.path.rstrip("/").rsplit("/", 1)[-1] or parts.hostname or url

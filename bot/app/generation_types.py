@@ -16,9 +16,10 @@ from bot.dispatch import SubmitResult
 from bot.errors import UserFacingError
 from worker.contract import IMAGE_SIZES, MODEL_ALIASES, ErrorCode, model_spec
 
-MAX_REFERENCES = 10
+MAX_REFERENCES = 14  # the most any model takes (worker.catalogue); each model's own cap is checked after
 UPSCALE_FALLBACK_MODEL = MODEL_ALIASES["pro"]
 ZOOM_FACTORS: tuple[float, ...] = (1.5, 2.0)
+CUSTOM_ZOOM_RANGE = (1.0, 2.0)  # Midjourney's --zoom takes 1 to 2
 
 VARY_WORDING: Mapping[str, str] = {
     "subtle": (
@@ -37,6 +38,11 @@ UPSCALE_WORDING = (
 FILL_WORDING = (
     "The reference image is a picture placed on a larger flat grey canvas. Keep the picture exactly as it is and "
     "replace all of the grey area, seamlessly extending the scene into it."
+)
+
+KEEP_FRAME_WORDING = (
+    "Redraw the reference image with the same framing and composition, following the prompt above where it asks "
+    "for a change."
 )
 
 NOTE_DISPLAY = "display"  # the prompt as the user typed it (text and parameters), shown on messages and in Remix
@@ -214,7 +220,9 @@ def job_request(
 
 
 __all__ = [
+    "CUSTOM_ZOOM_RANGE",
     "FILL_WORDING",
+    "KEEP_FRAME_WORDING",
     "MAX_REFERENCES",
     "NOTE_DISPLAY",
     "NOTE_EDIT_HISTORY",

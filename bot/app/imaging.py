@@ -124,6 +124,29 @@ def zoom_out_canvas(data: bytes, factor: float) -> bytes:
     return _png(canvas)
 
 
+def zoom_canvas(data: bytes, factor: float, *, ratio: tuple[int, int] | None = None) -> bytes:
+    """Return the image centred on a canvas `factor` times larger, widened or heightened to `ratio` (W, H) (PNG).
+
+    Midjourney's Custom Zoom takes 1.0–2.0 and may change the aspect ratio
+    (https://docs.midjourney.com/hc/en-us/articles/32683616989197-Zoom-Out): 1.0 keeps the frame (only the prompt
+    changes the picture). Make Square is a zoom of 1.0 to 1:1. The canvas only grows, so the image is never cut.
+    """
+    if not 1.0 <= factor <= 4.0:
+        raise ValueError("zoom factor must be in [1, 4]")
+    image = _open(data)
+    w, h = image.size
+    cw, ch = round(w * factor), round(h * factor)
+    if ratio is not None:
+        rw, rh = ratio
+        if cw * rh > ch * rw:  # wider than the ratio: add height
+            ch = round(cw * rh / rw)
+        else:
+            cw = round(ch * rw / rh)
+    canvas = Image.new("RGB", (cw, ch), (128, 128, 128))
+    canvas.paste(image, ((cw - w) // 2, (ch - h) // 2))
+    return _png(canvas)
+
+
 def pan_canvas(data: bytes, direction: Direction, *, share: float = 0.5) -> bytes:
     """Return the image on a canvas extended by `share` of its size towards `direction` (PNG)."""
     image = _open(data)

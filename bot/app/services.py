@@ -14,6 +14,7 @@ from bot.app.gallery import GalleryService
 from bot.app.generation import GenerationService
 from bot.app.groups import GroupService
 from bot.app.prefer import PreferService
+from bot.app.references import ReferenceLinks
 from bot.app.runtime import Runtime
 
 
@@ -35,6 +36,7 @@ def generation_service(runtime: Runtime, budgets: BudgetService | None = None) -
         runtime.backends.store,
         default_model=runtime.settings.gemini_model,
         budgets=budgets or budget_service(runtime),
+        links=ReferenceLinks.from_settings(runtime.settings),
     )
 
 

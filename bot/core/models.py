@@ -38,6 +38,8 @@ class JobKind(StrEnum):
     PAN = "pan"
     BATCH = "batch"
     DESCRIBE = "describe"  # an image described as prompts (`/describe`): its item's answer is JSON, not an image
+    SQUARE = "square"  # Make Square: the image outpainted to 1:1
+    REGION = "region"  # Vary (Region): one region of the image changed, the rest composited back unchanged
 
 
 class Priority(StrEnum):
@@ -155,10 +157,14 @@ class ItemInputs:
     edit: EditInput | None = None
     aspect_ratio: str | None = None  # None: the job's
     image_size: str | None = None  # None: the job's
+    # Vary (Region): the part of the edit's source that may change, (left, top, right, bottom) as fractions
+    region: tuple[float, float, float, float] | None = None
 
     def to_json(self) -> dict[str, object]:
         """Return the JSON object stored in `items.inputs`."""
         data: dict[str, object] = {"ref_keys": list(self.ref_keys)}
+        if self.region is not None:
+            data["region"] = list(self.region)
         if self.source_name is not None:
             data["source_name"] = self.source_name
         if self.edit is not None:
@@ -173,7 +179,7 @@ class ItemInputs:
     def from_json(cls, data: Mapping[str, object]) -> "ItemInputs":
         """Rebuild inputs from their stored JSON object."""
         refs, name, edit = data.get("ref_keys", []), data.get("source_name"), data.get("edit")
-        aspect, size = data.get("aspect_ratio"), data.get("image_size")
+        aspect, size, region = data.get("aspect_ratio"), data.get("image_size"), data.get("region")
         edit_input = None
         if isinstance(edit, Mapping):
             history = edit.get("history", [])
@@ -187,7 +193,16 @@ class ItemInputs:
             edit=edit_input,
             aspect_ratio=aspect if isinstance(aspect, str) else None,
             image_size=size if isinstance(size, str) else None,
+            region=_region_of(region),
         )
+
+
+def _region_of(value: object) -> tuple[float, float, float, float] | None:
+    """Read a stored region (four numbers), None when absent or malformed."""
+    if not isinstance(value, list) or len(value) != 4 or not all(isinstance(v, int | float) for v in value):
+        return None
+    left, top, right, bottom = (float(v) for v in value)
+    return left, top, right, bottom
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -198,7 +198,7 @@ MIDJOURNEY_IGNORED: Mapping[str, str] = {
     **dict.fromkeys(("tile", "iw", "cw", "sw", "sv", "ow", "stop", "exp", "draft", "video", "motion"), _NO_EQUIVALENT),
     **dict.fromkeys(("loop", "end", "bs", "hd", "test", "testp", "uplight", "upbeta", "upanime"), _NO_EQUIVALENT),
     **dict.fromkeys(("personalize", "p", "profile", "public", "stealth"), _NO_EQUIVALENT),
-    **dict.fromkeys(("sref", "cref", "oref"), "attach the image as a reference instead"),
+    **dict.fromkeys(("sref", "cref", "oref"), "give an image link after it, or attach the image with refs:"),
     **dict.fromkeys(("relax", "fast", "turbo"), _SPEED),
 }
 

@@ -36,6 +36,9 @@ def item_payload(
     }
     if inputs.edit is not None:
         payload["edit"] = {"source_key": inputs.edit.source_key, "history": list(inputs.edit.history)}
+    if inputs.region is not None:
+        left, top, right, bottom = inputs.region
+        payload["region"] = {"left": left, "top": top, "right": right, "bottom": bottom}
     return payload
 
 

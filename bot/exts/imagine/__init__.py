@@ -28,10 +28,14 @@ from bot.exts._errors import error_embed, send_error
 from bot.exts._send import fit_content, fit_embed, fit_embeds, fit_modal, fit_view
 from bot.exts.imagine._components import (
     EDIT_MODAL,
+    REGION_MODAL,
     REMIX_MODAL,
+    ZOOM_MODAL,
+    CustomZoomModal,
     EditModal,
     PeelButton,
     PromptModal,
+    RegionModal,
     modal_values,
 )
 from bot.exts.imagine._inputs import origin_of, read_attachments
@@ -123,11 +127,12 @@ class ImagineCog(commands.Cog):
 
     @app_commands.command(name="imagine", description="Make images from a prompt (and reference images)")
     @app_commands.describe(
-        prompt="What to draw; {a, b}: a grid each; inline --ar W:H --seed N --no x --model --size --n --repeat N",
+        prompt="What to draw; {a, b}: a grid each; --ar W:H --seed N --no x --model --size --n --repeat N --sref URL",
         model="The Gemini image model",
         aspect_ratio="The picture's shape",
         size="The output size (2K and 4K on Pro / Nano Banana 2)",
         image="A reference image",
+        refs="What the attached images are for, e.g. 1=style 2=character 3=object",
     )
     @app_commands.choices(model=MODEL_CHOICES, aspect_ratio=RATIO_CHOICES, size=SIZE_CHOICES)
     async def imagine(
@@ -137,6 +142,7 @@ class ImagineCog(commands.Cog):
         model: str | None = None,
         aspect_ratio: str | None = None,
         size: str | None = None,
+        refs: app_commands.Range[str, 1, 200] | None = None,
         image: discord.Attachment | None = None,
         image2: discord.Attachment | None = None,
         image3: discord.Attachment | None = None,
@@ -154,16 +160,17 @@ class ImagineCog(commands.Cog):
         try:
             origin = await self._origin(interaction)
             files = await read_attachments(attachments)
-            refs = await self.service.take_references(files)
+            ref_keys = await self.service.take_references(files)
             plan = await self.service.imagine_all(
                 prompt,
                 origin,
                 max_prompts=self.bot.runtime.settings.max_prompts_per_request,
-                ref_keys=refs,
+                ref_keys=ref_keys,
                 model=model,
                 aspect_ratio=aspect_ratio,
                 image_size=size,
                 ref_names=[name for name, _data in files],
+                ref_labels=refs,
             )
         except Exception as exc:  # the Discord boundary: one mapper  # noqa: BLE001
             await self._fail_interaction(interaction, exc, where="/imagine")
@@ -250,6 +257,15 @@ class ImagineCog(commands.Cog):
                 await self._image(job_id, index)
                 await interaction.response.send_modal(fit_modal(EditModal(job_id=job_id, index=index)))
                 return
+            if action == "vr":
+                await self._image(job_id, index)
+                await interaction.response.send_modal(fit_modal(RegionModal(job_id=job_id, index=index)))
+                return
+            if action == "zc":
+                await self._image(job_id, index)
+                text = await self.service.remix_text(await self._job(job_id))
+                await interaction.response.send_modal(fit_modal(CustomZoomModal(job_id=job_id, index=index, text=text)))
+                return
             if action in ("v", "vs", "vx", "r"):
                 prefs = await self.service.preferences(UserId(interaction.user.id))
                 if prefs.remix:
@@ -283,11 +299,15 @@ class ImagineCog(commands.Cog):
             return
         custom_id = str(interaction.data.get("custom_id", ""))
         remix, edit = REMIX_MODAL.fullmatch(custom_id), EDIT_MODAL.fullmatch(custom_id)
-        if remix is None and edit is None:
+        tool = ZOOM_MODAL.fullmatch(custom_id) or REGION_MODAL.fullmatch(custom_id)
+        if remix is None and edit is None and tool is None:
             return
         if await self._refused(interaction):
             return
         values = modal_values(interaction.data)
+        if tool is not None:
+            await self.on_tool_modal(interaction, custom_id, JobId(tool["job"]), int(tool["index"]), values)
+            return
         if remix is not None:
             job_id, index = JobId(remix["job"]), int(remix["index"])
             prompt = values.get("prompt", "").strip() or None  # an emptied box keeps the job's own prompt
@@ -302,6 +322,22 @@ class ImagineCog(commands.Cog):
         """Run V, Vary or 🔄 with the prompt from the Remix modal."""
         await interaction.response.defer(thinking=True)
         await self._launch(interaction, self._maker(interaction, action, job_id, index, prompt), where="remix")
+
+    async def on_tool_modal(
+        self, interaction: discord.Interaction[Any], custom_id: str, job_id: JobId, index: int, values: dict[str, str]
+    ) -> None:
+        """Run Custom Zoom or Vary (Region) from its modal."""
+        await interaction.response.defer(thinking=True)
+        prompt = values.get("prompt", "")
+
+        async def make(origin: Origin) -> Prepared:
+            image = await self._image(job_id, index)
+            if custom_id.startswith("peel-zoom:"):
+                job_prompt = prompt.strip() or await self.service.remix_text(await self._job(job_id))
+                return await self.service.custom_zoom(image, origin, factor=values.get("zoom", ""), prompt=job_prompt)
+            return await self.service.vary_region(image, origin, region=values.get("region", ""), prompt=prompt)
+
+        await self._launch(interaction, make, where="custom zoom" if custom_id.startswith("peel-zoom:") else "region")
 
     async def on_edit(self, interaction: discord.Interaction[Any], job_id: JobId, index: int, instruction: str) -> None:
         """Run an edit from the Edit modal."""
@@ -329,6 +365,8 @@ class ImagineCog(commands.Cog):
                 return await s.upscale(image, origin, size="2K" if action == "up2" else "4K")
             if action in ZOOMS:
                 return await s.zoom(image, origin, factor=ZOOMS[action])
+            if action == "sq":
+                return await s.make_square(image, origin)
             if action in PANS:
                 return await s.pan(image, origin, direction=PANS[action])
             raise GenerationError(f"Peel doesn't know the button {action!r}.")

@@ -18,14 +18,19 @@ if TYPE_CHECKING:
     from bot.exts.imagine import ImagineCog
 
 GRID_ACTIONS = ("u", "v", "r")
-TOOL_ACTIONS = ("up2", "up4", "vs", "vx", "ed", "z15", "z2", "pl", "pr", "pu", "pd", "fav")
+TOOL_ACTIONS = ("up2", "up4", "vs", "vx", "vr", "ed", "z15", "z2", "zc", "sq", "pl", "pr", "pu", "pd", "fav")
 ACTIONS = GRID_ACTIONS + TOOL_ACTIONS
 TEMPLATE = rf"peel:(?P<action>{'|'.join(ACTIONS)}):(?P<job>[A-Za-z0-9_.-]+):(?P<index>[0-9]+)"
 
 TOOL_ROWS: tuple[tuple[tuple[str, str | None, str | None], ...], ...] = (
     (("up2", "Upscale 2K", None), ("up4", "Upscale 4K", None)),
-    (("vs", "Vary (Subtle)", None), ("vx", "Vary (Strong)", None), ("ed", "Edit", "✏️")),
-    (("z15", "Zoom Out 1.5×", None), ("z2", "Zoom Out 2×", None)),
+    (("vs", "Vary (Subtle)", None), ("vx", "Vary (Strong)", None), ("vr", "Vary (Region)", None), ("ed", "Edit", "✏️")),
+    (
+        ("z15", "Zoom Out 1.5×", None),
+        ("z2", "Zoom Out 2×", None),
+        ("zc", "Custom Zoom", "🔍"),
+        ("sq", "Make Square", None),
+    ),
     (("pl", None, "⬅️"), ("pr", None, "➡️"), ("pu", None, "⬆️"), ("pd", None, "⬇️")),
 )
 
@@ -92,11 +97,18 @@ def grid_view(job_id: str, present: Sequence[bool], *, separated: Collection[int
     return view
 
 
-def tools_view(job_id: str, index: int, *, link: str | None, favourite: bool = False) -> discord.ui.View:
-    """Return a single image's tools: upscale, vary, edit, zoom, pan, favourite and the full-size link."""
+def tools_view(
+    job_id: str, index: int, *, link: str | None, favourite: bool = False, square: bool = True
+) -> discord.ui.View:
+    """Return a single image's tools: upscale, vary, edit, zoom, pan, favourite and the full-size link.
+
+    Make Square is offered only on an image that is not square (`square` False), as in Midjourney.
+    """
     view = discord.ui.View(timeout=None)
     for row, tools in enumerate(TOOL_ROWS):
         for action, label, emoji in tools:
+            if action == "sq" and square:
+                continue
             view.add_item(PeelButton(action, job_id, index, label=label, emoji=emoji, row=row))
     style = discord.ButtonStyle.success if favourite else discord.ButtonStyle.secondary
     view.add_item(PeelButton("fav", job_id, index, emoji="❤️", style=style, row=4))
@@ -149,6 +161,8 @@ def clicked_button(interaction: discord.Interaction[Any]) -> str | None:
 
 REMIX_MODAL = re.compile(r"peel-remix:(?P<action>[a-z0-9]+):(?P<job>[A-Za-z0-9_.-]+):(?P<index>[0-9]+)")
 EDIT_MODAL = re.compile(r"peel-edit:(?P<job>[A-Za-z0-9_.-]+):(?P<index>[0-9]+)")
+ZOOM_MODAL = re.compile(r"peel-zoom:(?P<job>[A-Za-z0-9_.-]+):(?P<index>[0-9]+)")
+REGION_MODAL = re.compile(r"peel-region:(?P<job>[A-Za-z0-9_.-]+):(?P<index>[0-9]+)")
 
 
 class PromptModal(discord.ui.Modal):
@@ -189,6 +203,58 @@ class EditModal(discord.ui.Modal):
 
     async def on_submit(self, interaction: discord.Interaction[Any]) -> None:
         """Leave the submission to the cog (see the class)."""
+
+
+class CustomZoomModal(discord.ui.Modal):
+    """Custom Zoom: the prompt (pre-filled, editable) and a zoom factor from 1.0 to 2.0, like Midjourney's `--zoom`.
+
+    Submitted like `PromptModal`, through the cog.
+    """
+
+    def __init__(self, *, job_id: JobId, index: int, text: str) -> None:
+        super().__init__(title="Custom Zoom", custom_id=f"peel-zoom:{job_id}:{index}", timeout=15 * 60)
+        self.prompt: discord.ui.TextInput[CustomZoomModal] = discord.ui.TextInput(
+            label="Prompt", style=discord.TextStyle.paragraph, default=text, max_length=4000, custom_id="prompt"
+        )
+        self.zoom: discord.ui.TextInput[CustomZoomModal] = discord.ui.TextInput(
+            label="Zoom (1.0 to 2.0)", default="2", placeholder="1.5", max_length=8, custom_id="zoom"
+        )
+        self.add_item(self.prompt)
+        self.add_item(self.zoom)
+
+    async def on_submit(self, interaction: discord.Interaction[Any]) -> None:
+        """Leave the submission to the cog (see `PromptModal`)."""
+
+
+class RegionModal(discord.ui.Modal):
+    """Vary (Region): which part of the image to change, and what should be there.
+
+    Discord has no drawing tool, so the region is typed: a named part of a 3×3 grid (`top-left` … `bottom-right`,
+    `center`), a half (`left half`, `top half`, …), or a box in percent of the width and height, `x1 y1 x2 y2`
+    (`bot.core.regions`). Submitted like `PromptModal`, through the cog.
+    """
+
+    def __init__(self, *, job_id: JobId, index: int) -> None:
+        super().__init__(title="Vary (Region)", custom_id=f"peel-region:{job_id}:{index}", timeout=15 * 60)
+        self.region: discord.ui.TextInput[RegionModal] = discord.ui.TextInput(
+            label="Which region?",
+            default="center",
+            placeholder="top-left … bottom-right · center · left half · 10 20 60 80 (%)",
+            max_length=40,
+            custom_id="region",
+        )
+        self.prompt: discord.ui.TextInput[RegionModal] = discord.ui.TextInput(
+            label="What should be there?",
+            style=discord.TextStyle.paragraph,
+            placeholder="a small red kite",
+            max_length=1000,
+            custom_id="prompt",
+        )
+        self.add_item(self.region)
+        self.add_item(self.prompt)
+
+    async def on_submit(self, interaction: discord.Interaction[Any]) -> None:
+        """Leave the submission to the cog (see `PromptModal`)."""
 
 
 def modal_values(data: Any) -> dict[str, str]:

@@ -150,7 +150,13 @@ class JobMessages:
         button_link = full_size_link(link)
         kwargs: dict[str, Any] = {
             "content": content,
-            "view": tools_view(image.job_id, image.index, link=button_link, favourite=image.is_favourite),
+            "view": tools_view(
+                image.job_id,
+                image.index,
+                link=button_link,
+                favourite=image.is_favourite,
+                square=image.width is None or image.width == image.height,
+            ),
         }
         if len(data) <= upload_limit:
             fitted = await asyncio.to_thread(fit_for_upload, data, max_bytes=upload_limit, stem=stem)

@@ -13,6 +13,7 @@ from bot.app.imaging import (
     grid_preview,
     image_size,
     pan_canvas,
+    zoom_canvas,
     zoom_out_canvas,
 )
 
@@ -95,3 +96,22 @@ def test_pan_extends_the_canvas_towards_the_direction(
     out = Image.open(io.BytesIO(pan_canvas(make_png(100, 50), direction))).convert("RGB")
     assert out.size == size
     assert out.getpixel(kept) == (200, 40, 40)
+
+
+@pytest.mark.parametrize(
+    ("size", "factor", "ratio", "canvas"),
+    [
+        ((120, 80), 1.0, (1, 1), (120, 120)),  # Make Square: the bands above and below
+        ((80, 120), 1.0, (1, 1), (120, 120)),
+        ((100, 100), 1.5, None, (150, 150)),  # Custom Zoom keeps the shape
+        ((100, 100), 1.0, (16, 9), (178, 100)),  # --ar widens, never cuts
+        ((100, 100), 2.0, (9, 16), (200, 356)),
+    ],
+)
+def test_zoom_canvas_grows_to_the_factor_and_shape_and_keeps_the_image_in_the_middle(
+    size: tuple[int, int], factor: float, ratio: tuple[int, int] | None, canvas: tuple[int, int]
+) -> None:
+    out = Image.open(io.BytesIO(zoom_canvas(make_png(*size), factor, ratio=ratio)))
+    assert out.size == canvas
+    assert out.getpixel((canvas[0] // 2, canvas[1] // 2)) == (200, 40, 40)
+    assert out.getpixel((0, 0)) == (128, 128, 128) or out.size == size
