@@ -1,3 +1,6 @@
+import pytest
+
+from bot.app.generation import link_name
 from bot.app.generation_types import UserPrefs, safety_reason
 from bot.core.models import ItemStatus
 
@@ -23,3 +26,16 @@ def test_safety_reason_is_the_fixed_message_when_every_failure_was_a_block():
 def test_safety_reason_is_none_when_a_failure_was_something_else():
     assert safety_reason([(ItemStatus.ERROR, "SAFETY", "x"), (ItemStatus.ERROR, "UPSTREAM", "boom")]) is None
     assert safety_reason([(ItemStatus.OK, None, None)]) is None
+
+
+@pytest.mark.parametrize(
+    ("url", "name"),
+    [
+        ("https://example.com/art/style.png", "style.png"),
+        ("https://example.com/art/style.png?size=2", "style.png"),
+        ("https://example.com/art/", "art"),
+        ("https://example.com", "example.com"),
+    ],
+)
+def test_a_linked_reference_is_named_by_its_links_last_segment(url: str, name: str) -> None:
+    assert link_name(url) == name
