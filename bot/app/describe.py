@@ -235,7 +235,9 @@ class DescribeService:
             raise GenerationError(f"Dimensions are portrait, square or landscape, not {dimensions!r}.")
         keys = await self._generation.take_references(files)
         text = " ".join(f"{BLEND_WORDING} {prompt}".split())
-        prepared = await self._generation.imagine(text, origin, ref_keys=keys, aspect_ratio=ratio, label="Blend")
+        # No "Blend by" label: the display already says it is a blend ("**Blend of 2 images** - @user").
+        names = [name for name, _data in files]
+        prepared = await self._generation.imagine(text, origin, ref_keys=keys, aspect_ratio=ratio, ref_names=names)
         shown = " ".join(prompt.split())
         display = f"Blend of {len(files)} images" + (f": {shown}" if shown else "")
         return replace(prepared, display=display)

@@ -25,10 +25,15 @@ MIDJOURNEY_NOTES = "\n".join(
         "**Parameters Peel keeps**: `--ar`/`--aspect` (snapped to the nearest ratio Gemini makes), `--seed`, `--no`, "
         "`--repeat`/`--r`, and `{a, b}` permutations; Peel's own `--model flash|pro|flash3`, `--size 1K|2K|4K`, "
         "`--n 1|2|4` (images per grid); `--<name>` for your `/prefer option` sets.",
+        "**References**: attach images to `/imagine` (mark them with `refs: 1=style 2=character 3=object`), or give "
+        "links: `--sref <link>` (style), `--cref <link>` (character), `--oref <link>` (object), or a bare image link. "
+        "Nano Banana takes 3 references, Pro and Nano Banana 2 take 14.",
         "**Parameters Gemini has no use for** (`--v`, `--stylize`, `--chaos`, `--weird`, `--q`, `--style`, `--tile`, "
         "…) are ignored, and the answer says which.",
         "**Differences**: U# posts the image at full size (no model call); Upscale 2K/4K re-draws it at that size; "
-        "Vary, Zoom Out, Pan and Edit send the image to Gemini with an instruction; Remix mode and subtle or strong "
+        "Vary, Zoom Out, Custom Zoom, Make Square, Pan and Edit send the image to Gemini with an instruction; Vary "
+        "(Region) asks which region in words (Discord has no brush) and changes nothing outside it; Remix mode and "
+        "subtle or strong "
         "variations are in `/settings`; replies to an image in a thread edit it; `/batch` runs thousands of images "
         "as one job.",
     ]

@@ -12,6 +12,7 @@ Pure: the Discord layer, `/batch` and the CLI parse prompts with `parse_prompt`;
 reported together, naming the parameter, so a user can fix them all at once.
 """
 
+import difflib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -261,9 +262,10 @@ def parse_prompt(prompt: str, *, aspect_ratios: Sequence[str] = GEMINI_ASPECT_RA
             ignored.append((" ".join(f"--{name} {value}".split()), MIDJOURNEY_IGNORED[name]))
             continue
         if canonical is None:
-            b.errors.append(
-                f"`--{name}` is not a parameter Peel knows (use --ar, --seed, --no, --model, --size, --n, --repeat)"
-            )
+            close = difflib.get_close_matches(name, list(_NAMES), n=1, cutoff=0.6)
+            known = "use --ar, --seed, --no, --model, --size, --n, --repeat"
+            hint = f"did you mean `--{close[0]}`?" if close else known
+            b.errors.append(f"`--{name}` is not a parameter Peel knows ({hint})")
             continue
         if not value:
             b.errors.append(f"`--{name}` needs a value")

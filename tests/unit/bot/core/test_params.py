@@ -197,8 +197,10 @@ def test_speed_parameters_say_where_speed_is_chosen_when_typed_in_a_prompt() -> 
 def test_a_parameter_neither_peel_nor_midjourney_has_is_still_refused_when_typed() -> None:
     parsed = parse_prompt("a fox --sed 5 --v 6")
     assert not parsed.ok
-    assert parsed.errors == (
-        "`--sed` is not a parameter Peel knows (use --ar, --seed, --no, --model, --size, --n, --repeat)",
+    assert parsed.errors == ("`--sed` is not a parameter Peel knows (did you mean `--seed`?)",)
+    far = parse_prompt("a fox --zzzq 5")
+    assert far.errors == (
+        "`--zzzq` is not a parameter Peel knows (use --ar, --seed, --no, --model, --size, --n, --repeat)",
     )
 
 
