@@ -21,6 +21,16 @@ from worker.generation import GeneratedImage, GenerationRequest
 from worker.handler import WorkerDeps, make_handler
 
 
+async def settle(done: Callable[[], bool], *, timeout_s: float = 10.0) -> None:
+    """Let the chunk run until `done()` holds (reads of references go through threads, slower on a busy machine)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not done() and loop.time() < deadline:  # noqa: ASYNC110 (the rig's state has no event to wait on)
+        await asyncio.sleep(0.001)
+    for _ in range(50):  # and a little longer, for whatever else would (wrongly) start
+        await asyncio.sleep(0)
+
+
 def make_image_bytes(fmt: str = "PNG", size: tuple[int, int] = (8, 8), color: str = "red") -> bytes:
     out = io.BytesIO()
     Image.new("RGB", size, color).save(out, format=fmt)
@@ -295,8 +305,7 @@ async def test_next_items_are_ready_but_at_most_concurrency_ahead_when_every_slo
         item["ref_keys"] = [f"inputs/ref-{i}.png"]
     rig.generator.gate = asyncio.Event()
     task = asyncio.create_task(rig.run(chunk))
-    for _ in range(50):
-        await asyncio.sleep(0)
+    await settle(lambda: rig.generator.in_flight == 2 and len(rig.store.reads) >= 4)
 
     # Two calls hold the slots; the next two items have their references read, and no more.
     assert rig.generator.in_flight == 2
@@ -444,10 +453,7 @@ async def test_cancellation_propagates_and_leaves_no_half_results_when_stopped(r
     await rig.store.put("outputs/j_test/00001.png", make_image_bytes())
     rig.generator.gate = gate
     task = asyncio.create_task(rig.run(chunk))
-    for _ in range(100):
-        if rig.generator.in_flight == 2:
-            break
-        await asyncio.sleep(0)
+    await settle(lambda: rig.generator.in_flight == 2)
     assert rig.generator.in_flight == 2
     sent_before = len(rig.progress.sent)
 
@@ -503,8 +509,7 @@ async def test_outage_costs_at_most_the_calls_in_flight_and_all_items_are_made_w
 async def test_no_gemini_call_starts_after_the_stop_marker_and_the_calls_in_flight_are_kept(rig: Rig) -> None:
     rig.generator.gate = asyncio.Event()
     task = asyncio.create_task(rig.run(make_chunk(10, concurrency=3)))
-    for _ in range(50):
-        await asyncio.sleep(0)
+    await settle(lambda: rig.generator.in_flight == 3)
     assert rig.generator.in_flight == 3
     await rig.store.put(stop_key("j_test"), b"paused")
     rig.generator.gate.set()
