@@ -48,7 +48,7 @@ from bot.app.generation_types import (
     job_request,
     takes_size,
 )
-from bot.app.imaging import Direction, pan_canvas, zoom_canvas, zoom_out_canvas
+from bot.app.imaging import Direction, pan_canvas, region_picker_overlay, zoom_canvas, zoom_out_canvas
 from bot.app.imaging import image_size as _image_size  # `image_size` is also a parameter name here
 from bot.app.references import LinkError, ReferenceLinks
 from bot.core.admission import REFUSAL_TITLE
@@ -77,7 +77,7 @@ from bot.core.params import (
 from bot.core.permute import PermutationError, expand
 from bot.core.prefer import personalize
 from bot.core.references import RefParseError, RefRole, parse_labels, take_links, with_roles, without_roles
-from bot.core.regions import RegionError, parse_region, region_label
+from bot.core.regions import Region, RegionError, parse_region, region_label
 from bot.core.render import code, edit_display, job_note_lines
 from bot.dispatch import Dispatcher
 from bot.ledger import Ledger
@@ -483,14 +483,21 @@ class GenerationService:
             raise GenerationError(f"The zoom must be a number from {low:g} to {high:g}, like 1.5; {text!r} given.")
         return value
 
-    async def vary_region(self, image: Image, origin: Origin, *, region: str, prompt: str) -> Prepared:
-        """Vary (Region): change one region of an image (`bot.core.regions` names it) to what `prompt` says.
+    async def region_picker(self, image: Image) -> bytes:
+        """Return the picture Vary (Region)'s picker shows: the image under a 3×3 grid numbered 1–9 (PNG)."""
+        data = await self._store.get_bytes(image.key)
+        return await asyncio.to_thread(region_picker_overlay, data)
 
-        The worker sends the image, a copy with the region outlined and the region in words, then keeps only the
-        region of the answer (`worker.region`), so the rest of the image is unchanged.
+    async def vary_region(self, image: Image, origin: Origin, *, region: str | Region, prompt: str) -> Prepared:
+        """Vary (Region): change one region of an image to what `prompt` says.
+
+        The region is typed (`bot.core.regions.parse_region` reads it) or already a box (cells picked on the
+        picker's grid, `bot.core.regions.cells_region`). The worker sends the image, a copy with the region outlined
+        and the region in words, then keeps only the region of the answer (`worker.region`), so the rest of the
+        image is unchanged.
         """
         try:
-            box = parse_region(region)
+            box = parse_region(region) if isinstance(region, str) else region
         except RegionError as exc:
             raise GenerationError(str(exc), title="Unknown region") from exc
         text = " ".join(prompt.split())

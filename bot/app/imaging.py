@@ -1,4 +1,6 @@
-"""Pillow work the bot does itself: grid previews that fit Discord's upload limit, and canvases for zoom and pan.
+"""Pillow work the bot does itself: grid previews, zoom and pan canvases, the region picker's numbered grid.
+
+Grid previews fit Discord's upload limit; the picker's 3×3 overlay is what Vary (Region) shows to pick cells on.
 
 Every function here is synchronous and CPU-bound; callers run them with `asyncio.to_thread`.
 """
@@ -8,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from PIL import Image, ImageOps
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 GRID_GAP_PX = 8
 GRID_BACKGROUND = (32, 34, 37)
@@ -169,3 +171,33 @@ def image_size(data: bytes) -> tuple[int, int]:
     """Return an image's (width, height) from its header."""
     with Image.open(io.BytesIO(data)) as image:
         return image.size
+
+
+PICKER_SIDE_PX = 1024  # the picker is a preview: small to upload, large enough to see what each cell holds
+
+
+def region_picker_overlay(data: bytes, *, max_side_px: int = PICKER_SIDE_PX) -> bytes:
+    """Return the image (at most `max_side_px` on its longer side) under a 3×3 grid with cells numbered 1–9 (PNG).
+
+    Lines and numbers are white edged in black, and each number sits on a dark disc, so they read on any image;
+    the discs sit in the cells' top-left corners, so what each cell holds stays visible.
+    The cells are numbered left to right, top to bottom, as `bot.core.regions.cells_region` reads them.
+    """
+    image = _open(data)
+    image.thumbnail((max_side_px, max_side_px), Image.Resampling.LANCZOS)
+    w, h = image.size
+    draw = ImageDraw.Draw(image)
+    line = max(1, round(min(w, h) / 300))
+    for k in (1, 2):
+        x, y = round(w * k / 3), round(h * k / 3)
+        draw.line([(x, 0), (x, h)], fill="black", width=line + 2)
+        draw.line([(0, y), (w, y)], fill="black", width=line + 2)
+        draw.line([(x, 0), (x, h)], fill="white", width=line)
+        draw.line([(0, y), (w, y)], fill="white", width=line)
+    radius = max(8, round(min(w, h) / 24))
+    font = ImageFont.load_default(size=round(radius * 1.2))
+    for cell in range(9):
+        cx, cy = round(w * (cell % 3) / 3) + radius * 3 // 2, round(h * (cell // 3) / 3) + radius * 3 // 2
+        draw.ellipse((cx - radius, cy - radius, cx + radius, cy + radius), fill=(0, 0, 0), outline="white", width=line)
+        draw.text((cx, cy), str(cell + 1), fill="white", font=font, anchor="mm", stroke_width=1, stroke_fill="black")
+    return _png(image)

@@ -32,7 +32,8 @@ MIDJOURNEY_NOTES = "\n".join(
         "…) are ignored, and the answer says which.",
         "**Differences**: U# posts the image at full size (no model call); Upscale 2K/4K re-draws it at that size; "
         "Vary, Zoom Out, Custom Zoom, Make Square, Pan and Edit send the image to Gemini with an instruction; Vary "
-        "(Region) asks which region in words (Discord has no brush) and changes nothing outside it; Remix mode and "
+        "(Region) shows the image under a numbered 3×3 grid to pick cells on (or type a box) and changes nothing "
+        "outside them; Remix mode and "
         "subtle or strong "
         "variations are in `/settings`; replies to an image in a thread edit it; `/batch` runs thousands of images "
         "as one job.",

@@ -4,6 +4,9 @@ Discord has no drawing tool, so a region is named: a cell of a 3×3 grid (`top-l
 `center`, `right`, `bottom-left`, `bottom`, `bottom-right`), a half (`left half`, `right half`, `top half`,
 `bottom half`), or a box in percent of the width and height, `x1 y1 x2 y2` (`10 20 60 80`: from 10 % to 60 %
 across, 20 % to 80 % down). A region is `(left, top, right, bottom)` as fractions of the image, 0 to 1.
+
+The picker shows the image under a 3×3 grid numbered 1–9 (left to right, top to bottom); the cells picked there make
+one region, their bounding box (`cells_region`).
 """
 
 import re
@@ -75,8 +78,43 @@ def parse_region(text: str) -> Region:
     return left, top, right, bottom
 
 
+CELLS = "123456789"
+CELL_NAMES = ("top-left", "top", "top-right", "left", "center", "right", "bottom-left", "bottom", "bottom-right")
+
+
+def cells_region(cells: str) -> Region:
+    """Return the bounding box of grid cells `cells` ("12": the top row's left two cells), numbered 1–9 row by row.
+
+    Raises:
+        RegionError: no cell, or a character that is not a cell number.
+    """
+    if not cells or any(c not in CELLS for c in cells):
+        raise RegionError("Pick one or more cells, 1 to 9.")
+    rows = [(int(c) - 1) // 3 for c in cells]
+    cols = [(int(c) - 1) % 3 for c in cells]
+    left, top, _, _ = _cell(min(rows), min(cols))
+    _, _, right, bottom = _cell(max(rows), max(cols))
+    return left, top, right, bottom
+
+
+def _grid_label(region: Region) -> str | None:
+    """Name a box on the picker's grid lines: a row, a column, or its cells ("cells 1–2", "cells 1–5")."""
+    edges = [round(v * 3, 6) for v in region]
+    if any(e != int(e) for e in edges):
+        return None
+    left, top, right, bottom = (int(e) for e in edges)
+    if (left, right) == (0, 3) and bottom - top == 1:
+        return f"{('top', 'middle', 'bottom')[top]} row"
+    if (top, bottom) == (0, 3) and right - left == 1:
+        return f"{('left', 'center', 'right')[left]} column"
+    return f"cells {top * 3 + left + 1}–{(bottom - 1) * 3 + right}"
+
+
 def region_label(region: Region) -> str:
-    """Return a short name of a region for messages ("top-left", "left half", "10–60 % × 20–80 %")."""
+    """Return a short name of a region for messages ("top-left", "left half", "cells 1–5", "10–60 % × 20–80 %").
+
+    A box of several picked cells is named by its first and last cell ("cells 1–5": cells 1, 2, 4 and 5).
+    """
     for name, box in HALVES.items():
         if _close(box, region):
             return name
@@ -86,6 +124,9 @@ def region_label(region: Region) -> str:
                 if row == 1:
                     return "center" if col == 1 else col_name
                 return row_name if col == 1 else f"{row_name}-{col_name}"
+    grid = _grid_label(region)
+    if grid is not None:
+        return grid
     left, top, right, bottom = (round(v * 100) for v in region)
     return f"{left}–{right} % × {top}–{bottom} %"
 
@@ -94,4 +135,14 @@ def _close(a: Region, b: Region) -> bool:
     return all(abs(x - y) < 1e-6 for x, y in zip(a, b, strict=True))
 
 
-__all__ = ["HALVES", "NAMES", "Region", "RegionError", "parse_region", "region_label"]
+__all__ = [
+    "CELLS",
+    "CELL_NAMES",
+    "HALVES",
+    "NAMES",
+    "Region",
+    "RegionError",
+    "cells_region",
+    "parse_region",
+    "region_label",
+]

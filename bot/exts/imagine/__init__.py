@@ -7,6 +7,7 @@ Reply edits and reactions are a listener of their own (`_replies.ReplyEditCog`),
 
 import asyncio
 import contextlib
+import io
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -21,6 +22,7 @@ from bot.app.imaging import Direction
 from bot.core.admission import REFUSAL_TITLE
 from bot.core.models import Image, Job, JobId, JobKind, JobStatus, UserId
 from bot.core.params import GEMINI_ASPECT_RATIOS
+from bot.core.regions import RegionError, cells_region
 from bot.core.render import many_grids_text
 from bot.discord_bot import PeelBot
 from bot.exts._access import check_owner, refusal_text
@@ -31,12 +33,15 @@ from bot.exts.imagine._components import (
     REGION_MODAL,
     REMIX_MODAL,
     ZOOM_MODAL,
+    CellsPromptModal,
     CustomZoomModal,
     EditModal,
     PeelButton,
     PromptModal,
+    RegionCellsSelect,
     RegionModal,
     modal_values,
+    region_picker_view,
 )
 from bot.exts.imagine._inputs import origin_of, read_attachments
 from bot.exts.imagine._many import ManyGridsView
@@ -258,6 +263,9 @@ class ImagineCog(commands.Cog):
                 await interaction.response.send_modal(fit_modal(EditModal(job_id=job_id, index=index)))
                 return
             if action == "vr":
+                await self._region_picker(interaction, job_id, index)
+                return
+            if action == "vrt":
                 await self._image(job_id, index)
                 await interaction.response.send_modal(fit_modal(RegionModal(job_id=job_id, index=index)))
                 return
@@ -287,6 +295,47 @@ class ImagineCog(commands.Cog):
             await self._guarded(interaction, self.messages.separate(interaction, job_id, index), where="U")
             return
         await self._launch(interaction, self._maker(interaction, action, job_id, index, None), where=f"button {action}")
+
+    async def _region_picker(self, interaction: discord.Interaction[Any], job_id: JobId, index: int) -> None:
+        """Answer Vary (Region), to the clicker alone, with the image under a numbered 3×3 grid and the cells select.
+
+        Deferred first: drawing the grid on a 4K image can take longer than Discord's 3 s to answer.
+        """
+        image = await self._image(job_id, index)  # a gone image is answered before anything is drawn
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        try:
+            overlay = await self.service.region_picker(image)
+            if len(overlay) > interaction.filesize_limit:
+                raise GenerationError("The image is too large to show with its grid here; use “Type a box instead…”.")
+        except Exception as exc:  # the Discord boundary: one mapper  # noqa: BLE001
+            await self._fail_interaction(interaction, exc, where="region picker")
+            return
+        text = (
+            "**Vary (Region)**: pick the cells to change (several make one box around them), then say what should "
+            "be there."
+        )
+        with contextlib.suppress(discord.HTTPException):
+            await interaction.edit_original_response(
+                content=fit_content(text),
+                attachments=[discord.File(io.BytesIO(overlay), f"{job_id}-{index + 1}-grid.png")],
+                view=fit_view(region_picker_view(job_id, index)),
+            )
+
+    async def on_cells(self, interaction: discord.Interaction[Any], job_id: JobId, index: int, cells: str) -> None:
+        """Open the prompt modal for the cells picked on the region picker; the cells travel in its custom id."""
+        if await self._refused(interaction):
+            return
+        try:
+            try:
+                cells_region(cells)  # refuses anything but cell numbers before a modal carries them
+            except RegionError as exc:
+                raise GenerationError(str(exc), title="Unknown region") from exc
+            image = await self._image(job_id, index)
+            text = await self.service.remix_text(await self._job(image.job_id))
+            modal = CellsPromptModal(job_id=job_id, index=index, cells=cells, text=text)
+            await interaction.response.send_modal(fit_modal(modal))
+        except Exception as exc:  # the Discord boundary: one mapper  # noqa: BLE001
+            await send_error(interaction, exc, where="region picker")
 
     @commands.Cog.listener()
     async def on_interaction(self, interaction: discord.Interaction[Any]) -> None:
@@ -335,7 +384,9 @@ class ImagineCog(commands.Cog):
             if custom_id.startswith("peel-zoom:"):
                 job_prompt = prompt.strip() or await self.service.remix_text(await self._job(job_id))
                 return await self.service.custom_zoom(image, origin, factor=values.get("zoom", ""), prompt=job_prompt)
-            return await self.service.vary_region(image, origin, region=values.get("region", ""), prompt=prompt)
+            cells = REGION_MODAL.fullmatch(custom_id)
+            region = cells_region(cells["cells"]) if cells and cells["cells"] else values.get("region", "")
+            return await self.service.vary_region(image, origin, region=region, prompt=prompt)
 
         await self._launch(interaction, make, where="custom zoom" if custom_id.startswith("peel-zoom:") else "region")
 
@@ -480,7 +531,7 @@ class ImagineCog(commands.Cog):
 async def setup(bot: commands.Bot) -> None:
     """Load the extension."""
     assert isinstance(bot, PeelBot)
-    bot.add_dynamic_items(PeelButton)
+    bot.add_dynamic_items(PeelButton, RegionCellsSelect)
     cog = ImagineCog(bot)
     await bot.add_cog(cog)
     await bot.add_cog(ReplyEditCog(bot, cog.tracker))

@@ -12,13 +12,15 @@ from typing import TYPE_CHECKING, Any
 import discord
 
 from bot.core.models import JobId
+from bot.core.regions import CELL_NAMES, cells_region, region_label
 from bot.core.render import CustomId
 
 if TYPE_CHECKING:
     from bot.exts.imagine import ImagineCog
 
 GRID_ACTIONS = ("u", "v", "r")
-TOOL_ACTIONS = ("up2", "up4", "vs", "vx", "vr", "ed", "z15", "z2", "zc", "sq", "pl", "pr", "pu", "pd", "fav")
+# "vrt" is the region picker's "Type a box instead…" (`region_picker_view`), not a button of the image's message.
+TOOL_ACTIONS = ("up2", "up4", "vs", "vx", "vr", "vrt", "ed", "z15", "z2", "zc", "sq", "pl", "pr", "pu", "pd", "fav")
 ACTIONS = GRID_ACTIONS + TOOL_ACTIONS
 TEMPLATE = rf"peel:(?P<action>{'|'.join(ACTIONS)}):(?P<job>[A-Za-z0-9_.-]+):(?P<index>[0-9]+)"
 
@@ -162,7 +164,8 @@ def clicked_button(interaction: discord.Interaction[Any]) -> str | None:
 REMIX_MODAL = re.compile(r"peel-remix:(?P<action>[a-z0-9]+):(?P<job>[A-Za-z0-9_.-]+):(?P<index>[0-9]+)")
 EDIT_MODAL = re.compile(r"peel-edit:(?P<job>[A-Za-z0-9_.-]+):(?P<index>[0-9]+)")
 ZOOM_MODAL = re.compile(r"peel-zoom:(?P<job>[A-Za-z0-9_.-]+):(?P<index>[0-9]+)")
-REGION_MODAL = re.compile(r"peel-region:(?P<job>[A-Za-z0-9_.-]+):(?P<index>[0-9]+)")
+# A region picked on the picker's grid travels in the modal's id (`:<cells>`, e.g. `:12`), so no memory holds it.
+REGION_MODAL = re.compile(r"peel-region:(?P<job>[A-Za-z0-9_.-]+):(?P<index>[0-9]+)(?::(?P<cells>[1-9]{1,9}))?")
 
 
 class PromptModal(discord.ui.Modal):
@@ -227,11 +230,11 @@ class CustomZoomModal(discord.ui.Modal):
 
 
 class RegionModal(discord.ui.Modal):
-    """Vary (Region): which part of the image to change, and what should be there.
+    """Vary (Region): which part of the image to change, typed, and what should be there.
 
-    Discord has no drawing tool, so the region is typed: a named part of a 3×3 grid (`top-left` … `bottom-right`,
-    `center`), a half (`left half`, `top half`, …), or a box in percent of the width and height, `x1 y1 x2 y2`
-    (`bot.core.regions`). Submitted like `PromptModal`, through the cog.
+    The region is typed: a named part of a 3×3 grid (`top-left` … `bottom-right`, `center`), a half (`left half`,
+    `top half`, …), or a box in percent of the width and height, `x1 y1 x2 y2` (`bot.core.regions`). The picker
+    (`region_picker_view`) opens it from "Type a box instead…". Submitted like `PromptModal`, through the cog.
     """
 
     def __init__(self, *, job_id: JobId, index: int) -> None:
@@ -255,6 +258,73 @@ class RegionModal(discord.ui.Modal):
 
     async def on_submit(self, interaction: discord.Interaction[Any]) -> None:
         """Leave the submission to the cog (see `PromptModal`)."""
+
+
+class CellsPromptModal(discord.ui.Modal):
+    """Vary (Region) for cells picked on the picker's grid: what should be there, pre-filled with the job's prompt.
+
+    The cells are in the custom id (`peel-region:<job>:<index>:<cells>`), so a modal opened before a restart
+    still knows its region. Submitted like `PromptModal`, through the cog.
+    """
+
+    def __init__(self, *, job_id: JobId, index: int, cells: str, text: str) -> None:
+        title = f"Vary (Region): {region_label(cells_region(cells))}"
+        super().__init__(title=title, custom_id=f"peel-region:{job_id}:{index}:{cells}", timeout=15 * 60)
+        self.prompt: discord.ui.TextInput[CellsPromptModal] = discord.ui.TextInput(
+            label="What should be there?",
+            style=discord.TextStyle.paragraph,
+            default=text,  # cut to 4,000 where it is sent (`fit_modal`)
+            max_length=4000,
+            custom_id="prompt",
+        )
+        self.add_item(self.prompt)
+
+    async def on_submit(self, interaction: discord.Interaction[Any]) -> None:
+        """Leave the submission to the cog (see `PromptModal`)."""
+
+
+CELLS_TEMPLATE = r"peel:cells:(?P<job>[A-Za-z0-9_.-]+):(?P<index>[0-9]+)"
+
+
+class RegionCellsSelect(discord.ui.DynamicItem[discord.ui.Select[discord.ui.View]], template=CELLS_TEMPLATE):
+    """The picker's cells 1–9, several at once: the region is their bounding box. Persistent like `PeelButton`."""
+
+    def __init__(self, job_id: str, index: int) -> None:
+        super().__init__(
+            discord.ui.Select(
+                custom_id=CustomId(action="cells", job_id=job_id, index=index).encode(),
+                placeholder="Pick cells: the region is the box around all of them",
+                min_values=1,
+                max_values=9,
+                options=[
+                    discord.SelectOption(label=f"{n + 1} · {name}", value=str(n + 1))
+                    for n, name in enumerate(CELL_NAMES)
+                ],
+            )
+        )
+        self.job_id = JobId(job_id)
+        self.index = index
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: re.Match[str]
+    ) -> "RegionCellsSelect":
+        """Rebuild the select from a pick, whenever the picker was sent."""
+        return cls(match["job"], int(match["index"]))
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        """Hand the picked cells to the cog, in grid order ("21" and "12" are the same region)."""
+        data: Any = interaction.data or {}
+        cells = "".join(sorted({str(v) for v in data.get("values", [])}))
+        await _cog(interaction).on_cells(interaction, self.job_id, self.index, cells)
+
+
+def region_picker_view(job_id: str, index: int) -> discord.ui.View:
+    """Return the picker's controls: the cells select and "Type a box instead…" (today's typed `RegionModal`)."""
+    view = discord.ui.View(timeout=None)
+    view.add_item(RegionCellsSelect(job_id, index))
+    view.add_item(PeelButton("vrt", job_id, index, label="Type a box instead…", row=1))
+    return view
 
 
 def modal_values(data: Any) -> dict[str, str]:

@@ -12,6 +12,8 @@ from aiohttp import web
 from PIL import Image, ImageChops
 
 from bot.core.models import JobKind, JobStatus
+from local.discord.actions import iter_components
+from local.discord.driver import InteractionHandle, Message
 from local.discord.state import Upload
 from tests.e2e.discord.conftest import WAIT_S, ephemeral_embed, imagine, labels, png, result_of
 from tests.fakes.peel_stack import PeelStack, peel_stack
@@ -110,12 +112,85 @@ async def test_custom_zoom_refuses_a_factor_outside_one_to_two(stack: PeelStack)
     await d.wait_for_message(lambda m: "from 1 to 2" in ephemeral_embed(m), timeout=WAIT_S)
 
 
+async def region_picker(stack: PeelStack, image: Message, user: str = "alice") -> Message:
+    """Click Vary (Region) and return the picker it answers with, to the clicker alone."""
+    d = stack.driver(user)
+    clicked = await d.click(image, label="Vary (Region)")
+    assert await clicked.wait_ack() == 5  # deferred: the grid is drawn first
+    await d.wait_until(lambda: (m := clicked.response()) is not None and not m.is_loading, timeout=WAIT_S)
+    picker = clicked.response()
+    assert picker is not None
+    return picker
+
+
+async def type_a_box(stack: PeelStack, image: Message) -> InteractionHandle:
+    """Open the typed-region modal through the picker's "Type a box instead…"."""
+    opened = await stack.driver().click(await region_picker(stack, image), label="Type a box instead…")
+    assert await opened.wait_ack() == 9
+    return opened
+
+
+def cells_select(message: Message) -> dict[str, Any]:
+    return next(c for c in iter_components(message.components) if str(c.get("custom_id", "")).startswith("peel:cells:"))
+
+
+async def test_vary_region_answers_the_clicker_with_the_image_under_a_numbered_grid_and_a_cells_select(
+    stack: PeelStack,
+):
+    image = await single(stack, "picker dog --ar 3:2")
+    source = await stack.rt.ledger.image_at((await latest_job(stack)).id, 0)
+    assert source is not None and source.width is not None and source.height is not None
+    picker = await region_picker(stack, image)
+    assert picker.is_ephemeral and len(picker.attachments) == 1
+    assert "Type a box instead…" in labels(picker)
+    select = cells_select(picker)
+    assert (select["min_values"], select["max_values"]) == (1, 9)
+    assert [o["value"] for o in select["options"]] == [str(n) for n in range(1, 10)]
+    assert "box around" in select["placeholder"]
+    async with aiohttp.ClientSession() as http, http.get(picker.attachments[0]["url"]) as resp:
+        overlay = Image.open(io.BytesIO(await resp.read())).convert("RGB")
+    assert overlay.width / overlay.height == pytest.approx(source.width / source.height, abs=0.01)  # the image's shape
+    third = overlay.width // 3
+    column = [overlay.getpixel((third, y)) for y in range(overlay.height)]
+    assert sum(1 for px in column if px == (255, 255, 255)) > overlay.height // 2  # the grid's line is drawn
+
+
+async def test_picking_cells_opens_the_prompt_modal_and_varies_their_bounding_box(stack: PeelStack):
+    d = stack.driver()
+    image = await single(stack, "cells dog")
+    source_job = await latest_job(stack)
+    picker = await region_picker(stack, image)
+    opened = await d.select(picker, str(cells_select(picker)["custom_id"]), ["2", "1"])
+    assert await opened.wait_ack() == 9 and opened.modal is not None
+    assert opened.modal["custom_id"] == f"peel-region:{source_job.id}:0:12"  # the region travels in the id
+    assert opened.modal["components"][0]["components"][0]["value"].startswith("cells dog")
+    await d.submit_modal(opened, {"prompt": "two red kites"})
+    done = await d.wait_for_message(
+        lambda m: m.content.startswith("**two red kites** - Vary (Region: cells 1–2)") and m.attachments,
+        timeout=WAIT_S,
+    )
+    assert "Upscale 2K" in labels(done)
+    job = await latest_job(stack)
+    assert job.kind is JobKind.REGION and job.status is JobStatus.DONE
+    item = await stack.rt.ledger.get_item(job.id, 0)
+    assert item is not None and item.inputs.region == pytest.approx((0.0, 0.0, 2 / 3, 1 / 3))
+
+
+async def test_a_picker_whose_image_is_gone_answers_so_when_cells_are_picked(stack: PeelStack):
+    d = stack.driver()
+    picker = await region_picker(stack, await single(stack, "gone dog"))
+    select = cells_select(picker)
+    select["custom_id"] = "peel:cells:no-such-job:0"  # a picker for a job this ledger does not know
+    opened = await d.select(picker.id, "peel:cells:no-such-job:0", ["5"])
+    assert await opened.wait_ack() == 4 and opened.modal is None
+    await d.wait_for_message(lambda m: "no longer known" in ephemeral_embed(m), timeout=WAIT_S)
+
+
 async def test_vary_region_changes_only_the_region_when_the_modal_is_submitted(stack: PeelStack):
     d = stack.driver()
     image = await single(stack, "region dog")
     source_job = await latest_job(stack)
-    opened = await d.click(image, label="Vary (Region)")
-    assert await opened.wait_ack() == 9
+    opened = await type_a_box(stack, image)
     await d.submit_modal(opened, {"region": "top-left", "prompt": "a red kite"})
     done = await d.wait_for_message(
         lambda m: m.content.startswith("**a red kite** - Vary (Region: top-left)") and m.attachments, timeout=WAIT_S
@@ -144,8 +219,7 @@ async def test_vary_region_changes_only_the_region_when_the_modal_is_submitted(s
 async def test_vary_region_refuses_an_unknown_region_naming_the_accepted_ones(stack: PeelStack):
     d = stack.driver()
     image = await single(stack, "region cow")
-    opened = await d.click(image, label="Vary (Region)")
-    assert await opened.wait_ack() == 9
+    opened = await type_a_box(stack, image)
     await d.submit_modal(opened, {"region": "somewhere nice", "prompt": "a hat"})
     await d.wait_for_message(lambda m: "bottom-right" in ephemeral_embed(m), timeout=WAIT_S)
 

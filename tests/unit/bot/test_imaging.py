@@ -13,6 +13,7 @@ from bot.app.imaging import (
     grid_preview,
     image_size,
     pan_canvas,
+    region_picker_overlay,
     zoom_canvas,
     zoom_out_canvas,
 )
@@ -115,3 +116,15 @@ def test_zoom_canvas_grows_to_the_factor_and_shape_and_keeps_the_image_in_the_mi
     assert out.size == canvas
     assert out.getpixel((canvas[0] // 2, canvas[1] // 2)) == (200, 40, 40)
     assert out.getpixel((0, 0)) == (128, 128, 128) or out.size == size
+
+
+@pytest.mark.parametrize("color", [(0, 0, 0), (255, 255, 255), (200, 180, 40)])
+def test_region_picker_overlay_draws_a_visible_three_by_three_grid_on_any_image(color: tuple[int, int, int]) -> None:
+    overlay = Image.open(io.BytesIO(region_picker_overlay(make_png(1536, 1024, color=color)))).convert("RGB")
+    assert overlay.size == (1024, 683)  # scaled to the picker's side, shape kept
+    for k in (1, 2):
+        column = {overlay.getpixel((round(1024 * k / 3) + dx, 600)) for dx in (-2, -1, 0, 1, 2)}
+        row = {overlay.getpixel((900, round(683 * k / 3) + dy)) for dy in (-2, -1, 0, 1, 2)}
+        # white edged in black: one of the two differs from any background colour
+        assert {(255, 255, 255), (0, 0, 0)} <= column and {(255, 255, 255), (0, 0, 0)} <= row
+    assert overlay.getpixel((1024 // 2 + 100, 683 // 2 + 100)) == color  # the cells themselves are left as they were
