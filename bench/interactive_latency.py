@@ -28,11 +28,14 @@ import asyncio
 import io
 import json
 import os
+import shutil
 import signal
 import statistics
 import sys
 import tempfile
+import threading
 import time
+import traceback
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,7 +110,10 @@ async def serve_bot(args: argparse.Namespace) -> None:
         assert runtime.backends.endpoint is not None
         await runtime.backends.endpoint.wait_ready(timeout_s=60)
         lags: list[float] = []
-        sampler = asyncio.create_task(sample_lag(lags))
+        watch = StallWatch(args.stall_ms / 1000) if args.stall_ms else None
+        if watch is not None:
+            watch.start()
+        sampler = asyncio.create_task(sample_lag(lags, watch))
         sys.stdout.write("READY\n")
         sys.stdout.flush()
         await stop.wait()
@@ -118,13 +124,39 @@ async def serve_bot(args: argparse.Namespace) -> None:
         sys.stdout.flush()
 
 
-async def sample_lag(lags: list[float]) -> None:
+class StallWatch(threading.Thread):
+    """Prints the loop thread's stack whenever the loop has not run for `threshold_s` (a sampling view of stalls)."""
+
+    def __init__(self, threshold_s: float) -> None:
+        super().__init__(daemon=True, name="stall-watch")
+        self.threshold_s = threshold_s
+        self.loop_thread = threading.get_ident()
+        self.last_tick = time.monotonic()
+
+    def tick(self) -> None:
+        self.last_tick = time.monotonic()
+
+    def run(self) -> None:
+        reported = 0.0
+        while True:
+            time.sleep(self.threshold_s / 4)
+            stalled = time.monotonic() - self.last_tick
+            if stalled >= self.threshold_s and self.last_tick != reported:
+                reported = self.last_tick
+                frame = sys._current_frames().get(self.loop_thread)
+                stack = "".join(traceback.format_stack(frame)[-12:]) if frame is not None else "?"
+                sys.stderr.write(f"STALL {1000 * stalled:.0f} ms\n{stack}\n")
+
+
+async def sample_lag(lags: list[float], watch: StallWatch | None = None) -> None:
     """Record how late a `LAG_TICK_S` sleep wakes up, again and again: the loop's lag."""
     loop = asyncio.get_running_loop()
     while True:
         start = loop.time()
         await asyncio.sleep(LAG_TICK_S)
         lags.append(max(0.0, loop.time() - start - LAG_TICK_S))
+        if watch is not None:
+            watch.tick()
 
 
 # --------------------------------------------------------------------------- the bench's side: Discord and users
@@ -201,7 +233,7 @@ def batch_done(pg: Playground, thread_id: str) -> bool:
 
 async def bench(args: argparse.Namespace) -> dict[str, str]:
     """Run both phases against a bot subprocess and return the figures."""
-    with tempfile.TemporaryDirectory(dir=ROOT) as tmp:
+    with tempfile.TemporaryDirectory(prefix="peel-bench-") as tmp:
         log_path = Path(tmp) / "bot.log"
         async with Playground(port=0, rate_window_scale=args.rate_scale) as pg:
             env = {k: v for k, v in os.environ.items() if not k.startswith(_DROPPED_PREFIXES)}
@@ -231,12 +263,16 @@ async def bench(args: argparse.Namespace) -> dict[str, str]:
             figures["bot_lag_p99_ms"] = f"{lag.get('lag_p99_ms', float('nan')):.0f}"
             figures["bot_lag_max_ms"] = f"{lag.get('lag_max_ms', float('nan')):.0f}"
             figures["keepup_warnings"] = str(log_path.read_text(errors="replace").count(KEEPUP))
+            if args.keep_log:
+                shutil.copyfile(log_path, args.keep_log)
     return figures
 
 
 async def phases(pg: Playground, args: argparse.Namespace) -> dict[str, str]:
     """Idle imagines, then the batch and the same imagines beside it; return the figures."""
     grids = Grids(pg)
+    lags: list[float] = []  # this process's loop: the playground's, whose lateness would count in every ack
+    sampler = asyncio.create_task(sample_lag(lags))
     idle = await imagines(pg, grids, args, "quiet")
     sys.stderr.write("idle phase done\n")
     started = time.monotonic()
@@ -247,6 +283,7 @@ async def phases(pg: Playground, args: argparse.Namespace) -> dict[str, str]:
     alice = pg.driver("alice")
     await alice.wait_until(lambda: batch_done(pg, thread_id), timeout=args.batch_timeout)
     batch_s = time.monotonic() - started
+    sampler.cancel()
     figures: dict[str, str] = {"items": str(args.items), "imagines": str(args.imagines), "cores": str(os.cpu_count())}
     for name, runs in (("", busy), ("_idle", idle)):
         acks = [1000 * t.ack_s for t in runs if t.ack_s is not None]
@@ -261,12 +298,13 @@ async def phases(pg: Playground, args: argparse.Namespace) -> dict[str, str]:
     figures["batch_overlapped"] = str(int(overlapped))
     figures["batch_s"] = f"{batch_s:.0f}"
     figures["batch_img_s"] = f"{args.items / batch_s:.1f}"
+    figures["playground_lag_p99_ms"] = f"{1000 * percentile(lags, 99):.0f}"
     return figures
 
 
 def forwarded(args: argparse.Namespace) -> list[str]:
     """Return the options the bot's process needs, as arguments."""
-    names = ("workers", "concurrency", "chunk_s", "latency", "draw_px", "rate_scale")
+    names = ("workers", "concurrency", "chunk_s", "latency", "draw_px", "rate_scale", "stall_ms")
     return [f"--{name.replace('_', '-')}={getattr(args, name)}" for name in names]
 
 
@@ -283,6 +321,8 @@ def main() -> None:
     parser.add_argument("--jobs-per-worker", type=int, default=8, help="WORKER_MAX_CONCURRENT_JOBS")
     parser.add_argument("--chunk-s", type=float, default=10.0, help="BATCH_CHUNK_S, a batch chunk's target time")
     parser.add_argument("--rate-scale", type=float, default=0.1, help="Discord's rate-limit windows, scaled")
+    parser.add_argument("--stall-ms", type=float, default=0, help="log the bot loop's stack when it stalls this long")
+    parser.add_argument("--keep-log", help="copy the bot's log here")
     parser.add_argument("--grid-timeout", type=float, default=180.0, help="seconds to wait for a phase's grids")
     parser.add_argument("--batch-timeout", type=float, default=900.0, help="seconds to wait for the batch")
     for name in ("--api-base", "--gateway", "--token", "--guild-id", "--admin-id", "--data-dir"):
