@@ -6,8 +6,10 @@ and the local Gemini server, answering each call after `--latency` seconds with 
 users through the playground:
 
 1. idle: `--imagines` `/imagine` commands, one every `--every` seconds, nothing else running;
-2. busy: `/batch` of a `--items`-image ZIP started (its plan, then Start), then the same `/imagine` commands while it
-   runs; the batch is left to finish (`--batch-timeout`).
+2. busy: `/batch` of a `--items`-image ZIP (its plan, then Start) and, from that command on, one `/imagine` every
+   `--every` seconds until `--imagines` of them were sent while the batch runs; then the batch is left to finish
+   (`--batch-timeout`). The acks count every busy imagine, those sent while the batch's ZIP was taken in and its
+   items written too (`imagines_while_starting`, `ack_max_starting_ms`); the grids count those sent while it ran.
 
 For each `/imagine` the playground records when it created the interaction and when the bot's callback (the
 deferral) arrived (`Interaction.ack_latency_s`): the acknowledgement latency. A grid's time runs from the
@@ -125,7 +127,11 @@ async def serve_bot(args: argparse.Namespace) -> None:
 
 
 class StallWatch(threading.Thread):
-    """Prints the loop thread's stack whenever the loop has not run for `threshold_s` (a sampling view of stalls)."""
+    """Samples the loop thread's stack while the loop has not run for `threshold_s`: a sampling view of stalls.
+
+    Each stall prints a stack every `threshold_s` it lasts (with where the other threads are: one of them may hold
+    the GIL), then its whole length once the loop runs again.
+    """
 
     def __init__(self, threshold_s: float) -> None:
         super().__init__(daemon=True, name="stall-watch")
@@ -137,15 +143,29 @@ class StallWatch(threading.Thread):
         self.last_tick = time.monotonic()
 
     def run(self) -> None:
-        reported = 0.0
+        stalled_since: float | None = None
+        sampled_at = 0.0
         while True:
             time.sleep(self.threshold_s / 4)
-            stalled = time.monotonic() - self.last_tick
-            if stalled >= self.threshold_s and self.last_tick != reported:
-                reported = self.last_tick
-                frame = sys._current_frames().get(self.loop_thread)
-                stack = "".join(traceback.format_stack(frame)[-12:]) if frame is not None else "?"
-                sys.stderr.write(f"STALL {1000 * stalled:.0f} ms\n{stack}\n")
+            now = time.monotonic()
+            if stalled_since is not None and self.last_tick >= stalled_since:
+                sys.stderr.write(f"STALL ENDED after {1000 * (self.last_tick - stalled_since):.0f} ms\n\n")
+                stalled_since = None
+            if now - self.last_tick >= self.threshold_s and now - sampled_at >= self.threshold_s:
+                stalled_since = stalled_since or self.last_tick
+                sampled_at = now
+                sys.stderr.write(f"STALL {1000 * (now - stalled_since):.0f} ms\n{self.stacks()}")
+
+    def stacks(self) -> str:
+        frames = sys._current_frames()
+        loop_frame = frames.get(self.loop_thread)
+        stack = "".join(traceback.format_stack(loop_frame)[-12:]) if loop_frame is not None else "?"
+        others = "".join(
+            f"  thread {ident}: {''.join(traceback.format_stack(frame)[-2:])}"
+            for ident, frame in frames.items()
+            if ident not in (self.loop_thread, threading.get_ident())
+        )
+        return stack + others
 
 
 async def sample_lag(lags: list[float], watch: StallWatch | None = None) -> None:
@@ -194,35 +214,54 @@ class Grids:
                 timed.done.set()
 
 
-async def imagines(pg: Playground, grids: Grids, args: argparse.Namespace, phase: str) -> list[Timed]:
+async def imagine(pg: Playground, grids: Grids, phase: str, i: int) -> Timed:
+    """Run one `/imagine` as the playground's admin; return its timing record (filled in as events arrive)."""
+    handle = await pg.driver("admin").slash("imagine", {"prompt": f"a {phase} fox number {i} --ar 1:1"})
+    timed = Timed(created=handle.interaction.created_at)
+    grids.by_interaction[handle.id] = timed
+    if handle.interaction.acked:  # answered before the listener knew it (not expected: the bot is elsewhere)
+        grids.on_event(Event("PLAYGROUND_INTERACTION_ACK", {"id": handle.id}, False, None, 0))
+    return timed
+
+
+async def imagines(pg: Playground, grids: Grids, args: argparse.Namespace) -> list[Timed]:
     """Run `args.imagines` `/imagine` commands, one every `args.every` s, and wait for every grid."""
-    admin = pg.driver("admin")
     runs: list[Timed] = []
     for i in range(args.imagines):
-        handle = await admin.slash("imagine", {"prompt": f"a {phase} fox number {i} --ar 1:1"})
-        timed = Timed(created=handle.interaction.created_at)
-        grids.by_interaction[handle.id] = timed
-        if handle.interaction.acked:  # answered before the listener knew it (not expected: the bot is elsewhere)
-            grids.on_event(Event("PLAYGROUND_INTERACTION_ACK", {"id": handle.id}, False, None, 0))
-        runs.append(timed)
+        runs.append(await imagine(pg, grids, "quiet", i))
         await asyncio.sleep(args.every)
     await asyncio.wait_for(asyncio.gather(*(t.done.wait() for t in runs)), args.grid_timeout)
     return runs
 
 
-async def start_batch(pg: Playground, args: argparse.Namespace) -> str:
-    """Run `/batch` with a ZIP of `args.items` images as alice, press Start; return the batch's thread id."""
+async def busy_imagines(
+    pg: Playground, grids: Grids, args: argparse.Namespace, batch: asyncio.Task[str]
+) -> tuple[list[Timed], list[Timed]]:
+    """Run `/imagine` every `args.every` s from the `/batch` command on, until `args.imagines` ran beside the batch.
+
+    Returns:
+        The imagines sent while the batch was planned and started (its ZIP taken in, its items written), and those
+        sent while it ran.
+    """
+    starting: list[Timed] = []
+    running: list[Timed] = []
+    while len(running) < args.imagines:
+        (running if batch.done() else starting).append(await imagine(pg, grids, "busy", len(starting) + len(running)))
+        await asyncio.sleep(args.every)
+    await asyncio.wait_for(asyncio.gather(*(t.done.wait() for t in starting + running)), args.grid_timeout)
+    return starting, running
+
+
+async def start_batch(pg: Playground, data: bytes) -> str:
+    """Run `/batch` with the ZIP `data` as alice, press Start; return the batch's thread id once it runs."""
     alice = pg.driver("alice")
-    data = await asyncio.to_thread(zip_of, args.items)
-    before = len(alice.messages())
     await alice.slash("batch", {"prompt": "make it blue", "zip": Upload("bench.zip", data)})
-    plan = await alice.wait_for_message(lambda m: "Batch ready" in m.content and m.buttons(), timeout=120)
-    assert len(alice.messages()) > before
+    plan = await alice.wait_for_message(lambda m: "Batch ready" in m.content and m.buttons(), timeout=300)
     known = {t["id"] for t in alice.threads()}
     await alice.click(plan, label="Start")
-    threads = await alice.wait_until(lambda: [t for t in alice.threads() if t["id"] not in known], timeout=60)
+    threads = await alice.wait_until(lambda: [t for t in alice.threads() if t["id"] not in known], timeout=120)
     thread_id = str(threads[0]["id"])
-    await alice.wait_for_message(lambda m: "remaining" in m.content, channel=thread_id, timeout=60)
+    await alice.wait_for_message(lambda m: "remaining" in m.content, channel=thread_id, timeout=120)
     return thread_id
 
 
@@ -269,29 +308,32 @@ async def bench(args: argparse.Namespace) -> dict[str, str]:
 
 
 async def phases(pg: Playground, args: argparse.Namespace) -> dict[str, str]:
-    """Idle imagines, then the batch and the same imagines beside it; return the figures."""
+    """Idle imagines, then the batch and imagines beside it from its command on; return the figures."""
+    data = await asyncio.to_thread(zip_of, args.items)
     grids = Grids(pg)
     lags: list[float] = []  # this process's loop: the playground's, whose lateness would count in every ack
     sampler = asyncio.create_task(sample_lag(lags))
-    idle = await imagines(pg, grids, args, "quiet")
+    idle = await imagines(pg, grids, args)
     sys.stderr.write("idle phase done\n")
     started = time.monotonic()
-    thread_id = await start_batch(pg, args)
-    sys.stderr.write(f"batch running after {time.monotonic() - started:.1f} s\n")
-    busy = await imagines(pg, grids, args, "busy")
+    batch = asyncio.create_task(start_batch(pg, data))
+    starting, running = await busy_imagines(pg, grids, args, batch)
+    thread_id = batch.result()
     overlapped = not batch_done(pg, thread_id)  # the batch still ran when the last grid was finished
-    alice = pg.driver("alice")
-    await alice.wait_until(lambda: batch_done(pg, thread_id), timeout=args.batch_timeout)
+    await pg.driver("alice").wait_until(lambda: batch_done(pg, thread_id), timeout=args.batch_timeout)
     batch_s = time.monotonic() - started
     sampler.cancel()
     figures: dict[str, str] = {"items": str(args.items), "imagines": str(args.imagines), "cores": str(os.cpu_count())}
-    for name, runs in (("", busy), ("_idle", idle)):
-        acks = [1000 * t.ack_s for t in runs if t.ack_s is not None]
-        grid = [t.grid_s for t in runs if t.grid_s is not None]
+    busy = starting + running
+    for name, acked, gridded in (("", busy, running), ("_idle", idle, idle)):
+        acks = [1000 * t.ack_s for t in acked if t.ack_s is not None]
+        grid = [t.grid_s for t in gridded if t.grid_s is not None]
         figures[f"ack_p50{name}_ms"] = f"{percentile(acks, 50):.0f}"
         figures[f"ack_p99{name}_ms"] = f"{percentile(acks, 99):.0f}"
         figures[f"grid_p50{name}_s"] = f"{statistics.median(grid):.2f}"
         figures[f"grid_p99{name}_s"] = f"{percentile(grid, 99):.2f}"
+    figures["ack_max_starting_ms"] = f"{1000 * max(t.ack_s or 0.0 for t in starting):.0f}" if starting else "0"
+    figures["imagines_while_starting"] = str(len(starting))
     slowdown = float(figures["grid_p50_s"]) - float(figures["grid_p50_idle_s"])
     figures["grid_slowdown_s"] = f"{slowdown:.2f}"
     figures["chunk_s"] = f"{args.chunk_s:g}"
