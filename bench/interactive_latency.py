@@ -18,6 +18,12 @@ playground's admin, a Peel admin, so no per-user queue cap holds them back; Disc
 of theirs (`--rate-scale`, as the test stack), so 100 grids in one channel measure Peel, not the 5 edits per 5 s
 Discord allows a channel.
 
+Heartbeats: `heartbeat_latency_max_ms` is the largest `bot.latency` (heartbeat to ACK) seen. `--heartbeat-s` shortens
+the gateway's interval (Discord's 41.25 s by default) to see many of them in one run, and `--stock-keepalive` runs
+discord.py 2.7.1's own keep-alive instead of Peel's backport of Rapptz/discord.py#10448 (`bot/exts/_keepalive.py`):
+with it, an ACK read before the keep-alive thread records its send reads as one whole interval of latency (at
+41.25 s, discord.py's "Can't keep up, websocket is 41.3s behind").
+
 Targets (issue #26): ack p99 under 250 ms while the batch runs; grids finish within one batch chunk's target time
 (`--chunk-s`, BATCH_CHUNK_S) of their idle time; no "Can't keep up" in the bot's log. The bot process also samples
 its event loop's lag (a 50 ms timer's lateness). The last line holds the figures as key=value pairs.
@@ -29,6 +35,7 @@ import argparse
 import asyncio
 import io
 import json
+import math
 import os
 import shutil
 import signal
@@ -41,7 +48,9 @@ import traceback
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from discord import gateway as discord_gateway
 from PIL import Image
 
 SCRIPT = Path(__file__).resolve()
@@ -51,10 +60,12 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from local.discord import Playground  # noqa: E402 - after the path above
+from local.discord.gateway import GatewayLimits  # noqa: E402
 from local.discord.state import Event, Upload  # noqa: E402
 
 _DROPPED_PREFIXES = ("RUNPOD_", "GEMINI_", "STORAGE_", "LOCAL_GEMINI_", "DISCORD_", "LEDGER_", "WORKER_")
 KEEPUP = "Can't keep up"
+STOCK_KEEPALIVE = discord_gateway.KeepAliveHandler  # discord.py's, as imported before PeelBot installs its own
 LAG_TICK_S = 0.05
 
 
@@ -106,6 +117,8 @@ async def serve_bot(args: argparse.Namespace) -> None:
     async with open_runtime(settings, worker_env=worker_env) as runtime:
         access = AccessPolicy(admin_user_ids=frozenset({int(args.admin_id)}))
         bot = PeelBot(runtime, access=access, sync_guild_id=int(args.guild_id))
+        if args.stock_keepalive:  # discord.py's own handler, without Peel's backport of #10448: the race shows
+            discord_gateway.KeepAliveHandler = STOCK_KEEPALIVE  # type: ignore[misc]
         await bot.login(args.token)
         connection = asyncio.create_task(bot.connect(reconnect=True))
         await asyncio.wait_for(bot.wait_until_ready(), 60)
@@ -116,13 +129,21 @@ async def serve_bot(args: argparse.Namespace) -> None:
         if watch is not None:
             watch.start()
         sampler = asyncio.create_task(sample_lag(lags, watch))
+        latencies: list[float] = []
+        heartbeats = asyncio.create_task(sample_latency(bot, latencies))
         sys.stdout.write("READY\n")
         sys.stdout.flush()
         await stop.wait()
         sampler.cancel()
+        heartbeats.cancel()
         await bot.close()
         connection.cancel()
-        sys.stdout.write(json.dumps({"lag_p99_ms": 1000 * percentile(lags, 99), "lag_max_ms": 1000 * max(lags)}) + "\n")
+        figures = {
+            "lag_p99_ms": 1000 * percentile(lags, 99),
+            "lag_max_ms": 1000 * max(lags),
+            "heartbeat_latency_max_ms": 1000 * max(latencies, default=0.0),
+        }
+        sys.stdout.write(json.dumps(figures) + "\n")
         sys.stdout.flush()
 
 
@@ -166,6 +187,15 @@ class StallWatch(threading.Thread):
             if ident not in (self.loop_thread, threading.get_ident())
         )
         return stack + others
+
+
+async def sample_latency(bot: Any, latencies: list[float]) -> None:
+    """Record discord.py's heartbeat latency (`bot.latency`, heartbeat to ACK) as it changes."""
+    while True:
+        await asyncio.sleep(0.1)
+        latency = bot.latency
+        if math.isfinite(latency) and (not latencies or latency != latencies[-1]):
+            latencies.append(latency)
 
 
 async def sample_lag(lags: list[float], watch: StallWatch | None = None) -> None:
@@ -274,7 +304,8 @@ async def bench(args: argparse.Namespace) -> dict[str, str]:
     """Run both phases against a bot subprocess and return the figures."""
     with tempfile.TemporaryDirectory(prefix="peel-bench-") as tmp:
         log_path = Path(tmp) / "bot.log"
-        async with Playground(port=0, rate_window_scale=args.rate_scale) as pg:
+        limits = GatewayLimits(heartbeat_interval_ms=round(args.heartbeat_s * 1000))
+        async with Playground(port=0, rate_window_scale=args.rate_scale, gateway_limits=limits) as pg:
             env = {k: v for k, v in os.environ.items() if not k.startswith(_DROPPED_PREFIXES)}
             env["PYTHONPATH"] = str(ROOT)
             env["WORKER_MAX_CONCURRENT_JOBS"] = str(args.jobs_per_worker)
@@ -301,6 +332,8 @@ async def bench(args: argparse.Namespace) -> dict[str, str]:
             lag = json.loads(out.decode().strip().splitlines()[-1]) if out.strip() else {}
             figures["bot_lag_p99_ms"] = f"{lag.get('lag_p99_ms', float('nan')):.0f}"
             figures["bot_lag_max_ms"] = f"{lag.get('lag_max_ms', float('nan')):.0f}"
+            figures["heartbeat_s"] = f"{args.heartbeat_s:g}"
+            figures["heartbeat_latency_max_ms"] = f"{lag.get('heartbeat_latency_max_ms', float('nan')):.0f}"
             figures["keepup_warnings"] = str(log_path.read_text(errors="replace").count(KEEPUP))
             if args.keep_log:
                 shutil.copyfile(log_path, args.keep_log)
@@ -347,7 +380,8 @@ async def phases(pg: Playground, args: argparse.Namespace) -> dict[str, str]:
 def forwarded(args: argparse.Namespace) -> list[str]:
     """Return the options the bot's process needs, as arguments."""
     names = ("workers", "concurrency", "chunk_s", "latency", "draw_px", "rate_scale", "stall_ms")
-    return [f"--{name.replace('_', '-')}={getattr(args, name)}" for name in names]
+    flags = ["--stock-keepalive"] if args.stock_keepalive else []
+    return [f"--{name.replace('_', '-')}={getattr(args, name)}" for name in names] + flags
 
 
 def main() -> None:
@@ -364,6 +398,10 @@ def main() -> None:
     parser.add_argument("--chunk-s", type=float, default=10.0, help="BATCH_CHUNK_S, a batch chunk's target time")
     parser.add_argument("--rate-scale", type=float, default=0.1, help="Discord's rate-limit windows, scaled")
     parser.add_argument("--stall-ms", type=float, default=0, help="log the bot loop's stack when it stalls this long")
+    parser.add_argument("--heartbeat-s", type=float, default=41.25, help="the gateway's heartbeat interval")
+    parser.add_argument(
+        "--stock-keepalive", action="store_true", help="run discord.py's own keep-alive, without Peel's backport"
+    )
     parser.add_argument("--keep-log", help="copy the bot's log here")
     parser.add_argument("--grid-timeout", type=float, default=180.0, help="seconds to wait for a phase's grids")
     parser.add_argument("--batch-timeout", type=float, default=900.0, help="seconds to wait for the batch")
