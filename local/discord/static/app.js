@@ -316,9 +316,12 @@ function renderThreads() {
   if (!threads.length) list.append(h("div", { class: "empty" }, "No threads in this channel yet."));
   for (const t of threads) {
     const last = (S.data.messages[t.id] || []).slice(-1)[0];
+    // As Discord's thread browser: the newest message's first line formatted like message content, cut by CSS.
+    const preview = last ? (last.content ? markdown(last.content.split("\n")[0]) : "📎 attachment") : null;
     list.append(h("div", { class: "thread-card", onclick: () => { S.thread = t.id; render(); }, "data-thread": t.id },
       h("div", { class: "name" }, t.name),
-      h("div", { class: "meta" }, `${t.message_count || 0} messages`, last ? ` · ${displayName(last.author)}: ${(last.content || "📎").slice(0, 60)}` : "")));
+      h("div", { class: "meta" }, `${t.message_count || 0} messages`,
+        last ? [` · ${displayName(last.author)}: `, h("span", { class: "thread-preview", html: preview })] : null)));
   }
 }
 

@@ -1,4 +1,4 @@
-"""The page shows Discord's timestamp mentions (`<t:unix:style>`) as Discord does, never as raw markup."""
+"""The page formats what Discord's client formats: timestamp mentions (`<t:unix:style>`), thread previews."""
 
 from __future__ import annotations
 
@@ -45,3 +45,19 @@ async def test_timestamp_mentions_render_in_each_style_with_the_full_date_as_too
     await expect(first).to_have_attribute("title", "Tuesday, 20 April 2021 at 16:20")
     await expect(message.locator(".timestamp-mention")).to_have_count(10)  # every valid one, not the bad style
     await context.close()
+
+
+@pytest.mark.allow_blocking  # Playwright's driver start-up reads its package files on the loop thread
+async def test_a_thread_card_previews_its_newest_message_formatted_not_as_raw_markdown(
+    pg: Playground, browser: Browser
+):
+    state = pg.state
+    thread = state.create_thread(pg.driver().channel_id("general"), "make it blue", owner_id=state.app_id)
+    content = "🖼️ **First results** (4 of 200): 1. `000.png`\nsecond line"
+    state.create_message(thread["id"], state.bot_user, {"content": content}, {})
+    page = await browser.new_page()
+    await page.goto(pg.url)
+    preview = page.locator(f".thread-card[data-thread='{thread['id']}'] .thread-preview")
+    await expect(preview).to_have_text("🖼️ First results (4 of 200): 1. 000.png")
+    await expect(preview.locator("b")).to_have_text("First results")
+    await page.close()
