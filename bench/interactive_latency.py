@@ -27,6 +27,11 @@ with it, an ACK read before the keep-alive thread records its send reads as one 
 Targets (issue #26): ack p99 under 250 ms while the batch runs; grids finish within one batch chunk's target time
 (`--chunk-s`, BATCH_CHUNK_S) of their idle time; no "Can't keep up" in the bot's log. The bot process also samples
 its event loop's lag (a 50 ms timer's lateness). The last line holds the figures as key=value pairs.
+
+Measured on 2 shared cores (defaults: 0.5 s Gemini calls, 40 in flight, BATCH_CHUNK_S 10): ack p50/p99 3/13 ms
+beside the batch, 3/7 ms idle; grids p50 1.28 s beside it, 1.23 s idle; the batch ~60 images/s; no "Can't keep
+up". Before the batch's plan was decided off the loop (`BatchService._plan_of`), planning its 10,000 items held the
+loop ~0.5 s: ack p99 315 ms, worst 716 ms.
 """
 
 from __future__ import annotations
