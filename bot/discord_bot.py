@@ -13,7 +13,7 @@ from discord.ext import commands
 
 from bot.app.runtime import Runtime
 from bot.app.services import Services
-from bot.exts import EXTENSIONS
+from bot.exts import EXTENSIONS, _keepalive
 from bot.exts._access import AccessPolicy, actor_of, refusal_text
 from bot.exts._errors import error_embed, send_error
 from bot.exts._send import fit_embed
@@ -138,6 +138,9 @@ class PeelBot(commands.Bot):
         # greet every start for nothing. Client.__init__ logs them only while these VoiceClient flags are set
         # (discord/client.py), so they are cleared here, before it runs; the rest of its logging is untouched.
         discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
+        # discord.py 2.7.1 can measure a heartbeat ACK against the previous heartbeat and log "Can't keep up,
+        # websocket is 41 s behind" with no lag at all; the backport of its upstream fix (until a release has it).
+        _keepalive.install()
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=peel_intents(),

@@ -9,6 +9,7 @@ still work after a restart and nothing is queued before Start. Starting submits 
 is the plan id: a second click (or a redelivered interaction) never queues twice.
 """
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import replace
@@ -210,7 +211,6 @@ class BatchService:
                 can be made, or a limit is exceeded.
         """
         variants = await self._variants(request)
-        parsed, params = variants[0]
         shared = await self._take_refs(request.refs)
         try:
             report = await self._intake.zip_file(path)
@@ -218,6 +218,36 @@ class BatchService:
             raise BatchError(f"The ZIP was refused ({exc.reason.value}): {exc.user_message}.") from exc
         if on_intake is not None:
             on_intake(report)
+        # Deciding 10,000 items' prompts and options is ~0.5 s of pure Python: in a thread, so the loop keeps
+        # answering interactions meanwhile (it gets the GIL back every switch interval, 5 ms), where on the loop it
+        # held every user's acknowledgement for that long (bench/interactive_latency.py).
+        plan = await asyncio.to_thread(self._plan_of, report, request, variants, shared, source)
+        del report  # a 10,000-entry report is not held while the plan is checked and stored
+        await self.check_limits(plan, is_admin=request.is_admin, role_ids=request.role_ids)
+        await self._plans.put(plan)
+        log.info(
+            "batch plan %s: %d images, %d skipped",
+            plan.id,
+            len(plan.items),
+            len(plan.skipped),
+            extra={"action": "plan", "plan_id": plan.id},
+        )
+        return plan
+
+    def _plan_of(
+        self,
+        report: IntakeReport,
+        request: BatchRequest,
+        variants: list[tuple[ParsedPrompt, JobParams]],
+        shared: tuple[tuple[str, str], ...],
+        source: str,
+    ) -> BatchPlan:
+        """Return the plan of a ZIP's intake report: each item's prompt, options and images (pure, no I/O).
+
+        Raises:
+            BatchError: the prompt table cannot be read, nothing in it can be made, or it makes too many images.
+        """
+        parsed, params = variants[0]
         keys = {image.name: image.key for image in report.accepted}
         plans = [self._prompts(report, p, params.model) for p, _ in variants]
         prompts = plans[0]
@@ -248,17 +278,7 @@ class BatchService:
             shared_refs=shared,
         )
         check_input_images(plan)
-        del report, prompts, keys  # a 10,000-row table's rows and prompts are not held while the plan is stored
-        await self.check_limits(plan, is_admin=request.is_admin, role_ids=request.role_ids)
-        await self._plans.put(plan)
-        log.info(
-            "batch plan %s: %d images, %d skipped",
-            plan.id,
-            len(plan.items),
-            len(plan.skipped),
-            extra={"action": "plan", "plan_id": plan.id},
-        )
-        return plan
+        return plan  # a 10,000-row table's rows and prompts are not held while the plan is stored
 
     async def _take_refs(self, refs: Sequence[tuple[str, bytes]]) -> tuple[tuple[str, str], ...]:
         """Check and store the shared reference images through the intake (never trusted as they come).

@@ -72,6 +72,7 @@ function markdown(text) {
     const c = channelById(id);
     return `<span class="mention channel-mention" data-channel="${id}">#${escapeHtml(c ? c.name : "unknown")}</span>`;
   });
+  s = s.replace(/&lt;t:(-?\d{1,13})(?::([tTdDfFsSR]))?&gt;/g, (_, unix, style) => timestampMention(Number(unix), style || "f"));
   // Masked links, [text](url) or [text](<url>), as Discord renders them in bot messages; kept aside so the
   // bare-URL rule below does not link their href again.
   const masked = [];
@@ -83,6 +84,45 @@ function markdown(text) {
   s = s.replace(/\u0000(\d+)\u0000/g, (_, i) => masked[Number(i)]);
   return s;
 }
+
+// Discord's timestamp mentions, <t:unix> and <t:unix:style>, shown in the reader's time zone and locale with the
+// full date as a tooltip (https://discord.com/developers/docs/reference#message-formatting-timestamp-styles):
+// t 16:20, T 16:20:30, d 20/04/2021, D 20 April 2021, f (the default) 20 April 2021 16:20,
+// F Tuesday, 20 April 2021 16:20, s 20/04/2021 16:20, S 20/04/2021 16:20:30, R "in 5 minutes" / "2 months ago".
+const TIME = { hour: "2-digit", minute: "2-digit" };
+const LONG_TIME = { ...TIME, second: "2-digit" };
+const SHORT_DATE = { day: "2-digit", month: "2-digit", year: "numeric" };
+const LONG_DATE = { day: "numeric", month: "long", year: "numeric" };
+const TIMESTAMP_STYLES = {
+  t: TIME, T: LONG_TIME, d: SHORT_DATE, D: LONG_DATE, f: { ...LONG_DATE, ...TIME },
+  F: { weekday: "long", ...LONG_DATE, ...TIME }, s: { ...SHORT_DATE, ...TIME }, S: { ...SHORT_DATE, ...LONG_TIME },
+};
+const RELATIVE_UNITS = [["year", 365 * 86400], ["month", 30 * 86400], ["day", 86400], ["hour", 3600], ["minute", 60]];
+
+function relativeTime(unix) {
+  const seconds = unix - Date.now() / 1000;
+  const [unit, size] = RELATIVE_UNITS.find(([, size]) => Math.abs(seconds) >= size) || ["second", 1];
+  return new Intl.RelativeTimeFormat(undefined, { numeric: "always" }).format(Math.trunc(seconds / size), unit);
+}
+
+function timestampText(unix, style) {
+  if (style === "R") return relativeTime(unix);
+  return new Date(unix * 1000).toLocaleString(undefined, TIMESTAMP_STYLES[style]);
+}
+
+function timestampMention(unix, style) {
+  const date = new Date(unix * 1000);
+  if (Number.isNaN(date.getTime())) return `&lt;t:${unix}:${style}&gt;`; // Discord shows what it cannot read as typed
+  const title = escapeHtml(date.toLocaleString(undefined, TIMESTAMP_STYLES.F));
+  return `<span class="timestamp-mention" data-unix="${unix}" data-style="${style}" title="${title}">${escapeHtml(timestampText(unix, style))}</span>`;
+}
+
+// Relative timestamps count as time passes, as Discord's do.
+setInterval(() => {
+  for (const el of document.querySelectorAll(".timestamp-mention[data-style='R']")) {
+    el.textContent = relativeTime(Number(el.dataset.unix));
+  }
+}, 1000);
 
 function timeLabel(iso) {
   const d = new Date(iso);
@@ -276,9 +316,12 @@ function renderThreads() {
   if (!threads.length) list.append(h("div", { class: "empty" }, "No threads in this channel yet."));
   for (const t of threads) {
     const last = (S.data.messages[t.id] || []).slice(-1)[0];
+    // As Discord's thread browser: the newest message's first line formatted like message content, cut by CSS.
+    const preview = last ? (last.content ? markdown(last.content.split("\n")[0]) : "📎 attachment") : null;
     list.append(h("div", { class: "thread-card", onclick: () => { S.thread = t.id; render(); }, "data-thread": t.id },
       h("div", { class: "name" }, t.name),
-      h("div", { class: "meta" }, `${t.message_count || 0} messages`, last ? ` · ${displayName(last.author)}: ${(last.content || "📎").slice(0, 60)}` : "")));
+      h("div", { class: "meta" }, `${t.message_count || 0} messages`,
+        last ? [` · ${displayName(last.author)}: `, h("span", { class: "thread-preview", html: preview })] : null)));
   }
 }
 
