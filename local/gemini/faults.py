@@ -97,6 +97,7 @@ class Faults:
     """What the server does wrong, and when (see the module docstring for each field)."""
 
     latency_s: tuple[float, float] = (0.0, 0.0)
+    next_latencies: list[float] = field(default_factory=list)  # scripted waits, one per request as they arrive
     rate_429: float = 0.0
     rate_5xx: float = 0.0
     retry_delay_s: float = DEFAULT_RETRY_DELAY_S
@@ -157,6 +158,10 @@ class Faults:
             match name:
                 case "latency" | "latency_s":
                     new.latency_s = parse_latency(value)
+                case "next_latencies":
+                    if not isinstance(value, list) or len(value) > 1000:
+                        raise ValueError("next_latencies must be a list of at most 1000 waits in seconds")
+                    new.next_latencies = [parse_latency(v)[0] for v in value]
                 case "rate_429" | "rate_5xx":
                     setattr(new, name, _share(value, name))
                 case "retry_delay_s":

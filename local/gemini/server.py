@@ -48,6 +48,8 @@ Routes:
 `POST /admin/faults` body (every field optional):
 
     {"latency": 0.5 | "0.2-1.5" | [0.2, 1.5],   seconds before each answer (fixed or uniform range)
+     "next_latencies": [0.3, 3, 3],              the next answers wait these seconds, one each in the order the
+                                                 requests arrive (then "latency" again): calls ending apart
      "rate_429": 0.1, "rate_5xx": 0.05,          shares of answers that fail at random (LOCAL_GEMINI_FAULT_SEED)
      "next_429": 2, "retry_delay_s": 7,          the next N answers are 429 with google.rpc.RetryInfo retryDelay
      "next_5xx": 3, "status_5xx": 503,           the next N answers are 5xx (500 and 503 alternate unless given)
@@ -957,7 +959,10 @@ class LocalGemini:
             )
         )
         low, high = self.faults.latency_s
-        if high > 0:
+        if self.faults.next_latencies:
+            wait_s, *self.faults.next_latencies = self.faults.next_latencies
+            await asyncio.sleep(wait_s)
+        elif high > 0:
             await asyncio.sleep(low if low == high else self._rng.uniform(low, high))
         if (injected := self._injected_fault(spec)) is not None:
             if not batch:

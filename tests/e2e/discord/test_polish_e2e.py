@@ -60,7 +60,8 @@ async def test_a_truly_unknown_parameter_is_still_refused_naming_it(stack: PeelS
 
 async def test_a_running_grid_counts_images_as_they_arrive_and_says_how_long_it_should_take(stack: PeelStack):
     d = stack.driver()
-    await set_faults(stack, {"latency": "0.2-4"})  # the four calls end at different moments
+    # The four calls end apart: the first to arrive after 0.3 s, the others after 3 s.
+    await set_faults(stack, {"next_latencies": [0.3, 3, 3, 3]})
     try:
         await imagine(stack, "a slow fox")
 
@@ -71,7 +72,7 @@ async def test_a_running_grid_counts_images_as_they_arrive_and_says_how_long_it_
         assert "of about" in line.content or "longer than the usual" in line.content
         await d.wait_for_message(result_of("a slow fox"), timeout=WAIT_S)
     finally:
-        await set_faults(stack, {"latency": 0})
+        await set_faults(stack, {"latency": 0, "next_latencies": []})
 
 
 async def test_the_message_names_the_reference_images_used(stack: PeelStack):

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from PIL import Image
 
 from local.gemini.server import LocalGemini
@@ -342,3 +343,17 @@ async def test_admin_refuses_reference_hashes_when_not_hex_digests(
 ) -> None:
     async with http.post(local_gemini.url + "/admin/faults", json={"block_image_sha256": ["nope"]}) as resp:
         assert resp.status == 400
+
+
+async def test_next_latencies_hold_the_next_answers_one_each_in_arrival_order(
+    http: aiohttp.ClientSession, local_gemini: LocalGemini
+) -> None:
+    local_gemini.set_faults(next_latencies=[0.5, 0])
+    slow = asyncio.create_task(post(http, local_gemini, body("first")))
+    await asyncio.sleep(0.1)  # the first request is in and waiting
+    fast_status, _ = await post(http, local_gemini, body("second"))  # its own wait is 0, not the first's 0.5
+    assert fast_status == 200 and not slow.done()
+    assert (await slow)[0] == 200
+    assert local_gemini.faults.next_latencies == []  # then "latency" again
+    with pytest.raises(ValueError, match="next_latencies"):
+        local_gemini.set_faults(next_latencies=0.5)
