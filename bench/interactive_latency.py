@@ -345,6 +345,9 @@ async def bench(args: argparse.Namespace) -> dict[str, str]:
     return figures
 
 
+ACK_P99_TARGET_MS = 250.0  # issue #26: acknowledgements while a batch runs, at the 99th percentile
+
+
 async def phases(pg: Playground, args: argparse.Namespace) -> dict[str, str]:
     """Idle imagines, then the batch and imagines beside it from its command on; return the figures."""
     data = await asyncio.to_thread(zip_of, args.items)
@@ -375,6 +378,9 @@ async def phases(pg: Playground, args: argparse.Namespace) -> dict[str, str]:
     slowdown = float(figures["grid_p50_s"]) - float(figures["grid_p50_idle_s"])
     figures["grid_slowdown_s"] = f"{slowdown:.2f}"
     figures["chunk_s"] = f"{args.chunk_s:g}"
+    # The targets as ratios (under 1 meets them): ack p99 over its 250 ms, the grids' slowdown over one chunk's time.
+    figures["ack_p99_over_target"] = f"{float(figures['ack_p99_ms']) / ACK_P99_TARGET_MS:.3f}"
+    figures["grid_slowdown_over_chunk"] = f"{max(0.0, slowdown) / args.chunk_s:.3f}"
     figures["batch_overlapped"] = str(int(overlapped))
     figures["batch_s"] = f"{batch_s:.0f}"
     figures["batch_img_s"] = f"{args.items / batch_s:.1f}"
