@@ -25,6 +25,8 @@ from enum import StrEnum
 from typing import Literal
 from zoneinfo import ZoneInfo
 
+from usertext.controls import strip_controls
+
 MICROS_PER_USD = 1_000_000
 FOUR_K = "4K"
 
@@ -363,8 +365,11 @@ def parse_amount(text: str) -> int | Literal["none", "default"]:
         return DEFAULT_CAP
     match = _AMOUNT.fullmatch(cleaned)
     if match is None:
+        # Quoted as typed, but in one line without controls (bidi overrides included) nor a backtick that would
+        # close the code span and let the rest render as markdown.
+        shown = " ".join(strip_controls(text, replacement=" ").split()).replace("`", "'")[:40] or " "
         raise AmountError(
-            f"`{text.strip()[:40]}` isn't an amount. Give dollars like `5`, `$5` or `2.50`, `none` for no cap, "
+            f"`{shown}` isn't an amount. Give dollars like `5`, `$5` or `2.50`, `none` for no cap, "
             "or `default` for the settings' default."
         )
     value = Decimal(f"{match.group(1)}.{match.group(2) or '0'}")

@@ -51,6 +51,16 @@ def test_the_refusal_says_what_to_type() -> None:
         parse_amount("lots")
 
 
+@pytest.mark.parametrize(
+    ("text", "quoted"),
+    [("\u202e5", "`5`"), ("5\x00\n6", "`5 6`"), ("`@everyone` [x](https://e.com)", "`'@everyone' [x](https://e.com)`")],
+)
+def test_the_refusal_quotes_the_text_in_one_line_without_controls_or_backticks(text: str, quoted: str) -> None:
+    with pytest.raises(AmountError) as refused:
+        parse_amount(text)
+    assert str(refused.value).startswith(f"{quoted} isn't an amount")
+
+
 def test_usage_windows_in_the_budget_zone() -> None:
     now = datetime(2026, 3, 1, 7, 30, tzinfo=UTC)  # still February 28th in Los Angeles (UTC-8)
     assert usage_window("today", now, LA) == (datetime(2026, 2, 28, 8, tzinfo=UTC), datetime(2026, 3, 1, 8, tzinfo=UTC))
