@@ -232,7 +232,7 @@ class DescribeService:
             raise GenerationError(f"Blend takes {BLEND_MIN} to {BLEND_MAX} images; {len(files)} given.")
         ratio = BLEND_SHAPES.get(dimensions)
         if ratio is None:
-            raise GenerationError(f"Dimensions are portrait, square or landscape, not {dimensions!r}.")
+            raise GenerationError(f"Dimensions are portrait, square or landscape, not {code(dimensions)}.")
         keys = await self._generation.take_references(files)
         text = " ".join(f"{BLEND_WORDING} {prompt}".split())
         # No "Blend by" label: the display already says it is a blend ("**Blend of 2 images** - @user").

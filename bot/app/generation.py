@@ -215,7 +215,7 @@ class GenerationService:
         if model is not None:
             resolved = resolve_model(model)
             if resolved is None:
-                raise GenerationError(f"`model {model}`: use flash, pro, flash3 or a full Gemini model name.")
+                raise GenerationError(f"{code('model ' + model)}: use flash, pro, flash3 or a full Gemini model name.")
             options = replace(options, model=resolved)
         prefs = await self.preferences(origin.user_id)
         defaults = PromptParams(
@@ -480,7 +480,7 @@ class GenerationService:
         except ValueError:
             value = float("nan")
         if not low <= value <= high:  # NaN fails both
-            raise GenerationError(f"The zoom must be a number from {low:g} to {high:g}, like 1.5; {text!r} given.")
+            raise GenerationError(f"The zoom must be a number from {low:g} to {high:g}, like 1.5; {code(text)} given.")
         return value
 
     async def region_picker(self, image: Image) -> bytes:

@@ -12,6 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from bot.core.budgets import RoleRule, ScopeKind
+from bot.core.render import code
 
 ALL_MODELS = "all"
 
@@ -92,7 +93,7 @@ def models_value(names: str, aliases: Mapping[str, str]) -> str:
     for name in wanted:
         model = aliases.get(name, name)
         if model not in known:
-            raise ValueError(f"`{name[:40]}` isn't a model; use {', '.join(sorted(aliases))} or `all`.")
+            raise ValueError(f"{code(name, limit=40)} isn't a model; use {', '.join(sorted(aliases))} or `all`.")
         ids.add(model)
     if not ids:
         raise ValueError("Name at least one model, or `all`.")

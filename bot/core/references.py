@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from bot.core.render import code
+
 
 class RefRole(StrEnum):
     """What a reference image is for."""
@@ -101,7 +103,7 @@ def parse_labels(text: str | None, count: int) -> tuple[RefRole | None, ...]:
         try:
             roles[n - 1] = RefRole(word)
         except ValueError:
-            raise RefParseError(f"`refs`: {word!r} is not a role; use style, character or object.") from None
+            raise RefParseError(f"`refs`: {code(word)} is not a role; use style, character or object.") from None
     return tuple(roles)
 
 

@@ -178,3 +178,8 @@ def test_amounts_under_a_dollar_keep_their_cents() -> None:
         "$0.0391",
         "$0.00",
     ]
+
+
+def test_an_unknown_model_is_quoted_without_backticks_or_controls() -> None:
+    with pytest.raises(ValueError, match=r"^`'@everyone' x` isn't a model"):
+        models_value("`@everyone`\u202e x", MODEL_ALIASES)
