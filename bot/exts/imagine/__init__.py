@@ -264,6 +264,9 @@ class ImagineCog(commands.Cog):
                 return
             if action == "vr":
                 await self._region_picker(interaction, job_id, index)
+                # Its job is asked for from the private picker, which does not know this message: the button turns
+                # blue when the picker opens, as the other tools do when their job starts.
+                await self.messages.mark_clicked(interaction)
                 return
             if action == "vrt":
                 await self._image(job_id, index)

@@ -147,6 +147,14 @@ async def test_vary_region_answers_the_clicker_with_the_image_under_a_numbered_g
     assert (select["min_values"], select["max_values"]) == (1, 9)
     assert [o["value"] for o in select["options"]] == [str(n) for n in range(1, 10)]
     assert "box around" in select["placeholder"]
+    # The image's own button turns blue, as a used tool does (its job starts from the private picker).
+    d = stack.driver()
+    await d.wait_for_message(
+        lambda m: (
+            m.id == image.id and any(b.get("label") == "Vary (Region)" and b.get("style") == 1 for b in m.buttons())
+        ),
+        timeout=WAIT_S,
+    )
     async with aiohttp.ClientSession() as http, http.get(picker.attachments[0]["url"]) as resp:
         overlay = Image.open(io.BytesIO(await resp.read())).convert("RGB")
     assert overlay.width / overlay.height == pytest.approx(source.width / source.height, abs=0.01)  # the image's shape
