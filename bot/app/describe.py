@@ -19,14 +19,14 @@ from pathlib import Path
 
 from bot.app.generation import GenerationService
 from bot.app.generation_types import GenerationError, Origin, Prepared, Submitted, job_request
+from bot.app.references import link_downloads, link_policy
 from bot.core.events import JobCancelled, JobFailed, JobFinished
-from bot.core.fetchquota import DownloadLimits, DownloadQuota
 from bot.core.item_errors import item_error_message
 from bot.core.models import ItemInputs, ItemStatus, JobId, JobKind, JobParams, NewItem
 from bot.core.render import code
 from bot.dispatch import Dispatcher
 from bot.ledger import Ledger
-from bot.net.urlfetch import Downloads, FetchError, FetchOptions, UrlPolicy, parse_networks
+from bot.net.urlfetch import FetchError
 from bot.settings import BotSettings
 from storage.base import Store
 from storage.errors import StorageError
@@ -81,23 +81,8 @@ class DescribeService:
         self._generation = generation
         self._intake = UploadIntake(store)
         self._model = settings.gemini_describe_model
-        s = settings
-        self._downloads = Downloads(
-            s.data_dir / "tmp",
-            DownloadQuota(
-                DownloadLimits(
-                    per_user=s.fetch_max_per_user, total=s.fetch_max_total, disk_bytes=s.fetch_disk_budget_bytes
-                )
-            ),
-            FetchOptions(
-                max_bytes=min(MAX_DESCRIBE_BYTES, s.batch_fetch_max_bytes),
-                timeout_s=s.fetch_timeout_s,
-                idle_timeout_s=s.fetch_idle_timeout_s,
-                min_bytes_per_s=s.fetch_min_bytes_per_s,
-                slow_grace_s=s.fetch_slow_grace_s,
-            ),
-        )
-        self._policy = UrlPolicy(parse_networks(s.batch_fetch_allowed_networks))
+        self._downloads = link_downloads(settings, max_bytes=min(MAX_DESCRIBE_BYTES, settings.batch_fetch_max_bytes))
+        self._policy = link_policy(settings)
 
     @property
     def model(self) -> str:

@@ -17,6 +17,32 @@ from bot.settings import BotSettings
 REFERENCE_MAX_BYTES = 50 * 1024 * 1024  # as an attached reference (`bot.exts.imagine._inputs.read_attachments`)
 
 
+def link_downloads(s: BotSettings, *, max_bytes: int) -> Downloads:
+    """Return a downloader of links users give, under the `FETCH_*` settings' slots, disk budget and timeouts.
+
+    `/batch` ZIPs, `/describe` images and reference links each build one (each its own quota), with their own cap
+    of a file's bytes.
+    """
+    return Downloads(
+        s.data_dir / "tmp",
+        DownloadQuota(
+            DownloadLimits(per_user=s.fetch_max_per_user, total=s.fetch_max_total, disk_bytes=s.fetch_disk_budget_bytes)
+        ),
+        FetchOptions(
+            max_bytes=max_bytes,
+            timeout_s=s.fetch_timeout_s,
+            idle_timeout_s=s.fetch_idle_timeout_s,
+            min_bytes_per_s=s.fetch_min_bytes_per_s,
+            slow_grace_s=s.fetch_slow_grace_s,
+        ),
+    )
+
+
+def link_policy(s: BotSettings) -> UrlPolicy:
+    """Return the URL policy of links users give: public addresses only, but `BATCH_FETCH_ALLOWED_NETWORKS`."""
+    return UrlPolicy(parse_networks(s.batch_fetch_allowed_networks))
+
+
 class LinkError(Exception):
     """A reference link could not be fetched; `user_message` says why."""
 
@@ -35,22 +61,7 @@ class ReferenceLinks:
     @classmethod
     def from_settings(cls, s: BotSettings) -> "ReferenceLinks":
         """Return the fetcher `/batch`'s settings describe (its networks, slots and timeouts; 50 MB a file)."""
-        downloads = Downloads(
-            s.data_dir / "tmp",
-            DownloadQuota(
-                DownloadLimits(
-                    per_user=s.fetch_max_per_user, total=s.fetch_max_total, disk_bytes=s.fetch_disk_budget_bytes
-                )
-            ),
-            FetchOptions(
-                max_bytes=REFERENCE_MAX_BYTES,
-                timeout_s=s.fetch_timeout_s,
-                idle_timeout_s=s.fetch_idle_timeout_s,
-                min_bytes_per_s=s.fetch_min_bytes_per_s,
-                slow_grace_s=s.fetch_slow_grace_s,
-            ),
-        )
-        return cls(downloads, UrlPolicy(parse_networks(s.batch_fetch_allowed_networks)))
+        return cls(link_downloads(s, max_bytes=REFERENCE_MAX_BYTES), link_policy(s))
 
     async def fetch(self, url: str, *, user_id: int) -> bytes:
         """Return the bytes behind `url`.
