@@ -16,6 +16,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
+from zoneinfo import ZoneInfo
 
 from bot.app.batchplan import (
     NOTE_PLAN,
@@ -37,12 +38,13 @@ from bot.app.batchplan import (
 )
 from bot.app.budgets import BUDGET_TITLE, BudgetError, BudgetService, plan_cost
 from bot.app.downloads import ZipDownload, build_zip, copy_out
+from bot.app.references import link_downloads
 from bot.app.runtime import Runtime
 from bot.core.admission import REFUSAL_TITLE
 from bot.core.batch import BatchEstimate, BatchLimits, BatchLoad, Speed, default_speed, limit_refusal
 from bot.core.budget_text import plan_budget_line
+from bot.core.budgets import Refused
 from bot.core.deployment import relax_available
-from bot.core.fetchquota import DownloadLimits, DownloadQuota
 from bot.core.manifest import ManifestHeader, ManifestRow, batch_rows
 from bot.core.models import (
     Group,
@@ -80,7 +82,7 @@ from bot.dispatch import CancelResult, SubmitResult, Subscription
 from bot.ledger import NOTE_HOLD_FROM
 from bot.ledger.errors import BudgetRefusedError
 from bot.ledger.store import new_id
-from bot.net.urlfetch import Downloads, FetchError, FetchOptions, FetchRefusedError, UrlPolicy, parse_networks
+from bot.net.urlfetch import FetchError, FetchRefusedError, UrlPolicy, parse_networks
 from storage.errors import ObjectNotFoundError
 from storage.intake import (
     AcceptedImage,
@@ -121,21 +123,7 @@ class BatchService:
             max_parallel_checks=runtime.settings.intake_parallel_checks,
         )
         s = runtime.settings
-        self._downloads = Downloads(
-            s.data_dir / "tmp",
-            DownloadQuota(
-                DownloadLimits(
-                    per_user=s.fetch_max_per_user, total=s.fetch_max_total, disk_bytes=s.fetch_disk_budget_bytes
-                )
-            ),
-            FetchOptions(
-                max_bytes=s.batch_fetch_max_bytes,
-                timeout_s=s.fetch_timeout_s,
-                idle_timeout_s=s.fetch_idle_timeout_s,
-                min_bytes_per_s=s.fetch_min_bytes_per_s,
-                slow_grace_s=s.fetch_slow_grace_s,
-            ),
-        )
+        self._downloads = link_downloads(s, max_bytes=s.batch_fetch_max_bytes)
         allowed = parse_networks(s.batch_fetch_allowed_networks)
         self._url_policy = UrlPolicy(allowed)
         # An attachment's URL is Discord's CDN, from Discord's own interaction data; the playground serves it on
@@ -729,8 +717,13 @@ class BatchService:
             trial=trial,
             relax=relax,
             recorded_usd=recorded,
-            budget_line=None if refused is None else budget_paused_line(refused, self._rt.settings.budget_config().tz),
+            budget_line=None if refused is None else self.budget_paused_text(refused),
         )
+
+    def budget_paused_text(self, refused: Refused) -> str:
+        """Return what a batch paused at a money cap says: which cap, what counts, its reset in the budget zone."""
+        tz = self._budgets.tz if self._budgets is not None else ZoneInfo(self._rt.settings.budget_timezone)
+        return budget_paused_line(refused, tz)
 
     async def job_cost(self, job_id: JobId) -> float | None:
         """Return what a batch was recorded to have cost in USD (Gemini's reported usage priced, RunPod time).

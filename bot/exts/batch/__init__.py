@@ -34,7 +34,6 @@ from bot.core.models import Group, Job, JobId, JobKind, JobStatus, UserId
 from bot.core.render import (
     CUSTOM_ID_PREFIX,
     CustomId,
-    budget_paused_line,
     discord_time,
     echo,
     fresh_zip_line,
@@ -232,7 +231,7 @@ class BatchCog(commands.Cog):
         where = await self.service.message_of(job.id, STATUS)
         if where is None:
             return
-        text = f"<@{job.owner_id}> {budget_paused_line(refused, self._rt.settings.budget_config().tz)}"
+        text = f"<@{job.owner_id}> {self.service.budget_paused_text(refused)}"
         try:
             await self.bot.get_partial_messageable(where[0]).send(
                 content=fit_content(text),
