@@ -12,7 +12,6 @@ the ledger's images are exactly the outputs in the store.
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from datetime import timedelta
 from pathlib import Path
 
 import aiohttp
@@ -62,7 +61,9 @@ async def test_cancelling_a_2000_item_batch_under_runpod_limits_answers_at_once_
         gemini_concurrency=CHUNKS,
         max_chunk_concurrency=1,
         chunks=ChunkPolicy(max_batch_items=10),
-        cancel_settle=timedelta(seconds=1),
+        # Production's wait (5 s) for a stopped worker to finish writing the images it made: at 1 s, a worker
+        # slowed by the other suites on the same cores wrote some after their chunk was settled, unrecorded.
+        cancel_settle=DispatchPolicy().cancel_settle,
     )
     store = open_store(store_url)
     ledger = await Ledger.open(tmp_path / "ledger.sqlite3")
